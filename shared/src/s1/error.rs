@@ -1,0 +1,169 @@
+use serde::Deserialize;
+use std::time::Duration;
+
+/// One entry of S1's error envelope: `{"errors":[{"code","title","detail"}]}`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct S1ErrorBody {
+    /// S1's numeric error code, e.g. `4010010` (authentication failed).
+    #[serde(default)]
+    pub code: Option<i64>,
+    /// Short title, e.g. "Authentication Failed".
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Longer detail, often null.
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+impl S1ErrorBody {
+    fn describe(&self) -> String {
+        let mut s = String::new();
+        if let Some(code) = self.code {
+            s.push_str(&format!("code {code}"));
+        }
+        for part in [&self.title, &self.detail].into_iter().flatten() {
+            if !s.is_empty() {
+                s.push_str(": ");
+            }
+            s.push_str(part);
+        }
+        if s.is_empty() {
+            s.push_str("no error details in the body");
+        }
+        s
+    }
+}
+
+/// Everything that can go wrong talking to S1, classified by what the caller should do.
+///
+/// `endpoint` is the API path (never the query string's secrets: S1 takes the token only in a
+/// header, so paths and queries carry none).
+#[derive(Debug, thiserror::Error)]
+pub enum S1Error {
+    /// HTTP 401 (code 4010010): the token is wrong, expired or revoked. Not retryable; re-read
+    /// the token once, then alert.
+    #[error("S1 rejected the API token on {endpoint} (HTTP 401, {}): the token is wrong, expired or revoked; check it and its expiry date", .body.describe())]
+    Unauthorized { endpoint: String, body: S1ErrorBody },
+
+    /// HTTP 403: the token's scope or role does not allow this call (4030010: a site-scoped
+    /// token calling `/accounts`).
+    #[error("S1 refused {endpoint} (HTTP 403, {}): the token's scope or role does not allow it", .body.describe())]
+    Forbidden { endpoint: String, body: S1ErrorBody },
+
+    /// HTTP 400: S1 judged the request invalid (4000010: validation error, e.g. a bad cursor).
+    #[error("S1 rejected the request to {endpoint} as invalid (HTTP 400, {})", .body.describe())]
+    BadRequest { endpoint: String, body: S1ErrorBody },
+
+    /// HTTP 404: no such resource (an unknown id, or a path this console does not have).
+    #[error("S1 has no such resource: {endpoint} (HTTP 404, {})", .body.describe())]
+    NotFound { endpoint: String, body: S1ErrorBody },
+
+    /// HTTP 429 on every attempt of the retry budget.
+    #[error(
+        "S1 kept rate-limiting {endpoint} (HTTP 429) through {attempts} attempts; try again later"
+    )]
+    RateLimited {
+        endpoint: String,
+        attempts: u32,
+        /// The last `Retry-After` S1 sent, if any.
+        retry_after: Option<Duration>,
+    },
+
+    /// HTTP 5xx on every attempt of the retry budget (or once, for a call that is unsafe to
+    /// repeat).
+    #[error("S1 failed on {endpoint} with HTTP {status} ({}) through {attempts} attempts; S1 may be down", .body.describe())]
+    Server {
+        endpoint: String,
+        status: u16,
+        attempts: u32,
+        body: S1ErrorBody,
+    },
+
+    /// The connection failed, timed out or was cut, through the retry budget.
+    #[error("could not complete the call to S1 {endpoint} through {attempts} attempts: {source}")]
+    Transport {
+        endpoint: String,
+        attempts: u32,
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// S1 answered 2xx but the body is not what the API promises.
+    #[error("S1 answered {endpoint} with a body that does not decode at `{path}`: {message}")]
+    Decode {
+        endpoint: String,
+        /// JSON path of the field that failed, e.g. `data[3].threatInfo.updatedAt`.
+        path: String,
+        message: String,
+    },
+
+    /// Any other non-2xx status.
+    #[error("S1 answered {endpoint} with unexpected HTTP {status} ({})", .body.describe())]
+    UnexpectedStatus {
+        endpoint: String,
+        status: u16,
+        body: S1ErrorBody,
+    },
+
+    /// The call was refused before it was sent (bad base URL, limit out of range, an empty id
+    /// filter that would touch every threat, a token unusable in a header).
+    #[error("invalid S1 request: {0}")]
+    InvalidRequest(String),
+}
+
+impl S1Error {
+    /// True when trying the same call later may succeed (rate limits, 5xx, network).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            S1Error::RateLimited { .. } | S1Error::Server { .. } | S1Error::Transport { .. }
+        )
+    }
+
+    /// True for a 401: the token must be re-read or replaced.
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self, S1Error::Unauthorized { .. })
+    }
+
+    /// S1's numeric error code, when the error body carried one.
+    pub fn code(&self) -> Option<i64> {
+        match self {
+            S1Error::Unauthorized { body, .. }
+            | S1Error::Forbidden { body, .. }
+            | S1Error::BadRequest { body, .. }
+            | S1Error::NotFound { body, .. }
+            | S1Error::Server { body, .. }
+            | S1Error::UnexpectedStatus { body, .. } => body.code,
+            _ => None,
+        }
+    }
+
+    /// The HTTP status S1 answered with, when there was one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            S1Error::Unauthorized { .. } => Some(401),
+            S1Error::Forbidden { .. } => Some(403),
+            S1Error::BadRequest { .. } => Some(400),
+            S1Error::NotFound { .. } => Some(404),
+            S1Error::RateLimited { .. } => Some(429),
+            S1Error::Server { status, .. } | S1Error::UnexpectedStatus { status, .. } => {
+                Some(*status)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Parses S1's error envelope leniently: a body that is not the envelope still yields an error
+/// with the status, just without details.
+pub(crate) fn parse_error_body(bytes: &[u8]) -> S1ErrorBody {
+    #[derive(Deserialize)]
+    struct Envelope {
+        #[serde(default)]
+        errors: Vec<S1ErrorBody>,
+    }
+    serde_json::from_slice::<Envelope>(bytes)
+        .ok()
+        .and_then(|e| e.errors.into_iter().next())
+        .unwrap_or_default()
+}

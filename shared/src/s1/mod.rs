@@ -1,0 +1,17 @@
+//! SentinelOne Management API v2.1 client.
+//!
+//! [`S1Client`] speaks to one console with one token. It pages with cursors as streams (one page
+//! in memory at a time), retries what is safe to retry, keeps under S1's per-endpoint rate
+//! limits itself, and turns every failure into an [`S1Error`] that says what to do about it.
+
+mod client;
+pub mod dto;
+mod error;
+mod ratelimit;
+
+pub use client::{
+    AgentQuery, ClientOptions, CloudAlertQuery, MAX_PAGE_LIMIT, Page, RequestObserver,
+    RequestRecord, RetryPolicy, S1Client, SiteQuery, SortOrder, ThreatQuery, ThreatSort,
+};
+pub use error::{S1Error, S1ErrorBody};
+pub use ratelimit::{EndpointFamily, RateLimits};
