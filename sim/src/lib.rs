@@ -1,1 +1,24 @@
+//! `s1-bridge-sim`: a SentinelOne Management API v2.1 simulator.
+#![recursion_limit = "256"]
+//!
+//! It serves the endpoints s1-bridge uses with S1's paths, parameters, envelopes, paging and
+//! error bodies; it is stateful (writes change later reads and bump `updatedAt`), seeded and
+//! deterministic, and injects faults on demand through a small control API under `/_sim/`.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! let sim = s1_bridge_sim::Sim::start(s1_bridge_sim::SimConfig::default()).await.unwrap();
+//! println!("console at {}, token {}", sim.base_url(), s1_bridge_sim::DEFAULT_TOKEN);
+//! # }
+//! ```
 
+mod control;
+mod faults;
+mod render;
+mod server;
+mod world;
+
+pub use control::{ControlError, RequestLogEntry, SimControl, SimStats};
+pub use faults::{FaultKind, FaultRule};
+pub use server::Sim;
+pub use world::{CursorEnd, SimConfig, TokenScope, TokenSpec, DEFAULT_TOKEN};

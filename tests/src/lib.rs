@@ -1,1 +1,46 @@
+//! Support for the cross-crate integration tests: paths to the project's shared material, a
+//! simulator-plus-client harness, and a Swagger 2.0 schema checker.
 
+pub mod swagger;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use s1_bridge_sim::{DEFAULT_TOKEN, Sim, SimConfig};
+use s1_shared::ApiToken;
+use s1_shared::s1::{ClientOptions, RateLimits, RetryPolicy, S1Client};
+
+/// The project's read-only `shared/` folder (docs, fixtures, the vendor's swagger), which sits
+/// beside the repository checkout.
+pub fn project_shared_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared");
+    assert!(dir.join("s1-openapi").is_dir(), "the project's shared/ folder is missing at {}", dir.display());
+    dir
+}
+
+/// Client options for tests: S1's real rate limits, but short backoffs so retries are quick.
+pub fn fast_retry_options() -> ClientOptions {
+    ClientOptions {
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(5),
+        retry: RetryPolicy {
+            max_attempts: 4,
+            min_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(100),
+            max_retry_after: Duration::from_secs(5),
+        },
+        rate_limits: RateLimits::default(),
+    }
+}
+
+/// A simulator and a tenant-scope client pointed at it.
+pub async fn sim_and_client(config: SimConfig) -> (Sim, S1Client) {
+    let sim = Sim::start(config).await.expect("simulator starts");
+    let client = client_for(&sim, DEFAULT_TOKEN, fast_retry_options());
+    (sim, client)
+}
+
+/// A client for `sim` with `token`.
+pub fn client_for(sim: &Sim, token: &str, options: ClientOptions) -> S1Client {
+    S1Client::new(&sim.base_url(), &ApiToken::new(token), options).expect("client builds")
+}

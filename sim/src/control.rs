@@ -1,0 +1,130 @@
+//! A typed client for the simulator's control API (`/_sim/...`), used by tests and the demo.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::faults::FaultRule;
+use crate::world::{CursorEnd, TokenSpec};
+
+/// One API request the simulator received.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RequestLogEntry {
+    pub method: String,
+    /// Path after `/web/api/v2.1`.
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    /// The JSON body, for requests that had one.
+    pub body: Option<Value>,
+    /// Milliseconds since the simulator started.
+    pub at_ms: u64,
+}
+
+/// Sizes and per-endpoint request counts.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SimStats {
+    pub accounts: usize,
+    pub sites: usize,
+    pub agents: usize,
+    pub threats: usize,
+    pub cloud_alerts: usize,
+    /// `"GET /threats"` -> count.
+    pub requests: std::collections::HashMap<String, u64>,
+}
+
+/// A control-API call failed.
+#[derive(Debug, thiserror::Error)]
+#[error("simulator control call {what} failed: {source}")]
+pub struct ControlError {
+    what: &'static str,
+    #[source]
+    source: reqwest::Error,
+}
+
+/// Client of a simulator's control API.
+#[derive(Debug, Clone)]
+pub struct SimControl {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl SimControl {
+    /// For the simulator at `base_url` (its origin).
+    pub fn new(base_url: &str) -> Self {
+        Self { base: base_url.trim_end_matches('/').to_owned(), http: reqwest::Client::new() }
+    }
+
+    async fn send(&self, what: &'static str, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ControlError> {
+        req.send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|source| ControlError { what, source })
+    }
+
+    /// Installs a fault rule.
+    ///
+    /// # Errors
+    /// When the simulator cannot be reached or refuses the rule.
+    pub async fn add_fault(&self, rule: &FaultRule) -> Result<(), ControlError> {
+        self.send("add_fault", self.http.post(format!("{}/_sim/faults", self.base)).json(rule)).await.map(drop)
+    }
+
+    /// Removes every fault rule.
+    ///
+    /// # Errors
+    /// When the simulator cannot be reached.
+    pub async fn clear_faults(&self) -> Result<(), ControlError> {
+        self.send("clear_faults", self.http.delete(format!("{}/_sim/faults", self.base))).await.map(drop)
+    }
+
+    /// Adds (or replaces) an accepted token.
+    ///
+    /// # Errors
+    /// When the simulator cannot be reached.
+    pub async fn add_token(&self, spec: &TokenSpec) -> Result<(), ControlError> {
+        self.send("add_token", self.http.post(format!("{}/_sim/tokens", self.base)).json(spec)).await.map(drop)
+    }
+
+    /// Chooses how last pages spell "no next cursor".
+    ///
+    /// # Errors
+    /// When the simulator cannot be reached.
+    pub async fn set_cursor_end(&self, end: CursorEnd) -> Result<(), ControlError> {
+        let body = json!({ "cursor_end": end });
+        self.send("set_cursor_end", self.http.post(format!("{}/_sim/settings", self.base)).json(&body)).await.map(drop)
+    }
+
+    /// Every API request received so far (capped at the newest 100,000).
+    ///
+    /// # Errors
+    /// When the simulator cannot be reached.
+    pub async fn requests(&self) -> Result<Vec<RequestLogEntry>, ControlError> {
+        let r = self.send("requests", self.http.get(format!("{}/_sim/requests", self.base))).await?;
+        r.json().await.map_err(|source| ControlError { what: "requests", source })
+    }
+
+    /// Forgets the request log and counters.
+    ///
+    /// # Errors
+    /// When the simulator cannot be reached.
+    pub async fn clear_requests(&self) -> Result<(), ControlError> {
+        self.send("clear_requests", self.http.delete(format!("{}/_sim/requests", self.base))).await.map(drop)
+    }
+
+    /// Sizes and request counts.
+    ///
+    /// # Errors
+    /// When the simulator cannot be reached.
+    pub async fn stats(&self) -> Result<SimStats, ControlError> {
+        let r = self.send("stats", self.http.get(format!("{}/_sim/stats", self.base))).await?;
+        r.json().await.map_err(|source| ControlError { what: "stats", source })
+    }
+
+    /// A threat as S1 would render it, plus its `notes`.
+    ///
+    /// # Errors
+    /// When the simulator cannot be reached or has no such threat.
+    pub async fn threat(&self, id: &str) -> Result<Value, ControlError> {
+        let r = self.send("threat", self.http.get(format!("{}/_sim/threats/{id}", self.base))).await?;
+        r.json().await.map_err(|source| ControlError { what: "threat", source })
+    }
+}
