@@ -78,8 +78,9 @@ const FAMILIES: [EndpointFamily; 8] = [
     EndpointFamily::System,
 ];
 
-/// One token-bucket limiter per family. The burst equals one second's quota: S1 publishes a
-/// larger burst for some families, but staying at the steady rate is what keeps us clear of 429s.
+/// One GCRA limiter per family, with no burst: calls are spaced evenly at the family's rate, so
+/// no one-second window ever holds more than the limit (a full burst followed by a full second
+/// of refill would hold twice the limit, which is how a well-meaning client earns 429s).
 pub(crate) struct Limiters {
     limiters: Vec<(EndpointFamily, DefaultDirectRateLimiter)>,
 }
@@ -91,7 +92,7 @@ impl Limiters {
             .map(|&f| {
                 let rate =
                     NonZeroU32::new(limits.per_second(f).max(1)).expect("max(1) is non-zero");
-                (f, RateLimiter::direct(Quota::per_second(rate)))
+                (f, RateLimiter::direct(Quota::per_second(rate).allow_burst(NonZeroU32::MIN)))
             })
             .collect();
         Self { limiters }
