@@ -43,8 +43,7 @@ fn decode_any(rel: &str) {
         "synthetic/system_info.json" => drop(load::<DataEnvelope<SystemInfo>>(rel)),
         "synthetic/system_status.json" => drop(load::<DataEnvelope<SystemStatus>>(rel)),
         "synthetic/threat_notes_list.json" => drop(load::<ListEnvelope<Vec<Note>>>(rel)),
-        "synthetic/threats_incident_update_result.json"
-        | "synthetic/threats_analyst_verdict_result.json" => {
+        "synthetic/threats_incident_update_result.json" | "synthetic/threats_analyst_verdict_result.json" => {
             drop(load::<DataEnvelope<ThreatActionResult>>(rel))
         }
         r if r.starts_with("synthetic/error_") => {
@@ -67,11 +66,7 @@ fn every_s1_fixture_decodes() {
         for entry in std::fs::read_dir(dir.join(sub)).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "json") {
-                let rel = path
-                    .strip_prefix(&dir)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
+                let rel = path.strip_prefix(&dir).unwrap().to_string_lossy().into_owned();
                 decode_any(&rel);
                 seen += 1;
             }
@@ -83,10 +78,7 @@ fn every_s1_fixture_decodes() {
 #[test]
 fn real_threats_fixture_keeps_what_correlation_needs() {
     let page: ListEnvelope<Vec<Threat>> = load("threats_list_v21_same_agent.json");
-    assert!(
-        page.pagination.is_none(),
-        "the recording has no pagination key"
-    );
+    assert!(page.pagination.is_none(), "the recording has no pagination key");
     let threats = page.data;
     assert_eq!(threats.len(), 4);
     for t in &threats {
@@ -97,15 +89,8 @@ fn real_threats_fixture_keeps_what_correlation_needs() {
             "threat {}",
             t.id
         );
-        assert!(
-            t.threat_info.updated_at.is_some(),
-            "threat {} lost updatedAt",
-            t.id
-        );
-        assert_eq!(
-            t.threat_info.incident_status,
-            Some(IncidentStatus::Resolved)
-        );
+        assert!(t.threat_info.updated_at.is_some(), "threat {} lost updatedAt", t.id);
+        assert_eq!(t.threat_info.incident_status, Some(IncidentStatus::Resolved));
     }
     let shared: Vec<_> = threats
         .iter()
@@ -144,14 +129,7 @@ fn paging_end_markers() {
     assert_eq!(p2.pagination.unwrap().next(), None);
     assert!(!p1.data.sites.is_empty());
     let token: ListEnvelope<Vec<ServiceUser>> = load("service_users_list.json");
-    assert!(
-        token.data[0]
-            .api_token
-            .as_ref()
-            .unwrap()
-            .expires_at
-            .is_some()
-    );
+    assert!(token.data[0].api_token.as_ref().unwrap().expires_at.is_some());
 }
 
 #[test]
@@ -159,10 +137,7 @@ fn action_results_are_per_threat() {
     let r: DataEnvelope<ThreatActionResult> = load("synthetic/threats_incident_update_result.json");
     assert_eq!(r.data.affected, 1);
     assert_eq!(r.data.details[0].result, Some(ActionResult::Updated));
-    assert_eq!(
-        r.data.details[0].analyst_verdict,
-        Some(ActionResult::Updated)
-    );
+    assert_eq!(r.data.details[0].analyst_verdict, Some(ActionResult::Updated));
 }
 
 #[test]

@@ -50,7 +50,10 @@ pub struct SimControl {
 impl SimControl {
     /// For the simulator at `base_url` (its origin).
     pub fn new(base_url: &str) -> Self {
-        Self { base: base_url.trim_end_matches('/').to_owned(), http: reqwest::Client::new() }
+        Self {
+            base: base_url.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+        }
     }
 
     async fn send(&self, what: &'static str, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ControlError> {
@@ -65,7 +68,12 @@ impl SimControl {
     /// # Errors
     /// When the simulator cannot be reached or refuses the rule.
     pub async fn add_fault(&self, rule: &FaultRule) -> Result<(), ControlError> {
-        self.send("add_fault", self.http.post(format!("{}/_sim/faults", self.base)).json(rule)).await.map(drop)
+        self.send(
+            "add_fault",
+            self.http.post(format!("{}/_sim/faults", self.base)).json(rule),
+        )
+        .await
+        .map(drop)
     }
 
     /// Removes every fault rule.
@@ -73,7 +81,9 @@ impl SimControl {
     /// # Errors
     /// When the simulator cannot be reached.
     pub async fn clear_faults(&self) -> Result<(), ControlError> {
-        self.send("clear_faults", self.http.delete(format!("{}/_sim/faults", self.base))).await.map(drop)
+        self.send("clear_faults", self.http.delete(format!("{}/_sim/faults", self.base)))
+            .await
+            .map(drop)
     }
 
     /// Adds (or replaces) an accepted token.
@@ -81,7 +91,12 @@ impl SimControl {
     /// # Errors
     /// When the simulator cannot be reached.
     pub async fn add_token(&self, spec: &TokenSpec) -> Result<(), ControlError> {
-        self.send("add_token", self.http.post(format!("{}/_sim/tokens", self.base)).json(spec)).await.map(drop)
+        self.send(
+            "add_token",
+            self.http.post(format!("{}/_sim/tokens", self.base)).json(spec),
+        )
+        .await
+        .map(drop)
     }
 
     /// Chooses how last pages spell "no next cursor".
@@ -90,7 +105,12 @@ impl SimControl {
     /// When the simulator cannot be reached.
     pub async fn set_cursor_end(&self, end: CursorEnd) -> Result<(), ControlError> {
         let body = json!({ "cursor_end": end });
-        self.send("set_cursor_end", self.http.post(format!("{}/_sim/settings", self.base)).json(&body)).await.map(drop)
+        self.send(
+            "set_cursor_end",
+            self.http.post(format!("{}/_sim/settings", self.base)).json(&body),
+        )
+        .await
+        .map(drop)
     }
 
     /// Every API request received so far (capped at the newest 100,000).
@@ -98,8 +118,13 @@ impl SimControl {
     /// # Errors
     /// When the simulator cannot be reached.
     pub async fn requests(&self) -> Result<Vec<RequestLogEntry>, ControlError> {
-        let r = self.send("requests", self.http.get(format!("{}/_sim/requests", self.base))).await?;
-        r.json().await.map_err(|source| ControlError { what: "requests", source })
+        let r = self
+            .send("requests", self.http.get(format!("{}/_sim/requests", self.base)))
+            .await?;
+        r.json().await.map_err(|source| ControlError {
+            what: "requests",
+            source,
+        })
     }
 
     /// Forgets the request log and counters.
@@ -107,7 +132,12 @@ impl SimControl {
     /// # Errors
     /// When the simulator cannot be reached.
     pub async fn clear_requests(&self) -> Result<(), ControlError> {
-        self.send("clear_requests", self.http.delete(format!("{}/_sim/requests", self.base))).await.map(drop)
+        self.send(
+            "clear_requests",
+            self.http.delete(format!("{}/_sim/requests", self.base)),
+        )
+        .await
+        .map(drop)
     }
 
     /// Sizes and request counts.
@@ -115,7 +145,9 @@ impl SimControl {
     /// # Errors
     /// When the simulator cannot be reached.
     pub async fn stats(&self) -> Result<SimStats, ControlError> {
-        let r = self.send("stats", self.http.get(format!("{}/_sim/stats", self.base))).await?;
+        let r = self
+            .send("stats", self.http.get(format!("{}/_sim/stats", self.base)))
+            .await?;
         r.json().await.map_err(|source| ControlError { what: "stats", source })
     }
 
@@ -124,7 +156,9 @@ impl SimControl {
     /// # Errors
     /// When the simulator cannot be reached or has no such threat.
     pub async fn threat(&self, id: &str) -> Result<Value, ControlError> {
-        let r = self.send("threat", self.http.get(format!("{}/_sim/threats/{id}", self.base))).await?;
+        let r = self
+            .send("threat", self.http.get(format!("{}/_sim/threats/{id}", self.base)))
+            .await?;
         r.json().await.map_err(|source| ControlError { what: "threat", source })
     }
 }

@@ -45,7 +45,13 @@ pub enum FaultKind {
 impl FaultRule {
     /// `count` requests to `path` (any method) get `fault`.
     pub fn new(path: impl Into<String>, fault: FaultKind, count: u32) -> Self {
-        Self { method: None, path: path.into(), after: 0, count, fault }
+        Self {
+            method: None,
+            path: path.into(),
+            after: 0,
+            count,
+            fault,
+        }
     }
 
     /// Only requests with this method.

@@ -21,4 +21,4 @@ mod world;
 pub use control::{ControlError, RequestLogEntry, SimControl, SimStats};
 pub use faults::{FaultKind, FaultRule};
 pub use server::Sim;
-pub use world::{CursorEnd, SimConfig, TokenScope, TokenSpec, DEFAULT_TOKEN};
+pub use world::{CursorEnd, DEFAULT_TOKEN, SimConfig, TokenScope, TokenSpec};

@@ -28,7 +28,9 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
     let a = Args::parse();
     let config = SimConfig {
         seed: a.seed,
@@ -41,8 +43,14 @@ async fn main() -> std::io::Result<()> {
         ..SimConfig::default()
     };
     let sim = Sim::start_on(config, a.listen).await?;
-    println!("S1 simulator at {} (API under /web/api/v2.1, control under /_sim)", sim.base_url());
-    println!("token: {DEFAULT_TOKEN} (tenant scope, expires in {} days)", a.token_days);
+    println!(
+        "S1 simulator at {} (API under /web/api/v2.1, control under /_sim)",
+        sim.base_url()
+    );
+    println!(
+        "token: {DEFAULT_TOKEN} (tenant scope, expires in {} days)",
+        a.token_days
+    );
     sim.wait().await;
     Ok(())
 }

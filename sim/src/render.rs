@@ -228,7 +228,11 @@ fn licenses() -> Value {
 pub(crate) fn account(w: &World, i: usize) -> Value {
     let a = &w.accounts[i];
     let sites = w.sites.iter().filter(|s| s.account == i).count();
-    let agents = w.agents.iter().filter(|ag| w.sites[ag.site].account == i && ag.is_active).count();
+    let agents = w
+        .agents
+        .iter()
+        .filter(|ag| w.sites[ag.site].account == i && ag.is_active)
+        .count();
     json!({
         "id": a.id.to_string(),
         "name": a.name,

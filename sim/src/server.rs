@@ -87,7 +87,11 @@ impl Sim {
                 }
             }
         });
-        Ok(Sim { addr, shared, stop: Some(stop) })
+        Ok(Sim {
+            addr,
+            shared,
+            stop: Some(stop),
+        })
     }
 
     /// The console origin, e.g. `http://127.0.0.1:41234` (the API is under `/web/api/v2.1`).
@@ -195,10 +199,22 @@ struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, code: i64, title: &'static str, detail: Option<&str>) -> Self {
-        Self { status, code, title, detail: detail.map(str::to_owned), retry_after: None }
+        Self {
+            status,
+            code,
+            title,
+            detail: detail.map(str::to_owned),
+            retry_after: None,
+        }
     }
     fn validation(detail: impl Into<String>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, code: 4000010, title: "Validation Error", detail: Some(detail.into()), retry_after: None }
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code: 4000010,
+            title: "Validation Error",
+            detail: Some(detail.into()),
+            retry_after: None,
+        }
     }
     fn auth() -> Self {
         Self::new(StatusCode::UNAUTHORIZED, 4010010, "Authentication Failed", None)
@@ -226,12 +242,21 @@ fn ok(v: Value) -> ApiResult {
 
 async fn faults_and_log(State(shared): State<Shr>, req: Request, next: Next) -> Response {
     let method = req.method().to_string();
-    let path = req.uri().path().strip_prefix(API).unwrap_or(req.uri().path()).to_owned();
+    let path = req
+        .uri()
+        .path()
+        .strip_prefix(API)
+        .unwrap_or(req.uri().path())
+        .to_owned();
     let query: Vec<(String, String)> = req.uri().query().map(url_pairs).unwrap_or_default();
     // Bodies are small JSON documents; keep a parsed copy for tests that check what was sent.
     let (parts, body) = req.into_parts();
     let bytes = to_bytes(body, 1 << 20).await.unwrap_or_default();
-    let logged_body = if bytes.is_empty() { None } else { Some(serde_json::from_slice(&bytes).unwrap_or(Value::Null)) };
+    let logged_body = if bytes.is_empty() {
+        None
+    } else {
+        Some(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    };
     let req = Request::from_parts(parts, Body::from(bytes));
     {
         let at_ms = shared.started.elapsed().as_millis() as u64;
@@ -239,14 +264,29 @@ async fn faults_and_log(State(shared): State<Shr>, req: Request, next: Next) -> 
         if log.len() >= REQUEST_LOG_CAP {
             log.remove(0);
         }
-        log.push(RequestLogEntry { method: method.clone(), path: path.clone(), query, body: logged_body, at_ms });
+        log.push(RequestLogEntry {
+            method: method.clone(),
+            path: path.clone(),
+            query,
+            body: logged_body,
+            at_ms,
+        });
     }
-    *shared.counts.lock().unwrap_or_else(|e| e.into_inner()).entry(format!("{method} {path}")).or_default() += 1;
+    *shared
+        .counts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(format!("{method} {path}"))
+        .or_default() += 1;
 
     let fault = shared.world().faults.take(&method, &path);
     match fault {
         None => next.run(req).await,
-        Some(FaultKind::Status { status, retry_after, code }) => {
+        Some(FaultKind::Status {
+            status,
+            retry_after,
+            code,
+        }) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let (default_code, title) = match status.as_u16() {
                 429 => (4290010, "Too Many Requests"),
@@ -269,7 +309,9 @@ async fn faults_and_log(State(shared): State<Shr>, req: Request, next: Next) -> 
             let (mut parts, body) = resp.into_parts();
             let bytes = to_bytes(body, usize::MAX).await.unwrap_or_default();
             let cut = bytes.slice(..bytes.len() / 2);
-            parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(cut.len()));
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(cut.len()));
             Response::from_parts(parts, Body::from(cut))
         }
         Some(FaultKind::Reset) => {
@@ -288,7 +330,10 @@ fn url_pairs(q: &str) -> Vec<(String, String)> {
 // ---- auth ----------------------------------------------------------------------------------
 
 fn authenticate(w: &World, headers: &HeaderMap) -> Result<TokenSpec, ApiError> {
-    let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(ApiError::auth)?;
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(ApiError::auth)?;
     let token = value.strip_prefix("ApiToken ").ok_or_else(ApiError::auth)?;
     let spec = w.tokens.get(token).ok_or_else(ApiError::auth)?;
     if spec.expires_at <= OffsetDateTime::now_utc() {
@@ -299,7 +344,15 @@ fn authenticate(w: &World, headers: &HeaderMap) -> Result<TokenSpec, ApiError> {
 
 // ---- list plumbing ---------------------------------------------------------------------------
 
-const COMMON: [&str; 7] = ["limit", "skip", "cursor", "sortBy", "sortOrder", "countOnly", "skipCount"];
+const COMMON: [&str; 7] = [
+    "limit",
+    "skip",
+    "cursor",
+    "sortBy",
+    "sortOrder",
+    "countOnly",
+    "skipCount",
+];
 
 struct ListReq {
     limit: usize,
@@ -314,7 +367,12 @@ struct ListReq {
 }
 
 impl ListReq {
-    fn parse(pairs: &[(String, String)], filters: &[&str], sorts: &[&str], default_sort: &str) -> Result<Self, ApiError> {
+    fn parse(
+        pairs: &[(String, String)],
+        filters: &[&str],
+        sorts: &[&str],
+        default_sort: &str,
+    ) -> Result<Self, ApiError> {
         let mut params = HashMap::new();
         for (k, v) in pairs {
             if !COMMON.contains(&k.as_str()) && !filters.contains(&k.as_str()) {
@@ -337,7 +395,10 @@ impl ListReq {
         let skip = int("skip", 0, 1000, 0)?;
         let sort_by = params.get("sortBy").cloned().unwrap_or_else(|| default_sort.to_owned());
         if !sorts.contains(&sort_by.as_str()) {
-            return Err(ApiError::validation(format!("sortBy: must be one of {}", sorts.join(", "))));
+            return Err(ApiError::validation(format!(
+                "sortBy: must be one of {}",
+                sorts.join(", ")
+            )));
         }
         let desc = match params.get("sortOrder").map(String::as_str) {
             None | Some("asc") => false,
@@ -353,7 +414,17 @@ impl ListReq {
             },
         };
         let flag = |k: &str| params.get(k).is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        Ok(Self { limit, skip, cursor, sort_by, desc, count_only: flag("countOnly"), skip_count: flag("skipCount"), qhash, params })
+        Ok(Self {
+            limit,
+            skip,
+            cursor,
+            sort_by,
+            desc,
+            count_only: flag("countOnly"),
+            skip_count: flag("skipCount"),
+            qhash,
+            params,
+        })
     }
 
     fn time(&self, k: &str) -> Result<Option<i128>, ApiError> {
@@ -366,7 +437,12 @@ impl ListReq {
     }
 
     fn csv(&self, k: &str) -> Option<Vec<String>> {
-        self.params.get(k).map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+        self.params.get(k).map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
     }
 
     /// Sorts the matches, applies cursor/skip/limit, and builds the envelope's pagination.
@@ -374,7 +450,13 @@ impl ListReq {
         let total = matches.len();
         if let Some(c) = self.cursor {
             let after = (c.key, c.id);
-            matches.retain(|m| if self.desc { (m.0, m.1) < after } else { (m.0, m.1) > after });
+            matches.retain(|m| {
+                if self.desc {
+                    (m.0, m.1) < after
+                } else {
+                    (m.0, m.1) > after
+                }
+            });
         }
         let cmp = |a: &(i128, u64, usize), b: &(i128, u64, usize)| {
             let o = (a.0, a.1).cmp(&(b.0, b.1));
@@ -389,7 +471,14 @@ impl ListReq {
         matches.sort_unstable_by(cmp);
         let page: Vec<_> = matches.iter().skip(self.skip).copied().collect();
         let next = match (more, page.last()) {
-            (true, Some(last)) => json!(Cursor { query_hash: self.qhash, key: last.0, id: last.1 }.encode()),
+            (true, Some(last)) => json!(
+                Cursor {
+                    query_hash: self.qhash,
+                    key: last.0,
+                    id: last.1
+                }
+                .encode()
+            ),
             _ => match end {
                 CursorEnd::Null => Value::Null,
                 CursorEnd::NullString => json!("null"),
@@ -416,17 +505,44 @@ fn in_range(v: i128, gte: Option<i128>, gt: Option<i128>, lte: Option<i128>, lt:
 // ---- threats ---------------------------------------------------------------------------------
 
 const THREAT_FILTERS: [&str; 16] = [
-    "updatedAt__gte", "updatedAt__gt", "updatedAt__lte", "updatedAt__lt",
-    "createdAt__gte", "createdAt__gt", "createdAt__lte", "createdAt__lt",
-    "ids", "siteIds", "accountIds", "agentIds", "incidentStatuses", "analystVerdicts", "contentHashes", "tenant",
+    "updatedAt__gte",
+    "updatedAt__gt",
+    "updatedAt__lte",
+    "updatedAt__lt",
+    "createdAt__gte",
+    "createdAt__gt",
+    "createdAt__lte",
+    "createdAt__lt",
+    "ids",
+    "siteIds",
+    "accountIds",
+    "agentIds",
+    "incidentStatuses",
+    "analystVerdicts",
+    "contentHashes",
+    "tenant",
 ];
 
-async fn get_threats(State(s): State<Shr>, headers: HeaderMap, Query(pairs): Query<Vec<(String, String)>>) -> ApiResult {
+async fn get_threats(
+    State(s): State<Shr>,
+    headers: HeaderMap,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> ApiResult {
     let w = s.world();
     let token = authenticate(&w, &headers)?;
     let q = ListReq::parse(&pairs, &THREAT_FILTERS, &["updatedAt", "createdAt", "id"], "createdAt")?;
-    let (ug, ugt, ul, ult) = (q.time("updatedAt__gte")?, q.time("updatedAt__gt")?, q.time("updatedAt__lte")?, q.time("updatedAt__lt")?);
-    let (cg, cgt, cl, clt) = (q.time("createdAt__gte")?, q.time("createdAt__gt")?, q.time("createdAt__lte")?, q.time("createdAt__lt")?);
+    let (ug, ugt, ul, ult) = (
+        q.time("updatedAt__gte")?,
+        q.time("updatedAt__gt")?,
+        q.time("updatedAt__lte")?,
+        q.time("updatedAt__lt")?,
+    );
+    let (cg, cgt, cl, clt) = (
+        q.time("createdAt__gte")?,
+        q.time("createdAt__gt")?,
+        q.time("createdAt__lte")?,
+        q.time("createdAt__lt")?,
+    );
     let ids = id_set(q.csv("ids"));
     let sites = id_set(q.csv("siteIds"));
     let accounts = id_set(q.csv("accountIds"));
@@ -447,11 +563,17 @@ async fn get_threats(State(s): State<Shr>, headers: HeaderMap, Query(pairs): Que
                 && in_range(c, cg, cgt, cl, clt)
                 && ids.as_ref().is_none_or(|s| s.contains(&t.id))
                 && sites.as_ref().is_none_or(|s| s.contains(&site.id))
-                && accounts.as_ref().is_none_or(|s| s.contains(&w.accounts[site.account].id))
+                && accounts
+                    .as_ref()
+                    .is_none_or(|s| s.contains(&w.accounts[site.account].id))
                 && agents.as_ref().is_none_or(|s| s.contains(&agent.id))
-                && statuses.as_ref().is_none_or(|s| s.iter().any(|x| x == t.incident_status))
+                && statuses
+                    .as_ref()
+                    .is_none_or(|s| s.iter().any(|x| x == t.incident_status))
                 && verdicts.as_ref().is_none_or(|s| s.iter().any(|x| x == t.verdict))
-                && hashes.as_ref().is_none_or(|s| s.iter().any(|x| x.eq_ignore_ascii_case(&t.sha1)))
+                && hashes
+                    .as_ref()
+                    .is_none_or(|s| s.iter().any(|x| x.eq_ignore_ascii_case(&t.sha1)))
         })
         .map(|(i, t)| {
             let key = match q.sort_by.as_str() {
@@ -469,15 +591,24 @@ async fn get_threats(State(s): State<Shr>, headers: HeaderMap, Query(pairs): Que
 
 /// The threats a write body's `filter` selects, within the token's scope.
 fn select_threats(w: &World, token: &TokenSpec, body: &Value) -> Result<Vec<usize>, ApiError> {
-    let filter = body.get("filter").and_then(Value::as_object).ok_or_else(|| ApiError::validation("filter: Missing data for required field."))?;
+    let filter = body
+        .get("filter")
+        .and_then(Value::as_object)
+        .ok_or_else(|| ApiError::validation("filter: Missing data for required field."))?;
     let mut ids = None;
     let mut sites = None;
     let mut accounts = None;
     for (k, v) in filter {
         let list = || -> Result<std::collections::HashSet<u64>, ApiError> {
-            let arr = v.as_array().ok_or_else(|| ApiError::validation(format!("filter.{k}: Not a valid list.")))?;
+            let arr = v
+                .as_array()
+                .ok_or_else(|| ApiError::validation(format!("filter.{k}: Not a valid list.")))?;
             arr.iter()
-                .map(|x| x.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| ApiError::validation(format!("filter.{k}: Not a valid id."))))
+                .map(|x| {
+                    x.as_str()
+                        .and_then(|s| s.parse().ok())
+                        .ok_or_else(|| ApiError::validation(format!("filter.{k}: Not a valid id.")))
+                })
                 .collect()
         };
         match k.as_str() {
@@ -496,16 +627,25 @@ fn select_threats(w: &World, token: &TokenSpec, body: &Value) -> Result<Vec<usiz
             let site_idx = w.agent_site(t.agent);
             let site = &w.sites[site_idx];
             w.site_visible(&token.scope, site_idx)
-                && ids.as_ref().is_none_or(|s: &std::collections::HashSet<u64>| s.contains(&t.id))
-                && sites.as_ref().is_none_or(|s: &std::collections::HashSet<u64>| s.contains(&site.id))
-                && accounts.as_ref().is_none_or(|s: &std::collections::HashSet<u64>| s.contains(&w.accounts[site.account].id))
+                && ids
+                    .as_ref()
+                    .is_none_or(|s: &std::collections::HashSet<u64>| s.contains(&t.id))
+                && sites
+                    .as_ref()
+                    .is_none_or(|s: &std::collections::HashSet<u64>| s.contains(&site.id))
+                && accounts
+                    .as_ref()
+                    .is_none_or(|s: &std::collections::HashSet<u64>| s.contains(&w.accounts[site.account].id))
         })
         .map(|(i, _)| i)
         .collect())
 }
 
-fn data_field<'a>(body: &'a Value, field: &str, allowed: &[&'static str]) -> Result<Option<&'static str>, ApiError> {
-    let data = body.get("data").and_then(Value::as_object).ok_or_else(|| ApiError::validation("data: Missing data for required field."))?;
+fn data_field(body: &Value, field: &str, allowed: &[&'static str]) -> Result<Option<&'static str>, ApiError> {
+    let data = body
+        .get("data")
+        .and_then(Value::as_object)
+        .ok_or_else(|| ApiError::validation("data: Missing data for required field."))?;
     match data.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(v)) => allowed
@@ -528,7 +668,8 @@ async fn post_incident(State(s): State<Shr>, headers: HeaderMap, raw: axum::body
     let body = parse_body(&raw)?;
     let mut w = s.world();
     let token = authenticate(&w, &headers)?;
-    let status = data_field(&body, "incidentStatus", &STATUSES)?.ok_or_else(|| ApiError::validation("data.incidentStatus: Missing data for required field."))?;
+    let status = data_field(&body, "incidentStatus", &STATUSES)?
+        .ok_or_else(|| ApiError::validation("data.incidentStatus: Missing data for required field."))?;
     let verdict = data_field(&body, "analystVerdict", &VERDICTS)?;
     let selected = select_threats(&w, &token, &body)?;
     let mut affected = 0;
@@ -537,7 +678,9 @@ async fn post_incident(State(s): State<Shr>, headers: HeaderMap, raw: axum::body
         let t = &w.threats[i];
         let id = t.id.to_string();
         if !token.can_write {
-            details.push(json!({"threatId": id, "result": "missing_permissions", "analystVerdict": "missing_permissions"}));
+            details.push(
+                json!({"threatId": id, "result": "missing_permissions", "analystVerdict": "missing_permissions"}),
+            );
             continue;
         }
         let status_changed = t.incident_status != status;
@@ -565,7 +708,8 @@ async fn post_verdict(State(s): State<Shr>, headers: HeaderMap, raw: axum::body:
     let body = parse_body(&raw)?;
     let mut w = s.world();
     let token = authenticate(&w, &headers)?;
-    let verdict = data_field(&body, "analystVerdict", &VERDICTS)?.ok_or_else(|| ApiError::validation("data.analystVerdict: Missing data for required field."))?;
+    let verdict = data_field(&body, "analystVerdict", &VERDICTS)?
+        .ok_or_else(|| ApiError::validation("data.analystVerdict: Missing data for required field."))?;
     let selected = select_threats(&w, &token, &body)?;
     let mut affected = 0;
     let mut details = Vec::new();
@@ -606,7 +750,12 @@ async fn post_notes(State(s): State<Shr>, headers: HeaderMap, raw: axum::body::B
     for i in selected {
         let now = w.write_time();
         w.next_note += 1;
-        let note = Note { id: w.next_note, text: text.clone(), creator: token.user_name.clone(), created_at: now };
+        let note = Note {
+            id: w.next_note,
+            text: text.clone(),
+            creator: token.user_name.clone(),
+            created_at: now,
+        };
         let t = &mut w.threats[i];
         t.notes.push(note);
         t.updated_at = now;
@@ -614,7 +763,12 @@ async fn post_notes(State(s): State<Shr>, headers: HeaderMap, raw: axum::body::B
     ok(json!({"data": {"affected": affected}}))
 }
 
-async fn get_notes(State(s): State<Shr>, headers: HeaderMap, Path(id): Path<String>, Query(pairs): Query<Vec<(String, String)>>) -> ApiResult {
+async fn get_notes(
+    State(s): State<Shr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> ApiResult {
     let w = s.world();
     let token = authenticate(&w, &headers)?;
     let q = ListReq::parse(&pairs, &[], &["createdAt", "updatedAt"], "createdAt")?;
@@ -625,7 +779,12 @@ async fn get_notes(State(s): State<Shr>, headers: HeaderMap, Path(id): Path<Stri
         .filter(|&i| w.site_visible(&token.scope, w.agent_site(w.threats[i].agent)))
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, 4040010, "Not Found", Some("Threat not found")))?;
     let t = &w.threats[idx];
-    let matches = t.notes.iter().enumerate().map(|(i, n)| (micros(n.created_at), n.id, i)).collect();
+    let matches = t
+        .notes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (micros(n.created_at), n.id, i))
+        .collect();
     let (page, pagination) = q.paginate(matches, w.cursor_end);
     let data: Vec<Value> = page.into_iter().map(|i| render::note(&t.notes[i])).collect();
     ok(json!({"data": data, "pagination": pagination}))
@@ -662,9 +821,23 @@ async fn post_external_ticket(State(s): State<Shr>, headers: HeaderMap, raw: axu
 async fn get_alerts(State(s): State<Shr>, headers: HeaderMap, Query(pairs): Query<Vec<(String, String)>>) -> ApiResult {
     let w = s.world();
     let token = authenticate(&w, &headers)?;
-    let filters = ["createdAt__gte", "createdAt__gt", "createdAt__lte", "createdAt__lt", "ids", "siteIds", "accountIds", "tenant"];
+    let filters = [
+        "createdAt__gte",
+        "createdAt__gt",
+        "createdAt__lte",
+        "createdAt__lt",
+        "ids",
+        "siteIds",
+        "accountIds",
+        "tenant",
+    ];
     let q = ListReq::parse(&pairs, &filters, &["alertInfoCreatedAt", "id"], "alertInfoCreatedAt")?;
-    let (cg, cgt, cl, clt) = (q.time("createdAt__gte")?, q.time("createdAt__gt")?, q.time("createdAt__lte")?, q.time("createdAt__lt")?);
+    let (cg, cgt, cl, clt) = (
+        q.time("createdAt__gte")?,
+        q.time("createdAt__gt")?,
+        q.time("createdAt__lte")?,
+        q.time("createdAt__lt")?,
+    );
     let ids = id_set(q.csv("ids"));
     let sites = id_set(q.csv("siteIds"));
     let accounts = id_set(q.csv("accountIds"));
@@ -679,20 +852,43 @@ async fn get_alerts(State(s): State<Shr>, headers: HeaderMap, Query(pairs): Quer
                 && in_range(micros(a.created_at), cg, cgt, cl, clt)
                 && ids.as_ref().is_none_or(|s| s.contains(&a.id))
                 && sites.as_ref().is_none_or(|s| s.contains(&site.id))
-                && accounts.as_ref().is_none_or(|s| s.contains(&w.accounts[site.account].id))
+                && accounts
+                    .as_ref()
+                    .is_none_or(|s| s.contains(&w.accounts[site.account].id))
         })
-        .map(|(i, a)| (if q.sort_by == "id" { a.id as i128 } else { micros(a.created_at) }, a.id, i))
+        .map(|(i, a)| {
+            (
+                if q.sort_by == "id" {
+                    a.id as i128
+                } else {
+                    micros(a.created_at)
+                },
+                a.id,
+                i,
+            )
+        })
         .collect();
     let (page, pagination) = q.paginate(matches, w.cursor_end);
-    let data: Vec<Value> = page.into_iter().map(|i| render::cloud_alert(&w, &w.alerts[i])).collect();
+    let data: Vec<Value> = page
+        .into_iter()
+        .map(|i| render::cloud_alert(&w, &w.alerts[i]))
+        .collect();
     ok(json!({"data": data, "pagination": pagination}))
 }
 
-fn alert_update(s: &Shr, headers: &HeaderMap, raw: &[u8], field: &str, allowed: &[&'static str], display: fn(&str) -> &'static str) -> ApiResult {
+fn alert_update(
+    s: &Shr,
+    headers: &HeaderMap,
+    raw: &[u8],
+    field: &str,
+    allowed: &[&'static str],
+    display: fn(&str) -> &'static str,
+) -> ApiResult {
     let body = parse_body(raw)?;
     let mut w = s.world();
     let token = authenticate(&w, headers)?;
-    let value = data_field(&body, field, allowed)?.ok_or_else(|| ApiError::validation(format!("data.{field}: Missing data for required field.")))?;
+    let value = data_field(&body, field, allowed)?
+        .ok_or_else(|| ApiError::validation(format!("data.{field}: Missing data for required field.")))?;
     let ids: std::collections::HashSet<u64> = body
         .pointer("/filter/ids")
         .and_then(Value::as_array)
@@ -709,7 +905,11 @@ fn alert_update(s: &Shr, headers: &HeaderMap, raw: &[u8], field: &str, allowed: 
     for i in selected {
         let a = &mut w.alerts[i];
         let shown = display(value);
-        let slot = if field == "incidentStatus" { &mut a.incident_status } else { &mut a.verdict };
+        let slot = if field == "incidentStatus" {
+            &mut a.incident_status
+        } else {
+            &mut a.verdict
+        };
         if token.can_write && *slot != shown {
             *slot = shown;
             a.updated_at = now;
@@ -749,9 +949,30 @@ async fn post_alert_verdict(State(s): State<Shr>, headers: HeaderMap, raw: axum:
 async fn get_agents(State(s): State<Shr>, headers: HeaderMap, Query(pairs): Query<Vec<(String, String)>>) -> ApiResult {
     let w = s.world();
     let token = authenticate(&w, &headers)?;
-    let filters = ["siteIds", "accountIds", "ids", "uuids", "isDecommissioned", "isActive", "updatedAt__gte", "updatedAt__gt", "updatedAt__lte", "updatedAt__lt"];
-    let q = ListReq::parse(&pairs, &filters, &["id", "updatedAt", "createdAt", "computerName"], "id")?;
-    let (ug, ugt, ul, ult) = (q.time("updatedAt__gte")?, q.time("updatedAt__gt")?, q.time("updatedAt__lte")?, q.time("updatedAt__lt")?);
+    let filters = [
+        "siteIds",
+        "accountIds",
+        "ids",
+        "uuids",
+        "isDecommissioned",
+        "isActive",
+        "updatedAt__gte",
+        "updatedAt__gt",
+        "updatedAt__lte",
+        "updatedAt__lt",
+    ];
+    let q = ListReq::parse(
+        &pairs,
+        &filters,
+        &["id", "updatedAt", "createdAt", "computerName"],
+        "id",
+    )?;
+    let (ug, ugt, ul, ult) = (
+        q.time("updatedAt__gte")?,
+        q.time("updatedAt__gt")?,
+        q.time("updatedAt__lte")?,
+        q.time("updatedAt__lt")?,
+    );
     let ids = id_set(q.csv("ids"));
     let sites = id_set(q.csv("siteIds"));
     let accounts = id_set(q.csv("accountIds"));
@@ -784,8 +1005,12 @@ async fn get_agents(State(s): State<Shr>, headers: HeaderMap, Query(pairs): Quer
                 && in_range(micros(a.updated_at), ug, ugt, ul, ult)
                 && ids.as_ref().is_none_or(|s| s.contains(&a.id))
                 && sites.as_ref().is_none_or(|s| s.contains(&site.id))
-                && accounts.as_ref().is_none_or(|s| s.contains(&w.accounts[site.account].id))
-                && uuids.as_ref().is_none_or(|s| s.iter().any(|u| u.eq_ignore_ascii_case(&a.uuid)))
+                && accounts
+                    .as_ref()
+                    .is_none_or(|s| s.contains(&w.accounts[site.account].id))
+                && uuids
+                    .as_ref()
+                    .is_none_or(|s| s.iter().any(|u| u.eq_ignore_ascii_case(&a.uuid)))
         })
         .map(|(i, a)| {
             let key = match q.sort_by.as_str() {
@@ -802,13 +1027,27 @@ async fn get_agents(State(s): State<Shr>, headers: HeaderMap, Query(pairs): Quer
     ok(json!({"data": data, "pagination": pagination}))
 }
 
-async fn get_accounts(State(s): State<Shr>, headers: HeaderMap, Query(pairs): Query<Vec<(String, String)>>) -> ApiResult {
+async fn get_accounts(
+    State(s): State<Shr>,
+    headers: HeaderMap,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> ApiResult {
     let w = s.world();
     let token = authenticate(&w, &headers)?;
     if matches!(token.scope, TokenScope::Sites(_)) {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, 4030010, "Action is not allowed to site users", None));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            4030010,
+            "Action is not allowed to site users",
+            None,
+        ));
     }
-    let q = ListReq::parse(&pairs, &["accountIds", "ids", "states"], &["id", "name", "createdAt", "updatedAt"], "id")?;
+    let q = ListReq::parse(
+        &pairs,
+        &["accountIds", "ids", "states"],
+        &["id", "name", "createdAt", "updatedAt"],
+        "id",
+    )?;
     let ids = id_set(q.csv("accountIds").or_else(|| q.csv("ids")));
     let states = q.csv("states");
     let matches = w
@@ -820,7 +1059,9 @@ async fn get_accounts(State(s): State<Shr>, headers: HeaderMap, Query(pairs): Qu
                 TokenScope::Accounts(v) => v.contains(&a.id.to_string()),
                 _ => true,
             };
-            visible && ids.as_ref().is_none_or(|s| s.contains(&a.id)) && states.as_ref().is_none_or(|s| s.iter().any(|x| x == a.state))
+            visible
+                && ids.as_ref().is_none_or(|s| s.contains(&a.id))
+                && states.as_ref().is_none_or(|s| s.iter().any(|x| x == a.state))
         })
         .map(|(i, a)| (sort_key(&q.sort_by, a.id, i, a.created_at, a.updated_at), a.id, i))
         .collect();
@@ -841,7 +1082,12 @@ fn sort_key(by: &str, id: u64, idx: usize, created: OffsetDateTime, updated: Off
 async fn get_sites(State(s): State<Shr>, headers: HeaderMap, Query(pairs): Query<Vec<(String, String)>>) -> ApiResult {
     let w = s.world();
     let token = authenticate(&w, &headers)?;
-    let q = ListReq::parse(&pairs, &["accountIds", "siteIds", "state"], &["id", "name", "createdAt", "updatedAt"], "id")?;
+    let q = ListReq::parse(
+        &pairs,
+        &["accountIds", "siteIds", "state"],
+        &["id", "name", "createdAt", "updatedAt"],
+        "id",
+    )?;
     let accounts = id_set(q.csv("accountIds"));
     let ids = id_set(q.csv("siteIds"));
     let state = q.params.get("state").cloned();
@@ -857,11 +1103,16 @@ async fn get_sites(State(s): State<Shr>, headers: HeaderMap, Query(pairs): Query
         })
         .map(|(i, st)| (sort_key(&q.sort_by, st.id, i, st.created_at, st.updated_at), st.id, i))
         .collect::<Vec<_>>();
-    let active: usize = matches.iter().map(|m| w.agents.iter().filter(|a| a.site == m.2 && a.is_active).count()).sum();
+    let active: usize = matches
+        .iter()
+        .map(|m| w.agents.iter().filter(|a| a.site == m.2 && a.is_active).count())
+        .sum();
     let total = matches.len() * 50;
     let (page, pagination) = q.paginate(matches, w.cursor_end);
     let sites: Vec<Value> = page.into_iter().map(|i| render::site(&w, i)).collect();
-    ok(json!({"data": {"allSites": {"activeLicenses": active, "totalLicenses": total}, "sites": sites}, "pagination": pagination}))
+    ok(
+        json!({"data": {"allSites": {"activeLicenses": active, "totalLicenses": total}, "sites": sites}, "pagination": pagination}),
+    )
 }
 
 // ---- users, tokens, system -------------------------------------------------------------------
@@ -874,7 +1125,10 @@ async fn post_token_details(State(s): State<Shr>, headers: HeaderMap, raw: axum:
         .pointer("/data/apiToken")
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::validation("data.apiToken: Missing data for required field."))?;
-    let spec = w.tokens.get(asked).ok_or_else(|| ApiError::validation("Invalid API token"))?;
+    let spec = w
+        .tokens
+        .get(asked)
+        .ok_or_else(|| ApiError::validation("Invalid API token"))?;
     let created = spec.expires_at - time::Duration::days(30);
     ok(json!({"data": {"createdAt": render::ts(created), "expiresAt": render::ts(spec.expires_at)}}))
 }
@@ -896,7 +1150,10 @@ async fn post_generate_token(State(s): State<Shr>, headers: HeaderMap, raw: axum
 async fn get_user(State(s): State<Shr>, headers: HeaderMap, Query(pairs): Query<Vec<(String, String)>>) -> ApiResult {
     let w = s.world();
     let token = authenticate(&w, &headers)?;
-    if let Some((k, _)) = pairs.iter().find(|(k, _)| !["accountIds", "siteIds", "groupIds", "tenant"].contains(&k.as_str())) {
+    if let Some((k, _)) = pairs
+        .iter()
+        .find(|(k, _)| !["accountIds", "siteIds", "groupIds", "tenant"].contains(&k.as_str()))
+    {
         return Err(ApiError::validation(format!("Unknown field: {k}")));
     }
     let (scope, roles): (&str, Vec<Value>) = match &token.scope {
@@ -928,7 +1185,9 @@ async fn get_system_status() -> ApiResult {
 async fn get_system_info(State(s): State<Shr>, headers: HeaderMap) -> ApiResult {
     let w = s.world();
     authenticate(&w, &headers)?;
-    ok(json!({"data": {"version": "sim-1.0", "build": "1", "release": "sim", "patch": "0", "latestAgentVersion": "24.1.4.257"}}))
+    ok(
+        json!({"data": {"version": "sim-1.0", "build": "1", "release": "sim", "patch": "0", "latestAgentVersion": "24.1.4.257"}}),
+    )
 }
 
 // ---- control API -----------------------------------------------------------------------------------
@@ -986,10 +1245,13 @@ async fn ctl_stats(State(s): State<Shr>) -> Json<Value> {
 /// A threat's current state and notes, for tests to check what a write did.
 async fn ctl_threat(State(s): State<Shr>, Path(id): Path<String>) -> Result<Json<Value>, StatusCode> {
     let w = s.world();
-    let idx = id.parse::<u64>().ok().and_then(|id| w.threat_index.get(&id).copied()).ok_or(StatusCode::NOT_FOUND)?;
+    let idx = id
+        .parse::<u64>()
+        .ok()
+        .and_then(|id| w.threat_index.get(&id).copied())
+        .ok_or(StatusCode::NOT_FOUND)?;
     let t = &w.threats[idx];
     let mut v = render::threat(&w, t);
     v["notes"] = Value::Array(t.notes.iter().map(render::note).collect());
     Ok(Json(v))
 }
-

@@ -249,7 +249,11 @@ impl World {
                 sites.push(Site {
                     id: SITE_BASE + sites.len() as u64 + 1,
                     account: a,
-                    name: if s == 0 { format!("{} HQ", acc.name) } else { format!("{} Branch {s}", acc.name) },
+                    name: if s == 0 {
+                        format!("{} HQ", acc.name)
+                    } else {
+                        format!("{} Branch {s}", acc.name)
+                    },
                     state: acc.state,
                     is_default: s == 0,
                     created_at: acc.created_at + Duration::hours(1),
@@ -260,7 +264,8 @@ impl World {
         let agents: Vec<Agent> = (0..cfg.agents.max(1))
             .map(|i| {
                 let os = rng.usize(..OSES.len());
-                let decom = cfg.decommissioned_every > 0 && i % cfg.decommissioned_every == cfg.decommissioned_every - 1;
+                let decom =
+                    cfg.decommissioned_every > 0 && i % cfg.decommissioned_every == cfg.decommissioned_every - 1;
                 let created = origin + Duration::minutes(i as i64);
                 Agent {
                     id: AGENT_BASE + i as u64 + 1,
@@ -268,7 +273,11 @@ impl World {
                     site: rng.usize(..sites.len()),
                     computer_name: format!("{}-{:05}", ["WS", "SRV", "MAC"][os], i + 1),
                     os,
-                    machine_type: if os == 1 { "server" } else { MACHINE_TYPES[rng.usize(..2)] },
+                    machine_type: if os == 1 {
+                        "server"
+                    } else {
+                        MACHINE_TYPES[rng.usize(..2)]
+                    },
                     is_active: !decom,
                     is_decommissioned: decom,
                     ip: [10, rng.u8(..), rng.u8(..), rng.u8(1..255)],
@@ -287,7 +296,11 @@ impl World {
                 Threat {
                     id: THREAT_BASE + i as u64 + 1,
                     agent: rng.usize(..agents.len()),
-                    sha1: if fileless { String::new() } else { hash_pool[rng.usize(..hash_pool.len())].clone() },
+                    sha1: if fileless {
+                        String::new()
+                    } else {
+                        hash_pool[rng.usize(..hash_pool.len())].clone()
+                    },
                     name: rng.usize(..THREAT_NAMES.len()),
                     confidence: if rng.u8(..100) < 70 { "malicious" } else { "suspicious" },
                     incident_status: match roll {
@@ -341,7 +354,11 @@ impl World {
     pub(crate) fn write_time(&mut self) -> OffsetDateTime {
         let now = OffsetDateTime::now_utc();
         let now = now.replace_nanosecond(now.microsecond() * 1000).unwrap_or(now);
-        let t = if now > self.last_write { now } else { self.last_write + Duration::microseconds(1) };
+        let t = if now > self.last_write {
+            now
+        } else {
+            self.last_write + Duration::microseconds(1)
+        };
         self.last_write = t;
         t
     }
@@ -386,7 +403,11 @@ impl Cursor {
         if parts.next()? != "v1" {
             return None;
         }
-        let c = Cursor { query_hash: parts.next()?.parse().ok()?, key: parts.next()?.parse().ok()?, id: parts.next()?.parse().ok()? };
+        let c = Cursor {
+            query_hash: parts.next()?.parse().ok()?,
+            key: parts.next()?.parse().ok()?,
+            id: parts.next()?.parse().ok()?,
+        };
         parts.next().is_none().then_some(c)
     }
 }

@@ -14,7 +14,11 @@ use s1_shared::s1::{ClientOptions, RateLimits, RetryPolicy, S1Client};
 /// beside the repository checkout.
 pub fn project_shared_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared");
-    assert!(dir.join("s1-openapi").is_dir(), "the project's shared/ folder is missing at {}", dir.display());
+    assert!(
+        dir.join("s1-openapi").is_dir(),
+        "the project's shared/ folder is missing at {}",
+        dir.display()
+    );
     dir
 }
 

@@ -25,7 +25,9 @@ impl Swagger {
     pub fn load() -> Self {
         let path = project_shared_dir().join("s1-openapi/swagger_2_1.json");
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-        Self { doc: serde_json::from_slice(&bytes).expect("swagger is JSON") }
+        Self {
+            doc: serde_json::from_slice(&bytes).expect("swagger is JSON"),
+        }
     }
 
     /// The operation for a concrete API path (after `/web/api/v2.1`), e.g. `/threats/123/notes`.
@@ -34,7 +36,9 @@ impl Swagger {
         let want: Vec<&str> = path.trim_matches('/').split('/').collect();
         let mut best: Option<(usize, &String)> = None;
         for template in paths.keys() {
-            let Some(rest) = template.strip_prefix(PREFIX) else { continue };
+            let Some(rest) = template.strip_prefix(PREFIX) else {
+                continue;
+            };
             let segs: Vec<&str> = rest.trim_matches('/').split('/').collect();
             if segs.len() != want.len() {
                 continue;
@@ -55,7 +59,10 @@ impl Swagger {
         }
         let (_, template) = best?;
         let op = self.doc["paths"][template].get(method.to_ascii_lowercase())?;
-        Some(Operation { template: template[PREFIX.len()..].to_owned(), op })
+        Some(Operation {
+            template: template[PREFIX.len()..].to_owned(),
+            op,
+        })
     }
 
     fn resolve<'a>(&'a self, mut schema: &'a Value) -> &'a Value {
@@ -69,14 +76,21 @@ impl Swagger {
     /// Problems with the query parameters of a request: unknown names, values outside the
     /// declared type, enum or range.
     pub fn check_query(&self, op: &Operation<'_>, pairs: &[(String, String)]) -> Vec<String> {
-        let params: Vec<&Value> = op.op["parameters"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+        let params: Vec<&Value> = op.op["parameters"]
+            .as_array()
+            .map(|a| a.iter().collect())
+            .unwrap_or_default();
         let mut errs = Vec::new();
         for (k, v) in pairs {
             let Some(p) = params.iter().find(|p| p["in"] == "query" && p["name"] == k.as_str()) else {
                 errs.push(format!("{}: query parameter {k:?} is not declared", op.template));
                 continue;
             };
-            let values: Vec<&str> = if p["type"] == "array" { v.split(',').collect() } else { vec![v.as_str()] };
+            let values: Vec<&str> = if p["type"] == "array" {
+                v.split(',').collect()
+            } else {
+                vec![v.as_str()]
+            };
             let item = if p["type"] == "array" { &p["items"] } else { *p };
             for val in values {
                 if let Some(e) = check_scalar_param(item, val) {
@@ -103,7 +117,9 @@ impl Swagger {
         let Some(resp) = op.op["responses"].get(status.to_string()) else {
             return vec![format!("{}: status {status} is not declared", op.template)];
         };
-        let Some(schema) = resp.get("schema") else { return Vec::new() };
+        let Some(schema) = resp.get("schema") else {
+            return Vec::new();
+        };
         let mut errs = Vec::new();
         self.validate(schema, body, "", &mut errs);
         errs
@@ -231,7 +247,9 @@ fn check_scalar_param(p: &Value, val: &str) -> Option<String> {
     }
     match p.get("type").and_then(Value::as_str) {
         Some("integer") => {
-            let Ok(n) = val.parse::<i64>() else { return Some("not an integer".into()) };
+            let Ok(n) = val.parse::<i64>() else {
+                return Some("not an integer".into());
+            };
             if p.get("maximum").and_then(Value::as_i64).is_some_and(|m| n > m) {
                 return Some(format!("above maximum {}", p["maximum"]));
             }
@@ -240,10 +258,11 @@ fn check_scalar_param(p: &Value, val: &str) -> Option<String> {
             }
         }
         Some("boolean") if !matches!(val, "true" | "false" | "True" | "False") => return Some("not a boolean".into()),
-        Some("string") if p.get("format").and_then(Value::as_str) == Some("date-time") => {
-            if time::OffsetDateTime::parse(val, &time::format_description::well_known::Rfc3339).is_err() {
-                return Some("not a date-time".into());
-            }
+        Some("string")
+            if p.get("format").and_then(Value::as_str) == Some("date-time")
+                && time::OffsetDateTime::parse(val, &time::format_description::well_known::Rfc3339).is_err() =>
+        {
+            return Some("not a date-time".into());
         }
         _ => {}
     }

@@ -12,11 +12,20 @@ use s1_shared::s1::dto::{ActionResult, AnalystVerdict, IncidentStatus, format_ti
 use s1_shared::s1::{AgentQuery, ClientOptions, S1Client, S1Error, SiteQuery, ThreatQuery};
 
 fn small() -> SimConfig {
-    SimConfig { threats: 120, agents: 40, cloud_alerts: 5, ..SimConfig::default() }
+    SimConfig {
+        threats: 120,
+        agents: 40,
+        cloud_alerts: 5,
+        ..SimConfig::default()
+    }
 }
 
 fn status(code: u16) -> FaultKind {
-    FaultKind::Status { status: code, retry_after: None, code: None }
+    FaultKind::Status {
+        status: code,
+        retry_after: None,
+        code: None,
+    }
 }
 
 async fn all_threat_ids(client: &S1Client, query: &ThreatQuery) -> Result<Vec<String>, S1Error> {
@@ -29,40 +38,83 @@ async fn all_threat_ids(client: &S1Client, query: &ThreatQuery) -> Result<Vec<St
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pages_to_the_end_whichever_way_the_last_page_says_so() {
-    let (sim, client) = sim_and_client(SimConfig { threats: 2_500, ..small() }).await;
+    let (sim, client) = sim_and_client(SimConfig {
+        threats: 2_500,
+        ..small()
+    })
+    .await;
     for end in [CursorEnd::Null, CursorEnd::NullString, CursorEnd::Empty] {
         sim.control().set_cursor_end(end).await.unwrap();
         sim.control().clear_requests().await.unwrap();
         let ids = all_threat_ids(&client, &ThreatQuery::default()).await.unwrap();
         assert_eq!(ids.len(), 2_500, "{end:?}: every threat once");
-        assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 2_500, "{end:?}: no duplicates");
+        assert_eq!(
+            ids.iter().collect::<HashSet<_>>().len(),
+            2_500,
+            "{end:?}: no duplicates"
+        );
         let stats = sim.control().stats().await.unwrap();
-        assert_eq!(stats.requests.get("GET /threats"), Some(&3), "{end:?}: 3 pages of 1000, then stop");
+        assert_eq!(
+            stats.requests.get("GET /threats"),
+            Some(&3),
+            "{end:?}: 3 pages of 1000, then stop"
+        );
     }
     // Sites come object-shaped and page the same way.
-    let sites: Vec<_> = client.sites(&SiteQuery { limit: 2, ..SiteQuery::default() }).try_collect().await.unwrap();
+    let sites: Vec<_> = client
+        .sites(&SiteQuery {
+            limit: 2,
+            ..SiteQuery::default()
+        })
+        .try_collect()
+        .await
+        .unwrap();
     assert_eq!(sites.iter().map(|p| p.items.len()).sum::<usize>(), 6);
     assert_eq!(sites.len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn threats_sharing_one_updated_at_across_pages_are_neither_lost_nor_doubled() {
-    let (_sim, client) = sim_and_client(SimConfig { threats: 2_300, same_updated_at: 700, ..small() }).await;
+    let (_sim, client) = sim_and_client(SimConfig {
+        threats: 2_300,
+        same_updated_at: 700,
+        ..small()
+    })
+    .await;
     let pages: Vec<_> = client.threats(&ThreatQuery::default()).try_collect().await.unwrap();
-    let ids: Vec<_> = pages.iter().flat_map(|p| p.items.iter().map(|t| t.id.clone())).collect();
+    let ids: Vec<_> = pages
+        .iter()
+        .flat_map(|p| p.items.iter().map(|t| t.id.clone()))
+        .collect();
     assert_eq!(ids.len(), 2_300);
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 2_300);
-    let times: Vec<_> = pages.iter().flat_map(|p| p.items.iter().map(|t| t.threat_info.updated_at.unwrap())).collect();
+    let times: Vec<_> = pages
+        .iter()
+        .flat_map(|p| p.items.iter().map(|t| t.threat_info.updated_at.unwrap()))
+        .collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "ascending updatedAt");
-    assert!(pages[0].items.last().unwrap().threat_info.updated_at == pages[1].items[0].threat_info.updated_at, "a timestamp group straddles the page boundary");
+    assert!(
+        pages[0].items.last().unwrap().threat_info.updated_at == pages[1].items[0].threat_info.updated_at,
+        "a timestamp group straddles the page boundary"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn changed_since_returns_only_later_changes_and_the_boundary() {
     let (_sim, client) = sim_and_client(small()).await;
-    let all: Vec<_> = client.threats(&ThreatQuery::default()).map_ok(|p| p.items).try_concat().await.unwrap();
+    let all: Vec<_> = client
+        .threats(&ThreatQuery::default())
+        .map_ok(|p| p.items)
+        .try_concat()
+        .await
+        .unwrap();
     let pivot = all[50].threat_info.updated_at.unwrap();
-    let since: Vec<_> = client.threats(&ThreatQuery::changed_since(pivot)).map_ok(|p| p.items).try_concat().await.unwrap();
+    let since: Vec<_> = client
+        .threats(&ThreatQuery::changed_since(pivot))
+        .map_ok(|p| p.items)
+        .try_concat()
+        .await
+        .unwrap();
     assert_eq!(since.len(), 70, "gte includes the boundary threat");
     assert_eq!(since[0].id, all[50].id);
 }
@@ -70,25 +122,55 @@ async fn changed_since_returns_only_later_changes_and_the_boundary() {
 #[tokio::test(flavor = "multi_thread")]
 async fn rate_limited_with_retry_after_waits_as_told_then_succeeds() {
     let (sim, client) = sim_and_client(small()).await;
-    let fault = FaultKind::Status { status: 429, retry_after: Some("1".into()), code: None };
-    sim.control().add_fault(&FaultRule::new("/threats", fault, 2)).await.unwrap();
+    let fault = FaultKind::Status {
+        status: 429,
+        retry_after: Some("1".into()),
+        code: None,
+    };
+    sim.control()
+        .add_fault(&FaultRule::new("/threats", fault, 2))
+        .await
+        .unwrap();
     let started = Instant::now();
     let ids = all_threat_ids(&client, &ThreatQuery::default()).await.unwrap();
     assert_eq!(ids.len(), 120);
-    assert!(started.elapsed() >= Duration::from_secs(2), "two Retry-After: 1 waits were honoured");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "two Retry-After: 1 waits were honoured"
+    );
     assert_eq!(sim.control().stats().await.unwrap().requests["GET /threats"], 3);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rate_limited_without_retry_after_backs_off_and_gives_up_after_the_budget() {
     let (sim, client) = sim_and_client(small()).await;
-    sim.control().add_fault(&FaultRule::new("/agents", status(429), 2)).await.unwrap();
+    sim.control()
+        .add_fault(&FaultRule::new("/agents", status(429), 2))
+        .await
+        .unwrap();
     let agents: Vec<_> = client.agents(&AgentQuery::default()).try_collect().await.unwrap();
     assert_eq!(agents[0].items.len(), 40, "succeeds after two 429s");
 
-    sim.control().add_fault(&FaultRule::new("/agents", status(429), 100)).await.unwrap();
-    let err = client.agents(&AgentQuery::default()).try_collect::<Vec<_>>().await.unwrap_err();
-    assert!(matches!(err, S1Error::RateLimited { attempts: 4, retry_after: None, .. }), "{err:?}");
+    sim.control()
+        .add_fault(&FaultRule::new("/agents", status(429), 100))
+        .await
+        .unwrap();
+    let err = client
+        .agents(&AgentQuery::default())
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            S1Error::RateLimited {
+                attempts: 4,
+                retry_after: None,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.is_retryable());
     assert!(err.to_string().contains("/agents"), "{err}");
 }
@@ -96,12 +178,28 @@ async fn rate_limited_without_retry_after_backs_off_and_gives_up_after_the_budge
 #[tokio::test(flavor = "multi_thread")]
 async fn server_errors_are_retried_then_reported() {
     let (sim, client) = sim_and_client(small()).await;
-    sim.control().add_fault(&FaultRule::new("/system/info", status(503), 2)).await.unwrap();
+    sim.control()
+        .add_fault(&FaultRule::new("/system/info", status(503), 2))
+        .await
+        .unwrap();
     assert!(client.system_info().await.is_ok(), "5xx then success");
 
-    sim.control().add_fault(&FaultRule::new("/system/info", status(500), 10)).await.unwrap();
+    sim.control()
+        .add_fault(&FaultRule::new("/system/info", status(500), 10))
+        .await
+        .unwrap();
     let err = client.system_info().await.unwrap_err();
-    assert!(matches!(err, S1Error::Server { status: 500, attempts: 4, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            S1Error::Server {
+                status: 500,
+                attempts: 4,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(err.code(), Some(5000010));
     sim.control().clear_faults().await.unwrap();
 }
@@ -110,11 +208,20 @@ async fn server_errors_are_retried_then_reported() {
 async fn a_note_is_never_posted_twice_after_an_ambiguous_failure() {
     let (sim, client) = sim_and_client(small()).await;
     let id = "1500000000000000001".to_string();
-    sim.control().add_fault(&FaultRule::new("/threats/notes", status(502), 1)).await.unwrap();
+    sim.control()
+        .add_fault(&FaultRule::new("/threats/notes", status(502), 1))
+        .await
+        .unwrap();
     let err = client.add_note(std::slice::from_ref(&id), "first").await.unwrap_err();
-    assert!(matches!(err, S1Error::Server { attempts: 1, .. }), "not retried: {err:?}");
+    assert!(
+        matches!(err, S1Error::Server { attempts: 1, .. }),
+        "not retried: {err:?}"
+    );
     // A 429 means S1 did not take the call, so that one is retried.
-    sim.control().add_fault(&FaultRule::new("/threats/notes", status(429), 1)).await.unwrap();
+    sim.control()
+        .add_fault(&FaultRule::new("/threats/notes", status(429), 1))
+        .await
+        .unwrap();
     client.add_note(std::slice::from_ref(&id), "second").await.unwrap();
     let notes: Vec<_> = client.threat_notes(&id).map_ok(|p| p.items).try_concat().await.unwrap();
     let texts: Vec<_> = notes.iter().filter_map(|n| n.text.as_deref()).collect();
@@ -124,7 +231,10 @@ async fn a_note_is_never_posted_twice_after_an_ambiguous_failure() {
 #[tokio::test(flavor = "multi_thread")]
 async fn wrong_and_expired_tokens_are_unauthorized() {
     let (sim, _) = sim_and_client(small()).await;
-    let expired = TokenSpec { expires_at: time::OffsetDateTime::now_utc() - time::Duration::hours(1), ..TokenSpec::tenant("expired-token", 0) };
+    let expired = TokenSpec {
+        expires_at: time::OffsetDateTime::now_utc() - time::Duration::hours(1),
+        ..TokenSpec::tenant("expired-token", 0)
+    };
     sim.control().add_token(&expired).await.unwrap();
     for token in ["not-a-token", "expired-token"] {
         let client = client_for(&sim, token, fast_retry_options());
@@ -135,16 +245,28 @@ async fn wrong_and_expired_tokens_are_unauthorized() {
         let shown = format!("{err} {err:?}");
         assert!(!shown.contains(token), "the token must not appear in errors: {shown}");
     }
-    assert_eq!(sim.control().stats().await.unwrap().requests["GET /threats"], 2, "401 is not retried");
+    assert_eq!(
+        sim.control().stats().await.unwrap().requests["GET /threats"],
+        2,
+        "401 is not retried"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn site_scoped_tokens_see_their_site_and_are_refused_accounts() {
     let (sim, tenant) = sim_and_client(small()).await;
-    let sites: Vec<_> = tenant.sites(&SiteQuery::default()).map_ok(|p| p.items).try_concat().await.unwrap();
+    let sites: Vec<_> = tenant
+        .sites(&SiteQuery::default())
+        .map_ok(|p| p.items)
+        .try_concat()
+        .await
+        .unwrap();
     let site_id = sites[1].id.clone().unwrap();
     sim.control()
-        .add_token(&TokenSpec { scope: TokenScope::Sites(vec![site_id.clone()]), ..TokenSpec::tenant("site-token", 10) })
+        .add_token(&TokenSpec {
+            scope: TokenScope::Sites(vec![site_id.clone()]),
+            ..TokenSpec::tenant("site-token", 10)
+        })
         .await
         .unwrap();
     let client = client_for(&sim, "site-token", fast_retry_options());
@@ -153,9 +275,18 @@ async fn site_scoped_tokens_see_their_site_and_are_refused_accounts() {
     assert_eq!(err.code(), Some(4030010));
     assert!(err.to_string().contains("not allowed to site users"), "{err}");
 
-    let threats: Vec<_> = client.threats(&ThreatQuery::default()).map_ok(|p| p.items).try_concat().await.unwrap();
+    let threats: Vec<_> = client
+        .threats(&ThreatQuery::default())
+        .map_ok(|p| p.items)
+        .try_concat()
+        .await
+        .unwrap();
     assert!(!threats.is_empty());
-    assert!(threats.iter().all(|t| t.agent_realtime_info.as_ref().unwrap().site_id.as_deref() == Some(site_id.as_str())));
+    assert!(
+        threats
+            .iter()
+            .all(|t| t.agent_realtime_info.as_ref().unwrap().site_id.as_deref() == Some(site_id.as_str()))
+    );
     let user = client.user().await.unwrap();
     assert_eq!(user.scope.as_deref(), Some("site"));
 }
@@ -163,14 +294,24 @@ async fn site_scoped_tokens_see_their_site_and_are_refused_accounts() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_requests_carry_s1s_code_and_detail() {
     let (sim, client) = sim_and_client(small()).await;
-    let fault = FaultKind::Status { status: 400, retry_after: None, code: Some(4000010) };
-    sim.control().add_fault(&FaultRule::new("/threats", fault, 1)).await.unwrap();
+    let fault = FaultKind::Status {
+        status: 400,
+        retry_after: None,
+        code: Some(4000010),
+    };
+    sim.control()
+        .add_fault(&FaultRule::new("/threats", fault, 1))
+        .await
+        .unwrap();
     let err = all_threat_ids(&client, &ThreatQuery::default()).await.unwrap_err();
     assert!(matches!(err, S1Error::BadRequest { .. }), "{err:?}");
     assert_eq!(err.code(), Some(4000010));
     // And the simulator itself refuses a cursor that does not belong to the query.
     let raw = reqwest::Client::new()
-        .get(format!("{}/web/api/v2.1/threats?limit=5&cursor=dHJhc2g", sim.base_url()))
+        .get(format!(
+            "{}/web/api/v2.1/threats?limit=5&cursor=dHJhc2g",
+            sim.base_url()
+        ))
         .header("Authorization", "ApiToken sim-tenant-token")
         .send()
         .await
@@ -182,7 +323,10 @@ async fn bad_requests_carry_s1s_code_and_detail() {
 #[tokio::test(flavor = "multi_thread")]
 async fn truncated_json_is_a_decode_error_naming_the_endpoint() {
     let (sim, client) = sim_and_client(small()).await;
-    sim.control().add_fault(&FaultRule::new("/threats", FaultKind::Truncate, 1)).await.unwrap();
+    sim.control()
+        .add_fault(&FaultRule::new("/threats", FaultKind::Truncate, 1))
+        .await
+        .unwrap();
     let err = all_threat_ids(&client, &ThreatQuery::default()).await.unwrap_err();
     match &err {
         S1Error::Decode { endpoint, message, .. } => {
@@ -205,7 +349,10 @@ async fn a_decode_error_names_the_field() {
         let (mut s, _) = listener.accept().await.unwrap();
         let mut buf = [0u8; 4096];
         let _ = s.read(&mut buf).await;
-        let resp = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
         s.write_all(resp.as_bytes()).await.unwrap();
     });
     let client = S1Client::new(&format!("http://{addr}"), &ApiToken::new("t"), fast_retry_options()).unwrap();
@@ -222,18 +369,34 @@ async fn a_decode_error_names_the_field() {
 #[tokio::test(flavor = "multi_thread")]
 async fn connection_resets_and_slow_answers_are_retried_within_the_budget() {
     let (sim, client) = sim_and_client(small()).await;
-    sim.control().add_fault(&FaultRule::new("/sites", FaultKind::Reset, 2)).await.unwrap();
+    sim.control()
+        .add_fault(&FaultRule::new("/sites", FaultKind::Reset, 2))
+        .await
+        .unwrap();
     let sites: Vec<_> = client.sites(&SiteQuery::default()).try_collect().await.unwrap();
     assert_eq!(sites[0].items.len(), 6);
 
-    sim.control().add_fault(&FaultRule::new("/sites", FaultKind::Reset, 10)).await.unwrap();
-    let err = client.sites(&SiteQuery::default()).try_collect::<Vec<_>>().await.unwrap_err();
+    sim.control()
+        .add_fault(&FaultRule::new("/sites", FaultKind::Reset, 10))
+        .await
+        .unwrap();
+    let err = client
+        .sites(&SiteQuery::default())
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap_err();
     assert!(matches!(err, S1Error::Transport { attempts: 4, .. }), "{err:?}");
     sim.control().clear_faults().await.unwrap();
 
-    let impatient = ClientOptions { request_timeout: Duration::from_millis(300), ..fast_retry_options() };
+    let impatient = ClientOptions {
+        request_timeout: Duration::from_millis(300),
+        ..fast_retry_options()
+    };
     let client = client_for(&sim, "sim-tenant-token", impatient);
-    sim.control().add_fault(&FaultRule::new("/user", FaultKind::Slow { millis: 1_500 }, 1)).await.unwrap();
+    sim.control()
+        .add_fault(&FaultRule::new("/user", FaultKind::Slow { millis: 1_500 }, 1))
+        .await
+        .unwrap();
     let user = client.user().await.unwrap();
     assert_eq!(user.scope.as_deref(), Some("tenant"), "timed out once, then answered");
 }
@@ -242,23 +405,51 @@ async fn connection_resets_and_slow_answers_are_retried_within_the_budget() {
 async fn writes_change_later_reads_and_report_per_threat_results() {
     let (sim, client) = sim_and_client(small()).await;
     let ids = vec!["1500000000000000002".to_string(), "1500000000000000003".to_string()];
-    let before = client.threats(&ThreatQuery { ids: ids.clone(), ..ThreatQuery::default() }).map_ok(|p| p.items).try_concat().await.unwrap();
+    let before = client
+        .threats(&ThreatQuery {
+            ids: ids.clone(),
+            ..ThreatQuery::default()
+        })
+        .map_ok(|p| p.items)
+        .try_concat()
+        .await
+        .unwrap();
 
-    let r = client.set_incident_status(&ids, IncidentStatus::Resolved, Some(AnalystVerdict::FalsePositive)).await.unwrap();
+    let r = client
+        .set_incident_status(&ids, IncidentStatus::Resolved, Some(AnalystVerdict::FalsePositive))
+        .await
+        .unwrap();
     assert_eq!(r.details.len(), 2);
     assert!(r.details.iter().all(|d| d.result.is_some_and(|x| x.is_applied())));
-    let again = client.set_incident_status(&ids, IncidentStatus::Resolved, Some(AnalystVerdict::FalsePositive)).await.unwrap();
+    let again = client
+        .set_incident_status(&ids, IncidentStatus::Resolved, Some(AnalystVerdict::FalsePositive))
+        .await
+        .unwrap();
     assert_eq!(again.affected, 0);
     assert!(again.details.iter().all(|d| d.result == Some(ActionResult::AlreadySet)));
 
-    client.add_note(&ids, "Closed as false positive in PagerDuty").await.unwrap();
+    client
+        .add_note(&ids, "Closed as false positive in PagerDuty")
+        .await
+        .unwrap();
     client.set_external_ticket_id(&ids, "PD-42").await.unwrap();
-    let after = client.threats(&ThreatQuery { ids: ids.clone(), ..ThreatQuery::default() }).map_ok(|p| p.items).try_concat().await.unwrap();
+    let after = client
+        .threats(&ThreatQuery {
+            ids: ids.clone(),
+            ..ThreatQuery::default()
+        })
+        .map_ok(|p| p.items)
+        .try_concat()
+        .await
+        .unwrap();
     for (b, a) in before.iter().zip(&after) {
         assert_eq!(a.threat_info.incident_status, Some(IncidentStatus::Resolved));
         assert_eq!(a.threat_info.analyst_verdict, Some(AnalystVerdict::FalsePositive));
         assert_eq!(a.threat_info.external_ticket_id.as_deref(), Some("PD-42"));
-        assert!(a.threat_info.updated_at > b.threat_info.updated_at, "a write bumps updatedAt");
+        assert!(
+            a.threat_info.updated_at > b.threat_info.updated_at,
+            "a write bumps updatedAt"
+        );
     }
     // The changed threats now come last in an updatedAt-ordered poll.
     let all = all_threat_ids(&client, &ThreatQuery::default()).await.unwrap();
@@ -266,14 +457,22 @@ async fn writes_change_later_reads_and_report_per_threat_results() {
     let view = sim.control().threat(&ids[0]).await.unwrap();
     assert_eq!(view["notes"][0]["text"], "Closed as false positive in PagerDuty");
 
-    let viewer = TokenSpec { can_write: false, ..TokenSpec::tenant("viewer-token", 10) };
+    let viewer = TokenSpec {
+        can_write: false,
+        ..TokenSpec::tenant("viewer-token", 10)
+    };
     sim.control().add_token(&viewer).await.unwrap();
     let r = client_for(&sim, "viewer-token", fast_retry_options())
         .set_incident_status(&ids, IncidentStatus::InProgress, None)
         .await
         .unwrap();
     assert_eq!(r.affected, 0);
-    assert!(r.details.iter().all(|d| d.result == Some(ActionResult::MissingPermissions)), "HTTP 200 but nothing applied");
+    assert!(
+        r.details
+            .iter()
+            .all(|d| d.result == Some(ActionResult::MissingPermissions)),
+        "HTTP 200 but nothing applied"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -281,7 +480,10 @@ async fn token_details_generation_and_system_checks() {
     let (sim, client) = sim_and_client(small()).await;
     let soon = TokenSpec::tenant("five-day-token", 5);
     sim.control().add_token(&soon).await.unwrap();
-    let details = client.api_token_details(&ApiToken::new("five-day-token")).await.unwrap();
+    let details = client
+        .api_token_details(&ApiToken::new("five-day-token"))
+        .await
+        .unwrap();
     let days = (details.expires_at.unwrap() - time::OffsetDateTime::now_utc()).whole_days();
     assert_eq!(days, 4, "4 whole days and some hours left");
     assert_eq!(format_time(details.expires_at.unwrap()), format_time(soon.expires_at));
@@ -298,25 +500,60 @@ async fn token_details_generation_and_system_checks() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn client_side_rate_limit_keeps_agents_under_25_per_second() {
-    let (sim, client) = sim_and_client(SimConfig { agents: 400, decommissioned_every: 0, ..small() }).await;
-    let pages: Vec<_> = client.agents(&AgentQuery { limit: 5, ..AgentQuery::default() }).try_collect().await.unwrap();
+    let (sim, client) = sim_and_client(SimConfig {
+        agents: 400,
+        decommissioned_every: 0,
+        ..small()
+    })
+    .await;
+    let pages: Vec<_> = client
+        .agents(&AgentQuery {
+            limit: 5,
+            ..AgentQuery::default()
+        })
+        .try_collect()
+        .await
+        .unwrap();
     assert_eq!(pages.len(), 80);
     let log = sim.control().requests().await.unwrap();
     let times: Vec<u64> = log.iter().filter(|r| r.path == "/agents").map(|r| r.at_ms).collect();
     assert_eq!(times.len(), 80);
     // In any one-second window, at most 25 requests (plus one for window-edge rounding).
-    let worst = times.iter().map(|&t| times.iter().filter(|&&u| u >= t && u < t + 1000).count()).max().unwrap();
+    let worst = times
+        .iter()
+        .map(|&t| times.iter().filter(|&&u| u >= t && u < t + 1000).count())
+        .max()
+        .unwrap();
     assert!(worst <= 26, "{worst} /agents requests within one second");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn decommissioned_agents_are_listed_when_asked() {
     let (_sim, client) = sim_and_client(small()).await;
-    let all: Vec<_> = client.agents(&AgentQuery::default()).map_ok(|p| p.items).try_concat().await.unwrap();
-    let active: Vec<_> = client.agents(&AgentQuery { include_decommissioned: false, ..AgentQuery::default() }).map_ok(|p| p.items).try_concat().await.unwrap();
+    let all: Vec<_> = client
+        .agents(&AgentQuery::default())
+        .map_ok(|p| p.items)
+        .try_concat()
+        .await
+        .unwrap();
+    let active: Vec<_> = client
+        .agents(&AgentQuery {
+            include_decommissioned: false,
+            ..AgentQuery::default()
+        })
+        .map_ok(|p| p.items)
+        .try_concat()
+        .await
+        .unwrap();
     assert_eq!(all.len(), 40);
     assert_eq!(active.len(), 36, "every tenth agent is decommissioned");
     assert!(all.iter().filter(|a| a.is_decommissioned == Some(true)).count() == 4);
-    let first = client.threats(&ThreatQuery::default()).boxed().next().await.unwrap().unwrap();
+    let first = client
+        .threats(&ThreatQuery::default())
+        .boxed()
+        .next()
+        .await
+        .unwrap()
+        .unwrap();
     assert!(first.total_items == Some(120));
 }

@@ -42,7 +42,13 @@ fn reset_peak() -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_100k_threat_backlog_streams_in_flat_memory() {
-    let (sim, client) = sim_and_client(SimConfig { threats: 100_000, agents: 5_000, cloud_alerts: 0, ..SimConfig::default() }).await;
+    let (sim, client) = sim_and_client(SimConfig {
+        threats: 100_000,
+        agents: 5_000,
+        cloud_alerts: 0,
+        ..SimConfig::default()
+    })
+    .await;
     assert_eq!(sim.threat_count(), 100_000);
     let query = ThreatQuery::default();
 
@@ -72,8 +78,15 @@ async fn a_100k_threat_backlog_streams_in_flat_memory() {
     let all_pages = PEAK.load(Ordering::Relaxed) - base;
     assert_eq!(seen, 100_000);
     assert_eq!(pages_seen, 100);
-    eprintln!("peak above baseline: one page {} KiB, 100 pages {} KiB", one_page / 1024, all_pages / 1024);
+    eprintln!(
+        "peak above baseline: one page {} KiB, 100 pages {} KiB",
+        one_page / 1024,
+        all_pages / 1024
+    );
     // Flat: a hundred pages cost about what one does (some slack for pool and allocator noise);
     // holding them all would cost roughly a hundred times more.
-    assert!(all_pages < one_page * 2 + (4 << 20), "memory grew with the backlog: one page {one_page} B, all {all_pages} B");
+    assert!(
+        all_pages < one_page * 2 + (4 << 20),
+        "memory grew with the backlog: one page {one_page} B, all {all_pages} B"
+    );
 }

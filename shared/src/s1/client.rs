@@ -11,9 +11,8 @@ use time::OffsetDateTime;
 use url::Url;
 
 use super::dto::{
-    self, Account, Affected, Agent, AnalystVerdict, CloudAlert, DataEnvelope, GeneratedToken,
-    IncidentStatus, ListEnvelope, Note, Site, SitesData, SystemInfo, SystemStatus, Threat,
-    ThreatActionResult, TokenDetails, User,
+    self, Account, Affected, Agent, AnalystVerdict, CloudAlert, DataEnvelope, GeneratedToken, IncidentStatus,
+    ListEnvelope, Note, Site, SitesData, SystemInfo, SystemStatus, Threat, ThreatActionResult, TokenDetails, User,
 };
 use super::error::{S1Error, parse_error_body};
 use super::ratelimit::{EndpointFamily, Limiters, RateLimits};
@@ -370,11 +369,7 @@ impl S1Client {
     /// # Errors
     /// [`S1Error::InvalidRequest`] when the URL is not http(s) with a host, or the token cannot
     /// be sent in a header.
-    pub fn new(
-        console_url: &str,
-        token: &ApiToken,
-        options: ClientOptions,
-    ) -> Result<Self, S1Error> {
+    pub fn new(console_url: &str, token: &ApiToken, options: ClientOptions) -> Result<Self, S1Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(options.connect_timeout)
             .timeout(options.request_timeout)
@@ -398,18 +393,12 @@ impl S1Client {
         if token.is_empty() {
             return Err(S1Error::InvalidRequest("the S1 API token is empty".into()));
         }
-        let mut auth =
-            HeaderValue::from_str(&format!("ApiToken {}", token.expose())).map_err(|_| {
-                S1Error::InvalidRequest(
-                    "the S1 API token contains characters that cannot be sent in an HTTP header"
-                        .into(),
-                )
-            })?;
+        let mut auth = HeaderValue::from_str(&format!("ApiToken {}", token.expose())).map_err(|_| {
+            S1Error::InvalidRequest("the S1 API token contains characters that cannot be sent in an HTTP header".into())
+        })?;
         auth.set_sensitive(true);
         if options.retry.max_attempts == 0 {
-            return Err(S1Error::InvalidRequest(
-                "retry max_attempts must be at least 1".into(),
-            ));
+            return Err(S1Error::InvalidRequest("retry max_attempts must be at least 1".into()));
         }
         Ok(Self {
             http,
@@ -435,10 +424,7 @@ impl S1Client {
     // ---- threats -------------------------------------------------------------------------
 
     /// `GET /threats`, page by page.
-    pub fn threats(
-        &self,
-        query: &ThreatQuery,
-    ) -> impl Stream<Item = Result<Page<Threat>, S1Error>> + '_ {
+    pub fn threats(&self, query: &ThreatQuery) -> impl Stream<Item = Result<Page<Threat>, S1Error>> + '_ {
         self.pages(
             "threats",
             EndpointFamily::ThreatsList,
@@ -464,13 +450,8 @@ impl S1Client {
             data["analystVerdict"] = json!(wire(v.as_str())?);
         }
         let body = json!({ "filter": ids_filter(ids)?, "data": data });
-        self.post_data(
-            "threats/incident",
-            EndpointFamily::ThreatActions,
-            &body,
-            true,
-        )
-        .await
+        self.post_data("threats/incident", EndpointFamily::ThreatActions, &body, true)
+            .await
     }
 
     /// `POST /threats/analyst-verdict`.
@@ -483,13 +464,8 @@ impl S1Client {
         verdict: AnalystVerdict,
     ) -> Result<ThreatActionResult, S1Error> {
         let body = json!({ "filter": ids_filter(ids)?, "data": { "analystVerdict": wire(verdict.as_str())? } });
-        self.post_data(
-            "threats/analyst-verdict",
-            EndpointFamily::ThreatActions,
-            &body,
-            true,
-        )
-        .await
+        self.post_data("threats/analyst-verdict", EndpointFamily::ThreatActions, &body, true)
+            .await
     }
 
     /// `POST /threats/notes`: adds one note to every given threat. Not retried after an
@@ -499,9 +475,7 @@ impl S1Client {
     /// As [`S1Client::set_incident_status`]; an empty text is refused too.
     pub async fn add_note(&self, ids: &[String], text: &str) -> Result<Affected, S1Error> {
         if text.trim().is_empty() {
-            return Err(S1Error::InvalidRequest(
-                "refusing to add an empty note".into(),
-            ));
+            return Err(S1Error::InvalidRequest("refusing to add an empty note".into()));
         }
         let body = json!({ "filter": ids_filter(ids)?, "data": { "text": text } });
         self.post_data("threats/notes", EndpointFamily::ThreatActions, &body, false)
@@ -509,10 +483,7 @@ impl S1Client {
     }
 
     /// `GET /threats/{id}/notes`, page by page.
-    pub fn threat_notes(
-        &self,
-        threat_id: &str,
-    ) -> impl Stream<Item = Result<Page<Note>, S1Error>> + '_ {
+    pub fn threat_notes(&self, threat_id: &str) -> impl Stream<Item = Result<Page<Note>, S1Error>> + '_ {
         let (path, query) = match path_with_id("threats", threat_id, "notes") {
             Ok(path) => {
                 let query = Query::new(MAX_PAGE_LIMIT).map(|mut q| {
@@ -531,28 +502,16 @@ impl S1Client {
     ///
     /// # Errors
     /// As [`S1Client::set_incident_status`].
-    pub async fn set_external_ticket_id(
-        &self,
-        ids: &[String],
-        ticket_id: &str,
-    ) -> Result<Affected, S1Error> {
+    pub async fn set_external_ticket_id(&self, ids: &[String], ticket_id: &str) -> Result<Affected, S1Error> {
         let body = json!({ "filter": ids_filter(ids)?, "data": { "externalTicketId": ticket_id } });
-        self.post_data(
-            "threats/external-ticket-id",
-            EndpointFamily::ThreatActions,
-            &body,
-            true,
-        )
-        .await
+        self.post_data("threats/external-ticket-id", EndpointFamily::ThreatActions, &body, true)
+            .await
     }
 
     // ---- cloud-detection (STAR) alerts ---------------------------------------------------
 
     /// `GET /cloud-detection/alerts`, page by page.
-    pub fn cloud_alerts(
-        &self,
-        query: &CloudAlertQuery,
-    ) -> impl Stream<Item = Result<Page<CloudAlert>, S1Error>> + '_ {
+    pub fn cloud_alerts(&self, query: &CloudAlertQuery) -> impl Stream<Item = Result<Page<CloudAlert>, S1Error>> + '_ {
         self.pages(
             "cloud-detection/alerts",
             EndpointFamily::CloudDetection,
@@ -565,11 +524,7 @@ impl S1Client {
     ///
     /// # Errors
     /// As [`S1Client::set_incident_status`].
-    pub async fn set_alert_incident_status(
-        &self,
-        ids: &[String],
-        status: IncidentStatus,
-    ) -> Result<Affected, S1Error> {
+    pub async fn set_alert_incident_status(&self, ids: &[String], status: IncidentStatus) -> Result<Affected, S1Error> {
         let body = json!({ "filter": ids_filter(ids)?, "data": { "incidentStatus": wire(status.as_str())? } });
         self.post_data(
             "cloud-detection/alerts/incident",
@@ -602,16 +557,8 @@ impl S1Client {
     // ---- assets --------------------------------------------------------------------------
 
     /// `GET /agents`, page by page.
-    pub fn agents(
-        &self,
-        query: &AgentQuery,
-    ) -> impl Stream<Item = Result<Page<Agent>, S1Error>> + '_ {
-        self.pages(
-            "agents",
-            EndpointFamily::Agents,
-            query.to_pairs(),
-            |d: Vec<Agent>| d,
-        )
+    pub fn agents(&self, query: &AgentQuery) -> impl Stream<Item = Result<Page<Agent>, S1Error>> + '_ {
+        self.pages("agents", EndpointFamily::Agents, query.to_pairs(), |d: Vec<Agent>| d)
     }
 
     /// `GET /accounts`, page by page. A site-scoped token gets [`S1Error::Forbidden`] (4030010).
@@ -621,12 +568,7 @@ impl S1Client {
             q.push("sortOrder", "asc");
             q.0
         });
-        self.pages(
-            "accounts",
-            EndpointFamily::SitesAccounts,
-            query,
-            |d: Vec<Account>| d,
-        )
+        self.pages("accounts", EndpointFamily::SitesAccounts, query, |d: Vec<Account>| d)
     }
 
     /// `GET /sites`, page by page (S1 nests them in an object-shaped `data`).
@@ -647,13 +589,8 @@ impl S1Client {
     /// As any call; S1 answers 400 for a token it does not know.
     pub async fn api_token_details(&self, token: &ApiToken) -> Result<TokenDetails, S1Error> {
         let body = json!({ "data": { "apiToken": token.expose() } });
-        self.post_data(
-            "users/api-token-details",
-            EndpointFamily::Users,
-            &body,
-            true,
-        )
-        .await
+        self.post_data("users/api-token-details", EndpointFamily::Users, &body, true)
+            .await
     }
 
     /// `POST /users/generate-api-token`: a new token for the calling console user. S1 revokes
@@ -664,12 +601,7 @@ impl S1Client {
     pub async fn generate_api_token(&self) -> Result<ApiToken, S1Error> {
         let body = json!({ "data": {} });
         let t: GeneratedToken = self
-            .post_data(
-                "users/generate-api-token",
-                EndpointFamily::Users,
-                &body,
-                false,
-            )
+            .post_data("users/generate-api-token", EndpointFamily::Users, &body, false)
             .await?;
         Ok(t.token)
     }
@@ -687,8 +619,7 @@ impl S1Client {
     /// # Errors
     /// As any call.
     pub async fn system_status(&self) -> Result<SystemStatus, S1Error> {
-        self.get_data("system/status", EndpointFamily::System, false)
-            .await
+        self.get_data("system/status", EndpointFamily::System, false).await
     }
 
     /// `GET /system/info` (authenticated: proves the token works).
@@ -696,8 +627,7 @@ impl S1Client {
     /// # Errors
     /// As any call.
     pub async fn system_info(&self) -> Result<SystemInfo, S1Error> {
-        self.get_data("system/info", EndpointFamily::System, true)
-            .await
+        self.get_data("system/info", EndpointFamily::System, true).await
     }
 
     // ---- plumbing ------------------------------------------------------------------------
@@ -804,9 +734,7 @@ impl S1Client {
                         return Err(S1Error::Decode {
                             endpoint: format!("/{path}"),
                             path: "pagination.nextCursor".into(),
-                            message:
-                                "S1 returned the cursor it was given; stopping instead of looping"
-                                    .into(),
+                            message: "S1 returned the cursor it was given; stopping instead of looping".into(),
                         });
                     }
                     Ok(Page {
@@ -908,9 +836,7 @@ impl S1Client {
             let Some(backoff) = delays.next() else {
                 return Err(failure);
             };
-            let wait = hint
-                .map(|h| h.min(self.retry.max_retry_after))
-                .unwrap_or(backoff);
+            let wait = hint.map(|h| h.min(self.retry.max_retry_after)).unwrap_or(backoff);
             tracing::debug!(endpoint = %endpoint, attempt, wait_ms = wait.as_millis() as u64, error = %failure, "retrying S1 call");
             tokio::time::sleep(wait).await;
         }
@@ -955,18 +881,15 @@ fn transport_kind(e: &reqwest::Error) -> &'static str {
 }
 
 fn api_base(console_url: &str) -> Result<Url, S1Error> {
-    let mut url = Url::parse(console_url.trim()).map_err(|e| {
-        S1Error::InvalidRequest(format!("console URL {console_url:?} is not a URL: {e}"))
-    })?;
+    let mut url = Url::parse(console_url.trim())
+        .map_err(|e| S1Error::InvalidRequest(format!("console URL {console_url:?} is not a URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(S1Error::InvalidRequest(format!(
             "console URL {console_url:?} must be http(s)://host (e.g. https://acme.sentinelone.net)"
         )));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(S1Error::InvalidRequest(
-            "console URL must not carry credentials".into(),
-        ));
+        return Err(S1Error::InvalidRequest("console URL must not carry credentials".into()));
     }
     let path = url.path().trim_end_matches('/');
     if !(path.is_empty() || path == "/web/api/v2.1") {
@@ -982,9 +905,7 @@ fn api_base(console_url: &str) -> Result<Url, S1Error> {
 
 fn path_with_id(prefix: &str, id: &str, suffix: &str) -> Result<String, S1Error> {
     if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        return Err(S1Error::InvalidRequest(format!(
-            "{id:?} is not a valid S1 id"
-        )));
+        return Err(S1Error::InvalidRequest(format!("{id:?} is not a valid S1 id")));
     }
     Ok(format!("{prefix}/{id}/{suffix}"))
 }
@@ -996,9 +917,7 @@ fn ids_filter(ids: &[String]) -> Result<Value, S1Error> {
         ));
     }
     if let Some(bad) = ids.iter().find(|i| i.trim().is_empty()) {
-        return Err(S1Error::InvalidRequest(format!(
-            "{bad:?} is not a valid S1 id"
-        )));
+        return Err(S1Error::InvalidRequest(format!("{bad:?} is not a valid S1 id")));
     }
     Ok(json!({ "ids": ids }))
 }
@@ -1034,8 +953,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let when =
-        time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc2822).ok()?;
+    let when = time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc2822).ok()?;
     let secs = (when - OffsetDateTime::now_utc()).whole_seconds();
     Some(Duration::from_secs(secs.max(0) as u64))
 }
@@ -1068,10 +986,7 @@ mod tests {
                 "https://acme.sentinelone.net/web/api/v2.1",
                 Some("https://acme.sentinelone.net/web/api/v2.1/"),
             ),
-            (
-                "http://127.0.0.1:8080",
-                Some("http://127.0.0.1:8080/web/api/v2.1/"),
-            ),
+            ("http://127.0.0.1:8080", Some("http://127.0.0.1:8080/web/api/v2.1/")),
             ("ftp://acme.sentinelone.net", None),
             ("acme.sentinelone.net", None),
             ("https://user:pw@acme.sentinelone.net", None),
@@ -1089,10 +1004,7 @@ mod tests {
                 limit,
                 ..ThreatQuery::default()
             };
-            assert!(
-                matches!(q.to_pairs(), Err(S1Error::InvalidRequest(_))),
-                "limit {limit}"
-            );
+            assert!(matches!(q.to_pairs(), Err(S1Error::InvalidRequest(_))), "limit {limit}");
         }
         assert!(
             ThreatQuery {
@@ -1106,9 +1018,7 @@ mod tests {
 
     #[test]
     fn empty_id_filter_is_refused() {
-        assert!(
-            matches!(ids_filter(&[]), Err(S1Error::InvalidRequest(m)) if m.contains("every threat"))
-        );
+        assert!(matches!(ids_filter(&[]), Err(S1Error::InvalidRequest(m)) if m.contains("every threat")));
         assert!(ids_filter(&[" ".into()]).is_err());
         assert_eq!(ids_filter(&["1".into()]).unwrap(), json!({"ids": ["1"]}));
     }
@@ -1118,15 +1028,8 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
         assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
-        h.insert(
-            RETRY_AFTER,
-            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
-        );
-        assert_eq!(
-            retry_after(&h),
-            Some(Duration::ZERO),
-            "a past date means now"
-        );
+        h.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        assert_eq!(retry_after(&h), Some(Duration::ZERO), "a past date means now");
         h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
     }

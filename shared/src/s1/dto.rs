@@ -210,9 +210,7 @@ pub fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>,
 }
 
 /// `null` as an empty list.
-pub fn null_as_empty<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Vec<T>, D::Error> {
+pub fn null_as_empty<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
     Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }
 
@@ -233,16 +231,9 @@ pub struct Threat {
 impl Threat {
     /// The endpoint's stable id: real-time info first, then the snapshot taken at detection.
     pub fn agent_uuid(&self) -> Option<&str> {
-        let rt = self
-            .agent_realtime_info
-            .as_ref()
-            .and_then(|a| a.agent_uuid.as_deref());
-        let det = self
-            .agent_detection_info
-            .as_ref()
-            .and_then(|a| a.agent_uuid.as_deref());
-        rt.filter(|s| !s.is_empty())
-            .or(det.filter(|s| !s.is_empty()))
+        let rt = self.agent_realtime_info.as_ref().and_then(|a| a.agent_uuid.as_deref());
+        let det = self.agent_detection_info.as_ref().and_then(|a| a.agent_uuid.as_deref());
+        rt.filter(|s| !s.is_empty()).or(det.filter(|s| !s.is_empty()))
     }
 
     /// The file hash to correlate on: SHA1, else SHA256; `None` for fileless threats.
@@ -701,9 +692,7 @@ pub struct GeneratedToken {
 
 impl std::fmt::Debug for GeneratedToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GeneratedToken")
-            .field("token", &self.token)
-            .finish()
+        f.debug_struct("GeneratedToken").field("token", &self.token).finish()
     }
 }
 

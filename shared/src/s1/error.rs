@@ -59,9 +59,7 @@ pub enum S1Error {
     NotFound { endpoint: String, body: S1ErrorBody },
 
     /// HTTP 429 on every attempt of the retry budget.
-    #[error(
-        "S1 kept rate-limiting {endpoint} (HTTP 429) through {attempts} attempts; try again later"
-    )]
+    #[error("S1 kept rate-limiting {endpoint} (HTTP 429) through {attempts} attempts; try again later")]
     RateLimited {
         endpoint: String,
         attempts: u32,
@@ -146,9 +144,7 @@ impl S1Error {
             S1Error::BadRequest { .. } => Some(400),
             S1Error::NotFound { .. } => Some(404),
             S1Error::RateLimited { .. } => Some(429),
-            S1Error::Server { status, .. } | S1Error::UnexpectedStatus { status, .. } => {
-                Some(*status)
-            }
+            S1Error::Server { status, .. } | S1Error::UnexpectedStatus { status, .. } => Some(*status),
             _ => None,
         }
     }

@@ -10,8 +10,8 @@ mod error;
 mod ratelimit;
 
 pub use client::{
-    AgentQuery, ClientOptions, CloudAlertQuery, MAX_PAGE_LIMIT, Page, RequestObserver,
-    RequestRecord, RetryPolicy, S1Client, SiteQuery, SortOrder, ThreatQuery, ThreatSort,
+    AgentQuery, ClientOptions, CloudAlertQuery, MAX_PAGE_LIMIT, Page, RequestObserver, RequestRecord, RetryPolicy,
+    S1Client, SiteQuery, SortOrder, ThreatQuery, ThreatSort,
 };
 pub use error::{S1Error, S1ErrorBody};
 pub use ratelimit::{EndpointFamily, RateLimits};

@@ -90,9 +90,11 @@ impl Limiters {
         let limiters = FAMILIES
             .iter()
             .map(|&f| {
-                let rate =
-                    NonZeroU32::new(limits.per_second(f).max(1)).expect("max(1) is non-zero");
-                (f, RateLimiter::direct(Quota::per_second(rate).allow_burst(NonZeroU32::MIN)))
+                let rate = NonZeroU32::new(limits.per_second(f).max(1)).expect("max(1) is non-zero");
+                (
+                    f,
+                    RateLimiter::direct(Quota::per_second(rate).allow_burst(NonZeroU32::MIN)),
+                )
             })
             .collect();
         Self { limiters }

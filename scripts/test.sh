@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The one command that runs every test of s1-bridge, on a fresh machine or a warm one.
+# It installs what the tests need, checks formatting and lints, runs every test, and exits
+# non-zero on any failure. Nothing is skipped for a missing tool: it is installed or the run fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# The vendor's swagger export and the recorded fixtures live in the project's shared/ folder,
+# beside the repository checkout.
+if [ ! -f "$ROOT/../shared/s1-openapi/swagger_2_1.json" ]; then
+  echo "error: the project's shared/ folder is missing at $ROOT/../shared (tests need its fixtures and swagger export)" >&2
+  exit 1
+fi
+
+step "toolchain"
+command -v cargo >/dev/null || { echo "error: cargo not found; install Rust (rustup) first" >&2; exit 1; }
+cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+cargo --version
+
+step "format"
+cargo fmt --all --check
+
+step "lint"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests"
+LOG=$(mktemp)
+trap 'rm -f "$LOG"' EXIT
+cargo test --workspace --all-targets --locked 2>&1 | tee -a "$LOG"
+cargo test --workspace --doc --locked 2>&1 | tee -a "$LOG"
+
+# One closing line over every test binary, so the total is plain to see.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed/) p += $(i-1); if ($(i) ~ /^failed/) f += $(i-1) } }
+     END { printf "\ntests: %d passed, %d failed\n", p, f }' "$LOG"
