@@ -436,6 +436,16 @@ impl ListReq {
         }
     }
 
+    /// The `__gte/__gt/__lte/__lt` bounds S1 accepts on a timestamp field.
+    fn range(&self, field: &str) -> Result<TimeRange, ApiError> {
+        Ok(TimeRange {
+            gte: self.time(&format!("{field}__gte"))?,
+            gt: self.time(&format!("{field}__gt"))?,
+            lte: self.time(&format!("{field}__lte"))?,
+            lt: self.time(&format!("{field}__lt"))?,
+        })
+    }
+
     fn csv(&self, k: &str) -> Option<Vec<String>> {
         self.params.get(k).map(|v| {
             v.split(',')
@@ -498,8 +508,20 @@ fn id_set(ids: Option<Vec<String>>) -> Option<std::collections::HashSet<u64>> {
     ids.map(|v| v.iter().filter_map(|s| s.parse().ok()).collect())
 }
 
-fn in_range(v: i128, gte: Option<i128>, gt: Option<i128>, lte: Option<i128>, lt: Option<i128>) -> bool {
-    gte.is_none_or(|b| v >= b) && gt.is_none_or(|b| v > b) && lte.is_none_or(|b| v <= b) && lt.is_none_or(|b| v < b)
+struct TimeRange {
+    gte: Option<i128>,
+    gt: Option<i128>,
+    lte: Option<i128>,
+    lt: Option<i128>,
+}
+
+impl TimeRange {
+    fn contains(&self, v: i128) -> bool {
+        self.gte.is_none_or(|b| v >= b)
+            && self.gt.is_none_or(|b| v > b)
+            && self.lte.is_none_or(|b| v <= b)
+            && self.lt.is_none_or(|b| v < b)
+    }
 }
 
 // ---- threats ---------------------------------------------------------------------------------
@@ -531,18 +553,8 @@ async fn get_threats(
     let w = s.world();
     let token = authenticate(&w, &headers)?;
     let q = ListReq::parse(&pairs, &THREAT_FILTERS, &["updatedAt", "createdAt", "id"], "createdAt")?;
-    let (ug, ugt, ul, ult) = (
-        q.time("updatedAt__gte")?,
-        q.time("updatedAt__gt")?,
-        q.time("updatedAt__lte")?,
-        q.time("updatedAt__lt")?,
-    );
-    let (cg, cgt, cl, clt) = (
-        q.time("createdAt__gte")?,
-        q.time("createdAt__gt")?,
-        q.time("createdAt__lte")?,
-        q.time("createdAt__lt")?,
-    );
+    let updated = q.range("updatedAt")?;
+    let created = q.range("createdAt")?;
     let ids = id_set(q.csv("ids"));
     let sites = id_set(q.csv("siteIds"));
     let accounts = id_set(q.csv("accountIds"));
@@ -559,8 +571,8 @@ async fn get_threats(
             let site = &w.sites[agent.site];
             let (u, c) = (micros(t.updated_at), micros(t.created_at));
             w.site_visible(&token.scope, agent.site)
-                && in_range(u, ug, ugt, ul, ult)
-                && in_range(c, cg, cgt, cl, clt)
+                && updated.contains(u)
+                && created.contains(c)
                 && ids.as_ref().is_none_or(|s| s.contains(&t.id))
                 && sites.as_ref().is_none_or(|s| s.contains(&site.id))
                 && accounts
@@ -575,14 +587,7 @@ async fn get_threats(
                     .as_ref()
                     .is_none_or(|s| s.iter().any(|x| x.eq_ignore_ascii_case(&t.sha1)))
         })
-        .map(|(i, t)| {
-            let key = match q.sort_by.as_str() {
-                "updatedAt" => micros(t.updated_at),
-                "createdAt" => micros(t.created_at),
-                _ => t.id as i128,
-            };
-            (key, t.id, i)
-        })
+        .map(|(i, t)| (sort_key(&q.sort_by, t.id, i, t.created_at, t.updated_at), t.id, i))
         .collect();
     let (page, pagination) = q.paginate(matches, w.cursor_end);
     let data: Vec<Value> = page.into_iter().map(|i| render::threat(&w, &w.threats[i])).collect();
@@ -832,12 +837,7 @@ async fn get_alerts(State(s): State<Shr>, headers: HeaderMap, Query(pairs): Quer
         "tenant",
     ];
     let q = ListReq::parse(&pairs, &filters, &["alertInfoCreatedAt", "id"], "alertInfoCreatedAt")?;
-    let (cg, cgt, cl, clt) = (
-        q.time("createdAt__gte")?,
-        q.time("createdAt__gt")?,
-        q.time("createdAt__lte")?,
-        q.time("createdAt__lt")?,
-    );
+    let created = q.range("createdAt")?;
     let ids = id_set(q.csv("ids"));
     let sites = id_set(q.csv("siteIds"));
     let accounts = id_set(q.csv("accountIds"));
@@ -849,7 +849,7 @@ async fn get_alerts(State(s): State<Shr>, headers: HeaderMap, Query(pairs): Quer
             let site_idx = w.agent_site(a.agent);
             let site = &w.sites[site_idx];
             w.site_visible(&token.scope, site_idx)
-                && in_range(micros(a.created_at), cg, cgt, cl, clt)
+                && created.contains(micros(a.created_at))
                 && ids.as_ref().is_none_or(|s| s.contains(&a.id))
                 && sites.as_ref().is_none_or(|s| s.contains(&site.id))
                 && accounts
@@ -967,12 +967,7 @@ async fn get_agents(State(s): State<Shr>, headers: HeaderMap, Query(pairs): Quer
         &["id", "updatedAt", "createdAt", "computerName"],
         "id",
     )?;
-    let (ug, ugt, ul, ult) = (
-        q.time("updatedAt__gte")?,
-        q.time("updatedAt__gt")?,
-        q.time("updatedAt__lte")?,
-        q.time("updatedAt__lt")?,
-    );
+    let updated = q.range("updatedAt")?;
     let ids = id_set(q.csv("ids"));
     let sites = id_set(q.csv("siteIds"));
     let accounts = id_set(q.csv("accountIds"));
@@ -1002,7 +997,7 @@ async fn get_agents(State(s): State<Shr>, headers: HeaderMap, Query(pairs): Quer
             w.site_visible(&token.scope, a.site)
                 && decom.contains(&a.is_decommissioned)
                 && active.as_ref().is_none_or(|v| v.contains(&a.is_active))
-                && in_range(micros(a.updated_at), ug, ugt, ul, ult)
+                && updated.contains(micros(a.updated_at))
                 && ids.as_ref().is_none_or(|s| s.contains(&a.id))
                 && sites.as_ref().is_none_or(|s| s.contains(&site.id))
                 && accounts
@@ -1012,15 +1007,7 @@ async fn get_agents(State(s): State<Shr>, headers: HeaderMap, Query(pairs): Quer
                     .as_ref()
                     .is_none_or(|s| s.iter().any(|u| u.eq_ignore_ascii_case(&a.uuid)))
         })
-        .map(|(i, a)| {
-            let key = match q.sort_by.as_str() {
-                "updatedAt" => micros(a.updated_at),
-                "createdAt" => micros(a.created_at),
-                "computerName" => i as i128,
-                _ => a.id as i128,
-            };
-            (key, a.id, i)
-        })
+        .map(|(i, a)| (sort_key(&q.sort_by, a.id, i, a.created_at, a.updated_at), a.id, i))
         .collect();
     let (page, pagination) = q.paginate(matches, w.cursor_end);
     let data: Vec<Value> = page.into_iter().map(|i| render::agent(&w, &w.agents[i])).collect();
@@ -1074,7 +1061,8 @@ fn sort_key(by: &str, id: u64, idx: usize, created: OffsetDateTime, updated: Off
     match by {
         "createdAt" => micros(created),
         "updatedAt" => micros(updated),
-        "name" => idx as i128,
+        // Generated names follow generation order, so the index sorts like the name.
+        "name" | "computerName" => idx as i128,
         _ => id as i128,
     }
 }

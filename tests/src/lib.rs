@@ -48,3 +48,14 @@ pub async fn sim_and_client(config: SimConfig) -> (Sim, S1Client) {
 pub fn client_for(sim: &Sim, token: &str, options: ClientOptions) -> S1Client {
     S1Client::new(&sim.base_url(), &ApiToken::new(token), options).expect("client builds")
 }
+
+/// Every item of a paged stream, in order.
+///
+/// # Errors
+/// The first error the stream yields.
+pub async fn items<T>(
+    pages: impl futures_util::Stream<Item = Result<s1_shared::s1::Page<T>, s1_shared::s1::S1Error>>,
+) -> Result<Vec<T>, s1_shared::s1::S1Error> {
+    use futures_util::TryStreamExt;
+    pages.map_ok(|p| p.items).try_concat().await
+}

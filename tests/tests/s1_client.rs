@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, TryStreamExt};
-use integration_tests::{client_for, fast_retry_options, sim_and_client};
+use integration_tests::{client_for, fast_retry_options, items, sim_and_client};
 use s1_bridge_sim::{CursorEnd, FaultKind, FaultRule, SimConfig, TokenScope, TokenSpec};
 use s1_shared::ApiToken;
 use s1_shared::s1::dto::{ActionResult, AnalystVerdict, IncidentStatus, format_time};
@@ -102,19 +102,9 @@ async fn threats_sharing_one_updated_at_across_pages_are_neither_lost_nor_double
 #[tokio::test(flavor = "multi_thread")]
 async fn changed_since_returns_only_later_changes_and_the_boundary() {
     let (_sim, client) = sim_and_client(small()).await;
-    let all: Vec<_> = client
-        .threats(&ThreatQuery::default())
-        .map_ok(|p| p.items)
-        .try_concat()
-        .await
-        .unwrap();
+    let all: Vec<_> = items(client.threats(&ThreatQuery::default())).await.unwrap();
     let pivot = all[50].threat_info.updated_at.unwrap();
-    let since: Vec<_> = client
-        .threats(&ThreatQuery::changed_since(pivot))
-        .map_ok(|p| p.items)
-        .try_concat()
-        .await
-        .unwrap();
+    let since: Vec<_> = items(client.threats(&ThreatQuery::changed_since(pivot))).await.unwrap();
     assert_eq!(since.len(), 70, "gte includes the boundary threat");
     assert_eq!(since[0].id, all[50].id);
 }
@@ -223,7 +213,7 @@ async fn a_note_is_never_posted_twice_after_an_ambiguous_failure() {
         .await
         .unwrap();
     client.add_note(std::slice::from_ref(&id), "second").await.unwrap();
-    let notes: Vec<_> = client.threat_notes(&id).map_ok(|p| p.items).try_concat().await.unwrap();
+    let notes: Vec<_> = items(client.threat_notes(&id)).await.unwrap();
     let texts: Vec<_> = notes.iter().filter_map(|n| n.text.as_deref()).collect();
     assert_eq!(texts, ["second"]);
 }
@@ -255,12 +245,7 @@ async fn wrong_and_expired_tokens_are_unauthorized() {
 #[tokio::test(flavor = "multi_thread")]
 async fn site_scoped_tokens_see_their_site_and_are_refused_accounts() {
     let (sim, tenant) = sim_and_client(small()).await;
-    let sites: Vec<_> = tenant
-        .sites(&SiteQuery::default())
-        .map_ok(|p| p.items)
-        .try_concat()
-        .await
-        .unwrap();
+    let sites: Vec<_> = items(tenant.sites(&SiteQuery::default())).await.unwrap();
     let site_id = sites[1].id.clone().unwrap();
     sim.control()
         .add_token(&TokenSpec {
@@ -275,12 +260,7 @@ async fn site_scoped_tokens_see_their_site_and_are_refused_accounts() {
     assert_eq!(err.code(), Some(4030010));
     assert!(err.to_string().contains("not allowed to site users"), "{err}");
 
-    let threats: Vec<_> = client
-        .threats(&ThreatQuery::default())
-        .map_ok(|p| p.items)
-        .try_concat()
-        .await
-        .unwrap();
+    let threats: Vec<_> = items(client.threats(&ThreatQuery::default())).await.unwrap();
     assert!(!threats.is_empty());
     assert!(
         threats
@@ -405,15 +385,12 @@ async fn connection_resets_and_slow_answers_are_retried_within_the_budget() {
 async fn writes_change_later_reads_and_report_per_threat_results() {
     let (sim, client) = sim_and_client(small()).await;
     let ids = vec!["1500000000000000002".to_string(), "1500000000000000003".to_string()];
-    let before = client
-        .threats(&ThreatQuery {
-            ids: ids.clone(),
-            ..ThreatQuery::default()
-        })
-        .map_ok(|p| p.items)
-        .try_concat()
-        .await
-        .unwrap();
+    let before = items(client.threats(&ThreatQuery {
+        ids: ids.clone(),
+        ..ThreatQuery::default()
+    }))
+    .await
+    .unwrap();
 
     let r = client
         .set_incident_status(&ids, IncidentStatus::Resolved, Some(AnalystVerdict::FalsePositive))
@@ -433,15 +410,12 @@ async fn writes_change_later_reads_and_report_per_threat_results() {
         .await
         .unwrap();
     client.set_external_ticket_id(&ids, "PD-42").await.unwrap();
-    let after = client
-        .threats(&ThreatQuery {
-            ids: ids.clone(),
-            ..ThreatQuery::default()
-        })
-        .map_ok(|p| p.items)
-        .try_concat()
-        .await
-        .unwrap();
+    let after = items(client.threats(&ThreatQuery {
+        ids: ids.clone(),
+        ..ThreatQuery::default()
+    }))
+    .await
+    .unwrap();
     for (b, a) in before.iter().zip(&after) {
         assert_eq!(a.threat_info.incident_status, Some(IncidentStatus::Resolved));
         assert_eq!(a.threat_info.analyst_verdict, Some(AnalystVerdict::FalsePositive));
@@ -530,21 +504,13 @@ async fn client_side_rate_limit_keeps_agents_under_25_per_second() {
 #[tokio::test(flavor = "multi_thread")]
 async fn decommissioned_agents_are_listed_when_asked() {
     let (_sim, client) = sim_and_client(small()).await;
-    let all: Vec<_> = client
-        .agents(&AgentQuery::default())
-        .map_ok(|p| p.items)
-        .try_concat()
-        .await
-        .unwrap();
-    let active: Vec<_> = client
-        .agents(&AgentQuery {
-            include_decommissioned: false,
-            ..AgentQuery::default()
-        })
-        .map_ok(|p| p.items)
-        .try_concat()
-        .await
-        .unwrap();
+    let all: Vec<_> = items(client.agents(&AgentQuery::default())).await.unwrap();
+    let active: Vec<_> = items(client.agents(&AgentQuery {
+        include_decommissioned: false,
+        ..AgentQuery::default()
+    }))
+    .await
+    .unwrap();
     assert_eq!(all.len(), 40);
     assert_eq!(active.len(), 36, "every tenth agent is decommissioned");
     assert!(all.iter().filter(|a| a.is_decommissioned == Some(true)).count() == 4);
