@@ -4,6 +4,7 @@
 //! types ([`secret`]). Later modules (store, platforms, use cases) build on these.
 
 pub mod s1;
+pub mod store;
 pub mod secret;
 
 pub use secret::ApiToken;

@@ -1,0 +1,267 @@
+//! The embedded backend: one redb database, file-backed or in memory, with the same item model,
+//! conditions, index and TTL semantics as DynamoDB. Conditions are checked inside redb's single
+//! write transaction, so they are atomic the way DynamoDB's are.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::records::check_size;
+use super::{Cond, Item, ItemPage, ItemTable, StoreError, cond_holds, now_secs};
+
+/// `pk \0 sk` -> JSON-encoded [`Item`]. `\0` sorts before every other character, so a partition's
+/// items are contiguous and in sort-key order.
+const ITEMS: TableDefinition<&str, &[u8]> = TableDefinition::new("items");
+/// `gsi1pk \0 gsi1sk \0 pk \0 sk` -> `pk \0 sk`.
+const INDEX: TableDefinition<&str, &str> = TableDefinition::new("gsi1");
+
+/// The embedded (redb) implementation of [`ItemTable`].
+#[derive(Clone)]
+pub struct EmbeddedTable {
+    db: Arc<Database>,
+}
+
+impl std::fmt::Debug for EmbeddedTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EmbeddedTable")
+    }
+}
+
+fn err(op: &'static str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend { op, code: "redb".into(), message: e.to_string(), retryable: false }
+}
+
+fn key(pk: &str, sk: &str) -> String {
+    format!("{pk}\0{sk}")
+}
+
+fn index_key(i: &Item) -> Option<String> {
+    i.gsi1pk.as_ref().map(|g| format!("{g}\0{}\0{}\0{}", i.gsi1sk.as_deref().unwrap_or(""), i.pk, i.sk))
+}
+
+fn decode(op: &'static str, bytes: &[u8]) -> Result<Item, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| err(op, format!("undecodable stored item: {e}")))
+}
+
+impl EmbeddedTable {
+    /// Opens (or creates) the database file at `path`.
+    ///
+    /// # Errors
+    /// When the file cannot be created or is not a redb database.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let db = Database::create(path.as_ref()).map_err(|e| err("open", format!("{}: {e}", path.as_ref().display())))?;
+        Self::init(db)
+    }
+
+    /// A fresh database held in memory (tests, the demo).
+    ///
+    /// # Errors
+    /// Only if redb fails to initialise.
+    pub fn in_memory() -> Result<Self, StoreError> {
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|e| err("open", e))?;
+        Self::init(db)
+    }
+
+    fn init(db: Database) -> Result<Self, StoreError> {
+        let tx = db.begin_write().map_err(|e| err("open", e))?;
+        tx.open_table(ITEMS).map_err(|e| err("open", e))?;
+        tx.open_table(INDEX).map_err(|e| err("open", e))?;
+        tx.commit().map_err(|e| err("open", e))?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    /// Runs blocking redb work off the async runtime.
+    async fn run<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db)).await.map_err(|e| err(op, e))?
+    }
+
+    fn write_items(db: &Database, items: &[(Item, Cond)], delete: bool) -> Result<Vec<bool>, StoreError> {
+        let op = if delete { "delete" } else { "put" };
+        let now = now_secs();
+        let tx = db.begin_write().map_err(|e| err(op, e))?;
+        let mut results = Vec::with_capacity(items.len());
+        {
+            let mut table = tx.open_table(ITEMS).map_err(|e| err(op, e))?;
+            let mut index = tx.open_table(INDEX).map_err(|e| err(op, e))?;
+            for (item, cond) in items {
+                let k = key(&item.pk, &item.sk);
+                let stored = match table.get(k.as_str()).map_err(|e| err(op, e))? {
+                    Some(v) => Some(decode(op, v.value())?),
+                    None => None,
+                };
+                let live = stored.as_ref().filter(|s| !s.expired(now));
+                if !cond_holds(cond, live) {
+                    results.push(false);
+                    continue;
+                }
+                if let Some(old) = stored.as_ref().and_then(index_key) {
+                    index.remove(old.as_str()).map_err(|e| err(op, e))?;
+                }
+                if delete {
+                    table.remove(k.as_str()).map_err(|e| err(op, e))?;
+                } else {
+                    let bytes = serde_json::to_vec(item).map_err(|e| err(op, e))?;
+                    table.insert(k.as_str(), bytes.as_slice()).map_err(|e| err(op, e))?;
+                    if let Some(ik) = index_key(item) {
+                        index.insert(ik.as_str(), k.as_str()).map_err(|e| err(op, e))?;
+                    }
+                }
+                results.push(true);
+            }
+        }
+        tx.commit().map_err(|e| err(op, e))?;
+        Ok(results)
+    }
+}
+
+/// Cursor of a prefix scan: the last key returned.
+fn range_page(
+    db: &Database,
+    op: &'static str,
+    start: String,
+    prefix: String,
+    limit: usize,
+    index: bool,
+) -> Result<ItemPage, StoreError> {
+    let now = now_secs();
+    let tx = db.begin_read().map_err(|e| err(op, e))?;
+    let items_table = tx.open_table(ITEMS).map_err(|e| err(op, e))?;
+    let mut items = Vec::new();
+    let mut last = None;
+    let mut more = false;
+    let limit = limit.max(1);
+    if index {
+        let idx = tx.open_table(INDEX).map_err(|e| err(op, e))?;
+        for entry in idx.range(start.as_str()..).map_err(|e| err(op, e))? {
+            let (k, v) = entry.map_err(|e| err(op, e))?;
+            if !k.value().starts_with(prefix.as_str()) {
+                break;
+            }
+            if items.len() == limit {
+                more = true;
+                break;
+            }
+            last = Some(k.value().to_owned());
+            if let Some(bytes) = items_table.get(v.value()).map_err(|e| err(op, e))? {
+                let item = decode(op, bytes.value())?;
+                if !item.expired(now) {
+                    items.push(item);
+                }
+            }
+        }
+    } else {
+        for entry in items_table.range(start.as_str()..).map_err(|e| err(op, e))? {
+            let (k, v) = entry.map_err(|e| err(op, e))?;
+            if !k.value().starts_with(prefix.as_str()) {
+                break;
+            }
+            if items.len() == limit {
+                more = true;
+                break;
+            }
+            last = Some(k.value().to_owned());
+            let item = decode(op, v.value())?;
+            if !item.expired(now) {
+                items.push(item);
+            }
+        }
+    }
+    Ok(ItemPage { items, next: if more { last } else { None } })
+}
+
+/// The key just after `k` in byte order, to resume a scan after it.
+fn after(k: &str) -> String {
+    format!("{k}\0")
+}
+
+#[async_trait]
+impl ItemTable for EmbeddedTable {
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
+        let k = key(pk, sk);
+        self.run("get", move |db| {
+            let tx = db.begin_read().map_err(|e| err("get", e))?;
+            let table = tx.open_table(ITEMS).map_err(|e| err("get", e))?;
+            match table.get(k.as_str()).map_err(|e| err("get", e))? {
+                Some(v) => Ok(Some(decode("get", v.value())?).filter(|i| !i.expired(now_secs()))),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn batch_get(&self, keys: &[(String, String)]) -> Result<Vec<Item>, StoreError> {
+        let keys: Vec<String> = keys.iter().map(|(p, s)| key(p, s)).collect();
+        self.run("batch_get", move |db| {
+            let now = now_secs();
+            let tx = db.begin_read().map_err(|e| err("batch_get", e))?;
+            let table = tx.open_table(ITEMS).map_err(|e| err("batch_get", e))?;
+            let mut out = Vec::new();
+            for k in keys {
+                if let Some(v) = table.get(k.as_str()).map_err(|e| err("batch_get", e))? {
+                    let item = decode("batch_get", v.value())?;
+                    if !item.expired(now) {
+                        out.push(item);
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put(&self, item: &Item, cond: &Cond) -> Result<bool, StoreError> {
+        check_size(item)?;
+        let work = vec![(item.clone(), cond.clone())];
+        let r = self.run("put", move |db| Self::write_items(db, &work, false)).await?;
+        Ok(r[0])
+    }
+
+    async fn batch_put(&self, items: &[Item]) -> Result<(), StoreError> {
+        for i in items {
+            check_size(i)?;
+        }
+        // One transaction per 25 items, like DynamoDB's batches, so a huge batch never holds the
+        // write lock for long.
+        for chunk in items.chunks(super::schema::BATCH_WRITE_MAX) {
+            let work: Vec<_> = chunk.iter().map(|i| (i.clone(), Cond::Always)).collect();
+            self.run("batch_put", move |db| Self::write_items(db, &work, false)).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, pk: &str, sk: &str, cond: &Cond) -> Result<bool, StoreError> {
+        let probe = Item { pk: pk.into(), sk: sk.into(), ..Item::default() };
+        let work = vec![(probe, cond.clone())];
+        let r = self.run("delete", move |db| Self::write_items(db, &work, true)).await?;
+        Ok(r[0])
+    }
+
+    async fn query(&self, pk: &str, sk_prefix: &str, cursor: Option<&str>, limit: usize) -> Result<ItemPage, StoreError> {
+        let prefix = key(pk, sk_prefix);
+        let start = match cursor {
+            Some(c) if c.starts_with(&prefix) => after(c),
+            Some(_) => return Err(StoreError::Invalid("query cursor does not belong to this query".into())),
+            None => prefix.clone(),
+        };
+        self.run("query", move |db| range_page(db, "query", start, prefix, limit, false)).await
+    }
+
+    async fn query_index(&self, key_value: &str, cursor: Option<&str>, limit: usize) -> Result<ItemPage, StoreError> {
+        let prefix = format!("{key_value}\0");
+        let start = match cursor {
+            Some(c) if c.starts_with(&prefix) => after(c),
+            Some(_) => return Err(StoreError::Invalid("index cursor does not belong to this query".into())),
+            None => prefix.clone(),
+        };
+        self.run("query_index", move |db| range_page(db, "query_index", start, prefix, limit, true)).await
+    }
+}

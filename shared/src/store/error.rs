@@ -1,0 +1,33 @@
+/// A state-store failure, classified so callers know whether to retry.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The table is not there (wrong `TABLE_NAME`, or the stack is not deployed).
+    #[error("state table {table:?} does not exist; check TABLE_NAME and that the stack is deployed")]
+    TableMissing { table: String },
+    /// DynamoDB throttled the call past the SDK's own retries.
+    #[error("the state store throttled {op}; retry later")]
+    Throttled { op: &'static str },
+    /// The store could not be reached (network, timeout).
+    #[error("could not reach the state store for {op}: {message}")]
+    Unavailable { op: &'static str, message: String },
+    /// Any other backend error, with its code.
+    #[error("state store {op} failed ({code}): {message}")]
+    Backend { op: &'static str, code: String, message: String, retryable: bool },
+    /// A stored item does not decode as the record its key promises.
+    #[error("stored item {pk} / {sk} is not a valid {what}: {message}")]
+    Corrupt { pk: String, sk: String, what: &'static str, message: String },
+    /// The request itself is invalid (bad id, oversize item).
+    #[error("invalid state-store request: {0}")]
+    Invalid(String),
+}
+
+impl StoreError {
+    /// True when the same call may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Throttled { .. } | StoreError::Unavailable { .. } => true,
+            StoreError::Backend { retryable, .. } => *retryable,
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! Key layout of the single table (DESIGN.md §5). Every tenant item lives in partition
+//! `TENANT#<id>`, so one tenant's data can be listed, scanned or removed without touching
+//! another's.
+
+/// Partition of a tenant's items.
+pub fn tenant(tenant: &str) -> String {
+    format!("TENANT#{tenant}")
+}
+/// Sort key of the tenant's configuration.
+pub const CONFIG: &str = "CONFIG";
+/// Sort key of the tenant's token state.
+pub const TOKEN: &str = "TOKEN";
+/// Index key under which every tenant configuration is listed.
+pub const TENANTS_INDEX: &str = "TENANTS";
+
+pub fn checkpoint(name: &str) -> String {
+    format!("CURSOR#{name}")
+}
+pub const THREAT_PREFIX: &str = "THREAT#";
+pub fn threat(id: &str) -> String {
+    format!("{THREAT_PREFIX}{id}")
+}
+pub const STORY_PREFIX: &str = "STORY#";
+pub fn story(key: &str) -> String {
+    format!("{STORY_PREFIX}{key}")
+}
+pub fn lease(job: &str) -> String {
+    format!("LEASE#{job}")
+}
+pub const PENDING_PREFIX: &str = "PENDING#";
+pub fn pending(id: &str) -> String {
+    format!("{PENDING_PREFIX}{id}")
+}
+pub const DEAD_PREFIX: &str = "DEAD#";
+pub fn dead(id: &str) -> String {
+    format!("{DEAD_PREFIX}{id}")
+}
+pub const OUTBOUND_PREFIX: &str = "OUT#";
+/// Outbound requests sort by time, so the newest are at the end of the partition.
+pub fn outbound(at_micros: i128, id: &str) -> String {
+    format!("{OUTBOUND_PREFIX}{at_micros:020}#{id}")
+}
+pub fn order(alert_key: &str) -> String {
+    format!("ORDER#{alert_key}")
+}
+/// Partition of a webhook event's replay marker.
+pub fn event(id: &str) -> String {
+    format!("EVENT#{id}")
+}
+pub const EVENT_SK: &str = "EVENT";
+/// Index key of a platform alert, pointing at its story.
+pub fn platform_alert(platform: &str, reference: &str) -> String {
+    format!("ALERT#{platform}#{reference}")
+}

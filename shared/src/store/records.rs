@@ -1,0 +1,635 @@
+//! Typed records and the [`Store`] facade the use cases call.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+
+use super::{Cond, Item, ItemTable, StoreError, keys};
+
+/// Where a tenant's S1 API token is read from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TokenSource {
+    /// A Secrets Manager secret (name or ARN) whose value is the token, or JSON with `apiToken`.
+    SecretsManager { secret_id: String },
+    /// An environment variable (one-machine runner).
+    Env { var: String },
+    /// A file holding the token (one-machine runner).
+    File { path: String },
+}
+
+/// How threats become platform alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grouping {
+    /// Threats on one endpoint with one file hash within 90 days share one alert.
+    #[default]
+    Story,
+    /// One alert per threat.
+    Threat,
+}
+
+/// The platform a tenant publishes to. Settings are adapter-specific and hold secret
+/// references (Secrets Manager ids), never secret values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlatformTarget {
+    /// `generic`, `pagerduty` or `halo`.
+    pub kind: String,
+    #[serde(default)]
+    pub settings: serde_json::Value,
+}
+
+/// One S1 console (or a scope of it) and where its threats go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantConfig {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    pub enabled: bool,
+    pub console_url: String,
+    pub token: TokenSource,
+    #[serde(default)]
+    pub account_ids: Vec<String>,
+    #[serde(default)]
+    pub site_ids: Vec<String>,
+    pub platform: PlatformTarget,
+    #[serde(default)]
+    pub grouping: Grouping,
+    #[serde(default)]
+    pub poll_cloud_alerts: bool,
+    /// Per-tenant overrides of the default mappings (DESIGN.md §3).
+    #[serde(default)]
+    pub mapping_overrides: serde_json::Value,
+}
+
+/// Polling watermark: the newest `updatedAt` handled and the ids already handled at exactly
+/// that instant (`updatedAt__gte` returns them again).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Checkpoint {
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub watermark: Option<OffsetDateTime>,
+    #[serde(default)]
+    pub ids_at_watermark: Vec<String>,
+}
+
+/// What we know of one S1 threat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThreatRecord {
+    pub threat_id: String,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub updated_at: Option<OffsetDateTime>,
+    /// Digest of the fields the platform shows; unchanged digest means nothing to send.
+    pub digest: String,
+    #[serde(default)]
+    pub story_key: Option<String>,
+    /// The incident status we last wrote to S1 (to recognise our own echo).
+    #[serde(default)]
+    pub written_status: Option<String>,
+    #[serde(default)]
+    pub written_verdict: Option<String>,
+    #[serde(default)]
+    pub platform_ref: Option<String>,
+}
+
+/// A story: threats grouped into one platform alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoryRecord {
+    pub key: String,
+    pub threat_ids: Vec<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub window_start: OffsetDateTime,
+    #[serde(default)]
+    pub platform: Option<String>,
+    #[serde(default)]
+    pub platform_ref: Option<String>,
+    /// `open` or `closed` on the platform.
+    pub status: String,
+}
+
+/// A record with the version it was read at, for optimistic writes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub version: u64,
+}
+
+/// What kind of synced object an [`AssetRecord`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AssetKind {
+    Customer,
+    Site,
+    Asset,
+}
+
+impl AssetKind {
+    fn prefix(self) -> &'static str {
+        match self {
+            AssetKind::Customer => "CUSTOMER#",
+            AssetKind::Site => "SITE#",
+            AssetKind::Asset => "ASSET#",
+        }
+    }
+}
+
+/// Snapshot of one synced account, site or agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssetRecord {
+    pub kind: AssetKind,
+    /// Account id, site id or agent UUID.
+    pub id: String,
+    pub digest: String,
+    #[serde(default)]
+    pub platform_ref: Option<String>,
+    pub active: bool,
+}
+
+/// Token-expiry state: what we alerted already.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TokenState {
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    #[serde(default)]
+    pub alerted_thresholds: Vec<i64>,
+    #[serde(default)]
+    pub unauthorized_alerted: bool,
+}
+
+/// A change still to be written to S1, or (when `dead`) one that ran out of attempts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingWriteback {
+    pub id: String,
+    pub alert_key: String,
+    pub change: serde_json::Value,
+    pub attempts: u32,
+    #[serde(default)]
+    pub last_error: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub next_attempt_at: OffsetDateTime,
+}
+
+/// One call made to S1, for the outbound request log. Never holds a token or secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboundRequest {
+    pub id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub method: String,
+    pub path: String,
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// Per-threat outcome summary, e.g. `updated=3 already_set=1`.
+    #[serde(default)]
+    pub result: Option<String>,
+    pub latency_ms: u64,
+    pub attempt: u32,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// How long outbound-request records and webhook replay markers are kept.
+pub const OUTBOUND_RETENTION: Duration = Duration::days(30);
+
+/// A page of typed records.
+#[derive(Debug, Clone)]
+pub struct RecordPage<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+/// Typed access to the state table. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    table: Arc<dyn ItemTable>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Invalid(format!("cannot encode record: {e}")))
+}
+
+fn decode<T: DeserializeOwned>(item: &Item, what: &'static str) -> Result<T, StoreError> {
+    serde_json::from_str(&item.data).map_err(|e| StoreError::Corrupt {
+        pk: item.pk.clone(),
+        sk: item.sk.clone(),
+        what,
+        message: e.to_string(),
+    })
+}
+
+fn item<T: Serialize>(pk: String, sk: String, v: &T) -> Result<Item, StoreError> {
+    Ok(Item { pk, sk, data: encode(v)?, ..Item::default() })
+}
+
+/// Ids become key parts, so they must not carry the separator or be empty.
+fn check_id(what: &str, id: &str) -> Result<(), StoreError> {
+    if id.is_empty() || id.len() > 200 || id.contains('#') || id.chars().any(char::is_control) {
+        return Err(StoreError::Invalid(format!("{what} {id:?} is not a valid id (1-200 chars, no '#')")));
+    }
+    Ok(())
+}
+
+impl Store {
+    /// A store over any [`ItemTable`].
+    pub fn new(table: Arc<dyn ItemTable>) -> Self {
+        Self { table }
+    }
+
+    /// The underlying table, for tests and tools.
+    pub fn table(&self) -> &Arc<dyn ItemTable> {
+        &self.table
+    }
+
+    async fn get_record<T: DeserializeOwned>(&self, pk: &str, sk: &str, what: &'static str) -> Result<Option<T>, StoreError> {
+        match self.table.get(pk, sk).await? {
+            Some(i) => decode(&i, what).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn query_records<T: DeserializeOwned>(
+        &self,
+        pk: &str,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+        what: &'static str,
+    ) -> Result<RecordPage<T>, StoreError> {
+        let page = self.table.query(pk, prefix, cursor, limit).await?;
+        let items = page.items.iter().map(|i| decode(i, what)).collect::<Result<_, _>>()?;
+        Ok(RecordPage { items, next: page.next })
+    }
+
+    // ---- tenants ------------------------------------------------------------------------------
+
+    /// Creates or replaces a tenant's configuration.
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] for a bad tenant id; backend errors.
+    pub async fn put_tenant(&self, t: &TenantConfig) -> Result<(), StoreError> {
+        check_id("tenant", &t.id)?;
+        let mut i = item(keys::tenant(&t.id), keys::CONFIG.into(), t)?;
+        i.gsi1pk = Some(keys::TENANTS_INDEX.into());
+        i.gsi1sk = Some(t.id.clone());
+        self.table.put(&i, &Cond::Always).await.map(drop)
+    }
+
+    /// A tenant's configuration.
+    ///
+    /// # Errors
+    /// Backend errors; [`StoreError::Corrupt`] if the stored config does not decode.
+    pub async fn get_tenant(&self, id: &str) -> Result<Option<TenantConfig>, StoreError> {
+        check_id("tenant", id)?;
+        self.get_record(&keys::tenant(id), keys::CONFIG, "tenant config").await
+    }
+
+    /// Every tenant, enabled or not, in id order.
+    ///
+    /// # Errors
+    /// Backend errors; [`StoreError::Corrupt`] if a stored config does not decode.
+    pub async fn list_tenants(&self) -> Result<Vec<TenantConfig>, StoreError> {
+        let mut out = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self.table.query_index(keys::TENANTS_INDEX, cursor.as_deref(), 100).await?;
+            for i in &page.items {
+                out.push(decode(i, "tenant config")?);
+            }
+            match page.next {
+                Some(n) => cursor = Some(n),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    // ---- checkpoints --------------------------------------------------------------------------
+
+    /// The named checkpoint (`threats`, `alerts`) of a tenant.
+    ///
+    /// # Errors
+    /// Backend errors; corrupt record.
+    pub async fn get_checkpoint(&self, tenant: &str, name: &str) -> Result<Option<Checkpoint>, StoreError> {
+        self.get_record(&keys::tenant(tenant), &keys::checkpoint(name), "checkpoint").await
+    }
+
+    /// Saves a checkpoint. Callers save it last, after the platform accepted everything before it.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn put_checkpoint(&self, tenant: &str, name: &str, c: &Checkpoint) -> Result<(), StoreError> {
+        let i = item(keys::tenant(tenant), keys::checkpoint(name), c)?;
+        self.table.put(&i, &Cond::Always).await.map(drop)
+    }
+
+    // ---- threats ------------------------------------------------------------------------------
+
+    /// The stored records of these threats (batched reads), by threat id.
+    ///
+    /// # Errors
+    /// Backend errors; corrupt record.
+    pub async fn get_threats(&self, tenant: &str, ids: &[String]) -> Result<HashMap<String, ThreatRecord>, StoreError> {
+        let pk = keys::tenant(tenant);
+        let keys: Vec<_> = ids.iter().map(|id| (pk.clone(), keys::threat(id))).collect();
+        let items = self.table.batch_get(&keys).await?;
+        items
+            .iter()
+            .map(|i| decode::<ThreatRecord>(i, "threat record").map(|r| (r.threat_id.clone(), r)))
+            .collect()
+    }
+
+    /// Writes threat records (batched writes).
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn put_threats(&self, tenant: &str, records: &[ThreatRecord]) -> Result<(), StoreError> {
+        let pk = keys::tenant(tenant);
+        let items = records
+            .iter()
+            .map(|r| {
+                check_id("threat", &r.threat_id)?;
+                item(pk.clone(), keys::threat(&r.threat_id), r)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.table.batch_put(&items).await
+    }
+
+    /// A page of a tenant's threat records, in id order.
+    ///
+    /// # Errors
+    /// Backend errors; corrupt record.
+    pub async fn scan_threats(&self, tenant: &str, cursor: Option<&str>, limit: usize) -> Result<RecordPage<ThreatRecord>, StoreError> {
+        self.query_records(&keys::tenant(tenant), keys::THREAT_PREFIX, cursor, limit, "threat record").await
+    }
+
+    // ---- stories ------------------------------------------------------------------------------
+
+    /// A story with its version.
+    ///
+    /// # Errors
+    /// Backend errors; corrupt record.
+    pub async fn get_story(&self, tenant: &str, key: &str) -> Result<Option<Versioned<StoryRecord>>, StoreError> {
+        match self.table.get(&keys::tenant(tenant), &keys::story(key)).await? {
+            Some(i) => Ok(Some(Versioned { value: decode(&i, "story")?, version: i.version })),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes a story if it is still at `expected_version` (0 for a new story). `Ok(false)` when
+    /// another writer got there first: re-read and retry.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn put_story(&self, tenant: &str, story: &StoryRecord, expected_version: u64) -> Result<bool, StoreError> {
+        let mut i = item(keys::tenant(tenant), keys::story(&story.key), story)?;
+        i.version = expected_version + 1;
+        if let (Some(platform), Some(reference)) = (&story.platform, &story.platform_ref) {
+            i.gsi1pk = Some(keys::platform_alert(platform, reference));
+            i.gsi1sk = Some(tenant.to_owned());
+        }
+        self.table.put(&i, &Cond::Version(expected_version)).await
+    }
+
+    /// The story behind a platform alert, with its tenant.
+    ///
+    /// # Errors
+    /// Backend errors; corrupt record.
+    pub async fn story_by_platform_ref(&self, platform: &str, reference: &str) -> Result<Option<(String, Versioned<StoryRecord>)>, StoreError> {
+        let page = self.table.query_index(&keys::platform_alert(platform, reference), None, 1).await?;
+        let Some(i) = page.items.first() else { return Ok(None) };
+        let tenant = i.pk.strip_prefix("TENANT#").unwrap_or(&i.pk).to_owned();
+        Ok(Some((tenant, Versioned { value: decode(i, "story")?, version: i.version })))
+    }
+
+    // ---- assets -------------------------------------------------------------------------------
+
+    /// Snapshots of synced objects of one kind, by id.
+    ///
+    /// # Errors
+    /// Backend errors; corrupt record.
+    pub async fn get_assets(&self, tenant: &str, kind: AssetKind, ids: &[String]) -> Result<HashMap<String, AssetRecord>, StoreError> {
+        let pk = keys::tenant(tenant);
+        let keys: Vec<_> = ids.iter().map(|id| (pk.clone(), format!("{}{id}", kind.prefix()))).collect();
+        let items = self.table.batch_get(&keys).await?;
+        items.iter().map(|i| decode::<AssetRecord>(i, "asset record").map(|r| (r.id.clone(), r))).collect()
+    }
+
+    /// Writes snapshots (batched).
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn put_assets(&self, tenant: &str, records: &[AssetRecord]) -> Result<(), StoreError> {
+        let pk = keys::tenant(tenant);
+        let items = records
+            .iter()
+            .map(|r| {
+                check_id("asset", &r.id)?;
+                item(pk.clone(), format!("{}{}", r.kind.prefix(), r.id), r)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.table.batch_put(&items).await
+    }
+
+    /// A page of snapshots of one kind, in id order.
+    ///
+    /// # Errors
+    /// Backend errors; corrupt record.
+    pub async fn scan_assets(&self, tenant: &str, kind: AssetKind, cursor: Option<&str>, limit: usize) -> Result<RecordPage<AssetRecord>, StoreError> {
+        self.query_records(&keys::tenant(tenant), kind.prefix(), cursor, limit, "asset record").await
+    }
+
+    // ---- token state --------------------------------------------------------------------------
+
+    /// What the token watch remembered for a tenant.
+    ///
+    /// # Errors
+    /// Backend errors; corrupt record.
+    pub async fn get_token_state(&self, tenant: &str) -> Result<Option<TokenState>, StoreError> {
+        self.get_record(&keys::tenant(tenant), keys::TOKEN, "token state").await
+    }
+
+    /// Saves the token watch's state.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn put_token_state(&self, tenant: &str, s: &TokenState) -> Result<(), StoreError> {
+        let i = item(keys::tenant(tenant), keys::TOKEN.into(), s)?;
+        self.table.put(&i, &Cond::Always).await.map(drop)
+    }
+
+    // ---- leases -------------------------------------------------------------------------------
+
+    /// Takes the lease on `job` for `owner` for `ttl`, if it is free, expired or already ours.
+    /// Exactly one of several concurrent callers gets it.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn acquire_lease(&self, tenant: &str, job: &str, owner: &str, ttl: Duration, now: OffsetDateTime) -> Result<bool, StoreError> {
+        let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+        let i = self.lease_item(tenant, job, owner, now_ms, ttl)?;
+        self.table.put(&i, &Cond::LeaseFree { owner: owner.into(), now_ms }).await
+    }
+
+    /// Extends a lease we still hold; `Ok(false)` if it expired and someone else may have it.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn renew_lease(&self, tenant: &str, job: &str, owner: &str, ttl: Duration, now: OffsetDateTime) -> Result<bool, StoreError> {
+        let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+        let i = self.lease_item(tenant, job, owner, now_ms, ttl)?;
+        self.table.put(&i, &Cond::LeaseHeld { owner: owner.into(), now_ms }).await
+    }
+
+    /// Gives a lease back; `Ok(false)` if it was not ours (any more).
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn release_lease(&self, tenant: &str, job: &str, owner: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
+        let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+        self.table
+            .delete(&keys::tenant(tenant), &keys::lease(job), &Cond::LeaseHeld { owner: owner.into(), now_ms })
+            .await
+    }
+
+    fn lease_item(&self, tenant: &str, job: &str, owner: &str, now_ms: i64, ttl: Duration) -> Result<Item, StoreError> {
+        let until = now_ms + ttl.whole_milliseconds() as i64;
+        let mut i = item(keys::tenant(tenant), keys::lease(job), &serde_json::json!({ "owner": owner }))?;
+        i.owner = Some(owner.into());
+        i.until = Some(until);
+        // Let the table clean up leases long after they lapse.
+        i.ttl = Some(until / 1000 + 86_400);
+        Ok(i)
+    }
+
+    // ---- webhook events ---------------------------------------------------------------------
+
+    /// Records a webhook event id; `Ok(true)` the first time it is seen within `ttl`, `Ok(false)`
+    /// for a replay. Atomic: of concurrent deliveries of one event exactly one sees `true`.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn mark_event_seen(&self, event_id: &str, ttl: Duration, now: OffsetDateTime) -> Result<bool, StoreError> {
+        if event_id.is_empty() || event_id.len() > 512 {
+            return Err(StoreError::Invalid("webhook event id must be 1-512 characters".into()));
+        }
+        let mut i = item(keys::event(event_id), keys::EVENT_SK.into(), &serde_json::json!({ "seen_at": now.unix_timestamp() }))?;
+        i.ttl = Some((now + ttl).unix_timestamp());
+        self.table.put(&i, &Cond::NotExists).await
+    }
+
+    // ---- ordering of status changes -------------------------------------------------------------
+
+    /// Records that a change made at `at_micros` was applied to `alert_key`, only if it is newer
+    /// than the last one recorded. `Ok(false)`: a newer change was applied already (answer 409).
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn record_applied_change(&self, tenant: &str, alert_key: &str, at_micros: i64) -> Result<bool, StoreError> {
+        let mut i = item(keys::tenant(tenant), keys::order(alert_key), &serde_json::json!({ "at": at_micros }))?;
+        i.order = Some(at_micros);
+        self.table.put(&i, &Cond::OrderBelow(at_micros)).await
+    }
+
+    // ---- pending writebacks and dead letters --------------------------------------------------
+
+    /// Stores (or updates) a pending writeback.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn put_pending(&self, tenant: &str, p: &PendingWriteback) -> Result<(), StoreError> {
+        check_id("pending writeback", &p.id)?;
+        let i = item(keys::tenant(tenant), keys::pending(&p.id), p)?;
+        self.table.put(&i, &Cond::Always).await.map(drop)
+    }
+
+    /// A page of a tenant's pending writebacks.
+    ///
+    /// # Errors
+    /// Backend errors; corrupt record.
+    pub async fn list_pending(&self, tenant: &str, cursor: Option<&str>, limit: usize) -> Result<RecordPage<PendingWriteback>, StoreError> {
+        self.query_records(&keys::tenant(tenant), keys::PENDING_PREFIX, cursor, limit, "pending writeback").await
+    }
+
+    /// Removes a pending writeback once applied.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn delete_pending(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
+        self.table.delete(&keys::tenant(tenant), &keys::pending(id), &Cond::Always).await.map(drop)
+    }
+
+    /// Moves a writeback that ran out of attempts to the dead letters (written first, then the
+    /// pending copy removed, so a crash in between leaves it visible in both, never in neither).
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn move_to_dead(&self, tenant: &str, p: &PendingWriteback) -> Result<(), StoreError> {
+        let i = item(keys::tenant(tenant), keys::dead(&p.id), p)?;
+        self.table.put(&i, &Cond::Always).await?;
+        self.delete_pending(tenant, &p.id).await
+    }
+
+    /// A page of a tenant's dead letters.
+    ///
+    /// # Errors
+    /// Backend errors; corrupt record.
+    pub async fn list_dead(&self, tenant: &str, cursor: Option<&str>, limit: usize) -> Result<RecordPage<PendingWriteback>, StoreError> {
+        self.query_records(&keys::tenant(tenant), keys::DEAD_PREFIX, cursor, limit, "dead letter").await
+    }
+
+    /// Puts a dead letter back in the pending queue for another round of attempts.
+    ///
+    /// # Errors
+    /// Backend errors; [`StoreError::Invalid`] when there is no such dead letter.
+    pub async fn replay_dead(&self, tenant: &str, id: &str, now: OffsetDateTime) -> Result<PendingWriteback, StoreError> {
+        let mut p: PendingWriteback = self
+            .get_record(&keys::tenant(tenant), &keys::dead(id), "dead letter")
+            .await?
+            .ok_or_else(|| StoreError::Invalid(format!("tenant {tenant} has no dead letter {id}")))?;
+        p.attempts = 0;
+        p.next_attempt_at = now;
+        self.put_pending(tenant, &p).await?;
+        self.table.delete(&keys::tenant(tenant), &keys::dead(id), &Cond::Always).await?;
+        Ok(p)
+    }
+
+    // ---- outbound request log ---------------------------------------------------------------
+
+    /// Records one call to S1; kept for [`OUTBOUND_RETENTION`].
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn record_outbound(&self, tenant: &str, r: &OutboundRequest) -> Result<(), StoreError> {
+        let mut i = item(keys::tenant(tenant), keys::outbound(r.at.unix_timestamp_nanos() / 1000, &r.id), r)?;
+        i.ttl = Some((r.at + OUTBOUND_RETENTION).unix_timestamp());
+        self.table.put(&i, &Cond::Always).await.map(drop)
+    }
+
+    /// A page of a tenant's outbound requests, oldest first.
+    ///
+    /// # Errors
+    /// Backend errors; corrupt record.
+    pub async fn list_outbound(&self, tenant: &str, cursor: Option<&str>, limit: usize) -> Result<RecordPage<OutboundRequest>, StoreError> {
+        self.query_records(&keys::tenant(tenant), keys::OUTBOUND_PREFIX, cursor, limit, "outbound request").await
+    }
+}
+
+/// The largest record we accept: DynamoDB's item limit is 400 KB including attribute names.
+pub(crate) const MAX_ITEM_BYTES: usize = 380 * 1024;
+
+pub(crate) fn check_size(i: &Item) -> Result<(), StoreError> {
+    let size = i.data.len() + i.pk.len() + i.sk.len() + 128;
+    if size > MAX_ITEM_BYTES {
+        return Err(StoreError::Invalid(format!("item {} / {} is {size} bytes, over the {MAX_ITEM_BYTES}-byte limit", i.pk, i.sk)));
+    }
+    Ok(())
+}
