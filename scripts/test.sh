@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one command that runs every test of s1-bridge, on a fresh machine or a warm one.
-# It installs what the tests need, checks formatting and lints, runs every test, and exits
+# It installs what the tests need (DynamoDB Local, moto), checks formatting and lints, starts
+# the emulators on free loopback ports, runs every test, stops the emulators, and exits
 # non-zero on any failure. Nothing is skipped for a missing tool: it is installed or the run fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,9 +28,14 @@ cargo fmt --all --check
 step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "emulators"
+# shellcheck source=scripts/emulators.sh
+source scripts/emulators.sh
+emulators_start
+
 step "tests"
 LOG=$(mktemp)
-trap 'rm -f "$LOG"' EXIT
+trap 'rm -f "$LOG"; emulators_stop' EXIT
 cargo test --workspace --all-targets --locked 2>&1 | tee -a "$LOG"
 cargo test --workspace --doc --locked 2>&1 | tee -a "$LOG"
 

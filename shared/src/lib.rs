@@ -4,7 +4,7 @@
 //! types ([`secret`]). Later modules (store, platforms, use cases) build on these.
 
 pub mod s1;
-pub mod store;
 pub mod secret;
+pub mod store;
 
 pub use secret::ApiToken;

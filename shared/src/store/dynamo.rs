@@ -33,24 +33,40 @@ where
     R: std::fmt::Debug,
 {
     match &e {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
-            StoreError::Unavailable { op, message: DisplayErrorContext(&e).to_string() }
-        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => StoreError::Unavailable {
+            op,
+            message: DisplayErrorContext(&e).to_string(),
+        },
         SdkError::ServiceError(se) => {
             let code = se.err().code().unwrap_or("Unknown").to_owned();
             let message = se.err().message().unwrap_or_default().to_owned();
             match code.as_str() {
-                "ResourceNotFoundException" => StoreError::TableMissing { table: table.to_owned() },
+                "ResourceNotFoundException" => StoreError::TableMissing {
+                    table: table.to_owned(),
+                },
                 "ProvisionedThroughputExceededException" | "ThrottlingException" | "RequestLimitExceeded" => {
                     StoreError::Throttled { op }
                 }
-                "InternalServerError" | "ServiceUnavailable" => {
-                    StoreError::Backend { op, code, message, retryable: true }
-                }
-                _ => StoreError::Backend { op, code, message, retryable: false },
+                "InternalServerError" | "ServiceUnavailable" => StoreError::Backend {
+                    op,
+                    code,
+                    message,
+                    retryable: true,
+                },
+                _ => StoreError::Backend {
+                    op,
+                    code,
+                    message,
+                    retryable: false,
+                },
             }
         }
-        _ => StoreError::Backend { op, code: "sdk".into(), message: DisplayErrorContext(&e).to_string(), retryable: false },
+        _ => StoreError::Backend {
+            op,
+            code: "sdk".into(),
+            message: DisplayErrorContext(&e).to_string(),
+            retryable: false,
+        },
     }
 }
 
@@ -122,7 +138,10 @@ struct Expr {
 
 fn condition(cond: &Cond) -> Option<Expr> {
     let now = now_secs();
-    let mut names = HashMap::from([("#pk".to_owned(), schema::PK.to_owned()), ("#ttl".to_owned(), schema::TTL.to_owned())]);
+    let mut names = HashMap::from([
+        ("#pk".to_owned(), schema::PK.to_owned()),
+        ("#ttl".to_owned(), schema::TTL.to_owned()),
+    ]);
     let mut values = HashMap::from([(":now".to_owned(), n(now))]);
     // An item past its TTL may still be there (DynamoDB deletes lazily): it counts as absent.
     let absent = "(attribute_not_exists(#pk) OR #ttl <= :now)";
@@ -171,7 +190,10 @@ fn fastish_jitter(ms: u64) -> u64 {
 impl DynamoTable {
     /// Over `table`, with a client built once at cold start.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self {
+            client,
+            table: table.into(),
+        }
     }
 
     /// Over `table`, configured from the environment (region, credentials, endpoint overrides).
@@ -199,7 +221,11 @@ impl DynamoTable {
         start: Option<HashMap<String, AttributeValue>>,
         limit: usize,
     ) -> Result<ItemPage, StoreError> {
-        let mut q = self.client.query().table_name(&self.table).limit(limit.clamp(1, 1000) as i32);
+        let mut q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .limit(limit.clamp(1, 1000) as i32);
         if index {
             q = q
                 .index_name(schema::GSI1)
@@ -215,14 +241,20 @@ impl DynamoTable {
                 .expression_attribute_values(":pk", s(key_value))
                 .expression_attribute_values(":prefix", s(sk_prefix));
         }
-        let out = q.set_exclusive_start_key(start).send().await.map_err(|e| classify(op, &self.table, e))?;
+        let out = q
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| classify(op, &self.table, e))?;
         let mut items = Vec::new();
         for m in out.items() {
             if let Some(i) = self.live(m)? {
                 items.push(i);
             }
         }
-        let text = |m: &HashMap<String, AttributeValue>, k: &str| m.get(k).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+        let text = |m: &HashMap<String, AttributeValue>, k: &str| {
+            m.get(k).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default()
+        };
         let next = out.last_evaluated_key().map(|k| {
             if index {
                 serde_json::json!([text(k, schema::GSI1_SK), text(k, schema::PK), text(k, schema::SK)]).to_string()
@@ -246,7 +278,13 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
             .build()
             .expect("name and type are set")
     };
-    let key = |name: &str, kind: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kind).build().expect("set");
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .expect("set")
+    };
     let gsi = GlobalSecondaryIndex::builder()
         .index_name(schema::GSI1)
         .key_schema(key(schema::GSI1_PK, KeyType::Hash))
@@ -272,7 +310,11 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
         .update_time_to_live()
         .table_name(table)
         .time_to_live_specification(
-            TimeToLiveSpecification::builder().attribute_name(schema::TTL).enabled(true).build().expect("set"),
+            TimeToLiveSpecification::builder()
+                .attribute_name(schema::TTL)
+                .enabled(true)
+                .build()
+                .expect("set"),
         )
         .send()
         .await
@@ -307,7 +349,10 @@ impl ItemTable for DynamoTable {
         for chunk in unique.chunks(BATCH_GET_MAX) {
             let mut request = KeysAndAttributes::builder().consistent_read(true);
             for (pk, sk) in chunk {
-                request = request.keys(HashMap::from([(schema::PK.to_owned(), s(pk)), (schema::SK.to_owned(), s(sk))]));
+                request = request.keys(HashMap::from([
+                    (schema::PK.to_owned(), s(pk)),
+                    (schema::SK.to_owned(), s(sk)),
+                ]));
             }
             let mut pending = Some(request.build().map_err(|e| StoreError::Invalid(e.to_string()))?);
             let mut round = 0;
@@ -326,7 +371,11 @@ impl ItemTable for DynamoTable {
                         }
                     }
                 }
-                if let Some(left) = resp.unprocessed_keys().and_then(|u| u.get(&self.table)).filter(|k| !k.keys().is_empty()) {
+                if let Some(left) = resp
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .filter(|k| !k.keys().is_empty())
+                {
                     round += 1;
                     if round > UNPROCESSED_ROUNDS {
                         return Err(StoreError::Throttled { op: "batch_get" });
@@ -341,7 +390,11 @@ impl ItemTable for DynamoTable {
 
     async fn put(&self, item: &Item, cond: &Cond) -> Result<bool, StoreError> {
         check_size(item)?;
-        let mut req = self.client.put_item().table_name(&self.table).set_item(Some(to_attrs(item)));
+        let mut req = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_attrs(item)));
         if let Some(expr) = condition(cond) {
             req = req
                 .condition_expression(expr.text)
@@ -350,7 +403,12 @@ impl ItemTable for DynamoTable {
         }
         match req.send().await {
             Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(classify("put", &self.table, e)),
         }
     }
@@ -360,7 +418,10 @@ impl ItemTable for DynamoTable {
             let mut writes = Vec::with_capacity(chunk.len());
             for i in chunk {
                 check_size(i)?;
-                let put = PutRequest::builder().set_item(Some(to_attrs(i))).build().map_err(|e| StoreError::Invalid(e.to_string()))?;
+                let put = PutRequest::builder()
+                    .set_item(Some(to_attrs(i)))
+                    .build()
+                    .map_err(|e| StoreError::Invalid(e.to_string()))?;
                 writes.push(WriteRequest::builder().put_request(put).build());
             }
             let mut round = 0;
@@ -372,7 +433,11 @@ impl ItemTable for DynamoTable {
                     .send()
                     .await
                     .map_err(|e| classify("batch_put", &self.table, e))?;
-                writes = resp.unprocessed_items().and_then(|u| u.get(&self.table)).cloned().unwrap_or_default();
+                writes = resp
+                    .unprocessed_items()
+                    .and_then(|u| u.get(&self.table))
+                    .cloned()
+                    .unwrap_or_default();
                 if !writes.is_empty() {
                     round += 1;
                     if round > UNPROCESSED_ROUNDS {
@@ -386,7 +451,12 @@ impl ItemTable for DynamoTable {
     }
 
     async fn delete(&self, pk: &str, sk: &str, cond: &Cond) -> Result<bool, StoreError> {
-        let mut req = self.client.delete_item().table_name(&self.table).key(schema::PK, s(pk)).key(schema::SK, s(sk));
+        let mut req = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(schema::PK, s(pk))
+            .key(schema::SK, s(sk));
         if let Some(expr) = condition(cond) {
             req = req
                 .condition_expression(expr.text)
@@ -395,16 +465,28 @@ impl ItemTable for DynamoTable {
         }
         match req.send().await {
             Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(classify("delete", &self.table, e)),
         }
     }
 
-    async fn query(&self, pk: &str, sk_prefix: &str, cursor: Option<&str>, limit: usize) -> Result<ItemPage, StoreError> {
+    async fn query(
+        &self,
+        pk: &str,
+        sk_prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<ItemPage, StoreError> {
         let start = match cursor {
-            Some(c) if c.starts_with(sk_prefix) => {
-                Some(HashMap::from([(schema::PK.to_owned(), s(pk)), (schema::SK.to_owned(), s(c))]))
-            }
+            Some(c) if c.starts_with(sk_prefix) => Some(HashMap::from([
+                (schema::PK.to_owned(), s(pk)),
+                (schema::SK.to_owned(), s(c)),
+            ])),
             Some(_) => return Err(StoreError::Invalid("query cursor does not belong to this query".into())),
             None => None,
         };

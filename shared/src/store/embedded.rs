@@ -30,7 +30,12 @@ impl std::fmt::Debug for EmbeddedTable {
 }
 
 fn err(op: &'static str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend { op, code: "redb".into(), message: e.to_string(), retryable: false }
+    StoreError::Backend {
+        op,
+        code: "redb".into(),
+        message: e.to_string(),
+        retryable: false,
+    }
 }
 
 fn key(pk: &str, sk: &str) -> String {
@@ -38,7 +43,9 @@ fn key(pk: &str, sk: &str) -> String {
 }
 
 fn index_key(i: &Item) -> Option<String> {
-    i.gsi1pk.as_ref().map(|g| format!("{g}\0{}\0{}\0{}", i.gsi1sk.as_deref().unwrap_or(""), i.pk, i.sk))
+    i.gsi1pk
+        .as_ref()
+        .map(|g| format!("{g}\0{}\0{}\0{}", i.gsi1sk.as_deref().unwrap_or(""), i.pk, i.sk))
 }
 
 fn decode(op: &'static str, bytes: &[u8]) -> Result<Item, StoreError> {
@@ -51,7 +58,8 @@ impl EmbeddedTable {
     /// # Errors
     /// When the file cannot be created or is not a redb database.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let db = Database::create(path.as_ref()).map_err(|e| err("open", format!("{}: {e}", path.as_ref().display())))?;
+        let db =
+            Database::create(path.as_ref()).map_err(|e| err("open", format!("{}: {e}", path.as_ref().display())))?;
         Self::init(db)
     }
 
@@ -81,7 +89,9 @@ impl EmbeddedTable {
         f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db)).await.map_err(|e| err(op, e))?
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| err(op, e))?
     }
 
     fn write_items(db: &Database, items: &[(Item, Cond)], delete: bool) -> Result<Vec<bool>, StoreError> {
@@ -175,7 +185,10 @@ fn range_page(
             }
         }
     }
-    Ok(ItemPage { items, next: if more { last } else { None } })
+    Ok(ItemPage {
+        items,
+        next: if more { last } else { None },
+    })
 }
 
 /// The key just after `k` in byte order, to resume a scan after it.
@@ -233,26 +246,38 @@ impl ItemTable for EmbeddedTable {
         // write lock for long.
         for chunk in items.chunks(super::schema::BATCH_WRITE_MAX) {
             let work: Vec<_> = chunk.iter().map(|i| (i.clone(), Cond::Always)).collect();
-            self.run("batch_put", move |db| Self::write_items(db, &work, false)).await?;
+            self.run("batch_put", move |db| Self::write_items(db, &work, false))
+                .await?;
         }
         Ok(())
     }
 
     async fn delete(&self, pk: &str, sk: &str, cond: &Cond) -> Result<bool, StoreError> {
-        let probe = Item { pk: pk.into(), sk: sk.into(), ..Item::default() };
+        let probe = Item {
+            pk: pk.into(),
+            sk: sk.into(),
+            ..Item::default()
+        };
         let work = vec![(probe, cond.clone())];
         let r = self.run("delete", move |db| Self::write_items(db, &work, true)).await?;
         Ok(r[0])
     }
 
-    async fn query(&self, pk: &str, sk_prefix: &str, cursor: Option<&str>, limit: usize) -> Result<ItemPage, StoreError> {
+    async fn query(
+        &self,
+        pk: &str,
+        sk_prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<ItemPage, StoreError> {
         let prefix = key(pk, sk_prefix);
         let start = match cursor {
             Some(c) if c.starts_with(&prefix) => after(c),
             Some(_) => return Err(StoreError::Invalid("query cursor does not belong to this query".into())),
             None => prefix.clone(),
         };
-        self.run("query", move |db| range_page(db, "query", start, prefix, limit, false)).await
+        self.run("query", move |db| range_page(db, "query", start, prefix, limit, false))
+            .await
     }
 
     async fn query_index(&self, key_value: &str, cursor: Option<&str>, limit: usize) -> Result<ItemPage, StoreError> {
@@ -262,6 +287,9 @@ impl ItemTable for EmbeddedTable {
             Some(_) => return Err(StoreError::Invalid("index cursor does not belong to this query".into())),
             None => prefix.clone(),
         };
-        self.run("query_index", move |db| range_page(db, "query_index", start, prefix, limit, true)).await
+        self.run("query_index", move |db| {
+            range_page(db, "query_index", start, prefix, limit, true)
+        })
+        .await
     }
 }

@@ -12,10 +12,20 @@ pub enum StoreError {
     Unavailable { op: &'static str, message: String },
     /// Any other backend error, with its code.
     #[error("state store {op} failed ({code}): {message}")]
-    Backend { op: &'static str, code: String, message: String, retryable: bool },
+    Backend {
+        op: &'static str,
+        code: String,
+        message: String,
+        retryable: bool,
+    },
     /// A stored item does not decode as the record its key promises.
     #[error("stored item {pk} / {sk} is not a valid {what}: {message}")]
-    Corrupt { pk: String, sk: String, what: &'static str, message: String },
+    Corrupt {
+        pk: String,
+        sk: String,
+        what: &'static str,
+        message: String,
+    },
     /// The request itself is invalid (bad id, oversize item).
     #[error("invalid state-store request: {0}")]
     Invalid(String),

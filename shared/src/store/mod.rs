@@ -115,8 +115,13 @@ pub trait ItemTable: Send + Sync {
     /// Deletes (pk, sk) if `cond` holds; `Ok(false)` when it did not.
     async fn delete(&self, pk: &str, sk: &str, cond: &Cond) -> Result<bool, StoreError>;
     /// Live items of partition `pk` whose sort key starts with `sk_prefix`, in sort-key order.
-    async fn query(&self, pk: &str, sk_prefix: &str, cursor: Option<&str>, limit: usize)
-    -> Result<ItemPage, StoreError>;
+    async fn query(
+        &self,
+        pk: &str,
+        sk_prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<ItemPage, StoreError>;
     /// Live items whose `gsi1pk` equals `key`, in `gsi1sk` order.
     async fn query_index(&self, key: &str, cursor: Option<&str>, limit: usize) -> Result<ItemPage, StoreError>;
 }

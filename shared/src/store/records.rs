@@ -228,13 +228,20 @@ fn decode<T: DeserializeOwned>(item: &Item, what: &'static str) -> Result<T, Sto
 }
 
 fn item<T: Serialize>(pk: String, sk: String, v: &T) -> Result<Item, StoreError> {
-    Ok(Item { pk, sk, data: encode(v)?, ..Item::default() })
+    Ok(Item {
+        pk,
+        sk,
+        data: encode(v)?,
+        ..Item::default()
+    })
 }
 
 /// Ids become key parts, so they must not carry the separator or be empty.
 fn check_id(what: &str, id: &str) -> Result<(), StoreError> {
     if id.is_empty() || id.len() > 200 || id.contains('#') || id.chars().any(char::is_control) {
-        return Err(StoreError::Invalid(format!("{what} {id:?} is not a valid id (1-200 chars, no '#')")));
+        return Err(StoreError::Invalid(format!(
+            "{what} {id:?} is not a valid id (1-200 chars, no '#')"
+        )));
     }
     Ok(())
 }
@@ -250,7 +257,12 @@ impl Store {
         &self.table
     }
 
-    async fn get_record<T: DeserializeOwned>(&self, pk: &str, sk: &str, what: &'static str) -> Result<Option<T>, StoreError> {
+    async fn get_record<T: DeserializeOwned>(
+        &self,
+        pk: &str,
+        sk: &str,
+        what: &'static str,
+    ) -> Result<Option<T>, StoreError> {
         match self.table.get(pk, sk).await? {
             Some(i) => decode(&i, what).map(Some),
             None => Ok(None),
@@ -301,7 +313,10 @@ impl Store {
         let mut out = Vec::new();
         let mut cursor = None;
         loop {
-            let page = self.table.query_index(keys::TENANTS_INDEX, cursor.as_deref(), 100).await?;
+            let page = self
+                .table
+                .query_index(keys::TENANTS_INDEX, cursor.as_deref(), 100)
+                .await?;
             for i in &page.items {
                 out.push(decode(i, "tenant config")?);
             }
@@ -319,7 +334,8 @@ impl Store {
     /// # Errors
     /// Backend errors; corrupt record.
     pub async fn get_checkpoint(&self, tenant: &str, name: &str) -> Result<Option<Checkpoint>, StoreError> {
-        self.get_record(&keys::tenant(tenant), &keys::checkpoint(name), "checkpoint").await
+        self.get_record(&keys::tenant(tenant), &keys::checkpoint(name), "checkpoint")
+            .await
     }
 
     /// Saves a checkpoint. Callers save it last, after the platform accepted everything before it.
@@ -367,8 +383,20 @@ impl Store {
     ///
     /// # Errors
     /// Backend errors; corrupt record.
-    pub async fn scan_threats(&self, tenant: &str, cursor: Option<&str>, limit: usize) -> Result<RecordPage<ThreatRecord>, StoreError> {
-        self.query_records(&keys::tenant(tenant), keys::THREAT_PREFIX, cursor, limit, "threat record").await
+    pub async fn scan_threats(
+        &self,
+        tenant: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<RecordPage<ThreatRecord>, StoreError> {
+        self.query_records(
+            &keys::tenant(tenant),
+            keys::THREAT_PREFIX,
+            cursor,
+            limit,
+            "threat record",
+        )
+        .await
     }
 
     // ---- stories ------------------------------------------------------------------------------
@@ -379,7 +407,10 @@ impl Store {
     /// Backend errors; corrupt record.
     pub async fn get_story(&self, tenant: &str, key: &str) -> Result<Option<Versioned<StoryRecord>>, StoreError> {
         match self.table.get(&keys::tenant(tenant), &keys::story(key)).await? {
-            Some(i) => Ok(Some(Versioned { value: decode(&i, "story")?, version: i.version })),
+            Some(i) => Ok(Some(Versioned {
+                value: decode(&i, "story")?,
+                version: i.version,
+            })),
             None => Ok(None),
         }
     }
@@ -389,7 +420,12 @@ impl Store {
     ///
     /// # Errors
     /// Backend errors.
-    pub async fn put_story(&self, tenant: &str, story: &StoryRecord, expected_version: u64) -> Result<bool, StoreError> {
+    pub async fn put_story(
+        &self,
+        tenant: &str,
+        story: &StoryRecord,
+        expected_version: u64,
+    ) -> Result<bool, StoreError> {
         let mut i = item(keys::tenant(tenant), keys::story(&story.key), story)?;
         i.version = expected_version + 1;
         if let (Some(platform), Some(reference)) = (&story.platform, &story.platform_ref) {
@@ -403,11 +439,24 @@ impl Store {
     ///
     /// # Errors
     /// Backend errors; corrupt record.
-    pub async fn story_by_platform_ref(&self, platform: &str, reference: &str) -> Result<Option<(String, Versioned<StoryRecord>)>, StoreError> {
-        let page = self.table.query_index(&keys::platform_alert(platform, reference), None, 1).await?;
+    pub async fn story_by_platform_ref(
+        &self,
+        platform: &str,
+        reference: &str,
+    ) -> Result<Option<(String, Versioned<StoryRecord>)>, StoreError> {
+        let page = self
+            .table
+            .query_index(&keys::platform_alert(platform, reference), None, 1)
+            .await?;
         let Some(i) = page.items.first() else { return Ok(None) };
         let tenant = i.pk.strip_prefix("TENANT#").unwrap_or(&i.pk).to_owned();
-        Ok(Some((tenant, Versioned { value: decode(i, "story")?, version: i.version })))
+        Ok(Some((
+            tenant,
+            Versioned {
+                value: decode(i, "story")?,
+                version: i.version,
+            },
+        )))
     }
 
     // ---- assets -------------------------------------------------------------------------------
@@ -416,11 +465,22 @@ impl Store {
     ///
     /// # Errors
     /// Backend errors; corrupt record.
-    pub async fn get_assets(&self, tenant: &str, kind: AssetKind, ids: &[String]) -> Result<HashMap<String, AssetRecord>, StoreError> {
+    pub async fn get_assets(
+        &self,
+        tenant: &str,
+        kind: AssetKind,
+        ids: &[String],
+    ) -> Result<HashMap<String, AssetRecord>, StoreError> {
         let pk = keys::tenant(tenant);
-        let keys: Vec<_> = ids.iter().map(|id| (pk.clone(), format!("{}{id}", kind.prefix()))).collect();
+        let keys: Vec<_> = ids
+            .iter()
+            .map(|id| (pk.clone(), format!("{}{id}", kind.prefix())))
+            .collect();
         let items = self.table.batch_get(&keys).await?;
-        items.iter().map(|i| decode::<AssetRecord>(i, "asset record").map(|r| (r.id.clone(), r))).collect()
+        items
+            .iter()
+            .map(|i| decode::<AssetRecord>(i, "asset record").map(|r| (r.id.clone(), r)))
+            .collect()
     }
 
     /// Writes snapshots (batched).
@@ -443,8 +503,15 @@ impl Store {
     ///
     /// # Errors
     /// Backend errors; corrupt record.
-    pub async fn scan_assets(&self, tenant: &str, kind: AssetKind, cursor: Option<&str>, limit: usize) -> Result<RecordPage<AssetRecord>, StoreError> {
-        self.query_records(&keys::tenant(tenant), kind.prefix(), cursor, limit, "asset record").await
+    pub async fn scan_assets(
+        &self,
+        tenant: &str,
+        kind: AssetKind,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<RecordPage<AssetRecord>, StoreError> {
+        self.query_records(&keys::tenant(tenant), kind.prefix(), cursor, limit, "asset record")
+            .await
     }
 
     // ---- token state --------------------------------------------------------------------------
@@ -473,36 +540,83 @@ impl Store {
     ///
     /// # Errors
     /// Backend errors.
-    pub async fn acquire_lease(&self, tenant: &str, job: &str, owner: &str, ttl: Duration, now: OffsetDateTime) -> Result<bool, StoreError> {
+    pub async fn acquire_lease(
+        &self,
+        tenant: &str,
+        job: &str,
+        owner: &str,
+        ttl: Duration,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
         let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
         let i = self.lease_item(tenant, job, owner, now_ms, ttl)?;
-        self.table.put(&i, &Cond::LeaseFree { owner: owner.into(), now_ms }).await
+        self.table
+            .put(
+                &i,
+                &Cond::LeaseFree {
+                    owner: owner.into(),
+                    now_ms,
+                },
+            )
+            .await
     }
 
     /// Extends a lease we still hold; `Ok(false)` if it expired and someone else may have it.
     ///
     /// # Errors
     /// Backend errors.
-    pub async fn renew_lease(&self, tenant: &str, job: &str, owner: &str, ttl: Duration, now: OffsetDateTime) -> Result<bool, StoreError> {
+    pub async fn renew_lease(
+        &self,
+        tenant: &str,
+        job: &str,
+        owner: &str,
+        ttl: Duration,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
         let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
         let i = self.lease_item(tenant, job, owner, now_ms, ttl)?;
-        self.table.put(&i, &Cond::LeaseHeld { owner: owner.into(), now_ms }).await
+        self.table
+            .put(
+                &i,
+                &Cond::LeaseHeld {
+                    owner: owner.into(),
+                    now_ms,
+                },
+            )
+            .await
     }
 
     /// Gives a lease back; `Ok(false)` if it was not ours (any more).
     ///
     /// # Errors
     /// Backend errors.
-    pub async fn release_lease(&self, tenant: &str, job: &str, owner: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
+    pub async fn release_lease(
+        &self,
+        tenant: &str,
+        job: &str,
+        owner: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
         let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
         self.table
-            .delete(&keys::tenant(tenant), &keys::lease(job), &Cond::LeaseHeld { owner: owner.into(), now_ms })
+            .delete(
+                &keys::tenant(tenant),
+                &keys::lease(job),
+                &Cond::LeaseHeld {
+                    owner: owner.into(),
+                    now_ms,
+                },
+            )
             .await
     }
 
     fn lease_item(&self, tenant: &str, job: &str, owner: &str, now_ms: i64, ttl: Duration) -> Result<Item, StoreError> {
         let until = now_ms + ttl.whole_milliseconds() as i64;
-        let mut i = item(keys::tenant(tenant), keys::lease(job), &serde_json::json!({ "owner": owner }))?;
+        let mut i = item(
+            keys::tenant(tenant),
+            keys::lease(job),
+            &serde_json::json!({ "owner": owner }),
+        )?;
         i.owner = Some(owner.into());
         i.until = Some(until);
         // Let the table clean up leases long after they lapse.
@@ -517,11 +631,20 @@ impl Store {
     ///
     /// # Errors
     /// Backend errors.
-    pub async fn mark_event_seen(&self, event_id: &str, ttl: Duration, now: OffsetDateTime) -> Result<bool, StoreError> {
+    pub async fn mark_event_seen(
+        &self,
+        event_id: &str,
+        ttl: Duration,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
         if event_id.is_empty() || event_id.len() > 512 {
             return Err(StoreError::Invalid("webhook event id must be 1-512 characters".into()));
         }
-        let mut i = item(keys::event(event_id), keys::EVENT_SK.into(), &serde_json::json!({ "seen_at": now.unix_timestamp() }))?;
+        let mut i = item(
+            keys::event(event_id),
+            keys::EVENT_SK.into(),
+            &serde_json::json!({ "seen_at": now.unix_timestamp() }),
+        )?;
         i.ttl = Some((now + ttl).unix_timestamp());
         self.table.put(&i, &Cond::NotExists).await
     }
@@ -533,8 +656,17 @@ impl Store {
     ///
     /// # Errors
     /// Backend errors.
-    pub async fn record_applied_change(&self, tenant: &str, alert_key: &str, at_micros: i64) -> Result<bool, StoreError> {
-        let mut i = item(keys::tenant(tenant), keys::order(alert_key), &serde_json::json!({ "at": at_micros }))?;
+    pub async fn record_applied_change(
+        &self,
+        tenant: &str,
+        alert_key: &str,
+        at_micros: i64,
+    ) -> Result<bool, StoreError> {
+        let mut i = item(
+            keys::tenant(tenant),
+            keys::order(alert_key),
+            &serde_json::json!({ "at": at_micros }),
+        )?;
         i.order = Some(at_micros);
         self.table.put(&i, &Cond::OrderBelow(at_micros)).await
     }
@@ -555,8 +687,20 @@ impl Store {
     ///
     /// # Errors
     /// Backend errors; corrupt record.
-    pub async fn list_pending(&self, tenant: &str, cursor: Option<&str>, limit: usize) -> Result<RecordPage<PendingWriteback>, StoreError> {
-        self.query_records(&keys::tenant(tenant), keys::PENDING_PREFIX, cursor, limit, "pending writeback").await
+    pub async fn list_pending(
+        &self,
+        tenant: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<RecordPage<PendingWriteback>, StoreError> {
+        self.query_records(
+            &keys::tenant(tenant),
+            keys::PENDING_PREFIX,
+            cursor,
+            limit,
+            "pending writeback",
+        )
+        .await
     }
 
     /// Removes a pending writeback once applied.
@@ -564,7 +708,10 @@ impl Store {
     /// # Errors
     /// Backend errors.
     pub async fn delete_pending(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
-        self.table.delete(&keys::tenant(tenant), &keys::pending(id), &Cond::Always).await.map(drop)
+        self.table
+            .delete(&keys::tenant(tenant), &keys::pending(id), &Cond::Always)
+            .await
+            .map(drop)
     }
 
     /// Moves a writeback that ran out of attempts to the dead letters (written first, then the
@@ -582,15 +729,26 @@ impl Store {
     ///
     /// # Errors
     /// Backend errors; corrupt record.
-    pub async fn list_dead(&self, tenant: &str, cursor: Option<&str>, limit: usize) -> Result<RecordPage<PendingWriteback>, StoreError> {
-        self.query_records(&keys::tenant(tenant), keys::DEAD_PREFIX, cursor, limit, "dead letter").await
+    pub async fn list_dead(
+        &self,
+        tenant: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<RecordPage<PendingWriteback>, StoreError> {
+        self.query_records(&keys::tenant(tenant), keys::DEAD_PREFIX, cursor, limit, "dead letter")
+            .await
     }
 
     /// Puts a dead letter back in the pending queue for another round of attempts.
     ///
     /// # Errors
     /// Backend errors; [`StoreError::Invalid`] when there is no such dead letter.
-    pub async fn replay_dead(&self, tenant: &str, id: &str, now: OffsetDateTime) -> Result<PendingWriteback, StoreError> {
+    pub async fn replay_dead(
+        &self,
+        tenant: &str,
+        id: &str,
+        now: OffsetDateTime,
+    ) -> Result<PendingWriteback, StoreError> {
         let mut p: PendingWriteback = self
             .get_record(&keys::tenant(tenant), &keys::dead(id), "dead letter")
             .await?
@@ -598,7 +756,9 @@ impl Store {
         p.attempts = 0;
         p.next_attempt_at = now;
         self.put_pending(tenant, &p).await?;
-        self.table.delete(&keys::tenant(tenant), &keys::dead(id), &Cond::Always).await?;
+        self.table
+            .delete(&keys::tenant(tenant), &keys::dead(id), &Cond::Always)
+            .await?;
         Ok(p)
     }
 
@@ -609,7 +769,11 @@ impl Store {
     /// # Errors
     /// Backend errors.
     pub async fn record_outbound(&self, tenant: &str, r: &OutboundRequest) -> Result<(), StoreError> {
-        let mut i = item(keys::tenant(tenant), keys::outbound(r.at.unix_timestamp_nanos() / 1000, &r.id), r)?;
+        let mut i = item(
+            keys::tenant(tenant),
+            keys::outbound(r.at.unix_timestamp_nanos() / 1000, &r.id),
+            r,
+        )?;
         i.ttl = Some((r.at + OUTBOUND_RETENTION).unix_timestamp());
         self.table.put(&i, &Cond::Always).await.map(drop)
     }
@@ -618,8 +782,20 @@ impl Store {
     ///
     /// # Errors
     /// Backend errors; corrupt record.
-    pub async fn list_outbound(&self, tenant: &str, cursor: Option<&str>, limit: usize) -> Result<RecordPage<OutboundRequest>, StoreError> {
-        self.query_records(&keys::tenant(tenant), keys::OUTBOUND_PREFIX, cursor, limit, "outbound request").await
+    pub async fn list_outbound(
+        &self,
+        tenant: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<RecordPage<OutboundRequest>, StoreError> {
+        self.query_records(
+            &keys::tenant(tenant),
+            keys::OUTBOUND_PREFIX,
+            cursor,
+            limit,
+            "outbound request",
+        )
+        .await
     }
 }
 
@@ -629,7 +805,10 @@ pub(crate) const MAX_ITEM_BYTES: usize = 380 * 1024;
 pub(crate) fn check_size(i: &Item) -> Result<(), StoreError> {
     let size = i.data.len() + i.pk.len() + i.sk.len() + 128;
     if size > MAX_ITEM_BYTES {
-        return Err(StoreError::Invalid(format!("item {} / {} is {size} bytes, over the {MAX_ITEM_BYTES}-byte limit", i.pk, i.sk)));
+        return Err(StoreError::Invalid(format!(
+            "item {} / {} is {size} bytes, over the {MAX_ITEM_BYTES}-byte limit",
+            i.pk, i.sk
+        )));
     }
     Ok(())
 }

@@ -1,0 +1,454 @@
+//! One contract suite for every [`ItemTable`](s1_shared::store::ItemTable) backend: the same
+//! test bodies run against the embedded store and against DynamoDB Local. Each backend's test
+//! file invokes [`store_contract!`](crate::store_contract) with an expression that makes a fresh,
+//! empty `Store`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+use s1_shared::store::*;
+use time::{Duration, OffsetDateTime};
+
+fn tenant(id: &str) -> TenantConfig {
+    TenantConfig {
+        id: id.into(),
+        name: format!("Tenant {id}"),
+        enabled: true,
+        console_url: "https://acme.sentinelone.net".into(),
+        token: TokenSource::SecretsManager {
+            secret_id: format!("s1-bridge/{id}/s1-token"),
+        },
+        account_ids: vec![],
+        site_ids: vec![],
+        platform: PlatformTarget {
+            kind: "generic".into(),
+            settings: serde_json::json!({"url": "https://hooks.example.com/s1"}),
+        },
+        grouping: Grouping::Story,
+        poll_cloud_alerts: false,
+        mapping_overrides: serde_json::Value::Null,
+    }
+}
+
+fn threat(i: usize) -> ThreatRecord {
+    ThreatRecord {
+        threat_id: format!("{}", 1_500_000_000_000_000_000u64 + i as u64),
+        updated_at: Some(OffsetDateTime::UNIX_EPOCH + Duration::seconds(i as i64)),
+        digest: format!("d{i}"),
+        story_key: Some(format!("agent{}:hash{}", i % 7, i % 3)),
+        written_status: None,
+        written_verdict: None,
+        platform_ref: None,
+    }
+}
+
+fn story(key: &str, n: usize) -> StoryRecord {
+    StoryRecord {
+        key: key.into(),
+        threat_ids: (0..n).map(|i| threat(i).threat_id).collect(),
+        window_start: OffsetDateTime::UNIX_EPOCH,
+        platform: Some("pagerduty".into()),
+        platform_ref: Some(format!("PD-{key}")),
+        status: "open".into(),
+    }
+}
+
+pub async fn tenants_round_trip_and_list_in_order(store: Store) {
+    for id in ["beta", "alpha", "gamma"] {
+        store.put_tenant(&tenant(id)).await.unwrap();
+    }
+    let mut changed = tenant("beta");
+    changed.enabled = false;
+    store.put_tenant(&changed).await.unwrap();
+    let all = store.list_tenants().await.unwrap();
+    let ids: Vec<_> = all.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, ["alpha", "beta", "gamma"]);
+    assert!(!all[1].enabled, "the second put replaced the first");
+    assert_eq!(store.get_tenant("gamma").await.unwrap(), Some(tenant("gamma")));
+    assert_eq!(store.get_tenant("nobody").await.unwrap(), None);
+    let err = store.put_tenant(&tenant("bad#id")).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+}
+
+pub async fn checkpoints_are_per_tenant_and_name(store: Store) {
+    let c = Checkpoint {
+        watermark: Some(OffsetDateTime::UNIX_EPOCH + Duration::days(3)),
+        ids_at_watermark: vec!["1".into(), "2".into()],
+    };
+    store.put_checkpoint("t1", "threats", &c).await.unwrap();
+    assert_eq!(store.get_checkpoint("t1", "threats").await.unwrap(), Some(c));
+    assert_eq!(store.get_checkpoint("t1", "alerts").await.unwrap(), None);
+    assert_eq!(store.get_checkpoint("t2", "threats").await.unwrap(), None);
+}
+
+pub async fn batch_writes_and_reads_beyond_the_api_limits(store: Store) {
+    // 260 records: eleven BatchWriteItem calls of at most 25, three BatchGetItem calls of at most 100.
+    let records: Vec<_> = (0..260).map(threat).collect();
+    store.put_threats("t1", &records).await.unwrap();
+    let mut ids: Vec<String> = records.iter().map(|r| r.threat_id.clone()).collect();
+    ids.push("1999999999999999999".into()); // unknown: simply absent
+    ids.push(records[0].threat_id.clone()); // asked twice: still one answer
+    let got = store.get_threats("t1", &ids).await.unwrap();
+    assert_eq!(got.len(), 260);
+    for r in &records {
+        assert_eq!(got.get(&r.threat_id), Some(r), "threat {}", r.threat_id);
+    }
+    assert!(
+        store.get_threats("other-tenant", &ids).await.unwrap().is_empty(),
+        "tenants are isolated"
+    );
+}
+
+pub async fn story_writes_are_optimistic(store: Store) {
+    let s = story("a1:h1", 2);
+    assert!(store.put_story("t1", &s, 0).await.unwrap(), "new story");
+    assert!(!store.put_story("t1", &s, 0).await.unwrap(), "a second creator loses");
+    let read = store.get_story("t1", "a1:h1").await.unwrap().unwrap();
+    assert_eq!(read.version, 1);
+    let mut grown = read.value.clone();
+    grown.threat_ids.push("3".into());
+    // Two writers update from the same version: exactly one wins.
+    let results = join_all((0..6).map(|_| {
+        let store = store.clone();
+        let grown = grown.clone();
+        async move { store.put_story("t1", &grown, 1).await.unwrap() }
+    }))
+    .await;
+    assert_eq!(results.iter().filter(|w| **w).count(), 1, "{results:?}");
+    let (t, found) = store
+        .story_by_platform_ref("pagerduty", "PD-a1:h1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(t, "t1");
+    assert_eq!(found.value.threat_ids.len(), 3);
+    assert_eq!(found.version, 2);
+    assert!(
+        store
+            .story_by_platform_ref("pagerduty", "PD-unknown")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+pub async fn one_of_many_concurrent_writers_gets_a_lease(store: Store) {
+    let now = OffsetDateTime::now_utc();
+    let ttl = Duration::minutes(5);
+    let results = join_all((0..10).map(|i| {
+        let store = store.clone();
+        async move {
+            (
+                i,
+                store
+                    .acquire_lease("t1", "poll", &format!("worker-{i}"), ttl, now)
+                    .await
+                    .unwrap(),
+            )
+        }
+    }))
+    .await;
+    let winners: Vec<_> = results.iter().filter(|(_, won)| *won).map(|(i, _)| *i).collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    let holder = format!("worker-{}", winners[0]);
+    let other = if winners[0] == 0 { "worker-1" } else { "worker-0" };
+    assert!(
+        store.acquire_lease("t1", "poll", &holder, ttl, now).await.unwrap(),
+        "the holder may re-acquire"
+    );
+    assert!(store.renew_lease("t1", "poll", &holder, ttl, now).await.unwrap());
+    assert!(
+        !store.renew_lease("t1", "poll", other, ttl, now).await.unwrap(),
+        "only the holder renews"
+    );
+    assert!(
+        !store.release_lease("t1", "poll", other, now).await.unwrap(),
+        "only the holder releases"
+    );
+    assert!(
+        store.acquire_lease("t1", "assets", other, ttl, now).await.unwrap(),
+        "leases are per job"
+    );
+    assert!(
+        store.acquire_lease("t2", "poll", other, ttl, now).await.unwrap(),
+        "and per tenant"
+    );
+    // After the lease lapses, another worker takes it and the old holder can no longer renew.
+    let later = now + Duration::minutes(6);
+    assert!(store.acquire_lease("t1", "poll", other, ttl, later).await.unwrap());
+    assert!(!store.renew_lease("t1", "poll", &holder, ttl, later).await.unwrap());
+    assert!(store.release_lease("t1", "poll", other, later).await.unwrap());
+    assert!(
+        store.acquire_lease("t1", "poll", &holder, ttl, later).await.unwrap(),
+        "released means free"
+    );
+}
+
+pub async fn a_webhook_event_is_first_seen_exactly_once(store: Store) {
+    let now = OffsetDateTime::now_utc();
+    let results = join_all((0..16).map(|_| {
+        let store = store.clone();
+        async move {
+            store
+                .mark_event_seen("pd-event-123", Duration::days(7), now)
+                .await
+                .unwrap()
+        }
+    }))
+    .await;
+    assert_eq!(results.iter().filter(|r| **r).count(), 1, "{results:?}");
+    assert!(
+        store
+            .mark_event_seen("pd-event-124", Duration::days(7), now)
+            .await
+            .unwrap()
+    );
+    // A marker whose TTL has passed no longer counts, even if the backend has not deleted it yet.
+    let long_ago = now - Duration::days(8);
+    assert!(
+        store
+            .mark_event_seen("pd-event-old", Duration::days(7), long_ago)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .mark_event_seen("pd-event-old", Duration::days(7), now)
+            .await
+            .unwrap(),
+        "expired marker is absent"
+    );
+    assert!(
+        !store
+            .mark_event_seen("pd-event-old", Duration::days(7), now)
+            .await
+            .unwrap()
+    );
+}
+
+pub async fn ttl_marked_items_read_as_absent(store: Store) {
+    let now = OffsetDateTime::now_utc();
+    let record = |at: OffsetDateTime, id: &str| OutboundRequest {
+        id: id.into(),
+        at,
+        method: "POST".into(),
+        path: "/threats/incident".into(),
+        status: Some(200),
+        result: Some("updated=2".into()),
+        latency_ms: 41,
+        attempt: 1,
+        error: None,
+    };
+    store
+        .record_outbound("t1", &record(now - Duration::days(31), "old"))
+        .await
+        .unwrap();
+    store
+        .record_outbound("t1", &record(now - Duration::days(2), "recent"))
+        .await
+        .unwrap();
+    store.record_outbound("t1", &record(now, "new")).await.unwrap();
+    let page = store.list_outbound("t1", None, 10).await.unwrap();
+    let ids: Vec<_> = page.items.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["recent", "new"], "older than 30 days is gone; oldest first");
+    assert_eq!(page.items[1], record(now, "new"));
+}
+
+pub async fn only_newer_status_changes_apply(store: Store) {
+    assert!(store.record_applied_change("t1", "story-1", 100).await.unwrap());
+    assert!(
+        !store.record_applied_change("t1", "story-1", 50).await.unwrap(),
+        "older"
+    );
+    assert!(
+        !store.record_applied_change("t1", "story-1", 100).await.unwrap(),
+        "same instant"
+    );
+    assert!(store.record_applied_change("t1", "story-1", 150).await.unwrap());
+    assert!(
+        store.record_applied_change("t1", "story-2", 10).await.unwrap(),
+        "per alert"
+    );
+    let results = join_all((0..8).map(|i| {
+        let store = store.clone();
+        async move { store.record_applied_change("t1", "story-3", 1000 + i).await.unwrap() }
+    }))
+    .await;
+    assert!(results.iter().any(|r| *r));
+    assert!(
+        !store.record_applied_change("t1", "story-3", 1007).await.unwrap(),
+        "the newest won: 1007 is not newer than itself"
+    );
+}
+
+pub async fn pending_writebacks_move_to_dead_letters_and_back(store: Store) {
+    let now = OffsetDateTime::now_utc();
+    let p = PendingWriteback {
+        id: "chg-1".into(),
+        alert_key: "story-1".into(),
+        change: serde_json::json!({"state": "resolved", "close_reason": "false positive"}),
+        attempts: 7,
+        last_error: Some("S1 failed on /threats/incident with HTTP 503".into()),
+        created_at: now,
+        next_attempt_at: now + Duration::minutes(5),
+    };
+    store.put_pending("t1", &p).await.unwrap();
+    assert_eq!(store.list_pending("t1", None, 10).await.unwrap().items, [p.clone()]);
+    store.move_to_dead("t1", &p).await.unwrap();
+    assert!(store.list_pending("t1", None, 10).await.unwrap().items.is_empty());
+    assert_eq!(store.list_dead("t1", None, 10).await.unwrap().items, [p.clone()]);
+    let replayed = store.replay_dead("t1", "chg-1", now).await.unwrap();
+    assert_eq!(replayed.attempts, 0);
+    assert_eq!(store.list_pending("t1", None, 10).await.unwrap().items, [replayed]);
+    assert!(store.list_dead("t1", None, 10).await.unwrap().items.is_empty());
+    assert!(matches!(
+        store.replay_dead("t1", "chg-404", now).await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+pub async fn assets_and_token_state_round_trip(store: Store) {
+    let recs: Vec<_> = (0..30)
+        .map(|i| AssetRecord {
+            kind: AssetKind::Asset,
+            id: format!("uuid{i:02}"),
+            digest: format!("d{i}"),
+            platform_ref: None,
+            active: i % 5 != 0,
+        })
+        .collect();
+    store.put_assets("t1", &recs).await.unwrap();
+    let site = AssetRecord {
+        kind: AssetKind::Site,
+        id: "uuid00".into(),
+        digest: "s".into(),
+        platform_ref: Some("S-1".into()),
+        active: true,
+    };
+    store.put_assets("t1", std::slice::from_ref(&site)).await.unwrap();
+    let got = store
+        .get_assets("t1", AssetKind::Asset, &["uuid00".into(), "uuid29".into()])
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 2);
+    assert!(!got["uuid00"].active);
+    let sites = store
+        .get_assets("t1", AssetKind::Site, &["uuid00".into()])
+        .await
+        .unwrap();
+    assert_eq!(sites["uuid00"], site, "kinds do not collide");
+    let page = store.scan_assets("t1", AssetKind::Asset, None, 100).await.unwrap();
+    assert_eq!(page.items.len(), 30);
+
+    assert_eq!(store.get_token_state("t1").await.unwrap(), None);
+    let s = TokenState {
+        expires_at: Some(OffsetDateTime::UNIX_EPOCH + Duration::days(9)),
+        alerted_thresholds: vec![30, 14],
+        unauthorized_alerted: false,
+    };
+    store.put_token_state("t1", &s).await.unwrap();
+    assert_eq!(store.get_token_state("t1").await.unwrap(), Some(s));
+}
+
+pub async fn a_corrupt_item_is_reported_with_its_key(store: Store) {
+    let bad = Item {
+        pk: "TENANT#t1".into(),
+        sk: "CURSOR#threats".into(),
+        data: "{not json".into(),
+        ..Item::default()
+    };
+    store.table().put(&bad, &Cond::Always).await.unwrap();
+    let err = store.get_checkpoint("t1", "threats").await.unwrap_err();
+    match err {
+        StoreError::Corrupt { pk, sk, what, .. } => {
+            assert_eq!(
+                (pk.as_str(), sk.as_str(), what),
+                ("TENANT#t1", "CURSOR#threats", "checkpoint")
+            );
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    let huge = Item {
+        pk: "TENANT#t1".into(),
+        sk: "BIG".into(),
+        data: "x".repeat(500 * 1024),
+        ..Item::default()
+    };
+    assert!(matches!(
+        store.table().put(&huge, &Cond::Always).await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+pub async fn a_100k_item_tenant_scans_page_by_page(store: Store) {
+    const N: usize = 100_000;
+    // Written by several tasks at once, as a backfill would.
+    let chunks: Vec<Vec<ThreatRecord>> = (0..N)
+        .map(threat)
+        .collect::<Vec<_>>()
+        .chunks(N / 8)
+        .map(<[_]>::to_vec)
+        .collect();
+    join_all(chunks.into_iter().map(|c| {
+        let store = store.clone();
+        async move { store.put_threats("big", &c).await.unwrap() }
+    }))
+    .await;
+    store.put_threats("small", &[threat(1)]).await.unwrap();
+    let mut seen = HashSet::new();
+    let mut pages = 0;
+    let mut last: Option<String> = None;
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = store.scan_threats("big", cursor.as_deref(), 1000).await.unwrap();
+        pages += 1;
+        for r in page.items {
+            assert!(last.as_ref().is_none_or(|l| *l < r.threat_id), "id order");
+            last = Some(r.threat_id.clone());
+            assert!(seen.insert(r.threat_id), "no duplicates");
+        }
+        match page.next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), N);
+    assert!(pages >= N / 1000, "{pages} pages of at most 1000");
+}
+
+/// Runs the whole contract for one backend. `$make` is an async expression yielding a fresh,
+/// empty `Store`.
+#[macro_export]
+macro_rules! store_contract {
+    ($make:expr) => {
+        $crate::store_contract!(@tests $make;
+            tenants_round_trip_and_list_in_order,
+            checkpoints_are_per_tenant_and_name,
+            batch_writes_and_reads_beyond_the_api_limits,
+            story_writes_are_optimistic,
+            one_of_many_concurrent_writers_gets_a_lease,
+            a_webhook_event_is_first_seen_exactly_once,
+            ttl_marked_items_read_as_absent,
+            only_newer_status_changes_apply,
+            pending_writebacks_move_to_dead_letters_and_back,
+            assets_and_token_state_round_trip,
+            a_corrupt_item_is_reported_with_its_key,
+            a_100k_item_tenant_scans_page_by_page,
+        );
+    };
+    (@tests $make:expr; $($name:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let store = $make.await;
+                $crate::store_contract::$name(store).await;
+            }
+        )+
+    };
+}
+
+/// A store over a fresh embedded database in memory.
+pub async fn embedded_in_memory() -> Store {
+    Store::new(Arc::new(EmbeddedTable::in_memory().expect("in-memory redb")))
+}
