@@ -73,7 +73,10 @@ emulators_start() {
   # Fake credentials and no instance metadata: nothing may reach beyond loopback.
   export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
   export AWS_EC2_METADATA_DISABLED=true
+  # Every other AWS service goes to moto too, so no test can reach beyond loopback.
+  export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port"
   export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$ddb_port"
-  export AWS_ENDPOINT_URL_SECRETSMANAGER="http://127.0.0.1:$moto_port"
-  echo "DynamoDB Local at $AWS_ENDPOINT_URL_DYNAMODB, moto at $AWS_ENDPOINT_URL_SECRETSMANAGER"
+  # The SDK derives the variable from the service id "Secrets Manager": AWS_ENDPOINT_URL_SECRETS_MANAGER.
+  export AWS_ENDPOINT_URL_SECRETS_MANAGER="http://127.0.0.1:$moto_port"
+  echo "DynamoDB Local at $AWS_ENDPOINT_URL_DYNAMODB, moto at $AWS_ENDPOINT_URL_SECRETS_MANAGER"
 }

@@ -5,6 +5,7 @@
 
 pub mod s1;
 pub mod secret;
+pub mod secrets;
 pub mod store;
 
 pub use secret::ApiToken;

@@ -294,10 +294,16 @@ pub async fn pending_writebacks_move_to_dead_letters_and_back(store: Store) {
         next_attempt_at: now + Duration::minutes(5),
     };
     store.put_pending("t1", &p).await.unwrap();
-    assert_eq!(store.list_pending("t1", None, 10).await.unwrap().items, std::slice::from_ref(&p));
+    assert_eq!(
+        store.list_pending("t1", None, 10).await.unwrap().items,
+        std::slice::from_ref(&p)
+    );
     store.move_to_dead("t1", &p).await.unwrap();
     assert!(store.list_pending("t1", None, 10).await.unwrap().items.is_empty());
-    assert_eq!(store.list_dead("t1", None, 10).await.unwrap().items, std::slice::from_ref(&p));
+    assert_eq!(
+        store.list_dead("t1", None, 10).await.unwrap().items,
+        std::slice::from_ref(&p)
+    );
     let replayed = store.replay_dead("t1", "chg-1", now).await.unwrap();
     assert_eq!(replayed.attempts, 0);
     assert_eq!(store.list_pending("t1", None, 10).await.unwrap().items, [replayed]);
