@@ -36,21 +36,38 @@ fn threat(i: usize) -> ThreatRecord {
         threat_id: format!("{}", 1_500_000_000_000_000_000u64 + i as u64),
         updated_at: Some(OffsetDateTime::UNIX_EPOCH + Duration::seconds(i as i64)),
         digest: format!("d{i}"),
+        status: Some("unresolved".into()),
+        verdict: Some("undefined".into()),
         story_key: Some(format!("agent{}:hash{}", i % 7, i % 3)),
         written_status: None,
         written_verdict: None,
         platform_ref: None,
+        publish_error: None,
+    }
+}
+
+fn member(i: usize) -> MemberState {
+    MemberState {
+        updated_at: Some(OffsetDateTime::UNIX_EPOCH + Duration::seconds(i as i64)),
+        digest: format!("d{i}"),
+        status: Some("unresolved".into()),
+        verdict: Some("undefined".into()),
+        written_status: None,
+        written_verdict: None,
+        publish_error: None,
     }
 }
 
 fn story(key: &str, n: usize) -> StoryRecord {
     StoryRecord {
         key: key.into(),
-        threat_ids: (0..n).map(|i| threat(i).threat_id).collect(),
+        id: format!("{key}@0"),
         window_start: OffsetDateTime::UNIX_EPOCH,
+        status: StoryStatus::Open,
         platform: Some("pagerduty".into()),
         platform_ref: Some(format!("PD-{key}")),
-        status: "open".into(),
+        members: (0..n).map(|i| (threat(i).threat_id, member(i))).collect(),
+        previous: vec![],
     }
 }
 
@@ -107,7 +124,7 @@ pub async fn story_writes_are_optimistic(store: Store) {
     let read = store.get_story("t1", "a1:h1").await.unwrap().unwrap();
     assert_eq!(read.version, 1);
     let mut grown = read.value.clone();
-    grown.threat_ids.push("3".into());
+    grown.members.insert("3".into(), member(3));
     // Two writers update from the same version: exactly one wins.
     let results = join_all((0..6).map(|_| {
         let store = store.clone();
@@ -122,7 +139,7 @@ pub async fn story_writes_are_optimistic(store: Store) {
         .unwrap()
         .unwrap();
     assert_eq!(t, "t1");
-    assert_eq!(found.value.threat_ids.len(), 3);
+    assert_eq!(found.value.members.len(), 3);
     assert_eq!(found.version, 2);
     assert!(
         store
@@ -131,6 +148,56 @@ pub async fn story_writes_are_optimistic(store: Store) {
             .unwrap()
             .is_none()
     );
+}
+
+pub async fn many_stories_write_in_transactions_and_report_conflicts(store: Store) {
+    // 230 stories: three transactions of at most 100.
+    let stories: Vec<_> = (0..230).map(|i| (story(&format!("agent{i}:hash"), 2), 0)).collect();
+    assert_eq!(store.put_stories("t1", &stories).await.unwrap(), Vec::<usize>::new());
+    let keys: Vec<String> = stories.iter().map(|(s, _)| s.key.clone()).collect();
+    let read = store.get_stories("t1", &keys).await.unwrap();
+    assert_eq!(read.len(), 230);
+    assert!(read.values().all(|v| v.version == 1 && v.value.members.len() == 2));
+
+    // Another writer changes two of them; a batch based on the old versions reports exactly those
+    // two and still writes every other story.
+    for i in [5, 150] {
+        let mut s = read[&keys[i]].value.clone();
+        s.status = StoryStatus::Closed;
+        assert!(store.put_story("t1", &s, 1).await.unwrap());
+    }
+    let updates: Vec<_> = keys
+        .iter()
+        .map(|k| {
+            let mut s = read[k].value.clone();
+            s.members.insert("new".into(), member(9));
+            (s, 1)
+        })
+        .collect();
+    let mut conflicts = store.put_stories("t1", &updates).await.unwrap();
+    conflicts.sort();
+    assert_eq!(conflicts, [5, 150]);
+    let after = store.get_stories("t1", &keys).await.unwrap();
+    assert_eq!(
+        after[&keys[5]].value.status,
+        StoryStatus::Closed,
+        "the other writer's change survived"
+    );
+    assert_eq!(after[&keys[5]].value.members.len(), 2);
+    assert_eq!(after[&keys[6]].value.members.len(), 3);
+    assert_eq!(after[&keys[229]].version, 2);
+
+    // An archived story stays reachable by its id and by its platform alert.
+    let mut old = after[&keys[7]].value.clone();
+    old.platform_ref = Some("PD-archived".into());
+    store.archive_story("t1", &old).await.unwrap();
+    assert_eq!(store.get_story("t1", &old.id).await.unwrap().unwrap().value, old);
+    let (_, via_ref) = store
+        .story_by_platform_ref("pagerduty", "PD-archived")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(via_ref.value.id, old.id);
 }
 
 pub async fn one_of_many_concurrent_writers_gets_a_lease(store: Store) {
@@ -433,6 +500,7 @@ macro_rules! store_contract {
             checkpoints_are_per_tenant_and_name,
             batch_writes_and_reads_beyond_the_api_limits,
             story_writes_are_optimistic,
+            many_stories_write_in_transactions_and_report_conflicts,
             one_of_many_concurrent_writers_gets_a_lease,
             a_webhook_event_is_first_seen_exactly_once,
             ttl_marked_items_read_as_absent,

@@ -9,8 +9,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-    KeysAndAttributes, Projection, ProjectionType, PutRequest, ScalarAttributeType, TimeToLiveSpecification,
-    WriteRequest,
+    KeysAndAttributes, Projection, ProjectionType, Put, PutRequest, ScalarAttributeType, TimeToLiveSpecification,
+    TransactWriteItem, WriteRequest,
 };
 
 use super::records::check_size;
@@ -448,6 +448,69 @@ impl ItemTable for DynamoTable {
             }
         }
         Ok(())
+    }
+
+    async fn put_all(&self, items: &[(Item, Cond)]) -> Result<Vec<usize>, StoreError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        if items.len() > schema::TRANSACT_MAX {
+            return Err(StoreError::Invalid(format!(
+                "{} items in one transaction; the limit is {}",
+                items.len(),
+                schema::TRANSACT_MAX
+            )));
+        }
+        let mut actions = Vec::with_capacity(items.len());
+        for (item, cond) in items {
+            check_size(item)?;
+            let mut put = Put::builder().table_name(&self.table).set_item(Some(to_attrs(item)));
+            if let Some(expr) = condition(cond) {
+                put = put
+                    .condition_expression(expr.text)
+                    .set_expression_attribute_names(Some(expr.names))
+                    .set_expression_attribute_values(Some(expr.values));
+            }
+            let put = put.build().map_err(|e| StoreError::Invalid(e.to_string()))?;
+            actions.push(TransactWriteItem::builder().put(put).build());
+        }
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Vec::new()),
+            Err(e) => {
+                let reasons: Option<Vec<Option<String>>> = e
+                    .as_service_error()
+                    .filter(|s| s.is_transaction_canceled_exception())
+                    .and_then(|s| match s {
+                        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => {
+                            Some(c.cancellation_reasons().iter().map(|r| r.code().map(str::to_owned)).collect())
+                        }
+                        _ => None,
+                    });
+                match reasons {
+                    Some(codes) if codes.iter().any(|c| c.as_deref() == Some("ConditionalCheckFailed")) => Ok(codes
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, c)| c.as_deref() == Some("ConditionalCheckFailed"))
+                        .map(|(i, _)| i)
+                        .collect()),
+                    // Cancelled for another reason (a concurrent transaction on the same item,
+                    // throttling): nothing was written and trying again is right.
+                    Some(codes) => Err(StoreError::Backend {
+                        op: "put_all",
+                        code: "TransactionCanceled".into(),
+                        message: format!("{codes:?}"),
+                        retryable: true,
+                    }),
+                    None => Err(classify("put_all", &self.table, e)),
+                }
+            }
+        }
     }
 
     async fn delete(&self, pk: &str, sk: &str, cond: &Cond) -> Result<bool, StoreError> {

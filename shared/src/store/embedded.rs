@@ -95,6 +95,17 @@ impl EmbeddedTable {
     }
 
     fn write_items(db: &Database, items: &[(Item, Cond)], delete: bool) -> Result<Vec<bool>, StoreError> {
+        Self::write(db, items, delete, false)
+    }
+
+    /// Applies `items` in one transaction. Each item whose condition fails is skipped, or, with
+    /// `all_or_nothing`, the whole transaction is abandoned when any fails.
+    fn write(
+        db: &Database,
+        items: &[(Item, Cond)],
+        delete: bool,
+        all_or_nothing: bool,
+    ) -> Result<Vec<bool>, StoreError> {
         let op = if delete { "delete" } else { "put" };
         let now = now_secs();
         let tx = db.begin_write().map_err(|e| err(op, e))?;
@@ -113,6 +124,11 @@ impl EmbeddedTable {
                     results.push(false);
                     continue;
                 }
+                if all_or_nothing && results.contains(&false) {
+                    // Keep checking so every failed condition is reported; write nothing.
+                    results.push(true);
+                    continue;
+                }
                 if let Some(old) = stored.as_ref().and_then(index_key) {
                     index.remove(old.as_str()).map_err(|e| err(op, e))?;
                 }
@@ -128,7 +144,11 @@ impl EmbeddedTable {
                 results.push(true);
             }
         }
-        tx.commit().map_err(|e| err(op, e))?;
+        if all_or_nothing && results.contains(&false) {
+            tx.abort().map_err(|e| err(op, e))?;
+        } else {
+            tx.commit().map_err(|e| err(op, e))?;
+        }
         Ok(results)
     }
 }
@@ -250,6 +270,22 @@ impl ItemTable for EmbeddedTable {
                 .await?;
         }
         Ok(())
+    }
+
+    async fn put_all(&self, items: &[(Item, Cond)]) -> Result<Vec<usize>, StoreError> {
+        for (i, _) in items {
+            check_size(i)?;
+        }
+        let work = items.to_vec();
+        let results = self
+            .run("put_all", move |db| Self::write(db, &work, false, true))
+            .await?;
+        Ok(results
+            .iter()
+            .enumerate()
+            .filter(|(_, ok)| !**ok)
+            .map(|(i, _)| i)
+            .collect())
     }
 
     async fn delete(&self, pk: &str, sk: &str, cond: &Cond) -> Result<bool, StoreError> {

@@ -47,6 +47,9 @@ pub mod schema {
     /// DynamoDB's limits on batch calls.
     pub const BATCH_GET_MAX: usize = 100;
     pub const BATCH_WRITE_MAX: usize = 25;
+    /// DynamoDB's limits on one `TransactWriteItems` call.
+    pub const TRANSACT_MAX: usize = 100;
+    pub const TRANSACT_MAX_BYTES: usize = 4 * 1024 * 1024;
 }
 
 /// One stored item: keys, the JSON record, and the few attributes conditions look at.
@@ -112,6 +115,10 @@ pub trait ItemTable: Send + Sync {
     async fn put(&self, item: &Item, cond: &Cond) -> Result<bool, StoreError>;
     /// Writes any number of items unconditionally (batched internally, unprocessed items retried).
     async fn batch_put(&self, items: &[Item]) -> Result<(), StoreError>;
+    /// Writes all of `items` if every condition holds, else none: `Ok(vec![])` when written,
+    /// `Ok(indexes)` naming the items whose condition failed. At most
+    /// [`schema::TRANSACT_MAX`] items with distinct keys (DynamoDB `TransactWriteItems`).
+    async fn put_all(&self, items: &[(Item, Cond)]) -> Result<Vec<usize>, StoreError>;
     /// Deletes (pk, sk) if `cond` holds; `Ok(false)` when it did not.
     async fn delete(&self, pk: &str, sk: &str, cond: &Cond) -> Result<bool, StoreError>;
     /// Live items of partition `pk` whose sort key starts with `sk_prefix`, in sort-key order.

@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
-use super::{Cond, Item, ItemTable, StoreError, keys};
+use super::{Cond, Item, ItemTable, StoreError, keys, schema};
 
 /// Where a tenant's S1 API token is read from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,38 +75,91 @@ pub struct Checkpoint {
     pub ids_at_watermark: Vec<String>,
 }
 
-/// What we know of one S1 threat.
+/// What we know of one S1 threat (or STAR alert): enough to tell new from changed from our own
+/// echo without asking the platform.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ThreatRecord {
     pub threat_id: String,
+    /// The `updatedAt` last processed; (id, updatedAt) seen again is a duplicate.
     #[serde(with = "time::serde::rfc3339::option")]
     pub updated_at: Option<OffsetDateTime>,
-    /// Digest of the fields the platform shows; unchanged digest means nothing to send.
+    /// Digest of the fields the platform shows, status and verdict excluded.
     pub digest: String,
+    /// Incident status and verdict last seen in S1.
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub verdict: Option<String>,
+    /// The story (platform alert) the threat belongs to.
     #[serde(default)]
     pub story_key: Option<String>,
-    /// The incident status we last wrote to S1 (to recognise our own echo).
+    /// The incident status and verdict we last wrote to S1, to recognise our own echo.
     #[serde(default)]
     pub written_status: Option<String>,
     #[serde(default)]
     pub written_verdict: Option<String>,
     #[serde(default)]
     pub platform_ref: Option<String>,
+    /// Why the platform refused this version (a 4xx); it is not retried until the threat changes.
+    #[serde(default)]
+    pub publish_error: Option<String>,
 }
 
-/// A story: threats grouped into one platform alert.
+/// A story: threats on one endpoint with one file hash (or one storyline) within 90 days of the
+/// first detection, shown as one platform alert. One item holds the story and what we know of
+/// each member threat, so a page of new threats costs one read and one write per story.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoryRecord {
+    /// The grouping key (agent + hash). The item under `STORY#<key>` is the key's current story;
+    /// earlier ones are archived under `STORY#<id>`.
     pub key: String,
-    pub threat_ids: Vec<String>,
+    /// `<key>@<window start, unix seconds>`: unique per story, part of the platform alert key.
+    pub id: String,
+    /// First detection in the story; the 90-day window runs from here.
     #[serde(with = "time::serde::rfc3339")]
     pub window_start: OffsetDateTime,
+    pub status: StoryStatus,
     #[serde(default)]
     pub platform: Option<String>,
     #[serde(default)]
     pub platform_ref: Option<String>,
-    /// `open` or `closed` on the platform.
-    pub status: String,
+    /// Member threats by id.
+    #[serde(default)]
+    pub members: std::collections::BTreeMap<String, MemberState>,
+    /// Ids of earlier, archived stories of the same key.
+    #[serde(default)]
+    pub previous: Vec<String>,
+}
+
+/// What we know of one threat in a story: enough to tell new from changed from our own echo.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberState {
+    /// The `updatedAt` last processed; (id, updatedAt) seen again is a duplicate.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub updated_at: Option<OffsetDateTime>,
+    /// Digest of the fields the platform shows, status and verdict excluded.
+    pub digest: String,
+    /// Incident status and verdict last seen in S1.
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub verdict: Option<String>,
+    /// What we last wrote to S1 for this threat, to recognise our own echo.
+    #[serde(default)]
+    pub written_status: Option<String>,
+    #[serde(default)]
+    pub written_verdict: Option<String>,
+    /// Why the platform refused this version (a 4xx); not retried until the threat changes.
+    #[serde(default)]
+    pub publish_error: Option<String>,
+}
+
+/// Whether a story's platform alert is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoryStatus {
+    Open,
+    Closed,
 }
 
 /// A record with the version it was read at, for optimistic writes.
@@ -401,12 +454,12 @@ impl Store {
 
     // ---- stories ------------------------------------------------------------------------------
 
-    /// A story with its version.
+    /// A story with its version: the current story of a key, or an archived one by id.
     ///
     /// # Errors
     /// Backend errors; corrupt record.
-    pub async fn get_story(&self, tenant: &str, key: &str) -> Result<Option<Versioned<StoryRecord>>, StoreError> {
-        match self.table.get(&keys::tenant(tenant), &keys::story(key)).await? {
+    pub async fn get_story(&self, tenant: &str, key_or_id: &str) -> Result<Option<Versioned<StoryRecord>>, StoreError> {
+        match self.table.get(&keys::tenant(tenant), &keys::story(key_or_id)).await? {
             Some(i) => Ok(Some(Versioned {
                 value: decode(&i, "story")?,
                 version: i.version,
@@ -415,8 +468,46 @@ impl Store {
         }
     }
 
-    /// Writes a story if it is still at `expected_version` (0 for a new story). `Ok(false)` when
-    /// another writer got there first: re-read and retry.
+    /// Several stories at once (batched reads), by key or id.
+    ///
+    /// # Errors
+    /// Backend errors; corrupt record.
+    pub async fn get_stories(
+        &self,
+        tenant: &str,
+        keys_or_ids: &[String],
+    ) -> Result<HashMap<String, Versioned<StoryRecord>>, StoreError> {
+        let pk = keys::tenant(tenant);
+        let wanted: Vec<_> = keys_or_ids.iter().map(|k| (pk.clone(), keys::story(k))).collect();
+        let items = self.table.batch_get(&wanted).await?;
+        items
+            .iter()
+            .map(|i| {
+                let name = i.sk.strip_prefix(keys::STORY_PREFIX).unwrap_or(&i.sk).to_owned();
+                Ok((
+                    name,
+                    Versioned {
+                        value: decode(&i, "story")?,
+                        version: i.version,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    fn story_item(&self, tenant: &str, name: &str, story: &StoryRecord, version: u64) -> Result<Item, StoreError> {
+        check_id("story", &story.key)?;
+        let mut i = item(keys::tenant(tenant), keys::story(name), story)?;
+        i.version = version;
+        if let (Some(platform), Some(reference)) = (&story.platform, &story.platform_ref) {
+            i.gsi1pk = Some(keys::platform_alert(platform, reference));
+            i.gsi1sk = Some(format!("{tenant}#{}", story.id));
+        }
+        Ok(i)
+    }
+
+    /// Writes a story as its key's current story if it is still at `expected_version` (0 for a
+    /// new one). `Ok(false)` when another writer got there first: re-read and retry.
     ///
     /// # Errors
     /// Backend errors.
@@ -426,13 +517,73 @@ impl Store {
         story: &StoryRecord,
         expected_version: u64,
     ) -> Result<bool, StoreError> {
-        let mut i = item(keys::tenant(tenant), keys::story(&story.key), story)?;
-        i.version = expected_version + 1;
-        if let (Some(platform), Some(reference)) = (&story.platform, &story.platform_ref) {
-            i.gsi1pk = Some(keys::platform_alert(platform, reference));
-            i.gsi1sk = Some(tenant.to_owned());
-        }
+        let i = self.story_item(tenant, &story.key, story, expected_version + 1)?;
         self.table.put(&i, &Cond::Version(expected_version)).await
+    }
+
+    /// Writes many stories, each only if still at its expected version, in as few requests as
+    /// the backend allows (transactions of up to 100). Returns the indexes of stories that were
+    /// not written because another writer changed them: re-read those and retry.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn put_stories(&self, tenant: &str, stories: &[(StoryRecord, u64)]) -> Result<Vec<usize>, StoreError> {
+        let mut conflicts = Vec::new();
+        let mut batch: Vec<(Item, Cond)> = Vec::new();
+        let mut batch_index: Vec<usize> = Vec::new();
+        let mut bytes = 0;
+        for (n, (story, expected)) in stories.iter().enumerate() {
+            let i = self.story_item(tenant, &story.key, story, expected + 1)?;
+            let size = i.data.len() + 256;
+            if batch.len() == schema::TRANSACT_MAX || bytes + size > schema::TRANSACT_MAX_BYTES {
+                conflicts.extend(self.flush_stories(&mut batch, &mut batch_index).await?);
+                bytes = 0;
+            }
+            bytes += size;
+            batch.push((i, Cond::Version(*expected)));
+            batch_index.push(n);
+        }
+        conflicts.extend(self.flush_stories(&mut batch, &mut batch_index).await?);
+        Ok(conflicts)
+    }
+
+    async fn flush_stories(
+        &self,
+        batch: &mut Vec<(Item, Cond)>,
+        index: &mut Vec<usize>,
+    ) -> Result<Vec<usize>, StoreError> {
+        let mut work = std::mem::take(batch);
+        let mut idx = std::mem::take(index);
+        let mut conflicts = Vec::new();
+        // A transaction with a failed condition writes nothing: drop the conflicting stories and
+        // write the rest again.
+        while !work.is_empty() {
+            let failed = self.table.put_all(&work).await?;
+            if failed.is_empty() {
+                break;
+            }
+            conflicts.extend(failed.iter().map(|f| idx[*f]));
+            let (kept, kept_idx): (Vec<_>, Vec<_>) = work
+                .into_iter()
+                .zip(idx)
+                .enumerate()
+                .filter(|(n, _)| !failed.contains(n))
+                .map(|(_, pair)| pair)
+                .unzip();
+            work = kept;
+            idx = kept_idx;
+        }
+        Ok(conflicts)
+    }
+
+    /// Stores a story that has been replaced as its key's current story under its own id, so its
+    /// platform alert can still be resolved to its threats.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn archive_story(&self, tenant: &str, story: &StoryRecord) -> Result<(), StoreError> {
+        let i = self.story_item(tenant, &story.id, story, 1)?;
+        self.table.put(&i, &Cond::Always).await.map(drop)
     }
 
     /// The story behind a platform alert, with its tenant.
