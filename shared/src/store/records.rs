@@ -487,7 +487,7 @@ impl Store {
                 Ok((
                     name,
                     Versioned {
-                        value: decode(&i, "story")?,
+                        value: decode(i, "story")?,
                         version: i.version,
                     },
                 ))
