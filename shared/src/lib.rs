@@ -1,11 +1,19 @@
 //! `s1-shared`: the core every s1-bridge function and the CLI share.
 //!
-//! So far it holds the SentinelOne Management API client ([`s1`]) and the redacting secret
-//! types ([`secret`]). Later modules (store, platforms, use cases) build on these.
+//! - [`s1`]: the SentinelOne Management API client.
+//! - [`store`]: the state store port, its DynamoDB and embedded backends, and typed records.
+//! - [`secrets`]: where S1 tokens and webhook secrets come from.
+//! - [`platform`]: the platform port and its adapters.
+//! - [`domain`]: pure rules (stories, digests, severity).
+//! - [`usecase`]: one use case per function.
+//! - [`telemetry`]: EMF metrics.
 
+pub mod domain;
+pub mod platform;
 pub mod s1;
 pub mod secret;
 pub mod secrets;
 pub mod store;
+pub mod telemetry;
 
 pub use secret::ApiToken;

@@ -1,0 +1,200 @@
+//! Pure rules: how threats group into stories, what counts as a change, how severe a threat is.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use time::{Duration, OffsetDateTime};
+
+use crate::s1::dto::{ConfidenceLevel, Threat};
+use crate::store::Grouping;
+
+/// Threats with one key join one story within this long of its first detection.
+pub const STORY_WINDOW: Duration = Duration::days(90);
+
+/// A story item holds its members; past this many, the next threat starts a new story (and
+/// alert) so the item stays far below DynamoDB's 400 KB limit.
+pub const MAX_STORY_MEMBERS: usize = 2_000;
+
+/// The grouping key of a threat: endpoint + file hash; for fileless threats (empty hash),
+/// endpoint + storyline; without an endpoint, the threat alone.
+pub fn story_key(t: &Threat, grouping: Grouping) -> String {
+    if grouping == Grouping::Threat {
+        return format!("threat:{}", t.id);
+    }
+    let storyline = t.threat_info.storyline.as_deref().filter(|s| !s.is_empty());
+    match (t.agent_uuid(), t.file_hash(), storyline) {
+        (Some(agent), Some(hash), _) => format!("{}:{}", agent.to_ascii_lowercase(), hash.to_ascii_lowercase()),
+        (Some(agent), None, Some(sl)) => {
+            format!("{}:storyline:{}", agent.to_ascii_lowercase(), sl.to_ascii_lowercase())
+        }
+        _ => format!("threat:{}", t.id),
+    }
+}
+
+/// When the agent detected the threat (falls back to when the console created it).
+pub fn detected_at(t: &Threat) -> Option<OffsetDateTime> {
+    t.threat_info.identified_at.or(t.threat_info.created_at)
+}
+
+/// Digest of what the platform shows of a threat, status and verdict excluded (those are
+/// compared separately, to tell our own writeback's echo from a console-side change).
+pub fn content_digest(t: &Threat) -> String {
+    #[derive(Serialize)]
+    struct Shown<'a> {
+        name: Option<&'a str>,
+        classification: Option<&'a str>,
+        confidence: Option<&'a str>,
+        mitigation: Option<&'a str>,
+        path: Option<&'a str>,
+        sha1: Option<&'a str>,
+        sha256: Option<&'a str>,
+        computer: Option<&'a str>,
+        site: Option<&'a str>,
+        account: Option<&'a str>,
+        ticket: Option<&'a str>,
+    }
+    let i = &t.threat_info;
+    let rt = t.agent_realtime_info.as_ref();
+    let shown = Shown {
+        name: i.threat_name.as_deref(),
+        classification: i.classification.as_deref(),
+        confidence: i.confidence_level.map(|c| c.as_str()),
+        mitigation: i.mitigation_status.map(|m| m.as_str()),
+        path: i.file_path.as_deref(),
+        sha1: i.sha1.as_deref(),
+        sha256: i.sha256.as_deref(),
+        computer: rt.and_then(|a| a.agent_computer_name.as_deref()),
+        site: rt.and_then(|a| a.site_id.as_deref()),
+        account: rt.and_then(|a| a.account_id.as_deref()),
+        ticket: i.external_ticket_id.as_deref(),
+    };
+    let bytes = serde_json::to_vec(&shown).unwrap_or_default();
+    hex::encode(&Sha256::digest(&bytes)[..16])
+}
+
+/// Platform severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Critical,
+    High,
+    Medium,
+    Low,
+    Info,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::High => "high",
+            Severity::Medium => "medium",
+            Severity::Low => "low",
+            Severity::Info => "info",
+        }
+    }
+}
+
+/// Default severity from S1's confidence level and classification: ransomware and credential
+/// theft at malicious confidence are critical, other malicious detections high, suspicious ones
+/// medium; potentially unwanted programs are low whatever the confidence.
+pub fn severity(confidence: Option<ConfidenceLevel>, classification: Option<&str>) -> Severity {
+    let class = classification.unwrap_or_default().to_ascii_lowercase();
+    if class.contains("pua") || class.contains("pup") || class.contains("adware") {
+        return Severity::Low;
+    }
+    match confidence {
+        Some(ConfidenceLevel::Malicious) if class.contains("ransom") || class.contains("infostealer") => {
+            Severity::Critical
+        }
+        Some(ConfidenceLevel::Malicious) => Severity::High,
+        Some(ConfidenceLevel::Suspicious) => Severity::Medium,
+        Some(ConfidenceLevel::NotAvailable) => Severity::Low,
+        _ => Severity::Info,
+    }
+}
+
+/// A deterministic event id: the same change of the same threat always gets the same id, so a
+/// redelivery after a crash is recognised by the receiver as the same message.
+pub fn event_id(tenant: &str, kind: &str, threat_id: &str, updated_at: Option<OffsetDateTime>) -> String {
+    let stamp = updated_at.map(|t| t.unix_timestamp_nanos()).unwrap_or_default();
+    let digest = Sha256::digest(format!("{tenant}\n{kind}\n{threat_id}\n{stamp}").as_bytes());
+    format!("msg_{}", &hex::encode(digest)[..32])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn threat(json: serde_json::Value) -> Threat {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn story_keys() {
+        let file = threat(
+            serde_json::json!({"id": "1", "threatInfo": {"sha1": "ABC", "storyline": "S1"}, "agentRealtimeInfo": {"agentUuid": "UUID1"}}),
+        );
+        let fileless = threat(
+            serde_json::json!({"id": "2", "threatInfo": {"sha1": "", "storyline": "S2"}, "agentDetectionInfo": {"agentUuid": "uuid1"}}),
+        );
+        let sha256 = threat(
+            serde_json::json!({"id": "3", "threatInfo": {"sha1": "", "sha256": "F00"}, "agentRealtimeInfo": {"agentUuid": "uuid1"}}),
+        );
+        let orphan = threat(serde_json::json!({"id": "4", "threatInfo": {"sha1": ""}}));
+        for (t, want) in [
+            (&file, "uuid1:abc"),
+            (&fileless, "uuid1:storyline:s2"),
+            (&sha256, "uuid1:f00"),
+            (&orphan, "threat:4"),
+        ] {
+            assert_eq!(story_key(t, Grouping::Story), want, "threat {}", t.id);
+        }
+        assert_eq!(story_key(&file, Grouping::Threat), "threat:1");
+    }
+
+    #[test]
+    fn digest_ignores_status_and_verdict_but_not_content() {
+        let base = serde_json::json!({"id": "1", "threatInfo": {"sha1": "a", "threatName": "x.exe", "incidentStatus": "unresolved", "analystVerdict": "undefined", "updatedAt": "2026-01-01T00:00:00Z"}});
+        let mut status = base.clone();
+        status["threatInfo"]["incidentStatus"] = "resolved".into();
+        status["threatInfo"]["updatedAt"] = "2026-02-01T00:00:00Z".into();
+        let mut renamed = base.clone();
+        renamed["threatInfo"]["threatName"] = "y.exe".into();
+        let d = content_digest(&threat(base));
+        assert_eq!(d, content_digest(&threat(status)));
+        assert_ne!(d, content_digest(&threat(renamed)));
+    }
+
+    #[test]
+    fn severity_table() {
+        use ConfidenceLevel::*;
+        for (conf, class, want) in [
+            (Some(Malicious), Some("Ransomware"), Severity::Critical),
+            (Some(Malicious), Some("Infostealer"), Severity::Critical),
+            (Some(Malicious), Some("Trojan"), Severity::High),
+            (Some(Suspicious), Some("Trojan"), Severity::Medium),
+            (Some(Malicious), Some("PUA"), Severity::Low),
+            (Some(NotAvailable), None, Severity::Low),
+            (None, None, Severity::Info),
+        ] {
+            assert_eq!(severity(conf, class), want, "{conf:?} {class:?}");
+        }
+    }
+
+    #[test]
+    fn event_ids_are_stable_per_change() {
+        let t = OffsetDateTime::UNIX_EPOCH + Duration::seconds(5);
+        assert_eq!(
+            event_id("a", "threat.created", "1", Some(t)),
+            event_id("a", "threat.created", "1", Some(t))
+        );
+        assert_ne!(
+            event_id("a", "threat.created", "1", Some(t)),
+            event_id("a", "threat.updated", "1", Some(t))
+        );
+        assert_ne!(
+            event_id("a", "threat.updated", "1", Some(t)),
+            event_id("a", "threat.updated", "1", Some(t + Duration::seconds(1)))
+        );
+    }
+}

@@ -1,0 +1,290 @@
+//! The `generic` adapter: signed JSON webhooks per Standard Webhooks 1.0 (platforms.md §6.2).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, KeyInit, Mac};
+use reqwest::StatusCode;
+use serde_json::json;
+use sha2::Sha256;
+use time::OffsetDateTime;
+use url::Url;
+
+use super::{Platform, PlatformError, PublishReceipt, ThreatEvent};
+use crate::s1::RetryPolicy;
+
+/// A Standard Webhooks secret: `whsec_` + base64 key. `Debug` never shows the key.
+#[derive(Clone)]
+pub struct WebhookSecret(Vec<u8>);
+
+impl std::fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebhookSecret(<redacted>)")
+    }
+}
+
+impl WebhookSecret {
+    /// Parses `whsec_<base64>` (the prefix is optional). The key must be 24 to 64 bytes.
+    ///
+    /// # Errors
+    /// A description of what is wrong, never the secret.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let b64 = s.trim().strip_prefix("whsec_").unwrap_or(s.trim());
+        let key = STANDARD
+            .decode(b64)
+            .map_err(|_| "the webhook secret is not whsec_ followed by base64".to_owned())?;
+        if !(24..=64).contains(&key.len()) {
+            return Err(format!(
+                "the webhook secret's key is {} bytes; Standard Webhooks wants 24 to 64",
+                key.len()
+            ));
+        }
+        Ok(Self(key))
+    }
+
+    /// A secret from raw key bytes.
+    pub fn from_bytes(key: Vec<u8>) -> Self {
+        Self(key)
+    }
+
+    fn mac(&self, id: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
+        mac.update(id.as_bytes());
+        mac.update(b".");
+        mac.update(timestamp.to_string().as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        mac
+    }
+}
+
+/// `v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">`.
+pub fn sign(secret: &WebhookSecret, id: &str, timestamp: i64, body: &[u8]) -> String {
+    format!(
+        "v1,{}",
+        STANDARD.encode(secret.mac(id, timestamp, body).finalize().into_bytes())
+    )
+}
+
+/// Why an inbound signature was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("missing header {0}")]
+    Missing(&'static str),
+    #[error("webhook-timestamp is not a number")]
+    BadTimestamp,
+    #[error("webhook-timestamp is more than {0} s away from now")]
+    Stale(i64),
+    #[error("no v1 signature matches")]
+    Mismatch,
+}
+
+/// Verifies Standard Webhooks headers against any of `secrets` (rotation), in constant time,
+/// with a ±`tolerance_secs` window around `now`.
+///
+/// # Errors
+/// What is wrong, never a secret.
+pub fn verify(
+    secrets: &[WebhookSecret],
+    id: Option<&str>,
+    timestamp: Option<&str>,
+    signatures: Option<&str>,
+    body: &[u8],
+    now: OffsetDateTime,
+    tolerance_secs: i64,
+) -> Result<(), SignatureError> {
+    let id = id.ok_or(SignatureError::Missing("webhook-id"))?;
+    let ts: i64 = timestamp
+        .ok_or(SignatureError::Missing("webhook-timestamp"))?
+        .trim()
+        .parse()
+        .map_err(|_| SignatureError::BadTimestamp)?;
+    let header = signatures.ok_or(SignatureError::Missing("webhook-signature"))?;
+    if (now.unix_timestamp() - ts).abs() > tolerance_secs {
+        return Err(SignatureError::Stale(tolerance_secs));
+    }
+    for candidate in header.split_whitespace() {
+        let Some(b64) = candidate.strip_prefix("v1,") else {
+            continue;
+        };
+        let Ok(sig) = STANDARD.decode(b64) else { continue };
+        if secrets.iter().any(|s| s.mac(id, ts, body).verify_slice(&sig).is_ok()) {
+            return Ok(());
+        }
+    }
+    Err(SignatureError::Mismatch)
+}
+
+/// Delivers events as signed JSON POSTs to one URL.
+pub struct GenericWebhook {
+    http: reqwest::Client,
+    url: Url,
+    secret: WebhookSecret,
+    retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for GenericWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GenericWebhook")
+            .field("url", &self.url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl GenericWebhook {
+    /// # Errors
+    /// [`PlatformError::Config`] unless `url` is https (or http on loopback, for local runs).
+    pub fn new(
+        http: reqwest::Client,
+        url: &str,
+        secret: WebhookSecret,
+        retry: RetryPolicy,
+    ) -> Result<Self, PlatformError> {
+        let url = Url::parse(url).map_err(|e| PlatformError::Config(format!("webhook URL {url:?}: {e}")))?;
+        let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+        if !(url.scheme() == "https" || (url.scheme() == "http" && loopback)) {
+            return Err(PlatformError::Config(format!(
+                "webhook URL {url} must be https (http only on loopback)"
+            )));
+        }
+        Ok(Self {
+            http,
+            url,
+            secret,
+            retry,
+        })
+    }
+
+    /// The JSON body of an event (platforms.md §6.2, plus the story block).
+    pub fn render(event: &ThreatEvent) -> serde_json::Value {
+        let t = &event.threat;
+        json!({
+            "type": event.kind.as_str(),
+            "timestamp": t.updated_at.map(crate::s1::dto::format_time),
+            "data": {
+                "alert_key": event.story.alert_key,
+                "title": t.title,
+                "severity": event.severity.as_str(),
+                "s1": {
+                    "threat_id": t.threat_id,
+                    "status": t.status,
+                    "verdict": t.verdict,
+                    "confidence": t.confidence,
+                    "classification": t.classification,
+                    "console_url": t.console_url,
+                    "detected_at": t.detected_at.map(crate::s1::dto::format_time),
+                    "updated_at": t.updated_at.map(crate::s1::dto::format_time),
+                },
+                "story": event.story,
+                "customer": t.customer,
+                "site": t.site,
+                "asset": t.asset,
+                "file": t.file,
+            },
+        })
+    }
+}
+
+fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    let v = resp.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+#[async_trait]
+impl Platform for GenericWebhook {
+    fn name(&self) -> &'static str {
+        "generic"
+    }
+
+    async fn publish(&self, event: &ThreatEvent) -> Result<PublishReceipt, PlatformError> {
+        let body = serde_json::to_vec(&Self::render(event)).map_err(|e| PlatformError::Config(e.to_string()))?;
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(self.retry.min_delay)
+            .with_max_delay(self.retry.max_delay)
+            .with_jitter()
+            .with_max_times(self.retry.max_attempts.saturating_sub(1) as usize)
+            .build();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            // Signed afresh per attempt, so a retry carries a current timestamp.
+            let ts = OffsetDateTime::now_utc().unix_timestamp();
+            let signature = sign(&self.secret, &event.id, ts, &body);
+            let sent = self
+                .http
+                .post(self.url.clone())
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header("webhook-id", &event.id)
+                .header("webhook-timestamp", ts.to_string())
+                .header("webhook-signature", signature)
+                .body(body.clone())
+                .send()
+                .await;
+            let (detail, hint) = match sent {
+                Ok(resp) if resp.status().is_success() => {
+                    return Ok(PublishReceipt {
+                        platform_ref: Some(event.story.alert_key.clone()),
+                    });
+                }
+                Ok(resp) if resp.status() == StatusCode::TOO_MANY_REQUESTS || resp.status().is_server_error() => {
+                    (format!("HTTP {}", resp.status().as_u16()), retry_after(&resp))
+                }
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let text = resp.text().await.unwrap_or_default();
+                    return Err(PlatformError::Rejected {
+                        status,
+                        detail: text.chars().take(300).collect(),
+                    });
+                }
+                Err(e) => (format!("{}", e.without_url()), None),
+            };
+            match delays.next() {
+                Some(d) => tokio::time::sleep(hint.map(|h| h.min(self.retry.max_retry_after)).unwrap_or(d)).await,
+                None => {
+                    return Err(PlatformError::Unavailable {
+                        attempts: attempt,
+                        detail,
+                    });
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_parsing() {
+        assert!(WebhookSecret::parse("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").is_ok());
+        assert!(WebhookSecret::parse("whsec_not base64!").is_err());
+        let short = format!("whsec_{}", STANDARD.encode([1u8; 8]));
+        assert!(WebhookSecret::parse(&short).unwrap_err().contains("8 bytes"));
+        let s = WebhookSecret::parse("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap();
+        assert!(!format!("{s:?}").contains("C2FV"));
+    }
+
+    #[test]
+    fn only_https_or_loopback_http() {
+        let s = WebhookSecret::from_bytes(vec![7; 32]);
+        let http = reqwest::Client::new();
+        for (url, ok) in [
+            ("https://hooks.example.com/s1", true),
+            ("http://127.0.0.1:9000/hook", true),
+            ("http://hooks.example.com/s1", false),
+            ("ftp://x", false),
+            ("not a url", false),
+        ] {
+            assert_eq!(
+                GenericWebhook::new(http.clone(), url, s.clone(), RetryPolicy::default()).is_ok(),
+                ok,
+                "{url}"
+            );
+        }
+    }
+}

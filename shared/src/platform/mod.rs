@@ -1,0 +1,235 @@
+//! The platform port: where threats become alerts or tickets. One trait, one adapter per
+//! platform; today the `generic` signed-webhook adapter.
+
+mod generic;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::domain::Severity;
+use crate::s1::dto::Threat;
+use crate::secrets::TokenProvider;
+use crate::store::{TenantConfig, TokenSource};
+
+pub use generic::{GenericWebhook, SignatureError, WebhookSecret, sign, verify};
+
+/// Why a publish failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    /// The platform refused this item (4xx): retrying the same item will not help.
+    #[error("the platform refused the event (HTTP {status}): {detail}")]
+    Rejected { status: u16, detail: String },
+    /// The platform could not take it now (429, 5xx, network) through the retry budget.
+    #[error("the platform is unavailable after {attempts} attempts: {detail}")]
+    Unavailable { attempts: u32, detail: String },
+    /// The tenant's platform settings are wrong.
+    #[error("platform configuration: {0}")]
+    Config(String),
+}
+
+/// What happened in S1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum EventKind {
+    /// A threat seen for the first time.
+    #[serde(rename = "threat.created")]
+    Created,
+    /// A known threat changed in S1 (content, or a status changed in the console).
+    #[serde(rename = "threat.updated")]
+    Updated,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Created => "threat.created",
+            EventKind::Updated => "threat.updated",
+        }
+    }
+}
+
+/// An S1 account or site as the platform sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct Scope {
+    pub external_id: Option<String>,
+    pub name: Option<String>,
+}
+
+/// The endpoint a threat is on.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct AssetView {
+    pub external_id: Option<String>,
+    pub hostname: Option<String>,
+    pub os: Option<String>,
+    pub ip: Vec<String>,
+}
+
+/// The file a threat is about.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct FileView {
+    pub path: Option<String>,
+    pub sha1: Option<String>,
+    pub sha256: Option<String>,
+}
+
+/// A threat as every adapter renders it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ThreatView {
+    pub threat_id: String,
+    pub title: String,
+    pub status: Option<String>,
+    pub verdict: Option<String>,
+    pub confidence: Option<String>,
+    pub classification: Option<String>,
+    pub console_url: String,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub detected_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub updated_at: Option<OffsetDateTime>,
+    pub customer: Scope,
+    pub site: Scope,
+    pub asset: AssetView,
+    pub file: FileView,
+}
+
+impl ThreatView {
+    /// Builds the view of an S1 threat; `console` is the console origin.
+    pub fn from_threat(t: &Threat, console: &str) -> Self {
+        let i = &t.threat_info;
+        let rt = t.agent_realtime_info.clone().unwrap_or_default();
+        let det = t.agent_detection_info.clone().unwrap_or_default();
+        let host = rt.agent_computer_name.clone();
+        let title = format!(
+            "{} on {}",
+            i.threat_name.as_deref().unwrap_or("S1 threat"),
+            host.as_deref().unwrap_or("an unknown endpoint")
+        );
+        Self {
+            threat_id: t.id.clone(),
+            title,
+            status: i.incident_status.map(|s| s.as_str().to_owned()),
+            verdict: i.analyst_verdict.map(|v| v.as_str().to_owned()),
+            confidence: i.confidence_level.map(|c| c.as_str().to_owned()),
+            classification: i.classification.clone(),
+            console_url: format!("{}/incidents/threats/{}/overview", console.trim_end_matches('/'), t.id),
+            detected_at: crate::domain::detected_at(t),
+            updated_at: i.updated_at,
+            customer: Scope {
+                external_id: rt.account_id.clone().or(det.account_id.clone()),
+                name: rt.account_name.clone().or(det.account_name.clone()),
+            },
+            site: Scope {
+                external_id: rt.site_id.clone().or(det.site_id.clone()),
+                name: rt.site_name.clone().or(det.site_name.clone()),
+            },
+            asset: AssetView {
+                external_id: t.agent_uuid().map(str::to_owned),
+                hostname: host,
+                os: rt.agent_os_name.clone().or(rt.agent_os_type.clone()),
+                ip: det.agent_ip_v4.clone().into_iter().collect(),
+            },
+            file: FileView {
+                path: i.file_path.clone().filter(|p| !p.is_empty()),
+                sha1: i.sha1.clone().filter(|s| !s.is_empty()),
+                sha256: i.sha256.clone().filter(|s| !s.is_empty()),
+            },
+        }
+    }
+}
+
+/// The story (platform alert) an event belongs to.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoryView {
+    pub id: String,
+    /// The alert's stable key; the platform echoes it back in webhooks.
+    pub alert_key: String,
+    pub threat_count: usize,
+    /// This event opens a new alert (else it updates the story's existing one).
+    pub new_alert: bool,
+    /// This event reopens the story's closed alert.
+    pub reopened: bool,
+}
+
+/// One thing to tell the platform.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThreatEvent {
+    pub kind: EventKind,
+    /// Stable per (threat, change): the receiver's idempotency key.
+    pub id: String,
+    pub tenant: String,
+    pub severity: Severity,
+    pub threat: ThreatView,
+    pub story: StoryView,
+}
+
+/// What the platform answered.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PublishReceipt {
+    /// The platform's own id for the alert, when it has one.
+    pub platform_ref: Option<String>,
+}
+
+/// The port every platform adapter implements.
+#[async_trait]
+pub trait Platform: Send + Sync {
+    /// Adapter name (`generic`, `pagerduty`, `halo`).
+    fn name(&self) -> &'static str;
+    /// Delivers one event; retried inside the adapter for what is safe to retry.
+    async fn publish(&self, event: &ThreatEvent) -> Result<PublishReceipt, PlatformError>;
+}
+
+/// Builds the platform adapter of a tenant.
+#[async_trait]
+pub trait PlatformResolver: Send + Sync {
+    async fn resolve(&self, tenant: &TenantConfig) -> Result<Arc<dyn Platform>, PlatformError>;
+}
+
+/// Builds adapters from tenant settings, reading their secrets through a [`TokenProvider`].
+pub struct Adapters {
+    http: reqwest::Client,
+    secrets: Arc<dyn TokenProvider>,
+    retry: crate::s1::RetryPolicy,
+}
+
+impl Adapters {
+    pub fn new(http: reqwest::Client, secrets: Arc<dyn TokenProvider>, retry: crate::s1::RetryPolicy) -> Self {
+        Self { http, secrets, retry }
+    }
+}
+
+#[async_trait]
+impl PlatformResolver for Adapters {
+    async fn resolve(&self, tenant: &TenantConfig) -> Result<Arc<dyn Platform>, PlatformError> {
+        let settings = &tenant.platform.settings;
+        match tenant.platform.kind.as_str() {
+            "generic" => {
+                let url = settings.get("url").and_then(|u| u.as_str()).ok_or_else(|| {
+                    PlatformError::Config(format!("tenant {}: generic platform needs settings.url", tenant.id))
+                })?;
+                let source: TokenSource = serde_json::from_value(settings.get("secret").cloned().unwrap_or_default())
+                    .map_err(|e| {
+                    PlatformError::Config(format!("tenant {}: generic platform settings.secret: {e}", tenant.id))
+                })?;
+                let raw = self
+                    .secrets
+                    .token(&source)
+                    .await
+                    .map_err(|e| PlatformError::Config(format!("tenant {}: webhook secret: {e}", tenant.id)))?;
+                let secret = WebhookSecret::parse(raw.expose())
+                    .map_err(|e| PlatformError::Config(format!("tenant {}: webhook secret: {e}", tenant.id)))?;
+                Ok(Arc::new(GenericWebhook::new(
+                    self.http.clone(),
+                    url,
+                    secret,
+                    self.retry.clone(),
+                )?))
+            }
+            other => Err(PlatformError::Config(format!(
+                "tenant {}: platform {other:?} is not available in this build",
+                tenant.id
+            ))),
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Logging set-up and CloudWatch Embedded Metric Format (EMF) lines.
+
+use serde_json::{Map, Value, json};
+
+/// A metric in an EMF line.
+#[derive(Debug, Clone, Copy)]
+pub struct Metric<'a> {
+    pub name: &'a str,
+    pub value: f64,
+    /// `Count`, `Seconds`, `Milliseconds`, ...
+    pub unit: &'a str,
+}
+
+/// One EMF document: CloudWatch turns it into metrics when a Lambda writes it to stdout.
+/// All `dimensions` form one dimension set.
+pub fn emf_line(namespace: &str, dimensions: &[(&str, &str)], metrics: &[Metric<'_>], timestamp_ms: i64) -> String {
+    let mut doc = Map::new();
+    doc.insert(
+        "_aws".into(),
+        json!({
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": [dimensions.iter().map(|(k, _)| *k).collect::<Vec<_>>()],
+                "Metrics": metrics.iter().map(|m| json!({"Name": m.name, "Unit": m.unit})).collect::<Vec<_>>(),
+            }],
+        }),
+    );
+    for (k, v) in dimensions {
+        doc.insert((*k).into(), Value::String((*v).into()));
+    }
+    for m in metrics {
+        doc.insert(m.name.into(), json!(m.value));
+    }
+    Value::Object(doc).to_string()
+}
+
+/// The metrics namespace of every s1-bridge function.
+pub const NAMESPACE: &str = "s1-bridge";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emf_document_shape() {
+        let line = emf_line(
+            NAMESPACE,
+            &[("Function", "poll-threats"), ("Tenant", "acme")],
+            &[
+                Metric {
+                    name: "Published",
+                    value: 3.0,
+                    unit: "Count",
+                },
+                Metric {
+                    name: "LagSeconds",
+                    value: 42.0,
+                    unit: "Seconds",
+                },
+            ],
+            1_700_000_000_000,
+        );
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], "s1-bridge");
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0],
+            json!(["Function", "Tenant"])
+        );
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][0]["Metrics"][1],
+            json!({"Name": "LagSeconds", "Unit": "Seconds"})
+        );
+        assert_eq!(v["Tenant"], "acme");
+        assert_eq!(v["Published"], 3.0);
+        assert!(!line.contains('\n'), "one line per document");
+    }
+}
