@@ -15,5 +15,6 @@ pub mod secret;
 pub mod secrets;
 pub mod store;
 pub mod telemetry;
+pub mod usecase;
 
 pub use secret::ApiToken;

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::faults::FaultRule;
-use crate::world::{CursorEnd, TokenSpec};
+use crate::world::{CursorEnd, NewThreats, TokenSpec};
 
 /// One API request the simulator received.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -160,5 +160,23 @@ impl SimControl {
             .send("threat", self.http.get(format!("{}/_sim/threats/{id}", self.base)))
             .await?;
         r.json().await.map_err(|source| ControlError { what: "threat", source })
+    }
+
+    /// Changes a threat as a person in the S1 console would (bumps `updatedAt`).
+    ///
+    /// # Errors
+    /// When the simulator cannot be reached or has no such threat.
+    pub async fn console_update(&self, id: &str, incident_status: Option<&str>, analyst_verdict: Option<&str>) -> Result<(), ControlError> {
+        let body = json!({ "incidentStatus": incident_status, "analystVerdict": analyst_verdict });
+        self.send("console_update", self.http.post(format!("{}/_sim/threats/{id}/console", self.base)).json(&body)).await.map(drop)
+    }
+
+    /// Adds threats as if agents just detected them; returns their ids.
+    ///
+    /// # Errors
+    /// When the simulator cannot be reached or refuses the spec (unknown agent).
+    pub async fn add_threats(&self, spec: &NewThreats) -> Result<Vec<String>, ControlError> {
+        let r = self.send("add_threats", self.http.post(format!("{}/_sim/threats", self.base)).json(spec)).await?;
+        r.json().await.map_err(|source| ControlError { what: "add_threats", source })
     }
 }

@@ -14,11 +14,13 @@
 
 mod control;
 mod faults;
+mod receiver;
 mod render;
 mod server;
 mod world;
 
 pub use control::{ControlError, RequestLogEntry, SimControl, SimStats};
 pub use faults::{FaultKind, FaultRule};
+pub use receiver::{Delivery, WebhookReceiver};
 pub use server::Sim;
 pub use world::{CursorEnd, DEFAULT_TOKEN, SimConfig, TokenScope, TokenSpec};

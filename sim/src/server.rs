@@ -183,7 +183,9 @@ fn router(shared: Shr) -> Router {
         .route("/_sim/settings", post(ctl_settings))
         .route("/_sim/requests", get(ctl_requests).delete(ctl_clear_requests))
         .route("/_sim/stats", get(ctl_stats))
+        .route("/_sim/threats", post(ctl_add_threats))
         .route("/_sim/threats/{id}", get(ctl_threat))
+        .route("/_sim/threats/{id}/console", post(ctl_console_update))
         .with_state(shared)
 }
 
@@ -1242,4 +1244,38 @@ async fn ctl_threat(State(s): State<Shr>, Path(id): Path<String>) -> Result<Json
     let mut v = render::threat(&w, t);
     v["notes"] = Value::Array(t.notes.iter().map(render::note).collect());
     Ok(Json(v))
+}
+
+/// A change made by a person in the S1 console (not through the API client under test).
+#[derive(serde::Deserialize)]
+struct ConsoleUpdate {
+    #[serde(rename = "incidentStatus")]
+    incident_status: Option<String>,
+    #[serde(rename = "analystVerdict")]
+    analyst_verdict: Option<String>,
+}
+
+async fn ctl_console_update(State(s): State<Shr>, Path(id): Path<String>, Json(u): Json<ConsoleUpdate>) -> Result<StatusCode, (StatusCode, String)> {
+    let mut w = s.world();
+    let idx = id.parse::<u64>().ok().and_then(|id| w.threat_index.get(&id).copied()).ok_or((StatusCode::NOT_FOUND, format!("no threat {id}")))?;
+    let pick = |v: Option<String>, allowed: &[&'static str]| -> Result<Option<&'static str>, (StatusCode, String)> {
+        v.map(|v| allowed.iter().find(|a| **a == v).copied().ok_or((StatusCode::BAD_REQUEST, format!("{v} is not one of {allowed:?}")))).transpose()
+    };
+    let status = pick(u.incident_status, &STATUSES)?;
+    let verdict = pick(u.analyst_verdict, &VERDICTS)?;
+    let now = w.write_time();
+    let t = &mut w.threats[idx];
+    if let Some(st) = status {
+        t.incident_status = st;
+    }
+    if let Some(v) = verdict {
+        t.verdict = v;
+    }
+    t.updated_at = now;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn ctl_add_threats(State(s): State<Shr>, Json(spec): Json<crate::world::NewThreats>) -> Result<Json<Vec<String>>, (StatusCode, String)> {
+    let mut w = s.world();
+    w.add_threats(&spec).map(Json).map_err(|e| (StatusCode::BAD_REQUEST, e))
 }

@@ -383,6 +383,61 @@ impl World {
     }
 }
 
+/// New threats to add to a running simulator (as if agents just detected them).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NewThreats {
+    pub count: usize,
+    /// On this agent (by UUID); a seeded random agent otherwise.
+    #[serde(default)]
+    pub agent_uuid: Option<String>,
+    /// With this SHA1; a fresh random one otherwise. Empty means fileless.
+    #[serde(default)]
+    pub sha1: Option<String>,
+    /// Detection time (`identifiedAt`/`createdAt`); now otherwise. `updatedAt` is always now.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub detected_at: Option<OffsetDateTime>,
+}
+
+impl World {
+    /// Adds threats; returns their ids.
+    pub(crate) fn add_threats(&mut self, spec: &NewThreats) -> Result<Vec<String>, String> {
+        let agent = match &spec.agent_uuid {
+            Some(u) => Some(self.agents.iter().position(|a| a.uuid.eq_ignore_ascii_case(u)).ok_or(format!("no agent {u}"))?),
+            None => None,
+        };
+        let mut ids = Vec::new();
+        for _ in 0..spec.count {
+            let now = self.write_time();
+            let id = THREAT_BASE + self.threats.len() as u64 + 1;
+            let sha1 = match &spec.sha1 {
+                Some(s) => s.clone(),
+                None => hex(&mut self.rng, 20),
+            };
+            let t = Threat {
+                id,
+                agent: agent.unwrap_or_else(|| self.rng.usize(..self.agents.len())),
+                fileless: sha1.is_empty(),
+                sha1,
+                name: self.rng.usize(..THREAT_NAMES.len()),
+                confidence: "malicious",
+                incident_status: "unresolved",
+                verdict: "undefined",
+                mitigation: "not_mitigated",
+                storyline: self.rng.u64(..),
+                external_ticket_id: None,
+                created_at: spec.detected_at.unwrap_or(now),
+                updated_at: now,
+                notes: Vec::new(),
+            };
+            self.threat_index.insert(id, self.threats.len());
+            self.threats.push(t);
+            ids.push(id.to_string());
+        }
+        Ok(ids)
+    }
+
+}
+
 /// A cursor carries the last key of its page and a hash of the query it belongs to, so a
 /// cursor reused with another query is refused, as S1 does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -522,18 +522,21 @@ impl Store {
     }
 
     /// Writes many stories, each only if still at its expected version, in as few requests as
-    /// the backend allows (transactions of up to 100). Returns the indexes of stories that were
-    /// not written because another writer changed them: re-read those and retry.
+    /// the backend allows (transactions of up to 100). Each entry is (story, expected version,
+    /// archived): a current story is stored under its key, an archived one under its id.
+    /// Returns the indexes of stories that were not written because another writer changed
+    /// them: re-read those and retry.
     ///
     /// # Errors
     /// Backend errors.
-    pub async fn put_stories(&self, tenant: &str, stories: &[(StoryRecord, u64)]) -> Result<Vec<usize>, StoreError> {
+    pub async fn put_stories(&self, tenant: &str, stories: &[(StoryRecord, u64, bool)]) -> Result<Vec<usize>, StoreError> {
         let mut conflicts = Vec::new();
         let mut batch: Vec<(Item, Cond)> = Vec::new();
         let mut batch_index: Vec<usize> = Vec::new();
         let mut bytes = 0;
-        for (n, (story, expected)) in stories.iter().enumerate() {
-            let i = self.story_item(tenant, &story.key, story, expected + 1)?;
+        for (n, (story, expected, archived)) in stories.iter().enumerate() {
+            let name = if *archived { &story.id } else { &story.key };
+            let i = self.story_item(tenant, name, story, expected + 1)?;
             let size = i.data.len() + 256;
             if batch.len() == schema::TRANSACT_MAX || bytes + size > schema::TRANSACT_MAX_BYTES {
                 conflicts.extend(self.flush_stories(&mut batch, &mut batch_index).await?);

@@ -1,0 +1,596 @@
+//! poll-threats: every new or changed S1 threat reaches the platform once, grouped into stories.
+//!
+//! Per tenant, under its lease: read the checkpoint, page through `GET /threats` by `updatedAt`
+//! ascending, decide per threat (new, changed, unchanged, our own echo) against the stored
+//! stories, publish to the platform, write the stories, and only then save the checkpoint. A
+//! crash anywhere repeats at most the last page, and the repeated events carry the same ids, so
+//! the platform sees each change once.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{StreamExt, stream};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::ApiToken;
+use crate::domain::{self, MAX_STORY_MEMBERS, STORY_WINDOW};
+use crate::platform::{EventKind, Platform, PlatformError, PlatformResolver, StoryView, ThreatEvent, ThreatView};
+use crate::s1::dto::Threat;
+use crate::s1::{ClientOptions, S1Client, S1Error, ThreatQuery};
+use crate::secrets::{SecretError, TokenProvider};
+use crate::store::{Checkpoint, MemberState, Store, StoreError, StoryRecord, StoryStatus, TenantConfig, Versioned};
+use crate::telemetry::{Metric, NAMESPACE, emf_line};
+
+/// Name of the threats checkpoint.
+pub const CHECKPOINT: &str = "threats";
+/// Name of the lease a poll run holds per tenant.
+pub const LEASE_JOB: &str = "poll";
+/// Paging stops when less than this is left before the deadline.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(20);
+
+/// What a poll run needs. Built once per process.
+pub struct PollDeps {
+    pub store: Store,
+    pub tokens: Arc<dyn TokenProvider>,
+    pub platforms: Arc<dyn PlatformResolver>,
+    pub http: reqwest::Client,
+    pub client_options: ClientOptions,
+    /// Lease holder id: the invocation's request id.
+    pub owner: String,
+    /// Tenants polled at once.
+    pub concurrency: usize,
+}
+
+/// Which tenants a run polls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// Every enabled tenant.
+    All,
+    /// One tenant (enabled or not: an operator asked for it).
+    Tenant(String),
+    /// Enabled tenants whose id hashes to `index` of `count` shards.
+    Shard { index: u32, count: u32 },
+}
+
+/// How a tenant's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    #[default]
+    Completed,
+    /// Stopped before the deadline with more to do; the next run continues.
+    Partial,
+    Failed,
+    /// Another run holds the tenant's lease.
+    Skipped,
+}
+
+/// Counts of one tenant's run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TenantReport {
+    pub tenant: String,
+    pub outcome: Outcome,
+    pub fetched: u64,
+    pub new: u64,
+    pub changed: u64,
+    pub unchanged: u64,
+    /// Changes that were only our own writeback coming back: not sent to the platform.
+    pub echoes: u64,
+    pub published: u64,
+    /// Events the platform refused (4xx): recorded, not retried until the threat changes.
+    pub failed: u64,
+    pub pages: u64,
+    /// Seconds between now and the newest change handled.
+    pub lag_seconds: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// The report of a run, over every tenant it touched.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PollReport {
+    pub tenants: Vec<TenantReport>,
+}
+
+impl PollReport {
+    /// Sums over tenants.
+    pub fn totals(&self) -> TenantReport {
+        let mut t = TenantReport { tenant: "*".into(), ..TenantReport::default() };
+        for r in &self.tenants {
+            t.fetched += r.fetched;
+            t.new += r.new;
+            t.changed += r.changed;
+            t.unchanged += r.unchanged;
+            t.echoes += r.echoes;
+            t.published += r.published;
+            t.failed += r.failed;
+            t.pages += r.pages;
+            t.lag_seconds = t.lag_seconds.max(r.lag_seconds);
+        }
+        if self.tenants.iter().any(|r| r.outcome == Outcome::Failed) {
+            t.outcome = Outcome::Failed;
+        }
+        t
+    }
+
+    /// One CloudWatch EMF line per tenant.
+    pub fn emf_lines(&self, function: &str, now: OffsetDateTime) -> Vec<String> {
+        let ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+        self.tenants
+            .iter()
+            .map(|r| {
+                let mut metrics = vec![
+                    Metric { name: "Fetched", value: r.fetched as f64, unit: "Count" },
+                    Metric { name: "New", value: r.new as f64, unit: "Count" },
+                    Metric { name: "Changed", value: r.changed as f64, unit: "Count" },
+                    Metric { name: "Unchanged", value: r.unchanged as f64, unit: "Count" },
+                    Metric { name: "Echoes", value: r.echoes as f64, unit: "Count" },
+                    Metric { name: "Published", value: r.published as f64, unit: "Count" },
+                    Metric { name: "Failed", value: r.failed as f64, unit: "Count" },
+                    Metric { name: "Pages", value: r.pages as f64, unit: "Count" },
+                    Metric { name: "RunFailed", value: f64::from(u8::from(r.outcome == Outcome::Failed)), unit: "Count" },
+                ];
+                if let Some(lag) = r.lag_seconds {
+                    metrics.push(Metric { name: "LagSeconds", value: lag as f64, unit: "Seconds" });
+                }
+                emf_line(NAMESPACE, &[("Function", function), ("Tenant", &r.tenant)], &metrics, ms)
+            })
+            .collect()
+    }
+}
+
+/// A run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    #[error("no tenant {0:?} is configured")]
+    UnknownTenant(String),
+    #[error("invalid selection: {0}")]
+    BadSelection(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Stable shard of a tenant id (FNV-1a), the same in every process.
+pub fn shard_of(tenant: &str, count: u32) -> u32 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in tenant.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    (h % u64::from(count.max(1))) as u32
+}
+
+/// Polls the selected tenants, `deps.concurrency` at a time, each isolated from the others.
+///
+/// # Errors
+/// Only when the run cannot start (unknown tenant, bad shard, store unreadable); a tenant's own
+/// failure is in its report.
+pub async fn run(deps: &PollDeps, selection: &Selection, deadline: Instant) -> Result<PollReport, PollError> {
+    let tenants: Vec<TenantConfig> = match selection {
+        Selection::Tenant(id) => vec![deps.store.get_tenant(id).await?.ok_or_else(|| PollError::UnknownTenant(id.clone()))?],
+        Selection::All => deps.store.list_tenants().await?.into_iter().filter(|t| t.enabled).collect(),
+        Selection::Shard { index, count } => {
+            if *count == 0 || index >= count {
+                return Err(PollError::BadSelection(format!("shard {index} of {count}")));
+            }
+            deps.store.list_tenants().await?.into_iter().filter(|t| t.enabled && shard_of(&t.id, *count) == *index).collect()
+        }
+    };
+    let tenants = stream::iter(tenants.iter().map(|t| poll_tenant(deps, t, deadline)))
+        .buffer_unordered(deps.concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await;
+    let mut report = PollReport { tenants };
+    report.tenants.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+    Ok(report)
+}
+
+/// Why a tenant's run stopped early.
+#[derive(Debug, thiserror::Error)]
+enum Stop {
+    #[error(transparent)]
+    S1(#[from] S1Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error(transparent)]
+    Platform(#[from] PlatformError),
+}
+
+/// Polls one tenant under its lease.
+pub async fn poll_tenant(deps: &PollDeps, tenant: &TenantConfig, deadline: Instant) -> TenantReport {
+    let mut report = TenantReport { tenant: tenant.id.clone(), ..TenantReport::default() };
+    let now = OffsetDateTime::now_utc();
+    let hold = time::Duration::try_from(deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(60)).unwrap_or(time::Duration::minutes(15));
+    match deps.store.acquire_lease(&tenant.id, LEASE_JOB, &deps.owner, hold, now).await {
+        Ok(true) => {}
+        Ok(false) => {
+            report.outcome = Outcome::Skipped;
+            report.error = Some("another run holds this tenant's lease".into());
+            return report;
+        }
+        Err(e) => {
+            report.outcome = Outcome::Failed;
+            report.error = Some(e.to_string());
+            return report;
+        }
+    }
+    if let Err(e) = poll_with_token(deps, tenant, deadline, &mut report).await {
+        report.outcome = Outcome::Failed;
+        report.error = Some(e.to_string());
+        tracing::warn!(tenant = %tenant.id, error = %e, "poll failed");
+    }
+    if let Err(e) = deps.store.release_lease(&tenant.id, LEASE_JOB, &deps.owner, OffsetDateTime::now_utc()).await {
+        tracing::warn!(tenant = %tenant.id, error = %e, "could not release the lease; it lapses by itself");
+    }
+    tracing::info!(
+        tenant = %report.tenant, outcome = ?report.outcome, fetched = report.fetched, new = report.new,
+        changed = report.changed, unchanged = report.unchanged, echoes = report.echoes,
+        published = report.published, failed = report.failed, pages = report.pages,
+        lag_seconds = report.lag_seconds, "poll report"
+    );
+    report
+}
+
+async fn poll_with_token(deps: &PollDeps, tenant: &TenantConfig, deadline: Instant, report: &mut TenantReport) -> Result<(), Stop> {
+    let platform = deps.platforms.resolve(tenant).await?;
+    let mut token: ApiToken = deps.tokens.token(&tenant.token).await?;
+    for attempt in 0..2 {
+        let client = S1Client::with_http(deps.http.clone(), &tenant.console_url, &token, deps.client_options.clone())?;
+        match poll_threats(deps, tenant, &client, platform.as_ref(), deadline, report).await {
+            // A 401 may mean the token was rotated since it was cached: re-read it once.
+            Err(Stop::S1(e)) if e.is_unauthorized() && attempt == 0 => {
+                deps.tokens.invalidate(&tenant.token).await;
+                let fresh = deps.tokens.token(&tenant.token).await?;
+                if fresh == token {
+                    return Err(Stop::S1(e));
+                }
+                token = fresh;
+            }
+            other => return other,
+        }
+    }
+    Ok(())
+}
+
+/// One story being worked on during a page.
+struct Work {
+    story: StoryRecord,
+    version: u64,
+    /// Stored under its id (an earlier story of its key) rather than as the key's current one.
+    archived: bool,
+    dirty: bool,
+    /// Member threats this run changed (re-applied if another writer got in first).
+    touched: HashSet<String>,
+    reopened: bool,
+}
+
+async fn poll_threats(
+    deps: &PollDeps,
+    tenant: &TenantConfig,
+    client: &S1Client,
+    platform: &dyn Platform,
+    deadline: Instant,
+    report: &mut TenantReport,
+) -> Result<(), Stop> {
+    let store = &deps.store;
+    let mut checkpoint = store.get_checkpoint(&tenant.id, CHECKPOINT).await?.unwrap_or_default();
+    let query = ThreatQuery {
+        updated_at_gte: checkpoint.watermark,
+        account_ids: tenant.account_ids.clone(),
+        site_ids: tenant.site_ids.clone(),
+        ..ThreatQuery::default()
+    };
+    let mut pages = std::pin::pin!(client.threats(&query));
+    let result = loop {
+        if deadline.saturating_duration_since(Instant::now()) < DEADLINE_MARGIN {
+            report.outcome = Outcome::Partial;
+            break Ok(());
+        }
+        let Some(page) = pages.next().await else { break Ok(()) };
+        let page = match page {
+            Ok(p) => p,
+            Err(e) => break Err(Stop::S1(e)),
+        };
+        report.pages += 1;
+        report.fetched += page.items.len() as u64;
+        if let Err(e) = process_page(deps, tenant, platform, &page.items, &checkpoint, report).await {
+            break Err(e);
+        }
+        advance(&mut checkpoint, &page.items);
+        // Saved last: everything before it has been accepted by the platform.
+        store.put_checkpoint(&tenant.id, CHECKPOINT, &checkpoint).await?;
+    };
+    report.lag_seconds = checkpoint.watermark.map(|w| (OffsetDateTime::now_utc() - w).whole_seconds().max(0));
+    result
+}
+
+/// Moves the watermark to the newest `updatedAt` of the page, remembering which ids sit exactly
+/// on it (`updatedAt__gte` returns them again).
+fn advance(c: &mut Checkpoint, page: &[Threat]) {
+    for t in page {
+        let Some(at) = t.threat_info.updated_at else { continue };
+        match c.watermark {
+            Some(w) if at < w => {}
+            Some(w) if at == w => {
+                if !c.ids_at_watermark.contains(&t.id) {
+                    c.ids_at_watermark.push(t.id.clone());
+                }
+            }
+            _ => {
+                c.watermark = Some(at);
+                c.ids_at_watermark = vec![t.id.clone()];
+            }
+        }
+    }
+}
+
+fn console_host(url: &str) -> String {
+    url::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_else(|| url.to_owned())
+}
+
+fn member_state(t: &Threat) -> MemberState {
+    MemberState {
+        updated_at: t.threat_info.updated_at,
+        digest: domain::content_digest(t),
+        status: t.threat_info.incident_status.map(|s| s.as_str().to_owned()),
+        verdict: t.threat_info.analyst_verdict.map(|v| v.as_str().to_owned()),
+        written_status: None,
+        written_verdict: None,
+        publish_error: None,
+    }
+}
+
+fn new_story(key: &str, t: &Threat, previous: Vec<String>) -> StoryRecord {
+    let window_start = domain::detected_at(t).or(t.threat_info.updated_at).unwrap_or_else(OffsetDateTime::now_utc);
+    StoryRecord {
+        key: key.to_owned(),
+        id: format!("{key}@{}", window_start.unix_timestamp()),
+        window_start,
+        status: StoryStatus::Open,
+        platform: None,
+        platform_ref: None,
+        members: BTreeMap::new(),
+        previous,
+    }
+}
+
+async fn process_page(
+    deps: &PollDeps,
+    tenant: &TenantConfig,
+    platform: &dyn Platform,
+    threats: &[Threat],
+    checkpoint: &Checkpoint,
+    report: &mut TenantReport,
+) -> Result<(), Stop> {
+    let store = &deps.store;
+    let candidates: Vec<&Threat> = threats
+        .iter()
+        .filter(|t| {
+            let seen = t.threat_info.updated_at.is_some()
+                && t.threat_info.updated_at == checkpoint.watermark
+                && checkpoint.ids_at_watermark.contains(&t.id);
+            if seen {
+                report.unchanged += 1;
+            }
+            !seen
+        })
+        .collect();
+    if candidates.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<String> = candidates.iter().map(|t| domain::story_key(t, tenant.grouping)).collect();
+    let unique: Vec<String> = keys.iter().cloned().collect::<HashSet<_>>().into_iter().collect();
+    let mut work: HashMap<String, Work> = store
+        .get_stories(&tenant.id, &unique)
+        .await?
+        .into_iter()
+        .map(|(k, v)| (k, Work { story: v.value, version: v.version, archived: false, dirty: false, touched: HashSet::new(), reopened: false }))
+        .collect();
+    // Threats of earlier (archived) stories of a key are found through the current story.
+    let archived_ids: Vec<String> = candidates
+        .iter()
+        .zip(&keys)
+        .filter_map(|(t, k)| work.get(k).filter(|w| !w.story.members.contains_key(&t.id)).map(|w| w.story.previous.clone()))
+        .flatten()
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    if !archived_ids.is_empty() {
+        for (id, v) in store.get_stories(&tenant.id, &archived_ids).await? {
+            work.insert(id, Work { story: v.value, version: v.version, archived: true, dirty: false, touched: HashSet::new(), reopened: false });
+        }
+    }
+    let host = console_host(&tenant.console_url);
+    let mut archive: Vec<StoryRecord> = Vec::new();
+    let mut stop = None;
+
+    for (t, key) in candidates.iter().zip(&keys) {
+        // Where the threat is already a member: the current story or an archived one.
+        let home = if work.get(key).is_some_and(|w| w.story.members.contains_key(&t.id)) {
+            Some(key.clone())
+        } else {
+            work.get(key)
+                .map(|w| w.story.previous.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .find(|id| work.get(id).is_some_and(|w| w.story.members.contains_key(&t.id)))
+        };
+        let fresh = member_state(t);
+        let (name, kind, new_alert) = match home {
+            Some(name) => {
+                let w = work.get_mut(&name).expect("home story is loaded");
+                let known = w.story.members.get(&t.id).expect("member exists").clone();
+                if known.updated_at == fresh.updated_at && known.updated_at.is_some() {
+                    report.unchanged += 1;
+                    continue;
+                }
+                let status_changed = (&known.status, &known.verdict) != (&fresh.status, &fresh.verdict);
+                let content_changed = known.digest != fresh.digest;
+                let ours = known.written_status.is_some() || known.written_verdict.is_some();
+                let expected = (known.written_status.clone().or(known.status.clone()), known.written_verdict.clone().or(known.verdict.clone()));
+                if !content_changed && !status_changed {
+                    // Only updatedAt moved (a note, say): nothing the platform shows.
+                    report.unchanged += 1;
+                    continue;
+                }
+                if !content_changed && ours && (fresh.status.clone(), fresh.verdict.clone()) == expected {
+                    // Our own writeback coming back: remember the state, tell nobody.
+                    report.echoes += 1;
+                    w.story.members.insert(t.id.clone(), fresh);
+                    w.touched.insert(t.id.clone());
+                    w.dirty = true;
+                    continue;
+                }
+                report.changed += 1;
+                (name, EventKind::Updated, false)
+            }
+            None => {
+                report.new += 1;
+                let detected = domain::detected_at(t).or(t.threat_info.updated_at);
+                let roll = match work.get(key) {
+                    None => None,
+                    Some(w) => {
+                        let expired = detected.is_some_and(|d| d >= w.story.window_start + STORY_WINDOW);
+                        let full = w.story.members.len() >= MAX_STORY_MEMBERS;
+                        Some(expired || full)
+                    }
+                };
+                match roll {
+                    None => {
+                        work.insert(key.clone(), Work { story: new_story(key, t, vec![]), version: 0, archived: false, dirty: true, touched: HashSet::new(), reopened: false });
+                        (key.clone(), EventKind::Created, true)
+                    }
+                    Some(true) => {
+                        let w = work.get_mut(key).expect("present");
+                        let old = w.story.clone();
+                        let mut previous = old.previous.clone();
+                        previous.push(old.id.clone());
+                        w.story = new_story(key, t, previous);
+                        w.dirty = true;
+                        archive.push(old);
+                        (key.clone(), EventKind::Created, true)
+                    }
+                    Some(false) => {
+                        let w = work.get_mut(key).expect("present");
+                        if w.story.status == StoryStatus::Closed {
+                            w.story.status = StoryStatus::Open;
+                            w.reopened = true;
+                        }
+                        (key.clone(), EventKind::Created, false)
+                    }
+                }
+            }
+        };
+        let w = work.get_mut(&name).expect("story is loaded");
+        let mut state = fresh;
+        if let Some(prev) = w.story.members.get(&t.id) {
+            // Keep what the writeback recorded; a console-side change consumes it.
+            if kind == EventKind::Updated {
+                state.written_status = None;
+                state.written_verdict = None;
+            } else {
+                state.written_status = prev.written_status.clone();
+                state.written_verdict = prev.written_verdict.clone();
+            }
+        }
+        let count = w.story.members.len() + usize::from(!w.story.members.contains_key(&t.id));
+        let event = ThreatEvent {
+            kind,
+            id: domain::event_id(&tenant.id, kind.as_str(), &t.id, t.threat_info.updated_at),
+            tenant: tenant.id.clone(),
+            severity: domain::severity(t.threat_info.confidence_level, t.threat_info.classification.as_deref()),
+            threat: ThreatView::from_threat(t, &tenant.console_url),
+            story: StoryView {
+                id: w.story.id.clone(),
+                alert_key: format!("s1:{host}:{}", w.story.id),
+                threat_count: count,
+                new_alert,
+                reopened: w.reopened && kind == EventKind::Created,
+            },
+        };
+        match platform.publish(&event).await {
+            Ok(receipt) => {
+                report.published += 1;
+                if w.story.platform_ref.is_none() {
+                    w.story.platform = Some(platform.name().to_owned());
+                    w.story.platform_ref = receipt.platform_ref;
+                }
+            }
+            Err(PlatformError::Rejected { status, detail }) => {
+                report.failed += 1;
+                tracing::warn!(tenant = %tenant.id, threat = %t.id, status, "platform refused the event; recorded, not retried");
+                state.publish_error = Some(format!("HTTP {status}: {detail}"));
+            }
+            Err(e) => {
+                // Not recorded: the checkpoint stays put and the next run retries this threat.
+                stop = Some(e);
+                break;
+            }
+        }
+        w.reopened = false;
+        w.story.members.insert(t.id.clone(), state);
+        w.touched.insert(t.id.clone());
+        w.dirty = true;
+    }
+
+    for old in &archive {
+        store.archive_story(&tenant.id, old).await?;
+    }
+    save_stories(store, &tenant.id, work.into_values().filter(|w| w.dirty).collect()).await?;
+    match stop {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+/// Writes the changed stories; a story changed meanwhile by another writer (the writeback) is
+/// re-read and our member changes applied on top, keeping what the writeback recorded.
+async fn save_stories(store: &Store, tenant: &str, mut dirty: Vec<Work>) -> Result<(), StoreError> {
+    for _ in 0..5 {
+        if dirty.is_empty() {
+            return Ok(());
+        }
+        let batch: Vec<(StoryRecord, u64, bool)> = dirty.iter().map(|w| (w.story.clone(), w.version, w.archived)).collect();
+        let conflicts = store.put_stories(tenant, &batch).await?;
+        let mut retry = Vec::new();
+        for i in conflicts {
+            let mut w = std::mem::replace(
+                &mut dirty[i],
+                Work { story: batch[i].0.clone(), version: 0, archived: false, dirty: false, touched: HashSet::new(), reopened: false },
+            );
+            let name = if w.archived { w.story.id.clone() } else { w.story.key.clone() };
+            let Some(Versioned { value: mut current, version }) = store.get_story(tenant, &name).await? else {
+                // Gone meanwhile (never expected): write ours as new.
+                w.version = 0;
+                retry.push(w);
+                continue;
+            };
+            if current.id == w.story.id {
+                let joined = w.touched.iter().any(|id| !current.members.contains_key(id));
+                for id in &w.touched {
+                    if let Some(mut m) = w.story.members.get(id).cloned() {
+                        if let Some(theirs) = current.members.get(id) {
+                            m.written_status = m.written_status.or(theirs.written_status.clone());
+                            m.written_verdict = m.written_verdict.or(theirs.written_verdict.clone());
+                        }
+                        current.members.insert(id.clone(), m);
+                    }
+                }
+                // A threat that joined a story closed meanwhile reopens it, as it would have.
+                if joined {
+                    current.status = StoryStatus::Open;
+                }
+                current.platform = current.platform.or(w.story.platform.clone());
+                current.platform_ref = current.platform_ref.or(w.story.platform_ref.clone());
+                w.story = current;
+            }
+            w.version = version;
+            retry.push(w);
+        }
+        dirty = retry;
+    }
+    Err(StoreError::Backend { op: "put_stories", code: "Conflict".into(), message: "stories kept changing under us".into(), retryable: true })
+}

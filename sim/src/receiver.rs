@@ -1,0 +1,156 @@
+//! A fake platform: an HTTP endpoint that receives s1-bridge's signed webhooks the way a careful
+//! receiver does (Standard Webhooks: verify the signature and timestamp, de-duplicate on
+//! `webhook-id`), records them, and fails on demand.
+
+use std::collections::{HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+use tokio::sync::oneshot;
+
+/// One accepted delivery.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub webhook_id: String,
+    pub body: Value,
+    /// Seen before under the same `webhook-id` (a redelivery): acknowledged, not recorded again.
+    pub duplicate: bool,
+}
+
+#[derive(Default)]
+struct Inner {
+    deliveries: Vec<Delivery>,
+    seen: HashSet<String>,
+    faults: VecDeque<u16>,
+    refused_signatures: usize,
+}
+
+struct RecvState {
+    key: Vec<u8>,
+    inner: Mutex<Inner>,
+}
+
+/// A running receiver. Dropping it stops the server.
+pub struct WebhookReceiver {
+    addr: SocketAddr,
+    state: Arc<RecvState>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl WebhookReceiver {
+    /// Starts on a free loopback port, verifying with `secret` (`whsec_...`).
+    ///
+    /// # Errors
+    /// A bad secret, or no port to bind.
+    pub async fn start(secret: &str) -> std::io::Result<Self> {
+        let b64 = secret.trim().strip_prefix("whsec_").unwrap_or(secret.trim());
+        let key = STANDARD
+            .decode(b64)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "secret is not whsec_<base64>"))?;
+        let state = Arc::new(RecvState { key, inner: Mutex::new(Inner::default()) });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let app = Router::new().route("/hooks/s1", post(receive)).with_state(state.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Ok(Self { addr, state, stop: Some(stop) })
+    }
+
+    /// Where to send webhooks.
+    pub fn url(&self) -> String {
+        format!("http://{}/hooks/s1", self.addr)
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.state.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Accepted events, de-duplicated by `webhook-id`, in arrival order.
+    pub fn events(&self) -> Vec<Value> {
+        self.inner().deliveries.iter().filter(|d| !d.duplicate).map(|d| d.body.clone()).collect()
+    }
+
+    /// Every accepted delivery, redeliveries included.
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.inner().deliveries.clone()
+    }
+
+    /// Requests refused for a bad or stale signature.
+    pub fn refused_signatures(&self) -> usize {
+        self.inner().refused_signatures
+    }
+
+    /// The next `n` requests answer `status` (e.g. 503, 429, 400) without being recorded.
+    pub fn fail_next(&self, n: usize, status: u16) {
+        let mut inner = self.inner();
+        inner.faults.extend(std::iter::repeat_n(status, n));
+    }
+
+    /// Forgets everything received.
+    pub fn clear(&self) {
+        let mut inner = self.inner();
+        inner.deliveries.clear();
+        inner.seen.clear();
+    }
+}
+
+impl Drop for WebhookReceiver {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+fn verified(key: &[u8], headers: &HeaderMap, body: &[u8]) -> Option<String> {
+    let get = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
+    let id = get("webhook-id")?;
+    let ts: i64 = get("webhook-timestamp")?.parse().ok()?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    if (now - ts).abs() > 300 {
+        return None;
+    }
+    for sig in get("webhook-signature")?.split_whitespace() {
+        let Some(raw) = sig.strip_prefix("v1,").and_then(|b| STANDARD.decode(b).ok()) else { continue };
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).ok()?;
+        mac.update(format!("{id}.{ts}.").as_bytes());
+        mac.update(body);
+        if mac.verify_slice(&raw).is_ok() {
+            return Some(id.to_owned());
+        }
+    }
+    None
+}
+
+async fn receive(State(state): State<Arc<RecvState>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let mut inner = state.inner.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(status) = inner.faults.pop_front() {
+        return StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    let Some(id) = verified(&state.key, &headers, &body) else {
+        inner.refused_signatures += 1;
+        return StatusCode::UNAUTHORIZED;
+    };
+    let Ok(json) = serde_json::from_slice::<Value>(&body) else {
+        return StatusCode::BAD_REQUEST;
+    };
+    let duplicate = !inner.seen.insert(id.clone());
+    inner.deliveries.push(Delivery { webhook_id: id, body: json, duplicate });
+    StatusCode::OK
+}
