@@ -51,20 +51,52 @@ fn refuses_tampering_staleness_and_missing_headers_and_allows_rotation() {
     let mut tampered = body.to_vec();
     tampered[3] ^= 1;
     assert_eq!(
-        verify(std::slice::from_ref(&secret), Some(id), Some(&ts_s), Some(sig), &tampered, at, 300),
+        verify(
+            std::slice::from_ref(&secret),
+            Some(id),
+            Some(&ts_s),
+            Some(sig),
+            &tampered,
+            at,
+            300
+        ),
         Err(SignatureError::Mismatch)
     );
     assert_eq!(
-        verify(std::slice::from_ref(&other), Some(id), Some(&ts_s), Some(sig), body, at, 300),
+        verify(
+            std::slice::from_ref(&other),
+            Some(id),
+            Some(&ts_s),
+            Some(sig),
+            body,
+            at,
+            300
+        ),
         Err(SignatureError::Mismatch)
     );
     let late = at + time::Duration::seconds(301);
     assert_eq!(
-        verify(std::slice::from_ref(&secret), Some(id), Some(&ts_s), Some(sig), body, late, 300),
+        verify(
+            std::slice::from_ref(&secret),
+            Some(id),
+            Some(&ts_s),
+            Some(sig),
+            body,
+            late,
+            300
+        ),
         Err(SignatureError::Stale(300))
     );
     assert_eq!(
-        verify(std::slice::from_ref(&secret), None, Some(&ts_s), Some(sig), body, at, 300),
+        verify(
+            std::slice::from_ref(&secret),
+            None,
+            Some(&ts_s),
+            Some(sig),
+            body,
+            at,
+            300
+        ),
         Err(SignatureError::Missing("webhook-id"))
     );
     // Rotation: several signatures in the header, several secrets on our side.

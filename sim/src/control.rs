@@ -166,9 +166,21 @@ impl SimControl {
     ///
     /// # Errors
     /// When the simulator cannot be reached or has no such threat.
-    pub async fn console_update(&self, id: &str, incident_status: Option<&str>, analyst_verdict: Option<&str>) -> Result<(), ControlError> {
+    pub async fn console_update(
+        &self,
+        id: &str,
+        incident_status: Option<&str>,
+        analyst_verdict: Option<&str>,
+    ) -> Result<(), ControlError> {
         let body = json!({ "incidentStatus": incident_status, "analystVerdict": analyst_verdict });
-        self.send("console_update", self.http.post(format!("{}/_sim/threats/{id}/console", self.base)).json(&body)).await.map(drop)
+        self.send(
+            "console_update",
+            self.http
+                .post(format!("{}/_sim/threats/{id}/console", self.base))
+                .json(&body),
+        )
+        .await
+        .map(drop)
     }
 
     /// Adds threats as if agents just detected them; returns their ids.
@@ -176,7 +188,15 @@ impl SimControl {
     /// # Errors
     /// When the simulator cannot be reached or refuses the spec (unknown agent).
     pub async fn add_threats(&self, spec: &NewThreats) -> Result<Vec<String>, ControlError> {
-        let r = self.send("add_threats", self.http.post(format!("{}/_sim/threats", self.base)).json(spec)).await?;
-        r.json().await.map_err(|source| ControlError { what: "add_threats", source })
+        let r = self
+            .send(
+                "add_threats",
+                self.http.post(format!("{}/_sim/threats", self.base)).json(spec),
+            )
+            .await?;
+        r.json().await.map_err(|source| ControlError {
+            what: "add_threats",
+            source,
+        })
     }
 }

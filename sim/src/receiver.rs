@@ -57,10 +57,15 @@ impl WebhookReceiver {
         let key = STANDARD
             .decode(b64)
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "secret is not whsec_<base64>"))?;
-        let state = Arc::new(RecvState { key, inner: Mutex::new(Inner::default()) });
+        let state = Arc::new(RecvState {
+            key,
+            inner: Mutex::new(Inner::default()),
+        });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let app = Router::new().route("/hooks/s1", post(receive)).with_state(state.clone());
+        let app = Router::new()
+            .route("/hooks/s1", post(receive))
+            .with_state(state.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -69,7 +74,11 @@ impl WebhookReceiver {
                 })
                 .await;
         });
-        Ok(Self { addr, state, stop: Some(stop) })
+        Ok(Self {
+            addr,
+            state,
+            stop: Some(stop),
+        })
     }
 
     /// Where to send webhooks.
@@ -83,7 +92,12 @@ impl WebhookReceiver {
 
     /// Accepted events, de-duplicated by `webhook-id`, in arrival order.
     pub fn events(&self) -> Vec<Value> {
-        self.inner().deliveries.iter().filter(|d| !d.duplicate).map(|d| d.body.clone()).collect()
+        self.inner()
+            .deliveries
+            .iter()
+            .filter(|d| !d.duplicate)
+            .map(|d| d.body.clone())
+            .collect()
     }
 
     /// Every accepted delivery, redeliveries included.
@@ -127,7 +141,9 @@ fn verified(key: &[u8], headers: &HeaderMap, body: &[u8]) -> Option<String> {
         return None;
     }
     for sig in get("webhook-signature")?.split_whitespace() {
-        let Some(raw) = sig.strip_prefix("v1,").and_then(|b| STANDARD.decode(b).ok()) else { continue };
+        let Some(raw) = sig.strip_prefix("v1,").and_then(|b| STANDARD.decode(b).ok()) else {
+            continue;
+        };
         let mut mac = Hmac::<Sha256>::new_from_slice(key).ok()?;
         mac.update(format!("{id}.{ts}.").as_bytes());
         mac.update(body);
@@ -151,6 +167,10 @@ async fn receive(State(state): State<Arc<RecvState>>, headers: HeaderMap, body: 
         return StatusCode::BAD_REQUEST;
     };
     let duplicate = !inner.seen.insert(id.clone());
-    inner.deliveries.push(Delivery { webhook_id: id, body: json, duplicate });
+    inner.deliveries.push(Delivery {
+        webhook_id: id,
+        body: json,
+        duplicate,
+    });
     StatusCode::OK
 }

@@ -1255,11 +1255,26 @@ struct ConsoleUpdate {
     analyst_verdict: Option<String>,
 }
 
-async fn ctl_console_update(State(s): State<Shr>, Path(id): Path<String>, Json(u): Json<ConsoleUpdate>) -> Result<StatusCode, (StatusCode, String)> {
+async fn ctl_console_update(
+    State(s): State<Shr>,
+    Path(id): Path<String>,
+    Json(u): Json<ConsoleUpdate>,
+) -> Result<StatusCode, (StatusCode, String)> {
     let mut w = s.world();
-    let idx = id.parse::<u64>().ok().and_then(|id| w.threat_index.get(&id).copied()).ok_or((StatusCode::NOT_FOUND, format!("no threat {id}")))?;
+    let idx = id
+        .parse::<u64>()
+        .ok()
+        .and_then(|id| w.threat_index.get(&id).copied())
+        .ok_or((StatusCode::NOT_FOUND, format!("no threat {id}")))?;
     let pick = |v: Option<String>, allowed: &[&'static str]| -> Result<Option<&'static str>, (StatusCode, String)> {
-        v.map(|v| allowed.iter().find(|a| **a == v).copied().ok_or((StatusCode::BAD_REQUEST, format!("{v} is not one of {allowed:?}")))).transpose()
+        v.map(|v| {
+            allowed
+                .iter()
+                .find(|a| **a == v)
+                .copied()
+                .ok_or((StatusCode::BAD_REQUEST, format!("{v} is not one of {allowed:?}")))
+        })
+        .transpose()
     };
     let status = pick(u.incident_status, &STATUSES)?;
     let verdict = pick(u.analyst_verdict, &VERDICTS)?;
@@ -1275,7 +1290,10 @@ async fn ctl_console_update(State(s): State<Shr>, Path(id): Path<String>, Json(u
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn ctl_add_threats(State(s): State<Shr>, Json(spec): Json<crate::world::NewThreats>) -> Result<Json<Vec<String>>, (StatusCode, String)> {
+async fn ctl_add_threats(
+    State(s): State<Shr>,
+    Json(spec): Json<crate::world::NewThreats>,
+) -> Result<Json<Vec<String>>, (StatusCode, String)> {
     let mut w = s.world();
     w.add_threats(&spec).map(Json).map_err(|e| (StatusCode::BAD_REQUEST, e))
 }

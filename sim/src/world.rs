@@ -402,7 +402,12 @@ impl World {
     /// Adds threats; returns their ids.
     pub(crate) fn add_threats(&mut self, spec: &NewThreats) -> Result<Vec<String>, String> {
         let agent = match &spec.agent_uuid {
-            Some(u) => Some(self.agents.iter().position(|a| a.uuid.eq_ignore_ascii_case(u)).ok_or(format!("no agent {u}"))?),
+            Some(u) => Some(
+                self.agents
+                    .iter()
+                    .position(|a| a.uuid.eq_ignore_ascii_case(u))
+                    .ok_or(format!("no agent {u}"))?,
+            ),
             None => None,
         };
         let mut ids = Vec::new();
@@ -435,7 +440,6 @@ impl World {
         }
         Ok(ids)
     }
-
 }
 
 /// A cursor carries the last key of its page and a hash of the query it belongs to, so a

@@ -1,6 +1,7 @@
 //! Support for the cross-crate integration tests: paths to the project's shared material, a
 //! simulator-plus-client harness, and a Swagger 2.0 schema checker.
 
+pub mod poll;
 pub mod store_contract;
 pub mod swagger;
 

@@ -152,7 +152,9 @@ pub async fn story_writes_are_optimistic(store: Store) {
 
 pub async fn many_stories_write_in_transactions_and_report_conflicts(store: Store) {
     // 230 stories: three transactions of at most 100.
-    let stories: Vec<_> = (0..230).map(|i| (story(&format!("agent{i}:hash"), 2), 0, false)).collect();
+    let stories: Vec<_> = (0..230)
+        .map(|i| (story(&format!("agent{i}:hash"), 2), 0, false))
+        .collect();
     assert_eq!(store.put_stories("t1", &stories).await.unwrap(), Vec::<usize>::new());
     let keys: Vec<String> = stories.iter().map(|(s, _, _)| s.key.clone()).collect();
     let read = store.get_stories("t1", &keys).await.unwrap();

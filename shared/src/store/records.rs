@@ -529,7 +529,11 @@ impl Store {
     ///
     /// # Errors
     /// Backend errors.
-    pub async fn put_stories(&self, tenant: &str, stories: &[(StoryRecord, u64, bool)]) -> Result<Vec<usize>, StoreError> {
+    pub async fn put_stories(
+        &self,
+        tenant: &str,
+        stories: &[(StoryRecord, u64, bool)],
+    ) -> Result<Vec<usize>, StoreError> {
         let mut conflicts = Vec::new();
         let mut batch: Vec<(Item, Cond)> = Vec::new();
         let mut batch_index: Vec<usize> = Vec::new();

@@ -96,7 +96,10 @@ pub struct PollReport {
 impl PollReport {
     /// Sums over tenants.
     pub fn totals(&self) -> TenantReport {
-        let mut t = TenantReport { tenant: "*".into(), ..TenantReport::default() };
+        let mut t = TenantReport {
+            tenant: "*".into(),
+            ..TenantReport::default()
+        };
         for r in &self.tenants {
             t.fetched += r.fetched;
             t.new += r.new;
@@ -121,20 +124,65 @@ impl PollReport {
             .iter()
             .map(|r| {
                 let mut metrics = vec![
-                    Metric { name: "Fetched", value: r.fetched as f64, unit: "Count" },
-                    Metric { name: "New", value: r.new as f64, unit: "Count" },
-                    Metric { name: "Changed", value: r.changed as f64, unit: "Count" },
-                    Metric { name: "Unchanged", value: r.unchanged as f64, unit: "Count" },
-                    Metric { name: "Echoes", value: r.echoes as f64, unit: "Count" },
-                    Metric { name: "Published", value: r.published as f64, unit: "Count" },
-                    Metric { name: "Failed", value: r.failed as f64, unit: "Count" },
-                    Metric { name: "Pages", value: r.pages as f64, unit: "Count" },
-                    Metric { name: "RunFailed", value: f64::from(u8::from(r.outcome == Outcome::Failed)), unit: "Count" },
+                    Metric {
+                        name: "Fetched",
+                        value: r.fetched as f64,
+                        unit: "Count",
+                    },
+                    Metric {
+                        name: "New",
+                        value: r.new as f64,
+                        unit: "Count",
+                    },
+                    Metric {
+                        name: "Changed",
+                        value: r.changed as f64,
+                        unit: "Count",
+                    },
+                    Metric {
+                        name: "Unchanged",
+                        value: r.unchanged as f64,
+                        unit: "Count",
+                    },
+                    Metric {
+                        name: "Echoes",
+                        value: r.echoes as f64,
+                        unit: "Count",
+                    },
+                    Metric {
+                        name: "Published",
+                        value: r.published as f64,
+                        unit: "Count",
+                    },
+                    Metric {
+                        name: "Failed",
+                        value: r.failed as f64,
+                        unit: "Count",
+                    },
+                    Metric {
+                        name: "Pages",
+                        value: r.pages as f64,
+                        unit: "Count",
+                    },
+                    Metric {
+                        name: "RunFailed",
+                        value: f64::from(u8::from(r.outcome == Outcome::Failed)),
+                        unit: "Count",
+                    },
                 ];
                 if let Some(lag) = r.lag_seconds {
-                    metrics.push(Metric { name: "LagSeconds", value: lag as f64, unit: "Seconds" });
+                    metrics.push(Metric {
+                        name: "LagSeconds",
+                        value: lag as f64,
+                        unit: "Seconds",
+                    });
                 }
-                emf_line(NAMESPACE, &[("Function", function), ("Tenant", &r.tenant)], &metrics, ms)
+                emf_line(
+                    NAMESPACE,
+                    &[("Function", function), ("Tenant", &r.tenant)],
+                    &metrics,
+                    ms,
+                )
             })
             .collect()
     }
@@ -168,13 +216,29 @@ pub fn shard_of(tenant: &str, count: u32) -> u32 {
 /// failure is in its report.
 pub async fn run(deps: &PollDeps, selection: &Selection, deadline: Instant) -> Result<PollReport, PollError> {
     let tenants: Vec<TenantConfig> = match selection {
-        Selection::Tenant(id) => vec![deps.store.get_tenant(id).await?.ok_or_else(|| PollError::UnknownTenant(id.clone()))?],
-        Selection::All => deps.store.list_tenants().await?.into_iter().filter(|t| t.enabled).collect(),
+        Selection::Tenant(id) => vec![
+            deps.store
+                .get_tenant(id)
+                .await?
+                .ok_or_else(|| PollError::UnknownTenant(id.clone()))?,
+        ],
+        Selection::All => deps
+            .store
+            .list_tenants()
+            .await?
+            .into_iter()
+            .filter(|t| t.enabled)
+            .collect(),
         Selection::Shard { index, count } => {
             if *count == 0 || index >= count {
                 return Err(PollError::BadSelection(format!("shard {index} of {count}")));
             }
-            deps.store.list_tenants().await?.into_iter().filter(|t| t.enabled && shard_of(&t.id, *count) == *index).collect()
+            deps.store
+                .list_tenants()
+                .await?
+                .into_iter()
+                .filter(|t| t.enabled && shard_of(&t.id, *count) == *index)
+                .collect()
         }
     };
     let tenants = stream::iter(tenants.iter().map(|t| poll_tenant(deps, t, deadline)))
@@ -201,10 +265,18 @@ enum Stop {
 
 /// Polls one tenant under its lease.
 pub async fn poll_tenant(deps: &PollDeps, tenant: &TenantConfig, deadline: Instant) -> TenantReport {
-    let mut report = TenantReport { tenant: tenant.id.clone(), ..TenantReport::default() };
+    let mut report = TenantReport {
+        tenant: tenant.id.clone(),
+        ..TenantReport::default()
+    };
     let now = OffsetDateTime::now_utc();
-    let hold = time::Duration::try_from(deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(60)).unwrap_or(time::Duration::minutes(15));
-    match deps.store.acquire_lease(&tenant.id, LEASE_JOB, &deps.owner, hold, now).await {
+    let hold = time::Duration::try_from(deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(60))
+        .unwrap_or(time::Duration::minutes(15));
+    match deps
+        .store
+        .acquire_lease(&tenant.id, LEASE_JOB, &deps.owner, hold, now)
+        .await
+    {
         Ok(true) => {}
         Ok(false) => {
             report.outcome = Outcome::Skipped;
@@ -222,7 +294,11 @@ pub async fn poll_tenant(deps: &PollDeps, tenant: &TenantConfig, deadline: Insta
         report.error = Some(e.to_string());
         tracing::warn!(tenant = %tenant.id, error = %e, "poll failed");
     }
-    if let Err(e) = deps.store.release_lease(&tenant.id, LEASE_JOB, &deps.owner, OffsetDateTime::now_utc()).await {
+    if let Err(e) = deps
+        .store
+        .release_lease(&tenant.id, LEASE_JOB, &deps.owner, OffsetDateTime::now_utc())
+        .await
+    {
         tracing::warn!(tenant = %tenant.id, error = %e, "could not release the lease; it lapses by itself");
     }
     tracing::info!(
@@ -234,11 +310,21 @@ pub async fn poll_tenant(deps: &PollDeps, tenant: &TenantConfig, deadline: Insta
     report
 }
 
-async fn poll_with_token(deps: &PollDeps, tenant: &TenantConfig, deadline: Instant, report: &mut TenantReport) -> Result<(), Stop> {
+async fn poll_with_token(
+    deps: &PollDeps,
+    tenant: &TenantConfig,
+    deadline: Instant,
+    report: &mut TenantReport,
+) -> Result<(), Stop> {
     let platform = deps.platforms.resolve(tenant).await?;
     let mut token: ApiToken = deps.tokens.token(&tenant.token).await?;
     for attempt in 0..2 {
-        let client = S1Client::with_http(deps.http.clone(), &tenant.console_url, &token, deps.client_options.clone())?;
+        let client = S1Client::with_http(
+            deps.http.clone(),
+            &tenant.console_url,
+            &token,
+            deps.client_options.clone(),
+        )?;
         match poll_threats(deps, tenant, &client, platform.as_ref(), deadline, report).await {
             // A 401 may mean the token was rotated since it was cached: re-read it once.
             Err(Stop::S1(e)) if e.is_unauthorized() && attempt == 0 => {
@@ -303,7 +389,9 @@ async fn poll_threats(
         // Saved last: everything before it has been accepted by the platform.
         store.put_checkpoint(&tenant.id, CHECKPOINT, &checkpoint).await?;
     };
-    report.lag_seconds = checkpoint.watermark.map(|w| (OffsetDateTime::now_utc() - w).whole_seconds().max(0));
+    report.lag_seconds = checkpoint
+        .watermark
+        .map(|w| (OffsetDateTime::now_utc() - w).whole_seconds().max(0));
     result
 }
 
@@ -328,7 +416,10 @@ fn advance(c: &mut Checkpoint, page: &[Threat]) {
 }
 
 fn console_host(url: &str) -> String {
-    url::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_else(|| url.to_owned())
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_else(|| url.to_owned())
 }
 
 fn member_state(t: &Threat) -> MemberState {
@@ -344,7 +435,9 @@ fn member_state(t: &Threat) -> MemberState {
 }
 
 fn new_story(key: &str, t: &Threat, previous: Vec<String>) -> StoryRecord {
-    let window_start = domain::detected_at(t).or(t.threat_info.updated_at).unwrap_or_else(OffsetDateTime::now_utc);
+    let window_start = domain::detected_at(t)
+        .or(t.threat_info.updated_at)
+        .unwrap_or_else(OffsetDateTime::now_utc);
     StoryRecord {
         key: key.to_owned(),
         id: format!("{key}@{}", window_start.unix_timestamp()),
@@ -381,26 +474,55 @@ async fn process_page(
     if candidates.is_empty() {
         return Ok(());
     }
-    let keys: Vec<String> = candidates.iter().map(|t| domain::story_key(t, tenant.grouping)).collect();
+    let keys: Vec<String> = candidates
+        .iter()
+        .map(|t| domain::story_key(t, tenant.grouping))
+        .collect();
     let unique: Vec<String> = keys.iter().cloned().collect::<HashSet<_>>().into_iter().collect();
     let mut work: HashMap<String, Work> = store
         .get_stories(&tenant.id, &unique)
         .await?
         .into_iter()
-        .map(|(k, v)| (k, Work { story: v.value, version: v.version, archived: false, dirty: false, touched: HashSet::new(), reopened: false }))
+        .map(|(k, v)| {
+            (
+                k,
+                Work {
+                    story: v.value,
+                    version: v.version,
+                    archived: false,
+                    dirty: false,
+                    touched: HashSet::new(),
+                    reopened: false,
+                },
+            )
+        })
         .collect();
     // Threats of earlier (archived) stories of a key are found through the current story.
     let archived_ids: Vec<String> = candidates
         .iter()
         .zip(&keys)
-        .filter_map(|(t, k)| work.get(k).filter(|w| !w.story.members.contains_key(&t.id)).map(|w| w.story.previous.clone()))
+        .filter_map(|(t, k)| {
+            work.get(k)
+                .filter(|w| !w.story.members.contains_key(&t.id))
+                .map(|w| w.story.previous.clone())
+        })
         .flatten()
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
     if !archived_ids.is_empty() {
         for (id, v) in store.get_stories(&tenant.id, &archived_ids).await? {
-            work.insert(id, Work { story: v.value, version: v.version, archived: true, dirty: false, touched: HashSet::new(), reopened: false });
+            work.insert(
+                id,
+                Work {
+                    story: v.value,
+                    version: v.version,
+                    archived: true,
+                    dirty: false,
+                    touched: HashSet::new(),
+                    reopened: false,
+                },
+            );
         }
     }
     let host = console_host(&tenant.console_url);
@@ -430,7 +552,10 @@ async fn process_page(
                 let status_changed = (&known.status, &known.verdict) != (&fresh.status, &fresh.verdict);
                 let content_changed = known.digest != fresh.digest;
                 let ours = known.written_status.is_some() || known.written_verdict.is_some();
-                let expected = (known.written_status.clone().or(known.status.clone()), known.written_verdict.clone().or(known.verdict.clone()));
+                let expected = (
+                    known.written_status.clone().or(known.status.clone()),
+                    known.written_verdict.clone().or(known.verdict.clone()),
+                );
                 if !content_changed && !status_changed {
                     // Only updatedAt moved (a note, say): nothing the platform shows.
                     report.unchanged += 1;
@@ -460,7 +585,17 @@ async fn process_page(
                 };
                 match roll {
                     None => {
-                        work.insert(key.clone(), Work { story: new_story(key, t, vec![]), version: 0, archived: false, dirty: true, touched: HashSet::new(), reopened: false });
+                        work.insert(
+                            key.clone(),
+                            Work {
+                                story: new_story(key, t, vec![]),
+                                version: 0,
+                                archived: false,
+                                dirty: true,
+                                touched: HashSet::new(),
+                                reopened: false,
+                            },
+                        );
                         (key.clone(), EventKind::Created, true)
                     }
                     Some(true) => {
@@ -553,16 +688,32 @@ async fn save_stories(store: &Store, tenant: &str, mut dirty: Vec<Work>) -> Resu
         if dirty.is_empty() {
             return Ok(());
         }
-        let batch: Vec<(StoryRecord, u64, bool)> = dirty.iter().map(|w| (w.story.clone(), w.version, w.archived)).collect();
+        let batch: Vec<(StoryRecord, u64, bool)> =
+            dirty.iter().map(|w| (w.story.clone(), w.version, w.archived)).collect();
         let conflicts = store.put_stories(tenant, &batch).await?;
         let mut retry = Vec::new();
         for i in conflicts {
             let mut w = std::mem::replace(
                 &mut dirty[i],
-                Work { story: batch[i].0.clone(), version: 0, archived: false, dirty: false, touched: HashSet::new(), reopened: false },
+                Work {
+                    story: batch[i].0.clone(),
+                    version: 0,
+                    archived: false,
+                    dirty: false,
+                    touched: HashSet::new(),
+                    reopened: false,
+                },
             );
-            let name = if w.archived { w.story.id.clone() } else { w.story.key.clone() };
-            let Some(Versioned { value: mut current, version }) = store.get_story(tenant, &name).await? else {
+            let name = if w.archived {
+                w.story.id.clone()
+            } else {
+                w.story.key.clone()
+            };
+            let Some(Versioned {
+                value: mut current,
+                version,
+            }) = store.get_story(tenant, &name).await?
+            else {
                 // Gone meanwhile (never expected): write ours as new.
                 w.version = 0;
                 retry.push(w);
@@ -592,5 +743,10 @@ async fn save_stories(store: &Store, tenant: &str, mut dirty: Vec<Work>) -> Resu
         }
         dirty = retry;
     }
-    Err(StoreError::Backend { op: "put_stories", code: "Conflict".into(), message: "stories kept changing under us".into(), retryable: true })
+    Err(StoreError::Backend {
+        op: "put_stories",
+        code: "Conflict".into(),
+        message: "stories kept changing under us".into(),
+        retryable: true,
+    })
 }

@@ -1,0 +1,201 @@
+//! A poll-threats harness: simulator, store, a signed-webhook receiver and the deps wired the way
+//! the Lambda wires them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use s1_bridge_sim::{DEFAULT_TOKEN, Sim, SimConfig, WebhookReceiver};
+use s1_shared::platform::Adapters;
+use s1_shared::secrets::LocalTokenProvider;
+use s1_shared::store::*;
+use s1_shared::usecase::poll_threats::{PollDeps, PollReport, Selection, run};
+use serde_json::Value;
+
+use crate::fast_retry_options;
+
+/// A test webhook secret (not a real one: it only opens the test receiver).
+pub const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+pub struct PollHarness {
+    pub sim: Sim,
+    pub receiver: WebhookReceiver,
+    pub store: Store,
+    pub deps: PollDeps,
+    pub env: Arc<Mutex<HashMap<String, String>>>,
+}
+
+pub fn tenant(id: &str, console: &str, receiver_url: &str) -> TenantConfig {
+    TenantConfig {
+        id: id.into(),
+        name: format!("Tenant {id}"),
+        enabled: true,
+        console_url: console.into(),
+        token: TokenSource::Env {
+            var: format!("S1_TOKEN_{id}"),
+        },
+        account_ids: vec![],
+        site_ids: vec![],
+        platform: PlatformTarget {
+            kind: "generic".into(),
+            settings: serde_json::json!({"url": receiver_url, "secret": {"kind": "env", "var": "WEBHOOK_SECRET"}}),
+        },
+        grouping: Grouping::Story,
+        poll_cloud_alerts: false,
+        mapping_overrides: Value::Null,
+    }
+}
+
+impl PollHarness {
+    /// Simulator from `config`, tenant `acme` on it, publishing to a fresh receiver.
+    pub async fn start(config: SimConfig, table: Arc<dyn ItemTable>) -> Self {
+        let sim = Sim::start(config).await.expect("sim");
+        let receiver = WebhookReceiver::start(WEBHOOK_SECRET).await.expect("receiver");
+        let store = Store::new(table);
+        let env = Arc::new(Mutex::new(HashMap::from([
+            ("S1_TOKEN_acme".to_owned(), DEFAULT_TOKEN.to_owned()),
+            ("WEBHOOK_SECRET".to_owned(), WEBHOOK_SECRET.to_owned()),
+        ])));
+        let lookup_env = env.clone();
+        let tokens = Arc::new(LocalTokenProvider::with_lookup(move |k| {
+            lookup_env.lock().unwrap().get(k).cloned()
+        }));
+        let http = reqwest::Client::new();
+        let options = fast_retry_options();
+        let deps = PollDeps {
+            store: store.clone(),
+            tokens: tokens.clone(),
+            platforms: Arc::new(Adapters::new(http.clone(), tokens, options.retry.clone())),
+            http,
+            client_options: options,
+            owner: "test-run".into(),
+            concurrency: 4,
+        };
+        store
+            .put_tenant(&tenant("acme", &sim.base_url(), &receiver.url()))
+            .await
+            .expect("tenant");
+        Self {
+            sim,
+            receiver,
+            store,
+            deps,
+            env,
+        }
+    }
+
+    pub async fn poll(&self) -> PollReport {
+        run(&self.deps, &Selection::All, Instant::now() + Duration::from_secs(600))
+            .await
+            .expect("run starts")
+    }
+
+    /// Accepted, de-duplicated events of one type.
+    pub fn events(&self, kind: &str) -> Vec<Value> {
+        self.receiver
+            .events()
+            .into_iter()
+            .filter(|e| e["type"] == kind)
+            .collect()
+    }
+}
+
+/// Threat ids of events, in order.
+pub fn threat_ids(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e["data"]["s1"]["threat_id"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// Wraps a real table and fails chosen writes, to stand in for a crash at that point.
+pub struct FlakyTable {
+    inner: Arc<dyn ItemTable>,
+    /// (prefix, puts to let through first, puts to fail) for puts whose sort key has the prefix.
+    fail_puts: Mutex<Vec<(String, u32, u32)>>,
+    /// Fail the next `n` transactional writes.
+    fail_put_all: AtomicU32,
+}
+
+impl FlakyTable {
+    pub fn new(inner: Arc<dyn ItemTable>) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            fail_puts: Mutex::new(Vec::new()),
+            fail_put_all: AtomicU32::new(0),
+        })
+    }
+
+    pub fn fail_puts(&self, sk_prefix: &str, n: u32) {
+        self.fail_puts_after(sk_prefix, 0, n);
+    }
+
+    pub fn fail_puts_after(&self, sk_prefix: &str, skip: u32, n: u32) {
+        self.fail_puts.lock().unwrap().push((sk_prefix.to_owned(), skip, n));
+    }
+
+    pub fn fail_story_writes(&self, n: u32) {
+        self.fail_put_all.store(n, Ordering::SeqCst);
+    }
+
+    fn crash(op: &'static str) -> StoreError {
+        StoreError::Unavailable {
+            op,
+            message: "injected crash".into(),
+        }
+    }
+}
+
+#[async_trait]
+impl ItemTable for FlakyTable {
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
+        self.inner.get(pk, sk).await
+    }
+    async fn batch_get(&self, keys: &[(String, String)]) -> Result<Vec<Item>, StoreError> {
+        self.inner.batch_get(keys).await
+    }
+    async fn put(&self, item: &Item, cond: &Cond) -> Result<bool, StoreError> {
+        {
+            let mut rules = self.fail_puts.lock().unwrap();
+            if let Some(rule) = rules
+                .iter_mut()
+                .find(|(p, _, n)| *n > 0 && item.sk.starts_with(p.as_str()))
+            {
+                if rule.1 > 0 {
+                    rule.1 -= 1;
+                } else {
+                    rule.2 -= 1;
+                    return Err(Self::crash("put"));
+                }
+            }
+        }
+        self.inner.put(item, cond).await
+    }
+    async fn batch_put(&self, items: &[Item]) -> Result<(), StoreError> {
+        self.inner.batch_put(items).await
+    }
+    async fn put_all(&self, items: &[(Item, Cond)]) -> Result<Vec<usize>, StoreError> {
+        if self.fail_put_all.load(Ordering::SeqCst) > 0 {
+            self.fail_put_all.fetch_sub(1, Ordering::SeqCst);
+            return Err(Self::crash("put_all"));
+        }
+        self.inner.put_all(items).await
+    }
+    async fn delete(&self, pk: &str, sk: &str, cond: &Cond) -> Result<bool, StoreError> {
+        self.inner.delete(pk, sk, cond).await
+    }
+    async fn query(
+        &self,
+        pk: &str,
+        sk_prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<ItemPage, StoreError> {
+        self.inner.query(pk, sk_prefix, cursor, limit).await
+    }
+    async fn query_index(&self, key: &str, cursor: Option<&str>, limit: usize) -> Result<ItemPage, StoreError> {
+        self.inner.query_index(key, cursor, limit).await
+    }
+}

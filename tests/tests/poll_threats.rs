@@ -1,0 +1,475 @@
+//! poll-threats end to end: the simulator over HTTP, the embedded store, and a real HTTP receiver
+//! that verifies signatures and de-duplicates on webhook-id as Standard Webhooks asks.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use integration_tests::poll::{FlakyTable, PollHarness, tenant, threat_ids};
+use integration_tests::{fast_retry_options, items};
+use s1_bridge_sim::{FaultKind, FaultRule, NewThreats, SimConfig};
+use s1_shared::domain;
+use s1_shared::s1::{S1Client, ThreatQuery};
+use s1_shared::store::{EmbeddedTable, Grouping, ItemTable, StoryStatus};
+use s1_shared::usecase::poll_threats::{Outcome, Selection, run};
+use serde_json::Value;
+
+fn embedded() -> Arc<dyn ItemTable> {
+    Arc::new(EmbeddedTable::in_memory().unwrap())
+}
+
+fn config(threats: usize) -> SimConfig {
+    SimConfig {
+        threats,
+        agents: 300,
+        cloud_alerts: 0,
+        ..SimConfig::default()
+    }
+}
+
+fn assert_each_once(events: &[Value], expected: usize) {
+    let ids = threat_ids(events);
+    let unique: HashSet<_> = ids.iter().collect();
+    assert_eq!(unique.len(), expected, "distinct threats published");
+    assert_eq!(ids.len(), expected, "each threat exactly once");
+}
+
+async fn all_threats(h: &PollHarness) -> Vec<s1_shared::s1::dto::Threat> {
+    let client = S1Client::new(
+        &h.sim.base_url(),
+        &s1_shared::ApiToken::new(s1_bridge_sim::DEFAULT_TOKEN),
+        fast_retry_options(),
+    )
+    .unwrap();
+    items(client.threats(&ThreatQuery::default())).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backlog_is_published_once_grouped_into_stories_and_a_rerun_sends_nothing() {
+    let h = PollHarness::start(config(2_500), embedded()).await;
+    let report = h.poll().await;
+    let r = &report.tenants[0];
+    assert_eq!(
+        (r.outcome, r.fetched, r.new, r.published, r.pages),
+        (Outcome::Completed, 2_500, 2_500, 2_500, 3),
+        "{r:?}"
+    );
+    let created = h.events("threat.created");
+    assert_each_once(&created, 2_500);
+
+    // Stories: one alert per (agent, hash), and every event of a story carries its alert key.
+    let threats = all_threats(&h).await;
+    let keys: HashMap<String, String> = threats
+        .iter()
+        .map(|t| (t.id.clone(), domain::story_key(t, Grouping::Story)))
+        .collect();
+    let distinct: HashSet<_> = keys.values().collect();
+    let opened = created
+        .iter()
+        .filter(|e| e["data"]["story"]["new_alert"] == true)
+        .count();
+    assert_eq!(opened, distinct.len(), "one new alert per story");
+    assert!(opened < 2_500, "some threats share a story");
+    let mut alert_of_key: HashMap<&String, &str> = HashMap::new();
+    for e in &created {
+        let key = &keys[e["data"]["s1"]["threat_id"].as_str().unwrap()];
+        let alert = e["data"]["alert_key"].as_str().unwrap();
+        assert!(alert.starts_with("s1:127.0.0.1:"), "{alert}");
+        assert_eq!(
+            *alert_of_key.entry(key).or_insert(alert),
+            alert,
+            "one alert key per story"
+        );
+    }
+    assert_eq!(h.receiver.refused_signatures(), 0);
+    let first = &created[0];
+    for field in ["title", "severity"] {
+        assert!(first["data"][field].is_string(), "{field} in {first}");
+    }
+    assert!(first["data"]["asset"]["hostname"].is_string());
+    assert!(first["data"]["customer"]["external_id"].is_string());
+
+    let again = h.poll().await;
+    assert_eq!(again.tenants[0].published, 0, "{:?}", again.tenants[0]);
+    assert_eq!(h.receiver.deliveries().len(), 2_500, "nothing re-sent");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_after_publishing_before_the_checkpoint_repeats_nothing() {
+    let flaky = FlakyTable::new(embedded());
+    let h = PollHarness::start(config(2_200), flaky.clone()).await;
+    flaky.fail_puts("CURSOR#", 1);
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(r.outcome, Outcome::Failed);
+    assert_eq!(r.published, 1_000, "page 1 went out before the crash");
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
+    assert_each_once(&h.events("threat.created"), 2_200);
+    assert_eq!(
+        h.receiver.deliveries().len(),
+        2_200,
+        "the stories were saved, so nothing was re-sent"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_before_the_stories_are_saved_redelivers_under_the_same_ids() {
+    let flaky = FlakyTable::new(embedded());
+    let h = PollHarness::start(config(1_500), flaky.clone()).await;
+    flaky.fail_story_writes(1);
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(r.outcome, Outcome::Failed);
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
+    // Page 1 went out twice at the wire; the receiver recognised every repeat by its webhook-id.
+    let deliveries = h.receiver.deliveries();
+    assert_eq!(deliveries.iter().filter(|d| d.duplicate).count(), 1_000);
+    assert_each_once(&h.events("threat.created"), 1_500);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failure_between_pages_resumes_where_it_stopped() {
+    let h = PollHarness::start(config(3_000), embedded()).await;
+    // Page 2 fails through the whole retry budget.
+    h.sim
+        .control()
+        .add_fault(&FaultRule::new("/threats", FaultKind::Reset, 4).after(1))
+        .await
+        .unwrap();
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.pages, r.published), (Outcome::Failed, 1, 1_000), "{r:?}");
+    assert!(r.error.as_deref().unwrap().contains("/threats"), "{r:?}");
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
+    assert_eq!(r.new, 2_000, "resumed after page 1");
+    assert_each_once(&h.events("threat.created"), 3_000);
+    assert_eq!(h.receiver.deliveries().len(), 3_000);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn threats_sharing_one_updated_at_across_pages_are_neither_lost_nor_doubled() {
+    let flaky = FlakyTable::new(embedded());
+    let h = PollHarness::start(
+        SimConfig {
+            same_updated_at: 700,
+            ..config(2_300)
+        },
+        flaky.clone(),
+    )
+    .await;
+    // Groups of 700 share an instant, so every page boundary splits one. Crash at the
+    // checkpoint after page 2: the rerun starts inside a shared instant that page 1 ended on.
+    flaky.fail_puts_after("CURSOR#", 1, 1);
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.published), (Outcome::Failed, 2_000), "{r:?}");
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
+    assert_eq!(r.published, 300, "only page 3 was new");
+    assert_each_once(&h.events("threat.created"), 2_300);
+    assert_eq!(h.receiver.deliveries().len(), 2_300);
+    let again = h.poll().await.tenants.remove(0);
+    assert_eq!(
+        (again.published, again.unchanged),
+        (0, 200),
+        "the last instant's 200 are re-read and recognised"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limit_storms_and_server_error_bursts_are_ridden_out() {
+    let h = PollHarness::start(config(1_200), embedded()).await;
+    let c = h.sim.control();
+    c.add_fault(&FaultRule::new(
+        "/threats",
+        FaultKind::Status {
+            status: 429,
+            retry_after: None,
+            code: None,
+        },
+        3,
+    ))
+    .await
+    .unwrap();
+    c.add_fault(
+        &FaultRule::new(
+            "/threats",
+            FaultKind::Status {
+                status: 503,
+                retry_after: None,
+                code: None,
+            },
+            2,
+        )
+        .after(1),
+    )
+    .await
+    .unwrap();
+    h.receiver.fail_next(2, 503);
+    h.receiver.fail_next(1, 429);
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
+    assert_each_once(&h.events("threat.created"), 1_200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_platform_outage_holds_the_checkpoint_and_a_refused_event_is_not_retried_forever() {
+    let h = PollHarness::start(config(300), embedded()).await;
+    h.receiver.fail_next(1_000, 503);
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.published), (Outcome::Failed, 0), "{r:?}");
+    assert!(r.error.as_deref().unwrap().contains("unavailable"), "{r:?}");
+    assert!(h.receiver.deliveries().is_empty());
+    assert_eq!(
+        h.store.get_checkpoint("acme", "threats").await.unwrap(),
+        None,
+        "the checkpoint did not move"
+    );
+
+    let h = PollHarness::start(config(300), embedded()).await;
+    h.receiver.fail_next(1, 400);
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(
+        (r.outcome, r.failed, r.published),
+        (Outcome::Completed, 1, 299),
+        "{r:?}"
+    );
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(r.published, 0, "the refused event is recorded, not retried");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_an_outage_the_next_run_delivers_everything_once() {
+    let h = PollHarness::start(config(300), embedded()).await;
+    h.receiver.fail_next(4, 503); // one event's whole retry budget
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
+    assert_each_once(&h.events("threat.created"), 300);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_token_fails_its_tenant_only() {
+    let h = PollHarness::start(config(400), embedded()).await;
+    let mut broken = tenant("broken", &h.sim.base_url(), &h.receiver.url());
+    broken.token = s1_shared::store::TokenSource::Env {
+        var: "S1_TOKEN_broken".into(),
+    };
+    h.env
+        .lock()
+        .unwrap()
+        .insert("S1_TOKEN_broken".into(), "revoked-token".into());
+    h.store.put_tenant(&broken).await.unwrap();
+    let report = h.poll().await;
+    let by: HashMap<_, _> = report.tenants.iter().map(|t| (t.tenant.as_str(), t)).collect();
+    assert_eq!(by["acme"].outcome, Outcome::Completed);
+    assert_eq!(by["acme"].published, 400);
+    assert_eq!(by["broken"].outcome, Outcome::Failed);
+    assert!(
+        by["broken"].error.as_deref().unwrap().contains("401"),
+        "{:?}",
+        by["broken"]
+    );
+    assert!(
+        !by["broken"].error.as_deref().unwrap().contains("revoked-token"),
+        "no token in the report"
+    );
+    assert_eq!(report.totals().outcome, Outcome::Failed);
+    let emf = report.emf_lines("poll-threats", time::OffsetDateTime::now_utc());
+    assert_eq!(emf.len(), 2);
+    assert!(
+        emf.iter()
+            .any(|l| l.contains("\"Tenant\":\"broken\"") && l.contains("\"RunFailed\":1.0"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn our_own_writeback_does_not_echo_but_a_console_side_change_does() {
+    let h = PollHarness::start(config(50), embedded()).await;
+    h.poll().await;
+    let created = h.events("threat.created");
+    let id = created[0]["data"]["s1"]["threat_id"].as_str().unwrap().to_owned();
+    let story_key = created[0]["data"]["story"]["id"]
+        .as_str()
+        .unwrap()
+        .split('@')
+        .next()
+        .unwrap()
+        .to_owned();
+
+    // What the writeback does: write to S1 and remember what it wrote.
+    let client = S1Client::new(
+        &h.sim.base_url(),
+        &s1_shared::ApiToken::new(s1_bridge_sim::DEFAULT_TOKEN),
+        fast_retry_options(),
+    )
+    .unwrap();
+    client
+        .set_incident_status(
+            std::slice::from_ref(&id),
+            s1_shared::s1::dto::IncidentStatus::Resolved,
+            Some(s1_shared::s1::dto::AnalystVerdict::FalsePositive),
+        )
+        .await
+        .unwrap();
+    let mut story = h.store.get_story("acme", &story_key).await.unwrap().unwrap();
+    let m = story.value.members.get_mut(&id).unwrap();
+    m.written_status = Some("resolved".into());
+    m.written_verdict = Some("false_positive".into());
+    assert!(h.store.put_story("acme", &story.value, story.version).await.unwrap());
+
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.echoes, r.published), (1, 0), "{r:?}");
+    assert!(h.events("threat.updated").is_empty());
+
+    // Someone reopens it in the S1 console: that must reach the platform.
+    h.sim
+        .control()
+        .console_update(&id, Some("in_progress"), None)
+        .await
+        .unwrap();
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.changed, r.published), (1, 1), "{r:?}");
+    let updated = h.events("threat.updated");
+    assert_eq!(threat_ids(&updated), [id.clone()]);
+    assert_eq!(updated[0]["data"]["s1"]["status"], "in_progress");
+    assert_eq!(updated[0]["data"]["alert_key"], created[0]["data"]["alert_key"]);
+
+    // And resolving it in the console again is not mistaken for our old echo.
+    h.sim
+        .control()
+        .console_update(&id, Some("resolved"), None)
+        .await
+        .unwrap();
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.changed, r.echoes), (1, 0), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn new_threats_join_reopen_and_roll_stories() {
+    let h = PollHarness::start(config(20), embedded()).await;
+    h.poll().await;
+    let threats = all_threats(&h).await;
+    let t = threats.iter().find(|t| t.file_hash().is_some()).unwrap();
+    let uuid = t.agent_uuid().unwrap().to_owned();
+    let sha1 = t.threat_info.sha1.clone().unwrap();
+    let first_alert = h
+        .events("threat.created")
+        .into_iter()
+        .find(|e| e["data"]["s1"]["threat_id"] == t.id.as_str())
+        .unwrap();
+    let alert_key = first_alert["data"]["alert_key"].as_str().unwrap().to_owned();
+    let c = h.sim.control();
+    let same = NewThreats {
+        count: 1,
+        agent_uuid: Some(uuid.clone()),
+        sha1: Some(sha1.clone()),
+        detected_at: t.threat_info.created_at.map(|d| d + time::Duration::days(3)),
+    };
+
+    let joined = c.add_threats(&same).await.unwrap();
+    h.poll().await;
+    let e = h
+        .events("threat.created")
+        .into_iter()
+        .find(|e| e["data"]["s1"]["threat_id"] == joined[0].as_str())
+        .unwrap();
+    assert_eq!(e["data"]["alert_key"], alert_key.as_str(), "joins the open story");
+    assert_eq!(
+        (
+            e["data"]["story"]["new_alert"].clone(),
+            e["data"]["story"]["reopened"].clone()
+        ),
+        (Value::Bool(false), Value::Bool(false))
+    );
+
+    // The platform closed the alert (as the writeback records it); a new threat reopens it.
+    let key = domain::story_key(t, Grouping::Story);
+    let mut s = h.store.get_story("acme", &key).await.unwrap().unwrap();
+    s.value.status = StoryStatus::Closed;
+    assert!(h.store.put_story("acme", &s.value, s.version).await.unwrap());
+    let again = c.add_threats(&same).await.unwrap();
+    h.poll().await;
+    let e = h
+        .events("threat.created")
+        .into_iter()
+        .find(|e| e["data"]["s1"]["threat_id"] == again[0].as_str())
+        .unwrap();
+    assert_eq!(e["data"]["alert_key"], alert_key.as_str());
+    assert_eq!(e["data"]["story"]["reopened"], true);
+    assert_eq!(
+        h.store.get_story("acme", &key).await.unwrap().unwrap().value.status,
+        StoryStatus::Open
+    );
+
+    // 91 days after the story's first detection: a new story and a new alert.
+    let late = NewThreats {
+        detected_at: t.threat_info.created_at.map(|d| d + time::Duration::days(91)),
+        ..same.clone()
+    };
+    let rolled = c.add_threats(&late).await.unwrap();
+    h.poll().await;
+    let e = h
+        .events("threat.created")
+        .into_iter()
+        .find(|e| e["data"]["s1"]["threat_id"] == rolled[0].as_str())
+        .unwrap();
+    assert_ne!(e["data"]["alert_key"], alert_key.as_str());
+    assert_eq!(e["data"]["story"]["new_alert"], true);
+    // The old story is archived with its threats, and a change to one of them still finds it.
+    let current = h.store.get_story("acme", &key).await.unwrap().unwrap().value;
+    assert_eq!(current.previous.len(), 1);
+    let archived = h
+        .store
+        .get_story("acme", &current.previous[0])
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    assert_eq!(archived.members.len(), 3);
+    let other = if t.threat_info.incident_status == Some(s1_shared::s1::dto::IncidentStatus::InProgress) {
+        "resolved"
+    } else {
+        "in_progress"
+    };
+    c.console_update(&t.id, Some(other), None).await.unwrap();
+    h.poll().await;
+    let u = h.events("threat.updated");
+    assert_eq!(threat_ids(&u), [t.id.clone()]);
+    assert_eq!(
+        u[0]["data"]["alert_key"],
+        alert_key.as_str(),
+        "updates go to the archived story's alert"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_near_its_deadline_stops_and_the_next_one_continues() {
+    let h = PollHarness::start(config(500), embedded()).await;
+    let r = run(&h.deps, &Selection::All, Instant::now() + Duration::from_secs(5))
+        .await
+        .unwrap()
+        .tenants
+        .remove(0);
+    assert_eq!((r.outcome, r.pages, r.published), (Outcome::Partial, 0, 0), "{r:?}");
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.published), (Outcome::Completed, 500));
+    let err = run(
+        &h.deps,
+        &Selection::Tenant("nobody".into()),
+        Instant::now() + Duration::from_secs(60),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("nobody"), "{err}");
+    let shards = [0, 1, 2].map(|i| Selection::Shard { index: i, count: 3 });
+    let mut polled = 0;
+    for s in &shards {
+        polled += run(&h.deps, s, Instant::now() + Duration::from_secs(60))
+            .await
+            .unwrap()
+            .tenants
+            .len();
+    }
+    assert_eq!(polled, 1, "each tenant in exactly one shard");
+}
