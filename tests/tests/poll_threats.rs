@@ -331,7 +331,7 @@ async fn our_own_writeback_does_not_echo_but_a_console_side_change_does() {
     let r = h.poll().await.tenants.remove(0);
     assert_eq!((r.changed, r.published), (1, 1), "{r:?}");
     let updated = h.events("threat.updated");
-    assert_eq!(threat_ids(&updated), [id.clone()]);
+    assert_eq!(threat_ids(&updated), [id.as_str()]);
     assert_eq!(updated[0]["data"]["s1"]["status"], "in_progress");
     assert_eq!(updated[0]["data"]["alert_key"], created[0]["data"]["alert_key"]);
 
@@ -435,7 +435,7 @@ async fn new_threats_join_reopen_and_roll_stories() {
     c.console_update(&t.id, Some(other), None).await.unwrap();
     h.poll().await;
     let u = h.events("threat.updated");
-    assert_eq!(threat_ids(&u), [t.id.clone()]);
+    assert_eq!(threat_ids(&u), [t.id.as_str()]);
     assert_eq!(
         u[0]["data"]["alert_key"],
         alert_key.as_str(),
