@@ -1,0 +1,41 @@
+//! poll-threats against DynamoDB Local (started by scripts/test.sh): the same guarantees as on
+//! the embedded store, with the production backend.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use integration_tests::poll::{FlakyTable, PollHarness, threat_ids};
+use s1_bridge_sim::SimConfig;
+use s1_shared::store::{DynamoTable, ItemTable, create_table};
+use s1_shared::usecase::poll_threats::Outcome;
+
+async fn table() -> Arc<dyn ItemTable> {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok(),
+        "AWS_ENDPOINT_URL_DYNAMODB is not set: run scripts/test.sh, which starts DynamoDB Local"
+    );
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    let name = format!("s1bridge-poll-{}", time::OffsetDateTime::now_utc().unix_timestamp_nanos());
+    create_table(&client, &name).await.unwrap();
+    Arc::new(DynamoTable::new(client, name))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backlog_with_a_crash_reaches_the_platform_exactly_once() {
+    let flaky = FlakyTable::new(table().await);
+    let h = PollHarness::start(SimConfig { threats: 2_100, agents: 300, cloud_alerts: 0, ..SimConfig::default() }, flaky.clone()).await;
+    flaky.fail_puts_after("CURSOR#", 1, 1);
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.published), (Outcome::Failed, 2_000), "{r:?}");
+    flaky.fail_story_writes(1);
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
+    let ids = threat_ids(&h.events("threat.created"));
+    assert_eq!(ids.len(), 2_100);
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 2_100);
+    let again = h.poll().await.tenants.remove(0);
+    assert_eq!(again.published, 0);
+}
