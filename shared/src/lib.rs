@@ -8,6 +8,7 @@
 //! - [`usecase`]: one use case per function.
 //! - [`telemetry`]: EMF metrics.
 
+pub mod config;
 pub mod domain;
 pub mod platform;
 pub mod s1;

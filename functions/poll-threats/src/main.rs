@@ -1,21 +1,39 @@
-//! Lambda `poll-threats`: poll S1 threats into platform alerts.
+//! Lambda `poll-threats`: every new or changed S1 threat reaches the platform once.
 //!
-//! Composition root only. The use case arrives with issue #4; until then the function
-//! answers every invocation with a typed, non-retryable error instead of pretending to work.
+//! Composition root: settings, clients and ports are built once per cold start and borrowed by
+//! every invocation.
 
-use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+mod handler;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use s1_shared::config::Settings;
+use s1_shared::platform::Adapters;
+use s1_shared::s1::ClientOptions;
+use s1_shared::secrets::SecretsManagerTokenProvider;
+use s1_shared::store::{DynamoTable, Store};
+use s1_shared::usecase::poll_threats::PollDeps;
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    lambda_runtime::run(service_fn(handle)).await
-}
-
-async fn handle(event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
-    tracing::warn!(request_id = %event.context.request_id, "poll-threats invoked before its use case exists");
-    Err(Diagnostic {
-        error_type: "NotImplemented".into(),
-        error_message: "poll-threats is not implemented yet (issue #4); nothing was done".into(),
-    })
+    let settings = Settings::from_env()?;
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let store = Store::new(Arc::new(DynamoTable::new(aws_sdk_dynamodb::Client::new(&aws), settings.table_name.clone())));
+    let tokens = Arc::new(SecretsManagerTokenProvider::new(aws_sdk_secretsmanager::Client::new(&aws), settings.secret_cache_ttl));
+    let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).timeout(Duration::from_secs(30)).build()?;
+    let options = ClientOptions::default();
+    let deps = PollDeps {
+        store,
+        tokens: tokens.clone(),
+        platforms: Arc::new(Adapters::new(http.clone(), tokens, options.retry.clone())),
+        http,
+        client_options: options,
+        owner: String::new(),
+        concurrency: settings.poll_concurrency,
+    };
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| handler::handle(&deps, event))).await
 }

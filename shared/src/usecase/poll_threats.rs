@@ -31,6 +31,7 @@ pub const LEASE_JOB: &str = "poll";
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(20);
 
 /// What a poll run needs. Built once per process.
+#[derive(Clone)]
 pub struct PollDeps {
     pub store: Store,
     pub tokens: Arc<dyn TokenProvider>,
