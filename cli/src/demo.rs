@@ -1,15 +1,24 @@
-//! The demo: a simulated S1 console in-process, read through the real client over HTTP.
+//! The demo: the product on one machine with no AWS and no S1 console. A simulated console, the
+//! embedded store, and a local signed-webhook receiver stand in for S1, DynamoDB and the platform.
 
-use std::time::Instant;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use futures_util::TryStreamExt;
-use s1_bridge_sim::{DEFAULT_TOKEN, Sim, SimConfig, TokenSpec};
+use s1_bridge_sim::{DEFAULT_TOKEN, NewThreats, Sim, SimConfig, TokenSpec, WebhookReceiver};
 use s1_shared::ApiToken;
-use s1_shared::s1::dto::IncidentStatus;
-use s1_shared::s1::{AgentQuery, ClientOptions, CloudAlertQuery, S1Client, S1Error, SiteQuery, ThreatQuery};
-use serde_json::json;
+use s1_shared::platform::Adapters;
+use s1_shared::s1::{AgentQuery, ClientOptions, S1Client, SiteQuery};
+use s1_shared::secrets::LocalTokenProvider;
+use s1_shared::store::{EmbeddedTable, Grouping, PlatformTarget, Store, TenantConfig, TokenSource};
+use s1_shared::usecase::poll_threats::{PollDeps, PollReport, Selection, TenantReport, run};
+use serde_json::{Value, json};
 use time::OffsetDateTime;
+
+/// A demo-only webhook secret: it opens nothing but the local receiver.
+const DEMO_WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -27,116 +36,204 @@ pub struct DemoArgs {
     json: bool,
 }
 
-pub async fn run(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let config = SimConfig {
+fn line(r: &TenantReport) -> String {
+    format!(
+        "fetched {} in {} pages: {} new, {} changed, {} unchanged, {} echoes; published {}, refused {}; lag {} s",
+        r.fetched,
+        r.pages,
+        r.new,
+        r.changed,
+        r.unchanged,
+        r.echoes,
+        r.published,
+        r.failed,
+        r.lag_seconds.unwrap_or_default()
+    )
+}
+
+pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    let say = |s: String| {
+        if !args.json {
+            println!("{s}");
+        }
+    };
+    let sim = Sim::start(SimConfig {
+        // The backlog ends a minute ago, as if the bridge were being switched on now.
+        start: OffsetDateTime::now_utc() - time::Duration::seconds(args.threats as i64 + 60),
         threats: args.threats,
         agents: args.agents,
         tokens: vec![TokenSpec::tenant(DEFAULT_TOKEN, args.token_days)],
         ..SimConfig::default()
+    })
+    .await?;
+    let receiver = WebhookReceiver::start(DEMO_WEBHOOK_SECRET).await?;
+    let store = Store::new(Arc::new(EmbeddedTable::in_memory()?));
+    say(format!(
+        "S1 console (simulated)  {}  {} threats, {} agents",
+        sim.base_url(),
+        args.threats,
+        args.agents
+    ));
+    say(format!(
+        "platform (local)        {}  verifies Standard Webhooks signatures",
+        receiver.url()
+    ));
+    say("state                   embedded store (redb, in memory)".into());
+
+    // The tenant: where its token comes from and where its alerts go.
+    let secrets = HashMap::from([
+        ("S1_TOKEN_DEMO".to_owned(), DEFAULT_TOKEN.to_owned()),
+        ("WEBHOOK_SECRET_DEMO".to_owned(), DEMO_WEBHOOK_SECRET.to_owned()),
+    ]);
+    let tokens = Arc::new(LocalTokenProvider::with_lookup(move |k| secrets.get(k).cloned()));
+    store
+        .put_tenant(&TenantConfig {
+            id: "demo".into(),
+            name: "Demo MSP".into(),
+            enabled: true,
+            console_url: sim.base_url(),
+            token: TokenSource::Env {
+                var: "S1_TOKEN_DEMO".into(),
+            },
+            account_ids: vec![],
+            site_ids: vec![],
+            platform: PlatformTarget {
+                kind: "generic".into(),
+                settings: json!({"url": receiver.url(), "secret": {"kind": "env", "var": "WEBHOOK_SECRET_DEMO"}}),
+            },
+            grouping: Grouping::Story,
+            poll_cloud_alerts: false,
+            mapping_overrides: Value::Null,
+        })
+        .await?;
+    let http = reqwest_client()?;
+    let options = ClientOptions::default();
+    let deps = PollDeps {
+        store: store.clone(),
+        tokens: tokens.clone(),
+        platforms: Arc::new(Adapters::new(http.clone(), tokens, options.retry.clone())),
+        http,
+        client_options: options.clone(),
+        owner: "demo".into(),
+        concurrency: 4,
     };
-    let sim = Sim::start(config).await?;
-    if !args.json {
-        println!(
-            "S1 simulator started at {} (seeded, {} threats, {} agents)",
-            sim.base_url(),
-            args.threats,
-            args.agents
-        );
-    }
-    let token = ApiToken::new(DEFAULT_TOKEN);
-    let client = S1Client::new(&sim.base_url(), &token, ClientOptions::default())?;
-    let started = Instant::now();
+    let poll = || async { run(&deps, &Selection::All, Instant::now() + Duration::from_secs(600)).await };
 
-    let status = client.system_status().await?;
-    let info = client.system_info().await?;
-    let user = client.user().await?;
+    say("\n1. First poll: the backlog".into());
+    let first: PollReport = poll().await?;
+    let r1 = first.tenants[0].clone();
+    say(format!("   {}", line(&r1)));
+    let events = receiver.events();
+    let alerts: HashSet<&str> = events.iter().filter_map(|e| e["data"]["alert_key"].as_str()).collect();
+    say(format!(
+        "   platform received {} threat.created events, grouped into {} alerts (stories)",
+        events.len(),
+        alerts.len()
+    ));
 
-    let mut threats = 0usize;
-    let mut pages = 0usize;
-    let mut unresolved = 0usize;
-    let mut fileless = 0usize;
-    let mut newest = None;
-    let mut stream = std::pin::pin!(client.threats(&ThreatQuery::default()));
-    while let Some(page) = stream.try_next().await? {
-        pages += 1;
-        threats += page.items.len();
-        for t in &page.items {
-            unresolved += usize::from(t.threat_info.incident_status == Some(IncidentStatus::Unresolved));
-            fileless += usize::from(t.file_hash().is_none());
-            newest = newest.max(t.threat_info.updated_at);
-        }
+    say("\n2. Second poll: nothing changed".into());
+    let second = poll().await?;
+    say(format!("   {}", line(&second.tenants[0])));
+
+    say("\n3. In the console: an analyst resolves a threat; agents report 3 new threats (1 on a known file)".into());
+    let known = events
+        .first()
+        .and_then(|e| e["data"]["s1"]["threat_id"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    sim.control()
+        .console_update(&known, Some("resolved"), Some("true_positive"))
+        .await?;
+    let first_event = events
+        .iter()
+        .find(|e| e["data"]["file"]["sha1"].is_string())
+        .unwrap_or(&events[0]);
+    let sibling = NewThreats {
+        count: 1,
+        agent_uuid: first_event["data"]["asset"]["external_id"].as_str().map(str::to_owned),
+        sha1: first_event["data"]["file"]["sha1"].as_str().map(str::to_owned),
+        detected_at: None,
+    };
+    sim.control().add_threats(&sibling).await?;
+    sim.control()
+        .add_threats(&NewThreats {
+            count: 2,
+            ..NewThreats::default()
+        })
+        .await?;
+    let third = poll().await?;
+    let r3 = third.tenants[0].clone();
+    say(format!("   {}", line(&r3)));
+    let after = receiver.events();
+    for e in &after[events.len()..] {
+        say(format!(
+            "   -> {} {} ({}){}",
+            e["type"].as_str().unwrap_or_default(),
+            e["data"]["s1"]["threat_id"].as_str().unwrap_or_default(),
+            e["data"]["s1"]["status"].as_str().unwrap_or_default(),
+            if e["data"]["story"]["new_alert"] == false && e["type"] == "threat.created" {
+                ", joins an existing alert"
+            } else {
+                ""
+            }
+        ));
     }
+
+    // What else the client reads, and the token's expiry.
+    let client = S1Client::new(&sim.base_url(), &ApiToken::new(DEFAULT_TOKEN), options)?;
     let agents: Vec<_> = client
         .agents(&AgentQuery::default())
         .map_ok(|p| p.items)
         .try_concat()
         .await?;
     let decommissioned = agents.iter().filter(|a| a.is_decommissioned == Some(true)).count();
-    let accounts: usize = client
-        .accounts()
-        .map_ok(|p| p.items.len())
-        .try_fold(0, |a, n| async move { Ok::<_, S1Error>(a + n) })
-        .await?;
     let sites: usize = client
         .sites(&SiteQuery::default())
         .map_ok(|p| p.items.len())
-        .try_fold(0, |a, n| async move { Ok::<_, S1Error>(a + n) })
+        .try_fold(0, |a, n| async move { Ok(a + n) })
         .await?;
-    let alerts: usize = client
-        .cloud_alerts(&CloudAlertQuery::default())
-        .map_ok(|p| p.items.len())
-        .try_fold(0, |a, n| async move { Ok::<_, S1Error>(a + n) })
-        .await?;
-    let details = client.api_token_details(&token).await?;
+    let details = client.api_token_details(&ApiToken::new(DEFAULT_TOKEN)).await?;
     let expires = details.expires_at.ok_or("S1 sent no expiresAt for the token")?;
     let left = expires - OffsetDateTime::now_utc();
-    let days_left = left.whole_days();
-    let elapsed = started.elapsed();
-
-    if args.json {
-        let summary = json!({
-            "console": {"health": status.health, "version": info.version, "token_scope": user.scope},
-            "threats": {"total": threats, "pages": pages, "unresolved": unresolved, "fileless": fileless},
-            "agents": {"total": agents.len(), "decommissioned": decommissioned},
-            "accounts": accounts,
-            "sites": sites,
-            "cloud_alerts": alerts,
-            "token": {"expires_at": s1_shared::s1::dto::format_time(expires), "days_left": days_left},
-            "elapsed_ms": elapsed.as_millis() as u64,
-        });
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-        return Ok(());
-    }
-    println!();
-    println!("What the S1 client read from the console:");
-    println!(
-        "  console      health {}, version {}, token scope {}",
-        status.health.as_deref().unwrap_or("?"),
-        info.version.as_deref().unwrap_or("?"),
-        user.scope.as_deref().unwrap_or("?")
-    );
-    println!("  threats      {threats} in {pages} pages ({unresolved} unresolved, {fileless} fileless)");
-    if let Some(n) = newest {
-        println!("               newest change {}", s1_shared::s1::dto::format_time(n));
-    }
-    println!("  agents       {} ({decommissioned} decommissioned)", agents.len());
-    println!("  accounts     {accounts}");
-    println!("  sites        {sites}");
-    println!("  STAR alerts  {alerts}");
-    println!(
-        "  API token    expires {} (in {days_left} d {} h){}",
+    say("\n4. The console's estate and the token".into());
+    say(format!(
+        "   agents {} ({decommissioned} decommissioned), sites {sites}",
+        agents.len()
+    ));
+    say(format!(
+        "   API token expires {} (in {} d {} h){}",
         s1_shared::s1::dto::format_time(expires),
+        left.whole_days(),
         left.whole_hours() % 24,
-        if days_left < 7 {
-            "  <- inside the 7-day alert threshold"
+        if left.whole_days() < 7 {
+            ": inside the 7-day alert threshold"
         } else {
             ""
         }
-    );
-    println!();
-    println!(
-        "Read in {:.1} s, paced by the client at S1's own rate limits.",
-        elapsed.as_secs_f64()
-    );
+    ));
+    say(format!(
+        "\nDone in {:.1} s. The platform holds every threat once; nothing was sent twice.",
+        started.elapsed().as_secs_f64()
+    ));
+
+    if args.json {
+        let summary = json!({
+            "polls": [first.tenants[0], second.tenants[0], third.tenants[0]],
+            "platform": {"events": after.len(), "alerts": alerts.len(), "deliveries": receiver.deliveries().len()},
+            "agents": {"total": agents.len(), "decommissioned": decommissioned},
+            "sites": sites,
+            "token": {"expires_at": s1_shared::s1::dto::format_time(expires), "days_left": left.whole_days()},
+            "elapsed_ms": started.elapsed().as_millis() as u64,
+        });
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    }
     Ok(())
+}
+
+fn reqwest_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30))
+        .build()
 }

@@ -29,7 +29,7 @@ async fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Demo(args) => demo::run(args).await,
+        Command::Demo(args) => demo::run_demo(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

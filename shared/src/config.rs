@@ -19,7 +19,11 @@ pub enum ConfigError {
     #[error("environment variable {0} is required")]
     Missing(&'static str),
     #[error("environment variable {var}={value:?} is invalid: {reason}")]
-    Invalid { var: &'static str, value: String, reason: &'static str },
+    Invalid {
+        var: &'static str,
+        value: String,
+        reason: &'static str,
+    },
 }
 
 /// What the functions are configured with.
@@ -44,13 +48,19 @@ impl Settings {
     /// # Errors
     /// The first missing or malformed variable, by name.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let table_name = get(TABLE_NAME).filter(|v| !v.trim().is_empty()).ok_or(ConfigError::Missing(TABLE_NAME))?;
+        let table_name = get(TABLE_NAME)
+            .filter(|v| !v.trim().is_empty())
+            .ok_or(ConfigError::Missing(TABLE_NAME))?;
         let number = |var: &'static str, default: u64, max: u64| -> Result<u64, ConfigError> {
             match get(var) {
                 None => Ok(default),
                 Some(v) => match v.trim().parse::<u64>() {
                     Ok(n) if (1..=max).contains(&n) => Ok(n),
-                    _ => Err(ConfigError::Invalid { var, value: v, reason: "must be a whole number in range" }),
+                    _ => Err(ConfigError::Invalid {
+                        var,
+                        value: v,
+                        reason: "must be a whole number in range",
+                    }),
                 },
             }
         };
@@ -76,7 +86,10 @@ mod tests {
     fn defaults_and_errors_name_the_variable() {
         let s = Settings::from_lookup(lookup(&[(TABLE_NAME, "s1-bridge-state")])).unwrap();
         assert_eq!((s.poll_concurrency, s.secret_cache_ttl), (4, Duration::from_secs(300)));
-        assert_eq!(Settings::from_lookup(lookup(&[])), Err(ConfigError::Missing(TABLE_NAME)));
+        assert_eq!(
+            Settings::from_lookup(lookup(&[])),
+            Err(ConfigError::Missing(TABLE_NAME))
+        );
         let err = Settings::from_lookup(lookup(&[(TABLE_NAME, "t"), (POLL_CONCURRENCY, "lots")])).unwrap_err();
         assert!(err.to_string().contains("POLL_CONCURRENCY"), "{err}");
         assert!(Settings::from_lookup(lookup(&[(TABLE_NAME, "t"), (POLL_CONCURRENCY, "0")])).is_err());

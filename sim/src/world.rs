@@ -287,20 +287,32 @@ impl World {
             })
             .collect();
         let hash_pool: Vec<String> = (0..(cfg.threats / 4).max(1)).map(|_| hex(&mut rng, 20)).collect();
+        // Infections recur: half the time a threat is a file already seen on its endpoint, so
+        // stories (endpoint + file) hold several threats, as on real consoles.
+        let mut seen_on_agent: Vec<Vec<usize>> = vec![Vec::new(); agents.len()];
         let group = cfg.same_updated_at.max(1);
         let threats: Vec<Threat> = (0..cfg.threats)
             .map(|i| {
                 let at = cfg.start + cfg.threat_spacing * ((i / group * group) as i32);
                 let fileless = rng.u8(..100) < 5;
                 let roll = rng.u8(..100);
+                let agent = rng.usize(..agents.len());
+                let sha1 = if fileless {
+                    String::new()
+                } else {
+                    let known = &mut seen_on_agent[agent];
+                    let h = if !known.is_empty() && rng.bool() {
+                        known[rng.usize(..known.len())]
+                    } else {
+                        rng.usize(..hash_pool.len())
+                    };
+                    known.push(h);
+                    hash_pool[h].clone()
+                };
                 Threat {
                     id: THREAT_BASE + i as u64 + 1,
-                    agent: rng.usize(..agents.len()),
-                    sha1: if fileless {
-                        String::new()
-                    } else {
-                        hash_pool[rng.usize(..hash_pool.len())].clone()
-                    },
+                    agent,
+                    sha1,
                     name: rng.usize(..THREAT_NAMES.len()),
                     confidence: if rng.u8(..100) < 70 { "malicious" } else { "suspicious" },
                     incident_status: match roll {

@@ -16,7 +16,10 @@ async fn table() -> Arc<dyn ItemTable> {
     );
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let client = aws_sdk_dynamodb::Client::new(&config);
-    let name = format!("s1bridge-poll-{}", time::OffsetDateTime::now_utc().unix_timestamp_nanos());
+    let name = format!(
+        "s1bridge-poll-{}",
+        time::OffsetDateTime::now_utc().unix_timestamp_nanos()
+    );
     create_table(&client, &name).await.unwrap();
     Arc::new(DynamoTable::new(client, name))
 }
@@ -24,7 +27,16 @@ async fn table() -> Arc<dyn ItemTable> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backlog_with_a_crash_reaches_the_platform_exactly_once() {
     let flaky = FlakyTable::new(table().await);
-    let h = PollHarness::start(SimConfig { threats: 2_100, agents: 300, cloud_alerts: 0, ..SimConfig::default() }, flaky.clone()).await;
+    let h = PollHarness::start(
+        SimConfig {
+            threats: 2_100,
+            agents: 300,
+            cloud_alerts: 0,
+            ..SimConfig::default()
+        },
+        flaky.clone(),
+    )
+    .await;
     flaky.fail_puts_after("CURSOR#", 1, 1);
     let r = h.poll().await.tenants.remove(0);
     assert_eq!((r.outcome, r.published), (Outcome::Failed, 2_000), "{r:?}");

@@ -491,20 +491,40 @@ async fn the_recorded_four_threats_on_one_agent_form_three_stories() {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     let h = PollHarness::start(config(1), embedded()).await;
-    h.store.put_tenant(&tenant("acme", &console, &h.receiver.url())).await.unwrap();
+    h.store
+        .put_tenant(&tenant("acme", &console, &h.receiver.url()))
+        .await
+        .unwrap();
     let r = h.poll().await.tenants.remove(0);
     assert_eq!((r.outcome, r.new, r.published), (Outcome::Completed, 4, 4), "{r:?}");
     let created = h.events("threat.created");
     let alert_of: HashMap<String, String> = created
         .iter()
-        .map(|e| (e["data"]["s1"]["threat_id"].as_str().unwrap().to_owned(), e["data"]["alert_key"].as_str().unwrap().to_owned()))
+        .map(|e| {
+            (
+                e["data"]["s1"]["threat_id"].as_str().unwrap().to_owned(),
+                e["data"]["alert_key"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     let alerts: HashSet<_> = alert_of.values().collect();
     assert_eq!(alerts.len(), 3, "three distinct SHA1s on one agent: three stories");
-    assert_eq!(alert_of["715723437013282014"], alert_of["715723444638526700"], "the two sharing a SHA1 share an alert");
+    assert_eq!(
+        alert_of["715723437013282014"], alert_of["715723444638526700"],
+        "the two sharing a SHA1 share an alert"
+    );
     assert_ne!(alert_of["715718962991148224"], alert_of["715723450678324472"]);
-    assert_eq!(created.iter().filter(|e| e["data"]["story"]["new_alert"] == true).count(), 3);
-    let joined = created.iter().find(|e| e["data"]["s1"]["threat_id"] == "715723444638526700").unwrap();
+    assert_eq!(
+        created
+            .iter()
+            .filter(|e| e["data"]["story"]["new_alert"] == true)
+            .count(),
+        3
+    );
+    let joined = created
+        .iter()
+        .find(|e| e["data"]["s1"]["threat_id"] == "715723444638526700")
+        .unwrap();
     assert_eq!(joined["data"]["story"]["threat_count"], 2);
     assert_eq!(joined["data"]["asset"]["hostname"], "EC2AMAZ-AJ0KANC");
 
@@ -514,6 +534,10 @@ async fn the_recorded_four_threats_on_one_agent_form_three_stories() {
     per_threat.grouping = Grouping::Threat;
     h.store.put_tenant(&per_threat).await.unwrap();
     h.poll().await;
-    let alerts: HashSet<_> = h.events("threat.created").iter().map(|e| e["data"]["alert_key"].as_str().unwrap().to_owned()).collect();
+    let alerts: HashSet<_> = h
+        .events("threat.created")
+        .iter()
+        .map(|e| e["data"]["alert_key"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(alerts.len(), 4);
 }

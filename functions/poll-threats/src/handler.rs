@@ -17,7 +17,10 @@ struct Payload {
 }
 
 fn selection(event: &Value) -> Result<Selection, Diagnostic> {
-    let bad = |m: String| Diagnostic { error_type: "BadInput".into(), error_message: m };
+    let bad = |m: String| Diagnostic {
+        error_type: "BadInput".into(),
+        error_message: m,
+    };
     if event.get("detail-type").is_some() {
         return Ok(Selection::All);
     }
@@ -26,36 +29,56 @@ fn selection(event: &Value) -> Result<Selection, Diagnostic> {
         (Some(t), None, None) => Ok(Selection::Tenant(t)),
         (None, Some(index), Some(count)) => Ok(Selection::Shard { index, count }),
         (None, None, None) => Ok(Selection::All),
-        _ => Err(bad("poll-threats input takes either {\"tenant\"} or {\"shard\", \"shards\"}".into())),
+        _ => Err(bad(
+            "poll-threats input takes either {\"tenant\"} or {\"shard\", \"shards\"}".into(),
+        )),
     }
 }
 
 /// Time left before Lambda's deadline (no deadline in local runs: 15 minutes).
 fn deadline(ctx: &lambda_runtime::Context) -> Instant {
     let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as u64;
-    let left = if ctx.deadline == 0 { 900_000 } else { ctx.deadline.saturating_sub(now_ms) };
+    let left = if ctx.deadline == 0 {
+        900_000
+    } else {
+        ctx.deadline.saturating_sub(now_ms)
+    };
     Instant::now() + Duration::from_millis(left)
 }
 
 pub(crate) async fn handle(deps: &PollDeps, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
     let selection = selection(&event.payload)?;
     let mut deps = deps.clone();
-    deps.owner = if event.context.request_id.is_empty() { "local".into() } else { event.context.request_id.clone() };
-    let report = run(&deps, &selection, deadline(&event.context)).await.map_err(|e| Diagnostic {
-        error_type: match e {
-            PollError::Store(ref s) if s.is_retryable() => "Retryable".into(),
-            PollError::Store(_) => "StoreError".into(),
-            _ => "BadInput".into(),
-        },
-        error_message: e.to_string(),
-    })?;
+    deps.owner = if event.context.request_id.is_empty() {
+        "local".into()
+    } else {
+        event.context.request_id.clone()
+    };
+    let report = run(&deps, &selection, deadline(&event.context))
+        .await
+        .map_err(|e| Diagnostic {
+            error_type: match e {
+                PollError::Store(ref s) if s.is_retryable() => "Retryable".into(),
+                PollError::Store(_) => "StoreError".into(),
+                _ => "BadInput".into(),
+            },
+            error_message: e.to_string(),
+        })?;
     // CloudWatch turns these stdout lines into metrics.
     for line in report.emf_lines("poll-threats", time::OffsetDateTime::now_utc()) {
         println!("{line}");
     }
     let totals = report.totals();
-    tracing::info!(tenants = report.tenants.len(), published = totals.published, failed = totals.failed, "poll run done");
-    serde_json::to_value(&report).map_err(|e| Diagnostic { error_type: "Internal".into(), error_message: e.to_string() })
+    tracing::info!(
+        tenants = report.tenants.len(),
+        published = totals.published,
+        failed = totals.failed,
+        "poll run done"
+    );
+    serde_json::to_value(&report).map_err(|e| Diagnostic {
+        error_type: "Internal".into(),
+        error_message: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -75,10 +98,19 @@ mod tests {
     #[test]
     fn inputs() {
         let cases = [
-            (serde_json::json!({"detail-type": "Scheduled Event", "source": "aws.events"}), Some(Selection::All)),
+            (
+                serde_json::json!({"detail-type": "Scheduled Event", "source": "aws.events"}),
+                Some(Selection::All),
+            ),
             (serde_json::json!({}), Some(Selection::All)),
-            (serde_json::json!({"tenant": "acme"}), Some(Selection::Tenant("acme".into()))),
-            (serde_json::json!({"shard": 1, "shards": 4}), Some(Selection::Shard { index: 1, count: 4 })),
+            (
+                serde_json::json!({"tenant": "acme"}),
+                Some(Selection::Tenant("acme".into())),
+            ),
+            (
+                serde_json::json!({"shard": 1, "shards": 4}),
+                Some(Selection::Shard { index: 1, count: 4 }),
+            ),
             (serde_json::json!({"shard": 1}), None),
             (serde_json::json!({"tenant": 5}), None),
         ];
@@ -89,9 +121,19 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn a_schedule_event_polls_and_reports() {
-        let sim = Sim::start(SimConfig { threats: 30, agents: 10, cloud_alerts: 0, ..SimConfig::default() }).await.unwrap();
+        let sim = Sim::start(SimConfig {
+            threats: 30,
+            agents: 10,
+            cloud_alerts: 0,
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
         let receiver = WebhookReceiver::start(SECRET).await.unwrap();
-        let env = HashMap::from([("S1_TOKEN".to_owned(), DEFAULT_TOKEN.to_owned()), ("HOOK".to_owned(), SECRET.to_owned())]);
+        let env = HashMap::from([
+            ("S1_TOKEN".to_owned(), DEFAULT_TOKEN.to_owned()),
+            ("HOOK".to_owned(), SECRET.to_owned()),
+        ]);
         let tokens = Arc::new(LocalTokenProvider::with_lookup(move |k| env.get(k).cloned()));
         let store = Store::new(Arc::new(EmbeddedTable::in_memory().unwrap()));
         store
@@ -103,7 +145,10 @@ mod tests {
                 token: TokenSource::Env { var: "S1_TOKEN".into() },
                 account_ids: vec![],
                 site_ids: vec![],
-                platform: PlatformTarget { kind: "generic".into(), settings: serde_json::json!({"url": receiver.url(), "secret": {"kind": "env", "var": "HOOK"}}) },
+                platform: PlatformTarget {
+                    kind: "generic".into(),
+                    settings: serde_json::json!({"url": receiver.url(), "secret": {"kind": "env", "var": "HOOK"}}),
+                },
                 grouping: Grouping::Story,
                 poll_cloud_alerts: false,
                 mapping_overrides: Value::Null,
@@ -120,12 +165,18 @@ mod tests {
             owner: String::new(),
             concurrency: 2,
         };
-        let event = LambdaEvent::new(serde_json::json!({"detail-type": "Scheduled Event"}), lambda_runtime::Context::default());
+        let event = LambdaEvent::new(
+            serde_json::json!({"detail-type": "Scheduled Event"}),
+            lambda_runtime::Context::default(),
+        );
         let out = handle(&deps, event).await.unwrap();
         assert_eq!(out["tenants"][0]["tenant"], "acme");
         assert_eq!(out["tenants"][0]["published"], 30);
         assert_eq!(receiver.events().len(), 30);
-        let bad = LambdaEvent::new(serde_json::json!({"tenant": "nobody"}), lambda_runtime::Context::default());
+        let bad = LambdaEvent::new(
+            serde_json::json!({"tenant": "nobody"}),
+            lambda_runtime::Context::default(),
+        );
         let err = handle(&deps, bad).await.unwrap_err();
         assert!(err.error_message.contains("nobody"), "{err:?}");
     }

@@ -22,9 +22,18 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let settings = Settings::from_env()?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let store = Store::new(Arc::new(DynamoTable::new(aws_sdk_dynamodb::Client::new(&aws), settings.table_name.clone())));
-    let tokens = Arc::new(SecretsManagerTokenProvider::new(aws_sdk_secretsmanager::Client::new(&aws), settings.secret_cache_ttl));
-    let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).timeout(Duration::from_secs(30)).build()?;
+    let store = Store::new(Arc::new(DynamoTable::new(
+        aws_sdk_dynamodb::Client::new(&aws),
+        settings.table_name.clone(),
+    )));
+    let tokens = Arc::new(SecretsManagerTokenProvider::new(
+        aws_sdk_secretsmanager::Client::new(&aws),
+        settings.secret_cache_ttl,
+    ));
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30))
+        .build()?;
     let options = ClientOptions::default();
     let deps = PollDeps {
         store,
