@@ -1,5 +1,6 @@
 //! `s1-bridge`: the operator CLI, one-machine runner and demo.
 
+mod bench;
 mod demo;
 
 use clap::{Parser, Subcommand};
@@ -19,6 +20,9 @@ struct Cli {
 enum Command {
     /// Run the product against a built-in S1 simulator: no AWS account, no S1 console needed.
     Demo(demo::DemoArgs),
+    /// One measured poll run (used by scripts/bench.sh).
+    #[command(hide = true)]
+    BenchPoll(bench::BenchArgs),
 }
 
 #[tokio::main]
@@ -30,6 +34,7 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run_demo(args).await,
+        Command::BenchPoll(args) => bench::run_bench(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

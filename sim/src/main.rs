@@ -1,7 +1,7 @@
 //! `s1-bridge-sim`: serve a simulated S1 console on loopback until Ctrl-C.
 
 use clap::Parser;
-use s1_bridge_sim::{DEFAULT_TOKEN, Sim, SimConfig, TokenSpec};
+use s1_bridge_sim::{DEFAULT_TOKEN, Sim, SimConfig, TokenSpec, WebhookReceiver};
 
 #[derive(Parser)]
 #[command(version, about = "SentinelOne Management API simulator for s1-bridge")]
@@ -24,6 +24,12 @@ struct Args {
     /// Days until the default token expires.
     #[arg(long, default_value_t = 30)]
     token_days: i64,
+    /// Also run a counting webhook receiver (for benchmarks) on this address.
+    #[arg(long)]
+    receiver: Option<std::net::SocketAddr>,
+    /// The receiver's Standard Webhooks secret (`whsec_...`).
+    #[arg(long, default_value = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]
+    receiver_secret: String,
 }
 
 #[tokio::main]
@@ -43,6 +49,14 @@ async fn main() -> std::io::Result<()> {
         ..SimConfig::default()
     };
     let sim = Sim::start_on(config, a.listen).await?;
+    let _receiver = match a.receiver {
+        Some(addr) => {
+            let r = WebhookReceiver::start_on(&a.receiver_secret, addr, false).await?;
+            println!("webhook receiver at {} (counts only; GET /hooks/stats)", r.url());
+            Some(r)
+        }
+        None => None,
+    };
     println!(
         "S1 simulator at {} (API under /web/api/v2.1, control under /_sim)",
         sim.base_url()

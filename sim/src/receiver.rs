@@ -37,6 +37,8 @@ struct Inner {
 
 struct RecvState {
     key: Vec<u8>,
+    /// Off for benchmarks: count and de-duplicate, keep no bodies.
+    keep_bodies: bool,
     inner: Mutex<Inner>,
 }
 
@@ -53,18 +55,24 @@ impl WebhookReceiver {
     /// # Errors
     /// A bad secret, or no port to bind.
     pub async fn start(secret: &str) -> std::io::Result<Self> {
+        Self::start_on(secret, "127.0.0.1:0".parse().expect("valid address"), true).await
+    }
+
+    /// Starts on `addr`; with `keep_bodies` off it only counts (for long benchmark runs).
+    ///
+    /// # Errors
+    /// A bad secret, or the address cannot be bound.
+    pub async fn start_on(secret: &str, addr: SocketAddr, keep_bodies: bool) -> std::io::Result<Self> {
         let b64 = secret.trim().strip_prefix("whsec_").unwrap_or(secret.trim());
         let key = STANDARD
             .decode(b64)
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "secret is not whsec_<base64>"))?;
-        let state = Arc::new(RecvState {
-            key,
-            inner: Mutex::new(Inner::default()),
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let state = Arc::new(RecvState { key, keep_bodies, inner: Mutex::new(Inner::default()) });
+        let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let app = Router::new()
             .route("/hooks/s1", post(receive))
+            .route("/hooks/stats", axum::routing::get(stats))
             .with_state(state.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -163,9 +171,12 @@ async fn receive(State(state): State<Arc<RecvState>>, headers: HeaderMap, body: 
         inner.refused_signatures += 1;
         return StatusCode::UNAUTHORIZED;
     };
-    let Ok(json) = serde_json::from_slice::<Value>(&body) else {
+    let Ok(mut json) = serde_json::from_slice::<Value>(&body) else {
         return StatusCode::BAD_REQUEST;
     };
+    if !state.keep_bodies {
+        json = Value::Null;
+    }
     let duplicate = !inner.seen.insert(id.clone());
     inner.deliveries.push(Delivery {
         webhook_id: id,
@@ -173,4 +184,13 @@ async fn receive(State(state): State<Arc<RecvState>>, headers: HeaderMap, body: 
         duplicate,
     });
     StatusCode::OK
+}
+
+async fn stats(State(state): State<Arc<RecvState>>) -> axum::Json<Value> {
+    let inner = state.inner.lock().unwrap_or_else(|e| e.into_inner());
+    axum::Json(serde_json::json!({
+        "deliveries": inner.deliveries.len(),
+        "unique": inner.seen.len(),
+        "refused_signatures": inner.refused_signatures,
+    }))
 }

@@ -22,6 +22,8 @@ use super::{Cond, Item, ItemPage, ItemTable, StoreError, now_secs};
 pub struct DynamoTable {
     client: Client,
     table: String,
+    /// DynamoDB API calls made, for the benchmark's requests-per-threat figure.
+    requests: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Rounds of retries for unprocessed batch items before giving up as throttled.
@@ -190,10 +192,16 @@ fn fastish_jitter(ms: u64) -> u64 {
 impl DynamoTable {
     /// Over `table`, with a client built once at cold start.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
+        Self { client, table: table.into(), requests: Default::default() }
+    }
+
+    /// DynamoDB API calls this table (and its clones) made so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn count(&self) {
+        self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Over `table`, configured from the environment (region, credentials, endpoint overrides).
@@ -241,6 +249,7 @@ impl DynamoTable {
                 .expression_attribute_values(":pk", s(key_value))
                 .expression_attribute_values(":prefix", s(sk_prefix));
         }
+        self.count();
         let out = q
             .set_exclusive_start_key(start)
             .send()
@@ -325,6 +334,7 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
 #[async_trait]
 impl ItemTable for DynamoTable {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
+        self.count();
         let out = self
             .client
             .get_item()
@@ -357,6 +367,7 @@ impl ItemTable for DynamoTable {
             let mut pending = Some(request.build().map_err(|e| StoreError::Invalid(e.to_string()))?);
             let mut round = 0;
             while let Some(req) = pending.take() {
+                self.count();
                 let resp = self
                     .client
                     .batch_get_item()
@@ -401,6 +412,7 @@ impl ItemTable for DynamoTable {
                 .set_expression_attribute_names(Some(expr.names))
                 .set_expression_attribute_values(Some(expr.values));
         }
+        self.count();
         match req.send().await {
             Ok(_) => Ok(true),
             Err(e)
@@ -426,6 +438,7 @@ impl ItemTable for DynamoTable {
             }
             let mut round = 0;
             while !writes.is_empty() {
+                self.count();
                 let resp = self
                     .client
                     .batch_write_item()
@@ -474,6 +487,7 @@ impl ItemTable for DynamoTable {
             let put = put.build().map_err(|e| StoreError::Invalid(e.to_string()))?;
             actions.push(TransactWriteItem::builder().put(put).build());
         }
+        self.count();
         match self
             .client
             .transact_write_items()
@@ -526,6 +540,7 @@ impl ItemTable for DynamoTable {
                 .set_expression_attribute_names(Some(expr.names))
                 .set_expression_attribute_values(Some(expr.values));
         }
+        self.count();
         match req.send().await {
             Ok(_) => Ok(true),
             Err(e)
