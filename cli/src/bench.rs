@@ -9,7 +9,10 @@ use clap::{Args, ValueEnum};
 use s1_shared::platform::Adapters;
 use s1_shared::s1::ClientOptions;
 use s1_shared::secrets::LocalTokenProvider;
-use s1_shared::store::{Checkpoint, DynamoTable, EmbeddedTable, Grouping, ItemTable, PlatformTarget, Store, TenantConfig, TokenSource, create_table};
+use s1_shared::store::{
+    Checkpoint, DynamoTable, EmbeddedTable, Grouping, ItemTable, PlatformTarget, Store, TenantConfig, TokenSource,
+    create_table,
+};
 use s1_shared::usecase::poll_threats::{PollDeps, Selection, run};
 use serde_json::{Value, json};
 
@@ -45,7 +48,10 @@ pub struct BenchArgs {
 
 fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 pub async fn run_bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -61,7 +67,10 @@ pub async fn run_bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>
         }
     };
     let store = Store::new(table);
-    let secrets = HashMap::from([("S1".to_owned(), args.token.clone()), ("HOOK".to_owned(), args.webhook_secret.clone())]);
+    let secrets = HashMap::from([
+        ("S1".to_owned(), args.token.clone()),
+        ("HOOK".to_owned(), args.webhook_secret.clone()),
+    ]);
     let tokens = Arc::new(LocalTokenProvider::with_lookup(move |k| secrets.get(k).cloned()));
     store
         .put_tenant(&TenantConfig {
@@ -72,7 +81,10 @@ pub async fn run_bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>
             token: TokenSource::Env { var: "S1".into() },
             account_ids: vec![],
             site_ids: vec![],
-            platform: PlatformTarget { kind: "generic".into(), settings: json!({"url": args.webhook, "secret": {"kind": "env", "var": "HOOK"}}) },
+            platform: PlatformTarget {
+                kind: "generic".into(),
+                settings: json!({"url": args.webhook, "secret": {"kind": "env", "var": "HOOK"}}),
+            },
             grouping: Grouping::Story,
             poll_cloud_alerts: false,
             mapping_overrides: Value::Null,
@@ -94,7 +106,12 @@ pub async fn run_bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>
     };
     let before = dynamo.as_ref().map(DynamoTable::requests).unwrap_or_default();
     let started = Instant::now();
-    let report = run(&deps, &Selection::Tenant("bench".into()), Instant::now() + Duration::from_secs(3600)).await?;
+    let report = run(
+        &deps,
+        &Selection::Tenant("bench".into()),
+        Instant::now() + Duration::from_secs(3600),
+    )
+    .await?;
     let elapsed = started.elapsed().as_secs_f64();
     let r = &report.tenants[0];
     let requests = dynamo.as_ref().map(|d| d.requests() - before);

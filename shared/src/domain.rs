@@ -67,8 +67,23 @@ pub fn content_digest(t: &Threat) -> String {
         account: rt.and_then(|a| a.account_id.as_deref()),
         ticket: i.external_ticket_id.as_deref(),
     };
-    let bytes = serde_json::to_vec(&shown).unwrap_or_default();
-    hex::encode(&Sha256::digest(&bytes)[..16])
+    short_digest(&serde_json::to_vec(&shown).unwrap_or_default())
+}
+
+/// 128-bit hex digest of some bytes.
+pub fn short_digest(bytes: &[u8]) -> String {
+    hex::encode(&Sha256::digest(bytes)[..16])
+}
+
+/// Severity of a STAR rule (`Low/Medium/High/Critical`, newer consoles also `Info`).
+pub fn severity_of_rule(s: Option<&str>) -> Severity {
+    match s.unwrap_or_default().to_ascii_lowercase().as_str() {
+        "critical" => Severity::Critical,
+        "high" => Severity::High,
+        "medium" => Severity::Medium,
+        "low" => Severity::Low,
+        _ => Severity::Info,
+    }
 }
 
 /// Platform severity.

@@ -67,7 +67,11 @@ impl WebhookReceiver {
         let key = STANDARD
             .decode(b64)
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "secret is not whsec_<base64>"))?;
-        let state = Arc::new(RecvState { key, keep_bodies, inner: Mutex::new(Inner::default()) });
+        let state = Arc::new(RecvState {
+            key,
+            keep_bodies,
+            inner: Mutex::new(Inner::default()),
+        });
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let app = Router::new()

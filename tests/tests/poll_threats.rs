@@ -541,3 +541,47 @@ async fn the_recorded_four_threats_on_one_agent_form_three_stories() {
         .collect();
     assert_eq!(alerts.len(), 4);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn star_alerts_are_polled_by_creation_and_deduplicated_by_alert_id() {
+    let h = PollHarness::start(
+        SimConfig {
+            cloud_alerts: 40,
+            ..config(100)
+        },
+        embedded(),
+    )
+    .await;
+    let mut t = tenant("acme", &h.sim.base_url(), &h.receiver.url());
+    t.poll_cloud_alerts = true;
+    h.store.put_tenant(&t).await.unwrap();
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.new, r.published), (Outcome::Completed, 140, 140), "{r:?}");
+    let star: Vec<_> = h
+        .events("threat.created")
+        .into_iter()
+        .filter(|e| e["data"]["title"].as_str().unwrap().starts_with("STAR:"))
+        .collect();
+    assert_eq!(star.len(), 40);
+    assert_each_once(&star, 40);
+    assert!(
+        star.iter().all(|e| e["data"]["s1"]["status"] == "unresolved"),
+        "display casing normalised"
+    );
+    assert!(
+        star.iter()
+            .all(|e| ["critical", "high", "medium", "low"].contains(&e["data"]["severity"].as_str().unwrap()))
+    );
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(r.published, 0, "{r:?}");
+    assert_eq!(
+        h.store
+            .get_checkpoint("acme", "alerts")
+            .await
+            .unwrap()
+            .unwrap()
+            .ids_at_watermark
+            .len(),
+        1
+    );
+}

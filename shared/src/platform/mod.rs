@@ -139,6 +139,53 @@ impl ThreatView {
     }
 }
 
+impl ThreatView {
+    /// Builds the view of a STAR / cloud-detection alert. Its statuses come in display casing
+    /// ("In progress") and are normalised to the threat spelling (`in_progress`).
+    pub fn from_cloud_alert(a: &crate::s1::dto::CloudAlert, console: &str) -> Self {
+        let norm = |s: &Option<String>| s.as_ref().map(|v| v.trim().to_ascii_lowercase().replace(' ', "_"));
+        let det = a.agent_detection_info.clone();
+        let rule = a.rule_info.clone();
+        let process = a.source_process_info.clone();
+        let id = a.alert_info.alert_id.clone().unwrap_or_default();
+        let host = det.as_ref().and_then(|d| d.name.clone());
+        Self {
+            threat_id: id.clone(),
+            title: format!(
+                "STAR: {} on {}",
+                rule.as_ref().and_then(|r| r.name.as_deref()).unwrap_or("custom rule"),
+                host.as_deref().unwrap_or("an unknown endpoint")
+            ),
+            status: norm(&a.alert_info.incident_status),
+            verdict: norm(&a.alert_info.analyst_verdict),
+            confidence: None,
+            classification: Some("STAR rule".into()),
+            console_url: format!("{}/incidents/alerts/{id}", console.trim_end_matches('/')),
+            detected_at: a.alert_info.created_at,
+            updated_at: a.alert_info.updated_at.or(a.alert_info.created_at),
+            customer: Scope {
+                external_id: det.as_ref().and_then(|d| d.account_id.clone()),
+                name: None,
+            },
+            site: Scope {
+                external_id: det.as_ref().and_then(|d| d.site_id.clone()),
+                name: None,
+            },
+            asset: AssetView {
+                external_id: det.as_ref().and_then(|d| d.uuid.clone()),
+                hostname: host,
+                os: det.as_ref().and_then(|d| d.os_family.clone()),
+                ip: vec![],
+            },
+            file: FileView {
+                path: process.as_ref().and_then(|p| p.file_path.clone()),
+                sha1: process.as_ref().and_then(|p| p.file_hash_sha1.clone()),
+                sha256: process.as_ref().and_then(|p| p.file_hash_sha256.clone()),
+            },
+        }
+    }
+}
+
 /// The story (platform alert) an event belongs to.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StoryView {

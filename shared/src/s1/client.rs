@@ -424,7 +424,7 @@ impl S1Client {
     // ---- threats -------------------------------------------------------------------------
 
     /// `GET /threats`, page by page.
-    pub fn threats(&self, query: &ThreatQuery) -> impl Stream<Item = Result<Page<Threat>, S1Error>> + '_ {
+    pub fn threats<'a>(&'a self, query: &ThreatQuery) -> impl Stream<Item = Result<Page<Threat>, S1Error>> + use<'a> {
         self.pages(
             "threats",
             EndpointFamily::ThreatsList,
@@ -483,7 +483,7 @@ impl S1Client {
     }
 
     /// `GET /threats/{id}/notes`, page by page.
-    pub fn threat_notes(&self, threat_id: &str) -> impl Stream<Item = Result<Page<Note>, S1Error>> + '_ {
+    pub fn threat_notes<'a>(&'a self, threat_id: &str) -> impl Stream<Item = Result<Page<Note>, S1Error>> + use<'a> {
         let (path, query) = match path_with_id("threats", threat_id, "notes") {
             Ok(path) => {
                 let query = Query::new(MAX_PAGE_LIMIT).map(|mut q| {
@@ -511,7 +511,10 @@ impl S1Client {
     // ---- cloud-detection (STAR) alerts ---------------------------------------------------
 
     /// `GET /cloud-detection/alerts`, page by page.
-    pub fn cloud_alerts(&self, query: &CloudAlertQuery) -> impl Stream<Item = Result<Page<CloudAlert>, S1Error>> + '_ {
+    pub fn cloud_alerts<'a>(
+        &'a self,
+        query: &CloudAlertQuery,
+    ) -> impl Stream<Item = Result<Page<CloudAlert>, S1Error>> + use<'a> {
         self.pages(
             "cloud-detection/alerts",
             EndpointFamily::CloudDetection,
@@ -557,7 +560,7 @@ impl S1Client {
     // ---- assets --------------------------------------------------------------------------
 
     /// `GET /agents`, page by page.
-    pub fn agents(&self, query: &AgentQuery) -> impl Stream<Item = Result<Page<Agent>, S1Error>> + '_ {
+    pub fn agents<'a>(&'a self, query: &AgentQuery) -> impl Stream<Item = Result<Page<Agent>, S1Error>> + use<'a> {
         self.pages("agents", EndpointFamily::Agents, query.to_pairs(), |d: Vec<Agent>| d)
     }
 
@@ -572,7 +575,7 @@ impl S1Client {
     }
 
     /// `GET /sites`, page by page (S1 nests them in an object-shaped `data`).
-    pub fn sites(&self, query: &SiteQuery) -> impl Stream<Item = Result<Page<Site>, S1Error>> + '_ {
+    pub fn sites<'a>(&'a self, query: &SiteQuery) -> impl Stream<Item = Result<Page<Site>, S1Error>> + use<'a> {
         self.pages(
             "sites",
             EndpointFamily::SitesAccounts,

@@ -192,7 +192,11 @@ fn fastish_jitter(ms: u64) -> u64 {
 impl DynamoTable {
     /// Over `table`, with a client built once at cold start.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into(), requests: Default::default() }
+        Self {
+            client,
+            table: table.into(),
+            requests: Default::default(),
+        }
     }
 
     /// DynamoDB API calls this table (and its clones) made so far.

@@ -15,12 +15,14 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::ApiToken;
-use crate::domain::{self, MAX_STORY_MEMBERS, STORY_WINDOW};
+use crate::domain::{self, MAX_STORY_MEMBERS, STORY_WINDOW, Severity};
 use crate::platform::{EventKind, Platform, PlatformError, PlatformResolver, StoryView, ThreatEvent, ThreatView};
-use crate::s1::dto::Threat;
-use crate::s1::{ClientOptions, S1Client, S1Error, ThreatQuery};
+use crate::s1::dto::{CloudAlert, Threat};
+use crate::s1::{ClientOptions, CloudAlertQuery, S1Client, S1Error, ThreatQuery};
 use crate::secrets::{SecretError, TokenProvider};
-use crate::store::{Checkpoint, MemberState, Store, StoreError, StoryRecord, StoryStatus, TenantConfig, Versioned};
+use crate::store::{
+    Checkpoint, Grouping, MemberState, Store, StoreError, StoryRecord, StoryStatus, TenantConfig, Versioned,
+};
 use crate::telemetry::{Metric, NAMESPACE, emf_line};
 
 /// Name of the threats checkpoint.
@@ -362,15 +364,94 @@ async fn poll_threats(
     deadline: Instant,
     report: &mut TenantReport,
 ) -> Result<(), Stop> {
-    let store = &deps.store;
-    let mut checkpoint = store.get_checkpoint(&tenant.id, CHECKPOINT).await?.unwrap_or_default();
     let query = ThreatQuery {
-        updated_at_gte: checkpoint.watermark,
+        updated_at_gte: None,
         account_ids: tenant.account_ids.clone(),
         site_ids: tenant.site_ids.clone(),
         ..ThreatQuery::default()
     };
-    let mut pages = std::pin::pin!(client.threats(&query));
+    let to_candidates = |page: Vec<Threat>| page.iter().map(|t| Candidate::from_threat(t, tenant)).collect();
+    let ctx = Ctx {
+        deps,
+        tenant,
+        platform,
+        deadline,
+    };
+    let result = drain(
+        &ctx,
+        report,
+        CHECKPOINT,
+        |watermark| {
+            client.threats(&ThreatQuery {
+                updated_at_gte: watermark,
+                ..query.clone()
+            })
+        },
+        to_candidates,
+    )
+    .await;
+    if result.is_ok() && tenant.poll_cloud_alerts && report.outcome != Outcome::Partial {
+        // STAR alerts have no updatedAt filter: they are polled by creation time, new ones only.
+        let alerts = CloudAlertQuery {
+            account_ids: tenant.account_ids.clone(),
+            site_ids: tenant.site_ids.clone(),
+            ..CloudAlertQuery::default()
+        };
+        let to_candidates =
+            |page: Vec<CloudAlert>| page.iter().filter_map(|a| Candidate::from_alert(a, tenant)).collect();
+        return drain(
+            &ctx,
+            report,
+            ALERTS_CHECKPOINT,
+            |watermark| {
+                client.cloud_alerts(&CloudAlertQuery {
+                    created_at_gte: watermark,
+                    ..alerts.clone()
+                })
+            },
+            to_candidates,
+        )
+        .await;
+    }
+    result
+}
+
+/// Name of the STAR-alerts checkpoint.
+pub const ALERTS_CHECKPOINT: &str = "alerts";
+
+/// What one tenant's run works with.
+struct Ctx<'a> {
+    deps: &'a PollDeps,
+    tenant: &'a TenantConfig,
+    platform: &'a dyn Platform,
+    deadline: Instant,
+}
+
+/// Pages through one source from its checkpoint, processing and checkpointing page by page.
+async fn drain<'c, T, S, F, M>(
+    ctx: &Ctx<'_>,
+    report: &mut TenantReport,
+    checkpoint_name: &str,
+    open: F,
+    to_candidates: M,
+) -> Result<(), Stop>
+where
+    F: FnOnce(Option<OffsetDateTime>) -> S,
+    S: futures_util::Stream<Item = Result<crate::s1::Page<T>, S1Error>> + 'c,
+    M: Fn(Vec<T>) -> Vec<Candidate>,
+{
+    let Ctx {
+        deps,
+        tenant,
+        platform,
+        deadline,
+    } = *ctx;
+    let store = &deps.store;
+    let mut checkpoint = store
+        .get_checkpoint(&tenant.id, checkpoint_name)
+        .await?
+        .unwrap_or_default();
+    let mut pages = std::pin::pin!(open(checkpoint.watermark));
     let result = loop {
         if deadline.saturating_duration_since(Instant::now()) < DEADLINE_MARGIN {
             report.outcome = Outcome::Partial;
@@ -383,24 +464,98 @@ async fn poll_threats(
         };
         report.pages += 1;
         report.fetched += page.items.len() as u64;
-        if let Err(e) = process_page(deps, tenant, platform, &page.items, &checkpoint, report).await {
+        let candidates = to_candidates(page.items);
+        if let Err(e) = process_page(deps, tenant, platform, &candidates, &checkpoint, report).await {
             break Err(e);
         }
-        advance(&mut checkpoint, &page.items);
+        advance(&mut checkpoint, &candidates);
         // Saved last: everything before it has been accepted by the platform.
-        store.put_checkpoint(&tenant.id, CHECKPOINT, &checkpoint).await?;
+        store.put_checkpoint(&tenant.id, checkpoint_name, &checkpoint).await?;
     };
-    report.lag_seconds = checkpoint
+    let lag = checkpoint
         .watermark
         .map(|w| (OffsetDateTime::now_utc() - w).whole_seconds().max(0));
+    report.lag_seconds = report.lag_seconds.max(lag);
     result
 }
 
-/// Moves the watermark to the newest `updatedAt` of the page, remembering which ids sit exactly
-/// on it (`updatedAt__gte` returns them again).
-fn advance(c: &mut Checkpoint, page: &[Threat]) {
+/// One thing to publish, normalised from a threat or a STAR alert.
+pub(crate) struct Candidate {
+    /// Member id: the threat id, or `alert:<alertId>`.
+    id: String,
+    /// Order and de-duplication stamp: a threat's `updatedAt`, an alert's `createdAt`.
+    stamp: Option<OffsetDateTime>,
+    key: String,
+    detected_at: Option<OffsetDateTime>,
+    state: MemberState,
+    view: ThreatView,
+    severity: Severity,
+}
+
+impl Candidate {
+    fn from_threat(t: &Threat, tenant: &TenantConfig) -> Self {
+        Self {
+            id: t.id.clone(),
+            stamp: t.threat_info.updated_at,
+            key: domain::story_key(t, tenant.grouping),
+            detected_at: domain::detected_at(t),
+            state: MemberState {
+                updated_at: t.threat_info.updated_at,
+                digest: domain::content_digest(t),
+                status: t.threat_info.incident_status.map(|s| s.as_str().to_owned()),
+                verdict: t.threat_info.analyst_verdict.map(|v| v.as_str().to_owned()),
+                written_status: None,
+                written_verdict: None,
+                publish_error: None,
+            },
+            view: ThreatView::from_threat(t, &tenant.console_url),
+            severity: domain::severity(t.threat_info.confidence_level, t.threat_info.classification.as_deref()),
+        }
+    }
+
+    fn from_alert(a: &CloudAlert, tenant: &TenantConfig) -> Option<Self> {
+        let alert_id = a.alert_info.alert_id.clone()?;
+        let view = ThreatView::from_cloud_alert(a, &tenant.console_url);
+        let agent = a
+            .agent_detection_info
+            .as_ref()
+            .and_then(|d| d.uuid.clone())
+            .filter(|u| !u.is_empty());
+        let rule = a.rule_info.as_ref().and_then(|r| r.id.clone().or(r.name.clone()));
+        let key = match (tenant.grouping, agent, rule) {
+            (Grouping::Story, Some(agent), Some(rule)) => format!(
+                "{}:star:{}",
+                agent.to_ascii_lowercase(),
+                rule.to_ascii_lowercase().replace('#', "")
+            ),
+            _ => format!("alert:{alert_id}"),
+        };
+        let digest = domain::short_digest(&serde_json::to_vec(&view).unwrap_or_default());
+        Some(Self {
+            id: format!("alert:{alert_id}"),
+            stamp: a.alert_info.created_at,
+            key,
+            detected_at: a.alert_info.created_at,
+            state: MemberState {
+                updated_at: a.alert_info.created_at,
+                digest,
+                status: view.status.clone(),
+                verdict: view.verdict.clone(),
+                written_status: None,
+                written_verdict: None,
+                publish_error: None,
+            },
+            severity: domain::severity_of_rule(a.rule_info.as_ref().and_then(|r| r.severity.as_deref())),
+            view,
+        })
+    }
+}
+
+/// Moves the watermark to the newest stamp of the page, remembering which ids sit exactly on it
+/// (`__gte` returns them again).
+fn advance(c: &mut Checkpoint, page: &[Candidate]) {
     for t in page {
-        let Some(at) = t.threat_info.updated_at else { continue };
+        let Some(at) = t.stamp else { continue };
         match c.watermark {
             Some(w) if at < w => {}
             Some(w) if at == w => {
@@ -423,22 +578,8 @@ fn console_host(url: &str) -> String {
         .unwrap_or_else(|| url.to_owned())
 }
 
-fn member_state(t: &Threat) -> MemberState {
-    MemberState {
-        updated_at: t.threat_info.updated_at,
-        digest: domain::content_digest(t),
-        status: t.threat_info.incident_status.map(|s| s.as_str().to_owned()),
-        verdict: t.threat_info.analyst_verdict.map(|v| v.as_str().to_owned()),
-        written_status: None,
-        written_verdict: None,
-        publish_error: None,
-    }
-}
-
-fn new_story(key: &str, t: &Threat, previous: Vec<String>) -> StoryRecord {
-    let window_start = domain::detected_at(t)
-        .or(t.threat_info.updated_at)
-        .unwrap_or_else(OffsetDateTime::now_utc);
+fn new_story(key: &str, c: &Candidate, previous: Vec<String>) -> StoryRecord {
+    let window_start = c.detected_at.or(c.stamp).unwrap_or_else(OffsetDateTime::now_utc);
     StoryRecord {
         key: key.to_owned(),
         id: format!("{key}@{}", window_start.unix_timestamp()),
@@ -451,21 +592,31 @@ fn new_story(key: &str, t: &Threat, previous: Vec<String>) -> StoryRecord {
     }
 }
 
+fn loaded(v: Versioned<StoryRecord>, archived: bool) -> Work {
+    Work {
+        story: v.value,
+        version: v.version,
+        archived,
+        dirty: false,
+        touched: HashSet::new(),
+        reopened: false,
+    }
+}
+
 async fn process_page(
     deps: &PollDeps,
     tenant: &TenantConfig,
     platform: &dyn Platform,
-    threats: &[Threat],
+    page: &[Candidate],
     checkpoint: &Checkpoint,
     report: &mut TenantReport,
 ) -> Result<(), Stop> {
     let store = &deps.store;
-    let candidates: Vec<&Threat> = threats
+    let candidates: Vec<&Candidate> = page
         .iter()
-        .filter(|t| {
-            let seen = t.threat_info.updated_at.is_some()
-                && t.threat_info.updated_at == checkpoint.watermark
-                && checkpoint.ids_at_watermark.contains(&t.id);
+        .filter(|c| {
+            let seen =
+                c.stamp.is_some() && c.stamp == checkpoint.watermark && checkpoint.ids_at_watermark.contains(&c.id);
             if seen {
                 report.unchanged += 1;
             }
@@ -475,36 +626,24 @@ async fn process_page(
     if candidates.is_empty() {
         return Ok(());
     }
-    let keys: Vec<String> = candidates
+    let unique: Vec<String> = candidates
         .iter()
-        .map(|t| domain::story_key(t, tenant.grouping))
+        .map(|c| c.key.clone())
+        .collect::<HashSet<_>>()
+        .into_iter()
         .collect();
-    let unique: Vec<String> = keys.iter().cloned().collect::<HashSet<_>>().into_iter().collect();
     let mut work: HashMap<String, Work> = store
         .get_stories(&tenant.id, &unique)
         .await?
         .into_iter()
-        .map(|(k, v)| {
-            (
-                k,
-                Work {
-                    story: v.value,
-                    version: v.version,
-                    archived: false,
-                    dirty: false,
-                    touched: HashSet::new(),
-                    reopened: false,
-                },
-            )
-        })
+        .map(|(k, v)| (k, loaded(v, false)))
         .collect();
-    // Threats of earlier (archived) stories of a key are found through the current story.
+    // Members of earlier (archived) stories of a key are found through the current story.
     let archived_ids: Vec<String> = candidates
         .iter()
-        .zip(&keys)
-        .filter_map(|(t, k)| {
-            work.get(k)
-                .filter(|w| !w.story.members.contains_key(&t.id))
+        .filter_map(|c| {
+            work.get(&c.key)
+                .filter(|w| !w.story.members.contains_key(&c.id))
                 .map(|w| w.story.previous.clone())
         })
         .flatten()
@@ -513,60 +652,51 @@ async fn process_page(
         .collect();
     if !archived_ids.is_empty() {
         for (id, v) in store.get_stories(&tenant.id, &archived_ids).await? {
-            work.insert(
-                id,
-                Work {
-                    story: v.value,
-                    version: v.version,
-                    archived: true,
-                    dirty: false,
-                    touched: HashSet::new(),
-                    reopened: false,
-                },
-            );
+            work.insert(id, loaded(v, true));
         }
     }
     let host = console_host(&tenant.console_url);
     let mut archive: Vec<StoryRecord> = Vec::new();
     let mut stop = None;
 
-    for (t, key) in candidates.iter().zip(&keys) {
-        // Where the threat is already a member: the current story or an archived one.
-        let home = if work.get(key).is_some_and(|w| w.story.members.contains_key(&t.id)) {
+    for c in candidates {
+        let key = &c.key;
+        // Where the item is already a member: the current story or an archived one.
+        let home = if work.get(key).is_some_and(|w| w.story.members.contains_key(&c.id)) {
             Some(key.clone())
         } else {
             work.get(key)
                 .map(|w| w.story.previous.clone())
                 .unwrap_or_default()
                 .into_iter()
-                .find(|id| work.get(id).is_some_and(|w| w.story.members.contains_key(&t.id)))
+                .find(|id| work.get(id).is_some_and(|w| w.story.members.contains_key(&c.id)))
         };
-        let fresh = member_state(t);
+        let fresh = c.state.clone();
         let (name, kind, new_alert) = match home {
             Some(name) => {
                 let w = work.get_mut(&name).expect("home story is loaded");
-                let known = w.story.members.get(&t.id).expect("member exists").clone();
+                let known = w.story.members.get(&c.id).expect("member exists").clone();
                 if known.updated_at == fresh.updated_at && known.updated_at.is_some() {
                     report.unchanged += 1;
                     continue;
                 }
                 let status_changed = (&known.status, &known.verdict) != (&fresh.status, &fresh.verdict);
                 let content_changed = known.digest != fresh.digest;
-                let ours = known.written_status.is_some() || known.written_verdict.is_some();
-                let expected = (
-                    known.written_status.clone().or(known.status.clone()),
-                    known.written_verdict.clone().or(known.verdict.clone()),
-                );
                 if !content_changed && !status_changed {
                     // Only updatedAt moved (a note, say): nothing the platform shows.
                     report.unchanged += 1;
                     continue;
                 }
+                let ours = known.written_status.is_some() || known.written_verdict.is_some();
+                let expected = (
+                    known.written_status.clone().or(known.status.clone()),
+                    known.written_verdict.clone().or(known.verdict.clone()),
+                );
                 if !content_changed && ours && (fresh.status.clone(), fresh.verdict.clone()) == expected {
                     // Our own writeback coming back: remember the state, tell nobody.
                     report.echoes += 1;
-                    w.story.members.insert(t.id.clone(), fresh);
-                    w.touched.insert(t.id.clone());
+                    w.story.members.insert(c.id.clone(), fresh);
+                    w.touched.insert(c.id.clone());
                     w.dirty = true;
                     continue;
                 }
@@ -575,21 +705,20 @@ async fn process_page(
             }
             None => {
                 report.new += 1;
-                let detected = domain::detected_at(t).or(t.threat_info.updated_at);
-                let roll = match work.get(key) {
-                    None => None,
-                    Some(w) => {
-                        let expired = detected.is_some_and(|d| d >= w.story.window_start + STORY_WINDOW);
-                        let full = w.story.members.len() >= MAX_STORY_MEMBERS;
-                        Some(expired || full)
-                    }
-                };
+                let roll = work.get(key).map(|w| {
+                    let expired = c
+                        .detected_at
+                        .or(c.stamp)
+                        .is_some_and(|d| d >= w.story.window_start + STORY_WINDOW);
+                    expired || w.story.members.len() >= MAX_STORY_MEMBERS
+                });
                 match roll {
                     None => {
+                        let story = new_story(key, c, vec![]);
                         work.insert(
                             key.clone(),
                             Work {
-                                story: new_story(key, t, vec![]),
+                                story,
                                 version: 0,
                                 archived: false,
                                 dirty: true,
@@ -604,7 +733,7 @@ async fn process_page(
                         let old = w.story.clone();
                         let mut previous = old.previous.clone();
                         previous.push(old.id.clone());
-                        w.story = new_story(key, t, previous);
+                        w.story = new_story(key, c, previous);
                         w.dirty = true;
                         archive.push(old);
                         (key.clone(), EventKind::Created, true)
@@ -622,23 +751,20 @@ async fn process_page(
         };
         let w = work.get_mut(&name).expect("story is loaded");
         let mut state = fresh;
-        if let Some(prev) = w.story.members.get(&t.id) {
-            // Keep what the writeback recorded; a console-side change consumes it.
-            if kind == EventKind::Updated {
-                state.written_status = None;
-                state.written_verdict = None;
-            } else {
+        if let Some(prev) = w.story.members.get(&c.id) {
+            // A console-side change consumes what the writeback recorded; otherwise keep it.
+            if kind == EventKind::Created {
                 state.written_status = prev.written_status.clone();
                 state.written_verdict = prev.written_verdict.clone();
             }
         }
-        let count = w.story.members.len() + usize::from(!w.story.members.contains_key(&t.id));
+        let count = w.story.members.len() + usize::from(!w.story.members.contains_key(&c.id));
         let event = ThreatEvent {
             kind,
-            id: domain::event_id(&tenant.id, kind.as_str(), &t.id, t.threat_info.updated_at),
+            id: domain::event_id(&tenant.id, kind.as_str(), &c.id, c.stamp),
             tenant: tenant.id.clone(),
-            severity: domain::severity(t.threat_info.confidence_level, t.threat_info.classification.as_deref()),
-            threat: ThreatView::from_threat(t, &tenant.console_url),
+            severity: c.severity,
+            threat: c.view.clone(),
             story: StoryView {
                 id: w.story.id.clone(),
                 alert_key: format!("s1:{host}:{}", w.story.id),
@@ -657,18 +783,18 @@ async fn process_page(
             }
             Err(PlatformError::Rejected { status, detail }) => {
                 report.failed += 1;
-                tracing::warn!(tenant = %tenant.id, threat = %t.id, status, "platform refused the event; recorded, not retried");
+                tracing::warn!(tenant = %tenant.id, item = %c.id, status, "platform refused the event; recorded, not retried");
                 state.publish_error = Some(format!("HTTP {status}: {detail}"));
             }
             Err(e) => {
-                // Not recorded: the checkpoint stays put and the next run retries this threat.
+                // Not recorded: the checkpoint stays put and the next run retries this item.
                 stop = Some(e);
                 break;
             }
         }
         w.reopened = false;
-        w.story.members.insert(t.id.clone(), state);
-        w.touched.insert(t.id.clone());
+        w.story.members.insert(c.id.clone(), state);
+        w.touched.insert(c.id.clone());
         w.dirty = true;
     }
 
