@@ -2,6 +2,7 @@
 //! platform; today the `generic` signed-webhook adapter.
 
 mod generic;
+pub mod inbound;
 
 use std::sync::Arc;
 

@@ -52,3 +52,7 @@ pub const EVENT_SK: &str = "EVENT";
 pub fn platform_alert(platform: &str, reference: &str) -> String {
     format!("ALERT#{platform}#{reference}")
 }
+/// A platform's own id for an alert (e.g. a PagerDuty incident id), pointing at its story.
+pub fn alias(platform: &str, reference: &str) -> String {
+    format!("ALIAS#{platform}#{reference}")
+}

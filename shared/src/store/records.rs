@@ -245,6 +245,17 @@ pub struct OutboundRequest {
     pub error: Option<String>,
 }
 
+/// What became of a webhook's change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acceptance {
+    /// Stored, to be applied.
+    Accepted,
+    /// The event id was seen before: a replay.
+    Duplicate,
+    /// Older than the last status change applied to the alert.
+    Stale,
+}
+
 /// How long outbound-request records and webhook replay markers are kept.
 pub const OUTBOUND_RETENTION: Duration = Duration::days(30);
 
@@ -827,6 +838,76 @@ impl Store {
         )?;
         i.order = Some(at_micros);
         self.table.put(&i, &Cond::OrderBelow(at_micros)).await
+    }
+
+    // ---- platform aliases and accepting webhook changes ----------------------------------------
+
+    /// Remembers that the platform's id `reference` (say a PagerDuty incident id) is the alert
+    /// of story `story_name` (a story key, or an archived story's id).
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn put_alias(&self, tenant: &str, platform: &str, reference: &str, story_name: &str) -> Result<(), StoreError> {
+        let i = item(keys::tenant(tenant), keys::alias(platform, reference), &serde_json::json!({ "story": story_name }))?;
+        self.table.put(&i, &Cond::Always).await.map(drop)
+    }
+
+    /// The story name behind a platform id, if one was recorded.
+    ///
+    /// # Errors
+    /// Backend errors; corrupt record.
+    pub async fn get_alias(&self, tenant: &str, platform: &str, reference: &str) -> Result<Option<String>, StoreError> {
+        #[derive(Deserialize)]
+        struct Alias {
+            story: String,
+        }
+        let a: Option<Alias> = self.get_record(&keys::tenant(tenant), &keys::alias(platform, reference), "alias").await?;
+        Ok(a.map(|a| a.story))
+    }
+
+    /// Accepts a webhook's change durably and exactly once, in one atomic write: the event's
+    /// replay marker (only if first seen), the pending change, and — for status changes — the
+    /// alert's ordering mark (only if newer than the last one).
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn accept_change(
+        &self,
+        tenant: &str,
+        event_id: &str,
+        marker_ttl: Duration,
+        pending: &PendingWriteback,
+        order: Option<i64>,
+        now: OffsetDateTime,
+    ) -> Result<Acceptance, StoreError> {
+        check_id("pending writeback", &pending.id)?;
+        if event_id.is_empty() || event_id.len() > 512 {
+            return Err(StoreError::Invalid("webhook event id must be 1-512 characters".into()));
+        }
+        let mut marker = item(keys::event(&format!("{tenant}#{event_id}")), keys::EVENT_SK.into(), &serde_json::json!({ "seen_at": now.unix_timestamp() }))?;
+        marker.ttl = Some((now + marker_ttl).unix_timestamp());
+        let mut batch = vec![(marker, Cond::NotExists), (item(keys::tenant(tenant), keys::pending(&pending.id), pending)?, Cond::Always)];
+        if let Some(at) = order {
+            let mut o = item(keys::tenant(tenant), keys::order(&pending.alert_key), &serde_json::json!({ "at": at }))?;
+            o.order = Some(at);
+            batch.push((o, Cond::OrderBelow(at)));
+        }
+        let failed = self.table.put_all(&batch).await?;
+        Ok(if failed.contains(&0) {
+            Acceptance::Duplicate
+        } else if failed.contains(&2) {
+            Acceptance::Stale
+        } else {
+            Acceptance::Accepted
+        })
+    }
+
+    /// One pending writeback.
+    ///
+    /// # Errors
+    /// Backend errors; corrupt record.
+    pub async fn get_pending(&self, tenant: &str, id: &str) -> Result<Option<PendingWriteback>, StoreError> {
+        self.get_record(&keys::tenant(tenant), &keys::pending(id), "pending writeback").await
     }
 
     // ---- pending writebacks and dead letters --------------------------------------------------

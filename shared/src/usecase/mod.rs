@@ -2,3 +2,4 @@
 //! Lambda, in the one-machine runner and in tests.
 
 pub mod poll_threats;
+pub mod writeback;
