@@ -4,6 +4,7 @@
 pub mod poll;
 pub mod store_contract;
 pub mod swagger;
+pub mod writeback;
 
 use std::path::PathBuf;
 use std::time::Duration;

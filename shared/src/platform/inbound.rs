@@ -52,7 +52,11 @@ pub enum AlertRef {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ChangeAction {
     /// The alert's state changed.
-    Status { state: PlatformState, close_reason: Option<String>, verdict: Option<AnalystVerdict> },
+    Status {
+        state: PlatformState,
+        close_reason: Option<String>,
+        verdict: Option<AnalystVerdict>,
+    },
     /// A comment, a response action, or a late resolution note; with a verdict when the note
     /// implies one (PagerDuty's "Resolution Note: false positive ...").
     Note { verdict: Option<AnalystVerdict> },
@@ -127,10 +131,16 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Verifies a PagerDuty v3 `X-PagerDuty-Signature`: any `v1=<hex>` entry matching the HMAC of
 /// the raw body under any secret (used as UTF-8 bytes) passes; other versions are ignored.
-pub fn verify_pagerduty(secrets: &[crate::ApiToken], header_value: Option<&str>, body: &[u8]) -> Result<(), InboundError> {
+pub fn verify_pagerduty(
+    secrets: &[crate::ApiToken],
+    header_value: Option<&str>,
+    body: &[u8],
+) -> Result<(), InboundError> {
     let value = header_value.ok_or_else(|| InboundError::Unauthorized("missing X-PagerDuty-Signature".into()))?;
     for entry in value.split(',') {
-        let Some(hex_sig) = entry.trim().strip_prefix("v1=") else { continue };
+        let Some(hex_sig) = entry.trim().strip_prefix("v1=") else {
+            continue;
+        };
         let Ok(sig) = hex::decode(hex_sig) else { continue };
         for s in secrets {
             let mut mac = Hmac::<Sha256>::new_from_slice(s.expose().as_bytes()).expect("any key length");
@@ -147,7 +157,12 @@ pub fn verify_pagerduty(secrets: &[crate::ApiToken], header_value: Option<&str>,
 ///
 /// # Errors
 /// [`InboundError::Unauthorized`], naming what failed, never a secret.
-pub fn authenticate(auth: &InboundAuth, headers: &HeaderMap, body: &[u8], now: OffsetDateTime) -> Result<(), InboundError> {
+pub fn authenticate(
+    auth: &InboundAuth,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: OffsetDateTime,
+) -> Result<(), InboundError> {
     match auth {
         InboundAuth::StandardWebhooks(secrets) => verify(
             secrets,
@@ -160,7 +175,9 @@ pub fn authenticate(auth: &InboundAuth, headers: &HeaderMap, body: &[u8], now: O
         )
         .map_err(|e: SignatureError| InboundError::Unauthorized(e.to_string())),
         InboundAuth::Bearer(token) => {
-            let given = header(headers, "authorization").and_then(|v| v.strip_prefix("Bearer ")).unwrap_or_default();
+            let given = header(headers, "authorization")
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or_default();
             if !given.is_empty() && constant_time_eq(given.trim().as_bytes(), token.expose().as_bytes()) {
                 Ok(())
             } else {
@@ -216,10 +233,18 @@ pub fn parse_generic(event_id: Option<&str>, body: &[u8]) -> Result<Inbound, Inb
     }
     let e: Envelope = {
         let de = &mut serde_json::Deserializer::from_slice(body);
-        serde_path_to_error::deserialize(de).map_err(|e| InboundError::Malformed(format!("at `{}`: {}", e.path(), e.inner())))?
+        serde_path_to_error::deserialize(de)
+            .map_err(|e| InboundError::Malformed(format!("at `{}`: {}", e.path(), e.inner())))?
     };
-    let event_id = event_id.filter(|s| !s.is_empty()).ok_or_else(|| InboundError::Malformed("no webhook-id header".into()))?.to_owned();
-    let alert_key = e.data.alert_key.filter(|k| !k.is_empty()).ok_or_else(|| InboundError::Malformed("data.alert_key is required".into()))?;
+    let event_id = event_id
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| InboundError::Malformed("no webhook-id header".into()))?
+        .to_owned();
+    let alert_key = e
+        .data
+        .alert_key
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| InboundError::Malformed("data.alert_key is required".into()))?;
     let at = match &e.timestamp {
         Some(t) => parse_time(t)?,
         None => return Err(InboundError::Malformed("timestamp is required".into())),
@@ -230,18 +255,29 @@ pub fn parse_generic(event_id: Option<&str>, body: &[u8]) -> Result<Inbound, Inb
     });
     let verdict = match e.data.verdict.as_deref() {
         None => None,
-        Some(v) => Some(verdict_word(v).ok_or_else(|| InboundError::Malformed(format!("data.verdict {v:?} is not a verdict")))?),
+        Some(v) => Some(
+            verdict_word(v).ok_or_else(|| InboundError::Malformed(format!("data.verdict {v:?} is not a verdict")))?,
+        ),
     };
     let action = match e.kind.as_str() {
         "alert.status_changed" => {
-            let status = e.data.status.ok_or_else(|| InboundError::Malformed("data.status is required".into()))?;
+            let status = e
+                .data
+                .status
+                .ok_or_else(|| InboundError::Malformed("data.status is required".into()))?;
             let state: PlatformState = serde_json::from_value(serde_json::Value::String(status.to_ascii_lowercase()))
                 .map_err(|_| InboundError::Malformed(format!("data.status {status:?} is not one of new, reopened, investigating, acknowledged, in_progress, closed, resolved")))?;
             let closing = matches!(state, PlatformState::Closed | PlatformState::Resolved);
             if closing && e.data.close_reason.is_none() && verdict.is_none() {
-                return Err(InboundError::Malformed("data.close_reason is required when closing".into()));
+                return Err(InboundError::Malformed(
+                    "data.close_reason is required when closing".into(),
+                ));
             }
-            ChangeAction::Status { state, close_reason: e.data.close_reason, verdict }
+            ChangeAction::Status {
+                state,
+                close_reason: e.data.close_reason,
+                verdict,
+            }
         }
         "alert.comment_added" => {
             if e.data.comment.is_none() && e.data.analysis.is_none() {
@@ -250,13 +286,20 @@ pub fn parse_generic(event_id: Option<&str>, body: &[u8]) -> Result<Inbound, Inb
             ChangeAction::Note { verdict }
         }
         "alert.response_action" => {
-            let action = e.data.action.clone().ok_or_else(|| InboundError::Malformed("data.action is required".into()))?;
+            let action = e
+                .data
+                .action
+                .clone()
+                .ok_or_else(|| InboundError::Malformed("data.action is required".into()))?;
             return Ok(Inbound::Change(StatusChange {
                 event_id,
                 platform: "generic".into(),
                 alert: AlertRef::Key(alert_key),
                 action: ChangeAction::Note { verdict: None },
-                analysis: Some(format!("response action {action}{}", e.data.analysis.map(|a| format!(": {a}")).unwrap_or_default())),
+                analysis: Some(format!(
+                    "response action {action}{}",
+                    e.data.analysis.map(|a| format!(": {a}")).unwrap_or_default()
+                )),
                 actor,
                 at,
             }));
@@ -267,7 +310,15 @@ pub fn parse_generic(event_id: Option<&str>, body: &[u8]) -> Result<Inbound, Inb
         (Some(a), Some(c)) => Some(format!("{c} — {a}")),
         (a, c) => c.or(a),
     };
-    Ok(Inbound::Change(StatusChange { event_id, platform: "generic".into(), alert: AlertRef::Key(alert_key), action, analysis, actor, at }))
+    Ok(Inbound::Change(StatusChange {
+        event_id,
+        platform: "generic".into(),
+        alert: AlertRef::Key(alert_key),
+        action,
+        analysis,
+        actor,
+        at,
+    }))
 }
 
 /// Words in a resolution note that imply a verdict.
@@ -290,26 +341,40 @@ fn verdict_from_note(text: &str) -> Option<AnalystVerdict> {
 /// # Errors
 /// [`InboundError::Malformed`] naming the field.
 pub fn parse_pagerduty(webhook_id: Option<&str>, body: &[u8]) -> Result<Inbound, InboundError> {
-    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| InboundError::Malformed(format!("body is not JSON: {e}")))?;
-    let ev = v.get("event").ok_or_else(|| InboundError::Malformed("no event object".into()))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| InboundError::Malformed(format!("body is not JSON: {e}")))?;
+    let ev = v
+        .get("event")
+        .ok_or_else(|| InboundError::Malformed("no event object".into()))?;
     let text = |p: &str| ev.pointer(p).and_then(|x| x.as_str()).map(str::to_owned);
-    let event_type = text("/event_type").ok_or_else(|| InboundError::Malformed("event.event_type is required".into()))?;
+    let event_type =
+        text("/event_type").ok_or_else(|| InboundError::Malformed("event.event_type is required".into()))?;
     if event_type == "pagey.ping" {
         return Ok(Inbound::Ignore("ping".into()));
     }
     if text("/agent/type").as_deref() == Some("inbound_integration_reference") {
         return Ok(Inbound::Ignore("echo of our own Events API call".into()));
     }
-    let event_id = webhook_id.map(str::to_owned).or(text("/id")).ok_or_else(|| InboundError::Malformed("no event id".into()))?;
-    let at = parse_time(&text("/occurred_at").ok_or_else(|| InboundError::Malformed("event.occurred_at is required".into()))?)?;
+    let event_id = webhook_id
+        .map(str::to_owned)
+        .or(text("/id"))
+        .ok_or_else(|| InboundError::Malformed("no event id".into()))?;
+    let at = parse_time(
+        &text("/occurred_at").ok_or_else(|| InboundError::Malformed("event.occurred_at is required".into()))?,
+    )?;
     let actor = text("/agent/summary");
     // Route on data.type: for annotated events it differs from resource_type.
     let data_type = text("/data/type").unwrap_or_default();
     let (alert, action, analysis) = if data_type == "incident_note" {
-        let incident = text("/data/incident/id").ok_or_else(|| InboundError::Malformed("data.incident.id is required".into()))?;
+        let incident =
+            text("/data/incident/id").ok_or_else(|| InboundError::Malformed("data.incident.id is required".into()))?;
         let content = text("/data/content").unwrap_or_default();
         let verdict = content.strip_prefix("Resolution Note:").and_then(verdict_from_note);
-        (AlertRef::PlatformId(incident), ChangeAction::Note { verdict }, Some(content))
+        (
+            AlertRef::PlatformId(incident),
+            ChangeAction::Note { verdict },
+            Some(content),
+        )
     } else {
         let incident = text("/data/id").ok_or_else(|| InboundError::Malformed("data.id is required".into()))?;
         let state = match event_type.as_str() {
@@ -324,7 +389,23 @@ pub fn parse_pagerduty(webhook_id: Option<&str>, body: &[u8]) -> Result<Inbound,
         };
         let reason = text("/data/resolve_reason");
         let title = text("/data/title");
-        (alert, ChangeAction::Status { state, close_reason: reason, verdict: None }, title.map(|t| format!("PagerDuty incident: {t}")))
+        (
+            alert,
+            ChangeAction::Status {
+                state,
+                close_reason: reason,
+                verdict: None,
+            },
+            title.map(|t| format!("PagerDuty incident: {t}")),
+        )
     };
-    Ok(Inbound::Change(StatusChange { event_id, platform: "pagerduty".into(), alert, action, analysis, actor, at }))
+    Ok(Inbound::Change(StatusChange {
+        event_id,
+        platform: "pagerduty".into(),
+        alert,
+        action,
+        analysis,
+        actor,
+        at,
+    }))
 }

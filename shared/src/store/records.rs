@@ -847,8 +847,18 @@ impl Store {
     ///
     /// # Errors
     /// Backend errors.
-    pub async fn put_alias(&self, tenant: &str, platform: &str, reference: &str, story_name: &str) -> Result<(), StoreError> {
-        let i = item(keys::tenant(tenant), keys::alias(platform, reference), &serde_json::json!({ "story": story_name }))?;
+    pub async fn put_alias(
+        &self,
+        tenant: &str,
+        platform: &str,
+        reference: &str,
+        story_name: &str,
+    ) -> Result<(), StoreError> {
+        let i = item(
+            keys::tenant(tenant),
+            keys::alias(platform, reference),
+            &serde_json::json!({ "story": story_name }),
+        )?;
         self.table.put(&i, &Cond::Always).await.map(drop)
     }
 
@@ -861,7 +871,9 @@ impl Store {
         struct Alias {
             story: String,
         }
-        let a: Option<Alias> = self.get_record(&keys::tenant(tenant), &keys::alias(platform, reference), "alias").await?;
+        let a: Option<Alias> = self
+            .get_record(&keys::tenant(tenant), &keys::alias(platform, reference), "alias")
+            .await?;
         Ok(a.map(|a| a.story))
     }
 
@@ -884,11 +896,25 @@ impl Store {
         if event_id.is_empty() || event_id.len() > 512 {
             return Err(StoreError::Invalid("webhook event id must be 1-512 characters".into()));
         }
-        let mut marker = item(keys::event(&format!("{tenant}#{event_id}")), keys::EVENT_SK.into(), &serde_json::json!({ "seen_at": now.unix_timestamp() }))?;
+        let mut marker = item(
+            keys::event(&format!("{tenant}#{event_id}")),
+            keys::EVENT_SK.into(),
+            &serde_json::json!({ "seen_at": now.unix_timestamp() }),
+        )?;
         marker.ttl = Some((now + marker_ttl).unix_timestamp());
-        let mut batch = vec![(marker, Cond::NotExists), (item(keys::tenant(tenant), keys::pending(&pending.id), pending)?, Cond::Always)];
+        let mut batch = vec![
+            (marker, Cond::NotExists),
+            (
+                item(keys::tenant(tenant), keys::pending(&pending.id), pending)?,
+                Cond::Always,
+            ),
+        ];
         if let Some(at) = order {
-            let mut o = item(keys::tenant(tenant), keys::order(&pending.alert_key), &serde_json::json!({ "at": at }))?;
+            let mut o = item(
+                keys::tenant(tenant),
+                keys::order(&pending.alert_key),
+                &serde_json::json!({ "at": at }),
+            )?;
             o.order = Some(at);
             batch.push((o, Cond::OrderBelow(at)));
         }
@@ -907,7 +933,8 @@ impl Store {
     /// # Errors
     /// Backend errors; corrupt record.
     pub async fn get_pending(&self, tenant: &str, id: &str) -> Result<Option<PendingWriteback>, StoreError> {
-        self.get_record(&keys::tenant(tenant), &keys::pending(id), "pending writeback").await
+        self.get_record(&keys::tenant(tenant), &keys::pending(id), "pending writeback")
+            .await
     }
 
     // ---- pending writebacks and dead letters --------------------------------------------------

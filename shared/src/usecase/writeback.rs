@@ -17,17 +17,17 @@ use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
 
 use crate::ApiToken;
-use crate::platform::inbound::{
-    AlertRef, ChangeAction, Inbound, InboundAuth, InboundError, PlatformState, StatusChange, authenticate, parse_generic,
-    parse_pagerduty,
-};
 use crate::platform::WebhookSecret;
+use crate::platform::inbound::{
+    AlertRef, ChangeAction, Inbound, InboundAuth, InboundError, PlatformState, StatusChange, authenticate,
+    parse_generic, parse_pagerduty,
+};
 use crate::s1::dto::{AnalystVerdict, IncidentStatus, ThreatActionResult};
 use crate::s1::{ClientOptions, RequestObserver, RequestRecord, S1Client, S1Error};
 use crate::secrets::TokenProvider;
 use crate::store::{
-    Acceptance, OutboundRequest, PendingWriteback, Store, StoreError, StoryRecord, StoryStatus, TenantConfig, TokenSource,
-    Versioned,
+    Acceptance, OutboundRequest, PendingWriteback, Store, StoreError, StoryRecord, StoryStatus, TenantConfig,
+    TokenSource, Versioned,
 };
 
 /// Bodies above this are refused with 413.
@@ -52,14 +52,17 @@ pub struct WritebackDeps {
 impl WritebackDeps {
     /// Client options that fit the platform's 5-second answer budget.
     pub fn inline_client_options() -> ClientOptions {
-        let mut o = ClientOptions::default();
-        o.connect_timeout = StdDuration::from_secs(1);
-        o.request_timeout = StdDuration::from_millis(1_500);
-        o.retry.max_attempts = 2;
-        o.retry.min_delay = StdDuration::from_millis(100);
-        o.retry.max_delay = StdDuration::from_millis(300);
-        o.retry.max_retry_after = StdDuration::from_millis(500);
-        o
+        ClientOptions {
+            connect_timeout: StdDuration::from_secs(1),
+            request_timeout: StdDuration::from_millis(1_500),
+            retry: crate::s1::RetryPolicy {
+                max_attempts: 2,
+                min_delay: StdDuration::from_millis(100),
+                max_delay: StdDuration::from_millis(300),
+                max_retry_after: StdDuration::from_millis(500),
+            },
+            ..ClientOptions::default()
+        }
     }
 }
 
@@ -71,7 +74,10 @@ pub struct WebhookResponse {
 }
 
 fn answer(status: u16, message: impl Into<String>) -> WebhookResponse {
-    WebhookResponse { status, body: json!({ "status": status, "message": message.into() }) }
+    WebhookResponse {
+        status,
+        body: json!({ "status": status, "message": message.into() }),
+    }
 }
 
 // ---- mapping (DESIGN.md §3) ----------------------------------------------------------------------
@@ -106,8 +112,15 @@ const FALSE_POSITIVE: [&str; 6] = [
     "suppressed new device",
     "suppressed threshold exceeded",
 ];
-const SUSPICIOUS: [&str; 7] =
-    ["it misconfiguration", "misconfiguration", "possible policy violation", "policy violation", "pup pua", "pup", "other"];
+const SUSPICIOUS: [&str; 7] = [
+    "it misconfiguration",
+    "misconfiguration",
+    "possible policy violation",
+    "policy violation",
+    "pup pua",
+    "pup",
+    "other",
+];
 
 impl Default for Mapping {
     fn default() -> Self {
@@ -146,14 +159,18 @@ impl Mapping {
         let mut m = Self::default();
         let o = &t.mapping_overrides;
         for (k, v) in o.get("states").and_then(Value::as_object).into_iter().flatten() {
-            let status: IncidentStatus = serde_json::from_value(v.clone()).map_err(|e| format!("mapping_overrides.states.{k}: {e}"))?;
+            let status: IncidentStatus =
+                serde_json::from_value(v.clone()).map_err(|e| format!("mapping_overrides.states.{k}: {e}"))?;
             if status == IncidentStatus::Unknown {
-                return Err(format!("mapping_overrides.states.{k}: {v} is not an S1 incident status"));
+                return Err(format!(
+                    "mapping_overrides.states.{k}: {v} is not an S1 incident status"
+                ));
             }
             m.states.insert(normalize(k), status);
         }
         for (k, v) in o.get("close_reasons").and_then(Value::as_object).into_iter().flatten() {
-            let verdict: AnalystVerdict = serde_json::from_value(v.clone()).map_err(|e| format!("mapping_overrides.close_reasons.{k}: {e}"))?;
+            let verdict: AnalystVerdict =
+                serde_json::from_value(v.clone()).map_err(|e| format!("mapping_overrides.close_reasons.{k}: {e}"))?;
             if verdict == AnalystVerdict::Unknown {
                 return Err(format!("mapping_overrides.close_reasons.{k}: {v} is not an S1 verdict"));
             }
@@ -164,7 +181,10 @@ impl Mapping {
 
     /// The S1 incident status for a platform state.
     pub fn status(&self, state: PlatformState) -> IncidentStatus {
-        self.states.get(&normalize(state.as_str())).copied().unwrap_or(IncidentStatus::Unresolved)
+        self.states
+            .get(&normalize(state.as_str()))
+            .copied()
+            .unwrap_or(IncidentStatus::Unresolved)
     }
 
     /// The verdict: an explicit one wins; else the close reason's group; else unchanged.
@@ -177,7 +197,9 @@ impl Mapping {
 pub fn note_text(change: &StatusChange) -> String {
     let actor = change.actor.as_deref().unwrap_or("an automation");
     let head = match &change.action {
-        ChangeAction::Status { state, close_reason, .. } => {
+        ChangeAction::Status {
+            state, close_reason, ..
+        } => {
             let reason = close_reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
             format!("[{}] {} by {actor}{reason}", change.platform, state.as_str())
         }
@@ -214,16 +236,27 @@ async fn read_secret(tokens: &dyn TokenProvider, source: &Value, what: &str) -> 
 async fn inbound_auth(deps: &WritebackDeps, tenant: &TenantConfig, platform: &str) -> Result<InboundAuth, String> {
     let settings = &tenant.platform.settings;
     let mut secrets = Vec::new();
-    for s in settings.get("inbound_secrets").and_then(Value::as_array).into_iter().flatten() {
+    for s in settings
+        .get("inbound_secrets")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         secrets.push(read_secret(deps.tokens.as_ref(), s, "settings.inbound_secrets").await?);
     }
     match platform {
         "pagerduty" if !secrets.is_empty() => Ok(InboundAuth::PagerDuty(secrets)),
         "generic" if !secrets.is_empty() => Ok(InboundAuth::StandardWebhooks(
-            secrets.iter().map(|s| WebhookSecret::parse(s.expose())).collect::<Result<_, _>>().map_err(|e| format!("settings.inbound_secrets: {e}"))?,
+            secrets
+                .iter()
+                .map(|s| WebhookSecret::parse(s.expose()))
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("settings.inbound_secrets: {e}"))?,
         )),
         "generic" => match settings.get("inbound_bearer") {
-            Some(b) => Ok(InboundAuth::Bearer(read_secret(deps.tokens.as_ref(), b, "settings.inbound_bearer").await?)),
+            Some(b) => Ok(InboundAuth::Bearer(
+                read_secret(deps.tokens.as_ref(), b, "settings.inbound_bearer").await?,
+            )),
             None => Err("the tenant has no inbound_secrets or inbound_bearer configured".into()),
         },
         _ => Err("the tenant has no inbound_secrets configured".into()),
@@ -239,7 +272,13 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// 202 accepted (applied, or pending when S1 is unavailable), 200 replay or nothing to do,
 /// 400 malformed, 401 bad signature, 404 unknown tenant or alert, 409 older than the last
 /// applied change, 413 too large, 503 state store unavailable (the platform retries).
-pub async fn handle_webhook(deps: &WritebackDeps, method: &str, path: &str, headers: &HeaderMap, body: &[u8]) -> WebhookResponse {
+pub async fn handle_webhook(
+    deps: &WritebackDeps,
+    method: &str,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> WebhookResponse {
     if !method.eq_ignore_ascii_case("POST") {
         return answer(405, "webhooks are POSTed");
     }
@@ -249,7 +288,12 @@ pub async fn handle_webhook(deps: &WritebackDeps, method: &str, path: &str, head
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (platform, tenant_id) = match parts.as_slice() {
         [p, t] if matches!(*p, "generic" | "pagerduty") => (*p, *t),
-        _ => return answer(404, "no such webhook endpoint: use /generic/<tenant> or /pagerduty/<tenant>"),
+        _ => {
+            return answer(
+                404,
+                "no such webhook endpoint: use /generic/<tenant> or /pagerduty/<tenant>",
+            );
+        }
     };
     let tenant = match deps.store.get_tenant(tenant_id).await {
         Ok(Some(t)) => t,
@@ -288,7 +332,12 @@ pub async fn handle_webhook(deps: &WritebackDeps, method: &str, path: &str, head
     accept(deps, &tenant, change, now).await
 }
 
-async fn accept(deps: &WritebackDeps, tenant: &TenantConfig, change: StatusChange, now: OffsetDateTime) -> WebhookResponse {
+async fn accept(
+    deps: &WritebackDeps,
+    tenant: &TenantConfig,
+    change: StatusChange,
+    now: OffsetDateTime,
+) -> WebhookResponse {
     let mapping = match Mapping::for_tenant(tenant) {
         Ok(m) => m,
         Err(e) => return answer(500, format!("tenant mapping is invalid: {e}")),
@@ -299,9 +348,15 @@ async fn accept(deps: &WritebackDeps, tenant: &TenantConfig, change: StatusChang
         Err(e) => return answer(503, format!("state store unavailable: {e}")),
     };
     let (status, verdict, order) = match &change.action {
-        ChangeAction::Status { state, close_reason, verdict } => {
-            (Some(mapping.status(*state)), mapping.verdict(close_reason.as_deref(), *verdict), Some(change.at))
-        }
+        ChangeAction::Status {
+            state,
+            close_reason,
+            verdict,
+        } => (
+            Some(mapping.status(*state)),
+            mapping.verdict(close_reason.as_deref(), *verdict),
+            Some(change.at),
+        ),
         ChangeAction::Note { verdict } => (None, *verdict, None),
     };
     let pending = PendingWriteback {
@@ -324,7 +379,11 @@ async fn accept(deps: &WritebackDeps, tenant: &TenantConfig, change: StatusChang
     };
     let at = order.map(|t| (t.unix_timestamp_nanos() / 1000) as i64);
     let event_key = format!("{}:{}", change.platform, change.event_id);
-    match deps.store.accept_change(&tenant.id, &event_key, EVENT_TTL, &pending, at, now).await {
+    match deps
+        .store
+        .accept_change(&tenant.id, &event_key, EVENT_TTL, &pending, at, now)
+        .await
+    {
         Ok(Acceptance::Accepted) => {}
         Ok(Acceptance::Duplicate) => return answer(200, "duplicate delivery: already accepted"),
         Ok(Acceptance::Stale) => return answer(409, "older than the last change applied to this alert"),
@@ -336,7 +395,10 @@ async fn accept(deps: &WritebackDeps, tenant: &TenantConfig, change: StatusChang
         Attempt::Pending => "pending",
         Attempt::Dead => "dead_letter",
     };
-    WebhookResponse { status: 202, body: json!({ "status": 202, "message": "accepted", "writeback": state }) }
+    WebhookResponse {
+        status: 202,
+        body: json!({ "status": 202, "message": "accepted", "writeback": state }),
+    }
 }
 
 /// Finds the story behind an alert reference, with its item name and whether it is archived.
@@ -346,7 +408,10 @@ async fn resolve_story(
     platform: &str,
     alert: &AlertRef,
 ) -> Result<Option<(String, bool, Versioned<StoryRecord>)>, StoreError> {
-    let host = url::Url::parse(&tenant.console_url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+    let host = url::Url::parse(&tenant.console_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default();
     let by_name = |name: String| async move {
         match store.get_story(&tenant.id, &name).await? {
             Some(s) => {
@@ -358,7 +423,9 @@ async fn resolve_story(
     };
     let by_key = |key: String| async move {
         if let Some(id) = key.strip_prefix(&format!("s1:{host}:")) {
-            let Some((story_key, _)) = id.rsplit_once('@') else { return Ok(None) };
+            let Some((story_key, _)) = id.rsplit_once('@') else {
+                return Ok(None);
+            };
             if let Some(current) = store.get_story(&tenant.id, story_key).await? {
                 if current.value.id == id {
                     return Ok(Some((story_key.to_owned(), false, current)));
@@ -371,7 +438,11 @@ async fn resolve_story(
             Some((t, s)) if t == tenant.id => {
                 let current = store.get_story(&tenant.id, &s.value.key).await?;
                 let archived = current.is_none_or(|c| c.value.id != s.value.id);
-                let name = if archived { s.value.id.clone() } else { s.value.key.clone() };
+                let name = if archived {
+                    s.value.id.clone()
+                } else {
+                    s.value.key.clone()
+                };
                 Ok(Some((name, archived, s)))
             }
             _ => Ok(None),
@@ -433,21 +504,39 @@ fn summarize(r: &ThreatActionResult) -> String {
     for d in &r.details {
         *counts.entry(d.result.map_or("none", |x| x.as_str())).or_default() += 1;
     }
-    counts.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+    counts
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn check_details(r: &ThreatActionResult, ids: &[String], want_verdict: bool) -> Result<(), ApplyError> {
     let bad: Vec<String> = r
         .details
         .iter()
-        .filter(|d| !d.result.is_some_and(|x| x.is_applied()) || (want_verdict && d.analyst_verdict.is_some_and(|x| !x.is_applied())))
-        .map(|d| format!("{}: {}", d.threat_id.as_deref().unwrap_or("?"), d.result.map_or("no result", |x| x.as_str())))
+        .filter(|d| {
+            !d.result.is_some_and(|x| x.is_applied())
+                || (want_verdict && d.analyst_verdict.is_some_and(|x| !x.is_applied()))
+        })
+        .map(|d| {
+            format!(
+                "{}: {}",
+                d.threat_id.as_deref().unwrap_or("?"),
+                d.result.map_or("no result", |x| x.as_str())
+            )
+        })
         .collect();
     if !bad.is_empty() {
-        return Err(ApplyError::Fatal(format!("S1 did not apply the change to every threat ({})", bad.join(", "))));
+        return Err(ApplyError::Fatal(format!(
+            "S1 did not apply the change to every threat ({})",
+            bad.join(", ")
+        )));
     }
     if r.details.is_empty() && r.affected == 0 && !ids.is_empty() {
-        return Err(ApplyError::Fatal("S1 reported no threat affected and no per-threat results".into()));
+        return Err(ApplyError::Fatal(
+            "S1 reported no threat affected and no per-threat results".into(),
+        ));
     }
     Ok(())
 }
@@ -466,9 +555,25 @@ async fn apply(
         .await
         .map_err(|e| ApplyError::Retry(e.to_string()))?
         .ok_or_else(|| ApplyError::Fatal(format!("story {} no longer exists", change.story)))?;
-    let threat_ids: Vec<String> = story.value.members.keys().filter(|k| !k.starts_with("alert:")).cloned().collect();
-    let alert_ids: Vec<String> = story.value.members.keys().filter_map(|k| k.strip_prefix("alert:")).map(str::to_owned).collect();
-    let token = deps.tokens.token(&tenant.token).await.map_err(|e| ApplyError::Retry(e.to_string()))?;
+    let threat_ids: Vec<String> = story
+        .value
+        .members
+        .keys()
+        .filter(|k| !k.starts_with("alert:"))
+        .cloned()
+        .collect();
+    let alert_ids: Vec<String> = story
+        .value
+        .members
+        .keys()
+        .filter_map(|k| k.strip_prefix("alert:"))
+        .map(str::to_owned)
+        .collect();
+    let token = deps
+        .tokens
+        .token(&tenant.token)
+        .await
+        .map_err(|e| ApplyError::Retry(e.to_string()))?;
     let client = S1Client::with_http(deps.http.clone(), &tenant.console_url, &token, options.clone())
         .map_err(|e| ApplyError::Fatal(e.to_string()))?
         .with_observer(recorder.clone());
@@ -477,25 +582,40 @@ async fn apply(
         match (change.status, change.verdict) {
             (Some(status), verdict) => {
                 if !threat_ids.is_empty() {
-                    let r = client.set_incident_status(&threat_ids, status, verdict).await.map_err(classify)?;
+                    let r = client
+                        .set_incident_status(&threat_ids, status, verdict)
+                        .await
+                        .map_err(classify)?;
                     check_details(&r, &threat_ids, verdict.is_some())?;
                     results.push(("/threats/incident", summarize(&r)));
                 }
                 if !alert_ids.is_empty() {
-                    client.set_alert_incident_status(&alert_ids, status).await.map_err(classify)?;
+                    client
+                        .set_alert_incident_status(&alert_ids, status)
+                        .await
+                        .map_err(classify)?;
                     if let Some(v) = verdict {
-                        client.set_alert_analyst_verdict(&alert_ids, v).await.map_err(classify)?;
+                        client
+                            .set_alert_analyst_verdict(&alert_ids, v)
+                            .await
+                            .map_err(classify)?;
                     }
                 }
             }
             (None, Some(verdict)) => {
                 if !threat_ids.is_empty() {
-                    let r = client.set_analyst_verdict(&threat_ids, verdict).await.map_err(classify)?;
+                    let r = client
+                        .set_analyst_verdict(&threat_ids, verdict)
+                        .await
+                        .map_err(classify)?;
                     check_details(&r, &threat_ids, false)?;
                     results.push(("/threats/analyst-verdict", summarize(&r)));
                 }
                 if !alert_ids.is_empty() {
-                    client.set_alert_analyst_verdict(&alert_ids, verdict).await.map_err(classify)?;
+                    client
+                        .set_alert_analyst_verdict(&alert_ids, verdict)
+                        .await
+                        .map_err(classify)?;
                 }
             }
             (None, None) => {}
@@ -511,10 +631,17 @@ async fn apply(
         save_progress(deps, tenant, pending, change).await;
     }
     record_outbound(deps, tenant, recorder, &results).await;
-    remember_written(deps, tenant, change).await.map_err(|e| ApplyError::Retry(e.to_string()))
+    remember_written(deps, tenant, change)
+        .await
+        .map_err(|e| ApplyError::Retry(e.to_string()))
 }
 
-async fn save_progress(deps: &WritebackDeps, tenant: &TenantConfig, pending: &mut PendingWriteback, change: &PendingChange) {
+async fn save_progress(
+    deps: &WritebackDeps,
+    tenant: &TenantConfig,
+    pending: &mut PendingWriteback,
+    change: &PendingChange,
+) {
     pending.change = serde_json::to_value(change).unwrap_or_default();
     if let Err(e) = deps.store.put_pending(&tenant.id, pending).await {
         tracing::warn!(tenant = %tenant.id, error = %e, "could not save writeback progress; a retry may repeat a step");
@@ -552,9 +679,19 @@ async fn record_outbound(deps: &WritebackDeps, tenant: &TenantConfig, recorder: 
 
 /// Remembers what we wrote on each member (so the poller recognises the echo) and the alert's
 /// open/closed state.
-async fn remember_written(deps: &WritebackDeps, tenant: &TenantConfig, change: &PendingChange) -> Result<(), StoreError> {
+async fn remember_written(
+    deps: &WritebackDeps,
+    tenant: &TenantConfig,
+    change: &PendingChange,
+) -> Result<(), StoreError> {
     for _ in 0..5 {
-        let Some(Versioned { value: mut story, version }) = deps.store.get_story(&tenant.id, &change.story).await? else { return Ok(()) };
+        let Some(Versioned {
+            value: mut story,
+            version,
+        }) = deps.store.get_story(&tenant.id, &change.story).await?
+        else {
+            return Ok(());
+        };
         for m in story.members.values_mut() {
             if let Some(s) = change.status {
                 m.written_status = Some(s.as_str().to_owned());
@@ -570,12 +707,20 @@ async fn remember_written(deps: &WritebackDeps, tenant: &TenantConfig, change: &
                 _ => story.status,
             };
         }
-        let written = deps.store.put_stories(&tenant.id, &[(story, version, change.archived)]).await?;
+        let written = deps
+            .store
+            .put_stories(&tenant.id, &[(story, version, change.archived)])
+            .await?;
         if written.is_empty() {
             return Ok(());
         }
     }
-    Err(StoreError::Backend { op: "remember_written", code: "Conflict".into(), message: "story kept changing".into(), retryable: true })
+    Err(StoreError::Backend {
+        op: "remember_written",
+        code: "Conflict".into(),
+        message: "story kept changing".into(),
+        retryable: true,
+    })
 }
 
 /// Backoff before the n-th retry: 1, 2, 4 ... minutes, at most an hour.
@@ -583,7 +728,13 @@ pub fn backoff(attempts: u32) -> Duration {
     Duration::minutes(1i64 << attempts.saturating_sub(1).min(6))
 }
 
-async fn attempt(deps: &WritebackDeps, tenant: &TenantConfig, mut pending: PendingWriteback, options: &ClientOptions, now: OffsetDateTime) -> Attempt {
+async fn attempt(
+    deps: &WritebackDeps,
+    tenant: &TenantConfig,
+    mut pending: PendingWriteback,
+    options: &ClientOptions,
+    now: OffsetDateTime,
+) -> Attempt {
     let Ok(mut change) = serde_json::from_value::<PendingChange>(pending.change.clone()) else {
         tracing::error!(tenant = %tenant.id, id = %pending.id, "undecodable pending change; moving it to the dead letters");
         pending.last_error = Some("undecodable pending change".into());
@@ -640,7 +791,12 @@ pub struct RetryReport {
 ///
 /// # Errors
 /// The pending list could not be read.
-pub async fn retry_pending(deps: &WritebackDeps, tenant: &TenantConfig, now: OffsetDateTime, max: usize) -> Result<RetryReport, StoreError> {
+pub async fn retry_pending(
+    deps: &WritebackDeps,
+    tenant: &TenantConfig,
+    now: OffsetDateTime,
+    max: usize,
+) -> Result<RetryReport, StoreError> {
     let mut report = RetryReport::default();
     let mut cursor = None;
     let mut tried = 0;
@@ -709,7 +865,11 @@ mod tests {
             assert_eq!(m.verdict(Some(reason), None), want, "{reason}");
         }
         assert_eq!(m.verdict(None, None), None, "no reason: verdict unchanged");
-        assert_eq!(m.verdict(Some("benign"), Some(AnalystVerdict::TruePositive)), Some(AnalystVerdict::TruePositive), "explicit wins");
+        assert_eq!(
+            m.verdict(Some("benign"), Some(AnalystVerdict::TruePositive)),
+            Some(AnalystVerdict::TruePositive),
+            "explicit wins"
+        );
     }
 
     #[test]
@@ -733,11 +893,18 @@ mod tests {
             event_id: "e".into(),
             platform: "generic".into(),
             alert: AlertRef::Key("k".into()),
-            action: ChangeAction::Status { state: PlatformState::Closed, close_reason: Some("false_positive".into()), verdict: None },
+            action: ChangeAction::Status {
+                state: PlatformState::Closed,
+                close_reason: Some("false_positive".into()),
+                verdict: None,
+            },
             analysis: Some("signed installer from IT".into()),
             actor: Some("Ana <ana@example.com>".into()),
             at: OffsetDateTime::UNIX_EPOCH,
         };
-        assert_eq!(note_text(&c), "[generic] closed by Ana <ana@example.com>: false_positive — signed installer from IT");
+        assert_eq!(
+            note_text(&c),
+            "[generic] closed by Ana <ana@example.com>: false_positive — signed installer from IT"
+        );
     }
 }

@@ -1,0 +1,435 @@
+//! status-writeback through real HTTP: signed webhooks in, S1 (the simulator) updated, with the
+//! state store deciding replays, order and retries.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use integration_tests::poll::{PollHarness, WEBHOOK_SECRET, tenant};
+use integration_tests::writeback::{INBOUND_SECRET, deps, post_generic, serve, status_changed};
+use s1_bridge_sim::{FaultKind, FaultRule, SimConfig};
+use s1_shared::store::{EmbeddedTable, ItemTable, StoryStatus};
+use s1_shared::usecase::writeback::{MAX_ATTEMPTS, retry_pending};
+use serde_json::json;
+use time::{Duration, OffsetDateTime};
+
+fn embedded() -> Arc<dyn ItemTable> {
+    Arc::new(EmbeddedTable::in_memory().unwrap())
+}
+
+/// A polled console whose tenant accepts signed generic webhooks; returns the harness, the
+/// webhook base URL, and stories as (alert key, threat ids), largest first.
+async fn setup(threats: usize) -> (PollHarness, String, Vec<(String, Vec<String>)>) {
+    let h = PollHarness::start(
+        SimConfig {
+            threats,
+            agents: 60,
+            cloud_alerts: 0,
+            ..SimConfig::default()
+        },
+        embedded(),
+    )
+    .await;
+    let mut t = tenant("acme", &h.sim.base_url(), &h.receiver.url());
+    t.platform.settings["inbound_secrets"] = json!([{"kind": "env", "var": "INBOUND"}]);
+    h.store.put_tenant(&t).await.unwrap();
+    h.env.lock().unwrap().insert("INBOUND".into(), INBOUND_SECRET.into());
+    h.poll().await;
+    let mut stories: HashMap<String, Vec<String>> = HashMap::new();
+    for e in h.receiver.events() {
+        stories
+            .entry(e["data"]["alert_key"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(e["data"]["s1"]["threat_id"].as_str().unwrap().to_owned());
+    }
+    let mut stories: Vec<_> = stories.into_iter().collect();
+    stories.sort_by_key(|(k, v)| (std::cmp::Reverse(v.len()), k.clone()));
+    let base = serve(deps(&h)).await;
+    (h, base, stories)
+}
+
+async fn s1_state(h: &PollHarness, id: &str) -> (String, String, Vec<String>) {
+    let t = h.sim.control().threat(id).await.unwrap();
+    let notes = t["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["text"].as_str().unwrap().to_owned())
+        .collect();
+    (
+        t["threatInfo"]["incidentStatus"].as_str().unwrap().to_owned(),
+        t["threatInfo"]["analystVerdict"].as_str().unwrap().to_owned(),
+        notes,
+    )
+}
+
+async fn s1_writes(h: &PollHarness) -> usize {
+    h.sim
+        .control()
+        .requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_mapping_row_reaches_every_threat_of_a_story_and_single_threats() {
+    let (h, base, stories) = setup(400).await;
+    assert!(stories[0].1.len() >= 2, "some stories hold several threats");
+    let rows: [(&str, Option<&str>, &str, Option<&str>); 18] = [
+        ("new", None, "unresolved", None),
+        ("reopened", None, "unresolved", None),
+        ("investigating", None, "in_progress", None),
+        ("acknowledged", None, "in_progress", None),
+        ("closed", Some("activity_blocked"), "resolved", Some("true_positive")),
+        ("resolved", Some("attack_failed"), "resolved", Some("true_positive")),
+        ("closed", Some("incident"), "resolved", Some("true_positive")),
+        ("closed", Some("true_positive"), "resolved", Some("true_positive")),
+        ("closed", Some("benign"), "resolved", Some("false_positive")),
+        ("closed", Some("false_positive"), "resolved", Some("false_positive")),
+        ("closed", Some("testing"), "resolved", Some("false_positive")),
+        ("closed", Some("suppressed"), "resolved", Some("false_positive")),
+        (
+            "closed",
+            Some("Suppressed - New device"),
+            "resolved",
+            Some("false_positive"),
+        ),
+        (
+            "closed",
+            Some("Suppressed - Threshold exceeded"),
+            "resolved",
+            Some("false_positive"),
+        ),
+        ("closed", Some("IT misconfiguration"), "resolved", Some("suspicious")),
+        (
+            "closed",
+            Some("possible policy violation"),
+            "resolved",
+            Some("suspicious"),
+        ),
+        ("closed", Some("PUP/PUA"), "resolved", Some("suspicious")),
+        ("closed", Some("other"), "resolved", Some("suspicious")),
+    ];
+    let multi: Vec<_> = stories.iter().filter(|(_, t)| t.len() >= 2).collect();
+    let single: Vec<_> = stories.iter().filter(|(_, t)| t.len() == 1).collect();
+    assert!(
+        multi.len() >= rows.len() && single.len() >= rows.len(),
+        "{} multi, {} single",
+        multi.len(),
+        single.len()
+    );
+    for (n, (state, reason, want_status, want_verdict)) in rows.iter().enumerate() {
+        for (kind, (alert, ids)) in [("story", multi[n]), ("threat", single[n])] {
+            let before: Vec<_> = futures_util::future::join_all(ids.iter().map(|id| s1_state(&h, id))).await;
+            let body = status_changed(alert, state, *reason, OffsetDateTime::now_utc());
+            let (code, resp) = post_generic(&base, "acme", &format!("evt-{kind}-{n}"), &body, INBOUND_SECRET).await;
+            assert_eq!(
+                (code, resp["writeback"].as_str()),
+                (202, Some("applied")),
+                "{state} {reason:?} ({kind}): {resp}"
+            );
+            for (id, (_, old_verdict, _)) in ids.iter().zip(before) {
+                let (status, verdict, notes) = s1_state(&h, id).await;
+                assert_eq!(status, *want_status, "{state} {reason:?} ({kind}) threat {id}");
+                assert_eq!(
+                    verdict,
+                    want_verdict.map_or(old_verdict, str::to_owned),
+                    "{state} {reason:?} ({kind}) threat {id}"
+                );
+                let note = notes.last().unwrap();
+                assert!(
+                    note.starts_with(&format!("[generic] {state} by Ana <ana@example.com>")),
+                    "{note}"
+                );
+                assert!(note.ends_with("checked the process tree"), "{note}");
+            }
+        }
+    }
+    // Our own writes do not come back to the platform as changes.
+    let before = h.receiver.events().len();
+    let r = h.poll().await.tenants.remove(0);
+    assert!(r.echoes > 0 && r.published == 0, "{r:?}");
+    assert_eq!(h.receiver.events().len(), before);
+    // And the outbound request log recorded the calls, per-threat results included.
+    let out = h.store.list_outbound("acme", None, 1000).await.unwrap().items;
+    assert!(out.iter().any(|r| r.path == "/threats/incident"
+        && r.status == Some(200)
+        && r.result.as_deref().is_some_and(|s| s.contains("updated="))));
+    assert!(out.iter().any(|r| r.path == "/threats/notes"));
+    let dump = format!("{out:?}");
+    assert!(
+        !dump.contains("sim-tenant-token") && !dump.contains("whsec_"),
+        "no secrets in the log"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replays_reordering_tampering_and_bad_input_change_nothing() {
+    let (h, base, stories) = setup(60).await;
+    let (alert, ids) = &stories[0];
+    let t0 = OffsetDateTime::now_utc();
+    let closed = status_changed(alert, "closed", Some("benign"), t0);
+    assert_eq!(
+        post_generic(&base, "acme", "evt-1", &closed, INBOUND_SECRET).await.0,
+        202
+    );
+    let writes = s1_writes(&h).await;
+    let notes = s1_state(&h, &ids[0]).await.2.len();
+
+    // Replay: 200, nothing new in S1.
+    let (code, body) = post_generic(&base, "acme", "evt-1", &closed, INBOUND_SECRET).await;
+    assert_eq!(code, 200, "{body}");
+    // Older than the applied change: 409.
+    let older = status_changed(alert, "investigating", None, t0 - Duration::minutes(5));
+    assert_eq!(
+        post_generic(&base, "acme", "evt-2", &older, INBOUND_SECRET).await.0,
+        409
+    );
+    // Tampered body, wrong secret, stale timestamp: 401.
+    let ts = OffsetDateTime::now_utc().unix_timestamp();
+    let good_sig = s1_shared::platform::sign(
+        &s1_shared::platform::WebhookSecret::parse(INBOUND_SECRET).unwrap(),
+        "evt-3",
+        ts,
+        &closed,
+    );
+    let mut tampered = closed.clone();
+    let i = tampered.iter().position(|b| *b == b'b').unwrap();
+    tampered[i] = b'B';
+    let r = reqwest::Client::new()
+        .post(format!("{base}/generic/acme"))
+        .header("webhook-id", "evt-3")
+        .header("webhook-timestamp", ts.to_string())
+        .header("webhook-signature", good_sig)
+        .body(tampered)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        post_generic(&base, "acme", "evt-4", &closed, WEBHOOK_SECRET).await.0,
+        401,
+        "the outbound secret is not the inbound one"
+    );
+    let no_sig = reqwest::Client::new()
+        .post(format!("{base}/generic/acme"))
+        .body(closed.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_sig.status(), 401);
+    // Malformed, unknown alert, unknown tenant, oversize.
+    assert_eq!(
+        post_generic(&base, "acme", "evt-5", b"{not json", INBOUND_SECRET)
+            .await
+            .0,
+        400
+    );
+    let no_status = serde_json::to_vec(
+        &json!({"type": "alert.status_changed", "timestamp": "2026-01-01T00:00:00Z", "data": {"alert_key": alert}}),
+    )
+    .unwrap();
+    let (code, body) = post_generic(&base, "acme", "evt-6", &no_status, INBOUND_SECRET).await;
+    assert_eq!(code, 400);
+    assert!(body["message"].as_str().unwrap().contains("data.status"), "{body}");
+    let bad_state = status_changed(alert, "snoozed", None, OffsetDateTime::now_utc());
+    assert_eq!(
+        post_generic(&base, "acme", "evt-7", &bad_state, INBOUND_SECRET).await.0,
+        400
+    );
+    let unknown = status_changed(
+        "s1:127.0.0.1:nobody:nothing@1",
+        "closed",
+        Some("benign"),
+        OffsetDateTime::now_utc(),
+    );
+    assert_eq!(
+        post_generic(&base, "acme", "evt-8", &unknown, INBOUND_SECRET).await.0,
+        404
+    );
+    assert_eq!(
+        post_generic(&base, "globex", "evt-9", &closed, INBOUND_SECRET).await.0,
+        404
+    );
+    let huge = vec![b' '; 300 * 1024];
+    assert_eq!(
+        post_generic(&base, "acme", "evt-10", &huge, INBOUND_SECRET).await.0,
+        413
+    );
+
+    assert_eq!(s1_writes(&h).await, writes, "none of these reached S1");
+    assert_eq!(s1_state(&h, &ids[0]).await.2.len(), notes);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s1_down_during_a_webhook_then_recovering_lands_the_change_once() {
+    let (h, base, stories) = setup(60).await;
+    let d = deps(&h);
+    let tenant = h.store.get_tenant("acme").await.unwrap().unwrap();
+    for (n, fault) in [
+        FaultKind::Status {
+            status: 503,
+            retry_after: None,
+            code: None,
+        },
+        FaultKind::Status {
+            status: 429,
+            retry_after: None,
+            code: None,
+        },
+        FaultKind::Reset,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (alert, ids) = &stories[n];
+        h.sim
+            .control()
+            .add_fault(&FaultRule::new("/threats/incident", fault.clone(), 3))
+            .await
+            .unwrap();
+        let body = status_changed(alert, "closed", Some("true_positive"), OffsetDateTime::now_utc());
+        let (code, resp) = post_generic(&base, "acme", &format!("down-{n}"), &body, INBOUND_SECRET).await;
+        assert_eq!(
+            (code, resp["writeback"].as_str()),
+            (202, Some("pending")),
+            "{fault:?}: {resp}"
+        );
+        assert_ne!(s1_state(&h, &ids[0]).await.0, "resolved", "{fault:?}: not applied yet");
+        // Not due yet: nothing happens.
+        let early = retry_pending(&d, &tenant, OffsetDateTime::now_utc(), 10).await.unwrap();
+        assert_eq!(early.applied, 0);
+        h.sim.control().clear_faults().await.unwrap();
+        let later = retry_pending(&d, &tenant, OffsetDateTime::now_utc() + Duration::minutes(5), 10)
+            .await
+            .unwrap();
+        assert_eq!(later.applied, 1, "{fault:?}: {later:?}");
+        for id in ids {
+            let (status, verdict, notes) = s1_state(&h, id).await;
+            assert_eq!(
+                (status.as_str(), verdict.as_str()),
+                ("resolved", "true_positive"),
+                "{fault:?}"
+            );
+            assert_eq!(
+                notes.iter().filter(|n| n.contains("true_positive")).count(),
+                1,
+                "{fault:?}: one note"
+            );
+        }
+    }
+    assert!(h.store.list_pending("acme", None, 10).await.unwrap().items.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s1_down_for_good_ends_in_the_dead_letters_and_replays_from_there() {
+    let (h, base, stories) = setup(60).await;
+    let d = deps(&h);
+    let tenant = h.store.get_tenant("acme").await.unwrap().unwrap();
+    let (alert, ids) = &stories[0];
+    h.sim
+        .control()
+        .add_fault(&FaultRule::new(
+            "/threats/incident",
+            FaultKind::Status {
+                status: 500,
+                retry_after: None,
+                code: None,
+            },
+            10_000,
+        ))
+        .await
+        .unwrap();
+    let body = status_changed(alert, "resolved", Some("benign"), OffsetDateTime::now_utc());
+    assert_eq!(
+        post_generic(&base, "acme", "gone-1", &body, INBOUND_SECRET).await.0,
+        202
+    );
+    let mut at = OffsetDateTime::now_utc();
+    for _ in 0..MAX_ATTEMPTS {
+        at += Duration::hours(2);
+        retry_pending(&d, &tenant, at, 10).await.unwrap();
+    }
+    assert!(h.store.list_pending("acme", None, 10).await.unwrap().items.is_empty());
+    let dead = h.store.list_dead("acme", None, 10).await.unwrap().items;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attempts, MAX_ATTEMPTS);
+    assert!(
+        dead[0].last_error.as_deref().unwrap().contains("HTTP 500"),
+        "{:?}",
+        dead[0].last_error
+    );
+
+    // S1 is back; the operator replays the dead letter.
+    h.sim.control().clear_faults().await.unwrap();
+    h.store
+        .replay_dead("acme", &dead[0].id, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    let r = retry_pending(&d, &tenant, OffsetDateTime::now_utc(), 10).await.unwrap();
+    assert_eq!(r.applied, 1, "{r:?}");
+    assert_eq!(s1_state(&h, &ids[0]).await.1, "false_positive");
+    // The writeback marked the story closed, so a new threat on it would reopen it.
+    let key = alert.split(':').skip(2).collect::<Vec<_>>().join(":");
+    let key = key.rsplit_once('@').unwrap().0.to_owned();
+    assert_eq!(
+        h.store.get_story("acme", &key).await.unwrap().unwrap().value.status,
+        StoryStatus::Closed
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_permissions_in_s1_is_not_retried_forever() {
+    let (h, base, stories) = setup(40).await;
+    h.sim
+        .control()
+        .add_token(&s1_bridge_sim::TokenSpec {
+            can_write: false,
+            ..s1_bridge_sim::TokenSpec::tenant("viewer", 10)
+        })
+        .await
+        .unwrap();
+    h.env.lock().unwrap().insert("S1_TOKEN_acme".into(), "viewer".into());
+    let (alert, _) = &stories[0];
+    let body = status_changed(alert, "closed", Some("benign"), OffsetDateTime::now_utc());
+    let (code, resp) = post_generic(&base, "acme", "viewer-1", &body, INBOUND_SECRET).await;
+    assert_eq!((code, resp["writeback"].as_str()), (202, Some("dead_letter")), "{resp}");
+    let dead = h.store.list_dead("acme", None, 10).await.unwrap().items;
+    assert!(
+        dead[0].last_error.as_deref().unwrap().contains("missing_permissions"),
+        "{dead:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bearer_token_endpoint_is_the_weaker_alternative() {
+    let (h, base, stories) = setup(30).await;
+    let mut t = h.store.get_tenant("acme").await.unwrap().unwrap();
+    t.platform.settings = json!({"url": h.receiver.url(), "secret": {"kind": "env", "var": "WEBHOOK_SECRET"}, "inbound_bearer": {"kind": "env", "var": "BEARER"}});
+    h.store.put_tenant(&t).await.unwrap();
+    h.env
+        .lock()
+        .unwrap()
+        .insert("BEARER".into(), "0123456789abcdef0123456789abcdef".into());
+    let body = status_changed(&stories[0].0, "investigating", None, OffsetDateTime::now_utc());
+    let send = |token: &'static str| {
+        let body = body.clone();
+        let base = base.clone();
+        async move {
+            reqwest::Client::new()
+                .post(format!("{base}/generic/acme"))
+                .header("webhook-id", format!("bearer-{token}"))
+                .bearer_auth(token)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(send("wrong-token-wrong-token-wrong-tok").await, 401);
+    assert_eq!(send("0123456789abcdef0123456789abcdef").await, 202);
+}
