@@ -17,6 +17,9 @@ const ITEMS: TableDefinition<&str, &[u8]> = TableDefinition::new("items");
 /// `gsi1pk \0 gsi1sk \0 pk \0 sk` -> `pk \0 sk`.
 const INDEX: TableDefinition<&str, &str> = TableDefinition::new("gsi1");
 
+/// Page cache of a file-backed database.
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
+
 /// The embedded (redb) implementation of [`ItemTable`].
 #[derive(Clone)]
 pub struct EmbeddedTable {
@@ -58,8 +61,12 @@ impl EmbeddedTable {
     /// # Errors
     /// When the file cannot be created or is not a redb database.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let db =
-            Database::create(path.as_ref()).map_err(|e| err("open", format!("{}: {e}", path.as_ref().display())))?;
+        // A small page cache: the store's hot set (a page of stories, checkpoints, leases) is
+        // tiny, and redb's 1 GiB default lets memory grow with the size of the database.
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path.as_ref())
+            .map_err(|e| err("open", format!("{}: {e}", path.as_ref().display())))?;
         Self::init(db)
     }
 
