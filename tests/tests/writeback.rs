@@ -433,3 +433,139 @@ async fn a_bearer_token_endpoint_is_the_weaker_alternative() {
     assert_eq!(send("wrong-token-wrong-token-wrong-tok").await, 401);
     assert_eq!(send("0123456789abcdef0123456789abcdef").await, 202);
 }
+
+/// The real PagerDuty v3 bodies and signatures in ../shared/fixtures/platforms/pagerduty-v3.
+mod pagerduty {
+    use super::*;
+    use serde_json::Value;
+    use s1_shared::store::{MemberState, StoryRecord};
+    use std::collections::BTreeMap;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(integration_tests::project_shared_dir().join("fixtures/platforms/pagerduty-v3").join(name)).unwrap()
+    }
+
+    fn cases() -> Vec<Value> {
+        serde_json::from_slice::<Value>(&fixture("signatures.json")).unwrap()["cases"].as_array().unwrap().clone()
+    }
+
+    async fn post(base: &str, body: &[u8], signature: &str) -> (u16, Value) {
+        let r = reqwest::Client::new()
+            .post(format!("{base}/pagerduty/pd"))
+            .header("X-PagerDuty-Signature", signature)
+            .header("Content-Type", "application/json")
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    fn valid_signature(file: &str) -> String {
+        cases().iter().find(|c| c["file"] == file && c["expect_valid"] == true).unwrap()["header"].as_str().unwrap().to_owned()
+    }
+
+    /// A PagerDuty tenant whose story is the incident the fixtures talk about.
+    async fn setup_pd() -> (PollHarness, String, Vec<String>) {
+        let (h, base, stories) = setup(30).await;
+        let mut t = tenant("pd", &h.sim.base_url(), &h.receiver.url());
+        t.token = s1_shared::store::TokenSource::Env { var: "S1_TOKEN_acme".into() };
+        t.platform = s1_shared::store::PlatformTarget {
+            kind: "pagerduty".into(),
+            settings: json!({"inbound_secrets": [{"kind": "env", "var": "PD_1"}, {"kind": "env", "var": "PD_2"}]}),
+        };
+        h.store.put_tenant(&t).await.unwrap();
+        let secrets: Vec<String> = cases().iter().map(|c| c["secret"].as_str().unwrap().to_owned()).collect();
+        h.env.lock().unwrap().insert("PD_1".into(), secrets[0].clone());
+        h.env.lock().unwrap().insert("PD_2".into(), secrets.iter().find(|s| **s != secrets[0]).unwrap().clone());
+        let ids = stories[0].1.clone();
+        let member = MemberState { updated_at: None, digest: String::new(), status: None, verdict: None, written_status: None, written_verdict: None, publish_error: None };
+        let story = StoryRecord {
+            key: "pd-story".into(),
+            id: "pd-story@0".into(),
+            window_start: OffsetDateTime::UNIX_EPOCH,
+            status: StoryStatus::Open,
+            platform: Some("pagerduty".into()),
+            // The dedup key our Events API trigger used, which PagerDuty reports as incident_key.
+            platform_ref: Some("dfead9d88e0649e8b7dee514b1875756".into()),
+            members: ids.iter().map(|id| (id.clone(), member.clone())).collect::<BTreeMap<_, _>>(),
+            previous: vec![],
+        };
+        assert!(h.store.put_story("pd", &story, 0).await.unwrap());
+        (h, base, ids)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_recorded_signatures_verify_byte_for_byte_and_tampered_copies_do_not() {
+        let (_h, base, _) = setup_pd().await;
+        for c in cases() {
+            let file = c["file"].as_str().unwrap();
+            let body = fixture(file);
+            let (status, resp) = post(&base, &body, c["header"].as_str().unwrap()).await;
+            if c["expect_valid"] == true {
+                assert_ne!(status, 401, "{file} {}: {resp}", c["source"]);
+            } else {
+                assert_eq!(status, 401, "{file} {}: {resp}", c["source"]);
+            }
+            let mut tampered = body.clone();
+            let last = tampered.len() - 2;
+            tampered[last] ^= 0x01;
+            assert_eq!(post(&base, &tampered, c["header"].as_str().unwrap()).await.0, 401, "tampered {file}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_incident_lifecycle_reaches_s1_and_the_late_resolution_note_becomes_a_note() {
+        let (h, base, ids) = setup_pd().await;
+        let steps = [
+            ("aldaviva-incident.triggered.json", "unresolved"),
+            ("aldaviva-incident.acknowledged.json", "in_progress"),
+            ("aldaviva-incident.resolved.json", "resolved"),
+        ];
+        for (file, want) in steps {
+            let (status, resp) = post(&base, &fixture(file), &valid_signature(file)).await;
+            assert_eq!((status, resp["writeback"].as_str()), (202, Some("applied")), "{file}: {resp}");
+            for id in &ids {
+                assert_eq!(s1_state(&h, id).await.0, want, "{file} -> threat {id}");
+            }
+        }
+        // The resolution note arrives after the resolve, naming only the incident id.
+        let file = "aldaviva-incident.annotated.json";
+        let (status, resp) = post(&base, &fixture(file), &valid_signature(file)).await;
+        assert_eq!((status, resp["writeback"].as_str()), (202, Some("applied")), "{resp}");
+        let (status_now, _, notes) = s1_state(&h, &ids[0]).await;
+        assert_eq!(status_now, "resolved");
+        assert!(notes.iter().any(|n| n.contains("Resolution Note: I'm resolving it") && n.starts_with("[pagerduty] comment by Ben")), "{notes:?}");
+        assert!(notes.iter().any(|n| n.starts_with("[pagerduty] resolved by Ben")), "{notes:?}");
+        // PagerDuty redelivers: nothing happens twice. An older event after the resolve is refused.
+        let file = "aldaviva-incident.resolved.json";
+        assert_eq!(post(&base, &fixture(file), &valid_signature(file)).await.0, 200);
+        let writes = s1_writes(&h).await;
+        let ping = "aldaviva-pagey.ping.json";
+        let (status, resp) = post(&base, &fixture(ping), &valid_signature(ping)).await;
+        assert_eq!(status, 200, "{resp}");
+        assert_eq!(s1_writes(&h).await, writes);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn echoes_of_our_own_events_api_calls_are_ignored() {
+        let (h, base, _) = setup_pd().await;
+        let mut body: Value = serde_json::from_slice(&fixture("aldaviva-incident.resolved.json")).unwrap();
+        body["event"]["agent"]["type"] = "inbound_integration_reference".into();
+        body["event"]["id"] = "echo-1".into();
+        let raw = serde_json::to_vec(&body).unwrap();
+        let secret = cases()[0]["secret"].as_str().unwrap().to_owned();
+        let sig = {
+            use hmac::{Hmac, KeyInit, Mac};
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+            mac.update(&raw);
+            format!("v1={}", hex::encode(mac.finalize().into_bytes()))
+        };
+        let writes = s1_writes(&h).await;
+        let (status, resp) = post(&base, &raw, &sig).await;
+        assert_eq!(status, 200, "{resp}");
+        assert!(resp["message"].as_str().unwrap().contains("echo"), "{resp}");
+        assert_eq!(s1_writes(&h).await, writes);
+    }
+}
