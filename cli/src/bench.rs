@@ -103,6 +103,7 @@ pub async fn run_bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>
         client_options: options,
         owner: "bench".into(),
         concurrency: 1,
+        writeback: None,
     };
     let before = dynamo.as_ref().map(DynamoTable::requests).unwrap_or_default();
     let started = Instant::now();

@@ -117,6 +117,7 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
         client_options: options.clone(),
         owner: "demo".into(),
         concurrency: 4,
+        writeback: None,
     };
     let poll = || async { run(&deps, &Selection::All, Instant::now() + Duration::from_secs(600)).await };
 

@@ -72,6 +72,7 @@ impl PollHarness {
             client_options: options,
             owner: "test-run".into(),
             concurrency: 4,
+            writeback: None,
         };
         store
             .put_tenant(&tenant("acme", &sim.base_url(), &receiver.url()))

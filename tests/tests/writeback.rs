@@ -437,16 +437,24 @@ async fn a_bearer_token_endpoint_is_the_weaker_alternative() {
 /// The real PagerDuty v3 bodies and signatures in ../shared/fixtures/platforms/pagerduty-v3.
 mod pagerduty {
     use super::*;
-    use serde_json::Value;
     use s1_shared::store::{MemberState, StoryRecord};
+    use serde_json::Value;
     use std::collections::BTreeMap;
 
     fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(integration_tests::project_shared_dir().join("fixtures/platforms/pagerduty-v3").join(name)).unwrap()
+        std::fs::read(
+            integration_tests::project_shared_dir()
+                .join("fixtures/platforms/pagerduty-v3")
+                .join(name),
+        )
+        .unwrap()
     }
 
     fn cases() -> Vec<Value> {
-        serde_json::from_slice::<Value>(&fixture("signatures.json")).unwrap()["cases"].as_array().unwrap().clone()
+        serde_json::from_slice::<Value>(&fixture("signatures.json")).unwrap()["cases"]
+            .as_array()
+            .unwrap()
+            .clone()
     }
 
     async fn post(base: &str, body: &[u8], signature: &str) -> (u16, Value) {
@@ -463,24 +471,46 @@ mod pagerduty {
     }
 
     fn valid_signature(file: &str) -> String {
-        cases().iter().find(|c| c["file"] == file && c["expect_valid"] == true).unwrap()["header"].as_str().unwrap().to_owned()
+        cases()
+            .iter()
+            .find(|c| c["file"] == file && c["expect_valid"] == true)
+            .unwrap()["header"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     /// A PagerDuty tenant whose story is the incident the fixtures talk about.
     async fn setup_pd() -> (PollHarness, String, Vec<String>) {
         let (h, base, stories) = setup(30).await;
         let mut t = tenant("pd", &h.sim.base_url(), &h.receiver.url());
-        t.token = s1_shared::store::TokenSource::Env { var: "S1_TOKEN_acme".into() };
+        t.token = s1_shared::store::TokenSource::Env {
+            var: "S1_TOKEN_acme".into(),
+        };
         t.platform = s1_shared::store::PlatformTarget {
             kind: "pagerduty".into(),
             settings: json!({"inbound_secrets": [{"kind": "env", "var": "PD_1"}, {"kind": "env", "var": "PD_2"}]}),
         };
         h.store.put_tenant(&t).await.unwrap();
-        let secrets: Vec<String> = cases().iter().map(|c| c["secret"].as_str().unwrap().to_owned()).collect();
+        let secrets: Vec<String> = cases()
+            .iter()
+            .map(|c| c["secret"].as_str().unwrap().to_owned())
+            .collect();
         h.env.lock().unwrap().insert("PD_1".into(), secrets[0].clone());
-        h.env.lock().unwrap().insert("PD_2".into(), secrets.iter().find(|s| **s != secrets[0]).unwrap().clone());
+        h.env.lock().unwrap().insert(
+            "PD_2".into(),
+            secrets.iter().find(|s| **s != secrets[0]).unwrap().clone(),
+        );
         let ids = stories[0].1.clone();
-        let member = MemberState { updated_at: None, digest: String::new(), status: None, verdict: None, written_status: None, written_verdict: None, publish_error: None };
+        let member = MemberState {
+            updated_at: None,
+            digest: String::new(),
+            status: None,
+            verdict: None,
+            written_status: None,
+            written_verdict: None,
+            publish_error: None,
+        };
         let story = StoryRecord {
             key: "pd-story".into(),
             id: "pd-story@0".into(),
@@ -489,7 +519,10 @@ mod pagerduty {
             platform: Some("pagerduty".into()),
             // The dedup key our Events API trigger used, which PagerDuty reports as incident_key.
             platform_ref: Some("dfead9d88e0649e8b7dee514b1875756".into()),
-            members: ids.iter().map(|id| (id.clone(), member.clone())).collect::<BTreeMap<_, _>>(),
+            members: ids
+                .iter()
+                .map(|id| (id.clone(), member.clone()))
+                .collect::<BTreeMap<_, _>>(),
             previous: vec![],
         };
         assert!(h.store.put_story("pd", &story, 0).await.unwrap());
@@ -511,7 +544,11 @@ mod pagerduty {
             let mut tampered = body.clone();
             let last = tampered.len() - 2;
             tampered[last] ^= 0x01;
-            assert_eq!(post(&base, &tampered, c["header"].as_str().unwrap()).await.0, 401, "tampered {file}");
+            assert_eq!(
+                post(&base, &tampered, c["header"].as_str().unwrap()).await.0,
+                401,
+                "tampered {file}"
+            );
         }
     }
 
@@ -525,7 +562,11 @@ mod pagerduty {
         ];
         for (file, want) in steps {
             let (status, resp) = post(&base, &fixture(file), &valid_signature(file)).await;
-            assert_eq!((status, resp["writeback"].as_str()), (202, Some("applied")), "{file}: {resp}");
+            assert_eq!(
+                (status, resp["writeback"].as_str()),
+                (202, Some("applied")),
+                "{file}: {resp}"
+            );
             for id in &ids {
                 assert_eq!(s1_state(&h, id).await.0, want, "{file} -> threat {id}");
             }
@@ -537,7 +578,10 @@ mod pagerduty {
         let (status_now, _, notes) = s1_state(&h, &ids[0]).await;
         assert_eq!(status_now, "resolved");
         assert!(notes.iter().any(|n| n.contains("Resolution Note: I'm resolving it") && n.starts_with("[pagerduty] comment by Ben")), "{notes:?}");
-        assert!(notes.iter().any(|n| n.starts_with("[pagerduty] resolved by Ben")), "{notes:?}");
+        assert!(
+            notes.iter().any(|n| n.starts_with("[pagerduty] resolved by Ben")),
+            "{notes:?}"
+        );
         // PagerDuty redelivers: nothing happens twice. An older event after the resolve is refused.
         let file = "aldaviva-incident.resolved.json";
         assert_eq!(post(&base, &fixture(file), &valid_signature(file)).await.0, 200);
@@ -568,4 +612,44 @@ mod pagerduty {
         assert!(resp["message"].as_str().unwrap().contains("echo"), "{resp}");
         assert_eq!(s1_writes(&h).await, writes);
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_scheduled_poll_run_retries_pending_writebacks() {
+    let (h, base, stories) = setup(40).await;
+    let (alert, ids) = &stories[0];
+    h.sim
+        .control()
+        .add_fault(&FaultRule::new(
+            "/threats/incident",
+            FaultKind::Status {
+                status: 503,
+                retry_after: None,
+                code: None,
+            },
+            4,
+        ))
+        .await
+        .unwrap();
+    let body = status_changed(alert, "acknowledged", None, OffsetDateTime::now_utc());
+    let (code, resp) = post_generic(&base, "acme", "sched-1", &body, INBOUND_SECRET).await;
+    assert_eq!((code, resp["writeback"].as_str()), (202, Some("pending")), "{resp}");
+    // Make it due now, as it would be a minute later.
+    let mut p = h.store.list_pending("acme", None, 10).await.unwrap().items.remove(0);
+    p.next_attempt_at = OffsetDateTime::now_utc() - Duration::seconds(1);
+    h.store.put_pending("acme", &p).await.unwrap();
+    h.sim.control().clear_faults().await.unwrap();
+    let mut poll = h.deps.clone();
+    poll.writeback = Some(deps(&h));
+    let r = s1_shared::usecase::poll_threats::run(
+        &poll,
+        &s1_shared::usecase::poll_threats::Selection::All,
+        std::time::Instant::now() + std::time::Duration::from_secs(60),
+    )
+    .await
+    .unwrap()
+    .tenants
+    .remove(0);
+    assert_eq!(r.writebacks_applied, 1, "{r:?}");
+    assert_eq!(s1_state(&h, &ids[0]).await.0, "in_progress");
 }

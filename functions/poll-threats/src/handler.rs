@@ -164,6 +164,7 @@ mod tests {
             client_options: ClientOptions::default(),
             owner: String::new(),
             concurrency: 2,
+            writeback: None,
         };
         let event = LambdaEvent::new(
             serde_json::json!({"detail-type": "Scheduled Event"}),

@@ -15,6 +15,7 @@ use s1_shared::s1::ClientOptions;
 use s1_shared::secrets::SecretsManagerTokenProvider;
 use s1_shared::store::{DynamoTable, Store};
 use s1_shared::usecase::poll_threats::PollDeps;
+use s1_shared::usecase::writeback::WritebackDeps;
 use serde_json::Value;
 
 #[tokio::main]
@@ -36,13 +37,20 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .build()?;
     let options = ClientOptions::default();
     let deps = PollDeps {
-        store,
+        store: store.clone(),
         tokens: tokens.clone(),
-        platforms: Arc::new(Adapters::new(http.clone(), tokens, options.retry.clone())),
-        http,
-        client_options: options,
+        platforms: Arc::new(Adapters::new(http.clone(), tokens.clone(), options.retry.clone())),
+        http: http.clone(),
+        client_options: options.clone(),
         owner: String::new(),
         concurrency: settings.poll_concurrency,
+        writeback: Some(WritebackDeps {
+            store: store.clone(),
+            tokens: tokens.clone(),
+            http: http.clone(),
+            inline_options: WritebackDeps::inline_client_options(),
+            retry_options: options.clone(),
+        }),
     };
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| handler::handle(&deps, event))).await
 }

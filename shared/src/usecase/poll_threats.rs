@@ -44,6 +44,9 @@ pub struct PollDeps {
     pub owner: String,
     /// Tenants polled at once.
     pub concurrency: usize,
+    /// When set, each tenant's due pending writebacks are retried after its poll, so a change
+    /// accepted while S1 was down lands on the next scheduled run.
+    pub writeback: Option<crate::usecase::writeback::WritebackDeps>,
 }
 
 /// Which tenants a run polls.
@@ -87,6 +90,9 @@ pub struct TenantReport {
     pub pages: u64,
     /// Seconds between now and the newest change handled.
     pub lag_seconds: Option<i64>,
+    /// Pending writebacks retried after the poll.
+    pub writebacks_applied: u64,
+    pub writebacks_dead: u64,
     pub error: Option<String>,
 }
 
@@ -296,6 +302,15 @@ pub async fn poll_tenant(deps: &PollDeps, tenant: &TenantConfig, deadline: Insta
         report.outcome = Outcome::Failed;
         report.error = Some(e.to_string());
         tracing::warn!(tenant = %tenant.id, error = %e, "poll failed");
+    }
+    if let Some(wb) = &deps.writeback {
+        match crate::usecase::writeback::retry_pending(wb, tenant, OffsetDateTime::now_utc(), 50).await {
+            Ok(r) => {
+                report.writebacks_applied = r.applied;
+                report.writebacks_dead = r.dead;
+            }
+            Err(e) => tracing::warn!(tenant = %tenant.id, error = %e, "could not read pending writebacks"),
+        }
     }
     if let Err(e) = deps
         .store

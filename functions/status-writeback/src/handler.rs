@@ -1,0 +1,121 @@
+//! Function URL request -> webhook handling -> Function URL response.
+
+use lambda_http::{Body, Request, Response};
+use s1_shared::usecase::writeback::{WritebackDeps, handle_webhook};
+
+pub(crate) async fn handle(deps: &WritebackDeps, req: Request) -> Result<Response<Body>, lambda_http::Error> {
+    let (parts, body) = req.into_parts();
+    // lambda_http has already base64-decoded a binary body; these are the bytes that were signed.
+    let bytes: &[u8] = body.as_ref();
+    let r = handle_webhook(deps, parts.method.as_str(), parts.uri.path(), &parts.headers, bytes).await;
+    tracing::info!(path = parts.uri.path(), status = r.status, "webhook answered");
+    Ok(Response::builder()
+        .status(r.status)
+        .header("content-type", "application/json")
+        .body(Body::Text(r.body.to_string()))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use s1_bridge_sim::{DEFAULT_TOKEN, Sim, SimConfig};
+    use s1_shared::platform::{WebhookSecret, sign};
+    use s1_shared::s1::ClientOptions;
+    use s1_shared::secrets::LocalTokenProvider;
+    use s1_shared::store::*;
+
+    const INBOUND: &str = "whsec_dGhpcy1pcy1hLXRlc3Qtb25seS1pbmJvdW5kLWtleQ==";
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_signed_function_url_request_updates_s1() {
+        let sim = Sim::start(SimConfig {
+            threats: 3,
+            agents: 2,
+            cloud_alerts: 0,
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let env = HashMap::from([
+            ("S1".to_owned(), DEFAULT_TOKEN.to_owned()),
+            ("IN".to_owned(), INBOUND.to_owned()),
+        ]);
+        let store = Store::new(Arc::new(EmbeddedTable::in_memory().unwrap()));
+        store
+            .put_tenant(&TenantConfig {
+                id: "acme".into(),
+                name: String::new(),
+                enabled: true,
+                console_url: sim.base_url(),
+                token: TokenSource::Env { var: "S1".into() },
+                account_ids: vec![],
+                site_ids: vec![],
+                platform: PlatformTarget {
+                    kind: "generic".into(),
+                    settings: serde_json::json!({"inbound_secrets": [{"kind": "env", "var": "IN"}]}),
+                },
+                grouping: Grouping::Story,
+                poll_cloud_alerts: false,
+                mapping_overrides: serde_json::Value::Null,
+            })
+            .await
+            .unwrap();
+        let member = MemberState {
+            updated_at: None,
+            digest: String::new(),
+            status: None,
+            verdict: None,
+            written_status: None,
+            written_verdict: None,
+            publish_error: None,
+        };
+        let story = StoryRecord {
+            key: "a:b".into(),
+            id: "a:b@5".into(),
+            window_start: time::OffsetDateTime::UNIX_EPOCH,
+            status: StoryStatus::Open,
+            platform: None,
+            platform_ref: None,
+            members: [("1500000000000000001".to_owned(), member)].into_iter().collect(),
+            previous: vec![],
+        };
+        assert!(store.put_story("acme", &story, 0).await.unwrap());
+        let deps = WritebackDeps {
+            store,
+            tokens: Arc::new(LocalTokenProvider::with_lookup(move |k| env.get(k).cloned())),
+            http: reqwest::Client::new(),
+            inline_options: WritebackDeps::inline_client_options(),
+            retry_options: ClientOptions::default(),
+        };
+        let body = serde_json::to_vec(&serde_json::json!({
+            "type": "alert.status_changed", "timestamp": "2026-11-27T06:00:00Z",
+            "data": {"alert_key": "s1:127.0.0.1:a:b@5", "status": "closed", "close_reason": "benign", "actor": {"name": "Ana"}}
+        }))
+        .unwrap();
+        let ts = time::OffsetDateTime::now_utc().unix_timestamp();
+        let sig = sign(&WebhookSecret::parse(INBOUND).unwrap(), "msg_1", ts, &body);
+        let req = lambda_http::http::Request::builder()
+            .method("POST")
+            .uri("https://abc.lambda-url.eu-west-1.on.aws/generic/acme")
+            .header("webhook-id", "msg_1")
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", sig)
+            .body(Body::Binary(body.clone()))
+            .unwrap();
+        let resp = handle(&deps, req).await.unwrap();
+        assert_eq!(resp.status(), 202);
+        let threat = sim.control().threat("1500000000000000001").await.unwrap();
+        assert_eq!(threat["threatInfo"]["incidentStatus"], "resolved");
+        assert_eq!(threat["threatInfo"]["analystVerdict"], "false_positive");
+
+        let bad = lambda_http::http::Request::builder()
+            .method("POST")
+            .uri("/generic/acme")
+            .body(Body::Binary(body))
+            .unwrap();
+        assert_eq!(handle(&deps, bad).await.unwrap().status(), 401);
+    }
+}
