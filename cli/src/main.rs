@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod ops;
 
 use clap::{Parser, Subcommand};
 
@@ -20,6 +21,11 @@ struct Cli {
 enum Command {
     /// Run the product against a built-in S1 simulator: no AWS account, no S1 console needed.
     Demo(demo::DemoArgs),
+    /// List or replay writebacks that ran out of attempts.
+    #[command(subcommand)]
+    DeadLetters(ops::DeadLetters),
+    /// The log of calls made to a tenant's S1 console (30 days).
+    Outbound(ops::OutboundArgs),
     /// One measured poll run (used by scripts/bench.sh).
     #[command(hide = true)]
     BenchPoll(bench::BenchArgs),
@@ -35,6 +41,8 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run_demo(args).await,
         Command::BenchPoll(args) => bench::run_bench(args).await,
+        Command::DeadLetters(cmd) => ops::dead_letters(cmd).await,
+        Command::Outbound(args) => ops::outbound(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
