@@ -10,15 +10,18 @@ use futures_util::TryStreamExt;
 use s1_bridge_sim::{DEFAULT_TOKEN, NewThreats, Sim, SimConfig, TokenSpec, WebhookReceiver};
 use s1_shared::ApiToken;
 use s1_shared::platform::Adapters;
+use s1_shared::platform::{WebhookSecret, sign};
 use s1_shared::s1::{AgentQuery, ClientOptions, S1Client, SiteQuery};
 use s1_shared::secrets::LocalTokenProvider;
 use s1_shared::store::{EmbeddedTable, Grouping, PlatformTarget, Store, TenantConfig, TokenSource};
 use s1_shared::usecase::poll_threats::{PollDeps, PollReport, Selection, TenantReport, run};
+use s1_shared::usecase::writeback::{WritebackDeps, handle_webhook};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-/// A demo-only webhook secret: it opens nothing but the local receiver.
+/// Demo-only webhook secrets: they open nothing but the local receiver and writeback endpoint.
 const DEMO_WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const DEMO_INBOUND_SECRET: &str = "whsec_ZGVtby1pbmJvdW5kLXNlY3JldC1mb3ItdGVzdHM=";
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -85,6 +88,7 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
     let secrets = HashMap::from([
         ("S1_TOKEN_DEMO".to_owned(), DEFAULT_TOKEN.to_owned()),
         ("WEBHOOK_SECRET_DEMO".to_owned(), DEMO_WEBHOOK_SECRET.to_owned()),
+        ("INBOUND_SECRET_DEMO".to_owned(), DEMO_INBOUND_SECRET.to_owned()),
     ]);
     let tokens = Arc::new(LocalTokenProvider::with_lookup(move |k| secrets.get(k).cloned()));
     store
@@ -100,7 +104,11 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
             site_ids: vec![],
             platform: PlatformTarget {
                 kind: "generic".into(),
-                settings: json!({"url": receiver.url(), "secret": {"kind": "env", "var": "WEBHOOK_SECRET_DEMO"}}),
+                settings: json!({
+                    "url": receiver.url(),
+                    "secret": {"kind": "env", "var": "WEBHOOK_SECRET_DEMO"},
+                    "inbound_secrets": [{"kind": "env", "var": "INBOUND_SECRET_DEMO"}],
+                }),
             },
             grouping: Grouping::Story,
             poll_cloud_alerts: false,
@@ -181,8 +189,92 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
         ));
     }
 
+    say(
+        "\n4. On the platform: analysts close three alerts and pick up a fourth (signed webhooks to the writeback)"
+            .into(),
+    );
+    let hook_base = serve_writeback(WritebackDeps {
+        store: store.clone(),
+        tokens: deps.tokens.clone(),
+        http: reqwest_client()?,
+        inline_options: WritebackDeps::inline_client_options(),
+        retry_options: ClientOptions::default(),
+    })
+    .await?;
+    let mut by_alert: HashMap<String, Vec<String>> = HashMap::new();
+    for e in receiver.events() {
+        if let (Some(a), Some(t)) = (e["data"]["alert_key"].as_str(), e["data"]["s1"]["threat_id"].as_str()) {
+            by_alert.entry(a.to_owned()).or_default().push(t.to_owned());
+        }
+    }
+    let mut alerts: Vec<_> = by_alert.into_iter().collect();
+    alerts.sort_by_key(|(k, v)| (std::cmp::Reverse(v.len()), k.clone()));
+    let closes = [
+        ("closed", Some("false_positive")),
+        ("closed", Some("activity_blocked")),
+        ("resolved", Some("PUP/PUA")),
+        ("investigating", None),
+    ];
+    let client = S1Client::new(&sim.base_url(), &ApiToken::new(DEFAULT_TOKEN), options.clone())?;
+    for (n, ((alert, threats), (state, reason))) in alerts.iter().zip(closes).enumerate() {
+        let body = serde_json::to_vec(&json!({
+            "type": "alert.status_changed",
+            "timestamp": s1_shared::s1::dto::format_time(OffsetDateTime::now_utc()),
+            "data": {"alert_key": alert, "status": state, "close_reason": reason,
+                     "analysis": "reviewed in the demo", "actor": {"name": "Dana", "email": "dana@example.com"}}
+        }))?;
+        let id = format!("demo-close-{n}");
+        let ts = OffsetDateTime::now_utc().unix_timestamp();
+        let signature = sign(&WebhookSecret::parse(DEMO_INBOUND_SECRET)?, &id, ts, &body);
+        let resp = reqwest_client()?
+            .post(format!("{hook_base}/generic/demo"))
+            .header("webhook-id", &id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", signature)
+            .body(body)
+            .send()
+            .await?;
+        let code = resp.status().as_u16();
+        let answer: Value = resp.json().await.unwrap_or_default();
+        say(format!(
+            "   {state} {} -> HTTP {code} ({}), story of {} threat(s)",
+            reason.unwrap_or(""),
+            answer["writeback"].as_str().unwrap_or("?"),
+            threats.len()
+        ));
+        let found = client
+            .threats(&s1_shared::s1::ThreatQuery {
+                ids: threats.clone(),
+                ..Default::default()
+            })
+            .map_ok(|p| p.items)
+            .try_concat()
+            .await?;
+        let shown = found.len().min(2);
+        if found.len() > shown {
+            say(format!(
+                "      (showing {shown} of {} threats; every one was updated)",
+                found.len()
+            ));
+        }
+        for t in found.into_iter().take(shown) {
+            let notes = client.threat_notes(&t.id).map_ok(|p| p.items).try_concat().await?;
+            say(format!(
+                "      S1 threat {}: {} / {}; note: {}",
+                t.id,
+                t.threat_info.incident_status.map_or("?", |s| s.as_str()),
+                t.threat_info.analyst_verdict.map_or("?", |v| v.as_str()),
+                notes.last().and_then(|n| n.text.as_deref()).unwrap_or("-")
+            ));
+        }
+    }
+    let fourth = poll().await?;
+    say(format!(
+        "   next poll: {} (our own writes are not sent back)",
+        line(&fourth.tenants[0])
+    ));
+
     // What else the client reads, and the token's expiry.
-    let client = S1Client::new(&sim.base_url(), &ApiToken::new(DEFAULT_TOKEN), options)?;
     let agents: Vec<_> = client
         .agents(&AgentQuery::default())
         .map_ok(|p| p.items)
@@ -197,7 +289,7 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
     let details = client.api_token_details(&ApiToken::new(DEFAULT_TOKEN)).await?;
     let expires = details.expires_at.ok_or("S1 sent no expiresAt for the token")?;
     let left = expires - OffsetDateTime::now_utc();
-    say("\n4. The console's estate and the token".into());
+    say("\n5. The console's estate and the token".into());
     say(format!(
         "   agents {} ({decommissioned} decommissioned), sites {sites}",
         agents.len()
@@ -230,6 +322,30 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
         println!("{}", serde_json::to_string_pretty(&summary)?);
     }
     Ok(())
+}
+
+/// The writeback's webhook endpoint on a loopback port, as the Function URL would serve it.
+async fn serve_writeback(deps: WritebackDeps) -> std::io::Result<String> {
+    async fn route(
+        axum::extract::State(deps): axum::extract::State<Arc<WritebackDeps>>,
+        method: axum::http::Method,
+        uri: axum::http::Uri,
+        headers: axum::http::HeaderMap,
+        body: axum::body::Bytes,
+    ) -> (axum::http::StatusCode, axum::Json<Value>) {
+        let r = handle_webhook(&deps, method.as_str(), uri.path(), &headers, &body).await;
+        (
+            axum::http::StatusCode::from_u16(r.status).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR),
+            axum::Json(r.body),
+        )
+    }
+    let app = axum::Router::new().fallback(route).with_state(Arc::new(deps));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(url)
 }
 
 fn reqwest_client() -> Result<reqwest::Client, reqwest::Error> {

@@ -83,14 +83,23 @@ pub async fn dead_letters(cmd: DeadLetters) -> Result<(), Box<dyn std::error::Er
             } else {
                 println!("{:<34} {:<40} {:>8}  last error", "id", "alert", "attempts");
                 for d in &all {
-                    println!("{:<34} {:<40} {:>8}  {}", d.id, d.alert_key, d.attempts, d.last_error.as_deref().unwrap_or("-"));
+                    println!(
+                        "{:<34} {:<40} {:>8}  {}",
+                        d.id,
+                        d.alert_key,
+                        d.attempts,
+                        d.last_error.as_deref().unwrap_or("-")
+                    );
                 }
             }
         }
         DeadLetters::Replay { tenant, id, store } => {
             let s = store.store.open().await?;
             let p = s.replay_dead(&tenant, &id, OffsetDateTime::now_utc()).await?;
-            println!("dead letter {} of tenant {tenant} is pending again; the next run retries it", p.id);
+            println!(
+                "dead letter {} of tenant {tenant} is pending again; the next run retries it",
+                p.id
+            );
         }
     }
     Ok(())
@@ -124,7 +133,10 @@ pub async fn outbound(args: OutboundArgs) -> Result<(), Box<dyn std::error::Erro
         println!("{}", serde_json::to_string_pretty(recent)?);
         return Ok(());
     }
-    println!("{:<28} {:<6} {:<30} {:>6} {:>8} {:>7}  result", "time", "method", "path", "status", "latency", "attempt");
+    println!(
+        "{:<28} {:<6} {:<30} {:>6} {:>8} {:>7}  result",
+        "time", "method", "path", "status", "latency", "attempt"
+    );
     for r in recent {
         println!(
             "{:<28} {:<6} {:<30} {:>6} {:>6}ms {:>7}  {}",

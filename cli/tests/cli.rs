@@ -7,8 +7,16 @@ use s1_shared::store::{EmbeddedTable, OutboundRequest, PendingWriteback, Store};
 use time::OffsetDateTime;
 
 fn bridge(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_s1-bridge")).args(args).env_remove("S1_BRIDGE_STORE").output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(env!("CARGO_BIN_EXE_s1-bridge"))
+        .args(args)
+        .env_remove("S1_BRIDGE_STORE")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[tokio::test]
@@ -50,12 +58,30 @@ async fn dead_letters_are_listed_and_replayed_and_the_outbound_log_is_shown() {
     let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(listed[0]["attempts"], 8);
 
-    let (ok, out, err) = bridge(&["dead-letters", "replay", "--tenant", "acme", "--id", "chg42", "--store", &spec]);
+    let (ok, out, err) = bridge(&[
+        "dead-letters",
+        "replay",
+        "--tenant",
+        "acme",
+        "--id",
+        "chg42",
+        "--store",
+        &spec,
+    ]);
     assert!(ok, "{err}");
     assert!(out.contains("pending again"), "{out}");
     let (_, out, _) = bridge(&["dead-letters", "list", "--tenant", "acme", "--store", &spec]);
     assert!(out.contains("no dead letters"), "{out}");
-    let (ok, _, err) = bridge(&["dead-letters", "replay", "--tenant", "acme", "--id", "chg42", "--store", &spec]);
+    let (ok, _, err) = bridge(&[
+        "dead-letters",
+        "replay",
+        "--tenant",
+        "acme",
+        "--id",
+        "chg42",
+        "--store",
+        &spec,
+    ]);
     assert!(!ok && err.contains("no dead letter chg42"), "{err}");
 
     let (ok, out, err) = bridge(&["outbound", "--tenant", "acme", "--store", &spec]);
