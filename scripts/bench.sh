@@ -53,3 +53,17 @@ PY
   echo "          receiver: $stats (each threat once per store)"
   kill "$SIM_PID"; wait "$SIM_PID" 2>/dev/null || true; SIM_PID=""
 done
+
+printf '\nstatus-writeback: handler latency excluding S1 time, %s signed webhooks over loopback\n' "${BENCH_WEBHOOKS:-10000}"
+printf '%-9s %8s %8s %8s  %s\n' store "p50 ms" "p99 ms" "max ms" "answers"
+for store in embedded dynamodb; do
+  out=$(target/release/s1-bridge bench-webhook --count "${BENCH_WEBHOOKS:-10000}" --store "$store" \
+    --path "$WORK/webhook.redb" --table "bench-webhook-$RANDOM")
+  python3 - "$store" "$out" <<'PY'
+import json, sys
+store, out = sys.argv[1:3]
+d = json.loads(out)
+h = d["handler_ms_excluding_s1"]
+print(f"{store:<9} {h['p50']:8.2f} {h['p99']:8.2f} {h['max']:8.2f}  {d['status_codes']}")
+PY
+done

@@ -131,3 +131,135 @@ pub async fn run_bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>
     );
     Ok(())
 }
+
+#[derive(Args)]
+pub struct WebhookBenchArgs {
+    /// Signed webhooks to send.
+    #[arg(long, default_value_t = 10_000)]
+    count: usize,
+    #[arg(long, value_enum)]
+    store: StoreKind,
+    #[arg(long, default_value = "bench-webhook.redb")]
+    path: String,
+    #[arg(long, default_value = "s1-bridge-bench-webhook")]
+    table: String,
+}
+
+/// Sends signed status changes to the writeback over loopback HTTP and reports the handler's
+/// own latency (time waiting on S1 excluded), p50 and p99.
+pub async fn run_webhook_bench(args: WebhookBenchArgs) -> Result<(), Box<dyn std::error::Error>> {
+    use s1_bridge_sim::{DEFAULT_TOKEN, Sim, SimConfig, WebhookReceiver};
+    use s1_shared::platform::{WebhookSecret, sign};
+    use s1_shared::usecase::writeback::{WritebackDeps, handle_webhook};
+    use std::sync::Mutex;
+
+    const OUT: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const IN: &str = "whsec_ZGVtby1pbmJvdW5kLXNlY3JldC1mb3ItdGVzdHM=";
+    let sim = Sim::start(SimConfig { threats: 300, agents: 50, cloud_alerts: 0, ..SimConfig::default() }).await?;
+    let receiver = WebhookReceiver::start(OUT).await?;
+    let table: Arc<dyn ItemTable> = match args.store {
+        StoreKind::Embedded => Arc::new(EmbeddedTable::open(&args.path)?),
+        StoreKind::Dynamodb => {
+            let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let client = aws_sdk_dynamodb::Client::new(&config);
+            let _ = create_table(&client, &args.table).await;
+            Arc::new(DynamoTable::new(client, args.table.clone()))
+        }
+    };
+    let store = Store::new(table);
+    let secrets = HashMap::from([("S1".to_owned(), DEFAULT_TOKEN.to_owned()), ("OUT".to_owned(), OUT.to_owned()), ("IN".to_owned(), IN.to_owned())]);
+    let tokens = Arc::new(LocalTokenProvider::with_lookup(move |k| secrets.get(k).cloned()));
+    store
+        .put_tenant(&TenantConfig {
+            id: "bench".into(),
+            name: "bench".into(),
+            enabled: true,
+            console_url: sim.base_url(),
+            token: TokenSource::Env { var: "S1".into() },
+            account_ids: vec![],
+            site_ids: vec![],
+            platform: PlatformTarget {
+                kind: "generic".into(),
+                settings: json!({"url": receiver.url(), "secret": {"kind": "env", "var": "OUT"}, "inbound_secrets": [{"kind": "env", "var": "IN"}]}),
+            },
+            grouping: Grouping::Story,
+            poll_cloud_alerts: false,
+            mapping_overrides: Value::Null,
+        })
+        .await?;
+    let http = reqwest::Client::new();
+    let options = ClientOptions::default();
+    let poll = PollDeps {
+        store: store.clone(),
+        tokens: tokens.clone(),
+        platforms: Arc::new(Adapters::new(http.clone(), tokens.clone(), options.retry.clone())),
+        http: http.clone(),
+        client_options: options.clone(),
+        owner: "bench".into(),
+        concurrency: 1,
+        writeback: None,
+    };
+    run(&poll, &Selection::Tenant("bench".into()), Instant::now() + Duration::from_secs(600)).await?;
+    let alerts: Vec<String> = {
+        let mut a: Vec<String> = receiver.events().iter().filter_map(|e| e["data"]["alert_key"].as_str().map(str::to_owned)).collect();
+        a.sort();
+        a.dedup();
+        a
+    };
+    let deps = Arc::new(WritebackDeps { store, tokens, http: http.clone(), inline_options: WritebackDeps::inline_client_options(), retry_options: options });
+    let samples: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let (d, rec) = (deps.clone(), samples.clone());
+    let app = axum::Router::new().fallback(move |method: axum::http::Method, uri: axum::http::Uri, headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+        let (d, rec) = (d.clone(), rec.clone());
+        async move {
+            let started = Instant::now();
+            let r = handle_webhook(&d, method.as_str(), uri.path(), &headers, &body).await;
+            let own = started.elapsed().saturating_sub(r.s1_time);
+            rec.lock().unwrap_or_else(|e| e.into_inner()).push(own.as_micros() as u64);
+            axum::http::StatusCode::from_u16(r.status).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR)
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let key = WebhookSecret::parse(IN)?;
+    let start = time::OffsetDateTime::now_utc();
+    let mut codes: HashMap<u16, usize> = HashMap::new();
+    let wall = Instant::now();
+    for i in 0..args.count {
+        let alert = &alerts[i % alerts.len()];
+        // Status changes per alert move forward in time, so none is refused as stale.
+        let at = start + time::Duration::milliseconds(i as i64);
+        let state = if (i / alerts.len()) % 2 == 0 { "investigating" } else { "new" };
+        let body = serde_json::to_vec(&json!({
+            "type": "alert.status_changed", "timestamp": s1_shared::s1::dto::format_time(at),
+            "data": {"alert_key": alert, "status": state, "actor": {"name": "bench"}}
+        }))?;
+        let id = format!("bench-{i}");
+        let ts = time::OffsetDateTime::now_utc().unix_timestamp();
+        let r = http
+            .post(format!("{base}/generic/bench"))
+            .header("webhook-id", &id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", sign(&key, &id, ts, &body))
+            .body(body)
+            .send()
+            .await?;
+        *codes.entry(r.status().as_u16()).or_default() += 1;
+    }
+    let mut s = samples.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    s.sort_unstable();
+    let pct = |p: f64| s.get(((s.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or_default() as f64 / 1000.0;
+    println!(
+        "{}",
+        json!({
+            "webhooks": args.count,
+            "status_codes": codes,
+            "handler_ms_excluding_s1": {"p50": pct(0.50), "p99": pct(0.99), "max": pct(1.0)},
+            "wall_s": wall.elapsed().as_secs_f64(),
+        })
+    );
+    Ok(())
+}

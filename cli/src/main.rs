@@ -29,6 +29,9 @@ enum Command {
     /// One measured poll run (used by scripts/bench.sh).
     #[command(hide = true)]
     BenchPoll(bench::BenchArgs),
+    /// Webhook handler latency over signed webhooks (used by scripts/bench.sh).
+    #[command(hide = true)]
+    BenchWebhook(bench::WebhookBenchArgs),
 }
 
 #[tokio::main]
@@ -41,6 +44,7 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run_demo(args).await,
         Command::BenchPoll(args) => bench::run_bench(args).await,
+        Command::BenchWebhook(args) => bench::run_webhook_bench(args).await,
         Command::DeadLetters(cmd) => ops::dead_letters(cmd).await,
         Command::Outbound(args) => ops::outbound(args).await,
     };

@@ -1044,6 +1044,22 @@ impl Store {
         self.table.put(&i, &Cond::Always).await.map(drop)
     }
 
+    /// Records several calls at once (batched writes).
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn record_outbound_many(&self, tenant: &str, records: &[OutboundRequest]) -> Result<(), StoreError> {
+        let items = records
+            .iter()
+            .map(|r| {
+                let mut i = item(keys::tenant(tenant), keys::outbound(r.at.unix_timestamp_nanos() / 1000, &r.id), r)?;
+                i.ttl = Some((r.at + OUTBOUND_RETENTION).unix_timestamp());
+                Ok(i)
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.table.batch_put(&items).await
+    }
+
     /// A page of a tenant's outbound requests, oldest first.
     ///
     /// # Errors

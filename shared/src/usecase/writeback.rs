@@ -71,13 +71,12 @@ impl WritebackDeps {
 pub struct WebhookResponse {
     pub status: u16,
     pub body: Value,
+    /// Time spent waiting on S1 inside the handler (for the latency benchmark).
+    pub s1_time: StdDuration,
 }
 
 fn answer(status: u16, message: impl Into<String>) -> WebhookResponse {
-    WebhookResponse {
-        status,
-        body: json!({ "status": status, "message": message.into() }),
-    }
+    WebhookResponse { status, body: json!({ "status": status, "message": message.into() }), s1_time: StdDuration::ZERO }
 }
 
 // ---- mapping (DESIGN.md §3) ----------------------------------------------------------------------
@@ -389,7 +388,9 @@ async fn accept(
         Ok(Acceptance::Stale) => return answer(409, "older than the last change applied to this alert"),
         Err(e) => return answer(503, format!("state store unavailable: {e}")),
     }
+    let started = std::time::Instant::now();
     let outcome = attempt(deps, tenant, pending, &deps.inline_options, now).await;
+    let s1_time = started.elapsed();
     let state = match outcome {
         Attempt::Applied => "applied",
         Attempt::Pending => "pending",
@@ -398,6 +399,7 @@ async fn accept(
     WebhookResponse {
         status: 202,
         body: json!({ "status": 202, "message": "accepted", "writeback": state }),
+        s1_time,
     }
 }
 
@@ -621,14 +623,16 @@ async fn apply(
             (None, None) => {}
         }
         change.done.push("status".into());
-        save_progress(deps, tenant, pending, change).await;
+        if !threat_ids.is_empty() {
+            // The note comes next and is not safe to repeat: remember the status is done.
+            save_progress(deps, tenant, pending, change).await;
+        }
     }
     // S1 has no notes on STAR alerts; threats get the note.
     if !change.done.iter().any(|d| d == "note") && !threat_ids.is_empty() {
         let r = client.add_note(&threat_ids, &change.note).await.map_err(classify)?;
         results.push(("/threats/notes", format!("affected={}", r.affected)));
         change.done.push("note".into());
-        save_progress(deps, tenant, pending, change).await;
     }
     record_outbound(deps, tenant, recorder, &results).await;
     remember_written(deps, tenant, change)
@@ -652,28 +656,34 @@ static OUT_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new
 
 async fn record_outbound(deps: &WritebackDeps, tenant: &TenantConfig, recorder: &Recorder, results: &[(&str, String)]) {
     let records = std::mem::take(&mut *recorder.records.lock().unwrap_or_else(|e| e.into_inner()));
+    if records.is_empty() {
+        return;
+    }
     let now = OffsetDateTime::now_utc();
-    for r in records {
-        let result = if r.status.is_some_and(|s| (200..300).contains(&s)) {
-            results.iter().find(|(p, _)| *p == r.path).map(|(_, s)| s.clone())
-        } else {
-            None
-        };
-        let seq = OUT_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let rec = OutboundRequest {
-            id: format!("{}-{seq}", std::process::id()),
-            at: now - Duration::try_from(r.latency).unwrap_or_default(),
-            method: r.method,
-            path: r.path,
-            status: r.status,
-            result,
-            latency_ms: r.latency.as_millis() as u64,
-            attempt: r.attempt,
-            error: r.error,
-        };
-        if let Err(e) = deps.store.record_outbound(&tenant.id, &rec).await {
-            tracing::warn!(tenant = %tenant.id, error = %e, "could not record an outbound request");
-        }
+    let out: Vec<OutboundRequest> = records
+        .into_iter()
+        .map(|r| {
+            let result = if r.status.is_some_and(|s| (200..300).contains(&s)) {
+                results.iter().find(|(p, _)| *p == r.path).map(|(_, s)| s.clone())
+            } else {
+                None
+            };
+            let seq = OUT_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            OutboundRequest {
+                id: format!("{}-{seq}", std::process::id()),
+                at: now - Duration::try_from(r.latency).unwrap_or_default(),
+                method: r.method,
+                path: r.path,
+                status: r.status,
+                result,
+                latency_ms: r.latency.as_millis() as u64,
+                attempt: r.attempt,
+                error: r.error,
+            }
+        })
+        .collect();
+    if let Err(e) = deps.store.record_outbound_many(&tenant.id, &out).await {
+        tracing::warn!(tenant = %tenant.id, error = %e, "could not record outbound requests");
     }
 }
 
