@@ -88,6 +88,7 @@ pub async fn run_bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>
             grouping: Grouping::Story,
             poll_cloud_alerts: false,
             mapping_overrides: Value::Null,
+            token_alert_days: vec![30, 14, 7, 3, 1, 0],
         })
         .await?;
     if args.reset_checkpoint {
@@ -155,7 +156,13 @@ pub async fn run_webhook_bench(args: WebhookBenchArgs) -> Result<(), Box<dyn std
 
     const OUT: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     const IN: &str = "whsec_ZGVtby1pbmJvdW5kLXNlY3JldC1mb3ItdGVzdHM=";
-    let sim = Sim::start(SimConfig { threats: 300, agents: 50, cloud_alerts: 0, ..SimConfig::default() }).await?;
+    let sim = Sim::start(SimConfig {
+        threats: 300,
+        agents: 50,
+        cloud_alerts: 0,
+        ..SimConfig::default()
+    })
+    .await?;
     let receiver = WebhookReceiver::start(OUT).await?;
     let table: Arc<dyn ItemTable> = match args.store {
         StoreKind::Embedded => Arc::new(EmbeddedTable::open(&args.path)?),
@@ -167,7 +174,11 @@ pub async fn run_webhook_bench(args: WebhookBenchArgs) -> Result<(), Box<dyn std
         }
     };
     let store = Store::new(table);
-    let secrets = HashMap::from([("S1".to_owned(), DEFAULT_TOKEN.to_owned()), ("OUT".to_owned(), OUT.to_owned()), ("IN".to_owned(), IN.to_owned())]);
+    let secrets = HashMap::from([
+        ("S1".to_owned(), DEFAULT_TOKEN.to_owned()),
+        ("OUT".to_owned(), OUT.to_owned()),
+        ("IN".to_owned(), IN.to_owned()),
+    ]);
     let tokens = Arc::new(LocalTokenProvider::with_lookup(move |k| secrets.get(k).cloned()));
     store
         .put_tenant(&TenantConfig {
@@ -185,6 +196,7 @@ pub async fn run_webhook_bench(args: WebhookBenchArgs) -> Result<(), Box<dyn std
             grouping: Grouping::Story,
             poll_cloud_alerts: false,
             mapping_overrides: Value::Null,
+        token_alert_days: vec![30, 14, 7, 3, 1, 0],
         })
         .await?;
     let http = reqwest::Client::new();
@@ -199,26 +211,48 @@ pub async fn run_webhook_bench(args: WebhookBenchArgs) -> Result<(), Box<dyn std
         concurrency: 1,
         writeback: None,
     };
-    run(&poll, &Selection::Tenant("bench".into()), Instant::now() + Duration::from_secs(600)).await?;
+    run(
+        &poll,
+        &Selection::Tenant("bench".into()),
+        Instant::now() + Duration::from_secs(600),
+    )
+    .await?;
     let alerts: Vec<String> = {
-        let mut a: Vec<String> = receiver.events().iter().filter_map(|e| e["data"]["alert_key"].as_str().map(str::to_owned)).collect();
+        let mut a: Vec<String> = receiver
+            .events()
+            .iter()
+            .filter_map(|e| e["data"]["alert_key"].as_str().map(str::to_owned))
+            .collect();
         a.sort();
         a.dedup();
         a
     };
-    let deps = Arc::new(WritebackDeps { store, tokens, http: http.clone(), inline_options: WritebackDeps::inline_client_options(), retry_options: options });
+    let deps = Arc::new(WritebackDeps {
+        store,
+        tokens,
+        http: http.clone(),
+        inline_options: WritebackDeps::inline_client_options(),
+        retry_options: options,
+    });
     let samples: Arc<Mutex<Vec<u64>>> = Arc::default();
     let (d, rec) = (deps.clone(), samples.clone());
-    let app = axum::Router::new().fallback(move |method: axum::http::Method, uri: axum::http::Uri, headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-        let (d, rec) = (d.clone(), rec.clone());
-        async move {
-            let started = Instant::now();
-            let r = handle_webhook(&d, method.as_str(), uri.path(), &headers, &body).await;
-            let own = started.elapsed().saturating_sub(r.s1_time);
-            rec.lock().unwrap_or_else(|e| e.into_inner()).push(own.as_micros() as u64);
-            axum::http::StatusCode::from_u16(r.status).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR)
-        }
-    });
+    let app = axum::Router::new().fallback(
+        move |method: axum::http::Method,
+              uri: axum::http::Uri,
+              headers: axum::http::HeaderMap,
+              body: axum::body::Bytes| {
+            let (d, rec) = (d.clone(), rec.clone());
+            async move {
+                let started = Instant::now();
+                let r = handle_webhook(&d, method.as_str(), uri.path(), &headers, &body).await;
+                let own = started.elapsed().saturating_sub(r.s1_time);
+                rec.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(own.as_micros() as u64);
+                axum::http::StatusCode::from_u16(r.status).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR)
+            }
+        },
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move {
@@ -232,7 +266,11 @@ pub async fn run_webhook_bench(args: WebhookBenchArgs) -> Result<(), Box<dyn std
         let alert = &alerts[i % alerts.len()];
         // Status changes per alert move forward in time, so none is refused as stale.
         let at = start + time::Duration::milliseconds(i as i64);
-        let state = if (i / alerts.len()) % 2 == 0 { "investigating" } else { "new" };
+        let state = if (i / alerts.len()) % 2 == 0 {
+            "investigating"
+        } else {
+            "new"
+        };
         let body = serde_json::to_vec(&json!({
             "type": "alert.status_changed", "timestamp": s1_shared::s1::dto::format_time(at),
             "data": {"alert_key": alert, "status": state, "actor": {"name": "bench"}}
@@ -251,7 +289,12 @@ pub async fn run_webhook_bench(args: WebhookBenchArgs) -> Result<(), Box<dyn std
     }
     let mut s = samples.lock().unwrap_or_else(|e| e.into_inner()).clone();
     s.sort_unstable();
-    let pct = |p: f64| s.get(((s.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or_default() as f64 / 1000.0;
+    let pct = |p: f64| {
+        s.get(((s.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or_default() as f64
+            / 1000.0
+    };
     println!(
         "{}",
         json!({

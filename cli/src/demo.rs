@@ -113,6 +113,7 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
             grouping: Grouping::Story,
             poll_cloud_alerts: false,
             mapping_overrides: Value::Null,
+            token_alert_days: vec![30, 14, 7, 3, 1, 0],
         })
         .await?;
     let http = reqwest_client()?;

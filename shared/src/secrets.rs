@@ -62,9 +62,22 @@ pub trait TokenProvider: Send + Sync {
     async fn token(&self, source: &TokenSource) -> Result<ApiToken, SecretError>;
     /// Forgets any cached copy, so the next [`TokenProvider::token`] reads the source again.
     async fn invalidate(&self, source: &TokenSource);
+    /// A token staged by a rotation that has not finished (Secrets Manager's `AWSPENDING`).
+    /// S1 revokes the old token when it issues a new one, so while a rotation is stuck between
+    /// its steps the pending token is the one that works.
+    async fn pending_token(&self, _source: &TokenSource) -> Option<ApiToken> {
+        None
+    }
 }
 
 /// A secret's value may be the bare token or JSON such as `{"apiToken": "..."}`.
+///
+/// # Errors
+/// [`SecretError::Empty`] when it holds no token.
+pub fn token_from_secret_value(secret: &str, value: &str) -> Result<ApiToken, SecretError> {
+    token_from_secret(secret, value)
+}
+
 fn token_from_secret(secret: &str, value: &str) -> Result<ApiToken, SecretError> {
     let trimmed = value.trim();
     let token = if trimmed.starts_with('{') {
@@ -196,6 +209,21 @@ impl TokenProvider for SecretsManagerTokenProvider {
             self.cache.lock().unwrap_or_else(|e| e.into_inner()).remove(secret_id);
         }
     }
+
+    async fn pending_token(&self, source: &TokenSource) -> Option<ApiToken> {
+        let TokenSource::SecretsManager { secret_id } = source else {
+            return None;
+        };
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(secret_id)
+            .version_stage("AWSPENDING")
+            .send()
+            .await
+            .ok()?;
+        token_from_secret(secret_id, out.secret_string()?).ok()
+    }
 }
 
 type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -279,9 +307,12 @@ where
     match call(token.clone()).await {
         Err(e) if e.is_unauthorized() => {
             provider.invalidate(source).await;
-            let fresh = provider.token(source).await?;
+            let mut fresh = provider.token(source).await?;
             if fresh == token {
-                return Err(e.into());
+                match provider.pending_token(source).await {
+                    Some(p) if p != token => fresh = p,
+                    _ => return Err(e.into()),
+                }
             }
             tracing::info!("S1 rejected the cached token; retrying once with the re-read one");
             Ok(call(fresh).await?)

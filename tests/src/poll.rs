@@ -45,6 +45,7 @@ pub fn tenant(id: &str, console: &str, receiver_url: &str) -> TenantConfig {
         grouping: Grouping::Story,
         poll_cloud_alerts: false,
         mapping_overrides: Value::Null,
+        token_alert_days: vec![30, 14, 7, 3, 1, 0],
     }
 }
 

@@ -152,6 +152,7 @@ mod tests {
                 grouping: Grouping::Story,
                 poll_cloud_alerts: false,
                 mapping_overrides: Value::Null,
+                token_alert_days: vec![30, 14, 7, 3, 1, 0],
             })
             .await
             .unwrap();

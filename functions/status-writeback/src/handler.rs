@@ -60,6 +60,7 @@ mod tests {
                 grouping: Grouping::Story,
                 poll_cloud_alerts: false,
                 mapping_overrides: serde_json::Value::Null,
+                token_alert_days: vec![30, 14, 7, 3, 1, 0],
             })
             .await
             .unwrap();

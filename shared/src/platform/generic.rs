@@ -13,7 +13,7 @@ use sha2::Sha256;
 use time::OffsetDateTime;
 use url::Url;
 
-use super::{Platform, PlatformError, PublishReceipt, ThreatEvent};
+use super::{Notice, Platform, PlatformError, PublishReceipt, ThreatEvent};
 use crate::s1::RetryPolicy;
 
 /// A Standard Webhooks secret: `whsec_` + base64 key. `Debug` never shows the key.
@@ -201,6 +201,27 @@ impl Platform for GenericWebhook {
 
     async fn publish(&self, event: &ThreatEvent) -> Result<PublishReceipt, PlatformError> {
         let body = serde_json::to_vec(&Self::render(event)).map_err(|e| PlatformError::Config(e.to_string()))?;
+        self.post(&event.id, body).await?;
+        Ok(PublishReceipt {
+            platform_ref: Some(event.story.alert_key.clone()),
+        })
+    }
+
+    async fn notify(&self, notice: &Notice) -> Result<PublishReceipt, PlatformError> {
+        let body = json!({
+            "type": notice.kind,
+            "timestamp": crate::s1::dto::format_time(notice.timestamp),
+            "data": notice.data,
+        });
+        let body = serde_json::to_vec(&body).map_err(|e| PlatformError::Config(e.to_string()))?;
+        self.post(&notice.id, body).await?;
+        Ok(PublishReceipt::default())
+    }
+}
+
+impl GenericWebhook {
+    /// POSTs a signed body, retrying 429/5xx/network with backoff; a 4xx is final.
+    async fn post(&self, id: &str, body: Vec<u8>) -> Result<(), PlatformError> {
         let mut delays = ExponentialBuilder::default()
             .with_min_delay(self.retry.min_delay)
             .with_max_delay(self.retry.max_delay)
@@ -212,23 +233,19 @@ impl Platform for GenericWebhook {
             attempt += 1;
             // Signed afresh per attempt, so a retry carries a current timestamp.
             let ts = OffsetDateTime::now_utc().unix_timestamp();
-            let signature = sign(&self.secret, &event.id, ts, &body);
+            let signature = sign(&self.secret, id, ts, &body);
             let sent = self
                 .http
                 .post(self.url.clone())
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .header("webhook-id", &event.id)
+                .header("webhook-id", id)
                 .header("webhook-timestamp", ts.to_string())
                 .header("webhook-signature", signature)
                 .body(body.clone())
                 .send()
                 .await;
             let (detail, hint) = match sent {
-                Ok(resp) if resp.status().is_success() => {
-                    return Ok(PublishReceipt {
-                        platform_ref: Some(event.story.alert_key.clone()),
-                    });
-                }
+                Ok(resp) if resp.status().is_success() => return Ok(()),
                 Ok(resp) if resp.status() == StatusCode::TOO_MANY_REQUESTS || resp.status().is_server_error() => {
                     (format!("HTTP {}", resp.status().as_u16()), retry_after(&resp))
                 }

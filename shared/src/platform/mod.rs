@@ -219,6 +219,18 @@ pub struct PublishReceipt {
     pub platform_ref: Option<String>,
 }
 
+/// Anything else the platform is told: token expiry, synced customers, sites and assets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    /// Stable per (subject, change): the receiver's idempotency key.
+    pub id: String,
+    /// `token.expiring`, `token.unauthorized`, `customer.upserted`, `site.upserted`,
+    /// `asset.upserted`, `asset.deactivated`.
+    pub kind: String,
+    pub timestamp: OffsetDateTime,
+    pub data: serde_json::Value,
+}
+
 /// The port every platform adapter implements.
 #[async_trait]
 pub trait Platform: Send + Sync {
@@ -226,6 +238,8 @@ pub trait Platform: Send + Sync {
     fn name(&self) -> &'static str;
     /// Delivers one event; retried inside the adapter for what is safe to retry.
     async fn publish(&self, event: &ThreatEvent) -> Result<PublishReceipt, PlatformError>;
+    /// Delivers a notice the same way.
+    async fn notify(&self, notice: &Notice) -> Result<PublishReceipt, PlatformError>;
 }
 
 /// Builds the platform adapter of a tenant.

@@ -63,6 +63,13 @@ pub struct TenantConfig {
     /// Per-tenant overrides of the default mappings (DESIGN.md §3).
     #[serde(default)]
     pub mapping_overrides: serde_json::Value,
+    /// Days before the token's expiry at which the platform is alerted, once each.
+    #[serde(default = "default_alert_days")]
+    pub token_alert_days: Vec<i64>,
+}
+
+fn default_alert_days() -> Vec<i64> {
+    vec![30, 14, 7, 3, 1, 0]
 }
 
 /// Polling watermark: the newest `updatedAt` handled and the ids already handled at exactly
@@ -1052,7 +1059,11 @@ impl Store {
         let items = records
             .iter()
             .map(|r| {
-                let mut i = item(keys::tenant(tenant), keys::outbound(r.at.unix_timestamp_nanos() / 1000, &r.id), r)?;
+                let mut i = item(
+                    keys::tenant(tenant),
+                    keys::outbound(r.at.unix_timestamp_nanos() / 1000, &r.id),
+                    r,
+                )?;
                 i.ttl = Some((r.at + OUTBOUND_RETENTION).unix_timestamp());
                 Ok(i)
             })

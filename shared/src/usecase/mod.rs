@@ -2,4 +2,5 @@
 //! Lambda, in the one-machine runner and in tests.
 
 pub mod poll_threats;
+pub mod token_expiry;
 pub mod writeback;

@@ -347,9 +347,13 @@ async fn poll_with_token(
             // A 401 may mean the token was rotated since it was cached: re-read it once.
             Err(Stop::S1(e)) if e.is_unauthorized() && attempt == 0 => {
                 deps.tokens.invalidate(&tenant.token).await;
-                let fresh = deps.tokens.token(&tenant.token).await?;
+                let mut fresh = deps.tokens.token(&tenant.token).await?;
                 if fresh == token {
-                    return Err(Stop::S1(e));
+                    // A rotation stuck after S1 issued the new token: that one works.
+                    match deps.tokens.pending_token(&tenant.token).await {
+                        Some(p) if p != token => fresh = p,
+                        _ => return Err(Stop::S1(e)),
+                    }
                 }
                 token = fresh;
             }

@@ -76,7 +76,11 @@ pub struct WebhookResponse {
 }
 
 fn answer(status: u16, message: impl Into<String>) -> WebhookResponse {
-    WebhookResponse { status, body: json!({ "status": status, "message": message.into() }), s1_time: StdDuration::ZERO }
+    WebhookResponse {
+        status,
+        body: json!({ "status": status, "message": message.into() }),
+        s1_time: StdDuration::ZERO,
+    }
 }
 
 // ---- mapping (DESIGN.md §3) ----------------------------------------------------------------------

@@ -1,0 +1,280 @@
+//! token-expiry: the watch against the simulator and a real receiver; rotation end to end
+//! against moto's Secrets Manager and the simulator.
+
+use std::sync::Arc;
+
+use integration_tests::fast_retry_options;
+use integration_tests::poll::{PollHarness, tenant};
+use s1_bridge_sim::{FaultKind, FaultRule, SimConfig, TokenSpec};
+use s1_shared::platform::Adapters;
+use s1_shared::s1::S1Client;
+use s1_shared::secrets::{SecretsManagerTokenProvider, TokenProvider, with_token};
+use s1_shared::store::{EmbeddedTable, TokenSource};
+use s1_shared::usecase::token_expiry::{RotationDeps, RotationEvent, TokenDeps, check_all, rotate};
+use time::{Duration, OffsetDateTime};
+
+async fn harness() -> PollHarness {
+    PollHarness::start(
+        SimConfig {
+            threats: 1,
+            agents: 1,
+            cloud_alerts: 0,
+            ..SimConfig::default()
+        },
+        Arc::new(EmbeddedTable::in_memory().unwrap()),
+    )
+    .await
+}
+
+fn deps(h: &PollHarness) -> TokenDeps {
+    let tokens = h.deps.tokens.clone();
+    TokenDeps {
+        store: h.store.clone(),
+        tokens: tokens.clone(),
+        platforms: Arc::new(Adapters::new(
+            reqwest::Client::new(),
+            tokens,
+            fast_retry_options().retry,
+        )),
+        http: reqwest::Client::new(),
+        client_options: fast_retry_options(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn thresholds_alert_once_each_and_a_401_alerts_at_once() {
+    let h = harness().await;
+    let d = deps(&h);
+    let set_expiry = |days: i64| TokenSpec {
+        expires_at: OffsetDateTime::now_utc() + Duration::days(days) + Duration::hours(1),
+        ..TokenSpec::tenant("watched-token", 0)
+    };
+    h.sim.control().add_token(&set_expiry(5)).await.unwrap();
+    h.env
+        .lock()
+        .unwrap()
+        .insert("S1_TOKEN_acme".into(), "watched-token".into());
+    let alerts = || h.events("token.expiring");
+
+    let r = check_all(&d, OffsetDateTime::now_utc()).await.unwrap().remove(0);
+    assert_eq!((r.days_left, r.alerted), (Some(5), Some(7)), "{r:?}");
+    assert_eq!(
+        alerts().len(),
+        1,
+        "one alert for the tightest threshold crossed (30, 14, 7)"
+    );
+    assert_eq!(alerts()[0]["data"]["threshold_days"], 7);
+    assert!(r.emf(OffsetDateTime::now_utc()).contains("\"TokenDaysRemaining\":5.0"));
+    for _ in 0..3 {
+        assert_eq!(check_all(&d, OffsetDateTime::now_utc()).await.unwrap()[0].alerted, None);
+    }
+    assert_eq!(alerts().len(), 1, "never repeated");
+
+    h.sim.control().add_token(&set_expiry(2)).await.unwrap();
+    assert_eq!(
+        check_all(&d, OffsetDateTime::now_utc()).await.unwrap()[0].alerted,
+        Some(3)
+    );
+    // The same token, a day later by the clock: the 1-day threshold, once.
+    let tomorrow = OffsetDateTime::now_utc() + Duration::days(1);
+    assert_eq!(check_all(&d, tomorrow).await.unwrap()[0].alerted, Some(1));
+    assert_eq!(check_all(&d, tomorrow).await.unwrap()[0].alerted, None);
+    assert_eq!(alerts().len(), 3);
+
+    // Revoked: a 401 alerts at once, and only once.
+    h.env
+        .lock()
+        .unwrap()
+        .insert("S1_TOKEN_acme".into(), "revoked-token".into());
+    let r = check_all(&d, OffsetDateTime::now_utc()).await.unwrap().remove(0);
+    assert!(r.unauthorized, "{r:?}");
+    assert_eq!(h.events("token.unauthorized").len(), 1);
+    assert!(check_all(&d, OffsetDateTime::now_utc()).await.unwrap()[0].unauthorized);
+    assert_eq!(h.events("token.unauthorized").len(), 1);
+    assert!(
+        !format!("{:?}", h.receiver.events()).contains("revoked-token"),
+        "the token is never sent"
+    );
+
+    // A fresh 60-day token: no alert, and its thresholds start afresh.
+    h.sim
+        .control()
+        .add_token(&TokenSpec::tenant("fresh-token", 60))
+        .await
+        .unwrap();
+    h.env
+        .lock()
+        .unwrap()
+        .insert("S1_TOKEN_acme".into(), "fresh-token".into());
+    let r = check_all(&d, OffsetDateTime::now_utc()).await.unwrap().remove(0);
+    assert_eq!(
+        (r.days_left, r.alerted, r.unauthorized),
+        (Some(59), None, false),
+        "{r:?}"
+    );
+    let state = h.store.get_token_state("acme").await.unwrap().unwrap();
+    assert!(state.alerted_thresholds.is_empty() && !state.unauthorized_alerted);
+}
+
+async fn sm() -> aws_sdk_secretsmanager::Client {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL_SECRETS_MANAGER").is_ok(),
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER is not set: run scripts/test.sh, which starts moto"
+    );
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    aws_sdk_secretsmanager::Client::new(&config)
+}
+
+async fn current(client: &aws_sdk_secretsmanager::Client, name: &str) -> String {
+    client
+        .get_secret_value()
+        .secret_id(name)
+        .version_stage("AWSCURRENT")
+        .send()
+        .await
+        .unwrap()
+        .secret_string()
+        .unwrap()
+        .to_owned()
+}
+
+/// A tenant whose token lives in a moto secret, and the rotation deps for it.
+async fn rotation_setup(h: &PollHarness, token: &str) -> (aws_sdk_secretsmanager::Client, String, RotationDeps) {
+    let client = sm().await;
+    let name = format!(
+        "s1-bridge/rotation/{}",
+        OffsetDateTime::now_utc().unix_timestamp_nanos()
+    );
+    client
+        .create_secret()
+        .name(&name)
+        .secret_string(token)
+        .send()
+        .await
+        .unwrap();
+    h.sim.control().add_token(&TokenSpec::tenant(token, 20)).await.unwrap();
+    let mut t = tenant("acme", &h.sim.base_url(), &h.receiver.url());
+    t.token = TokenSource::SecretsManager {
+        secret_id: name.clone(),
+    };
+    h.store.put_tenant(&t).await.unwrap();
+    let d = RotationDeps {
+        store: h.store.clone(),
+        secrets: client.clone(),
+        http: reqwest::Client::new(),
+        client_options: fast_retry_options(),
+    };
+    (client, name, d)
+}
+
+fn step(secret: &str, token: &str, step: &str) -> RotationEvent {
+    RotationEvent {
+        secret_id: secret.into(),
+        token: token.into(),
+        step: step.into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rotation_end_to_end_promotes_a_working_new_token() {
+    let h = harness().await;
+    let (client, name, d) = rotation_setup(&h, "rotate-me-1").await;
+    for s in [
+        "createSecret",
+        "createSecret",
+        "setSecret",
+        "testSecret",
+        "finishSecret",
+        "finishSecret",
+    ] {
+        rotate(&d, &step(&name, "5f0c1a7e-1111-4b2a-9c3d-000000000001", s))
+            .await
+            .unwrap_or_else(|e| panic!("{s}: {e}"));
+    }
+    let fresh = current(&client, &name).await;
+    assert_ne!(fresh, "rotate-me-1");
+    let works = S1Client::new(
+        &h.sim.base_url(),
+        &s1_shared::ApiToken::new(&fresh),
+        fast_retry_options(),
+    )
+    .unwrap();
+    assert!(works.system_info().await.is_ok(), "the promoted token works");
+    let old = S1Client::new(
+        &h.sim.base_url(),
+        &s1_shared::ApiToken::new("rotate-me-1"),
+        fast_retry_options(),
+    )
+    .unwrap();
+    assert!(
+        old.system_info().await.unwrap_err().is_unauthorized(),
+        "S1 revoked the old one"
+    );
+    assert_eq!(
+        h.sim.control().stats().await.unwrap().requests["POST /users/generate-api-token"],
+        1,
+        "a repeated createSecret made no second token"
+    );
+    // An arn-style secret id finds the tenant too.
+    let err = rotate(
+        &d,
+        &step(
+            "arn:aws:secretsmanager:us-east-1:1:secret:unknown-AbCdEf",
+            "r",
+            "setSecret",
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("no tenant"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_test_step_leaves_the_current_version_and_the_bridge_keeps_working() {
+    let h = harness().await;
+    let (client, name, d) = rotation_setup(&h, "rotate-me-2").await;
+    rotate(&d, &step(&name, "5f0c1a7e-2222-4b2a-9c3d-000000000002", "createSecret"))
+        .await
+        .unwrap();
+    h.sim
+        .control()
+        .add_fault(&FaultRule::new(
+            "/system/info",
+            FaultKind::Status {
+                status: 500,
+                retry_after: None,
+                code: None,
+            },
+            100,
+        ))
+        .await
+        .unwrap();
+    let err = rotate(&d, &step(&name, "5f0c1a7e-2222-4b2a-9c3d-000000000002", "testSecret"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("does not work"), "{err}");
+    assert_eq!(current(&client, &name).await, "rotate-me-2", "AWSCURRENT untouched");
+    h.sim.control().clear_faults().await.unwrap();
+
+    // S1 already revoked the old token; the provider falls back to the pending one on a 401.
+    let provider = SecretsManagerTokenProvider::new(client.clone(), std::time::Duration::from_secs(300));
+    let source = TokenSource::SecretsManager {
+        secret_id: name.clone(),
+    };
+    assert_eq!(provider.token(&source).await.unwrap().expose(), "rotate-me-2");
+    let base = h.sim.base_url();
+    let info = with_token(&provider, &source, |t| {
+        let base = base.clone();
+        async move { S1Client::new(&base, &t, fast_retry_options())?.system_info().await }
+    })
+    .await;
+    assert!(info.is_ok(), "{info:?}");
+    // Secrets Manager retries the rotation later; then it completes.
+    rotate(&d, &step(&name, "5f0c1a7e-2222-4b2a-9c3d-000000000002", "testSecret"))
+        .await
+        .unwrap();
+    rotate(&d, &step(&name, "5f0c1a7e-2222-4b2a-9c3d-000000000002", "finishSecret"))
+        .await
+        .unwrap();
+    assert_ne!(current(&client, &name).await, "rotate-me-2");
+}
