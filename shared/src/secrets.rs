@@ -148,6 +148,8 @@ impl SecretsManagerTokenProvider {
             .client
             .get_secret_value()
             .secret_id(secret)
+            // Named explicitly (it is the default): the version a finished rotation promoted.
+            .version_stage("AWSCURRENT")
             .send()
             .await
             .map_err(|e| classify(secret, e))?;

@@ -278,3 +278,18 @@ async fn a_failed_test_step_leaves_the_current_version_and_the_bridge_keeps_work
         .unwrap();
     assert_ne!(current(&client, &name).await, "rotate-me-2");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_rotation_the_provider_reads_the_promoted_token() {
+    let h = harness().await;
+    let (client, name, d) = rotation_setup(&h, "rotate-me-3").await;
+    let token = "5f0c1a7e-3333-4b2a-9c3d-000000000003";
+    for s in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
+        rotate(&d, &step(&name, token, s)).await.unwrap();
+    }
+    let provider = SecretsManagerTokenProvider::new(client, std::time::Duration::from_secs(300));
+    let got = provider.token(&TokenSource::SecretsManager { secret_id: name }).await.unwrap();
+    assert_ne!(got.expose(), "rotate-me-3");
+    let works = S1Client::new(&h.sim.base_url(), &got, fast_retry_options()).unwrap();
+    assert!(works.system_info().await.is_ok());
+}
