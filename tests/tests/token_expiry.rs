@@ -288,7 +288,10 @@ async fn after_a_rotation_the_provider_reads_the_promoted_token() {
         rotate(&d, &step(&name, token, s)).await.unwrap();
     }
     let provider = SecretsManagerTokenProvider::new(client, std::time::Duration::from_secs(300));
-    let got = provider.token(&TokenSource::SecretsManager { secret_id: name }).await.unwrap();
+    let got = provider
+        .token(&TokenSource::SecretsManager { secret_id: name })
+        .await
+        .unwrap();
     assert_ne!(got.expose(), "rotate-me-3");
     let works = S1Client::new(&h.sim.base_url(), &got, fast_retry_options()).unwrap();
     assert!(works.system_info().await.is_ok());

@@ -1,0 +1,133 @@
+//! A schedule event runs the watch; a Secrets Manager rotation event runs one rotation step.
+
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use s1_shared::usecase::token_expiry::{RotationDeps, RotationEvent, TokenDeps, check_all, rotate};
+use serde_json::{Value, json};
+
+pub(crate) async fn handle(
+    watch: &TokenDeps,
+    rotation: &RotationDeps,
+    event: LambdaEvent<Value>,
+) -> Result<Value, Diagnostic> {
+    if event.payload.get("Step").is_some() {
+        let ev: RotationEvent = serde_json::from_value(event.payload.clone()).map_err(|e| Diagnostic {
+            error_type: "BadInput".into(),
+            error_message: format!("rotation event: {e}"),
+        })?;
+        // A failed step is an error so Secrets Manager retries it; the current version stays.
+        rotate(rotation, &ev).await.map_err(|e| Diagnostic {
+            error_type: "RotationFailed".into(),
+            error_message: e.to_string(),
+        })?;
+        return Ok(json!({"step": ev.step, "secret": ev.secret_id, "done": true}));
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let reports = check_all(watch, now).await.map_err(|e| Diagnostic {
+        error_type: if e.is_retryable() {
+            "Retryable".into()
+        } else {
+            "StoreError".into()
+        },
+        error_message: e.to_string(),
+    })?;
+    for r in &reports {
+        println!("{}", r.emf(now));
+    }
+    serde_json::to_value(&reports).map_err(|e| Diagnostic {
+        error_type: "Internal".into(),
+        error_message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use s1_bridge_sim::{Sim, SimConfig, TokenSpec, WebhookReceiver};
+    use s1_shared::platform::Adapters;
+    use s1_shared::s1::ClientOptions;
+    use s1_shared::secrets::LocalTokenProvider;
+    use s1_shared::store::*;
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_schedule_event_checks_tokens_and_a_bad_rotation_event_is_refused() {
+        let sim = Sim::start(SimConfig {
+            threats: 1,
+            agents: 1,
+            cloud_alerts: 0,
+            tokens: vec![TokenSpec::tenant("t5", 5)],
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let receiver = WebhookReceiver::start(SECRET).await.unwrap();
+        let env = HashMap::from([
+            ("S1".to_owned(), "t5".to_owned()),
+            ("HOOK".to_owned(), SECRET.to_owned()),
+        ]);
+        let tokens = Arc::new(LocalTokenProvider::with_lookup(move |k| env.get(k).cloned()));
+        let store = Store::new(Arc::new(EmbeddedTable::in_memory().unwrap()));
+        store
+            .put_tenant(&TenantConfig {
+                id: "acme".into(),
+                name: String::new(),
+                enabled: true,
+                console_url: sim.base_url(),
+                token: TokenSource::Env { var: "S1".into() },
+                account_ids: vec![],
+                site_ids: vec![],
+                platform: PlatformTarget {
+                    kind: "generic".into(),
+                    settings: json!({"url": receiver.url(), "secret": {"kind": "env", "var": "HOOK"}}),
+                },
+                grouping: Grouping::Story,
+                poll_cloud_alerts: false,
+                mapping_overrides: Value::Null,
+                token_alert_days: vec![30, 14, 7, 3, 1, 0],
+            })
+            .await
+            .unwrap();
+        let http = reqwest::Client::new();
+        let watch = TokenDeps {
+            store: store.clone(),
+            tokens: tokens.clone(),
+            platforms: Arc::new(Adapters::new(http.clone(), tokens, ClientOptions::default().retry)),
+            http: http.clone(),
+            client_options: ClientOptions::default(),
+        };
+        let config = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        let rotation = RotationDeps {
+            store,
+            secrets: aws_sdk_secretsmanager::Client::new(&config),
+            http,
+            client_options: ClientOptions::default(),
+        };
+        let out = handle(
+            &watch,
+            &rotation,
+            LambdaEvent::new(
+                json!({"detail-type": "Scheduled Event"}),
+                lambda_runtime::Context::default(),
+            ),
+        )
+        .await
+        .unwrap();
+        assert_eq!(out[0]["days_left"], 4);
+        assert_eq!(out[0]["alerted"], 7);
+        assert_eq!(receiver.events()[0]["type"], "token.expiring");
+        let bad = handle(
+            &watch,
+            &rotation,
+            LambdaEvent::new(json!({"Step": "createSecret"}), lambda_runtime::Context::default()),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(bad.error_type, "BadInput");
+    }
+}
