@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::faults::FaultRule;
-use crate::world::{CursorEnd, NewThreats, TokenSpec};
+use crate::world::{AgentChange, CursorEnd, NewThreats, TokenSpec};
 
 /// One API request the simulator received.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -198,5 +198,18 @@ impl SimControl {
             what: "add_threats",
             source,
         })
+    }
+
+    /// Changes an agent (rename, move, decommission, delete) as the console would.
+    ///
+    /// # Errors
+    /// When the simulator cannot be reached or has no such agent or site.
+    pub async fn change_agent(&self, uuid: &str, change: &AgentChange) -> Result<(), ControlError> {
+        self.send(
+            "change_agent",
+            self.http.post(format!("{}/_sim/agents/{uuid}", self.base)).json(change),
+        )
+        .await
+        .map(drop)
     }
 }

@@ -23,4 +23,4 @@ pub use control::{ControlError, RequestLogEntry, SimControl, SimStats};
 pub use faults::{FaultKind, FaultRule};
 pub use receiver::{Delivery, WebhookReceiver};
 pub use server::Sim;
-pub use world::{CursorEnd, DEFAULT_TOKEN, NewThreats, SimConfig, TokenScope, TokenSpec};
+pub use world::{AgentChange, CursorEnd, DEFAULT_TOKEN, NewThreats, SimConfig, TokenScope, TokenSpec};

@@ -184,6 +184,7 @@ fn router(shared: Shr) -> Router {
         .route("/_sim/requests", get(ctl_requests).delete(ctl_clear_requests))
         .route("/_sim/stats", get(ctl_stats))
         .route("/_sim/threats", post(ctl_add_threats))
+        .route("/_sim/agents/{uuid}", post(ctl_change_agent))
         .route("/_sim/threats/{id}", get(ctl_threat))
         .route("/_sim/threats/{id}/console", post(ctl_console_update))
         .with_state(shared)
@@ -996,7 +997,8 @@ async fn get_agents(State(s): State<Shr>, headers: HeaderMap, Query(pairs): Quer
         .enumerate()
         .filter(|(_, a)| {
             let site = &w.sites[a.site];
-            w.site_visible(&token.scope, a.site)
+            !a.deleted
+                && w.site_visible(&token.scope, a.site)
                 && decom.contains(&a.is_decommissioned)
                 && active.as_ref().is_none_or(|v| v.contains(&a.is_active))
                 && updated.contains(micros(a.updated_at))
@@ -1296,4 +1298,15 @@ async fn ctl_add_threats(
 ) -> Result<Json<Vec<String>>, (StatusCode, String)> {
     let mut w = s.world();
     w.add_threats(&spec).map(Json).map_err(|e| (StatusCode::BAD_REQUEST, e))
+}
+
+async fn ctl_change_agent(
+    State(s): State<Shr>,
+    Path(uuid): Path<String>,
+    Json(c): Json<crate::world::AgentChange>,
+) -> Result<StatusCode, (StatusCode, String)> {
+    s.world()
+        .change_agent(&uuid, &c)
+        .map(|()| StatusCode::NO_CONTENT)
+        .map_err(|e| (StatusCode::BAD_REQUEST, e))
 }

@@ -131,6 +131,8 @@ pub(crate) struct Site {
 }
 
 pub(crate) struct Agent {
+    /// Removed from the console (uninstalled and deleted): no longer listed.
+    pub deleted: bool,
     pub id: u64,
     pub uuid: String,
     pub site: usize,
@@ -268,6 +270,7 @@ impl World {
                     cfg.decommissioned_every > 0 && i % cfg.decommissioned_every == cfg.decommissioned_every - 1;
                 let created = origin + Duration::minutes(i as i64);
                 Agent {
+                    deleted: false,
                     id: AGENT_BASE + i as u64 + 1,
                     uuid: hex(&mut rng, 16),
                     site: rng.usize(..sites.len()),
@@ -392,6 +395,56 @@ impl World {
 
     pub(crate) fn agent_site(&self, agent: usize) -> usize {
         self.agents[agent].site
+    }
+}
+
+/// A change to an agent made in the console or by the endpoint itself.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AgentChange {
+    #[serde(default)]
+    pub computer_name: Option<String>,
+    /// Move to this site (by id).
+    #[serde(default)]
+    pub site_id: Option<String>,
+    #[serde(default)]
+    pub decommissioned: Option<bool>,
+    /// Remove it from the console altogether.
+    #[serde(default)]
+    pub deleted: Option<bool>,
+}
+
+impl World {
+    pub(crate) fn change_agent(&mut self, uuid: &str, c: &AgentChange) -> Result<(), String> {
+        let site = match &c.site_id {
+            Some(id) => Some(
+                self.sites
+                    .iter()
+                    .position(|s| s.id.to_string() == *id)
+                    .ok_or(format!("no site {id}"))?,
+            ),
+            None => None,
+        };
+        let now = self.write_time();
+        let a = self
+            .agents
+            .iter_mut()
+            .find(|a| a.uuid.eq_ignore_ascii_case(uuid))
+            .ok_or(format!("no agent {uuid}"))?;
+        if let Some(n) = &c.computer_name {
+            a.computer_name = n.clone();
+        }
+        if let Some(s) = site {
+            a.site = s;
+        }
+        if let Some(d) = c.decommissioned {
+            a.is_decommissioned = d;
+            a.is_active = !d;
+        }
+        if let Some(d) = c.deleted {
+            a.deleted = d;
+        }
+        a.updated_at = now;
+        Ok(())
     }
 }
 

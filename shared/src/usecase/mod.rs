@@ -2,5 +2,6 @@
 //! Lambda, in the one-machine runner and in tests.
 
 pub mod poll_threats;
+pub mod sync_assets;
 pub mod token_expiry;
 pub mod writeback;

@@ -1,0 +1,269 @@
+//! sync-assets against the simulator and a real receiver: first run creates, second pushes
+//! nothing, and each console change produces exactly the right events.
+
+use std::sync::Arc;
+
+use integration_tests::fast_retry_options;
+use integration_tests::poll::{PollHarness, tenant};
+use s1_bridge_sim::{AgentChange, SimConfig, TokenScope, TokenSpec};
+use s1_shared::platform::Adapters;
+use s1_shared::s1::dto::Agent;
+use s1_shared::store::{AssetKind, EmbeddedTable};
+use s1_shared::usecase::sync_assets::{AssetDeps, AssetSettings, sync_all};
+use serde_json::{Value, json};
+
+async fn harness(agents: usize) -> PollHarness {
+    PollHarness::start(
+        SimConfig {
+            threats: 1,
+            agents,
+            cloud_alerts: 0,
+            ..SimConfig::default()
+        },
+        Arc::new(EmbeddedTable::in_memory().unwrap()),
+    )
+    .await
+}
+
+fn deps(h: &PollHarness) -> AssetDeps {
+    let tokens = h.deps.tokens.clone();
+    AssetDeps {
+        store: h.store.clone(),
+        tokens: tokens.clone(),
+        platforms: Arc::new(Adapters::new(
+            reqwest::Client::new(),
+            tokens,
+            fast_retry_options().retry,
+        )),
+        http: reqwest::Client::new(),
+        client_options: fast_retry_options(),
+        owner: "test".into(),
+    }
+}
+
+fn of(h: &PollHarness, kind: &str) -> Vec<Value> {
+    h.events(kind)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn first_run_creates_everything_and_a_second_pushes_nothing() {
+    let h = harness(200).await;
+    let d = deps(&h);
+    let r = sync_all(&d).await.unwrap().remove(0);
+    assert_eq!(r.error, None);
+    assert_eq!((r.created, r.updated, r.deactivated), (3 + 6 + 180, 0, 0), "{r:?}");
+    assert_eq!(of(&h, "customer.upserted").len(), 3);
+    assert_eq!(of(&h, "site.upserted").len(), 6);
+    let assets = of(&h, "asset.upserted");
+    assert_eq!(
+        assets.len(),
+        180,
+        "decommissioned agents never seen active are not created"
+    );
+    let a = &assets[0]["data"]["object"];
+    assert!(
+        a["fields"]["hostname"].is_string() && a["asset_type"].is_string() && a["site"]["external_id"].is_string(),
+        "{a}"
+    );
+    assert!(r.emf(time::OffsetDateTime::now_utc()).contains("\"Created\":189.0"));
+
+    let before = h.receiver.events().len();
+    let r = sync_all(&d).await.unwrap().remove(0);
+    assert_eq!(
+        (r.created, r.updated, r.deactivated, r.unchanged),
+        (0, 0, 0, 189),
+        "{r:?}"
+    );
+    assert_eq!(h.receiver.events().len(), before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn renames_moves_decommissions_returns_and_removals_each_produce_exactly_their_event() {
+    let h = harness(30).await;
+    let d = deps(&h);
+    sync_all(&d).await.unwrap();
+    let agents: Vec<Value> = of(&h, "asset.upserted")
+        .iter()
+        .map(|e| e["data"]["object"].clone())
+        .collect();
+    let uuid = |i: usize| agents[i]["external_id"].as_str().unwrap().to_owned();
+    let c = h.sim.control();
+    let other_site = {
+        let s = agents[0]["site"]["external_id"].as_str().unwrap();
+        (1..=6)
+            .map(|i| (1_200_000_000_000_000_000u64 + i).to_string())
+            .find(|x| x != s)
+            .unwrap()
+    };
+    let n0 = h.receiver.events().len();
+    c.change_agent(
+        &uuid(0),
+        &AgentChange {
+            computer_name: Some("RENAMED-01".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    c.change_agent(
+        &uuid(1),
+        &AgentChange {
+            site_id: Some(other_site.clone()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    c.change_agent(
+        &uuid(2),
+        &AgentChange {
+            decommissioned: Some(true),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    c.change_agent(
+        &uuid(3),
+        &AgentChange {
+            deleted: Some(true),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let r = sync_all(&d).await.unwrap().remove(0);
+    assert_eq!(
+        (r.created, r.updated, r.deactivated, r.reactivated),
+        (0, 2, 2, 0),
+        "{r:?}"
+    );
+    let new: Vec<Value> = h.receiver.events()[n0..].to_vec();
+    assert_eq!(new.len(), 4);
+    let find = |kind: &str, id: &str| {
+        new.iter()
+            .find(|e| e["type"] == kind && e["data"]["external_id"] == id)
+            .cloned()
+    };
+    assert_eq!(
+        find("asset.upserted", &uuid(0)).unwrap()["data"]["object"]["fields"]["hostname"],
+        "RENAMED-01"
+    );
+    assert_eq!(
+        find("asset.upserted", &uuid(1)).unwrap()["data"]["object"]["site"]["external_id"],
+        other_site.as_str()
+    );
+    assert!(find("asset.deactivated", &uuid(2)).is_some());
+    assert_eq!(
+        find("asset.deactivated", &uuid(3)).unwrap()["data"]["object"]["reason"],
+        "no longer in S1"
+    );
+
+    // They come back.
+    let n1 = h.receiver.events().len();
+    c.change_agent(
+        &uuid(2),
+        &AgentChange {
+            decommissioned: Some(false),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    c.change_agent(
+        &uuid(3),
+        &AgentChange {
+            deleted: Some(false),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let r = sync_all(&d).await.unwrap().remove(0);
+    assert_eq!(
+        (r.created, r.updated, r.deactivated, r.reactivated),
+        (0, 0, 0, 2),
+        "{r:?}"
+    );
+    let back: Vec<Value> = h.receiver.events()[n1..].to_vec();
+    assert!(
+        back.iter()
+            .all(|e| e["type"] == "asset.upserted" && e["data"]["change"] == "reactivated"),
+        "{back:?}"
+    );
+    let records = h
+        .store
+        .get_assets("acme", AssetKind::Asset, &[uuid(2), uuid(3)])
+        .await
+        .unwrap();
+    assert!(records.values().all(|r| r.active));
+    // And quiet again.
+    let r = sync_all(&d).await.unwrap().remove(0);
+    assert_eq!(r.created + r.updated + r.deactivated + r.reactivated, 0, "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_site_scoped_token_derives_customers_from_sites_and_settings_shape_the_assets() {
+    let h = harness(60).await;
+    let site = (1_200_000_000_000_000_000u64 + 3).to_string();
+    h.sim
+        .control()
+        .add_token(&TokenSpec {
+            scope: TokenScope::Sites(vec![site.clone()]),
+            ..TokenSpec::tenant("site-only", 30)
+        })
+        .await
+        .unwrap();
+    h.env.lock().unwrap().insert("S1_TOKEN_acme".into(), "site-only".into());
+    let mut t = tenant("acme", &h.sim.base_url(), &h.receiver.url());
+    t.platform.settings["assets"] = json!({
+        "field_map": {"computerName": "name", "serialNumber": "serial"},
+        "asset_type": {"mode": "rules", "rules": [{"field": "machineType", "equals": "server", "type": "Server"}], "default": "Workstation"},
+        "site_map": {site.clone(): {"customer": "Acme Ltd", "site": "London"}},
+    });
+    h.store.put_tenant(&t).await.unwrap();
+    let r = sync_all(&deps(&h)).await.unwrap().remove(0);
+    assert!(r.accounts_from_sites && r.error.is_none(), "{r:?}");
+    assert_eq!(of(&h, "customer.upserted").len(), 1, "the site's account, derived");
+    assert_eq!(of(&h, "site.upserted").len(), 1);
+    let assets = of(&h, "asset.upserted");
+    assert!(!assets.is_empty());
+    for e in &assets {
+        let o = &e["data"]["object"];
+        assert_eq!(o["site"]["external_id"], site.as_str());
+        assert_eq!(o["placement"], json!({"customer": "Acme Ltd", "site": "London"}));
+        assert!(["Server", "Workstation"].contains(&o["asset_type"].as_str().unwrap()));
+        assert_eq!(o["fields"].as_object().unwrap().len(), 2, "{o}");
+    }
+
+    // "Don't create new assets": a fresh tenant store creates none.
+    let h2 = harness(20).await;
+    let mut t2 = tenant("acme", &h2.sim.base_url(), &h2.receiver.url());
+    t2.platform.settings["assets"] = json!({"no_create": true});
+    h2.store.put_tenant(&t2).await.unwrap();
+    let r = sync_all(&deps(&h2)).await.unwrap().remove(0);
+    assert_eq!(
+        (r.created, r.skipped),
+        (3 + 6, 18),
+        "customers and sites yes, assets no: {r:?}"
+    );
+}
+
+#[test]
+fn the_recorded_agent_maps_right() {
+    let path = integration_tests::project_shared_dir().join("fixtures/s1/agents_list_data_array.json");
+    let agents: Vec<Agent> = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let a = &agents[0];
+    let settings = AssetSettings::default();
+    let p = settings.asset_payload(a);
+    assert_eq!(p["external_id"], "f431b0a1a8744d2a8a92fc88fa3c13bc");
+    assert_eq!(p["asset_type"], "server");
+    assert_eq!(p["fields"]["hostname"], "EC2AMAZ-AJ0KANC");
+    assert_eq!(p["fields"]["os"], "Windows Server 2016");
+    assert_eq!(
+        a.is_decommissioned,
+        Some(true),
+        "a decommissioned server: deactivated, never created"
+    );
+    assert_eq!(a.is_up_to_date, Some(true), "\"True\" read as a boolean");
+}
