@@ -7,14 +7,16 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use futures_util::TryStreamExt;
-use s1_bridge_sim::{DEFAULT_TOKEN, NewThreats, Sim, SimConfig, TokenSpec, WebhookReceiver};
+use s1_bridge_sim::{AgentChange, DEFAULT_TOKEN, NewThreats, Sim, SimConfig, TokenSpec, WebhookReceiver};
 use s1_shared::ApiToken;
 use s1_shared::platform::Adapters;
 use s1_shared::platform::{WebhookSecret, sign};
-use s1_shared::s1::{AgentQuery, ClientOptions, S1Client, SiteQuery};
+use s1_shared::s1::{ClientOptions, S1Client};
 use s1_shared::secrets::LocalTokenProvider;
 use s1_shared::store::{EmbeddedTable, Grouping, PlatformTarget, Store, TenantConfig, TokenSource};
 use s1_shared::usecase::poll_threats::{PollDeps, PollReport, Selection, TenantReport, run};
+use s1_shared::usecase::sync_assets::{AssetDeps, sync_all};
+use s1_shared::usecase::token_expiry::{TokenDeps, check_all};
 use s1_shared::usecase::writeback::{WritebackDeps, handle_webhook};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -275,37 +277,83 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
         line(&fourth.tenants[0])
     ));
 
-    // What else the client reads, and the token's expiry.
-    let agents: Vec<_> = client
-        .agents(&AgentQuery::default())
-        .map_ok(|p| p.items)
-        .try_concat()
-        .await?;
-    let decommissioned = agents.iter().filter(|a| a.is_decommissioned == Some(true)).count();
-    let sites: usize = client
-        .sites(&SiteQuery::default())
-        .map_ok(|p| p.items.len())
-        .try_fold(0, |a, n| async move { Ok(a + n) })
-        .await?;
-    let details = client.api_token_details(&ApiToken::new(DEFAULT_TOKEN)).await?;
-    let expires = details.expires_at.ok_or("S1 sent no expiresAt for the token")?;
-    let left = expires - OffsetDateTime::now_utc();
-    say("\n5. The console's estate and the token".into());
+    say("\n5. Asset sync: S1 accounts, sites and agents become customers, sites and assets".into());
+    let assets = AssetDeps {
+        store: store.clone(),
+        tokens: deps.tokens.clone(),
+        platforms: deps.platforms.clone(),
+        http: reqwest_client()?,
+        client_options: options.clone(),
+        owner: "demo".into(),
+    };
+    let a1 = sync_all(&assets).await?.remove(0);
     say(format!(
-        "   agents {} ({decommissioned} decommissioned), sites {sites}",
-        agents.len()
+        "   first sync: {} created (decommissioned agents are not created), {} refused",
+        a1.created, a1.failed
     ));
+    let sample: Vec<Value> = receiver
+        .events()
+        .into_iter()
+        .filter(|e| e["type"] == "asset.upserted")
+        .take(2)
+        .collect();
+    let uuid = |i: usize| {
+        sample
+            .get(i)
+            .and_then(|e| e["data"]["external_id"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    sim.control()
+        .change_agent(
+            &uuid(0),
+            &AgentChange {
+                decommissioned: Some(true),
+                ..AgentChange::default()
+            },
+        )
+        .await?;
+    sim.control()
+        .change_agent(
+            &uuid(1),
+            &AgentChange {
+                computer_name: Some("LAPTOP-RENAMED".into()),
+                ..AgentChange::default()
+            },
+        )
+        .await?;
+    let a2 = sync_all(&assets).await?.remove(0);
     say(format!(
-        "   API token expires {} (in {} d {} h){}",
-        s1_shared::s1::dto::format_time(expires),
-        left.whole_days(),
-        left.whole_hours() % 24,
-        if left.whole_days() < 7 {
-            ": inside the 7-day alert threshold"
+        "   after one agent is decommissioned and one renamed in S1: {} updated, {} deactivated, {} unchanged",
+        a2.updated, a2.deactivated, a2.unchanged
+    ));
+
+    say("\n6. Token watch".into());
+    let watch = TokenDeps {
+        store: store.clone(),
+        tokens: deps.tokens.clone(),
+        platforms: deps.platforms.clone(),
+        http: reqwest_client()?,
+        client_options: options.clone(),
+    };
+    let t1 = check_all(&watch, OffsetDateTime::now_utc()).await?.remove(0);
+    let t2 = check_all(&watch, OffsetDateTime::now_utc()).await?.remove(0);
+    let expiry = receiver.events().into_iter().find(|e| e["type"] == "token.expiring");
+    say(format!(
+        "   the API token expires {} ({} day(s) left): {}; checked again: {}",
+        t1.expires_at.map(s1_shared::s1::dto::format_time).unwrap_or_default(),
+        t1.days_left.unwrap_or_default(),
+        expiry.map_or("no alert".to_owned(), |a| format!(
+            "alert sent for the {}-day threshold",
+            a["data"]["threshold_days"]
+        )),
+        if t2.alerted.is_none() {
+            "not repeated"
         } else {
-            ""
+            "alerted again"
         }
     ));
+    let after = receiver.events();
     say(format!(
         "\nDone in {:.1} s. The platform holds every threat once; nothing was sent twice.",
         started.elapsed().as_secs_f64()
@@ -313,11 +361,10 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
 
     if args.json {
         let summary = json!({
-            "polls": [first.tenants[0], second.tenants[0], third.tenants[0]],
+            "polls": [first.tenants[0], second.tenants[0], third.tenants[0], fourth.tenants[0]],
             "platform": {"events": after.len(), "alerts": alerts.len(), "deliveries": receiver.deliveries().len()},
-            "agents": {"total": agents.len(), "decommissioned": decommissioned},
-            "sites": sites,
-            "token": {"expires_at": s1_shared::s1::dto::format_time(expires), "days_left": left.whole_days()},
+            "assets": [a1, a2],
+            "token": t1,
             "elapsed_ms": started.elapsed().as_millis() as u64,
         });
         println!("{}", serde_json::to_string_pretty(&summary)?);
