@@ -33,6 +33,11 @@ step "emulators"
 source scripts/emulators.sh
 emulators_start
 
+step "template"
+# cfn-lint comes with moto[server] in the venv the emulator step installed.
+"$TOOLS/venv/bin/cfn-lint" infra/template.yaml
+echo "infra/template.yaml: cfn-lint clean"
+
 step "tests"
 LOG=$(mktemp)
 trap 'rm -f "$LOG"; emulators_stop' EXIT

@@ -12,7 +12,8 @@ pub struct Metric<'a> {
 }
 
 /// One EMF document: CloudWatch turns it into metrics when a Lambda writes it to stdout.
-/// All `dimensions` form one dimension set.
+/// The metrics are published under all `dimensions` together and, when there are several,
+/// under the first alone too (so alarms can watch a function across its tenants).
 pub fn emf_line(namespace: &str, dimensions: &[(&str, &str)], metrics: &[Metric<'_>], timestamp_ms: i64) -> String {
     let mut doc = Map::new();
     doc.insert(
@@ -21,7 +22,7 @@ pub fn emf_line(namespace: &str, dimensions: &[(&str, &str)], metrics: &[Metric<
             "Timestamp": timestamp_ms,
             "CloudWatchMetrics": [{
                 "Namespace": namespace,
-                "Dimensions": [dimensions.iter().map(|(k, _)| *k).collect::<Vec<_>>()],
+                "Dimensions": dimension_sets(dimensions),
                 "Metrics": metrics.iter().map(|m| json!({"Name": m.name, "Unit": m.unit})).collect::<Vec<_>>(),
             }],
         }),
@@ -33,6 +34,15 @@ pub fn emf_line(namespace: &str, dimensions: &[(&str, &str)], metrics: &[Metric<
         doc.insert(m.name.into(), json!(m.value));
     }
     Value::Object(doc).to_string()
+}
+
+fn dimension_sets(dimensions: &[(&str, &str)]) -> Vec<Vec<String>> {
+    let all: Vec<String> = dimensions.iter().map(|(k, _)| (*k).to_owned()).collect();
+    let mut sets = vec![all.clone()];
+    if all.len() > 1 {
+        sets.push(vec![all[0].clone()]);
+    }
+    sets
 }
 
 /// The metrics namespace of every s1-bridge function.
