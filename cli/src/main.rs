@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod ops;
+mod tenant;
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +22,11 @@ struct Cli {
 enum Command {
     /// Run the product against a built-in S1 simulator: no AWS account, no S1 console needed.
     Demo(demo::DemoArgs),
+    /// Add, list, show, disable or test tenants.
+    #[command(subcommand)]
+    Tenant(tenant::TenantCmd),
+    /// Run one job once (poll, assets, tokens) as its Lambda would.
+    Run(tenant::RunArgs),
     /// List or replay writebacks that ran out of attempts.
     #[command(subcommand)]
     DeadLetters(ops::DeadLetters),
@@ -46,6 +52,8 @@ async fn main() -> std::process::ExitCode {
         Command::BenchPoll(args) => bench::run_bench(args).await,
         Command::BenchWebhook(args) => bench::run_webhook_bench(args).await,
         Command::DeadLetters(cmd) => ops::dead_letters(cmd).await,
+        Command::Tenant(cmd) => tenant::tenant(cmd).await,
+        Command::Run(args) => tenant::run(args).await,
         Command::Outbound(args) => ops::outbound(args).await,
     };
     match result {

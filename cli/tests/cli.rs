@@ -91,3 +91,135 @@ async fn dead_letters_are_listed_and_replayed_and_the_outbound_log_is_shown() {
     let (ok, _, err) = bridge(&["outbound", "--tenant", "acme", "--store", "postgres:x"]);
     assert!(!ok && err.contains("embedded:<path> or dynamodb:<table>"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_is_added_tested_polled_and_disabled_from_the_command_line() {
+    use s1_bridge_sim::{DEFAULT_TOKEN, Sim, SimConfig, WebhookReceiver};
+    const HOOK: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let sim = Sim::start(SimConfig {
+        threats: 40,
+        agents: 10,
+        cloud_alerts: 0,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let receiver = WebhookReceiver::start(HOOK).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!("embedded:{}", dir.path().join("state.redb").display());
+    let file = dir.path().join("tenant.json");
+    std::fs::write(
+        &file,
+        serde_json::to_vec(&serde_json::json!({
+            "id": "acme", "enabled": true, "console_url": sim.base_url(),
+            "token": {"kind": "env", "var": "CLI_TEST_S1_TOKEN"},
+            "platform": {"kind": "generic", "settings": {"url": receiver.url(), "secret": {"kind": "env", "var": "CLI_TEST_HOOK"}}}
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let run = |args: &[&str], token: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_s1-bridge"))
+            .args(args)
+            .env_remove("S1_BRIDGE_STORE")
+            .env_remove("S1_BRIDGE_ALLOWED_HOSTS")
+            .env("CLI_TEST_S1_TOKEN", token)
+            .env("CLI_TEST_HOOK", HOOK)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let file = file.display().to_string();
+    let (ok, _, err) = run(&["tenant", "add", "--file", &file, "--store", &spec], DEFAULT_TOKEN);
+    assert!(
+        !ok && err.contains("not in the allowed hosts"),
+        "the default allow-list is *.sentinelone.net: {err}"
+    );
+    let (ok, out, err) = run(
+        &[
+            "tenant",
+            "add",
+            "--file",
+            &file,
+            "--allow-host",
+            "127.0.0.1",
+            "--store",
+            &spec,
+        ],
+        DEFAULT_TOKEN,
+    );
+    assert!(ok && out.contains("tenant acme saved"), "{err}");
+    let (_, out, _) = run(&["tenant", "list", "--store", &spec], DEFAULT_TOKEN);
+    assert!(out.contains("acme") && out.contains("generic"), "{out}");
+    let (_, out, _) = run(&["tenant", "show", "--id", "acme", "--store", &spec], DEFAULT_TOKEN);
+    assert!(
+        out.contains("CLI_TEST_S1_TOKEN") && !out.contains(DEFAULT_TOKEN),
+        "shows references, never secrets: {out}"
+    );
+
+    let (ok, out, err) = run(
+        &[
+            "tenant",
+            "test",
+            "--id",
+            "acme",
+            "--allow-host",
+            "127.0.0.1",
+            "--store",
+            &spec,
+        ],
+        DEFAULT_TOKEN,
+    );
+    assert!(ok, "{out}{err}");
+    for c in [
+        "console reachable",
+        "token valid",
+        "token expiry",
+        "poll-threats can read",
+        "sync-assets can read",
+        "platform reachable",
+    ] {
+        assert!(out.lines().any(|l| l.starts_with("ok") && l.contains(c)), "{c}: {out}");
+    }
+    assert_eq!(receiver.events()[0]["type"], "bridge.test");
+    let (ok, out, _) = run(
+        &[
+            "tenant",
+            "test",
+            "--id",
+            "acme",
+            "--allow-host",
+            "127.0.0.1",
+            "--store",
+            &spec,
+        ],
+        "revoked",
+    );
+    assert!(
+        !ok && out.lines().any(|l| l.starts_with("FAIL") && l.contains("token valid")),
+        "{out}"
+    );
+
+    let (ok, out, err) = run(&["run", "poll", "--store", &spec, "--json"], DEFAULT_TOKEN);
+    assert!(ok, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["tenants"][0]["published"], 40);
+    let (ok, out, _) = run(&["run", "tokens", "--store", &spec, "--json"], DEFAULT_TOKEN);
+    assert!(ok && out.contains("days_left"), "{out}");
+    let (ok, out, _) = run(&["run", "assets", "--store", &spec, "--json"], DEFAULT_TOKEN);
+    assert!(ok && out.contains("\"created\""), "{out}");
+
+    let (ok, _, _) = run(&["tenant", "disable", "--id", "acme", "--store", &spec], DEFAULT_TOKEN);
+    assert!(ok);
+    let (_, out, _) = run(&["run", "poll", "--store", &spec, "--json"], DEFAULT_TOKEN);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        report["tenants"].as_array().unwrap().len(),
+        0,
+        "a disabled tenant is not polled"
+    );
+}

@@ -95,3 +95,65 @@ mod tests {
         assert!(Settings::from_lookup(lookup(&[(TABLE_NAME, "t"), (POLL_CONCURRENCY, "0")])).is_err());
     }
 }
+
+/// Console hosts a tenant may point at by default: SentinelOne's SaaS consoles.
+pub const DEFAULT_CONSOLE_HOSTS: &str = "*.sentinelone.net";
+
+/// Checks a tenant's console URL against an allow-list of host patterns (`*.sentinelone.net`,
+/// `s1.example.com`), so a tenant config cannot point the functions at internal addresses.
+/// https only; plain http is accepted for loopback hosts that the allow-list names exactly (the
+/// simulator).
+///
+/// # Errors
+/// What is wrong with the URL.
+pub fn check_console_url(url: &str, allowed: &[String]) -> Result<(), String> {
+    let u = url::Url::parse(url).map_err(|e| format!("console URL {url:?}: {e}"))?;
+    let host = u
+        .host_str()
+        .ok_or_else(|| format!("console URL {url:?} has no host"))?
+        .to_ascii_lowercase();
+    let matches = |p: &String| {
+        let p = p.trim().to_ascii_lowercase();
+        match p.strip_prefix("*.") {
+            Some(suffix) => host.ends_with(&format!(".{suffix}")),
+            None => host == p,
+        }
+    };
+    if !allowed.iter().any(matches) {
+        return Err(format!(
+            "console host {host} is not in the allowed hosts ({})",
+            allowed.join(", ")
+        ));
+    }
+    let loopback = matches!(host.as_str(), "127.0.0.1" | "localhost" | "[::1]");
+    match u.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        other => Err(format!("console URL must be https, not {other}")),
+    }
+}
+
+#[cfg(test)]
+mod console_tests {
+    use super::check_console_url;
+
+    #[test]
+    fn allow_list() {
+        let default = vec!["*.sentinelone.net".to_owned()];
+        assert!(check_console_url("https://acme.sentinelone.net", &default).is_ok());
+        assert!(
+            check_console_url("http://acme.sentinelone.net", &default)
+                .unwrap_err()
+                .contains("https")
+        );
+        assert!(
+            check_console_url("https://169.254.169.254", &default)
+                .unwrap_err()
+                .contains("not in the allowed")
+        );
+        assert!(check_console_url("https://sentinelone.net.evil.com", &default).is_err());
+        assert!(check_console_url("https://evilsentinelone.net", &default).is_err());
+        let local = vec!["127.0.0.1".to_owned()];
+        assert!(check_console_url("http://127.0.0.1:8787", &local).is_ok());
+    }
+}

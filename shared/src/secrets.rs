@@ -281,6 +281,42 @@ impl TokenProvider for LocalTokenProvider {
     async fn invalidate(&self, _source: &TokenSource) {}
 }
 
+/// Reads each source with the provider that knows it: environment and files locally, Secrets
+/// Manager when configured (the one-machine runner and the operator CLI mix them).
+pub struct AnyTokenProvider {
+    pub local: LocalTokenProvider,
+    pub secrets_manager: Option<SecretsManagerTokenProvider>,
+}
+
+impl std::fmt::Debug for AnyTokenProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AnyTokenProvider")
+    }
+}
+
+#[async_trait]
+impl TokenProvider for AnyTokenProvider {
+    async fn token(&self, source: &TokenSource) -> Result<ApiToken, SecretError> {
+        match (source, &self.secrets_manager) {
+            (TokenSource::SecretsManager { .. }, Some(sm)) => sm.token(source).await,
+            _ => self.local.token(source).await,
+        }
+    }
+
+    async fn invalidate(&self, source: &TokenSource) {
+        if let Some(sm) = &self.secrets_manager {
+            sm.invalidate(source).await;
+        }
+    }
+
+    async fn pending_token(&self, source: &TokenSource) -> Option<ApiToken> {
+        match &self.secrets_manager {
+            Some(sm) => sm.pending_token(source).await,
+            None => None,
+        }
+    }
+}
+
 /// A call made with a tenant's token failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenCallError {
