@@ -18,7 +18,7 @@ const ITEMS: TableDefinition<&str, &[u8]> = TableDefinition::new("items");
 const INDEX: TableDefinition<&str, &str> = TableDefinition::new("gsi1");
 
 /// Page cache of a file-backed database.
-const CACHE_BYTES: usize = 16 * 1024 * 1024;
+const CACHE_BYTES: usize = 4 * 1024 * 1024;
 
 /// The embedded (redb) implementation of [`ItemTable`].
 #[derive(Clone)]
