@@ -22,6 +22,8 @@ struct Cli {
 enum Command {
     /// Run the product against a built-in S1 simulator: no AWS account, no S1 console needed.
     Demo(demo::DemoArgs),
+    /// Create the state store (a DynamoDB table, or the embedded file).
+    Init(ops::StoreArgs),
     /// Add, list, show, disable or test tenants.
     #[command(subcommand)]
     Tenant(tenant::TenantCmd),
@@ -53,6 +55,7 @@ async fn main() -> std::process::ExitCode {
         Command::BenchWebhook(args) => bench::run_webhook_bench(args).await,
         Command::DeadLetters(cmd) => ops::dead_letters(cmd).await,
         Command::Tenant(cmd) => tenant::tenant(cmd).await,
+        Command::Init(store) => ops::init(store).await,
         Command::Run(args) => tenant::run(args).await,
         Command::Outbound(args) => ops::outbound(args).await,
     };

@@ -32,6 +32,23 @@ impl StoreSpec {
     }
 }
 
+/// `init`: creates the state table in DynamoDB (as the SAM template does), for local DynamoDB
+/// and first runs; the embedded store creates itself.
+pub async fn init(store: StoreArgs) -> Result<(), Box<dyn std::error::Error>> {
+    match store.store.0.split_once(':') {
+        Some(("dynamodb", table)) => {
+            let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            s1_shared::store::create_table(&aws_sdk_dynamodb::Client::new(&config), table).await?;
+            println!("table {table} created");
+        }
+        _ => {
+            store.store.open().await?;
+            println!("embedded store ready");
+        }
+    }
+    Ok(())
+}
+
 #[derive(Args)]
 pub struct StoreArgs {
     /// embedded:<path> or dynamodb:<table>

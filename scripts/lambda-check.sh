@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# The deployable artefacts, checked as Lambda runs them: `cargo lambda build --release` of the
+# four functions (x86_64 here; production is arm64 via SAM), then each bootstrap binary run
+# against cargo-lambda's Lambda runtime emulator (`cargo lambda watch --only-lambda-apis`) with
+# its AWS endpoints on the local emulators, and invoked with a real event:
+#   poll-threats   a schedule event        -> polls the simulator, publishes to the receiver
+#   sync-assets    a schedule event        -> creates customers, sites and assets
+#   token-expiry   a schedule event        -> reports the token's days left
+#   status-writeback Function URL requests -> 404 for an unknown tenant, 401 unsigned
+# Sourced by scripts/test.sh after emulators_start (it needs DynamoDB Local and moto up).
+
+lambda_check() {
+  local venv="$TOOLS/venv-lambda" work sim_port hook_port table secret_name hook_secret
+  if [ ! -x "$venv/bin/cargo-lambda" ]; then
+    echo "installing cargo-lambda==1.9.2 (brings zig)"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check 'cargo-lambda==1.9.2'
+  fi
+  PATH="$venv/bin:$PATH" cargo lambda build --release -p poll-threats -p status-writeback -p sync-assets -p token-expiry
+  cargo build -q -p s1-bridge -p s1-bridge-sim
+  work=$(mktemp -d)
+  sim_port=$(free_port); hook_port=$(free_port)
+  hook_secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"   # test-only: opens the local receiver
+  target/debug/s1-bridge-sim --listen "127.0.0.1:$sim_port" --threats 50 --agents 20 --cloud-alerts 0 --token-days 5 \
+    --receiver "127.0.0.1:$hook_port" --receiver-secret "$hook_secret" > "$work/sim.log" 2>&1 &
+  local sim_pid=$!
+  EMU_PIDS+=("$sim_pid")
+  wait_http "http://127.0.0.1:$sim_port/web/api/v2.1/system/status" simulator "$sim_pid" "$work/sim.log"
+
+  # A tenant whose token and webhook secret live in Secrets Manager (moto), on a fresh table.
+  table="lambda-check-$RANDOM$RANDOM"
+  secret_name="s1-bridge/lambda-check/$RANDOM$RANDOM"
+  "$TOOLS/venv/bin/python" - "$secret_name" "$hook_secret" <<'PY'
+import os, sys, boto3
+sm = boto3.client("secretsmanager", endpoint_url=os.environ["AWS_ENDPOINT_URL_SECRETS_MANAGER"])
+sm.create_secret(Name=sys.argv[1] + "/s1", SecretString="sim-tenant-token")
+sm.create_secret(Name=sys.argv[1] + "/hook", SecretString=sys.argv[2])
+PY
+  cat > "$work/tenant.json" <<JSON
+{ "id": "lambda", "enabled": true, "console_url": "http://127.0.0.1:$sim_port",
+  "token": { "kind": "secrets_manager", "secret_id": "$secret_name/s1" },
+  "platform": { "kind": "generic", "settings": {
+      "url": "http://127.0.0.1:$hook_port/hooks/s1",
+      "secret": { "kind": "secrets_manager", "secret_id": "$secret_name/hook" } } } }
+JSON
+  target/debug/s1-bridge init --store "dynamodb:$table" || return 1
+  target/debug/s1-bridge tenant add --file "$work/tenant.json" --allow-host 127.0.0.1 --store "dynamodb:$table" || return 1
+
+  invoke() { # function event-file -> prints the response
+    local fn=$1 event=$2 port log rt_pid boot_pid out
+    port=$(free_port)
+    log="$work/$fn.log"
+    PATH="$venv/bin:$PATH" cargo lambda watch --only-lambda-apis -A 127.0.0.1 -P "$port" > "$log.watch" 2>&1 &
+    rt_pid=$!
+    for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
+    AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$port/.rt" AWS_LAMBDA_FUNCTION_NAME=_ AWS_LAMBDA_FUNCTION_VERSION=1 \
+      AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256 TABLE_NAME="$table" target/lambda/"$fn"/bootstrap > "$log" 2>&1 &
+    boot_pid=$!
+    out=$(curl -s --max-time 120 -X POST "http://127.0.0.1:$port/2015-03-31/functions/_/invocations" -H 'content-type: application/json' --data-binary @"$event")
+    kill "$boot_pid" "$rt_pid" 2>/dev/null; wait "$boot_pid" "$rt_pid" 2>/dev/null
+    printf '%s' "$out"
+  }
+  check() { # description, response, python expression over `r`
+    if "$TOOLS/venv/bin/python" -c "import json,sys; r=json.loads(sys.argv[1]); sys.exit(0 if ($3) else 1)" "$2"; then
+      echo "ok   $1"
+    else
+      echo "FAIL $1: $2"; return 1
+    fi
+  }
+
+  echo '{"version":"0","detail-type":"Scheduled Event","source":"aws.events","detail":{}}' > "$work/schedule.json"
+  local r
+  r=$(invoke poll-threats "$work/schedule.json")
+  check "poll-threats bootstrap polls the simulator into the receiver" "$r" "r['tenants'][0]['published'] == 50" || return 1
+  r=$(invoke sync-assets "$work/schedule.json")
+  check "sync-assets bootstrap creates customers, sites and assets" "$r" "r[0]['created'] > 0 and r[0]['error'] is None" || return 1
+  r=$(invoke token-expiry "$work/schedule.json")
+  check "token-expiry bootstrap reports the token's days left" "$r" "r[0]['days_left'] == 4 and r[0]['alerted'] == 7" || return 1
+  cat > "$work/url-unknown.json" <<'JSON'
+{"version":"2.0","routeKey":"$default","rawPath":"/generic/nobody","rawQueryString":"","headers":{"content-type":"application/json"},
+ "requestContext":{"http":{"method":"POST","path":"/generic/nobody","protocol":"HTTP/1.1","sourceIp":"127.0.0.1","userAgent":"test"},
+ "domainName":"x.lambda-url.us-east-1.on.aws","requestId":"r1","routeKey":"$default","stage":"$default","time":"27/Nov/2026:00:00:00 +0000","timeEpoch":0,"accountId":"anonymous","apiId":"x"},
+ "body":"{}","isBase64Encoded":false}
+JSON
+  sed 's#/generic/nobody#/generic/lambda#g' "$work/url-unknown.json" > "$work/url-unsigned.json"
+  r=$(invoke status-writeback "$work/url-unknown.json")
+  check "status-writeback bootstrap answers 404 for an unknown tenant" "$r" "r['statusCode'] == 404" || return 1
+  r=$(invoke status-writeback "$work/url-unsigned.json")
+  check "status-writeback bootstrap refuses an unsigned webhook with 401" "$r" "r['statusCode'] == 401" || return 1
+  local stats
+  stats=$(curl -s "http://127.0.0.1:$hook_port/hooks/stats")
+  check "the receiver verified every signature" "$stats" "r['refused_signatures'] == 0 and r['unique'] >= 50" || return 1
+  rm -rf "$work"
+}
