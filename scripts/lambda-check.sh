@@ -52,7 +52,8 @@ JSON
     log="$work/$fn.log"
     PATH="$venv/bin:$PATH" cargo lambda watch --only-lambda-apis -A 127.0.0.1 -P "$port" > "$log.watch" 2>&1 &
     rt_pid=$!
-    for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
+    # The emulator answers only its Lambda API paths: wait for the port itself.
+    for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
     AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$port/.rt" AWS_LAMBDA_FUNCTION_NAME=_ AWS_LAMBDA_FUNCTION_VERSION=1 \
       AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256 TABLE_NAME="$table" target/lambda/"$fn"/bootstrap > "$log" 2>&1 &
     boot_pid=$!

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The one command that runs every test of s1-bridge, on a fresh machine or a warm one.
-# It installs what the tests need (DynamoDB Local, moto), checks formatting and lints, starts
-# the emulators on free loopback ports, runs every test, stops the emulators, and exits
+# It installs what the tests need (DynamoDB Local, moto and cfn-lint, cargo-lambda), checks
+# formatting, lints and the SAM template, starts the emulators on free loopback ports, runs
+# every test, builds the Lambda bootstraps and runs each under a Lambda runtime emulator, stops
+# what it started, and exits
 # non-zero on any failure. Nothing is skipped for a missing tool: it is installed or the run fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +45,12 @@ LOG=$(mktemp)
 trap 'rm -f "$LOG"; emulators_stop' EXIT
 cargo test --workspace --all-targets --locked 2>&1 | tee -a "$LOG"
 cargo test --workspace --doc --locked 2>&1 | tee -a "$LOG"
+
+step "lambda"
+# The four bootstraps built as Lambda builds them, each run under a Lambda runtime emulator.
+# shellcheck source=scripts/lambda-check.sh
+source scripts/lambda-check.sh
+lambda_check | tee -a "$LOG"
 
 # One closing line over every test binary, so the total is plain to see.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed/) p += $(i-1); if ($(i) ~ /^failed/) f += $(i-1) } }

@@ -38,11 +38,20 @@ fn selection(event: &Value) -> Result<Selection, Diagnostic> {
 /// Time left before Lambda's deadline (no deadline in local runs: 15 minutes).
 fn deadline(ctx: &lambda_runtime::Context) -> Instant {
     let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as u64;
-    let left = if ctx.deadline == 0 {
+    let mut left = if ctx.deadline == 0 {
         900_000
     } else {
         ctx.deadline.saturating_sub(now_ms)
     };
+    if left < 1_000 {
+        // Lambda always leaves the function's timeout; an emulator may send no usable deadline.
+        tracing::warn!(
+            deadline_ms = ctx.deadline,
+            now_ms,
+            "no usable invocation deadline; using 60 s"
+        );
+        left = 60_000;
+    }
     Instant::now() + Duration::from_millis(left)
 }
 

@@ -29,7 +29,8 @@ use crate::telemetry::{Metric, NAMESPACE, emf_line};
 pub const CHECKPOINT: &str = "threats";
 /// Name of the lease a poll run holds per tenant.
 pub const LEASE_JOB: &str = "poll";
-/// Paging stops when less than this is left before the deadline.
+/// Paging stops when less than this (or a quarter of the run's time, if smaller) is left before
+/// the deadline.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(20);
 
 /// What a poll run needs. Built once per process.
@@ -465,6 +466,8 @@ where
         platform,
         deadline,
     } = *ctx;
+    // A short-lived invocation still gets most of its time: the margin is at most a quarter.
+    let margin = DEADLINE_MARGIN.min(deadline.saturating_duration_since(Instant::now()) / 4);
     let store = &deps.store;
     let mut checkpoint = store
         .get_checkpoint(&tenant.id, checkpoint_name)
@@ -472,7 +475,7 @@ where
         .unwrap_or_default();
     let mut pages = std::pin::pin!(open(checkpoint.watermark));
     let result = loop {
-        if deadline.saturating_duration_since(Instant::now()) < DEADLINE_MARGIN {
+        if deadline.saturating_duration_since(Instant::now()) <= margin {
             report.outcome = Outcome::Partial;
             break Ok(());
         }
