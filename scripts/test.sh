@@ -50,7 +50,7 @@ step "lambda"
 # The four bootstraps built as Lambda builds them, each run under a Lambda runtime emulator.
 # shellcheck source=scripts/lambda-check.sh
 source scripts/lambda-check.sh
-lambda_check | tee -a "$LOG"
+lambda_check
 
 # One closing line over every test binary, so the total is plain to see.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed/) p += $(i-1); if ($(i) ~ /^failed/) f += $(i-1) } }
