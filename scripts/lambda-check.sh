@@ -11,6 +11,7 @@
 
 lambda_check() {
   local venv="$TOOLS/venv-lambda" work sim_port hook_port table secret_name hook_secret
+  local out_dir="${CARGO_TARGET_DIR:-target}"
   if [ ! -x "$venv/bin/cargo-lambda" ]; then
     echo "installing cargo-lambda==1.9.2 (brings zig)"
     python3 -m venv "$venv"
@@ -21,7 +22,7 @@ lambda_check() {
   work=$(mktemp -d)
   sim_port=$(free_port); hook_port=$(free_port)
   hook_secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"   # test-only: opens the local receiver
-  target/debug/s1-bridge-sim --listen "127.0.0.1:$sim_port" --threats 50 --agents 20 --cloud-alerts 0 --token-days 5 \
+  "$out_dir"/debug/s1-bridge-sim --listen "127.0.0.1:$sim_port" --threats 50 --agents 20 --cloud-alerts 0 --token-days 5 \
     --receiver "127.0.0.1:$hook_port" --receiver-secret "$hook_secret" > "$work/sim.log" 2>&1 &
   local sim_pid=$!
   EMU_PIDS+=("$sim_pid")
@@ -43,8 +44,8 @@ PY
       "url": "http://127.0.0.1:$hook_port/hooks/s1",
       "secret": { "kind": "secrets_manager", "secret_id": "$secret_name/hook" } } } }
 JSON
-  target/debug/s1-bridge init --store "dynamodb:$table" || return 1
-  target/debug/s1-bridge tenant add --file "$work/tenant.json" --allow-host 127.0.0.1 --store "dynamodb:$table" || return 1
+  "$out_dir"/debug/s1-bridge init --store "dynamodb:$table" || return 1
+  "$out_dir"/debug/s1-bridge tenant add --file "$work/tenant.json" --allow-host 127.0.0.1 --store "dynamodb:$table" || return 1
 
   invoke() { # function event-file -> prints the response
     local fn=$1 event=$2 port log rt_pid boot_pid out
@@ -55,7 +56,7 @@ JSON
     # The emulator answers only its Lambda API paths: wait for the port itself.
     for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
     AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$port/.rt" AWS_LAMBDA_FUNCTION_NAME=_ AWS_LAMBDA_FUNCTION_VERSION=1 \
-      AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256 TABLE_NAME="$table" target/lambda/"$fn"/bootstrap > "$log" 2>&1 &
+      AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256 TABLE_NAME="$table" "$out_dir"/lambda/"$fn"/bootstrap > "$log" 2>&1 &
     boot_pid=$!
     out=$(curl -s --max-time 120 -X POST "http://127.0.0.1:$port/2015-03-31/functions/_/invocations" -H 'content-type: application/json' --data-binary @"$event")
     kill "$boot_pid" "$rt_pid" 2>/dev/null; wait "$boot_pid" "$rt_pid" 2>/dev/null
