@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod ops;
+mod serve;
 mod tenant;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +23,8 @@ struct Cli {
 enum Command {
     /// Run the product against a built-in S1 simulator: no AWS account, no S1 console needed.
     Demo(demo::DemoArgs),
+    /// The one-machine runner: every job on its schedule plus the webhook endpoint.
+    Serve(serve::ServeArgs),
     /// Create the state store (a DynamoDB table, or the embedded file).
     Init(ops::StoreArgs),
     /// Add, list, show, disable or test tenants.
@@ -56,6 +59,7 @@ async fn main() -> std::process::ExitCode {
         Command::DeadLetters(cmd) => ops::dead_letters(cmd).await,
         Command::Tenant(cmd) => tenant::tenant(cmd).await,
         Command::Init(store) => ops::init(store).await,
+        Command::Serve(args) => serve::serve(args).await,
         Command::Run(args) => tenant::run(args).await,
         Command::Outbound(args) => ops::outbound(args).await,
     };

@@ -77,7 +77,7 @@ type Res = Result<(), Box<dyn std::error::Error>>;
 
 /// Environment and file sources always; Secrets Manager only when a tenant uses it, so local
 /// runs never touch AWS configuration.
-async fn tokens(tenants: &[TenantConfig]) -> Arc<dyn TokenProvider> {
+pub(crate) async fn tokens(tenants: &[TenantConfig]) -> Arc<dyn TokenProvider> {
     let needs_aws = tenants.iter().any(|t| {
         matches!(t.token, s1_shared::store::TokenSource::SecretsManager { .. })
             || t.platform.settings.to_string().contains("\"secrets_manager\"")

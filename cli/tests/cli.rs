@@ -223,3 +223,105 @@ async fn a_tenant_is_added_tested_polled_and_disabled_from_the_command_line() {
         "a disabled tenant is not polled"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_runs_the_jobs_on_schedule_and_takes_webhooks() {
+    use s1_bridge_sim::{DEFAULT_TOKEN, Sim, SimConfig, WebhookReceiver};
+    const HOOK: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const INBOUND: &str = "whsec_ZGVtby1pbmJvdW5kLXNlY3JldC1mb3ItdGVzdHM=";
+    let sim = Sim::start(SimConfig {
+        threats: 30,
+        agents: 10,
+        cloud_alerts: 0,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let receiver = WebhookReceiver::start(HOOK).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    {
+        let store = Store::new(Arc::new(EmbeddedTable::open(&path).unwrap()));
+        let t: s1_shared::store::TenantConfig = serde_json::from_value(serde_json::json!({
+            "id": "acme", "enabled": true, "console_url": sim.base_url(),
+            "token": {"kind": "env", "var": "SERVE_S1"},
+            "platform": {"kind": "generic", "settings": {"url": receiver.url(), "secret": {"kind": "env", "var": "SERVE_HOOK"},
+                         "inbound_secrets": [{"kind": "env", "var": "SERVE_IN"}]}}
+        }))
+        .unwrap();
+        store.put_tenant(&t).await.unwrap();
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_s1-bridge"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--poll-seconds",
+            "1",
+            "--store",
+            &format!("embedded:{}", path.display()),
+        ])
+        .env("SERVE_S1", DEFAULT_TOKEN)
+        .env("SERVE_HOOK", HOOK)
+        .env("SERVE_IN", INBOUND)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut waited = 0;
+    while receiver
+        .events()
+        .iter()
+        .filter(|e| e["type"] == "threat.created")
+        .count()
+        < 30
+        && waited < 600
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    let created: Vec<_> = receiver
+        .events()
+        .into_iter()
+        .filter(|e| e["type"] == "threat.created")
+        .collect();
+    assert_eq!(created.len(), 30, "the scheduled poll published the backlog");
+    assert!(
+        receiver.events().iter().any(|e| e["type"] == "asset.upserted"),
+        "the asset sync ran at start"
+    );
+    let alert = created[0]["data"]["alert_key"].as_str().unwrap().to_owned();
+    let threat = created[0]["data"]["s1"]["threat_id"].as_str().unwrap().to_owned();
+    let body = serde_json::to_vec(&serde_json::json!({
+        "type": "alert.status_changed", "timestamp": s1_shared::s1::dto::format_time(OffsetDateTime::now_utc()),
+        "data": {"alert_key": alert, "status": "closed", "close_reason": "benign", "actor": {"name": "Ana"}}
+    }))
+    .unwrap();
+    let ts = OffsetDateTime::now_utc().unix_timestamp();
+    let sig = s1_shared::platform::sign(
+        &s1_shared::platform::WebhookSecret::parse(INBOUND).unwrap(),
+        "serve-1",
+        ts,
+        &body,
+    );
+    let resp = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/webhooks/generic/acme"))
+        .header("webhook-id", "serve-1")
+        .header("webhook-timestamp", ts.to_string())
+        .header("webhook-signature", sig)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert_eq!(status, 202);
+    let t = sim.control().threat(&threat).await.unwrap();
+    assert_eq!(t["threatInfo"]["incidentStatus"], "resolved");
+    assert_eq!(t["threatInfo"]["analystVerdict"], "false_positive");
+}

@@ -1,0 +1,162 @@
+//! `serve`: the one-machine runner. Every job on its schedule plus the webhook endpoint, over
+//! one state store (the embedded file, or a DynamoDB table).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use s1_shared::platform::{Adapters, PlatformResolver};
+use s1_shared::s1::ClientOptions;
+use s1_shared::usecase::poll_threats::{PollDeps, Selection};
+use s1_shared::usecase::sync_assets::AssetDeps;
+use s1_shared::usecase::token_expiry::TokenDeps;
+use s1_shared::usecase::writeback::{WritebackDeps, handle_webhook};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::ops::StoreArgs;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Where the webhook endpoint listens (`POST /webhooks/<platform>/<tenant>`).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Seconds between threat polls (pending writebacks are retried with them).
+    #[arg(long, default_value_t = 60)]
+    poll_seconds: u64,
+    /// Seconds between asset syncs.
+    #[arg(long, default_value_t = 86_400)]
+    assets_seconds: u64,
+    /// Seconds between token checks.
+    #[arg(long, default_value_t = 86_400)]
+    tokens_seconds: u64,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+pub async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let store = args.store.store.open().await?;
+    let tokens = crate::tenant::tokens(&store.list_tenants().await?).await;
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let options = ClientOptions::default();
+    let platforms: Arc<dyn PlatformResolver> =
+        Arc::new(Adapters::new(http.clone(), tokens.clone(), options.retry.clone()));
+    let writeback = WritebackDeps {
+        store: store.clone(),
+        tokens: tokens.clone(),
+        http: http.clone(),
+        inline_options: WritebackDeps::inline_client_options(),
+        retry_options: options.clone(),
+    };
+    let poll = PollDeps {
+        store: store.clone(),
+        tokens: tokens.clone(),
+        platforms: platforms.clone(),
+        http: http.clone(),
+        client_options: options.clone(),
+        owner: format!("serve-{}", std::process::id()),
+        concurrency: 4,
+        writeback: Some(writeback.clone()),
+    };
+    let assets = AssetDeps {
+        store: store.clone(),
+        tokens: tokens.clone(),
+        platforms: platforms.clone(),
+        http: http.clone(),
+        client_options: options.clone(),
+        owner: poll.owner.clone(),
+    };
+    let watch = TokenDeps {
+        store: store.clone(),
+        tokens,
+        platforms,
+        http,
+        client_options: options,
+    };
+
+    let every = |secs: u64| {
+        let mut t = tokio::time::interval(Duration::from_secs(secs.max(1)));
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    };
+    let (mut p, mut a, mut k) = (
+        every(args.poll_seconds),
+        every(args.assets_seconds),
+        every(args.tokens_seconds),
+    );
+    // Not spawned: the jobs borrow their deps, and one task with the server is plenty.
+    let poll_loop = async {
+        loop {
+            p.tick().await;
+            let limit = Duration::from_secs(args.poll_seconds.clamp(30, 840));
+            match s1_shared::usecase::poll_threats::run(&poll, &Selection::All, Instant::now() + limit).await {
+                Ok(r) => {
+                    let t = r.totals();
+                    println!(
+                        "poll: {} tenant(s), {} published, {} failed, {} writebacks applied",
+                        r.tenants.len(),
+                        t.published,
+                        t.failed,
+                        t.writebacks_applied
+                    );
+                }
+                Err(e) => eprintln!("poll: {e}"),
+            }
+        }
+    };
+    let assets_loop = async {
+        loop {
+            a.tick().await;
+            match s1_shared::usecase::sync_assets::sync_all(&assets).await {
+                Ok(r) => println!("assets: {}", serde_json::to_string(&r).unwrap_or_default()),
+                Err(e) => eprintln!("assets: {e}"),
+            }
+        }
+    };
+    let tokens_loop = async {
+        loop {
+            k.tick().await;
+            match s1_shared::usecase::token_expiry::check_all(&watch, OffsetDateTime::now_utc()).await {
+                Ok(r) => println!("tokens: {}", serde_json::to_string(&r).unwrap_or_default()),
+                Err(e) => eprintln!("tokens: {e}"),
+            }
+        }
+    };
+
+    async fn hook(
+        axum::extract::State(deps): axum::extract::State<Arc<WritebackDeps>>,
+        method: axum::http::Method,
+        uri: axum::http::Uri,
+        headers: axum::http::HeaderMap,
+        body: axum::body::Bytes,
+    ) -> (axum::http::StatusCode, axum::Json<Value>) {
+        let path = uri.path().strip_prefix("/webhooks").unwrap_or("/");
+        let r = handle_webhook(&deps, method.as_str(), path, &headers, &body).await;
+        (
+            axum::http::StatusCode::from_u16(r.status).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR),
+            axum::Json(r.body),
+        )
+    }
+    let app = axum::Router::new()
+        .route("/health", axum::routing::get(|| async { "ok" }))
+        .fallback(hook)
+        .layer(axum::extract::DefaultBodyLimit::max(1 << 20))
+        .with_state(Arc::new(writeback));
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    println!(
+        "s1-bridge serving webhooks at http://{}/webhooks/<platform>/<tenant>",
+        listener.local_addr()?
+    );
+    let server = axum::serve(listener, app).with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    });
+    tokio::select! {
+        r = server => r?,
+        () = async { tokio::join!(poll_loop, assets_loop, tokens_loop); } => {}
+    }
+    Ok(())
+}
