@@ -1042,13 +1042,10 @@ impl Store {
     /// # Errors
     /// Backend errors.
     pub async fn record_outbound(&self, tenant: &str, r: &OutboundRequest) -> Result<(), StoreError> {
-        let mut i = item(
-            keys::tenant(tenant),
-            keys::outbound(r.at.unix_timestamp_nanos() / 1000, &r.id),
-            r,
-        )?;
-        i.ttl = Some((r.at + OUTBOUND_RETENTION).unix_timestamp());
-        self.table.put(&i, &Cond::Always).await.map(drop)
+        self.table
+            .put(&outbound_item(tenant, r)?, &Cond::Always)
+            .await
+            .map(drop)
     }
 
     /// Records several calls at once (batched writes).
@@ -1058,16 +1055,8 @@ impl Store {
     pub async fn record_outbound_many(&self, tenant: &str, records: &[OutboundRequest]) -> Result<(), StoreError> {
         let items = records
             .iter()
-            .map(|r| {
-                let mut i = item(
-                    keys::tenant(tenant),
-                    keys::outbound(r.at.unix_timestamp_nanos() / 1000, &r.id),
-                    r,
-                )?;
-                i.ttl = Some((r.at + OUTBOUND_RETENTION).unix_timestamp());
-                Ok(i)
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+            .map(|r| outbound_item(tenant, r))
+            .collect::<Result<Vec<_>, _>>()?;
         self.table.batch_put(&items).await
     }
 
@@ -1090,6 +1079,18 @@ impl Store {
         )
         .await
     }
+}
+
+/// An outbound-request item: sorted by time in the tenant's partition, kept for
+/// [`OUTBOUND_RETENTION`].
+fn outbound_item(tenant: &str, r: &OutboundRequest) -> Result<Item, StoreError> {
+    let mut i = item(
+        keys::tenant(tenant),
+        keys::outbound(r.at.unix_timestamp_nanos() / 1000, &r.id),
+        r,
+    )?;
+    i.ttl = Some((r.at + OUTBOUND_RETENTION).unix_timestamp());
+    Ok(i)
 }
 
 /// The largest record we accept: DynamoDB's item limit is 400 KB including attribute names.
