@@ -17,7 +17,7 @@ use s1_shared::store::{EmbeddedTable, Grouping, PlatformTarget, Store, TenantCon
 use s1_shared::usecase::poll_threats::{PollDeps, PollReport, Selection, TenantReport, run};
 use s1_shared::usecase::sync_assets::{AssetDeps, sync_all};
 use s1_shared::usecase::token_expiry::{TokenDeps, check_all};
-use s1_shared::usecase::writeback::{WritebackDeps, handle_webhook};
+use s1_shared::usecase::writeback::WritebackDeps;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -230,7 +230,7 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
         let ts = OffsetDateTime::now_utc().unix_timestamp();
         let signature = sign(&WebhookSecret::parse(DEMO_INBOUND_SECRET)?, &id, ts, &body);
         let resp = reqwest_client()?
-            .post(format!("{hook_base}/generic/demo"))
+            .post(format!("{hook_base}/webhooks/generic/demo"))
             .header("webhook-id", &id)
             .header("webhook-timestamp", ts.to_string())
             .header("webhook-signature", signature)
@@ -374,20 +374,7 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
 
 /// The writeback's webhook endpoint on a loopback port, as the Function URL would serve it.
 async fn serve_writeback(deps: WritebackDeps) -> std::io::Result<String> {
-    async fn route(
-        axum::extract::State(deps): axum::extract::State<Arc<WritebackDeps>>,
-        method: axum::http::Method,
-        uri: axum::http::Uri,
-        headers: axum::http::HeaderMap,
-        body: axum::body::Bytes,
-    ) -> (axum::http::StatusCode, axum::Json<Value>) {
-        let r = handle_webhook(&deps, method.as_str(), uri.path(), &headers, &body).await;
-        (
-            axum::http::StatusCode::from_u16(r.status).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR),
-            axum::Json(r.body),
-        )
-    }
-    let app = axum::Router::new().fallback(route).with_state(Arc::new(deps));
+    let app = crate::serve::webhook_router(deps);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move {

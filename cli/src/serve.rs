@@ -127,6 +127,25 @@ pub async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     };
 
+    let app = webhook_router(writeback);
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    println!(
+        "s1-bridge serving webhooks at http://{}/webhooks/<platform>/<tenant>",
+        listener.local_addr()?
+    );
+    let server = axum::serve(listener, app).with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    });
+    tokio::select! {
+        r = server => r?,
+        () = async { tokio::join!(poll_loop, assets_loop, tokens_loop); } => {}
+    }
+    Ok(())
+}
+
+/// The writeback behind HTTP, as its Function URL serves it: `POST /webhooks/<platform>/<tenant>`
+/// (and `GET /health`). Used by `serve` and by the demo.
+pub(crate) fn webhook_router(deps: WritebackDeps) -> axum::Router {
     async fn hook(
         axum::extract::State(deps): axum::extract::State<Arc<WritebackDeps>>,
         method: axum::http::Method,
@@ -141,22 +160,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             axum::Json(r.body),
         )
     }
-    let app = axum::Router::new()
+    axum::Router::new()
         .route("/health", axum::routing::get(|| async { "ok" }))
         .fallback(hook)
         .layer(axum::extract::DefaultBodyLimit::max(1 << 20))
-        .with_state(Arc::new(writeback));
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    println!(
-        "s1-bridge serving webhooks at http://{}/webhooks/<platform>/<tenant>",
-        listener.local_addr()?
-    );
-    let server = axum::serve(listener, app).with_graceful_shutdown(async {
-        let _ = tokio::signal::ctrl_c().await;
-    });
-    tokio::select! {
-        r = server => r?,
-        () = async { tokio::join!(poll_loop, assets_loop, tokens_loop); } => {}
-    }
-    Ok(())
+        .with_state(Arc::new(deps))
 }
