@@ -97,6 +97,7 @@ pub async fn run_bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
     let options = ClientOptions::default();
     let deps = PollDeps {
+        progress: None,
         store,
         tokens: tokens.clone(),
         platforms: Arc::new(Adapters::new(http.clone(), tokens, options.retry.clone())),
@@ -202,6 +203,7 @@ pub async fn run_webhook_bench(args: WebhookBenchArgs) -> Result<(), Box<dyn std
     let http = reqwest::Client::new();
     let options = ClientOptions::default();
     let poll = PollDeps {
+        progress: None,
         store: store.clone(),
         tokens: tokens.clone(),
         platforms: Arc::new(Adapters::new(http.clone(), tokens.clone(), options.retry.clone())),

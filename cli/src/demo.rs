@@ -14,12 +14,14 @@ use s1_shared::platform::{WebhookSecret, sign};
 use s1_shared::s1::{ClientOptions, S1Client};
 use s1_shared::secrets::LocalTokenProvider;
 use s1_shared::store::{EmbeddedTable, Grouping, PlatformTarget, Store, TenantConfig, TokenSource};
-use s1_shared::usecase::poll_threats::{PollDeps, PollReport, Selection, TenantReport, run};
+use s1_shared::usecase::poll_threats::{PollDeps, PollReport, Selection, run};
 use s1_shared::usecase::sync_assets::{AssetDeps, sync_all};
 use s1_shared::usecase::token_expiry::{TokenDeps, check_all};
 use s1_shared::usecase::writeback::WritebackDeps;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
+
+use crate::progress::{Live, ProgressMode, poll_line};
 
 /// Demo-only webhook secrets: they open nothing but the local receiver and writeback endpoint.
 const DEMO_WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -39,21 +41,9 @@ pub struct DemoArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
-}
-
-fn line(r: &TenantReport) -> String {
-    format!(
-        "fetched {} in {} pages: {} new, {} changed, {} unchanged, {} echoes; published {}, refused {}; lag {} s",
-        r.fetched,
-        r.pages,
-        r.new,
-        r.changed,
-        r.unchanged,
-        r.echoes,
-        r.published,
-        r.failed,
-        r.lag_seconds.unwrap_or_default()
-    )
+    /// Live counts on stderr during the first (backlog) poll.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    progress: ProgressMode,
 }
 
 pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -121,6 +111,7 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
     let http = reqwest_client()?;
     let options = ClientOptions::default();
     let deps = PollDeps {
+        progress: None,
         store: store.clone(),
         tokens: tokens.clone(),
         platforms: Arc::new(Adapters::new(http.clone(), tokens, options.retry.clone())),
@@ -133,9 +124,17 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
     let poll = || async { run(&deps, &Selection::All, Instant::now() + Duration::from_secs(600)).await };
 
     say("\n1. First poll: the backlog".into());
-    let first: PollReport = poll().await?;
+    let live = Live::new("poll", args.progress, args.json);
+    let backlog = PollDeps {
+        progress: live.as_ref().map(Live::poll),
+        ..deps.clone()
+    };
+    let first: PollReport = run(&backlog, &Selection::All, Instant::now() + Duration::from_secs(600)).await?;
+    if let Some(live) = &live {
+        live.finish();
+    }
     let r1 = first.tenants[0].clone();
-    say(format!("   {}", line(&r1)));
+    say(format!("   {}", poll_line(&r1)));
     let events = receiver.events();
     let alerts: HashSet<&str> = events.iter().filter_map(|e| e["data"]["alert_key"].as_str()).collect();
     say(format!(
@@ -146,7 +145,7 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
 
     say("\n2. Second poll: nothing changed".into());
     let second = poll().await?;
-    say(format!("   {}", line(&second.tenants[0])));
+    say(format!("   {}", poll_line(&second.tenants[0])));
 
     say("\n3. In the console: an analyst resolves a threat; agents report 3 new threats (1 on a known file)".into());
     let known = events
@@ -176,7 +175,7 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
         .await?;
     let third = poll().await?;
     let r3 = third.tenants[0].clone();
-    say(format!("   {}", line(&r3)));
+    say(format!("   {}", poll_line(&r3)));
     let after = receiver.events();
     for e in &after[events.len()..] {
         say(format!(
@@ -274,11 +273,12 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
     let fourth = poll().await?;
     say(format!(
         "   next poll: {} (our own writes are not sent back)",
-        line(&fourth.tenants[0])
+        poll_line(&fourth.tenants[0])
     ));
 
     say("\n5. Asset sync: S1 accounts, sites and agents become customers, sites and assets".into());
     let assets = AssetDeps {
+        progress: None,
         store: store.clone(),
         tokens: deps.tokens.clone(),
         platforms: deps.platforms.clone(),

@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod ops;
+mod progress;
 mod serve;
 mod tenant;
 

@@ -53,6 +53,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         retry_options: options.clone(),
     };
     let poll = PollDeps {
+        progress: None,
         store: store.clone(),
         tokens: tokens.clone(),
         platforms: platforms.clone(),
@@ -63,6 +64,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         writeback: Some(writeback.clone()),
     };
     let assets = AssetDeps {
+        progress: None,
         store: store.clone(),
         tokens: tokens.clone(),
         platforms: platforms.clone(),

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::ops::StoreArgs;
+use crate::progress::{Live, ProgressMode, assets_line, poll_line, token_line};
 
 #[derive(Args, Clone)]
 pub struct HostArgs {
@@ -323,37 +324,64 @@ pub enum Job {
     Tokens,
 }
 
+impl Job {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Poll => "poll",
+            Self::Assets => "assets",
+            Self::Tokens => "tokens",
+        }
+    }
+}
+
 #[derive(Args)]
 pub struct RunArgs {
     #[arg(value_enum)]
     job: Job,
-    /// Only this tenant (poll only; the others run every enabled tenant).
+    /// Only this tenant (enabled or not); by default every enabled tenant.
     #[arg(long)]
     tenant: Option<String>,
+    /// Live counts on stderr while the job runs.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    progress: ProgressMode,
     #[command(flatten)]
     store: StoreArgs,
 }
 
-/// Runs one job once, as its Lambda would, against the chosen store.
+/// Runs one job once, as its Lambda would, against the chosen store. Exits non-zero when a
+/// tenant failed, after printing every tenant's report.
 pub async fn run(args: RunArgs) -> Res {
     let store = args.store.store.open().await?;
-    let tokens = tokens(&store.list_tenants().await?).await;
+    let selected: Vec<TenantConfig> = match &args.tenant {
+        Some(id) => vec![
+            store
+                .get_tenant(id)
+                .await?
+                .ok_or_else(|| format!("no tenant {id:?} in this store (see `tenant list`)"))?,
+        ],
+        None => store.list_tenants().await?.into_iter().filter(|t| t.enabled).collect(),
+    };
+    let tokens = tokens(&selected).await;
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
     let options = ClientOptions::default();
     let platforms: Arc<dyn PlatformResolver> =
         Arc::new(Adapters::new(http.clone(), tokens.clone(), options.retry.clone()));
+    let owner = format!("cli-{}", std::process::id());
+    let live = Live::new(args.job.name(), args.progress, args.store.json);
     let started = Instant::now();
-    let report: Value = match args.job {
+    // (tenant, summary line, error) per tenant, and the whole report for --json.
+    let (rows, report): (Vec<(String, String, Option<String>)>, Value) = match args.job {
         Job::Poll => {
             use s1_shared::usecase::poll_threats::{PollDeps, Selection, run};
             use s1_shared::usecase::writeback::WritebackDeps;
             let deps = PollDeps {
+                progress: live.as_ref().map(Live::poll),
                 store: store.clone(),
                 tokens: tokens.clone(),
                 platforms,
                 http: http.clone(),
                 client_options: options.clone(),
-                owner: format!("cli-{}", std::process::id()),
+                owner,
                 concurrency: 4,
                 writeback: Some(WritebackDeps {
                     store,
@@ -364,22 +392,46 @@ pub async fn run(args: RunArgs) -> Res {
                 }),
             };
             let selection = args.tenant.map_or(Selection::All, Selection::Tenant);
-            serde_json::to_value(run(&deps, &selection, Instant::now() + Duration::from_secs(840)).await?)?
+            let report = run(&deps, &selection, Instant::now() + Duration::from_secs(840)).await?;
+            let rows = report
+                .tenants
+                .iter()
+                .map(|r| {
+                    let mut line = format!("{:?}: {}", r.outcome, poll_line(r)).to_lowercase();
+                    if r.writebacks_applied + r.writebacks_dead > 0 {
+                        line.push_str(&format!(
+                            "; pending writebacks: {} applied, {} to dead letters",
+                            r.writebacks_applied, r.writebacks_dead
+                        ));
+                    }
+                    (r.tenant.clone(), line, r.error.clone())
+                })
+                .collect();
+            (rows, serde_json::to_value(report)?)
         }
         Job::Assets => {
-            use s1_shared::usecase::sync_assets::{AssetDeps, sync_all};
+            use s1_shared::usecase::sync_assets::{AssetDeps, sync_tenant};
             let deps = AssetDeps {
+                progress: live.as_ref().map(Live::assets),
                 store,
                 tokens,
                 platforms,
                 http,
                 client_options: options,
-                owner: format!("cli-{}", std::process::id()),
+                owner,
             };
-            serde_json::to_value(sync_all(&deps).await?)?
+            let mut reports = Vec::new();
+            for t in &selected {
+                reports.push(sync_tenant(&deps, t).await);
+            }
+            let rows = reports
+                .iter()
+                .map(|r| (r.tenant.clone(), assets_line(r), r.error.clone()))
+                .collect();
+            (rows, serde_json::to_value(reports)?)
         }
         Job::Tokens => {
-            use s1_shared::usecase::token_expiry::{TokenDeps, check_all};
+            use s1_shared::usecase::token_expiry::{TokenDeps, check_tenant};
             let deps = TokenDeps {
                 store,
                 tokens,
@@ -387,14 +439,38 @@ pub async fn run(args: RunArgs) -> Res {
                 http,
                 client_options: options,
             };
-            serde_json::to_value(check_all(&deps, OffsetDateTime::now_utc()).await?)?
+            let mut reports = Vec::new();
+            for t in &selected {
+                reports.push(check_tenant(&deps, t, OffsetDateTime::now_utc()).await);
+            }
+            let rows = reports
+                .iter()
+                .map(|r| (r.tenant.clone(), token_line(r), r.error.clone()))
+                .collect();
+            (rows, serde_json::to_value(reports)?)
         }
     };
+    if let Some(live) = &live {
+        live.finish();
+    }
     if args.store.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        if rows.is_empty() {
+            println!("no enabled tenants (see `tenant list`)");
+        }
+        for (tenant, line, error) in &rows {
+            match error {
+                Some(e) => println!("FAIL {tenant}: {line}; error: {e}"),
+                None => println!("ok   {tenant}: {line}"),
+            }
+        }
         eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
     }
-    Ok(())
+    let failed: Vec<&str> = rows.iter().filter(|r| r.2.is_some()).map(|r| r.0.as_str()).collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} tenant(s) failed: {}", failed.len(), failed.join(", ")).into())
+    }
 }

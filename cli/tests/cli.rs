@@ -204,14 +204,38 @@ async fn a_tenant_is_added_tested_polled_and_disabled_from_the_command_line() {
         "{out}"
     );
 
+    let (ok, out, err) = run(&["run", "poll", "--store", &spec], "revoked");
+    assert!(!ok, "a failed tenant fails the run: {out}");
+    assert!(out.starts_with("FAIL acme: failed:") && out.contains("401"), "{out}");
+    assert!(err.contains("1 tenant(s) failed: acme"), "{err}");
+    let (ok, out, err) = run(&["run", "poll", "--store", &spec, "--progress", "lines"], DEFAULT_TOKEN);
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with("ok   acme: completed: fetched 40 in 1 pages: 40 new") && out.contains("published 40"),
+        "{out}"
+    );
+    assert!(
+        err.contains("poll acme: 40 of 40 so far: 40 new, 0 changed"),
+        "live counts on stderr: {err}"
+    );
     let (ok, out, err) = run(&["run", "poll", "--store", &spec, "--json"], DEFAULT_TOKEN);
     assert!(ok, "{err}");
+    assert!(
+        !err.contains("so far"),
+        "no live counts in --json runs by default: {err}"
+    );
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(report["tenants"][0]["published"], 40);
+    assert_eq!(
+        (&report["tenants"][0]["outcome"], &report["tenants"][0]["published"]),
+        (&serde_json::json!("completed"), &serde_json::json!(0)),
+        "the second run sends nothing: {report}"
+    );
     let (ok, out, _) = run(&["run", "tokens", "--store", &spec, "--json"], DEFAULT_TOKEN);
     assert!(ok && out.contains("days_left"), "{out}");
     let (ok, out, _) = run(&["run", "assets", "--store", &spec, "--json"], DEFAULT_TOKEN);
     assert!(ok && out.contains("\"created\""), "{out}");
+    let (ok, out, err) = run(&["run", "assets", "--store", &spec, "--tenant", "acme"], DEFAULT_TOKEN);
+    assert!(ok && out.starts_with("ok   acme: 0 created, 0 updated"), "{out}{err}");
 
     let (ok, _, _) = run(&["tenant", "disable", "--id", "acme", "--store", &spec], DEFAULT_TOKEN);
     assert!(ok);

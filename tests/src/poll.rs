@@ -66,6 +66,7 @@ impl PollHarness {
         let http = reqwest::Client::new();
         let options = fast_retry_options();
         let deps = PollDeps {
+            progress: None,
             store: store.clone(),
             tokens: tokens.clone(),
             platforms: Arc::new(Adapters::new(http.clone(), tokens, options.retry.clone())),

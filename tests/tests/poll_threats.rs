@@ -2,7 +2,7 @@
 //! that verifies signatures and de-duplicates on webhook-id as Standard Webhooks asks.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use integration_tests::poll::{FlakyTable, PollHarness, tenant, threat_ids};
@@ -11,7 +11,8 @@ use s1_bridge_sim::{FaultKind, FaultRule, NewThreats, SimConfig};
 use s1_shared::domain;
 use s1_shared::s1::{S1Client, ThreatQuery};
 use s1_shared::store::{EmbeddedTable, Grouping, ItemTable, StoryStatus};
-use s1_shared::usecase::poll_threats::{Outcome, Selection, run};
+use s1_shared::usecase::Tick;
+use s1_shared::usecase::poll_threats::{Outcome, Selection, TenantReport, run};
 use serde_json::Value;
 
 fn embedded() -> Arc<dyn ItemTable> {
@@ -46,7 +47,13 @@ async fn all_threats(h: &PollHarness) -> Vec<s1_shared::s1::dto::Threat> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backlog_is_published_once_grouped_into_stories_and_a_rerun_sends_nothing() {
-    let h = PollHarness::start(config(2_500), embedded()).await;
+    let mut h = PollHarness::start(config(2_500), embedded()).await;
+    // The live display's hook: what it was told after each page.
+    let ticks: Arc<Mutex<Vec<(Tick, u64)>>> = Arc::default();
+    let seen = ticks.clone();
+    h.deps.progress = Some(Arc::new(move |r: &TenantReport, t: Tick| {
+        seen.lock().unwrap().push((t, r.published))
+    }));
     let report = h.poll().await;
     let r = &report.tenants[0];
     assert_eq!(
@@ -89,9 +96,25 @@ async fn a_backlog_is_published_once_grouped_into_stories_and_a_rerun_sends_noth
     assert!(first["data"]["asset"]["hostname"].is_string());
     assert!(first["data"]["customer"]["external_id"].is_string());
 
+    let tick = |done, expected| Tick { done, expected };
+    assert_eq!(
+        ticks.lock().unwrap().drain(..).collect::<Vec<_>>(),
+        [
+            (tick(1_000, Some(2_500)), 1_000),
+            (tick(2_000, Some(2_500)), 2_000),
+            (tick(2_500, Some(2_500)), 2_500)
+        ],
+        "a running count after each page, against S1's total"
+    );
+
     let again = h.poll().await;
     assert_eq!(again.tenants[0].published, 0, "{:?}", again.tenants[0]);
     assert_eq!(h.receiver.deliveries().len(), 2_500, "nothing re-sent");
+    assert_eq!(
+        *ticks.lock().unwrap(),
+        [(tick(1, Some(1)), 0)],
+        "the rerun re-reads only the checkpoint's own instant"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -114,6 +114,7 @@ async fn syncing_50k_agents_streams_in_flat_memory() {
         .await;
         let tokens = h.deps.tokens.clone();
         let d = AssetDeps {
+            progress: None,
             store: h.store.clone(),
             tokens: tokens.clone(),
             platforms: std::sync::Arc::new(s1_shared::platform::Adapters::new(

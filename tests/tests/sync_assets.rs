@@ -1,7 +1,7 @@
 //! sync-assets against the simulator and a real receiver: first run creates, second pushes
 //! nothing, and each console change produces exactly the right events.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use integration_tests::fast_retry_options;
 use integration_tests::poll::{PollHarness, tenant};
@@ -9,7 +9,8 @@ use s1_bridge_sim::{AgentChange, SimConfig, TokenScope, TokenSpec};
 use s1_shared::platform::Adapters;
 use s1_shared::s1::dto::Agent;
 use s1_shared::store::{AssetKind, EmbeddedTable};
-use s1_shared::usecase::sync_assets::{AssetDeps, AssetSettings, sync_all};
+use s1_shared::usecase::Tick;
+use s1_shared::usecase::sync_assets::{AssetDeps, AssetReport, AssetSettings, sync_all};
 use serde_json::{Value, json};
 
 async fn harness(agents: usize) -> PollHarness {
@@ -28,6 +29,7 @@ async fn harness(agents: usize) -> PollHarness {
 fn deps(h: &PollHarness) -> AssetDeps {
     let tokens = h.deps.tokens.clone();
     AssetDeps {
+        progress: None,
         store: h.store.clone(),
         tokens: tokens.clone(),
         platforms: Arc::new(Adapters::new(
@@ -48,9 +50,25 @@ fn of(h: &PollHarness, kind: &str) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread")]
 async fn first_run_creates_everything_and_a_second_pushes_nothing() {
     let h = harness(200).await;
-    let d = deps(&h);
+    let mut d = deps(&h);
+    let ticks: Arc<Mutex<Vec<(Tick, u64)>>> = Arc::default();
+    let seen = ticks.clone();
+    d.progress = Some(Arc::new(move |r: &AssetReport, t: Tick| {
+        seen.lock().unwrap().push((t, r.created))
+    }));
     let r = sync_all(&d).await.unwrap().remove(0);
     assert_eq!(r.error, None);
+    assert_eq!(
+        ticks.lock().unwrap().last().copied(),
+        Some((
+            Tick {
+                done: 3 + 6 + 200,
+                expected: Some(3 + 6 + 200)
+            },
+            189
+        )),
+        "the live count covers customers, sites and every agent S1 listed"
+    );
     assert_eq!((r.created, r.updated, r.deactivated), (3 + 6 + 180, 0, 0), "{r:?}");
     assert_eq!(of(&h, "customer.upserted").len(), 3);
     assert_eq!(of(&h, "site.upserted").len(), 6);

@@ -167,6 +167,7 @@ mod tests {
             .unwrap();
         let http = reqwest::Client::new();
         let deps = PollDeps {
+            progress: None,
             store,
             tokens: tokens.clone(),
             platforms: Arc::new(Adapters::new(http.clone(), tokens, ClientOptions::default().retry)),

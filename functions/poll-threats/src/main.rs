@@ -37,6 +37,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .build()?;
     let options = ClientOptions::default();
     let deps = PollDeps {
+        progress: None,
         store: store.clone(),
         tokens: tokens.clone(),
         platforms: Arc::new(Adapters::new(http.clone(), tokens.clone(), options.retry.clone())),

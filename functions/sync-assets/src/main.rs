@@ -32,6 +32,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .build()?;
     let options = ClientOptions::default();
     let deps = AssetDeps {
+        progress: None,
         store,
         tokens: tokens.clone(),
         platforms: Arc::new(Adapters::new(http.clone(), tokens, options.retry.clone())),

@@ -48,6 +48,8 @@ pub struct PollDeps {
     /// When set, each tenant's due pending writebacks are retried after its poll, so a change
     /// accepted while S1 was down lands on the next scheduled run.
     pub writeback: Option<crate::usecase::writeback::WritebackDeps>,
+    /// Running counts after each page (the CLI's live display); `None` under Lambda.
+    pub progress: Option<crate::usecase::Progress<TenantReport>>,
 }
 
 /// Which tenants a run polls.
@@ -474,6 +476,9 @@ where
         .await?
         .unwrap_or_default();
     let mut pages = std::pin::pin!(open(checkpoint.watermark));
+    // S1's total is what is left from the watermark: add what this run already fetched.
+    let mut expected = None;
+    let fetched_before = report.fetched;
     let result = loop {
         if deadline.saturating_duration_since(Instant::now()) <= margin {
             report.outcome = Outcome::Partial;
@@ -486,6 +491,9 @@ where
         };
         report.pages += 1;
         report.fetched += page.items.len() as u64;
+        if expected.is_none() {
+            expected = page.total_items.map(|t| t + fetched_before);
+        }
         let candidates = to_candidates(page.items);
         if let Err(e) = process_page(deps, tenant, platform, &candidates, &checkpoint, report).await {
             break Err(e);
@@ -493,6 +501,15 @@ where
         advance(&mut checkpoint, &candidates);
         // Saved last: everything before it has been accepted by the platform.
         store.put_checkpoint(&tenant.id, checkpoint_name, &checkpoint).await?;
+        if let Some(progress) = &deps.progress {
+            progress(
+                report,
+                crate::usecase::Tick {
+                    done: report.fetched,
+                    expected: expected.map(|e| e.max(report.fetched)),
+                },
+            );
+        }
     };
     let lag = checkpoint
         .watermark

@@ -30,6 +30,8 @@ pub struct AssetDeps {
     pub http: reqwest::Client,
     pub client_options: ClientOptions,
     pub owner: String,
+    /// Running counts after each page of agents (the CLI's live display); `None` under Lambda.
+    pub progress: Option<crate::usecase::Progress<AssetReport>>,
 }
 
 /// How the asset type is chosen (PSA seed: one type for all, from a field, or ordered rules).
@@ -511,8 +513,14 @@ async fn run(deps: &AssetDeps, tenant: &TenantConfig, report: &mut AssetReport) 
         ..AgentQuery::default()
     };
     let mut pages = std::pin::pin!(client.agents(&query));
+    let mut expected = None;
+    let mut done = (accounts.len() + sites.len()) as u64;
     while let Some(page) = pages.next().await {
-        let agents = page?.items;
+        let page = page?;
+        // Customers and sites were handled above; the total is theirs plus S1's agent count.
+        expected = expected.or(page.total_items.map(|t| t + done));
+        done += page.items.len() as u64;
+        let agents = page.items;
         let ids: Vec<String> = agents.iter().filter_map(|a| a.uuid.clone()).collect();
         let known = deps.store.get_assets(&tenant.id, AssetKind::Asset, &ids).await?;
         let mut writes = Vec::new();
@@ -551,6 +559,15 @@ async fn run(deps: &AssetDeps, tenant: &TenantConfig, report: &mut AssetReport) 
             }
         }
         deps.store.put_assets(&tenant.id, &writes).await?;
+        if let Some(progress) = &deps.progress {
+            progress(
+                report,
+                crate::usecase::Tick {
+                    done,
+                    expected: expected.map(|e| e.max(done)),
+                },
+            );
+        }
     }
 
     // Gone from S1 (uninstalled, deleted): deactivate, never delete.
