@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one command that runs every test of s1-bridge, on a fresh machine or a warm one.
-# It installs what the tests need (DynamoDB Local, moto and cfn-lint, cargo-lambda), checks
+# It installs what the tests need (DynamoDB Local, moto and cfn-lint, SAM CLI, cargo-lambda), checks
 # formatting, lints and the SAM template, starts the emulators on free loopback ports, runs
 # every test, builds the Lambda bootstraps and runs each under a Lambda runtime emulator, stops
 # what it started, and exits
@@ -39,6 +39,12 @@ step "template"
 # cfn-lint comes with moto[server] in the venv the emulator step installed.
 "$TOOLS/venv/bin/cfn-lint" infra/template.yaml
 echo "infra/template.yaml: cfn-lint clean"
+# And as a deployer checks it: SAM's own validation (the transform) with its linter, offline
+# (the emulator step set fake credentials and a region, and turned instance metadata off).
+# shellcheck source=scripts/sam.sh
+source scripts/sam.sh
+sam_install
+sam validate --lint
 
 step "tests"
 LOG=$(mktemp)
