@@ -136,6 +136,9 @@ pub fn poll_line(r: &TenantReport) -> String {
 
 /// An asset sync report in one line.
 pub fn assets_line(r: &AssetReport) -> String {
+    if let Some(note) = &r.note {
+        return note.clone();
+    }
     let mut s = format!(
         "{} created, {} updated, {} unchanged, {} deactivated, {} reactivated, {} skipped, {} refused",
         r.created, r.updated, r.unchanged, r.deactivated, r.reactivated, r.skipped, r.failed

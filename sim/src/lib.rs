@@ -14,6 +14,7 @@
 
 mod control;
 mod faults;
+mod pagerduty;
 mod receiver;
 mod render;
 mod server;
@@ -21,6 +22,7 @@ mod world;
 
 pub use control::{ControlError, RequestLogEntry, SimControl, SimStats};
 pub use faults::{FaultKind, FaultRule};
+pub use pagerduty::{FakePagerDuty, PdAlert};
 pub use receiver::{Delivery, WebhookReceiver};
 pub use server::Sim;
 pub use world::{AgentChange, CursorEnd, DEFAULT_TOKEN, NewThreats, SimConfig, TokenScope, TokenSpec};

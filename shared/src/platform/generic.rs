@@ -1,13 +1,9 @@
 //! The `generic` adapter: signed JSON webhooks per Standard Webhooks 1.0 (platforms.md §6.2).
 
-use std::time::Duration;
-
 use async_trait::async_trait;
-use backon::{BackoffBuilder, ExponentialBuilder};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
-use reqwest::StatusCode;
 use serde_json::json;
 use sha2::Sha256;
 use time::OffsetDateTime;
@@ -188,11 +184,6 @@ impl GenericWebhook {
     }
 }
 
-fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
-    let v = resp.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    v.trim().parse::<u64>().ok().map(Duration::from_secs)
-}
-
 #[async_trait]
 impl Platform for GenericWebhook {
     fn name(&self) -> &'static str {
@@ -222,53 +213,20 @@ impl Platform for GenericWebhook {
 impl GenericWebhook {
     /// POSTs a signed body, retrying 429/5xx/network with backoff; a 4xx is final.
     async fn post(&self, id: &str, body: Vec<u8>) -> Result<(), PlatformError> {
-        let mut delays = ExponentialBuilder::default()
-            .with_min_delay(self.retry.min_delay)
-            .with_max_delay(self.retry.max_delay)
-            .with_jitter()
-            .with_max_times(self.retry.max_attempts.saturating_sub(1) as usize)
-            .build();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
+        super::deliver(&self.retry, None, || {
             // Signed afresh per attempt, so a retry carries a current timestamp.
             let ts = OffsetDateTime::now_utc().unix_timestamp();
             let signature = sign(&self.secret, id, ts, &body);
-            let sent = self
-                .http
+            self.http
                 .post(self.url.clone())
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .header("webhook-id", id)
                 .header("webhook-timestamp", ts.to_string())
                 .header("webhook-signature", signature)
                 .body(body.clone())
-                .send()
-                .await;
-            let (detail, hint) = match sent {
-                Ok(resp) if resp.status().is_success() => return Ok(()),
-                Ok(resp) if resp.status() == StatusCode::TOO_MANY_REQUESTS || resp.status().is_server_error() => {
-                    (format!("HTTP {}", resp.status().as_u16()), retry_after(&resp))
-                }
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let text = resp.text().await.unwrap_or_default();
-                    return Err(PlatformError::Rejected {
-                        status,
-                        detail: text.chars().take(300).collect(),
-                    });
-                }
-                Err(e) => (format!("{}", e.without_url()), None),
-            };
-            match delays.next() {
-                Some(d) => tokio::time::sleep(hint.map(|h| h.min(self.retry.max_retry_after)).unwrap_or(d)).await,
-                None => {
-                    return Err(PlatformError::Unavailable {
-                        attempts: attempt,
-                        detail,
-                    });
-                }
-            }
-        }
+        })
+        .await
+        .map(drop)
     }
 }
 

@@ -1,8 +1,9 @@
 //! The platform port: where threats become alerts or tickets. One trait, one adapter per
-//! platform; today the `generic` signed-webhook adapter.
+//! platform: `generic` (signed webhooks) and `pagerduty` (Events API v2).
 
 mod generic;
 pub mod inbound;
+mod pagerduty;
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use crate::secrets::TokenProvider;
 use crate::store::{TenantConfig, TokenSource};
 
 pub use generic::{GenericWebhook, SignatureError, WebhookSecret, sign, verify};
+pub use pagerduty::{DEFAULT_EVENTS_PER_MINUTE, DEFAULT_EVENTS_URL, PagerDutyEvents};
 
 /// Why a publish failed.
 #[derive(Debug, thiserror::Error)]
@@ -198,6 +200,8 @@ pub struct StoryView {
     pub new_alert: bool,
     /// This event reopens the story's closed alert.
     pub reopened: bool,
+    /// Every threat of the story is resolved in S1, counting this event's.
+    pub all_resolved: bool,
 }
 
 /// One thing to tell the platform.
@@ -240,6 +244,68 @@ pub trait Platform: Send + Sync {
     async fn publish(&self, event: &ThreatEvent) -> Result<PublishReceipt, PlatformError>;
     /// Delivers a notice the same way.
     async fn notify(&self, notice: &Notice) -> Result<PublishReceipt, PlatformError>;
+    /// Whether the platform keeps customers, sites and assets (PagerDuty does not, so the asset
+    /// sync has nothing to do for it).
+    fn keeps_assets(&self) -> bool {
+        true
+    }
+}
+
+/// Sends a request built afresh per attempt, retrying 429 (honouring `Retry-After`), 5xx and
+/// network failures with backoff within `retry`; any other 4xx is final. With a `limiter`, every
+/// attempt waits for its slot (a retry counts against the platform's limit too).
+pub(crate) async fn deliver<F>(
+    retry: &crate::s1::RetryPolicy,
+    limiter: Option<&governor::DefaultDirectRateLimiter>,
+    mut build: F,
+) -> Result<reqwest::Response, PlatformError>
+where
+    F: FnMut() -> reqwest::RequestBuilder,
+{
+    use backon::{BackoffBuilder, ExponentialBuilder};
+    let mut delays = ExponentialBuilder::default()
+        .with_min_delay(retry.min_delay)
+        .with_max_delay(retry.max_delay)
+        .with_jitter()
+        .with_max_times(retry.max_attempts.saturating_sub(1) as usize)
+        .build();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        if let Some(l) = limiter {
+            l.until_ready().await;
+        }
+        let (detail, hint) = match build().send().await {
+            Ok(resp) if resp.status().is_success() => return Ok(resp),
+            Ok(resp) if resp.status() == reqwest::StatusCode::TOO_MANY_REQUESTS || resp.status().is_server_error() => {
+                let hint = resp
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(std::time::Duration::from_secs);
+                (format!("HTTP {}", resp.status().as_u16()), hint)
+            }
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let text = resp.text().await.unwrap_or_default();
+                return Err(PlatformError::Rejected {
+                    status,
+                    detail: text.chars().take(300).collect(),
+                });
+            }
+            Err(e) => (format!("{}", e.without_url()), None),
+        };
+        match delays.next() {
+            Some(d) => tokio::time::sleep(hint.map(|h| h.min(retry.max_retry_after)).unwrap_or(d)).await,
+            None => {
+                return Err(PlatformError::Unavailable {
+                    attempts: attempt,
+                    detail,
+                });
+            }
+        }
+    }
 }
 
 /// Builds the platform adapter of a tenant.
@@ -287,6 +353,44 @@ impl PlatformResolver for Adapters {
                     secret,
                     self.retry.clone(),
                 )?))
+            }
+            "pagerduty" => {
+                let source: TokenSource =
+                    serde_json::from_value(settings.get("routing_key").cloned().unwrap_or_default()).map_err(|e| {
+                        PlatformError::Config(format!(
+                            "tenant {}: pagerduty platform needs settings.routing_key (a secret reference): {e}",
+                            tenant.id
+                        ))
+                    })?;
+                let key =
+                    self.secrets.token(&source).await.map_err(|e| {
+                        PlatformError::Config(format!("tenant {}: PagerDuty routing key: {e}", tenant.id))
+                    })?;
+                let url = settings
+                    .get("events_url")
+                    .and_then(|u| u.as_str())
+                    .unwrap_or(DEFAULT_EVENTS_URL);
+                let per_minute = match settings.get("events_per_minute") {
+                    None => DEFAULT_EVENTS_PER_MINUTE,
+                    Some(v) => v.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(|| {
+                        PlatformError::Config(format!(
+                            "tenant {}: pagerduty settings.events_per_minute must be a whole number",
+                            tenant.id
+                        ))
+                    })?,
+                };
+                let events = PagerDutyEvents::new(
+                    self.http.clone(),
+                    url,
+                    key.expose().to_owned().into(),
+                    per_minute,
+                    self.retry.clone(),
+                )
+                .map_err(|e| match e {
+                    PlatformError::Config(m) => PlatformError::Config(format!("tenant {}: {m}", tenant.id)),
+                    other => other,
+                })?;
+                Ok(Arc::new(events))
             }
             other => Err(PlatformError::Config(format!(
                 "tenant {}: platform {other:?} is not available in this build",

@@ -798,6 +798,9 @@ async fn process_page(
             }
         }
         let count = w.story.members.len() + usize::from(!w.story.members.contains_key(&c.id));
+        let resolved = |s: &Option<String>| s.as_deref() == Some("resolved");
+        let all_resolved =
+            resolved(&state.status) && w.story.members.iter().all(|(id, m)| *id == c.id || resolved(&m.status));
         let event = ThreatEvent {
             kind,
             id: domain::event_id(&tenant.id, kind.as_str(), &c.id, c.stamp),
@@ -810,6 +813,7 @@ async fn process_page(
                 threat_count: count,
                 new_alert,
                 reopened: w.reopened && kind == EventKind::Created,
+                all_resolved,
             },
         };
         match platform.publish(&event).await {

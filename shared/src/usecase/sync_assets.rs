@@ -225,6 +225,9 @@ pub struct AssetReport {
     pub failed: u64,
     /// The token could not list accounts (site scope): accounts were derived from sites.
     pub accounts_from_sites: bool,
+    /// Why nothing was synced although nothing failed (a platform that keeps no assets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     pub error: Option<String>,
 }
 
@@ -417,6 +420,13 @@ fn scope_payload(
 async fn run(deps: &AssetDeps, tenant: &TenantConfig, report: &mut AssetReport) -> Result<(), Stop> {
     let settings = AssetSettings::for_tenant(tenant).map_err(Stop::Other)?;
     let platform = deps.platforms.resolve(tenant).await?;
+    if !platform.keeps_assets() {
+        report.note = Some(format!(
+            "{} keeps no customers, sites or assets: nothing to sync",
+            platform.name()
+        ));
+        return Ok(());
+    }
     let token = deps
         .tokens
         .token(&tenant.token)

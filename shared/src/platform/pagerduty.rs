@@ -1,0 +1,245 @@
+//! The `pagerduty` adapter: PagerDuty Events API v2 (docs/platforms.md §2.1).
+//!
+//! One PagerDuty alert per story: the story's `alert_key` is the `dedup_key`, so every threat of
+//! a story lands on the same alert, and the inbound webhook's `incident_key` finds the story
+//! again. Threats still open in S1 `trigger` (a repeat trigger adds to the open alert's log; after
+//! a resolve it opens a new alert, which is how a story reopens); a threat set in progress in the
+//! console `acknowledge`s; when every threat of the story is resolved in S1 the alert `resolve`s,
+//! so a backlog of already-resolved threats never pages anyone. PagerDuty keeps no customers or
+//! assets, so the asset sync skips it.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use url::Url;
+
+use super::{Notice, Platform, PlatformError, PublishReceipt, ThreatEvent};
+use crate::domain::Severity;
+use crate::s1::RetryPolicy;
+
+/// PagerDuty's Events API v2 endpoint (US service region).
+pub const DEFAULT_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+/// Hosts an `events_url` may name: PagerDuty's US and EU service regions (loopback for tests).
+const EVENTS_HOSTS: [&str; 2] = ["events.pagerduty.com", "events.eu.pagerduty.com"];
+/// PagerDuty's documented limit per integration key (about 120 events in any 60 s).
+pub const DEFAULT_EVENTS_PER_MINUTE: u32 = 120;
+
+/// Delivers events to one PagerDuty service through its Events API v2 integration key.
+pub struct PagerDutyEvents {
+    http: reqwest::Client,
+    url: Url,
+    routing_key: SecretString,
+    retry: RetryPolicy,
+    /// Spaces events evenly under the per-key limit, so a backlog never meets a 429.
+    limiter: DefaultDirectRateLimiter,
+}
+
+impl std::fmt::Debug for PagerDutyEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PagerDutyEvents")
+            .field("url", &self.url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PagerDutyEvents {
+    /// # Errors
+    /// [`PlatformError::Config`] for a routing key that is not 32 characters, an `events_url`
+    /// that is not PagerDuty's (https on `events.pagerduty.com` or `events.eu.pagerduty.com`;
+    /// http on loopback for local runs), or a rate of zero.
+    pub fn new(
+        http: reqwest::Client,
+        events_url: &str,
+        routing_key: SecretString,
+        per_minute: u32,
+        retry: RetryPolicy,
+    ) -> Result<Self, PlatformError> {
+        let url = Url::parse(events_url)
+            .map_err(|e| PlatformError::Config(format!("PagerDuty events_url {events_url:?}: {e}")))?;
+        let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+        let pagerduty = url.scheme() == "https" && url.host_str().is_some_and(|h| EVENTS_HOSTS.contains(&h));
+        if !(pagerduty || (loopback && url.scheme() == "http")) {
+            return Err(PlatformError::Config(format!(
+                "PagerDuty events_url {url} must be https on {} or {}",
+                EVENTS_HOSTS[0], EVENTS_HOSTS[1]
+            )));
+        }
+        let key_len = routing_key.expose_secret().trim().chars().count();
+        if key_len != 32 {
+            return Err(PlatformError::Config(format!(
+                "the PagerDuty routing key is {key_len} characters; an Events API v2 integration key has 32"
+            )));
+        }
+        let per_minute = NonZeroU32::new(per_minute)
+            .ok_or_else(|| PlatformError::Config("PagerDuty events_per_minute must be at least 1".into()))?;
+        let period = Duration::from_secs(60) / per_minute.get();
+        let quota = Quota::with_period(period)
+            .ok_or_else(|| PlatformError::Config("PagerDuty events_per_minute is too high".into()))?
+            .allow_burst(NonZeroU32::MIN);
+        Ok(Self {
+            http,
+            url,
+            routing_key,
+            retry,
+            limiter: RateLimiter::direct(quota),
+        })
+    }
+
+    /// PagerDuty's four severities; `error` is kept for problems of the bridge itself.
+    fn severity(s: Severity) -> &'static str {
+        match s {
+            Severity::Critical | Severity::High => "critical",
+            Severity::Medium => "warning",
+            Severity::Low | Severity::Info => "info",
+        }
+    }
+
+    /// The Events API actions one threat event becomes, in order.
+    pub fn actions(event: &ThreatEvent) -> Vec<&'static str> {
+        let status = event.threat.status.as_deref();
+        if event.story.all_resolved {
+            vec!["resolve"]
+        } else if status == Some("in_progress") {
+            match event.kind {
+                super::EventKind::Created => vec!["trigger", "acknowledge"],
+                super::EventKind::Updated => vec!["acknowledge"],
+            }
+        } else {
+            vec!["trigger"]
+        }
+    }
+
+    /// The trigger body of a threat event (acknowledge and resolve need only the key).
+    pub fn render_trigger(&self, event: &ThreatEvent) -> Value {
+        let t = &event.threat;
+        let mut summary = format!("[S1] {}", t.title);
+        if let Some(c) = &t.classification {
+            summary.push_str(&format!(" ({c})"));
+        }
+        let source = t.asset.hostname.clone().unwrap_or_else(|| "SentinelOne".to_owned());
+        let mut details = super::GenericWebhook::render(event)["data"].take();
+        details["event"] = json!(event.kind.as_str());
+        json!({
+            "routing_key": self.routing_key.expose_secret().trim(),
+            "event_action": "trigger",
+            "dedup_key": event.story.alert_key,
+            "payload": {
+                "summary": summary.chars().take(1024).collect::<String>(),
+                "source": source,
+                "severity": Self::severity(event.severity),
+                "timestamp": t.detected_at.map(crate::s1::dto::format_time),
+                "component": t.file.path,
+                "group": t.site.name.clone().or(t.customer.name.clone()),
+                "class": t.classification,
+                "custom_details": details,
+            },
+            "client": "SentinelOne",
+            "client_url": t.console_url,
+            "links": [{"href": t.console_url, "text": "Open the threat in SentinelOne"}],
+        })
+    }
+
+    fn bare(&self, action: &str, dedup_key: &str) -> Value {
+        json!({
+            "routing_key": self.routing_key.expose_secret().trim(),
+            "event_action": action,
+            "dedup_key": dedup_key,
+        })
+    }
+
+    async fn send(&self, body: &Value) -> Result<(), PlatformError> {
+        let body = serde_json::to_vec(body).map_err(|e| PlatformError::Config(e.to_string()))?;
+        super::deliver(&self.retry, Some(&self.limiter), || {
+            self.http
+                .post(self.url.clone())
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
+        })
+        .await
+        .map(drop)
+    }
+}
+
+#[async_trait]
+impl Platform for PagerDutyEvents {
+    fn name(&self) -> &'static str {
+        "pagerduty"
+    }
+
+    async fn publish(&self, event: &ThreatEvent) -> Result<PublishReceipt, PlatformError> {
+        for action in Self::actions(event) {
+            let body = match action {
+                "trigger" => self.render_trigger(event),
+                other => self.bare(other, &event.story.alert_key),
+            };
+            self.send(&body).await?;
+        }
+        Ok(PublishReceipt {
+            platform_ref: Some(event.story.alert_key.clone()),
+        })
+    }
+
+    async fn notify(&self, notice: &Notice) -> Result<PublishReceipt, PlatformError> {
+        let d = &notice.data;
+        let tenant = d["tenant"].as_str().unwrap_or("?");
+        let message = d["message"].as_str().map(str::to_owned);
+        let (key, severity, summary) = match notice.kind.as_str() {
+            "token.expiring" | "token.unauthorized" => {
+                let days = d["days_left"].as_i64();
+                let severity = if notice.kind == "token.unauthorized" || days.is_some_and(|n| n <= 0) {
+                    "critical"
+                } else if days.is_some_and(|n| n <= 7) {
+                    "error"
+                } else {
+                    "warning"
+                };
+                let summary = message
+                    .unwrap_or_else(|| format!("s1-bridge: the S1 API token of tenant {tenant} needs attention"));
+                (format!("s1-bridge:{tenant}:token"), severity, summary)
+            }
+            "bridge.test" => {
+                // A test must not page anyone: open at info severity and resolve at once.
+                let key = format!("s1-bridge:{tenant}:test:{}", notice.id);
+                let summary = message.unwrap_or_else(|| "s1-bridge configuration test".to_owned());
+                self.send(&json!({
+                    "routing_key": self.routing_key.expose_secret().trim(),
+                    "event_action": "trigger",
+                    "dedup_key": key,
+                    "payload": {"summary": summary, "source": "s1-bridge", "severity": "info"},
+                }))
+                .await?;
+                self.send(&self.bare("resolve", &key)).await?;
+                return Ok(PublishReceipt {
+                    platform_ref: Some(key),
+                });
+            }
+            // Customers, sites and assets: PagerDuty has nowhere to keep them.
+            _ => return Ok(PublishReceipt::default()),
+        };
+        self.send(&json!({
+            "routing_key": self.routing_key.expose_secret().trim(),
+            "event_action": "trigger",
+            "dedup_key": key,
+            "payload": {
+                "summary": summary.chars().take(1024).collect::<String>(),
+                "source": "s1-bridge",
+                "severity": severity,
+                "timestamp": crate::s1::dto::format_time(notice.timestamp),
+                "class": notice.kind,
+                "custom_details": d,
+            },
+        }))
+        .await?;
+        Ok(PublishReceipt {
+            platform_ref: Some(key),
+        })
+    }
+
+    fn keeps_assets(&self) -> bool {
+        false
+    }
+}

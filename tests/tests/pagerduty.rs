@@ -1,0 +1,308 @@
+//! The `pagerduty` platform end to end: poll-threats, the token watch and the asset sync against
+//! the simulator, publishing to a fake PagerDuty Events API v2 over HTTP that validates every
+//! event the way PagerDuty does and keeps the alerts an on-call engineer would see.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use integration_tests::fast_retry_options;
+use integration_tests::poll::{PollHarness, tenant};
+use s1_bridge_sim::{FakePagerDuty, NewThreats, SimConfig};
+use s1_shared::domain;
+use s1_shared::platform::{Adapters, Notice, PlatformError, PlatformResolver};
+use s1_shared::s1::{S1Client, ThreatQuery};
+use s1_shared::store::{EmbeddedTable, Grouping, PlatformTarget, TenantConfig};
+use s1_shared::usecase::sync_assets::{AssetDeps, sync_all};
+use serde_json::json;
+use time::OffsetDateTime;
+
+/// A made-up Events API v2 integration key: 32 characters, like PagerDuty's.
+const ROUTING_KEY: &str = "R0UT1NGKEYF0RTESTS0NLY0000000001";
+
+fn pagerduty_tenant(h: &PollHarness, events_url: &str) -> TenantConfig {
+    TenantConfig {
+        platform: PlatformTarget {
+            kind: "pagerduty".into(),
+            settings: json!({
+                "routing_key": {"kind": "env", "var": "PD_ROUTING_KEY"},
+                "events_url": events_url,
+                "events_per_minute": 60_000,
+            }),
+        },
+        ..tenant("acme", &h.sim.base_url(), &h.receiver.url())
+    }
+}
+
+async fn harness(threats: usize, pd: &FakePagerDuty) -> PollHarness {
+    let h = PollHarness::start(
+        SimConfig {
+            threats,
+            agents: 120,
+            cloud_alerts: 0,
+            ..SimConfig::default()
+        },
+        Arc::new(EmbeddedTable::in_memory().unwrap()),
+    )
+    .await;
+    h.env
+        .lock()
+        .unwrap()
+        .insert("PD_ROUTING_KEY".into(), ROUTING_KEY.into());
+    h.store.put_tenant(&pagerduty_tenant(&h, &pd.url())).await.unwrap();
+    h
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_alert_per_open_story_acknowledged_and_resolved_from_the_console_and_a_rerun_sends_nothing() {
+    let pd = FakePagerDuty::start(ROUTING_KEY, 100_000).await.unwrap();
+    let h = harness(400, &pd).await;
+    let report = h.poll().await;
+    let r = &report.tenants[0];
+    assert_eq!((r.error.as_deref(), r.fetched, r.failed), (None, 400, 0), "{r:?}");
+    assert!(pd.refused().is_empty(), "PagerDuty refused: {:?}", pd.refused());
+
+    // What the service shows: one alert per story with a threat still open in S1; stories whose
+    // threats were all resolved before we first saw them page nobody.
+    let client = S1Client::new(
+        &h.sim.base_url(),
+        &s1_shared::ApiToken::new(s1_bridge_sim::DEFAULT_TOKEN),
+        fast_retry_options(),
+    )
+    .unwrap();
+    let threats = integration_tests::items(client.threats(&ThreatQuery::default()))
+        .await
+        .unwrap();
+    let status = |t: &s1_shared::s1::dto::Threat| t.threat_info.incident_status.map(|s| s.as_str().to_owned());
+    let open_stories: HashSet<String> = threats
+        .iter()
+        .filter(|t| status(t).as_deref() != Some("resolved"))
+        .map(|t| domain::story_key(t, Grouping::Story))
+        .collect();
+    let alerts = pd.alerts();
+    assert_eq!(alerts.len(), open_stories.len(), "one alert per open story");
+    assert!(alerts.len() < 400 && !alerts.is_empty());
+    let keys: HashSet<&str> = alerts.iter().map(|a| a.dedup_key.as_str()).collect();
+    assert_eq!(keys.len(), alerts.len(), "one dedup key per alert");
+    assert!(alerts.iter().all(|a| a.status != "resolved"));
+    let a = &alerts[0];
+    assert!(a.dedup_key.starts_with("s1:127.0.0.1:"), "{}", a.dedup_key);
+    assert!(a.summary.starts_with("[S1] "), "{}", a.summary);
+    assert!(["critical", "warning", "info"].contains(&a.severity.as_str()));
+    assert!(
+        a.links[0]["href"].as_str().unwrap().contains("/incidents/threats/"),
+        "{}",
+        a.links
+    );
+    assert!(a.custom_details["s1"]["threat_id"].is_string() && a.custom_details["story"]["threat_count"].is_number());
+    let in_progress = threats
+        .iter()
+        .filter(|t| status(t).as_deref() == Some("in_progress"))
+        .count();
+    if in_progress > 0 {
+        assert!(
+            alerts.iter().any(|a| a.status == "acknowledged"),
+            "in-progress threats acknowledge"
+        );
+    }
+
+    let sent = pd.events().len();
+    let again = h.poll().await;
+    assert_eq!(again.tenants[0].published, 0);
+    assert_eq!(pd.events().len(), sent, "a rerun sends PagerDuty nothing");
+
+    // A story of one new threat: the console's "in progress" acknowledges it, "resolved" resolves it.
+    let ids = h
+        .sim
+        .control()
+        .add_threats(&NewThreats {
+            count: 1,
+            ..NewThreats::default()
+        })
+        .await
+        .unwrap();
+    h.poll().await;
+    let alert_of = |pd: &FakePagerDuty| {
+        let alerts: HashMap<String, String> = pd
+            .alerts()
+            .into_iter()
+            .map(|a| (a.dedup_key.clone(), a.status.clone()))
+            .collect();
+        alerts
+    };
+    let new_key = pd.alerts().last().unwrap().dedup_key.clone();
+    assert_eq!(alert_of(&pd)[&new_key], "triggered");
+    h.sim
+        .control()
+        .console_update(&ids[0], Some("in_progress"), None)
+        .await
+        .unwrap();
+    h.poll().await;
+    assert_eq!(alert_of(&pd)[&new_key], "acknowledged");
+    h.sim
+        .control()
+        .console_update(&ids[0], Some("resolved"), Some("false_positive"))
+        .await
+        .unwrap();
+    h.poll().await;
+    assert_eq!(alert_of(&pd)[&new_key], "resolved");
+    assert!(pd.refused().is_empty(), "{:?}", pd.refused());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outages_are_ridden_out_and_a_refusal_is_recorded_not_retried() {
+    let pd = FakePagerDuty::start(ROUTING_KEY, 100_000).await.unwrap();
+    let h = harness(20, &pd).await;
+    // 429 and 5xx: retried with backoff, then delivered.
+    pd.fail_next(2, 429);
+    pd.fail_next(1, 502);
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.error.as_deref(), r.failed), (None, 0), "{r:?}");
+    assert!(!pd.alerts().is_empty());
+
+    // A routing key PagerDuty does not know: 400, recorded per threat, the run goes on.
+    let wrong = "WR0NGKEYWR0NGKEYWR0NGKEYWR0NGKEY";
+    h.env.lock().unwrap().insert("PD_ROUTING_KEY".into(), wrong.into());
+    let before = pd.events().len();
+    h.sim
+        .control()
+        .add_threats(&NewThreats {
+            count: 3,
+            ..NewThreats::default()
+        })
+        .await
+        .unwrap();
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.new, r.failed, r.published), (3, 3, 0), "{r:?}");
+    assert_eq!(pd.events().len(), before);
+    assert!(pd.refused().iter().all(|e| e["routing_key"] == wrong));
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(
+        r.failed, 0,
+        "a refused event is not retried until the threat changes: {r:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn token_alerts_and_the_configuration_test_and_no_asset_sync() {
+    let pd = FakePagerDuty::start(ROUTING_KEY, 100_000).await.unwrap();
+    let h = harness(1, &pd).await;
+    let t = h.store.get_tenant("acme").await.unwrap().unwrap();
+    let platform = Adapters::new(
+        reqwest::Client::new(),
+        h.deps.tokens.clone(),
+        fast_retry_options().retry,
+    )
+    .resolve(&t)
+    .await
+    .unwrap();
+    assert_eq!(platform.name(), "pagerduty");
+
+    let notice = |kind: &str, days: i64| Notice {
+        id: format!("msg_{kind}_{days}"),
+        kind: kind.into(),
+        timestamp: OffsetDateTime::now_utc(),
+        data: json!({"tenant": "acme", "days_left": days, "message": format!("token expires in {days} days")}),
+    };
+    platform.notify(&notice("token.expiring", 14)).await.unwrap();
+    platform.notify(&notice("token.expiring", 3)).await.unwrap();
+    let token_alerts: Vec<_> = pd
+        .alerts()
+        .into_iter()
+        .filter(|a| a.dedup_key == "s1-bridge:acme:token")
+        .collect();
+    assert_eq!(token_alerts.len(), 1, "one alert per tenant's token, updated");
+    assert_eq!(
+        (token_alerts[0].severity.as_str(), token_alerts[0].triggers),
+        ("warning", 2)
+    );
+
+    // The "Test configuration" button: accepted, and resolved at once so nobody is paged.
+    let r = platform.notify(&notice("bridge.test", 0)).await.unwrap();
+    let test_alert = pd
+        .alerts()
+        .into_iter()
+        .find(|a| Some(&a.dedup_key) == r.platform_ref.as_ref())
+        .unwrap();
+    assert_eq!(
+        (test_alert.status.as_str(), test_alert.severity.as_str()),
+        ("resolved", "info")
+    );
+
+    // PagerDuty keeps no customers or assets: the sync says so and sends nothing.
+    let sent = pd.events().len();
+    let tokens = h.deps.tokens.clone();
+    let deps = AssetDeps {
+        progress: None,
+        store: h.store.clone(),
+        tokens: tokens.clone(),
+        platforms: Arc::new(Adapters::new(
+            reqwest::Client::new(),
+            tokens,
+            fast_retry_options().retry,
+        )),
+        http: reqwest::Client::new(),
+        client_options: fast_retry_options(),
+        owner: "test".into(),
+    };
+    let r = sync_all(&deps).await.unwrap().remove(0);
+    assert_eq!((r.error.as_deref(), r.created), (None, 0), "{r:?}");
+    assert!(r.note.unwrap().contains("pagerduty keeps no customers"));
+    assert_eq!(pd.events().len(), sent);
+}
+
+#[tokio::test]
+async fn bad_settings_are_refused_with_what_is_wrong() {
+    let pd = FakePagerDuty::start(ROUTING_KEY, 100).await.unwrap();
+    let h = harness(1, &pd).await;
+    let resolver = Adapters::new(
+        reqwest::Client::new(),
+        h.deps.tokens.clone(),
+        fast_retry_options().retry,
+    );
+    let base = pagerduty_tenant(&h, &pd.url());
+    let with = |settings: serde_json::Value| TenantConfig {
+        platform: PlatformTarget {
+            kind: "pagerduty".into(),
+            settings,
+        },
+        ..base.clone()
+    };
+    let cases = [
+        (json!({}), "settings.routing_key"),
+        (
+            json!({"routing_key": {"kind": "env", "var": "NO_SUCH_VAR"}}),
+            "PagerDuty routing key",
+        ),
+        (
+            json!({"routing_key": {"kind": "env", "var": "PD_ROUTING_KEY"}, "events_url": "https://evil.example.com/v2/enqueue"}),
+            "must be https on events.pagerduty.com",
+        ),
+        (
+            json!({"routing_key": {"kind": "env", "var": "PD_ROUTING_KEY"}, "events_url": "http://events.pagerduty.com/v2/enqueue"}),
+            "must be https",
+        ),
+        (
+            json!({"routing_key": {"kind": "env", "var": "PD_ROUTING_KEY"}, "events_per_minute": "fast"}),
+            "events_per_minute must be a whole number",
+        ),
+    ];
+    for (settings, expected) in cases {
+        let err = match resolver.resolve(&with(settings.clone())).await {
+            Ok(_) => panic!("{settings} was accepted"),
+            Err(e) => e,
+        };
+        assert!(matches!(err, PlatformError::Config(_)), "{err:?}");
+        assert!(err.to_string().contains(expected), "{settings}: {err}");
+        assert!(!err.to_string().contains(ROUTING_KEY), "never the key: {err}");
+    }
+    h.env.lock().unwrap().insert("SHORT_KEY".into(), "abc".into());
+    let err = match resolver
+        .resolve(&with(json!({"routing_key": {"kind": "env", "var": "SHORT_KEY"}})))
+        .await
+    {
+        Ok(_) => panic!("a 3-character key was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("3 characters") && err.contains("32"), "{err}");
+    assert_eq!(resolver.resolve(&base).await.unwrap().name(), "pagerduty");
+}
