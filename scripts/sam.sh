@@ -27,8 +27,9 @@ sam_install() {
     python3 -m venv "$SAM_TOOLS/venv-lambda"
     "$SAM_TOOLS/venv-lambda/bin/pip" install -q --disable-pip-version-check 'cargo-lambda==1.9.2' >&2
   fi
-  # SAM itself needs nothing else; its builds need cargo lambda on PATH.
-  export PATH="$SAM_TOOLS/venv-sam/bin:$SAM_TOOLS/venv-lambda/bin:$PATH"
+  # Builds need cargo lambda on PATH, and cargo lambda finds zig through the `python3` on PATH
+  # (the ziglang package): so its venv goes first. `sam` runs on its own venv's Python anyway.
+  export PATH="$SAM_TOOLS/venv-lambda/bin:$SAM_TOOLS/venv-sam/bin:$PATH"
   export SAM_CLI_TELEMETRY="${SAM_CLI_TELEMETRY:-0}"
 }
 
