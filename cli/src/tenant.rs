@@ -309,7 +309,7 @@ async fn test_tenant(t: &TenantConfig, allowed: &[String]) -> Vec<Value> {
             };
             p.notify(&notice)
                 .await
-                .map(|_| format!("{} accepted a signed test event", p.name()))
+                .map(|_| format!("{} accepted a test event", p.name()))
                 .map_err(|e| e.to_string())
         }
         .await,
