@@ -493,6 +493,65 @@ pub async fn a_100k_item_tenant_scans_page_by_page(store: Store) {
     assert!(pages >= N / 1000, "{pages} pages of at most 1000");
 }
 
+pub async fn an_applied_writeback_ends_in_one_transaction(store: Store) {
+    let now = OffsetDateTime::now_utc();
+    let s = story("a9:h9", 2);
+    assert!(store.put_story("t1", &s, 0).await.unwrap());
+    let p = PendingWriteback {
+        id: "chg-9".into(),
+        alert_key: s.id.clone(),
+        change: serde_json::json!({"state": "resolved"}),
+        attempts: 0,
+        last_error: None,
+        created_at: now,
+        next_attempt_at: now,
+    };
+    store.put_pending("t1", &p).await.unwrap();
+    let call = |n: i64| OutboundRequest {
+        id: format!("call-{n}"),
+        at: now + Duration::milliseconds(n),
+        method: "POST".into(),
+        path: "/threats/incident".into(),
+        status: Some(200),
+        result: Some("updated=2".into()),
+        latency_ms: 3,
+        attempt: 1,
+        error: None,
+    };
+    let mut closed = s.clone();
+    closed.status = StoryStatus::Closed;
+
+    // Another writer got in first: nothing of it is written, the pending item stays.
+    let mut ahead = s.clone();
+    ahead.members.insert("7".into(), member(7));
+    assert!(store.put_story("t1", &ahead, 1).await.unwrap());
+    assert!(
+        !store
+            .finish_writeback("t1", &closed, 1, false, &p, &[call(1), call(2)], now)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.get_pending("t1", "chg-9").await.unwrap(), Some(p.clone()));
+    assert!(store.list_outbound("t1", None, 10).await.unwrap().items.is_empty());
+
+    // At the current version: story, retired pending item and log land together.
+    let current = store.get_story("t1", "a9:h9").await.unwrap().unwrap();
+    let mut closed = current.value.clone();
+    closed.status = StoryStatus::Closed;
+    assert!(
+        store
+            .finish_writeback("t1", &closed, current.version, false, &p, &[call(1), call(2)], now)
+            .await
+            .unwrap()
+    );
+    let after = store.get_story("t1", "a9:h9").await.unwrap().unwrap();
+    assert_eq!((after.version, after.value.status), (3, StoryStatus::Closed));
+    assert_eq!(store.get_pending("t1", "chg-9").await.unwrap(), None);
+    assert!(store.list_pending("t1", None, 10).await.unwrap().items.is_empty());
+    let log = store.list_outbound("t1", None, 10).await.unwrap().items;
+    assert_eq!(log, [call(1), call(2)]);
+}
+
 /// Runs the whole contract for one backend. `$make` is an async expression yielding a fresh,
 /// empty `Store`.
 #[macro_export]
@@ -509,6 +568,7 @@ macro_rules! store_contract {
             ttl_marked_items_read_as_absent,
             only_newer_status_changes_apply,
             pending_writebacks_move_to_dead_letters_and_back,
+            an_applied_writeback_ends_in_one_transaction,
             assets_and_token_state_round_trip,
             a_corrupt_item_is_reported_with_its_key,
             a_100k_item_tenant_scans_page_by_page,

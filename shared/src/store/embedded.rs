@@ -139,7 +139,9 @@ impl EmbeddedTable {
                 if let Some(old) = stored.as_ref().and_then(index_key) {
                     index.remove(old.as_str()).map_err(|e| err(op, e))?;
                 }
-                if delete {
+                // An item written already expired is gone for every reader: drop it now rather
+                // than keep it until a sweep this backend does not have.
+                if delete || item.expired(now) {
                     table.remove(k.as_str()).map_err(|e| err(op, e))?;
                 } else {
                     let bytes = serde_json::to_vec(item).map_err(|e| err(op, e))?;

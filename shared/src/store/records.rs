@@ -987,6 +987,45 @@ impl Store {
             .map(drop)
     }
 
+    /// Ends an applied writeback in one transaction: the story as the writeback left it (only if
+    /// still at `expected` version), the pending item retired (written already expired, so every
+    /// reader sees it gone and the backend removes it), and the outbound-log records of the calls
+    /// made. `Ok(false)` when another writer changed the story first: nothing was written.
+    ///
+    /// # Errors
+    /// Backend errors.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn finish_writeback(
+        &self,
+        tenant: &str,
+        story: &StoryRecord,
+        expected: u64,
+        archived: bool,
+        pending: &PendingWriteback,
+        outbound: &[OutboundRequest],
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let name = if archived { &story.id } else { &story.key };
+        let mut items = vec![(
+            self.story_item(tenant, name, story, expected + 1)?,
+            Cond::Version(expected),
+        )];
+        let mut retired = item(keys::tenant(tenant), keys::pending(&pending.id), pending)?;
+        retired.ttl = Some(now.unix_timestamp() - 1);
+        items.push((retired, Cond::Always));
+        let log = outbound
+            .iter()
+            .map(|r| outbound_item(tenant, r))
+            .collect::<Result<Vec<_>, _>>()?;
+        if items.len() + log.len() <= schema::TRANSACT_MAX {
+            items.extend(log.into_iter().map(|i| (i, Cond::Always)));
+        } else {
+            // A call retried many times: the log goes first on its own, the rest stays atomic.
+            self.table.batch_put(&log).await?;
+        }
+        Ok(self.table.put_all(&items).await?.is_empty())
+    }
+
     /// Moves a writeback that ran out of attempts to the dead letters (written first, then the
     /// pending copy removed, so a crash in between leaves it visible in both, never in neither).
     ///

@@ -633,11 +633,9 @@ async fn apply(
             }
             (None, None) => {}
         }
+        // Not saved here: a crash before the note only repeats the status call, which S1 answers
+        // `already_set` (applied). Any failure below saves this progress with the retry.
         change.done.push("status".into());
-        if !threat_ids.is_empty() {
-            // The note comes next and is not safe to repeat: remember the status is done.
-            save_progress(deps, tenant, pending, change).await;
-        }
     }
     // S1 has no notes on STAR alerts; threats get the note.
     if !change.done.iter().any(|d| d == "note") && !threat_ids.is_empty() {
@@ -645,33 +643,26 @@ async fn apply(
         results.push(("/threats/notes", format!("affected={}", r.affected)));
         change.done.push("note".into());
     }
-    record_outbound(deps, tenant, recorder, &results).await;
-    remember_written(deps, tenant, change, Some(story))
+    let outbound = outbound_records(recorder, &results, false);
+    pending.change = serde_json::to_value(&*change).unwrap_or_default();
+    finish(deps, tenant, pending, change, &outbound, Some(story))
         .await
         .map_err(|e| ApplyError::Retry(e.to_string()))
 }
 
-async fn save_progress(
-    deps: &WritebackDeps,
-    tenant: &TenantConfig,
-    pending: &mut PendingWriteback,
-    change: &PendingChange,
-) {
-    pending.change = serde_json::to_value(change).unwrap_or_default();
-    if let Err(e) = deps.store.put_pending(&tenant.id, pending).await {
-        tracing::warn!(tenant = %tenant.id, error = %e, "could not save writeback progress; a retry may repeat a step");
-    }
-}
-
 static OUT_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-async fn record_outbound(deps: &WritebackDeps, tenant: &TenantConfig, recorder: &Recorder, results: &[(&str, String)]) {
-    let records = std::mem::take(&mut *recorder.records.lock().unwrap_or_else(|e| e.into_inner()));
-    if records.is_empty() {
-        return;
-    }
+/// The outbound-log records of the calls `recorder` saw; `take` empties it.
+fn outbound_records(recorder: &Recorder, results: &[(&str, String)], take: bool) -> Vec<OutboundRequest> {
+    let mut guard = recorder.records.lock().unwrap_or_else(|e| e.into_inner());
+    let records = if take {
+        std::mem::take(&mut *guard)
+    } else {
+        guard.clone()
+    };
+    drop(guard);
     let now = OffsetDateTime::now_utc();
-    let out: Vec<OutboundRequest> = records
+    records
         .into_iter()
         .map(|r| {
             let result = if r.status.is_some_and(|s| (200..300).contains(&s)) {
@@ -692,18 +683,28 @@ async fn record_outbound(deps: &WritebackDeps, tenant: &TenantConfig, recorder: 
                 error: r.error,
             }
         })
-        .collect();
+        .collect()
+}
+
+async fn record_outbound(deps: &WritebackDeps, tenant: &TenantConfig, recorder: &Recorder) {
+    let out = outbound_records(recorder, &[], true);
+    if out.is_empty() {
+        return;
+    }
     if let Err(e) = deps.store.record_outbound_many(&tenant.id, &out).await {
         tracing::warn!(tenant = %tenant.id, error = %e, "could not record outbound requests");
     }
 }
 
-/// Remembers what we wrote on each member (so the poller recognises the echo) and the alert's
-/// open/closed state.
-async fn remember_written(
+/// Ends an applied writeback in one store transaction: what we wrote on each member (so the
+/// poller recognises the echo) and the alert's open/closed state, the pending item retired, and
+/// the outbound log. One synced write instead of one per record keeps the webhook's answer fast.
+async fn finish(
     deps: &WritebackDeps,
     tenant: &TenantConfig,
+    pending: &PendingWriteback,
     change: &PendingChange,
+    outbound: &[OutboundRequest],
     mut known: Option<Versioned<StoryRecord>>,
 ) -> Result<(), StoreError> {
     for _ in 0..5 {
@@ -716,7 +717,9 @@ async fn remember_written(
             version,
         }) = current
         else {
-            return Ok(());
+            // The story is gone: nothing to remember on it, but the writeback is still done.
+            deps.store.delete_pending(&tenant.id, &pending.id).await?;
+            return deps.store.record_outbound_many(&tenant.id, outbound).await;
         };
         for m in story.members.values_mut() {
             if let Some(s) = change.status {
@@ -735,14 +738,22 @@ async fn remember_written(
         }
         let written = deps
             .store
-            .put_stories(&tenant.id, &[(story, version, change.archived)])
+            .finish_writeback(
+                &tenant.id,
+                &story,
+                version,
+                change.archived,
+                pending,
+                outbound,
+                OffsetDateTime::now_utc(),
+            )
             .await?;
-        if written.is_empty() {
+        if written {
             return Ok(());
         }
     }
     Err(StoreError::Backend {
-        op: "remember_written",
+        op: "finish_writeback",
         code: "Conflict".into(),
         message: "story kept changing".into(),
         retryable: true,
@@ -788,14 +799,10 @@ async fn attempt_outcome(
 ) -> Attempt {
     pending.change = serde_json::to_value(&change).unwrap_or(pending.change);
     match result {
-        Ok(()) => {
-            if let Err(e) = deps.store.delete_pending(&tenant.id, &pending.id).await {
-                tracing::warn!(tenant = %tenant.id, error = %e, "applied, but could not remove the pending item; a retry will find it applied");
-            }
-            Attempt::Applied
-        }
+        // The pending item was retired with the story, in one transaction.
+        Ok(()) => Attempt::Applied,
         Err(e) => {
-            record_outbound(deps, tenant, recorder, &[]).await;
+            record_outbound(deps, tenant, recorder).await;
             pending.attempts += 1;
             let (fatal, message) = match e {
                 ApplyError::Fatal(m) => (true, m),
