@@ -111,6 +111,7 @@ pub async fn tenant(cmd: TenantCmd) -> Res {
                     .map_err(|e| format!("{}: at `{}`: {}", file.display(), e.path(), e.inner()))?
             };
             check_console_url(&t.console_url, &hosts.allowed())?;
+            s1_shared::platform::check_settings(&t.platform).map_err(|e| format!("{}: {e}", file.display()))?;
             s1_shared::usecase::writeback::Mapping::for_tenant(&t)?;
             s1_shared::usecase::sync_assets::AssetSettings::for_tenant(&t)?;
             let s = store.store.open().await?;

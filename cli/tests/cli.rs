@@ -133,6 +133,42 @@ async fn a_tenant_is_added_tested_polled_and_disabled_from_the_command_line() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
+    // A platform this build does not have, or one missing a required setting, is refused at
+    // add time, not at the first run.
+    let bad = dir.path().join("bad.json");
+    for (platform, expected) in [
+        (
+            serde_json::json!({"kind": "halo", "settings": {}}),
+            "platform \"halo\" is not available in this build; use one of: generic, pagerduty",
+        ),
+        (
+            serde_json::json!({"kind": "pagerduty", "settings": {}}),
+            "the pagerduty platform needs settings.routing_key",
+        ),
+    ] {
+        std::fs::write(
+            &bad,
+            serde_json::to_vec(&serde_json::json!({
+                "id": "bad", "enabled": true, "console_url": sim.base_url(),
+                "token": {"kind": "env", "var": "CLI_TEST_S1_TOKEN"}, "platform": platform
+            }))
+            .unwrap(),
+        )
+        .unwrap();
+        let bad = bad.display().to_string();
+        let args = [
+            "tenant",
+            "add",
+            "--file",
+            &bad,
+            "--allow-host",
+            "127.0.0.1",
+            "--store",
+            &spec,
+        ];
+        let (ok, _, err) = run(&args, DEFAULT_TOKEN);
+        assert!(!ok && err.contains(expected), "{err}");
+    }
     let file = file.display().to_string();
     let (ok, _, err) = run(&["tenant", "add", "--file", &file, "--store", &spec], DEFAULT_TOKEN);
     assert!(

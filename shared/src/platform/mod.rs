@@ -314,6 +314,32 @@ pub trait PlatformResolver: Send + Sync {
     async fn resolve(&self, tenant: &TenantConfig) -> Result<Arc<dyn Platform>, PlatformError>;
 }
 
+/// The platforms this build can deliver to.
+pub const PLATFORM_KINDS: [&str; 2] = ["generic", "pagerduty"];
+
+/// Checks a tenant's platform section without reading any secret, so `tenant add` refuses what
+/// would only fail at the first run: an unknown kind, or a missing required setting.
+///
+/// # Errors
+/// What is wrong, naming the setting.
+pub fn check_settings(target: &crate::store::PlatformTarget) -> Result<(), String> {
+    let has = |k: &str| target.settings.get(k).is_some_and(|v| !v.is_null());
+    let required: &[&str] = match target.kind.as_str() {
+        "generic" => &["url", "secret"],
+        "pagerduty" => &["routing_key"],
+        other => {
+            return Err(format!(
+                "platform {other:?} is not available in this build; use one of: {}",
+                PLATFORM_KINDS.join(", ")
+            ));
+        }
+    };
+    match required.iter().find(|k| !has(k)) {
+        Some(k) => Err(format!("the {} platform needs settings.{k}", target.kind.as_str())),
+        None => Ok(()),
+    }
+}
+
 /// Builds adapters from tenant settings, reading their secrets through a [`TokenProvider`].
 pub struct Adapters {
     http: reqwest::Client,
