@@ -18,6 +18,8 @@ use time::OffsetDateTime;
 
 /// A made-up Events API v2 integration key: 32 characters, like PagerDuty's.
 const ROUTING_KEY: &str = "R0UT1NGKEYF0RTESTS0NLY0000000001";
+/// A made-up webhook subscription secret.
+const PD_WEBHOOK_SECRET: &str = "pd-subscription-secret-for-tests";
 
 fn pagerduty_tenant(h: &PollHarness, events_url: &str) -> TenantConfig {
     TenantConfig {
@@ -27,6 +29,7 @@ fn pagerduty_tenant(h: &PollHarness, events_url: &str) -> TenantConfig {
                 "routing_key": {"kind": "env", "var": "PD_ROUTING_KEY"},
                 "events_url": events_url,
                 "events_per_minute": 60_000,
+                "inbound_secrets": [{"kind": "env", "var": "PD_WEBHOOK_SECRET"}],
             }),
         },
         ..tenant("acme", &h.sim.base_url(), &h.receiver.url())
@@ -48,6 +51,10 @@ async fn harness(threats: usize, pd: &FakePagerDuty) -> PollHarness {
         .lock()
         .unwrap()
         .insert("PD_ROUTING_KEY".into(), ROUTING_KEY.into());
+    h.env
+        .lock()
+        .unwrap()
+        .insert("PD_WEBHOOK_SECRET".into(), PD_WEBHOOK_SECRET.into());
     h.store.put_tenant(&pagerduty_tenant(&h, &pd.url())).await.unwrap();
     h
 }
@@ -305,4 +312,93 @@ async fn bad_settings_are_refused_with_what_is_wrong() {
     };
     assert!(err.contains("3 characters") && err.contains("32"), "{err}");
     assert_eq!(resolver.resolve(&base).await.unwrap().name(), "pagerduty");
+}
+
+/// PagerDuty's webhook for an incident our trigger opened: the recorded `incident.acknowledged`
+/// capture, re-aimed at `dedup_key` (PagerDuty reports it as `incident_key`).
+fn incident_event(event_type: &str, dedup_key: &str, n: u32) -> Vec<u8> {
+    let raw = std::fs::read(
+        integration_tests::project_shared_dir()
+            .join("fixtures/platforms/pagerduty-v3/aldaviva-incident.acknowledged.json"),
+    )
+    .unwrap();
+    let mut v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    v["event"]["id"] = json!(format!("01TESTEVENT{n:04}"));
+    v["event"]["event_type"] = json!(event_type);
+    v["event"]["occurred_at"] = json!(s1_shared::s1::dto::format_time(
+        OffsetDateTime::now_utc() + time::Duration::seconds(i64::from(n))
+    ));
+    v["event"]["data"]["incident_key"] = json!(dedup_key);
+    v["event"]["data"]["id"] = json!("PINCIDENT1");
+    serde_json::to_vec(&v).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_loop_closes_an_alert_we_triggered_is_acknowledged_and_resolved_in_pagerduty_and_s1_follows() {
+    use integration_tests::writeback::{deps, serve};
+    use s1_shared::platform::inbound::sign_pagerduty;
+    let pd = FakePagerDuty::start(ROUTING_KEY, 100_000).await.unwrap();
+    let h = harness(200, &pd).await;
+    h.poll().await;
+    let alert = pd
+        .alerts()
+        .into_iter()
+        .find(|a| a.status == "triggered")
+        .expect("an open alert");
+    let threat_ids: Vec<String> = pd
+        .events()
+        .iter()
+        .filter(|e| e["dedup_key"] == alert.dedup_key.as_str() && e["event_action"] == "trigger")
+        .map(|e| {
+            e["payload"]["custom_details"]["s1"]["threat_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let base = serve(deps(&h)).await;
+    let post = |body: Vec<u8>, signature: String| {
+        let url = format!("{base}/pagerduty/acme");
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .header("X-PagerDuty-Signature", signature)
+                .header("Content-Type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let status_in_s1 = |id: String| {
+        let control = h.sim.control();
+        async move { control.threat(&id).await.unwrap()["threatInfo"]["incidentStatus"].clone() }
+    };
+
+    let body = incident_event("incident.acknowledged", &alert.dedup_key, 1);
+    let (code, answer) = post(body.clone(), "v1=00ff".into()).await;
+    assert_eq!(code, 401, "a bad signature changes nothing: {answer}");
+    let (code, answer) = post(body.clone(), sign_pagerduty(PD_WEBHOOK_SECRET, &body)).await;
+    assert_eq!((code, &answer["writeback"]), (202, &json!("applied")), "{answer}");
+    for id in &threat_ids {
+        assert_eq!(status_in_s1(id.clone()).await, "in_progress", "threat {id}");
+    }
+    let sent = pd.events().len();
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.echoes as usize, r.published), (threat_ids.len(), 0), "{r:?}");
+    assert_eq!(
+        pd.events().len(),
+        sent,
+        "our own writeback is not sent back to PagerDuty"
+    );
+
+    let body = incident_event("incident.resolved", &alert.dedup_key, 2);
+    let (code, answer) = post(body.clone(), sign_pagerduty(PD_WEBHOOK_SECRET, &body)).await;
+    assert_eq!((code, &answer["writeback"]), (202, &json!("applied")), "{answer}");
+    for id in &threat_ids {
+        assert_eq!(status_in_s1(id.clone()).await, "resolved", "threat {id}");
+    }
+    h.poll().await;
+    assert_eq!(pd.events().len(), sent, "nothing echoes back");
 }

@@ -129,6 +129,14 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     mb.verify(&ma.finalize().into_bytes()).is_ok()
 }
 
+/// The `X-PagerDuty-Signature` value PagerDuty sends for `body` under `secret`: `v1=<hex
+/// HMAC-SHA256>`. For tests and the demo, which play PagerDuty.
+pub fn sign_pagerduty(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(body);
+    format!("v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
 /// Verifies a PagerDuty v3 `X-PagerDuty-Signature`: any `v1=<hex>` entry matching the HMAC of
 /// the raw body under any secret (used as UTF-8 bytes) passes; other versions are ignored.
 pub fn verify_pagerduty(
