@@ -1,5 +1,6 @@
 //! The demo: the product on one machine with no AWS and no S1 console. A simulated console, the
-//! embedded store, and a local signed-webhook receiver stand in for S1, DynamoDB and the platform.
+//! embedded store, a local signed-webhook receiver and a local stand-in for PagerDuty's Events
+//! API stand in for S1, DynamoDB and the platforms.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -7,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use futures_util::TryStreamExt;
-use s1_bridge_sim::{AgentChange, DEFAULT_TOKEN, NewThreats, Sim, SimConfig, TokenSpec, WebhookReceiver};
+use s1_bridge_sim::{
+    AgentChange, DEFAULT_TOKEN, FakePagerDuty, NewThreats, Sim, SimConfig, TokenSpec, WebhookReceiver,
+};
 use s1_shared::ApiToken;
 use s1_shared::platform::Adapters;
 use s1_shared::platform::{WebhookSecret, sign};
@@ -26,6 +29,9 @@ use crate::progress::{Live, ProgressMode, poll_line};
 /// Demo-only webhook secrets: they open nothing but the local receiver and writeback endpoint.
 const DEMO_WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const DEMO_INBOUND_SECRET: &str = "whsec_ZGVtby1pbmJvdW5kLXNlY3JldC1mb3ItdGVzdHM=";
+/// Demo-only PagerDuty integration key and webhook subscription secret (the local stand-in's).
+const DEMO_PD_ROUTING_KEY: &str = "DEM0R0UT1NGKEY000000000000000001";
+const DEMO_PD_WEBHOOK_SECRET: &str = "demo-pagerduty-subscription-secret";
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -81,6 +87,8 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
         ("S1_TOKEN_DEMO".to_owned(), DEFAULT_TOKEN.to_owned()),
         ("WEBHOOK_SECRET_DEMO".to_owned(), DEMO_WEBHOOK_SECRET.to_owned()),
         ("INBOUND_SECRET_DEMO".to_owned(), DEMO_INBOUND_SECRET.to_owned()),
+        ("PD_ROUTING_KEY_DEMO".to_owned(), DEMO_PD_ROUTING_KEY.to_owned()),
+        ("PD_WEBHOOK_SECRET_DEMO".to_owned(), DEMO_PD_WEBHOOK_SECRET.to_owned()),
     ]);
     let tokens = Arc::new(LocalTokenProvider::with_lookup(move |k| secrets.get(k).cloned()));
     store
@@ -149,7 +157,9 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
 
     say("\n3. In the console: an analyst resolves a threat; agents report 3 new threats (1 on a known file)".into());
     let known = events
-        .first()
+        .iter()
+        .find(|e| e["data"]["s1"]["status"] != "resolved")
+        .or(events.first())
         .and_then(|e| e["data"]["s1"]["threat_id"].as_str())
         .unwrap_or_default()
         .to_owned();
@@ -353,9 +363,11 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
             "alerted again"
         }
     ));
+    let pagerduty = pagerduty_step(&say, &sim, &store, &deps, &hook_base, args.progress, args.json).await?;
+
     let after = receiver.events();
     say(format!(
-        "\nDone in {:.1} s. The platform holds every threat once; nothing was sent twice.",
+        "\nDone in {:.1} s. The platforms hold every threat once; nothing was sent twice.",
         started.elapsed().as_secs_f64()
     ));
 
@@ -365,11 +377,118 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
             "platform": {"events": after.len(), "alerts": alerts.len(), "deliveries": receiver.deliveries().len()},
             "assets": [a1, a2],
             "token": t1,
+            "pagerduty": pagerduty,
             "elapsed_ms": started.elapsed().as_millis() as u64,
         });
         println!("{}", serde_json::to_string_pretty(&summary)?);
     }
     Ok(())
+}
+
+/// Step 7: a second tenant on the same console whose SOC works in PagerDuty: one alert per
+/// story with an open threat, an incident acknowledged in PagerDuty reaching S1, no echo back.
+async fn pagerduty_step(
+    say: &impl Fn(String),
+    sim: &Sim,
+    store: &Store,
+    deps: &PollDeps,
+    hook_base: &str,
+    progress: ProgressMode,
+    json_out: bool,
+) -> Result<Value, Box<dyn std::error::Error>> {
+    use s1_shared::platform::inbound::sign_pagerduty;
+    say("\n7. PagerDuty: a second tenant sends the same console to a PagerDuty service (Events API v2, a local stand-in)".into());
+    let pd = FakePagerDuty::start(DEMO_PD_ROUTING_KEY, usize::MAX).await?;
+    let mut tenant = store.get_tenant("demo").await?.ok_or("the demo tenant is missing")?;
+    tenant.id = "demo-pd".into();
+    tenant.platform = PlatformTarget {
+        kind: "pagerduty".into(),
+        settings: json!({
+            "routing_key": {"kind": "env", "var": "PD_ROUTING_KEY_DEMO"},
+            "events_url": pd.url(),
+            // The stand-in has no per-key limit; PagerDuty's is 120 a minute.
+            "events_per_minute": 1_000_000,
+            "inbound_secrets": [{"kind": "env", "var": "PD_WEBHOOK_SECRET_DEMO"}],
+        }),
+    };
+    store.put_tenant(&tenant).await?;
+    let live = Live::new("poll", progress, json_out);
+    let pd_deps = PollDeps {
+        progress: live.as_ref().map(Live::poll),
+        ..deps.clone()
+    };
+    let only = Selection::Tenant("demo-pd".into());
+    let first = run(&pd_deps, &only, Instant::now() + Duration::from_secs(600)).await?;
+    if let Some(live) = &live {
+        live.finish();
+    }
+    let alerts = pd.alerts();
+    let events = pd.events();
+    let stories: HashSet<&str> = events.iter().filter_map(|e| e["dedup_key"].as_str()).collect();
+    let acked = alerts.iter().filter(|a| a.status == "acknowledged").count();
+    say(format!("   {}", poll_line(&first.tenants[0])));
+    say(format!(
+        "   PagerDuty: {} alerts opened ({} acknowledged: in progress in S1) for {} stories; the {} stories already resolved in S1 paged nobody",
+        alerts.len(),
+        acked,
+        stories.len(),
+        stories.len() - alerts.len()
+    ));
+
+    let Some(alert) = alerts.iter().find(|a| a.status == "triggered") else {
+        return Ok(json!({"alerts": alerts.len(), "stories": stories.len()}));
+    };
+    let threats: Vec<String> = events
+        .iter()
+        .filter(|e| e["dedup_key"] == alert.dedup_key.as_str() && e["event_action"] == "trigger")
+        .filter_map(|e| {
+            e["payload"]["custom_details"]["s1"]["threat_id"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    let body = serde_json::to_vec(&json!({"event": {
+        "id": "01DEMOPAGERDUTYEVENT0000001",
+        "event_type": "incident.acknowledged",
+        "resource_type": "incident",
+        "occurred_at": s1_shared::s1::dto::format_time(OffsetDateTime::now_utc()),
+        "agent": {"type": "user_reference", "summary": "Sam (on call)"},
+        "data": {"id": "PDEMO01", "type": "incident", "status": "acknowledged",
+                 "incident_key": alert.dedup_key, "title": alert.summary}
+    }}))?;
+    let resp = reqwest_client()?
+        .post(format!("{hook_base}/webhooks/pagerduty/demo-pd"))
+        .header("X-PagerDuty-Signature", sign_pagerduty(DEMO_PD_WEBHOOK_SECRET, &body))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await?;
+    let code = resp.status().as_u16();
+    let answer: Value = resp.json().await.unwrap_or_default();
+    let first_threat = threats.first().cloned().unwrap_or_default();
+    let in_s1 = sim.control().threat(&first_threat).await?;
+    say(format!(
+        "   Sam acknowledges \"{}\" in PagerDuty -> HTTP {code} ({}); S1 threat {first_threat}: {} ({} threat(s) in the story)",
+        alert.summary,
+        answer["writeback"].as_str().unwrap_or("?"),
+        in_s1["threatInfo"]["incidentStatus"].as_str().unwrap_or("?"),
+        threats.len()
+    ));
+    let sent = pd.events().len();
+    let again = run(deps, &only, Instant::now() + Duration::from_secs(600)).await?;
+    say(format!(
+        "   next poll: {}; PagerDuty got {} new events (our own write is not sent back)",
+        poll_line(&again.tenants[0]),
+        pd.events().len() - sent
+    ));
+    Ok(json!({
+        "alerts": alerts.len(),
+        "acknowledged": acked,
+        "stories": stories.len(),
+        "acknowledge_webhook": {"status": code, "writeback": answer["writeback"]},
+        "s1_status_after": in_s1["threatInfo"]["incidentStatus"],
+        "events_after_echo": pd.events().len() - sent,
+    }))
 }
 
 /// The writeback's webhook endpoint on a loopback port, as the Function URL would serve it.

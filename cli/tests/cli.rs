@@ -385,3 +385,47 @@ async fn serve_runs_the_jobs_on_schedule_and_takes_webhooks() {
     assert_eq!(t["threatInfo"]["incidentStatus"], "resolved");
     assert_eq!(t["threatInfo"]["analystVerdict"], "false_positive");
 }
+
+#[test]
+fn the_demo_runs_every_pipeline_and_reports_what_happened() {
+    let (ok, out, err) = bridge(&["demo", "--threats", "600", "--agents", "80", "--json"]);
+    assert!(ok, "{err}");
+    let s: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let polls = s["polls"].as_array().unwrap();
+    assert_eq!(
+        (&polls[0]["new"], &polls[0]["published"]),
+        (&serde_json::json!(600), &serde_json::json!(600)),
+        "the backlog, once"
+    );
+    assert_eq!(polls[1]["published"], 0, "nothing changed, nothing sent");
+    assert_eq!(
+        (&polls[2]["new"], &polls[2]["changed"]),
+        (&serde_json::json!(3), &serde_json::json!(1))
+    );
+    assert_eq!(polls[3]["published"], 0, "our own writebacks are not sent back");
+    assert!(polls[3]["echoes"].as_u64().unwrap() > 0);
+    assert!(s["assets"][0]["created"].as_u64().unwrap() > 0);
+    assert_eq!(
+        (&s["assets"][1]["updated"], &s["assets"][1]["deactivated"]),
+        (&serde_json::json!(1), &serde_json::json!(1))
+    );
+    assert_eq!(s["token"]["alerted"], 7);
+    let pd = &s["pagerduty"];
+    assert!(pd["alerts"].as_u64().unwrap() > 0 && pd["alerts"].as_u64() <= pd["stories"].as_u64());
+    assert_eq!(
+        (
+            &pd["acknowledge_webhook"]["writeback"],
+            &pd["s1_status_after"],
+            &pd["events_after_echo"]
+        ),
+        (
+            &serde_json::json!("applied"),
+            &serde_json::json!("in_progress"),
+            &serde_json::json!(0)
+        )
+    );
+    assert!(
+        err.is_empty() || !err.contains("so far"),
+        "no live counts with --json: {err}"
+    );
+}
