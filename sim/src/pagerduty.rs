@@ -74,14 +74,7 @@ impl FakePagerDuty {
         let app = Router::new()
             .route("/v2/enqueue", post(enqueue))
             .with_state(state.clone());
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let stop = crate::receiver::serve_until_stopped(listener, app);
         Ok(Self {
             addr,
             state,

@@ -78,14 +78,7 @@ impl WebhookReceiver {
             .route("/hooks/s1", post(receive))
             .route("/hooks/stats", axum::routing::get(stats))
             .with_state(state.clone());
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let stop = crate::receiver::serve_until_stopped(listener, app);
         Ok(Self {
             addr,
             state,
@@ -134,6 +127,20 @@ impl WebhookReceiver {
         inner.deliveries.clear();
         inner.seen.clear();
     }
+}
+
+/// Serves `app` on `listener` until the returned sender is used or dropped (so dropping the
+/// fake platform stops its server).
+pub(crate) fn serve_until_stopped(listener: tokio::net::TcpListener, app: Router) -> oneshot::Sender<()> {
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    stop
 }
 
 impl Drop for WebhookReceiver {

@@ -89,6 +89,30 @@ impl PollHarness {
         }
     }
 
+    /// The asset sync wired to the same store, tokens and platform as the poller.
+    pub fn asset_deps(&self) -> s1_shared::usecase::sync_assets::AssetDeps {
+        s1_shared::usecase::sync_assets::AssetDeps {
+            progress: None,
+            store: self.store.clone(),
+            tokens: self.deps.tokens.clone(),
+            platforms: self.deps.platforms.clone(),
+            http: reqwest::Client::new(),
+            client_options: fast_retry_options(),
+            owner: "test".into(),
+        }
+    }
+
+    /// The token watch wired the same way.
+    pub fn token_deps(&self) -> s1_shared::usecase::token_expiry::TokenDeps {
+        s1_shared::usecase::token_expiry::TokenDeps {
+            store: self.store.clone(),
+            tokens: self.deps.tokens.clone(),
+            platforms: self.deps.platforms.clone(),
+            http: reqwest::Client::new(),
+            client_options: fast_retry_options(),
+        }
+    }
+
     pub async fn poll(&self) -> PollReport {
         run(&self.deps, &Selection::All, Instant::now() + Duration::from_secs(600))
             .await

@@ -12,7 +12,7 @@ use s1_shared::domain;
 use s1_shared::platform::{Adapters, Notice, PlatformError, PlatformResolver};
 use s1_shared::s1::{S1Client, ThreatQuery};
 use s1_shared::store::{EmbeddedTable, Grouping, PlatformTarget, TenantConfig};
-use s1_shared::usecase::sync_assets::{AssetDeps, sync_all};
+use s1_shared::usecase::sync_assets::sync_all;
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -237,20 +237,7 @@ async fn token_alerts_and_the_configuration_test_and_no_asset_sync() {
 
     // PagerDuty keeps no customers or assets: the sync says so and sends nothing.
     let sent = pd.events().len();
-    let tokens = h.deps.tokens.clone();
-    let deps = AssetDeps {
-        progress: None,
-        store: h.store.clone(),
-        tokens: tokens.clone(),
-        platforms: Arc::new(Adapters::new(
-            reqwest::Client::new(),
-            tokens,
-            fast_retry_options().retry,
-        )),
-        http: reqwest::Client::new(),
-        client_options: fast_retry_options(),
-        owner: "test".into(),
-    };
+    let deps = h.asset_deps();
     let r = sync_all(&deps).await.unwrap().remove(0);
     assert_eq!((r.error.as_deref(), r.created), (None, 0), "{r:?}");
     assert!(r.note.unwrap().contains("pagerduty keeps no customers"));

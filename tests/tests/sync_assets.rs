@@ -3,10 +3,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use integration_tests::fast_retry_options;
 use integration_tests::poll::{PollHarness, tenant};
 use s1_bridge_sim::{AgentChange, SimConfig, TokenScope, TokenSpec};
-use s1_shared::platform::Adapters;
 use s1_shared::s1::dto::Agent;
 use s1_shared::store::{AssetKind, EmbeddedTable};
 use s1_shared::usecase::Tick;
@@ -27,20 +25,7 @@ async fn harness(agents: usize) -> PollHarness {
 }
 
 fn deps(h: &PollHarness) -> AssetDeps {
-    let tokens = h.deps.tokens.clone();
-    AssetDeps {
-        progress: None,
-        store: h.store.clone(),
-        tokens: tokens.clone(),
-        platforms: Arc::new(Adapters::new(
-            reqwest::Client::new(),
-            tokens,
-            fast_retry_options().retry,
-        )),
-        http: reqwest::Client::new(),
-        client_options: fast_retry_options(),
-        owner: "test".into(),
-    }
+    h.asset_deps()
 }
 
 fn of(h: &PollHarness, kind: &str) -> Vec<Value> {

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use integration_tests::fast_retry_options;
 use integration_tests::poll::{PollHarness, tenant};
 use s1_bridge_sim::{FaultKind, FaultRule, SimConfig, TokenSpec};
-use s1_shared::platform::Adapters;
 use s1_shared::s1::S1Client;
 use s1_shared::secrets::{SecretsManagerTokenProvider, TokenProvider, with_token};
 use s1_shared::store::{EmbeddedTable, TokenSource};
@@ -27,18 +26,7 @@ async fn harness() -> PollHarness {
 }
 
 fn deps(h: &PollHarness) -> TokenDeps {
-    let tokens = h.deps.tokens.clone();
-    TokenDeps {
-        store: h.store.clone(),
-        tokens: tokens.clone(),
-        platforms: Arc::new(Adapters::new(
-            reqwest::Client::new(),
-            tokens,
-            fast_retry_options().retry,
-        )),
-        http: reqwest::Client::new(),
-        client_options: fast_retry_options(),
-    }
+    h.token_deps()
 }
 
 #[tokio::test(flavor = "multi_thread")]
