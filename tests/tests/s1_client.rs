@@ -502,6 +502,38 @@ async fn client_side_rate_limit_keeps_agents_under_25_per_second() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn threat_actions_may_go_a_few_at_once_but_never_over_100_in_a_second() {
+    let (sim, client) = sim_and_client(small()).await;
+    let ids = vec![
+        items(client.threats(&ThreatQuery::default())).await.unwrap()[0]
+            .id
+            .clone(),
+    ];
+    sim.control().clear_requests().await.unwrap();
+    // A burst of concurrent writers on one client: the limiter is shared, so they queue.
+    let calls = (0..150).map(|n| {
+        let client = &client;
+        let ids = &ids;
+        async move { client.add_note(ids, &format!("note {n}")).await }
+    });
+    let done = futures_util::future::join_all(calls).await;
+    assert!(done.iter().all(Result::is_ok));
+    let log = sim.control().requests().await.unwrap();
+    let times: Vec<u64> = log
+        .iter()
+        .filter(|r| r.path == "/threats/notes")
+        .map(|r| r.at_ms)
+        .collect();
+    assert_eq!(times.len(), 150);
+    let worst = times
+        .iter()
+        .map(|&t| times.iter().filter(|&&u| u >= t && u < t + 1000).count())
+        .max()
+        .unwrap();
+    assert!(worst <= 101, "{worst} /threats/notes requests within one second");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn decommissioned_agents_are_listed_when_asked() {
     let (_sim, client) = sim_and_client(small()).await;
     let all: Vec<_> = items(client.agents(&AgentQuery::default())).await.unwrap();

@@ -78,9 +78,19 @@ const FAMILIES: [EndpointFamily; 8] = [
     EndpointFamily::System,
 ];
 
-/// One GCRA limiter per family, with no burst: calls are spaced evenly at the family's rate, so
-/// no one-second window ever holds more than the limit (a full burst followed by a full second
-/// of refill would hold twice the limit, which is how a well-meaning client earns 429s).
+/// Calls a family may make back to back. A writeback's status, verdict and note calls are one
+/// family: letting them go at once keeps a webhook's answer from waiting on its own spacing.
+fn burst(family: EndpointFamily) -> u32 {
+    match family {
+        EndpointFamily::ThreatActions => 4,
+        _ => 1,
+    }
+}
+
+/// One GCRA limiter per family, spaced evenly at the family's rate with at most [`burst`] calls
+/// at once, so no one-second window ever holds more than the limit (a full burst followed by a
+/// full second of refill would hold twice the limit, which is how a well-meaning client earns
+/// 429s).
 pub(crate) struct Limiters {
     limiters: Vec<(EndpointFamily, DefaultDirectRateLimiter)>,
 }
@@ -90,11 +100,13 @@ impl Limiters {
         let limiters = FAMILIES
             .iter()
             .map(|&f| {
-                let rate = NonZeroU32::new(limits.per_second(f).max(1)).expect("max(1) is non-zero");
-                (
-                    f,
-                    RateLimiter::direct(Quota::per_second(rate).allow_burst(NonZeroU32::MIN)),
-                )
+                let limit = limits.per_second(f).max(1);
+                let burst = burst(f).min(limit);
+                // A burst of b then the steady rate r puts b - 1 + r calls in a second: lowering
+                // the rate by the burst keeps every one-second window within the limit.
+                let rate = NonZeroU32::new((limit - (burst - 1)).max(1)).expect("max(1) is non-zero");
+                let burst = NonZeroU32::new(burst).expect("at least 1");
+                (f, RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)))
             })
             .collect();
         Self { limiters }
