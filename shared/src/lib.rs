@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod domain;
+pub mod lambda;
 pub mod platform;
 pub mod s1;
 pub mod secret;

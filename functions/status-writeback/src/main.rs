@@ -3,36 +3,24 @@
 
 mod handler;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use lambda_http::{Request, service_fn};
-use s1_shared::config::Settings;
-use s1_shared::s1::ClientOptions;
-use s1_shared::secrets::SecretsManagerTokenProvider;
-use s1_shared::store::{DynamoTable, Store};
+use s1_shared::lambda::LambdaPorts;
 use s1_shared::usecase::writeback::WritebackDeps;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
-    let settings = Settings::from_env()?;
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    // Short HTTP bounds: the platform wants an answer within 5 s; what does not fit is retried
+    // by the scheduled poll run.
+    let ports = LambdaPorts::from_env(Duration::from_secs(1), Duration::from_secs(3)).await?;
     let deps = WritebackDeps {
-        store: Store::new(Arc::new(DynamoTable::new(
-            aws_sdk_dynamodb::Client::new(&aws),
-            settings.table_name.clone(),
-        ))),
-        tokens: Arc::new(SecretsManagerTokenProvider::new(
-            aws_sdk_secretsmanager::Client::new(&aws),
-            settings.secret_cache_ttl,
-        )),
-        http: reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(1))
-            .timeout(Duration::from_secs(3))
-            .build()?,
+        store: ports.store,
+        tokens: ports.tokens,
+        http: ports.http,
         inline_options: WritebackDeps::inline_client_options(),
-        retry_options: ClientOptions::default(),
+        retry_options: ports.client_options,
     };
     lambda_http::run(service_fn(|req: Request| handler::handle(&deps, req))).await
 }

@@ -1,43 +1,24 @@
 //! Lambda `sync-assets`: daily, S1 accounts, sites and agents -> platform customers, sites and
 //! assets.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
-use s1_shared::config::Settings;
-use s1_shared::platform::Adapters;
-use s1_shared::s1::ClientOptions;
-use s1_shared::secrets::SecretsManagerTokenProvider;
-use s1_shared::store::{DynamoTable, Store};
+use s1_shared::lambda::LambdaPorts;
 use s1_shared::usecase::sync_assets::{AssetDeps, sync_all};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let settings = Settings::from_env()?;
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let store = Store::new(Arc::new(DynamoTable::new(
-        aws_sdk_dynamodb::Client::new(&aws),
-        settings.table_name.clone(),
-    )));
-    let tokens = Arc::new(SecretsManagerTokenProvider::new(
-        aws_sdk_secretsmanager::Client::new(&aws),
-        settings.secret_cache_ttl,
-    ));
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(30))
-        .build()?;
-    let options = ClientOptions::default();
+    let ports = LambdaPorts::from_env(Duration::from_secs(5), Duration::from_secs(30)).await?;
     let deps = AssetDeps {
         progress: None,
-        store,
-        tokens: tokens.clone(),
-        platforms: Arc::new(Adapters::new(http.clone(), tokens, options.retry.clone())),
-        http,
-        client_options: options,
+        platforms: ports.platforms(),
+        store: ports.store,
+        tokens: ports.tokens,
+        http: ports.http,
+        client_options: ports.client_options,
         owner: String::new(),
     };
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| handle(&deps, event))).await

@@ -1,0 +1,66 @@
+//! The composition root the four Lambdas share: what each builds once per cold start and
+//! borrows in every invocation (settings, the state table, Secrets Manager, an HTTP client).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Settings;
+use crate::platform::{Adapters, PlatformResolver};
+use crate::s1::ClientOptions;
+use crate::secrets::SecretsManagerTokenProvider;
+use crate::store::{DynamoTable, Store};
+
+/// The ports of a Lambda, from its environment and AWS's default credential chain.
+pub struct LambdaPorts {
+    pub settings: Settings,
+    pub store: Store,
+    pub secrets: aws_sdk_secretsmanager::Client,
+    pub tokens: Arc<SecretsManagerTokenProvider>,
+    pub http: reqwest::Client,
+    pub client_options: ClientOptions,
+}
+
+impl LambdaPorts {
+    /// Builds the ports; `connect` and `total` bound every outbound HTTP call (S1 and the
+    /// platform), so an invocation always ends inside its own timeout.
+    ///
+    /// # Errors
+    /// A missing or malformed setting (named), or an HTTP client that cannot be built.
+    pub async fn from_env(
+        connect: Duration,
+        total: Duration,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let settings = Settings::from_env()?;
+        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let store = Store::new(Arc::new(DynamoTable::new(
+            aws_sdk_dynamodb::Client::new(&aws),
+            settings.table_name.clone(),
+        )));
+        let secrets = aws_sdk_secretsmanager::Client::new(&aws);
+        let tokens = Arc::new(SecretsManagerTokenProvider::new(
+            secrets.clone(),
+            settings.secret_cache_ttl,
+        ));
+        let http = reqwest::Client::builder()
+            .connect_timeout(connect)
+            .timeout(total)
+            .build()?;
+        Ok(Self {
+            settings,
+            store,
+            secrets,
+            tokens,
+            http,
+            client_options: ClientOptions::default(),
+        })
+    }
+
+    /// The platform adapters, reading their secrets through the same token provider.
+    pub fn platforms(&self) -> Arc<dyn PlatformResolver> {
+        Arc::new(Adapters::new(
+            self.http.clone(),
+            self.tokens.clone(),
+            self.client_options.retry.clone(),
+        ))
+    }
+}
