@@ -6,11 +6,12 @@
 #   poll-threats   a schedule event        -> polls the simulator, publishes to the receiver
 #   sync-assets    a schedule event        -> creates customers, sites and assets
 #   token-expiry   a schedule event        -> reports the token's days left
-#   status-writeback Function URL requests -> 404 for an unknown tenant, 401 unsigned
+#   status-writeback Function URL requests -> 404 for an unknown tenant, 401 unsigned, and a
+#                    signed status change applied to the simulator's threats (202)
 # Sourced by scripts/test.sh after emulators_start (it needs DynamoDB Local and moto up).
 
 lambda_check() {
-  local venv="$TOOLS/venv-lambda" work sim_port hook_port table secret_name hook_secret
+  local venv="$TOOLS/venv-lambda" work sim_port hook_port table secret_name hook_secret inbound_secret
   local out_dir="${CARGO_TARGET_DIR:-target}"
   if [ ! -x "$venv/bin/cargo-lambda" ]; then
     echo "installing cargo-lambda==1.9.2 (brings zig)"
@@ -22,6 +23,7 @@ lambda_check() {
   work=$(mktemp -d)
   sim_port=$(free_port); hook_port=$(free_port)
   hook_secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"   # test-only: opens the local receiver
+  inbound_secret="whsec_dGhpcy1pcy1hLXRlc3Qtb25seS1pbmJvdW5kLWtleQ=="   # test-only: signs our webhooks
   "$out_dir"/debug/s1-bridge-sim --listen "127.0.0.1:$sim_port" --threats 50 --agents 20 --cloud-alerts 0 --token-days 5 \
     --receiver "127.0.0.1:$hook_port" --receiver-secret "$hook_secret" > "$work/sim.log" 2>&1 &
   local sim_pid=$!
@@ -31,18 +33,20 @@ lambda_check() {
   # A tenant whose token and webhook secret live in Secrets Manager (moto), on a fresh table.
   table="lambda-check-$RANDOM$RANDOM"
   secret_name="s1-bridge/lambda-check/$RANDOM$RANDOM"
-  "$TOOLS/venv/bin/python" - "$secret_name" "$hook_secret" <<'PY'
+  "$TOOLS/venv/bin/python" - "$secret_name" "$hook_secret" "$inbound_secret" <<'PY'
 import os, sys, boto3
 sm = boto3.client("secretsmanager", endpoint_url=os.environ["AWS_ENDPOINT_URL_SECRETS_MANAGER"])
 sm.create_secret(Name=sys.argv[1] + "/s1", SecretString="sim-tenant-token")
 sm.create_secret(Name=sys.argv[1] + "/hook", SecretString=sys.argv[2])
+sm.create_secret(Name=sys.argv[1] + "/inbound", SecretString=sys.argv[3])
 PY
   cat > "$work/tenant.json" <<JSON
 { "id": "lambda", "enabled": true, "console_url": "http://127.0.0.1:$sim_port",
   "token": { "kind": "secrets_manager", "secret_id": "$secret_name/s1" },
   "platform": { "kind": "generic", "settings": {
       "url": "http://127.0.0.1:$hook_port/hooks/s1",
-      "secret": { "kind": "secrets_manager", "secret_id": "$secret_name/hook" } } } }
+      "secret": { "kind": "secrets_manager", "secret_id": "$secret_name/hook" },
+      "inbound_secrets": [ { "kind": "secrets_manager", "secret_id": "$secret_name/inbound" } ] } } }
 JSON
   "$out_dir"/debug/s1-bridge init --store "dynamodb:$table" || return 1
   "$out_dir"/debug/s1-bridge tenant add --file "$work/tenant.json" --allow-host 127.0.0.1 --store "dynamodb:$table" || return 1
@@ -89,6 +93,38 @@ JSON
   check "status-writeback bootstrap answers 404 for an unknown tenant" "$r" "r['statusCode'] == 404" || return 1
   r=$(invoke status-writeback "$work/url-unsigned.json")
   check "status-writeback bootstrap refuses an unsigned webhook with 401" "$r" "r['statusCode'] == 401" || return 1
+  # A signed status change for a story the poll stored: applied to S1 by the bootstrap.
+  local threat
+  threat=$("$TOOLS/venv/bin/python" - "$table" "$inbound_secret" "$work/url-signed.json" <<'PY'
+import base64, hashlib, hmac, json, os, sys, time, boto3
+table, secret, out = sys.argv[1:4]
+ddb = boto3.client("dynamodb", endpoint_url=os.environ["AWS_ENDPOINT_URL_DYNAMODB"])
+items = ddb.query(TableName=table, KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
+                  ExpressionAttributeValues={":p": {"S": "TENANT#lambda"}, ":s": {"S": "STORY#"}})["Items"]
+# A story with a threat not yet resolved, so the check below cannot pass by itself.
+story, threat = next((st, tid) for st in (json.loads(i["data"]["S"]) for i in items)
+                     for tid, m in sorted(st["members"].items()) if m.get("status") != "resolved")
+body = json.dumps({"type": "alert.status_changed", "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                   "data": {"alert_key": "s1:127.0.0.1:" + story["id"], "status": "closed",
+                            "close_reason": "false positive", "actor": {"name": "Lambda check"}}})
+wid, ts = "msg_lambda_check_1", str(int(time.time()))
+key = base64.b64decode(secret.removeprefix("whsec_"))
+sig = "v1," + base64.b64encode(hmac.new(key, f"{wid}.{ts}.{body}".encode(), hashlib.sha256).digest()).decode()
+headers = {"content-type": "application/json", "webhook-id": wid, "webhook-timestamp": ts, "webhook-signature": sig}
+http = {"method": "POST", "path": "/generic/lambda", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "test"}
+event = {"version": "2.0", "routeKey": "$default", "rawPath": "/generic/lambda", "rawQueryString": "", "headers": headers,
+         "requestContext": {"http": http, "domainName": "x.lambda-url.us-east-1.on.aws", "requestId": "r2",
+                            "routeKey": "$default", "stage": "$default", "time": "27/Nov/2026:00:00:00 +0000",
+                            "timeEpoch": 0, "accountId": "anonymous", "apiId": "x"},
+         "body": body, "isBase64Encoded": False}
+json.dump(event, open(out, "w"))
+print(threat)
+PY
+) || return 1
+  r=$(invoke status-writeback "$work/url-signed.json")
+  check "status-writeback bootstrap applies a signed status change (202)" "$r" "r['statusCode'] == 202 and json.loads(r['body'])['writeback'] == 'applied'" || return 1
+  r=$(curl -s "http://127.0.0.1:$sim_port/_sim/threats/$threat")
+  check "the change reached S1 (threat $threat resolved, false positive)" "$r" "r['threatInfo']['incidentStatus'] == 'resolved' and r['threatInfo']['analystVerdict'] == 'false_positive'" || return 1
   local stats
   stats=$(curl -s "http://127.0.0.1:$hook_port/hooks/stats")
   check "the receiver verified every signature" "$stats" "r['refused_signatures'] == 0 and r['unique'] >= 50" || return 1
