@@ -389,3 +389,34 @@ async fn the_loop_closes_an_alert_we_triggered_is_acknowledged_and_resolved_in_p
     h.poll().await;
     assert_eq!(pd.events().len(), sent, "nothing echoes back");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_are_sized_to_what_pagerduty_takes_in_a_minute() {
+    // At PagerDuty's 120 a minute, a 1,000-threat page would take over 8 minutes to publish: longer
+    // than the poller's Lambda may run, so it would be cut off and repeated forever.
+    let pd = FakePagerDuty::start(ROUTING_KEY, 100_000).await.unwrap();
+    let h = harness(30, &pd).await;
+    let mut t = h.store.get_tenant("acme").await.unwrap().unwrap();
+    t.platform.settings["events_per_minute"] = json!(900);
+    h.store.put_tenant(&t).await.unwrap();
+    h.sim.control().clear_requests().await.unwrap();
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.error.as_deref(), r.published), (None, 30), "{r:?}");
+    let lists: Vec<_> = h
+        .sim
+        .control()
+        .requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|q| q.path == "/threats" && q.method == "GET")
+        .collect();
+    assert!(!lists.is_empty());
+    for q in lists {
+        assert!(
+            q.query.contains(&("limit".to_owned(), "900".to_owned())),
+            "one minute of events at 15 a second: {:?}",
+            q.query
+        );
+    }
+}

@@ -249,6 +249,11 @@ pub trait Platform: Send + Sync {
     fn keeps_assets(&self) -> bool {
         true
     }
+    /// The most events a second the adapter sends (it paces itself under the platform's limit);
+    /// `None` when it is not paced. The poller sizes its pages by it.
+    fn max_events_per_second(&self) -> Option<f64> {
+        None
+    }
 }
 
 /// Sends a request built afresh per attempt, retrying 429 (honouring `Retry-After`), 5xx and

@@ -36,6 +36,7 @@ pub struct PagerDutyEvents {
     retry: RetryPolicy,
     /// Spaces events evenly under the per-key limit, so a backlog never meets a 429.
     limiter: DefaultDirectRateLimiter,
+    per_minute: u32,
 }
 
 impl std::fmt::Debug for PagerDutyEvents {
@@ -86,6 +87,7 @@ impl PagerDutyEvents {
             routing_key,
             retry,
             limiter: RateLimiter::direct(quota),
+            per_minute: per_minute.get(),
         })
     }
 
@@ -241,5 +243,9 @@ impl Platform for PagerDutyEvents {
 
     fn keeps_assets(&self) -> bool {
         false
+    }
+
+    fn max_events_per_second(&self) -> Option<f64> {
+        Some(f64::from(self.per_minute) / 60.0)
     }
 }

@@ -27,6 +27,22 @@ use crate::telemetry::{Metric, NAMESPACE, emf_line};
 
 /// Name of the threats checkpoint.
 pub const CHECKPOINT: &str = "threats";
+/// For a platform that takes events at a limited pace (PagerDuty: 2 a second), a page is sized
+/// to publish in about this long, and paging stops this much earlier than for a fast platform,
+/// so no page outlives the invocation (which would repeat it forever).
+pub const PACED_PAGE: Duration = Duration::from_secs(60);
+
+/// The page size and the extra deadline margin for a platform's pace.
+pub fn paced_page(platform: &dyn Platform) -> (u32, Duration) {
+    match platform.max_events_per_second() {
+        Some(rate) if rate > 0.0 => (
+            ((rate * PACED_PAGE.as_secs_f64()) as u32).clamp(10, crate::s1::MAX_PAGE_LIMIT),
+            PACED_PAGE,
+        ),
+        _ => (crate::s1::MAX_PAGE_LIMIT, Duration::ZERO),
+    }
+}
+
 /// Name of the lease a poll run holds per tenant.
 pub const LEASE_JOB: &str = "poll";
 /// Paging stops when less than this (or a quarter of the run's time, if smaller) is left before
@@ -386,10 +402,12 @@ async fn poll_threats(
     deadline: Instant,
     report: &mut TenantReport,
 ) -> Result<(), Stop> {
+    let (limit, pace_margin) = paced_page(platform);
     let query = ThreatQuery {
         updated_at_gte: None,
         account_ids: tenant.account_ids.clone(),
         site_ids: tenant.site_ids.clone(),
+        limit,
         ..ThreatQuery::default()
     };
     let to_candidates = |page: Vec<Threat>| page.iter().map(|t| Candidate::from_threat(t, tenant)).collect();
@@ -398,6 +416,7 @@ async fn poll_threats(
         tenant,
         platform,
         deadline,
+        pace_margin,
     };
     let result = drain(
         &ctx,
@@ -417,6 +436,7 @@ async fn poll_threats(
         let alerts = CloudAlertQuery {
             account_ids: tenant.account_ids.clone(),
             site_ids: tenant.site_ids.clone(),
+            limit,
             ..CloudAlertQuery::default()
         };
         let to_candidates =
@@ -447,6 +467,8 @@ struct Ctx<'a> {
     tenant: &'a TenantConfig,
     platform: &'a dyn Platform,
     deadline: Instant,
+    /// Extra time kept back for a page of a paced platform.
+    pace_margin: Duration,
 }
 
 /// Pages through one source from its checkpoint, processing and checkpointing page by page.
@@ -467,9 +489,10 @@ where
         tenant,
         platform,
         deadline,
+        pace_margin,
     } = *ctx;
     // A short-lived invocation still gets most of its time: the margin is at most a quarter.
-    let margin = DEADLINE_MARGIN.min(deadline.saturating_duration_since(Instant::now()) / 4);
+    let margin = DEADLINE_MARGIN.min(deadline.saturating_duration_since(Instant::now()) / 4) + pace_margin;
     let store = &deps.store;
     let mut checkpoint = store
         .get_checkpoint(&tenant.id, checkpoint_name)
