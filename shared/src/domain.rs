@@ -98,6 +98,7 @@ pub enum Severity {
 }
 
 impl Severity {
+    /// The lowercase name platforms see (`critical`, `high`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Critical => "critical",

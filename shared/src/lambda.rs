@@ -12,11 +12,17 @@ use crate::store::{DynamoTable, Store};
 
 /// The ports of a Lambda, from its environment and AWS's default credential chain.
 pub struct LambdaPorts {
+    /// The function's environment settings.
     pub settings: Settings,
+    /// The state table (`TABLE_NAME`).
     pub store: Store,
+    /// Secrets Manager, for the rotation steps.
     pub secrets: aws_sdk_secretsmanager::Client,
+    /// Tenants' S1 tokens and platform secrets, cached for `SECRET_CACHE_SECONDS`.
     pub tokens: Arc<SecretsManagerTokenProvider>,
+    /// The one HTTP client (S1 and platforms), bounded by the timeouts given.
     pub http: reqwest::Client,
+    /// Retry and rate-limit policy for S1 calls.
     pub client_options: ClientOptions,
 }
 

@@ -121,6 +121,7 @@ impl SecretsManagerTokenProvider {
     /// Default cache lifetime: short enough that a rotated token is picked up within minutes.
     pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 
+    /// A provider reading through `client`, caching each secret for `ttl`.
     pub fn new(client: Client, ttl: Duration) -> Self {
         Self {
             client,

@@ -24,6 +24,7 @@ pub enum PlatformState {
 }
 
 impl PlatformState {
+    /// The state's name as the mapping table spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             PlatformState::New => "new",

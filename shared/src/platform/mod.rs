@@ -45,6 +45,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// The event type on the wire (`threat.created`, `threat.updated`).
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::Created => "threat.created",
@@ -316,6 +317,10 @@ where
 /// Builds the platform adapter of a tenant.
 #[async_trait]
 pub trait PlatformResolver: Send + Sync {
+    /// The adapter for `tenant`'s platform, with its secrets read.
+    ///
+    /// # Errors
+    /// [`PlatformError::Config`] naming the tenant and what is wrong with its settings.
     async fn resolve(&self, tenant: &TenantConfig) -> Result<Arc<dyn Platform>, PlatformError>;
 }
 
@@ -353,6 +358,7 @@ pub struct Adapters {
 }
 
 impl Adapters {
+    /// Adapters sending with `http`, reading secrets through `secrets`, retrying per `retry`.
     pub fn new(http: reqwest::Client, secrets: Arc<dyn TokenProvider>, retry: crate::s1::RetryPolicy) -> Self {
         Self { http, secrets, retry }
     }

@@ -84,6 +84,7 @@ pub struct RequestRecord {
 
 /// Receives a [`RequestRecord`] for every attempt the client makes.
 pub trait RequestObserver: Send + Sync {
+    /// Called once per attempt, after its answer (or failure) is known.
     fn record(&self, record: &RequestRecord);
 }
 

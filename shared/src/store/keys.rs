@@ -13,33 +13,45 @@ pub const TOKEN: &str = "TOKEN";
 /// Index key under which every tenant configuration is listed.
 pub const TENANTS_INDEX: &str = "TENANTS";
 
+/// Sort key of a named checkpoint (`threats`, `alerts`).
 pub fn checkpoint(name: &str) -> String {
     format!("CURSOR#{name}")
 }
+/// Sort-key prefix of per-threat items.
 pub const THREAT_PREFIX: &str = "THREAT#";
+/// Sort key of one threat's item.
 pub fn threat(id: &str) -> String {
     format!("{THREAT_PREFIX}{id}")
 }
+/// Sort-key prefix of stories.
 pub const STORY_PREFIX: &str = "STORY#";
+/// Sort key of a story: its grouping key when current, its id once archived.
 pub fn story(key: &str) -> String {
     format!("{STORY_PREFIX}{key}")
 }
+/// Sort key of a job's lease.
 pub fn lease(job: &str) -> String {
     format!("LEASE#{job}")
 }
+/// Sort-key prefix of pending writebacks.
 pub const PENDING_PREFIX: &str = "PENDING#";
+/// Sort key of one pending writeback.
 pub fn pending(id: &str) -> String {
     format!("{PENDING_PREFIX}{id}")
 }
+/// Sort-key prefix of dead letters.
 pub const DEAD_PREFIX: &str = "DEAD#";
+/// Sort key of one dead letter.
 pub fn dead(id: &str) -> String {
     format!("{DEAD_PREFIX}{id}")
 }
+/// Sort-key prefix of the outbound request log.
 pub const OUTBOUND_PREFIX: &str = "OUT#";
 /// Outbound requests sort by time, so the newest are at the end of the partition.
 pub fn outbound(at_micros: i128, id: &str) -> String {
     format!("{OUTBOUND_PREFIX}{at_micros:020}#{id}")
 }
+/// Sort key of an alert's last applied status change (for "only if newer").
 pub fn order(alert_key: &str) -> String {
     format!("ORDER#{alert_key}")
 }
@@ -47,6 +59,7 @@ pub fn order(alert_key: &str) -> String {
 pub fn event(id: &str) -> String {
     format!("EVENT#{id}")
 }
+/// Sort key of a replay marker.
 pub const EVENT_SK: &str = "EVENT";
 /// Index key of a platform alert, pointing at its story.
 pub fn platform_alert(platform: &str, reference: &str) -> String {

@@ -46,9 +46,11 @@ pub mod schema {
     pub const ORDER: &str = "ord";
     /// DynamoDB's limits on batch calls.
     pub const BATCH_GET_MAX: usize = 100;
+    /// Items per `BatchWriteItem`.
     pub const BATCH_WRITE_MAX: usize = 25;
     /// DynamoDB's limits on one `TransactWriteItems` call.
     pub const TRANSACT_MAX: usize = 100;
+    /// Bytes per `TransactWriteItems` call.
     pub const TRANSACT_MAX_BYTES: usize = 4 * 1024 * 1024;
 }
 

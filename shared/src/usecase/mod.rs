@@ -12,7 +12,9 @@ use std::sync::Arc;
 /// (when it sent a count).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tick {
+    /// S1 objects handled so far in this run.
     pub done: u64,
+    /// What S1 says the run will see in all, when it sent a count.
     pub expected: Option<u64>,
 }
 

@@ -232,6 +232,7 @@ pub struct AssetReport {
 }
 
 impl AssetReport {
+    /// The CloudWatch EMF line of this report.
     pub fn emf(&self, now: OffsetDateTime) -> String {
         let m = |name, v: u64| Metric {
             name,
