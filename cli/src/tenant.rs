@@ -225,14 +225,43 @@ async fn test_tenant(t: &TenantConfig, allowed: &[String]) -> Vec<Value> {
             .map(|i| format!("console version {}", i.version.unwrap_or_default()))
             .map_err(e2s),
     ));
+    let user = client.user().await;
     out.push(check(
         "token scope",
-        client
-            .user()
-            .await
-            .map(|u| format!("{} scope", u.scope.unwrap_or_default()))
-            .map_err(e2s),
+        user.as_ref()
+            .map(|u| format!("{} scope", u.scope.clone().unwrap_or_default()))
+            .map_err(|e| e.to_string()),
     ));
+    if let Ok(u) = &user {
+        let roles: std::collections::BTreeSet<&str> = u
+            .scope_roles
+            .iter()
+            .chain(&u.site_roles)
+            .filter_map(|r| r.role_name.as_deref())
+            .collect();
+        let listed = roles.iter().copied().collect::<Vec<_>>().join(", ");
+        out.push(check(
+            "status-writeback can write",
+            if !roles.is_empty() && roles.iter().all(|r| r.eq_ignore_ascii_case("viewer")) {
+                Err(format!(
+                    "the token's user has only the {listed} role: S1 will refuse status, verdict and notes (they would end in the dead letters)"
+                ))
+            } else if roles.is_empty() {
+                Ok(format!("{} scope", u.scope.clone().unwrap_or_default()))
+            } else {
+                Ok(format!("role(s) {listed}"))
+            },
+        ));
+        out.push(check(
+            "token rotation",
+            Ok(if u.can_generate_api_token == Some(true) {
+                "S1 lets this user generate API tokens: the rotation function can rotate it".to_owned()
+            } else {
+                "this user cannot generate API tokens (a service user?): replace the token by hand before it expires"
+                    .to_owned()
+            }),
+        ));
+    }
     out.push(check(
         "token expiry",
         match client.api_token_details(&token).await {

@@ -217,11 +217,46 @@ async fn a_tenant_is_added_tested_polled_and_disabled_from_the_command_line() {
         "token expiry",
         "poll-threats can read",
         "sync-assets can read",
+        "status-writeback can write",
+        "token rotation",
         "platform reachable",
     ] {
         assert!(out.lines().any(|l| l.starts_with("ok") && l.contains(c)), "{c}: {out}");
     }
     assert_eq!(receiver.events()[0]["type"], "bridge.test");
+    // A viewer's token reads everything but cannot write back: the test says so up front.
+    sim.control()
+        .add_token(&s1_bridge_sim::TokenSpec {
+            scope: s1_bridge_sim::TokenScope::Accounts(vec!["1000000000000000001".into()]),
+            can_write: false,
+            ..s1_bridge_sim::TokenSpec::tenant("viewer-token", 90)
+        })
+        .await
+        .unwrap();
+    let (ok, out, _) = run(
+        &[
+            "tenant",
+            "test",
+            "--id",
+            "acme",
+            "--allow-host",
+            "127.0.0.1",
+            "--store",
+            &spec,
+        ],
+        "viewer-token",
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("FAIL") && l.contains("status-writeback can write") && l.contains("Viewer")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("ok") && l.contains("poll-threats can read")),
+        "{out}"
+    );
     let (ok, out, _) = run(
         &[
             "tenant",
