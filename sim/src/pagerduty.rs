@@ -160,6 +160,11 @@ fn validate(body: &Value, routing_key: &str) -> Vec<String> {
         if !matches!(s("/payload/severity"), Some("critical" | "error" | "warning" | "info")) {
             errors.push("'payload.severity' is invalid (must be one of: critical, error, warning, info).".to_owned());
         }
+        for field in ["timestamp", "component", "group", "class"] {
+            if body["payload"].get(field).is_some_and(|v| !v.is_string()) {
+                errors.push(format!("'payload.{field}' must be a string when given."));
+            }
+        }
         if let Some(d) = body.pointer("/payload/custom_details") {
             if !d.is_object() && !d.is_null() {
                 errors.push("'payload.custom_details' must be an object.".to_owned());

@@ -125,7 +125,7 @@ impl PagerDutyEvents {
         let source = t.asset.hostname.clone().unwrap_or_else(|| "SentinelOne".to_owned());
         let mut details = super::GenericWebhook::render(event)["data"].take();
         details["event"] = json!(event.kind.as_str());
-        json!({
+        let mut body = json!({
             "routing_key": self.routing_key.expose_secret().trim(),
             "event_action": "trigger",
             "dedup_key": event.story.alert_key,
@@ -142,7 +142,12 @@ impl PagerDutyEvents {
             "client": "SentinelOne",
             "client_url": t.console_url,
             "links": [{"href": t.console_url, "text": "Open the threat in SentinelOne"}],
-        })
+        });
+        // Optional fields S1 did not give are left out rather than sent as null.
+        if let Some(payload) = body["payload"].as_object_mut() {
+            payload.retain(|_, v| !v.is_null());
+        }
+        body
     }
 
     fn bare(&self, action: &str, dedup_key: &str) -> Value {
