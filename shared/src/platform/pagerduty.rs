@@ -69,7 +69,9 @@ impl PagerDutyEvents {
                 EVENTS_HOSTS[0], EVENTS_HOSTS[1]
             )));
         }
-        let key_len = routing_key.expose_secret().trim().chars().count();
+        // A key pasted with a trailing newline is the same key: trimmed once, here.
+        let routing_key = SecretString::from(routing_key.expose_secret().trim());
+        let key_len = routing_key.expose_secret().chars().count();
         if key_len != 32 {
             return Err(PlatformError::Config(format!(
                 "the PagerDuty routing key is {key_len} characters; an Events API v2 integration key has 32"
@@ -126,7 +128,7 @@ impl PagerDutyEvents {
         let mut details = super::GenericWebhook::render(event)["data"].take();
         details["event"] = json!(event.kind.as_str());
         let mut body = json!({
-            "routing_key": self.routing_key.expose_secret().trim(),
+            "routing_key": self.routing_key.expose_secret(),
             "event_action": "trigger",
             "dedup_key": event.story.alert_key,
             "payload": {
@@ -152,7 +154,7 @@ impl PagerDutyEvents {
 
     fn bare(&self, action: &str, dedup_key: &str) -> Value {
         json!({
-            "routing_key": self.routing_key.expose_secret().trim(),
+            "routing_key": self.routing_key.expose_secret(),
             "event_action": action,
             "dedup_key": dedup_key,
         })
@@ -194,7 +196,8 @@ impl Platform for PagerDutyEvents {
         let d = &notice.data;
         let tenant = d["tenant"].as_str().unwrap_or("?");
         let message = d["message"].as_str().map(str::to_owned);
-        let (key, severity, summary) = match notice.kind.as_str() {
+        // (dedup key, severity, summary, resolve at once)
+        let (key, severity, summary, then_resolve) = match notice.kind.as_str() {
             "token.expiring" | "token.unauthorized" => {
                 let days = d["days_left"].as_i64();
                 let severity = if notice.kind == "token.unauthorized" || days.is_some_and(|n| n <= 0) {
@@ -206,29 +209,20 @@ impl Platform for PagerDutyEvents {
                 };
                 let summary = message
                     .unwrap_or_else(|| format!("s1-bridge: the S1 API token of tenant {tenant} needs attention"));
-                (format!("s1-bridge:{tenant}:token"), severity, summary)
+                (format!("s1-bridge:{tenant}:token"), severity, summary, false)
             }
-            "bridge.test" => {
-                // A test must not page anyone: open at info severity and resolve at once.
-                let key = format!("s1-bridge:{tenant}:test:{}", notice.id);
-                let summary = message.unwrap_or_else(|| "s1-bridge configuration test".to_owned());
-                self.send(&json!({
-                    "routing_key": self.routing_key.expose_secret().trim(),
-                    "event_action": "trigger",
-                    "dedup_key": key,
-                    "payload": {"summary": summary, "source": "s1-bridge", "severity": "info"},
-                }))
-                .await?;
-                self.send(&self.bare("resolve", &key)).await?;
-                return Ok(PublishReceipt {
-                    platform_ref: Some(key),
-                });
-            }
+            // A test must not page anyone: open at info severity and resolve at once.
+            "bridge.test" => (
+                format!("s1-bridge:{tenant}:test:{}", notice.id),
+                "info",
+                message.unwrap_or_else(|| "s1-bridge configuration test".to_owned()),
+                true,
+            ),
             // Customers, sites and assets: PagerDuty has nowhere to keep them.
             _ => return Ok(PublishReceipt::default()),
         };
         self.send(&json!({
-            "routing_key": self.routing_key.expose_secret().trim(),
+            "routing_key": self.routing_key.expose_secret(),
             "event_action": "trigger",
             "dedup_key": key,
             "payload": {
@@ -241,6 +235,9 @@ impl Platform for PagerDutyEvents {
             },
         }))
         .await?;
+        if then_resolve {
+            self.send(&self.bare("resolve", &key)).await?;
+        }
         Ok(PublishReceipt {
             platform_ref: Some(key),
         })
