@@ -643,7 +643,7 @@ async fn apply(
         results.push(("/threats/notes", format!("affected={}", r.affected)));
         change.done.push("note".into());
     }
-    let outbound = outbound_records(recorder, &results, false);
+    let outbound = outbound_records(recorder, &results);
     pending.change = serde_json::to_value(&*change).unwrap_or_default();
     finish(deps, tenant, pending, change, &outbound, Some(story))
         .await
@@ -652,15 +652,10 @@ async fn apply(
 
 static OUT_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// The outbound-log records of the calls `recorder` saw; `take` empties it.
-fn outbound_records(recorder: &Recorder, results: &[(&str, String)], take: bool) -> Vec<OutboundRequest> {
-    let mut guard = recorder.records.lock().unwrap_or_else(|e| e.into_inner());
-    let records = if take {
-        std::mem::take(&mut *guard)
-    } else {
-        guard.clone()
-    };
-    drop(guard);
+/// The outbound-log records of the calls `recorder` saw, with their per-threat results.
+fn outbound_records(recorder: &Recorder, results: &[(&str, String)]) -> Vec<OutboundRequest> {
+    // Copied, not taken: when the applied change cannot be stored, the failure path logs them.
+    let records = recorder.records.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let now = OffsetDateTime::now_utc();
     records
         .into_iter()
@@ -687,7 +682,7 @@ fn outbound_records(recorder: &Recorder, results: &[(&str, String)], take: bool)
 }
 
 async fn record_outbound(deps: &WritebackDeps, tenant: &TenantConfig, recorder: &Recorder) {
-    let out = outbound_records(recorder, &[], true);
+    let out = outbound_records(recorder, &[]);
     if out.is_empty() {
         return;
     }
