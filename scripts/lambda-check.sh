@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The deployable artefacts, checked as Lambda runs them: `cargo lambda build --release` of the
-# four functions (x86_64 here; production is arm64 via SAM), then each bootstrap binary run
-# against cargo-lambda's Lambda runtime emulator (`cargo lambda watch --only-lambda-apis`) with
+# The four function binaries, checked as Lambda runs them: each built with the test build's own
+# profile (so the test run's compiled dependencies are reused; the release/arm64 build is
+# `scripts/sam.sh build`), then run as the function's bootstrap against cargo-lambda's Lambda
+# runtime emulator (`cargo lambda watch --only-lambda-apis`) with
 # its AWS endpoints on the local emulators, and invoked with a real event:
 #   poll-threats   a schedule event        -> polls the simulator, publishes to the receiver
 #   sync-assets    a schedule event        -> creates customers, sites and assets
@@ -18,8 +19,9 @@ lambda_check() {
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check 'cargo-lambda==1.9.2'
   fi
-  PATH="$venv/bin:$PATH" cargo lambda build --release -p poll-threats -p status-writeback -p sync-assets -p token-expiry
-  cargo build -q -p s1-bridge -p s1-bridge-sim
+  # One build of every binary in the workspace, with the same package set and profile as
+  # `cargo test --workspace`, so nothing already compiled for the tests is compiled again.
+  cargo build -q --locked --workspace --bins || return 1
   work=$(mktemp -d)
   sim_port=$(free_port); hook_port=$(free_port)
   hook_secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"   # test-only: opens the local receiver
@@ -60,7 +62,7 @@ JSON
     # The emulator answers only its Lambda API paths: wait for the port itself.
     for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
     AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$port/.rt" AWS_LAMBDA_FUNCTION_NAME=_ AWS_LAMBDA_FUNCTION_VERSION=1 \
-      AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256 TABLE_NAME="$table" "$out_dir"/lambda/"$fn"/bootstrap > "$log" 2>&1 &
+      AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256 TABLE_NAME="$table" "$out_dir"/debug/"$fn" > "$log" 2>&1 &
     boot_pid=$!
     out=$(curl -s --max-time 120 -X POST "http://127.0.0.1:$port/2015-03-31/functions/_/invocations" -H 'content-type: application/json' --data-binary @"$event")
     kill "$boot_pid" "$rt_pid" 2>/dev/null; wait "$boot_pid" "$rt_pid" 2>/dev/null

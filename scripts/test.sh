@@ -2,21 +2,13 @@
 # The one command that runs every test of s1-bridge, on a fresh machine or a warm one.
 # It installs what the tests need (DynamoDB Local, moto and cfn-lint, SAM CLI, cargo-lambda), checks
 # formatting, lints and the SAM template, starts the emulators on free loopback ports, runs
-# every test, builds the Lambda bootstraps and runs each under a Lambda runtime emulator, stops
+# every test, builds the four function binaries and runs each under a Lambda runtime emulator, stops
 # what it started, and exits
 # non-zero on any failure. Nothing is skipped for a missing tool: it is installed or the run fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$(pwd)
 
 step() { printf '\n==> %s\n' "$*"; }
-
-# The vendor's swagger export and the recorded fixtures live in the project's shared/ folder,
-# beside the repository checkout.
-if [ ! -f "$ROOT/../shared/s1-openapi/swagger_2_1.json" ]; then
-  echo "error: the project's shared/ folder is missing at $ROOT/../shared (tests need its fixtures and swagger export)" >&2
-  exit 1
-fi
 
 step "toolchain"
 command -v cargo >/dev/null || { echo "error: cargo not found; install Rust (rustup) first" >&2; exit 1; }
@@ -53,7 +45,7 @@ cargo test --workspace --all-targets --locked 2>&1 | tee -a "$LOG"
 cargo test --workspace --doc --locked 2>&1 | tee -a "$LOG"
 
 step "lambda"
-# The four bootstraps built as Lambda builds them, each run under a Lambda runtime emulator.
+# The four function binaries (the test build's profile), each run under a Lambda runtime emulator.
 # shellcheck source=scripts/lambda-check.sh
 source scripts/lambda-check.sh
 lambda_check

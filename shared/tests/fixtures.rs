@@ -1,4 +1,4 @@
-//! Every recorded and synthetic S1 response in ../shared/fixtures/s1 decodes into our wire types,
+//! Every recorded and synthetic S1 response in tests/fixtures/s1 decodes into our wire types,
 //! and the values a user relies on come out right.
 
 use std::path::{Path, PathBuf};
@@ -8,11 +8,10 @@ use s1_shared::s1::dto::*;
 use serde::de::DeserializeOwned;
 
 fn fixtures_dir() -> PathBuf {
-    // The repository's checkout sits beside the project's read-only `shared/` folder.
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/s1");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/s1");
     assert!(
         dir.is_dir(),
-        "fixtures not found at {} (the project's shared/ folder must sit beside the repository)",
+        "fixtures not found at {} (vendored in tests/fixtures/s1)",
         dir.display()
     );
     dir

@@ -1,5 +1,5 @@
 //! Standard Webhooks signing against the published test vector in
-//! ../shared/fixtures/platforms/signing-vectors/standard-webhooks.json.
+//! tests/fixtures/platforms/signing-vectors/standard-webhooks.json.
 
 use s1_shared::platform::{SignatureError, WebhookSecret, sign, verify};
 use serde_json::Value;
@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 fn vectors() -> Vec<Value> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/platforms/signing-vectors/standard-webhooks.json");
+        .join("../tests/fixtures/platforms/signing-vectors/standard-webhooks.json");
     let doc: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     doc["vectors"].as_array().unwrap().clone()
 }

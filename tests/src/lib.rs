@@ -1,4 +1,4 @@
-//! Support for the cross-crate integration tests: paths to the project's shared material, a
+//! Support for the cross-crate integration tests: the vendored fixtures, a
 //! simulator-plus-client harness, and a Swagger 2.0 schema checker.
 
 pub mod poll;
@@ -13,16 +13,10 @@ use s1_bridge_sim::{DEFAULT_TOKEN, Sim, SimConfig};
 use s1_shared::ApiToken;
 use s1_shared::s1::{ClientOptions, RateLimits, RetryPolicy, S1Client};
 
-/// The project's read-only `shared/` folder (docs, fixtures, the vendor's swagger), which sits
-/// beside the repository checkout.
-pub fn project_shared_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared");
-    assert!(
-        dir.join("s1-openapi").is_dir(),
-        "the project's shared/ folder is missing at {}",
-        dir.display()
-    );
-    dir
+/// The vendored test material (`tests/fixtures`: the S1 and Halo API exports, recorded S1
+/// responses, real platform webhooks), each folder with its PROVENANCE.md.
+pub fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
 /// Client options for tests: S1's real rate limits, but short backoffs so retries are quick.

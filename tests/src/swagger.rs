@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use crate::project_shared_dir;
+use crate::fixtures_dir;
 
 const PREFIX: &str = "/web/api/v2.1";
 
@@ -23,7 +23,7 @@ pub struct Operation<'a> {
 
 impl Swagger {
     pub fn load() -> Self {
-        let path = project_shared_dir().join("s1-openapi/swagger_2_1.json");
+        let path = fixtures_dir().join("s1-openapi/swagger_2_1.json");
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
         Self {
             doc: serde_json::from_slice(&bytes).expect("swagger is JSON"),

@@ -305,8 +305,7 @@ async fn bad_settings_are_refused_with_what_is_wrong() {
 /// capture, re-aimed at `dedup_key` (PagerDuty reports it as `incident_key`).
 fn incident_event(event_type: &str, dedup_key: &str, n: u32) -> Vec<u8> {
     let raw = std::fs::read(
-        integration_tests::project_shared_dir()
-            .join("fixtures/platforms/pagerduty-v3/aldaviva-incident.acknowledged.json"),
+        integration_tests::fixtures_dir().join("platforms/pagerduty-v3/aldaviva-incident.acknowledged.json"),
     )
     .unwrap();
     let mut v: serde_json::Value = serde_json::from_slice(&raw).unwrap();

@@ -499,8 +499,8 @@ async fn a_run_near_its_deadline_stops_and_the_next_one_continues() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_recorded_four_threats_on_one_agent_form_three_stories() {
-    // Serve the real recorded response (../shared/fixtures/s1) as a console would.
-    let path = integration_tests::project_shared_dir().join("fixtures/s1/threats_list_v21_same_agent.json");
+    // Serve the real recorded response (tests/fixtures/s1) as a console would.
+    let path = integration_tests::fixtures_dir().join("s1/threats_list_v21_same_agent.json");
     let body = std::fs::read(&path).unwrap();
     let app = axum::Router::new().route(
         "/web/api/v2.1/threats",

@@ -254,7 +254,7 @@ async fn a_site_scoped_token_derives_customers_from_sites_and_settings_shape_the
 
 #[test]
 fn the_recorded_agent_maps_right() {
-    let path = integration_tests::project_shared_dir().join("fixtures/s1/agents_list_data_array.json");
+    let path = integration_tests::fixtures_dir().join("s1/agents_list_data_array.json");
     let agents: Vec<Agent> = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     let a = &agents[0];
     let settings = AssetSettings::default();

@@ -434,7 +434,7 @@ async fn a_bearer_token_endpoint_is_the_weaker_alternative() {
     assert_eq!(send("0123456789abcdef0123456789abcdef").await, 202);
 }
 
-/// The real PagerDuty v3 bodies and signatures in ../shared/fixtures/platforms/pagerduty-v3.
+/// The real PagerDuty v3 bodies and signatures in tests/fixtures/platforms/pagerduty-v3.
 mod pagerduty {
     use super::*;
     use s1_shared::store::{MemberState, StoryRecord};
@@ -443,8 +443,8 @@ mod pagerduty {
 
     fn fixture(name: &str) -> Vec<u8> {
         std::fs::read(
-            integration_tests::project_shared_dir()
-                .join("fixtures/platforms/pagerduty-v3")
+            integration_tests::fixtures_dir()
+                .join("platforms/pagerduty-v3")
                 .join(name),
         )
         .unwrap()

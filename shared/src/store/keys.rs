@@ -1,4 +1,4 @@
-//! Key layout of the single table (DESIGN.md §5). Every tenant item lives in partition
+//! Key layout of the single table (docs/design.md, The state table). Every tenant item lives in partition
 //! `TENANT#<id>`, so one tenant's data can be listed, scanned or removed without touching
 //! another's.
 

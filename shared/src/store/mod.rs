@@ -1,4 +1,4 @@
-//! The state store: one single-table item model (DESIGN.md §5) behind the [`ItemTable`] port,
+//! The state store: one single-table item model (docs/design.md, The state table) behind the [`ItemTable`] port,
 //! with two implementations that pass one contract suite — [`DynamoTable`] (production) and
 //! [`EmbeddedTable`] (redb, for the one-machine runner and the demo) — and the typed [`Store`]
 //! facade the use cases call.

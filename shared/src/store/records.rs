@@ -60,7 +60,7 @@ pub struct TenantConfig {
     pub grouping: Grouping,
     #[serde(default)]
     pub poll_cloud_alerts: bool,
-    /// Per-tenant overrides of the default mappings (DESIGN.md §3).
+    /// Per-tenant overrides of the default mappings (docs/design.md, Mappings).
     #[serde(default)]
     pub mapping_overrides: serde_json::Value,
     /// Days before the token's expiry at which the platform is alerted, once each.

@@ -83,7 +83,7 @@ fn answer(status: u16, message: impl Into<String>) -> WebhookResponse {
     }
 }
 
-// ---- mapping (DESIGN.md §3) ----------------------------------------------------------------------
+// ---- mapping (docs/design.md, Mappings) ----------------------------------------------------------------------
 
 /// Platform state -> S1 incident status, and close reason -> analyst verdict, with a tenant's
 /// overrides applied over the defaults.
