@@ -367,15 +367,13 @@ async fn serve_runs_the_jobs_on_schedule_and_takes_webhooks() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // Both jobs start at once and race; wait for both (under load the asset sync can finish last).
+    let done = |events: &[serde_json::Value]| {
+        events.iter().filter(|e| e["type"] == "threat.created").count() >= 30
+            && events.iter().any(|e| e["type"] == "asset.upserted")
+    };
     let mut waited = 0;
-    while receiver
-        .events()
-        .iter()
-        .filter(|e| e["type"] == "threat.created")
-        .count()
-        < 30
-        && waited < 600
-    {
+    while !done(&receiver.events()) && waited < 600 {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         waited += 1;
     }
