@@ -14,6 +14,7 @@
 
 mod control;
 mod faults;
+mod halo;
 mod pagerduty;
 mod receiver;
 mod render;

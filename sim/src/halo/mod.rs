@@ -1,0 +1,5 @@
+//! A fake HaloPSA API.
+
+#![allow(dead_code)]
+
+mod spec;
