@@ -71,6 +71,9 @@ fn is_uuid(s: &str) -> bool {
     parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12]) && parts.iter().all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
+/// Path parameters: (the document's name, the value).
+type Params = Vec<(String, String)>;
+
 enum Segment {
     Literal(String),
     Param(String, ParamType),
@@ -173,7 +176,7 @@ impl Spec {
     /// The declared operation for `method` on `path` (the path after `/api`).
     pub(crate) fn route(&self, method: &str, path: &str) -> Result<Matched<'_>, String> {
         let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        let mut best: Option<(usize, &Route, Vec<(String, String)>)> = None;
+        let mut best: Option<(usize, &Route, Params)> = None;
         let mut bad_param = None;
         for route in self.routes.iter().filter(|r| r.segments.len() == parts.len()) {
             let mut literals = 0;
