@@ -36,7 +36,7 @@ use tokio::sync::oneshot;
 
 pub use control::{HaloControlError, HaloStatusRef, HaloWebhookAuth, HaloWebhookPayload};
 pub use entity::HaloEntity;
-pub use seed::{HALO_API_AGENT_ID, HALO_CLOSED_STATUS_ID, HALO_TECHNICIAN_ID, default_seed};
+pub use seed::{HALO_API_AGENT_ID, HALO_CLOSED_STATUS_ID, HALO_TECHNICIAN_ID};
 
 /// What `GET /api/AuthInfo` does.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,7 +48,7 @@ pub enum HaloAuthInfo {
 }
 
 /// How a fake Halo is set up.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HaloConfig {
     /// The API application's client id.
     pub client_id: String,
@@ -74,8 +74,43 @@ pub struct HaloConfig {
     pub api_agent_id: i64,
     /// Statuses that count as closed (tickets get `hasbeenclosed`, `open_only` hides them).
     pub closed_status_ids: Vec<i64>,
-    /// Records to start with, as JSON objects with their ids (see [`default_seed`]).
+    /// Records to start with, as JSON objects with their ids (see [`HaloConfig::default_seed`]).
     pub seed: Vec<(HaloEntity, Value)>,
+}
+
+impl HaloConfig {
+    /// The seed a default config starts with: statuses New=1, In Progress=2, Action Required=3,
+    /// Waiting on User=4, Updated=5, On Hold=8, Closed=9, Re-opened=10; ticket types Incident=1,
+    /// Service Request=3, Security Incident=21 (default priorities Medium, Low, High); priorities
+    /// (`priorityid`) Critical=1, High=2, Medium=3, Low=4 in SLA 1; outcomes Note=1, Private Note=2,
+    /// Email User=3, Resolved=4, True Positive=5, False Positive=6, Benign=7, Activity Blocked=8,
+    /// Attack Failed=9, Incident=10, Testing=11, Suppressed=12, IT Misconfiguration=13, Policy
+    /// Violation=14, PUP/PUA=15, Other=16; asset group Computers=1 with types Workstation=1 and
+    /// Server=2; team Security Operations=1; agents S1 Bridge API=1 (the API application's) and
+    /// Alex Technician=2; client Contoso Ltd=12 with site Contoso HQ=34 and user SentinelOne=1.
+    pub fn default_seed() -> Vec<(HaloEntity, Value)> {
+        seed::default_seed()
+    }
+}
+
+/// The client secret is left out.
+impl std::fmt::Debug for HaloConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HaloConfig")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("tenant", &self.tenant)
+            .field("granted_scopes", &self.granted_scopes)
+            .field("expires_in", &self.expires_in)
+            .field("auth_path", &self.auth_path)
+            .field("auth_info", &self.auth_info)
+            .field("rate_limit", &self.rate_limit)
+            .field("rate_window", &self.rate_window)
+            .field("api_agent_id", &self.api_agent_id)
+            .field("closed_status_ids", &self.closed_status_ids)
+            .field("seed", &self.seed.len())
+            .finish()
+    }
 }
 
 impl Default for HaloConfig {
@@ -92,7 +127,7 @@ impl Default for HaloConfig {
             rate_window: Duration::from_secs(300),
             api_agent_id: HALO_API_AGENT_ID,
             closed_status_ids: vec![HALO_CLOSED_STATUS_ID],
-            seed: default_seed(),
+            seed: seed::default_seed(),
         }
     }
 }

@@ -13,8 +13,8 @@ pub const HALO_TECHNICIAN_ID: i64 = 2;
 /// The "Closed" status (Halo's usual id).
 pub const HALO_CLOSED_STATUS_ID: i64 = 9;
 
-/// The default seed (see [`crate::HaloConfig::seed`]).
-pub fn default_seed() -> Vec<(HaloEntity, Value)> {
+/// The default seed (see [`crate::HaloConfig::default_seed`]).
+pub(crate) fn default_seed() -> Vec<(HaloEntity, Value)> {
     let mut seed = Vec::new();
     let mut add = |e: HaloEntity, v: Value| seed.push((e, v));
     for (id, name) in [

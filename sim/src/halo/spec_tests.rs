@@ -157,3 +157,29 @@ fn wrongly_typed_fields_are_refused_and_nullable_is_honoured() {
     let errors = body_errors("POST", "/Tickets", r#"[{"customfields": "abc"}]"#);
     assert_eq!(errors, vec!["[0].customfields: expected an array, got a string"]);
 }
+
+#[test]
+fn all_of_parts_and_untyped_properties_are_honoured() {
+    let doc = r##"{"paths": {"/Thing": {"post": {"requestBody": {"content": {"application/json": {"schema":
+        {"type": "array", "items": {"$ref": "#/components/schemas/Thing"}}}}}}}},
+      "components": {"schemas": {
+        "Base": {"type": "object", "properties": {"id": {"type": "integer", "format": "int32"}},
+                 "additionalProperties": false},
+        "Thing": {"allOf": [{"$ref": "#/components/schemas/Base"},
+                            {"type": "object", "properties": {"name": {"type": "string"}, "value": {}}}]}}}}"##;
+    let spec = Spec::parse(doc).unwrap();
+    let m = spec.route("POST", "/thing").unwrap();
+    let good = r#"[{"id": 1, "name": "a", "value": [1, {"x": null}]}, {"value": null}]"#;
+    assert!(spec.check_body(&m, good.as_bytes()).is_ok());
+    let errors = spec
+        .check_body(&m, br#"[{"id": "1", "name": null, "other": 1}]"#)
+        .unwrap_err();
+    assert_eq!(
+        errors,
+        vec![
+            "[0].id: expected an integer (int32), got a string",
+            "[0].name: null is not allowed (not nullable in the document)",
+            "[0]: unknown field 'other' (not in the document's schema)",
+        ]
+    );
+}
