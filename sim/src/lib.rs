@@ -14,6 +14,7 @@
 
 mod control;
 mod faults;
+mod halo;
 mod pagerduty;
 mod receiver;
 mod render;
@@ -22,6 +23,10 @@ mod world;
 
 pub use control::{ControlError, RequestLogEntry, SimControl, SimStats};
 pub use faults::{FaultKind, FaultRule};
+pub use halo::{
+    FakeHalo, HALO_API_AGENT_ID, HALO_CLOSED_STATUS_ID, HALO_TECHNICIAN_ID, HaloAuthInfo, HaloConfig, HaloControlError,
+    HaloEntity, HaloRefusal, HaloRequest, HaloStats, HaloStatusRef, HaloWebhookAuth, HaloWebhookPayload,
+};
 pub use pagerduty::{FakePagerDuty, PdAlert};
 pub use receiver::{Delivery, WebhookReceiver};
 pub use server::Sim;
