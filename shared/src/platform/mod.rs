@@ -2,6 +2,7 @@
 //! platform: `generic` (signed webhooks) and `pagerduty` (Events API v2).
 
 mod generic;
+pub mod halo;
 pub mod inbound;
 mod pagerduty;
 
