@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand, ValueEnum};
 use futures_util::StreamExt;
-use s1_shared::config::{DEFAULT_CONSOLE_HOSTS, check_console_url};
+use s1_shared::config::AllowedHosts;
 use s1_shared::platform::{Adapters, Notice, PlatformResolver};
 use s1_shared::s1::{AgentQuery, ClientOptions, S1Client, S1Error, SiteQuery, ThreatQuery};
 use s1_shared::secrets::{AnyTokenProvider, LocalTokenProvider, SecretsManagerTokenProvider, TokenProvider};
@@ -18,18 +18,21 @@ use crate::progress::{Live, ProgressMode, assets_line, poll_line, token_line};
 
 #[derive(Args, Clone)]
 pub struct HostArgs {
-    /// Console hosts tenants may use (repeatable; `*.example.com` patterns). Default: *.sentinelone.net
+    /// Hosts tenants' consoles may be on, and the only hosts a platform URL may use when it is
+    /// (or resolves to) a private or loopback address (repeatable; `*.example.com` patterns;
+    /// 127.0.0.1 admits plain http on loopback for local runs). Default: *.sentinelone.net
     #[arg(long = "allow-host", env = "S1_BRIDGE_ALLOWED_HOSTS", value_delimiter = ',')]
     allow_host: Vec<String>,
 }
 
 impl HostArgs {
-    fn allowed(&self) -> Vec<String> {
-        if self.allow_host.is_empty() {
-            vec![DEFAULT_CONSOLE_HOSTS.to_owned()]
-        } else {
-            self.allow_host.clone()
-        }
+    /// The allow-list given (the default when none is).
+    ///
+    /// # Errors
+    /// A pattern that is not a host, `*.<domain>` or an IP address.
+    pub fn allowed(&self) -> Result<AllowedHosts, String> {
+        AllowedHosts::from_patterns(&self.allow_host)
+            .map_err(|e| format!("--allow-host / S1_BRIDGE_ALLOWED_HOSTS: {e}"))
     }
 }
 
@@ -110,8 +113,10 @@ pub async fn tenant(cmd: TenantCmd) -> Res {
                 serde_path_to_error::deserialize(de)
                     .map_err(|e| format!("{}: at `{}`: {}", file.display(), e.path(), e.inner()))?
             };
-            check_console_url(&t.console_url, &hosts.allowed())?;
+            let allowed = hosts.allowed()?;
+            allowed.check_console_url(&t.console_url)?;
             s1_shared::platform::check_settings(&t.platform).map_err(|e| format!("{}: {e}", file.display()))?;
+            check_platform_urls(&t, &allowed).map_err(|e| format!("{}: {e}", file.display()))?;
             s1_shared::usecase::writeback::Mapping::for_tenant(&t)?;
             s1_shared::usecase::sync_assets::AssetSettings::for_tenant(&t)?;
             let s = store.store.open().await?;
@@ -150,7 +155,7 @@ pub async fn tenant(cmd: TenantCmd) -> Res {
         TenantCmd::Test { id, hosts, store } => {
             let s = store.store.open().await?;
             let t = get(&s, &id).await?;
-            let checks = test_tenant(&t, &hosts.allowed()).await;
+            let checks = test_tenant(&t, &hosts.allowed()?).await;
             let failed = checks.iter().filter(|c| c["ok"] == false).count();
             if store.json {
                 println!("{}", serde_json::to_string_pretty(&checks)?);
@@ -185,10 +190,22 @@ fn check(name: &str, r: Result<String, String>) -> Value {
     }
 }
 
-async fn test_tenant(t: &TenantConfig, allowed: &[String]) -> Vec<Value> {
+/// The platform URLs of a tenant, checked as the adapters check them at run time.
+fn check_platform_urls(t: &TenantConfig, allowed: &AllowedHosts) -> Result<(), String> {
+    for (key, what) in [("url", "webhook URL"), ("events_url", "PagerDuty events_url")] {
+        if let Some(url) = t.platform.settings.get(key).and_then(Value::as_str) {
+            allowed.check_platform_url(what, url)?;
+        }
+    }
+    Ok(())
+}
+
+async fn test_tenant(t: &TenantConfig, allowed: &AllowedHosts) -> Vec<Value> {
     let mut out = vec![check(
         "console URL allowed",
-        check_console_url(&t.console_url, allowed).map(|()| t.console_url.clone()),
+        allowed
+            .check_console_url(&t.console_url)
+            .map(|()| t.console_url.clone()),
     )];
     let tokens = tokens(std::slice::from_ref(t)).await;
     let token = match tokens.token(&t.token).await {
@@ -201,7 +218,11 @@ async fn test_tenant(t: &TenantConfig, allowed: &[String]) -> Vec<Value> {
             return out;
         }
     };
-    let client = match S1Client::new(&t.console_url, &token, ClientOptions::default()) {
+    let client = match S1Client::new(
+        &t.console_url,
+        &token,
+        ClientOptions::default().allowing(allowed.clone()),
+    ) {
         Ok(c) => c,
         Err(e) => {
             out.push(check("console reachable", Err(e.to_string())));
@@ -325,8 +346,15 @@ async fn test_tenant(t: &TenantConfig, allowed: &[String]) -> Vec<Value> {
         .await
         .map_err(e2s),
     ));
-    let http = reqwest::Client::new();
-    let platforms = Adapters::new(http, tokens.clone(), ClientOptions::default().retry);
+    let http = match s1_shared::net::outbound_client(Duration::from_secs(5), Duration::from_secs(30), allowed) {
+        Ok(h) => h,
+        Err(e) => {
+            out.push(check("platform reachable", Err(e.to_string())));
+            return out;
+        }
+    };
+    let platforms =
+        Adapters::new(http, tokens.clone(), ClientOptions::default().retry).with_allowed_hosts(allowed.clone());
     out.push(check(
         "platform reachable",
         async {
@@ -375,6 +403,8 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     progress: ProgressMode,
     #[command(flatten)]
+    hosts: HostArgs,
+    #[command(flatten)]
     store: StoreArgs,
 }
 
@@ -391,11 +421,13 @@ pub async fn run(args: RunArgs) -> Res {
         ],
         None => store.list_tenants().await?.into_iter().filter(|t| t.enabled).collect(),
     };
+    let allowed = args.hosts.allowed()?;
     let tokens = tokens(&selected).await;
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
-    let options = ClientOptions::default();
-    let platforms: Arc<dyn PlatformResolver> =
-        Arc::new(Adapters::new(http.clone(), tokens.clone(), options.retry.clone()));
+    let http = s1_shared::net::outbound_client(Duration::from_secs(5), Duration::from_secs(30), &allowed)?;
+    let options = ClientOptions::default().allowing(allowed.clone());
+    let platforms: Arc<dyn PlatformResolver> = Arc::new(
+        Adapters::new(http.clone(), tokens.clone(), options.retry.clone()).with_allowed_hosts(allowed.clone()),
+    );
     let owner = format!("cli-{}", std::process::id());
     let live = Live::new(args.job.name(), args.progress, args.store.json);
     let started = Instant::now();
@@ -417,7 +449,7 @@ pub async fn run(args: RunArgs) -> Res {
                     store,
                     tokens,
                     http,
-                    inline_options: WritebackDeps::inline_client_options(),
+                    inline_options: WritebackDeps::inline_client_options().allowing(allowed),
                     retry_options: options,
                 }),
             };
