@@ -560,3 +560,160 @@ async fn a_tenant_written_straight_to_the_store_never_sends_its_token_off_the_al
         "no request reached the console off the allow-list"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tenant_test_names_an_unreachable_console_once_and_skips_what_needs_it() {
+    use s1_bridge_sim::WebhookReceiver;
+    const HOOK: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let receiver = WebhookReceiver::start(HOOK).await.unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    // Nothing listens there any more: connections are refused.
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!("embedded:{}", dir.path().join("state.redb").display());
+    let needs_console = [
+        "token valid",
+        "token scope",
+        "status-writeback can write",
+        "token rotation",
+        "token expiry",
+        "poll-threats can read",
+        "sync-assets can read",
+    ];
+    for (console, cause) in [
+        (
+            "https://acme.invalid".to_owned(),
+            "DNS lookup failed for acme.invalid".to_owned(),
+        ),
+        (format!("http://{closed}"), format!("connection refused by {closed}")),
+    ] {
+        let file = dir.path().join("t.json");
+        std::fs::write(
+            &file,
+            serde_json::to_vec(&serde_json::json!({
+                "id": "far", "enabled": true, "console_url": console,
+                "token": {"kind": "env", "var": "FAR_S1"},
+                "platform": {"kind": "generic", "settings": {"url": receiver.url(), "secret": {"kind": "env", "var": "FAR_HOOK"}}}
+            }))
+            .unwrap(),
+        )
+        .unwrap();
+        let run = |args: &[&str]| {
+            let out = Command::new(env!("CARGO_BIN_EXE_s1-bridge"))
+                .args(args)
+                .args(["--allow-host", "acme.invalid,127.0.0.1", "--store", &spec])
+                .env_remove("S1_BRIDGE_STORE")
+                .env_remove("S1_BRIDGE_ALLOWED_HOSTS")
+                .env("FAR_S1", "some-token")
+                .env("FAR_HOOK", HOOK)
+                .output()
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        };
+        let (ok, _, err) = run(&["tenant", "add", "--file", &file.display().to_string()]);
+        assert!(ok, "{err}");
+        let (ok, out, err) = run(&["tenant", "test", "--id", "far"]);
+        assert!(!ok, "{out}");
+        assert!(
+            err.contains("1 check(s) failed"),
+            "only the reachability check fails: {err}"
+        );
+        let reach = out
+            .lines()
+            .find(|l| l.contains("console reachable"))
+            .unwrap_or_default();
+        assert!(
+            reach.starts_with("FAIL") && reach.contains(&cause) && reach.contains("(1 attempt)"),
+            "the cause, named, after one attempt: {out}"
+        );
+        assert_eq!(out.matches(&cause).count(), 1, "the cause is said once: {out}");
+        for c in needs_console {
+            let line = out.lines().find(|l| l.contains(c)).unwrap_or_default();
+            assert!(
+                line.starts_with("SKIP") && line.contains("console unreachable"),
+                "{c}: {out}"
+            );
+        }
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("ok") && l.contains("platform reachable")),
+            "the platform is still tested: {out}"
+        );
+        let (_, out, _) = run(&["tenant", "test", "--id", "far", "--json"]);
+        let checks: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let skipped = checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["status"] == "skip" && c["ok"] == false)
+            .count();
+        assert_eq!(skipped, needs_console.len(), "{checks}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tenant_test_never_retries_a_failing_console() {
+    use s1_bridge_sim::{DEFAULT_TOKEN, FaultKind, FaultRule, Sim, SimConfig, WebhookReceiver};
+    const HOOK: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let sim = Sim::start(SimConfig {
+        threats: 5,
+        agents: 2,
+        cloud_alerts: 0,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let receiver = WebhookReceiver::start(HOOK).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    {
+        let store = Store::new(Arc::new(EmbeddedTable::open(&path).unwrap()));
+        let t: s1_shared::store::TenantConfig = serde_json::from_value(serde_json::json!({
+            "id": "busy", "enabled": true, "console_url": sim.base_url(),
+            "token": {"kind": "env", "var": "BUSY_S1"},
+            "platform": {"kind": "generic", "settings": {"url": receiver.url(), "secret": {"kind": "env", "var": "BUSY_HOOK"}}}
+        }))
+        .unwrap();
+        store.put_tenant(&t).await.unwrap();
+    }
+    // S1 answers 503 to everything (it would be retried 5 times per call in a run).
+    sim.control()
+        .add_fault(&FaultRule::new(
+            "*",
+            FaultKind::Status {
+                status: 503,
+                retry_after: None,
+                code: None,
+            },
+            1_000,
+        ))
+        .await
+        .unwrap();
+    sim.control().clear_requests().await.unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_s1-bridge"))
+        .args(["tenant", "test", "--id", "busy", "--allow-host", "127.0.0.1", "--store"])
+        .arg(format!("embedded:{}", path.display()))
+        .env_remove("S1_BRIDGE_STORE")
+        .env("BUSY_S1", DEFAULT_TOKEN)
+        .env("BUSY_HOOK", HOOK)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    let requests = sim.control().requests().await.unwrap();
+    let mut per_path: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for r in &requests {
+        *per_path.entry(format!("{} {}", r.method, r.path)).or_default() += 1;
+    }
+    assert!(!per_path.is_empty(), "the console was called: {stdout}");
+    assert!(
+        per_path.values().all(|n| *n == 1),
+        "each call made once, never retried: {per_path:?}\n{stdout}"
+    );
+}

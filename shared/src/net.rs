@@ -193,6 +193,7 @@ pub fn describe(e: &reqwest::Error) -> String {
         Some(port) => format!("{host}:{port}"),
         None => host.clone(),
     };
+    let tls = url.is_some_and(|u| u.scheme() == "https");
     let mut dns = false;
     let mut innermost: Option<String> = None;
     let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
@@ -200,24 +201,28 @@ pub fn describe(e: &reqwest::Error) -> String {
         if let Some(r) = err.downcast_ref::<ResolveError>() {
             return r.to_string();
         }
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if let Some(r) = io.get_ref().and_then(|i| i.downcast_ref::<ResolveError>()) {
+        // An io::Error's `source()` skips the error it wraps: look inside each layer.
+        let mut io = err.downcast_ref::<std::io::Error>();
+        while let Some(e_io) = io {
+            if let Some(r) = e_io.get_ref().and_then(|i| i.downcast_ref::<ResolveError>()) {
                 return r.to_string();
             }
-            match io.kind() {
+            match e_io.kind() {
                 ErrorKind::ConnectionRefused => return format!("connection refused by {target}"),
                 ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => {
                     return format!("connection reset by {target}");
                 }
                 ErrorKind::TimedOut => return format!("timed out connecting to {target}"),
-                ErrorKind::InvalidData if e.is_connect() => {
-                    return format!("TLS handshake with {target} failed: {io}");
+                // tokio-rustls reports TLS failures as these two kinds.
+                ErrorKind::InvalidData if tls => {
+                    return format!("TLS handshake with {target} failed: {e_io}");
                 }
-                ErrorKind::UnexpectedEof if e.is_connect() => {
+                ErrorKind::UnexpectedEof if tls => {
                     return format!("TLS handshake with {target} failed: the connection was closed");
                 }
                 _ => {}
             }
+            io = e_io.get_ref().and_then(|i| i.downcast_ref::<std::io::Error>());
         }
         let text = err.to_string();
         if text == "dns error" {

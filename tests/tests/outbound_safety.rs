@@ -212,3 +212,37 @@ async fn the_poll_harness_still_runs_on_loopback_with_the_allow_list() {
     let r = h.poll().await.tenants.remove(0);
     assert_eq!((r.error, r.published), (None, 5));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_reports_and_platform_errors_name_the_transport_cause() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    // A platform that refuses connections.
+    let err = notify(&adapters("127.0.0.1"), &generic(&format!("http://{closed}/hooks")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, PlatformError::Unavailable { detail, .. } if *detail == format!("connection refused by {closed}")),
+        "{err}"
+    );
+    // A poll run whose console refuses connections says so in its report.
+    let h = PollHarness::start(
+        SimConfig {
+            threats: 3,
+            agents: 2,
+            cloud_alerts: 0,
+            ..SimConfig::default()
+        },
+        Arc::new(EmbeddedTable::in_memory().unwrap()),
+    )
+    .await;
+    h.store
+        .put_tenant(&tenant("acme", &format!("http://{closed}"), &h.receiver.url()))
+        .await
+        .unwrap();
+    let r = h.poll().await.tenants.remove(0);
+    let error = r.error.unwrap_or_default();
+    assert!(error.contains(&format!("connection refused by {closed}")), "{error}");
+}

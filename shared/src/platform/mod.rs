@@ -27,7 +27,7 @@ pub enum PlatformError {
     #[error("the platform refused the event (HTTP {status}): {detail}")]
     Rejected { status: u16, detail: String },
     /// The platform could not take it now (429, 5xx, network) through the retry budget.
-    #[error("the platform is unavailable after {attempts} attempts: {detail}")]
+    #[error("the platform is unavailable after {attempts} attempt{}: {detail}", if *.attempts == 1 { "" } else { "s" })]
     Unavailable { attempts: u32, detail: String },
     /// The tenant's platform settings are wrong.
     #[error("platform configuration: {0}")]
