@@ -1020,6 +1020,16 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(Duration::from_secs(secs.max(0) as u64))
 }
 
+/// Decodes an S1 answer from `/<path>` as the client does: whatever the body holds, a failure is
+/// [`S1Error::Decode`] naming the JSON path of the field that failed
+/// (`data[3].threatInfo.updatedAt`), never a panic.
+///
+/// # Errors
+/// [`S1Error::Decode`].
+pub fn decode_response<T: DeserializeOwned>(path: &str, bytes: &[u8]) -> Result<T, S1Error> {
+    decode(path, bytes)
+}
+
 fn decode<T: DeserializeOwned>(path: &str, bytes: &[u8]) -> Result<T, S1Error> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| S1Error::Decode {
