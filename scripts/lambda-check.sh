@@ -62,7 +62,7 @@ JSON
     # The emulator answers only its Lambda API paths: wait for the port itself.
     for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
     AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$port/.rt" AWS_LAMBDA_FUNCTION_NAME=_ AWS_LAMBDA_FUNCTION_VERSION=1 \
-      AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256 TABLE_NAME="$table" "$out_dir"/debug/"$fn" > "$log" 2>&1 &
+      AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256 TABLE_NAME="$table" S1_BRIDGE_ALLOWED_HOSTS=127.0.0.1 "$out_dir"/debug/"$fn" > "$log" 2>&1 &
     boot_pid=$!
     out=$(curl -s --max-time 120 -X POST "http://127.0.0.1:$port/2015-03-31/functions/_/invocations" -H 'content-type: application/json' --data-binary @"$event")
     kill "$boot_pid" "$rt_pid" 2>/dev/null; wait "$boot_pid" "$rt_pid" 2>/dev/null

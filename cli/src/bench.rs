@@ -94,13 +94,15 @@ pub async fn run_bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>
     if args.reset_checkpoint {
         store.put_checkpoint("bench", "threats", &Checkpoint::default()).await?;
     }
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
-    let options = ClientOptions::default();
+    let http = s1_shared::net::outbound_client(Duration::from_secs(5), Duration::from_secs(30), &bench_hosts())?;
+    let options = ClientOptions::default().allowing(bench_hosts());
     let deps = PollDeps {
         progress: None,
         store,
         tokens: tokens.clone(),
-        platforms: Arc::new(Adapters::new(http.clone(), tokens, options.retry.clone())),
+        platforms: Arc::new(
+            Adapters::new(http.clone(), tokens, options.retry.clone()).with_allowed_hosts(bench_hosts()),
+        ),
         http,
         client_options: options,
         owner: "bench".into(),
@@ -200,13 +202,15 @@ pub async fn run_webhook_bench(args: WebhookBenchArgs) -> Result<(), Box<dyn std
         token_alert_days: vec![30, 14, 7, 3, 1, 0],
         })
         .await?;
-    let http = reqwest::Client::new();
-    let options = ClientOptions::default();
+    let http = s1_shared::net::outbound_client(Duration::from_secs(5), Duration::from_secs(30), &bench_hosts())?;
+    let options = ClientOptions::default().allowing(bench_hosts());
     let poll = PollDeps {
         progress: None,
         store: store.clone(),
         tokens: tokens.clone(),
-        platforms: Arc::new(Adapters::new(http.clone(), tokens.clone(), options.retry.clone())),
+        platforms: Arc::new(
+            Adapters::new(http.clone(), tokens.clone(), options.retry.clone()).with_allowed_hosts(bench_hosts()),
+        ),
         http: http.clone(),
         client_options: options.clone(),
         owner: "bench".into(),
@@ -233,7 +237,7 @@ pub async fn run_webhook_bench(args: WebhookBenchArgs) -> Result<(), Box<dyn std
         store,
         tokens,
         http: http.clone(),
-        inline_options: WritebackDeps::inline_client_options(),
+        inline_options: WritebackDeps::inline_client_options().allowing(bench_hosts()),
         retry_options: options,
     });
     let samples: Arc<Mutex<Vec<u64>>> = Arc::default();
@@ -307,4 +311,9 @@ pub async fn run_webhook_bench(args: WebhookBenchArgs) -> Result<(), Box<dyn std
         })
     );
     Ok(())
+}
+
+/// Benchmarks run against the simulator and receivers on loopback only.
+fn bench_hosts() -> s1_shared::config::AllowedHosts {
+    s1_shared::config::AllowedHosts::parse("127.0.0.1").expect("a valid host")
 }

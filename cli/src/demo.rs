@@ -12,6 +12,7 @@ use s1_bridge_sim::{
     AgentChange, DEFAULT_TOKEN, FakePagerDuty, NewThreats, Sim, SimConfig, TokenSpec, WebhookReceiver,
 };
 use s1_shared::ApiToken;
+use s1_shared::config::AllowedHosts;
 use s1_shared::platform::Adapters;
 use s1_shared::platform::{WebhookSecret, sign};
 use s1_shared::s1::{ClientOptions, S1Client};
@@ -117,12 +118,14 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
         })
         .await?;
     let http = reqwest_client()?;
-    let options = ClientOptions::default();
+    let options = ClientOptions::default().allowing(local_hosts());
     let deps = PollDeps {
         progress: None,
         store: store.clone(),
         tokens: tokens.clone(),
-        platforms: Arc::new(Adapters::new(http.clone(), tokens, options.retry.clone())),
+        platforms: Arc::new(
+            Adapters::new(http.clone(), tokens, options.retry.clone()).with_allowed_hosts(local_hosts()),
+        ),
         http,
         client_options: options.clone(),
         owner: "demo".into(),
@@ -209,8 +212,8 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
         store: store.clone(),
         tokens: deps.tokens.clone(),
         http: reqwest_client()?,
-        inline_options: WritebackDeps::inline_client_options(),
-        retry_options: ClientOptions::default(),
+        inline_options: WritebackDeps::inline_client_options().allowing(local_hosts()),
+        retry_options: options.clone(),
     })
     .await?;
     let mut by_alert: HashMap<String, Vec<String>> = HashMap::new();
@@ -502,9 +505,12 @@ async fn serve_writeback(deps: WritebackDeps) -> std::io::Result<String> {
     Ok(url)
 }
 
+/// Everything the demo calls is on loopback: the simulated console, the receiver, the PagerDuty
+/// stand-in and the writeback endpoint.
+fn local_hosts() -> AllowedHosts {
+    AllowedHosts::parse("127.0.0.1").expect("a valid host")
+}
+
 fn reqwest_client() -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(30))
-        .build()
+    s1_shared::net::outbound_client(Duration::from_secs(5), Duration::from_secs(30), &local_hosts())
 }

@@ -32,24 +32,25 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 86_400)]
     tokens_seconds: u64,
     #[command(flatten)]
+    hosts: crate::tenant::HostArgs,
+    #[command(flatten)]
     store: StoreArgs,
 }
 
 pub async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let store = args.store.store.open().await?;
     let tokens = crate::tenant::tokens(&store.list_tenants().await?).await;
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(30))
-        .build()?;
-    let options = ClientOptions::default();
-    let platforms: Arc<dyn PlatformResolver> =
-        Arc::new(Adapters::new(http.clone(), tokens.clone(), options.retry.clone()));
+    let allowed = args.hosts.allowed()?;
+    let http = s1_shared::net::outbound_client(Duration::from_secs(5), Duration::from_secs(30), &allowed)?;
+    let options = ClientOptions::default().allowing(allowed.clone());
+    let platforms: Arc<dyn PlatformResolver> = Arc::new(
+        Adapters::new(http.clone(), tokens.clone(), options.retry.clone()).with_allowed_hosts(allowed.clone()),
+    );
     let writeback = WritebackDeps {
         store: store.clone(),
         tokens: tokens.clone(),
         http: http.clone(),
-        inline_options: WritebackDeps::inline_client_options(),
+        inline_options: WritebackDeps::inline_client_options().allowing(allowed),
         retry_options: options.clone(),
     };
     let poll = PollDeps {

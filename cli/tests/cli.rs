@@ -275,11 +275,26 @@ async fn a_tenant_is_added_tested_polled_and_disabled_from_the_command_line() {
         "{out}"
     );
 
-    let (ok, out, err) = run(&["run", "poll", "--store", &spec], "revoked");
+    let (ok, out, err) = run(
+        &["run", "poll", "--allow-host", "127.0.0.1", "--store", &spec],
+        "revoked",
+    );
     assert!(!ok, "a failed tenant fails the run: {out}");
     assert!(out.starts_with("FAIL acme: failed:") && out.contains("401"), "{out}");
     assert!(err.contains("1 tenant(s) failed: acme"), "{err}");
-    let (ok, out, err) = run(&["run", "poll", "--store", &spec, "--progress", "lines"], DEFAULT_TOKEN);
+    let (ok, out, err) = run(
+        &[
+            "run",
+            "poll",
+            "--allow-host",
+            "127.0.0.1",
+            "--store",
+            &spec,
+            "--progress",
+            "lines",
+        ],
+        DEFAULT_TOKEN,
+    );
     assert!(ok, "{err}");
     assert!(
         out.starts_with("ok   acme: completed: fetched 40 in 1 pages: 40 new") && out.contains("published 40"),
@@ -289,7 +304,10 @@ async fn a_tenant_is_added_tested_polled_and_disabled_from_the_command_line() {
         err.contains("poll acme: 40 of 40 so far: 40 new, 0 changed"),
         "live counts on stderr: {err}"
     );
-    let (ok, out, err) = run(&["run", "poll", "--store", &spec, "--json"], DEFAULT_TOKEN);
+    let (ok, out, err) = run(
+        &["run", "poll", "--allow-host", "127.0.0.1", "--store", &spec, "--json"],
+        DEFAULT_TOKEN,
+    );
     assert!(ok, "{err}");
     assert!(
         !err.contains("so far"),
@@ -301,16 +319,37 @@ async fn a_tenant_is_added_tested_polled_and_disabled_from_the_command_line() {
         (&serde_json::json!("completed"), &serde_json::json!(0)),
         "the second run sends nothing: {report}"
     );
-    let (ok, out, _) = run(&["run", "tokens", "--store", &spec, "--json"], DEFAULT_TOKEN);
+    let (ok, out, _) = run(
+        &["run", "tokens", "--allow-host", "127.0.0.1", "--store", &spec, "--json"],
+        DEFAULT_TOKEN,
+    );
     assert!(ok && out.contains("days_left"), "{out}");
-    let (ok, out, _) = run(&["run", "assets", "--store", &spec, "--json"], DEFAULT_TOKEN);
+    let (ok, out, _) = run(
+        &["run", "assets", "--allow-host", "127.0.0.1", "--store", &spec, "--json"],
+        DEFAULT_TOKEN,
+    );
     assert!(ok && out.contains("\"created\""), "{out}");
-    let (ok, out, err) = run(&["run", "assets", "--store", &spec, "--tenant", "acme"], DEFAULT_TOKEN);
+    let (ok, out, err) = run(
+        &[
+            "run",
+            "assets",
+            "--allow-host",
+            "127.0.0.1",
+            "--store",
+            &spec,
+            "--tenant",
+            "acme",
+        ],
+        DEFAULT_TOKEN,
+    );
     assert!(ok && out.starts_with("ok   acme: 0 created, 0 updated"), "{out}{err}");
 
     let (ok, _, _) = run(&["tenant", "disable", "--id", "acme", "--store", &spec], DEFAULT_TOKEN);
     assert!(ok);
-    let (_, out, _) = run(&["run", "poll", "--store", &spec, "--json"], DEFAULT_TOKEN);
+    let (_, out, _) = run(
+        &["run", "poll", "--allow-host", "127.0.0.1", "--store", &spec, "--json"],
+        DEFAULT_TOKEN,
+    );
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
         report["tenants"].as_array().unwrap().len(),
@@ -358,6 +397,8 @@ async fn serve_runs_the_jobs_on_schedule_and_takes_webhooks() {
             &format!("127.0.0.1:{port}"),
             "--poll-seconds",
             "1",
+            "--allow-host",
+            "127.0.0.1",
             "--store",
             &format!("embedded:{}", path.display()),
         ])
@@ -460,5 +501,217 @@ fn the_demo_runs_every_pipeline_and_reports_what_happened() {
     assert!(
         err.is_empty() || !err.contains("so far"),
         "no live counts with --json: {err}"
+    );
+}
+
+/// A loopback listener that counts the connections made to it and answers none of them.
+fn counting_listener() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(conn);
+        }
+    });
+    (format!("127.0.0.1:{}", addr.port()), count)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_written_straight_to_the_store_never_sends_its_token_off_the_allow_list() {
+    let (addr, connections) = counting_listener();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    {
+        let store = Store::new(Arc::new(EmbeddedTable::open(&path).unwrap()));
+        // Not through `tenant add` (which checks the console URL): straight into the table.
+        let t: s1_shared::store::TenantConfig = serde_json::from_value(serde_json::json!({
+            "id": "rogue", "enabled": true, "console_url": format!("http://{addr}"),
+            "token": {"kind": "env", "var": "ROGUE_S1"},
+            "platform": {"kind": "generic", "settings": {"url": "https://hooks.example.com/s1", "secret": {"kind": "env", "var": "ROGUE_HOOK"}}}
+        }))
+        .unwrap();
+        store.put_tenant(&t).await.unwrap();
+    }
+    let spec = format!("embedded:{}", path.display());
+    for job in ["poll", "assets", "tokens"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_s1-bridge"))
+            .args(["run", job, "--tenant", "rogue", "--store", &spec])
+            .env_remove("S1_BRIDGE_STORE")
+            .env_remove("S1_BRIDGE_ALLOWED_HOSTS")
+            .env("ROGUE_S1", "token-that-must-stay-home")
+            .env("ROGUE_HOOK", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{job}: {stdout}");
+        assert!(
+            stdout.starts_with("FAIL rogue") && stdout.contains("not in the allowed hosts"),
+            "{job}: {stdout}"
+        );
+    }
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no request reached the console off the allow-list"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tenant_test_names_an_unreachable_console_once_and_skips_what_needs_it() {
+    use s1_bridge_sim::WebhookReceiver;
+    const HOOK: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let receiver = WebhookReceiver::start(HOOK).await.unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    // Nothing listens there any more: connections are refused.
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!("embedded:{}", dir.path().join("state.redb").display());
+    let needs_console = [
+        "token valid",
+        "token scope",
+        "status-writeback can write",
+        "token rotation",
+        "token expiry",
+        "poll-threats can read",
+        "sync-assets can read",
+    ];
+    for (console, cause) in [
+        (
+            "https://acme.invalid".to_owned(),
+            "DNS lookup failed for acme.invalid".to_owned(),
+        ),
+        (format!("http://{closed}"), format!("connection refused by {closed}")),
+    ] {
+        let file = dir.path().join("t.json");
+        std::fs::write(
+            &file,
+            serde_json::to_vec(&serde_json::json!({
+                "id": "far", "enabled": true, "console_url": console,
+                "token": {"kind": "env", "var": "FAR_S1"},
+                "platform": {"kind": "generic", "settings": {"url": receiver.url(), "secret": {"kind": "env", "var": "FAR_HOOK"}}}
+            }))
+            .unwrap(),
+        )
+        .unwrap();
+        let run = |args: &[&str]| {
+            let out = Command::new(env!("CARGO_BIN_EXE_s1-bridge"))
+                .args(args)
+                .args(["--allow-host", "acme.invalid,127.0.0.1", "--store", &spec])
+                .env_remove("S1_BRIDGE_STORE")
+                .env_remove("S1_BRIDGE_ALLOWED_HOSTS")
+                .env("FAR_S1", "some-token")
+                .env("FAR_HOOK", HOOK)
+                .output()
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        };
+        let (ok, _, err) = run(&["tenant", "add", "--file", &file.display().to_string()]);
+        assert!(ok, "{err}");
+        let (ok, out, err) = run(&["tenant", "test", "--id", "far"]);
+        assert!(!ok, "{out}");
+        assert!(
+            err.contains("1 check(s) failed"),
+            "only the reachability check fails: {err}"
+        );
+        let reach = out
+            .lines()
+            .find(|l| l.contains("console reachable"))
+            .unwrap_or_default();
+        assert!(
+            reach.starts_with("FAIL") && reach.contains(&cause) && reach.contains("(1 attempt)"),
+            "the cause, named, after one attempt: {out}"
+        );
+        assert_eq!(out.matches(&cause).count(), 1, "the cause is said once: {out}");
+        for c in needs_console {
+            let line = out.lines().find(|l| l.contains(c)).unwrap_or_default();
+            assert!(
+                line.starts_with("SKIP") && line.contains("console unreachable"),
+                "{c}: {out}"
+            );
+        }
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("ok") && l.contains("platform reachable")),
+            "the platform is still tested: {out}"
+        );
+        let (_, out, _) = run(&["tenant", "test", "--id", "far", "--json"]);
+        let checks: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let skipped = checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["status"] == "skip" && c["ok"] == false)
+            .count();
+        assert_eq!(skipped, needs_console.len(), "{checks}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tenant_test_never_retries_a_failing_console() {
+    use s1_bridge_sim::{DEFAULT_TOKEN, FaultKind, FaultRule, Sim, SimConfig, WebhookReceiver};
+    const HOOK: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let sim = Sim::start(SimConfig {
+        threats: 5,
+        agents: 2,
+        cloud_alerts: 0,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let receiver = WebhookReceiver::start(HOOK).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    {
+        let store = Store::new(Arc::new(EmbeddedTable::open(&path).unwrap()));
+        let t: s1_shared::store::TenantConfig = serde_json::from_value(serde_json::json!({
+            "id": "busy", "enabled": true, "console_url": sim.base_url(),
+            "token": {"kind": "env", "var": "BUSY_S1"},
+            "platform": {"kind": "generic", "settings": {"url": receiver.url(), "secret": {"kind": "env", "var": "BUSY_HOOK"}}}
+        }))
+        .unwrap();
+        store.put_tenant(&t).await.unwrap();
+    }
+    // S1 answers 503 to everything (it would be retried 5 times per call in a run).
+    sim.control()
+        .add_fault(&FaultRule::new(
+            "*",
+            FaultKind::Status {
+                status: 503,
+                retry_after: None,
+                code: None,
+            },
+            1_000,
+        ))
+        .await
+        .unwrap();
+    sim.control().clear_requests().await.unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_s1-bridge"))
+        .args(["tenant", "test", "--id", "busy", "--allow-host", "127.0.0.1", "--store"])
+        .arg(format!("embedded:{}", path.display()))
+        .env_remove("S1_BRIDGE_STORE")
+        .env("BUSY_S1", DEFAULT_TOKEN)
+        .env("BUSY_HOOK", HOOK)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    let requests = sim.control().requests().await.unwrap();
+    let mut per_path: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for r in &requests {
+        *per_path.entry(format!("{} {}", r.method, r.path)).or_default() += 1;
+    }
+    assert!(!per_path.is_empty(), "the console was called: {stdout}");
+    assert!(
+        per_path.values().all(|n| *n == 1),
+        "each call made once, never retried: {per_path:?}\n{stdout}"
     );
 }

@@ -9,9 +9,12 @@ pub const TABLE_NAME: &str = "TABLE_NAME";
 pub const POLL_CONCURRENCY: &str = "POLL_CONCURRENCY";
 /// How long a token read from Secrets Manager is cached.
 pub const SECRET_CACHE_SECONDS: &str = "SECRET_CACHE_SECONDS";
+/// Host patterns the functions may call as S1 consoles, and the only hosts a platform URL may
+/// name when it resolves to a private, loopback or link-local address (see [`AllowedHosts`]).
+pub const ALLOWED_HOSTS: &str = "S1_BRIDGE_ALLOWED_HOSTS";
 
 /// Every variable the functions read.
-pub const ALL: [&str; 3] = [TABLE_NAME, POLL_CONCURRENCY, SECRET_CACHE_SECONDS];
+pub const ALL: [&str; 4] = [TABLE_NAME, POLL_CONCURRENCY, SECRET_CACHE_SECONDS, ALLOWED_HOSTS];
 
 /// A setting is missing or malformed.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -22,7 +25,7 @@ pub enum ConfigError {
     Invalid {
         var: &'static str,
         value: String,
-        reason: &'static str,
+        reason: String,
     },
 }
 
@@ -32,6 +35,8 @@ pub struct Settings {
     pub table_name: String,
     pub poll_concurrency: usize,
     pub secret_cache_ttl: Duration,
+    /// `S1_BRIDGE_ALLOWED_HOSTS` (default `*.sentinelone.net`).
+    pub allowed_hosts: AllowedHosts,
 }
 
 impl Settings {
@@ -59,7 +64,7 @@ impl Settings {
                     _ => Err(ConfigError::Invalid {
                         var,
                         value: v,
-                        reason: "must be a whole number in range",
+                        reason: format!("must be a whole number in 1..={max}"),
                     }),
                 },
             }
@@ -68,6 +73,14 @@ impl Settings {
             table_name,
             poll_concurrency: number(POLL_CONCURRENCY, 4, 64)? as usize,
             secret_cache_ttl: Duration::from_secs(number(SECRET_CACHE_SECONDS, 300, 86_400)?),
+            allowed_hosts: match get(ALLOWED_HOSTS) {
+                None => AllowedHosts::default(),
+                Some(v) => AllowedHosts::parse(&v).map_err(|reason| ConfigError::Invalid {
+                    var: ALLOWED_HOSTS,
+                    value: v,
+                    reason,
+                })?,
+            },
         })
     }
 }
@@ -93,54 +106,206 @@ mod tests {
         let err = Settings::from_lookup(lookup(&[(TABLE_NAME, "t"), (POLL_CONCURRENCY, "lots")])).unwrap_err();
         assert!(err.to_string().contains("POLL_CONCURRENCY"), "{err}");
         assert!(Settings::from_lookup(lookup(&[(TABLE_NAME, "t"), (POLL_CONCURRENCY, "0")])).is_err());
+        assert_eq!(s.allowed_hosts, AllowedHosts::default());
+        let s = Settings::from_lookup(lookup(&[
+            (TABLE_NAME, "t"),
+            (ALLOWED_HOSTS, "*.sentinelone.net, 127.0.0.1"),
+        ]))
+        .unwrap();
+        assert_eq!(s.allowed_hosts.patterns(), ["*.sentinelone.net", "127.0.0.1"]);
+        let err = Settings::from_lookup(lookup(&[(TABLE_NAME, "t"), (ALLOWED_HOSTS, "*")])).unwrap_err();
+        assert!(err.to_string().contains(ALLOWED_HOSTS), "{err}");
     }
 }
 
 /// Console hosts a tenant may point at by default: SentinelOne's SaaS consoles.
 pub const DEFAULT_CONSOLE_HOSTS: &str = "*.sentinelone.net";
 
-/// Checks a tenant's console URL against an allow-list of host patterns (`*.sentinelone.net`,
-/// `s1.example.com`), so a tenant config cannot point the functions at internal addresses.
-/// https only; plain http is accepted for loopback hosts that the allow-list names exactly (the
-/// simulator).
+/// The operator's allow-list of hosts (`S1_BRIDGE_ALLOWED_HOSTS`, `--allow-host`): exact names
+/// (`s1.example.com`), subdomain patterns (`*.sentinelone.net`) and IP addresses (`127.0.0.1`).
+///
+/// - An S1 console must be on a host the list admits, over https; plain http only on a loopback
+///   host the list names exactly (`127.0.0.1`, `::1`, `localhost`: the simulator).
+/// - A platform URL (a generic webhook, PagerDuty's `events_url`) may be any public https host;
+///   a private, loopback or link-local address (as an IP literal, or what a name resolves to,
+///   see [`crate::net`]) only when the list admits the host, and plain http only on a loopback
+///   host the list names exactly.
+///
+/// A list given replaces the default (`*.sentinelone.net`): name every console host pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedHosts(Vec<String>);
+
+impl Default for AllowedHosts {
+    fn default() -> Self {
+        Self(vec![DEFAULT_CONSOLE_HOSTS.to_owned()])
+    }
+}
+
+impl AllowedHosts {
+    /// A comma- or space-separated list; an empty list is the default.
+    ///
+    /// # Errors
+    /// The first pattern that is not a host name, `*.<domain>` or an IP address.
+    pub fn parse(list: &str) -> Result<Self, String> {
+        Self::from_patterns(list.split([',', ' ', '\n', '\t']))
+    }
+
+    /// From patterns one by one (empty ones are skipped; none at all is the default).
+    ///
+    /// # Errors
+    /// As [`AllowedHosts::parse`].
+    pub fn from_patterns<S: AsRef<str>>(patterns: impl IntoIterator<Item = S>) -> Result<Self, String> {
+        let mut out = Vec::new();
+        for p in patterns {
+            let p = p.as_ref().trim();
+            if p.is_empty() {
+                continue;
+            }
+            let norm = normalize_host(p);
+            let name = norm.strip_prefix("*.").unwrap_or(&norm);
+            let is_ip = name.parse::<std::net::IpAddr>().is_ok();
+            let valid_name = !name.is_empty()
+                && name.split('.').all(|l| {
+                    !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                });
+            if (norm.contains('*') && !norm.starts_with("*.")) || name.contains('*') {
+                return Err(format!(
+                    "allowed host {p:?}: a wildcard is only allowed as a leading `*.` (e.g. *.sentinelone.net)"
+                ));
+            }
+            if norm.starts_with("*.") && (is_ip || !name.contains('.')) {
+                return Err(format!(
+                    "allowed host {p:?}: `*.` must be followed by a domain with at least two labels (e.g. *.sentinelone.net)"
+                ));
+            }
+            if !(is_ip || valid_name) {
+                return Err(format!(
+                    "allowed host {p:?} is not a host name, `*.<domain>` pattern or IP address (no scheme, port or path)"
+                ));
+            }
+            if !out.contains(&norm) {
+                out.push(norm);
+            }
+        }
+        Ok(if out.is_empty() { Self::default() } else { Self(out) })
+    }
+
+    /// The patterns, normalised (lower case, IPv6 without brackets).
+    pub fn patterns(&self) -> &[String] {
+        &self.0
+    }
+
+    /// Whether `host` (a name or an IP address, IPv6 with or without brackets) matches a pattern.
+    pub fn admits(&self, host: &str) -> bool {
+        let host = normalize_host(host);
+        self.0.iter().any(|p| match p.strip_prefix("*.") {
+            Some(suffix) => host.len() > suffix.len() + 1 && host.ends_with(&format!(".{suffix}")),
+            None => *p == host,
+        })
+    }
+
+    /// Whether `host` is listed exactly (not through a `*.` pattern).
+    pub fn names(&self, host: &str) -> bool {
+        let host = normalize_host(host);
+        self.0.contains(&host)
+    }
+
+    /// Checks an S1 console URL: a host the list admits, https (plain http only on a loopback host
+    /// the list names exactly).
+    ///
+    /// # Errors
+    /// What is wrong with the URL, naming the setting that would allow it.
+    pub fn check_console_url(&self, url: &str) -> Result<(), String> {
+        let u = url::Url::parse(url.trim()).map_err(|e| format!("console URL {url:?}: {e}"))?;
+        let host = u
+            .host_str()
+            .map(normalize_host)
+            .ok_or_else(|| format!("console URL {url:?} has no host"))?;
+        if !self.admits(&host) {
+            return Err(format!(
+                "console host {host} is not in the allowed hosts ({}); add it to {ALLOWED_HOSTS} (or --allow-host) if it really is an S1 console",
+                self.0.join(", ")
+            ));
+        }
+        match u.scheme() {
+            "https" => Ok(()),
+            "http" if is_loopback_host(&host) && self.names(&host) => Ok(()),
+            "http" => Err(format!(
+                "console URL {url} must be https: plain http would send the API token in clear (http is accepted only for a loopback host named in {ALLOWED_HOSTS})"
+            )),
+            other => Err(format!("console URL must be https, not {other}")),
+        }
+    }
+
+    /// Checks a platform URL (`what` names it in errors, e.g. "webhook URL"): https, and an IP
+    /// address that is not public only when the list admits it; plain http only on a loopback
+    /// host the list names exactly. A name is checked again when it resolves ([`crate::net`]).
+    ///
+    /// # Errors
+    /// What is wrong with the URL, naming the setting that would allow it.
+    pub fn check_platform_url(&self, what: &str, url: &str) -> Result<url::Url, String> {
+        let u = url::Url::parse(url.trim()).map_err(|e| format!("{what} {url:?}: {e}"))?;
+        let host = u
+            .host_str()
+            .map(normalize_host)
+            .ok_or_else(|| format!("{what} {url:?} has no host"))?;
+        match u.scheme() {
+            "https" => {}
+            "http" if is_loopback_host(&host) && self.names(&host) => {}
+            "http" => {
+                return Err(format!(
+                    "{what} {u} must be https (plain http only for a loopback host named in {ALLOWED_HOSTS})"
+                ));
+            }
+            other => return Err(format!("{what} {u} must be https, not {other}")),
+        }
+        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+            if !crate::net::is_public(ip) && !self.admits(&host) {
+                return Err(format!(
+                    "{what} {u} points at {ip}, a private, loopback or link-local address; name it in {ALLOWED_HOSTS} (or --allow-host) if that receiver is yours"
+                ));
+            }
+        }
+        Ok(u)
+    }
+}
+
+impl std::fmt::Display for AllowedHosts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join(","))
+    }
+}
+
+/// Lower case, without a trailing dot or IPv6 brackets.
+fn normalize_host(h: &str) -> String {
+    let h = h.trim().trim_end_matches('.').to_ascii_lowercase();
+    h.strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .map(str::to_owned)
+        .unwrap_or(h)
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Checks a tenant's console URL against host patterns (see [`AllowedHosts::check_console_url`]).
 ///
 /// # Errors
-/// What is wrong with the URL.
+/// What is wrong with the URL or a pattern.
 pub fn check_console_url(url: &str, allowed: &[String]) -> Result<(), String> {
-    let u = url::Url::parse(url).map_err(|e| format!("console URL {url:?}: {e}"))?;
-    let host = u
-        .host_str()
-        .ok_or_else(|| format!("console URL {url:?} has no host"))?
-        .to_ascii_lowercase();
-    let matches = |p: &String| {
-        let p = p.trim().to_ascii_lowercase();
-        match p.strip_prefix("*.") {
-            Some(suffix) => host.ends_with(&format!(".{suffix}")),
-            None => host == p,
-        }
-    };
-    if !allowed.iter().any(matches) {
-        return Err(format!(
-            "console host {host} is not in the allowed hosts ({})",
-            allowed.join(", ")
-        ));
-    }
-    let loopback = matches!(host.as_str(), "127.0.0.1" | "localhost" | "[::1]");
-    match u.scheme() {
-        "https" => Ok(()),
-        "http" if loopback => Ok(()),
-        other => Err(format!("console URL must be https, not {other}")),
-    }
+    AllowedHosts::from_patterns(allowed)?.check_console_url(url)
 }
 
 #[cfg(test)]
 mod console_tests {
-    use super::check_console_url;
+    use super::{AllowedHosts, check_console_url};
 
     #[test]
     fn allow_list() {
         let default = vec!["*.sentinelone.net".to_owned()];
         assert!(check_console_url("https://acme.sentinelone.net", &default).is_ok());
+        assert!(check_console_url("https://ACME.SentinelOne.net.", &default).is_ok());
         assert!(
             check_console_url("http://acme.sentinelone.net", &default)
                 .unwrap_err()
@@ -153,7 +318,66 @@ mod console_tests {
         );
         assert!(check_console_url("https://sentinelone.net.evil.com", &default).is_err());
         assert!(check_console_url("https://evilsentinelone.net", &default).is_err());
+        assert!(check_console_url("https://sentinelone.net", &default).is_err());
         let local = vec!["127.0.0.1".to_owned()];
         assert!(check_console_url("http://127.0.0.1:8787", &local).is_ok());
+        assert!(check_console_url("http://127.0.0.1:8787", &default).is_err());
+        let v6 = AllowedHosts::parse("::1").unwrap();
+        assert!(v6.check_console_url("http://[::1]:8787").is_ok());
+        // A loopback host admitted by a wildcard is not named: https only.
+        let wild = AllowedHosts::parse("*.internal.example").unwrap();
+        assert!(wild.check_console_url("https://s1.internal.example").is_ok());
+        assert!(wild.check_console_url("http://s1.internal.example").is_err());
+    }
+
+    #[test]
+    fn patterns_are_validated() {
+        for bad in [
+            "*",
+            "*.com",
+            "https://x.com",
+            "x.com:443",
+            "a*.b.com",
+            "x.*.com",
+            "*.127.0.0.1",
+            "a b/c",
+        ] {
+            assert!(AllowedHosts::from_patterns([bad]).is_err(), "{bad}");
+        }
+        assert_eq!(AllowedHosts::parse("").unwrap(), AllowedHosts::default());
+        assert_eq!(
+            AllowedHosts::parse("*.sentinelone.net,127.0.0.1 [::1]")
+                .unwrap()
+                .patterns(),
+            ["*.sentinelone.net", "127.0.0.1", "::1"]
+        );
+    }
+
+    #[test]
+    fn platform_urls() {
+        let default = AllowedHosts::default();
+        let local = AllowedHosts::parse("127.0.0.1,hooks.internal").unwrap();
+        for (url, allowed, ok) in [
+            ("https://hooks.example.com/s1", &default, true),
+            ("http://hooks.example.com/s1", &default, false),
+            ("ftp://hooks.example.com/s1", &default, false),
+            ("https://10.1.2.3/s1", &default, false),
+            ("https://169.254.169.254/latest", &default, false),
+            ("https://[::1]/s1", &default, false),
+            ("https://[fd00::1]/s1", &default, false),
+            ("https://[::ffff:127.0.0.1]/s1", &default, false),
+            ("http://127.0.0.1:9000/s1", &default, false),
+            ("http://127.0.0.1:9000/s1", &local, true),
+            ("https://127.0.0.1:9000/s1", &local, true),
+            ("https://8.8.8.8/s1", &default, true),
+            ("https://hooks.internal/s1", &local, true),
+            ("http://hooks.internal/s1", &local, false),
+        ] {
+            assert_eq!(
+                allowed.check_platform_url("webhook URL", url).is_ok(),
+                ok,
+                "{url} with {allowed}"
+            );
+        }
     }
 }

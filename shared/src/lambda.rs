@@ -20,9 +20,10 @@ pub struct LambdaPorts {
     pub secrets: aws_sdk_secretsmanager::Client,
     /// Tenants' S1 tokens and platform secrets, cached for `SECRET_CACHE_SECONDS`.
     pub tokens: Arc<SecretsManagerTokenProvider>,
-    /// The one HTTP client (S1 and platforms), bounded by the timeouts given.
+    /// The one HTTP client (S1 and platforms), bounded by the timeouts given, following no
+    /// redirect, resolving names through the allow-list's guard ([`crate::net`]).
     pub http: reqwest::Client,
-    /// Retry and rate-limit policy for S1 calls.
+    /// Retry and rate-limit policy for S1 calls, and the console allow-list.
     pub client_options: ClientOptions,
 }
 
@@ -47,26 +48,32 @@ impl LambdaPorts {
             secrets.clone(),
             settings.secret_cache_ttl,
         ));
-        let http = reqwest::Client::builder()
-            .connect_timeout(connect)
-            .timeout(total)
-            .build()?;
+        let http = crate::net::outbound_client(connect, total, &settings.allowed_hosts)?;
+        let client_options = ClientOptions::default().allowing(settings.allowed_hosts.clone());
         Ok(Self {
             settings,
             store,
             secrets,
             tokens,
             http,
-            client_options: ClientOptions::default(),
+            client_options,
         })
+    }
+
+    /// The writeback's inline client options, with the same allow-list.
+    pub fn inline_options(&self) -> ClientOptions {
+        crate::usecase::writeback::WritebackDeps::inline_client_options().allowing(self.settings.allowed_hosts.clone())
     }
 
     /// The platform adapters, reading their secrets through the same token provider.
     pub fn platforms(&self) -> Arc<dyn PlatformResolver> {
-        Arc::new(Adapters::new(
-            self.http.clone(),
-            self.tokens.clone(),
-            self.client_options.retry.clone(),
-        ))
+        Arc::new(
+            Adapters::new(
+                self.http.clone(),
+                self.tokens.clone(),
+                self.client_options.retry.clone(),
+            )
+            .with_allowed_hosts(self.settings.allowed_hosts.clone()),
+        )
     }
 }

@@ -7,10 +7,12 @@
 //! - [`domain`]: pure rules (stories, digests, severity).
 //! - [`usecase`]: one use case per function.
 //! - [`telemetry`]: EMF metrics.
+//! - [`net`]: outbound HTTP safety (no redirects, the DNS guard, capped bodies, named causes).
 
 pub mod config;
 pub mod domain;
 pub mod lambda;
+pub mod net;
 pub mod platform;
 pub mod s1;
 pub mod secret;

@@ -1,6 +1,7 @@
 //! Support for the cross-crate integration tests: the vendored fixtures, a
 //! simulator-plus-client harness, and a Swagger 2.0 schema checker.
 
+pub mod outbound;
 pub mod poll;
 pub mod store_contract;
 pub mod swagger;
@@ -19,7 +20,13 @@ pub fn fixtures_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
-/// Client options for tests: S1's real rate limits, but short backoffs so retries are quick.
+/// The allow-list of local runs: the simulator, receivers and stand-ins are on 127.0.0.1.
+pub fn loopback_hosts() -> s1_shared::config::AllowedHosts {
+    s1_shared::config::AllowedHosts::parse("127.0.0.1").expect("a valid host")
+}
+
+/// Client options for tests: S1's real rate limits, but short backoffs so retries are quick;
+/// consoles on loopback allowed.
 pub fn fast_retry_options() -> ClientOptions {
     ClientOptions {
         connect_timeout: Duration::from_secs(2),
@@ -31,6 +38,8 @@ pub fn fast_retry_options() -> ClientOptions {
             max_retry_after: Duration::from_secs(5),
         },
         rate_limits: RateLimits::default(),
+        allowed_hosts: loopback_hosts(),
+        ..ClientOptions::default()
     }
 }
 
@@ -55,4 +64,18 @@ pub async fn items<T>(
 ) -> Result<Vec<T>, s1_shared::s1::S1Error> {
     use futures_util::TryStreamExt;
     pages.map_ok(|p| p.items).try_concat().await
+}
+
+/// A fresh table on DynamoDB Local (`AWS_ENDPOINT_URL_DYNAMODB`, set by scripts/test.sh), named
+/// `<prefix>-<nanos>`.
+pub async fn dynamodb_table(prefix: &str) -> std::sync::Arc<dyn s1_shared::store::ItemTable> {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok(),
+        "AWS_ENDPOINT_URL_DYNAMODB is not set: run scripts/test.sh, which starts DynamoDB Local"
+    );
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    let name = format!("{prefix}-{}", time::OffsetDateTime::now_utc().unix_timestamp_nanos());
+    s1_shared::store::create_table(&client, &name).await.unwrap();
+    std::sync::Arc::new(s1_shared::store::DynamoTable::new(client, name))
 }

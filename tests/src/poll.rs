@@ -69,7 +69,9 @@ impl PollHarness {
             progress: None,
             store: store.clone(),
             tokens: tokens.clone(),
-            platforms: Arc::new(Adapters::new(http.clone(), tokens, options.retry.clone())),
+            platforms: Arc::new(
+                Adapters::new(http.clone(), tokens, options.retry.clone()).with_allowed_hosts(crate::loopback_hosts()),
+            ),
             http,
             client_options: options,
             owner: "test-run".into(),

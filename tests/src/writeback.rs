@@ -45,7 +45,7 @@ pub fn deps(h: &PollHarness) -> WritebackDeps {
     let tokens = Arc::new(LocalTokenProvider::with_lookup(move |k| {
         env.lock().unwrap().get(k).cloned()
     }));
-    let mut inline = WritebackDeps::inline_client_options();
+    let mut inline = WritebackDeps::inline_client_options().allowing(crate::loopback_hosts());
     inline.retry.min_delay = std::time::Duration::from_millis(5);
     WritebackDeps {
         store: h.store.clone(),

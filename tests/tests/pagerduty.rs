@@ -5,8 +5,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use integration_tests::fast_retry_options;
 use integration_tests::poll::{PollHarness, tenant};
+use integration_tests::{fast_retry_options, loopback_hosts};
 use s1_bridge_sim::{FakePagerDuty, NewThreats, SimConfig};
 use s1_shared::domain;
 use s1_shared::platform::{Adapters, Notice, PlatformError, PlatformResolver};
@@ -199,6 +199,7 @@ async fn token_alerts_and_the_configuration_test_and_no_asset_sync() {
         h.deps.tokens.clone(),
         fast_retry_options().retry,
     )
+    .with_allowed_hosts(loopback_hosts())
     .resolve(&t)
     .await
     .unwrap();
@@ -252,7 +253,8 @@ async fn bad_settings_are_refused_with_what_is_wrong() {
         reqwest::Client::new(),
         h.deps.tokens.clone(),
         fast_retry_options().retry,
-    );
+    )
+    .with_allowed_hosts(loopback_hosts());
     let base = pagerduty_tenant(&h, &pd.url());
     let with = |settings: serde_json::Value| TenantConfig {
         platform: PlatformTarget {

@@ -555,3 +555,52 @@ async fn decommissioned_agents_are_listed_when_asked() {
         .unwrap();
     assert!(first.total_items == Some(120));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transport_errors_name_their_cause() {
+    let one_try = ClientOptions {
+        retry: s1_shared::s1::RetryPolicy {
+            max_attempts: 1,
+            ..fast_retry_options().retry
+        },
+        allowed_hosts: s1_shared::config::AllowedHosts::parse("127.0.0.1,acme.invalid").unwrap(),
+        ..fast_retry_options()
+    };
+    let cause = |e: S1Error| match e {
+        S1Error::Transport { cause, attempts: 1, .. } => cause,
+        other => panic!("expected a transport error after one attempt, got {other:?}"),
+    };
+    // DNS: a name that cannot resolve (RFC 6761).
+    let c = S1Client::new("https://acme.invalid", &ApiToken::new("t"), one_try.clone()).unwrap();
+    let err = c.system_status().await.unwrap_err();
+    assert!(err.to_string().contains("(1 attempt)"), "{err}");
+    assert!(cause(err).starts_with("DNS lookup failed for acme.invalid"));
+    // Refused: nothing listens on the port.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let c = S1Client::new(&format!("http://{closed}"), &ApiToken::new("t"), one_try.clone()).unwrap();
+    assert_eq!(
+        cause(c.system_status().await.unwrap_err()),
+        format!("connection refused by {closed}")
+    );
+    // TLS: https to a server that speaks plain http.
+    let (sim, _) = sim_and_client(small()).await;
+    let plain = sim.base_url().replace("http://", "https://");
+    let c = S1Client::new(&plain, &ApiToken::new("t"), one_try.clone()).unwrap();
+    let tls = cause(c.system_status().await.unwrap_err());
+    assert!(tls.starts_with("TLS handshake with 127.0.0.1:"), "{tls}");
+    // Timeout: the console accepts but does not answer in time.
+    sim.control()
+        .add_fault(&FaultRule::new("/system/status", FaultKind::Slow { millis: 1_500 }, 1))
+        .await
+        .unwrap();
+    let impatient = ClientOptions {
+        request_timeout: Duration::from_millis(300),
+        ..one_try
+    };
+    let c = client_for(&sim, "sim-tenant-token", impatient);
+    let slow = cause(c.system_status().await.unwrap_err());
+    assert!(slow.contains("did not answer within the request timeout"), "{slow}");
+}

@@ -117,11 +117,14 @@ async fn syncing_50k_agents_streams_in_flat_memory() {
             progress: None,
             store: h.store.clone(),
             tokens: tokens.clone(),
-            platforms: std::sync::Arc::new(s1_shared::platform::Adapters::new(
-                reqwest::Client::new(),
-                tokens,
-                integration_tests::fast_retry_options().retry,
-            )),
+            platforms: std::sync::Arc::new(
+                s1_shared::platform::Adapters::new(
+                    reqwest::Client::new(),
+                    tokens,
+                    integration_tests::fast_retry_options().retry,
+                )
+                .with_allowed_hosts(integration_tests::loopback_hosts()),
+            ),
             http: reqwest::Client::new(),
             client_options: integration_tests::fast_retry_options(),
             owner: "m".into(),

@@ -128,6 +128,11 @@ mod tests {
         }
     }
 
+    /// The simulator and the receiver are on loopback.
+    fn loopback() -> s1_shared::config::AllowedHosts {
+        s1_shared::config::AllowedHosts::parse("127.0.0.1").unwrap()
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn a_schedule_event_polls_and_reports() {
         let sim = Sim::start(SimConfig {
@@ -170,9 +175,11 @@ mod tests {
             progress: None,
             store,
             tokens: tokens.clone(),
-            platforms: Arc::new(Adapters::new(http.clone(), tokens, ClientOptions::default().retry)),
+            platforms: Arc::new(
+                Adapters::new(http.clone(), tokens, ClientOptions::default().retry).with_allowed_hosts(loopback()),
+            ),
             http,
-            client_options: ClientOptions::default(),
+            client_options: ClientOptions::default().allowing(loopback()),
             owner: String::new(),
             concurrency: 2,
             writeback: None,

@@ -17,6 +17,7 @@ use serde_json::Value;
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let ports = LambdaPorts::from_env(Duration::from_secs(5), Duration::from_secs(30)).await?;
+    let inline_options = ports.inline_options();
     let deps = PollDeps {
         progress: None,
         platforms: ports.platforms(),
@@ -31,7 +32,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             store: ports.store,
             tokens: ports.tokens,
             http: ports.http,
-            inline_options: WritebackDeps::inline_client_options(),
+            inline_options,
             retry_options: ports.client_options,
         }),
     };

@@ -29,6 +29,11 @@ mod tests {
 
     const INBOUND: &str = "whsec_dGhpcy1pcy1hLXRlc3Qtb25seS1pbmJvdW5kLWtleQ==";
 
+    /// The simulator and the receiver are on loopback.
+    fn loopback() -> s1_shared::config::AllowedHosts {
+        s1_shared::config::AllowedHosts::parse("127.0.0.1").unwrap()
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn a_signed_function_url_request_updates_s1() {
         let sim = Sim::start(SimConfig {
@@ -88,8 +93,8 @@ mod tests {
             store,
             tokens: Arc::new(LocalTokenProvider::with_lookup(move |k| env.get(k).cloned())),
             http: reqwest::Client::new(),
-            inline_options: WritebackDeps::inline_client_options(),
-            retry_options: ClientOptions::default(),
+            inline_options: WritebackDeps::inline_client_options().allowing(loopback()),
+            retry_options: ClientOptions::default().allowing(loopback()),
         };
         let body = serde_json::to_vec(&serde_json::json!({
             "type": "alert.status_changed", "timestamp": "2026-11-27T06:00:00Z",

@@ -53,6 +53,11 @@ mod tests {
 
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
+    /// The simulator and the receiver are on loopback.
+    fn loopback() -> s1_shared::config::AllowedHosts {
+        s1_shared::config::AllowedHosts::parse("127.0.0.1").unwrap()
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn a_schedule_event_checks_tokens_and_a_bad_rotation_event_is_refused() {
         let sim = Sim::start(SimConfig {
@@ -95,9 +100,11 @@ mod tests {
         let watch = TokenDeps {
             store: store.clone(),
             tokens: tokens.clone(),
-            platforms: Arc::new(Adapters::new(http.clone(), tokens, ClientOptions::default().retry)),
+            platforms: Arc::new(
+                Adapters::new(http.clone(), tokens, ClientOptions::default().retry).with_allowed_hosts(loopback()),
+            ),
             http: http.clone(),
-            client_options: ClientOptions::default(),
+            client_options: ClientOptions::default().allowing(loopback()),
         };
         let config = aws_config::SdkConfig::builder()
             .behavior_version(aws_config::BehaviorVersion::latest())
@@ -106,7 +113,7 @@ mod tests {
             store,
             secrets: aws_sdk_secretsmanager::Client::new(&config),
             http,
-            client_options: ClientOptions::default(),
+            client_options: ClientOptions::default().allowing(loopback()),
         };
         let out = handle(
             &watch,

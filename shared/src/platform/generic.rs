@@ -132,20 +132,20 @@ impl std::fmt::Debug for GenericWebhook {
 
 impl GenericWebhook {
     /// # Errors
-    /// [`PlatformError::Config`] unless `url` is https (or http on loopback, for local runs).
+    /// [`PlatformError::Config`] unless `url` passes
+    /// [`AllowedHosts::check_platform_url`](crate::config::AllowedHosts::check_platform_url):
+    /// https, and a private or loopback address (plain http on loopback, for local runs) only
+    /// when `allowed` names it.
     pub fn new(
         http: reqwest::Client,
         url: &str,
         secret: WebhookSecret,
         retry: RetryPolicy,
+        allowed: &crate::config::AllowedHosts,
     ) -> Result<Self, PlatformError> {
-        let url = Url::parse(url).map_err(|e| PlatformError::Config(format!("webhook URL {url:?}: {e}")))?;
-        let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
-        if !(url.scheme() == "https" || (url.scheme() == "http" && loopback)) {
-            return Err(PlatformError::Config(format!(
-                "webhook URL {url} must be https (http only on loopback)"
-            )));
-        }
+        let url: Url = allowed
+            .check_platform_url("webhook URL", url)
+            .map_err(PlatformError::Config)?;
         Ok(Self {
             http,
             url,
@@ -245,18 +245,22 @@ mod tests {
     }
 
     #[test]
-    fn only_https_or_loopback_http() {
+    fn only_https_or_named_loopback_http() {
         let s = WebhookSecret::from_bytes(vec![7; 32]);
         let http = reqwest::Client::new();
-        for (url, ok) in [
-            ("https://hooks.example.com/s1", true),
-            ("http://127.0.0.1:9000/hook", true),
-            ("http://hooks.example.com/s1", false),
-            ("ftp://x", false),
-            ("not a url", false),
+        let default = crate::config::AllowedHosts::default();
+        let local = crate::config::AllowedHosts::parse("127.0.0.1").unwrap();
+        for (url, allowed, ok) in [
+            ("https://hooks.example.com/s1", &default, true),
+            ("http://127.0.0.1:9000/hook", &local, true),
+            ("http://127.0.0.1:9000/hook", &default, false),
+            ("https://10.0.0.8/hook", &default, false),
+            ("http://hooks.example.com/s1", &local, false),
+            ("ftp://x", &default, false),
+            ("not a url", &default, false),
         ] {
             assert_eq!(
-                GenericWebhook::new(http.clone(), url, s.clone(), RetryPolicy::default()).is_ok(),
+                GenericWebhook::new(http.clone(), url, s.clone(), RetryPolicy::default(), allowed).is_ok(),
                 ok,
                 "{url}"
             );

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::config::AllowedHosts;
 use crate::domain::Severity;
 use crate::s1::dto::Threat;
 use crate::secrets::TokenProvider;
@@ -27,7 +28,7 @@ pub enum PlatformError {
     #[error("the platform refused the event (HTTP {status}): {detail}")]
     Rejected { status: u16, detail: String },
     /// The platform could not take it now (429, 5xx, network) through the retry budget.
-    #[error("the platform is unavailable after {attempts} attempts: {detail}")]
+    #[error("the platform is unavailable after {attempts} attempt{}: {detail}", if *.attempts == 1 { "" } else { "s" })]
     Unavailable { attempts: u32, detail: String },
     /// The tenant's platform settings are wrong.
     #[error("platform configuration: {0}")]
@@ -295,13 +296,13 @@ where
             }
             Ok(resp) => {
                 let status = resp.status().as_u16();
-                let text = resp.text().await.unwrap_or_default();
+                let text = answer_text(resp).await;
                 return Err(PlatformError::Rejected {
                     status,
                     detail: text.chars().take(300).collect(),
                 });
             }
-            Err(e) => (format!("{}", e.without_url()), None),
+            Err(e) => (crate::net::describe(&e), None),
         };
         match delays.next() {
             Some(d) => tokio::time::sleep(hint.map(|h| h.min(retry.max_retry_after)).unwrap_or(d)).await,
@@ -311,6 +312,33 @@ where
                     detail,
                 });
             }
+        }
+    }
+}
+
+/// The start of a platform's answer, read up to [`crate::net::MAX_PLATFORM_BODY`]; a longer or
+/// broken body is described, not read.
+async fn answer_text(resp: reqwest::Response) -> String {
+    let location = resp
+        .status()
+        .is_redirection()
+        .then(|| {
+            resp.headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        })
+        .flatten();
+    if let Some(to) = location {
+        return format!("redirected to {to}; redirects are not followed: check the platform URL");
+    }
+    match crate::net::read_capped(resp, crate::net::MAX_PLATFORM_BODY).await {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(crate::net::ReadError::TooLarge { limit }) => {
+            format!("the answer's body is over the {limit}-byte cap; refused without reading it")
+        }
+        Err(crate::net::ReadError::Transport(e)) => {
+            format!("the answer's body could not be read: {}", crate::net::describe(&e))
         }
     }
 }
@@ -356,12 +384,28 @@ pub struct Adapters {
     http: reqwest::Client,
     secrets: Arc<dyn TokenProvider>,
     retry: crate::s1::RetryPolicy,
+    allowed: AllowedHosts,
 }
 
 impl Adapters {
-    /// Adapters sending with `http`, reading secrets through `secrets`, retrying per `retry`.
+    /// Adapters sending with `http` (build it with [`crate::net::outbound_client`]), reading
+    /// secrets through `secrets`, retrying per `retry`. Platform URLs are checked against the
+    /// default allow-list until [`Adapters::with_allowed_hosts`] says otherwise.
     pub fn new(http: reqwest::Client, secrets: Arc<dyn TokenProvider>, retry: crate::s1::RetryPolicy) -> Self {
-        Self { http, secrets, retry }
+        Self {
+            http,
+            secrets,
+            retry,
+            allowed: AllowedHosts::default(),
+        }
+    }
+
+    /// Checks every platform URL against `allowed` (`S1_BRIDGE_ALLOWED_HOSTS`) when an adapter
+    /// is built, at run time.
+    #[must_use]
+    pub fn with_allowed_hosts(mut self, allowed: AllowedHosts) -> Self {
+        self.allowed = allowed;
+        self
     }
 }
 
@@ -385,12 +429,12 @@ impl PlatformResolver for Adapters {
                     .map_err(|e| PlatformError::Config(format!("tenant {}: webhook secret: {e}", tenant.id)))?;
                 let secret = WebhookSecret::parse(raw.expose())
                     .map_err(|e| PlatformError::Config(format!("tenant {}: webhook secret: {e}", tenant.id)))?;
-                Ok(Arc::new(GenericWebhook::new(
-                    self.http.clone(),
-                    url,
-                    secret,
-                    self.retry.clone(),
-                )?))
+                let webhook = GenericWebhook::new(self.http.clone(), url, secret, self.retry.clone(), &self.allowed)
+                    .map_err(|e| match e {
+                        PlatformError::Config(m) => PlatformError::Config(format!("tenant {}: {m}", tenant.id)),
+                        other => other,
+                    })?;
+                Ok(Arc::new(webhook))
             }
             "pagerduty" => {
                 let source: TokenSource =
@@ -423,6 +467,7 @@ impl PlatformResolver for Adapters {
                     key.expose().to_owned().into(),
                     per_minute,
                     self.retry.clone(),
+                    &self.allowed,
                 )
                 .map_err(|e| match e {
                     PlatformError::Config(m) => PlatformError::Config(format!("tenant {}: {m}", tenant.id)),

@@ -23,7 +23,8 @@ use crate::s1::RetryPolicy;
 
 /// PagerDuty's Events API v2 endpoint (US service region).
 pub const DEFAULT_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
-/// Hosts an `events_url` may name: PagerDuty's US and EU service regions (loopback for tests).
+/// Hosts an `events_url` may name: PagerDuty's US and EU service regions (and hosts the
+/// operator's allow-list admits, e.g. a loopback stand-in for local runs).
 const EVENTS_HOSTS: [&str; 2] = ["events.pagerduty.com", "events.eu.pagerduty.com"];
 /// PagerDuty's documented limit per integration key (about 120 events in any 60 s).
 pub const DEFAULT_EVENTS_PER_MINUTE: u32 = 120;
@@ -50,23 +51,28 @@ impl std::fmt::Debug for PagerDutyEvents {
 impl PagerDutyEvents {
     /// # Errors
     /// [`PlatformError::Config`] for a routing key that is not 32 characters, an `events_url`
-    /// that is not PagerDuty's (https on `events.pagerduty.com` or `events.eu.pagerduty.com`;
-    /// http on loopback for local runs), or a rate of zero.
+    /// that is not PagerDuty's (https on `events.pagerduty.com` or `events.eu.pagerduty.com`, or
+    /// a host `allowed` admits, as
+    /// [`AllowedHosts::check_platform_url`](crate::config::AllowedHosts::check_platform_url)
+    /// checks it: plain http only on a named loopback host, for local runs), or a rate of zero.
     pub fn new(
         http: reqwest::Client,
         events_url: &str,
         routing_key: SecretString,
         per_minute: u32,
         retry: RetryPolicy,
+        allowed: &crate::config::AllowedHosts,
     ) -> Result<Self, PlatformError> {
-        let url = Url::parse(events_url)
-            .map_err(|e| PlatformError::Config(format!("PagerDuty events_url {events_url:?}: {e}")))?;
-        let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
-        let pagerduty = url.scheme() == "https" && url.host_str().is_some_and(|h| EVENTS_HOSTS.contains(&h));
-        if !(pagerduty || (loopback && url.scheme() == "http")) {
+        let url: Url = allowed
+            .check_platform_url("PagerDuty events_url", events_url)
+            .map_err(PlatformError::Config)?;
+        let host = url.host_str().unwrap_or_default();
+        if !(EVENTS_HOSTS.contains(&host) || allowed.admits(host)) {
             return Err(PlatformError::Config(format!(
-                "PagerDuty events_url {url} must be https on {} or {}",
-                EVENTS_HOSTS[0], EVENTS_HOSTS[1]
+                "PagerDuty events_url {url} must be https on {} or {} (or on a host named in {})",
+                EVENTS_HOSTS[0],
+                EVENTS_HOSTS[1],
+                crate::config::ALLOWED_HOSTS
             )));
         }
         // A key pasted with a trailing newline is the same key: trimmed once, here.

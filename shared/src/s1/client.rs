@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures_util::{Stream, stream};
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -17,6 +17,8 @@ use super::dto::{
 use super::error::{S1Error, parse_error_body};
 use super::ratelimit::{EndpointFamily, Limiters, RateLimits};
 use crate::ApiToken;
+use crate::config::AllowedHosts;
+use crate::net::ReadError;
 
 /// S1 refuses `limit` above 1000 with a 400.
 pub const MAX_PAGE_LIMIT: u32 = 1000;
@@ -47,6 +49,9 @@ impl Default for RetryPolicy {
     }
 }
 
+/// The default cap on one S1 response body: a page of 1,000 threats is a few megabytes.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+
 /// Client settings. The defaults suit a Lambda run against a real console.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -54,6 +59,11 @@ pub struct ClientOptions {
     pub request_timeout: Duration,
     pub retry: RetryPolicy,
     pub rate_limits: RateLimits,
+    /// Hosts a console URL may name (`S1_BRIDGE_ALLOWED_HOSTS`); checked whenever a client is
+    /// built, so a tenant item written straight to the table cannot send the token elsewhere.
+    pub allowed_hosts: AllowedHosts,
+    /// Longest response body read; a longer one fails the call with [`S1Error::TooLarge`].
+    pub max_response_bytes: usize,
 }
 
 impl Default for ClientOptions {
@@ -63,7 +73,18 @@ impl Default for ClientOptions {
             request_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
             rate_limits: RateLimits::default(),
+            allowed_hosts: AllowedHosts::default(),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
+    }
+}
+
+impl ClientOptions {
+    /// The same options with `hosts` as the console allow-list.
+    #[must_use]
+    pub fn allowing(mut self, hosts: AllowedHosts) -> Self {
+        self.allowed_hosts = hosts;
+        self
     }
 }
 
@@ -352,6 +373,7 @@ pub struct S1Client {
     auth: HeaderValue,
     limiters: Arc<Limiters>,
     retry: RetryPolicy,
+    max_body: usize,
     observer: Option<Arc<dyn RequestObserver>>,
 }
 
@@ -368,19 +390,18 @@ impl S1Client {
     /// `https://acme.sentinelone.net`; a trailing `/web/api/v2.1` is accepted too).
     ///
     /// # Errors
-    /// [`S1Error::InvalidRequest`] when the URL is not http(s) with a host, or the token cannot
-    /// be sent in a header.
+    /// [`S1Error::InvalidRequest`] when the URL is not http(s) with a host, its host is not in
+    /// `options.allowed_hosts` or it is plain http off loopback, or the token cannot be sent in a
+    /// header.
     pub fn new(console_url: &str, token: &ApiToken, options: ClientOptions) -> Result<Self, S1Error> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(options.connect_timeout)
-            .timeout(options.request_timeout)
-            .user_agent(concat!("s1-bridge/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| S1Error::InvalidRequest(format!("cannot build the HTTP client: {e}")))?;
+        let http =
+            crate::net::outbound_client(options.connect_timeout, options.request_timeout, &options.allowed_hosts)
+                .map_err(|e| S1Error::InvalidRequest(format!("cannot build the HTTP client: {e}")))?;
         Self::with_http(http, console_url, token, options)
     }
 
-    /// Like [`S1Client::new`], sharing an existing `reqwest::Client` (one pool per process).
+    /// Like [`S1Client::new`], sharing an existing `reqwest::Client` (one pool per process). Build
+    /// it with [`crate::net::outbound_client`], so redirects are not followed.
     ///
     /// # Errors
     /// As [`S1Client::new`].
@@ -391,6 +412,10 @@ impl S1Client {
         options: ClientOptions,
     ) -> Result<Self, S1Error> {
         let api_base = api_base(console_url)?;
+        options
+            .allowed_hosts
+            .check_console_url(console_url)
+            .map_err(|e| S1Error::InvalidRequest(format!("refusing to call the console: {e}")))?;
         if token.is_empty() {
             return Err(S1Error::InvalidRequest("the S1 API token is empty".into()));
         }
@@ -407,6 +432,7 @@ impl S1Client {
             auth,
             limiters: Arc::new(Limiters::new(&options.rate_limits)),
             retry: options.retry,
+            max_body: options.max_response_bytes,
             observer: None,
         })
     }
@@ -789,19 +815,58 @@ impl S1Client {
             if let Some(body) = call.body {
                 req = req.json(body);
             }
+            // (status, Retry-After, Location, body) or the failure of the attempt.
             let outcome = match req.send().await {
                 Ok(resp) => {
                     let status = resp.status();
                     let retry_after = retry_after(resp.headers());
-                    resp.bytes().await.map(|b| (status, retry_after, b))
+                    let location = status
+                        .is_redirection()
+                        .then(|| {
+                            resp.headers()
+                                .get(LOCATION)
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_owned)
+                        })
+                        .flatten();
+                    match crate::net::read_capped(resp, self.max_body).await {
+                        Ok(b) => Ok((status, retry_after, location, b)),
+                        Err(ReadError::Transport(e)) => Err(e),
+                        Err(ReadError::TooLarge { limit }) => {
+                            let err = S1Error::TooLarge {
+                                endpoint: endpoint.clone(),
+                                status: status.as_u16(),
+                                limit,
+                            };
+                            self.observe(
+                                call,
+                                &endpoint,
+                                attempt,
+                                started.elapsed(),
+                                Some(status),
+                                Some(err.to_string()),
+                            );
+                            return Err(err);
+                        }
+                    }
                 }
                 Err(e) => Err(e),
             };
-            self.observe(call, &endpoint, attempt, started.elapsed(), &outcome);
+            match &outcome {
+                Ok((status, ..)) => self.observe(call, &endpoint, attempt, started.elapsed(), Some(*status), None),
+                Err(e) => self.observe(
+                    call,
+                    &endpoint,
+                    attempt,
+                    started.elapsed(),
+                    None,
+                    Some(crate::net::describe(e)),
+                ),
+            }
 
             let (failure, hint) = match outcome {
-                Ok((status, _, bytes)) if status.is_success() => return Ok(bytes),
-                Ok((StatusCode::TOO_MANY_REQUESTS, retry_after, _)) => (
+                Ok((status, _, _, bytes)) if status.is_success() => return Ok(bytes),
+                Ok((StatusCode::TOO_MANY_REQUESTS, retry_after, _, _)) => (
                     // S1 did not process a rate-limited call, so retrying is safe for every call.
                     S1Error::RateLimited {
                         endpoint: endpoint.clone(),
@@ -810,7 +875,7 @@ impl S1Client {
                     },
                     retry_after,
                 ),
-                Ok((status, _, bytes)) if status.is_server_error() => {
+                Ok((status, _, _, bytes)) if status.is_server_error() => {
                     let err = S1Error::Server {
                         endpoint: endpoint.clone(),
                         status: status.as_u16(),
@@ -822,13 +887,21 @@ impl S1Client {
                     }
                     (err, None)
                 }
-                Ok((status, _, bytes)) => return Err(classify(&endpoint, status, &bytes)),
+                Ok((status, _, location, _)) if status.is_redirection() => {
+                    return Err(S1Error::Redirected {
+                        endpoint,
+                        status: status.as_u16(),
+                        location,
+                    });
+                }
+                Ok((status, _, _, bytes)) => return Err(classify(&endpoint, status, &bytes)),
                 Err(e) => {
                     // A refused connection never reached S1; anything later is ambiguous.
                     let safe = call.idempotent || e.is_connect();
                     let err = S1Error::Transport {
                         endpoint: endpoint.clone(),
                         attempts: attempt,
+                        cause: crate::net::describe(&e),
                         source: e.without_url(),
                     };
                     if !safe {
@@ -852,35 +925,20 @@ impl S1Client {
         endpoint: &str,
         attempt: u32,
         latency: Duration,
-        outcome: &Result<(StatusCode, Option<Duration>, bytes::Bytes), reqwest::Error>,
+        status: Option<StatusCode>,
+        error: Option<String>,
     ) {
         let Some(observer) = &self.observer else {
             return;
         };
-        let (status, error) = match outcome {
-            Ok((s, _, _)) => (Some(s.as_u16()), None),
-            Err(e) => (None, Some(transport_kind(e).to_owned())),
-        };
         observer.record(&RequestRecord {
             method: call.method.to_string(),
             path: endpoint.to_owned(),
-            status,
+            status: status.map(|s| s.as_u16()),
             latency,
             attempt,
             error,
         });
-    }
-}
-
-fn transport_kind(e: &reqwest::Error) -> &'static str {
-    if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connect"
-    } else if e.is_body() || e.is_decode() {
-        "body"
-    } else {
-        "transport"
     }
 }
 
@@ -960,6 +1018,16 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let when = time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc2822).ok()?;
     let secs = (when - OffsetDateTime::now_utc()).whole_seconds();
     Some(Duration::from_secs(secs.max(0) as u64))
+}
+
+/// Decodes an S1 answer from `/<path>` as the client does: whatever the body holds, a failure is
+/// [`S1Error::Decode`] naming the JSON path of the field that failed
+/// (`data[3].threatInfo.updatedAt`), never a panic.
+///
+/// # Errors
+/// [`S1Error::Decode`].
+pub fn decode_response<T: DeserializeOwned>(path: &str, bytes: &[u8]) -> Result<T, S1Error> {
+    decode(path, bytes)
 }
 
 fn decode<T: DeserializeOwned>(path: &str, bytes: &[u8]) -> Result<T, S1Error> {

@@ -78,12 +78,32 @@ pub enum S1Error {
     },
 
     /// The connection failed, timed out or was cut, through the retry budget.
-    #[error("could not complete the call to S1 {endpoint} through {attempts} attempts: {source}")]
+    #[error("could not reach S1 for {endpoint} ({}): {cause}", attempts_text(.attempts))]
     Transport {
         endpoint: String,
         attempts: u32,
+        /// The cause by name: "DNS lookup failed for <host>", "connection refused by <host:port>",
+        /// "TLS handshake with <host:port> failed: ...", a timeout.
+        cause: String,
         #[source]
         source: reqwest::Error,
+    },
+
+    /// S1 (or whatever answers at the console URL) redirected the call. Redirects are never
+    /// followed: the API token would go wherever the redirect points.
+    #[error("{endpoint} answered with a redirect (HTTP {status}{}); redirects are not followed: check the tenant's console URL", .location.as_deref().map(|l| format!(" to {l}")).unwrap_or_default())]
+    Redirected {
+        endpoint: String,
+        status: u16,
+        location: Option<String>,
+    },
+
+    /// The answer's body is longer than the client's cap; it was not read.
+    #[error("S1 answered {endpoint} (HTTP {status}) with a body over the {limit}-byte cap; refused without reading it")]
+    TooLarge {
+        endpoint: String,
+        status: u16,
+        limit: usize,
     },
 
     /// S1 answered 2xx but the body is not what the API promises.
@@ -144,9 +164,20 @@ impl S1Error {
             S1Error::BadRequest { .. } => Some(400),
             S1Error::NotFound { .. } => Some(404),
             S1Error::RateLimited { .. } => Some(429),
-            S1Error::Server { status, .. } | S1Error::UnexpectedStatus { status, .. } => Some(*status),
+            S1Error::Server { status, .. }
+            | S1Error::UnexpectedStatus { status, .. }
+            | S1Error::Redirected { status, .. }
+            | S1Error::TooLarge { status, .. } => Some(*status),
             _ => None,
         }
+    }
+}
+
+fn attempts_text(n: &u32) -> String {
+    if *n == 1 {
+        "1 attempt".to_owned()
+    } else {
+        format!("{n} attempts")
     }
 }
 

@@ -11,7 +11,7 @@ mod ratelimit;
 
 pub use client::{
     AgentQuery, ClientOptions, CloudAlertQuery, MAX_PAGE_LIMIT, Page, RequestObserver, RequestRecord, RetryPolicy,
-    S1Client, SiteQuery, SortOrder, ThreatQuery, ThreatSort,
+    S1Client, SiteQuery, SortOrder, ThreatQuery, ThreatSort, decode_response,
 };
 pub use error::{S1Error, S1ErrorBody};
 pub use ratelimit::{EndpointFamily, RateLimits};
