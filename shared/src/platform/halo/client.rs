@@ -19,6 +19,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use url::Url;
 
+use crate::config::AllowedHosts;
 use crate::platform::PlatformError;
 use crate::s1::RetryPolicy;
 
@@ -28,6 +29,8 @@ pub const HALO_LIMIT: (u32, Duration) = (500, Duration::from_secs(300));
 const TOKEN_MARGIN: Duration = Duration::from_secs(60);
 /// Records per list page.
 pub const PAGE_SIZE: usize = 100;
+/// The largest answer read from Halo (a page of 100 assets with their fields is well under it).
+pub const MAX_BODY: usize = 8 * 1024 * 1024;
 
 /// Where a Halo instance is and how to sign in to it. Secrets are redacted in `Debug`.
 #[derive(Clone)]
@@ -61,6 +64,7 @@ struct CachedToken {
 pub struct HaloClient {
     http: reqwest::Client,
     base: Url,
+    allowed: AllowedHosts,
     auth: HaloAuth,
     retry: RetryPolicy,
     limiter: DefaultDirectRateLimiter,
@@ -92,16 +96,19 @@ impl HaloClient {
     /// A client for `auth.base_url`, pacing itself at `limit` requests per window.
     ///
     /// # Errors
-    /// [`PlatformError::Config`] for a base URL that does not parse or a zero budget.
+    /// [`PlatformError::Config`] for a base URL that is not https on a public host (or a host
+    /// `allowed` names), or a zero budget.
     pub fn new(
         http: reqwest::Client,
         auth: HaloAuth,
+        allowed: &AllowedHosts,
         limit: (u32, Duration),
         retry: RetryPolicy,
     ) -> Result<Self, PlatformError> {
-        let mut base = Url::parse(auth.base_url.trim())
-            .map_err(|e| PlatformError::Config(format!("Halo url {:?}: {e}", auth.base_url)))?;
-        if base.cannot_be_a_base() || base.host_str().is_none() {
+        let mut base = allowed
+            .check_platform_url("Halo url", &auth.base_url)
+            .map_err(PlatformError::Config)?;
+        if base.cannot_be_a_base() {
             return Err(PlatformError::Config(format!(
                 "Halo url {:?} has no host",
                 auth.base_url
@@ -113,6 +120,7 @@ impl HaloClient {
         Ok(Self {
             http,
             base,
+            allowed: allowed.clone(),
             auth,
             retry,
             limiter: bucket(limit.0, limit.1)?,
@@ -132,6 +140,7 @@ impl HaloClient {
     }
 
     /// Where the token endpoint is: AuthInfo's `auth_url` + `/token`, else `<base>/auth/token`.
+    /// The credentials go there, so a discovered URL must pass the same checks as the base URL.
     async fn token_url(&self) -> Url {
         self.limiter.until_ready().await;
         let discovered = async {
@@ -141,7 +150,9 @@ impl HaloClient {
             }
             let info: Value = resp.json().await.ok()?;
             let auth_url = info.get("auth_url")?.as_str()?.trim_end_matches('/').to_owned();
-            Url::parse(&format!("{auth_url}/token")).ok()
+            self.allowed
+                .check_platform_url("Halo auth_url", &format!("{auth_url}/token"))
+                .ok()
         }
         .await;
         discovered.unwrap_or_else(|| {
@@ -181,9 +192,7 @@ impl HaloClient {
             )),
             other => other,
         })?;
-        let body: Value = resp
-            .json()
-            .await
+        let body: Value = serde_json::from_slice(&read(resp, "the token endpoint").await?)
             .map_err(|e| unavailable(format!("Halo's token answer is not JSON: {e}")))?;
         let value = body
             .get("access_token")
@@ -241,10 +250,7 @@ impl HaloClient {
                 }
                 Err(e) => return Err(e),
                 Ok(resp) => {
-                    let bytes = resp
-                        .bytes()
-                        .await
-                        .map_err(|e| unavailable(format!("reading Halo's answer to {method} /api/{path}: {e}")))?;
+                    let bytes = read(resp, &format!("{method} /api/{path}")).await?;
                     if bytes.iter().all(u8::is_ascii_whitespace) {
                         return Ok(Value::Null);
                     }
@@ -355,6 +361,18 @@ fn list_items(answer: Value, key: &str) -> (Vec<Value>, Option<usize>) {
 /// Halo ids are numbers, sometimes sent as strings.
 pub fn as_id(v: &Value) -> Option<i64> {
     v.as_i64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+}
+
+/// An answer's body, capped at [`MAX_BODY`].
+async fn read(resp: reqwest::Response, what: &str) -> Result<bytes::Bytes, PlatformError> {
+    crate::net::read_capped(resp, MAX_BODY).await.map_err(|e| match e {
+        crate::net::ReadError::TooLarge { limit } => {
+            unavailable(format!("Halo's answer to {what} is larger than {limit} bytes"))
+        }
+        crate::net::ReadError::Transport(e) => {
+            unavailable(format!("reading Halo's answer to {what}: {}", crate::net::describe(&e)))
+        }
+    })
 }
 
 fn unavailable(detail: String) -> PlatformError {
