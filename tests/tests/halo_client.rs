@@ -71,7 +71,7 @@ async fn without_authinfo_the_token_comes_from_the_default_location_with_the_ten
     .await
     .unwrap();
     let c = client(&halo);
-    c.get("Tickets", &[("count".into(), "1".into())]).await.unwrap();
+    c.get("Tickets", &[("count", "1".into())]).await.unwrap();
     let token = halo
         .requests()
         .into_iter()
@@ -159,7 +159,7 @@ async fn the_request_budget_keeps_the_client_under_the_limit() {
     let secret = halo.config().client_secret.clone();
     let c = client_for(&halo, &secret, (20, window));
     for _ in 0..30 {
-        c.get("Tickets", &[("count".into(), "1".into())]).await.unwrap();
+        c.get("Tickets", &[("count", "1".into())]).await.unwrap();
     }
     assert_eq!(halo.stats().rate_limited, 0);
 }
