@@ -1,12 +1,11 @@
 //! status-writeback through real HTTP: signed webhooks in, S1 (the simulator) updated, with the
 //! state store deciding replays, order and retries.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use integration_tests::poll::{PollHarness, WEBHOOK_SECRET, tenant};
-use integration_tests::writeback::{INBOUND_SECRET, deps, post_generic, serve, status_changed};
-use s1_bridge_sim::{FaultKind, FaultRule, SimConfig};
+use integration_tests::writeback::{INBOUND_SECRET, deps, post_generic, s1_state, s1_writes, status_changed};
+use s1_bridge_sim::{FaultKind, FaultRule};
 use s1_shared::store::{EmbeddedTable, ItemTable, StoryStatus};
 use s1_shared::usecase::writeback::{MAX_ATTEMPTS, retry_pending};
 use serde_json::json;
@@ -16,66 +15,15 @@ fn embedded() -> Arc<dyn ItemTable> {
     Arc::new(EmbeddedTable::in_memory().unwrap())
 }
 
-/// A polled console whose tenant accepts signed generic webhooks; returns the harness, the
-/// webhook base URL, and stories as (alert key, threat ids), largest first.
-async fn setup(threats: usize) -> (PollHarness, String, Vec<(String, Vec<String>)>) {
-    let h = PollHarness::start(
-        SimConfig {
-            threats,
-            agents: 60,
-            cloud_alerts: 0,
-            ..SimConfig::default()
-        },
-        embedded(),
-    )
-    .await;
-    let mut t = tenant("acme", &h.sim.base_url(), &h.receiver.url());
-    t.platform.settings["inbound_secrets"] = json!([{"kind": "env", "var": "INBOUND"}]);
-    h.store.put_tenant(&t).await.unwrap();
-    h.env.lock().unwrap().insert("INBOUND".into(), INBOUND_SECRET.into());
-    h.poll().await;
-    let mut stories: HashMap<String, Vec<String>> = HashMap::new();
-    for e in h.receiver.events() {
-        stories
-            .entry(e["data"]["alert_key"].as_str().unwrap().to_owned())
-            .or_default()
-            .push(e["data"]["s1"]["threat_id"].as_str().unwrap().to_owned());
-    }
-    let mut stories: Vec<_> = stories.into_iter().collect();
-    stories.sort_by_key(|(k, v)| (std::cmp::Reverse(v.len()), k.clone()));
-    let base = serve(deps(&h)).await;
-    (h, base, stories)
+async fn setup(threats: usize, table: Arc<dyn ItemTable>) -> (PollHarness, String, Vec<(String, Vec<String>)>) {
+    integration_tests::writeback::setup(threats, table).await
 }
 
-async fn s1_state(h: &PollHarness, id: &str) -> (String, String, Vec<String>) {
-    let t = h.sim.control().threat(id).await.unwrap();
-    let notes = t["notes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["text"].as_str().unwrap().to_owned())
-        .collect();
-    (
-        t["threatInfo"]["incidentStatus"].as_str().unwrap().to_owned(),
-        t["threatInfo"]["analystVerdict"].as_str().unwrap().to_owned(),
-        notes,
-    )
-}
-
-async fn s1_writes(h: &PollHarness) -> usize {
-    h.sim
-        .control()
-        .requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|r| r.method == "POST")
-        .count()
-}
+integration_tests::writeback_scenarios!(embedded());
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_mapping_row_reaches_every_threat_of_a_story_and_single_threats() {
-    let (h, base, stories) = setup(400).await;
+    let (h, base, stories) = setup(400, embedded()).await;
     assert!(stories[0].1.len() >= 2, "some stories hold several threats");
     let rows: [(&str, Option<&str>, &str, Option<&str>); 18] = [
         ("new", None, "unresolved", None),
@@ -167,7 +115,7 @@ async fn every_mapping_row_reaches_every_threat_of_a_story_and_single_threats() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replays_reordering_tampering_and_bad_input_change_nothing() {
-    let (h, base, stories) = setup(60).await;
+    let (h, base, stories) = setup(60, embedded()).await;
     let (alert, ids) = &stories[0];
     let t0 = OffsetDateTime::now_utc();
     let closed = status_changed(alert, "closed", Some("benign"), t0);
@@ -265,7 +213,7 @@ async fn replays_reordering_tampering_and_bad_input_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn s1_down_during_a_webhook_then_recovering_lands_the_change_once() {
-    let (h, base, stories) = setup(60).await;
+    let (h, base, stories) = setup(60, embedded()).await;
     let d = deps(&h);
     let tenant = h.store.get_tenant("acme").await.unwrap().unwrap();
     for (n, fault) in [
@@ -325,7 +273,7 @@ async fn s1_down_during_a_webhook_then_recovering_lands_the_change_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn s1_down_for_good_ends_in_the_dead_letters_and_replays_from_there() {
-    let (h, base, stories) = setup(60).await;
+    let (h, base, stories) = setup(60, embedded()).await;
     let d = deps(&h);
     let tenant = h.store.get_tenant("acme").await.unwrap().unwrap();
     let (alert, ids) = &stories[0];
@@ -382,7 +330,7 @@ async fn s1_down_for_good_ends_in_the_dead_letters_and_replays_from_there() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_permissions_in_s1_is_not_retried_forever() {
-    let (h, base, stories) = setup(40).await;
+    let (h, base, stories) = setup(40, embedded()).await;
     h.sim
         .control()
         .add_token(&s1_bridge_sim::TokenSpec {
@@ -405,7 +353,7 @@ async fn missing_permissions_in_s1_is_not_retried_forever() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bearer_token_endpoint_is_the_weaker_alternative() {
-    let (h, base, stories) = setup(30).await;
+    let (h, base, stories) = setup(30, embedded()).await;
     let mut t = h.store.get_tenant("acme").await.unwrap().unwrap();
     t.platform.settings = json!({"url": h.receiver.url(), "secret": {"kind": "env", "var": "WEBHOOK_SECRET"}, "inbound_bearer": {"kind": "env", "var": "BEARER"}});
     h.store.put_tenant(&t).await.unwrap();
@@ -482,7 +430,7 @@ mod pagerduty {
 
     /// A PagerDuty tenant whose story is the incident the fixtures talk about.
     async fn setup_pd() -> (PollHarness, String, Vec<String>) {
-        let (h, base, stories) = setup(30).await;
+        let (h, base, stories) = setup(30, embedded()).await;
         let mut t = tenant("pd", &h.sim.base_url(), &h.receiver.url());
         t.token = s1_shared::store::TokenSource::Env {
             var: "S1_TOKEN_acme".into(),
@@ -616,7 +564,7 @@ mod pagerduty {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_scheduled_poll_run_retries_pending_writebacks() {
-    let (h, base, stories) = setup(40).await;
+    let (h, base, stories) = setup(40, embedded()).await;
     let (alert, ids) = &stories[0];
     h.sim
         .control()
