@@ -56,3 +56,17 @@ pub async fn items<T>(
     use futures_util::TryStreamExt;
     pages.map_ok(|p| p.items).try_concat().await
 }
+
+/// A fresh table (named `<prefix>-<nanos>`) on DynamoDB Local, reached only through
+/// `AWS_ENDPOINT_URL_DYNAMODB` (set by scripts/test.sh, which starts it).
+pub async fn dynamodb_table(prefix: &str) -> std::sync::Arc<dyn s1_shared::store::ItemTable> {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok(),
+        "AWS_ENDPOINT_URL_DYNAMODB is not set: run scripts/test.sh, which starts DynamoDB Local"
+    );
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    let name = format!("{prefix}-{}", time::OffsetDateTime::now_utc().unix_timestamp_nanos());
+    s1_shared::store::create_table(&client, &name).await.unwrap();
+    std::sync::Arc::new(s1_shared::store::DynamoTable::new(client, name))
+}

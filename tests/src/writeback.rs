@@ -171,6 +171,25 @@ pub async fn s1_writes(h: &PollHarness) -> usize {
         .count()
 }
 
+/// The simulator's next `count` `/threats/incident` calls meet `fault`.
+pub async fn incident_fault(h: &PollHarness, fault: s1_bridge_sim::FaultKind, count: u32) {
+    h.sim
+        .control()
+        .add_fault(&s1_bridge_sim::FaultRule::new("/threats/incident", fault, count))
+        .await
+        .unwrap();
+}
+
+/// The simulator answers the next `count` `/threats/incident` calls with HTTP `status`.
+pub async fn fail_incident(h: &PollHarness, status: u16, count: u32) {
+    let fault = s1_bridge_sim::FaultKind::Status {
+        status,
+        retry_after: None,
+        code: None,
+    };
+    incident_fault(h, fault, count).await;
+}
+
 /// Notes on a threat that start with `prefix`.
 pub async fn notes_starting(h: &PollHarness, id: &str, prefix: &str) -> usize {
     s1_state(h, id).await.2.iter().filter(|n| n.starts_with(prefix)).count()
@@ -285,6 +304,12 @@ impl ItemTable for GateTable {
     }
 }
 
+/// The story key inside an alert key `s1:<host>:<story key>@<window start>`.
+pub fn story_key(alert: &str) -> String {
+    let id = alert.splitn(3, ':').nth(2).unwrap();
+    id.rsplit_once('@').unwrap().0.to_owned()
+}
+
 /// The write that ends an applied writeback: it carries the story's echo record.
 pub fn is_finish(i: &Item) -> bool {
     i.sk.starts_with("STORY#")
@@ -317,7 +342,6 @@ macro_rules! writeback_scenarios {
 pub mod scenarios {
     use std::sync::Arc;
 
-    use s1_bridge_sim::{FaultKind, FaultRule};
     use s1_shared::store::ItemTable;
     use s1_shared::usecase::writeback::{handle_webhook, retry_pending};
     use time::{Duration, OffsetDateTime};
@@ -326,7 +350,15 @@ pub mod scenarios {
 
     async fn retry_at(h: &PollHarness, at: OffsetDateTime) -> s1_shared::usecase::writeback::RetryReport {
         let tenant = h.store.get_tenant("acme").await.unwrap().unwrap();
-        retry_pending(&deps(h), &tenant, at, 50).await.unwrap()
+        retry_pending(
+            &deps(h),
+            &tenant,
+            at,
+            50,
+            std::time::Instant::now() + std::time::Duration::from_secs(120),
+        )
+        .await
+        .unwrap()
     }
 
     /// S1 fails "closed" (t1); "reopened" (t2) applies; the retry pass must not apply the older
@@ -336,19 +368,7 @@ pub mod scenarios {
         let (h, base, stories) = setup(60, table).await;
         let (alert, ids) = &stories[0];
         let now = OffsetDateTime::now_utc();
-        h.sim
-            .control()
-            .add_fault(&FaultRule::new(
-                "/threats/incident",
-                FaultKind::Status {
-                    status: 503,
-                    retry_after: None,
-                    code: None,
-                },
-                1_000,
-            ))
-            .await
-            .unwrap();
+        fail_incident(&h, 503, 1_000).await;
         let closed = status_changed(alert, "closed", Some("benign"), now - Duration::minutes(2));
         let (code, resp) = post_generic(&base, "acme", "order-t1", &closed, INBOUND_SECRET).await;
         assert_eq!((code, resp["writeback"].as_str()), (202, Some("pending")), "{resp}");
@@ -362,24 +382,54 @@ pub mod scenarios {
         for id in ids {
             let (status, verdict, _) = s1_state(&h, id).await;
             assert_eq!(status, "unresolved", "threat {id}: the newer change stands");
-            assert_ne!(verdict, "false_positive", "threat {id}: the superseded verdict was not applied");
-            assert_eq!(notes_starting(&h, id, "[generic] closed by Ana").await, 1, "threat {id}");
-            assert_eq!(notes_starting(&h, id, "[generic] reopened by Ana").await, 1, "threat {id}");
+            assert_ne!(
+                verdict, "false_positive",
+                "threat {id}: the superseded verdict was not applied"
+            );
+            assert_eq!(
+                notes_starting(&h, id, "[generic] closed by Ana").await,
+                1,
+                "threat {id}"
+            );
+            assert_eq!(
+                notes_starting(&h, id, "[generic] reopened by Ana").await,
+                1,
+                "threat {id}"
+            );
         }
         assert!(h.store.list_pending("acme", None, 10).await.unwrap().items.is_empty());
         let listed = h.store.list_dead("acme", None, 10).await.unwrap().items;
         assert_eq!(listed.len(), 1, "{listed:?}");
         assert!(
-            listed[0].last_error.as_deref().unwrap_or_default().starts_with("superseded"),
+            listed[0]
+                .last_error
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with("superseded"),
             "{listed:?}"
         );
-        // Nothing more happens on later passes, and the poller sees S1's state as our own echo.
+        // Nothing more happens on later passes. The echo record is what S1 holds, so the
+        // poller sends nothing back.
         let writes = s1_writes(&h).await;
         retry_at(&h, now + Duration::hours(3)).await;
         assert_eq!(s1_writes(&h).await, writes);
+        let story = h
+            .store
+            .get_story("acme", &story_key(alert))
+            .await
+            .unwrap()
+            .unwrap()
+            .value;
+        for (id, m) in &story.members {
+            assert_eq!(
+                (m.written_status.as_deref(), m.written_verdict.as_deref()),
+                (Some("unresolved"), None),
+                "threat {id}"
+            );
+        }
         let before = h.receiver.events().len();
         let p = h.poll().await.tenants.remove(0);
-        assert_eq!((p.echoes as usize, p.published), (ids.len(), 0), "{p:?}");
+        assert_eq!(p.published, 0, "{p:?}");
         assert_eq!(h.receiver.events().len(), before);
     }
 
@@ -389,7 +439,10 @@ pub mod scenarios {
         gate: &GateTable,
         alert: &str,
         id: &str,
-    ) -> (Gate, tokio::task::JoinHandle<s1_shared::usecase::writeback::WebhookResponse>) {
+    ) -> (
+        Gate,
+        tokio::task::JoinHandle<s1_shared::usecase::writeback::WebhookResponse>,
+    ) {
         let held = gate.arm(is_finish);
         let body = status_changed(alert, "closed", Some("true_positive"), OffsetDateTime::now_utc());
         let headers = signed_headers(id, &body, INBOUND_SECRET);
@@ -399,46 +452,60 @@ pub mod scenarios {
         (held, task)
     }
 
-    /// The webhook's inline attempt has posted its note and is about to finish; a retry pass
-    /// running now finds the item claimed and leaves it alone.
-    pub async fn the_inline_attempt_keeps_its_claim_against_a_retry_pass(table: Arc<dyn ItemTable>) {
-        let gate = GateTable::new(table);
-        let (h, _, stories) = setup(40, gate.clone()).await;
-        let (alert, ids) = &stories[0];
-        let (held, task) = webhook_held_at_finish(&h, &gate, alert, "race-1").await;
-        let r = retry_at(&h, OffsetDateTime::now_utc()).await;
-        assert_eq!((r.applied, r.dead), (0, 0), "{r:?}");
-        held.release();
-        let resp = task.await.unwrap();
-        assert_eq!((resp.status, resp.body["writeback"].as_str()), (202, Some("applied")), "{resp:?}");
-        retry_at(&h, OffsetDateTime::now_utc() + Duration::hours(1)).await;
+    /// Every threat of the story is resolved in S1 with one note of the change, and nothing is
+    /// left pending or dead.
+    async fn resolved_once(h: &PollHarness, ids: &[String]) {
         for id in ids {
-            assert_eq!(s1_state(&h, id).await.0, "resolved");
-            assert_eq!(notes_starting(&h, id, "[generic] closed by Ana").await, 1, "threat {id}");
+            assert_eq!(s1_state(h, id).await.0, "resolved");
+            assert_eq!(notes_starting(h, id, "[generic] closed by Ana").await, 1, "threat {id}");
         }
         assert!(h.store.list_pending("acme", None, 10).await.unwrap().items.is_empty());
         assert!(h.store.list_dead("acme", None, 10).await.unwrap().items.is_empty());
     }
 
+    /// A retry pass at `retry_after` from now runs while the webhook's inline attempt is held
+    /// after its note, before its finish; then the inline attempt goes on. Returns the pass's
+    /// report and the webhook's answer.
+    async fn race(
+        table: Arc<dyn ItemTable>,
+        retry_after: Duration,
+    ) -> (
+        PollHarness,
+        Vec<String>,
+        s1_shared::usecase::writeback::RetryReport,
+        s1_shared::usecase::writeback::WebhookResponse,
+    ) {
+        let gate = GateTable::new(table);
+        let (h, _, stories) = setup(40, gate.clone()).await;
+        let (alert, ids) = stories[0].clone();
+        let (held, task) = webhook_held_at_finish(&h, &gate, &alert, "race-1").await;
+        let r = retry_at(&h, OffsetDateTime::now_utc() + retry_after).await;
+        held.release();
+        let resp = task.await.unwrap();
+        retry_at(&h, OffsetDateTime::now_utc() + Duration::hours(1)).await;
+        (h, ids, r, resp)
+    }
+
+    /// The webhook's inline attempt has posted its note and is about to finish; a retry pass
+    /// running now finds the item claimed and leaves it alone.
+    pub async fn the_inline_attempt_keeps_its_claim_against_a_retry_pass(table: Arc<dyn ItemTable>) {
+        let (h, ids, r, resp) = race(table, Duration::ZERO).await;
+        assert_eq!((r.applied, r.dead), (0, 0), "{r:?}");
+        assert_eq!(
+            (resp.status, resp.body["writeback"].as_str()),
+            (202, Some("applied")),
+            "{resp:?}"
+        );
+        resolved_once(&h, &ids).await;
+    }
+
     /// The inline attempt stalls past its claim; the retry pass takes the item over and ends it;
     /// the stalled attempt, let go, writes nothing and posts nothing.
     pub async fn a_retry_pass_takes_over_an_expired_claim_and_the_note_is_posted_once(table: Arc<dyn ItemTable>) {
-        let gate = GateTable::new(table);
-        let (h, _, stories) = setup(40, gate.clone()).await;
-        let (alert, ids) = &stories[0];
-        let (held, task) = webhook_held_at_finish(&h, &gate, alert, "race-2").await;
-        let r = retry_at(&h, OffsetDateTime::now_utc() + Duration::minutes(10)).await;
+        let (h, ids, r, resp) = race(table, Duration::minutes(10)).await;
         assert_eq!(r.applied, 1, "{r:?}");
-        held.release();
-        let resp = task.await.unwrap();
         assert_eq!(resp.status, 202, "{resp:?}");
-        retry_at(&h, OffsetDateTime::now_utc() + Duration::hours(1)).await;
-        for id in ids {
-            assert_eq!(s1_state(&h, id).await.0, "resolved");
-            assert_eq!(notes_starting(&h, id, "[generic] closed by Ana").await, 1, "threat {id}");
-        }
-        assert!(h.store.list_pending("acme", None, 10).await.unwrap().items.is_empty());
-        assert!(h.store.list_dead("acme", None, 10).await.unwrap().items.is_empty());
+        resolved_once(&h, &ids).await;
     }
 
     /// The function is killed after S1 took the note and before the writeback was finished in
@@ -451,15 +518,15 @@ pub mod scenarios {
         task.abort();
         assert!(task.await.unwrap_err().is_cancelled());
         for id in ids {
-            assert_eq!(notes_starting(&h, id, "[generic] closed by Ana").await, 1, "S1 took the note");
+            assert_eq!(
+                notes_starting(&h, id, "[generic] closed by Ana").await,
+                1,
+                "S1 took the note"
+            );
         }
         let r = retry_at(&h, OffsetDateTime::now_utc() + Duration::minutes(10)).await;
         assert_eq!(r.applied, 1, "{r:?}");
-        for id in ids {
-            assert_eq!(s1_state(&h, id).await.0, "resolved");
-            assert_eq!(notes_starting(&h, id, "[generic] closed by Ana").await, 1, "threat {id}");
-        }
-        assert!(h.store.list_pending("acme", None, 10).await.unwrap().items.is_empty());
+        resolved_once(&h, ids).await;
         // The echo is recorded: the poller does not send our own change back.
         let p = h.poll().await.tenants.remove(0);
         assert_eq!(p.published, 0, "{p:?}");

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use integration_tests::poll::{PollHarness, WEBHOOK_SECRET, tenant};
-use integration_tests::writeback::{INBOUND_SECRET, deps, post_generic, s1_state, s1_writes, status_changed};
+use integration_tests::writeback::{
+    INBOUND_SECRET, deps, fail_incident, incident_fault, post_generic, s1_state, s1_writes, status_changed,
+};
 use s1_bridge_sim::{FaultKind, FaultRule};
 use s1_shared::store::{EmbeddedTable, ItemTable, StoryStatus};
 use s1_shared::usecase::writeback::{MAX_ATTEMPTS, retry_pending};
@@ -13,6 +15,11 @@ use time::{Duration, OffsetDateTime};
 
 fn embedded() -> Arc<dyn ItemTable> {
     Arc::new(EmbeddedTable::in_memory().unwrap())
+}
+
+/// A retry pass's deadline with plenty of time.
+fn soon() -> std::time::Instant {
+    std::time::Instant::now() + std::time::Duration::from_secs(120)
 }
 
 async fn setup(threats: usize, table: Arc<dyn ItemTable>) -> (PollHarness, String, Vec<(String, Vec<String>)>) {
@@ -247,12 +254,20 @@ async fn s1_down_during_a_webhook_then_recovering_lands_the_change_once() {
         );
         assert_ne!(s1_state(&h, &ids[0]).await.0, "resolved", "{fault:?}: not applied yet");
         // Not due yet: nothing happens.
-        let early = retry_pending(&d, &tenant, OffsetDateTime::now_utc(), 10).await.unwrap();
-        assert_eq!(early.applied, 0);
-        h.sim.control().clear_faults().await.unwrap();
-        let later = retry_pending(&d, &tenant, OffsetDateTime::now_utc() + Duration::minutes(5), 10)
+        let early = retry_pending(&d, &tenant, OffsetDateTime::now_utc(), 10, soon())
             .await
             .unwrap();
+        assert_eq!(early.applied, 0);
+        h.sim.control().clear_faults().await.unwrap();
+        let later = retry_pending(
+            &d,
+            &tenant,
+            OffsetDateTime::now_utc() + Duration::minutes(5),
+            10,
+            soon(),
+        )
+        .await
+        .unwrap();
         assert_eq!(later.applied, 1, "{fault:?}: {later:?}");
         for id in ids {
             let (status, verdict, notes) = s1_state(&h, id).await;
@@ -277,19 +292,7 @@ async fn s1_down_for_good_ends_in_the_dead_letters_and_replays_from_there() {
     let d = deps(&h);
     let tenant = h.store.get_tenant("acme").await.unwrap().unwrap();
     let (alert, ids) = &stories[0];
-    h.sim
-        .control()
-        .add_fault(&FaultRule::new(
-            "/threats/incident",
-            FaultKind::Status {
-                status: 500,
-                retry_after: None,
-                code: None,
-            },
-            10_000,
-        ))
-        .await
-        .unwrap();
+    fail_incident(&h, 500, 10_000).await;
     let body = status_changed(alert, "resolved", Some("benign"), OffsetDateTime::now_utc());
     assert_eq!(
         post_generic(&base, "acme", "gone-1", &body, INBOUND_SECRET).await.0,
@@ -298,7 +301,7 @@ async fn s1_down_for_good_ends_in_the_dead_letters_and_replays_from_there() {
     let mut at = OffsetDateTime::now_utc();
     for _ in 0..MAX_ATTEMPTS {
         at += Duration::hours(2);
-        retry_pending(&d, &tenant, at, 10).await.unwrap();
+        retry_pending(&d, &tenant, at, 10, soon()).await.unwrap();
     }
     assert!(h.store.list_pending("acme", None, 10).await.unwrap().items.is_empty());
     let dead = h.store.list_dead("acme", None, 10).await.unwrap().items;
@@ -316,7 +319,9 @@ async fn s1_down_for_good_ends_in_the_dead_letters_and_replays_from_there() {
         .replay_dead("acme", &dead[0].id, OffsetDateTime::now_utc())
         .await
         .unwrap();
-    let r = retry_pending(&d, &tenant, OffsetDateTime::now_utc(), 10).await.unwrap();
+    let r = retry_pending(&d, &tenant, OffsetDateTime::now_utc(), 10, soon())
+        .await
+        .unwrap();
     assert_eq!(r.applied, 1, "{r:?}");
     assert_eq!(s1_state(&h, &ids[0]).await.1, "false_positive");
     // The writeback marked the story closed, so a new threat on it would reopen it.
@@ -566,19 +571,7 @@ mod pagerduty {
 async fn the_scheduled_poll_run_retries_pending_writebacks() {
     let (h, base, stories) = setup(40, embedded()).await;
     let (alert, ids) = &stories[0];
-    h.sim
-        .control()
-        .add_fault(&FaultRule::new(
-            "/threats/incident",
-            FaultKind::Status {
-                status: 503,
-                retry_after: None,
-                code: None,
-            },
-            4,
-        ))
-        .await
-        .unwrap();
+    fail_incident(&h, 503, 4).await;
     let body = status_changed(alert, "acknowledged", None, OffsetDateTime::now_utc());
     let (code, resp) = post_generic(&base, "acme", "sched-1", &body, INBOUND_SECRET).await;
     assert_eq!((code, resp["writeback"].as_str()), (202, Some("pending")), "{resp}");
@@ -600,4 +593,73 @@ async fn the_scheduled_poll_run_retries_pending_writebacks() {
     .remove(0);
     assert_eq!(r.writebacks_applied, 1, "{r:?}");
     assert_eq!(s1_state(&h, &ids[0]).await.0, "in_progress");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_s1_gets_a_pending_answer_within_the_budget_and_the_retry_lands_it_once() {
+    let (h, base, stories) = setup(40, embedded()).await;
+    let (alert, ids) = &stories[0];
+    // Slower than the whole webhook budget, whatever the HTTP client's own timeouts.
+    incident_fault(&h, FaultKind::Slow { millis: 8_000 }, 1).await;
+    let body = status_changed(alert, "closed", Some("true_positive"), OffsetDateTime::now_utc());
+    let (code, resp) = post_generic(&base, "acme", "slow-1", &body, INBOUND_SECRET).await;
+    assert_eq!((code, resp["writeback"].as_str()), (202, Some("pending")), "{resp}");
+    let tenant = h.store.get_tenant("acme").await.unwrap().unwrap();
+    // The stalled attempt's claim lapses; the next run lands the change.
+    let r = retry_pending(
+        &deps(&h),
+        &tenant,
+        OffsetDateTime::now_utc() + Duration::minutes(10),
+        10,
+        soon(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.applied, 1, "{r:?}");
+    for id in ids {
+        let (status, verdict, notes) = s1_state(&h, id).await;
+        assert_eq!((status.as_str(), verdict.as_str()), ("resolved", "true_positive"));
+        assert_eq!(
+            notes.iter().filter(|n| n.contains("closed by Ana")).count(),
+            1,
+            "{notes:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_pass_honours_its_deadline() {
+    let (h, base, stories) = setup(40, embedded()).await;
+    let d = deps(&h);
+    let tenant = h.store.get_tenant("acme").await.unwrap().unwrap();
+    fail_incident(&h, 503, 2).await;
+    let body = status_changed(&stories[0].0, "acknowledged", None, OffsetDateTime::now_utc());
+    let (_, resp) = post_generic(&base, "acme", "deadline-1", &body, INBOUND_SECRET).await;
+    assert_eq!(resp["writeback"], "pending", "{resp}");
+    let later = OffsetDateTime::now_utc() + Duration::minutes(10);
+    // No time left: nothing is tried, nothing reaches S1.
+    let writes = s1_writes(&h).await;
+    let r = retry_pending(&d, &tenant, later, 10, std::time::Instant::now())
+        .await
+        .unwrap();
+    assert_eq!((r.applied, r.rescheduled, r.waiting), (0, 0, 1), "{r:?}");
+    assert_eq!(s1_writes(&h).await, writes);
+    // A deadline that comes while S1 is slow cuts the attempt: the change stays pending.
+    incident_fault(&h, FaultKind::Slow { millis: 8_000 }, 1).await;
+    let r = retry_pending(
+        &d,
+        &tenant,
+        later,
+        10,
+        std::time::Instant::now() + std::time::Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
+    assert_eq!((r.applied, r.rescheduled), (0, 1), "{r:?}");
+    assert_eq!(h.store.list_pending("acme", None, 10).await.unwrap().items.len(), 1);
+    // With time, it lands.
+    let r = retry_pending(&d, &tenant, later + Duration::minutes(10), 10, soon())
+        .await
+        .unwrap();
+    assert_eq!(r.applied, 1, "{r:?}");
 }
