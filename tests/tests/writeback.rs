@@ -206,7 +206,7 @@ async fn replays_reordering_tampering_and_bad_input_change_nothing() {
     );
     assert_eq!(
         post_generic(&base, "globex", "evt-9", &closed, INBOUND_SECRET).await.0,
-        404
+        401
     );
     let huge = vec![b' '; 300 * 1024];
     assert_eq!(
@@ -662,4 +662,74 @@ async fn a_retry_pass_honours_its_deadline() {
         .await
         .unwrap();
     assert_eq!(r.applied, 1, "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_disabled_and_unverified_requests_all_get_one_401_and_nothing_leaks() {
+    let flaky = integration_tests::poll::FlakyTable::new(embedded());
+    let (h, base, stories) = setup(30, flaky.clone()).await;
+    let (alert, ids) = &stories[0];
+    let body = status_changed(alert, "closed", Some("benign"), OffsetDateTime::now_utc());
+    let (_, unknown) = post_generic(&base, "globex", "enum-1", &body, INBOUND_SECRET).await;
+    assert_eq!(unknown["status"], 401, "{unknown}");
+    let mut refusals = vec![
+        (
+            "bad signature",
+            post_generic(&base, "acme", "enum-2", &body, WEBHOOK_SECRET).await,
+        ),
+        (
+            "odd tenant id",
+            post_generic(&base, "a%23b", "enum-3", &body, INBOUND_SECRET).await,
+        ),
+    ];
+    let r = reqwest::Client::new()
+        .post(format!("{base}/pagerduty/acme"))
+        .header("X-PagerDuty-Signature", "v1=00")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    refusals.push(("other platform", (r.status().as_u16(), r.json().await.unwrap())));
+    let writes = s1_writes(&h).await;
+    let mut t = h.store.get_tenant("acme").await.unwrap().unwrap();
+    t.enabled = false;
+    h.store.put_tenant(&t).await.unwrap();
+    refusals.push((
+        "disabled tenant",
+        post_generic(&base, "acme", "enum-4", &body, INBOUND_SECRET).await,
+    ));
+    for (what, (code, answer)) in &refusals {
+        assert_eq!(
+            (*code, answer),
+            (401, &unknown),
+            "{what}: the same answer as an unknown tenant"
+        );
+    }
+    for word in ["globex", "acme", "generic", "pagerduty", "tenant", "signature"] {
+        assert!(!unknown.to_string().contains(word), "{word} in {unknown}");
+    }
+    // A disabled tenant's pending changes are not sent to S1 either.
+    t.enabled = true;
+    h.store.put_tenant(&t).await.unwrap();
+    fail_incident(&h, 503, 2).await;
+    let (_, resp) = post_generic(&base, "acme", "enum-5", &body, INBOUND_SECRET).await;
+    assert_eq!(resp["writeback"], "pending", "{resp}");
+    t.enabled = false;
+    h.store.put_tenant(&t).await.unwrap();
+    let writes_before_retry = s1_writes(&h).await;
+    let later = OffsetDateTime::now_utc() + Duration::hours(1);
+    let r = retry_pending(&deps(&h), &t, later, 10, soon()).await.unwrap();
+    assert_eq!(r.applied + r.rescheduled + r.dead, 0, "{r:?}");
+    assert_eq!(s1_writes(&h).await, writes_before_retry);
+    assert!(writes <= writes_before_retry);
+    assert_ne!(s1_state(&h, &ids[0]).await.0, "resolved");
+    // The state store failing: 503, and none of its text in the answer.
+    t.enabled = true;
+    h.store.put_tenant(&t).await.unwrap();
+    flaky.fail_story_writes(1);
+    let body = status_changed(alert, "investigating", None, OffsetDateTime::now_utc());
+    let (code, answer) = post_generic(&base, "acme", "enum-6", &body, INBOUND_SECRET).await;
+    assert_eq!(code, 503, "{answer}");
+    let text = answer.to_string();
+    assert!(!text.contains("injected") && !text.contains("put_all"), "{text}");
 }

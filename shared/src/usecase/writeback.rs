@@ -123,6 +123,18 @@ fn answer(status: u16, message: impl Into<String>) -> WebhookResponse {
     }
 }
 
+/// The one answer to every request that cannot be verified: unknown tenant, disabled tenant,
+/// another platform's endpoint, missing or wrong signature.
+fn unauthorized() -> WebhookResponse {
+    answer(401, "the request could not be verified")
+}
+
+/// The state store failed: the platform retries; what failed goes to the log only.
+fn unavailable(e: &StoreError) -> WebhookResponse {
+    tracing::error!(error = %e, "state store unavailable");
+    answer(503, "temporarily unavailable; retry later")
+}
+
 // ---- mapping (docs/design.md, Mappings) ----------------------------------------------------------------------
 
 /// Platform state -> S1 incident status, and close reason -> analyst verdict, with a tenant's
@@ -343,8 +355,9 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// [`INLINE_BUDGET`].
 ///
 /// 202 accepted (applied, or pending when S1 is unavailable or slow), 200 replay or nothing to
-/// do, 400 malformed, 401 bad signature, 404 unknown tenant or alert, 409 older than the last
-/// applied change, 413 too large, 503 state store unavailable (the platform retries).
+/// do, 400 malformed, 401 not verified (one answer for an unknown or disabled tenant, another
+/// platform's endpoint and a bad signature), 404 unknown alert, 409 older than the last applied
+/// change, 413 too large, 503 state store unavailable (the platform retries; no detail given).
 pub async fn handle_webhook(
     deps: &WritebackDeps,
     method: &str,
@@ -381,26 +394,36 @@ pub async fn handle_webhook_with(
             );
         }
     };
+    // Unknown, disabled or mismatched tenant and a failed check all get the same answer, so
+    // nobody learns which tenants exist or what they use; the log says which it was.
     let tenant = match deps.store.get_tenant(tenant_id).await {
-        Ok(Some(t)) => t,
-        Ok(None) => return answer(404, format!("unknown tenant {tenant_id:?}")),
-        Err(StoreError::Invalid(m)) => return answer(404, m),
-        Err(e) => return answer(503, format!("state store unavailable: {e}")),
+        Ok(Some(t)) if t.enabled && t.platform.kind == platform => t,
+        Ok(Some(t)) => {
+            let why = if t.enabled {
+                "the tenant uses another platform"
+            } else {
+                "the tenant is disabled"
+            };
+            tracing::warn!(tenant = %t.id, platform, reason = why, "webhook refused");
+            return unauthorized();
+        }
+        Ok(None) | Err(StoreError::Invalid(_)) => {
+            tracing::warn!(platform, "webhook refused: unknown tenant");
+            return unauthorized();
+        }
+        Err(e) => return unavailable(&e),
     };
-    if tenant.platform.kind != platform {
-        return answer(404, format!("tenant {tenant_id} does not use the {platform} platform"));
-    }
     let now = options.now.unwrap_or_else(OffsetDateTime::now_utc);
     let auth = match inbound_auth(deps, &tenant, platform).await {
         Ok(a) => a,
         Err(e) => {
             tracing::error!(tenant = %tenant.id, error = %e, "inbound webhook auth is not configured");
-            return answer(401, "the webhook cannot be verified for this tenant");
+            return unauthorized();
         }
     };
     if let Err(e) = authenticate(&auth, headers, body, now) {
         tracing::warn!(tenant = %tenant.id, error = %e, "webhook refused");
-        return answer(401, e.to_string());
+        return unauthorized();
     }
     let parsed = match platform {
         "pagerduty" => parse_pagerduty(header(headers, "x-webhook-id"), body),
@@ -413,7 +436,10 @@ pub async fn handle_webhook_with(
         Ok(Inbound::Change(c)) => c,
         Ok(Inbound::Ignore(why)) => return answer(200, format!("ignored: {why}")),
         Err(InboundError::Malformed(m)) => return answer(400, m),
-        Err(InboundError::Unauthorized(m)) => return answer(401, m),
+        Err(InboundError::Unauthorized(m)) => {
+            tracing::warn!(tenant = %tenant.id, error = %m, "webhook refused");
+            return unauthorized();
+        }
     };
     let budget = options.budget.saturating_sub(started.elapsed());
     accept(deps, &tenant, change, now, budget).await
@@ -433,7 +459,7 @@ async fn accept(
     let (name, archived, story) = match resolve_story(&deps.store, tenant, &change.platform, &change.alert).await {
         Ok(Some(found)) => found,
         Ok(None) => return answer(404, "unknown alert"),
-        Err(e) => return answer(503, format!("state store unavailable: {e}")),
+        Err(e) => return unavailable(&e),
     };
     let (status, verdict) = match &change.action {
         ChangeAction::Status {
@@ -463,7 +489,7 @@ async fn accept(
                 return answer(409, "older than the last change applied to this alert");
             }
             Ok(_) => {}
-            Err(e) => return answer(503, format!("state store unavailable: {e}")),
+            Err(e) => return unavailable(&e),
         }
     }
     let pending = PendingWriteback {
@@ -484,7 +510,7 @@ async fn accept(
         Ok(Acceptance::Accepted) => {}
         Ok(Acceptance::Duplicate) => return answer(200, "duplicate delivery: already accepted"),
         Ok(Acceptance::DuplicateNote) => return answer(200, "duplicate note: already accepted"),
-        Err(e) => return answer(503, format!("state store unavailable: {e}")),
+        Err(e) => return unavailable(&e),
     }
     let entry = PendingEntry {
         value: pending,
