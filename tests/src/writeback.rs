@@ -14,7 +14,7 @@ use s1_bridge_sim::SimConfig;
 use s1_shared::platform::{WebhookSecret, sign};
 use s1_shared::secrets::LocalTokenProvider;
 use s1_shared::store::{Cond, Item, ItemPage, ItemTable, StoreError};
-use s1_shared::usecase::writeback::{WritebackDeps, handle_webhook};
+use s1_shared::usecase::writeback::{WebhookOptions, WritebackDeps, handle_webhook_with};
 use serde_json::{Value, json};
 
 use crate::fast_retry_options;
@@ -25,20 +25,28 @@ pub const INBOUND_SECRET: &str = "whsec_dGhpcy1pcy1hLXRlc3Qtb25seS1pbmJvdW5kLWtl
 
 /// The handler served over HTTP on a free loopback port; returns its base URL.
 pub async fn serve(deps: WritebackDeps) -> String {
+    serve_with(deps, WebhookOptions::default()).await
+}
+
+/// [`serve`] with a budget and clock of the test's choosing (recorded deliveries are judged at
+/// the time they were made).
+pub async fn serve_with(deps: WritebackDeps, options: WebhookOptions) -> String {
+    type Shared = Arc<(WritebackDeps, WebhookOptions)>;
     async fn route(
-        State(deps): State<Arc<WritebackDeps>>,
+        State(shared): State<Shared>,
         method: Method,
         uri: Uri,
         headers: HeaderMap,
         body: Bytes,
     ) -> (StatusCode, axum::Json<Value>) {
-        let r = handle_webhook(&deps, method.as_str(), uri.path(), &headers, &body).await;
+        let (deps, options) = &*shared;
+        let r = handle_webhook_with(deps, method.as_str(), uri.path(), &headers, &body, options).await;
         (StatusCode::from_u16(r.status).unwrap(), axum::Json(r.body))
     }
     let app = axum::Router::new()
         .fallback(route)
         .layer(axum::extract::DefaultBodyLimit::max(4 << 20))
-        .with_state(Arc::new(deps));
+        .with_state(Arc::new((deps, options)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

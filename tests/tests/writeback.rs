@@ -385,6 +385,23 @@ async fn a_bearer_token_endpoint_is_the_weaker_alternative() {
     };
     assert_eq!(send("wrong-token-wrong-token-wrong-tok").await, 401);
     assert_eq!(send("0123456789abcdef0123456789abcdef").await, 202);
+    // Nothing is signed in this mode, so the event's own time must be recent.
+    let old = status_changed(
+        &stories[0].0,
+        "closed",
+        Some("benign"),
+        OffsetDateTime::now_utc() - Duration::days(2),
+    );
+    let r = reqwest::Client::new()
+        .post(format!("{base}/generic/acme"))
+        .header("webhook-id", "bearer-old")
+        .bearer_auth("0123456789abcdef0123456789abcdef")
+        .body(old)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().await.unwrap().contains("older than"));
 }
 
 /// The real PagerDuty v3 bodies and signatures in tests/fixtures/platforms/pagerduty-v3.
@@ -411,9 +428,15 @@ mod pagerduty {
     }
 
     async fn post(base: &str, body: &[u8], signature: &str) -> (u16, Value) {
+        post_as(base, body, signature, "any-delivery").await
+    }
+
+    /// A delivery with its (unsigned) `X-Webhook-Id` header.
+    async fn post_as(base: &str, body: &[u8], signature: &str, webhook_id: &str) -> (u16, Value) {
         let r = reqwest::Client::new()
             .post(format!("{base}/pagerduty/pd"))
             .header("X-PagerDuty-Signature", signature)
+            .header("X-Webhook-Id", webhook_id)
             .header("Content-Type", "application/json")
             .body(body.to_vec())
             .send()
@@ -421,6 +444,21 @@ mod pagerduty {
             .unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The recorded deliveries were made on 2025-04-07 (03:00-03:50 UTC); the endpoint judges
+    /// them at that time.
+    fn fixture_clock() -> OffsetDateTime {
+        time::macros::datetime!(2025-04-07 03:50:00 UTC)
+    }
+
+    /// A recorded delivery changed by `edit` and signed again with the tenant's first secret.
+    fn resigned(file: &str, edit: impl FnOnce(&mut Value)) -> (Vec<u8>, String) {
+        let mut v: Value = serde_json::from_slice(&fixture(file)).unwrap();
+        edit(&mut v);
+        let body = serde_json::to_vec(&v).unwrap();
+        let sig = s1_shared::platform::inbound::sign_pagerduty(cases()[0]["secret"].as_str().unwrap(), &body);
+        (body, sig)
     }
 
     fn valid_signature(file: &str) -> String {
@@ -435,7 +473,7 @@ mod pagerduty {
 
     /// A PagerDuty tenant whose story is the incident the fixtures talk about.
     async fn setup_pd() -> (PollHarness, String, Vec<String>) {
-        let (h, base, stories) = setup(30, embedded()).await;
+        let (h, base_now, stories) = setup(30, embedded()).await;
         let mut t = tenant("pd", &h.sim.base_url(), &h.receiver.url());
         t.token = s1_shared::store::TokenSource::Env {
             var: "S1_TOKEN_acme".into(),
@@ -479,7 +517,82 @@ mod pagerduty {
             previous: vec![],
         };
         assert!(h.store.put_story("pd", &story, 0).await.unwrap());
+        let options = s1_shared::usecase::writeback::WebhookOptions {
+            now: Some(fixture_clock()),
+            ..Default::default()
+        };
+        let base = integration_tests::writeback::serve_with(deps(&h), options).await;
+        let _ = base_now;
         (h, base, ids)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_redelivery_under_another_x_webhook_id_is_still_a_duplicate() {
+        let (h, base, ids) = setup_pd().await;
+        let file = "aldaviva-incident.triggered.json";
+        assert_eq!(post(&base, &fixture(file), &valid_signature(file)).await.0, 202);
+        let file = "aldaviva-incident.annotated.json";
+        let (body, sig) = (fixture(file), valid_signature(file));
+        let (code, resp) = post_as(&base, &body, &sig, "delivery-1").await;
+        assert_eq!((code, resp["writeback"].as_str()), (202, Some("applied")), "{resp}");
+        let writes = s1_writes(&h).await;
+        let (code, resp) = post_as(&base, &body, &sig, "delivery-2").await;
+        assert_eq!(code, 200, "the signed event.id is the same: {resp}");
+        assert_eq!(s1_writes(&h).await, writes);
+        let notes = s1_state(&h, &ids[0]).await.2;
+        assert_eq!(
+            notes.iter().filter(|n| n.contains("Resolution Note")).count(),
+            1,
+            "{notes:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn signed_deliveries_older_than_the_replay_window_or_from_the_future_are_refused() {
+        let (h, base, ids) = setup_pd().await;
+        let writes = s1_writes(&h).await;
+        for (label, at, want) in [
+            (
+                "a day and an hour old",
+                fixture_clock() - Duration::hours(25),
+                "older than",
+            ),
+            ("ten minutes ahead", fixture_clock() + Duration::minutes(10), "future"),
+        ] {
+            let (body, sig) = resigned("aldaviva-incident.resolved.json", |v| {
+                v["event"]["id"] = json!(format!("replay-{label}"));
+                v["event"]["occurred_at"] = json!(s1_shared::s1::dto::format_time(at));
+            });
+            let (code, resp) = post(&base, &body, &sig).await;
+            assert_eq!(code, 400, "{label}: {resp}");
+            assert!(resp["message"].as_str().unwrap().contains(want), "{label}: {resp}");
+        }
+        assert_eq!(s1_writes(&h).await, writes);
+        assert_ne!(s1_state(&h, &ids[0]).await.0, "resolved");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_negated_verdict_word_in_a_resolution_note_sets_no_verdict() {
+        let (h, base, ids) = setup_pd().await;
+        let file = "aldaviva-incident.triggered.json";
+        assert_eq!(post(&base, &fixture(file), &valid_signature(file)).await.0, 202);
+        for (n, (text, want)) in [
+            ("Resolution Note: this is not a false positive, keep watching", None),
+            ("Resolution Note: not malicious; the user ran a test", None),
+            ("Resolution Note: benign, IT installed it", Some("false_positive")),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let before = s1_state(&h, &ids[0]).await.1;
+            let (body, sig) = resigned("aldaviva-incident.annotated.json", |v| {
+                v["event"]["id"] = json!(format!("note-{n}"));
+                v["event"]["data"]["content"] = json!(text);
+            });
+            let (code, resp) = post(&base, &body, &sig).await;
+            assert_eq!(code, 202, "{text}: {resp}");
+            assert_eq!(s1_state(&h, &ids[0]).await.1, want.unwrap_or(&before), "{text}");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -732,4 +845,48 @@ async fn unknown_disabled_and_unverified_requests_all_get_one_401_and_nothing_le
     assert_eq!(code, 503, "{answer}");
     let text = answer.to_string();
     assert!(!text.contains("injected") && !text.contains("put_all"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_dated_in_the_future_is_refused_and_blocks_nothing() {
+    let (h, base, stories) = setup(30, embedded()).await;
+    let (alert, ids) = &stories[0];
+    let ahead = status_changed(
+        alert,
+        "closed",
+        Some("benign"),
+        OffsetDateTime::now_utc() + Duration::days(1),
+    );
+    let (code, resp) = post_generic(&base, "acme", "future-1", &ahead, INBOUND_SECRET).await;
+    assert_eq!(code, 400, "{resp}");
+    assert!(resp["message"].as_str().unwrap().contains("future"), "{resp}");
+    let now = status_changed(alert, "investigating", None, OffsetDateTime::now_utc());
+    let (code, resp) = post_generic(&base, "acme", "future-2", &now, INBOUND_SECRET).await;
+    assert_eq!((code, resp["writeback"].as_str()), (202, Some("applied")), "{resp}");
+    assert_eq!(s1_state(&h, &ids[0]).await.0, "in_progress");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_comment_delivered_twice_is_one_note() {
+    let (h, base, stories) = setup(30, embedded()).await;
+    let (alert, ids) = &stories[0];
+    let note = integration_tests::writeback::comment_added(alert, "escalated to IR", OffsetDateTime::now_utc());
+    let (code, resp) = post_generic(&base, "acme", "comment-1", &note, INBOUND_SECRET).await;
+    assert_eq!((code, resp["writeback"].as_str()), (202, Some("applied")), "{resp}");
+    let (code, resp) = post_generic(&base, "acme", "comment-2", &note, INBOUND_SECRET).await;
+    assert_eq!(code, 200, "{resp}");
+    let other = integration_tests::writeback::comment_added(alert, "IR confirmed", OffsetDateTime::now_utc());
+    let (code, _) = post_generic(&base, "acme", "comment-3", &other, INBOUND_SECRET).await;
+    assert_eq!(code, 202);
+    let notes = s1_state(&h, &ids[0]).await.2;
+    assert_eq!(
+        notes.iter().filter(|n| n.contains("escalated to IR")).count(),
+        1,
+        "{notes:?}"
+    );
+    assert_eq!(
+        notes.iter().filter(|n| n.contains("IR confirmed")).count(),
+        1,
+        "{notes:?}"
+    );
 }

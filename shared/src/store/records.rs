@@ -993,7 +993,8 @@ impl Store {
                 keys::EVENT_SK.into(),
                 &serde_json::json!({ "seen_at": now.unix_timestamp() }),
             )?;
-            marker.ttl = Some((now + *ttl).unix_timestamp());
+            // Expiry is judged by the real clock, whatever time the request is judged at.
+            marker.ttl = Some((OffsetDateTime::now_utc().max(now) + *ttl).unix_timestamp());
             batch.push((marker, Cond::NotExists));
             if n == 0 {
                 batch.push((

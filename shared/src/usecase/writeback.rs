@@ -44,6 +44,15 @@ pub const MAX_BODY: usize = 256 * 1024;
 pub const MAX_ATTEMPTS: u32 = 8;
 /// How long a webhook id is remembered for replay protection.
 pub const EVENT_TTL: Duration = Duration::days(7);
+/// PagerDuty deliveries (and bearer-mode ones, which nothing signs) whose event time is older
+/// than this are refused; replay markers live longer ([`EVENT_TTL`]), so a delivery is either
+/// remembered or too old.
+pub const REPLAY_WINDOW: Duration = Duration::hours(24);
+const _: () = assert!(EVENT_TTL.whole_seconds() >= REPLAY_WINDOW.whole_seconds());
+/// A change dated further ahead than this is refused (it would hold back every later change).
+pub const MAX_FUTURE: Duration = Duration::minutes(5);
+/// The same comment (alert, actor, text) delivered again within this is one note.
+pub const NOTE_DEDUPE_WINDOW: Duration = REPLAY_WINDOW;
 /// The whole webhook answer, inline S1 attempt included, fits in this (the platform waits 5 s).
 pub const INLINE_BUDGET: StdDuration = StdDuration::from_millis(4_000);
 /// How long an attempt's claim on a pending item (and on its alert's ordering lock) lasts.
@@ -426,7 +435,7 @@ pub async fn handle_webhook_with(
         return unauthorized();
     }
     let parsed = match platform {
-        "pagerduty" => parse_pagerduty(header(headers, "x-webhook-id"), body),
+        "pagerduty" => parse_pagerduty(body),
         _ => {
             let id = header(headers, "webhook-id").or_else(|| header(headers, "idempotency-key"));
             parse_generic(id, body)
@@ -441,6 +450,31 @@ pub async fn handle_webhook_with(
             return unauthorized();
         }
     };
+    let field = if platform == "pagerduty" {
+        "event.occurred_at"
+    } else {
+        "timestamp"
+    };
+    if change.at > now + MAX_FUTURE {
+        return answer(
+            400,
+            format!(
+                "{field} {} is more than 5 minutes in the future",
+                crate::s1::dto::format_time(change.at)
+            ),
+        );
+    }
+    // Standard Webhooks signs a fresh timestamp (checked within 300 s); the others carry only
+    // the event's own time.
+    if !matches!(auth, InboundAuth::StandardWebhooks(_)) && change.at < now - REPLAY_WINDOW {
+        return answer(
+            400,
+            format!(
+                "{field} {} is older than the 24-hour replay window",
+                crate::s1::dto::format_time(change.at)
+            ),
+        );
+    }
     let budget = options.budget.saturating_sub(started.elapsed());
     accept(deps, &tenant, change, now, budget).await
 }
@@ -502,11 +536,15 @@ async fn accept(
         next_attempt_at: now,
     };
     let event_key = format!("{}:{}", change.platform, change.event_id);
-    match deps
-        .store
-        .accept_change(&tenant.id, &[(&event_key, EVENT_TTL)], &pending, now)
-        .await
-    {
+    let mut markers = vec![(event_key.as_str(), EVENT_TTL)];
+    let note_key = format!(
+        "note:{}",
+        crate::domain::short_digest(format!("{}\n{}", pending.alert_key, pending_note(&pending)).as_bytes())
+    );
+    if matches!(change.action, ChangeAction::Note { .. }) {
+        markers.push((note_key.as_str(), NOTE_DEDUPE_WINDOW));
+    }
+    match deps.store.accept_change(&tenant.id, &markers, &pending, now).await {
         Ok(Acceptance::Accepted) => {}
         Ok(Acceptance::Duplicate) => return answer(200, "duplicate delivery: already accepted"),
         Ok(Acceptance::DuplicateNote) => return answer(200, "duplicate note: already accepted"),
@@ -529,6 +567,12 @@ async fn accept(
         body: json!({ "status": 202, "message": "accepted", "writeback": state }),
         s1_time,
     }
+}
+
+/// The note text a pending change carries (platform, actor and text: what makes two comments
+/// the same).
+fn pending_note(p: &PendingWriteback) -> &str {
+    p.change.get("note").and_then(Value::as_str).unwrap_or_default()
 }
 
 /// Finds the story behind an alert reference, with its item name and whether it is archived.
