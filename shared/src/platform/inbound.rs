@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use time::OffsetDateTime;
 
-use super::generic::{SignatureError, WebhookSecret, verify};
+use super::generic::{MAX_SIGNATURE_HEADER, MAX_SIGNATURES, SignatureError, WebhookSecret, verify};
 use crate::s1::dto::AnalystVerdict;
 
 /// A platform's state for an alert, as its webhook says it.
@@ -146,17 +146,25 @@ pub fn verify_pagerduty(
     body: &[u8],
 ) -> Result<(), InboundError> {
     let value = header_value.ok_or_else(|| InboundError::Unauthorized("missing X-PagerDuty-Signature".into()))?;
+    if value.len() > MAX_SIGNATURE_HEADER || value.split(',').count() > MAX_SIGNATURES {
+        return Err(InboundError::Unauthorized(SignatureError::TooLarge.to_string()));
+    }
+    // Each secret's MAC over the body once per request, whatever the number of candidates.
+    let macs: Vec<Hmac<Sha256>> = secrets
+        .iter()
+        .map(|s| {
+            let mut mac = Hmac::<Sha256>::new_from_slice(s.expose().as_bytes()).expect("any key length");
+            mac.update(body);
+            mac
+        })
+        .collect();
     for entry in value.split(',') {
         let Some(hex_sig) = entry.trim().strip_prefix("v1=") else {
             continue;
         };
         let Ok(sig) = hex::decode(hex_sig) else { continue };
-        for s in secrets {
-            let mut mac = Hmac::<Sha256>::new_from_slice(s.expose().as_bytes()).expect("any key length");
-            mac.update(body);
-            if mac.verify_slice(&sig).is_ok() {
-                return Ok(());
-            }
+        if macs.iter().any(|m| m.clone().verify_slice(&sig).is_ok()) {
+            return Ok(());
         }
     }
     Err(InboundError::Unauthorized("no v1 signature matches".into()))
