@@ -182,3 +182,30 @@ fn a_pagerduty_signature_header_holds_at_most_8_candidates_in_1_kib() {
     let padded = format!("{good},{}", "v0=x".repeat(300));
     assert!(verify_pagerduty(&secrets, Some(&padded), body).is_err());
 }
+
+#[test]
+fn extreme_timestamps_are_stale_not_a_panic() {
+    let Vector {
+        secret,
+        id,
+        body,
+        sig,
+        at,
+        ..
+    } = Vector::first();
+    for ts in [i64::MIN, i64::MIN + 1, i64::MAX, -1] {
+        assert_eq!(
+            verify(
+                std::slice::from_ref(&secret),
+                Some(&id),
+                Some(&ts.to_string()),
+                Some(&sig),
+                &body,
+                at,
+                300
+            ),
+            Err(SignatureError::Stale(300)),
+            "{ts}"
+        );
+    }
+}

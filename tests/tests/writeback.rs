@@ -890,3 +890,34 @@ async fn the_same_comment_delivered_twice_is_one_note() {
         "{notes:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_huge_comment_becomes_one_note_s1_accepts() {
+    let (h, base, stories) = setup(30, embedded()).await;
+    let (alert, ids) = &stories[0];
+    // ~200 KiB, under the 256 KiB body limit; S1 takes notes of at most 10,000 characters.
+    let text = "é".repeat(100 * 1024);
+    let body = integration_tests::writeback::comment_added(alert, &text, OffsetDateTime::now_utc());
+    assert!(body.len() > 200 * 1024 && body.len() < 256 * 1024);
+    let (code, resp) = post_generic(&base, "acme", "huge-1", &body, INBOUND_SECRET).await;
+    assert_eq!((code, resp["writeback"].as_str()), (202, Some("applied")), "{resp}");
+    let notes = s1_state(&h, &ids[0]).await.2;
+    let note = notes
+        .iter()
+        .find(|n| n.starts_with("[generic] comment by Ana"))
+        .unwrap();
+    assert!(note.chars().count() <= 10_000, "{} characters", note.chars().count());
+    assert!(
+        note.contains("éééé") && note.ends_with("[truncated]"),
+        "{}",
+        &note[note.len() - 60..]
+    );
+    // Over the body limit: 413, nothing stored.
+    let text = "x".repeat(300 * 1024);
+    let body = integration_tests::writeback::comment_added(alert, &text, OffsetDateTime::now_utc());
+    assert_eq!(
+        post_generic(&base, "acme", "huge-2", &body, INBOUND_SECRET).await.0,
+        413
+    );
+    assert!(h.store.list_pending("acme", None, 10).await.unwrap().items.is_empty());
+}

@@ -107,7 +107,7 @@ pub fn verify(
         .parse()
         .map_err(|_| SignatureError::BadTimestamp)?;
     let header = signatures.ok_or(SignatureError::Missing("webhook-signature"))?;
-    if (now.unix_timestamp() - ts).abs() > tolerance_secs {
+    if now.unix_timestamp().abs_diff(ts) > tolerance_secs.unsigned_abs() {
         return Err(SignatureError::Stale(tolerance_secs));
     }
     if header.len() > MAX_SIGNATURE_HEADER || header.split_whitespace().count() > MAX_SIGNATURES {

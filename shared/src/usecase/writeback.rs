@@ -53,6 +53,11 @@ const _: () = assert!(EVENT_TTL.whole_seconds() >= REPLAY_WINDOW.whole_seconds()
 pub const MAX_FUTURE: Duration = Duration::minutes(5);
 /// The same comment (alert, actor, text) delivered again within this is one note.
 pub const NOTE_DEDUPE_WINDOW: Duration = REPLAY_WINDOW;
+/// The longest note S1 takes (`data.text` of `POST /threats/notes`: at most 10,000 characters
+/// in the vendor's API export); longer notes are cut to it.
+pub const MAX_NOTE_CHARS: usize = 10_000;
+/// The longest close reason or actor kept from a webhook, in characters.
+const MAX_FIELD_CHARS: usize = 500;
 /// The whole webhook answer, inline S1 attempt included, fits in this (the platform waits 5 s).
 pub const INLINE_BUDGET: StdDuration = StdDuration::from_millis(4_000);
 /// How long an attempt's claim on a pending item (and on its alert's ordering lock) lasts.
@@ -257,8 +262,37 @@ impl Mapping {
     }
 }
 
-/// The note S1 gets: platform, state, actor, close reason and analysis.
+const TRUNCATED: &str = "… [truncated]";
+
+/// `text` cut to at most `max` characters, marked when cut.
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let keep = max.saturating_sub(TRUNCATED.chars().count());
+    let mut out: String = text.chars().take(keep).collect();
+    out.push_str(TRUNCATED);
+    out
+}
+
+/// The change with its free text cut to what S1 takes (the analysis to a note's length, close
+/// reason and actor shorter), so a huge comment neither fails S1 nor bloats the pending item.
+fn bounded(mut change: StatusChange) -> StatusChange {
+    change.analysis = change.analysis.map(|a| truncate(&a, MAX_NOTE_CHARS));
+    change.actor = change.actor.map(|a| truncate(&a, MAX_FIELD_CHARS));
+    if let ChangeAction::Status { close_reason, .. } = &mut change.action {
+        *close_reason = close_reason.as_deref().map(|r| truncate(r, MAX_FIELD_CHARS));
+    }
+    change
+}
+
+/// The note S1 gets: platform, state, actor, close reason and analysis, at most
+/// [`MAX_NOTE_CHARS`] characters.
 pub fn note_text(change: &StatusChange) -> String {
+    truncate(&full_note_text(change), MAX_NOTE_CHARS)
+}
+
+fn full_note_text(change: &StatusChange) -> String {
     let actor = change.actor.as_deref().unwrap_or("an automation");
     let head = match &change.action {
         ChangeAction::Status {
@@ -476,7 +510,7 @@ pub async fn handle_webhook_with(
         );
     }
     let budget = options.budget.saturating_sub(started.elapsed());
-    accept(deps, &tenant, change, now, budget).await
+    accept(deps, &tenant, bounded(change), now, budget).await
 }
 
 async fn accept(
@@ -793,7 +827,9 @@ impl Work<'_> {
 
 /// The text a note on a superseded change carries.
 fn superseded_note(note: &str) -> String {
-    format!("{note} (not applied to the status: a later change to this alert reached S1 first)")
+    const SUFFIX: &str = " (not applied to the status: a later change to this alert reached S1 first)";
+    let room = MAX_NOTE_CHARS - SUFFIX.chars().count();
+    format!("{}{SUFFIX}", truncate(note, room))
 }
 
 /// Whether S1 already holds a note with exactly `text` on the threat (a previous attempt may
@@ -1391,5 +1427,16 @@ mod tests {
             note_text(&c),
             "[generic] closed by Ana <ana@example.com>: false_positive — signed installer from IT"
         );
+    }
+
+    #[test]
+    fn notes_are_cut_to_what_s1_takes() {
+        assert_eq!(truncate("short", 10), "short");
+        let long = "ü".repeat(MAX_NOTE_CHARS + 5);
+        let cut = truncate(&long, MAX_NOTE_CHARS);
+        assert_eq!(cut.chars().count(), MAX_NOTE_CHARS);
+        assert!(cut.ends_with("[truncated]"));
+        assert_eq!(superseded_note(&long).chars().count(), MAX_NOTE_CHARS);
+        assert!(superseded_note("n").starts_with("n (not applied"));
     }
 }
