@@ -92,10 +92,15 @@ mod tests {
             .await
             .unwrap();
         let http = reqwest::Client::new();
+        let platforms: Arc<dyn s1_shared::platform::PlatformResolver> = Arc::new(Adapters::new(
+            http.clone(),
+            tokens.clone(),
+            ClientOptions::default().retry,
+        ));
         let watch = TokenDeps {
             store: store.clone(),
-            tokens: tokens.clone(),
-            platforms: Arc::new(Adapters::new(http.clone(), tokens, ClientOptions::default().retry)),
+            tokens,
+            platforms: platforms.clone(),
             http: http.clone(),
             client_options: ClientOptions::default(),
         };
@@ -105,6 +110,7 @@ mod tests {
         let rotation = RotationDeps {
             store,
             secrets: aws_sdk_secretsmanager::Client::new(&config),
+            platforms,
             http,
             client_options: ClientOptions::default(),
         };
