@@ -223,8 +223,8 @@ fn delivery_id(id: Option<&str>, what: &str) -> Result<String, InboundError> {
     }
 }
 
-fn parse_time(s: &str) -> Result<OffsetDateTime, InboundError> {
-    crate::s1::dto::parse_time(s).map_err(|_| InboundError::Malformed(format!("timestamp {s:?} is not RFC 3339")))
+fn parse_time(s: &str, field: &str) -> Result<OffsetDateTime, InboundError> {
+    crate::s1::dto::parse_time(s).map_err(|_| InboundError::Malformed(format!("{field} {s:?} is not RFC 3339")))
 }
 
 fn verdict_word(s: &str) -> Option<AnalystVerdict> {
@@ -278,7 +278,7 @@ pub fn parse_generic(event_id: Option<&str>, body: &[u8]) -> Result<Inbound, Inb
         .filter(|k| !k.is_empty())
         .ok_or_else(|| InboundError::Malformed("data.alert_key is required".into()))?;
     let at = match &e.timestamp {
-        Some(t) => parse_time(t)?,
+        Some(t) => parse_time(t, "timestamp")?,
         None => return Err(InboundError::Malformed("timestamp is required".into())),
     };
     let actor = e.data.actor.and_then(|a| match (a.name, a.email) {
@@ -420,6 +420,7 @@ pub fn parse_pagerduty(body: &[u8]) -> Result<Inbound, InboundError> {
     let event_id = delivery_id(text("/id").as_deref(), "event.id")?;
     let at = parse_time(
         &text("/occurred_at").ok_or_else(|| InboundError::Malformed("event.occurred_at is required".into()))?,
+        "event.occurred_at",
     )?;
     let actor = text("/agent/summary");
     // Route on data.type: for annotated events it differs from resource_type.
