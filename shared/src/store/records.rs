@@ -1294,7 +1294,9 @@ impl Store {
 
     // ---- pending writebacks and dead letters --------------------------------------------------
 
-    /// Stores (or updates) a pending writeback.
+    /// Stores (or replaces) a pending writeback, unconditionally: for operators and tests. The
+    /// writeback's own writes are all conditional ([`Store::accept_change`],
+    /// [`Store::update_pending`], [`Store::retire_to_dead`], [`Store::finish_claimed`]).
     ///
     /// # Errors
     /// Backend errors.
@@ -1335,8 +1337,9 @@ impl Store {
             .map(drop)
     }
 
-    /// Moves a writeback that ran out of attempts to the dead letters (written first, then the
-    /// pending copy removed, so a crash in between leaves it visible in both, never in neither).
+    /// Moves a writeback to the dead letters unconditionally (written first, then the pending
+    /// copy removed, so a crash in between leaves it visible in both, never in neither): for
+    /// operators and tests; attempts use [`Store::retire_to_dead`], conditional on their claim.
     ///
     /// # Errors
     /// Backend errors.

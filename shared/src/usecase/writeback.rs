@@ -68,7 +68,8 @@ pub const CLAIM_TTL: Duration = Duration::minutes(2);
 pub const RETRY_ATTEMPT_LIMIT: StdDuration = StdDuration::from_secs(30);
 /// The `last_error` of a change retired as superseded: it is listed with the dead letters.
 pub const SUPERSEDED: &str = "superseded: a later change to this alert reached S1 first; this change's status and verdict were not applied (its note was)";
-/// A retry pass starts no attempt with less than this left before its deadline.
+/// No attempt (inline or in a retry pass) starts with less than this left: a claim taken and
+/// cut at once would only hold the change back until the claim lapses.
 const MIN_ATTEMPT_WINDOW: StdDuration = StdDuration::from_secs(1);
 
 /// What the writeback needs. Built once per process.
@@ -583,6 +584,14 @@ async fn accept(
         Ok(Acceptance::Duplicate) => return answer(200, "duplicate delivery: already accepted"),
         Ok(Acceptance::DuplicateNote) => return answer(200, "duplicate note: already accepted"),
         Err(e) => return unavailable(&e),
+    }
+    if budget < MIN_ATTEMPT_WINDOW {
+        // No time left to try S1 inline: the next run applies it.
+        return WebhookResponse {
+            status: 202,
+            body: json!({ "status": 202, "message": "accepted", "writeback": "pending" }),
+            s1_time: StdDuration::ZERO,
+        };
     }
     let entry = PendingEntry {
         value: pending,
