@@ -7,8 +7,9 @@
 #   poll-threats   a schedule event        -> polls the simulator, publishes to the receiver
 #   sync-assets    a schedule event        -> creates customers, sites and assets
 #   token-expiry   a schedule event        -> reports the token's days left
-#   status-writeback Function URL requests -> 404 for an unknown tenant, 401 unsigned, and a
-#                    signed status change applied to the simulator's threats (202)
+#   status-writeback Function URL requests -> the same 401 for an unknown tenant and for an
+#                    unsigned webhook, and a signed status change applied to the simulator's
+#                    threats (202)
 # Sourced by scripts/test.sh after emulators_start (it needs DynamoDB Local and moto up).
 
 lambda_check() {
@@ -68,8 +69,8 @@ JSON
     kill "$boot_pid" "$rt_pid" 2>/dev/null; wait "$boot_pid" "$rt_pid" 2>/dev/null
     printf '%s' "$out"
   }
-  check() { # description, response, python expression over `r`
-    if "$TOOLS/venv/bin/python" -c "import json,sys; r=json.loads(sys.argv[1]); sys.exit(0 if ($3) else 1)" "$2"; then
+  check() { # description, response, python expression over `r` (further arguments: sys.argv[2:])
+    if "$TOOLS/venv/bin/python" -c "import json,sys; r=json.loads(sys.argv[1]); sys.exit(0 if ($3) else 1)" "$2" "${@:4}"; then
       echo "ok   $1"
     else
       echo "FAIL $1: $2"; return 1
@@ -91,10 +92,12 @@ JSON
  "body":"{}","isBase64Encoded":false}
 JSON
   sed 's#/generic/nobody#/generic/lambda#g' "$work/url-unknown.json" > "$work/url-unsigned.json"
-  r=$(invoke status-writeback "$work/url-unknown.json")
-  check "status-writeback bootstrap answers 404 for an unknown tenant" "$r" "r['statusCode'] == 404" || return 1
+  local unknown
+  unknown=$(invoke status-writeback "$work/url-unknown.json")
+  check "status-writeback bootstrap answers 401 for an unknown tenant" "$unknown" "r['statusCode'] == 401" || return 1
   r=$(invoke status-writeback "$work/url-unsigned.json")
-  check "status-writeback bootstrap refuses an unsigned webhook with 401" "$r" "r['statusCode'] == 401" || return 1
+  check "status-writeback bootstrap refuses an unsigned webhook with the same 401" "$r" \
+    "r['statusCode'] == 401 and r['body'] == json.loads(sys.argv[2])['body']" "$unknown" || return 1
   # A signed status change for a story the poll stored: applied to S1 by the bootstrap.
   local threat
   threat=$("$TOOLS/venv/bin/python" - "$table" "$inbound_secret" "$work/url-signed.json" <<'PY'

@@ -164,6 +164,7 @@ pub async fn consoles_off_the_allow_list_are_never_called(table: Arc<dyn ItemTab
             &rogue,
             OffsetDateTime::now_utc() + time::Duration::days(1),
             10,
+            std::time::Instant::now() + std::time::Duration::from_secs(60),
         )
         .await
         .unwrap();

@@ -525,11 +525,20 @@ pub async fn an_applied_writeback_ends_in_one_transaction(store: Store) {
     let mut ahead = s.clone();
     ahead.members.insert("7".into(), member(7));
     assert!(store.put_story("t1", &ahead, 1).await.unwrap());
-    assert!(
-        !store
-            .finish_writeback("t1", &closed, 1, false, &p, &[call(1), call(2)], now)
+    let held = store.get_pending_entry("t1", "chg-9").await.unwrap().unwrap();
+    assert_eq!(
+        store
+            .finish_claimed(
+                "t1",
+                Some((&closed, 1, false)),
+                &p,
+                held.version,
+                None,
+                &[call(1), call(2)]
+            )
             .await
-            .unwrap()
+            .unwrap(),
+        Finished::StoryChanged
     );
     assert_eq!(store.get_pending("t1", "chg-9").await.unwrap(), Some(p.clone()));
     assert!(store.list_outbound("t1", None, 10).await.unwrap().items.is_empty());
@@ -538,11 +547,19 @@ pub async fn an_applied_writeback_ends_in_one_transaction(store: Store) {
     let current = store.get_story("t1", "a9:h9").await.unwrap().unwrap();
     let mut closed = current.value.clone();
     closed.status = StoryStatus::Closed;
-    assert!(
+    assert_eq!(
         store
-            .finish_writeback("t1", &closed, current.version, false, &p, &[call(1), call(2)], now)
+            .finish_claimed(
+                "t1",
+                Some((&closed, current.version, false)),
+                &p,
+                held.version,
+                None,
+                &[call(1), call(2)]
+            )
             .await
-            .unwrap()
+            .unwrap(),
+        Finished::Done
     );
     let after = store.get_story("t1", "a9:h9").await.unwrap().unwrap();
     assert_eq!((after.version, after.value.status), (3, StoryStatus::Closed));
@@ -550,6 +567,88 @@ pub async fn an_applied_writeback_ends_in_one_transaction(store: Store) {
     assert!(store.list_pending("t1", None, 10).await.unwrap().items.is_empty());
     let log = store.list_outbound("t1", None, 10).await.unwrap().items;
     assert_eq!(log, [call(1), call(2)]);
+}
+
+pub async fn pending_writebacks_are_claimed_and_never_brought_back(store: Store) {
+    let now = OffsetDateTime::now_utc();
+    let p = PendingWriteback {
+        id: "chg-c".into(),
+        alert_key: "story-c".into(),
+        change: serde_json::json!({}),
+        attempts: 0,
+        last_error: None,
+        created_at: now,
+        next_attempt_at: now,
+    };
+    store.put_pending("t1", &p).await.unwrap();
+    let read = store.get_pending_entry("t1", "chg-c").await.unwrap().unwrap();
+    assert_eq!(read.claim, None);
+    // Of concurrent claims on what they read, exactly one wins.
+    let claims = join_all((0..8).map(|n| {
+        let (store, p) = (store.clone(), p.clone());
+        async move {
+            let c = Claim::new(format!("owner-{n}"), Duration::minutes(2), now);
+            store.update_pending("t1", &p, read.version, Some(&c)).await.unwrap()
+        }
+    }))
+    .await;
+    assert_eq!(claims.iter().filter(|c| c.is_some()).count(), 1, "{claims:?}");
+    let held = store.get_pending_entry("t1", "chg-c").await.unwrap().unwrap();
+    let claim = held.claim.clone().unwrap();
+    assert!(claim.blocks("someone-else", now) && !claim.blocks(&claim.owner, now));
+    assert!(
+        !claim.blocks("someone-else", now + Duration::minutes(3)),
+        "a claim lapses"
+    );
+    // A write at a stale version is refused and changes nothing.
+    assert_eq!(store.update_pending("t1", &p, read.version, None).await.unwrap(), None);
+    // Retired (into the dead letters) by its holder: no later write brings it back.
+    let mut dead = p.clone();
+    dead.last_error = Some("superseded: test".into());
+    assert!(store.retire_to_dead("t1", &dead, held.version, None).await.unwrap());
+    assert_eq!(store.get_pending_entry("t1", "chg-c").await.unwrap(), None);
+    assert_eq!(store.list_dead("t1", None, 10).await.unwrap().items, [dead.clone()]);
+    assert_eq!(store.update_pending("t1", &p, held.version, None).await.unwrap(), None);
+    assert_eq!(
+        store.update_pending("t1", &p, held.version + 1, None).await.unwrap(),
+        None
+    );
+    assert!(!store.retire_to_dead("t1", &dead, held.version, None).await.unwrap());
+    assert!(store.list_pending("t1", None, 10).await.unwrap().items.is_empty());
+}
+
+pub async fn an_alert_lock_is_held_by_one_attempt_and_keeps_its_mark(store: Store) {
+    let now = OffsetDateTime::now_utc();
+    assert_eq!(store.alert_order("t1", "story-l").await.unwrap(), AlertOrder::default());
+    let a = Claim::new("a", Duration::minutes(2), now);
+    let b = Claim::new("b", Duration::minutes(2), now);
+    let mut lock = store.lock_alert("t1", "story-l", &a, now).await.unwrap().unwrap();
+    assert_eq!(store.lock_alert("t1", "story-l", &b, now).await.unwrap(), None, "held");
+    assert!(store.mark_alert("t1", &mut lock, 200, "chg-2").await.unwrap());
+    let order = store.alert_order("t1", "story-l").await.unwrap();
+    assert!(order.supersedes(100, "chg-1") && order.supersedes(200, "chg-x"));
+    assert!(!order.supersedes(200, "chg-2") && !order.supersedes(300, "chg-3"));
+    assert!(store.unlock_alert("t1", &lock).await.unwrap());
+    assert!(!store.unlock_alert("t1", &lock).await.unwrap(), "only once");
+    // Free again, with its mark; a lapsed lock is taken over, and the loser's writes fail.
+    let lock_b = store.lock_alert("t1", "story-l", &b, now).await.unwrap().unwrap();
+    assert_eq!(lock_b.order.applied_micros, Some(200));
+    let later = now + Duration::minutes(3);
+    let c = Claim::new("c", Duration::minutes(2), later);
+    let lock_c = store.lock_alert("t1", "story-l", &c, later).await.unwrap().unwrap();
+    let mut stale = lock_b.clone();
+    assert!(!store.mark_alert("t1", &mut stale, 900, "chg-9").await.unwrap());
+    assert!(store.unlock_alert("t1", &lock_c).await.unwrap());
+    // Concurrent lockers: one wins.
+    let got = join_all((0..8).map(|n| {
+        let store = store.clone();
+        async move {
+            let c = Claim::new(format!("w{n}"), Duration::minutes(2), later);
+            store.lock_alert("t1", "story-m", &c, later).await.unwrap()
+        }
+    }))
+    .await;
+    assert_eq!(got.iter().filter(|l| l.is_some()).count(), 1);
 }
 
 /// Runs the whole contract for one backend. `$make` is an async expression yielding a fresh,
@@ -568,6 +667,8 @@ macro_rules! store_contract {
             ttl_marked_items_read_as_absent,
             only_newer_status_changes_apply,
             pending_writebacks_move_to_dead_letters_and_back,
+            pending_writebacks_are_claimed_and_never_brought_back,
+            an_alert_lock_is_held_by_one_attempt_and_keeps_its_mark,
             an_applied_writeback_ends_in_one_transaction,
             assets_and_token_state_round_trip,
             a_corrupt_item_is_reported_with_its_key,

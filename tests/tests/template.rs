@@ -98,3 +98,22 @@ fn every_function_package_is_deployed_least_privilege() {
         "no secret values in the template"
     );
 }
+
+#[test]
+fn the_webhook_function_has_reserved_concurrency_from_a_parameter() {
+    let t = template();
+    assert!(
+        t.contains("\n  WritebackReservedConcurrency:\n    Type: Number\n"),
+        "the parameter"
+    );
+    // Within the status-writeback function's own properties.
+    let function = t
+        .split("\n  StatusWritebackFunction:\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n  StatusWritebackLogGroup:").next())
+        .expect("the status-writeback function resource");
+    assert!(
+        function.contains("ReservedConcurrentExecutions: !If [HasWritebackConcurrency, !Ref WritebackReservedConcurrency, !Ref AWS::NoValue]"),
+        "{function}"
+    );
+}

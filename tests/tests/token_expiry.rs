@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use integration_tests::fast_retry_options;
 use integration_tests::poll::{PollHarness, tenant};
+
 use s1_bridge_sim::{FaultKind, FaultRule, SimConfig, TokenSpec};
 use s1_shared::s1::S1Client;
 use s1_shared::secrets::{SecretsManagerTokenProvider, TokenProvider, with_token};
@@ -146,13 +147,92 @@ async fn rotation_setup(h: &PollHarness, token: &str) -> (aws_sdk_secretsmanager
         secret_id: name.clone(),
     };
     h.store.put_tenant(&t).await.unwrap();
-    let d = RotationDeps {
+    let d = rotation_deps(h, client.clone());
+    (client, name, d)
+}
+
+fn rotation_deps(h: &PollHarness, secrets: aws_sdk_secretsmanager::Client) -> RotationDeps {
+    RotationDeps {
         store: h.store.clone(),
-        secrets: client.clone(),
+        secrets,
+        platforms: h.deps.platforms.clone(),
         http: reqwest::Client::new(),
         client_options: fast_retry_options(),
-    };
-    (client, name, d)
+    }
+}
+
+/// Fails Secrets Manager's `PutSecretValue` calls: the first `before` never reach it, the next
+/// `after` reach it and store the value but their answer is lost. Counts the puts it saw.
+#[derive(Debug, Clone, Default)]
+struct FailPuts(Arc<FailState>);
+
+#[derive(Debug, Default)]
+struct FailState {
+    before: std::sync::atomic::AtomicU32,
+    after: std::sync::atomic::AtomicU32,
+    seen: std::sync::atomic::AtomicU32,
+    /// The call in flight is a put (the calls of one rotation step are sequential).
+    in_put: std::sync::atomic::AtomicBool,
+}
+
+fn take_one(n: &std::sync::atomic::AtomicU32) -> bool {
+    use std::sync::atomic::Ordering;
+    n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
+        .is_ok()
+}
+
+impl aws_sdk_secretsmanager::config::Intercept for FailPuts {
+    fn name(&self) -> &'static str {
+        "FailPuts"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_secretsmanager::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_secretsmanager::config::RuntimeComponents,
+        _: &mut aws_sdk_secretsmanager::config::ConfigBag,
+    ) -> Result<(), aws_sdk_secretsmanager::error::BoxError> {
+        use std::sync::atomic::Ordering;
+        let put = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .is_some_and(|t| t.ends_with(".PutSecretValue"));
+        self.0.in_put.store(put, Ordering::SeqCst);
+        if put {
+            self.0.seen.fetch_add(1, Ordering::SeqCst);
+            if take_one(&self.0.before) {
+                return Err("injected: Secrets Manager unreachable".into());
+            }
+        }
+        Ok(())
+    }
+
+    fn read_after_transmit(
+        &self,
+        _: &aws_sdk_secretsmanager::config::interceptors::BeforeDeserializationInterceptorContextRef<'_>,
+        _: &aws_sdk_secretsmanager::config::RuntimeComponents,
+        _: &mut aws_sdk_secretsmanager::config::ConfigBag,
+    ) -> Result<(), aws_sdk_secretsmanager::error::BoxError> {
+        if self.0.in_put.load(std::sync::atomic::Ordering::SeqCst) && take_one(&self.0.after) {
+            return Err("injected: the answer was lost".into());
+        }
+        Ok(())
+    }
+}
+
+/// A Secrets Manager client (moto) whose `PutSecretValue` calls fail as [`FailPuts`] says.
+async fn flaky_sm(before: u32, after: u32) -> (aws_sdk_secretsmanager::Client, FailPuts) {
+    let fail = FailPuts::default();
+    fail.0.before.store(before, std::sync::atomic::Ordering::SeqCst);
+    fail.0.after.store(after, std::sync::atomic::Ordering::SeqCst);
+    sm().await; // the endpoint check
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let conf = aws_sdk_secretsmanager::config::Builder::from(&config)
+        .interceptor(fail.clone())
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    (aws_sdk_secretsmanager::Client::from_conf(conf), fail)
 }
 
 fn step(secret: &str, token: &str, step: &str) -> RotationEvent {
@@ -283,4 +363,109 @@ async fn after_a_rotation_the_provider_reads_the_promoted_token() {
     assert_ne!(got.expose(), "rotate-me-3");
     let works = S1Client::new(&h.sim.base_url(), &got, fast_retry_options()).unwrap();
     assert!(works.system_info().await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_generated_token_is_stored_even_when_secrets_manager_fails_at_first() {
+    let h = harness().await;
+    let (client, name, _) = rotation_setup(&h, "rotate-me-4").await;
+    // One put never arrives, the next arrives but its answer is lost.
+    let (flaky, fail) = flaky_sm(1, 1).await;
+    let d = rotation_deps(&h, flaky);
+    let token = "5f0c1a7e-4444-4b2a-9c3d-000000000004";
+    rotate(&d, &step(&name, token, "createSecret")).await.unwrap();
+    assert!(fail.0.seen.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    let pending = client
+        .get_secret_value()
+        .secret_id(&name)
+        .version_id(token)
+        .version_stage("AWSPENDING")
+        .send()
+        .await
+        .unwrap();
+    let fresh = pending.secret_string().unwrap().to_owned();
+    assert_ne!(fresh, "rotate-me-4");
+    let works = S1Client::new(
+        &h.sim.base_url(),
+        &s1_shared::ApiToken::new(&fresh),
+        fast_retry_options(),
+    )
+    .unwrap();
+    assert!(
+        works.system_info().await.is_ok(),
+        "the stored token is the one S1 issued"
+    );
+    assert_eq!(
+        h.sim.control().stats().await.unwrap().requests["POST /users/generate-api-token"],
+        1
+    );
+    for s in ["setSecret", "testSecret", "finishSecret"] {
+        rotate(&d, &step(&name, token, s)).await.unwrap();
+    }
+    assert_eq!(current(&client, &name).await, fresh);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_generated_token_that_cannot_be_stored_is_reported_to_the_platform() {
+    let h = harness().await;
+    let (client, name, _) = rotation_setup(&h, "rotate-me-5").await;
+    let (flaky, _) = flaky_sm(1_000, 0).await;
+    let d = rotation_deps(&h, flaky);
+    let err = rotate(&d, &step(&name, "5f0c1a7e-5555-4b2a-9c3d-000000000005", "createSecret"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("could not be stored"), "{err}");
+    let alerts = h.events("token.rotation_failed");
+    assert_eq!(alerts.len(), 1, "{:?}", h.receiver.events());
+    let message = alerts[0]["data"]["message"].as_str().unwrap();
+    for needle in [name.as_str(), "put-secret-value", "revoked", "cancel-rotate-secret"] {
+        assert!(message.contains(needle), "{needle} not in {message}");
+    }
+    assert_eq!(current(&client, &name).await, "rotate-me-5", "AWSCURRENT untouched");
+    let shown = alerts[0].to_string();
+    assert!(!shown.contains("rotate-me-5"), "no token in the alert: {shown}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rotation_finds_the_tenant_of_exactly_its_secret() {
+    let h = harness().await;
+    let client = sm().await;
+    let base = format!("s1-bridge/exact/{}", OffsetDateTime::now_utc().unix_timestamp_nanos());
+    let mut arns = Vec::new();
+    for (tenant_id, secret, token) in [
+        ("acme", base.clone(), "exact-acme"),
+        ("acme-eu", format!("{base}-eu"), "exact-eu"),
+    ] {
+        let out = client
+            .create_secret()
+            .name(&secret)
+            .secret_string(token)
+            .send()
+            .await
+            .unwrap();
+        arns.push(out.arn().unwrap().to_owned());
+        h.sim.control().add_token(&TokenSpec::tenant(token, 20)).await.unwrap();
+        let mut t = tenant(tenant_id, &h.sim.base_url(), &h.receiver.url());
+        t.token = TokenSource::SecretsManager { secret_id: secret };
+        if tenant_id == "acme" {
+            // A prefix match would rotate through this tenant's console, which answers nothing.
+            t.console_url = "http://127.0.0.1:9".into();
+        }
+        h.store.put_tenant(&t).await.unwrap();
+    }
+    let d = rotation_deps(&h, client.clone());
+    let token = "5f0c1a7e-6666-4b2a-9c3d-000000000006";
+    rotate(&d, &step(&arns[1], token, "createSecret")).await.unwrap();
+    assert_eq!(current(&client, &format!("{base}-eu")).await, "exact-eu");
+    let err = rotate(
+        &d,
+        &step(
+            &format!("{}x", arns[0]),
+            "5f0c1a7e-6666-4b2a-9c3d-000000000007",
+            "createSecret",
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("no tenant"), "{err}");
 }

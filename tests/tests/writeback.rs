@@ -1,12 +1,13 @@
 //! status-writeback through real HTTP: signed webhooks in, S1 (the simulator) updated, with the
 //! state store deciding replays, order and retries.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use integration_tests::poll::{PollHarness, WEBHOOK_SECRET, tenant};
-use integration_tests::writeback::{INBOUND_SECRET, deps, post_generic, serve, status_changed};
-use s1_bridge_sim::{FaultKind, FaultRule, SimConfig};
+use integration_tests::writeback::{
+    INBOUND_SECRET, deps, fail_incident, incident_fault, post_generic, s1_state, s1_writes, status_changed,
+};
+use s1_bridge_sim::{FaultKind, FaultRule};
 use s1_shared::store::{EmbeddedTable, ItemTable, StoryStatus};
 use s1_shared::usecase::writeback::{MAX_ATTEMPTS, retry_pending};
 use serde_json::json;
@@ -16,66 +17,20 @@ fn embedded() -> Arc<dyn ItemTable> {
     Arc::new(EmbeddedTable::in_memory().unwrap())
 }
 
-/// A polled console whose tenant accepts signed generic webhooks; returns the harness, the
-/// webhook base URL, and stories as (alert key, threat ids), largest first.
-async fn setup(threats: usize) -> (PollHarness, String, Vec<(String, Vec<String>)>) {
-    let h = PollHarness::start(
-        SimConfig {
-            threats,
-            agents: 60,
-            cloud_alerts: 0,
-            ..SimConfig::default()
-        },
-        embedded(),
-    )
-    .await;
-    let mut t = tenant("acme", &h.sim.base_url(), &h.receiver.url());
-    t.platform.settings["inbound_secrets"] = json!([{"kind": "env", "var": "INBOUND"}]);
-    h.store.put_tenant(&t).await.unwrap();
-    h.env.lock().unwrap().insert("INBOUND".into(), INBOUND_SECRET.into());
-    h.poll().await;
-    let mut stories: HashMap<String, Vec<String>> = HashMap::new();
-    for e in h.receiver.events() {
-        stories
-            .entry(e["data"]["alert_key"].as_str().unwrap().to_owned())
-            .or_default()
-            .push(e["data"]["s1"]["threat_id"].as_str().unwrap().to_owned());
-    }
-    let mut stories: Vec<_> = stories.into_iter().collect();
-    stories.sort_by_key(|(k, v)| (std::cmp::Reverse(v.len()), k.clone()));
-    let base = serve(deps(&h)).await;
-    (h, base, stories)
+/// A retry pass's deadline with plenty of time.
+fn soon() -> std::time::Instant {
+    std::time::Instant::now() + std::time::Duration::from_secs(120)
 }
 
-async fn s1_state(h: &PollHarness, id: &str) -> (String, String, Vec<String>) {
-    let t = h.sim.control().threat(id).await.unwrap();
-    let notes = t["notes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["text"].as_str().unwrap().to_owned())
-        .collect();
-    (
-        t["threatInfo"]["incidentStatus"].as_str().unwrap().to_owned(),
-        t["threatInfo"]["analystVerdict"].as_str().unwrap().to_owned(),
-        notes,
-    )
+async fn setup(threats: usize, table: Arc<dyn ItemTable>) -> (PollHarness, String, Vec<(String, Vec<String>)>) {
+    integration_tests::writeback::setup(threats, table).await
 }
 
-async fn s1_writes(h: &PollHarness) -> usize {
-    h.sim
-        .control()
-        .requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|r| r.method == "POST")
-        .count()
-}
+integration_tests::writeback_scenarios!(embedded());
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_mapping_row_reaches_every_threat_of_a_story_and_single_threats() {
-    let (h, base, stories) = setup(400).await;
+    let (h, base, stories) = setup(400, embedded()).await;
     assert!(stories[0].1.len() >= 2, "some stories hold several threats");
     let rows: [(&str, Option<&str>, &str, Option<&str>); 18] = [
         ("new", None, "unresolved", None),
@@ -167,7 +122,7 @@ async fn every_mapping_row_reaches_every_threat_of_a_story_and_single_threats() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replays_reordering_tampering_and_bad_input_change_nothing() {
-    let (h, base, stories) = setup(60).await;
+    let (h, base, stories) = setup(60, embedded()).await;
     let (alert, ids) = &stories[0];
     let t0 = OffsetDateTime::now_utc();
     let closed = status_changed(alert, "closed", Some("benign"), t0);
@@ -251,7 +206,7 @@ async fn replays_reordering_tampering_and_bad_input_change_nothing() {
     );
     assert_eq!(
         post_generic(&base, "globex", "evt-9", &closed, INBOUND_SECRET).await.0,
-        404
+        401
     );
     let huge = vec![b' '; 300 * 1024];
     assert_eq!(
@@ -265,7 +220,7 @@ async fn replays_reordering_tampering_and_bad_input_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn s1_down_during_a_webhook_then_recovering_lands_the_change_once() {
-    let (h, base, stories) = setup(60).await;
+    let (h, base, stories) = setup(60, embedded()).await;
     let d = deps(&h);
     let tenant = h.store.get_tenant("acme").await.unwrap().unwrap();
     for (n, fault) in [
@@ -299,12 +254,20 @@ async fn s1_down_during_a_webhook_then_recovering_lands_the_change_once() {
         );
         assert_ne!(s1_state(&h, &ids[0]).await.0, "resolved", "{fault:?}: not applied yet");
         // Not due yet: nothing happens.
-        let early = retry_pending(&d, &tenant, OffsetDateTime::now_utc(), 10).await.unwrap();
-        assert_eq!(early.applied, 0);
-        h.sim.control().clear_faults().await.unwrap();
-        let later = retry_pending(&d, &tenant, OffsetDateTime::now_utc() + Duration::minutes(5), 10)
+        let early = retry_pending(&d, &tenant, OffsetDateTime::now_utc(), 10, soon())
             .await
             .unwrap();
+        assert_eq!(early.applied, 0);
+        h.sim.control().clear_faults().await.unwrap();
+        let later = retry_pending(
+            &d,
+            &tenant,
+            OffsetDateTime::now_utc() + Duration::minutes(5),
+            10,
+            soon(),
+        )
+        .await
+        .unwrap();
         assert_eq!(later.applied, 1, "{fault:?}: {later:?}");
         for id in ids {
             let (status, verdict, notes) = s1_state(&h, id).await;
@@ -325,23 +288,11 @@ async fn s1_down_during_a_webhook_then_recovering_lands_the_change_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn s1_down_for_good_ends_in_the_dead_letters_and_replays_from_there() {
-    let (h, base, stories) = setup(60).await;
+    let (h, base, stories) = setup(60, embedded()).await;
     let d = deps(&h);
     let tenant = h.store.get_tenant("acme").await.unwrap().unwrap();
     let (alert, ids) = &stories[0];
-    h.sim
-        .control()
-        .add_fault(&FaultRule::new(
-            "/threats/incident",
-            FaultKind::Status {
-                status: 500,
-                retry_after: None,
-                code: None,
-            },
-            10_000,
-        ))
-        .await
-        .unwrap();
+    fail_incident(&h, 500, 10_000).await;
     let body = status_changed(alert, "resolved", Some("benign"), OffsetDateTime::now_utc());
     assert_eq!(
         post_generic(&base, "acme", "gone-1", &body, INBOUND_SECRET).await.0,
@@ -350,7 +301,7 @@ async fn s1_down_for_good_ends_in_the_dead_letters_and_replays_from_there() {
     let mut at = OffsetDateTime::now_utc();
     for _ in 0..MAX_ATTEMPTS {
         at += Duration::hours(2);
-        retry_pending(&d, &tenant, at, 10).await.unwrap();
+        retry_pending(&d, &tenant, at, 10, soon()).await.unwrap();
     }
     assert!(h.store.list_pending("acme", None, 10).await.unwrap().items.is_empty());
     let dead = h.store.list_dead("acme", None, 10).await.unwrap().items;
@@ -368,7 +319,9 @@ async fn s1_down_for_good_ends_in_the_dead_letters_and_replays_from_there() {
         .replay_dead("acme", &dead[0].id, OffsetDateTime::now_utc())
         .await
         .unwrap();
-    let r = retry_pending(&d, &tenant, OffsetDateTime::now_utc(), 10).await.unwrap();
+    let r = retry_pending(&d, &tenant, OffsetDateTime::now_utc(), 10, soon())
+        .await
+        .unwrap();
     assert_eq!(r.applied, 1, "{r:?}");
     assert_eq!(s1_state(&h, &ids[0]).await.1, "false_positive");
     // The writeback marked the story closed, so a new threat on it would reopen it.
@@ -382,7 +335,7 @@ async fn s1_down_for_good_ends_in_the_dead_letters_and_replays_from_there() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_permissions_in_s1_is_not_retried_forever() {
-    let (h, base, stories) = setup(40).await;
+    let (h, base, stories) = setup(40, embedded()).await;
     h.sim
         .control()
         .add_token(&s1_bridge_sim::TokenSpec {
@@ -405,7 +358,7 @@ async fn missing_permissions_in_s1_is_not_retried_forever() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bearer_token_endpoint_is_the_weaker_alternative() {
-    let (h, base, stories) = setup(30).await;
+    let (h, base, stories) = setup(30, embedded()).await;
     let mut t = h.store.get_tenant("acme").await.unwrap().unwrap();
     t.platform.settings = json!({"url": h.receiver.url(), "secret": {"kind": "env", "var": "WEBHOOK_SECRET"}, "inbound_bearer": {"kind": "env", "var": "BEARER"}});
     h.store.put_tenant(&t).await.unwrap();
@@ -432,6 +385,23 @@ async fn a_bearer_token_endpoint_is_the_weaker_alternative() {
     };
     assert_eq!(send("wrong-token-wrong-token-wrong-tok").await, 401);
     assert_eq!(send("0123456789abcdef0123456789abcdef").await, 202);
+    // Nothing is signed in this mode, so the event's own time must be recent.
+    let old = status_changed(
+        &stories[0].0,
+        "closed",
+        Some("benign"),
+        OffsetDateTime::now_utc() - Duration::days(2),
+    );
+    let r = reqwest::Client::new()
+        .post(format!("{base}/generic/acme"))
+        .header("webhook-id", "bearer-old")
+        .bearer_auth("0123456789abcdef0123456789abcdef")
+        .body(old)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().await.unwrap().contains("older than"));
 }
 
 /// The real PagerDuty v3 bodies and signatures in tests/fixtures/platforms/pagerduty-v3.
@@ -458,9 +428,15 @@ mod pagerduty {
     }
 
     async fn post(base: &str, body: &[u8], signature: &str) -> (u16, Value) {
+        post_as(base, body, signature, "any-delivery").await
+    }
+
+    /// A delivery with its (unsigned) `X-Webhook-Id` header.
+    async fn post_as(base: &str, body: &[u8], signature: &str, webhook_id: &str) -> (u16, Value) {
         let r = reqwest::Client::new()
             .post(format!("{base}/pagerduty/pd"))
             .header("X-PagerDuty-Signature", signature)
+            .header("X-Webhook-Id", webhook_id)
             .header("Content-Type", "application/json")
             .body(body.to_vec())
             .send()
@@ -468,6 +444,21 @@ mod pagerduty {
             .unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The recorded deliveries were made on 2025-04-07 (03:00-03:50 UTC); the endpoint judges
+    /// them at that time.
+    fn fixture_clock() -> OffsetDateTime {
+        time::macros::datetime!(2025-04-07 03:50:00 UTC)
+    }
+
+    /// A recorded delivery changed by `edit` and signed again with the tenant's first secret.
+    fn resigned(file: &str, edit: impl FnOnce(&mut Value)) -> (Vec<u8>, String) {
+        let mut v: Value = serde_json::from_slice(&fixture(file)).unwrap();
+        edit(&mut v);
+        let body = serde_json::to_vec(&v).unwrap();
+        let sig = s1_shared::platform::inbound::sign_pagerduty(cases()[0]["secret"].as_str().unwrap(), &body);
+        (body, sig)
     }
 
     fn valid_signature(file: &str) -> String {
@@ -482,7 +473,7 @@ mod pagerduty {
 
     /// A PagerDuty tenant whose story is the incident the fixtures talk about.
     async fn setup_pd() -> (PollHarness, String, Vec<String>) {
-        let (h, base, stories) = setup(30).await;
+        let (h, base_now, stories) = setup(30, embedded()).await;
         let mut t = tenant("pd", &h.sim.base_url(), &h.receiver.url());
         t.token = s1_shared::store::TokenSource::Env {
             var: "S1_TOKEN_acme".into(),
@@ -526,7 +517,82 @@ mod pagerduty {
             previous: vec![],
         };
         assert!(h.store.put_story("pd", &story, 0).await.unwrap());
+        let options = s1_shared::usecase::writeback::WebhookOptions {
+            now: Some(fixture_clock()),
+            ..Default::default()
+        };
+        let base = integration_tests::writeback::serve_with(deps(&h), options).await;
+        let _ = base_now;
         (h, base, ids)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_redelivery_under_another_x_webhook_id_is_still_a_duplicate() {
+        let (h, base, ids) = setup_pd().await;
+        let file = "aldaviva-incident.triggered.json";
+        assert_eq!(post(&base, &fixture(file), &valid_signature(file)).await.0, 202);
+        let file = "aldaviva-incident.annotated.json";
+        let (body, sig) = (fixture(file), valid_signature(file));
+        let (code, resp) = post_as(&base, &body, &sig, "delivery-1").await;
+        assert_eq!((code, resp["writeback"].as_str()), (202, Some("applied")), "{resp}");
+        let writes = s1_writes(&h).await;
+        let (code, resp) = post_as(&base, &body, &sig, "delivery-2").await;
+        assert_eq!(code, 200, "the signed event.id is the same: {resp}");
+        assert_eq!(s1_writes(&h).await, writes);
+        let notes = s1_state(&h, &ids[0]).await.2;
+        assert_eq!(
+            notes.iter().filter(|n| n.contains("Resolution Note")).count(),
+            1,
+            "{notes:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn signed_deliveries_older_than_the_replay_window_or_from_the_future_are_refused() {
+        let (h, base, ids) = setup_pd().await;
+        let writes = s1_writes(&h).await;
+        for (label, at, want) in [
+            (
+                "a day and an hour old",
+                fixture_clock() - Duration::hours(25),
+                "older than",
+            ),
+            ("ten minutes ahead", fixture_clock() + Duration::minutes(10), "future"),
+        ] {
+            let (body, sig) = resigned("aldaviva-incident.resolved.json", |v| {
+                v["event"]["id"] = json!(format!("replay-{label}"));
+                v["event"]["occurred_at"] = json!(s1_shared::s1::dto::format_time(at));
+            });
+            let (code, resp) = post(&base, &body, &sig).await;
+            assert_eq!(code, 400, "{label}: {resp}");
+            assert!(resp["message"].as_str().unwrap().contains(want), "{label}: {resp}");
+        }
+        assert_eq!(s1_writes(&h).await, writes);
+        assert_ne!(s1_state(&h, &ids[0]).await.0, "resolved");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_negated_verdict_word_in_a_resolution_note_sets_no_verdict() {
+        let (h, base, ids) = setup_pd().await;
+        let file = "aldaviva-incident.triggered.json";
+        assert_eq!(post(&base, &fixture(file), &valid_signature(file)).await.0, 202);
+        for (n, (text, want)) in [
+            ("Resolution Note: this is not a false positive, keep watching", None),
+            ("Resolution Note: not malicious; the user ran a test", None),
+            ("Resolution Note: benign, IT installed it", Some("false_positive")),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let before = s1_state(&h, &ids[0]).await.1;
+            let (body, sig) = resigned("aldaviva-incident.annotated.json", |v| {
+                v["event"]["id"] = json!(format!("note-{n}"));
+                v["event"]["data"]["content"] = json!(text);
+            });
+            let (code, resp) = post(&base, &body, &sig).await;
+            assert_eq!(code, 202, "{text}: {resp}");
+            assert_eq!(s1_state(&h, &ids[0]).await.1, want.unwrap_or(&before), "{text}");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -616,21 +682,9 @@ mod pagerduty {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_scheduled_poll_run_retries_pending_writebacks() {
-    let (h, base, stories) = setup(40).await;
+    let (h, base, stories) = setup(40, embedded()).await;
     let (alert, ids) = &stories[0];
-    h.sim
-        .control()
-        .add_fault(&FaultRule::new(
-            "/threats/incident",
-            FaultKind::Status {
-                status: 503,
-                retry_after: None,
-                code: None,
-            },
-            4,
-        ))
-        .await
-        .unwrap();
+    fail_incident(&h, 503, 4).await;
     let body = status_changed(alert, "acknowledged", None, OffsetDateTime::now_utc());
     let (code, resp) = post_generic(&base, "acme", "sched-1", &body, INBOUND_SECRET).await;
     assert_eq!((code, resp["writeback"].as_str()), (202, Some("pending")), "{resp}");
@@ -652,4 +706,218 @@ async fn the_scheduled_poll_run_retries_pending_writebacks() {
     .remove(0);
     assert_eq!(r.writebacks_applied, 1, "{r:?}");
     assert_eq!(s1_state(&h, &ids[0]).await.0, "in_progress");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_s1_gets_a_pending_answer_within_the_budget_and_the_retry_lands_it_once() {
+    let (h, base, stories) = setup(40, embedded()).await;
+    let (alert, ids) = &stories[0];
+    // Slower than the whole webhook budget, whatever the HTTP client's own timeouts.
+    incident_fault(&h, FaultKind::Slow { millis: 8_000 }, 1).await;
+    let body = status_changed(alert, "closed", Some("true_positive"), OffsetDateTime::now_utc());
+    let (code, resp) = post_generic(&base, "acme", "slow-1", &body, INBOUND_SECRET).await;
+    assert_eq!((code, resp["writeback"].as_str()), (202, Some("pending")), "{resp}");
+    let tenant = h.store.get_tenant("acme").await.unwrap().unwrap();
+    // The stalled attempt's claim lapses; the next run lands the change.
+    let r = retry_pending(
+        &deps(&h),
+        &tenant,
+        OffsetDateTime::now_utc() + Duration::minutes(10),
+        10,
+        soon(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.applied, 1, "{r:?}");
+    for id in ids {
+        let (status, verdict, notes) = s1_state(&h, id).await;
+        assert_eq!((status.as_str(), verdict.as_str()), ("resolved", "true_positive"));
+        assert_eq!(
+            notes.iter().filter(|n| n.contains("closed by Ana")).count(),
+            1,
+            "{notes:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_pass_honours_its_deadline() {
+    let (h, base, stories) = setup(40, embedded()).await;
+    let d = deps(&h);
+    let tenant = h.store.get_tenant("acme").await.unwrap().unwrap();
+    fail_incident(&h, 503, 2).await;
+    let body = status_changed(&stories[0].0, "acknowledged", None, OffsetDateTime::now_utc());
+    let (_, resp) = post_generic(&base, "acme", "deadline-1", &body, INBOUND_SECRET).await;
+    assert_eq!(resp["writeback"], "pending", "{resp}");
+    let later = OffsetDateTime::now_utc() + Duration::minutes(10);
+    // No time left: nothing is tried, nothing reaches S1.
+    let writes = s1_writes(&h).await;
+    let r = retry_pending(&d, &tenant, later, 10, std::time::Instant::now())
+        .await
+        .unwrap();
+    assert_eq!((r.applied, r.rescheduled, r.waiting), (0, 0, 1), "{r:?}");
+    assert_eq!(s1_writes(&h).await, writes);
+    // A deadline that comes while S1 is slow cuts the attempt: the change stays pending.
+    incident_fault(&h, FaultKind::Slow { millis: 8_000 }, 1).await;
+    let r = retry_pending(
+        &d,
+        &tenant,
+        later,
+        10,
+        std::time::Instant::now() + std::time::Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
+    assert_eq!((r.applied, r.rescheduled), (0, 1), "{r:?}");
+    assert_eq!(h.store.list_pending("acme", None, 10).await.unwrap().items.len(), 1);
+    // With time, it lands.
+    let r = retry_pending(&d, &tenant, later + Duration::minutes(10), 10, soon())
+        .await
+        .unwrap();
+    assert_eq!(r.applied, 1, "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_disabled_and_unverified_requests_all_get_one_401_and_nothing_leaks() {
+    let flaky = integration_tests::poll::FlakyTable::new(embedded());
+    let (h, base, stories) = setup(30, flaky.clone()).await;
+    let (alert, ids) = &stories[0];
+    let body = status_changed(alert, "closed", Some("benign"), OffsetDateTime::now_utc());
+    let (_, unknown) = post_generic(&base, "globex", "enum-1", &body, INBOUND_SECRET).await;
+    assert_eq!(unknown["status"], 401, "{unknown}");
+    let mut refusals = vec![
+        (
+            "bad signature",
+            post_generic(&base, "acme", "enum-2", &body, WEBHOOK_SECRET).await,
+        ),
+        (
+            "odd tenant id",
+            post_generic(&base, "a%23b", "enum-3", &body, INBOUND_SECRET).await,
+        ),
+    ];
+    let r = reqwest::Client::new()
+        .post(format!("{base}/pagerduty/acme"))
+        .header("X-PagerDuty-Signature", "v1=00")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    refusals.push(("other platform", (r.status().as_u16(), r.json().await.unwrap())));
+    let writes = s1_writes(&h).await;
+    let mut t = h.store.get_tenant("acme").await.unwrap().unwrap();
+    t.enabled = false;
+    h.store.put_tenant(&t).await.unwrap();
+    refusals.push((
+        "disabled tenant",
+        post_generic(&base, "acme", "enum-4", &body, INBOUND_SECRET).await,
+    ));
+    for (what, (code, answer)) in &refusals {
+        assert_eq!(
+            (*code, answer),
+            (401, &unknown),
+            "{what}: the same answer as an unknown tenant"
+        );
+    }
+    for word in ["globex", "acme", "generic", "pagerduty", "tenant", "signature"] {
+        assert!(!unknown.to_string().contains(word), "{word} in {unknown}");
+    }
+    // A disabled tenant's pending changes are not sent to S1 either.
+    t.enabled = true;
+    h.store.put_tenant(&t).await.unwrap();
+    fail_incident(&h, 503, 2).await;
+    let (_, resp) = post_generic(&base, "acme", "enum-5", &body, INBOUND_SECRET).await;
+    assert_eq!(resp["writeback"], "pending", "{resp}");
+    t.enabled = false;
+    h.store.put_tenant(&t).await.unwrap();
+    let writes_before_retry = s1_writes(&h).await;
+    let later = OffsetDateTime::now_utc() + Duration::hours(1);
+    let r = retry_pending(&deps(&h), &t, later, 10, soon()).await.unwrap();
+    assert_eq!(r.applied + r.rescheduled + r.dead, 0, "{r:?}");
+    assert_eq!(s1_writes(&h).await, writes_before_retry);
+    assert!(writes <= writes_before_retry);
+    assert_ne!(s1_state(&h, &ids[0]).await.0, "resolved");
+    // The state store failing: 503, and none of its text in the answer.
+    t.enabled = true;
+    h.store.put_tenant(&t).await.unwrap();
+    flaky.fail_story_writes(1);
+    let body = status_changed(alert, "investigating", None, OffsetDateTime::now_utc());
+    let (code, answer) = post_generic(&base, "acme", "enum-6", &body, INBOUND_SECRET).await;
+    assert_eq!(code, 503, "{answer}");
+    let text = answer.to_string();
+    assert!(!text.contains("injected") && !text.contains("put_all"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_dated_in_the_future_is_refused_and_blocks_nothing() {
+    let (h, base, stories) = setup(30, embedded()).await;
+    let (alert, ids) = &stories[0];
+    let ahead = status_changed(
+        alert,
+        "closed",
+        Some("benign"),
+        OffsetDateTime::now_utc() + Duration::days(1),
+    );
+    let (code, resp) = post_generic(&base, "acme", "future-1", &ahead, INBOUND_SECRET).await;
+    assert_eq!(code, 400, "{resp}");
+    assert!(resp["message"].as_str().unwrap().contains("future"), "{resp}");
+    let now = status_changed(alert, "investigating", None, OffsetDateTime::now_utc());
+    let (code, resp) = post_generic(&base, "acme", "future-2", &now, INBOUND_SECRET).await;
+    assert_eq!((code, resp["writeback"].as_str()), (202, Some("applied")), "{resp}");
+    assert_eq!(s1_state(&h, &ids[0]).await.0, "in_progress");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_comment_delivered_twice_is_one_note() {
+    let (h, base, stories) = setup(30, embedded()).await;
+    let (alert, ids) = &stories[0];
+    let note = integration_tests::writeback::comment_added(alert, "escalated to IR", OffsetDateTime::now_utc());
+    let (code, resp) = post_generic(&base, "acme", "comment-1", &note, INBOUND_SECRET).await;
+    assert_eq!((code, resp["writeback"].as_str()), (202, Some("applied")), "{resp}");
+    let (code, resp) = post_generic(&base, "acme", "comment-2", &note, INBOUND_SECRET).await;
+    assert_eq!(code, 200, "{resp}");
+    let other = integration_tests::writeback::comment_added(alert, "IR confirmed", OffsetDateTime::now_utc());
+    let (code, _) = post_generic(&base, "acme", "comment-3", &other, INBOUND_SECRET).await;
+    assert_eq!(code, 202);
+    let notes = s1_state(&h, &ids[0]).await.2;
+    assert_eq!(
+        notes.iter().filter(|n| n.contains("escalated to IR")).count(),
+        1,
+        "{notes:?}"
+    );
+    assert_eq!(
+        notes.iter().filter(|n| n.contains("IR confirmed")).count(),
+        1,
+        "{notes:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_huge_comment_becomes_one_note_s1_accepts() {
+    let (h, base, stories) = setup(30, embedded()).await;
+    let (alert, ids) = &stories[0];
+    // ~200 KiB, under the 256 KiB body limit; S1 takes notes of at most 10,000 characters.
+    let text = "é".repeat(100 * 1024);
+    let body = integration_tests::writeback::comment_added(alert, &text, OffsetDateTime::now_utc());
+    assert!(body.len() > 200 * 1024 && body.len() < 256 * 1024);
+    let (code, resp) = post_generic(&base, "acme", "huge-1", &body, INBOUND_SECRET).await;
+    assert_eq!((code, resp["writeback"].as_str()), (202, Some("applied")), "{resp}");
+    let notes = s1_state(&h, &ids[0]).await.2;
+    let note = notes
+        .iter()
+        .find(|n| n.starts_with("[generic] comment by Ana"))
+        .unwrap();
+    assert!(note.chars().count() <= 10_000, "{} characters", note.chars().count());
+    assert!(
+        note.contains("éééé") && note.ends_with("[truncated]"),
+        "{}",
+        &note[note.len() - 60..]
+    );
+    // Over the body limit: 413, nothing stored.
+    let text = "x".repeat(300 * 1024);
+    let body = integration_tests::writeback::comment_added(alert, &text, OffsetDateTime::now_utc());
+    assert_eq!(
+        post_generic(&base, "acme", "huge-2", &body, INBOUND_SECRET).await.0,
+        413
+    );
+    assert!(h.store.list_pending("acme", None, 10).await.unwrap().items.is_empty());
 }

@@ -97,12 +97,13 @@ mod tests {
             .await
             .unwrap();
         let http = reqwest::Client::new();
+        let platforms: Arc<dyn s1_shared::platform::PlatformResolver> = Arc::new(
+            Adapters::new(http.clone(), tokens.clone(), ClientOptions::default().retry).with_allowed_hosts(loopback()),
+        );
         let watch = TokenDeps {
             store: store.clone(),
-            tokens: tokens.clone(),
-            platforms: Arc::new(
-                Adapters::new(http.clone(), tokens, ClientOptions::default().retry).with_allowed_hosts(loopback()),
-            ),
+            tokens,
+            platforms: platforms.clone(),
             http: http.clone(),
             client_options: ClientOptions::default().allowing(loopback()),
         };
@@ -112,6 +113,7 @@ mod tests {
         let rotation = RotationDeps {
             store,
             secrets: aws_sdk_secretsmanager::Client::new(&config),
+            platforms,
             http,
             client_options: ClientOptions::default().allowing(loopback()),
         };

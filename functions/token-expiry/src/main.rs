@@ -14,8 +14,9 @@ use serde_json::Value;
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let ports = LambdaPorts::from_env(Duration::from_secs(5), Duration::from_secs(30)).await?;
+    let platforms = ports.platforms();
     let watch = TokenDeps {
-        platforms: ports.platforms(),
+        platforms: platforms.clone(),
         store: ports.store.clone(),
         tokens: ports.tokens,
         http: ports.http.clone(),
@@ -24,6 +25,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let rotation = RotationDeps {
         store: ports.store,
         secrets: ports.secrets,
+        platforms,
         http: ports.http,
         client_options: ports.client_options,
     };

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use time::OffsetDateTime;
 
-use super::generic::{SignatureError, WebhookSecret, verify};
+use super::generic::{MAX_SIGNATURE_HEADER, MAX_SIGNATURES, SignatureError, WebhookSecret, verify};
 use crate::s1::dto::AnalystVerdict;
 
 /// A platform's state for an alert, as its webhook says it.
@@ -146,17 +146,25 @@ pub fn verify_pagerduty(
     body: &[u8],
 ) -> Result<(), InboundError> {
     let value = header_value.ok_or_else(|| InboundError::Unauthorized("missing X-PagerDuty-Signature".into()))?;
+    if value.len() > MAX_SIGNATURE_HEADER || value.split(',').count() > MAX_SIGNATURES {
+        return Err(InboundError::Unauthorized(SignatureError::TooLarge.to_string()));
+    }
+    // Each secret's MAC over the body once per request, whatever the number of candidates.
+    let macs: Vec<Hmac<Sha256>> = secrets
+        .iter()
+        .map(|s| {
+            let mut mac = Hmac::<Sha256>::new_from_slice(s.expose().as_bytes()).expect("any key length");
+            mac.update(body);
+            mac
+        })
+        .collect();
     for entry in value.split(',') {
         let Some(hex_sig) = entry.trim().strip_prefix("v1=") else {
             continue;
         };
         let Ok(sig) = hex::decode(hex_sig) else { continue };
-        for s in secrets {
-            let mut mac = Hmac::<Sha256>::new_from_slice(s.expose().as_bytes()).expect("any key length");
-            mac.update(body);
-            if mac.verify_slice(&sig).is_ok() {
-                return Ok(());
-            }
+        if macs.iter().any(|m| m.clone().verify_slice(&sig).is_ok()) {
+            return Ok(());
         }
     }
     Err(InboundError::Unauthorized("no v1 signature matches".into()))
@@ -197,8 +205,26 @@ pub fn authenticate(
     }
 }
 
-fn parse_time(s: &str) -> Result<OffsetDateTime, InboundError> {
-    crate::s1::dto::parse_time(s).map_err(|_| InboundError::Malformed(format!("timestamp {s:?} is not RFC 3339")))
+/// The longest delivery id accepted (it keys the replay marker).
+pub const MAX_DELIVERY_ID: usize = 256;
+
+/// A delivery's id: present, not empty, at most [`MAX_DELIVERY_ID`] bytes, no control characters.
+fn delivery_id(id: Option<&str>, what: &str) -> Result<String, InboundError> {
+    match id {
+        None | Some("") => Err(InboundError::Malformed(format!("{what} is required"))),
+        Some(id) if id.len() > MAX_DELIVERY_ID => Err(InboundError::Malformed(format!(
+            "{what} is {} bytes; the limit is {MAX_DELIVERY_ID}",
+            id.len()
+        ))),
+        Some(id) if id.chars().any(char::is_control) => {
+            Err(InboundError::Malformed(format!("{what} holds control characters")))
+        }
+        Some(id) => Ok(id.to_owned()),
+    }
+}
+
+fn parse_time(s: &str, field: &str) -> Result<OffsetDateTime, InboundError> {
+    crate::s1::dto::parse_time(s).map_err(|_| InboundError::Malformed(format!("{field} {s:?} is not RFC 3339")))
 }
 
 fn verdict_word(s: &str) -> Option<AnalystVerdict> {
@@ -245,17 +271,14 @@ pub fn parse_generic(event_id: Option<&str>, body: &[u8]) -> Result<Inbound, Inb
         serde_path_to_error::deserialize(de)
             .map_err(|e| InboundError::Malformed(format!("at `{}`: {}", e.path(), e.inner())))?
     };
-    let event_id = event_id
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| InboundError::Malformed("no webhook-id header".into()))?
-        .to_owned();
+    let event_id = delivery_id(event_id, "the webhook-id header")?;
     let alert_key = e
         .data
         .alert_key
         .filter(|k| !k.is_empty())
         .ok_or_else(|| InboundError::Malformed("data.alert_key is required".into()))?;
     let at = match &e.timestamp {
-        Some(t) => parse_time(t)?,
+        Some(t) => parse_time(t, "timestamp")?,
         None => return Err(InboundError::Malformed("timestamp is required".into())),
     };
     let actor = e.data.actor.and_then(|a| match (a.name, a.email) {
@@ -330,26 +353,56 @@ pub fn parse_generic(event_id: Option<&str>, body: &[u8]) -> Result<Inbound, Inb
     }))
 }
 
-/// Words in a resolution note that imply a verdict.
+/// Words that negate a verdict phrase shortly before it ("not a false positive"); apostrophes
+/// are dropped first, so "isn't" is "isnt".
+const NEGATIONS: [&str; 9] = ["not", "no", "never", "isnt", "wasnt", "aint", "neither", "nor", "non"];
+
+/// The verdict a resolution note's words imply: a verdict phrase counts unless one of the three
+/// words before it negates it ("not malicious", "not a false positive"), and a note naming
+/// different verdicts implies none.
 fn verdict_from_note(text: &str) -> Option<AnalystVerdict> {
-    let t = text.to_ascii_lowercase();
-    if t.contains("false positive") || t.contains("false_positive") || t.contains("benign") {
-        Some(AnalystVerdict::FalsePositive)
-    } else if t.contains("true positive") || t.contains("true_positive") || t.contains("malicious") {
-        Some(AnalystVerdict::TruePositive)
-    } else if t.contains("suspicious") {
-        Some(AnalystVerdict::Suspicious)
-    } else {
-        None
+    const PHRASES: [(&[&str], AnalystVerdict); 5] = [
+        (&["false", "positive"], AnalystVerdict::FalsePositive),
+        (&["benign"], AnalystVerdict::FalsePositive),
+        (&["true", "positive"], AnalystVerdict::TruePositive),
+        (&["malicious"], AnalystVerdict::TruePositive),
+        (&["suspicious"], AnalystVerdict::Suspicious),
+    ];
+    let lower: String = text
+        .to_lowercase()
+        .chars()
+        .filter(|c| !matches!(c, '\'' | '\u{2019}'))
+        .collect();
+    let words: Vec<&str> = lower
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let mut found: Option<AnalystVerdict> = None;
+    for i in 0..words.len() {
+        for (phrase, verdict) in PHRASES {
+            let end = i + phrase.len();
+            if end > words.len() || words[i..end] != *phrase {
+                continue;
+            }
+            if words[i.saturating_sub(3)..i].iter().any(|w| NEGATIONS.contains(w)) {
+                continue;
+            }
+            match found {
+                Some(f) if f != verdict => return None,
+                _ => found = Some(verdict),
+            }
+        }
     }
+    found
 }
 
-/// Parses a PagerDuty Webhooks v3 body. Echoes of our own Events API calls
+/// Parses a PagerDuty Webhooks v3 body. The delivery is identified by the signed `event.id`,
+/// never by the unsigned `X-Webhook-Id` header. Echoes of our own Events API calls
 /// (`agent.type` = `inbound_integration_reference`) are ignored.
 ///
 /// # Errors
 /// [`InboundError::Malformed`] naming the field.
-pub fn parse_pagerduty(webhook_id: Option<&str>, body: &[u8]) -> Result<Inbound, InboundError> {
+pub fn parse_pagerduty(body: &[u8]) -> Result<Inbound, InboundError> {
     let v: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| InboundError::Malformed(format!("body is not JSON: {e}")))?;
     let ev = v
@@ -364,12 +417,10 @@ pub fn parse_pagerduty(webhook_id: Option<&str>, body: &[u8]) -> Result<Inbound,
     if text("/agent/type").as_deref() == Some("inbound_integration_reference") {
         return Ok(Inbound::Ignore("echo of our own Events API call".into()));
     }
-    let event_id = webhook_id
-        .map(str::to_owned)
-        .or(text("/id"))
-        .ok_or_else(|| InboundError::Malformed("no event id".into()))?;
+    let event_id = delivery_id(text("/id").as_deref(), "event.id")?;
     let at = parse_time(
         &text("/occurred_at").ok_or_else(|| InboundError::Malformed("event.occurred_at is required".into()))?,
+        "event.occurred_at",
     )?;
     let actor = text("/agent/summary");
     // Route on data.type: for annotated events it differs from resource_type.
@@ -417,4 +468,55 @@ pub fn parse_pagerduty(webhook_id: Option<&str>, body: &[u8]) -> Result<Inbound,
         actor,
         at,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdict_words_respect_negation_and_need_whole_phrases() {
+        use AnalystVerdict::{FalsePositive, Suspicious, TruePositive};
+        for (text, want) in [
+            ("false positive: IT's installer", Some(FalsePositive)),
+            ("Benign.", Some(FalsePositive)),
+            ("confirmed true_positive", Some(TruePositive)),
+            ("MALICIOUS, isolate it", Some(TruePositive)),
+            ("looks suspicious", Some(Suspicious)),
+            ("not malicious", None),
+            ("this is not a false positive", None),
+            ("it isn't benign", None),
+            ("it isn\u{2019}t benign", None),
+            ("never was malicious", None),
+            ("no true positive here", None),
+            ("not a false positive, it is malicious", Some(TruePositive)),
+            ("benign? or malicious?", None),
+            ("falsepositive", None),
+            ("maliciously named", None),
+            ("positive, false alarm", None),
+            ("", None),
+        ] {
+            assert_eq!(verdict_from_note(text), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn pagerduty_deliveries_are_identified_by_the_signed_event_id() {
+        let body = br#"{"event":{"id":"EV1","event_type":"incident.acknowledged","occurred_at":"2026-01-01T00:00:00Z","data":{"id":"P1","type":"incident"}}}"#;
+        let Ok(Inbound::Change(c)) = parse_pagerduty(body) else {
+            panic!("parses")
+        };
+        assert_eq!(c.event_id, "EV1");
+        let no_id = br#"{"event":{"event_type":"incident.acknowledged","occurred_at":"2026-01-01T00:00:00Z","data":{"id":"P1"}}}"#;
+        assert_eq!(
+            parse_pagerduty(no_id),
+            Err(InboundError::Malformed("event.id is required".into()))
+        );
+        let long = format!(
+            r#"{{"event":{{"id":"{}","event_type":"incident.acknowledged","occurred_at":"2026-01-01T00:00:00Z","data":{{"id":"P1"}}}}}}"#,
+            "x".repeat(300)
+        );
+        let err = parse_pagerduty(long.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("event.id is 300 bytes"), "{err}");
+    }
 }

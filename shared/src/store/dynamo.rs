@@ -175,6 +175,11 @@ fn condition(cond: &Cond) -> Option<Expr> {
             values.insert(":ord".into(), n(v));
             format!("{absent} OR #ord < :ord")
         }
+        Cond::LiveVersion(v) => {
+            names.insert("#ver".into(), schema::VERSION.into());
+            values.insert(":ver".into(), n(v));
+            format!("{live} AND #ver = :ver")
+        }
     };
     Some(Expr { text, names, values })
 }

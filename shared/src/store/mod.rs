@@ -96,6 +96,10 @@ pub enum Cond {
     LeaseHeld { owner: String, now_ms: i64 },
     /// Only if absent or the stored `order` is lower than this.
     OrderBelow(i64),
+    /// Only if a live item exists and its version equals this (unlike [`Cond::Version`], 0 means
+    /// a live item at version 0, never an absent one): no write brings back an item another
+    /// writer retired.
+    LiveVersion(u64),
 }
 
 /// A page of a query, with the cursor of the next one.
@@ -157,5 +161,7 @@ pub(crate) fn cond_holds(cond: &Cond, current: Option<&Item>) -> bool {
         }
         (Cond::OrderBelow(_), None) => true,
         (Cond::OrderBelow(v), Some(c)) => c.order.is_none_or(|o| o < *v),
+        (Cond::LiveVersion(_), None) => false,
+        (Cond::LiveVersion(v), Some(c)) => c.version == *v,
     }
 }

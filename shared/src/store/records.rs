@@ -259,8 +259,91 @@ pub enum Acceptance {
     Accepted,
     /// The event id was seen before: a replay.
     Duplicate,
-    /// Older than the last status change applied to the alert.
-    Stale,
+    /// The same note (alert, actor, text) was accepted within the dedupe window.
+    DuplicateNote,
+}
+
+/// Who holds a pending writeback or an alert's ordering lock, and until when (epoch ms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub owner: String,
+    pub until_ms: i64,
+}
+
+fn epoch_ms(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+impl Claim {
+    /// `owner`'s claim from `now` for `ttl`.
+    pub fn new(owner: impl Into<String>, ttl: Duration, now: OffsetDateTime) -> Self {
+        Self {
+            owner: owner.into(),
+            until_ms: epoch_ms(now) + ttl.whole_milliseconds() as i64,
+        }
+    }
+
+    /// True while someone other than `owner` holds it at `now`.
+    pub fn blocks(&self, owner: &str, now: OffsetDateTime) -> bool {
+        self.owner != owner && self.until_ms >= epoch_ms(now)
+    }
+}
+
+fn claim_of(i: &Item) -> Option<Claim> {
+    Some(Claim {
+        owner: i.owner.clone()?,
+        until_ms: i.until?,
+    })
+}
+
+/// A pending writeback as stored: the record, its version (every write bumps it, and every
+/// write of the writeback is conditional on it) and the attempt that has claimed it, if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingEntry {
+    pub value: PendingWriteback,
+    pub version: u64,
+    pub claim: Option<Claim>,
+}
+
+/// An alert's ordering state: the platform time (µs) of the newest status change applied to S1
+/// (or being applied under the lock), and the pending writeback that applied it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AlertOrder {
+    pub applied_micros: Option<i64>,
+    pub applied_by: Option<String>,
+}
+
+impl AlertOrder {
+    /// True when a change other than `id` made at or after `at_micros` holds the alert: a change
+    /// made at `at_micros` would reach S1 out of order.
+    pub fn supersedes(&self, at_micros: i64, id: &str) -> bool {
+        match self.applied_micros {
+            Some(a) if a > at_micros => true,
+            Some(a) if a == at_micros => self.applied_by.as_deref() != Some(id),
+            _ => false,
+        }
+    }
+}
+
+/// The lock on an alert's ordering item, held while one status change is applied to S1, so
+/// changes of one alert reach S1 one at a time and in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertLock {
+    pub alert_key: String,
+    pub claim: Claim,
+    pub version: u64,
+    pub order: AlertOrder,
+}
+
+/// What [`Store::finish_claimed`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// Written: the writeback is retired.
+    Done,
+    /// Another writer changed the story first: nothing was written; re-read it and try again.
+    StoryChanged,
+    /// The claim (or the alert lock) was lost to another attempt: nothing was written.
+    LostClaim,
 }
 
 /// How long outbound-request records and webhook replay markers are kept.
@@ -884,54 +967,49 @@ impl Store {
         Ok(a.map(|a| a.story))
     }
 
-    /// Accepts a webhook's change durably and exactly once, in one atomic write: the event's
-    /// replay marker (only if first seen), the pending change, and — for status changes — the
-    /// alert's ordering mark (only if newer than the last one).
+    /// Accepts a webhook's change durably and exactly once, in one atomic write: the replay
+    /// markers (`markers`: the delivery's id, and for a comment its dedupe key, each with its
+    /// lifetime; each only if not seen within it) and the pending change (only if new). Whether
+    /// the change is older than the alert's applied one is the caller's check
+    /// ([`Store::alert_order`]); it is checked again, under the alert's lock, when applied.
     ///
     /// # Errors
-    /// Backend errors.
+    /// [`StoreError::Invalid`] for an empty or over-long marker; backend errors.
     pub async fn accept_change(
         &self,
         tenant: &str,
-        event_id: &str,
-        marker_ttl: Duration,
+        markers: &[(&str, Duration)],
         pending: &PendingWriteback,
-        order: Option<i64>,
         now: OffsetDateTime,
     ) -> Result<Acceptance, StoreError> {
         check_id("pending writeback", &pending.id)?;
-        if event_id.is_empty() || event_id.len() > 512 {
-            return Err(StoreError::Invalid("webhook event id must be 1-512 characters".into()));
-        }
-        let mut marker = item(
-            keys::event(&format!("{tenant}#{event_id}")),
-            keys::EVENT_SK.into(),
-            &serde_json::json!({ "seen_at": now.unix_timestamp() }),
-        )?;
-        marker.ttl = Some((now + marker_ttl).unix_timestamp());
-        let mut batch = vec![
-            (marker, Cond::NotExists),
-            (
-                item(keys::tenant(tenant), keys::pending(&pending.id), pending)?,
-                Cond::Always,
-            ),
-        ];
-        if let Some(at) = order {
-            let mut o = item(
-                keys::tenant(tenant),
-                keys::order(&pending.alert_key),
-                &serde_json::json!({ "at": at }),
+        let mut batch = Vec::new();
+        for (n, (id, ttl)) in markers.iter().enumerate() {
+            if id.is_empty() || id.len() > 512 {
+                return Err(StoreError::Invalid("webhook event id must be 1-512 characters".into()));
+            }
+            let mut marker = item(
+                keys::event(&format!("{tenant}#{id}")),
+                keys::EVENT_SK.into(),
+                &serde_json::json!({ "seen_at": now.unix_timestamp() }),
             )?;
-            o.order = Some(at);
-            batch.push((o, Cond::OrderBelow(at)));
+            // Expiry is judged by the real clock, whatever time the request is judged at.
+            marker.ttl = Some((OffsetDateTime::now_utc().max(now) + *ttl).unix_timestamp());
+            batch.push((marker, Cond::NotExists));
+            if n == 0 {
+                batch.push((
+                    item(keys::tenant(tenant), keys::pending(&pending.id), pending)?,
+                    Cond::NotExists,
+                ));
+            }
         }
         let failed = self.table.put_all(&batch).await?;
-        Ok(if failed.contains(&0) {
+        Ok(if failed.iter().any(|f| *f < 2) {
             Acceptance::Duplicate
-        } else if failed.contains(&2) {
-            Acceptance::Stale
-        } else {
+        } else if failed.is_empty() {
             Acceptance::Accepted
+        } else {
+            Acceptance::DuplicateNote
         })
     }
 
@@ -944,9 +1022,281 @@ impl Store {
             .await
     }
 
+    /// One pending writeback with its version and claim.
+    ///
+    /// # Errors
+    /// Backend errors; corrupt record.
+    pub async fn get_pending_entry(&self, tenant: &str, id: &str) -> Result<Option<PendingEntry>, StoreError> {
+        match self.table.get(&keys::tenant(tenant), &keys::pending(id)).await? {
+            Some(i) => Ok(Some(PendingEntry {
+                value: decode(&i, "pending writeback")?,
+                version: i.version,
+                claim: claim_of(&i),
+            })),
+            None => Ok(None),
+        }
+    }
+
+    /// A page of a tenant's pending writebacks with their versions and claims.
+    ///
+    /// # Errors
+    /// Backend errors; corrupt record.
+    pub async fn list_pending_entries(
+        &self,
+        tenant: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<RecordPage<PendingEntry>, StoreError> {
+        let page = self
+            .table
+            .query(&keys::tenant(tenant), keys::PENDING_PREFIX, cursor, limit)
+            .await?;
+        let items = page
+            .items
+            .iter()
+            .map(|i| {
+                Ok(PendingEntry {
+                    value: decode(i, "pending writeback")?,
+                    version: i.version,
+                    claim: claim_of(i),
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(RecordPage { items, next: page.next })
+    }
+
+    fn pending_item(
+        &self,
+        tenant: &str,
+        p: &PendingWriteback,
+        version: u64,
+        claim: Option<&Claim>,
+    ) -> Result<Item, StoreError> {
+        check_id("pending writeback", &p.id)?;
+        let mut i = item(keys::tenant(tenant), keys::pending(&p.id), p)?;
+        i.version = version;
+        if let Some(c) = claim {
+            i.owner = Some(c.owner.clone());
+            i.until = Some(c.until_ms);
+        }
+        Ok(i)
+    }
+
+    /// Writes `p` over the entry read (or last written) at `version`, only if it is still live
+    /// at that version: claims it (`claim`), records progress under the claim, or reschedules
+    /// it (`claim` `None` releases it). `Ok(Some(new version))`; `Ok(None)` when another attempt
+    /// changed or retired it first, and nothing was written.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn update_pending(
+        &self,
+        tenant: &str,
+        p: &PendingWriteback,
+        version: u64,
+        claim: Option<&Claim>,
+    ) -> Result<Option<u64>, StoreError> {
+        let i = self.pending_item(tenant, p, version + 1, claim)?;
+        Ok(self
+            .table
+            .put(&i, &Cond::LiveVersion(version))
+            .await?
+            .then_some(version + 1))
+    }
+
+    /// The pending item retired: written already expired (by the real clock), so every reader
+    /// sees it gone and the backend removes it; only if still at `version`.
+    fn retired_pending(&self, tenant: &str, p: &PendingWriteback, version: u64) -> Result<(Item, Cond), StoreError> {
+        let mut i = self.pending_item(tenant, p, version + 1, None)?;
+        i.ttl = Some(OffsetDateTime::now_utc().unix_timestamp() - 1);
+        Ok((i, Cond::LiveVersion(version)))
+    }
+
+    /// Moves a pending writeback held at `version` to the dead letters in one transaction (the
+    /// dead letter written, the pending item retired), only if it is still at `version`; with
+    /// `lock`, the alert's ordering lock is released in the same transaction. `Ok(false)`:
+    /// another attempt got there first, and nothing was written.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn retire_to_dead(
+        &self,
+        tenant: &str,
+        p: &PendingWriteback,
+        version: u64,
+        lock: Option<&AlertLock>,
+    ) -> Result<bool, StoreError> {
+        let mut items = vec![
+            self.retired_pending(tenant, p, version)?,
+            (item(keys::tenant(tenant), keys::dead(&p.id), p)?, Cond::Always),
+        ];
+        if let Some(l) = lock {
+            items.push(self.order_item(tenant, l, &l.order, None)?);
+        }
+        Ok(self.table.put_all(&items).await?.is_empty())
+    }
+
+    // ---- alert ordering locks ---------------------------------------------------------------------
+
+    /// An alert's ordering state (nothing applied yet: the default).
+    ///
+    /// # Errors
+    /// Backend errors; corrupt record.
+    pub async fn alert_order(&self, tenant: &str, alert_key: &str) -> Result<AlertOrder, StoreError> {
+        Ok(self
+            .table
+            .get(&keys::tenant(tenant), &keys::order(alert_key))
+            .await?
+            .map(|i| order_of(&i))
+            .unwrap_or_default())
+    }
+
+    /// The ordering item written under `lock`, holding `order`, locked by `claim` (or unlocked).
+    fn order_item(
+        &self,
+        tenant: &str,
+        lock: &AlertLock,
+        order: &AlertOrder,
+        claim: Option<&Claim>,
+    ) -> Result<(Item, Cond), StoreError> {
+        let mut i = item(
+            keys::tenant(tenant),
+            keys::order(&lock.alert_key),
+            &serde_json::json!({ "at": order.applied_micros, "by": order.applied_by }),
+        )?;
+        i.order = order.applied_micros;
+        i.version = lock.version + 1;
+        if let Some(c) = claim {
+            i.owner = Some(c.owner.clone());
+            i.until = Some(c.until_ms);
+        }
+        Ok((i, Cond::LiveVersion(lock.version)))
+    }
+
+    /// Takes an alert's ordering lock for `claim`, if it is free, lapsed or already ours.
+    /// `Ok(None)`: another attempt holds it. Of concurrent callers at most one gets it.
+    ///
+    /// # Errors
+    /// Backend errors; corrupt record.
+    pub async fn lock_alert(
+        &self,
+        tenant: &str,
+        alert_key: &str,
+        claim: &Claim,
+        now: OffsetDateTime,
+    ) -> Result<Option<AlertLock>, StoreError> {
+        let current = self.table.get(&keys::tenant(tenant), &keys::order(alert_key)).await?;
+        if current
+            .as_ref()
+            .and_then(claim_of)
+            .is_some_and(|c| c.blocks(&claim.owner, now))
+        {
+            return Ok(None);
+        }
+        let order = current.as_ref().map(order_of).unwrap_or_default();
+        let mut lock = AlertLock {
+            alert_key: alert_key.to_owned(),
+            claim: claim.clone(),
+            version: current.as_ref().map_or(0, |i| i.version),
+            order,
+        };
+        let (mut i, mut cond) = self.order_item(tenant, &lock, &lock.order, Some(claim))?;
+        if current.is_none() {
+            cond = Cond::NotExists;
+            i.version = 1;
+        }
+        if !self.table.put(&i, &cond).await? {
+            return Ok(None);
+        }
+        lock.version = i.version;
+        Ok(Some(lock))
+    }
+
+    /// Under `lock`, marks the alert as holding the change `by` made at `at_micros` (before
+    /// that change is sent to S1, so no older change can follow it even after a crash). The
+    /// lock stays held. `Ok(false)`: the lock was lost; nothing was written.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn mark_alert(
+        &self,
+        tenant: &str,
+        lock: &mut AlertLock,
+        at_micros: i64,
+        by: &str,
+    ) -> Result<bool, StoreError> {
+        let order = AlertOrder {
+            applied_micros: Some(at_micros),
+            applied_by: Some(by.to_owned()),
+        };
+        let (i, cond) = self.order_item(tenant, lock, &order, Some(&lock.claim))?;
+        if !self.table.put(&i, &cond).await? {
+            return Ok(false);
+        }
+        lock.version += 1;
+        lock.order = order;
+        Ok(true)
+    }
+
+    /// Releases an alert's ordering lock, keeping its mark. `Ok(false)`: it was not ours (any more).
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn unlock_alert(&self, tenant: &str, lock: &AlertLock) -> Result<bool, StoreError> {
+        let (i, cond) = self.order_item(tenant, lock, &lock.order, None)?;
+        self.table.put(&i, &cond).await
+    }
+
+    /// Ends an applied (or superseded) writeback in one transaction: the story as the writeback
+    /// left it (only if still at its expected version; `None` when there is nothing to record on
+    /// it), the pending item retired (only if still at `pending_version`), the alert's ordering
+    /// lock released (only if still ours), and the outbound-log records of the calls made.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn finish_claimed(
+        &self,
+        tenant: &str,
+        story: Option<(&StoryRecord, u64, bool)>,
+        pending: &PendingWriteback,
+        pending_version: u64,
+        lock: Option<&AlertLock>,
+        outbound: &[OutboundRequest],
+    ) -> Result<Finished, StoreError> {
+        let mut items = vec![self.retired_pending(tenant, pending, pending_version)?];
+        if let Some(l) = lock {
+            items.push(self.order_item(tenant, l, &l.order, None)?);
+        }
+        let story_index = items.len();
+        if let Some((s, expected, archived)) = story {
+            let name = if archived { &s.id } else { &s.key };
+            items.push((self.story_item(tenant, name, s, expected + 1)?, Cond::Version(expected)));
+        }
+        let log = outbound
+            .iter()
+            .map(|r| outbound_item(tenant, r))
+            .collect::<Result<Vec<_>, _>>()?;
+        if items.len() + log.len() <= schema::TRANSACT_MAX {
+            items.extend(log.into_iter().map(|i| (i, Cond::Always)));
+        } else {
+            // A call retried many times: the log goes first on its own, the rest stays atomic.
+            self.table.batch_put(&log).await?;
+        }
+        let failed = self.table.put_all(&items).await?;
+        Ok(if failed.is_empty() {
+            Finished::Done
+        } else if failed.iter().any(|f| *f < story_index) {
+            Finished::LostClaim
+        } else {
+            Finished::StoryChanged
+        })
+    }
+
     // ---- pending writebacks and dead letters --------------------------------------------------
 
-    /// Stores (or updates) a pending writeback.
+    /// Stores (or replaces) a pending writeback, unconditionally: for operators and tests. The
+    /// writeback's own writes are all conditional ([`Store::accept_change`],
+    /// [`Store::update_pending`], [`Store::retire_to_dead`], [`Store::finish_claimed`]).
     ///
     /// # Errors
     /// Backend errors.
@@ -987,47 +1337,9 @@ impl Store {
             .map(drop)
     }
 
-    /// Ends an applied writeback in one transaction: the story as the writeback left it (only if
-    /// still at `expected` version), the pending item retired (written already expired, so every
-    /// reader sees it gone and the backend removes it), and the outbound-log records of the calls
-    /// made. `Ok(false)` when another writer changed the story first: nothing was written.
-    ///
-    /// # Errors
-    /// Backend errors.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn finish_writeback(
-        &self,
-        tenant: &str,
-        story: &StoryRecord,
-        expected: u64,
-        archived: bool,
-        pending: &PendingWriteback,
-        outbound: &[OutboundRequest],
-        now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        let name = if archived { &story.id } else { &story.key };
-        let mut items = vec![(
-            self.story_item(tenant, name, story, expected + 1)?,
-            Cond::Version(expected),
-        )];
-        let mut retired = item(keys::tenant(tenant), keys::pending(&pending.id), pending)?;
-        retired.ttl = Some(now.unix_timestamp() - 1);
-        items.push((retired, Cond::Always));
-        let log = outbound
-            .iter()
-            .map(|r| outbound_item(tenant, r))
-            .collect::<Result<Vec<_>, _>>()?;
-        if items.len() + log.len() <= schema::TRANSACT_MAX {
-            items.extend(log.into_iter().map(|i| (i, Cond::Always)));
-        } else {
-            // A call retried many times: the log goes first on its own, the rest stays atomic.
-            self.table.batch_put(&log).await?;
-        }
-        Ok(self.table.put_all(&items).await?.is_empty())
-    }
-
-    /// Moves a writeback that ran out of attempts to the dead letters (written first, then the
-    /// pending copy removed, so a crash in between leaves it visible in both, never in neither).
+    /// Moves a writeback to the dead letters unconditionally (written first, then the pending
+    /// copy removed, so a crash in between leaves it visible in both, never in neither): for
+    /// operators and tests; attempts use [`Store::retire_to_dead`], conditional on their claim.
     ///
     /// # Errors
     /// Backend errors.
@@ -1067,10 +1379,21 @@ impl Store {
             .ok_or_else(|| StoreError::Invalid(format!("tenant {tenant} has no dead letter {id}")))?;
         p.attempts = 0;
         p.next_attempt_at = now;
-        self.put_pending(tenant, &p).await?;
-        self.table
-            .delete(&keys::tenant(tenant), &keys::dead(id), &Cond::Always)
+        check_id("pending writeback", &p.id)?;
+        let mut gone = item(keys::tenant(tenant), keys::dead(id), &p)?;
+        gone.ttl = Some(now.unix_timestamp() - 1);
+        let failed = self
+            .table
+            .put_all(&[
+                (item(keys::tenant(tenant), keys::pending(&p.id), &p)?, Cond::NotExists),
+                (gone, Cond::Always),
+            ])
             .await?;
+        if !failed.is_empty() {
+            return Err(StoreError::Invalid(format!(
+                "tenant {tenant}'s writeback {id} is already pending; it was not queued twice"
+            )));
+        }
         Ok(p)
     }
 
@@ -1117,6 +1440,17 @@ impl Store {
             "outbound request",
         )
         .await
+    }
+}
+
+/// The ordering state an `ORDER#` item holds.
+fn order_of(i: &Item) -> AlertOrder {
+    let by = serde_json::from_str::<serde_json::Value>(&i.data)
+        .ok()
+        .and_then(|v| v.get("by").and_then(|b| b.as_str()).map(str::to_owned));
+    AlertOrder {
+        applied_micros: i.order,
+        applied_by: by,
     }
 }
 

@@ -323,7 +323,7 @@ pub async fn poll_tenant(deps: &PollDeps, tenant: &TenantConfig, deadline: Insta
         tracing::warn!(tenant = %tenant.id, error = %e, "poll failed");
     }
     if let Some(wb) = &deps.writeback {
-        match crate::usecase::writeback::retry_pending(wb, tenant, OffsetDateTime::now_utc(), 50).await {
+        match crate::usecase::writeback::retry_pending(wb, tenant, OffsetDateTime::now_utc(), 50, deadline).await {
             Ok(r) => {
                 report.writebacks_applied = r.applied;
                 report.writebacks_dead = r.dead;

@@ -89,14 +89,14 @@ pub async fn check_all(deps: &TokenDeps, now: OffsetDateTime) -> Result<Vec<Toke
 }
 
 async fn notify(
-    deps: &TokenDeps,
+    platforms: &dyn PlatformResolver,
     tenant: &TenantConfig,
     kind: &str,
     id: String,
     data: serde_json::Value,
     now: OffsetDateTime,
 ) -> Result<(), String> {
-    let platform = deps.platforms.resolve(tenant).await.map_err(|e| e.to_string())?;
+    let platform = platforms.resolve(tenant).await.map_err(|e| e.to_string())?;
     platform
         .notify(&Notice {
             id,
@@ -163,7 +163,7 @@ async fn check(
                     Some(now.replace_time(time::Time::MIDNIGHT)),
                 );
                 let data = json!({"tenant": tenant.id, "console": host, "message": "S1 rejects this tenant's API token (401): it was revoked or has expired. Replace it in the tenant's secret."});
-                notify(deps, tenant, "token.unauthorized", id, data, now).await?;
+                notify(deps.platforms.as_ref(), tenant, "token.unauthorized", id, data, now).await?;
                 report.alerted = Some(-1);
                 state.unauthorized_alerted = true;
                 deps.store
@@ -207,7 +207,7 @@ async fn check(
                     "days_left": days, "threshold_days": tightest,
                     "message": format!("The S1 API token of tenant {} expires in {days} day(s) ({}). Rotate or replace it.", tenant.id, crate::s1::dto::format_time(expires)),
                 });
-                notify(deps, tenant, "token.expiring", id, data, now).await?;
+                notify(deps.platforms.as_ref(), tenant, "token.expiring", id, data, now).await?;
                 report.alerted = Some(tightest);
                 state.alerted_thresholds.extend(crossed);
             }
@@ -247,13 +247,21 @@ fn fail(secret: &str, message: impl std::fmt::Display) -> RotationError {
     }
 }
 
-/// A Secrets Manager error as its code and message, without the raw response.
-fn sm<E: aws_sdk_secretsmanager::error::ProvideErrorMetadata>(e: &E) -> String {
-    format!(
-        "Secrets Manager {}: {}",
-        e.code().unwrap_or("error"),
-        e.message().unwrap_or("no message")
-    )
+/// A Secrets Manager error as its code and message (or, when it never answered, why), without
+/// the raw response.
+fn sm<E, R>(e: &aws_sdk_secretsmanager::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_secretsmanager::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
+    match e.code() {
+        Some(code) => format!("Secrets Manager {code}: {}", e.message().unwrap_or("no message")),
+        None => format!(
+            "Secrets Manager: {}",
+            aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+        ),
+    }
 }
 
 /// What rotation needs.
@@ -261,20 +269,71 @@ fn sm<E: aws_sdk_secretsmanager::error::ProvideErrorMetadata>(e: &E) -> String {
 pub struct RotationDeps {
     pub store: Store,
     pub secrets: SecretsClient,
+    /// Where a rotation that lost a token it generated is reported (the tenant's platform).
+    pub platforms: Arc<dyn PlatformResolver>,
     pub http: reqwest::Client,
     pub client_options: ClientOptions,
 }
 
-fn secret_matches(source: &TokenSource, secret_id: &str) -> bool {
-    match source {
-        // Secrets Manager passes the ARN; tenants may name the secret by name or ARN.
-        TokenSource::SecretsManager { secret_id: s } => {
-            s == secret_id
-                || secret_id.contains(&format!(":secret:{s}-"))
-                || secret_id.ends_with(&format!(":secret:{s}"))
+/// A secret as Secrets Manager names it: its full ARN (with the random 6-character suffix) and
+/// its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretIdentity {
+    pub arn: String,
+    pub name: String,
+}
+
+/// Whether a tenant's token source is exactly this secret, named as Secrets Manager accepts a
+/// secret id: its name, its full ARN, or its ARN without the random suffix. Never by prefix:
+/// `s1-bridge/acme` is not `s1-bridge/acme-eu`.
+pub fn secret_matches(source: &TokenSource, secret: &SecretIdentity) -> bool {
+    let TokenSource::SecretsManager { secret_id } = source else {
+        return false;
+    };
+    let partial_arn = secret
+        .arn
+        .strip_suffix(secret.arn.rsplit('-').next().unwrap_or_default())
+        .and_then(|a| a.strip_suffix('-'))
+        .filter(|a| a.ends_with(&format!(":secret:{}", secret.name)));
+    *secret_id == secret.arn || *secret_id == secret.name || partial_arn == Some(secret_id.as_str())
+}
+
+/// Attempts to store a generated token before giving up (each with the same client request
+/// token, so a write that landed but whose answer was lost is not repeated).
+const PUT_ATTEMPTS: u32 = 4;
+
+/// Stores `fresh` as the `AWSPENDING` version `version`, idempotently: retried with the same
+/// client request token, and a version that is already there (an earlier try whose answer was
+/// lost) counts as stored.
+async fn store_pending(d: &RotationDeps, secret: &str, version: &str, fresh: &ApiToken) -> Result<(), String> {
+    let mut last = String::new();
+    for attempt in 0..PUT_ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+            if let Ok(Some((_, stored))) = read_stage(d, secret, "AWSPENDING", Some(version)).await {
+                if stored == *fresh {
+                    return Ok(());
+                }
+            }
         }
-        _ => false,
+        match d
+            .secrets
+            .put_secret_value()
+            .secret_id(secret)
+            .client_request_token(version)
+            .secret_string(fresh.expose())
+            .version_stages("AWSPENDING")
+            .send()
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                last = sm(&e);
+                tracing::warn!(secret, attempt, error = %last, "rotation: could not store the new S1 token yet");
+            }
+        }
     }
+    Err(last)
 }
 
 async fn read_stage(
@@ -315,11 +374,26 @@ async fn read_stage(
 /// Any step that cannot complete; the current version stays `AWSCURRENT`.
 pub async fn rotate(d: &RotationDeps, ev: &RotationEvent) -> Result<(), RotationError> {
     let secret = ev.secret_id.as_str();
+    let no_tenant = || fail(secret, "no tenant reads its S1 token from this secret");
+    let described = match d.secrets.describe_secret().secret_id(secret).send().await {
+        Ok(out) => out,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            return Err(no_tenant());
+        }
+        Err(e) => return Err(fail(secret, sm(&e))),
+    };
+    let identity = SecretIdentity {
+        arn: described.arn().unwrap_or_default().to_owned(),
+        name: described.name().unwrap_or_default().to_owned(),
+    };
     let tenants = d.store.list_tenants().await.map_err(|e| fail(secret, e))?;
     let tenant = tenants
         .into_iter()
-        .find(|t| secret_matches(&t.token, secret))
-        .ok_or_else(|| fail(secret, "no tenant reads its S1 token from this secret"))?;
+        .find(|t| secret_matches(&t.token, &identity))
+        .ok_or_else(no_tenant)?;
     let client_for = |token: &ApiToken| {
         S1Client::with_http(d.http.clone(), &tenant.console_url, token, d.client_options.clone())
             .map_err(|e| fail(secret, e))
@@ -336,15 +410,28 @@ pub async fn rotate(d: &RotationDeps, ev: &RotationEvent) -> Result<(), Rotation
                 .generate_api_token()
                 .await
                 .map_err(|e: S1Error| fail(secret, e))?;
-            d.secrets
-                .put_secret_value()
-                .secret_id(secret)
-                .client_request_token(&ev.token)
-                .secret_string(fresh.expose())
-                .version_stages("AWSPENDING")
-                .send()
-                .await
-                .map_err(|e| fail(secret, sm(&e)))?;
+            // S1 has revoked the current token: the new one must not be lost.
+            if let Err(e) = store_pending(d, secret, &ev.token, &fresh).await {
+                let message = format!(
+                    "S1 issued a new API token for tenant {} while rotating secret {}, but it could not be stored in Secrets Manager ({e}). S1 has revoked the previous token, so the bridge cannot reach this console until a new one is stored: generate a new API token in the S1 console for the token's user, store it with `aws secretsmanager put-secret-value --secret-id {} --secret-string <new token>`, then stop this rotation with `aws secretsmanager cancel-rotate-secret --secret-id {}`.",
+                    tenant.id, identity.name, identity.name, identity.name
+                );
+                tracing::error!(tenant = %tenant.id, secret = %identity.name, error = %e, "rotation: a new S1 token could not be stored");
+                let host = url::Url::parse(&tenant.console_url)
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let now = OffsetDateTime::now_utc();
+                let id = crate::domain::event_id(&tenant.id, "token.rotation_failed", &ev.token, None);
+                let data = json!({"tenant": tenant.id, "console": host, "secret": identity.name, "message": message});
+                if let Err(n) = notify(d.platforms.as_ref(), &tenant, "token.rotation_failed", id, data, now).await {
+                    tracing::error!(tenant = %tenant.id, error = %n, "rotation: could not alert the platform either");
+                }
+                return Err(fail(
+                    secret,
+                    format!("the new S1 token could not be stored: {e}; the tenant's platform was alerted"),
+                ));
+            }
             tracing::info!(tenant = %tenant.id, "rotation: new S1 token stored as AWSPENDING");
             Ok(())
         }
@@ -360,13 +447,6 @@ pub async fn rotate(d: &RotationDeps, ev: &RotationEvent) -> Result<(), Rotation
             Ok(())
         }
         "finishSecret" => {
-            let described = d
-                .secrets
-                .describe_secret()
-                .secret_id(secret)
-                .send()
-                .await
-                .map_err(|e| fail(secret, sm(&e)))?;
             let current = described.version_ids_to_stages().and_then(|m| {
                 m.iter()
                     .find(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT"))
@@ -389,5 +469,50 @@ pub async fn rotate(d: &RotationDeps, ev: &RotationEvent) -> Result<(), Rotation
             Ok(())
         }
         other => Err(fail(secret, format!("unknown rotation step {other:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_matches_by_name_or_arn_never_by_prefix() {
+        let eu = SecretIdentity {
+            arn: "arn:aws:secretsmanager:eu-west-1:123456789012:secret:s1-bridge/acme-eu-AbC1eF".into(),
+            name: "s1-bridge/acme-eu".into(),
+        };
+        let source = |id: &str| TokenSource::SecretsManager { secret_id: id.into() };
+        for (id, want) in [
+            ("s1-bridge/acme-eu", true),
+            (eu.arn.as_str(), true),
+            (
+                "arn:aws:secretsmanager:eu-west-1:123456789012:secret:s1-bridge/acme-eu",
+                true,
+            ),
+            ("s1-bridge/acme", false),
+            (
+                "arn:aws:secretsmanager:eu-west-1:123456789012:secret:s1-bridge/acme",
+                false,
+            ),
+            (
+                "arn:aws:secretsmanager:eu-west-1:123456789012:secret:s1-bridge/acme-eu-AbC1e",
+                false,
+            ),
+            (
+                "arn:aws:secretsmanager:eu-west-1:999999999999:secret:s1-bridge/acme-eu",
+                false,
+            ),
+            ("s1-bridge/acme-eu-AbC1eF", false),
+            ("", false),
+        ] {
+            assert_eq!(secret_matches(&source(id), &eu), want, "{id}");
+        }
+        assert!(!secret_matches(
+            &TokenSource::Env {
+                var: "s1-bridge/acme-eu".into()
+            },
+            &eu
+        ));
     }
 }
