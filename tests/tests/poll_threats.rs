@@ -497,11 +497,15 @@ async fn a_run_near_its_deadline_stops_and_the_next_one_continues() {
     assert_eq!(polled, 1, "each tenant in exactly one shard");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_recorded_four_threats_on_one_agent_form_three_stories() {
-    // Serve the real recorded response (tests/fixtures/s1) as a console would.
+/// The real recorded response of four threats on one agent (tests/fixtures/s1).
+fn recorded_four_threats() -> Value {
     let path = integration_tests::fixtures_dir().join("s1/threats_list_v21_same_agent.json");
-    let body = std::fs::read(&path).unwrap();
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+/// Serves `body` as a console's `GET /threats` would; returns the console URL.
+async fn serve_threats(body: &Value) -> String {
+    let body = serde_json::to_vec(body).unwrap();
     let app = axum::Router::new().route(
         "/web/api/v2.1/threats",
         axum::routing::get(move || {
@@ -512,6 +516,12 @@ async fn the_recorded_four_threats_on_one_agent_form_three_stories() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let console = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    console
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_recorded_four_threats_on_one_agent_form_three_stories() {
+    let console = serve_threats(&recorded_four_threats()).await;
 
     let h = PollHarness::start(config(1), embedded()).await;
     h.store
@@ -607,4 +617,46 @@ async fn star_alerts_are_polled_by_creation_and_deduplicated_by_alert_id() {
             .len(),
         1
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn empty_strings_from_s1_count_as_absent() {
+    // Consoles send "" for fields they have no value for; it must read as absent, not as text.
+    let mut body = recorded_four_threats();
+    let t0 = &mut body["data"][0];
+    t0["threatInfo"]["threatName"] = "".into();
+    t0["threatInfo"]["classification"] = "".into();
+    t0["threatInfo"]["filePath"] = " ".into();
+    let t1 = &mut body["data"][1];
+    t1["agentRealtimeInfo"]["agentComputerName"] = "".into();
+    t1["agentRealtimeInfo"]["siteName"] = "".into();
+    let (id0, id1) = (
+        body["data"][0]["id"].as_str().unwrap().to_owned(),
+        body["data"][1]["id"].as_str().unwrap().to_owned(),
+    );
+    let console = serve_threats(&body).await;
+    let h = PollHarness::start(config(1), embedded()).await;
+    h.store
+        .put_tenant(&tenant("acme", &console, &h.receiver.url()))
+        .await
+        .unwrap();
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.published), (Outcome::Completed, 4), "{r:?}");
+    let created = h.events("threat.created");
+    let event = |id: &str| {
+        created
+            .iter()
+            .find(|e| e["data"]["s1"]["threat_id"] == id)
+            .unwrap()
+            .clone()
+    };
+    let e0 = event(&id0);
+    assert_eq!(e0["data"]["title"], "S1 threat on EC2AMAZ-AJ0KANC", "{e0}");
+    assert_eq!(e0["data"]["s1"]["classification"], Value::Null, "{e0}");
+    assert_eq!(e0["data"]["file"]["path"], Value::Null, "{e0}");
+    let e1 = event(&id1);
+    let title = e1["data"]["title"].as_str().unwrap();
+    assert!(title.ends_with(" on an unknown endpoint"), "{title}");
+    assert_eq!(e1["data"]["asset"]["hostname"], Value::Null, "{e1}");
+    assert_ne!(e1["data"]["site"]["name"], "", "{e1}");
 }
