@@ -226,3 +226,117 @@ impl ItemTable for FlakyTable {
         self.inner.query_index(key, cursor, limit).await
     }
 }
+
+/// Distinct threat ids among `events`, and how many events there were.
+fn distinct_and_total(events: &[Value]) -> (usize, usize) {
+    let ids = threat_ids(events);
+    let total = ids.len();
+    (ids.into_iter().collect::<std::collections::HashSet<_>>().len(), total)
+}
+
+/// 5,000 threats on one agent with one file hash within 90 days (one story's worth of grouping,
+/// far past what one stored item can hold): each reaches the platform once, the next poll
+/// publishes nothing, and newer threats of the same story still flow.
+pub async fn a_5000_threat_story_is_delivered_once(table: Arc<dyn ItemTable>) {
+    use s1_shared::usecase::poll_threats::Outcome;
+    let h = PollHarness::start(
+        SimConfig {
+            threats: 1,
+            agents: 5,
+            cloud_alerts: 0,
+            ..SimConfig::default()
+        },
+        table,
+    )
+    .await;
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.published), (Outcome::Completed, 1), "{r:?}");
+    let agent = h.events("threat.created")[0]["data"]["asset"]["external_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let same = s1_bridge_sim::NewThreats {
+        count: 5_000,
+        agent_uuid: Some(agent),
+        sha1: Some("5a".repeat(20)),
+        detected_at: Some(time::OffsetDateTime::now_utc() - time::Duration::days(1)),
+    };
+    h.sim.control().add_threats(&same).await.unwrap();
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(
+        (r.outcome, r.new, r.published),
+        (Outcome::Completed, 5_000, 5_000),
+        "{r:?}"
+    );
+    let created = h.events("threat.created");
+    assert_eq!(distinct_and_total(&created), (5_001, 5_001));
+    // The story rolled over as it filled: each part is an alert of its own, opened once.
+    let alerts: std::collections::HashSet<&str> = created[1..]
+        .iter()
+        .map(|e| e["data"]["alert_key"].as_str().unwrap())
+        .collect();
+    let opened = created[1..]
+        .iter()
+        .filter(|e| e["data"]["story"]["new_alert"] == true)
+        .count();
+    assert!(alerts.len() > 1, "one item cannot hold 5,000 members");
+    assert_eq!(alerts.len(), opened);
+    let again = h.poll().await.tenants.remove(0);
+    assert_eq!((again.outcome, again.published), (Outcome::Completed, 0), "{again:?}");
+
+    let newer = h
+        .sim
+        .control()
+        .add_threats(&s1_bridge_sim::NewThreats { count: 3, ..same })
+        .await
+        .unwrap();
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.new, r.published), (Outcome::Completed, 3, 3), "{r:?}");
+    let created = h.events("threat.created");
+    assert_eq!(distinct_and_total(&created), (5_004, 5_004));
+    let last = threat_ids(&created[created.len() - 3..]);
+    assert_eq!(last, newer);
+}
+
+/// 20,000 threats sharing one `updatedAt` (a bulk console action): each reaches the platform
+/// once although the watermark's id set is larger than one stored item, the next poll publishes
+/// nothing, and newer threats still flow.
+pub async fn twenty_thousand_threats_sharing_one_instant_are_delivered_once(table: Arc<dyn ItemTable>) {
+    use s1_shared::usecase::poll_threats::Outcome;
+    let h = PollHarness::start(
+        SimConfig {
+            threats: 20_000,
+            same_updated_at: 20_000,
+            agents: 300,
+            cloud_alerts: 0,
+            ..SimConfig::default()
+        },
+        table,
+    )
+    .await;
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.published), (Outcome::Completed, 20_000), "{r:?}");
+    assert_eq!(distinct_and_total(&h.events("threat.created")), (20_000, 20_000));
+    let again = h.poll().await.tenants.remove(0);
+    assert_eq!(
+        (again.outcome, again.published, again.unchanged),
+        (Outcome::Completed, 0, 20_000),
+        "{again:?}"
+    );
+    let newer = h
+        .sim
+        .control()
+        .add_threats(&s1_bridge_sim::NewThreats {
+            count: 3,
+            agent_uuid: None,
+            sha1: None,
+            detected_at: None,
+        })
+        .await
+        .unwrap();
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.published), (Outcome::Completed, 3), "{r:?}");
+    let created = h.events("threat.created");
+    assert_eq!(distinct_and_total(&created), (20_003, 20_003));
+    assert_eq!(threat_ids(&created[20_000..]), newer);
+}

@@ -552,6 +552,49 @@ pub async fn an_applied_writeback_ends_in_one_transaction(store: Store) {
     assert_eq!(log, [call(1), call(2)]);
 }
 
+/// Items as the code before issue 12 wrote them (every optional member field spelled out as
+/// `null`, the watermark's ids inline in the checkpoint) still read, and are written over as
+/// before.
+pub async fn items_written_by_earlier_versions_still_read(store: Store) {
+    let story = r#"{"key":"agent1:hash1","id":"agent1:hash1@1767225600","window_start":"2026-01-01T00:00:00Z","status":"open","platform":"generic","platform_ref":"s1:x:agent1:hash1@1767225600","members":{"1500000000000000001":{"updated_at":"2026-01-01T00:00:01Z","digest":"d1","status":"unresolved","verdict":"undefined","written_status":null,"written_verdict":null,"publish_error":null},"1500000000000000002":{"updated_at":"2026-01-01T00:00:02Z","digest":"d2","status":"resolved","verdict":"false_positive","written_status":"resolved","written_verdict":"false_positive","publish_error":"HTTP 400: bad"}},"previous":["agent1:hash1@1759276800"]}"#;
+    let checkpoint =
+        r#"{"watermark":"2026-01-01T00:00:02Z","ids_at_watermark":["1500000000000000001","1500000000000000002"]}"#;
+    for (sk, data, version) in [("STORY#agent1:hash1", story, 3), ("CURSOR#threats", checkpoint, 0)] {
+        let item = Item {
+            pk: "TENANT#t1".into(),
+            sk: sk.into(),
+            data: data.into(),
+            version,
+            ..Item::default()
+        };
+        assert!(store.table().put(&item, &Cond::Always).await.unwrap());
+    }
+    let c = store.get_checkpoint("t1", "threats").await.unwrap().unwrap();
+    assert_eq!(
+        c.watermark,
+        Some(OffsetDateTime::UNIX_EPOCH + Duration::seconds(1_767_225_602))
+    );
+    assert_eq!(c.ids_at_watermark, ["1500000000000000001", "1500000000000000002"]);
+    let s = store.get_story("t1", "agent1:hash1").await.unwrap().unwrap();
+    assert_eq!(s.version, 3);
+    assert_eq!(s.value.previous, ["agent1:hash1@1759276800"]);
+    let m1 = &s.value.members["1500000000000000001"];
+    assert_eq!(
+        (m1.written_status.as_deref(), m1.publish_error.as_deref()),
+        (None, None)
+    );
+    let m2 = &s.value.members["1500000000000000002"];
+    assert_eq!(
+        (m2.written_verdict.as_deref(), m2.publish_error.as_deref()),
+        (Some("false_positive"), Some("HTTP 400: bad"))
+    );
+    let mut changed = s.value.clone();
+    changed.members.get_mut("1500000000000000001").unwrap().status = Some("in_progress".into());
+    assert!(store.put_story("t1", &changed, 3).await.unwrap());
+    let again = store.get_story("t1", "agent1:hash1").await.unwrap().unwrap();
+    assert_eq!((again.version, again.value), (4, changed));
+}
+
 /// Runs the whole contract for one backend. `$make` is an async expression yielding a fresh,
 /// empty `Store`.
 #[macro_export]
@@ -572,6 +615,7 @@ macro_rules! store_contract {
             assets_and_token_state_round_trip,
             a_corrupt_item_is_reported_with_its_key,
             a_100k_item_tenant_scans_page_by_page,
+            items_written_by_earlier_versions_still_read,
         );
     };
     (@tests $make:expr; $($name:ident),+ $(,)?) => {

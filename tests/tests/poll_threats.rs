@@ -660,3 +660,13 @@ async fn empty_strings_from_s1_count_as_absent() {
     assert_eq!(e1["data"]["asset"]["hostname"], Value::Null, "{e1}");
     assert_ne!(e1["data"]["site"]["name"], "", "{e1}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_5000_threat_story_is_delivered_once() {
+    integration_tests::poll::a_5000_threat_story_is_delivered_once(embedded()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_thousand_threats_sharing_one_instant_are_delivered_once() {
+    integration_tests::poll::twenty_thousand_threats_sharing_one_instant_are_delivered_once(embedded()).await;
+}

@@ -72,8 +72,9 @@ fn default_alert_days() -> Vec<i64> {
     vec![30, 14, 7, 3, 1, 0]
 }
 
-/// Polling watermark: the newest `updatedAt` handled and the ids already handled at exactly
-/// that instant (`updatedAt__gte` returns them again).
+/// Polling watermark: the newest `updatedAt` handled and ids already handled at exactly that
+/// instant (`updatedAt__gte` returns them again). The id list is a shortcut, capped in size by the
+/// poller: an id at the watermark that is not listed is recognised through its story instead.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Checkpoint {
     #[serde(with = "time::serde::rfc3339::option")]
@@ -151,13 +152,14 @@ pub struct MemberState {
     pub status: Option<String>,
     #[serde(default)]
     pub verdict: Option<String>,
-    /// What we last wrote to S1 for this threat, to recognise our own echo.
-    #[serde(default)]
+    /// What we last wrote to S1 for this threat, to recognise our own echo. (Left out of the
+    /// stored member when absent, so a large story stays small; older items spell out `null`.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub written_status: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub written_verdict: Option<String>,
     /// Why the platform refused this version (a 4xx); not retried until the threat changes.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish_error: Option<String>,
 }
 

@@ -15,7 +15,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::ApiToken;
-use crate::domain::{self, MAX_STORY_MEMBERS, STORY_WINDOW, Severity};
+use crate::domain::{self, STORY_MAX_BYTES, STORY_WINDOW, Severity};
 use crate::platform::{EventKind, Platform, PlatformError, PlatformResolver, StoryView, ThreatEvent, ThreatView};
 use crate::s1::dto::{CloudAlert, Threat};
 use crate::s1::{ClientOptions, CloudAlertQuery, S1Client, S1Error, ThreatQuery};
@@ -392,6 +392,30 @@ struct Work {
     /// Member threats this run changed (re-applied if another writer got in first).
     touched: HashSet<String>,
     reopened: bool,
+    /// What the story costs against [`STORY_MAX_BYTES`] (an upper bound, kept as members join).
+    bytes: usize,
+}
+
+impl Work {
+    fn new(story: StoryRecord, version: u64, archived: bool, dirty: bool) -> Self {
+        Self {
+            bytes: domain::story_bytes(&story),
+            story,
+            version,
+            archived,
+            dirty,
+            touched: HashSet::new(),
+            reopened: false,
+        }
+    }
+
+    /// Records a member's state in the story.
+    fn put_member(&mut self, id: &str, state: MemberState) {
+        self.bytes += domain::member_bytes(id, &state);
+        self.story.members.insert(id.to_owned(), state);
+        self.touched.insert(id.to_owned());
+        self.dirty = true;
+    }
 }
 
 async fn poll_threats(
@@ -613,22 +637,31 @@ impl Candidate {
     }
 }
 
-/// Moves the watermark to the newest stamp of the page, remembering which ids sit exactly on it
-/// (`__gte` returns them again).
+/// The most id bytes the checkpoint lists at its watermark. Past it, ids at the watermark are
+/// recognised through their stories (each member records the `updatedAt` handled), so a bulk
+/// action giving tens of thousands of threats one `updatedAt` never outgrows the item.
+pub const WATERMARK_IDS_MAX_BYTES: usize = 96 * 1024;
+
+/// Moves the watermark to the newest stamp of the page, remembering (up to
+/// [`WATERMARK_IDS_MAX_BYTES`]) which ids sit exactly on it (`__gte` returns them again).
 fn advance(c: &mut Checkpoint, page: &[Candidate]) {
+    let mut listed: HashSet<String> = c.ids_at_watermark.iter().cloned().collect();
+    let mut bytes: usize = c.ids_at_watermark.iter().map(|id| id.len() + 3).sum();
     for t in page {
         let Some(at) = t.stamp else { continue };
         match c.watermark {
-            Some(w) if at < w => {}
-            Some(w) if at == w => {
-                if !c.ids_at_watermark.contains(&t.id) {
-                    c.ids_at_watermark.push(t.id.clone());
-                }
-            }
+            Some(w) if at < w => continue,
+            Some(w) if at == w => {}
             _ => {
                 c.watermark = Some(at);
-                c.ids_at_watermark = vec![t.id.clone()];
+                c.ids_at_watermark.clear();
+                listed.clear();
+                bytes = 0;
             }
+        }
+        if bytes + t.id.len() + 3 <= WATERMARK_IDS_MAX_BYTES && listed.insert(t.id.clone()) {
+            bytes += t.id.len() + 3;
+            c.ids_at_watermark.push(t.id.clone());
         }
     }
 }
@@ -642,9 +675,15 @@ fn console_host(url: &str) -> String {
 
 fn new_story(key: &str, c: &Candidate, previous: Vec<String>) -> StoryRecord {
     let window_start = c.detected_at.or(c.stamp).unwrap_or_else(OffsetDateTime::now_utc);
+    let mut id = format!("{key}@{}", window_start.unix_timestamp());
+    if previous.contains(&id) {
+        // A full story rolled over to one starting the same second (threats detected together):
+        // each story keeps an id, and so an item and an alert, of its own.
+        id = format!("{id}.{}", previous.len());
+    }
     StoryRecord {
         key: key.to_owned(),
-        id: format!("{key}@{}", window_start.unix_timestamp()),
+        id,
         window_start,
         status: StoryStatus::Open,
         platform: None,
@@ -655,14 +694,7 @@ fn new_story(key: &str, c: &Candidate, previous: Vec<String>) -> StoryRecord {
 }
 
 fn loaded(v: Versioned<StoryRecord>, archived: bool) -> Work {
-    Work {
-        story: v.value,
-        version: v.version,
-        archived,
-        dirty: false,
-        touched: HashSet::new(),
-        reopened: false,
-    }
+    Work::new(v.value, v.version, archived, false)
 }
 
 async fn process_page(
@@ -674,11 +706,11 @@ async fn process_page(
     report: &mut TenantReport,
 ) -> Result<(), Stop> {
     let store = &deps.store;
+    let at_watermark: HashSet<&str> = checkpoint.ids_at_watermark.iter().map(String::as_str).collect();
     let candidates: Vec<&Candidate> = page
         .iter()
         .filter(|c| {
-            let seen =
-                c.stamp.is_some() && c.stamp == checkpoint.watermark && checkpoint.ids_at_watermark.contains(&c.id);
+            let seen = c.stamp.is_some() && c.stamp == checkpoint.watermark && at_watermark.contains(c.id.as_str());
             if seen {
                 report.unchanged += 1;
             }
@@ -718,7 +750,6 @@ async fn process_page(
         }
     }
     let host = console_host(&tenant.console_url);
-    let mut archive: Vec<StoryRecord> = Vec::new();
     let mut stop = None;
 
     for c in candidates {
@@ -757,9 +788,7 @@ async fn process_page(
                 if !content_changed && ours && (fresh.status.clone(), fresh.verdict.clone()) == expected {
                     // Our own writeback coming back: remember the state, tell nobody.
                     report.echoes += 1;
-                    w.story.members.insert(c.id.clone(), fresh);
-                    w.touched.insert(c.id.clone());
-                    w.dirty = true;
+                    w.put_member(&c.id, fresh);
                     continue;
                 }
                 report.changed += 1;
@@ -772,32 +801,27 @@ async fn process_page(
                         .detected_at
                         .or(c.stamp)
                         .is_some_and(|d| d >= w.story.window_start + STORY_WINDOW);
-                    expired || w.story.members.len() >= MAX_STORY_MEMBERS
+                    // Full: one more member would take the item past its byte budget.
+                    expired || w.bytes + domain::member_bytes(&c.id, &c.state) > STORY_MAX_BYTES
                 });
                 match roll {
                     None => {
-                        let story = new_story(key, c, vec![]);
-                        work.insert(
-                            key.clone(),
-                            Work {
-                                story,
-                                version: 0,
-                                archived: false,
-                                dirty: true,
-                                touched: HashSet::new(),
-                                reopened: false,
-                            },
-                        );
+                        work.insert(key.clone(), Work::new(new_story(key, c, vec![]), 0, false, true));
                         (key.clone(), EventKind::Created, true)
                     }
                     Some(true) => {
                         let w = work.get_mut(key).expect("present");
-                        let old = w.story.clone();
-                        let mut previous = old.previous.clone();
-                        previous.push(old.id.clone());
-                        w.story = new_story(key, c, previous);
+                        let mut previous = w.story.previous.clone();
+                        previous.push(w.story.id.clone());
+                        let old = std::mem::replace(&mut w.story, new_story(key, c, previous));
+                        let touched = std::mem::take(&mut w.touched);
+                        w.bytes = domain::story_bytes(&w.story);
                         w.dirty = true;
-                        archive.push(old);
+                        // The old story is stored under its id from now on (written with the
+                        // others), and stays reachable for the rest of this page.
+                        let mut archived = Work::new(old, 0, true, true);
+                        archived.touched = touched;
+                        work.insert(archived.story.id.clone(), archived);
                         (key.clone(), EventKind::Created, true)
                     }
                     Some(false) => {
@@ -859,14 +883,9 @@ async fn process_page(
             }
         }
         w.reopened = false;
-        w.story.members.insert(c.id.clone(), state);
-        w.touched.insert(c.id.clone());
-        w.dirty = true;
+        w.put_member(&c.id, state);
     }
 
-    for old in &archive {
-        store.archive_story(&tenant.id, old).await?;
-    }
     save_stories(store, &tenant.id, work.into_values().filter(|w| w.dirty).collect()).await?;
     match stop {
         Some(e) => Err(e.into()),
@@ -886,17 +905,7 @@ async fn save_stories(store: &Store, tenant: &str, mut dirty: Vec<Work>) -> Resu
         let conflicts = store.put_stories(tenant, &batch).await?;
         let mut retry = Vec::new();
         for i in conflicts {
-            let mut w = std::mem::replace(
-                &mut dirty[i],
-                Work {
-                    story: batch[i].0.clone(),
-                    version: 0,
-                    archived: false,
-                    dirty: false,
-                    touched: HashSet::new(),
-                    reopened: false,
-                },
-            );
+            let mut w = std::mem::replace(&mut dirty[i], Work::new(batch[i].0.clone(), 0, false, false));
             let name = if w.archived {
                 w.story.id.clone()
             } else {
