@@ -595,6 +595,107 @@ pub async fn items_written_by_earlier_versions_still_read(store: Store) {
     assert_eq!((again.version, again.value), (4, changed));
 }
 
+/// A lease's generation fences writes: once another run took the lease (after ours lapsed, or
+/// the same owner id took it again), the old holder's checkpoint, story and asset writes fail
+/// with `LeaseLost` and write nothing; the holder's own writes renew it.
+pub async fn writes_are_fenced_by_the_lease_generation(store: Store) {
+    let now = OffsetDateTime::now_utc();
+    let ttl = LEASE_TTL;
+    let first = store
+        .take_lease("t1", "poll", "run-a", ttl, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        store
+            .take_lease("t1", "poll", "run-b", ttl, now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let a = store.fenced(first.clone());
+    let c = Checkpoint {
+        watermark: Some(now),
+        ids_at_watermark: vec!["1".into()],
+    };
+    a.put_checkpoint("t1", "threats", &c).await.unwrap();
+    assert_eq!(
+        a.put_stories("t1", &[(story("k1", 3), 0, false)]).await.unwrap(),
+        Vec::<usize>::new()
+    );
+    let asset = AssetRecord {
+        kind: AssetKind::Asset,
+        id: "agent-1".into(),
+        digest: "d1".into(),
+        platform_ref: None,
+        active: true,
+    };
+    a.put_assets("t1", std::slice::from_ref(&asset)).await.unwrap();
+    // Each fenced write renewed the lease: it runs a full time-to-live from the write.
+    let held = store.table().get("TENANT#t1", "LEASE#poll").await.unwrap().unwrap();
+    assert!(held.until.unwrap() >= ((now + ttl).unix_timestamp_nanos() / 1_000_000) as i64);
+
+    // Our lease lapses unseen; another run takes it.
+    let later = OffsetDateTime::now_utc() + ttl + Duration::seconds(1);
+    let second = store
+        .take_lease("t1", "poll", "run-b", ttl, later)
+        .await
+        .unwrap()
+        .unwrap();
+    let lost = |r: Result<(), StoreError>| matches!(r, Err(StoreError::LeaseLost { .. }));
+    let stale = Checkpoint {
+        watermark: Some(now - Duration::hours(1)),
+        ids_at_watermark: vec![],
+    };
+    assert!(lost(a.put_checkpoint("t1", "threats", &stale).await));
+    let mut changed = story("k1", 4);
+    changed.status = StoryStatus::Closed;
+    assert!(lost(
+        a.put_stories("t1", &[(changed.clone(), 1, false)]).await.map(drop)
+    ));
+    assert!(lost(a.archive_story("t1", &story("k2", 1)).await));
+    assert!(lost(a.put_assets("t1", std::slice::from_ref(&asset)).await));
+    assert!(
+        !store.renew(&first, later).await.unwrap(),
+        "the old holder cannot renew"
+    );
+    assert!(!store.give_back(&first).await.unwrap(), "nor give it back");
+    assert_eq!(store.get_checkpoint("t1", "threats").await.unwrap(), Some(c));
+    let s = store.get_story("t1", "k1").await.unwrap().unwrap();
+    assert_eq!((s.version, s.value.status), (1, StoryStatus::Open));
+    assert!(store.get_story("t1", "k2@0").await.unwrap().is_none());
+
+    // The new holder writes; the same owner id taking the lease again fences its earlier run too.
+    let b = store.fenced(second.clone());
+    assert_eq!(
+        b.put_stories("t1", &[(changed, 1, false)]).await.unwrap(),
+        Vec::<usize>::new()
+    );
+    let again = store
+        .take_lease("t1", "poll", "run-b", ttl, later)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(again.generation, second.generation);
+    assert!(lost(b.put_checkpoint("t1", "threats", &stale).await));
+    assert!(
+        store
+            .fenced(again.clone())
+            .put_checkpoint("t1", "threats", &stale)
+            .await
+            .is_ok()
+    );
+    assert!(store.give_back(&again).await.unwrap());
+    assert!(
+        store
+            .take_lease("t1", "poll", "run-c", ttl, now)
+            .await
+            .unwrap()
+            .is_some(),
+        "given back means free"
+    );
+}
+
 /// Runs the whole contract for one backend. `$make` is an async expression yielding a fresh,
 /// empty `Store`.
 #[macro_export]
@@ -616,6 +717,7 @@ macro_rules! store_contract {
             a_corrupt_item_is_reported_with_its_key,
             a_100k_item_tenant_scans_page_by_page,
             items_written_by_earlier_versions_still_read,
+            writes_are_fenced_by_the_lease_generation,
         );
     };
     (@tests $make:expr; $($name:ident),+ $(,)?) => {

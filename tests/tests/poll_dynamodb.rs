@@ -61,3 +61,13 @@ async fn a_5000_threat_story_is_delivered_once() {
 async fn twenty_thousand_threats_sharing_one_instant_are_delivered_once() {
     integration_tests::poll::twenty_thousand_threats_sharing_one_instant_are_delivered_once(table().await).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_that_lost_its_lease_saves_nothing() {
+    integration_tests::poll::a_run_that_lost_its_lease_saves_nothing(table().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_runs_lease_lapses_quickly() {
+    integration_tests::poll::a_killed_runs_lease_lapses_quickly(table().await).await;
+}

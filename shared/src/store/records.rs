@@ -268,6 +268,10 @@ pub enum Acceptance {
 /// How long outbound-request records and webhook replay markers are kept.
 pub const OUTBOUND_RETENTION: Duration = Duration::days(30);
 
+/// How long a run's lease on a tenant's job lasts unless renewed. A run renews it every third of
+/// this while it is alive, so a killed run keeps the tenant for at most this long.
+pub const LEASE_TTL: Duration = Duration::seconds(90);
+
 /// A page of typed records.
 #[derive(Debug, Clone)]
 pub struct RecordPage<T> {
@@ -279,6 +283,9 @@ pub struct RecordPage<T> {
 #[derive(Clone)]
 pub struct Store {
     table: Arc<dyn ItemTable>,
+    /// When set (see [`Store::fenced`]), checkpoint, story and asset writes go through only while
+    /// this lease is still held.
+    fence: Option<Arc<Lease>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -322,7 +329,7 @@ fn check_id(what: &str, id: &str) -> Result<(), StoreError> {
 impl Store {
     /// A store over any [`ItemTable`].
     pub fn new(table: Arc<dyn ItemTable>) -> Self {
-        Self { table }
+        Self { table, fence: None }
     }
 
     /// The underlying table, for tests and tools.
@@ -417,7 +424,7 @@ impl Store {
     /// Backend errors.
     pub async fn put_checkpoint(&self, tenant: &str, name: &str, c: &Checkpoint) -> Result<(), StoreError> {
         let i = item(keys::tenant(tenant), keys::checkpoint(name), c)?;
-        self.table.put(&i, &Cond::Always).await.map(drop)
+        self.put_maybe_fenced(i).await
     }
 
     // ---- threats ------------------------------------------------------------------------------
@@ -557,14 +564,16 @@ impl Store {
         let mut conflicts = Vec::new();
         let mut batch: Vec<(Item, Cond)> = Vec::new();
         let mut batch_index: Vec<usize> = Vec::new();
-        let mut bytes = 0;
+        // A fenced store spends one place (and a little room) of each transaction on the lease.
+        let fenced = usize::from(self.fence.is_some());
+        let mut bytes = fenced * 1024;
         for (n, (story, expected, archived)) in stories.iter().enumerate() {
             let name = if *archived { &story.id } else { &story.key };
             let i = self.story_item(tenant, name, story, expected + 1)?;
             let size = i.data.len() + 256;
-            if batch.len() == schema::TRANSACT_MAX || bytes + size > schema::TRANSACT_MAX_BYTES {
+            if batch.len() + fenced == schema::TRANSACT_MAX || bytes + size > schema::TRANSACT_MAX_BYTES {
                 conflicts.extend(self.flush_stories(&mut batch, &mut batch_index).await?);
-                bytes = 0;
+                bytes = fenced * 1024;
             }
             bytes += size;
             batch.push((i, Cond::Version(*expected)));
@@ -585,7 +594,7 @@ impl Store {
         // A transaction with a failed condition writes nothing: drop the conflicting stories and
         // write the rest again.
         while !work.is_empty() {
-            let failed = self.table.put_all(&work).await?;
+            let failed = self.put_all_fenced(&work).await?;
             if failed.is_empty() {
                 break;
             }
@@ -610,7 +619,7 @@ impl Store {
     /// Backend errors.
     pub async fn archive_story(&self, tenant: &str, story: &StoryRecord) -> Result<(), StoreError> {
         let i = self.story_item(tenant, &story.id, story, 1)?;
-        self.table.put(&i, &Cond::Always).await.map(drop)
+        self.put_maybe_fenced(i).await
     }
 
     /// The story behind a platform alert, with its tenant.
@@ -674,7 +683,14 @@ impl Store {
                 item(pk.clone(), format!("{}{}", r.kind.prefix(), r.id), r)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        self.table.batch_put(&items).await
+        if self.fence.is_none() {
+            return self.table.batch_put(&items).await;
+        }
+        for chunk in items.chunks(schema::TRANSACT_MAX - 1) {
+            let all: Vec<_> = chunk.iter().map(|i| (i.clone(), Cond::Always)).collect();
+            self.put_all_fenced(&all).await?;
+        }
+        Ok(())
     }
 
     /// A page of snapshots of one kind, in id order.
@@ -726,17 +742,7 @@ impl Store {
         ttl: Duration,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
-        let i = self.lease_item(tenant, job, owner, now_ms, ttl)?;
-        self.table
-            .put(
-                &i,
-                &Cond::LeaseFree {
-                    owner: owner.into(),
-                    now_ms,
-                },
-            )
-            .await
+        Ok(self.take_lease(tenant, job, owner, ttl, now).await?.is_some())
     }
 
     /// Extends a lease we still hold; `Ok(false)` if it expired and someone else may have it.
@@ -800,6 +806,143 @@ impl Store {
         // Let the table clean up leases long after they lapse.
         i.ttl = Some(until / 1000 + 86_400);
         Ok(i)
+    }
+
+    // ---- fenced leases (issue 12) ------------------------------------------------------------
+
+    /// Takes the lease on `job` for `owner` for `ttl` if it is free, lapsed or already `owner`'s,
+    /// under a new generation (the fencing token: a run that takes the lease after this one,
+    /// even with the same owner id, makes this one's fenced writes fail). `Ok(None)` when another
+    /// run holds it. Exactly one of several concurrent callers gets it.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn take_lease(
+        &self,
+        tenant: &str,
+        job: &str,
+        owner: &str,
+        ttl: Duration,
+        now: OffsetDateTime,
+    ) -> Result<Option<Lease>, StoreError> {
+        let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+        let lease = Lease {
+            tenant: tenant.to_owned(),
+            job: job.to_owned(),
+            owner: owner.to_owned(),
+            generation: next_generation(now_ms),
+            ttl,
+        };
+        let i = self.held_lease_item(&lease, now)?;
+        let free = Cond::LeaseFree {
+            owner: owner.into(),
+            now_ms,
+        };
+        Ok(self.table.put(&i, &free).await?.then_some(lease))
+    }
+
+    /// Extends `lease` by its time-to-live from `now`; `Ok(false)` when another run has taken it.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn renew(&self, lease: &Lease, now: OffsetDateTime) -> Result<bool, StoreError> {
+        let (i, cond) = self.fence_item(lease, now)?;
+        self.table.put(&i, &cond).await
+    }
+
+    /// Gives `lease` back; `Ok(false)` when another run has taken it meanwhile.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn give_back(&self, lease: &Lease) -> Result<bool, StoreError> {
+        let cond = Cond::LeaseFenced {
+            owner: lease.owner.clone(),
+            generation: lease.generation,
+        };
+        self.table
+            .delete(&keys::tenant(&lease.tenant), &keys::lease(&lease.job), &cond)
+            .await
+    }
+
+    /// This store, with every checkpoint, story and asset write made only while `lease` is still
+    /// held (each such write renews it, in the same transaction), so a run that lost its lease
+    /// cannot overwrite what the run that took it wrote: the write fails with
+    /// [`StoreError::LeaseLost`].
+    pub fn fenced(&self, lease: Lease) -> Store {
+        Store {
+            table: self.table.clone(),
+            fence: Some(Arc::new(lease)),
+        }
+    }
+
+    /// Runs `work` while renewing `lease` every third of its time-to-live. Returns the work's
+    /// output, or [`StoreError::LeaseLost`] as soon as a renewal finds another run holds the lease
+    /// (the work is dropped where it stands, as a crash would leave it).
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`].
+    pub async fn keep_alive<F: std::future::Future>(&self, lease: &Lease, work: F) -> Result<F::Output, StoreError> {
+        let renewals = async {
+            let period = (lease.ttl / 3_i32)
+                .unsigned_abs()
+                .max(std::time::Duration::from_secs(1));
+            loop {
+                tokio::time::sleep(period).await;
+                match self.renew(lease, OffsetDateTime::now_utc()).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    // A store hiccup: the next tick tries again, and fenced writes stay safe.
+                    Err(e) => {
+                        tracing::warn!(tenant = %lease.tenant, job = %lease.job, error = %e, "could not renew the lease")
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            out = work => Ok(out),
+            () = renewals => Err(lease_lost(lease)),
+        }
+    }
+
+    /// The lease item as `lease`'s holder writes it at `now` (valid for its time-to-live).
+    fn held_lease_item(&self, lease: &Lease, now: OffsetDateTime) -> Result<Item, StoreError> {
+        let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+        let mut i = self.lease_item(&lease.tenant, &lease.job, &lease.owner, now_ms, lease.ttl)?;
+        i.order = Some(lease.generation);
+        Ok(i)
+    }
+
+    /// The write that renews `lease`, conditional on it still being ours.
+    fn fence_item(&self, lease: &Lease, now: OffsetDateTime) -> Result<(Item, Cond), StoreError> {
+        let cond = Cond::LeaseFenced {
+            owner: lease.owner.clone(),
+            generation: lease.generation,
+        };
+        Ok((self.held_lease_item(lease, now)?, cond))
+    }
+
+    /// Writes `items` in one transaction, preceded (when this store is fenced) by the lease's
+    /// renewal: the indexes among `items` whose condition failed, or [`StoreError::LeaseLost`].
+    async fn put_all_fenced(&self, items: &[(Item, Cond)]) -> Result<Vec<usize>, StoreError> {
+        let Some(lease) = &self.fence else {
+            return self.table.put_all(items).await;
+        };
+        let mut all = Vec::with_capacity(items.len() + 1);
+        all.push(self.fence_item(lease, OffsetDateTime::now_utc())?);
+        all.extend_from_slice(items);
+        let failed = self.table.put_all(&all).await?;
+        if failed.contains(&0) {
+            return Err(lease_lost(lease));
+        }
+        Ok(failed.into_iter().map(|i| i - 1).collect())
+    }
+
+    /// An unconditional put, fenced when this store is.
+    async fn put_maybe_fenced(&self, i: Item) -> Result<(), StoreError> {
+        match self.fence {
+            None => self.table.put(&i, &Cond::Always).await.map(drop),
+            Some(_) => self.put_all_fenced(&[(i, Cond::Always)]).await.map(drop),
+        }
     }
 
     // ---- webhook events ---------------------------------------------------------------------
@@ -1119,6 +1262,31 @@ impl Store {
             "outbound request",
         )
         .await
+    }
+}
+
+/// A lease one run holds on a tenant's job ([`Store::take_lease`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub tenant: String,
+    pub job: String,
+    pub owner: String,
+    /// The fencing token: unique per acquisition, stored with the lease and checked by every
+    /// fenced write.
+    pub generation: i64,
+    pub ttl: Duration,
+}
+
+/// A generation no other acquisition (in this process or, by its clock, any other) has had.
+fn next_generation(now_ms: i64) -> i64 {
+    static COUNTER: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    now_ms * 1000 + COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 1000
+}
+
+fn lease_lost(lease: &Lease) -> StoreError {
+    StoreError::LeaseLost {
+        tenant: lease.tenant.clone(),
+        job: lease.job.clone(),
     }
 }
 

@@ -21,7 +21,7 @@ use crate::s1::dto::{CloudAlert, Threat};
 use crate::s1::{ClientOptions, CloudAlertQuery, S1Client, S1Error, ThreatQuery};
 use crate::secrets::{SecretError, TokenProvider};
 use crate::store::{
-    Checkpoint, Grouping, MemberState, Store, StoreError, StoryRecord, StoryStatus, TenantConfig, Versioned,
+    Checkpoint, Grouping, LEASE_TTL, MemberState, Store, StoreError, StoryRecord, StoryStatus, TenantConfig, Versioned,
 };
 use crate::telemetry::{Metric, NAMESPACE, emf_line};
 
@@ -298,15 +298,15 @@ pub async fn poll_tenant(deps: &PollDeps, tenant: &TenantConfig, deadline: Insta
         ..TenantReport::default()
     };
     let now = OffsetDateTime::now_utc();
-    let hold = time::Duration::try_from(deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(60))
-        .unwrap_or(time::Duration::minutes(15));
-    match deps
+    // A short lease, renewed while the run is alive: a killed run keeps the tenant for at most
+    // LEASE_TTL. Every checkpoint and story write is fenced by it.
+    let lease = match deps
         .store
-        .acquire_lease(&tenant.id, LEASE_JOB, &deps.owner, hold, now)
+        .take_lease(&tenant.id, LEASE_JOB, &deps.owner, LEASE_TTL, now)
         .await
     {
-        Ok(true) => {}
-        Ok(false) => {
+        Ok(Some(lease)) => lease,
+        Ok(None) => {
             report.outcome = Outcome::Skipped;
             report.error = Some("another run holds this tenant's lease".into());
             return report;
@@ -316,27 +316,35 @@ pub async fn poll_tenant(deps: &PollDeps, tenant: &TenantConfig, deadline: Insta
             report.error = Some(e.to_string());
             return report;
         }
-    }
-    if let Err(e) = poll_with_token(deps, tenant, deadline, &mut report).await {
+    };
+    let fenced = PollDeps {
+        store: deps.store.fenced(lease.clone()),
+        ..deps.clone()
+    };
+    let work = async {
+        if let Err(e) = poll_with_token(&fenced, tenant, deadline, &mut report).await {
+            report.outcome = Outcome::Failed;
+            report.error = Some(e.to_string());
+            tracing::warn!(tenant = %tenant.id, error = %e, "poll failed");
+        }
+        if let Some(wb) = &deps.writeback {
+            match crate::usecase::writeback::retry_pending(wb, tenant, OffsetDateTime::now_utc(), 50).await {
+                Ok(r) => {
+                    report.writebacks_applied = r.applied;
+                    report.writebacks_dead = r.dead;
+                }
+                Err(e) => tracing::warn!(tenant = %tenant.id, error = %e, "could not read pending writebacks"),
+            }
+        }
+    };
+    if let Err(e) = deps.store.keep_alive(&lease, work).await {
         report.outcome = Outcome::Failed;
         report.error = Some(e.to_string());
-        tracing::warn!(tenant = %tenant.id, error = %e, "poll failed");
+        tracing::warn!(tenant = %tenant.id, error = %e, "poll stopped");
     }
-    if let Some(wb) = &deps.writeback {
-        match crate::usecase::writeback::retry_pending(wb, tenant, OffsetDateTime::now_utc(), 50).await {
-            Ok(r) => {
-                report.writebacks_applied = r.applied;
-                report.writebacks_dead = r.dead;
-            }
-            Err(e) => tracing::warn!(tenant = %tenant.id, error = %e, "could not read pending writebacks"),
-        }
-    }
-    if let Err(e) = deps
-        .store
-        .release_lease(&tenant.id, LEASE_JOB, &deps.owner, OffsetDateTime::now_utc())
-        .await
-    {
-        tracing::warn!(tenant = %tenant.id, error = %e, "could not release the lease; it lapses by itself");
+    match deps.store.give_back(&lease).await {
+        Ok(_) => {}
+        Err(e) => tracing::warn!(tenant = %tenant.id, error = %e, "could not release the lease; it lapses by itself"),
     }
     tracing::info!(
         tenant = %report.tenant, outcome = ?report.outcome, fetched = report.fetched, new = report.new,
