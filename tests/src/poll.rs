@@ -552,3 +552,86 @@ pub async fn assert_lease_lapses_by(store: &Store, job: &str, killed_at: time::O
     let limit = ((killed_at + LEASE_TTL).unix_timestamp_nanos() / 1_000_000) as i64;
     assert!(until <= limit, "lease until {until} ms, beyond {limit} ms");
 }
+
+/// Every publish dead letter of tenant `acme`.
+pub async fn publish_dead_letters(store: &Store) -> Vec<PublishDeadLetter> {
+    store.list_publish_dead("acme", None, 1_000).await.unwrap().items
+}
+
+/// Refusals about one event (400, 413, 422) become publish dead letters: listed with the
+/// platform's answer, not retried by the next run, re-sent exactly once by the run after a
+/// replay is asked for.
+pub async fn a_refused_event_becomes_a_publish_dead_letter_replayed_once(table: Arc<dyn ItemTable>) {
+    use s1_shared::usecase::poll_threats::Outcome;
+    let h = PollHarness::start(
+        SimConfig {
+            threats: 30,
+            agents: 20,
+            cloud_alerts: 0,
+            ..SimConfig::default()
+        },
+        table,
+    )
+    .await;
+    h.receiver.fail_next(1, 422);
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(
+        (r.outcome, r.published, r.failed, r.publish_dead_letters),
+        (Outcome::Completed, 29, 1, 1),
+        "{r:?}"
+    );
+    let letters = publish_dead_letters(&h.store).await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!((letters[0].status, letters[0].replay_requested), (422, false));
+    assert!(
+        !threat_ids(&h.events("threat.created")).contains(&letters[0].id),
+        "the dead letter is the refused threat"
+    );
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.published, r.replayed), (0, 0), "not retried by itself: {r:?}");
+
+    // Two more refused, for other reasons about the item.
+    h.sim
+        .control()
+        .add_threats(&s1_bridge_sim::NewThreats {
+            count: 3,
+            ..s1_bridge_sim::NewThreats::default()
+        })
+        .await
+        .unwrap();
+    h.receiver.fail_next(1, 400);
+    h.receiver.fail_next(1, 413);
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(
+        (r.outcome, r.published, r.publish_dead_letters),
+        (Outcome::Completed, 1, 2),
+        "{r:?}"
+    );
+    let letters = publish_dead_letters(&h.store).await;
+    let mut statuses: Vec<u16> = letters.iter().map(|l| l.status).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [400, 413, 422]);
+
+    // The operator fixed the receiver and replays them: the next run sends each once.
+    for l in &letters {
+        let queued = h.store.request_publish_replay("acme", &l.id).await.unwrap();
+        assert!(queued.replay_requested);
+    }
+    let err = h
+        .store
+        .request_publish_replay("acme", "no-such-threat")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no-such-threat"), "{err}");
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(
+        (r.outcome, r.replayed, r.published),
+        (Outcome::Completed, 3, 0),
+        "{r:?}"
+    );
+    assert!(publish_dead_letters(&h.store).await.is_empty());
+    assert_eq!(distinct_and_total(&h.events("threat.created")), (33, 33));
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.replayed, r.published), (0, 0), "{r:?}");
+    assert_eq!(h.receiver.deliveries().len(), 33, "nothing sent twice");
+}

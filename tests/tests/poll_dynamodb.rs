@@ -71,3 +71,8 @@ async fn a_run_that_lost_its_lease_saves_nothing() {
 async fn a_killed_runs_lease_lapses_quickly() {
     integration_tests::poll::a_killed_runs_lease_lapses_quickly(table().await).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_event_becomes_a_publish_dead_letter_replayed_once() {
+    integration_tests::poll::a_refused_event_becomes_a_publish_dead_letter_replayed_once(table().await).await;
+}

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use integration_tests::poll::{FlakyTable, PollHarness, tenant, threat_ids};
+use integration_tests::poll::{FlakyTable, PollHarness, publish_dead_letters, tenant, threat_ids};
 use integration_tests::{fast_retry_options, items};
 use s1_bridge_sim::{FaultKind, FaultRule, NewThreats, SimConfig};
 use s1_shared::domain;
@@ -679,4 +679,64 @@ async fn a_run_that_lost_its_lease_saves_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_runs_lease_lapses_quickly() {
     integration_tests::poll::a_killed_runs_lease_lapses_quickly(embedded()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_event_becomes_a_publish_dead_letter_replayed_once() {
+    integration_tests::poll::a_refused_event_becomes_a_publish_dead_letter_replayed_once(embedded()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endpoint_wide_refusal_holds_the_checkpoint_and_fails_the_run() {
+    for status in [401, 403, 404, 405, 410] {
+        let h = PollHarness::start(config(30), embedded()).await;
+        h.receiver.fail_next(1, status);
+        let report = h.poll().await;
+        let r = &report.tenants[0];
+        assert_eq!((r.outcome, r.published, r.failed), (Outcome::Failed, 0, 0), "{r:?}");
+        let error = r.error.as_deref().unwrap();
+        assert!(
+            error.contains(&format!("HTTP {status}")) && error.contains("refused"),
+            "{error}"
+        );
+        assert_eq!(h.store.get_checkpoint("acme", "threats").await.unwrap(), None);
+        assert!(publish_dead_letters(&h.store).await.is_empty());
+        let emf = report.emf_lines("poll-threats", time::OffsetDateTime::now_utc());
+        assert!(emf[0].contains("\"RunFailed\":1.0"), "{}", emf[0]);
+        // Once the receiver takes events again, the next run delivers everything once.
+        let r = h.poll().await.tenants.remove(0);
+        assert_eq!((r.outcome, r.published), (Outcome::Completed, 30), "{status}: {r:?}");
+        assert_each_once(&h.events("threat.created"), 30);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_of_refusals_of_different_events_is_the_platform_refusing() {
+    let h = PollHarness::start(config(30), embedded()).await;
+    h.receiver.fail_next(10, 400);
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.published), (Outcome::Failed, 0), "{r:?}");
+    assert!(
+        r.error.as_deref().unwrap().contains("10 different events in a row"),
+        "{r:?}"
+    );
+    assert_eq!(h.store.get_checkpoint("acme", "threats").await.unwrap(), None);
+    assert!(
+        publish_dead_letters(&h.store).await.is_empty(),
+        "none of them is kept as one item's fault"
+    );
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.published), (Outcome::Completed, 30), "{r:?}");
+    assert_each_once(&h.events("threat.created"), 30);
+
+    // Fewer in a row are each the item's own fault.
+    let h = PollHarness::start(config(30), embedded()).await;
+    h.receiver.fail_next(9, 400);
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(
+        (r.outcome, r.published, r.publish_dead_letters),
+        (Outcome::Completed, 21, 9),
+        "{r:?}"
+    );
+    assert_eq!(publish_dead_letters(&h.store).await.len(), 9);
 }

@@ -235,6 +235,37 @@ pub struct PendingWriteback {
     pub next_attempt_at: OffsetDateTime,
 }
 
+/// An event the platform refused for good (400, 409, 413, 422: about that event, not the
+/// endpoint), kept per tenant under the refused threat's id so an operator can list it and have
+/// it sent again (`s1-bridge dead-letters replay`). One per threat: a later refusal of the same
+/// threat replaces it, a later successful publish of it retires it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishDeadLetter {
+    /// The threat id (or `alert:<id>` for a STAR alert).
+    pub id: String,
+    /// `threat.created` or `threat.updated`.
+    pub kind: String,
+    pub alert_key: String,
+    /// The event's webhook id: a replay carries the same one.
+    pub event_id: String,
+    /// The threat's `updatedAt` the event was about.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub updated_at: Option<OffsetDateTime>,
+    /// The platform's answer.
+    pub status: u16,
+    pub error: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Times it was sent and refused.
+    #[serde(default)]
+    pub attempts: u32,
+    /// An operator asked for it to be sent again: the next poll run does, once.
+    #[serde(default)]
+    pub replay_requested: bool,
+    /// The event as it was refused, to be sent again as it was.
+    pub event: serde_json::Value,
+}
+
 /// One call made to S1, for the outbound request log. Never holds a token or secret.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutboundRequest {
@@ -1217,6 +1248,127 @@ impl Store {
             .delete(&keys::tenant(tenant), &keys::dead(id), &Cond::Always)
             .await?;
         Ok(p)
+    }
+
+    // ---- publish dead letters (issue 12) -------------------------------------------------------
+
+    /// Stores publish dead letters (batched), each replacing any earlier one of its threat.
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] for an id that cannot be a key; backend errors.
+    pub async fn put_publish_dead(&self, tenant: &str, letters: &[PublishDeadLetter]) -> Result<(), StoreError> {
+        let pk = keys::tenant(tenant);
+        let items = letters
+            .iter()
+            .map(|l| {
+                check_id("publish dead letter", &l.id)?;
+                item(pk.clone(), keys::publish_dead(&l.id), l)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.table.batch_put(&items).await
+    }
+
+    /// A page of a tenant's publish dead letters, in id order.
+    ///
+    /// # Errors
+    /// Backend errors; corrupt record.
+    pub async fn list_publish_dead(
+        &self,
+        tenant: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<RecordPage<PublishDeadLetter>, StoreError> {
+        self.query_records(
+            &keys::tenant(tenant),
+            keys::PUBLISH_DEAD_PREFIX,
+            cursor,
+            limit,
+            "publish dead letter",
+        )
+        .await
+    }
+
+    /// One publish dead letter.
+    ///
+    /// # Errors
+    /// Backend errors; corrupt record.
+    pub async fn get_publish_dead(&self, tenant: &str, id: &str) -> Result<Option<PublishDeadLetter>, StoreError> {
+        self.get_record(&keys::tenant(tenant), &keys::publish_dead(id), "publish dead letter")
+            .await
+    }
+
+    /// Asks for a publish dead letter to be sent again by the next poll run: the letter says so
+    /// and a replay mark (which the poller lists, cheaply, every run) is written with it.
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] when there is no such dead letter; backend errors.
+    pub async fn request_publish_replay(&self, tenant: &str, id: &str) -> Result<PublishDeadLetter, StoreError> {
+        let mut l = self
+            .get_publish_dead(tenant, id)
+            .await?
+            .ok_or_else(|| StoreError::Invalid(format!("tenant {tenant} has no publish dead letter {id}")))?;
+        l.replay_requested = true;
+        let pk = keys::tenant(tenant);
+        let letter = item(pk.clone(), keys::publish_dead(id), &l)?;
+        let mark = item(pk, keys::publish_replay(id), &serde_json::json!({ "id": id }))?;
+        self.table
+            .put_all(&[(letter, Cond::Always), (mark, Cond::Always)])
+            .await?;
+        Ok(l)
+    }
+
+    /// The publish dead letters an operator asked to send again (at most `limit`), in id order.
+    ///
+    /// # Errors
+    /// Backend errors; corrupt record.
+    pub async fn publish_replays(&self, tenant: &str, limit: usize) -> Result<Vec<PublishDeadLetter>, StoreError> {
+        let pk = keys::tenant(tenant);
+        let marks = self.table.query(&pk, keys::PUBLISH_REPLAY_PREFIX, None, limit).await?;
+        if marks.items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted: Vec<(String, String)> = marks
+            .items
+            .iter()
+            .filter_map(|m| m.sk.strip_prefix(keys::PUBLISH_REPLAY_PREFIX))
+            .map(|id| (pk.clone(), keys::publish_dead(id)))
+            .collect();
+        let mut letters = self
+            .table
+            .batch_get(&wanted)
+            .await?
+            .iter()
+            .map(|i| decode::<PublishDeadLetter>(i, "publish dead letter"))
+            .collect::<Result<Vec<_>, _>>()?;
+        letters.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(letters)
+    }
+
+    /// Records that a replayed dead letter was refused again: the letter with its new answer,
+    /// its replay mark removed.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn refused_again(&self, tenant: &str, letter: &PublishDeadLetter) -> Result<(), StoreError> {
+        self.put_publish_dead(tenant, std::slice::from_ref(letter)).await?;
+        self.table
+            .delete(&keys::tenant(tenant), &keys::publish_replay(&letter.id), &Cond::Always)
+            .await
+            .map(drop)
+    }
+
+    /// Removes publish dead letters (and any replay marks) whose event reached the platform
+    /// after all.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn retire_publish_dead(&self, tenant: &str, ids: &[String]) -> Result<(), StoreError> {
+        let pk = keys::tenant(tenant);
+        for id in ids {
+            self.table.delete(&pk, &keys::publish_replay(id), &Cond::Always).await?;
+            self.table.delete(&pk, &keys::publish_dead(id), &Cond::Always).await?;
+        }
+        Ok(())
     }
 
     // ---- outbound request log ---------------------------------------------------------------

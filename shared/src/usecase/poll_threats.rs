@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, stream};
@@ -21,7 +22,8 @@ use crate::s1::dto::{CloudAlert, Threat};
 use crate::s1::{ClientOptions, CloudAlertQuery, S1Client, S1Error, ThreatQuery};
 use crate::secrets::{SecretError, TokenProvider};
 use crate::store::{
-    Checkpoint, Grouping, LEASE_TTL, MemberState, Store, StoreError, StoryRecord, StoryStatus, TenantConfig, Versioned,
+    Checkpoint, Grouping, LEASE_TTL, MemberState, PublishDeadLetter, Store, StoreError, StoryRecord, StoryStatus,
+    TenantConfig, Versioned,
 };
 use crate::telemetry::{Metric, NAMESPACE, emf_line};
 
@@ -109,6 +111,10 @@ pub struct TenantReport {
     pub pages: u64,
     /// Seconds between now and the newest change handled.
     pub lag_seconds: Option<i64>,
+    /// Events the platform refused for good in this run, kept as publish dead letters.
+    pub publish_dead_letters: u64,
+    /// Publish dead letters sent again (an operator asked to replay them).
+    pub replayed: u64,
     /// Pending writebacks retried after the poll.
     pub writebacks_applied: u64,
     pub writebacks_dead: u64,
@@ -136,6 +142,10 @@ impl PollReport {
             t.echoes += r.echoes;
             t.published += r.published;
             t.failed += r.failed;
+            t.publish_dead_letters += r.publish_dead_letters;
+            t.replayed += r.replayed;
+            t.writebacks_applied += r.writebacks_applied;
+            t.writebacks_dead += r.writebacks_dead;
             t.pages += r.pages;
             t.lag_seconds = t.lag_seconds.max(r.lag_seconds);
         }
@@ -289,6 +299,10 @@ enum Stop {
     Secret(#[from] SecretError),
     #[error(transparent)]
     Platform(#[from] PlatformError),
+    #[error(
+        "the platform refused {count} different events in a row (the last: HTTP {status}: {detail}): taken as the platform refusing this tenant, not the events; the checkpoint holds and the next run sends them again"
+    )]
+    Refusals { count: u32, status: u16, detail: String },
 }
 
 /// Polls one tenant under its lease.
@@ -350,7 +364,9 @@ pub async fn poll_tenant(deps: &PollDeps, tenant: &TenantConfig, deadline: Insta
         tenant = %report.tenant, outcome = ?report.outcome, fetched = report.fetched, new = report.new,
         changed = report.changed, unchanged = report.unchanged, echoes = report.echoes,
         published = report.published, failed = report.failed, pages = report.pages,
-        lag_seconds = report.lag_seconds, "poll report"
+        publish_dead_letters = report.publish_dead_letters, replayed = report.replayed,
+        writebacks_applied = report.writebacks_applied, writebacks_dead = report.writebacks_dead,
+        lag_seconds = report.lag_seconds, error = report.error.as_deref(), "poll report"
     );
     report
 }
@@ -449,6 +465,7 @@ async fn poll_threats(
         platform,
         deadline,
         pace_margin,
+        refusals: AtomicU32::new(0),
     };
     let result = drain(
         &ctx,
@@ -463,6 +480,11 @@ async fn poll_threats(
         to_candidates,
     )
     .await;
+    let result = match result {
+        // The platform takes events again: send what an operator asked to replay.
+        Ok(()) if report.outcome != Outcome::Partial => replay_dead_letters(&ctx, report).await,
+        other => other,
+    };
     if result.is_ok() && tenant.poll_cloud_alerts && report.outcome != Outcome::Partial {
         // STAR alerts have no updatedAt filter: they are polled by creation time, new ones only.
         let alerts = CloudAlertQuery {
@@ -490,6 +512,42 @@ async fn poll_threats(
     result
 }
 
+/// Sends again, once each, the publish dead letters an operator asked to replay (as they were
+/// refused, under the same webhook id): each is retired once the platform took it, or kept with
+/// the new answer if it is refused again.
+async fn replay_dead_letters(ctx: &Ctx<'_>, report: &mut TenantReport) -> Result<(), Stop> {
+    let store = &ctx.deps.store;
+    let tenant = &ctx.tenant.id;
+    for mut letter in store.publish_replays(tenant, 100).await? {
+        let sent = match serde_json::from_value::<ThreatEvent>(letter.event.clone()) {
+            Ok(event) => ctx.platform.publish(&event).await,
+            Err(e) => Err(PlatformError::Rejected {
+                status: 0,
+                detail: format!("the stored event cannot be read back: {e}"),
+            }),
+        };
+        match sent {
+            Ok(_) => {
+                store
+                    .retire_publish_dead(tenant, std::slice::from_ref(&letter.id))
+                    .await?;
+                report.replayed += 1;
+            }
+            Err(PlatformError::Rejected { status, detail }) => {
+                tracing::warn!(tenant = %tenant, item = %letter.id, status, "a replayed event was refused again");
+                letter.status = status;
+                letter.error = detail;
+                letter.attempts += 1;
+                letter.replay_requested = false;
+                store.refused_again(tenant, &letter).await?;
+                report.failed += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// Name of the STAR-alerts checkpoint.
 pub const ALERTS_CHECKPOINT: &str = "alerts";
 
@@ -501,6 +559,8 @@ struct Ctx<'a> {
     deadline: Instant,
     /// Extra time kept back for a page of a paced platform.
     pace_margin: Duration,
+    /// Events refused in a row, with none accepted in between ([`REFUSALS_IN_A_ROW`]).
+    refusals: AtomicU32,
 }
 
 /// Pages through one source from its checkpoint, processing and checkpointing page by page.
@@ -519,9 +579,9 @@ where
     let Ctx {
         deps,
         tenant,
-        platform,
         deadline,
         pace_margin,
+        ..
     } = *ctx;
     // A short-lived invocation still gets most of its time: the margin is at most a quarter.
     let margin = DEADLINE_MARGIN.min(deadline.saturating_duration_since(Instant::now()) / 4) + pace_margin;
@@ -550,7 +610,7 @@ where
             expected = page.total_items.map(|t| t + fetched_before);
         }
         let candidates = to_candidates(page.items);
-        if let Err(e) = process_page(deps, tenant, platform, &candidates, &checkpoint, report).await {
+        if let Err(e) = process_page(ctx, &candidates, &checkpoint, report).await {
             break Err(e);
         }
         advance(&mut checkpoint, &candidates);
@@ -706,13 +766,18 @@ fn loaded(v: Versioned<StoryRecord>, archived: bool) -> Work {
 }
 
 async fn process_page(
-    deps: &PollDeps,
-    tenant: &TenantConfig,
-    platform: &dyn Platform,
+    ctx: &Ctx<'_>,
     page: &[Candidate],
     checkpoint: &Checkpoint,
     report: &mut TenantReport,
 ) -> Result<(), Stop> {
+    let Ctx {
+        deps,
+        tenant,
+        platform,
+        ref refusals,
+        ..
+    } = *ctx;
     let store = &deps.store;
     let at_watermark: HashSet<&str> = checkpoint.ids_at_watermark.iter().map(String::as_str).collect();
     let candidates: Vec<&Candidate> = page
@@ -758,7 +823,11 @@ async fn process_page(
         }
     }
     let host = console_host(&tenant.console_url);
-    let mut stop = None;
+    let mut stop: Option<Stop> = None;
+    // Refused events not recorded yet, dead letters to write, and ones to retire.
+    let mut held: Vec<Refusal> = Vec::new();
+    let mut letters: Vec<PublishDeadLetter> = Vec::new();
+    let mut retire: Vec<String> = Vec::new();
 
     for c in candidates {
         let key = &c.key;
@@ -773,7 +842,7 @@ async fn process_page(
                 .find(|id| work.get(id).is_some_and(|w| w.story.members.contains_key(&c.id)))
         };
         let fresh = c.state.clone();
-        let (name, kind, new_alert) = match home {
+        let (name, kind, new_alert, had_letter) = match home {
             Some(name) => {
                 let w = work.get_mut(&name).expect("home story is loaded");
                 let known = w.story.members.get(&c.id).expect("member exists").clone();
@@ -800,7 +869,7 @@ async fn process_page(
                     continue;
                 }
                 report.changed += 1;
-                (name, EventKind::Updated, false)
+                (name, EventKind::Updated, false, known.publish_error.is_some())
             }
             None => {
                 report.new += 1;
@@ -815,7 +884,7 @@ async fn process_page(
                 match roll {
                     None => {
                         work.insert(key.clone(), Work::new(new_story(key, c, vec![]), 0, false, true));
-                        (key.clone(), EventKind::Created, true)
+                        (key.clone(), EventKind::Created, true, false)
                     }
                     Some(true) => {
                         let w = work.get_mut(key).expect("present");
@@ -830,7 +899,7 @@ async fn process_page(
                         let mut archived = Work::new(old, 0, true, true);
                         archived.touched = touched;
                         work.insert(archived.story.id.clone(), archived);
-                        (key.clone(), EventKind::Created, true)
+                        (key.clone(), EventKind::Created, true, false)
                     }
                     Some(false) => {
                         let w = work.get_mut(key).expect("present");
@@ -838,7 +907,7 @@ async fn process_page(
                             w.story.status = StoryStatus::Open;
                             w.reopened = true;
                         }
-                        (key.clone(), EventKind::Created, false)
+                        (key.clone(), EventKind::Created, false, false)
                     }
                 }
             }
@@ -878,26 +947,110 @@ async fn process_page(
                     w.story.platform = Some(platform.name().to_owned());
                     w.story.platform_ref = receipt.platform_ref;
                 }
+                if had_letter {
+                    // An earlier version was refused; this one got through.
+                    retire.push(c.id.clone());
+                }
+                // The platform takes events: the refusals before this one were about them.
+                refusals.store(0, Ordering::Relaxed);
             }
             Err(PlatformError::Rejected { status, detail }) => {
-                report.failed += 1;
-                tracing::warn!(tenant = %tenant.id, item = %c.id, status, "platform refused the event; recorded, not retried");
-                state.publish_error = Some(format!("HTTP {status}: {detail}"));
+                let in_a_row = refusals.fetch_add(1, Ordering::Relaxed) + 1;
+                if in_a_row >= REFUSALS_IN_A_ROW {
+                    // Not one event's fault: none of them is recorded, the checkpoint holds.
+                    stop = Some(Stop::Refusals {
+                        count: in_a_row,
+                        status,
+                        detail,
+                    });
+                    break;
+                }
+                tracing::warn!(tenant = %tenant.id, item = %c.id, status, "platform refused the event; kept as a publish dead letter");
+                state.publish_error = Some(format!("HTTP {status}"));
+                w.reopened = false;
+                held.push(Refusal {
+                    name: name.clone(),
+                    story_id: w.story.id.clone(),
+                    state,
+                    letter: PublishDeadLetter {
+                        id: c.id.clone(),
+                        kind: kind.as_str().to_owned(),
+                        alert_key: event.story.alert_key.clone(),
+                        event_id: event.id.clone(),
+                        updated_at: c.stamp,
+                        status,
+                        error: detail,
+                        created_at: OffsetDateTime::now_utc(),
+                        attempts: 1,
+                        replay_requested: false,
+                        event: serde_json::to_value(&event).unwrap_or_default(),
+                    },
+                });
+                continue;
             }
             Err(e) => {
                 // Not recorded: the checkpoint stays put and the next run retries this item.
-                stop = Some(e);
+                stop = Some(e.into());
                 break;
             }
         }
         w.reopened = false;
         w.put_member(&c.id, state);
+        letters.extend(held.drain(..).map(|r| r.record(&mut work, report)));
+    }
+    if stop.is_none() {
+        // Refusals at the end of the page: each the event's own fault, as far as we can tell.
+        letters.extend(held.drain(..).map(|r| r.record(&mut work, report)));
     }
 
-    save_stories(store, &tenant.id, work.into_values().filter(|w| w.dirty).collect()).await?;
+    // Dead letters first: a crash before the stories are saved repeats the refused events, so
+    // none is ever recorded as refused without its dead letter.
+    if !letters.is_empty() {
+        store.put_publish_dead(&tenant.id, &letters).await?;
+    }
+    // A story no event was recorded in (its first one was not sent) is not written.
+    let dirty = work
+        .into_values()
+        .filter(|w| w.dirty && !w.story.members.is_empty())
+        .collect();
+    save_stories(store, &tenant.id, dirty).await?;
+    if !retire.is_empty() {
+        store.retire_publish_dead(&tenant.id, &retire).await?;
+    }
     match stop {
-        Some(e) => Err(e.into()),
+        Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// This many refusals (400, 409, 413, 422) of different events in a row, with no event accepted
+/// in between, is the platform refusing the tenant rather than each event: the run stops with
+/// the checkpoint held and none of them is kept as a dead letter.
+pub const REFUSALS_IN_A_ROW: u32 = 10;
+
+/// A refused event, recorded (as a dead letter, and on its story) once it is clear the refusal
+/// was about it: when the platform accepts a later event, or the page ends.
+struct Refusal {
+    /// The story's name when it was refused, and its id (the story may have rolled over since).
+    name: String,
+    story_id: String,
+    state: MemberState,
+    letter: PublishDeadLetter,
+}
+
+impl Refusal {
+    fn record(self, work: &mut HashMap<String, Work>, report: &mut TenantReport) -> PublishDeadLetter {
+        let name = if work.get(&self.name).is_some_and(|w| w.story.id == self.story_id) {
+            self.name
+        } else {
+            self.story_id
+        };
+        if let Some(w) = work.get_mut(&name) {
+            w.put_member(&self.letter.id, self.state);
+        }
+        report.failed += 1;
+        report.publish_dead_letters += 1;
+        self.letter
     }
 }
 
