@@ -574,11 +574,18 @@ pub async fn a_refused_event_becomes_a_publish_dead_letter_replayed_once(table: 
     )
     .await;
     h.receiver.fail_next(1, 422);
-    let r = h.poll().await.tenants.remove(0);
+    let report = h.poll().await;
+    let r = report.tenants[0].clone();
     assert_eq!(
         (r.outcome, r.published, r.failed, r.publish_dead_letters),
         (Outcome::Completed, 29, 1, 1),
         "{r:?}"
+    );
+    // The dead-letters alarm sees it.
+    let emf = &report.emf_lines("poll-threats", time::OffsetDateTime::now_utc())[0];
+    assert!(
+        emf.contains(r#""DeadLetters":1.0"#) && emf.contains(r#""PublishDeadLetters":1.0"#),
+        "{emf}"
     );
     let letters = publish_dead_letters(&h.store).await;
     assert_eq!(letters.len(), 1, "{letters:?}");

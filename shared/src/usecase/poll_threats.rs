@@ -161,52 +161,21 @@ impl PollReport {
         self.tenants
             .iter()
             .map(|r| {
+                let count = Metric::count;
                 let mut metrics = vec![
-                    Metric {
-                        name: "Fetched",
-                        value: r.fetched as f64,
-                        unit: "Count",
-                    },
-                    Metric {
-                        name: "New",
-                        value: r.new as f64,
-                        unit: "Count",
-                    },
-                    Metric {
-                        name: "Changed",
-                        value: r.changed as f64,
-                        unit: "Count",
-                    },
-                    Metric {
-                        name: "Unchanged",
-                        value: r.unchanged as f64,
-                        unit: "Count",
-                    },
-                    Metric {
-                        name: "Echoes",
-                        value: r.echoes as f64,
-                        unit: "Count",
-                    },
-                    Metric {
-                        name: "Published",
-                        value: r.published as f64,
-                        unit: "Count",
-                    },
-                    Metric {
-                        name: "Failed",
-                        value: r.failed as f64,
-                        unit: "Count",
-                    },
-                    Metric {
-                        name: "Pages",
-                        value: r.pages as f64,
-                        unit: "Count",
-                    },
-                    Metric {
-                        name: "RunFailed",
-                        value: f64::from(u8::from(r.outcome == Outcome::Failed)),
-                        unit: "Count",
-                    },
+                    count("Fetched", r.fetched),
+                    count("New", r.new),
+                    count("Changed", r.changed),
+                    count("Unchanged", r.unchanged),
+                    count("Echoes", r.echoes),
+                    count("Published", r.published),
+                    count("Failed", r.failed),
+                    count("Pages", r.pages),
+                    count("RunFailed", u64::from(r.outcome == Outcome::Failed)),
+                    count("WritebacksApplied", r.writebacks_applied),
+                    count("PublishDeadLetters", r.publish_dead_letters),
+                    // New dead letters of either direction: the alarm watches this one.
+                    count("DeadLetters", r.writebacks_dead + r.publish_dead_letters),
                 ];
                 if let Some(lag) = r.lag_seconds {
                     metrics.push(Metric {

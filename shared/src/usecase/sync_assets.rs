@@ -234,11 +234,7 @@ pub struct AssetReport {
 impl AssetReport {
     /// The CloudWatch EMF line of this report.
     pub fn emf(&self, now: OffsetDateTime) -> String {
-        let m = |name, v: u64| Metric {
-            name,
-            value: v as f64,
-            unit: "Count",
-        };
+        let m = Metric::count;
         let metrics = [
             m("Created", self.created),
             m("Updated", self.updated),
