@@ -696,6 +696,68 @@ pub async fn writes_are_fenced_by_the_lease_generation(store: Store) {
     );
 }
 
+/// Publish dead letters: one per threat (a later one replaces it), listed, replay marks listed
+/// with their letters, a refusal on replay keeps the letter without its mark, retiring removes
+/// both; an id that could not be a key part is stored all the same.
+pub async fn publish_dead_letters_are_kept_marked_and_retired(store: Store) {
+    let now = OffsetDateTime::now_utc();
+    let letter = |id: &str, status: u16| PublishDeadLetter {
+        id: id.into(),
+        kind: "threat.created".into(),
+        alert_key: "s1:x:a:h@1".into(),
+        event_id: format!("msg_{id}"),
+        updated_at: Some(now),
+        status,
+        error: "refused".into(),
+        created_at: now,
+        attempts: 1,
+        replay_requested: false,
+        event: serde_json::json!({"id": id}),
+    };
+    let odd = "alert:odd#id";
+    store
+        .put_publish_dead("t1", &[letter("123", 400), letter(odd, 413)])
+        .await
+        .unwrap();
+    store.put_publish_dead("t1", &[letter("123", 422)]).await.unwrap();
+    store.put_publish_dead("t2", &[letter("999", 400)]).await.unwrap();
+    let listed = store.list_publish_dead("t1", None, 10).await.unwrap().items;
+    let mut statuses: Vec<(String, u16)> = listed.iter().map(|l| (l.id.clone(), l.status)).collect();
+    statuses.sort();
+    assert_eq!(statuses, [("123".to_owned(), 422), (odd.to_owned(), 413)]);
+    assert_eq!(store.get_publish_dead("t1", odd).await.unwrap().unwrap().status, 413);
+    assert!(store.publish_replays("t1", 10).await.unwrap().is_empty());
+
+    assert!(store.request_publish_replay("t1", odd).await.unwrap().replay_requested);
+    store.request_publish_replay("t1", "123").await.unwrap();
+    let asked = store.publish_replays("t1", 10).await.unwrap();
+    assert_eq!(asked.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), ["123", odd]);
+    assert!(matches!(
+        store.request_publish_replay("t1", "404").await,
+        Err(StoreError::Invalid(_))
+    ));
+
+    let mut again = asked[0].clone();
+    again.replay_requested = false;
+    again.attempts = 2;
+    store.refused_again("t1", &again).await.unwrap();
+    assert_eq!(
+        store
+            .publish_replays("t1", 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|l| l.id.as_str())
+            .collect::<Vec<_>>(),
+        [odd]
+    );
+    assert_eq!(store.get_publish_dead("t1", "123").await.unwrap(), Some(again));
+    store.retire_publish_dead("t1", &[odd.to_owned()]).await.unwrap();
+    assert!(store.publish_replays("t1", 10).await.unwrap().is_empty());
+    assert_eq!(store.list_publish_dead("t1", None, 10).await.unwrap().items.len(), 1);
+    assert_eq!(store.list_publish_dead("t2", None, 10).await.unwrap().items.len(), 1);
+}
+
 /// Runs the whole contract for one backend. `$make` is an async expression yielding a fresh,
 /// empty `Store`.
 #[macro_export]
@@ -718,6 +780,7 @@ macro_rules! store_contract {
             a_100k_item_tenant_scans_page_by_page,
             items_written_by_earlier_versions_still_read,
             writes_are_fenced_by_the_lease_generation,
+            publish_dead_letters_are_kept_marked_and_retired,
         );
     };
     (@tests $make:expr; $($name:ident),+ $(,)?) => {

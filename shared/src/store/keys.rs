@@ -49,13 +49,22 @@ pub fn dead(id: &str) -> String {
 pub const PUBLISH_DEAD_PREFIX: &str = "PUBDEAD#";
 /// Sort key of one publish dead letter: the refused threat's (or STAR alert's) member id.
 pub fn publish_dead(id: &str) -> String {
-    format!("{PUBLISH_DEAD_PREFIX}{id}")
+    format!("{PUBLISH_DEAD_PREFIX}{}", member_part(id))
+}
+/// A member id as a key part: as it is when it can be one (S1's ids always can), else a digest,
+/// so an odd id from a console can never make a dead letter unstorable.
+fn member_part(id: &str) -> std::borrow::Cow<'_, str> {
+    if !id.is_empty() && id.len() <= 200 && !id.contains('#') && !id.chars().any(char::is_control) {
+        id.into()
+    } else {
+        format!("~{}", crate::domain::short_digest(id.as_bytes())).into()
+    }
 }
 /// Sort-key prefix of the marks of publish dead letters an operator asked to send again.
 pub const PUBLISH_REPLAY_PREFIX: &str = "PUBREPLAY#";
 /// Sort key of the replay mark of one publish dead letter.
 pub fn publish_replay(id: &str) -> String {
-    format!("{PUBLISH_REPLAY_PREFIX}{id}")
+    format!("{PUBLISH_REPLAY_PREFIX}{}", member_part(id))
 }
 /// Sort-key prefix of the outbound request log.
 pub const OUTBOUND_PREFIX: &str = "OUT#";

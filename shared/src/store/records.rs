@@ -1255,15 +1255,12 @@ impl Store {
     /// Stores publish dead letters (batched), each replacing any earlier one of its threat.
     ///
     /// # Errors
-    /// [`StoreError::Invalid`] for an id that cannot be a key; backend errors.
+    /// Backend errors.
     pub async fn put_publish_dead(&self, tenant: &str, letters: &[PublishDeadLetter]) -> Result<(), StoreError> {
         let pk = keys::tenant(tenant);
         let items = letters
             .iter()
-            .map(|l| {
-                check_id("publish dead letter", &l.id)?;
-                item(pk.clone(), keys::publish_dead(&l.id), l)
-            })
+            .map(|l| item(pk.clone(), keys::publish_dead(&l.id), l))
             .collect::<Result<Vec<_>, _>>()?;
         self.table.batch_put(&items).await
     }
@@ -1327,11 +1324,12 @@ impl Store {
         if marks.items.is_empty() {
             return Ok(Vec::new());
         }
+        // A mark's key part is its letter's.
         let wanted: Vec<(String, String)> = marks
             .items
             .iter()
             .filter_map(|m| m.sk.strip_prefix(keys::PUBLISH_REPLAY_PREFIX))
-            .map(|id| (pk.clone(), keys::publish_dead(id)))
+            .map(|part| (pk.clone(), format!("{}{part}", keys::PUBLISH_DEAD_PREFIX)))
             .collect();
         let mut letters = self
             .table
