@@ -33,7 +33,7 @@ enum Command {
     Tenant(tenant::TenantCmd),
     /// Run one job once (poll, assets, tokens) as its Lambda would.
     Run(tenant::RunArgs),
-    /// List or replay writebacks that ran out of attempts.
+    /// List or replay dead letters: writebacks S1 refused and events the platform refused.
     #[command(subcommand)]
     DeadLetters(ops::DeadLetters),
     /// The log of calls made to a tenant's S1 console (30 days).

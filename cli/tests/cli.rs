@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::sync::Arc;
 
-use s1_shared::store::{EmbeddedTable, OutboundRequest, PendingWriteback, Store};
+use s1_shared::store::{EmbeddedTable, OutboundRequest, PendingWriteback, PublishDeadLetter, Store};
 use time::OffsetDateTime;
 
 fn bridge(args: &[&str]) -> (bool, String, String) {
@@ -19,6 +19,19 @@ fn bridge(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// A writeback that ran out of attempts.
+fn writeback_dead_letter(now: OffsetDateTime) -> PendingWriteback {
+    PendingWriteback {
+        id: "chg42".into(),
+        alert_key: "agent:hash@1".into(),
+        change: serde_json::json!({}),
+        attempts: 8,
+        last_error: Some("S1 failed on /threats/incident with HTTP 503".into()),
+        created_at: now,
+        next_attempt_at: now,
+    }
+}
+
 #[tokio::test]
 async fn dead_letters_are_listed_and_replayed_and_the_outbound_log_is_shown() {
     let dir = tempfile::tempdir().unwrap();
@@ -26,16 +39,7 @@ async fn dead_letters_are_listed_and_replayed_and_the_outbound_log_is_shown() {
     let now = OffsetDateTime::now_utc();
     {
         let store = Store::new(Arc::new(EmbeddedTable::open(&path).unwrap()));
-        let p = PendingWriteback {
-            id: "chg42".into(),
-            alert_key: "agent:hash@1".into(),
-            change: serde_json::json!({}),
-            attempts: 8,
-            last_error: Some("S1 failed on /threats/incident with HTTP 503".into()),
-            created_at: now,
-            next_attempt_at: now,
-        };
-        store.move_to_dead("acme", &p).await.unwrap();
+        store.move_to_dead("acme", &writeback_dead_letter(now)).await.unwrap();
         let r = OutboundRequest {
             id: "1".into(),
             at: now,
@@ -90,6 +94,95 @@ async fn dead_letters_are_listed_and_replayed_and_the_outbound_log_is_shown() {
 
     let (ok, _, err) = bridge(&["outbound", "--tenant", "acme", "--store", "postgres:x"]);
     assert!(!ok && err.contains("embedded:<path> or dynamodb:<table>"), "{err}");
+}
+
+#[tokio::test]
+async fn both_directions_are_listed_and_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    let now = OffsetDateTime::now_utc();
+    {
+        let store = Store::new(Arc::new(EmbeddedTable::open(&path).unwrap()));
+        store.move_to_dead("acme", &writeback_dead_letter(now)).await.unwrap();
+        let l = PublishDeadLetter {
+            id: "1500000000000000007".into(),
+            kind: "threat.created".into(),
+            alert_key: "s1:acme.sentinelone.net:agent:hash@1".into(),
+            event_id: "msg_0123".into(),
+            updated_at: Some(now),
+            status: 422,
+            error: "title too long".into(),
+            created_at: now,
+            attempts: 1,
+            replay_requested: false,
+            event: serde_json::json!({}),
+        };
+        store.put_publish_dead("acme", &[l]).await.unwrap();
+    }
+    let spec = format!("embedded:{}", path.display());
+    let list = |json: bool| {
+        let mut args = vec!["dead-letters", "list", "--tenant", "acme", "--store", &spec];
+        if json {
+            args.push("--json");
+        }
+        bridge(&args)
+    };
+
+    let (ok, out, err) = list(false);
+    assert!(ok, "{err}");
+    let line = |id: &str| out.lines().find(|l| l.contains(id)).unwrap_or_default().to_owned();
+    assert!(
+        line("chg42").starts_with("writeback") && line("chg42").contains("HTTP 503"),
+        "{out}"
+    );
+    let publish = line("1500000000000000007");
+    assert!(
+        publish.starts_with("publish") && publish.contains("HTTP 422: title too long"),
+        "{out}"
+    );
+    let (ok, out, _) = list(true);
+    assert!(ok);
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed[0]["direction"], "writeback");
+    assert_eq!(listed[0]["attempts"], 8);
+    assert_eq!(listed[1]["direction"], "publish");
+    assert_eq!(listed[1]["status"], 422);
+
+    // A publish dead letter is queued for the next poll run; the list says so.
+    let replay = |id: &str, extra: &[&str]| {
+        let mut args = vec![
+            "dead-letters",
+            "replay",
+            "--tenant",
+            "acme",
+            "--id",
+            id,
+            "--store",
+            &spec,
+        ];
+        args.extend_from_slice(extra);
+        bridge(&args)
+    };
+    let (ok, out, err) = replay("1500000000000000007", &[]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("publish dead letter") && out.contains("next poll run"),
+        "{out}"
+    );
+    let (_, out, _) = list(false);
+    assert!(out.contains("replay queued"), "{out}");
+    let (ok, _, err) = replay("1500000000000000007", &["--direction", "writeback"]);
+    assert!(
+        !ok && err.contains("no writeback dead letter 1500000000000000007"),
+        "{err}"
+    );
+
+    // A writeback dead letter goes back to the pending queue, as before.
+    let (ok, out, err) = replay("chg42", &["--direction", "writeback"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("pending again"), "{out}");
+    let (ok, _, err) = replay("nothing-here", &[]);
+    assert!(!ok && err.contains("no dead letter nothing-here"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

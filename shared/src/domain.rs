@@ -10,9 +10,27 @@ use crate::store::Grouping;
 /// Threats with one key join one story within this long of its first detection.
 pub const STORY_WINDOW: Duration = Duration::days(90);
 
-/// A story item holds its members; past this many, the next threat starts a new story (and
-/// alert) so the item stays far below DynamoDB's 400 KB limit.
-pub const MAX_STORY_MEMBERS: usize = 2_000;
+/// A story item holds its members; once the next threat would take it past this many bytes, that
+/// threat starts a new story (and alert), so the item stays well below DynamoDB's 400 KB limit
+/// however many threats share an endpoint and a hash. Counted in bytes, not members: a member's
+/// size depends on its id and what is recorded on it.
+pub const STORY_MAX_BYTES: usize = 300 * 1024;
+
+/// Room kept per member for what is recorded on it after it joined (the writeback's written
+/// status and verdict), so a full story still fits when every member gets them.
+pub const MEMBER_GROWTH_BYTES: usize = 96;
+
+/// What a stored story costs against [`STORY_MAX_BYTES`]: its encoded size plus the growth room
+/// of each member.
+pub fn story_bytes(story: &crate::store::StoryRecord) -> usize {
+    serde_json::to_vec(story).map_or(usize::MAX / 2, |b| b.len()) + story.members.len() * MEMBER_GROWTH_BYTES
+}
+
+/// What one member adds to a story against [`STORY_MAX_BYTES`] (key, record and growth room).
+pub fn member_bytes(id: &str, m: &crate::store::MemberState) -> usize {
+    // `"<id>":<record>,`
+    id.len() + 4 + serde_json::to_vec(m).map_or(usize::MAX / 4, |b| b.len()) + MEMBER_GROWTH_BYTES
+}
 
 /// The grouping key of a threat: endpoint + file hash; for fileless threats (empty hash),
 /// endpoint + storyline; without an endpoint, the threat alone.
@@ -87,7 +105,7 @@ pub fn severity_of_rule(s: Option<&str>) -> Severity {
 }
 
 /// Platform severity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Critical,

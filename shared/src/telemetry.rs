@@ -11,6 +11,17 @@ pub struct Metric<'a> {
     pub unit: &'a str,
 }
 
+impl<'a> Metric<'a> {
+    /// A count.
+    pub fn count(name: &'a str, value: u64) -> Self {
+        Self {
+            name,
+            value: value as f64,
+            unit: "Count",
+        }
+    }
+}
+
 /// One EMF document: CloudWatch turns it into metrics when a Lambda writes it to stdout.
 /// The metrics are published under all `dimensions` together and, when there are several,
 /// under the first alone too (so alarms can watch a function across its tenants).

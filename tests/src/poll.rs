@@ -144,7 +144,7 @@ pub struct FlakyTable {
     inner: Arc<dyn ItemTable>,
     /// (prefix, puts to let through first, puts to fail) for puts whose sort key has the prefix.
     fail_puts: Mutex<Vec<(String, u32, u32)>>,
-    /// Fail the next `n` transactional writes.
+    /// Fail the next `n` transactional writes of stories.
     fail_put_all: AtomicU32,
 }
 
@@ -169,6 +169,25 @@ impl FlakyTable {
         self.fail_put_all.store(n, Ordering::SeqCst);
     }
 
+    /// Fails the write when a rule for one of its items' sort keys says so.
+    fn check_rules(&self, items: &[Item], op: &'static str) -> Result<(), StoreError> {
+        let mut rules = self.fail_puts.lock().unwrap();
+        for item in items {
+            if let Some(rule) = rules
+                .iter_mut()
+                .find(|(p, _, n)| *n > 0 && item.sk.starts_with(p.as_str()))
+            {
+                if rule.1 > 0 {
+                    rule.1 -= 1;
+                } else {
+                    rule.2 -= 1;
+                    return Err(Self::crash(op));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn crash(op: &'static str) -> StoreError {
         StoreError::Unavailable {
             op,
@@ -186,27 +205,18 @@ impl ItemTable for FlakyTable {
         self.inner.batch_get(keys).await
     }
     async fn put(&self, item: &Item, cond: &Cond) -> Result<bool, StoreError> {
-        {
-            let mut rules = self.fail_puts.lock().unwrap();
-            if let Some(rule) = rules
-                .iter_mut()
-                .find(|(p, _, n)| *n > 0 && item.sk.starts_with(p.as_str()))
-            {
-                if rule.1 > 0 {
-                    rule.1 -= 1;
-                } else {
-                    rule.2 -= 1;
-                    return Err(Self::crash("put"));
-                }
-            }
-        }
+        self.check_rules(std::slice::from_ref(item), "put")?;
         self.inner.put(item, cond).await
     }
     async fn batch_put(&self, items: &[Item]) -> Result<(), StoreError> {
         self.inner.batch_put(items).await
     }
     async fn put_all(&self, items: &[(Item, Cond)]) -> Result<Vec<usize>, StoreError> {
-        if self.fail_put_all.load(Ordering::SeqCst) > 0 {
+        let written: Vec<Item> = items.iter().map(|(i, _)| i.clone()).collect();
+        // A checkpoint is written in a transaction with its lease: the rules see every item.
+        self.check_rules(&written, "put_all")?;
+        let stories = written.iter().any(|i| i.sk.starts_with("STORY#"));
+        if stories && self.fail_put_all.load(Ordering::SeqCst) > 0 {
             self.fail_put_all.fetch_sub(1, Ordering::SeqCst);
             return Err(Self::crash("put_all"));
         }
@@ -227,4 +237,410 @@ impl ItemTable for FlakyTable {
     async fn query_index(&self, key: &str, cursor: Option<&str>, limit: usize) -> Result<ItemPage, StoreError> {
         self.inner.query_index(key, cursor, limit).await
     }
+}
+
+/// Distinct threat ids among `events`, and how many events there were.
+fn distinct_and_total(events: &[Value]) -> (usize, usize) {
+    let ids = threat_ids(events);
+    let total = ids.len();
+    (ids.into_iter().collect::<std::collections::HashSet<_>>().len(), total)
+}
+
+/// 5,000 threats on one agent with one file hash within 90 days (one story's worth of grouping,
+/// far past what one stored item can hold): each reaches the platform once, the next poll
+/// publishes nothing, and newer threats of the same story still flow.
+pub async fn a_5000_threat_story_is_delivered_once(table: Arc<dyn ItemTable>) {
+    use s1_shared::usecase::poll_threats::Outcome;
+    let h = PollHarness::start(
+        SimConfig {
+            threats: 1,
+            agents: 5,
+            cloud_alerts: 0,
+            ..SimConfig::default()
+        },
+        table,
+    )
+    .await;
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.published), (Outcome::Completed, 1), "{r:?}");
+    let agent = h.events("threat.created")[0]["data"]["asset"]["external_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let same = s1_bridge_sim::NewThreats {
+        count: 5_000,
+        agent_uuid: Some(agent),
+        sha1: Some("5a".repeat(20)),
+        detected_at: Some(time::OffsetDateTime::now_utc() - time::Duration::days(1)),
+    };
+    h.sim.control().add_threats(&same).await.unwrap();
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(
+        (r.outcome, r.new, r.published),
+        (Outcome::Completed, 5_000, 5_000),
+        "{r:?}"
+    );
+    let created = h.events("threat.created");
+    assert_eq!(distinct_and_total(&created), (5_001, 5_001));
+    // The story rolled over as it filled: each part is an alert of its own, opened once.
+    let alerts: std::collections::HashSet<&str> = created[1..]
+        .iter()
+        .map(|e| e["data"]["alert_key"].as_str().unwrap())
+        .collect();
+    let opened = created[1..]
+        .iter()
+        .filter(|e| e["data"]["story"]["new_alert"] == true)
+        .count();
+    assert!(alerts.len() > 1, "one item cannot hold 5,000 members");
+    assert_eq!(alerts.len(), opened);
+    let again = h.poll().await.tenants.remove(0);
+    assert_eq!((again.outcome, again.published), (Outcome::Completed, 0), "{again:?}");
+
+    let newer = h
+        .sim
+        .control()
+        .add_threats(&s1_bridge_sim::NewThreats { count: 3, ..same })
+        .await
+        .unwrap();
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.new, r.published), (Outcome::Completed, 3, 3), "{r:?}");
+    let created = h.events("threat.created");
+    assert_eq!(distinct_and_total(&created), (5_004, 5_004));
+    let last = threat_ids(&created[created.len() - 3..]);
+    assert_eq!(last, newer);
+}
+
+/// 20,000 threats sharing one `updatedAt` (a bulk console action): each reaches the platform
+/// once although the watermark's id set is larger than one stored item, the next poll publishes
+/// nothing, and newer threats still flow.
+pub async fn twenty_thousand_threats_sharing_one_instant_are_delivered_once(table: Arc<dyn ItemTable>) {
+    use s1_shared::usecase::poll_threats::Outcome;
+    let h = PollHarness::start(
+        SimConfig {
+            threats: 20_000,
+            same_updated_at: 20_000,
+            agents: 300,
+            cloud_alerts: 0,
+            ..SimConfig::default()
+        },
+        table,
+    )
+    .await;
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.published), (Outcome::Completed, 20_000), "{r:?}");
+    assert_eq!(distinct_and_total(&h.events("threat.created")), (20_000, 20_000));
+    let again = h.poll().await.tenants.remove(0);
+    assert_eq!(
+        (again.outcome, again.published, again.unchanged),
+        (Outcome::Completed, 0, 20_000),
+        "{again:?}"
+    );
+    let newer = h
+        .sim
+        .control()
+        .add_threats(&s1_bridge_sim::NewThreats {
+            count: 3,
+            agent_uuid: None,
+            sha1: None,
+            detected_at: None,
+        })
+        .await
+        .unwrap();
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.published), (Outcome::Completed, 3), "{r:?}");
+    let created = h.events("threat.created");
+    assert_eq!(distinct_and_total(&created), (20_003, 20_003));
+    assert_eq!(threat_ids(&created[20_000..]), newer);
+}
+
+/// What a [`Hooked`] platform runs before the n-th publish (0-based) of a run.
+pub type PublishHook = Arc<dyn Fn(usize) -> futures_util::future::BoxFuture<'static, ()> + Send + Sync>;
+
+/// The tenant's real platform (over HTTP), with a hook run before each publish: to take a lease
+/// away mid-run, or to hang the run as a kill would leave it.
+pub struct Hooked {
+    inner: Arc<dyn s1_shared::platform::PlatformResolver>,
+    hook: PublishHook,
+    count: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Hooked {
+    pub fn wrap(inner: Arc<dyn s1_shared::platform::PlatformResolver>, hook: PublishHook) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            hook,
+            count: Arc::default(),
+        })
+    }
+}
+
+struct HookedPlatform {
+    inner: Arc<dyn s1_shared::platform::Platform>,
+    hook: PublishHook,
+    count: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[async_trait]
+impl s1_shared::platform::PlatformResolver for Hooked {
+    async fn resolve(
+        &self,
+        tenant: &TenantConfig,
+    ) -> Result<Arc<dyn s1_shared::platform::Platform>, s1_shared::platform::PlatformError> {
+        Ok(Arc::new(HookedPlatform {
+            inner: self.inner.resolve(tenant).await?,
+            hook: self.hook.clone(),
+            count: self.count.clone(),
+        }))
+    }
+}
+
+#[async_trait]
+impl s1_shared::platform::Platform for HookedPlatform {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    async fn publish(
+        &self,
+        event: &s1_shared::platform::ThreatEvent,
+    ) -> Result<s1_shared::platform::PublishReceipt, s1_shared::platform::PlatformError> {
+        (self.hook)(self.count.fetch_add(1, Ordering::SeqCst)).await;
+        self.inner.publish(event).await
+    }
+    async fn notify(
+        &self,
+        notice: &s1_shared::platform::Notice,
+    ) -> Result<s1_shared::platform::PublishReceipt, s1_shared::platform::PlatformError> {
+        (self.hook)(self.count.fetch_add(1, Ordering::SeqCst)).await;
+        self.inner.notify(notice).await
+    }
+    fn keeps_assets(&self) -> bool {
+        self.inner.keeps_assets()
+    }
+    fn max_events_per_second(&self) -> Option<f64> {
+        self.inner.max_events_per_second()
+    }
+}
+
+/// A run whose lease lapsed and was taken by another run (as after a long stall) cannot save its
+/// stories or move the checkpoint; the next run of the new holder delivers everything once.
+pub async fn a_run_that_lost_its_lease_saves_nothing(table: Arc<dyn ItemTable>) {
+    use s1_shared::usecase::poll_threats::{LEASE_JOB, Outcome};
+    let mut h = PollHarness::start(
+        SimConfig {
+            threats: 300,
+            agents: 50,
+            cloud_alerts: 0,
+            ..SimConfig::default()
+        },
+        table,
+    )
+    .await;
+    let later = time::OffsetDateTime::now_utc() + time::Duration::minutes(20);
+    let store = h.store.clone();
+    h.deps.platforms = Hooked::wrap(
+        h.deps.platforms.clone(),
+        Arc::new(move |n| {
+            let store = store.clone();
+            Box::pin(async move {
+                if n == 100 {
+                    // Twenty minutes from now our lease has long lapsed: another run takes it.
+                    let taken = store
+                        .acquire_lease("acme", LEASE_JOB, "intruder", time::Duration::minutes(5), later)
+                        .await
+                        .unwrap();
+                    assert!(taken, "the lapsed lease can be taken");
+                }
+            })
+        }),
+    );
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
+    assert!(r.error.as_deref().unwrap().contains("lease"), "{r:?}");
+    assert_eq!(h.store.get_checkpoint("acme", "threats").await.unwrap(), None);
+    let stories = h.store.table().query("TENANT#acme", "STORY#", None, 10).await.unwrap();
+    assert!(stories.items.is_empty(), "no story was written: {:?}", stories.items);
+
+    // The new holder finishes; then a run delivers everything, each threat once.
+    assert!(
+        h.store
+            .release_lease("acme", LEASE_JOB, "intruder", later)
+            .await
+            .unwrap()
+    );
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
+    assert_eq!(distinct_and_total(&h.events("threat.created")), (300, 300));
+}
+
+/// A killed run (here: hung in a publish, then dropped) leaves a lease that lapses within
+/// [`LEASE_TTL`], not after the old 15 minutes.
+pub async fn a_killed_runs_lease_lapses_quickly(table: Arc<dyn ItemTable>) {
+    use s1_shared::usecase::poll_threats::{LEASE_JOB, Outcome};
+    let mut h = PollHarness::start(
+        SimConfig {
+            threats: 20,
+            agents: 10,
+            cloud_alerts: 0,
+            ..SimConfig::default()
+        },
+        table,
+    )
+    .await;
+    let plain = h.deps.platforms.clone();
+    let (hook, mut hung) = hang_hook();
+    h.deps.platforms = Hooked::wrap(plain.clone(), hook);
+    let killed_at = run_until_hung(
+        run(&h.deps, &Selection::All, Instant::now() + Duration::from_secs(600)),
+        &mut hung,
+    )
+    .await;
+    assert_lease_lapses_by(&h.store, LEASE_JOB, killed_at).await;
+    // The next invocation (another owner) finds the tenant still leased, for now.
+    h.deps.platforms = plain;
+    h.deps.owner = "next-invocation".into();
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(r.outcome, Outcome::Skipped, "meanwhile it still keeps other runs out");
+    assert!(
+        h.store
+            .acquire_lease(
+                "acme",
+                LEASE_JOB,
+                "next",
+                LEASE_TTL,
+                killed_at + LEASE_TTL + time::Duration::seconds(1)
+            )
+            .await
+            .unwrap(),
+        "once it lapsed, the next run takes it"
+    );
+}
+
+/// A publish hook that reports, then hangs forever (as a killed process leaves a run), and the
+/// receiver of that report.
+pub fn hang_hook() -> (PublishHook, tokio::sync::mpsc::UnboundedReceiver<()>) {
+    let (inside, entered) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let hook: PublishHook = Arc::new(move |_| {
+        let inside = inside.clone();
+        Box::pin(async move {
+            let _ = inside.send(());
+            std::future::pending::<()>().await;
+        })
+    });
+    (hook, entered)
+}
+
+/// Runs `work` until its hook reports it hung, then drops it (the kill); returns when.
+pub async fn run_until_hung<F>(work: F, hung: &mut tokio::sync::mpsc::UnboundedReceiver<()>) -> time::OffsetDateTime
+where
+    F: std::future::Future,
+    F::Output: std::fmt::Debug,
+{
+    tokio::select! {
+        r = work => panic!("the run cannot finish while it hangs: {r:?}"),
+        _ = hung.recv() => {}
+    }
+    time::OffsetDateTime::now_utc()
+}
+
+/// The killed run's lease on tenant `acme`'s `job` lapses at most [`LEASE_TTL`] after `killed_at`.
+pub async fn assert_lease_lapses_by(store: &Store, job: &str, killed_at: time::OffsetDateTime) {
+    let lease = store
+        .table()
+        .get("TENANT#acme", &format!("LEASE#{job}"))
+        .await
+        .unwrap()
+        .expect("the killed run's lease is still there");
+    let until = lease.until.unwrap();
+    let limit = ((killed_at + LEASE_TTL).unix_timestamp_nanos() / 1_000_000) as i64;
+    assert!(until <= limit, "lease until {until} ms, beyond {limit} ms");
+}
+
+/// Every publish dead letter of tenant `acme`.
+pub async fn publish_dead_letters(store: &Store) -> Vec<PublishDeadLetter> {
+    store.list_publish_dead("acme", None, 1_000).await.unwrap().items
+}
+
+/// Refusals about one event (400, 413, 422) become publish dead letters: listed with the
+/// platform's answer, not retried by the next run, re-sent exactly once by the run after a
+/// replay is asked for.
+pub async fn a_refused_event_becomes_a_publish_dead_letter_replayed_once(table: Arc<dyn ItemTable>) {
+    use s1_shared::usecase::poll_threats::Outcome;
+    let h = PollHarness::start(
+        SimConfig {
+            threats: 30,
+            agents: 20,
+            cloud_alerts: 0,
+            ..SimConfig::default()
+        },
+        table,
+    )
+    .await;
+    h.receiver.fail_next(1, 422);
+    let report = h.poll().await;
+    let r = report.tenants[0].clone();
+    assert_eq!(
+        (r.outcome, r.published, r.failed, r.publish_dead_letters),
+        (Outcome::Completed, 29, 1, 1),
+        "{r:?}"
+    );
+    // The dead-letters alarm sees it.
+    let emf = &report.emf_lines("poll-threats", time::OffsetDateTime::now_utc())[0];
+    assert!(
+        emf.contains(r#""DeadLetters":1.0"#) && emf.contains(r#""PublishDeadLetters":1.0"#),
+        "{emf}"
+    );
+    let letters = publish_dead_letters(&h.store).await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!((letters[0].status, letters[0].replay_requested), (422, false));
+    assert!(
+        !threat_ids(&h.events("threat.created")).contains(&letters[0].id),
+        "the dead letter is the refused threat"
+    );
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.published, r.replayed), (0, 0), "not retried by itself: {r:?}");
+
+    // Two more refused, for other reasons about the item.
+    h.sim
+        .control()
+        .add_threats(&s1_bridge_sim::NewThreats {
+            count: 3,
+            ..s1_bridge_sim::NewThreats::default()
+        })
+        .await
+        .unwrap();
+    h.receiver.fail_next(1, 400);
+    h.receiver.fail_next(1, 413);
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(
+        (r.outcome, r.published, r.publish_dead_letters),
+        (Outcome::Completed, 1, 2),
+        "{r:?}"
+    );
+    let letters = publish_dead_letters(&h.store).await;
+    let mut statuses: Vec<u16> = letters.iter().map(|l| l.status).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [400, 413, 422]);
+
+    // The operator fixed the receiver and replays them: the next run sends each once.
+    for l in &letters {
+        let queued = h.store.request_publish_replay("acme", &l.id).await.unwrap();
+        assert!(queued.replay_requested);
+    }
+    let err = h
+        .store
+        .request_publish_replay("acme", "no-such-threat")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no-such-threat"), "{err}");
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(
+        (r.outcome, r.replayed, r.published),
+        (Outcome::Completed, 3, 0),
+        "{r:?}"
+    );
+    assert!(publish_dead_letters(&h.store).await.is_empty());
+    assert_eq!(distinct_and_total(&h.events("threat.created")), (33, 33));
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.replayed, r.published), (0, 0), "{r:?}");
+    assert_eq!(h.receiver.deliveries().len(), 33, "nothing sent twice");
 }

@@ -651,6 +651,212 @@ pub async fn an_alert_lock_is_held_by_one_attempt_and_keeps_its_mark(store: Stor
     assert_eq!(got.iter().filter(|l| l.is_some()).count(), 1);
 }
 
+/// Items as the code before issue 12 wrote them (every optional member field spelled out as
+/// `null`, the watermark's ids inline in the checkpoint) still read, and are written over as
+/// before.
+pub async fn items_written_by_earlier_versions_still_read(store: Store) {
+    let story = r#"{"key":"agent1:hash1","id":"agent1:hash1@1767225600","window_start":"2026-01-01T00:00:00Z","status":"open","platform":"generic","platform_ref":"s1:x:agent1:hash1@1767225600","members":{"1500000000000000001":{"updated_at":"2026-01-01T00:00:01Z","digest":"d1","status":"unresolved","verdict":"undefined","written_status":null,"written_verdict":null,"publish_error":null},"1500000000000000002":{"updated_at":"2026-01-01T00:00:02Z","digest":"d2","status":"resolved","verdict":"false_positive","written_status":"resolved","written_verdict":"false_positive","publish_error":"HTTP 400: bad"}},"previous":["agent1:hash1@1759276800"]}"#;
+    let checkpoint =
+        r#"{"watermark":"2026-01-01T00:00:02Z","ids_at_watermark":["1500000000000000001","1500000000000000002"]}"#;
+    for (sk, data, version) in [("STORY#agent1:hash1", story, 3), ("CURSOR#threats", checkpoint, 0)] {
+        let item = Item {
+            pk: "TENANT#t1".into(),
+            sk: sk.into(),
+            data: data.into(),
+            version,
+            ..Item::default()
+        };
+        assert!(store.table().put(&item, &Cond::Always).await.unwrap());
+    }
+    let c = store.get_checkpoint("t1", "threats").await.unwrap().unwrap();
+    assert_eq!(
+        c.watermark,
+        Some(OffsetDateTime::UNIX_EPOCH + Duration::seconds(1_767_225_602))
+    );
+    assert_eq!(c.ids_at_watermark, ["1500000000000000001", "1500000000000000002"]);
+    let s = store.get_story("t1", "agent1:hash1").await.unwrap().unwrap();
+    assert_eq!(s.version, 3);
+    assert_eq!(s.value.previous, ["agent1:hash1@1759276800"]);
+    let m1 = &s.value.members["1500000000000000001"];
+    assert_eq!(
+        (m1.written_status.as_deref(), m1.publish_error.as_deref()),
+        (None, None)
+    );
+    let m2 = &s.value.members["1500000000000000002"];
+    assert_eq!(
+        (m2.written_verdict.as_deref(), m2.publish_error.as_deref()),
+        (Some("false_positive"), Some("HTTP 400: bad"))
+    );
+    let mut changed = s.value.clone();
+    changed.members.get_mut("1500000000000000001").unwrap().status = Some("in_progress".into());
+    assert!(store.put_story("t1", &changed, 3).await.unwrap());
+    let again = store.get_story("t1", "agent1:hash1").await.unwrap().unwrap();
+    assert_eq!((again.version, again.value), (4, changed));
+}
+
+/// A lease's generation fences writes: once another run took the lease (after ours lapsed, or
+/// the same owner id took it again), the old holder's checkpoint, story and asset writes fail
+/// with `LeaseLost` and write nothing; the holder's own writes renew it.
+pub async fn writes_are_fenced_by_the_lease_generation(store: Store) {
+    let now = OffsetDateTime::now_utc();
+    let ttl = LEASE_TTL;
+    let first = store
+        .take_lease("t1", "poll", "run-a", ttl, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        store
+            .take_lease("t1", "poll", "run-b", ttl, now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let a = store.fenced(first.clone());
+    let c = Checkpoint {
+        watermark: Some(now),
+        ids_at_watermark: vec!["1".into()],
+    };
+    a.put_checkpoint("t1", "threats", &c).await.unwrap();
+    assert_eq!(
+        a.put_stories("t1", &[(story("k1", 3), 0, false)]).await.unwrap(),
+        Vec::<usize>::new()
+    );
+    let asset = AssetRecord {
+        kind: AssetKind::Asset,
+        id: "agent-1".into(),
+        digest: "d1".into(),
+        platform_ref: None,
+        active: true,
+    };
+    a.put_assets("t1", std::slice::from_ref(&asset)).await.unwrap();
+    // Each fenced write renewed the lease: it runs a full time-to-live from the write.
+    let held = store.table().get("TENANT#t1", "LEASE#poll").await.unwrap().unwrap();
+    assert!(held.until.unwrap() >= ((now + ttl).unix_timestamp_nanos() / 1_000_000) as i64);
+
+    // Our lease lapses unseen; another run takes it.
+    let later = OffsetDateTime::now_utc() + ttl + Duration::seconds(1);
+    let second = store
+        .take_lease("t1", "poll", "run-b", ttl, later)
+        .await
+        .unwrap()
+        .unwrap();
+    let lost = |r: Result<(), StoreError>| matches!(r, Err(StoreError::LeaseLost { .. }));
+    let stale = Checkpoint {
+        watermark: Some(now - Duration::hours(1)),
+        ids_at_watermark: vec![],
+    };
+    assert!(lost(a.put_checkpoint("t1", "threats", &stale).await));
+    let mut changed = story("k1", 4);
+    changed.status = StoryStatus::Closed;
+    assert!(lost(
+        a.put_stories("t1", &[(changed.clone(), 1, false)]).await.map(drop)
+    ));
+    assert!(lost(a.archive_story("t1", &story("k2", 1)).await));
+    assert!(lost(a.put_assets("t1", std::slice::from_ref(&asset)).await));
+    assert!(
+        !store.renew(&first, later).await.unwrap(),
+        "the old holder cannot renew"
+    );
+    assert!(!store.give_back(&first).await.unwrap(), "nor give it back");
+    assert_eq!(store.get_checkpoint("t1", "threats").await.unwrap(), Some(c));
+    let s = store.get_story("t1", "k1").await.unwrap().unwrap();
+    assert_eq!((s.version, s.value.status), (1, StoryStatus::Open));
+    assert!(store.get_story("t1", "k2@0").await.unwrap().is_none());
+
+    // The new holder writes; the same owner id taking the lease again fences its earlier run too.
+    let b = store.fenced(second.clone());
+    assert_eq!(
+        b.put_stories("t1", &[(changed, 1, false)]).await.unwrap(),
+        Vec::<usize>::new()
+    );
+    let again = store
+        .take_lease("t1", "poll", "run-b", ttl, later)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(again.generation, second.generation);
+    assert!(lost(b.put_checkpoint("t1", "threats", &stale).await));
+    assert!(
+        store
+            .fenced(again.clone())
+            .put_checkpoint("t1", "threats", &stale)
+            .await
+            .is_ok()
+    );
+    assert!(store.give_back(&again).await.unwrap());
+    assert!(
+        store
+            .take_lease("t1", "poll", "run-c", ttl, now)
+            .await
+            .unwrap()
+            .is_some(),
+        "given back means free"
+    );
+}
+
+/// Publish dead letters: one per threat (a later one replaces it), listed, replay marks listed
+/// with their letters, a refusal on replay keeps the letter without its mark, retiring removes
+/// both; an id that could not be a key part is stored all the same.
+pub async fn publish_dead_letters_are_kept_marked_and_retired(store: Store) {
+    let now = OffsetDateTime::now_utc();
+    let letter = |id: &str, status: u16| PublishDeadLetter {
+        id: id.into(),
+        kind: "threat.created".into(),
+        alert_key: "s1:x:a:h@1".into(),
+        event_id: format!("msg_{id}"),
+        updated_at: Some(now),
+        status,
+        error: "refused".into(),
+        created_at: now,
+        attempts: 1,
+        replay_requested: false,
+        event: serde_json::json!({"id": id}),
+    };
+    let odd = "alert:odd#id";
+    store
+        .put_publish_dead("t1", &[letter("123", 400), letter(odd, 413)])
+        .await
+        .unwrap();
+    store.put_publish_dead("t1", &[letter("123", 422)]).await.unwrap();
+    store.put_publish_dead("t2", &[letter("999", 400)]).await.unwrap();
+    let listed = store.list_publish_dead("t1", None, 10).await.unwrap().items;
+    let mut statuses: Vec<(String, u16)> = listed.iter().map(|l| (l.id.clone(), l.status)).collect();
+    statuses.sort();
+    assert_eq!(statuses, [("123".to_owned(), 422), (odd.to_owned(), 413)]);
+    assert_eq!(store.get_publish_dead("t1", odd).await.unwrap().unwrap().status, 413);
+    assert!(store.publish_replays("t1", 10).await.unwrap().is_empty());
+
+    assert!(store.request_publish_replay("t1", odd).await.unwrap().replay_requested);
+    store.request_publish_replay("t1", "123").await.unwrap();
+    let asked = store.publish_replays("t1", 10).await.unwrap();
+    assert_eq!(asked.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), ["123", odd]);
+    assert!(matches!(
+        store.request_publish_replay("t1", "404").await,
+        Err(StoreError::Invalid(_))
+    ));
+
+    let mut again = asked[0].clone();
+    again.replay_requested = false;
+    again.attempts = 2;
+    store.refused_again("t1", &again).await.unwrap();
+    assert_eq!(
+        store
+            .publish_replays("t1", 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|l| l.id.as_str())
+            .collect::<Vec<_>>(),
+        [odd]
+    );
+    assert_eq!(store.get_publish_dead("t1", "123").await.unwrap(), Some(again));
+    store.retire_publish_dead("t1", &[odd.to_owned()]).await.unwrap();
+    assert!(store.publish_replays("t1", 10).await.unwrap().is_empty());
+    assert_eq!(store.list_publish_dead("t1", None, 10).await.unwrap().items.len(), 1);
+    assert_eq!(store.list_publish_dead("t2", None, 10).await.unwrap().items.len(), 1);
+}
+
 /// Runs the whole contract for one backend. `$make` is an async expression yielding a fresh,
 /// empty `Store`.
 #[macro_export]
@@ -673,6 +879,9 @@ macro_rules! store_contract {
             assets_and_token_state_round_trip,
             a_corrupt_item_is_reported_with_its_key,
             a_100k_item_tenant_scans_page_by_page,
+            items_written_by_earlier_versions_still_read,
+            writes_are_fenced_by_the_lease_generation,
+            publish_dead_letters_are_kept_marked_and_retired,
         );
     };
     (@tests $make:expr; $($name:ident),+ $(,)?) => {

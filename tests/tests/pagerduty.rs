@@ -156,7 +156,8 @@ async fn one_alert_per_open_story_acknowledged_and_resolved_from_the_console_and
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn outages_are_ridden_out_and_a_refusal_is_recorded_not_retried() {
+async fn outages_are_ridden_out_and_refusals_are_told_apart() {
+    use s1_shared::usecase::poll_threats::Outcome;
     let pd = FakePagerDuty::start(ROUTING_KEY, 100_000).await.unwrap();
     let h = harness(20, &pd).await;
     // 429 and 5xx: retried with backoff, then delivered.
@@ -166,10 +167,12 @@ async fn outages_are_ridden_out_and_a_refusal_is_recorded_not_retried() {
     assert_eq!((r.error.as_deref(), r.failed), (None, 0), "{r:?}");
     assert!(!pd.alerts().is_empty());
 
-    // A routing key PagerDuty does not know: 400, recorded per threat, the run goes on.
+    // A routing key PagerDuty does not know (400 "Invalid routing key"): every event would be
+    // refused, so the platform is unavailable for the tenant; nothing is recorded per threat.
     let wrong = "WR0NGKEYWR0NGKEYWR0NGKEYWR0NGKEY";
     h.env.lock().unwrap().insert("PD_ROUTING_KEY".into(), wrong.into());
     let before = pd.events().len();
+    let checkpoint = h.store.get_checkpoint("acme", "threats").await.unwrap();
     h.sim
         .control()
         .add_threats(&NewThreats {
@@ -179,14 +182,42 @@ async fn outages_are_ridden_out_and_a_refusal_is_recorded_not_retried() {
         .await
         .unwrap();
     let r = h.poll().await.tenants.remove(0);
-    assert_eq!((r.new, r.failed, r.published), (3, 3, 0), "{r:?}");
+    assert_eq!((r.outcome, r.failed, r.published), (Outcome::Failed, 0, 0), "{r:?}");
+    assert!(r.error.as_deref().unwrap().contains("routing key"), "{r:?}");
     assert_eq!(pd.events().len(), before);
     assert!(pd.refused().iter().all(|e| e["routing_key"] == wrong));
+    assert_eq!(h.store.get_checkpoint("acme", "threats").await.unwrap(), checkpoint);
+    assert!(integration_tests::poll::publish_dead_letters(&h.store).await.is_empty());
+
+    // 403 from the Events API: the same.
+    h.env
+        .lock()
+        .unwrap()
+        .insert("PD_ROUTING_KEY".into(), ROUTING_KEY.into());
+    pd.fail_next(1, 403);
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.published), (Outcome::Failed, 0), "{r:?}");
+    assert!(r.error.as_deref().unwrap().contains("HTTP 403"), "{r:?}");
+
+    // The key is right again: the three are delivered; a refusal about one event is a dead letter.
+    pd.fail_next(1, 400);
     let r = h.poll().await.tenants.remove(0);
     assert_eq!(
-        r.failed, 0,
-        "a refused event is not retried until the threat changes: {r:?}"
+        (r.outcome, r.published, r.publish_dead_letters),
+        (Outcome::Completed, 2, 1),
+        "{r:?}"
     );
+    let letters = integration_tests::poll::publish_dead_letters(&h.store).await;
+    assert_eq!(letters.len(), 1);
+    h.store.request_publish_replay("acme", &letters[0].id).await.unwrap();
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(
+        (r.outcome, r.replayed, r.published),
+        (Outcome::Completed, 1, 0),
+        "{r:?}"
+    );
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.replayed, r.published, r.failed), (0, 0, 0), "{r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -51,3 +51,28 @@ async fn a_backlog_with_a_crash_reaches_the_platform_exactly_once() {
     let again = h.poll().await.tenants.remove(0);
     assert_eq!(again.published, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_5000_threat_story_is_delivered_once() {
+    integration_tests::poll::a_5000_threat_story_is_delivered_once(table().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_thousand_threats_sharing_one_instant_are_delivered_once() {
+    integration_tests::poll::twenty_thousand_threats_sharing_one_instant_are_delivered_once(table().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_that_lost_its_lease_saves_nothing() {
+    integration_tests::poll::a_run_that_lost_its_lease_saves_nothing(table().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_runs_lease_lapses_quickly() {
+    integration_tests::poll::a_killed_runs_lease_lapses_quickly(table().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_event_becomes_a_publish_dead_letter_replayed_once() {
+    integration_tests::poll::a_refused_event_becomes_a_publish_dead_letter_replayed_once(table().await).await;
+}

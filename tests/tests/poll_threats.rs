@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use integration_tests::poll::{FlakyTable, PollHarness, tenant, threat_ids};
+use integration_tests::poll::{FlakyTable, PollHarness, publish_dead_letters, tenant, threat_ids};
 use integration_tests::{fast_retry_options, items};
 use s1_bridge_sim::{FaultKind, FaultRule, NewThreats, SimConfig};
 use s1_shared::domain;
@@ -497,11 +497,15 @@ async fn a_run_near_its_deadline_stops_and_the_next_one_continues() {
     assert_eq!(polled, 1, "each tenant in exactly one shard");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_recorded_four_threats_on_one_agent_form_three_stories() {
-    // Serve the real recorded response (tests/fixtures/s1) as a console would.
+/// The real recorded response of four threats on one agent (tests/fixtures/s1).
+fn recorded_four_threats() -> Value {
     let path = integration_tests::fixtures_dir().join("s1/threats_list_v21_same_agent.json");
-    let body = std::fs::read(&path).unwrap();
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+/// Serves `body` as a console's `GET /threats` would; returns the console URL.
+async fn serve_threats(body: &Value) -> String {
+    let body = serde_json::to_vec(body).unwrap();
     let app = axum::Router::new().route(
         "/web/api/v2.1/threats",
         axum::routing::get(move || {
@@ -512,6 +516,12 @@ async fn the_recorded_four_threats_on_one_agent_form_three_stories() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let console = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    console
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_recorded_four_threats_on_one_agent_form_three_stories() {
+    let console = serve_threats(&recorded_four_threats()).await;
 
     let h = PollHarness::start(config(1), embedded()).await;
     h.store
@@ -607,4 +617,126 @@ async fn star_alerts_are_polled_by_creation_and_deduplicated_by_alert_id() {
             .len(),
         1
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn empty_strings_from_s1_count_as_absent() {
+    // Consoles send "" for fields they have no value for; it must read as absent, not as text.
+    let mut body = recorded_four_threats();
+    let t0 = &mut body["data"][0];
+    t0["threatInfo"]["threatName"] = "".into();
+    t0["threatInfo"]["classification"] = "".into();
+    t0["threatInfo"]["filePath"] = " ".into();
+    let t1 = &mut body["data"][1];
+    t1["agentRealtimeInfo"]["agentComputerName"] = "".into();
+    t1["agentRealtimeInfo"]["siteName"] = "".into();
+    let (id0, id1) = (
+        body["data"][0]["id"].as_str().unwrap().to_owned(),
+        body["data"][1]["id"].as_str().unwrap().to_owned(),
+    );
+    let console = serve_threats(&body).await;
+    let h = PollHarness::start(config(1), embedded()).await;
+    h.store
+        .put_tenant(&tenant("acme", &console, &h.receiver.url()))
+        .await
+        .unwrap();
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.published), (Outcome::Completed, 4), "{r:?}");
+    let created = h.events("threat.created");
+    let event = |id: &str| {
+        created
+            .iter()
+            .find(|e| e["data"]["s1"]["threat_id"] == id)
+            .unwrap()
+            .clone()
+    };
+    let e0 = event(&id0);
+    assert_eq!(e0["data"]["title"], "S1 threat on EC2AMAZ-AJ0KANC", "{e0}");
+    assert_eq!(e0["data"]["s1"]["classification"], Value::Null, "{e0}");
+    assert_eq!(e0["data"]["file"]["path"], Value::Null, "{e0}");
+    let e1 = event(&id1);
+    let title = e1["data"]["title"].as_str().unwrap();
+    assert!(title.ends_with(" on an unknown endpoint"), "{title}");
+    assert_eq!(e1["data"]["asset"]["hostname"], Value::Null, "{e1}");
+    assert_ne!(e1["data"]["site"]["name"], "", "{e1}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_5000_threat_story_is_delivered_once() {
+    integration_tests::poll::a_5000_threat_story_is_delivered_once(embedded()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_thousand_threats_sharing_one_instant_are_delivered_once() {
+    integration_tests::poll::twenty_thousand_threats_sharing_one_instant_are_delivered_once(embedded()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_that_lost_its_lease_saves_nothing() {
+    integration_tests::poll::a_run_that_lost_its_lease_saves_nothing(embedded()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_runs_lease_lapses_quickly() {
+    integration_tests::poll::a_killed_runs_lease_lapses_quickly(embedded()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_event_becomes_a_publish_dead_letter_replayed_once() {
+    integration_tests::poll::a_refused_event_becomes_a_publish_dead_letter_replayed_once(embedded()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endpoint_wide_refusal_holds_the_checkpoint_and_fails_the_run() {
+    for status in [401, 403, 404, 405, 410] {
+        let h = PollHarness::start(config(30), embedded()).await;
+        h.receiver.fail_next(1, status);
+        let report = h.poll().await;
+        let r = &report.tenants[0];
+        assert_eq!((r.outcome, r.published, r.failed), (Outcome::Failed, 0, 0), "{r:?}");
+        let error = r.error.as_deref().unwrap();
+        assert!(
+            error.contains(&format!("HTTP {status}")) && error.contains("refused"),
+            "{error}"
+        );
+        assert_eq!(h.store.get_checkpoint("acme", "threats").await.unwrap(), None);
+        assert!(publish_dead_letters(&h.store).await.is_empty());
+        let emf = report.emf_lines("poll-threats", time::OffsetDateTime::now_utc());
+        assert!(emf[0].contains("\"RunFailed\":1.0"), "{}", emf[0]);
+        // Once the receiver takes events again, the next run delivers everything once.
+        let r = h.poll().await.tenants.remove(0);
+        assert_eq!((r.outcome, r.published), (Outcome::Completed, 30), "{status}: {r:?}");
+        assert_each_once(&h.events("threat.created"), 30);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_of_refusals_of_different_events_is_the_platform_refusing() {
+    let h = PollHarness::start(config(30), embedded()).await;
+    h.receiver.fail_next(10, 400);
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.published), (Outcome::Failed, 0), "{r:?}");
+    assert!(
+        r.error.as_deref().unwrap().contains("10 different events in a row"),
+        "{r:?}"
+    );
+    assert_eq!(h.store.get_checkpoint("acme", "threats").await.unwrap(), None);
+    assert!(
+        publish_dead_letters(&h.store).await.is_empty(),
+        "none of them is kept as one item's fault"
+    );
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.published), (Outcome::Completed, 30), "{r:?}");
+    assert_each_once(&h.events("threat.created"), 30);
+
+    // Fewer in a row are each the item's own fault.
+    let h = PollHarness::start(config(30), embedded()).await;
+    h.receiver.fail_next(9, 400);
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(
+        (r.outcome, r.published, r.publish_dead_letters),
+        (Outcome::Completed, 21, 9),
+        "{r:?}"
+    );
+    assert_eq!(publish_dead_letters(&h.store).await.len(), 9);
 }

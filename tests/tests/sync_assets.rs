@@ -270,3 +270,51 @@ fn the_recorded_agent_maps_right() {
     );
     assert_eq!(a.is_up_to_date, Some(true), "\"True\" read as a boolean");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sync_holds_a_short_fenced_lease() {
+    use integration_tests::poll::{Hooked, assert_lease_lapses_by, hang_hook, run_until_hung};
+    use s1_shared::store::LEASE_TTL;
+    use s1_shared::usecase::sync_assets::LEASE_JOB;
+    // A sync hung in a push (as a killed one is left) keeps the tenant for at most LEASE_TTL.
+    let h = harness(50).await;
+    let mut d = deps(&h);
+    let (hook, mut hung) = hang_hook();
+    d.platforms = Hooked::wrap(d.platforms.clone(), hook);
+    let killed_at = run_until_hung(sync_all(&d), &mut hung).await;
+    assert_lease_lapses_by(&h.store, LEASE_JOB, killed_at).await;
+
+    // A sync whose lease another run took (after it lapsed) stops at its next write.
+    let h = harness(50).await;
+    let mut d = deps(&h);
+    let later = time::OffsetDateTime::now_utc() + time::Duration::minutes(20);
+    let store = h.store.clone();
+    d.platforms = Hooked::wrap(
+        d.platforms.clone(),
+        Arc::new(move |n| {
+            let store = store.clone();
+            Box::pin(async move {
+                if n == 0 {
+                    assert!(
+                        store
+                            .acquire_lease("acme", LEASE_JOB, "intruder", LEASE_TTL, later)
+                            .await
+                            .unwrap()
+                    );
+                }
+            })
+        }),
+    );
+    let r = sync_all(&d).await.unwrap().remove(0);
+    assert!(r.error.as_deref().is_some_and(|e| e.contains("lease")), "{r:?}");
+    let stored = h
+        .store
+        .scan_assets("acme", AssetKind::Asset, None, 1_000)
+        .await
+        .unwrap()
+        .items;
+    assert!(
+        stored.is_empty(),
+        "no snapshot written after the lease was lost: {stored:?}"
+    );
+}

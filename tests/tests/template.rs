@@ -117,3 +117,144 @@ fn the_webhook_function_has_reserved_concurrency_from_a_parameter() {
         "{function}"
     );
 }
+
+/// Every metric each function writes (from its EMF lines), by the `Function` dimension.
+fn emitted() -> std::collections::BTreeMap<String, BTreeSet<String>> {
+    use s1_shared::usecase::poll_threats::{PollReport, TenantReport};
+    use s1_shared::usecase::sync_assets::AssetReport;
+    use s1_shared::usecase::token_expiry::TokenReport;
+    let now = time::OffsetDateTime::now_utc();
+    let poll = PollReport {
+        tenants: vec![TenantReport {
+            tenant: "t".into(),
+            lag_seconds: Some(1),
+            ..TenantReport::default()
+        }],
+    };
+    // The name the Lambda passes is the one the alarms use.
+    let handler = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions/poll-threats/src/handler.rs"),
+    )
+    .unwrap();
+    assert!(handler.contains(r#"emf_lines("poll-threats""#));
+    let mut lines = poll.emf_lines("poll-threats", now);
+    lines.push(
+        AssetReport {
+            tenant: "t".into(),
+            ..AssetReport::default()
+        }
+        .emf(now),
+    );
+    lines.push(
+        TokenReport {
+            tenant: "t".into(),
+            days_left: Some(3),
+            ..TokenReport::default()
+        }
+        .emf(now),
+    );
+    let mut out = std::collections::BTreeMap::<String, BTreeSet<String>>::new();
+    for line in lines {
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let doc = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(doc["Namespace"], "s1-bridge");
+        assert!(
+            doc["Dimensions"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!(["Function"])),
+            "alarms watch the Function dimension alone: {line}"
+        );
+        let names = doc["Metrics"].as_array().unwrap().iter();
+        out.entry(v["Function"].as_str().unwrap().to_owned())
+            .or_default()
+            .extend(names.map(|m| m["Name"].as_str().unwrap().to_owned()));
+    }
+    out
+}
+
+/// (alarm, metric, function) of every template alarm on the s1-bridge namespace.
+fn our_alarms(t: &str) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    let mut name = String::new();
+    let mut fields = std::collections::HashMap::<&str, String>::new();
+    let mut flush = |name: &str, fields: &mut std::collections::HashMap<&str, String>| {
+        if fields.get("Type").map(String::as_str) == Some("AWS::CloudWatch::Alarm")
+            && fields.get("Namespace").map(String::as_str) == Some("s1-bridge")
+        {
+            let function = fields
+                .get("Dimensions")
+                .and_then(|d| d.split("Value:").nth(1))
+                .map(|v| v.trim().trim_end_matches(['}', ']']).trim().to_owned())
+                .unwrap_or_default();
+            out.push((
+                name.to_owned(),
+                fields.get("MetricName").cloned().unwrap_or_default(),
+                function,
+            ));
+        }
+        fields.clear();
+    };
+    for line in t.lines() {
+        // A resource starts at two spaces of indentation.
+        if line.starts_with("  ") && !line.starts_with("   ") && line.trim_end().ends_with(':') {
+            flush(&name, &mut fields);
+            name = line.trim().trim_end_matches(':').to_owned();
+            continue;
+        }
+        if let Some((k, v)) = line.trim().split_once(": ") {
+            if let Some(k) = ["Type", "Namespace", "MetricName", "Dimensions"]
+                .into_iter()
+                .find(|f| *f == k)
+            {
+                fields.insert(k, v.trim().to_owned());
+            }
+        }
+    }
+    flush(&name, &mut fields);
+    out
+}
+
+#[test]
+fn every_alarm_watches_a_metric_the_code_emits() {
+    let emitted = emitted();
+    let alarms = our_alarms(&template());
+    assert!(alarms.len() >= 3, "{alarms:?}");
+    for (alarm, metric, function) in &alarms {
+        assert!(
+            emitted.get(function).is_some_and(|m| m.contains(metric)),
+            "alarm {alarm} watches {metric} of {function:?}, which the code never emits (it emits {emitted:?})"
+        );
+    }
+}
+
+#[test]
+fn every_metric_the_readme_lists_is_emitted() {
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+    // The Operate section's "Metrics" bullet, up to the next bullet.
+    let start = readme.find("- **Metrics**").expect("README lists the metrics");
+    let rest = &readme[start + 2..];
+    let bullet = &rest[..rest.find("\n- **").unwrap_or(rest.len())];
+    let list = &bullet[bullet.find("):").expect("the metric list follows the dimensions") + 2..];
+    let emitted = emitted();
+    let mut names: Vec<String> = Vec::new();
+    let mut checked = 0;
+    let mut inside = false;
+    for part in list.split('`') {
+        if inside {
+            names.push(part.to_owned());
+        } else if let Some(function) = part.split('(').nth(1).and_then(|f| f.split(')').next()) {
+            for name in names.drain(..) {
+                assert!(
+                    emitted.get(function).is_some_and(|m| m.contains(&name)),
+                    "README lists {name} for {function}, which the code does not emit ({emitted:?})"
+                );
+                checked += 1;
+            }
+        }
+        inside = !inside;
+    }
+    // Names after the last "(function)" are prose about the list (say, what one of them counts).
+    assert!(checked >= 20, "only {checked} metrics found in the README's list");
+}

@@ -9,7 +9,7 @@ mod pagerduty;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::config::AllowedHosts;
@@ -24,9 +24,17 @@ pub use pagerduty::{DEFAULT_EVENTS_PER_MINUTE, DEFAULT_EVENTS_URL, PagerDutyEven
 /// Why a publish failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {
-    /// The platform refused this item (4xx): retrying the same item will not help.
+    /// The platform refused this item (400, 409, 413, 422): retrying the same item will not help.
     #[error("the platform refused the event (HTTP {status}): {detail}")]
     Rejected { status: u16, detail: String },
+    /// The platform refused us, whatever the event (401, 403: credentials; 404, 405, 410: the
+    /// endpoint moved; any other 4xx but 408 and 429): it is unavailable for the tenant until
+    /// its settings are fixed. Nothing is recorded against an event; the poller's checkpoint
+    /// holds.
+    #[error(
+        "the platform refused our requests (HTTP {status}): {detail}; check the tenant's platform URL and credentials"
+    )]
+    Refused { status: u16, detail: String },
     /// The platform could not take it now (429, 5xx, network) through the retry budget.
     #[error("the platform is unavailable after {attempts} attempt{}: {detail}", if *.attempts == 1 { "" } else { "s" })]
     Unavailable { attempts: u32, detail: String },
@@ -36,7 +44,7 @@ pub enum PlatformError {
 }
 
 /// What happened in S1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventKind {
     /// A threat seen for the first time.
     #[serde(rename = "threat.created")]
@@ -57,14 +65,14 @@ impl EventKind {
 }
 
 /// An S1 account or site as the platform sees it.
-#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Scope {
     pub external_id: Option<String>,
     pub name: Option<String>,
 }
 
 /// The endpoint a threat is on.
-#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct AssetView {
     pub external_id: Option<String>,
     pub hostname: Option<String>,
@@ -73,7 +81,7 @@ pub struct AssetView {
 }
 
 /// The file a threat is about.
-#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct FileView {
     pub path: Option<String>,
     pub sha1: Option<String>,
@@ -81,7 +89,7 @@ pub struct FileView {
 }
 
 /// A threat as every adapter renders it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ThreatView {
     pub threat_id: String,
     pub title: String,
@@ -193,7 +201,7 @@ impl ThreatView {
 }
 
 /// The story (platform alert) an event belongs to.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoryView {
     pub id: String,
     /// The alert's stable key; the platform echoes it back in webhooks.
@@ -207,8 +215,9 @@ pub struct StoryView {
     pub all_resolved: bool,
 }
 
-/// One thing to tell the platform.
-#[derive(Debug, Clone, PartialEq)]
+/// One thing to tell the platform. (Serialisable so a refused one can be kept as a publish dead
+/// letter and sent again as it was.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ThreatEvent {
     pub kind: EventKind,
     /// Stable per (threat, change): the receiver's idempotency key.
@@ -259,8 +268,14 @@ pub trait Platform: Send + Sync {
     }
 }
 
-/// Sends a request built afresh per attempt, retrying 429 (honouring `Retry-After`), 5xx and
-/// network failures with backoff within `retry`; any other 4xx is final. With a `limiter`, every
+/// Answers that are about the one event sent (malformed, too large, unprocessable, conflicting):
+/// [`PlatformError::Rejected`]. Any other 4xx but 408 and 429 is about us or the endpoint:
+/// [`PlatformError::Refused`].
+pub const ITEM_REFUSALS: [u16; 4] = [400, 409, 413, 422];
+
+/// Sends a request built afresh per attempt, retrying 408, 429 (honouring `Retry-After`), 5xx
+/// and network failures with backoff within `retry`; any other 4xx is final: `Rejected` for
+/// [`ITEM_REFUSALS`], `Refused` for the rest. With a `limiter`, every
 /// attempt waits for its slot (a retry counts against the platform's limit too).
 pub(crate) async fn deliver<F>(
     retry: &crate::s1::RetryPolicy,
@@ -285,7 +300,11 @@ where
         }
         let (detail, hint) = match build().send().await {
             Ok(resp) if resp.status().is_success() => return Ok(resp),
-            Ok(resp) if resp.status() == reqwest::StatusCode::TOO_MANY_REQUESTS || resp.status().is_server_error() => {
+            Ok(resp)
+                if resp.status() == reqwest::StatusCode::TOO_MANY_REQUESTS
+                    || resp.status() == reqwest::StatusCode::REQUEST_TIMEOUT
+                    || resp.status().is_server_error() =>
+            {
                 let hint = resp
                     .headers()
                     .get(reqwest::header::RETRY_AFTER)
@@ -296,10 +315,11 @@ where
             }
             Ok(resp) => {
                 let status = resp.status().as_u16();
-                let text = answer_text(resp).await;
-                return Err(PlatformError::Rejected {
-                    status,
-                    detail: text.chars().take(300).collect(),
+                let detail: String = answer_text(resp).await.chars().take(300).collect();
+                return Err(if ITEM_REFUSALS.contains(&status) {
+                    PlatformError::Rejected { status, detail }
+                } else {
+                    PlatformError::Refused { status, detail }
                 });
             }
             Err(e) => (crate::net::describe(&e), None),

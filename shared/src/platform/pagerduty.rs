@@ -176,6 +176,19 @@ impl PagerDutyEvents {
         })
         .await
         .map(drop)
+        .map_err(|e| match e {
+            // PagerDuty answers an unknown routing key with 400, as it does a bad event: but
+            // that one refuses every event the tenant sends.
+            PlatformError::Rejected { status, detail }
+                if detail.to_ascii_lowercase().replace('_', " ").contains("routing key") =>
+            {
+                PlatformError::Refused {
+                    status,
+                    detail: format!("PagerDuty does not know the tenant's routing key ({detail})"),
+                }
+            }
+            other => other,
+        })
     }
 }
 

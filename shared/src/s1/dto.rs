@@ -189,7 +189,8 @@ pub fn format_time(t: OffsetDateTime) -> String {
     )
 }
 
-/// Accepts a string, a number (some consoles send numeric ids) or `null`.
+/// Accepts a string, a number (some consoles send numeric ids) or `null`; an empty (or blank)
+/// string is `None`, as S1 means it.
 pub fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -200,12 +201,14 @@ pub fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>,
         Float(f64),
         Bool(bool),
     }
-    Ok(Option::<S>::deserialize(d)?.map(|s| match s {
-        S::Str(s) => s,
-        S::Int(n) => n.to_string(),
-        S::UInt(n) => n.to_string(),
-        S::Float(n) => n.to_string(),
-        S::Bool(b) => b.to_string(),
+    Ok(Option::<S>::deserialize(d)?.and_then(|s| match s {
+        // A console sends "" for a field it has no value for: that is no value.
+        S::Str(s) if s.trim().is_empty() => None,
+        S::Str(s) => Some(s),
+        S::Int(n) => Some(n.to_string()),
+        S::UInt(n) => Some(n.to_string()),
+        S::Float(n) => Some(n.to_string()),
+        S::Bool(b) => Some(b.to_string()),
     }))
 }
 
@@ -252,19 +255,19 @@ impl Threat {
 pub struct ThreatInfo {
     #[serde(default, deserialize_with = "lenient_string")]
     pub threat_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub threat_name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub classification: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub classification_source: Option<String>,
     #[serde(default)]
     pub confidence_level: Option<ConfidenceLevel>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub sha1: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub sha256: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub md5: Option<String>,
     #[serde(default)]
     pub incident_status: Option<IncidentStatus>,
@@ -279,23 +282,23 @@ pub struct ThreatInfo {
     pub updated_at: Option<OffsetDateTime>,
     #[serde(default, deserialize_with = "lenient_time")]
     pub identified_at: Option<OffsetDateTime>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub file_path: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub storyline: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub collection_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub initiated_by: Option<String>,
     #[serde(default, deserialize_with = "lenient_bool")]
     pub is_fileless: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub external_ticket_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub detection_type: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub process_user: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub originator_process: Option<String>,
 }
 
@@ -305,33 +308,33 @@ pub struct ThreatInfo {
 pub struct AgentRealtimeInfo {
     #[serde(default, deserialize_with = "lenient_string")]
     pub agent_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub agent_uuid: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub agent_computer_name: Option<String>,
     #[serde(default, deserialize_with = "lenient_string")]
     pub account_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub account_name: Option<String>,
     #[serde(default, deserialize_with = "lenient_string")]
     pub site_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub site_name: Option<String>,
     #[serde(default, deserialize_with = "lenient_string")]
     pub group_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub group_name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub agent_os_type: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub agent_os_name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub agent_machine_type: Option<String>,
     #[serde(default, deserialize_with = "lenient_bool")]
     pub agent_is_active: Option<bool>,
     #[serde(default, deserialize_with = "lenient_bool")]
     pub agent_is_decommissioned: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub agent_network_status: Option<String>,
 }
 
@@ -339,21 +342,21 @@ pub struct AgentRealtimeInfo {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentDetectionInfo {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub agent_uuid: Option<String>,
     #[serde(default, deserialize_with = "lenient_string")]
     pub account_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub account_name: Option<String>,
     #[serde(default, deserialize_with = "lenient_string")]
     pub site_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub site_name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub agent_ip_v4: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub external_ip: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub agent_last_logged_in_user_name: Option<String>,
 }
 
@@ -361,9 +364,9 @@ pub struct AgentDetectionInfo {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Indicator {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub category: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub description: Option<String>,
     #[serde(default, deserialize_with = "null_as_empty")]
     pub tactics: Vec<Tactic>,
@@ -373,7 +376,7 @@ pub struct Indicator {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Tactic {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "null_as_empty")]
     pub techniques: Vec<Technique>,
@@ -383,9 +386,9 @@ pub struct Tactic {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Technique {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub link: Option<String>,
 }
 
@@ -464,9 +467,9 @@ pub struct AlertInfo {
     pub reported_at: Option<OffsetDateTime>,
     #[serde(default, deserialize_with = "lenient_time")]
     pub updated_at: Option<OffsetDateTime>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub incident_status: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub analyst_verdict: Option<String>,
 }
 
@@ -476,11 +479,11 @@ pub struct AlertInfo {
 pub struct RuleInfo {
     #[serde(default, deserialize_with = "lenient_string")]
     pub id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub severity: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub description: Option<String>,
 }
 
@@ -488,17 +491,17 @@ pub struct RuleInfo {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AlertAgentInfo {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub uuid: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "lenient_string")]
     pub site_id: Option<String>,
     #[serde(default, deserialize_with = "lenient_string")]
     pub account_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub os_family: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub machine_type: Option<String>,
 }
 
@@ -506,19 +509,19 @@ pub struct AlertAgentInfo {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AlertProcessInfo {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub commandline: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub file_path: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub file_hash_sha1: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub file_hash_sha256: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub storyline: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub user: Option<String>,
 }
 

@@ -180,6 +180,13 @@ fn condition(cond: &Cond) -> Option<Expr> {
             values.insert(":ver".into(), n(v));
             format!("{live} AND #ver = :ver")
         }
+        Cond::LeaseFenced { owner, generation } => {
+            names.insert("#owner".into(), schema::OWNER.into());
+            names.insert("#ord".into(), schema::ORDER.into());
+            values.insert(":owner".into(), s(owner));
+            values.insert(":gen".into(), n(generation));
+            format!("{live} AND #owner = :owner AND #ord = :gen")
+        }
     };
     Some(Expr { text, names, values })
 }

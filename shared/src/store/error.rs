@@ -26,6 +26,12 @@ pub enum StoreError {
         what: &'static str,
         message: String,
     },
+    /// Another run took the lease this run held (ours lapsed, say after a long stall): the write
+    /// was refused so the newer run's work is not overwritten.
+    #[error(
+        "the {job} lease of tenant {tenant} was taken by another run after ours lapsed; this run stopped and its last write was refused"
+    )]
+    LeaseLost { tenant: String, job: String },
     /// The request itself is invalid (bad id, oversize item).
     #[error("invalid state-store request: {0}")]
     Invalid(String),

@@ -45,6 +45,27 @@ pub const DEAD_PREFIX: &str = "DEAD#";
 pub fn dead(id: &str) -> String {
     format!("{DEAD_PREFIX}{id}")
 }
+/// Sort-key prefix of publish dead letters (events the platform refused for good).
+pub const PUBLISH_DEAD_PREFIX: &str = "PUBDEAD#";
+/// Sort key of one publish dead letter: the refused threat's (or STAR alert's) member id.
+pub fn publish_dead(id: &str) -> String {
+    format!("{PUBLISH_DEAD_PREFIX}{}", member_part(id))
+}
+/// A member id as a key part: as it is when it can be one (S1's ids always can), else a digest,
+/// so an odd id from a console can never make a dead letter unstorable.
+fn member_part(id: &str) -> std::borrow::Cow<'_, str> {
+    if !id.is_empty() && id.len() <= 200 && !id.contains('#') && !id.chars().any(char::is_control) {
+        id.into()
+    } else {
+        format!("~{}", crate::domain::short_digest(id.as_bytes())).into()
+    }
+}
+/// Sort-key prefix of the marks of publish dead letters an operator asked to send again.
+pub const PUBLISH_REPLAY_PREFIX: &str = "PUBREPLAY#";
+/// Sort key of the replay mark of one publish dead letter.
+pub fn publish_replay(id: &str) -> String {
+    format!("{PUBLISH_REPLAY_PREFIX}{}", member_part(id))
+}
 /// Sort-key prefix of the outbound request log.
 pub const OUTBOUND_PREFIX: &str = "OUT#";
 /// Outbound requests sort by time, so the newest are at the end of the partition.

@@ -42,7 +42,7 @@ pub mod schema {
     pub const OWNER: &str = "owner";
     /// Lease expiry, epoch milliseconds.
     pub const UNTIL: &str = "until";
-    /// Ordering value for "only if newer" writes.
+    /// Ordering value for "only if newer" writes; a lease's generation (its fencing token).
     pub const ORDER: &str = "ord";
     /// DynamoDB's limits on batch calls.
     pub const BATCH_GET_MAX: usize = 100;
@@ -100,6 +100,9 @@ pub enum Cond {
     /// a live item at version 0, never an absent one): no write brings back an item another
     /// writer retired.
     LiveVersion(u64),
+    /// Only if the lease is still the one `owner` took as `generation` (stored in `order`): no
+    /// other run has taken it since, even if it lapsed. The fencing token of [`Lease`].
+    LeaseFenced { owner: String, generation: i64 },
 }
 
 /// A page of a query, with the cursor of the next one.
@@ -163,5 +166,9 @@ pub(crate) fn cond_holds(cond: &Cond, current: Option<&Item>) -> bool {
         (Cond::OrderBelow(v), Some(c)) => c.order.is_none_or(|o| o < *v),
         (Cond::LiveVersion(_), None) => false,
         (Cond::LiveVersion(v), Some(c)) => c.version == *v,
+        (Cond::LeaseFenced { .. }, None) => false,
+        (Cond::LeaseFenced { owner, generation }, Some(c)) => {
+            c.owner.as_deref() == Some(owner.as_str()) && c.order == Some(*generation)
+        }
     }
 }

@@ -72,8 +72,9 @@ fn default_alert_days() -> Vec<i64> {
     vec![30, 14, 7, 3, 1, 0]
 }
 
-/// Polling watermark: the newest `updatedAt` handled and the ids already handled at exactly
-/// that instant (`updatedAt__gte` returns them again).
+/// Polling watermark: the newest `updatedAt` handled and ids already handled at exactly that
+/// instant (`updatedAt__gte` returns them again). The id list is a shortcut, capped in size by the
+/// poller: an id at the watermark that is not listed is recognised through its story instead.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Checkpoint {
     #[serde(with = "time::serde::rfc3339::option")]
@@ -151,13 +152,14 @@ pub struct MemberState {
     pub status: Option<String>,
     #[serde(default)]
     pub verdict: Option<String>,
-    /// What we last wrote to S1 for this threat, to recognise our own echo.
-    #[serde(default)]
+    /// What we last wrote to S1 for this threat, to recognise our own echo. (Left out of the
+    /// stored member when absent, so a large story stays small; older items spell out `null`.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub written_status: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub written_verdict: Option<String>,
     /// Why the platform refused this version (a 4xx); not retried until the threat changes.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish_error: Option<String>,
 }
 
@@ -231,6 +233,37 @@ pub struct PendingWriteback {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub next_attempt_at: OffsetDateTime,
+}
+
+/// An event the platform refused for good (400, 409, 413, 422: about that event, not the
+/// endpoint), kept per tenant under the refused threat's id so an operator can list it and have
+/// it sent again (`s1-bridge dead-letters replay`). One per threat: a later refusal of the same
+/// threat replaces it, a later successful publish of it retires it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishDeadLetter {
+    /// The threat id (or `alert:<id>` for a STAR alert).
+    pub id: String,
+    /// `threat.created` or `threat.updated`.
+    pub kind: String,
+    pub alert_key: String,
+    /// The event's webhook id: a replay carries the same one.
+    pub event_id: String,
+    /// The threat's `updatedAt` the event was about.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub updated_at: Option<OffsetDateTime>,
+    /// The platform's answer.
+    pub status: u16,
+    pub error: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Times it was sent and refused.
+    #[serde(default)]
+    pub attempts: u32,
+    /// An operator asked for it to be sent again: the next poll run does, once.
+    #[serde(default)]
+    pub replay_requested: bool,
+    /// The event as it was refused, to be sent again as it was.
+    pub event: serde_json::Value,
 }
 
 /// One call made to S1, for the outbound request log. Never holds a token or secret.
@@ -349,6 +382,10 @@ pub enum Finished {
 /// How long outbound-request records and webhook replay markers are kept.
 pub const OUTBOUND_RETENTION: Duration = Duration::days(30);
 
+/// How long a run's lease on a tenant's job lasts unless renewed. A run renews it every third of
+/// this while it is alive, so a killed run keeps the tenant for at most this long.
+pub const LEASE_TTL: Duration = Duration::seconds(90);
+
 /// A page of typed records.
 #[derive(Debug, Clone)]
 pub struct RecordPage<T> {
@@ -360,6 +397,9 @@ pub struct RecordPage<T> {
 #[derive(Clone)]
 pub struct Store {
     table: Arc<dyn ItemTable>,
+    /// When set (see [`Store::fenced`]), checkpoint, story and asset writes go through only while
+    /// this lease is still held.
+    fence: Option<Arc<Lease>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -403,7 +443,7 @@ fn check_id(what: &str, id: &str) -> Result<(), StoreError> {
 impl Store {
     /// A store over any [`ItemTable`].
     pub fn new(table: Arc<dyn ItemTable>) -> Self {
-        Self { table }
+        Self { table, fence: None }
     }
 
     /// The underlying table, for tests and tools.
@@ -498,7 +538,7 @@ impl Store {
     /// Backend errors.
     pub async fn put_checkpoint(&self, tenant: &str, name: &str, c: &Checkpoint) -> Result<(), StoreError> {
         let i = item(keys::tenant(tenant), keys::checkpoint(name), c)?;
-        self.table.put(&i, &Cond::Always).await.map(drop)
+        self.put_maybe_fenced(i).await
     }
 
     // ---- threats ------------------------------------------------------------------------------
@@ -638,14 +678,16 @@ impl Store {
         let mut conflicts = Vec::new();
         let mut batch: Vec<(Item, Cond)> = Vec::new();
         let mut batch_index: Vec<usize> = Vec::new();
-        let mut bytes = 0;
+        // A fenced store spends one place (and a little room) of each transaction on the lease.
+        let fenced = usize::from(self.fence.is_some());
+        let mut bytes = fenced * 1024;
         for (n, (story, expected, archived)) in stories.iter().enumerate() {
             let name = if *archived { &story.id } else { &story.key };
             let i = self.story_item(tenant, name, story, expected + 1)?;
             let size = i.data.len() + 256;
-            if batch.len() == schema::TRANSACT_MAX || bytes + size > schema::TRANSACT_MAX_BYTES {
+            if batch.len() + fenced == schema::TRANSACT_MAX || bytes + size > schema::TRANSACT_MAX_BYTES {
                 conflicts.extend(self.flush_stories(&mut batch, &mut batch_index).await?);
-                bytes = 0;
+                bytes = fenced * 1024;
             }
             bytes += size;
             batch.push((i, Cond::Version(*expected)));
@@ -666,7 +708,7 @@ impl Store {
         // A transaction with a failed condition writes nothing: drop the conflicting stories and
         // write the rest again.
         while !work.is_empty() {
-            let failed = self.table.put_all(&work).await?;
+            let failed = self.put_all_fenced(&work).await?;
             if failed.is_empty() {
                 break;
             }
@@ -691,7 +733,7 @@ impl Store {
     /// Backend errors.
     pub async fn archive_story(&self, tenant: &str, story: &StoryRecord) -> Result<(), StoreError> {
         let i = self.story_item(tenant, &story.id, story, 1)?;
-        self.table.put(&i, &Cond::Always).await.map(drop)
+        self.put_maybe_fenced(i).await
     }
 
     /// The story behind a platform alert, with its tenant.
@@ -755,7 +797,14 @@ impl Store {
                 item(pk.clone(), format!("{}{}", r.kind.prefix(), r.id), r)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        self.table.batch_put(&items).await
+        if self.fence.is_none() {
+            return self.table.batch_put(&items).await;
+        }
+        for chunk in items.chunks(schema::TRANSACT_MAX - 1) {
+            let all: Vec<_> = chunk.iter().map(|i| (i.clone(), Cond::Always)).collect();
+            self.put_all_fenced(&all).await?;
+        }
+        Ok(())
     }
 
     /// A page of snapshots of one kind, in id order.
@@ -807,17 +856,7 @@ impl Store {
         ttl: Duration,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
-        let i = self.lease_item(tenant, job, owner, now_ms, ttl)?;
-        self.table
-            .put(
-                &i,
-                &Cond::LeaseFree {
-                    owner: owner.into(),
-                    now_ms,
-                },
-            )
-            .await
+        Ok(self.take_lease(tenant, job, owner, ttl, now).await?.is_some())
     }
 
     /// Extends a lease we still hold; `Ok(false)` if it expired and someone else may have it.
@@ -881,6 +920,143 @@ impl Store {
         // Let the table clean up leases long after they lapse.
         i.ttl = Some(until / 1000 + 86_400);
         Ok(i)
+    }
+
+    // ---- fenced leases (issue 12) ------------------------------------------------------------
+
+    /// Takes the lease on `job` for `owner` for `ttl` if it is free, lapsed or already `owner`'s,
+    /// under a new generation (the fencing token: a run that takes the lease after this one,
+    /// even with the same owner id, makes this one's fenced writes fail). `Ok(None)` when another
+    /// run holds it. Exactly one of several concurrent callers gets it.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn take_lease(
+        &self,
+        tenant: &str,
+        job: &str,
+        owner: &str,
+        ttl: Duration,
+        now: OffsetDateTime,
+    ) -> Result<Option<Lease>, StoreError> {
+        let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+        let lease = Lease {
+            tenant: tenant.to_owned(),
+            job: job.to_owned(),
+            owner: owner.to_owned(),
+            generation: next_generation(now_ms),
+            ttl,
+        };
+        let i = self.held_lease_item(&lease, now)?;
+        let free = Cond::LeaseFree {
+            owner: owner.into(),
+            now_ms,
+        };
+        Ok(self.table.put(&i, &free).await?.then_some(lease))
+    }
+
+    /// Extends `lease` by its time-to-live from `now`; `Ok(false)` when another run has taken it.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn renew(&self, lease: &Lease, now: OffsetDateTime) -> Result<bool, StoreError> {
+        let (i, cond) = self.fence_item(lease, now)?;
+        self.table.put(&i, &cond).await
+    }
+
+    /// Gives `lease` back; `Ok(false)` when another run has taken it meanwhile.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn give_back(&self, lease: &Lease) -> Result<bool, StoreError> {
+        let cond = Cond::LeaseFenced {
+            owner: lease.owner.clone(),
+            generation: lease.generation,
+        };
+        self.table
+            .delete(&keys::tenant(&lease.tenant), &keys::lease(&lease.job), &cond)
+            .await
+    }
+
+    /// This store, with every checkpoint, story and asset write made only while `lease` is still
+    /// held (each such write renews it, in the same transaction), so a run that lost its lease
+    /// cannot overwrite what the run that took it wrote: the write fails with
+    /// [`StoreError::LeaseLost`].
+    pub fn fenced(&self, lease: Lease) -> Store {
+        Store {
+            table: self.table.clone(),
+            fence: Some(Arc::new(lease)),
+        }
+    }
+
+    /// Runs `work` while renewing `lease` every third of its time-to-live. Returns the work's
+    /// output, or [`StoreError::LeaseLost`] as soon as a renewal finds another run holds the lease
+    /// (the work is dropped where it stands, as a crash would leave it).
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`].
+    pub async fn keep_alive<F: std::future::Future>(&self, lease: &Lease, work: F) -> Result<F::Output, StoreError> {
+        let renewals = async {
+            let period = (lease.ttl / 3_i32)
+                .unsigned_abs()
+                .max(std::time::Duration::from_secs(1));
+            loop {
+                tokio::time::sleep(period).await;
+                match self.renew(lease, OffsetDateTime::now_utc()).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    // A store hiccup: the next tick tries again, and fenced writes stay safe.
+                    Err(e) => {
+                        tracing::warn!(tenant = %lease.tenant, job = %lease.job, error = %e, "could not renew the lease")
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            out = work => Ok(out),
+            () = renewals => Err(lease_lost(lease)),
+        }
+    }
+
+    /// The lease item as `lease`'s holder writes it at `now` (valid for its time-to-live).
+    fn held_lease_item(&self, lease: &Lease, now: OffsetDateTime) -> Result<Item, StoreError> {
+        let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+        let mut i = self.lease_item(&lease.tenant, &lease.job, &lease.owner, now_ms, lease.ttl)?;
+        i.order = Some(lease.generation);
+        Ok(i)
+    }
+
+    /// The write that renews `lease`, conditional on it still being ours.
+    fn fence_item(&self, lease: &Lease, now: OffsetDateTime) -> Result<(Item, Cond), StoreError> {
+        let cond = Cond::LeaseFenced {
+            owner: lease.owner.clone(),
+            generation: lease.generation,
+        };
+        Ok((self.held_lease_item(lease, now)?, cond))
+    }
+
+    /// Writes `items` in one transaction, preceded (when this store is fenced) by the lease's
+    /// renewal: the indexes among `items` whose condition failed, or [`StoreError::LeaseLost`].
+    async fn put_all_fenced(&self, items: &[(Item, Cond)]) -> Result<Vec<usize>, StoreError> {
+        let Some(lease) = &self.fence else {
+            return self.table.put_all(items).await;
+        };
+        let mut all = Vec::with_capacity(items.len() + 1);
+        all.push(self.fence_item(lease, OffsetDateTime::now_utc())?);
+        all.extend_from_slice(items);
+        let failed = self.table.put_all(&all).await?;
+        if failed.contains(&0) {
+            return Err(lease_lost(lease));
+        }
+        Ok(failed.into_iter().map(|i| i - 1).collect())
+    }
+
+    /// An unconditional put, fenced when this store is.
+    async fn put_maybe_fenced(&self, i: Item) -> Result<(), StoreError> {
+        match self.fence {
+            None => self.table.put(&i, &Cond::Always).await.map(drop),
+            Some(_) => self.put_all_fenced(&[(i, Cond::Always)]).await.map(drop),
+        }
     }
 
     // ---- webhook events ---------------------------------------------------------------------
@@ -1397,6 +1573,125 @@ impl Store {
         Ok(p)
     }
 
+    // ---- publish dead letters (issue 12) -------------------------------------------------------
+
+    /// Stores publish dead letters (batched), each replacing any earlier one of its threat.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn put_publish_dead(&self, tenant: &str, letters: &[PublishDeadLetter]) -> Result<(), StoreError> {
+        let pk = keys::tenant(tenant);
+        let items = letters
+            .iter()
+            .map(|l| item(pk.clone(), keys::publish_dead(&l.id), l))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.table.batch_put(&items).await
+    }
+
+    /// A page of a tenant's publish dead letters, in id order.
+    ///
+    /// # Errors
+    /// Backend errors; corrupt record.
+    pub async fn list_publish_dead(
+        &self,
+        tenant: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<RecordPage<PublishDeadLetter>, StoreError> {
+        self.query_records(
+            &keys::tenant(tenant),
+            keys::PUBLISH_DEAD_PREFIX,
+            cursor,
+            limit,
+            "publish dead letter",
+        )
+        .await
+    }
+
+    /// One publish dead letter.
+    ///
+    /// # Errors
+    /// Backend errors; corrupt record.
+    pub async fn get_publish_dead(&self, tenant: &str, id: &str) -> Result<Option<PublishDeadLetter>, StoreError> {
+        self.get_record(&keys::tenant(tenant), &keys::publish_dead(id), "publish dead letter")
+            .await
+    }
+
+    /// Asks for a publish dead letter to be sent again by the next poll run: the letter says so
+    /// and a replay mark (which the poller lists, cheaply, every run) is written with it.
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] when there is no such dead letter; backend errors.
+    pub async fn request_publish_replay(&self, tenant: &str, id: &str) -> Result<PublishDeadLetter, StoreError> {
+        let mut l = self
+            .get_publish_dead(tenant, id)
+            .await?
+            .ok_or_else(|| StoreError::Invalid(format!("tenant {tenant} has no publish dead letter {id}")))?;
+        l.replay_requested = true;
+        let pk = keys::tenant(tenant);
+        let letter = item(pk.clone(), keys::publish_dead(id), &l)?;
+        let mark = item(pk, keys::publish_replay(id), &serde_json::json!({ "id": id }))?;
+        self.table
+            .put_all(&[(letter, Cond::Always), (mark, Cond::Always)])
+            .await?;
+        Ok(l)
+    }
+
+    /// The publish dead letters an operator asked to send again (at most `limit`), in id order.
+    ///
+    /// # Errors
+    /// Backend errors; corrupt record.
+    pub async fn publish_replays(&self, tenant: &str, limit: usize) -> Result<Vec<PublishDeadLetter>, StoreError> {
+        let pk = keys::tenant(tenant);
+        let marks = self.table.query(&pk, keys::PUBLISH_REPLAY_PREFIX, None, limit).await?;
+        if marks.items.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A mark's key part is its letter's.
+        let wanted: Vec<(String, String)> = marks
+            .items
+            .iter()
+            .filter_map(|m| m.sk.strip_prefix(keys::PUBLISH_REPLAY_PREFIX))
+            .map(|part| (pk.clone(), format!("{}{part}", keys::PUBLISH_DEAD_PREFIX)))
+            .collect();
+        let mut letters = self
+            .table
+            .batch_get(&wanted)
+            .await?
+            .iter()
+            .map(|i| decode::<PublishDeadLetter>(i, "publish dead letter"))
+            .collect::<Result<Vec<_>, _>>()?;
+        letters.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(letters)
+    }
+
+    /// Records that a replayed dead letter was refused again: the letter with its new answer,
+    /// its replay mark removed.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn refused_again(&self, tenant: &str, letter: &PublishDeadLetter) -> Result<(), StoreError> {
+        self.put_publish_dead(tenant, std::slice::from_ref(letter)).await?;
+        self.table
+            .delete(&keys::tenant(tenant), &keys::publish_replay(&letter.id), &Cond::Always)
+            .await
+            .map(drop)
+    }
+
+    /// Removes publish dead letters (and any replay marks) whose event reached the platform
+    /// after all.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn retire_publish_dead(&self, tenant: &str, ids: &[String]) -> Result<(), StoreError> {
+        let pk = keys::tenant(tenant);
+        for id in ids {
+            self.table.delete(&pk, &keys::publish_replay(id), &Cond::Always).await?;
+            self.table.delete(&pk, &keys::publish_dead(id), &Cond::Always).await?;
+        }
+        Ok(())
+    }
+
     // ---- outbound request log ---------------------------------------------------------------
 
     /// Records one call to S1; kept for [`OUTBOUND_RETENTION`].
@@ -1451,6 +1746,31 @@ fn order_of(i: &Item) -> AlertOrder {
     AlertOrder {
         applied_micros: i.order,
         applied_by: by,
+    }
+}
+
+/// A lease one run holds on a tenant's job ([`Store::take_lease`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub tenant: String,
+    pub job: String,
+    pub owner: String,
+    /// The fencing token: unique per acquisition, stored with the lease and checked by every
+    /// fenced write.
+    pub generation: i64,
+    pub ttl: Duration,
+}
+
+/// A generation no other acquisition (in this process or, by its clock, any other) has had.
+fn next_generation(now_ms: i64) -> i64 {
+    static COUNTER: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    now_ms * 1000 + COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 1000
+}
+
+fn lease_lost(lease: &Lease) -> StoreError {
+    StoreError::LeaseLost {
+        tenant: lease.tenant.clone(),
+        job: lease.job.clone(),
     }
 }
 

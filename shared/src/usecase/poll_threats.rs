@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, stream};
@@ -15,13 +16,14 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::ApiToken;
-use crate::domain::{self, MAX_STORY_MEMBERS, STORY_WINDOW, Severity};
+use crate::domain::{self, STORY_MAX_BYTES, STORY_WINDOW, Severity};
 use crate::platform::{EventKind, Platform, PlatformError, PlatformResolver, StoryView, ThreatEvent, ThreatView};
 use crate::s1::dto::{CloudAlert, Threat};
 use crate::s1::{ClientOptions, CloudAlertQuery, S1Client, S1Error, ThreatQuery};
 use crate::secrets::{SecretError, TokenProvider};
 use crate::store::{
-    Checkpoint, Grouping, MemberState, Store, StoreError, StoryRecord, StoryStatus, TenantConfig, Versioned,
+    Checkpoint, Grouping, LEASE_TTL, MemberState, PublishDeadLetter, Store, StoreError, StoryRecord, StoryStatus,
+    TenantConfig, Versioned,
 };
 use crate::telemetry::{Metric, NAMESPACE, emf_line};
 
@@ -109,6 +111,10 @@ pub struct TenantReport {
     pub pages: u64,
     /// Seconds between now and the newest change handled.
     pub lag_seconds: Option<i64>,
+    /// Events the platform refused for good in this run, kept as publish dead letters.
+    pub publish_dead_letters: u64,
+    /// Publish dead letters sent again (an operator asked to replay them).
+    pub replayed: u64,
     /// Pending writebacks retried after the poll.
     pub writebacks_applied: u64,
     pub writebacks_dead: u64,
@@ -136,6 +142,10 @@ impl PollReport {
             t.echoes += r.echoes;
             t.published += r.published;
             t.failed += r.failed;
+            t.publish_dead_letters += r.publish_dead_letters;
+            t.replayed += r.replayed;
+            t.writebacks_applied += r.writebacks_applied;
+            t.writebacks_dead += r.writebacks_dead;
             t.pages += r.pages;
             t.lag_seconds = t.lag_seconds.max(r.lag_seconds);
         }
@@ -151,52 +161,21 @@ impl PollReport {
         self.tenants
             .iter()
             .map(|r| {
+                let count = Metric::count;
                 let mut metrics = vec![
-                    Metric {
-                        name: "Fetched",
-                        value: r.fetched as f64,
-                        unit: "Count",
-                    },
-                    Metric {
-                        name: "New",
-                        value: r.new as f64,
-                        unit: "Count",
-                    },
-                    Metric {
-                        name: "Changed",
-                        value: r.changed as f64,
-                        unit: "Count",
-                    },
-                    Metric {
-                        name: "Unchanged",
-                        value: r.unchanged as f64,
-                        unit: "Count",
-                    },
-                    Metric {
-                        name: "Echoes",
-                        value: r.echoes as f64,
-                        unit: "Count",
-                    },
-                    Metric {
-                        name: "Published",
-                        value: r.published as f64,
-                        unit: "Count",
-                    },
-                    Metric {
-                        name: "Failed",
-                        value: r.failed as f64,
-                        unit: "Count",
-                    },
-                    Metric {
-                        name: "Pages",
-                        value: r.pages as f64,
-                        unit: "Count",
-                    },
-                    Metric {
-                        name: "RunFailed",
-                        value: f64::from(u8::from(r.outcome == Outcome::Failed)),
-                        unit: "Count",
-                    },
+                    count("Fetched", r.fetched),
+                    count("New", r.new),
+                    count("Changed", r.changed),
+                    count("Unchanged", r.unchanged),
+                    count("Echoes", r.echoes),
+                    count("Published", r.published),
+                    count("Failed", r.failed),
+                    count("Pages", r.pages),
+                    count("RunFailed", u64::from(r.outcome == Outcome::Failed)),
+                    count("WritebacksApplied", r.writebacks_applied),
+                    count("PublishDeadLetters", r.publish_dead_letters),
+                    // New dead letters of either direction: the alarm watches this one.
+                    count("DeadLetters", r.writebacks_dead + r.publish_dead_letters),
                 ];
                 if let Some(lag) = r.lag_seconds {
                     metrics.push(Metric {
@@ -289,6 +268,10 @@ enum Stop {
     Secret(#[from] SecretError),
     #[error(transparent)]
     Platform(#[from] PlatformError),
+    #[error(
+        "the platform refused {count} different events in a row (the last: HTTP {status}: {detail}): taken as the platform refusing this tenant, not the events; the checkpoint holds and the next run sends them again"
+    )]
+    Refusals { count: u32, status: u16, detail: String },
 }
 
 /// Polls one tenant under its lease.
@@ -298,15 +281,15 @@ pub async fn poll_tenant(deps: &PollDeps, tenant: &TenantConfig, deadline: Insta
         ..TenantReport::default()
     };
     let now = OffsetDateTime::now_utc();
-    let hold = time::Duration::try_from(deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(60))
-        .unwrap_or(time::Duration::minutes(15));
-    match deps
+    // A short lease, renewed while the run is alive: a killed run keeps the tenant for at most
+    // LEASE_TTL. Every checkpoint and story write is fenced by it.
+    let lease = match deps
         .store
-        .acquire_lease(&tenant.id, LEASE_JOB, &deps.owner, hold, now)
+        .take_lease(&tenant.id, LEASE_JOB, &deps.owner, LEASE_TTL, now)
         .await
     {
-        Ok(true) => {}
-        Ok(false) => {
+        Ok(Some(lease)) => lease,
+        Ok(None) => {
             report.outcome = Outcome::Skipped;
             report.error = Some("another run holds this tenant's lease".into());
             return report;
@@ -316,33 +299,43 @@ pub async fn poll_tenant(deps: &PollDeps, tenant: &TenantConfig, deadline: Insta
             report.error = Some(e.to_string());
             return report;
         }
-    }
-    if let Err(e) = poll_with_token(deps, tenant, deadline, &mut report).await {
+    };
+    let fenced = PollDeps {
+        store: deps.store.fenced(lease.clone()),
+        ..deps.clone()
+    };
+    let work = async {
+        if let Err(e) = poll_with_token(&fenced, tenant, deadline, &mut report).await {
+            report.outcome = Outcome::Failed;
+            report.error = Some(e.to_string());
+            tracing::warn!(tenant = %tenant.id, error = %e, "poll failed");
+        }
+        if let Some(wb) = &deps.writeback {
+            match crate::usecase::writeback::retry_pending(wb, tenant, OffsetDateTime::now_utc(), 50, deadline).await {
+                Ok(r) => {
+                    report.writebacks_applied = r.applied;
+                    report.writebacks_dead = r.dead;
+                }
+                Err(e) => tracing::warn!(tenant = %tenant.id, error = %e, "could not read pending writebacks"),
+            }
+        }
+    };
+    if let Err(e) = deps.store.keep_alive(&lease, work).await {
         report.outcome = Outcome::Failed;
         report.error = Some(e.to_string());
-        tracing::warn!(tenant = %tenant.id, error = %e, "poll failed");
+        tracing::warn!(tenant = %tenant.id, error = %e, "poll stopped");
     }
-    if let Some(wb) = &deps.writeback {
-        match crate::usecase::writeback::retry_pending(wb, tenant, OffsetDateTime::now_utc(), 50, deadline).await {
-            Ok(r) => {
-                report.writebacks_applied = r.applied;
-                report.writebacks_dead = r.dead;
-            }
-            Err(e) => tracing::warn!(tenant = %tenant.id, error = %e, "could not read pending writebacks"),
-        }
-    }
-    if let Err(e) = deps
-        .store
-        .release_lease(&tenant.id, LEASE_JOB, &deps.owner, OffsetDateTime::now_utc())
-        .await
-    {
-        tracing::warn!(tenant = %tenant.id, error = %e, "could not release the lease; it lapses by itself");
+    match deps.store.give_back(&lease).await {
+        Ok(_) => {}
+        Err(e) => tracing::warn!(tenant = %tenant.id, error = %e, "could not release the lease; it lapses by itself"),
     }
     tracing::info!(
         tenant = %report.tenant, outcome = ?report.outcome, fetched = report.fetched, new = report.new,
         changed = report.changed, unchanged = report.unchanged, echoes = report.echoes,
         published = report.published, failed = report.failed, pages = report.pages,
-        lag_seconds = report.lag_seconds, "poll report"
+        publish_dead_letters = report.publish_dead_letters, replayed = report.replayed,
+        writebacks_applied = report.writebacks_applied, writebacks_dead = report.writebacks_dead,
+        lag_seconds = report.lag_seconds, error = report.error.as_deref(), "poll report"
     );
     report
 }
@@ -392,6 +385,30 @@ struct Work {
     /// Member threats this run changed (re-applied if another writer got in first).
     touched: HashSet<String>,
     reopened: bool,
+    /// What the story costs against [`STORY_MAX_BYTES`] (an upper bound, kept as members join).
+    bytes: usize,
+}
+
+impl Work {
+    fn new(story: StoryRecord, version: u64, archived: bool, dirty: bool) -> Self {
+        Self {
+            bytes: domain::story_bytes(&story),
+            story,
+            version,
+            archived,
+            dirty,
+            touched: HashSet::new(),
+            reopened: false,
+        }
+    }
+
+    /// Records a member's state in the story.
+    fn put_member(&mut self, id: &str, state: MemberState) {
+        self.bytes += domain::member_bytes(id, &state);
+        self.story.members.insert(id.to_owned(), state);
+        self.touched.insert(id.to_owned());
+        self.dirty = true;
+    }
 }
 
 async fn poll_threats(
@@ -417,6 +434,7 @@ async fn poll_threats(
         platform,
         deadline,
         pace_margin,
+        refusals: AtomicU32::new(0),
     };
     let result = drain(
         &ctx,
@@ -431,6 +449,11 @@ async fn poll_threats(
         to_candidates,
     )
     .await;
+    let result = match result {
+        // The platform takes events again: send what an operator asked to replay.
+        Ok(()) if report.outcome != Outcome::Partial => replay_dead_letters(&ctx, report).await,
+        other => other,
+    };
     if result.is_ok() && tenant.poll_cloud_alerts && report.outcome != Outcome::Partial {
         // STAR alerts have no updatedAt filter: they are polled by creation time, new ones only.
         let alerts = CloudAlertQuery {
@@ -458,6 +481,42 @@ async fn poll_threats(
     result
 }
 
+/// Sends again, once each, the publish dead letters an operator asked to replay (as they were
+/// refused, under the same webhook id): each is retired once the platform took it, or kept with
+/// the new answer if it is refused again.
+async fn replay_dead_letters(ctx: &Ctx<'_>, report: &mut TenantReport) -> Result<(), Stop> {
+    let store = &ctx.deps.store;
+    let tenant = &ctx.tenant.id;
+    for mut letter in store.publish_replays(tenant, 100).await? {
+        let sent = match serde_json::from_value::<ThreatEvent>(letter.event.clone()) {
+            Ok(event) => ctx.platform.publish(&event).await,
+            Err(e) => Err(PlatformError::Rejected {
+                status: 0,
+                detail: format!("the stored event cannot be read back: {e}"),
+            }),
+        };
+        match sent {
+            Ok(_) => {
+                store
+                    .retire_publish_dead(tenant, std::slice::from_ref(&letter.id))
+                    .await?;
+                report.replayed += 1;
+            }
+            Err(PlatformError::Rejected { status, detail }) => {
+                tracing::warn!(tenant = %tenant, item = %letter.id, status, "a replayed event was refused again");
+                letter.status = status;
+                letter.error = detail;
+                letter.attempts += 1;
+                letter.replay_requested = false;
+                store.refused_again(tenant, &letter).await?;
+                report.failed += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// Name of the STAR-alerts checkpoint.
 pub const ALERTS_CHECKPOINT: &str = "alerts";
 
@@ -469,6 +528,8 @@ struct Ctx<'a> {
     deadline: Instant,
     /// Extra time kept back for a page of a paced platform.
     pace_margin: Duration,
+    /// Events refused in a row, with none accepted in between ([`REFUSALS_IN_A_ROW`]).
+    refusals: AtomicU32,
 }
 
 /// Pages through one source from its checkpoint, processing and checkpointing page by page.
@@ -487,9 +548,9 @@ where
     let Ctx {
         deps,
         tenant,
-        platform,
         deadline,
         pace_margin,
+        ..
     } = *ctx;
     // A short-lived invocation still gets most of its time: the margin is at most a quarter.
     let margin = DEADLINE_MARGIN.min(deadline.saturating_duration_since(Instant::now()) / 4) + pace_margin;
@@ -518,7 +579,7 @@ where
             expected = page.total_items.map(|t| t + fetched_before);
         }
         let candidates = to_candidates(page.items);
-        if let Err(e) = process_page(deps, tenant, platform, &candidates, &checkpoint, report).await {
+        if let Err(e) = process_page(ctx, &candidates, &checkpoint, report).await {
             break Err(e);
         }
         advance(&mut checkpoint, &candidates);
@@ -613,22 +674,31 @@ impl Candidate {
     }
 }
 
-/// Moves the watermark to the newest stamp of the page, remembering which ids sit exactly on it
-/// (`__gte` returns them again).
+/// The most id bytes the checkpoint lists at its watermark. Past it, ids at the watermark are
+/// recognised through their stories (each member records the `updatedAt` handled), so a bulk
+/// action giving tens of thousands of threats one `updatedAt` never outgrows the item.
+pub const WATERMARK_IDS_MAX_BYTES: usize = 96 * 1024;
+
+/// Moves the watermark to the newest stamp of the page, remembering (up to
+/// [`WATERMARK_IDS_MAX_BYTES`]) which ids sit exactly on it (`__gte` returns them again).
 fn advance(c: &mut Checkpoint, page: &[Candidate]) {
+    let mut listed: HashSet<String> = c.ids_at_watermark.iter().cloned().collect();
+    let mut bytes: usize = c.ids_at_watermark.iter().map(|id| id.len() + 3).sum();
     for t in page {
         let Some(at) = t.stamp else { continue };
         match c.watermark {
-            Some(w) if at < w => {}
-            Some(w) if at == w => {
-                if !c.ids_at_watermark.contains(&t.id) {
-                    c.ids_at_watermark.push(t.id.clone());
-                }
-            }
+            Some(w) if at < w => continue,
+            Some(w) if at == w => {}
             _ => {
                 c.watermark = Some(at);
-                c.ids_at_watermark = vec![t.id.clone()];
+                c.ids_at_watermark.clear();
+                listed.clear();
+                bytes = 0;
             }
+        }
+        if bytes + t.id.len() + 3 <= WATERMARK_IDS_MAX_BYTES && listed.insert(t.id.clone()) {
+            bytes += t.id.len() + 3;
+            c.ids_at_watermark.push(t.id.clone());
         }
     }
 }
@@ -642,9 +712,15 @@ fn console_host(url: &str) -> String {
 
 fn new_story(key: &str, c: &Candidate, previous: Vec<String>) -> StoryRecord {
     let window_start = c.detected_at.or(c.stamp).unwrap_or_else(OffsetDateTime::now_utc);
+    let mut id = format!("{key}@{}", window_start.unix_timestamp());
+    if previous.contains(&id) {
+        // A full story rolled over to one starting the same second (threats detected together):
+        // each story keeps an id, and so an item and an alert, of its own.
+        id = format!("{id}.{}", previous.len());
+    }
     StoryRecord {
         key: key.to_owned(),
-        id: format!("{key}@{}", window_start.unix_timestamp()),
+        id,
         window_start,
         status: StoryStatus::Open,
         platform: None,
@@ -655,30 +731,28 @@ fn new_story(key: &str, c: &Candidate, previous: Vec<String>) -> StoryRecord {
 }
 
 fn loaded(v: Versioned<StoryRecord>, archived: bool) -> Work {
-    Work {
-        story: v.value,
-        version: v.version,
-        archived,
-        dirty: false,
-        touched: HashSet::new(),
-        reopened: false,
-    }
+    Work::new(v.value, v.version, archived, false)
 }
 
 async fn process_page(
-    deps: &PollDeps,
-    tenant: &TenantConfig,
-    platform: &dyn Platform,
+    ctx: &Ctx<'_>,
     page: &[Candidate],
     checkpoint: &Checkpoint,
     report: &mut TenantReport,
 ) -> Result<(), Stop> {
+    let Ctx {
+        deps,
+        tenant,
+        platform,
+        ref refusals,
+        ..
+    } = *ctx;
     let store = &deps.store;
+    let at_watermark: HashSet<&str> = checkpoint.ids_at_watermark.iter().map(String::as_str).collect();
     let candidates: Vec<&Candidate> = page
         .iter()
         .filter(|c| {
-            let seen =
-                c.stamp.is_some() && c.stamp == checkpoint.watermark && checkpoint.ids_at_watermark.contains(&c.id);
+            let seen = c.stamp.is_some() && c.stamp == checkpoint.watermark && at_watermark.contains(c.id.as_str());
             if seen {
                 report.unchanged += 1;
             }
@@ -718,8 +792,11 @@ async fn process_page(
         }
     }
     let host = console_host(&tenant.console_url);
-    let mut archive: Vec<StoryRecord> = Vec::new();
-    let mut stop = None;
+    let mut stop: Option<Stop> = None;
+    // Refused events not recorded yet, dead letters to write, and ones to retire.
+    let mut held: Vec<Refusal> = Vec::new();
+    let mut letters: Vec<PublishDeadLetter> = Vec::new();
+    let mut retire: Vec<String> = Vec::new();
 
     for c in candidates {
         let key = &c.key;
@@ -734,7 +811,7 @@ async fn process_page(
                 .find(|id| work.get(id).is_some_and(|w| w.story.members.contains_key(&c.id)))
         };
         let fresh = c.state.clone();
-        let (name, kind, new_alert) = match home {
+        let (name, kind, new_alert, had_letter) = match home {
             Some(name) => {
                 let w = work.get_mut(&name).expect("home story is loaded");
                 let known = w.story.members.get(&c.id).expect("member exists").clone();
@@ -757,13 +834,11 @@ async fn process_page(
                 if !content_changed && ours && (fresh.status.clone(), fresh.verdict.clone()) == expected {
                     // Our own writeback coming back: remember the state, tell nobody.
                     report.echoes += 1;
-                    w.story.members.insert(c.id.clone(), fresh);
-                    w.touched.insert(c.id.clone());
-                    w.dirty = true;
+                    w.put_member(&c.id, fresh);
                     continue;
                 }
                 report.changed += 1;
-                (name, EventKind::Updated, false)
+                (name, EventKind::Updated, false, known.publish_error.is_some())
             }
             None => {
                 report.new += 1;
@@ -772,33 +847,28 @@ async fn process_page(
                         .detected_at
                         .or(c.stamp)
                         .is_some_and(|d| d >= w.story.window_start + STORY_WINDOW);
-                    expired || w.story.members.len() >= MAX_STORY_MEMBERS
+                    // Full: one more member would take the item past its byte budget.
+                    expired || w.bytes + domain::member_bytes(&c.id, &c.state) > STORY_MAX_BYTES
                 });
                 match roll {
                     None => {
-                        let story = new_story(key, c, vec![]);
-                        work.insert(
-                            key.clone(),
-                            Work {
-                                story,
-                                version: 0,
-                                archived: false,
-                                dirty: true,
-                                touched: HashSet::new(),
-                                reopened: false,
-                            },
-                        );
-                        (key.clone(), EventKind::Created, true)
+                        work.insert(key.clone(), Work::new(new_story(key, c, vec![]), 0, false, true));
+                        (key.clone(), EventKind::Created, true, false)
                     }
                     Some(true) => {
                         let w = work.get_mut(key).expect("present");
-                        let old = w.story.clone();
-                        let mut previous = old.previous.clone();
-                        previous.push(old.id.clone());
-                        w.story = new_story(key, c, previous);
+                        let mut previous = w.story.previous.clone();
+                        previous.push(w.story.id.clone());
+                        let old = std::mem::replace(&mut w.story, new_story(key, c, previous));
+                        let touched = std::mem::take(&mut w.touched);
+                        w.bytes = domain::story_bytes(&w.story);
                         w.dirty = true;
-                        archive.push(old);
-                        (key.clone(), EventKind::Created, true)
+                        // The old story is stored under its id from now on (written with the
+                        // others), and stays reachable for the rest of this page.
+                        let mut archived = Work::new(old, 0, true, true);
+                        archived.touched = touched;
+                        work.insert(archived.story.id.clone(), archived);
+                        (key.clone(), EventKind::Created, true, false)
                     }
                     Some(false) => {
                         let w = work.get_mut(key).expect("present");
@@ -806,7 +876,7 @@ async fn process_page(
                             w.story.status = StoryStatus::Open;
                             w.reopened = true;
                         }
-                        (key.clone(), EventKind::Created, false)
+                        (key.clone(), EventKind::Created, false, false)
                     }
                 }
             }
@@ -846,31 +916,110 @@ async fn process_page(
                     w.story.platform = Some(platform.name().to_owned());
                     w.story.platform_ref = receipt.platform_ref;
                 }
+                if had_letter {
+                    // An earlier version was refused; this one got through.
+                    retire.push(c.id.clone());
+                }
+                // The platform takes events: the refusals before this one were about them.
+                refusals.store(0, Ordering::Relaxed);
             }
             Err(PlatformError::Rejected { status, detail }) => {
-                report.failed += 1;
-                tracing::warn!(tenant = %tenant.id, item = %c.id, status, "platform refused the event; recorded, not retried");
-                state.publish_error = Some(format!("HTTP {status}: {detail}"));
+                let in_a_row = refusals.fetch_add(1, Ordering::Relaxed) + 1;
+                if in_a_row >= REFUSALS_IN_A_ROW {
+                    // Not one event's fault: none of them is recorded, the checkpoint holds.
+                    stop = Some(Stop::Refusals {
+                        count: in_a_row,
+                        status,
+                        detail,
+                    });
+                    break;
+                }
+                tracing::warn!(tenant = %tenant.id, item = %c.id, status, "platform refused the event; kept as a publish dead letter");
+                state.publish_error = Some(format!("HTTP {status}"));
+                w.reopened = false;
+                held.push(Refusal {
+                    name: name.clone(),
+                    story_id: w.story.id.clone(),
+                    state,
+                    letter: PublishDeadLetter {
+                        id: c.id.clone(),
+                        kind: kind.as_str().to_owned(),
+                        alert_key: event.story.alert_key.clone(),
+                        event_id: event.id.clone(),
+                        updated_at: c.stamp,
+                        status,
+                        error: detail,
+                        created_at: OffsetDateTime::now_utc(),
+                        attempts: 1,
+                        replay_requested: false,
+                        event: serde_json::to_value(&event).unwrap_or_default(),
+                    },
+                });
+                continue;
             }
             Err(e) => {
                 // Not recorded: the checkpoint stays put and the next run retries this item.
-                stop = Some(e);
+                stop = Some(e.into());
                 break;
             }
         }
         w.reopened = false;
-        w.story.members.insert(c.id.clone(), state);
-        w.touched.insert(c.id.clone());
-        w.dirty = true;
+        w.put_member(&c.id, state);
+        letters.extend(held.drain(..).map(|r| r.record(&mut work, report)));
+    }
+    if stop.is_none() {
+        // Refusals at the end of the page: each the event's own fault, as far as we can tell.
+        letters.extend(held.drain(..).map(|r| r.record(&mut work, report)));
     }
 
-    for old in &archive {
-        store.archive_story(&tenant.id, old).await?;
+    // Dead letters first: a crash before the stories are saved repeats the refused events, so
+    // none is ever recorded as refused without its dead letter.
+    if !letters.is_empty() {
+        store.put_publish_dead(&tenant.id, &letters).await?;
     }
-    save_stories(store, &tenant.id, work.into_values().filter(|w| w.dirty).collect()).await?;
+    // A story no event was recorded in (its first one was not sent) is not written.
+    let dirty = work
+        .into_values()
+        .filter(|w| w.dirty && !w.story.members.is_empty())
+        .collect();
+    save_stories(store, &tenant.id, dirty).await?;
+    if !retire.is_empty() {
+        store.retire_publish_dead(&tenant.id, &retire).await?;
+    }
     match stop {
-        Some(e) => Err(e.into()),
+        Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// This many refusals (400, 409, 413, 422) of different events in a row, with no event accepted
+/// in between, is the platform refusing the tenant rather than each event: the run stops with
+/// the checkpoint held and none of them is kept as a dead letter.
+pub const REFUSALS_IN_A_ROW: u32 = 10;
+
+/// A refused event, recorded (as a dead letter, and on its story) once it is clear the refusal
+/// was about it: when the platform accepts a later event, or the page ends.
+struct Refusal {
+    /// The story's name when it was refused, and its id (the story may have rolled over since).
+    name: String,
+    story_id: String,
+    state: MemberState,
+    letter: PublishDeadLetter,
+}
+
+impl Refusal {
+    fn record(self, work: &mut HashMap<String, Work>, report: &mut TenantReport) -> PublishDeadLetter {
+        let name = if work.get(&self.name).is_some_and(|w| w.story.id == self.story_id) {
+            self.name
+        } else {
+            self.story_id
+        };
+        if let Some(w) = work.get_mut(&name) {
+            w.put_member(&self.letter.id, self.state);
+        }
+        report.failed += 1;
+        report.publish_dead_letters += 1;
+        self.letter
     }
 }
 
@@ -886,17 +1035,7 @@ async fn save_stories(store: &Store, tenant: &str, mut dirty: Vec<Work>) -> Resu
         let conflicts = store.put_stories(tenant, &batch).await?;
         let mut retry = Vec::new();
         for i in conflicts {
-            let mut w = std::mem::replace(
-                &mut dirty[i],
-                Work {
-                    story: batch[i].0.clone(),
-                    version: 0,
-                    archived: false,
-                    dirty: false,
-                    touched: HashSet::new(),
-                    reopened: false,
-                },
-            );
+            let mut w = std::mem::replace(&mut dirty[i], Work::new(batch[i].0.clone(), 0, false, false));
             let name = if w.archived {
                 w.story.id.clone()
             } else {

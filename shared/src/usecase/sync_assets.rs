@@ -234,11 +234,7 @@ pub struct AssetReport {
 impl AssetReport {
     /// The CloudWatch EMF line of this report.
     pub fn emf(&self, now: OffsetDateTime) -> String {
-        let m = |name, v: u64| Metric {
-            name,
-            value: v as f64,
-            unit: "Count",
-        };
+        let m = Metric::count;
         let metrics = [
             m("Created", self.created),
             m("Updated", self.updated),
@@ -295,13 +291,14 @@ pub async fn sync_tenant(deps: &AssetDeps, tenant: &TenantConfig) -> AssetReport
         ..AssetReport::default()
     };
     let now = OffsetDateTime::now_utc();
-    match deps
+    // A short lease, renewed while the sync is alive; snapshot writes are fenced by it.
+    let lease = match deps
         .store
-        .acquire_lease(&tenant.id, LEASE_JOB, &deps.owner, time::Duration::minutes(15), now)
+        .take_lease(&tenant.id, LEASE_JOB, &deps.owner, crate::store::LEASE_TTL, now)
         .await
     {
-        Ok(true) => {}
-        Ok(false) => {
+        Ok(Some(lease)) => lease,
+        Ok(None) => {
             report.error = Some("another run holds this tenant's asset lease".into());
             return report;
         }
@@ -309,14 +306,20 @@ pub async fn sync_tenant(deps: &AssetDeps, tenant: &TenantConfig) -> AssetReport
             report.error = Some(e.to_string());
             return report;
         }
-    }
-    if let Err(e) = run(deps, tenant, &mut report).await {
+    };
+    let fenced = AssetDeps {
+        store: deps.store.fenced(lease.clone()),
+        ..deps.clone()
+    };
+    let work = async {
+        if let Err(e) = run(&fenced, tenant, &mut report).await {
+            report.error = Some(e.to_string());
+        }
+    };
+    if let Err(e) = deps.store.keep_alive(&lease, work).await {
         report.error = Some(e.to_string());
     }
-    let _ = deps
-        .store
-        .release_lease(&tenant.id, LEASE_JOB, &deps.owner, OffsetDateTime::now_utc())
-        .await;
+    let _ = deps.store.give_back(&lease).await;
     tracing::info!(
         tenant = %report.tenant, created = report.created, updated = report.updated, unchanged = report.unchanged,
         deactivated = report.deactivated, reactivated = report.reactivated, failed = report.failed,

@@ -186,10 +186,12 @@ impl HaloClient {
         })
         .await
         .map_err(|e| match e {
-            PlatformError::Rejected { status, detail } => PlatformError::Config(format!(
-                "Halo refused the API application's credentials (HTTP {status} from its token endpoint): {}",
-                oauth_error(&detail)
-            )),
+            PlatformError::Rejected { status, detail } | PlatformError::Refused { status, detail } => {
+                PlatformError::Config(format!(
+                    "Halo refused the API application's credentials (HTTP {status} from its token endpoint): {}",
+                    oauth_error(&detail)
+                ))
+            }
             other => other,
         })?;
         let body: Value = serde_json::from_slice(&read(resp, "the token endpoint").await?)
@@ -216,8 +218,10 @@ impl HaloClient {
     /// repeated. Returns the parsed JSON body (`Null` for an empty one).
     ///
     /// # Errors
-    /// [`PlatformError::Rejected`] for a refusal (4xx), [`PlatformError::Unavailable`] after the
-    /// retry budget, [`PlatformError::Config`] when the credentials are refused.
+    /// [`PlatformError::Rejected`] for a refusal of this request (400, 409, 413, 422),
+    /// [`PlatformError::Refused`] for any other 4xx (permissions, a wrong URL),
+    /// [`PlatformError::Unavailable`] after the retry budget, [`PlatformError::Config`] when
+    /// the credentials are refused.
     pub async fn call(
         &self,
         method: Method,
@@ -241,8 +245,8 @@ impl HaloClient {
             })
             .await;
             match sent {
-                Err(PlatformError::Rejected { status: 401, .. }) if !fresh => self.forget_token().await,
-                Err(PlatformError::Rejected { status: 401, detail }) => {
+                Err(PlatformError::Refused { status: 401, .. }) if !fresh => self.forget_token().await,
+                Err(PlatformError::Refused { status: 401, detail }) => {
                     return Err(PlatformError::Config(format!(
                         "Halo refused a fresh token for {method} /api/{path} (HTTP 401): {}",
                         detail.trim()
