@@ -1,6 +1,7 @@
 //! Support for the cross-crate integration tests: the vendored fixtures, a
 //! simulator-plus-client harness, and a Swagger 2.0 schema checker.
 
+pub mod fault_sweep;
 pub mod outbound;
 pub mod poll;
 pub mod store_contract;

@@ -839,7 +839,8 @@ async fn unknown_disabled_and_unverified_requests_all_get_one_401_and_nothing_le
     // The state store failing: 503, and none of its text in the answer.
     t.enabled = true;
     h.store.put_tenant(&t).await.unwrap();
-    flaky.fail_story_writes(1);
+    // The acceptance write (replay marker and pending change) fails.
+    flaky.fail_puts("PENDING#", 1);
     let body = status_changed(alert, "investigating", None, OffsetDateTime::now_utc());
     let (code, answer) = post_generic(&base, "acme", "enum-6", &body, INBOUND_SECRET).await;
     assert_eq!(code, 503, "{answer}");
