@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use s1_shared::platform::Adapters;
+use s1_shared::platform::{PlatformConfig, settings};
 use s1_shared::s1::ClientOptions;
 use s1_shared::secrets::LocalTokenProvider;
 use s1_shared::store::{
-    Checkpoint, DynamoTable, EmbeddedTable, Grouping, ItemTable, PlatformTarget, Store, TenantConfig, TokenSource,
-    create_table,
+    Checkpoint, DynamoTable, EmbeddedTable, Grouping, ItemTable, Store, TenantConfig, TokenSource, create_table,
 };
 use s1_shared::usecase::poll_threats::{PollDeps, Selection, run};
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum StoreKind {
@@ -81,13 +81,16 @@ pub async fn run_bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>
             token: TokenSource::Env { var: "S1".into() },
             account_ids: vec![],
             site_ids: vec![],
-            platform: PlatformTarget {
-                kind: "generic".into(),
-                settings: json!({"url": args.webhook, "secret": {"kind": "env", "var": "HOOK"}}),
-            },
+            platform: PlatformConfig::Generic(settings::Generic {
+                url: args.webhook.clone(),
+                secret: TokenSource::Env { var: "HOOK".into() },
+                inbound_secrets: vec![],
+                inbound_bearer: None,
+                assets: None,
+            }),
             grouping: Grouping::Story,
             poll_cloud_alerts: false,
-            mapping_overrides: Value::Null,
+            mapping_overrides: Default::default(),
             token_alert_days: vec![30, 14, 7, 3, 1, 0],
         })
         .await?;
@@ -192,14 +195,17 @@ pub async fn run_webhook_bench(args: WebhookBenchArgs) -> Result<(), Box<dyn std
             token: TokenSource::Env { var: "S1".into() },
             account_ids: vec![],
             site_ids: vec![],
-            platform: PlatformTarget {
-                kind: "generic".into(),
-                settings: json!({"url": receiver.url(), "secret": {"kind": "env", "var": "OUT"}, "inbound_secrets": [{"kind": "env", "var": "IN"}]}),
-            },
+            platform: PlatformConfig::Generic(settings::Generic {
+                url: receiver.url(),
+                secret: TokenSource::Env { var: "OUT".into() },
+                inbound_secrets: vec![TokenSource::Env { var: "IN".into() }],
+                inbound_bearer: None,
+                assets: None,
+            }),
             grouping: Grouping::Story,
             poll_cloud_alerts: false,
-            mapping_overrides: Value::Null,
-        token_alert_days: vec![30, 14, 7, 3, 1, 0],
+            mapping_overrides: Default::default(),
+            token_alert_days: vec![30, 14, 7, 3, 1, 0],
         })
         .await?;
     let http = s1_shared::net::outbound_client(Duration::from_secs(5), Duration::from_secs(30), &bench_hosts())?;
@@ -234,6 +240,7 @@ pub async fn run_webhook_bench(args: WebhookBenchArgs) -> Result<(), Box<dyn std
         a
     };
     let deps = Arc::new(WritebackDeps {
+        platforms: poll.platforms.clone(),
         store,
         tokens,
         http: http.clone(),

@@ -14,10 +14,11 @@ use s1_bridge_sim::{
 use s1_shared::ApiToken;
 use s1_shared::config::AllowedHosts;
 use s1_shared::platform::Adapters;
+use s1_shared::platform::{PlatformConfig, settings};
 use s1_shared::platform::{WebhookSecret, sign};
 use s1_shared::s1::{ClientOptions, S1Client};
 use s1_shared::secrets::LocalTokenProvider;
-use s1_shared::store::{EmbeddedTable, Grouping, PlatformTarget, Store, TenantConfig, TokenSource};
+use s1_shared::store::{EmbeddedTable, Grouping, Store, TenantConfig, TokenSource};
 use s1_shared::usecase::poll_threats::{PollDeps, PollReport, Selection, run};
 use s1_shared::usecase::sync_assets::{AssetDeps, sync_all};
 use s1_shared::usecase::token_expiry::{TokenDeps, check_all};
@@ -103,17 +104,20 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
             },
             account_ids: vec![],
             site_ids: vec![],
-            platform: PlatformTarget {
-                kind: "generic".into(),
-                settings: json!({
-                    "url": receiver.url(),
-                    "secret": {"kind": "env", "var": "WEBHOOK_SECRET_DEMO"},
-                    "inbound_secrets": [{"kind": "env", "var": "INBOUND_SECRET_DEMO"}],
-                }),
-            },
+            platform: PlatformConfig::Generic(settings::Generic {
+                url: receiver.url(),
+                secret: TokenSource::Env {
+                    var: "WEBHOOK_SECRET_DEMO".into(),
+                },
+                inbound_secrets: vec![TokenSource::Env {
+                    var: "INBOUND_SECRET_DEMO".into(),
+                }],
+                inbound_bearer: None,
+                assets: None,
+            }),
             grouping: Grouping::Story,
             poll_cloud_alerts: false,
-            mapping_overrides: Value::Null,
+            mapping_overrides: Default::default(),
             token_alert_days: vec![30, 14, 7, 3, 1, 0],
         })
         .await?;
@@ -209,6 +213,7 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
             .into(),
     );
     let hook_base = serve_writeback(WritebackDeps {
+        platforms: deps.platforms.clone(),
         store: store.clone(),
         tokens: deps.tokens.clone(),
         http: reqwest_client()?,
@@ -399,21 +404,22 @@ async fn pagerduty_step(
     progress: ProgressMode,
     json_out: bool,
 ) -> Result<Value, Box<dyn std::error::Error>> {
-    use s1_shared::platform::inbound::sign_pagerduty;
+    use s1_shared::platform::sign_pagerduty;
     say("\n7. PagerDuty: a second tenant sends the same console to a PagerDuty service (Events API v2, a local stand-in)".into());
     let pd = FakePagerDuty::start(DEMO_PD_ROUTING_KEY, usize::MAX).await?;
     let mut tenant = store.get_tenant("demo").await?.ok_or("the demo tenant is missing")?;
     tenant.id = "demo-pd".into();
-    tenant.platform = PlatformTarget {
-        kind: "pagerduty".into(),
-        settings: json!({
-            "routing_key": {"kind": "env", "var": "PD_ROUTING_KEY_DEMO"},
-            "events_url": pd.url(),
-            // The stand-in has no per-key limit; PagerDuty's is 120 a minute.
-            "events_per_minute": 1_000_000,
-            "inbound_secrets": [{"kind": "env", "var": "PD_WEBHOOK_SECRET_DEMO"}],
-        }),
-    };
+    tenant.platform = PlatformConfig::PagerDuty(settings::PagerDuty {
+        routing_key: TokenSource::Env {
+            var: "PD_ROUTING_KEY_DEMO".into(),
+        },
+        events_url: pd.url(),
+        // The stand-in has no per-key limit; PagerDuty's is 120 a minute.
+        events_per_minute: std::num::NonZeroU32::new(1_000_000).expect("not zero"),
+        inbound_secrets: vec![TokenSource::Env {
+            var: "PD_WEBHOOK_SECRET_DEMO".into(),
+        }],
+    });
     store.put_tenant(&tenant).await?;
     let live = Live::new("poll", progress, json_out);
     let pd_deps = PollDeps {

@@ -47,6 +47,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         Adapters::new(http.clone(), tokens.clone(), options.retry.clone()).with_allowed_hosts(allowed.clone()),
     );
     let writeback = WritebackDeps {
+        platforms: platforms.clone(),
         store: store.clone(),
         tokens: tokens.clone(),
         http: http.clone(),

@@ -84,7 +84,10 @@ type Res = Result<(), Box<dyn std::error::Error>>;
 pub(crate) async fn tokens(tenants: &[TenantConfig]) -> Arc<dyn TokenProvider> {
     let needs_aws = tenants.iter().any(|t| {
         matches!(t.token, s1_shared::store::TokenSource::SecretsManager { .. })
-            || t.platform.settings.to_string().contains("\"secrets_manager\"")
+            || t.platform
+                .secrets()
+                .iter()
+                .any(|(_, s)| matches!(s, s1_shared::store::TokenSource::SecretsManager { .. }))
     });
     let secrets_manager = if needs_aws {
         Some(SecretsManagerTokenProvider::from_env(SecretsManagerTokenProvider::DEFAULT_TTL).await)
@@ -108,22 +111,15 @@ pub async fn tenant(cmd: TenantCmd) -> Res {
     match cmd {
         TenantCmd::Add { file, hosts, store } => {
             let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-            let t: TenantConfig = {
-                let de = &mut serde_json::Deserializer::from_str(&text);
-                serde_path_to_error::deserialize(de)
-                    .map_err(|e| format!("{}: at `{}`: {}", file.display(), e.path(), e.inner()))?
-            };
             let allowed = hosts.allowed()?;
-            allowed.check_console_url(&t.console_url)?;
-            s1_shared::platform::check_settings(&t.platform).map_err(|e| format!("{}: {e}", file.display()))?;
-            check_platform_urls(&t, &allowed).map_err(|e| format!("{}: {e}", file.display()))?;
-            s1_shared::usecase::writeback::Mapping::for_tenant(&t)?;
-            s1_shared::usecase::sync_assets::AssetSettings::for_tenant(&t)?;
+            let t = s1_shared::tenant::parse_tenant(&text, &allowed).map_err(|e| format!("{}: {e}", file.display()))?;
             let s = store.store.open().await?;
             s.put_tenant(&t).await?;
             println!(
                 "tenant {} saved ({}, platform {})",
-                t.id, t.console_url, t.platform.kind
+                t.id,
+                t.console_url,
+                t.platform.kind()
             );
         }
         TenantCmd::List { store } => {
@@ -136,7 +132,10 @@ pub async fn tenant(cmd: TenantCmd) -> Res {
                 for t in &all {
                     println!(
                         "{:<20} {:<8} {:<10} {}",
-                        t.id, t.enabled, t.platform.kind, t.console_url
+                        t.id,
+                        t.enabled,
+                        t.platform.kind(),
+                        t.console_url
                     );
                 }
             }
@@ -270,16 +269,6 @@ impl Checks {
     }
 }
 
-/// The platform URLs of a tenant, checked as the adapters check them at run time.
-fn check_platform_urls(t: &TenantConfig, allowed: &AllowedHosts) -> Result<(), String> {
-    for (key, what) in [("url", "webhook URL"), ("events_url", "PagerDuty events_url")] {
-        if let Some(url) = t.platform.settings.get(key).and_then(Value::as_str) {
-            allowed.check_platform_url(what, url)?;
-        }
-    }
-    Ok(())
-}
-
 async fn test_tenant(t: &TenantConfig, allowed: &AllowedHosts) -> Vec<Value> {
     let started = tokio::time::Instant::now();
     let mut c = Checks {
@@ -329,11 +318,11 @@ async fn test_tenant(t: &TenantConfig, allowed: &AllowedHosts) -> Vec<Value> {
         let http = http.map_err(|e| e.to_string())?;
         let platforms = Adapters::new(http, tokens.clone(), test_retry()).with_allowed_hosts(allowed.clone());
         let p = platforms.resolve(t).await.map_err(|e| e.to_string())?;
-        let notice = Notice {
+        let notice = Notice::Test {
             id: format!("msg_test_{}", OffsetDateTime::now_utc().unix_timestamp_nanos()),
-            kind: "bridge.test".into(),
             timestamp: OffsetDateTime::now_utc(),
-            data: json!({"tenant": t.id, "message": "s1-bridge configuration test"}),
+            tenant: t.id.clone(),
+            message: "s1-bridge configuration test".into(),
         };
         p.notify(&notice)
             .await
@@ -543,12 +532,13 @@ pub async fn run(args: RunArgs) -> Res {
                 progress: live.as_ref().map(Live::poll),
                 store: store.clone(),
                 tokens: tokens.clone(),
-                platforms,
+                platforms: platforms.clone(),
                 http: http.clone(),
                 client_options: options.clone(),
                 owner,
                 concurrency: 4,
                 writeback: Some(WritebackDeps {
+                    platforms,
                     store,
                     tokens,
                     http,

@@ -226,17 +226,27 @@ async fn a_tenant_is_added_tested_polled_and_disabled_from_the_command_line() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    // A platform this build does not have, or one missing a required setting, is refused at
-    // add time, not at the first run.
+    // A platform this build does not have, a missing or mistyped setting, a key no setting
+    // reads, or a mapping to a status S1 does not have is refused at add time, naming it, not
+    // at the first run.
     let bad = dir.path().join("bad.json");
+    let hook = serde_json::json!({"kind": "env", "var": "CLI_TEST_HOOK"});
     for (platform, expected) in [
         (
-            serde_json::json!({"kind": "halo", "settings": {}}),
-            "platform \"halo\" is not available in this build; use one of: generic, pagerduty",
+            serde_json::json!({"kind": "servicenow", "settings": {}}),
+            "at `platform.kind`: unknown variant `servicenow`, expected `generic` or `pagerduty`",
         ),
         (
             serde_json::json!({"kind": "pagerduty", "settings": {}}),
-            "the pagerduty platform needs settings.routing_key",
+            "missing field `routing_key`",
+        ),
+        (
+            serde_json::json!({"kind": "generic", "settings": {"url": receiver.url(), "secret": hook, "inbound_secret": []}}),
+            "unknown setting `platform.settings.inbound_secret`",
+        ),
+        (
+            serde_json::json!({"kind": "generic", "settings": {"url": receiver.url(), "secret": "whsec_inline"}}),
+            "at `platform.settings.secret`",
         ),
     ] {
         std::fs::write(

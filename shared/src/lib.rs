@@ -12,6 +12,7 @@
 pub mod config;
 pub mod domain;
 pub mod lambda;
+pub mod mapping;
 pub mod net;
 pub mod platform;
 pub mod s1;
@@ -19,6 +20,9 @@ pub mod secret;
 pub mod secrets;
 pub mod store;
 pub mod telemetry;
+pub mod tenant;
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;
 pub mod usecase;
 
 pub use secret::ApiToken;

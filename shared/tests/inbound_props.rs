@@ -5,11 +5,11 @@
 use proptest::prelude::*;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use s1_shared::ApiToken;
-use s1_shared::platform::inbound::{
-    ChangeAction, Inbound, InboundAuth, InboundError, authenticate, parse_generic, parse_pagerduty, sign_pagerduty,
-    verify_pagerduty,
+use s1_shared::platform::inbound::{ChangeAction, Inbound, InboundError};
+use s1_shared::platform::{
+    GenericAuth, GenericInbound, InboundAdapter, PagerDutyInbound, WebhookSecret, parse_generic, parse_pagerduty, sign,
+    sign_pagerduty, verify, verify_pagerduty,
 };
-use s1_shared::platform::{WebhookSecret, sign, verify};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -155,7 +155,7 @@ proptest! {
         match parse_generic(id.as_deref(), &body) {
             Ok(Inbound::Change(c)) => {
                 prop_assert!(!c.event_id.is_empty());
-                prop_assert_eq!(c.platform, "generic");
+                prop_assert_eq!(c.platform, s1_shared::platform::PlatformKind::Generic);
             }
             Ok(Inbound::Ignore(why)) => prop_assert!(!why.is_empty()),
             Err(e) => prop_assert!(names_what(&e), "{}", e),
@@ -167,7 +167,7 @@ proptest! {
         match parse_pagerduty(&body) {
             Ok(Inbound::Change(c)) => {
                 prop_assert!(!c.event_id.is_empty() && c.event_id.len() <= 256);
-                prop_assert_eq!(c.platform, "pagerduty");
+                prop_assert_eq!(c.platform, s1_shared::platform::PlatformKind::PagerDuty);
             }
             Ok(Inbound::Ignore(why)) => prop_assert!(!why.is_empty()),
             Err(e) => prop_assert!(names_what(&e), "{}", e),
@@ -210,8 +210,8 @@ proptest! {
         let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
         let secret = secret_from(&key);
         // Whatever arrives in the headers, with no signature made with the secret, fails.
-        let auth = InboundAuth::StandardWebhooks(vec![secret.clone()]);
-        prop_assert!(authenticate(&auth, &headers, &body, now).is_err());
+        let auth = GenericInbound { auth: GenericAuth::Signed(vec![secret.clone()]) };
+        prop_assert!(auth.verify(&headers, &body, now).is_err());
         // A signature made with another key fails; one made with the key passes within 300 s.
         let ts = now.unix_timestamp() + offset;
         let ts_s = ts.to_string();
@@ -235,17 +235,18 @@ proptest! {
         prop_assume!(secret != other);
         let secrets = [ApiToken::new(secret.clone())];
         prop_assert!(verify_pagerduty(&secrets, header.as_deref(), &body).is_err());
-        prop_assert!(authenticate(&InboundAuth::PagerDuty(secrets.to_vec()), &headers, &body, OffsetDateTime::now_utc()).is_err());
+        let auth = PagerDutyInbound { secrets: secrets.to_vec() };
+        prop_assert!(auth.verify(&headers, &body, OffsetDateTime::now_utc()).is_err());
         prop_assert!(verify_pagerduty(&secrets, Some(&sign_pagerduty(&other, &body)), &body).is_err());
         prop_assert!(verify_pagerduty(&secrets, Some(&sign_pagerduty(&secret, &body)), &body).is_ok());
     }
 
     #[test]
     fn a_bearer_endpoint_passes_only_its_token(token in "[A-Za-z0-9]{16,48}", headers in headers(), body in proptest::collection::vec(any::<u8>(), 0..64)) {
-        let auth = InboundAuth::Bearer(ApiToken::new(token.clone()));
-        prop_assert!(authenticate(&auth, &headers, &body, OffsetDateTime::now_utc()).is_err());
+        let auth = GenericInbound { auth: GenericAuth::Bearer(ApiToken::new(token.clone())) };
+        prop_assert!(auth.verify(&headers, &body, OffsetDateTime::now_utc()).is_err());
         let mut good = HeaderMap::new();
         good.insert("authorization", HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
-        prop_assert!(authenticate(&auth, &good, &body, OffsetDateTime::now_utc()).is_ok());
+        prop_assert!(auth.verify(&good, &body, OffsetDateTime::now_utc()).is_ok());
     }
 }

@@ -169,7 +169,7 @@ fn a_signature_header_holds_at_most_8_candidates_in_1_kib() {
 #[test]
 fn a_pagerduty_signature_header_holds_at_most_8_candidates_in_1_kib() {
     use s1_shared::ApiToken;
-    use s1_shared::platform::inbound::{sign_pagerduty, verify_pagerduty};
+    use s1_shared::platform::{sign_pagerduty, verify_pagerduty};
     let secret = "a-pagerduty-webhook-subscription-secret";
     let body = br#"{"event":{"id":"E1"}}"#;
     let good = sign_pagerduty(secret, body);

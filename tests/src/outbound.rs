@@ -15,7 +15,6 @@ use s1_shared::usecase::poll_threats::{Outcome, poll_tenant};
 use s1_shared::usecase::sync_assets::sync_tenant;
 use s1_shared::usecase::token_expiry::check_tenant;
 use s1_shared::usecase::writeback::{WritebackDeps, retry_pending};
-use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::poll::{PollHarness, tenant};
@@ -98,7 +97,7 @@ pub async fn consoles_off_the_allow_list_are_never_called(table: Arc<dyn ItemTab
     )
     .await;
     let mut t = tenant("acme", &h.sim.base_url(), &h.receiver.url());
-    t.platform.settings["inbound_secrets"] = json!([{"kind": "env", "var": "INBOUND"}]);
+    t.generic_mut().inbound_secrets = vec![s1_shared::test_util::env("INBOUND")];
     h.store.put_tenant(&t).await.unwrap();
     h.env.lock().unwrap().insert("INBOUND".into(), INBOUND_SECRET.into());
     h.poll().await;

@@ -27,26 +27,14 @@ pub struct PollHarness {
     pub env: Arc<Mutex<HashMap<String, String>>>,
 }
 
+/// Tenant `id` on `console`, publishing to `receiver_url` with [`WEBHOOK_SECRET`] (from env
+/// `WEBHOOK_SECRET`).
 pub fn tenant(id: &str, console: &str, receiver_url: &str) -> TenantConfig {
-    TenantConfig {
-        id: id.into(),
-        name: format!("Tenant {id}"),
-        enabled: true,
-        console_url: console.into(),
-        token: TokenSource::Env {
-            var: format!("S1_TOKEN_{id}"),
-        },
-        account_ids: vec![],
-        site_ids: vec![],
-        platform: PlatformTarget {
-            kind: "generic".into(),
-            settings: serde_json::json!({"url": receiver_url, "secret": {"kind": "env", "var": "WEBHOOK_SECRET"}}),
-        },
-        grouping: Grouping::Story,
-        poll_cloud_alerts: false,
-        mapping_overrides: Value::Null,
-        token_alert_days: vec![30, 14, 7, 3, 1, 0],
-    }
+    TenantConfig::for_test(
+        id,
+        console,
+        s1_shared::test_util::generic(receiver_url, "WEBHOOK_SECRET"),
+    )
 }
 
 impl PollHarness {

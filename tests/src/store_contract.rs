@@ -21,13 +21,10 @@ fn tenant(id: &str) -> TenantConfig {
         },
         account_ids: vec![],
         site_ids: vec![],
-        platform: PlatformTarget {
-            kind: "generic".into(),
-            settings: serde_json::json!({"url": "https://hooks.example.com/s1"}),
-        },
+        platform: s1_shared::test_util::generic("https://hooks.example.com/s1", "HOOK"),
         grouping: Grouping::Story,
         poll_cloud_alerts: false,
-        mapping_overrides: serde_json::Value::Null,
+        mapping_overrides: Default::default(),
         token_alert_days: vec![30, 14, 7, 3, 1, 0],
     }
 }
@@ -857,6 +854,53 @@ pub async fn publish_dead_letters_are_kept_marked_and_retired(store: Store) {
     assert_eq!(store.list_publish_dead("t2", None, 10).await.unwrap().items.len(), 1);
 }
 
+/// Tenant items as the code before typed platform settings wrote them (a `{kind, settings}`
+/// object with free-form settings, `mapping_overrides: null` or an object) still read, with
+/// every setting where it was.
+pub async fn tenants_written_before_typed_settings_still_read(store: Store) {
+    use s1_shared::platform::PlatformConfig;
+    let generic = r#"{"id":"g1","name":"Acme","enabled":true,"console_url":"https://acme.sentinelone.net","token":{"kind":"secrets_manager","secret_id":"s1-bridge/acme/s1"},"account_ids":[],"site_ids":["225494730938493804"],"platform":{"kind":"generic","settings":{"url":"https://hooks.example.com/s1","secret":{"kind":"secrets_manager","secret_id":"s1-bridge/acme/hook"},"inbound_secrets":[{"kind":"secrets_manager","secret_id":"s1-bridge/acme/inbound"}],"assets":{"no_create":true,"default_site":{"customer":"Unassigned","site":"Main"}}}},"grouping":"threat","poll_cloud_alerts":true,"mapping_overrides":{"states":{"triage":"in_progress"},"close_reasons":{"duplicate":"false_positive"}},"token_alert_days":[14,1]}"#;
+    let pagerduty = r#"{"id":"p1","name":"","enabled":false,"console_url":"https://acme.sentinelone.net","token":{"kind":"env","var":"S1"},"account_ids":[],"site_ids":[],"platform":{"kind":"pagerduty","settings":{"routing_key":{"kind":"env","var":"PD"},"events_url":"https://events.eu.pagerduty.com/v2/enqueue","events_per_minute":60}},"grouping":"story","poll_cloud_alerts":false,"mapping_overrides":null,"token_alert_days":[30,14,7,3,1,0]}"#;
+    for (id, data) in [("g1", generic), ("p1", pagerduty)] {
+        let item = Item {
+            pk: format!("TENANT#{id}"),
+            sk: "CONFIG".into(),
+            data: data.into(),
+            gsi1pk: Some("TENANTS".into()),
+            gsi1sk: Some(id.into()),
+            ..Item::default()
+        };
+        assert!(store.table().put(&item, &Cond::Always).await.unwrap());
+    }
+    let g = store.get_tenant("g1").await.unwrap().unwrap();
+    let PlatformConfig::Generic(s) = &g.platform else {
+        panic!("{g:?}")
+    };
+    assert_eq!(s.url, "https://hooks.example.com/s1");
+    assert_eq!(s.inbound_secrets.len(), 1);
+    let assets = s.assets.as_deref().unwrap();
+    assert!(assets.no_create && assets.default_site.is_some());
+    assert_eq!((g.grouping, g.poll_cloud_alerts), (Grouping::Threat, true));
+    assert_eq!(
+        g.mapping_overrides.states.len() + g.mapping_overrides.close_reasons.len(),
+        2
+    );
+    assert_eq!(g.token_alert_days, [14, 1]);
+    let p = store.get_tenant("p1").await.unwrap().unwrap();
+    let PlatformConfig::PagerDuty(s) = &p.platform else {
+        panic!("{p:?}")
+    };
+    assert_eq!(
+        (s.events_url.as_str(), s.events_per_minute.get()),
+        ("https://events.eu.pagerduty.com/v2/enqueue", 60)
+    );
+    assert!(p.mapping_overrides.is_empty() && !p.enabled);
+    assert_eq!(store.list_tenants().await.unwrap().len(), 2);
+    // Written back and read again unchanged.
+    store.put_tenant(&g).await.unwrap();
+    assert_eq!(store.get_tenant("g1").await.unwrap().unwrap(), g);
+}
+
 /// Runs the whole contract for one backend. `$make` is an async expression yielding a fresh,
 /// empty `Store`.
 #[macro_export]
@@ -880,6 +924,7 @@ macro_rules! store_contract {
             a_corrupt_item_is_reported_with_its_key,
             a_100k_item_tenant_scans_page_by_page,
             items_written_by_earlier_versions_still_read,
+            tenants_written_before_typed_settings_still_read,
             writes_are_fenced_by_the_lease_generation,
             publish_dead_letters_are_kept_marked_and_retired,
         );

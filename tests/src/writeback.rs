@@ -63,6 +63,10 @@ pub fn deps(h: &PollHarness) -> WritebackDeps {
     inline.retry.min_delay = std::time::Duration::from_millis(5);
     WritebackDeps {
         store: h.store.clone(),
+        platforms: std::sync::Arc::new(
+            s1_shared::platform::Adapters::new(reqwest::Client::new(), tokens.clone(), fast_retry_options().retry)
+                .with_allowed_hosts(crate::loopback_hosts()),
+        ),
         tokens,
         http: reqwest::Client::new(),
         inline_options: inline,
@@ -134,7 +138,7 @@ pub async fn setup(threats: usize, table: Arc<dyn ItemTable>) -> (PollHarness, S
     )
     .await;
     let mut t = tenant("acme", &h.sim.base_url(), &h.receiver.url());
-    t.platform.settings["inbound_secrets"] = json!([{"kind": "env", "var": "INBOUND"}]);
+    t.generic_mut().inbound_secrets = vec![s1_shared::test_util::env("INBOUND")];
     h.store.put_tenant(&t).await.unwrap();
     h.env.lock().unwrap().insert("INBOUND".into(), INBOUND_SECRET.into());
     h.poll().await;

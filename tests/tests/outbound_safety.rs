@@ -14,8 +14,8 @@ use s1_shared::net::outbound_client;
 use s1_shared::platform::{Adapters, Notice, PlatformError, PlatformResolver};
 use s1_shared::s1::{ClientOptions, S1Client, S1Error};
 use s1_shared::secrets::LocalTokenProvider;
-use s1_shared::store::{EmbeddedTable, PlatformTarget, TenantConfig};
-use serde_json::json;
+use s1_shared::store::{EmbeddedTable, TenantConfig};
+
 use time::OffsetDateTime;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -31,10 +31,7 @@ fn generic(url: &str) -> TenantConfig {
 
 fn pagerduty(events_url: &str) -> TenantConfig {
     let mut t = generic("https://unused.example.com");
-    t.platform = PlatformTarget {
-        kind: "pagerduty".into(),
-        settings: json!({"routing_key": {"kind": "env", "var": "PD_KEY"}, "events_url": events_url}),
-    };
+    t.platform = s1_shared::test_util::pagerduty(events_url, "PD_KEY");
     t
 }
 
@@ -56,11 +53,11 @@ fn adapters(allowed: &str) -> Adapters {
 }
 
 fn test_notice() -> Notice {
-    Notice {
+    Notice::Test {
         id: format!("msg_{}", OffsetDateTime::now_utc().unix_timestamp_nanos()),
-        kind: "bridge.test".into(),
         timestamp: OffsetDateTime::now_utc(),
-        data: json!({"tenant": "acme", "message": "test"}),
+        tenant: "acme".into(),
+        message: "test".into(),
     }
 }
 

@@ -9,9 +9,10 @@ use integration_tests::poll::{PollHarness, tenant};
 use integration_tests::{fast_retry_options, loopback_hosts};
 use s1_bridge_sim::{FakePagerDuty, NewThreats, SimConfig};
 use s1_shared::domain;
+use s1_shared::platform::PlatformConfig;
 use s1_shared::platform::{Adapters, Notice, PlatformError, PlatformResolver};
 use s1_shared::s1::{S1Client, ThreatQuery};
-use s1_shared::store::{EmbeddedTable, Grouping, PlatformTarget, TenantConfig};
+use s1_shared::store::{EmbeddedTable, Grouping, TenantConfig};
 use s1_shared::usecase::sync_assets::sync_all;
 use serde_json::json;
 use time::OffsetDateTime;
@@ -23,15 +24,13 @@ const PD_WEBHOOK_SECRET: &str = "pd-subscription-secret-for-tests";
 
 fn pagerduty_tenant(h: &PollHarness, events_url: &str) -> TenantConfig {
     TenantConfig {
-        platform: PlatformTarget {
-            kind: "pagerduty".into(),
-            settings: json!({
-                "routing_key": {"kind": "env", "var": "PD_ROUTING_KEY"},
-                "events_url": events_url,
-                "events_per_minute": 60_000,
-                "inbound_secrets": [{"kind": "env", "var": "PD_WEBHOOK_SECRET"}],
-            }),
-        },
+        platform: serde_json::from_value(json!({"kind": "pagerduty", "settings": {
+            "routing_key": {"kind": "env", "var": "PD_ROUTING_KEY"},
+            "events_url": events_url,
+            "events_per_minute": 60_000,
+            "inbound_secrets": [{"kind": "env", "var": "PD_WEBHOOK_SECRET"}],
+        }}))
+        .unwrap(),
         ..tenant("acme", &h.sim.base_url(), &h.receiver.url())
     }
 }
@@ -236,14 +235,18 @@ async fn token_alerts_and_the_configuration_test_and_no_asset_sync() {
     .unwrap();
     assert_eq!(platform.name(), "pagerduty");
 
-    let notice = |kind: &str, days: i64| Notice {
-        id: format!("msg_{kind}_{days}"),
-        kind: kind.into(),
+    let notice = |days: i64| Notice::TokenExpiring {
+        id: format!("msg_token_{days}"),
         timestamp: OffsetDateTime::now_utc(),
-        data: json!({"tenant": "acme", "days_left": days, "message": format!("token expires in {days} days")}),
+        tenant: "acme".into(),
+        console: "acme.sentinelone.net".into(),
+        expires_at: OffsetDateTime::now_utc() + time::Duration::days(days),
+        days_left: days,
+        threshold_days: days,
+        message: format!("token expires in {days} days"),
     };
-    platform.notify(&notice("token.expiring", 14)).await.unwrap();
-    platform.notify(&notice("token.expiring", 3)).await.unwrap();
+    platform.notify(&notice(14)).await.unwrap();
+    platform.notify(&notice(3)).await.unwrap();
     let token_alerts: Vec<_> = pd
         .alerts()
         .into_iter()
@@ -256,7 +259,13 @@ async fn token_alerts_and_the_configuration_test_and_no_asset_sync() {
     );
 
     // The "Test configuration" button: accepted, and resolved at once so nobody is paged.
-    let r = platform.notify(&notice("bridge.test", 0)).await.unwrap();
+    let test = Notice::Test {
+        id: "msg_test_0".into(),
+        timestamp: OffsetDateTime::now_utc(),
+        tenant: "acme".into(),
+        message: "s1-bridge configuration test".into(),
+    };
+    let r = platform.notify(&test).await.unwrap();
     let test_alert = pd
         .alerts()
         .into_iter()
@@ -287,15 +296,18 @@ async fn bad_settings_are_refused_with_what_is_wrong() {
     )
     .with_allowed_hosts(loopback_hosts());
     let base = pagerduty_tenant(&h, &pd.url());
-    let with = |settings: serde_json::Value| TenantConfig {
-        platform: PlatformTarget {
-            kind: "pagerduty".into(),
-            settings,
-        },
-        ..base.clone()
+    // Settings of the wrong shape are refused when read (as `tenant add` reads them); the rest
+    // when the adapter is built.
+    let with = |settings: serde_json::Value| -> Result<TenantConfig, PlatformError> {
+        let platform: PlatformConfig = serde_json::from_value(json!({"kind": "pagerduty", "settings": settings}))
+            .map_err(|e| PlatformError::Config(e.to_string()))?;
+        Ok(TenantConfig {
+            platform,
+            ..base.clone()
+        })
     };
     let cases = [
-        (json!({}), "settings.routing_key"),
+        (json!({}), "missing field `routing_key`"),
         (
             json!({"routing_key": {"kind": "env", "var": "NO_SUCH_VAR"}}),
             "PagerDuty routing key",
@@ -310,13 +322,16 @@ async fn bad_settings_are_refused_with_what_is_wrong() {
         ),
         (
             json!({"routing_key": {"kind": "env", "var": "PD_ROUTING_KEY"}, "events_per_minute": "fast"}),
-            "events_per_minute must be a whole number",
+            "invalid type: string \"fast\", expected a nonzero u32",
         ),
     ];
     for (settings, expected) in cases {
-        let err = match resolver.resolve(&with(settings.clone())).await {
-            Ok(_) => panic!("{settings} was accepted"),
-            Err(e) => e,
+        let resolved = match with(settings.clone()) {
+            Ok(t) => resolver.resolve(&t).await.map(drop),
+            Err(e) => Err(e),
+        };
+        let Err(err) = resolved else {
+            panic!("{settings} was accepted")
         };
         assert!(matches!(err, PlatformError::Config(_)), "{err:?}");
         assert!(err.to_string().contains(expected), "{settings}: {err}");
@@ -324,7 +339,7 @@ async fn bad_settings_are_refused_with_what_is_wrong() {
     }
     h.env.lock().unwrap().insert("SHORT_KEY".into(), "abc".into());
     let err = match resolver
-        .resolve(&with(json!({"routing_key": {"kind": "env", "var": "SHORT_KEY"}})))
+        .resolve(&with(json!({"routing_key": {"kind": "env", "var": "SHORT_KEY"}})).unwrap())
         .await
     {
         Ok(_) => panic!("a 3-character key was accepted"),
@@ -355,7 +370,7 @@ fn incident_event(event_type: &str, dedup_key: &str, n: u32) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_loop_closes_an_alert_we_triggered_is_acknowledged_and_resolved_in_pagerduty_and_s1_follows() {
     use integration_tests::writeback::{deps, serve};
-    use s1_shared::platform::inbound::sign_pagerduty;
+    use s1_shared::platform::sign_pagerduty;
     let pd = FakePagerDuty::start(ROUTING_KEY, 100_000).await.unwrap();
     let h = harness(200, &pd).await;
     h.poll().await;
@@ -429,7 +444,10 @@ async fn pages_are_sized_to_what_pagerduty_takes_in_a_minute() {
     let pd = FakePagerDuty::start(ROUTING_KEY, 100_000).await.unwrap();
     let h = harness(30, &pd).await;
     let mut t = h.store.get_tenant("acme").await.unwrap().unwrap();
-    t.platform.settings["events_per_minute"] = json!(900);
+    let PlatformConfig::PagerDuty(s) = &mut t.platform else {
+        panic!("a PagerDuty tenant")
+    };
+    s.events_per_minute = std::num::NonZeroU32::new(900).unwrap();
     h.store.put_tenant(&t).await.unwrap();
     h.sim.control().clear_requests().await.unwrap();
     let r = h.poll().await.tenants.remove(0);

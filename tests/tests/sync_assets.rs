@@ -219,11 +219,14 @@ async fn a_site_scoped_token_derives_customers_from_sites_and_settings_shape_the
         .unwrap();
     h.env.lock().unwrap().insert("S1_TOKEN_acme".into(), "site-only".into());
     let mut t = tenant("acme", &h.sim.base_url(), &h.receiver.url());
-    t.platform.settings["assets"] = json!({
-        "field_map": {"computerName": "name", "serialNumber": "serial"},
-        "asset_type": {"mode": "rules", "rules": [{"field": "machineType", "equals": "server", "type": "Server"}], "default": "Workstation"},
-        "site_map": {site.clone(): {"customer": "Acme Ltd", "site": "London"}},
-    });
+    t.generic_mut().assets = Some(
+        serde_json::from_value(json!({
+            "field_map": {"computerName": "name", "serialNumber": "serial"},
+            "asset_type": {"mode": "rules", "rules": [{"field": "machineType", "equals": "server", "type": "Server"}], "default": "Workstation"},
+            "site_map": {site.clone(): {"customer": "Acme Ltd", "site": "London"}},
+        }))
+        .unwrap(),
+    );
     h.store.put_tenant(&t).await.unwrap();
     let r = sync_all(&deps(&h)).await.unwrap().remove(0);
     assert!(r.accounts_from_sites && r.error.is_none(), "{r:?}");
@@ -242,7 +245,7 @@ async fn a_site_scoped_token_derives_customers_from_sites_and_settings_shape_the
     // "Don't create new assets": a fresh tenant store creates none.
     let h2 = harness(20).await;
     let mut t2 = tenant("acme", &h2.sim.base_url(), &h2.receiver.url());
-    t2.platform.settings["assets"] = json!({"no_create": true});
+    t2.generic_mut().assets = Some(serde_json::from_value(json!({"no_create": true})).unwrap());
     h2.store.put_tenant(&t2).await.unwrap();
     let r = sync_all(&deps(&h2)).await.unwrap().remove(0);
     assert_eq!(

@@ -360,7 +360,8 @@ async fn missing_permissions_in_s1_is_not_retried_forever() {
 async fn a_bearer_token_endpoint_is_the_weaker_alternative() {
     let (h, base, stories) = setup(30, embedded()).await;
     let mut t = h.store.get_tenant("acme").await.unwrap().unwrap();
-    t.platform.settings = json!({"url": h.receiver.url(), "secret": {"kind": "env", "var": "WEBHOOK_SECRET"}, "inbound_bearer": {"kind": "env", "var": "BEARER"}});
+    t.generic_mut().inbound_secrets.clear();
+    t.generic_mut().inbound_bearer = Some(s1_shared::test_util::env("BEARER"));
     h.store.put_tenant(&t).await.unwrap();
     h.env
         .lock()
@@ -457,7 +458,7 @@ mod pagerduty {
         let mut v: Value = serde_json::from_slice(&fixture(file)).unwrap();
         edit(&mut v);
         let body = serde_json::to_vec(&v).unwrap();
-        let sig = s1_shared::platform::inbound::sign_pagerduty(cases()[0]["secret"].as_str().unwrap(), &body);
+        let sig = s1_shared::platform::sign_pagerduty(cases()[0]["secret"].as_str().unwrap(), &body);
         (body, sig)
     }
 
@@ -478,10 +479,10 @@ mod pagerduty {
         t.token = s1_shared::store::TokenSource::Env {
             var: "S1_TOKEN_acme".into(),
         };
-        t.platform = s1_shared::store::PlatformTarget {
-            kind: "pagerduty".into(),
-            settings: json!({"inbound_secrets": [{"kind": "env", "var": "PD_1"}, {"kind": "env", "var": "PD_2"}]}),
-        };
+        t.platform = s1_shared::test_util::pagerduty("https://events.pagerduty.com/v2/enqueue", "PD_KEY");
+        if let s1_shared::platform::PlatformConfig::PagerDuty(s) = &mut t.platform {
+            s.inbound_secrets = vec![s1_shared::test_util::env("PD_1"), s1_shared::test_util::env("PD_2")];
+        }
         h.store.put_tenant(&t).await.unwrap();
         let secrets: Vec<String> = cases()
             .iter()

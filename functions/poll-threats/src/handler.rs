@@ -151,22 +151,14 @@ mod tests {
         let tokens = Arc::new(LocalTokenProvider::with_lookup(move |k| env.get(k).cloned()));
         let store = Store::new(Arc::new(EmbeddedTable::in_memory().unwrap()));
         store
-            .put_tenant(&TenantConfig {
-                id: "acme".into(),
-                name: "Acme".into(),
-                enabled: true,
-                console_url: sim.base_url(),
-                token: TokenSource::Env { var: "S1_TOKEN".into() },
-                account_ids: vec![],
-                site_ids: vec![],
-                platform: PlatformTarget {
-                    kind: "generic".into(),
-                    settings: serde_json::json!({"url": receiver.url(), "secret": {"kind": "env", "var": "HOOK"}}),
-                },
-                grouping: Grouping::Story,
-                poll_cloud_alerts: false,
-                mapping_overrides: Value::Null,
-                token_alert_days: vec![30, 14, 7, 3, 1, 0],
+            .put_tenant(&{
+                let mut t = TenantConfig::for_test(
+                    "acme",
+                    &sim.base_url(),
+                    s1_shared::test_util::generic(&receiver.url(), "HOOK"),
+                );
+                t.token = s1_shared::test_util::env("S1_TOKEN");
+                t
             })
             .await
             .unwrap();

@@ -18,9 +18,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let ports = LambdaPorts::from_env(Duration::from_secs(5), Duration::from_secs(30)).await?;
     let inline_options = ports.inline_options();
+    let platforms = ports.platforms();
     let deps = PollDeps {
         progress: None,
-        platforms: ports.platforms(),
+        platforms: platforms.clone(),
         store: ports.store.clone(),
         tokens: ports.tokens.clone(),
         http: ports.http.clone(),
@@ -29,6 +30,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         concurrency: ports.settings.poll_concurrency,
         // Each run also retries the pending writebacks that are due.
         writeback: Some(WritebackDeps {
+            platforms,
             store: ports.store,
             tokens: ports.tokens,
             http: ports.http,

@@ -50,22 +50,15 @@ mod tests {
         ]);
         let store = Store::new(Arc::new(EmbeddedTable::in_memory().unwrap()));
         store
-            .put_tenant(&TenantConfig {
-                id: "acme".into(),
-                name: String::new(),
-                enabled: true,
-                console_url: sim.base_url(),
-                token: TokenSource::Env { var: "S1".into() },
-                account_ids: vec![],
-                site_ids: vec![],
-                platform: PlatformTarget {
-                    kind: "generic".into(),
-                    settings: serde_json::json!({"inbound_secrets": [{"kind": "env", "var": "IN"}]}),
-                },
-                grouping: Grouping::Story,
-                poll_cloud_alerts: false,
-                mapping_overrides: serde_json::Value::Null,
-                token_alert_days: vec![30, 14, 7, 3, 1, 0],
+            .put_tenant(&{
+                let mut t = TenantConfig::for_test(
+                    "acme",
+                    &sim.base_url(),
+                    s1_shared::test_util::generic("https://hooks.example.com/s1", "HOOK"),
+                );
+                t.token = s1_shared::test_util::env("S1");
+                t.generic_mut().inbound_secrets = vec![s1_shared::test_util::env("IN")];
+                t
             })
             .await
             .unwrap();
@@ -89,9 +82,18 @@ mod tests {
             previous: vec![],
         };
         assert!(store.put_story("acme", &story, 0).await.unwrap());
+        let tokens: Arc<LocalTokenProvider> = Arc::new(LocalTokenProvider::with_lookup(move |k| env.get(k).cloned()));
         let deps = WritebackDeps {
             store,
-            tokens: Arc::new(LocalTokenProvider::with_lookup(move |k| env.get(k).cloned())),
+            platforms: Arc::new(
+                s1_shared::platform::Adapters::new(
+                    reqwest::Client::new(),
+                    tokens.clone(),
+                    ClientOptions::default().retry,
+                )
+                .with_allowed_hosts(loopback()),
+            ),
+            tokens,
             http: reqwest::Client::new(),
             inline_options: WritebackDeps::inline_client_options().allowing(loopback()),
             retry_options: ClientOptions::default().allowing(loopback()),

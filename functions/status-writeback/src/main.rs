@@ -17,6 +17,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     let ports = LambdaPorts::from_env(Duration::from_secs(1), Duration::from_secs(3)).await?;
     let inline_options = ports.inline_options();
     let deps = WritebackDeps {
+        platforms: ports.platforms(),
         store: ports.store,
         tokens: ports.tokens,
         http: ports.http,

@@ -32,16 +32,6 @@ pub enum Grouping {
     Threat,
 }
 
-/// The platform a tenant publishes to. Settings are adapter-specific and hold secret
-/// references (Secrets Manager ids), never secret values.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PlatformTarget {
-    /// `generic`, `pagerduty` or `halo`.
-    pub kind: String,
-    #[serde(default)]
-    pub settings: serde_json::Value,
-}
-
 /// One S1 console (or a scope of it) and where its threats go.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TenantConfig {
@@ -55,14 +45,18 @@ pub struct TenantConfig {
     pub account_ids: Vec<String>,
     #[serde(default)]
     pub site_ids: Vec<String>,
-    pub platform: PlatformTarget,
+    pub platform: crate::platform::PlatformConfig,
     #[serde(default)]
     pub grouping: Grouping,
     #[serde(default)]
     pub poll_cloud_alerts: bool,
     /// Per-tenant overrides of the default mappings (docs/design.md, Mappings).
-    #[serde(default)]
-    pub mapping_overrides: serde_json::Value,
+    #[serde(
+        default,
+        deserialize_with = "crate::mapping::MappingOverrides::deserialize_or_null",
+        skip_serializing_if = "crate::mapping::MappingOverrides::is_empty"
+    )]
+    pub mapping_overrides: crate::mapping::MappingOverrides,
     /// Days before the token's expiry at which the platform is alerted, once each.
     #[serde(default = "default_alert_days")]
     pub token_alert_days: Vec<i64>,

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
-use crate::platform::{Notice, Platform, PlatformError, PlatformResolver};
+use crate::platform::{Notice, Platform, PlatformError, PlatformResolver, SyncChange, Synced};
 use crate::s1::dto::{Account, Agent, Site};
 use crate::s1::{AgentQuery, ClientOptions, S1Client, S1Error, SiteQuery};
 use crate::secrets::TokenProvider;
@@ -118,15 +118,9 @@ impl Default for AssetSettings {
 }
 
 impl AssetSettings {
-    /// The tenant's settings, defaults where absent.
-    ///
-    /// # Errors
-    /// A malformed `assets` block, naming the problem.
-    pub fn for_tenant(t: &TenantConfig) -> Result<Self, String> {
-        match t.platform.settings.get("assets") {
-            None | Some(Value::Null) => Ok(Self::default()),
-            Some(v) => serde_json::from_value(v.clone()).map_err(|e| format!("platform.settings.assets: {e}")),
-        }
+    /// The tenant's settings, defaults where absent (they were checked when the tenant was read).
+    pub fn for_tenant(t: &TenantConfig) -> Self {
+        t.platform.assets().cloned().unwrap_or_default()
     }
 }
 
@@ -333,11 +327,25 @@ struct Pusher<'a> {
     platform: &'a dyn Platform,
 }
 
-enum Change {
-    Created,
-    Updated,
-    Reactivated,
-    Deactivated,
+/// What is being synced: the object's kind and S1 ids.
+struct Subject<'a> {
+    kind: AssetKind,
+    id: &'a str,
+    name: Option<&'a str>,
+    account_id: Option<&'a str>,
+    site_id: Option<&'a str>,
+}
+
+impl<'a> Subject<'a> {
+    fn new(kind: AssetKind, id: &'a str) -> Self {
+        Self {
+            kind,
+            id,
+            name: None,
+            account_id: None,
+            site_id: None,
+        }
+    }
 }
 
 impl Pusher<'_> {
@@ -345,52 +353,61 @@ impl Pusher<'_> {
     /// to store, or `None` when nothing changed or the platform refused it.
     async fn push(
         &self,
-        kind: AssetKind,
-        id: &str,
+        subject: Subject<'_>,
         payload: Value,
         active: bool,
         known: Option<&AssetRecord>,
         report: &mut AssetReport,
     ) -> Result<Option<AssetRecord>, Stop> {
+        let (kind, id) = (subject.kind, subject.id);
         let digest = crate::domain::short_digest(&serde_json::to_vec(&payload).unwrap_or_default());
         let change = match known {
             None if !active => return Ok(None), // decommissioned and never seen: nothing to say
-            None => Change::Created,
-            Some(k) if k.active && !active => Change::Deactivated,
-            Some(k) if !k.active && active => Change::Reactivated,
-            Some(k) if k.digest != digest && active => Change::Updated,
+            None => SyncChange::Created,
+            Some(k) if k.active && !active => SyncChange::Deactivated,
+            Some(k) if !k.active && active => SyncChange::Reactivated,
+            Some(k) if k.digest != digest && active => SyncChange::Updated,
             Some(_) => {
                 report.unchanged += 1;
                 return Ok(None);
             }
         };
-        let (noun, verb) = match kind {
-            AssetKind::Customer => ("customer", "upserted"),
-            AssetKind::Site => ("site", "upserted"),
-            AssetKind::Asset => (
-                "asset",
-                if matches!(change, Change::Deactivated) {
-                    "deactivated"
-                } else {
-                    "upserted"
-                },
-            ),
+        let kind_name = match kind {
+            AssetKind::Customer => "customer",
+            AssetKind::Site => "site",
+            AssetKind::Asset => "asset",
         };
-        let event = format!("{noun}.{verb}");
-        let notice = Notice {
+        let verb = if change == SyncChange::Deactivated {
+            "deactivated"
+        } else {
+            "upserted"
+        };
+        let event = format!("{kind_name}.{verb}");
+        let fields = match payload {
+            Value::Object(m) => m,
+            other => Map::from_iter([("value".to_owned(), other)]),
+        };
+        let notice = Notice::for_synced(Synced {
             id: crate::domain::event_id(self.tenant, &event, id, None)
                 .replace("msg_", &format!("msg_{}_", &digest[..8])),
-            kind: event,
             timestamp: OffsetDateTime::now_utc(),
-            data: json!({ "external_id": id, "active": active, "change": match change { Change::Created => "created", Change::Updated => "updated", Change::Reactivated => "reactivated", Change::Deactivated => "deactivated" }, "object": payload }),
-        };
+            kind,
+            external_id: id.to_owned(),
+            active,
+            change,
+            name: subject.name.map(str::to_owned),
+            account_id: subject.account_id.map(str::to_owned),
+            site_id: subject.site_id.map(str::to_owned),
+            platform_ref: known.and_then(|k| k.platform_ref.clone()),
+            fields,
+        });
         match self.platform.notify(&notice).await {
             Ok(_) => {
                 match change {
-                    Change::Created => report.created += 1,
-                    Change::Updated => report.updated += 1,
-                    Change::Reactivated => report.reactivated += 1,
-                    Change::Deactivated => report.deactivated += 1,
+                    SyncChange::Created => report.created += 1,
+                    SyncChange::Updated => report.updated += 1,
+                    SyncChange::Reactivated => report.reactivated += 1,
+                    SyncChange::Deactivated => report.deactivated += 1,
                 }
                 Ok(Some(AssetRecord {
                     kind,
@@ -422,7 +439,7 @@ fn scope_payload(
 }
 
 async fn run(deps: &AssetDeps, tenant: &TenantConfig, report: &mut AssetReport) -> Result<(), Stop> {
-    let settings = AssetSettings::for_tenant(tenant).map_err(Stop::Other)?;
+    let settings = AssetSettings::for_tenant(tenant);
     let platform = deps.platforms.resolve(tenant).await?;
     if !platform.keeps_assets() {
         report.note = Some(format!(
@@ -490,7 +507,17 @@ async fn run(deps: &AssetDeps, tenant: &TenantConfig, report: &mut AssetReport) 
     for (id, name, extra) in &accounts {
         let payload = scope_payload(Some(id), name.as_deref(), extra.clone(), &settings, None, Some(id));
         if let Some(r) = p
-            .push(AssetKind::Customer, id, payload, true, known.get(id), report)
+            .push(
+                Subject {
+                    name: name.as_deref(),
+                    account_id: Some(id),
+                    ..Subject::new(AssetKind::Customer, id)
+                },
+                payload,
+                true,
+                known.get(id),
+                report,
+            )
             .await?
         {
             writes.push(r);
@@ -510,7 +537,18 @@ async fn run(deps: &AssetDeps, tenant: &TenantConfig, report: &mut AssetReport) 
             s.account_id.as_deref(),
         );
         if let Some(r) = p
-            .push(AssetKind::Site, id, payload, true, known.get(id), report)
+            .push(
+                Subject {
+                    name: s.name.as_deref(),
+                    account_id: s.account_id.as_deref(),
+                    site_id: Some(id),
+                    ..Subject::new(AssetKind::Site, id)
+                },
+                payload,
+                true,
+                known.get(id),
+                report,
+            )
             .await?
         {
             writes.push(r);
@@ -556,7 +594,13 @@ async fn run(deps: &AssetDeps, tenant: &TenantConfig, report: &mut AssetReport) 
                     payload["site"] = json!({"external_id": old_site, "name": null});
                 }
             }
-            match p.push(AssetKind::Asset, uuid, payload, active, prior, report).await {
+            let subject = Subject {
+                name: a.computer_name.as_deref(),
+                account_id: a.account_id.as_deref(),
+                site_id: a.site_id.as_deref(),
+                ..Subject::new(AssetKind::Asset, uuid)
+            };
+            match p.push(subject, payload, active, prior, report).await {
                 Ok(Some(mut r)) => {
                     // Remember the site the platform holds the asset on (for "don't move").
                     r.platform_ref = prior
@@ -595,7 +639,8 @@ async fn run(deps: &AssetDeps, tenant: &TenantConfig, report: &mut AssetReport) 
         let mut writes = Vec::new();
         for r in page.items.iter().filter(|r| r.active && !seen.contains(&r.id)) {
             let payload = json!({"external_id": r.id, "reason": "no longer in S1"});
-            if let Some(new) = p.push(AssetKind::Asset, &r.id, payload, false, Some(r), report).await? {
+            let subject = Subject::new(AssetKind::Asset, &r.id);
+            if let Some(new) = p.push(subject, payload, false, Some(r), report).await? {
                 writes.push(AssetRecord {
                     digest: r.digest.clone(),
                     platform_ref: r.platform_ref.clone(),

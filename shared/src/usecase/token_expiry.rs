@@ -10,7 +10,7 @@ use std::sync::Arc;
 use aws_sdk_secretsmanager::Client as SecretsClient;
 use futures_util::{StreamExt, stream};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+
 use time::OffsetDateTime;
 
 use crate::ApiToken;
@@ -88,25 +88,9 @@ pub async fn check_all(deps: &TokenDeps, now: OffsetDateTime) -> Result<Vec<Toke
         .await)
 }
 
-async fn notify(
-    platforms: &dyn PlatformResolver,
-    tenant: &TenantConfig,
-    kind: &str,
-    id: String,
-    data: serde_json::Value,
-    now: OffsetDateTime,
-) -> Result<(), String> {
+async fn notify(platforms: &dyn PlatformResolver, tenant: &TenantConfig, notice: Notice) -> Result<(), String> {
     let platform = platforms.resolve(tenant).await.map_err(|e| e.to_string())?;
-    platform
-        .notify(&Notice {
-            id,
-            kind: kind.into(),
-            timestamp: now,
-            data,
-        })
-        .await
-        .map(drop)
-        .map_err(|e| e.to_string())
+    platform.notify(&notice).await.map(drop).map_err(|e| e.to_string())
 }
 
 /// Checks one tenant's token and alerts when due.
@@ -162,8 +146,14 @@ async fn check(
                     &host,
                     Some(now.replace_time(time::Time::MIDNIGHT)),
                 );
-                let data = json!({"tenant": tenant.id, "console": host, "message": "S1 rejects this tenant's API token (401): it was revoked or has expired. Replace it in the tenant's secret."});
-                notify(deps.platforms.as_ref(), tenant, "token.unauthorized", id, data, now).await?;
+                let notice = Notice::TokenUnauthorized {
+                    id,
+                    timestamp: now,
+                    tenant: tenant.id.clone(),
+                    console: host.clone(),
+                    message: "S1 rejects this tenant's API token (401): it was revoked or has expired. Replace it in the tenant's secret.".into(),
+                };
+                notify(deps.platforms.as_ref(), tenant, notice).await?;
                 report.alerted = Some(-1);
                 state.unauthorized_alerted = true;
                 deps.store
@@ -202,12 +192,21 @@ async fn check(
                     &format!("{host}:{tightest}"),
                     Some(expires),
                 );
-                let data = json!({
-                    "tenant": tenant.id, "console": host, "expires_at": crate::s1::dto::format_time(expires),
-                    "days_left": days, "threshold_days": tightest,
-                    "message": format!("The S1 API token of tenant {} expires in {days} day(s) ({}). Rotate or replace it.", tenant.id, crate::s1::dto::format_time(expires)),
-                });
-                notify(deps.platforms.as_ref(), tenant, "token.expiring", id, data, now).await?;
+                let notice = Notice::TokenExpiring {
+                    id,
+                    timestamp: now,
+                    tenant: tenant.id.clone(),
+                    console: host.clone(),
+                    expires_at: expires,
+                    days_left: days,
+                    threshold_days: tightest,
+                    message: format!(
+                        "The S1 API token of tenant {} expires in {days} day(s) ({}). Rotate or replace it.",
+                        tenant.id,
+                        crate::s1::dto::format_time(expires)
+                    ),
+                };
+                notify(deps.platforms.as_ref(), tenant, notice).await?;
                 report.alerted = Some(tightest);
                 state.alerted_thresholds.extend(crossed);
             }
@@ -423,8 +422,15 @@ pub async fn rotate(d: &RotationDeps, ev: &RotationEvent) -> Result<(), Rotation
                     .unwrap_or_default();
                 let now = OffsetDateTime::now_utc();
                 let id = crate::domain::event_id(&tenant.id, "token.rotation_failed", &ev.token, None);
-                let data = json!({"tenant": tenant.id, "console": host, "secret": identity.name, "message": message});
-                if let Err(n) = notify(d.platforms.as_ref(), &tenant, "token.rotation_failed", id, data, now).await {
+                let notice = Notice::TokenRotationFailed {
+                    id,
+                    timestamp: now,
+                    tenant: tenant.id.clone(),
+                    console: host,
+                    secret: identity.name.clone(),
+                    message,
+                };
+                if let Err(n) = notify(d.platforms.as_ref(), &tenant, notice).await {
                     tracing::error!(tenant = %tenant.id, error = %n, "rotation: could not alert the platform either");
                 }
                 return Err(fail(

@@ -14,7 +14,7 @@
 //! ordering lock and in the order of their platform timestamps: a change older than one already
 //! applied is retired as superseded (its note is posted, its status and verdict are not).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
@@ -24,18 +24,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
 
-use crate::ApiToken;
-use crate::platform::WebhookSecret;
-use crate::platform::inbound::{
-    AlertRef, ChangeAction, Inbound, InboundAuth, InboundError, PlatformState, StatusChange, authenticate,
-    parse_generic, parse_pagerduty,
-};
+use crate::mapping::Mapping;
+use crate::platform::inbound::{AlertRef, ChangeAction, Inbound, InboundError, PlatformState, StatusChange};
+use crate::platform::{PlatformKind, PlatformResolver};
 use crate::s1::dto::{AnalystVerdict, IncidentStatus, ThreatActionResult};
 use crate::s1::{ClientOptions, RequestObserver, RequestRecord, S1Client, S1Error};
 use crate::secrets::TokenProvider;
 use crate::store::{
     Acceptance, AlertLock, Claim, Finished, OutboundRequest, PendingEntry, PendingWriteback, Store, StoreError,
-    StoryRecord, StoryStatus, TenantConfig, TokenSource, Versioned,
+    StoryRecord, StoryStatus, TenantConfig, Versioned,
 };
 
 /// Bodies above this are refused with 413.
@@ -77,6 +74,8 @@ const MIN_ATTEMPT_WINDOW: StdDuration = StdDuration::from_secs(1);
 pub struct WritebackDeps {
     pub store: Store,
     pub tokens: Arc<dyn TokenProvider>,
+    /// Builds the tenant's inbound adapter (its webhook's verification and parsing).
+    pub platforms: Arc<dyn PlatformResolver>,
     pub http: reqwest::Client,
     /// For the inline attempt inside the webhook's 5-second budget: few, short tries.
     pub inline_options: ClientOptions,
@@ -148,119 +147,6 @@ fn unauthorized() -> WebhookResponse {
 fn unavailable(e: &StoreError) -> WebhookResponse {
     tracing::error!(error = %e, "state store unavailable");
     answer(503, "temporarily unavailable; retry later")
-}
-
-// ---- mapping (docs/design.md, Mappings) ----------------------------------------------------------------------
-
-/// Platform state -> S1 incident status, and close reason -> analyst verdict, with a tenant's
-/// overrides applied over the defaults.
-#[derive(Debug, Clone)]
-pub struct Mapping {
-    states: HashMap<String, IncidentStatus>,
-    reasons: HashMap<String, AnalystVerdict>,
-}
-
-/// Lower case, every run of non-alphanumerics one space: "Suspressed - New device" and
-/// "suppressed_new_device" compare equal.
-pub fn normalize(s: &str) -> String {
-    let mut out = String::new();
-    for word in s.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()) {
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        out.push_str(&word.to_ascii_lowercase());
-    }
-    out
-}
-
-const TRUE_POSITIVE: [&str; 4] = ["activity blocked", "attack failed", "incident", "true positive"];
-const FALSE_POSITIVE: [&str; 6] = [
-    "benign",
-    "false positive",
-    "testing",
-    "suppressed",
-    "suppressed new device",
-    "suppressed threshold exceeded",
-];
-const SUSPICIOUS: [&str; 7] = [
-    "it misconfiguration",
-    "misconfiguration",
-    "possible policy violation",
-    "policy violation",
-    "pup pua",
-    "pup",
-    "other",
-];
-
-impl Default for Mapping {
-    fn default() -> Self {
-        let states = [
-            ("new", IncidentStatus::Unresolved),
-            ("reopened", IncidentStatus::Unresolved),
-            ("investigating", IncidentStatus::InProgress),
-            ("acknowledged", IncidentStatus::InProgress),
-            ("in progress", IncidentStatus::InProgress),
-            ("closed", IncidentStatus::Resolved),
-            ("resolved", IncidentStatus::Resolved),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        let mut reasons = HashMap::new();
-        for r in TRUE_POSITIVE {
-            reasons.insert(r.to_owned(), AnalystVerdict::TruePositive);
-        }
-        for r in FALSE_POSITIVE {
-            reasons.insert(r.to_owned(), AnalystVerdict::FalsePositive);
-        }
-        for r in SUSPICIOUS {
-            reasons.insert(r.to_owned(), AnalystVerdict::Suspicious);
-        }
-        Self { states, reasons }
-    }
-}
-
-impl Mapping {
-    /// The defaults with the tenant's `mapping_overrides` (`{"states": {..}, "close_reasons": {..}}`).
-    ///
-    /// # Errors
-    /// An override naming an unknown S1 status or verdict.
-    pub fn for_tenant(t: &TenantConfig) -> Result<Self, String> {
-        let mut m = Self::default();
-        let o = &t.mapping_overrides;
-        for (k, v) in o.get("states").and_then(Value::as_object).into_iter().flatten() {
-            let status: IncidentStatus =
-                serde_json::from_value(v.clone()).map_err(|e| format!("mapping_overrides.states.{k}: {e}"))?;
-            if status == IncidentStatus::Unknown {
-                return Err(format!(
-                    "mapping_overrides.states.{k}: {v} is not an S1 incident status"
-                ));
-            }
-            m.states.insert(normalize(k), status);
-        }
-        for (k, v) in o.get("close_reasons").and_then(Value::as_object).into_iter().flatten() {
-            let verdict: AnalystVerdict =
-                serde_json::from_value(v.clone()).map_err(|e| format!("mapping_overrides.close_reasons.{k}: {e}"))?;
-            if verdict == AnalystVerdict::Unknown {
-                return Err(format!("mapping_overrides.close_reasons.{k}: {v} is not an S1 verdict"));
-            }
-            m.reasons.insert(normalize(k), verdict);
-        }
-        Ok(m)
-    }
-
-    /// The S1 incident status for a platform state.
-    pub fn status(&self, state: PlatformState) -> IncidentStatus {
-        self.states
-            .get(&normalize(state.as_str()))
-            .copied()
-            .unwrap_or(IncidentStatus::Unresolved)
-    }
-
-    /// The verdict: an explicit one wins; else the close reason's group; else unchanged.
-    pub fn verdict(&self, close_reason: Option<&str>, explicit: Option<AnalystVerdict>) -> Option<AnalystVerdict> {
-        explicit.or_else(|| close_reason.and_then(|r| self.reasons.get(&normalize(r)).copied()))
-    }
 }
 
 const TRUNCATED: &str = "… [truncated]";
@@ -356,45 +242,6 @@ impl PendingChange {
     }
 }
 
-async fn read_secret(tokens: &dyn TokenProvider, source: &Value, what: &str) -> Result<ApiToken, String> {
-    let source: TokenSource = serde_json::from_value(source.clone()).map_err(|e| format!("{what}: {e}"))?;
-    tokens.token(&source).await.map_err(|e| format!("{what}: {e}"))
-}
-
-async fn inbound_auth(deps: &WritebackDeps, tenant: &TenantConfig, platform: &str) -> Result<InboundAuth, String> {
-    let settings = &tenant.platform.settings;
-    let mut secrets = Vec::new();
-    for s in settings
-        .get("inbound_secrets")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        secrets.push(read_secret(deps.tokens.as_ref(), s, "settings.inbound_secrets").await?);
-    }
-    match platform {
-        "pagerduty" if !secrets.is_empty() => Ok(InboundAuth::PagerDuty(secrets)),
-        "generic" if !secrets.is_empty() => Ok(InboundAuth::StandardWebhooks(
-            secrets
-                .iter()
-                .map(|s| WebhookSecret::parse(s.expose()))
-                .collect::<Result<_, _>>()
-                .map_err(|e| format!("settings.inbound_secrets: {e}"))?,
-        )),
-        "generic" => match settings.get("inbound_bearer") {
-            Some(b) => Ok(InboundAuth::Bearer(
-                read_secret(deps.tokens.as_ref(), b, "settings.inbound_bearer").await?,
-            )),
-            None => Err("the tenant has no inbound_secrets or inbound_bearer configured".into()),
-        },
-        _ => Err("the tenant has no inbound_secrets configured".into()),
-    }
-}
-
-fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    h.get(name).and_then(|v| v.to_str().ok())
-}
-
 /// Answers one webhook: `POST /<platform>/<tenant>` with the raw body, within
 /// [`INLINE_BUDGET`].
 ///
@@ -430,53 +277,44 @@ pub async fn handle_webhook_with(
     }
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (platform, tenant_id) = match parts.as_slice() {
-        [p, t] if matches!(*p, "generic" | "pagerduty") => (*p, *t),
+        [p, t] if PlatformKind::parse(p).is_some() => (PlatformKind::parse(p).expect("checked"), *t),
         _ => {
-            return answer(
-                404,
-                "no such webhook endpoint: use /generic/<tenant> or /pagerduty/<tenant>",
-            );
+            let paths: Vec<String> = PlatformKind::ALL.iter().map(|k| format!("/{k}/<tenant>")).collect();
+            return answer(404, format!("no such webhook endpoint: use {}", paths.join(" or ")));
         }
     };
     // Unknown, disabled or mismatched tenant and a failed check all get the same answer, so
     // nobody learns which tenants exist or what they use; the log says which it was.
     let tenant = match deps.store.get_tenant(tenant_id).await {
-        Ok(Some(t)) if t.enabled && t.platform.kind == platform => t,
+        Ok(Some(t)) if t.enabled && t.platform.kind() == platform => t,
         Ok(Some(t)) => {
             let why = if t.enabled {
                 "the tenant uses another platform"
             } else {
                 "the tenant is disabled"
             };
-            tracing::warn!(tenant = %t.id, platform, reason = why, "webhook refused");
+            tracing::warn!(tenant = %t.id, platform = %platform, reason = why, "webhook refused");
             return unauthorized();
         }
         Ok(None) | Err(StoreError::Invalid(_)) => {
-            tracing::warn!(platform, "webhook refused: unknown tenant");
+            tracing::warn!(platform = %platform, "webhook refused: unknown tenant");
             return unauthorized();
         }
         Err(e) => return unavailable(&e),
     };
     let now = options.now.unwrap_or_else(OffsetDateTime::now_utc);
-    let auth = match inbound_auth(deps, &tenant, platform).await {
+    let inbound = match deps.platforms.inbound(&tenant).await {
         Ok(a) => a,
         Err(e) => {
             tracing::error!(tenant = %tenant.id, error = %e, "inbound webhook auth is not configured");
             return unauthorized();
         }
     };
-    if let Err(e) = authenticate(&auth, headers, body, now) {
+    if let Err(e) = inbound.verify(headers, body, now) {
         tracing::warn!(tenant = %tenant.id, error = %e, "webhook refused");
         return unauthorized();
     }
-    let parsed = match platform {
-        "pagerduty" => parse_pagerduty(body),
-        _ => {
-            let id = header(headers, "webhook-id").or_else(|| header(headers, "idempotency-key"));
-            parse_generic(id, body)
-        }
-    };
-    let change = match parsed {
+    let change = match inbound.parse(headers, body).await {
         Ok(Inbound::Change(c)) => c,
         Ok(Inbound::Ignore(why)) => return answer(200, format!("ignored: {why}")),
         Err(InboundError::Malformed(m)) => return answer(400, m),
@@ -485,11 +323,7 @@ pub async fn handle_webhook_with(
             return unauthorized();
         }
     };
-    let field = if platform == "pagerduty" {
-        "event.occurred_at"
-    } else {
-        "timestamp"
-    };
+    let field = inbound.time_field();
     if change.at > now + MAX_FUTURE {
         return answer(
             400,
@@ -501,7 +335,7 @@ pub async fn handle_webhook_with(
     }
     // Standard Webhooks signs a fresh timestamp (checked within 300 s); the others carry only
     // the event's own time.
-    if !matches!(auth, InboundAuth::StandardWebhooks(_)) && change.at < now - REPLAY_WINDOW {
+    if !inbound.signs_fresh_timestamp() && change.at < now - REPLAY_WINDOW {
         return answer(
             400,
             format!(
@@ -521,11 +355,8 @@ async fn accept(
     now: OffsetDateTime,
     budget: StdDuration,
 ) -> WebhookResponse {
-    let mapping = match Mapping::for_tenant(tenant) {
-        Ok(m) => m,
-        Err(e) => return answer(500, format!("tenant mapping is invalid: {e}")),
-    };
-    let (name, archived, story) = match resolve_story(&deps.store, tenant, &change.platform, &change.alert).await {
+    let mapping = Mapping::new(&tenant.mapping_overrides);
+    let (name, archived, story) = match resolve_story(&deps.store, tenant, change.platform, &change.alert).await {
         Ok(Some(found)) => found,
         Ok(None) => return answer(404, "unknown alert"),
         Err(e) => return unavailable(&e),
@@ -622,7 +453,7 @@ fn pending_note(p: &PendingWriteback) -> &str {
 async fn resolve_story(
     store: &Store,
     tenant: &TenantConfig,
-    platform: &str,
+    platform: PlatformKind,
     alert: &AlertRef,
 ) -> Result<Option<(String, bool, Versioned<StoryRecord>)>, StoreError> {
     let host = url::Url::parse(&tenant.console_url)
@@ -651,7 +482,7 @@ async fn resolve_story(
             return by_name(id.to_owned()).await;
         }
         // A platform-made key (a PagerDuty dedup key) recorded as the story's platform ref.
-        match store.story_by_platform_ref(platform, &key).await? {
+        match store.story_by_platform_ref(platform.as_str(), &key).await? {
             Some((t, s)) if t == tenant.id => {
                 let current = store.get_story(&tenant.id, &s.value.key).await?;
                 let archived = current.is_none_or(|c| c.value.id != s.value.id);
@@ -667,14 +498,14 @@ async fn resolve_story(
     };
     match alert {
         AlertRef::Key(k) => by_key(k.clone()).await,
-        AlertRef::PlatformId(id) => match store.get_alias(&tenant.id, platform, id).await? {
+        AlertRef::PlatformId(id) => match store.get_alias(&tenant.id, platform.as_str(), id).await? {
             Some(name) => by_name(name).await,
             None => Ok(None),
         },
         AlertRef::KeyAndId(k, id) => {
             let found = by_key(k.clone()).await?;
             if let Some((name, _, _)) = &found {
-                store.put_alias(&tenant.id, platform, id, name).await?;
+                store.put_alias(&tenant.id, platform.as_str(), id, name).await?;
             }
             Ok(found)
         }
@@ -1360,68 +1191,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_row_of_the_default_mapping() {
-        let m = Mapping::default();
-        for (state, want) in [
-            (PlatformState::New, IncidentStatus::Unresolved),
-            (PlatformState::Reopened, IncidentStatus::Unresolved),
-            (PlatformState::Investigating, IncidentStatus::InProgress),
-            (PlatformState::Acknowledged, IncidentStatus::InProgress),
-            (PlatformState::InProgress, IncidentStatus::InProgress),
-            (PlatformState::Closed, IncidentStatus::Resolved),
-            (PlatformState::Resolved, IncidentStatus::Resolved),
-        ] {
-            assert_eq!(m.status(state), want, "{state:?}");
-        }
-        for (reason, want) in [
-            ("activity blocked", Some(AnalystVerdict::TruePositive)),
-            ("attack_failed", Some(AnalystVerdict::TruePositive)),
-            ("Incident", Some(AnalystVerdict::TruePositive)),
-            ("true positive", Some(AnalystVerdict::TruePositive)),
-            ("benign", Some(AnalystVerdict::FalsePositive)),
-            ("false_positive", Some(AnalystVerdict::FalsePositive)),
-            ("testing", Some(AnalystVerdict::FalsePositive)),
-            ("suppressed", Some(AnalystVerdict::FalsePositive)),
-            ("Suppressed - New device", Some(AnalystVerdict::FalsePositive)),
-            ("suppressed - threshold exceeded", Some(AnalystVerdict::FalsePositive)),
-            ("IT misconfiguration", Some(AnalystVerdict::Suspicious)),
-            ("possible policy violation", Some(AnalystVerdict::Suspicious)),
-            ("policy_violation", Some(AnalystVerdict::Suspicious)),
-            ("PUP/PUA", Some(AnalystVerdict::Suspicious)),
-            ("pup_pua", Some(AnalystVerdict::Suspicious)),
-            ("other", Some(AnalystVerdict::Suspicious)),
-            ("duplicate", None),
-        ] {
-            assert_eq!(m.verdict(Some(reason), None), want, "{reason}");
-        }
-        assert_eq!(m.verdict(None, None), None, "no reason: verdict unchanged");
-        assert_eq!(
-            m.verdict(Some("benign"), Some(AnalystVerdict::TruePositive)),
-            Some(AnalystVerdict::TruePositive),
-            "explicit wins"
-        );
-    }
-
-    #[test]
-    fn tenant_overrides() {
-        let mut t: TenantConfig = serde_json::from_value(json!({
-            "id": "t", "enabled": true, "console_url": "https://x.sentinelone.net",
-            "token": {"kind": "env", "var": "X"}, "platform": {"kind": "generic"},
-            "mapping_overrides": {"states": {"acknowledged": "unresolved"}, "close_reasons": {"duplicate": "false_positive"}}
-        }))
-        .unwrap();
-        let m = Mapping::for_tenant(&t).unwrap();
-        assert_eq!(m.status(PlatformState::Acknowledged), IncidentStatus::Unresolved);
-        assert_eq!(m.verdict(Some("Duplicate"), None), Some(AnalystVerdict::FalsePositive));
-        t.mapping_overrides = json!({"states": {"closed": "done"}});
-        assert!(Mapping::for_tenant(&t).unwrap_err().contains("closed"));
-    }
-
-    #[test]
     fn note_carries_platform_state_actor_reason_and_analysis() {
         let c = StatusChange {
             event_id: "e".into(),
-            platform: "generic".into(),
+            platform: PlatformKind::Generic,
             alert: AlertRef::Key("k".into()),
             action: ChangeAction::Status {
                 state: PlatformState::Closed,

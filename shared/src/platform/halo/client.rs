@@ -178,7 +178,7 @@ impl HaloClient {
             .append_pair("client_secret", self.auth.client_secret.expose_secret())
             .append_pair("scope", &self.auth.scope)
             .finish();
-        let resp = super::super::deliver(&self.retry, Some(&self.limiter), || {
+        let resp = crate::platform::http::deliver(&self.retry, Some(&self.limiter), || {
             self.http
                 .post(url.clone())
                 .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
@@ -232,7 +232,7 @@ impl HaloClient {
         let url = self.api_url(path);
         for fresh in [false, true] {
             let token = self.bearer().await?;
-            let sent = super::super::deliver(&self.retry, Some(&self.limiter), || {
+            let sent = crate::platform::http::deliver(&self.retry, Some(&self.limiter), || {
                 let mut rb = self
                     .http
                     .request(method.clone(), url.clone())

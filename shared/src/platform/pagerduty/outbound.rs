@@ -1,12 +1,4 @@
-//! The `pagerduty` adapter: PagerDuty Events API v2 (docs/platforms.md §2.1).
-//!
-//! One PagerDuty alert per story: the story's `alert_key` is the `dedup_key`, so every threat of
-//! a story lands on the same alert, and the inbound webhook's `incident_key` finds the story
-//! again. Threats still open in S1 `trigger` (a repeat trigger adds to the open alert's log; after
-//! a resolve it opens a new alert, which is how a story reopens); a threat set in progress in the
-//! console `acknowledge`s; when every threat of the story is resolved in S1 the alert `resolve`s,
-//! so a backlog of already-resolved threats never pages anyone. PagerDuty keeps no customers or
-//! assets, so the asset sync skips it.
+//! PagerDuty's outbound side: Events API v2, one alert per story.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -17,8 +9,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use url::Url;
 
-use super::{Notice, Platform, PlatformError, PublishReceipt, ThreatEvent};
 use crate::domain::Severity;
+use crate::platform::{EventKind, Notice, Platform, PlatformError, PublishReceipt, ThreatEvent};
 use crate::s1::RetryPolicy;
 
 /// PagerDuty's Events API v2 endpoint (US service region).
@@ -115,8 +107,8 @@ impl PagerDutyEvents {
             vec!["resolve"]
         } else if status == Some("in_progress") {
             match event.kind {
-                super::EventKind::Created => vec!["trigger", "acknowledge"],
-                super::EventKind::Updated => vec!["acknowledge"],
+                EventKind::Created => vec!["trigger", "acknowledge"],
+                EventKind::Updated => vec!["acknowledge"],
             }
         } else {
             vec!["trigger"]
@@ -131,7 +123,7 @@ impl PagerDutyEvents {
             summary.push_str(&format!(" ({c})"));
         }
         let source = t.asset.hostname.clone().unwrap_or_else(|| "SentinelOne".to_owned());
-        let mut details = super::GenericWebhook::render(event)["data"].take();
+        let mut details = crate::platform::GenericWebhook::render(event)["data"].take();
         details["event"] = json!(event.kind.as_str());
         let mut body = json!({
             "routing_key": self.routing_key.expose_secret(),
@@ -168,7 +160,7 @@ impl PagerDutyEvents {
 
     async fn send(&self, body: &Value) -> Result<(), PlatformError> {
         let body = serde_json::to_vec(body).map_err(|e| PlatformError::Config(e.to_string()))?;
-        super::deliver(&self.retry, Some(&self.limiter), || {
+        crate::platform::http::deliver(&self.retry, Some(&self.limiter), || {
             self.http
                 .post(self.url.clone())
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -212,45 +204,46 @@ impl Platform for PagerDutyEvents {
     }
 
     async fn notify(&self, notice: &Notice) -> Result<PublishReceipt, PlatformError> {
-        let d = &notice.data;
-        let tenant = d["tenant"].as_str().unwrap_or("?");
-        let message = d["message"].as_str().map(str::to_owned);
-        // (dedup key, severity, summary, resolve at once)
-        let (key, severity, summary, then_resolve) = match notice.kind.as_str() {
-            "token.expiring" | "token.unauthorized" => {
-                let days = d["days_left"].as_i64();
-                let severity = if notice.kind == "token.unauthorized" || days.is_some_and(|n| n <= 0) {
-                    "critical"
-                } else if days.is_some_and(|n| n <= 7) {
-                    "error"
-                } else {
-                    "warning"
+        // (tenant, dedup key suffix, severity, summary, resolve at once)
+        let (tenant, suffix, severity, message, then_resolve) = match notice {
+            Notice::TokenExpiring {
+                tenant,
+                days_left,
+                message,
+                ..
+            } => {
+                let severity = match days_left {
+                    ..=0 => "critical",
+                    1..=7 => "error",
+                    _ => "warning",
                 };
-                let summary = message
-                    .unwrap_or_else(|| format!("s1-bridge: the S1 API token of tenant {tenant} needs attention"));
-                (format!("s1-bridge:{tenant}:token"), severity, summary, false)
+                (tenant, "token".to_owned(), severity, message, false)
+            }
+            Notice::TokenUnauthorized { tenant, message, .. } | Notice::TokenRotationFailed { tenant, message, .. } => {
+                (tenant, "token".to_owned(), "critical", message, false)
             }
             // A test must not page anyone: open at info severity and resolve at once.
-            "bridge.test" => (
-                format!("s1-bridge:{tenant}:test:{}", notice.id),
-                "info",
-                message.unwrap_or_else(|| "s1-bridge configuration test".to_owned()),
-                true,
-            ),
+            Notice::Test {
+                tenant, message, id, ..
+            } => (tenant, format!("test:{id}"), "info", message, true),
             // Customers, sites and assets: PagerDuty has nowhere to keep them.
-            _ => return Ok(PublishReceipt::default()),
+            Notice::CustomerUpserted(_)
+            | Notice::SiteUpserted(_)
+            | Notice::AssetUpserted(_)
+            | Notice::AssetDeactivated(_) => return Ok(PublishReceipt::default()),
         };
+        let key = format!("s1-bridge:{tenant}:{suffix}");
         self.send(&json!({
             "routing_key": self.routing_key.expose_secret(),
             "event_action": "trigger",
             "dedup_key": key,
             "payload": {
-                "summary": summary.chars().take(1024).collect::<String>(),
+                "summary": message.chars().take(1024).collect::<String>(),
                 "source": "s1-bridge",
                 "severity": severity,
-                "timestamp": crate::s1::dto::format_time(notice.timestamp),
-                "class": notice.kind,
-                "custom_details": d,
+                "timestamp": crate::s1::dto::format_time(notice.timestamp()),
+                "class": notice.kind(),
+                "custom_details": notice.data(),
             },
         }))
         .await?;

@@ -1,0 +1,200 @@
+//! What the poller tells a platform about a threat: the event, the threat and story as every
+//! adapter renders them, and the platform's receipt.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::domain::Severity;
+use crate::s1::dto::Threat;
+
+/// What happened in S1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventKind {
+    /// A threat seen for the first time.
+    #[serde(rename = "threat.created")]
+    Created,
+    /// A known threat changed in S1 (content, or a status changed in the console).
+    #[serde(rename = "threat.updated")]
+    Updated,
+}
+
+impl EventKind {
+    /// The event type on the wire (`threat.created`, `threat.updated`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Created => "threat.created",
+            EventKind::Updated => "threat.updated",
+        }
+    }
+}
+
+/// An S1 account or site as the platform sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Scope {
+    pub external_id: Option<String>,
+    pub name: Option<String>,
+}
+
+/// The endpoint a threat is on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct AssetView {
+    pub external_id: Option<String>,
+    pub hostname: Option<String>,
+    pub os: Option<String>,
+    pub ip: Vec<String>,
+}
+
+/// The file a threat is about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct FileView {
+    pub path: Option<String>,
+    pub sha1: Option<String>,
+    pub sha256: Option<String>,
+}
+
+/// A threat as every adapter renders it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThreatView {
+    pub threat_id: String,
+    pub title: String,
+    pub status: Option<String>,
+    pub verdict: Option<String>,
+    pub confidence: Option<String>,
+    pub classification: Option<String>,
+    pub console_url: String,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub detected_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub updated_at: Option<OffsetDateTime>,
+    pub customer: Scope,
+    pub site: Scope,
+    pub asset: AssetView,
+    pub file: FileView,
+}
+
+impl ThreatView {
+    /// Builds the view of an S1 threat; `console` is the console origin.
+    pub fn from_threat(t: &Threat, console: &str) -> Self {
+        let i = &t.threat_info;
+        let rt = t.agent_realtime_info.clone().unwrap_or_default();
+        let det = t.agent_detection_info.clone().unwrap_or_default();
+        let host = rt.agent_computer_name.clone();
+        let title = format!(
+            "{} on {}",
+            i.threat_name.as_deref().unwrap_or("S1 threat"),
+            host.as_deref().unwrap_or("an unknown endpoint")
+        );
+        Self {
+            threat_id: t.id.clone(),
+            title,
+            status: i.incident_status.map(|s| s.as_str().to_owned()),
+            verdict: i.analyst_verdict.map(|v| v.as_str().to_owned()),
+            confidence: i.confidence_level.map(|c| c.as_str().to_owned()),
+            classification: i.classification.clone(),
+            console_url: format!("{}/incidents/threats/{}/overview", console.trim_end_matches('/'), t.id),
+            detected_at: crate::domain::detected_at(t),
+            updated_at: i.updated_at,
+            customer: Scope {
+                external_id: rt.account_id.clone().or(det.account_id.clone()),
+                name: rt.account_name.clone().or(det.account_name.clone()),
+            },
+            site: Scope {
+                external_id: rt.site_id.clone().or(det.site_id.clone()),
+                name: rt.site_name.clone().or(det.site_name.clone()),
+            },
+            asset: AssetView {
+                external_id: t.agent_uuid().map(str::to_owned),
+                hostname: host,
+                os: rt.agent_os_name.clone().or(rt.agent_os_type.clone()),
+                ip: det.agent_ip_v4.clone().into_iter().collect(),
+            },
+            file: FileView {
+                path: i.file_path.clone().filter(|p| !p.is_empty()),
+                sha1: i.sha1.clone().filter(|s| !s.is_empty()),
+                sha256: i.sha256.clone().filter(|s| !s.is_empty()),
+            },
+        }
+    }
+}
+
+impl ThreatView {
+    /// Builds the view of a STAR / cloud-detection alert. Its statuses come in display casing
+    /// ("In progress") and are normalised to the threat spelling (`in_progress`).
+    pub fn from_cloud_alert(a: &crate::s1::dto::CloudAlert, console: &str) -> Self {
+        let norm = |s: &Option<String>| s.as_ref().map(|v| v.trim().to_ascii_lowercase().replace(' ', "_"));
+        let det = a.agent_detection_info.clone();
+        let rule = a.rule_info.clone();
+        let process = a.source_process_info.clone();
+        let id = a.alert_info.alert_id.clone().unwrap_or_default();
+        let host = det.as_ref().and_then(|d| d.name.clone());
+        Self {
+            threat_id: id.clone(),
+            title: format!(
+                "STAR: {} on {}",
+                rule.as_ref().and_then(|r| r.name.as_deref()).unwrap_or("custom rule"),
+                host.as_deref().unwrap_or("an unknown endpoint")
+            ),
+            status: norm(&a.alert_info.incident_status),
+            verdict: norm(&a.alert_info.analyst_verdict),
+            confidence: None,
+            classification: Some("STAR rule".into()),
+            console_url: format!("{}/incidents/alerts/{id}", console.trim_end_matches('/')),
+            detected_at: a.alert_info.created_at,
+            updated_at: a.alert_info.updated_at.or(a.alert_info.created_at),
+            customer: Scope {
+                external_id: det.as_ref().and_then(|d| d.account_id.clone()),
+                name: None,
+            },
+            site: Scope {
+                external_id: det.as_ref().and_then(|d| d.site_id.clone()),
+                name: None,
+            },
+            asset: AssetView {
+                external_id: det.as_ref().and_then(|d| d.uuid.clone()),
+                hostname: host,
+                os: det.as_ref().and_then(|d| d.os_family.clone()),
+                ip: vec![],
+            },
+            file: FileView {
+                path: process.as_ref().and_then(|p| p.file_path.clone()),
+                sha1: process.as_ref().and_then(|p| p.file_hash_sha1.clone()),
+                sha256: process.as_ref().and_then(|p| p.file_hash_sha256.clone()),
+            },
+        }
+    }
+}
+
+/// The story (platform alert) an event belongs to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoryView {
+    pub id: String,
+    /// The alert's stable key; the platform echoes it back in webhooks.
+    pub alert_key: String,
+    pub threat_count: usize,
+    /// This event opens a new alert (else it updates the story's existing one).
+    pub new_alert: bool,
+    /// This event reopens the story's closed alert.
+    pub reopened: bool,
+    /// Every threat of the story is resolved in S1, counting this event's.
+    pub all_resolved: bool,
+}
+
+/// One thing to tell the platform. (Serialisable so a refused one can be kept as a publish dead
+/// letter and sent again as it was.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThreatEvent {
+    pub kind: EventKind,
+    /// Stable per (threat, change): the receiver's idempotency key.
+    pub id: String,
+    pub tenant: String,
+    pub severity: Severity,
+    pub threat: ThreatView,
+    pub story: StoryView,
+}
+
+/// What the platform answered.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PublishReceipt {
+    /// The platform's own id for the alert, when it has one.
+    pub platform_ref: Option<String>,
+}

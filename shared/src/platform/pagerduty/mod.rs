@@ -1,0 +1,56 @@
+//! The `pagerduty` platform: PagerDuty Events API v2 out (docs/platforms.md §2.1), Webhooks v3 in.
+//!
+//! One PagerDuty alert per story: the story's `alert_key` is the `dedup_key`, so every threat of
+//! a story lands on the same alert, and the inbound webhook's `incident_key` finds the story
+//! again. Threats still open in S1 `trigger` (a repeat trigger adds to the open alert's log; after
+//! a resolve it opens a new alert, which is how a story reopens); a threat set in progress in the
+//! console `acknowledge`s; when every threat of the story is resolved in S1 the alert `resolve`s,
+//! so a backlog of already-resolved threats never pages anyone. PagerDuty keeps no customers or
+//! assets, so the asset sync skips it.
+mod inbound;
+mod outbound;
+
+use std::num::NonZeroU32;
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::TokenSource;
+
+pub use inbound::{PagerDutyInbound, parse_pagerduty, sign_pagerduty, verify_pagerduty};
+pub use outbound::{DEFAULT_EVENTS_PER_MINUTE, DEFAULT_EVENTS_URL, PagerDutyEvents};
+
+/// A tenant's PagerDuty settings: secret references, never values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// The Events API v2 integration key of the service (32 characters), as a secret reference.
+    pub routing_key: TokenSource,
+    /// The webhook subscription's signing secrets (any matches, so they can rotate).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inbound_secrets: Vec<TokenSource>,
+    /// PagerDuty's Events API endpoint: the US region by default, or the EU one.
+    #[serde(default = "default_events_url")]
+    pub events_url: String,
+    /// Events a minute the adapter keeps under (PagerDuty's limit per integration key).
+    #[serde(default = "default_events_per_minute")]
+    pub events_per_minute: NonZeroU32,
+}
+
+fn default_events_url() -> String {
+    DEFAULT_EVENTS_URL.to_owned()
+}
+
+fn default_events_per_minute() -> NonZeroU32 {
+    NonZeroU32::new(DEFAULT_EVENTS_PER_MINUTE).expect("the default is not zero")
+}
+
+impl crate::platform::config::PlatformSettings for Settings {
+    fn secrets(&self) -> Vec<(&'static str, &TokenSource)> {
+        std::iter::once(("routing_key", &self.routing_key))
+            .chain(self.inbound_secrets.iter().map(|t| ("inbound_secrets", t)))
+            .collect()
+    }
+
+    fn urls(&self) -> Vec<(&'static str, &str)> {
+        vec![("events_url", self.events_url.as_str())]
+    }
+}

@@ -1,0 +1,151 @@
+//! The registry: the one place that matches on a tenant's [`PlatformConfig`] to build its
+//! adapters, reading their secrets.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::generic::{GenericAuth, GenericInbound, GenericWebhook, WebhookSecret};
+use super::pagerduty::{PagerDutyEvents, PagerDutyInbound};
+use super::{InboundAdapter, Platform, PlatformConfig, PlatformError};
+use crate::config::AllowedHosts;
+use crate::secrets::TokenProvider;
+use crate::store::{TenantConfig, TokenSource};
+
+/// Builds the platform adapters of a tenant.
+#[async_trait]
+pub trait PlatformResolver: Send + Sync {
+    /// The outbound adapter for `tenant`'s platform, with its secrets read.
+    ///
+    /// # Errors
+    /// [`PlatformError::Config`] naming the tenant and what is wrong with its settings.
+    async fn resolve(&self, tenant: &TenantConfig) -> Result<Arc<dyn Platform>, PlatformError>;
+
+    /// The inbound adapter for `tenant`'s platform, with its secrets read.
+    ///
+    /// # Errors
+    /// [`PlatformError::Config`] when the tenant has no inbound secret configured or one cannot
+    /// be read.
+    async fn inbound(&self, tenant: &TenantConfig) -> Result<Box<dyn InboundAdapter>, PlatformError> {
+        let _ = tenant;
+        Err(PlatformError::Config("this resolver builds no inbound adapters".into()))
+    }
+}
+
+/// Builds adapters from tenant settings, reading their secrets through a [`TokenProvider`].
+pub struct Adapters {
+    http: reqwest::Client,
+    secrets: Arc<dyn TokenProvider>,
+    retry: crate::s1::RetryPolicy,
+    allowed: AllowedHosts,
+}
+
+impl Adapters {
+    /// Adapters sending with `http` (build it with [`crate::net::outbound_client`]), reading
+    /// secrets through `secrets`, retrying per `retry`. Platform URLs are checked against the
+    /// default allow-list until [`Adapters::with_allowed_hosts`] says otherwise.
+    pub fn new(http: reqwest::Client, secrets: Arc<dyn TokenProvider>, retry: crate::s1::RetryPolicy) -> Self {
+        Self {
+            http,
+            secrets,
+            retry,
+            allowed: AllowedHosts::default(),
+        }
+    }
+
+    /// Checks every platform URL against `allowed` (`S1_BRIDGE_ALLOWED_HOSTS`) when an adapter
+    /// is built, at run time.
+    #[must_use]
+    pub fn with_allowed_hosts(mut self, allowed: AllowedHosts) -> Self {
+        self.allowed = allowed;
+        self
+    }
+}
+
+impl Adapters {
+    async fn secret(
+        &self,
+        tenant: &TenantConfig,
+        source: &TokenSource,
+        what: &str,
+    ) -> Result<crate::ApiToken, PlatformError> {
+        self.secrets
+            .token(source)
+            .await
+            .map_err(|e| PlatformError::Config(format!("tenant {}: {what}: {e}", tenant.id)))
+    }
+}
+
+/// Names the tenant in a configuration error.
+fn for_tenant(tenant: &TenantConfig) -> impl Fn(PlatformError) -> PlatformError + '_ {
+    move |e| match e {
+        PlatformError::Config(m) => PlatformError::Config(format!("tenant {}: {m}", tenant.id)),
+        other => other,
+    }
+}
+
+#[async_trait]
+impl PlatformResolver for Adapters {
+    async fn resolve(&self, tenant: &TenantConfig) -> Result<Arc<dyn Platform>, PlatformError> {
+        match &tenant.platform {
+            PlatformConfig::Generic(s) => {
+                let raw = self.secret(tenant, &s.secret, "webhook secret").await?;
+                let secret = WebhookSecret::parse(raw.expose())
+                    .map_err(|e| PlatformError::Config(format!("tenant {}: webhook secret: {e}", tenant.id)))?;
+                let webhook = GenericWebhook::new(self.http.clone(), &s.url, secret, self.retry.clone(), &self.allowed)
+                    .map_err(for_tenant(tenant))?;
+                Ok(Arc::new(webhook))
+            }
+            PlatformConfig::PagerDuty(s) => {
+                let key = self.secret(tenant, &s.routing_key, "PagerDuty routing key").await?;
+                let events = PagerDutyEvents::new(
+                    self.http.clone(),
+                    &s.events_url,
+                    key.expose().to_owned().into(),
+                    s.events_per_minute.get(),
+                    self.retry.clone(),
+                    &self.allowed,
+                )
+                .map_err(for_tenant(tenant))?;
+                Ok(Arc::new(events))
+            }
+        }
+    }
+
+    async fn inbound(&self, tenant: &TenantConfig) -> Result<Box<dyn InboundAdapter>, PlatformError> {
+        let mut secrets = Vec::new();
+        for (name, source) in tenant.platform.secrets() {
+            if name == "inbound_secrets" {
+                secrets.push(self.secret(tenant, source, "settings.inbound_secrets").await?);
+            }
+        }
+        match &tenant.platform {
+            PlatformConfig::Generic(_) if !secrets.is_empty() => {
+                let secrets = secrets
+                    .iter()
+                    .map(|s| WebhookSecret::parse(s.expose()))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| {
+                        PlatformError::Config(format!("tenant {}: settings.inbound_secrets: {e}", tenant.id))
+                    })?;
+                Ok(Box::new(GenericInbound {
+                    auth: GenericAuth::Signed(secrets),
+                }))
+            }
+            PlatformConfig::Generic(s) => match &s.inbound_bearer {
+                Some(b) => Ok(Box::new(GenericInbound {
+                    auth: GenericAuth::Bearer(self.secret(tenant, b, "settings.inbound_bearer").await?),
+                })),
+                None => Err(PlatformError::Config(format!(
+                    "tenant {}: no inbound_secrets or inbound_bearer configured",
+                    tenant.id
+                ))),
+            },
+            PlatformConfig::PagerDuty(_) if !secrets.is_empty() => Ok(Box::new(PagerDutyInbound { secrets })),
+            PlatformConfig::PagerDuty(_) => Err(PlatformError::Config(format!(
+                "tenant {}: no inbound_secrets configured",
+                tenant.id
+            ))),
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! Reading a tenant file the way `tenant add` does: every setting typed, and every mistake
+//! named before the tenant is stored (a wrong type, a missing setting, an unknown platform, a
+//! key no setting reads, a console or platform URL the allow-list refuses, a mapping override
+//! naming a status S1 does not have).
+
+use crate::config::AllowedHosts;
+use crate::store::TenantConfig;
+
+/// What is wrong with a tenant file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TenantFileError {
+    /// The JSON does not describe a tenant: at `path`, `message`.
+    #[error("at `{path}`: {message}")]
+    Invalid { path: String, message: String },
+    /// Keys no setting reads (a typo would otherwise be silently ignored).
+    #[error("unknown setting{} {}", if .0.len() == 1 { "" } else { "s" }, .0.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "))]
+    Unknown(Vec<String>),
+    /// A URL the allow-list refuses.
+    #[error("{0}")]
+    Url(String),
+}
+
+/// Parses a tenant file strictly and checks its URLs against `allowed`.
+///
+/// # Errors
+/// [`TenantFileError`] naming the first thing wrong.
+pub fn parse_tenant(text: &str, allowed: &AllowedHosts) -> Result<TenantConfig, TenantFileError> {
+    let mut unknown = Vec::new();
+    let tenant: TenantConfig = {
+        let json = &mut serde_json::Deserializer::from_str(text);
+        let mut track = serde_path_to_error::Track::new();
+        let tracked = serde_path_to_error::Deserializer::new(json, &mut track);
+        serde_ignored::deserialize(tracked, |path| unknown.push(path.to_string())).map_err(|e| {
+            TenantFileError::Invalid {
+                path: track.path().to_string(),
+                message: e.to_string(),
+            }
+        })?
+    };
+    if !unknown.is_empty() {
+        return Err(TenantFileError::Unknown(unknown));
+    }
+    allowed
+        .check_console_url(&tenant.console_url)
+        .map_err(TenantFileError::Url)?;
+    for (name, url) in tenant.platform.urls() {
+        allowed
+            .check_platform_url(&format!("platform.settings.{name}"), url)
+            .map_err(TenantFileError::Url)?;
+    }
+    Ok(tenant)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(platform: &str, extra: &str) -> String {
+        format!(
+            r#"{{"id": "acme", "enabled": true, "console_url": "https://acme.sentinelone.net",
+                "token": {{"kind": "secrets_manager", "secret_id": "s1-bridge/acme/s1"}},
+                "platform": {platform}{extra}}}"#
+        )
+    }
+
+    const GENERIC: &str = r#"{"kind": "generic", "settings": {"url": "https://hooks.example.com/s1",
+        "secret": {"kind": "secrets_manager", "secret_id": "s1-bridge/acme/hook"}}}"#;
+
+    #[test]
+    fn a_good_file_reads_and_every_mistake_is_named() {
+        let allowed = AllowedHosts::default();
+        assert!(parse_tenant(&file(GENERIC, ""), &allowed).is_ok());
+        let err = |platform: &str, extra: &str| parse_tenant(&file(platform, extra), &allowed).unwrap_err().to_string();
+        assert!(
+            err(r#"{"kind": "halo9", "settings": {}}"#, "")
+                .starts_with("at `platform.kind`: unknown variant `halo9`, expected `generic` or `pagerduty`"),
+        );
+        assert!(
+            err(
+                r#"{"kind": "generic", "settings": {"url": "https://h.example.com"}}"#,
+                ""
+            )
+            .contains("missing field `secret`")
+        );
+        assert!(err(r#"{"kind": "pagerduty", "settings": {"routing_key": {"kind": "env", "var": "K"}, "events_per_minute": 0}}"#, "").contains("events_per_minute"));
+        assert_eq!(
+            err(GENERIC, r#", "grouping": "stroy""#).split(':').next(),
+            Some("at `grouping`")
+        );
+        assert_eq!(
+            err(GENERIC, r#", "poll_cloud_alert": true"#),
+            "unknown setting `poll_cloud_alert`"
+        );
+        let typo = GENERIC.replace(r#""url""#, r#""uri": "x", "url""#);
+        assert_eq!(err(&typo, ""), "unknown setting `platform.settings.uri`");
+        assert!(
+            err(GENERIC, r#", "mapping_overrides": {"states": {"closed": "done"}}"#)
+                .contains("mapping_overrides.states.closed")
+        );
+        let http = GENERIC.replace("https://hooks", "http://hooks");
+        assert!(err(&http, "").contains("platform.settings.url"));
+    }
+}

@@ -1,0 +1,123 @@
+//! Builders and fakes for tests (the `test-util` feature): tenants without hand-written
+//! literals, secret references, and a recording [`Platform`] for unit tests of logic. Tests
+//! that exercise real HTTP use the simulator's receivers instead.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use crate::mapping::MappingOverrides;
+use crate::platform::{
+    Notice, Platform, PlatformConfig, PlatformError, PlatformResolver, PublishReceipt, ThreatEvent, settings,
+};
+use crate::store::{Grouping, TenantConfig, TokenSource};
+
+/// A secret read from the environment variable `var`.
+pub fn env(var: &str) -> TokenSource {
+    TokenSource::Env { var: var.to_owned() }
+}
+
+/// The generic platform POSTing to `url`, signing with the secret in env `secret_var`.
+pub fn generic(url: &str, secret_var: &str) -> PlatformConfig {
+    PlatformConfig::Generic(settings::Generic {
+        url: url.to_owned(),
+        secret: env(secret_var),
+        inbound_secrets: vec![],
+        inbound_bearer: None,
+        assets: None,
+    })
+}
+
+/// PagerDuty at `events_url` with the routing key in env `key_var`.
+pub fn pagerduty(events_url: &str, key_var: &str) -> PlatformConfig {
+    PlatformConfig::PagerDuty(settings::PagerDuty {
+        routing_key: env(key_var),
+        inbound_secrets: vec![],
+        events_url: events_url.to_owned(),
+        events_per_minute: std::num::NonZeroU32::new(crate::platform::DEFAULT_EVENTS_PER_MINUTE).expect("not zero"),
+    })
+}
+
+impl TenantConfig {
+    /// An enabled tenant `id` on `console_url`, its token in env `S1_TOKEN_<id>`, publishing to
+    /// `platform`, grouping stories, default thresholds.
+    pub fn for_test(id: &str, console_url: &str, platform: PlatformConfig) -> Self {
+        Self {
+            id: id.to_owned(),
+            name: format!("Tenant {id}"),
+            enabled: true,
+            console_url: console_url.to_owned(),
+            token: env(&format!("S1_TOKEN_{id}")),
+            account_ids: vec![],
+            site_ids: vec![],
+            platform,
+            grouping: Grouping::Story,
+            poll_cloud_alerts: false,
+            mapping_overrides: MappingOverrides::default(),
+            token_alert_days: vec![30, 14, 7, 3, 1, 0],
+        }
+    }
+
+    /// The generic settings of a tenant made by [`TenantConfig::for_test`] with [`generic`], to
+    /// change in a test (panics for another platform).
+    pub fn generic_mut(&mut self) -> &mut settings::Generic {
+        match &mut self.platform {
+            PlatformConfig::Generic(s) => s,
+            other => panic!("the tenant's platform is {}, not generic", other.kind()),
+        }
+    }
+}
+
+/// A platform that records what it is told and accepts everything (or refuses with `fail`).
+#[derive(Default)]
+pub struct RecordingPlatform {
+    pub events: Mutex<Vec<ThreatEvent>>,
+    pub notices: Mutex<Vec<Notice>>,
+    /// When set, every call fails with a copy of it (as [`PlatformError::Unavailable`]).
+    pub fail: Mutex<Option<String>>,
+}
+
+impl RecordingPlatform {
+    /// A shared recorder and a resolver that hands it out for every tenant.
+    pub fn shared() -> (Arc<Self>, Arc<dyn PlatformResolver>) {
+        let p = Arc::new(Self::default());
+        (p.clone(), Arc::new(Recorded(p)))
+    }
+
+    fn check(&self) -> Result<PublishReceipt, PlatformError> {
+        match self.fail.lock().expect("not poisoned").clone() {
+            Some(detail) => Err(PlatformError::Unavailable { attempts: 1, detail }),
+            None => Ok(PublishReceipt::default()),
+        }
+    }
+}
+
+#[async_trait]
+impl Platform for RecordingPlatform {
+    fn name(&self) -> &'static str {
+        "recording"
+    }
+
+    async fn publish(&self, event: &ThreatEvent) -> Result<PublishReceipt, PlatformError> {
+        self.check()?;
+        self.events.lock().expect("not poisoned").push(event.clone());
+        Ok(PublishReceipt {
+            platform_ref: Some(event.story.alert_key.clone()),
+        })
+    }
+
+    async fn notify(&self, notice: &Notice) -> Result<PublishReceipt, PlatformError> {
+        self.check()?;
+        self.notices.lock().expect("not poisoned").push(notice.clone());
+        Ok(PublishReceipt::default())
+    }
+}
+
+struct Recorded(Arc<RecordingPlatform>);
+
+#[async_trait]
+impl PlatformResolver for Recorded {
+    async fn resolve(&self, _tenant: &TenantConfig) -> Result<Arc<dyn Platform>, PlatformError> {
+        Ok(self.0.clone())
+    }
+}
