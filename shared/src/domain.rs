@@ -105,7 +105,7 @@ pub fn severity_of_rule(s: Option<&str>) -> Severity {
 }
 
 /// Platform severity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Critical,

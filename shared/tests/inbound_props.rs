@@ -158,6 +158,7 @@ proptest! {
                 prop_assert_eq!(c.platform, s1_shared::platform::PlatformKind::Generic);
             }
             Ok(Inbound::Ignore(why)) => prop_assert!(!why.is_empty()),
+            Ok(Inbound::Batch(_)) => prop_assert!(false, "one delivery, one change"),
             Err(e) => prop_assert!(names_what(&e), "{}", e),
         }
     }
@@ -170,6 +171,7 @@ proptest! {
                 prop_assert_eq!(c.platform, s1_shared::platform::PlatformKind::PagerDuty);
             }
             Ok(Inbound::Ignore(why)) => prop_assert!(!why.is_empty()),
+            Ok(Inbound::Batch(_)) => prop_assert!(false, "one delivery, one change"),
             Err(e) => prop_assert!(names_what(&e), "{}", e),
         }
     }

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{generic, pagerduty};
+use super::{generic, halo, pagerduty};
 use crate::store::TokenSource;
 use crate::usecase::sync_assets::AssetSettings;
 
@@ -15,17 +15,20 @@ pub enum PlatformKind {
     Generic,
     #[serde(rename = "pagerduty")]
     PagerDuty,
+    #[serde(rename = "halo")]
+    Halo,
 }
 
 impl PlatformKind {
     /// Every kind, in the order the docs list them.
-    pub const ALL: [PlatformKind; 2] = [PlatformKind::Generic, PlatformKind::PagerDuty];
+    pub const ALL: [PlatformKind; 3] = [PlatformKind::Generic, PlatformKind::PagerDuty, PlatformKind::Halo];
 
     /// The kind's name: in tenant files, webhook paths and notes.
     pub fn as_str(self) -> &'static str {
         match self {
             PlatformKind::Generic => "generic",
             PlatformKind::PagerDuty => "pagerduty",
+            PlatformKind::Halo => "halo",
         }
     }
 
@@ -49,6 +52,8 @@ pub enum PlatformConfig {
     Generic(generic::Settings),
     #[serde(rename = "pagerduty")]
     PagerDuty(pagerduty::Settings),
+    #[serde(rename = "halo")]
+    Halo(Box<halo::Settings>),
 }
 
 impl PlatformConfig {
@@ -57,6 +62,7 @@ impl PlatformConfig {
         match self {
             PlatformConfig::Generic(_) => PlatformKind::Generic,
             PlatformConfig::PagerDuty(_) => PlatformKind::PagerDuty,
+            PlatformConfig::Halo(_) => PlatformKind::Halo,
         }
     }
 
@@ -65,6 +71,7 @@ impl PlatformConfig {
         match self {
             PlatformConfig::Generic(s) => s,
             PlatformConfig::PagerDuty(s) => s,
+            PlatformConfig::Halo(s) => s.as_ref(),
         }
     }
 

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::domain::Severity;
-use crate::s1::dto::Threat;
+use crate::s1::dto::{AnalystVerdict, IncidentStatus, Threat};
 
 /// What happened in S1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,8 +57,8 @@ pub struct FileView {
 pub struct ThreatView {
     pub threat_id: String,
     pub title: String,
-    pub status: Option<String>,
-    pub verdict: Option<String>,
+    pub status: Option<IncidentStatus>,
+    pub verdict: Option<AnalystVerdict>,
     pub confidence: Option<String>,
     pub classification: Option<String>,
     pub console_url: String,
@@ -87,8 +87,8 @@ impl ThreatView {
         Self {
             threat_id: t.id.clone(),
             title,
-            status: i.incident_status.map(|s| s.as_str().to_owned()),
-            verdict: i.analyst_verdict.map(|v| v.as_str().to_owned()),
+            status: i.incident_status,
+            verdict: i.analyst_verdict,
             confidence: i.confidence_level.map(|c| c.as_str().to_owned()),
             classification: i.classification.clone(),
             console_url: format!("{}/incidents/threats/{}/overview", console.trim_end_matches('/'), t.id),
@@ -121,7 +121,10 @@ impl ThreatView {
     /// Builds the view of a STAR / cloud-detection alert. Its statuses come in display casing
     /// ("In progress") and are normalised to the threat spelling (`in_progress`).
     pub fn from_cloud_alert(a: &crate::s1::dto::CloudAlert, console: &str) -> Self {
-        let norm = |s: &Option<String>| s.as_ref().map(|v| v.trim().to_ascii_lowercase().replace(' ', "_"));
+        fn norm<T: serde::de::DeserializeOwned>(s: &Option<String>) -> Option<T> {
+            let v = s.as_ref()?.trim().to_ascii_lowercase().replace(' ', "_");
+            serde_json::from_value(serde_json::Value::String(v)).ok()
+        }
         let det = a.agent_detection_info.clone();
         let rule = a.rule_info.clone();
         let process = a.source_process_info.clone();
@@ -177,6 +180,10 @@ pub struct StoryView {
     pub reopened: bool,
     /// Every threat of the story is resolved in S1, counting this event's.
     pub all_resolved: bool,
+    /// The platform's own id for the story's alert or ticket, once it has one (a Halo ticket
+    /// id). Not part of the generic event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_ref: Option<String>,
 }
 
 /// One thing to tell the platform. (Serialisable so a refused one can be kept as a publish dead

@@ -84,6 +84,9 @@ pub struct StatusChange {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Inbound {
     Change(StatusChange),
+    /// Several changes (a platform that reports a ticket's history, or a batched delivery), in
+    /// the order they happened.
+    Batch(Vec<StatusChange>),
     /// Valid but nothing to do (a ping, our own echo, an event type we do not map).
     Ignore(String),
 }
@@ -95,6 +98,10 @@ pub enum InboundError {
     Unauthorized(String),
     #[error("malformed webhook: {0}")]
     Malformed(String),
+    /// Verified, but what it names could not be read back from the platform now: it may send
+    /// it again.
+    #[error("the platform could not be read back: {0}")]
+    Unavailable(String),
 }
 
 /// A header's value, when it is text.

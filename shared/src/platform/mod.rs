@@ -75,6 +75,11 @@ pub trait Platform: Send + Sync {
     fn keeps_assets(&self) -> bool {
         true
     }
+    /// Whether the platform answers synced customers, sites and assets with ids of its own
+    /// (Halo's record ids), which the asset snapshot then keeps as the mapping.
+    fn keeps_own_ids(&self) -> bool {
+        false
+    }
     /// The most events a second the adapter sends (it paces itself under the platform's limit);
     /// `None` when it is not paced. The poller sizes its pages by it.
     fn max_events_per_second(&self) -> Option<f64> {

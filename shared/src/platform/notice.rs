@@ -37,6 +37,9 @@ pub struct Synced {
     pub platform_ref: Option<String>,
     /// The object as the tenant's field mapping renders it: the generic event's `object`.
     pub fields: AssetFields,
+    /// The S1 object's own fields by their S1 names (an agent's `computerName`,
+    /// `serialNumber`, `machineType`, ...), for platforms that map them themselves.
+    pub s1: AssetFields,
 }
 
 /// The fields of a synced object under the names the tenant's field mapping gives them (the

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::generic::{GenericAuth, GenericInbound, GenericWebhook, WebhookSecret};
+use super::halo::{Directory, HaloAuth, HaloClient, HaloInbound, HaloTickets, HaloWebhookAuth, InboundAuthSettings};
 use super::pagerduty::{PagerDutyEvents, PagerDutyInbound};
 use super::{InboundAdapter, Platform, PlatformConfig, PlatformError};
 use crate::config::AllowedHosts;
@@ -38,6 +39,12 @@ pub struct Adapters {
     secrets: Arc<dyn TokenProvider>,
     retry: crate::s1::RetryPolicy,
     allowed: AllowedHosts,
+    /// Where a platform that maps S1 accounts and sites to records of its own (Halo) reads the
+    /// mapping.
+    directory: Option<Arc<dyn Directory>>,
+    /// One Halo client per tenant and instance in this process: one token cache, one request
+    /// budget, however many runs and webhooks use it.
+    halo: std::sync::Mutex<std::collections::HashMap<String, Arc<HaloClient>>>,
 }
 
 impl Adapters {
@@ -50,7 +57,16 @@ impl Adapters {
             secrets,
             retry,
             allowed: AllowedHosts::default(),
+            directory: None,
+            halo: std::sync::Mutex::default(),
         }
+    }
+
+    /// Reads S1 -> platform mappings (Halo clients and sites) from `store`.
+    #[must_use]
+    pub fn with_store(mut self, store: crate::store::Store) -> Self {
+        self.directory = Some(Arc::new(store));
+        self
     }
 
     /// Checks every platform URL against `allowed` (`S1_BRIDGE_ALLOWED_HOSTS`) when an adapter
@@ -63,6 +79,54 @@ impl Adapters {
 }
 
 impl Adapters {
+    /// The tenant's Halo client, made once per process.
+    async fn halo_client(
+        &self,
+        tenant: &TenantConfig,
+        s: &super::halo::Settings,
+    ) -> Result<Arc<HaloClient>, PlatformError> {
+        let key = format!("{}\n{}\n{}", tenant.id, s.url, s.tenant.as_deref().unwrap_or_default());
+        if let Some(c) = self.halo.lock().expect("not poisoned").get(&key) {
+            return Ok(c.clone());
+        }
+        let client_id = self.secret(tenant, &s.client_id, "Halo client_id").await?;
+        let client_secret = self.secret(tenant, &s.client_secret, "Halo client_secret").await?;
+        let auth = HaloAuth {
+            base_url: s.url.clone(),
+            tenant: s.tenant.clone(),
+            client_id: client_id.expose().to_owned().into(),
+            client_secret: client_secret.expose().to_owned().into(),
+            scope: s.scope.clone(),
+        };
+        let window = super::halo::client::HALO_LIMIT.1;
+        let client = Arc::new(
+            HaloClient::new(
+                self.http.clone(),
+                auth,
+                &self.allowed,
+                (s.requests_per_5_minutes.get(), window),
+                self.retry.clone(),
+            )
+            .map_err(for_tenant(tenant))?,
+        );
+        self.halo.lock().expect("not poisoned").insert(key, client.clone());
+        Ok(client)
+    }
+
+    async fn halo_tickets(
+        &self,
+        tenant: &TenantConfig,
+        s: &super::halo::Settings,
+    ) -> Result<HaloTickets, PlatformError> {
+        let client = self.halo_client(tenant, s).await?;
+        Ok(HaloTickets::new(
+            client,
+            s.clone(),
+            tenant.id.clone(),
+            self.directory.clone(),
+        ))
+    }
+
     async fn secret(
         &self,
         tenant: &TenantConfig,
@@ -109,6 +173,7 @@ impl PlatformResolver for Adapters {
                 .map_err(for_tenant(tenant))?;
                 Ok(Arc::new(events))
             }
+            PlatformConfig::Halo(s) => Ok(Arc::new(self.halo_tickets(tenant, s).await?)),
         }
     }
 
@@ -146,6 +211,28 @@ impl PlatformResolver for Adapters {
                 "tenant {}: no inbound_secrets configured",
                 tenant.id
             ))),
+            PlatformConfig::Halo(s) => {
+                let auth = match &s.inbound {
+                    Some(InboundAuthSettings::Basic { username, password }) => HaloWebhookAuth::Basic {
+                        username: self.secret(tenant, username, "settings.inbound.basic.username").await?,
+                        password: self.secret(tenant, password, "settings.inbound.basic.password").await?,
+                    },
+                    Some(InboundAuthSettings::Header { name, value }) => HaloWebhookAuth::Header {
+                        name: name.to_ascii_lowercase(),
+                        value: self.secret(tenant, value, "settings.inbound.header.value").await?,
+                    },
+                    None => {
+                        return Err(PlatformError::Config(format!(
+                            "tenant {}: no inbound authentication configured for Halo's webhook",
+                            tenant.id
+                        )));
+                    }
+                };
+                Ok(Box::new(HaloInbound {
+                    tickets: Arc::new(self.halo_tickets(tenant, s).await?),
+                    auth,
+                }))
+            }
         }
     }
 }

@@ -662,8 +662,8 @@ impl Candidate {
             state: MemberState {
                 updated_at: a.alert_info.created_at,
                 digest,
-                status: view.status.clone(),
-                verdict: view.verdict.clone(),
+                status: view.status.map(|s| s.as_str().to_owned()),
+                verdict: view.verdict.map(|v| v.as_str().to_owned()),
                 written_status: None,
                 written_verdict: None,
                 publish_error: None,
@@ -907,6 +907,7 @@ async fn process_page(
                 new_alert,
                 reopened: w.reopened && kind == EventKind::Created,
                 all_resolved,
+                platform_ref: w.story.platform_ref.clone(),
             },
         };
         match platform.publish(&event).await {

@@ -216,6 +216,9 @@ pub struct AssetReport {
     pub reactivated: u64,
     /// New agents not created because the tenant says "don't create new assets".
     pub skipped: u64,
+    /// Accounts and sites the operator mapped onto existing platform records: recorded at their
+    /// first sync, not written (a later S1 rename is).
+    pub linked: u64,
     pub failed: u64,
     /// The token could not list accounts (site scope): accounts were derived from sites.
     pub accounts_from_sites: bool,
@@ -327,13 +330,14 @@ struct Pusher<'a> {
     platform: &'a dyn Platform,
 }
 
-/// What is being synced: the object's kind and S1 ids.
+/// What is being synced: the object's kind, S1 ids and S1 fields.
 struct Subject<'a> {
     kind: AssetKind,
     id: &'a str,
     name: Option<&'a str>,
     account_id: Option<&'a str>,
     site_id: Option<&'a str>,
+    s1: Map<String, Value>,
 }
 
 impl<'a> Subject<'a> {
@@ -344,6 +348,7 @@ impl<'a> Subject<'a> {
             name: None,
             account_id: None,
             site_id: None,
+            s1: Map::new(),
         }
     }
 }
@@ -361,6 +366,15 @@ impl Pusher<'_> {
     ) -> Result<Option<AssetRecord>, Stop> {
         let (kind, id) = (subject.kind, subject.id);
         let digest = crate::domain::short_digest(&serde_json::to_vec(&payload).unwrap_or_default());
+        if let Some(k) = known.filter(|k| k.digest.is_empty() && k.platform_ref.is_some()) {
+            // Mapped by the operator onto an existing record: link it as it is.
+            report.linked += 1;
+            return Ok(Some(AssetRecord {
+                digest,
+                active,
+                ..k.clone()
+            }));
+        }
         let change = match known {
             None if !active => return Ok(None), // decommissioned and never seen: nothing to say
             None => SyncChange::Created,
@@ -400,20 +414,25 @@ impl Pusher<'_> {
             site_id: subject.site_id.map(str::to_owned),
             platform_ref: known.and_then(|k| k.platform_ref.clone()),
             fields,
+            s1: subject.s1,
         });
         match self.platform.notify(&notice).await {
-            Ok(_) => {
+            Ok(receipt) => {
                 match change {
                     SyncChange::Created => report.created += 1,
                     SyncChange::Updated => report.updated += 1,
                     SyncChange::Reactivated => report.reactivated += 1,
                     SyncChange::Deactivated => report.deactivated += 1,
                 }
+                // A platform that keeps ids of its own (Halo) answers with the record's id: that
+                // is the mapping from now on.
                 Ok(Some(AssetRecord {
                     kind,
                     id: id.to_owned(),
                     digest,
-                    platform_ref: known.and_then(|k| k.platform_ref.clone()),
+                    platform_ref: receipt
+                        .platform_ref
+                        .or_else(|| known.and_then(|k| k.platform_ref.clone())),
                     active,
                 }))
             }
@@ -523,6 +542,8 @@ async fn run(deps: &AssetDeps, tenant: &TenantConfig, report: &mut AssetReport) 
             writes.push(r);
         }
     }
+    // Sites look their customer's platform record up: store the customers first.
+    deps.store.put_assets(&tenant.id, &std::mem::take(&mut writes)).await?;
     let ids: Vec<String> = sites.iter().filter_map(|s| s.id.clone()).collect();
     let known = deps.store.get_assets(&tenant.id, AssetKind::Site, &ids).await?;
     for s in &sites {
@@ -598,10 +619,11 @@ async fn run(deps: &AssetDeps, tenant: &TenantConfig, report: &mut AssetReport) 
                 name: a.computer_name.as_deref(),
                 account_id: a.account_id.as_deref(),
                 site_id: a.site_id.as_deref(),
+                s1: agent_fields(a),
                 ..Subject::new(AssetKind::Asset, uuid)
             };
             match p.push(subject, payload, active, prior, report).await {
-                Ok(Some(mut r)) => {
+                Ok(Some(mut r)) if !platform.keeps_own_ids() => {
                     // Remember the site the platform holds the asset on (for "don't move").
                     r.platform_ref = prior
                         .and_then(|k| k.platform_ref.clone())
@@ -609,6 +631,7 @@ async fn run(deps: &AssetDeps, tenant: &TenantConfig, report: &mut AssetReport) 
                         .or(a.site_id.clone());
                     writes.push(r);
                 }
+                Ok(Some(r)) => writes.push(r),
                 Ok(None) => {}
                 Err(e) => {
                     deps.store.put_assets(&tenant.id, &writes).await?;

@@ -314,38 +314,80 @@ pub async fn handle_webhook_with(
         tracing::warn!(tenant = %tenant.id, error = %e, "webhook refused");
         return unauthorized();
     }
-    let change = match inbound.parse(headers, body).await {
-        Ok(Inbound::Change(c)) => c,
+    let changes = match inbound.parse(headers, body).await {
+        Ok(Inbound::Change(c)) => vec![c],
+        Ok(Inbound::Batch(cs)) => cs,
         Ok(Inbound::Ignore(why)) => return answer(200, format!("ignored: {why}")),
         Err(InboundError::Malformed(m)) => return answer(400, m),
         Err(InboundError::Unauthorized(m)) => {
             tracing::warn!(tenant = %tenant.id, error = %m, "webhook refused");
             return unauthorized();
         }
+        Err(InboundError::Unavailable(m)) => {
+            tracing::warn!(tenant = %tenant.id, error = %m, "webhook could not be read back");
+            return answer(503, "temporarily unavailable; retry later");
+        }
     };
     let field = inbound.time_field();
-    if change.at > now + MAX_FUTURE {
-        return answer(
-            400,
-            format!(
-                "{field} {} is more than 5 minutes in the future",
-                crate::s1::dto::format_time(change.at)
-            ),
-        );
+    for change in &changes {
+        if change.at > now + MAX_FUTURE {
+            return answer(
+                400,
+                format!(
+                    "{field} {} is more than 5 minutes in the future",
+                    crate::s1::dto::format_time(change.at)
+                ),
+            );
+        }
+        // Standard Webhooks signs a fresh timestamp (checked within 300 s); the others carry
+        // only the event's own time.
+        if !inbound.signs_fresh_timestamp() && change.at < now - REPLAY_WINDOW {
+            return answer(
+                400,
+                format!(
+                    "{field} {} is older than the 24-hour replay window",
+                    crate::s1::dto::format_time(change.at)
+                ),
+            );
+        }
     }
-    // Standard Webhooks signs a fresh timestamp (checked within 300 s); the others carry only
-    // the event's own time.
-    if !inbound.signs_fresh_timestamp() && change.at < now - REPLAY_WINDOW {
-        return answer(
-            400,
-            format!(
-                "{field} {} is older than the 24-hour replay window",
-                crate::s1::dto::format_time(change.at)
-            ),
-        );
+    if changes.len() == 1 {
+        let budget = options.budget.saturating_sub(started.elapsed());
+        let change = changes.into_iter().next().expect("one change");
+        return accept(deps, &tenant, bounded(change), now, budget).await;
     }
-    let budget = options.budget.saturating_sub(started.elapsed());
-    accept(deps, &tenant, bounded(change), now, budget).await
+    accept_all(deps, &tenant, changes, now, started, options.budget).await
+}
+
+/// Several changes from one delivery, in the order they happened, within one budget. The answer
+/// is the first failure the platform should retry (503: the accepted ones are then replays), else
+/// 202 with each change's answer.
+async fn accept_all(
+    deps: &WritebackDeps,
+    tenant: &TenantConfig,
+    mut changes: Vec<StatusChange>,
+    now: OffsetDateTime,
+    started: Instant,
+    total: StdDuration,
+) -> WebhookResponse {
+    changes.sort_by_key(|c| c.at);
+    let mut each = Vec::new();
+    let mut s1_time = StdDuration::ZERO;
+    for change in changes {
+        let id = change.event_id.clone();
+        let budget = total.saturating_sub(started.elapsed());
+        let r = accept(deps, tenant, bounded(change), now, budget).await;
+        if r.status >= 500 {
+            return r;
+        }
+        s1_time += r.s1_time;
+        each.push(json!({"event": id, "status": r.status, "answer": r.body}));
+    }
+    WebhookResponse {
+        status: 202,
+        body: json!({"status": 202, "message": "accepted", "changes": each}),
+        s1_time,
+    }
 }
 
 async fn accept(

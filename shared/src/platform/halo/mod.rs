@@ -1,5 +1,317 @@
-//! The `halo` platform: HaloPSA tickets, actions, clients, sites and assets.
+//! The `halo` platform: HaloPSA, natively (docs/platforms.md §1; Halo's own OpenAPI document in
+//! `tests/fixtures/halo-openapi`).
+//!
+//! - **Tickets out** (`outbound.rs`): one ticket per story (so one per threat with
+//!   `grouping: "threat"`), STAR alerts included, under the client and site the S1 account and
+//!   site are mapped to, with the configured ticket type and user, and a priority from the
+//!   severity (the tenant's table, else the Halo priority of the same name, else the ticket
+//!   type's default). A threat joining the story or changed in the S1 console adds an action (a
+//!   private note); a story reopened in S1 reopens the ticket; optionally a story fully resolved
+//!   in S1 closes it. The story's ticket id is kept in our store.
+//! - **Status back** (`inbound.rs`): Halo's webhook (any payload) is authenticated by Basic
+//!   credentials or a secret header, and then only the ticket as Halo's API returns it counts:
+//!   its status through the tenant's status lists, the closing action's outcome as the close
+//!   reason, and technicians' actions as notes. Our own actions are skipped.
+//! - **Customers, sites, assets** (`assets.rs`): S1 accounts, sites and agents as Halo clients,
+//!   sites and assets, through a mapping table the operator can pre-fill.
 
+mod assets;
 pub mod client;
+mod inbound;
+mod lookup;
+mod outbound;
 
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Severity;
+use crate::store::{AssetKind, Store, TokenSource};
+
+pub use assets::inventory_number;
 pub use client::{HaloAuth, HaloClient};
+pub use inbound::{HaloInbound, HaloWebhookAuth, changes, ticket_ids};
+pub use lookup::{Resolved, find, resolve};
+pub use outbound::{HaloTickets, details_html, marker};
+
+/// Where the adapter finds which Halo client or site an S1 account or site is: the asset
+/// snapshot's `platform_ref` (the mapping table), in our store.
+#[async_trait]
+pub trait Directory: Send + Sync {
+    /// The Halo id recorded for an S1 account (`Customer`) or site.
+    async fn halo_id(&self, tenant: &str, kind: AssetKind, s1_id: &str) -> Option<i64>;
+}
+
+#[async_trait]
+impl Directory for Store {
+    async fn halo_id(&self, tenant: &str, kind: AssetKind, s1_id: &str) -> Option<i64> {
+        let found = self.get_assets(tenant, kind, &[s1_id.to_owned()]).await.ok()?;
+        found.get(s1_id)?.platform_ref.as_deref()?.parse().ok()
+    }
+}
+
+/// A Halo record named by its id or by its name (ticket types, statuses, priorities, users,
+/// clients, sites, asset types): ids differ per Halo instance, names travel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum NameOrId {
+    Id(i64),
+    Name(String),
+}
+
+impl std::fmt::Display for NameOrId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NameOrId::Id(id) => write!(f, "#{id}"),
+            NameOrId::Name(n) => write!(f, "{n:?}"),
+        }
+    }
+}
+
+fn name(n: &str) -> NameOrId {
+    NameOrId::Name(n.to_owned())
+}
+
+/// Which Halo statuses mean what, and which ones the bridge sets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Statuses {
+    /// Statuses that resolve the S1 threats (`resolved`).
+    #[serde(default = "default_closed")]
+    pub closed: Vec<NameOrId>,
+    /// Statuses that set them in progress (`in_progress`).
+    #[serde(default = "default_in_progress")]
+    pub in_progress: Vec<NameOrId>,
+    /// Statuses that set them back to `unresolved` (new, reopened).
+    #[serde(default = "default_open")]
+    pub open: Vec<NameOrId>,
+    /// The status a ticket gets when its story reopens in S1.
+    #[serde(default = "default_reopen")]
+    pub reopen: NameOrId,
+    /// The status a ticket gets when its story is fully resolved in S1 (with
+    /// `close_when_resolved`).
+    #[serde(default = "default_close")]
+    pub close: NameOrId,
+}
+
+fn default_closed() -> Vec<NameOrId> {
+    vec![name("Closed")]
+}
+fn default_in_progress() -> Vec<NameOrId> {
+    vec![name("In Progress")]
+}
+fn default_open() -> Vec<NameOrId> {
+    vec![name("New"), name("Re-opened")]
+}
+fn default_reopen() -> NameOrId {
+    name("Re-opened")
+}
+fn default_close() -> NameOrId {
+    name("Closed")
+}
+
+impl Default for Statuses {
+    fn default() -> Self {
+        Self {
+            closed: default_closed(),
+            in_progress: default_in_progress(),
+            open: default_open(),
+            reopen: default_reopen(),
+            close: default_close(),
+        }
+    }
+}
+
+/// How Halo's webhook proves it is Halo: the Basic credentials or the secret header the
+/// webhook is configured with (Halo signs nothing).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum InboundAuthSettings {
+    Basic {
+        username: TokenSource,
+        password: TokenSource,
+    },
+    Header {
+        /// The header's name, e.g. `X-S1-Bridge-Secret`.
+        name: String,
+        value: TokenSource,
+    },
+}
+
+/// How S1 agents are matched to Halo assets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AssetMatch {
+    /// `inventory_number` = `S1:<agent UUID>` (the bridge writes it; exact lookups).
+    #[default]
+    InventoryNumber,
+    /// The agent's serial number, searched across the asset's key fields.
+    Serial,
+    /// The agent's computer name, searched across the asset's key fields.
+    Hostname,
+}
+
+/// How an asset's Halo type is chosen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AssetTypeRule {
+    /// Every asset gets this type.
+    Fixed { asset_type: NameOrId },
+    /// The type named by an S1 agent field (e.g. `machineType`: "desktop", "server"), created
+    /// under the default asset group when Halo has none of that name.
+    Field { field: String },
+    /// The first rule whose field equals its value, else `default`.
+    Rules { rules: Vec<TypeRule>, default: NameOrId },
+}
+
+/// One ordered asset-type rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TypeRule {
+    pub field: String,
+    pub equals: String,
+    pub asset_type: NameOrId,
+}
+
+/// The asset sync's options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssetOptions {
+    #[serde(default)]
+    pub matching: AssetMatch,
+    /// The site for agents whose S1 site is not mapped to a Halo site.
+    #[serde(default)]
+    pub default_site: Option<NameOrId>,
+    /// Keep an existing asset on the Halo site it is on, wherever S1 moves the agent.
+    #[serde(default)]
+    pub dont_move: bool,
+    /// Never create assets; only update (or deactivate) ones already in Halo.
+    #[serde(default)]
+    pub dont_create: bool,
+    /// S1 agent field -> Halo asset field (`key_field`, `key_field2`, `notes`, ...) or custom
+    /// field (`custom:<name>`).
+    #[serde(default = "default_field_map")]
+    pub fields: BTreeMap<String, String>,
+    #[serde(default = "default_type_rule")]
+    pub asset_type: AssetTypeRule,
+    /// The asset group new asset types are created under.
+    #[serde(default = "default_group")]
+    pub asset_group: NameOrId,
+    /// The status id new assets get, when set.
+    #[serde(default)]
+    pub new_status: Option<i64>,
+}
+
+fn default_field_map() -> BTreeMap<String, String> {
+    [
+        ("computerName", "key_field"),
+        ("serialNumber", "key_field2"),
+        ("osName", "key_field3"),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    .collect()
+}
+
+fn default_type_rule() -> AssetTypeRule {
+    AssetTypeRule::Rules {
+        rules: vec![TypeRule {
+            field: "machineType".into(),
+            equals: "server".into(),
+            asset_type: name("Server"),
+        }],
+        default: name("Workstation"),
+    }
+}
+
+fn default_group() -> NameOrId {
+    name("Computers")
+}
+
+impl Default for AssetOptions {
+    fn default() -> Self {
+        Self {
+            matching: AssetMatch::default(),
+            default_site: None,
+            dont_move: false,
+            dont_create: false,
+            fields: default_field_map(),
+            asset_type: default_type_rule(),
+            asset_group: default_group(),
+            new_status: None,
+        }
+    }
+}
+
+/// A tenant's HaloPSA settings: secret references, never values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// The Halo instance, e.g. `https://acme.halopsa.com` (its API is under `/api`).
+    pub url: String,
+    /// A hosted (cloud) instance's tenant name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// The API application's client id and secret (client credentials).
+    pub client_id: TokenSource,
+    pub client_secret: TokenSource,
+    /// The scopes asked for (`all`, or e.g. `read:tickets edit:tickets read:customers ...`).
+    #[serde(default = "default_scope")]
+    pub scope: String,
+    /// The ticket type tickets are logged as.
+    pub ticket_type: NameOrId,
+    /// The end-user tickets are logged for (else Halo's default for the client).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<NameOrId>,
+    /// The client (and site) for tickets and token alerts whose S1 account is not mapped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<NameOrId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<NameOrId>,
+    /// Severity -> Halo priority; a severity not listed takes the Halo priority of its name,
+    /// else the ticket type's default.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub priorities: BTreeMap<Severity, NameOrId>,
+    #[serde(default)]
+    pub statuses: Statuses,
+    /// Close the ticket (with `statuses.close`) when every threat of its story is resolved in
+    /// the S1 console.
+    #[serde(default)]
+    pub close_when_resolved: bool,
+    /// How Halo's webhook to us is authenticated; without it the webhook is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbound: Option<InboundAuthSettings>,
+    #[serde(default)]
+    pub assets: AssetOptions,
+    /// Halo's request budget per 300 s (its documented limit is 500).
+    #[serde(default = "default_budget")]
+    pub requests_per_5_minutes: NonZeroU32,
+}
+
+fn default_scope() -> String {
+    "all".into()
+}
+
+fn default_budget() -> NonZeroU32 {
+    NonZeroU32::new(client::HALO_LIMIT.0).expect("not zero")
+}
+
+impl crate::platform::config::PlatformSettings for Settings {
+    fn secrets(&self) -> Vec<(&'static str, &TokenSource)> {
+        let mut out = vec![("client_id", &self.client_id), ("client_secret", &self.client_secret)];
+        match &self.inbound {
+            Some(InboundAuthSettings::Basic { username, password }) => {
+                out.push(("inbound.basic.username", username));
+                out.push(("inbound.basic.password", password));
+            }
+            Some(InboundAuthSettings::Header { value, .. }) => out.push(("inbound.header.value", value)),
+            None => {}
+        }
+        out
+    }
+
+    fn urls(&self) -> Vec<(&'static str, &str)> {
+        vec![("url", self.url.as_str())]
+    }
+}

@@ -102,10 +102,9 @@ impl PagerDutyEvents {
 
     /// The Events API actions one threat event becomes, in order.
     pub fn actions(event: &ThreatEvent) -> Vec<&'static str> {
-        let status = event.threat.status.as_deref();
         if event.story.all_resolved {
             vec!["resolve"]
-        } else if status == Some("in_progress") {
+        } else if event.threat.status == Some(crate::s1::dto::IncidentStatus::InProgress) {
             match event.kind {
                 EventKind::Created => vec!["trigger", "acknowledge"],
                 EventKind::Updated => vec!["acknowledge"],

@@ -1,0 +1,229 @@
+//! S1 accounts, sites and agents as Halo clients, sites and assets. The link from an S1 id to
+//! its Halo record is the asset snapshot's `platform_ref` in our store (the mapping table): the
+//! operator may pre-fill it (`s1-bridge halo map`) to land on existing Halo clients and sites;
+//! what is not mapped is created and recorded.
+
+use serde_json::{Map, Value, json};
+
+use super::lookup::find;
+use super::outbound::HaloTickets;
+use super::{AssetMatch, AssetTypeRule, NameOrId};
+use crate::platform::{PlatformError, PublishReceipt, Synced};
+use crate::store::AssetKind;
+
+/// The inventory number the bridge gives an agent's asset.
+pub fn inventory_number(agent_uuid: &str) -> String {
+    format!("S1:{agent_uuid}")
+}
+
+fn field_text(fields: &Map<String, Value>, name: &str) -> Option<String> {
+    match fields.get(name)? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Array(a) if !a.is_empty() => Some(
+            a.iter()
+                .map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        _ => None,
+    }
+}
+
+impl HaloTickets {
+    /// The Halo id recorded for an S1 account (customer) or site.
+    async fn mapped(&self, kind: AssetKind, s1_id: Option<&str>) -> Option<i64> {
+        match (&self.directory, s1_id) {
+            (Some(d), Some(id)) => d.halo_id(&self.tenant, kind, id).await,
+            _ => None,
+        }
+    }
+
+    /// One synced customer, site or asset.
+    pub(super) async fn sync(&self, s: &Synced) -> Result<PublishReceipt, PlatformError> {
+        let known = s.platform_ref.as_deref().and_then(|r| r.parse::<i64>().ok());
+        let id = match s.kind {
+            AssetKind::Customer => self.sync_client(s, known).await?,
+            AssetKind::Site => self.sync_site(s, known).await?,
+            AssetKind::Asset => self.sync_asset(s, known).await?,
+        };
+        Ok(PublishReceipt {
+            platform_ref: id.map(|id| id.to_string()),
+        })
+    }
+
+    async fn sync_client(&self, s: &Synced, known: Option<i64>) -> Result<Option<i64>, PlatformError> {
+        let name = s
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("S1 account {}", s.external_id));
+        let mut record = json!({"name": name});
+        if let Some(id) = known {
+            record["id"] = json!(id);
+        }
+        self.client.post_one("Client", record).await.map(Some)
+    }
+
+    async fn sync_site(&self, s: &Synced, known: Option<i64>) -> Result<Option<i64>, PlatformError> {
+        let name = s.name.clone().unwrap_or_else(|| format!("S1 site {}", s.external_id));
+        let mut record = json!({"name": name});
+        match known {
+            Some(id) => record["id"] = json!(id),
+            None => {
+                let client = match self.mapped(AssetKind::Customer, s.account_id.as_deref()).await {
+                    Some(c) => Some(c),
+                    None => self.resolved().await?.client.as_ref().map(|c| c.0),
+                };
+                let Some(client) = client else {
+                    return Err(PlatformError::Rejected {
+                        status: 422,
+                        detail: format!(
+                            "S1 site {} belongs to account {} that has no Halo client, and the tenant sets no default client",
+                            s.external_id,
+                            s.account_id.as_deref().unwrap_or("?")
+                        ),
+                    });
+                };
+                record["client_id"] = json!(client);
+            }
+        }
+        self.client.post_one("Site", record).await.map(Some)
+    }
+
+    /// The Halo asset an agent already has: its recorded id, else a match by the tenant's rule.
+    async fn find_asset(&self, s: &Synced, known: Option<i64>) -> Result<Option<Value>, PlatformError> {
+        if let Some(id) = known {
+            match self.client.get(&format!("Asset/{id}"), &[]).await {
+                Ok(a) if a.get("id").is_some() => return Ok(Some(a)),
+                Ok(_) | Err(PlatformError::Refused { status: 404, .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let (query, wanted): (Vec<(&str, String)>, Option<String>) = match self.settings.assets.matching {
+            AssetMatch::InventoryNumber => (vec![("inventory_number", inventory_number(&s.external_id))], None),
+            AssetMatch::Serial => match field_text(&s.s1, "serialNumber") {
+                Some(serial) => (vec![("search", serial.clone())], Some(serial)),
+                None => return Ok(None),
+            },
+            AssetMatch::Hostname => match s.name.clone() {
+                Some(host) => (vec![("search", host.clone())], Some(host)),
+                None => return Ok(None),
+            },
+        };
+        let mut q = query;
+        q.push(("includeinactive", "true".into()));
+        let found = self.client.list("Asset", &q, "assets").await?;
+        Ok(found.into_iter().find(|a| match &wanted {
+            None => true,
+            Some(w) => ["key_field", "key_field2", "key_field3", "inventory_number"]
+                .iter()
+                .any(|k| {
+                    a.get(*k)
+                        .and_then(Value::as_str)
+                        .is_some_and(|v| v.eq_ignore_ascii_case(w))
+                }),
+        }))
+    }
+
+    /// The asset type an agent gets under the tenant's rule (a type named by an S1 field is
+    /// created under the default asset group when Halo has none).
+    async fn asset_type(&self, s: &Synced) -> Result<i64, PlatformError> {
+        let types = self.client.list_all("AssetType", "assettypes").await?;
+        let want = match &self.settings.assets.asset_type {
+            AssetTypeRule::Fixed { asset_type } => asset_type.clone(),
+            AssetTypeRule::Rules { rules, default } => rules
+                .iter()
+                .find(|r| field_text(&s.s1, &r.field).is_some_and(|v| v.eq_ignore_ascii_case(&r.equals)))
+                .map(|r| r.asset_type.clone())
+                .unwrap_or_else(|| default.clone()),
+            AssetTypeRule::Field { field } => {
+                let name = field_text(&s.s1, field).unwrap_or_else(|| "Unknown".into());
+                let want = NameOrId::Name(name.clone());
+                if let Ok((id, _)) = find(&types, "id", &want, "asset type") {
+                    return Ok(id);
+                }
+                let groups = self.client.list_all("AssetGroup", "assetgroups").await?;
+                let (group, _) = find(&groups, "id", &self.settings.assets.asset_group, "asset group")?;
+                return self
+                    .client
+                    .post_one("AssetType", json!({"name": name, "assetgroup_id": group}))
+                    .await;
+            }
+        };
+        find(&types, "id", &want, "asset type").map(|(id, _)| id)
+    }
+
+    async fn sync_asset(&self, s: &Synced, known: Option<i64>) -> Result<Option<i64>, PlatformError> {
+        let existing = self.find_asset(s, known).await?;
+        let opts = &self.settings.assets;
+        if existing.is_none() && (!s.active || opts.dont_create) {
+            // Nothing to deactivate, or creating is not ours to do.
+            return Ok(None);
+        }
+        let mut record = json!({"inactive": !s.active});
+        match &existing {
+            Some(a) => record["id"] = a.get("id").cloned().unwrap_or(Value::Null),
+            None => {
+                record["assettype_id"] = json!(self.asset_type(s).await?);
+                if let Some(status) = opts.new_status {
+                    record["status_id"] = json!(status);
+                }
+            }
+        }
+        if opts.matching == AssetMatch::InventoryNumber || existing.is_none() {
+            record["inventory_number"] = json!(inventory_number(&s.external_id));
+        }
+        // Placement: the mapped site, else the default site; an existing asset stays put with
+        // "don't move".
+        if !(opts.dont_move && existing.is_some()) && s.active {
+            let site = match self.mapped(AssetKind::Site, s.site_id.as_deref()).await {
+                Some(site) => Some(site),
+                None => match &opts.default_site {
+                    Some(want) => {
+                        let sites = self.client.list("Site", &[], "sites").await?;
+                        Some(find(&sites, "id", want, "site")?.0)
+                    }
+                    None => None,
+                },
+            };
+            if let Some(site) = site {
+                record["site_id"] = json!(site);
+                if let Some(client) = self.mapped(AssetKind::Customer, s.account_id.as_deref()).await {
+                    record["client_id"] = json!(client);
+                }
+            }
+        }
+        let mut custom = Vec::new();
+        for (s1_field, target) in &opts.fields {
+            let value = field_text(&s.s1, s1_field);
+            match target.strip_prefix("custom:") {
+                Some(name) => custom.push(json!({"name": name, "value": value})),
+                None => record[target.as_str()] = json!(value),
+            }
+        }
+        if !custom.is_empty() {
+            record["customfields"] = Value::Array(custom);
+        }
+        let id = self.client.post_one("Asset", record).await?;
+        Ok(Some(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_read_as_halo_text() {
+        let f: Map<String, Value> = serde_json::from_value(json!({
+            "a": "x", "b": 3, "c": ["10.0.0.1", "10.0.0.2"], "d": null, "e": ""
+        }))
+        .unwrap();
+        assert_eq!(field_text(&f, "a").as_deref(), Some("x"));
+        assert_eq!(field_text(&f, "b").as_deref(), Some("3"));
+        assert_eq!(field_text(&f, "c").as_deref(), Some("10.0.0.1, 10.0.0.2"));
+        assert_eq!(field_text(&f, "d"), None);
+        assert_eq!(field_text(&f, "e"), None);
+    }
+}

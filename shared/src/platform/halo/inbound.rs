@@ -1,0 +1,303 @@
+//! Halo's webhook to us. Halo signs nothing, so the request is authenticated by the Basic
+//! credentials or the secret header the tenant configured, and then the payload is used only
+//! for the ticket ids it names: each ticket and its actions are read back from Halo's API and
+//! only what the API says counts. A forged webhook can at most cause a read.
+//!
+//! What becomes a change: each technician action in the replay window (a status it set, with
+//! the action's outcome as the close reason and its note as the analysis; or a note alone), and
+//! a status set without an action (a workflow). Actions by the bridge's own API agent are ours
+//! and skipped. Every change has a stable id (`halo:<ticket>:action:<id>`), so a webhook fired
+//! twice is one change.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use super::client::as_id;
+use super::lookup::Resolved;
+use super::outbound::HaloTickets;
+use crate::platform::inbound::{
+    AlertRef, ChangeAction, Inbound, InboundError, PlatformState, StatusChange, constant_time_eq, header,
+};
+use crate::platform::{InboundAdapter, PlatformError, PlatformKind};
+
+/// The most tickets one delivery may name (a batched delivery); the rest are refused.
+pub const MAX_TICKETS: usize = 20;
+/// Actions older than this are not turned into changes (they were, or are too old to be now).
+pub const WINDOW: time::Duration = time::Duration::hours(24);
+
+/// How a delivery proves it comes from Halo (secrets read).
+#[derive(Clone)]
+pub enum HaloWebhookAuth {
+    Basic {
+        username: crate::ApiToken,
+        password: crate::ApiToken,
+    },
+    Header {
+        name: String,
+        value: crate::ApiToken,
+    },
+}
+
+/// Halo's webhook endpoint of one tenant.
+pub struct HaloInbound {
+    pub tickets: Arc<HaloTickets>,
+    pub auth: HaloWebhookAuth,
+}
+
+impl std::fmt::Debug for HaloInbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HaloInbound(<redacted>)")
+    }
+}
+
+/// The ticket ids a delivery names: `object_id` (or a nested `ticket.id`) of the object, or of
+/// each element of a batched array.
+///
+/// # Errors
+/// [`InboundError::Malformed`] when the body is not JSON or names no ticket.
+pub fn ticket_ids(body: &[u8]) -> Result<Vec<i64>, InboundError> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| InboundError::Malformed(format!("body is not JSON: {e}")))?;
+    let items = match v {
+        Value::Array(items) => items,
+        other => vec![other],
+    };
+    let mut ids = Vec::new();
+    for item in &items {
+        let id = item
+            .get("object_id")
+            .and_then(as_id)
+            .or_else(|| item.pointer("/ticket/id").and_then(as_id));
+        if let Some(id) = id.filter(|id| *id > 0) {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+    }
+    if ids.is_empty() {
+        return Err(InboundError::Malformed(
+            "object_id is required (the ticket's id)".into(),
+        ));
+    }
+    if ids.len() > MAX_TICKETS {
+        return Err(InboundError::Malformed(format!(
+            "the delivery names {} tickets; at most {MAX_TICKETS}",
+            ids.len()
+        )));
+    }
+    Ok(ids)
+}
+
+/// Text of an action's note: `note`, else `note_html` without its tags.
+fn note_of(action: &Value) -> Option<String> {
+    let text = match action
+        .get("note")
+        .and_then(Value::as_str)
+        .filter(|n| !n.trim().is_empty())
+    {
+        Some(n) => n.to_owned(),
+        None => {
+            let html = action.get("note_html").and_then(Value::as_str)?;
+            let mut out = String::new();
+            let mut in_tag = false;
+            for c in html.chars() {
+                match c {
+                    '<' => in_tag = true,
+                    '>' => {
+                        in_tag = false;
+                        out.push(' ');
+                    }
+                    c if !in_tag => out.push(c),
+                    _ => {}
+                }
+            }
+            out.split_whitespace().collect::<Vec<_>>().join(" ")
+        }
+    };
+    Some(text.trim().to_owned()).filter(|t| !t.is_empty())
+}
+
+fn time_of(v: &Value, field: &str) -> Option<OffsetDateTime> {
+    let s = v.get(field)?.as_str()?;
+    crate::s1::dto::parse_time(s)
+        .ok()
+        .or_else(|| crate::s1::dto::parse_time(&format!("{}Z", s.trim_end_matches('Z'))).ok())
+}
+
+/// The platform state a Halo status means under the tenant's lists.
+fn state_of(r: &Resolved, status: i64, reopened: bool) -> Option<PlatformState> {
+    if r.closed.contains(&status) {
+        Some(PlatformState::Closed)
+    } else if r.in_progress.contains(&status) {
+        Some(PlatformState::InProgress)
+    } else if r.open.contains(&status) || status == r.reopen.0 {
+        Some(if reopened {
+            PlatformState::Reopened
+        } else {
+            PlatformState::New
+        })
+    } else {
+        None
+    }
+}
+
+/// The changes one ticket, as Halo's API returns it with its actions, holds for S1 now.
+pub fn changes(ticket: &Value, actions: &[Value], r: &Resolved, now: OffsetDateTime) -> Vec<StatusChange> {
+    let Some(id) = ticket.get("id").and_then(as_id) else {
+        return vec![];
+    };
+    let alert = AlertRef::Key(id.to_string());
+    let ours = |a: &Value| {
+        r.agent.is_some()
+            && [a.get("who_agentid"), a.get("actionby_agent_id")]
+                .into_iter()
+                .flatten()
+                .filter_map(as_id)
+                .any(|w| Some(w) == r.agent)
+    };
+    let recent =
+        |at: Option<OffsetDateTime>| at.is_some_and(|t| t >= now - WINDOW && t <= now + time::Duration::minutes(5));
+    let mut out = Vec::new();
+    let mut sorted: Vec<&Value> = actions.iter().collect();
+    sorted.sort_by_key(|a| (time_of(a, "datetime"), a.get("id").and_then(as_id)));
+    let mut status_by_action = None;
+    let reopened = ticket.get("hasbeenclosed").and_then(Value::as_bool).unwrap_or(false);
+    for a in sorted {
+        let action_id = a.get("id").and_then(as_id).unwrap_or_default();
+        let new_status = a.get("new_status").and_then(as_id).filter(|s| *s > 0);
+        if new_status.is_some() {
+            status_by_action = Some((action_id, new_status, ours(a)));
+        }
+        let at = time_of(a, "datetime");
+        if ours(a) || !recent(at) {
+            continue;
+        }
+        let actor = a.get("who").and_then(Value::as_str).map(str::to_owned);
+        let note = note_of(a);
+        let outcome = a.get("outcome").and_then(Value::as_str).map(str::to_owned);
+        let action = match new_status.and_then(|s| state_of(r, s, reopened)) {
+            Some(state) => ChangeAction::Status {
+                state,
+                close_reason: outcome.filter(|_| state == PlatformState::Closed),
+                verdict: None,
+            },
+            None if note.is_some() => ChangeAction::Note { verdict: None },
+            None => continue,
+        };
+        out.push(StatusChange {
+            event_id: format!("halo:{id}:action:{action_id}"),
+            platform: PlatformKind::Halo,
+            alert: alert.clone(),
+            action,
+            analysis: note,
+            actor,
+            at: at.unwrap_or(now),
+        });
+    }
+    // A status no action explains (a workflow, a bulk edit): the ticket's own.
+    let status = ticket.get("status_id").and_then(as_id);
+    let explained = status_by_action.is_some_and(|(_, s, _)| s == status);
+    if let (Some(status), false) = (status, explained) {
+        let at = time_of(ticket, "last_update").or_else(|| time_of(ticket, "lastactiondate"));
+        if let (Some(state), true) = (state_of(r, status, reopened), recent(at)) {
+            let stamp = at.map(|t| t.unix_timestamp()).unwrap_or_default();
+            out.push(StatusChange {
+                event_id: format!("halo:{id}:status:{status}:{stamp}"),
+                platform: PlatformKind::Halo,
+                alert,
+                action: ChangeAction::Status {
+                    state,
+                    close_reason: None,
+                    verdict: None,
+                },
+                analysis: None,
+                actor: Some("a Halo workflow".into()),
+                at: at.unwrap_or(now),
+            });
+        }
+    }
+    out
+}
+
+fn config_error(e: PlatformError) -> InboundError {
+    // The delivery was authenticated; Halo being unreachable is ours to retry, not malformed.
+    InboundError::Unavailable(e.to_string())
+}
+
+#[async_trait]
+impl InboundAdapter for HaloInbound {
+    fn kind(&self) -> PlatformKind {
+        PlatformKind::Halo
+    }
+
+    fn verify(&self, headers: &HeaderMap, _body: &[u8], _now: OffsetDateTime) -> Result<(), InboundError> {
+        let ok = match &self.auth {
+            HaloWebhookAuth::Basic { username, password } => header(headers, "authorization")
+                .and_then(|v| v.strip_prefix("Basic "))
+                .and_then(|b64| STANDARD.decode(b64.trim()).ok())
+                .is_some_and(|given| {
+                    let want = format!("{}:{}", username.expose(), password.expose());
+                    constant_time_eq(&given, want.as_bytes())
+                }),
+            HaloWebhookAuth::Header { name, value } => header(headers, name)
+                .is_some_and(|given| constant_time_eq(given.trim().as_bytes(), value.expose().as_bytes())),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(InboundError::Unauthorized(
+                "Halo webhook credentials missing or wrong".into(),
+            ))
+        }
+    }
+
+    async fn parse(&self, _headers: &HeaderMap, body: &[u8]) -> Result<Inbound, InboundError> {
+        let ids = ticket_ids(body)?;
+        let r = self.tickets.resolved().await.map_err(config_error)?;
+        let now = OffsetDateTime::now_utc();
+        let mut all = Vec::new();
+        for id in ids {
+            let ticket = match self.tickets.client.get(&format!("Tickets/{id}"), &[]).await {
+                Ok(t) => t,
+                // Not a ticket Halo has (or lets us see): nothing to do for it.
+                Err(PlatformError::Refused { status: 404, .. } | PlatformError::Rejected { .. }) => continue,
+                Err(e) => return Err(config_error(e)),
+            };
+            let actions = self
+                .tickets
+                .client
+                .get("Actions", &[("ticket_id", id.to_string()), ("count", "100".into())])
+                .await
+                .map_err(config_error)?;
+            let actions = match actions {
+                Value::Array(a) => a,
+                Value::Object(mut o) => match o.remove("actions") {
+                    Some(Value::Array(a)) => a,
+                    _ => vec![],
+                },
+                _ => vec![],
+            };
+            all.extend(changes(&ticket, &actions, r, now));
+        }
+        Ok(match all.len() {
+            0 => Inbound::Ignore("nothing new on the ticket for S1".into()),
+            1 => Inbound::Change(all.remove(0)),
+            _ => Inbound::Batch(all),
+        })
+    }
+
+    fn time_field(&self) -> &'static str {
+        "the Halo action's datetime"
+    }
+
+    fn signs_fresh_timestamp(&self) -> bool {
+        // Changes come from Halo's API, already limited to the replay window.
+        false
+    }
+}
