@@ -10,7 +10,9 @@ mod dynamo;
 mod embedded;
 mod error;
 pub mod keys;
-mod records;
+mod repo;
+mod tenant;
+mod types;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -18,7 +20,9 @@ use serde::{Deserialize, Serialize};
 pub use dynamo::{DynamoTable, create_table};
 pub use embedded::EmbeddedTable;
 pub use error::StoreError;
-pub use records::*;
+pub use repo::Store;
+pub use tenant::{Grouping, PlatformTarget, TenantConfig, TokenSource};
+pub use types::*;
 
 /// Attribute and index names of the table. The SAM template and the tests use these too.
 pub mod schema {

@@ -1,0 +1,67 @@
+//! A tenant's configuration: which S1 console (or scope of it) is polled, with which token, and
+//! where its threats go.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a tenant's S1 API token is read from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TokenSource {
+    /// A Secrets Manager secret (name or ARN) whose value is the token, or JSON with `apiToken`.
+    SecretsManager { secret_id: String },
+    /// An environment variable (one-machine runner).
+    Env { var: String },
+    /// A file holding the token (one-machine runner).
+    File { path: String },
+}
+
+/// How threats become platform alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grouping {
+    /// Threats on one endpoint with one file hash within 90 days share one alert.
+    #[default]
+    Story,
+    /// One alert per threat.
+    Threat,
+}
+
+/// The platform a tenant publishes to. Settings are adapter-specific and hold secret
+/// references (Secrets Manager ids), never secret values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlatformTarget {
+    /// `generic`, `pagerduty` or `halo`.
+    pub kind: String,
+    #[serde(default)]
+    pub settings: serde_json::Value,
+}
+
+/// One S1 console (or a scope of it) and where its threats go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantConfig {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    pub enabled: bool,
+    pub console_url: String,
+    pub token: TokenSource,
+    #[serde(default)]
+    pub account_ids: Vec<String>,
+    #[serde(default)]
+    pub site_ids: Vec<String>,
+    pub platform: PlatformTarget,
+    #[serde(default)]
+    pub grouping: Grouping,
+    #[serde(default)]
+    pub poll_cloud_alerts: bool,
+    /// Per-tenant overrides of the default mappings (docs/design.md, Mappings).
+    #[serde(default)]
+    pub mapping_overrides: serde_json::Value,
+    /// Days before the token's expiry at which the platform is alerted, once each.
+    #[serde(default = "default_alert_days")]
+    pub token_alert_days: Vec<i64>,
+}
+
+fn default_alert_days() -> Vec<i64> {
+    vec![30, 14, 7, 3, 1, 0]
+}
