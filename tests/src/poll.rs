@@ -437,18 +437,21 @@ pub async fn a_run_that_lost_its_lease_saves_nothing(table: Arc<dyn ItemTable>) 
     .await;
     let later = time::OffsetDateTime::now_utc() + time::Duration::minutes(20);
     let store = h.store.clone();
+    let intruder = Arc::new(std::sync::Mutex::new(None));
+    let taken = intruder.clone();
     h.deps.platforms = Hooked::wrap(
         h.deps.platforms.clone(),
         Arc::new(move |n| {
-            let store = store.clone();
+            let (store, taken) = (store.clone(), taken.clone());
             Box::pin(async move {
                 if n == 100 {
                     // Twenty minutes from now our lease has long lapsed: another run takes it.
-                    let taken = store
-                        .acquire_lease("acme", LEASE_JOB, "intruder", time::Duration::minutes(5), later)
+                    let lease = store
+                        .take_lease("acme", LEASE_JOB, "intruder", time::Duration::minutes(5), later)
                         .await
                         .unwrap();
-                    assert!(taken, "the lapsed lease can be taken");
+                    assert!(lease.is_some(), "the lapsed lease can be taken");
+                    *taken.lock().unwrap() = lease;
                 }
             })
         }),
@@ -461,12 +464,8 @@ pub async fn a_run_that_lost_its_lease_saves_nothing(table: Arc<dyn ItemTable>) 
     assert!(stories.items.is_empty(), "no story was written: {:?}", stories.items);
 
     // The new holder finishes; then a run delivers everything, each threat once.
-    assert!(
-        h.store
-            .release_lease("acme", LEASE_JOB, "intruder", later)
-            .await
-            .unwrap()
-    );
+    let lease = intruder.lock().unwrap().take().expect("the intruder took the lease");
+    assert!(h.store.give_back(&lease).await.unwrap());
     let r = h.poll().await.tenants.remove(0);
     assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
     assert_eq!(distinct_and_total(&h.events("threat.created")), (300, 300));
@@ -502,7 +501,7 @@ pub async fn a_killed_runs_lease_lapses_quickly(table: Arc<dyn ItemTable>) {
     assert_eq!(r.outcome, Outcome::Skipped, "meanwhile it still keeps other runs out");
     assert!(
         h.store
-            .acquire_lease(
+            .take_lease(
                 "acme",
                 LEASE_JOB,
                 "next",
@@ -510,7 +509,8 @@ pub async fn a_killed_runs_lease_lapses_quickly(table: Arc<dyn ItemTable>) {
                 killed_at + LEASE_TTL + time::Duration::seconds(1)
             )
             .await
-            .unwrap(),
+            .unwrap()
+            .is_some(),
         "once it lapsed, the next run takes it"
     );
 }

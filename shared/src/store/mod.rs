@@ -96,10 +96,6 @@ pub enum Cond {
     Version(u64),
     /// Only if the lease is free: absent, expired (`until` before `now_ms`), or already ours.
     LeaseFree { owner: String, now_ms: i64 },
-    /// Only if the lease is ours and still valid.
-    LeaseHeld { owner: String, now_ms: i64 },
-    /// Only if absent or the stored `order` is lower than this.
-    OrderBelow(i64),
     /// Only if a live item exists and its version equals this (unlike [`Cond::Version`], 0 means
     /// a live item at version 0, never an absent one): no write brings back an item another
     /// writer retired.
@@ -162,12 +158,6 @@ pub(crate) fn cond_holds(cond: &Cond, current: Option<&Item>) -> bool {
         (Cond::LeaseFree { owner, now_ms }, Some(c)) => {
             c.until.is_none_or(|u| u < *now_ms) || c.owner.as_deref() == Some(owner.as_str())
         }
-        (Cond::LeaseHeld { .. }, None) => false,
-        (Cond::LeaseHeld { owner, now_ms }, Some(c)) => {
-            c.owner.as_deref() == Some(owner.as_str()) && c.until.is_some_and(|u| u >= *now_ms)
-        }
-        (Cond::OrderBelow(_), None) => true,
-        (Cond::OrderBelow(v), Some(c)) => c.order.is_none_or(|o| o < *v),
         (Cond::LiveVersion(_), None) => false,
         (Cond::LiveVersion(v), Some(c)) => c.version == *v,
         (Cond::LeaseFenced { .. }, None) => false,

@@ -15,36 +15,6 @@ pub struct Checkpoint {
     pub ids_at_watermark: Vec<String>,
 }
 
-/// What we know of one S1 threat (or STAR alert): enough to tell new from changed from our own
-/// echo without asking the platform.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ThreatRecord {
-    pub threat_id: String,
-    /// The `updatedAt` last processed; (id, updatedAt) seen again is a duplicate.
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub updated_at: Option<OffsetDateTime>,
-    /// Digest of the fields the platform shows, status and verdict excluded.
-    pub digest: String,
-    /// Incident status and verdict last seen in S1.
-    #[serde(default)]
-    pub status: Option<String>,
-    #[serde(default)]
-    pub verdict: Option<String>,
-    /// The story (platform alert) the threat belongs to.
-    #[serde(default)]
-    pub story_key: Option<String>,
-    /// The incident status and verdict we last wrote to S1, to recognise our own echo.
-    #[serde(default)]
-    pub written_status: Option<String>,
-    #[serde(default)]
-    pub written_verdict: Option<String>,
-    #[serde(default)]
-    pub platform_ref: Option<String>,
-    /// Why the platform refused this version (a 4xx); it is not retried until the threat changes.
-    #[serde(default)]
-    pub publish_error: Option<String>,
-}
-
 /// A story: threats on one endpoint with one file hash (or one storyline) within 90 days of the
 /// first detection, shown as one platform alert. One item holds the story and what we know of
 /// each member threat, so a page of new threats costs one read and one write per story.
@@ -236,7 +206,8 @@ pub struct Claim {
     pub until_ms: i64,
 }
 
-fn epoch_ms(t: OffsetDateTime) -> i64 {
+/// `t` in epoch milliseconds, as lease and claim expiries are stored.
+pub(super) fn epoch_ms(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
@@ -305,7 +276,7 @@ pub enum Finished {
     LostClaim,
 }
 
-/// How long outbound-request records and webhook replay markers are kept.
+/// How long outbound-request records are kept.
 pub const OUTBOUND_RETENTION: Duration = Duration::days(30);
 
 /// How long a run's lease on a tenant's job lasts unless renewed. A run renews it every third of

@@ -39,18 +39,6 @@ pub(super) fn condition(cond: &Cond) -> Option<Expr> {
             values.insert(":owner".into(), s(owner));
             format!("{absent} OR #until < :nowms OR #owner = :owner")
         }
-        Cond::LeaseHeld { owner, now_ms } => {
-            names.insert("#until".into(), schema::UNTIL.into());
-            names.insert("#owner".into(), schema::OWNER.into());
-            values.insert(":nowms".into(), n(now_ms));
-            values.insert(":owner".into(), s(owner));
-            format!("{live} AND #owner = :owner AND #until >= :nowms")
-        }
-        Cond::OrderBelow(v) => {
-            names.insert("#ord".into(), schema::ORDER.into());
-            values.insert(":ord".into(), n(v));
-            format!("{absent} OR #ord < :ord")
-        }
         Cond::LiveVersion(v) => {
             names.insert("#ver".into(), schema::VERSION.into());
             values.insert(":ver".into(), n(v));

@@ -5,90 +5,10 @@ use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
 
 use super::{Store, item};
+use crate::store::types::epoch_ms;
 use crate::store::{Cond, Item, Lease, StoreError, keys};
 
 impl Store {
-    /// Takes the lease on `job` for `owner` for `ttl`, if it is free, expired or already ours.
-    /// Exactly one of several concurrent callers gets it.
-    ///
-    /// # Errors
-    /// Backend errors.
-    pub async fn acquire_lease(
-        &self,
-        tenant: &str,
-        job: &str,
-        owner: &str,
-        ttl: Duration,
-        now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        Ok(self.take_lease(tenant, job, owner, ttl, now).await?.is_some())
-    }
-
-    /// Extends a lease we still hold; `Ok(false)` if it expired and someone else may have it.
-    ///
-    /// # Errors
-    /// Backend errors.
-    pub async fn renew_lease(
-        &self,
-        tenant: &str,
-        job: &str,
-        owner: &str,
-        ttl: Duration,
-        now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
-        let i = self.lease_item(tenant, job, owner, now_ms, ttl)?;
-        self.table
-            .put(
-                &i,
-                &Cond::LeaseHeld {
-                    owner: owner.into(),
-                    now_ms,
-                },
-            )
-            .await
-    }
-
-    /// Gives a lease back; `Ok(false)` if it was not ours (any more).
-    ///
-    /// # Errors
-    /// Backend errors.
-    pub async fn release_lease(
-        &self,
-        tenant: &str,
-        job: &str,
-        owner: &str,
-        now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
-        self.table
-            .delete(
-                &keys::tenant(tenant),
-                &keys::lease(job),
-                &Cond::LeaseHeld {
-                    owner: owner.into(),
-                    now_ms,
-                },
-            )
-            .await
-    }
-
-    fn lease_item(&self, tenant: &str, job: &str, owner: &str, now_ms: i64, ttl: Duration) -> Result<Item, StoreError> {
-        let until = now_ms + ttl.whole_milliseconds() as i64;
-        let mut i = item(
-            keys::tenant(tenant),
-            keys::lease(job),
-            &serde_json::json!({ "owner": owner }),
-        )?;
-        i.owner = Some(owner.into());
-        i.until = Some(until);
-        // Let the table clean up leases long after they lapse.
-        i.ttl = Some(until / 1000 + 86_400);
-        Ok(i)
-    }
-
-    // ---- fenced leases (issue 12) ------------------------------------------------------------
-
     /// Takes the lease on `job` for `owner` for `ttl` if it is free, lapsed or already `owner`'s,
     /// under a new generation (the fencing token: a run that takes the lease after this one,
     /// even with the same owner id, makes this one's fenced writes fail). `Ok(None)` when another
@@ -104,7 +24,7 @@ impl Store {
         ttl: Duration,
         now: OffsetDateTime,
     ) -> Result<Option<Lease>, StoreError> {
-        let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+        let now_ms = epoch_ms(now);
         let lease = Lease {
             tenant: tenant.to_owned(),
             job: job.to_owned(),
@@ -185,9 +105,17 @@ impl Store {
 
     /// The lease item as `lease`'s holder writes it at `now` (valid for its time-to-live).
     fn held_lease_item(&self, lease: &Lease, now: OffsetDateTime) -> Result<Item, StoreError> {
-        let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
-        let mut i = self.lease_item(&lease.tenant, &lease.job, &lease.owner, now_ms, lease.ttl)?;
+        let until = epoch_ms(now) + lease.ttl.whole_milliseconds() as i64;
+        let mut i = item(
+            keys::tenant(&lease.tenant),
+            keys::lease(&lease.job),
+            &serde_json::json!({ "owner": lease.owner }),
+        )?;
+        i.owner = Some(lease.owner.clone());
+        i.until = Some(until);
         i.order = Some(lease.generation);
+        // Let the table clean up leases long after they lapse.
+        i.ttl = Some(until / 1000 + 86_400);
         Ok(i)
     }
 

@@ -16,7 +16,6 @@ mod outbound;
 mod publish_dead;
 mod stories;
 mod tenants;
-mod threats;
 mod token;
 mod writeback;
 

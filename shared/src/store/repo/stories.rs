@@ -146,16 +146,6 @@ impl Store {
         Ok(conflicts)
     }
 
-    /// Stores a story that has been replaced as its key's current story under its own id, so its
-    /// platform alert can still be resolved to its threats.
-    ///
-    /// # Errors
-    /// Backend errors.
-    pub async fn archive_story(&self, tenant: &str, story: &StoryRecord) -> Result<(), StoreError> {
-        let i = self.story_item(tenant, &story.id, story, 1)?;
-        self.put_maybe_fenced(i).await
-    }
-
     /// The story behind a platform alert, with its tenant.
     ///
     /// # Errors

@@ -3,6 +3,7 @@
 
 use time::{Duration, OffsetDateTime};
 
+use super::markers::marker;
 use super::outbound::outbound_item;
 use super::{Store, check_id, decode, item};
 use crate::store::{
@@ -11,26 +12,6 @@ use crate::store::{
 };
 
 impl Store {
-    /// Records that a change made at `at_micros` was applied to `alert_key`, only if it is newer
-    /// than the last one recorded. `Ok(false)`: a newer change was applied already (answer 409).
-    ///
-    /// # Errors
-    /// Backend errors.
-    pub async fn record_applied_change(
-        &self,
-        tenant: &str,
-        alert_key: &str,
-        at_micros: i64,
-    ) -> Result<bool, StoreError> {
-        let mut i = item(
-            keys::tenant(tenant),
-            keys::order(alert_key),
-            &serde_json::json!({ "at": at_micros }),
-        )?;
-        i.order = Some(at_micros);
-        self.table.put(&i, &Cond::OrderBelow(at_micros)).await
-    }
-
     /// Accepts a webhook's change durably and exactly once, in one atomic write: the replay
     /// markers (`markers`: the delivery's id, and for a comment its dedupe key, each with its
     /// lifetime; each only if not seen within it) and the pending change (only if new). Whether
@@ -49,17 +30,7 @@ impl Store {
         check_id("pending writeback", &pending.id)?;
         let mut batch = Vec::new();
         for (n, (id, ttl)) in markers.iter().enumerate() {
-            if id.is_empty() || id.len() > 512 {
-                return Err(StoreError::Invalid("webhook event id must be 1-512 characters".into()));
-            }
-            let mut marker = item(
-                keys::event(&format!("{tenant}#{id}")),
-                keys::EVENT_SK.into(),
-                &serde_json::json!({ "seen_at": now.unix_timestamp() }),
-            )?;
-            // Expiry is judged by the real clock, whatever time the request is judged at.
-            marker.ttl = Some((OffsetDateTime::now_utc().max(now) + *ttl).unix_timestamp());
-            batch.push((marker, Cond::NotExists));
+            batch.push(marker(tenant, id, *ttl, now)?);
             if n == 0 {
                 batch.push((
                     item(keys::tenant(tenant), keys::pending(&pending.id), pending)?,
@@ -75,15 +46,6 @@ impl Store {
         } else {
             Acceptance::DuplicateNote
         })
-    }
-
-    /// One pending writeback.
-    ///
-    /// # Errors
-    /// Backend errors; corrupt record.
-    pub async fn get_pending(&self, tenant: &str, id: &str) -> Result<Option<PendingWriteback>, StoreError> {
-        self.get_record(&keys::tenant(tenant), &keys::pending(id), "pending writeback")
-            .await
     }
 
     /// One pending writeback with its version and claim.
@@ -390,17 +352,6 @@ impl Store {
         .await
     }
 
-    /// Removes a pending writeback once applied.
-    ///
-    /// # Errors
-    /// Backend errors.
-    pub async fn delete_pending(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
-        self.table
-            .delete(&keys::tenant(tenant), &keys::pending(id), &Cond::Always)
-            .await
-            .map(drop)
-    }
-
     /// Moves a writeback to the dead letters unconditionally (written first, then the pending
     /// copy removed, so a crash in between leaves it visible in both, never in neither): for
     /// operators and tests; attempts use [`Store::retire_to_dead`], conditional on their claim.
@@ -410,7 +361,10 @@ impl Store {
     pub async fn move_to_dead(&self, tenant: &str, p: &PendingWriteback) -> Result<(), StoreError> {
         let i = item(keys::tenant(tenant), keys::dead(&p.id), p)?;
         self.table.put(&i, &Cond::Always).await?;
-        self.delete_pending(tenant, &p.id).await
+        self.table
+            .delete(&keys::tenant(tenant), &keys::pending(&p.id), &Cond::Always)
+            .await
+            .map(drop)
     }
 
     /// A page of a tenant's dead letters.
