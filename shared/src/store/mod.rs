@@ -5,6 +5,11 @@
 //!
 //! Every condition two writers could race on (leases, first-seen webhook events, ordering of
 //! status changes, story versions) is evaluated by the backend atomically with the write.
+//!
+//! Layout: the port is here; `tenant.rs` and `types.rs` hold the records; `repo/` the [`Store`]
+//! (its helpers in `repo/mod.rs`, then one module per item family: tenants, checkpoints,
+//! stories, assets, token state, leases, replay markers, writeback, publish dead letters,
+//! outbound log); `keys.rs` every key format; `dynamo/` and `embedded.rs` the backends.
 
 mod dynamo;
 mod embedded;
