@@ -2,7 +2,7 @@
 //! the Lambda wires them.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -134,6 +134,8 @@ pub struct FlakyTable {
     fail_puts: Mutex<Vec<(String, u32, u32)>>,
     /// Fail the next `n` transactional writes of stories.
     fail_put_all: AtomicU32,
+    /// Another writer changes every story of a transactional write just before it.
+    rival_story_writes: AtomicBool,
 }
 
 impl FlakyTable {
@@ -142,6 +144,7 @@ impl FlakyTable {
             inner,
             fail_puts: Mutex::new(Vec::new()),
             fail_put_all: AtomicU32::new(0),
+            rival_story_writes: AtomicBool::new(false),
         })
     }
 
@@ -155,6 +158,12 @@ impl FlakyTable {
 
     pub fn fail_story_writes(&self, n: u32) {
         self.fail_put_all.store(n, Ordering::SeqCst);
+    }
+
+    /// While `on`, another writer (as the writeback would) changes every story of a transactional
+    /// write just before it, so each such write finds its stories changed.
+    pub fn rival_story_writes(&self, on: bool) {
+        self.rival_story_writes.store(on, Ordering::SeqCst);
     }
 
     /// Fails the write when a rule for one of its items' sort keys says so.
@@ -207,6 +216,17 @@ impl ItemTable for FlakyTable {
         if stories && self.fail_put_all.load(Ordering::SeqCst) > 0 {
             self.fail_put_all.fetch_sub(1, Ordering::SeqCst);
             return Err(Self::crash("put_all"));
+        }
+        if stories && self.rival_story_writes.load(Ordering::SeqCst) {
+            for (mine, _) in items.iter().filter(|(i, _)| i.sk.starts_with("STORY#")) {
+                let mut theirs = self
+                    .inner
+                    .get(&mine.pk, &mine.sk)
+                    .await?
+                    .unwrap_or_else(|| mine.clone());
+                theirs.version += 1;
+                self.inner.put(&theirs, &Cond::Always).await?;
+            }
         }
         self.inner.put_all(items).await
     }
@@ -425,18 +445,21 @@ pub async fn a_run_that_lost_its_lease_saves_nothing(table: Arc<dyn ItemTable>) 
     .await;
     let later = time::OffsetDateTime::now_utc() + time::Duration::minutes(20);
     let store = h.store.clone();
+    let intruder = Arc::new(std::sync::Mutex::new(None));
+    let taken = intruder.clone();
     h.deps.platforms = Hooked::wrap(
         h.deps.platforms.clone(),
         Arc::new(move |n| {
-            let store = store.clone();
+            let (store, taken) = (store.clone(), taken.clone());
             Box::pin(async move {
                 if n == 100 {
                     // Twenty minutes from now our lease has long lapsed: another run takes it.
-                    let taken = store
-                        .acquire_lease("acme", LEASE_JOB, "intruder", time::Duration::minutes(5), later)
+                    let lease = store
+                        .take_lease("acme", LEASE_JOB, "intruder", time::Duration::minutes(5), later)
                         .await
                         .unwrap();
-                    assert!(taken, "the lapsed lease can be taken");
+                    assert!(lease.is_some(), "the lapsed lease can be taken");
+                    *taken.lock().unwrap() = lease;
                 }
             })
         }),
@@ -449,15 +472,44 @@ pub async fn a_run_that_lost_its_lease_saves_nothing(table: Arc<dyn ItemTable>) 
     assert!(stories.items.is_empty(), "no story was written: {:?}", stories.items);
 
     // The new holder finishes; then a run delivers everything, each threat once.
-    assert!(
-        h.store
-            .release_lease("acme", LEASE_JOB, "intruder", later)
-            .await
-            .unwrap()
-    );
+    let lease = intruder.lock().unwrap().take().expect("the intruder took the lease");
+    assert!(h.store.give_back(&lease).await.unwrap());
     let r = h.poll().await.tenants.remove(0);
     assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
     assert_eq!(distinct_and_total(&h.events("threat.created")), (300, 300));
+}
+
+/// A run whose stories another writer changes on every attempt to save them fails with a
+/// conflict naming the tenant's stories, and moves no checkpoint; once the other writer stops,
+/// the next run saves everything and each threat reached the platform once.
+pub async fn stories_changed_on_every_attempt_fail_the_run_as_a_conflict(table: Arc<dyn ItemTable>) {
+    use s1_shared::usecase::poll_threats::Outcome;
+    let flaky = FlakyTable::new(table);
+    let h = PollHarness::start(
+        SimConfig {
+            threats: 30,
+            agents: 10,
+            cloud_alerts: 0,
+            ..SimConfig::default()
+        },
+        flaky.clone(),
+    )
+    .await;
+    flaky.rival_story_writes(true);
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
+    let error = r.error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("put_stories lost to concurrent writes on tenant acme's stories"),
+        "{error}"
+    );
+    assert_eq!(h.store.get_checkpoint("acme", "threats").await.unwrap(), None);
+
+    flaky.rival_story_writes(false);
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
+    assert_eq!(distinct_and_total(&h.events("threat.created")), (30, 30));
+    assert!(h.store.get_checkpoint("acme", "threats").await.unwrap().is_some());
 }
 
 /// A killed run (here: hung in a publish, then dropped) leaves a lease that lapses within
@@ -490,7 +542,7 @@ pub async fn a_killed_runs_lease_lapses_quickly(table: Arc<dyn ItemTable>) {
     assert_eq!(r.outcome, Outcome::Skipped, "meanwhile it still keeps other runs out");
     assert!(
         h.store
-            .acquire_lease(
+            .take_lease(
                 "acme",
                 LEASE_JOB,
                 "next",
@@ -498,7 +550,8 @@ pub async fn a_killed_runs_lease_lapses_quickly(table: Arc<dyn ItemTable>) {
                 killed_at + LEASE_TTL + time::Duration::seconds(1)
             )
             .await
-            .unwrap(),
+            .unwrap()
+            .is_some(),
         "once it lapsed, the next run takes it"
     );
 }

@@ -29,18 +29,18 @@ fn tenant(id: &str) -> TenantConfig {
     }
 }
 
-fn threat(i: usize) -> ThreatRecord {
-    ThreatRecord {
-        threat_id: format!("{}", 1_500_000_000_000_000_000u64 + i as u64),
-        updated_at: Some(OffsetDateTime::UNIX_EPOCH + Duration::seconds(i as i64)),
+/// A threat id as S1 spells them.
+fn threat_id(i: usize) -> String {
+    format!("{}", 1_500_000_000_000_000_000u64 + i as u64)
+}
+
+fn asset(i: usize) -> AssetRecord {
+    AssetRecord {
+        kind: AssetKind::Asset,
+        id: format!("agent-{i:06}"),
         digest: format!("d{i}"),
-        status: Some("unresolved".into()),
-        verdict: Some("undefined".into()),
-        story_key: Some(format!("agent{}:hash{}", i % 7, i % 3)),
-        written_status: None,
-        written_verdict: None,
         platform_ref: None,
-        publish_error: None,
+        active: true,
     }
 }
 
@@ -64,7 +64,7 @@ fn story(key: &str, n: usize) -> StoryRecord {
         status: StoryStatus::Open,
         platform: Some("pagerduty".into()),
         platform_ref: Some(format!("PD-{key}")),
-        members: (0..n).map(|i| (threat(i).threat_id, member(i))).collect(),
+        members: (0..n).map(|i| (threat_id(i), member(i))).collect(),
         previous: vec![],
     }
 }
@@ -99,18 +99,22 @@ pub async fn checkpoints_are_per_tenant_and_name(store: Store) {
 
 pub async fn batch_writes_and_reads_beyond_the_api_limits(store: Store) {
     // 260 records: eleven BatchWriteItem calls of at most 25, three BatchGetItem calls of at most 100.
-    let records: Vec<_> = (0..260).map(threat).collect();
-    store.put_threats("t1", &records).await.unwrap();
-    let mut ids: Vec<String> = records.iter().map(|r| r.threat_id.clone()).collect();
-    ids.push("1999999999999999999".into()); // unknown: simply absent
-    ids.push(records[0].threat_id.clone()); // asked twice: still one answer
-    let got = store.get_threats("t1", &ids).await.unwrap();
+    let records: Vec<_> = (0..260).map(asset).collect();
+    store.put_assets("t1", &records).await.unwrap();
+    let mut ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
+    ids.push("agent-unknown".into()); // unknown: simply absent
+    ids.push(records[0].id.clone()); // asked twice: still one answer
+    let got = store.get_assets("t1", AssetKind::Asset, &ids).await.unwrap();
     assert_eq!(got.len(), 260);
     for r in &records {
-        assert_eq!(got.get(&r.threat_id), Some(r), "threat {}", r.threat_id);
+        assert_eq!(got.get(&r.id), Some(r), "asset {}", r.id);
     }
     assert!(
-        store.get_threats("other-tenant", &ids).await.unwrap().is_empty(),
+        store
+            .get_assets("other-tenant", AssetKind::Asset, &ids)
+            .await
+            .unwrap()
+            .is_empty(),
         "tenants are isolated"
     );
 }
@@ -190,7 +194,10 @@ pub async fn many_stories_write_in_transactions_and_report_conflicts(store: Stor
     // An archived story stays reachable by its id and by its platform alert.
     let mut old = after[&keys[7]].value.clone();
     old.platform_ref = Some("PD-archived".into());
-    store.archive_story("t1", &old).await.unwrap();
+    assert_eq!(
+        store.put_stories("t1", &[(old.clone(), 0, true)]).await.unwrap(),
+        Vec::<usize>::new()
+    );
     assert_eq!(store.get_story("t1", &old.id).await.unwrap().unwrap().value, old);
     let (_, via_ref) = store
         .story_by_platform_ref("pagerduty", "PD-archived")
@@ -206,92 +213,135 @@ pub async fn one_of_many_concurrent_writers_gets_a_lease(store: Store) {
     let results = join_all((0..10).map(|i| {
         let store = store.clone();
         async move {
-            (
-                i,
-                store
-                    .acquire_lease("t1", "poll", &format!("worker-{i}"), ttl, now)
-                    .await
-                    .unwrap(),
-            )
-        }
-    }))
-    .await;
-    let winners: Vec<_> = results.iter().filter(|(_, won)| *won).map(|(i, _)| *i).collect();
-    assert_eq!(winners.len(), 1, "{results:?}");
-    let holder = format!("worker-{}", winners[0]);
-    let other = if winners[0] == 0 { "worker-1" } else { "worker-0" };
-    assert!(
-        store.acquire_lease("t1", "poll", &holder, ttl, now).await.unwrap(),
-        "the holder may re-acquire"
-    );
-    assert!(store.renew_lease("t1", "poll", &holder, ttl, now).await.unwrap());
-    assert!(
-        !store.renew_lease("t1", "poll", other, ttl, now).await.unwrap(),
-        "only the holder renews"
-    );
-    assert!(
-        !store.release_lease("t1", "poll", other, now).await.unwrap(),
-        "only the holder releases"
-    );
-    assert!(
-        store.acquire_lease("t1", "assets", other, ttl, now).await.unwrap(),
-        "leases are per job"
-    );
-    assert!(
-        store.acquire_lease("t2", "poll", other, ttl, now).await.unwrap(),
-        "and per tenant"
-    );
-    // After the lease lapses, another worker takes it and the old holder can no longer renew.
-    let later = now + Duration::minutes(6);
-    assert!(store.acquire_lease("t1", "poll", other, ttl, later).await.unwrap());
-    assert!(!store.renew_lease("t1", "poll", &holder, ttl, later).await.unwrap());
-    assert!(store.release_lease("t1", "poll", other, later).await.unwrap());
-    assert!(
-        store.acquire_lease("t1", "poll", &holder, ttl, later).await.unwrap(),
-        "released means free"
-    );
-}
-
-pub async fn a_webhook_event_is_first_seen_exactly_once(store: Store) {
-    let now = OffsetDateTime::now_utc();
-    let results = join_all((0..16).map(|_| {
-        let store = store.clone();
-        async move {
             store
-                .mark_event_seen("pd-event-123", Duration::days(7), now)
+                .take_lease("t1", "poll", &format!("worker-{i}"), ttl, now)
                 .await
                 .unwrap()
         }
     }))
     .await;
-    assert_eq!(results.iter().filter(|r| **r).count(), 1, "{results:?}");
+    let winners: Vec<&Lease> = results.iter().flatten().collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    let holder = winners[0].owner.clone();
+    let other = if holder == "worker-0" { "worker-1" } else { "worker-0" };
+    let held = store
+        .take_lease("t1", "poll", &holder, ttl, now)
+        .await
+        .unwrap()
+        .expect("the holder may take it again");
+    assert!(store.renew(&held, now).await.unwrap());
+    let pretender = Lease {
+        owner: other.into(),
+        ..held.clone()
+    };
+    assert!(!store.renew(&pretender, now).await.unwrap(), "only the holder renews");
+    assert!(
+        !store.give_back(&pretender).await.unwrap(),
+        "only the holder gives it back"
+    );
     assert!(
         store
-            .mark_event_seen("pd-event-124", Duration::days(7), now)
+            .take_lease("t1", "assets", other, ttl, now)
             .await
             .unwrap()
+            .is_some(),
+        "leases are per job"
     );
-    // A marker whose TTL has passed no longer counts, even if the backend has not deleted it yet.
-    let long_ago = now - Duration::days(8);
+    assert!(
+        store.take_lease("t2", "poll", other, ttl, now).await.unwrap().is_some(),
+        "and per tenant"
+    );
+    // After the lease lapses, another worker takes it and the old holder can no longer renew.
+    let later = now + Duration::minutes(6);
+    let taken = store
+        .take_lease("t1", "poll", other, ttl, later)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!store.renew(&held, later).await.unwrap());
+    assert!(store.give_back(&taken).await.unwrap());
     assert!(
         store
-            .mark_event_seen("pd-event-old", Duration::days(7), long_ago)
+            .take_lease("t1", "poll", &holder, ttl, later)
             .await
             .unwrap()
+            .is_some(),
+        "given back means free"
     );
+}
+
+/// Accepting a webhook's change is atomic and exactly once per delivery id (and per comment
+/// dedupe key) within its lifetime, per tenant: a replay writes nothing.
+pub async fn a_webhook_event_is_accepted_exactly_once(store: Store) {
+    let now = OffsetDateTime::now_utc();
+    let pending = |id: &str| PendingWriteback {
+        id: id.into(),
+        alert_key: "story-w".into(),
+        change: serde_json::json!({"state": "resolved"}),
+        attempts: 0,
+        last_error: None,
+        created_at: now,
+        next_attempt_at: now,
+    };
+    let week = Duration::days(7);
+    let results = join_all((0..16).map(|n| {
+        let (store, p) = (store.clone(), pending(&format!("chg-{n}")));
+        async move {
+            store
+                .accept_change("t1", &[("pd:event-123", week)], &p, now)
+                .await
+                .unwrap()
+        }
+    }))
+    .await;
+    let accepted = results.iter().filter(|r| **r == Acceptance::Accepted).count();
+    assert_eq!(accepted, 1, "{results:?}");
     assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Acceptance::Accepted | Acceptance::Duplicate))
+    );
+    assert_eq!(
+        store.list_pending("t1", None, 100).await.unwrap().items.len(),
+        1,
+        "replays wrote nothing"
+    );
+    assert_eq!(
         store
-            .mark_event_seen("pd-event-old", Duration::days(7), now)
+            .accept_change("t2", &[("pd:event-123", week)], &pending("chg-0"), now)
             .await
             .unwrap(),
-        "expired marker is absent"
+        Acceptance::Accepted,
+        "tenants are isolated"
     );
-    assert!(
-        !store
-            .mark_event_seen("pd-event-old", Duration::days(7), now)
-            .await
-            .unwrap()
+    // A second delivery of the same note is a duplicate note, and nothing of it is written.
+    let note = [("pd:event-a", week), ("note:abc", Duration::hours(24))];
+    let again = [("pd:event-b", week), ("note:abc", Duration::hours(24))];
+    assert_eq!(
+        store.accept_change("t1", &note, &pending("chg-a"), now).await.unwrap(),
+        Acceptance::Accepted
     );
+    assert_eq!(
+        store.accept_change("t1", &again, &pending("chg-b"), now).await.unwrap(),
+        Acceptance::DuplicateNote
+    );
+    assert!(store.get_pending_entry("t1", "chg-b").await.unwrap().is_none());
+    // A marker whose lifetime has passed no longer counts, even if the backend has not deleted it.
+    let gone = [("pd:event-old", Duration::ZERO)];
+    assert_eq!(
+        store.accept_change("t1", &gone, &pending("chg-o1"), now).await.unwrap(),
+        Acceptance::Accepted
+    );
+    assert_eq!(
+        store.accept_change("t1", &gone, &pending("chg-o2"), now).await.unwrap(),
+        Acceptance::Accepted,
+        "an expired marker is absent"
+    );
+    let err = store
+        .accept_change("t1", &[("", week)], &pending("chg-e"), now)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
 }
 
 pub async fn ttl_marked_items_read_as_absent(store: Store) {
@@ -320,33 +370,6 @@ pub async fn ttl_marked_items_read_as_absent(store: Store) {
     let ids: Vec<_> = page.items.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(ids, ["recent", "new"], "older than 30 days is gone; oldest first");
     assert_eq!(page.items[1], record(now, "new"));
-}
-
-pub async fn only_newer_status_changes_apply(store: Store) {
-    assert!(store.record_applied_change("t1", "story-1", 100).await.unwrap());
-    assert!(
-        !store.record_applied_change("t1", "story-1", 50).await.unwrap(),
-        "older"
-    );
-    assert!(
-        !store.record_applied_change("t1", "story-1", 100).await.unwrap(),
-        "same instant"
-    );
-    assert!(store.record_applied_change("t1", "story-1", 150).await.unwrap());
-    assert!(
-        store.record_applied_change("t1", "story-2", 10).await.unwrap(),
-        "per alert"
-    );
-    let results = join_all((0..8).map(|i| {
-        let store = store.clone();
-        async move { store.record_applied_change("t1", "story-3", 1000 + i).await.unwrap() }
-    }))
-    .await;
-    assert!(results.iter().any(|r| *r));
-    assert!(
-        !store.record_applied_change("t1", "story-3", 1007).await.unwrap(),
-        "the newest won: 1007 is not newer than itself"
-    );
 }
 
 pub async fn pending_writebacks_move_to_dead_letters_and_back(store: Store) {
@@ -457,29 +480,38 @@ pub async fn a_corrupt_item_is_reported_with_its_key(store: Store) {
 pub async fn a_100k_item_tenant_scans_page_by_page(store: Store) {
     const N: usize = 100_000;
     // Written by several tasks at once, as a backfill would.
-    let chunks: Vec<Vec<ThreatRecord>> = (0..N)
-        .map(threat)
+    let chunks: Vec<Vec<AssetRecord>> = (0..N)
+        .map(asset)
         .collect::<Vec<_>>()
         .chunks(N / 8)
         .map(<[_]>::to_vec)
         .collect();
     join_all(chunks.into_iter().map(|c| {
         let store = store.clone();
-        async move { store.put_threats("big", &c).await.unwrap() }
+        async move { store.put_assets("big", &c).await.unwrap() }
     }))
     .await;
-    store.put_threats("small", &[threat(1)]).await.unwrap();
+    store.put_assets("small", &[asset(1)]).await.unwrap();
+    let site = AssetRecord {
+        kind: AssetKind::Site,
+        ..asset(2)
+    };
+    store.put_assets("big", &[site]).await.unwrap();
     let mut seen = HashSet::new();
     let mut pages = 0;
     let mut last: Option<String> = None;
     let mut cursor: Option<String> = None;
     loop {
-        let page = store.scan_threats("big", cursor.as_deref(), 1000).await.unwrap();
+        let page = store
+            .scan_assets("big", AssetKind::Asset, cursor.as_deref(), 1000)
+            .await
+            .unwrap();
         pages += 1;
         for r in page.items {
-            assert!(last.as_ref().is_none_or(|l| *l < r.threat_id), "id order");
-            last = Some(r.threat_id.clone());
-            assert!(seen.insert(r.threat_id), "no duplicates");
+            assert_eq!(r.kind, AssetKind::Asset);
+            assert!(last.as_ref().is_none_or(|l| *l < r.id), "id order");
+            last = Some(r.id.clone());
+            assert!(seen.insert(r.id), "no duplicates");
         }
         match page.next {
             Some(n) => cursor = Some(n),
@@ -537,7 +569,10 @@ pub async fn an_applied_writeback_ends_in_one_transaction(store: Store) {
             .unwrap(),
         Finished::StoryChanged
     );
-    assert_eq!(store.get_pending("t1", "chg-9").await.unwrap(), Some(p.clone()));
+    assert_eq!(
+        store.get_pending_entry("t1", "chg-9").await.unwrap().map(|e| e.value),
+        Some(p.clone())
+    );
     assert!(store.list_outbound("t1", None, 10).await.unwrap().items.is_empty());
 
     // At the current version: story, retired pending item and log land together.
@@ -560,7 +595,7 @@ pub async fn an_applied_writeback_ends_in_one_transaction(store: Store) {
     );
     let after = store.get_story("t1", "a9:h9").await.unwrap().unwrap();
     assert_eq!((after.version, after.value.status), (3, StoryStatus::Closed));
-    assert_eq!(store.get_pending("t1", "chg-9").await.unwrap(), None);
+    assert_eq!(store.get_pending_entry("t1", "chg-9").await.unwrap(), None);
     assert!(store.list_pending("t1", None, 10).await.unwrap().items.is_empty());
     let log = store.list_outbound("t1", None, 10).await.unwrap().items;
     assert_eq!(log, [call(1), call(2)]);
@@ -749,7 +784,7 @@ pub async fn writes_are_fenced_by_the_lease_generation(store: Store) {
     assert!(lost(
         a.put_stories("t1", &[(changed.clone(), 1, false)]).await.map(drop)
     ));
-    assert!(lost(a.archive_story("t1", &story("k2", 1)).await));
+    assert!(lost(a.put_stories("t1", &[(story("k2", 1), 0, true)]).await.map(drop)));
     assert!(lost(a.put_assets("t1", std::slice::from_ref(&asset)).await));
     assert!(
         !store.renew(&first, later).await.unwrap(),
@@ -913,9 +948,8 @@ macro_rules! store_contract {
             story_writes_are_optimistic,
             many_stories_write_in_transactions_and_report_conflicts,
             one_of_many_concurrent_writers_gets_a_lease,
-            a_webhook_event_is_first_seen_exactly_once,
+            a_webhook_event_is_accepted_exactly_once,
             ttl_marked_items_read_as_absent,
-            only_newer_status_changes_apply,
             pending_writebacks_move_to_dead_letters_and_back,
             pending_writebacks_are_claimed_and_never_brought_back,
             an_alert_lock_is_held_by_one_attempt_and_keeps_its_mark,

@@ -682,6 +682,11 @@ async fn a_killed_runs_lease_lapses_quickly() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn stories_changed_on_every_attempt_fail_the_run_as_a_conflict() {
+    integration_tests::poll::stories_changed_on_every_attempt_fail_the_run_as_a_conflict(embedded()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_refused_event_becomes_a_publish_dead_letter_replayed_once() {
     integration_tests::poll::a_refused_event_becomes_a_publish_dead_letter_replayed_once(embedded()).await;
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::records::check_size;
+use super::repo::check_size;
 use super::{Cond, Item, ItemPage, ItemTable, StoreError, cond_holds, now_secs};
 
 /// `pk \0 sk` -> JSON-encoded [`Item`]. `\0` sorts before every other character, so a partition's

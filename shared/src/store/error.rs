@@ -32,6 +32,15 @@ pub enum StoreError {
         "the {job} lease of tenant {tenant} was taken by another run after ours lapsed; this run stopped and its last write was refused"
     )]
     LeaseLost { tenant: String, job: String },
+    /// Concurrent writes kept winning over this call's: another writer changed `what` on every
+    /// attempt, or DynamoDB cancelled a transaction that collided with another on the same item.
+    /// What conflicted was not written; the same call may succeed when tried again.
+    #[error("state store {op} lost to concurrent writes on {what}: not written; try again")]
+    Conflict {
+        op: &'static str,
+        /// What conflicted: the items, or the records they hold.
+        what: String,
+    },
     /// The request itself is invalid (bad id, oversize item).
     #[error("invalid state-store request: {0}")]
     Invalid(String),
@@ -41,7 +50,7 @@ impl StoreError {
     /// True when the same call may succeed later.
     pub fn is_retryable(&self) -> bool {
         match self {
-            StoreError::Throttled { .. } | StoreError::Unavailable { .. } => true,
+            StoreError::Throttled { .. } | StoreError::Unavailable { .. } | StoreError::Conflict { .. } => true,
             StoreError::Backend { retryable, .. } => *retryable,
             _ => false,
         }

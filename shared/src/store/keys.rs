@@ -17,12 +17,6 @@ pub const TENANTS_INDEX: &str = "TENANTS";
 pub fn checkpoint(name: &str) -> String {
     format!("CURSOR#{name}")
 }
-/// Sort-key prefix of per-threat items.
-pub const THREAT_PREFIX: &str = "THREAT#";
-/// Sort key of one threat's item.
-pub fn threat(id: &str) -> String {
-    format!("{THREAT_PREFIX}{id}")
-}
 /// Sort-key prefix of stories.
 pub const STORY_PREFIX: &str = "STORY#";
 /// Sort key of a story: its grouping key when current, its id once archived.
@@ -76,9 +70,9 @@ pub fn outbound(at_micros: i128, id: &str) -> String {
 pub fn order(alert_key: &str) -> String {
     format!("ORDER#{alert_key}")
 }
-/// Partition of a webhook event's replay marker.
-pub fn event(id: &str) -> String {
-    format!("EVENT#{id}")
+/// Partition of a tenant's replay marker of a webhook delivery id (or comment dedupe key).
+pub fn event(tenant: &str, id: &str) -> String {
+    format!("EVENT#{tenant}#{id}")
 }
 /// Sort key of a replay marker.
 pub const EVENT_SK: &str = "EVENT";

@@ -5,12 +5,19 @@
 //!
 //! Every condition two writers could race on (leases, first-seen webhook events, ordering of
 //! status changes, story versions) is evaluated by the backend atomically with the write.
+//!
+//! Layout: the port is here; `tenant.rs` and `types.rs` hold the records; `repo/` the [`Store`]
+//! (its helpers in `repo/mod.rs`, then one module per item family: tenants, checkpoints,
+//! stories, assets, token state, leases, replay markers, writeback, publish dead letters,
+//! outbound log); `keys.rs` every key format; `dynamo/` and `embedded.rs` the backends.
 
 mod dynamo;
 mod embedded;
 mod error;
 pub mod keys;
-mod records;
+mod repo;
+mod tenant;
+mod types;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -18,7 +25,9 @@ use serde::{Deserialize, Serialize};
 pub use dynamo::{DynamoTable, create_table};
 pub use embedded::EmbeddedTable;
 pub use error::StoreError;
-pub use records::*;
+pub use repo::Store;
+pub use tenant::{Grouping, TenantConfig, TokenSource};
+pub use types::*;
 
 /// Attribute and index names of the table. The SAM template and the tests use these too.
 pub mod schema {
@@ -92,10 +101,6 @@ pub enum Cond {
     Version(u64),
     /// Only if the lease is free: absent, expired (`until` before `now_ms`), or already ours.
     LeaseFree { owner: String, now_ms: i64 },
-    /// Only if the lease is ours and still valid.
-    LeaseHeld { owner: String, now_ms: i64 },
-    /// Only if absent or the stored `order` is lower than this.
-    OrderBelow(i64),
     /// Only if a live item exists and its version equals this (unlike [`Cond::Version`], 0 means
     /// a live item at version 0, never an absent one): no write brings back an item another
     /// writer retired.
@@ -158,12 +163,6 @@ pub(crate) fn cond_holds(cond: &Cond, current: Option<&Item>) -> bool {
         (Cond::LeaseFree { owner, now_ms }, Some(c)) => {
             c.until.is_none_or(|u| u < *now_ms) || c.owner.as_deref() == Some(owner.as_str())
         }
-        (Cond::LeaseHeld { .. }, None) => false,
-        (Cond::LeaseHeld { owner, now_ms }, Some(c)) => {
-            c.owner.as_deref() == Some(owner.as_str()) && c.until.is_some_and(|u| u >= *now_ms)
-        }
-        (Cond::OrderBelow(_), None) => true,
-        (Cond::OrderBelow(v), Some(c)) => c.order.is_none_or(|o| o < *v),
         (Cond::LiveVersion(_), None) => false,
         (Cond::LiveVersion(v), Some(c)) => c.version == *v,
         (Cond::LeaseFenced { .. }, None) => false,

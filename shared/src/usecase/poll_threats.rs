@@ -1076,10 +1076,27 @@ async fn save_stories(store: &Store, tenant: &str, mut dirty: Vec<Work>) -> Resu
         }
         dirty = retry;
     }
-    Err(StoreError::Backend {
+    let names: Vec<&str> = dirty
+        .iter()
+        .map(|w| {
+            if w.archived {
+                w.story.id.as_str()
+            } else {
+                w.story.key.as_str()
+            }
+        })
+        .collect();
+    let more = names.len().saturating_sub(3);
+    Err(StoreError::Conflict {
         op: "put_stories",
-        code: "Conflict".into(),
-        message: "stories kept changing under us".into(),
-        retryable: true,
+        what: format!(
+            "tenant {tenant}'s stories {}{} (changed by another writer on every attempt)",
+            names[..names.len().min(3)].join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        ),
     })
 }

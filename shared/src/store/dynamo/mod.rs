@@ -1,19 +1,25 @@
 //! The DynamoDB backend. It reaches DynamoDB only through the SDK's normal configuration, so
 //! `AWS_ENDPOINT_URL_DYNAMODB` points it at DynamoDB Local in tests with no test hook here.
 
+mod condition;
+mod errors;
+mod item;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
     KeysAndAttributes, Projection, ProjectionType, Put, PutRequest, ScalarAttributeType, TimeToLiveSpecification,
     TransactWriteItem, WriteRequest,
 };
 
-use super::records::check_size;
+use self::condition::condition;
+use self::errors::{cancelled, classify, on_item};
+use self::item::{from_attrs, s, to_attrs};
+use super::repo::check_size;
 use super::schema::{self, BATCH_GET_MAX, BATCH_WRITE_MAX};
 use super::{Cond, Item, ItemPage, ItemTable, StoreError, now_secs};
 
@@ -28,168 +34,6 @@ pub struct DynamoTable {
 
 /// Rounds of retries for unprocessed batch items before giving up as throttled.
 const UNPROCESSED_ROUNDS: u32 = 8;
-
-fn classify<E, R>(op: &'static str, table: &str, e: SdkError<E, R>) -> StoreError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    match &e {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => StoreError::Unavailable {
-            op,
-            message: DisplayErrorContext(&e).to_string(),
-        },
-        SdkError::ServiceError(se) => {
-            let code = se.err().code().unwrap_or("Unknown").to_owned();
-            let message = se.err().message().unwrap_or_default().to_owned();
-            match code.as_str() {
-                "ResourceNotFoundException" => StoreError::TableMissing {
-                    table: table.to_owned(),
-                },
-                "ProvisionedThroughputExceededException" | "ThrottlingException" | "RequestLimitExceeded" => {
-                    StoreError::Throttled { op }
-                }
-                "InternalServerError" | "ServiceUnavailable" => StoreError::Backend {
-                    op,
-                    code,
-                    message,
-                    retryable: true,
-                },
-                _ => StoreError::Backend {
-                    op,
-                    code,
-                    message,
-                    retryable: false,
-                },
-            }
-        }
-        _ => StoreError::Backend {
-            op,
-            code: "sdk".into(),
-            message: DisplayErrorContext(&e).to_string(),
-            retryable: false,
-        },
-    }
-}
-
-fn s(v: &str) -> AttributeValue {
-    AttributeValue::S(v.to_owned())
-}
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
-fn to_attrs(i: &Item) -> HashMap<String, AttributeValue> {
-    let mut m = HashMap::new();
-    m.insert(schema::PK.into(), s(&i.pk));
-    m.insert(schema::SK.into(), s(&i.sk));
-    m.insert(schema::DATA.into(), s(&i.data));
-    m.insert(schema::VERSION.into(), n(i.version));
-    if let Some(t) = i.ttl {
-        m.insert(schema::TTL.into(), n(t));
-    }
-    if let Some(g) = &i.gsi1pk {
-        m.insert(schema::GSI1_PK.into(), s(g));
-    }
-    if let Some(g) = &i.gsi1sk {
-        m.insert(schema::GSI1_SK.into(), s(g));
-    }
-    if let Some(o) = &i.owner {
-        m.insert(schema::OWNER.into(), s(o));
-    }
-    if let Some(u) = i.until {
-        m.insert(schema::UNTIL.into(), n(u));
-    }
-    if let Some(o) = i.order {
-        m.insert(schema::ORDER.into(), n(o));
-    }
-    m
-}
-
-fn from_attrs(m: &HashMap<String, AttributeValue>) -> Result<Item, StoreError> {
-    let text = |k: &str| m.get(k).and_then(|v| v.as_s().ok()).cloned();
-    let num = |k: &str| m.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok());
-    let pk = text(schema::PK).unwrap_or_default();
-    let sk = text(schema::SK).unwrap_or_default();
-    let data = text(schema::DATA).ok_or_else(|| StoreError::Corrupt {
-        pk: pk.clone(),
-        sk: sk.clone(),
-        what: "item",
-        message: "no data attribute".into(),
-    })?;
-    Ok(Item {
-        pk,
-        sk,
-        data,
-        ttl: num(schema::TTL),
-        gsi1pk: text(schema::GSI1_PK),
-        gsi1sk: text(schema::GSI1_SK),
-        version: num(schema::VERSION).unwrap_or(0).max(0) as u64,
-        owner: text(schema::OWNER),
-        until: num(schema::UNTIL),
-        order: num(schema::ORDER),
-    })
-}
-
-/// A condition expression with only the names and values it uses (DynamoDB rejects unused ones).
-struct Expr {
-    text: String,
-    names: HashMap<String, String>,
-    values: HashMap<String, AttributeValue>,
-}
-
-fn condition(cond: &Cond) -> Option<Expr> {
-    let now = now_secs();
-    let mut names = HashMap::from([
-        ("#pk".to_owned(), schema::PK.to_owned()),
-        ("#ttl".to_owned(), schema::TTL.to_owned()),
-    ]);
-    let mut values = HashMap::from([(":now".to_owned(), n(now))]);
-    // An item past its TTL may still be there (DynamoDB deletes lazily): it counts as absent.
-    let absent = "(attribute_not_exists(#pk) OR #ttl <= :now)";
-    let live = "(attribute_exists(#pk) AND (attribute_not_exists(#ttl) OR #ttl > :now))";
-    let text = match cond {
-        Cond::Always => return None,
-        Cond::NotExists | Cond::Version(0) => absent.to_owned(),
-        Cond::Version(v) => {
-            names.insert("#ver".into(), schema::VERSION.into());
-            values.insert(":ver".into(), n(v));
-            format!("{live} AND #ver = :ver")
-        }
-        Cond::LeaseFree { owner, now_ms } => {
-            names.insert("#until".into(), schema::UNTIL.into());
-            names.insert("#owner".into(), schema::OWNER.into());
-            values.insert(":nowms".into(), n(now_ms));
-            values.insert(":owner".into(), s(owner));
-            format!("{absent} OR #until < :nowms OR #owner = :owner")
-        }
-        Cond::LeaseHeld { owner, now_ms } => {
-            names.insert("#until".into(), schema::UNTIL.into());
-            names.insert("#owner".into(), schema::OWNER.into());
-            values.insert(":nowms".into(), n(now_ms));
-            values.insert(":owner".into(), s(owner));
-            format!("{live} AND #owner = :owner AND #until >= :nowms")
-        }
-        Cond::OrderBelow(v) => {
-            names.insert("#ord".into(), schema::ORDER.into());
-            values.insert(":ord".into(), n(v));
-            format!("{absent} OR #ord < :ord")
-        }
-        Cond::LiveVersion(v) => {
-            names.insert("#ver".into(), schema::VERSION.into());
-            values.insert(":ver".into(), n(v));
-            format!("{live} AND #ver = :ver")
-        }
-        Cond::LeaseFenced { owner, generation } => {
-            names.insert("#owner".into(), schema::OWNER.into());
-            names.insert("#ord".into(), schema::ORDER.into());
-            values.insert(":owner".into(), s(owner));
-            values.insert(":gen".into(), n(generation));
-            format!("{live} AND #owner = :owner AND #ord = :gen")
-        }
-    };
-    Some(Expr { text, names, values })
-}
 
 async fn backoff(round: u32) {
     let ms = 25u64 << round.min(6);
@@ -437,7 +281,7 @@ impl ItemTable for DynamoTable {
             {
                 Ok(false)
             }
-            Err(e) => Err(classify("put", &self.table, e)),
+            Err(e) => Err(on_item(classify("put", &self.table, e), &item.pk, &item.sk)),
         }
     }
 
@@ -523,20 +367,7 @@ impl ItemTable for DynamoTable {
                         _ => None,
                     });
                 match reasons {
-                    Some(codes) if codes.iter().any(|c| c.as_deref() == Some("ConditionalCheckFailed")) => Ok(codes
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, c)| c.as_deref() == Some("ConditionalCheckFailed"))
-                        .map(|(i, _)| i)
-                        .collect()),
-                    // Cancelled for another reason (a concurrent transaction on the same item,
-                    // throttling): nothing was written and trying again is right.
-                    Some(codes) => Err(StoreError::Backend {
-                        op: "put_all",
-                        code: "TransactionCanceled".into(),
-                        message: format!("{codes:?}"),
-                        retryable: true,
-                    }),
+                    Some(codes) => cancelled(&codes, items),
                     None => Err(classify("put_all", &self.table, e)),
                 }
             }
@@ -565,7 +396,7 @@ impl ItemTable for DynamoTable {
             {
                 Ok(false)
             }
-            Err(e) => Err(classify("delete", &self.table, e)),
+            Err(e) => Err(on_item(classify("delete", &self.table, e), pk, sk)),
         }
     }
 

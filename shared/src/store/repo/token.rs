@@ -1,0 +1,23 @@
+//! The token watch's state, one item per tenant.
+
+use super::{Store, item};
+use crate::store::{Cond, StoreError, TokenState, keys};
+
+impl Store {
+    /// What the token watch remembered for a tenant.
+    ///
+    /// # Errors
+    /// Backend errors; corrupt record.
+    pub async fn get_token_state(&self, tenant: &str) -> Result<Option<TokenState>, StoreError> {
+        self.get_record(&keys::tenant(tenant), keys::TOKEN, "token state").await
+    }
+
+    /// Saves the token watch's state.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn put_token_state(&self, tenant: &str, s: &TokenState) -> Result<(), StoreError> {
+        let i = item(keys::tenant(tenant), keys::TOKEN.into(), s)?;
+        self.table.put(&i, &Cond::Always).await.map(drop)
+    }
+}

@@ -1,0 +1,62 @@
+//! A tenant's configuration: which S1 console (or scope of it) is polled, with which token, and
+//! where its threats go.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a tenant's S1 API token is read from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TokenSource {
+    /// A Secrets Manager secret (name or ARN) whose value is the token, or JSON with `apiToken`.
+    SecretsManager { secret_id: String },
+    /// An environment variable (one-machine runner).
+    Env { var: String },
+    /// A file holding the token (one-machine runner).
+    File { path: String },
+}
+
+/// How threats become platform alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grouping {
+    /// Threats on one endpoint with one file hash within 90 days share one alert.
+    #[default]
+    Story,
+    /// One alert per threat.
+    Threat,
+}
+
+/// One S1 console (or a scope of it) and where its threats go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantConfig {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    pub enabled: bool,
+    pub console_url: String,
+    pub token: TokenSource,
+    #[serde(default)]
+    pub account_ids: Vec<String>,
+    #[serde(default)]
+    pub site_ids: Vec<String>,
+    /// The platform and its typed settings (secret references, never values).
+    pub platform: crate::platform::PlatformConfig,
+    #[serde(default)]
+    pub grouping: Grouping,
+    #[serde(default)]
+    pub poll_cloud_alerts: bool,
+    /// Per-tenant overrides of the default mappings (docs/design.md, Mappings).
+    #[serde(
+        default,
+        deserialize_with = "crate::mapping::MappingOverrides::deserialize_or_null",
+        skip_serializing_if = "crate::mapping::MappingOverrides::is_empty"
+    )]
+    pub mapping_overrides: crate::mapping::MappingOverrides,
+    /// Days before the token's expiry at which the platform is alerted, once each.
+    #[serde(default = "default_alert_days")]
+    pub token_alert_days: Vec<i64>,
+}
+
+fn default_alert_days() -> Vec<i64> {
+    vec![30, 14, 7, 3, 1, 0]
+}
