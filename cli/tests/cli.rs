@@ -234,7 +234,7 @@ async fn a_tenant_is_added_tested_polled_and_disabled_from_the_command_line() {
     for (platform, expected) in [
         (
             serde_json::json!({"kind": "servicenow", "settings": {}}),
-            "at `platform.kind`: unknown variant `servicenow`, expected `generic` or `pagerduty`",
+            "at `platform.kind`: unknown variant `servicenow`, expected one of `generic`, `pagerduty`, `halo`",
         ),
         (
             serde_json::json!({"kind": "pagerduty", "settings": {}}),

@@ -73,7 +73,7 @@ mod tests {
         let err = |platform: &str, extra: &str| parse_tenant(&file(platform, extra), &allowed).unwrap_err().to_string();
         assert!(
             err(r#"{"kind": "halo9", "settings": {}}"#, "")
-                .starts_with("at `platform.kind`: unknown variant `halo9`, expected `generic` or `pagerduty`"),
+                .starts_with("at `platform.kind`: unknown variant `halo9`, expected one of `generic`, `pagerduty`, `halo`"),
         );
         assert!(
             err(
