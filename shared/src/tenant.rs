@@ -71,10 +71,9 @@ mod tests {
         let allowed = AllowedHosts::default();
         assert!(parse_tenant(&file(GENERIC, ""), &allowed).is_ok());
         let err = |platform: &str, extra: &str| parse_tenant(&file(platform, extra), &allowed).unwrap_err().to_string();
-        assert!(
-            err(r#"{"kind": "halo9", "settings": {}}"#, "")
-                .starts_with("at `platform.kind`: unknown variant `halo9`, expected one of `generic`, `pagerduty`, `halo`"),
-        );
+        assert!(err(r#"{"kind": "halo9", "settings": {}}"#, "").starts_with(
+            "at `platform.kind`: unknown variant `halo9`, expected one of `generic`, `pagerduty`, `halo`"
+        ),);
         assert!(
             err(
                 r#"{"kind": "generic", "settings": {"url": "https://h.example.com"}}"#,

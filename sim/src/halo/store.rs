@@ -344,8 +344,13 @@ impl Store {
         }
     }
 
-    /// A ticket closed for the first time is marked `hasbeenclosed` (it stays set on reopen).
+    /// A ticket written is stamped `last_update`; one closed for the first time is marked
+    /// `hasbeenclosed` (it stays set on reopen).
     fn on_ticket_written(&mut self, rec: &Record) {
+        let id = id_text(rec).unwrap_or_default();
+        if let Some(i) = self.position(HaloEntity::Ticket, &id) {
+            self.table_mut(HaloEntity::Ticket)[i].insert("last_update".into(), now_text().into());
+        }
         if reference(rec, "status_id").is_some_and(|s| self.is_closed(s)) {
             let id = id_text(rec).unwrap_or_default();
             if let Some(i) = self.position(HaloEntity::Ticket, &id) {
@@ -369,6 +374,7 @@ impl Store {
             "lastactiondate".into(),
             action.get("datetime").cloned().unwrap_or_default(),
         );
+        ticket.insert("last_update".into(), now_text().into());
         if let Some(status) = new_status {
             ticket.insert("status_id".into(), status.into());
         }

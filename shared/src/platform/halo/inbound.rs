@@ -200,12 +200,25 @@ pub fn changes(ticket: &Value, actions: &[Value], r: &Resolved, now: OffsetDateT
             at: at.unwrap_or(now),
         });
     }
-    // A status no action explains (a workflow, a bulk edit): the ticket's own.
+    // A status no action explains (a workflow, a bulk edit): the ticket's own, dated by its
+    // last update, unless that update was one of our own actions (a note we added after S1
+    // changed) and so says nothing about the status.
     let status = ticket.get("status_id").and_then(as_id);
     let explained = status_by_action.is_some_and(|(_, s, _)| s == status);
-    if let (Some(status), false) = (status, explained) {
-        let at = time_of(ticket, "last_update").or_else(|| time_of(ticket, "lastactiondate"));
-        if let (Some(state), true) = (state_of(r, status, reopened), recent(at)) {
+    let at = time_of(ticket, "last_update").or_else(|| time_of(ticket, "lastactiondate"));
+    let latest = actions
+        .iter()
+        .max_by_key(|a| (time_of(a, "datetime"), a.get("id").and_then(as_id)));
+    let last_is_ours = latest.is_some_and(|a| {
+        ours(a)
+            && time_of(a, "datetime")
+                .zip(at)
+                .is_some_and(|(d, u)| d >= u - time::Duration::seconds(1))
+    });
+    if let (Some(status), false, false) = (status, explained, last_is_ours) {
+        // Back to an open status only matters as a reopen.
+        let state = state_of(r, status, reopened).filter(|s| *s != PlatformState::New);
+        if let (Some(state), true) = (state, recent(at)) {
             let stamp = at.map(|t| t.unix_timestamp()).unwrap_or_default();
             out.push(StatusChange {
                 event_id: format!("halo:{id}:status:{status}:{stamp}"),

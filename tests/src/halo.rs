@@ -1,0 +1,133 @@
+//! A HaloPSA harness: the simulated S1 console, a fake Halo that checks every request against
+//! Halo's own OpenAPI document, and tenant `acme` on the `halo` platform, with the poller, the
+//! asset sync and the webhook endpoint wired as the functions wire them.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use s1_bridge_sim::{FakeHalo, HaloConfig, HaloWebhookAuth, HaloWebhookPayload, SimConfig};
+use s1_shared::platform::{Adapters, PlatformConfig, PlatformResolver};
+use s1_shared::store::{ItemTable, TenantConfig};
+use s1_shared::usecase::poll_threats::{PollReport, Selection, run};
+use s1_shared::usecase::writeback::WritebackDeps;
+use serde_json::{Value, json};
+
+use crate::poll::PollHarness;
+use crate::{fast_retry_options, loopback_hosts};
+
+/// The secret Halo's webhook carries in its header (test-only).
+pub const HOOK_SECRET: &str = "halo-webhook-secret-for-tests";
+/// The header it is in.
+pub const HOOK_HEADER: &str = "X-Halo-Secret";
+
+/// Simulator, fake Halo, store and tenant; the webhook endpoint at `base`.
+pub struct HaloHarness {
+    pub h: PollHarness,
+    pub halo: FakeHalo,
+    pub base: String,
+    pub writeback: WritebackDeps,
+}
+
+/// The tenant's Halo settings, with `extra` merged over the defaults the tests use.
+pub fn settings(halo: &FakeHalo, extra: Value) -> PlatformConfig {
+    let mut s = json!({
+        "url": halo.base_url(),
+        "client_id": {"kind": "env", "var": "HALO_ID"},
+        "client_secret": {"kind": "env", "var": "HALO_SECRET"},
+        "ticket_type": "Security Incident",
+        "client": "Contoso Ltd",
+        "site": "Contoso HQ",
+        "inbound": {"header": {"name": HOOK_HEADER, "value": {"kind": "env", "var": "HALO_HOOK"}}},
+        "requests_per_5_minutes": 100_000,
+    });
+    if let (Some(base), Value::Object(more)) = (s.as_object_mut(), extra) {
+        base.extend(more);
+    }
+    serde_json::from_value(json!({"kind": "halo", "settings": s})).expect("valid Halo settings")
+}
+
+impl HaloHarness {
+    /// `threats` on 30 agents, a fake Halo from `config` (its rate limit raised unless the
+    /// config sets one below the default), and the tenant's settings with `extra`.
+    pub async fn start(threats: usize, table: Arc<dyn ItemTable>, config: HaloConfig, extra: Value) -> Self {
+        let mut h = PollHarness::start(
+            SimConfig {
+                threats,
+                agents: 30,
+                cloud_alerts: 0,
+                ..SimConfig::default()
+            },
+            table,
+        )
+        .await;
+        let halo = FakeHalo::start(config).await.expect("fake Halo");
+        {
+            let mut env = h.env.lock().unwrap();
+            env.insert("HALO_ID".into(), halo.config().client_id.clone());
+            env.insert("HALO_SECRET".into(), halo.config().client_secret.clone());
+            env.insert("HALO_HOOK".into(), HOOK_SECRET.into());
+        }
+        let t = TenantConfig::for_test("acme", &h.sim.base_url(), settings(&halo, extra));
+        h.store.put_tenant(&t).await.unwrap();
+        let platforms: Arc<dyn PlatformResolver> = Arc::new(
+            Adapters::new(
+                reqwest::Client::new(),
+                h.deps.tokens.clone(),
+                fast_retry_options().retry,
+            )
+            .with_allowed_hosts(loopback_hosts())
+            .with_store(h.store.clone()),
+        );
+        h.deps.platforms = platforms.clone();
+        let mut writeback = crate::writeback::deps(&h);
+        writeback.platforms = platforms;
+        let base = crate::writeback::serve(writeback.clone()).await;
+        Self {
+            h,
+            halo,
+            base,
+            writeback,
+        }
+    }
+
+    /// One poll run of every tenant.
+    pub async fn poll(&self) -> PollReport {
+        run(&self.h.deps, &Selection::All, Instant::now() + Duration::from_secs(600))
+            .await
+            .expect("run starts")
+    }
+
+    /// Halo's webhook for `ticket`, fired by the fake with the tenant's header secret.
+    pub async fn fire(&self, ticket: i64) -> u16 {
+        self.halo
+            .fire_webhook(
+                &format!("{}/halo/acme", self.base),
+                ticket,
+                HaloWebhookPayload::EventOnly,
+                &HaloWebhookAuth::Header {
+                    name: HOOK_HEADER.into(),
+                    value: HOOK_SECRET.into(),
+                },
+            )
+            .await
+            .expect("webhook delivered")
+    }
+
+    /// Every request the fake refused, as text (empty when Halo's document allowed them all).
+    pub fn refusals(&self) -> Vec<String> {
+        self.halo.refused().into_iter().map(|r| format!("{r:?}")).collect()
+    }
+
+    /// Tickets the bridge created (with an S1 story key), by their story's alert key.
+    pub fn story_tickets(&self) -> Vec<Value> {
+        self.halo
+            .tickets()
+            .into_iter()
+            .filter(|t| {
+                t["third_party_id_string"]
+                    .as_str()
+                    .is_some_and(|k| k.starts_with("s1:"))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,294 @@
+//! The HaloPSA platform end to end, through real HTTP: the simulated S1 console, a fake Halo
+//! that checks every request against Halo's own OpenAPI document, the poller, the webhook
+//! endpoint, and the asset sync.
+
+use std::sync::Arc;
+
+use integration_tests::halo::{HOOK_HEADER, HOOK_SECRET, HaloHarness};
+use integration_tests::writeback::s1_state;
+use s1_bridge_sim::{FakeHalo, HaloConfig, HaloWebhookAuth, HaloWebhookPayload};
+use s1_shared::store::{EmbeddedTable, ItemTable};
+use serde_json::{Value, json};
+
+fn embedded() -> Arc<dyn ItemTable> {
+    Arc::new(EmbeddedTable::in_memory().unwrap())
+}
+
+fn fast_halo() -> HaloConfig {
+    HaloConfig {
+        rate_limit: 100_000,
+        ..HaloConfig::default()
+    }
+}
+
+/// The severity the ticket's details show.
+fn severity_of(ticket: &Value) -> String {
+    let html = ticket["details_html"].as_str().unwrap_or_default();
+    let after = html
+        .split("<th align=\"left\">Severity</th><td>")
+        .nth(1)
+        .unwrap_or_default();
+    after.split('<').next().unwrap_or_default().to_owned()
+}
+
+/// The S1 threats of the story a ticket is for.
+async fn threats_of(h: &HaloHarness, ticket: &Value) -> Vec<String> {
+    let key = ticket["third_party_id_string"].as_str().unwrap();
+    let story_key = integration_tests::writeback::story_key(key);
+    let story = h.h.store.get_story("acme", &story_key).await.unwrap().unwrap().value;
+    story.members.keys().cloned().collect()
+}
+
+async fn stories(h: &HaloHarness) -> usize {
+    h.h.store
+        .table()
+        .query("TENANT#acme", "STORY#", None, 10_000)
+        .await
+        .unwrap()
+        .items
+        .len()
+}
+
+/// A ticket whose story has at least `n` threats.
+async fn ticket_with(h: &HaloHarness, n: usize) -> (i64, Vec<String>) {
+    for t in h.story_tickets() {
+        let threats = threats_of(h, &t).await;
+        if threats.len() >= n {
+            return (t["id"].as_i64().unwrap(), threats);
+        }
+    }
+    panic!("no story of {n} threats")
+}
+
+pub async fn a_backlog_becomes_one_ticket_per_story(table: Arc<dyn ItemTable>) {
+    let h = HaloHarness::start(60, table, fast_halo(), json!({})).await;
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.error.as_deref(), r.published, r.failed), (None, 60, 0), "{r:?}");
+    assert!(
+        h.refusals().is_empty(),
+        "every request fits Halo's document: {:?}",
+        h.refusals()
+    );
+    let tickets = h.story_tickets();
+    assert_eq!(tickets.len(), stories(&h).await, "one ticket per story");
+    let mut seen = std::collections::HashSet::new();
+    for t in &tickets {
+        assert!(
+            seen.insert(t["third_party_id_string"].clone()),
+            "one ticket per story key"
+        );
+        assert_eq!(t["tickettype_id"], 21, "{t}");
+        assert_eq!((t["client_id"].as_i64(), t["site_id"].as_i64()), (Some(12), Some(34)));
+        let want = match severity_of(t).as_str() {
+            "critical" => 1,
+            "high" => 2,
+            "medium" => 3,
+            "low" => 4,
+            other => panic!("severity {other:?} in {t}"),
+        };
+        assert_eq!(t["priority_id"], want, "priority by severity name: {t}");
+        assert!(t["details_html"].as_str().unwrap().contains("/incidents/threats/"));
+        // Every threat after the first joined the story as an action of ours.
+        let members = threats_of(&h, t).await.len();
+        let id = t["id"].as_i64().unwrap();
+        let joins = h
+            .halo
+            .actions(id)
+            .iter()
+            .filter(|a| a["note"].as_str().unwrap_or_default().contains("joined this story"))
+            .count();
+        assert_eq!(joins, members - 1, "ticket {id}");
+    }
+    // Nothing new: nothing sent, Halo not even asked.
+    let before = h.halo.stats().api_requests;
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(r.published, 0, "{r:?}");
+    assert_eq!(h.halo.stats().api_requests, before);
+}
+
+pub async fn a_ticket_closed_by_a_technician_resolves_every_threat_of_its_story(table: Arc<dyn ItemTable>) {
+    let h = HaloHarness::start(60, table, fast_halo(), json!({})).await;
+    h.poll().await;
+    let (ticket, threats) = ticket_with(&h, 2).await;
+    h.halo
+        .close_ticket_as_technician(
+            ticket,
+            "Closed",
+            "False Positive",
+            "signed installer from IT",
+            "Alex Technician",
+        )
+        .unwrap();
+    assert_eq!(h.fire(ticket).await, 202);
+    for id in &threats {
+        let (status, verdict, notes) = s1_state(&h.h, id).await;
+        assert_eq!(
+            (status.as_str(), verdict.as_str()),
+            ("resolved", "false_positive"),
+            "{id}"
+        );
+        assert_eq!(
+            notes
+                .iter()
+                .filter(|n| n.as_str() == "[halo] closed by Alex Technician: False Positive — signed installer from IT")
+                .count(),
+            1,
+            "{notes:?}"
+        );
+    }
+    // Fired again (Halo retries): nothing new.
+    let writes = integration_tests::writeback::s1_writes(&h.h).await;
+    assert!([200, 202].contains(&h.fire(ticket).await));
+    assert_eq!(integration_tests::writeback::s1_writes(&h.h).await, writes);
+    // Our own write to S1 comes back on the next poll: not sent to Halo.
+    let actions = h.halo.actions(ticket).len();
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.published, r.echoes as usize), (0, threats.len()), "{r:?}");
+    assert_eq!(h.halo.actions(ticket).len(), actions);
+    assert!(h.refusals().is_empty(), "{:?}", h.refusals());
+}
+
+pub async fn every_close_reason_row_sets_its_verdict(table: Arc<dyn ItemTable>) {
+    let h = HaloHarness::start(120, table, fast_halo(), json!({})).await;
+    h.poll().await;
+    let rows = [
+        ("True Positive", "true_positive"),
+        ("Activity Blocked", "true_positive"),
+        ("Attack Failed", "true_positive"),
+        ("Incident", "true_positive"),
+        ("False Positive", "false_positive"),
+        ("Benign", "false_positive"),
+        ("Testing", "false_positive"),
+        ("Suppressed", "false_positive"),
+        ("IT Misconfiguration", "suspicious"),
+        ("Policy Violation", "suspicious"),
+        ("PUP/PUA", "suspicious"),
+        ("Other", "suspicious"),
+        ("Resolved", "undefined"),
+    ];
+    let tickets = h.story_tickets();
+    assert!(tickets.len() >= rows.len(), "{} stories", tickets.len());
+    for ((outcome, verdict), t) in rows.iter().zip(&tickets) {
+        let ticket = t["id"].as_i64().unwrap();
+        let mut before = std::collections::HashMap::new();
+        for id in threats_of(&h, t).await {
+            before.insert(id.clone(), s1_state(&h.h, &id).await.1);
+        }
+        h.halo
+            .close_ticket_as_technician(ticket, "Closed", outcome, "", "Alex Technician")
+            .unwrap();
+        assert_eq!(h.fire(ticket).await, 202, "{outcome}");
+        for (id, was) in &before {
+            // No verdict in the close reason: S1 keeps the one it has.
+            let want = if *verdict == "undefined" { was.as_str() } else { verdict };
+            let (status, v, _) = s1_state(&h.h, id).await;
+            assert_eq!(
+                (status.as_str(), v.as_str()),
+                ("resolved", want),
+                "{outcome}: threat {id}"
+            );
+        }
+    }
+}
+
+pub async fn a_technician_note_and_a_workflow_status_reach_s1(table: Arc<dyn ItemTable>) {
+    let h = HaloHarness::start(40, table, fast_halo(), json!({})).await;
+    h.poll().await;
+    let (ticket, threats) = ticket_with(&h, 1).await;
+    h.halo
+        .add_technician_note(ticket, "isolating the host now", "Alex Technician")
+        .unwrap();
+    assert_eq!(h.fire(ticket).await, 202);
+    // A workflow moves the ticket (no action); Halo's API says so, and S1 follows.
+    h.halo.set_ticket_status(ticket, "In Progress").unwrap();
+    assert_eq!(h.fire(ticket).await, 202);
+    for id in &threats {
+        let (status, _, notes) = s1_state(&h.h, id).await;
+        assert_eq!(status, "in_progress", "{id}");
+        assert!(
+            notes
+                .iter()
+                .any(|n| n == "[halo] comment by Alex Technician — isolating the host now"),
+            "{notes:?}"
+        );
+    }
+}
+
+pub async fn forged_and_unauthenticated_webhooks_change_nothing(table: Arc<dyn ItemTable>) {
+    let h = HaloHarness::start(30, table, fast_halo(), json!({})).await;
+    h.poll().await;
+    let (ticket, threats) = ticket_with(&h, 1).await;
+    let url = format!("{}/halo/acme", h.base);
+    let writes = integration_tests::writeback::s1_writes(&h.h).await;
+    // No secret, a wrong one, the wrong scheme: one 401.
+    for auth in [
+        HaloWebhookAuth::None,
+        HaloWebhookAuth::Header {
+            name: HOOK_HEADER.into(),
+            value: "guess".into(),
+        },
+        HaloWebhookAuth::Basic {
+            username: "halo".into(),
+            password: HOOK_SECRET.into(),
+        },
+    ] {
+        let code = h
+            .halo
+            .fire_webhook(&url, ticket, HaloWebhookPayload::EventOnly, &auth)
+            .await
+            .unwrap();
+        assert_eq!(code, 401, "{auth:?}");
+    }
+    // Authenticated, but the payload lies: it claims the ticket closed; Halo's API says it is
+    // not, so nothing reaches S1.
+    let mut forged = h.halo.webhook_payload(ticket, HaloWebhookPayload::FullObject).unwrap();
+    forged["ticket"]["status_id"] = json!(9);
+    forged["ticket"]["hasbeenclosed"] = json!(true);
+    let auth = HaloWebhookAuth::Header {
+        name: HOOK_HEADER.into(),
+        value: HOOK_SECRET.into(),
+    };
+    assert_eq!(FakeHalo::post_webhook(&url, &forged, &auth).await.unwrap(), 200);
+    // A ticket Halo does not have, and a body naming none.
+    let ghost = json!({"object_id": 999_999, "event": "ticket status changed"});
+    assert_eq!(FakeHalo::post_webhook(&url, &ghost, &auth).await.unwrap(), 200);
+    assert_eq!(
+        FakeHalo::post_webhook(&url, &json!({"event": "x"}), &auth)
+            .await
+            .unwrap(),
+        400
+    );
+    assert_eq!(integration_tests::writeback::s1_writes(&h.h).await, writes);
+    for id in &threats {
+        assert_ne!(s1_state(&h.h, id).await.0, "resolved");
+    }
+}
+
+macro_rules! on_both_stores {
+    ($($name:ident),+ $(,)?) => {
+        mod embedded_store {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $name() {
+                    super::$name(super::embedded()).await;
+                }
+            )+
+        }
+        mod dynamodb_local {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $name() {
+                    super::$name(integration_tests::dynamodb_table("halo").await).await;
+                }
+            )+
+        }
+    };
+}
+
+on_both_stores!(
+    a_backlog_becomes_one_ticket_per_story,
+    a_ticket_closed_by_a_technician_resolves_every_threat_of_its_story,
+    every_close_reason_row_sets_its_verdict,
+    a_technician_note_and_a_workflow_status_reach_s1,
+    forged_and_unauthenticated_webhooks_change_nothing,
+);
