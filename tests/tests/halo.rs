@@ -264,6 +264,138 @@ pub async fn forged_and_unauthenticated_webhooks_change_nothing(table: Arc<dyn I
     }
 }
 
+/// The agent, file hash and detection time of a threat, as S1 has them.
+async fn agent_and_hash(h: &HaloHarness, threat: &str) -> (String, String, time::OffsetDateTime) {
+    let t = h.h.sim.control().threat(threat).await.unwrap();
+    (
+        t["agentRealtimeInfo"]["agentUuid"].as_str().unwrap().to_owned(),
+        t["threatInfo"]["sha1"].as_str().unwrap_or_default().to_owned(),
+        s1_shared::s1::dto::parse_time(t["threatInfo"]["identifiedAt"].as_str().unwrap()).unwrap(),
+    )
+}
+
+fn notes_with(h: &HaloHarness, ticket: i64, text: &str) -> Vec<Value> {
+    h.halo
+        .actions(ticket)
+        .into_iter()
+        .filter(|a| a["note"].as_str().unwrap_or_default().contains(text))
+        .collect()
+}
+
+pub async fn joins_console_changes_and_reopens_become_actions(table: Arc<dyn ItemTable>) {
+    let h = HaloHarness::start(40, table, fast_halo(), json!({})).await;
+    h.poll().await;
+    // A story about a file (a fileless one is keyed by its storyline, which a new threat does
+    // not share).
+    let mut found = None;
+    for t in h.story_tickets() {
+        let threats = threats_of(&h, &t).await;
+        let (agent, sha1, detected) = agent_and_hash(&h, &threats[0]).await;
+        if !sha1.is_empty() {
+            found = Some((t["id"].as_i64().unwrap(), agent, sha1, detected));
+            break;
+        }
+    }
+    let (ticket, agent, sha1, detected) = found.expect("a story about a file");
+    // Detected within the story's 90 days, so it joins rather than starting a new story.
+    let soon_after = Some(detected + time::Duration::minutes(1));
+    // A new threat on the same endpoint and file joins the story: an action, no new ticket.
+    let tickets = h.story_tickets().len();
+    let joined =
+        h.h.sim
+            .control()
+            .add_threats(&s1_bridge_sim::NewThreats {
+                count: 1,
+                agent_uuid: Some(agent.clone()),
+                sha1: Some(sha1.clone()),
+                detected_at: soon_after,
+            })
+            .await
+            .unwrap();
+    let before = notes_with(&h, ticket, "joined this story").len();
+    h.poll().await;
+    assert_eq!(h.story_tickets().len(), tickets);
+    assert_eq!(notes_with(&h, ticket, "joined this story").len(), before + 1);
+    // Changed in the S1 console: an action saying so.
+    h.h.sim
+        .control()
+        .console_update(&joined[0], Some("in_progress"), None)
+        .await
+        .unwrap();
+    h.poll().await;
+    let changed = notes_with(&h, ticket, "changed in the SentinelOne console");
+    assert_eq!(changed.len(), 1, "{:?}", h.halo.actions(ticket));
+    assert!(changed[0]["note"].as_str().unwrap().contains("in_progress"));
+    // Closed by a technician (S1 resolves), then a new threat on the same file: the story
+    // reopens in S1, and the ticket with it.
+    h.halo
+        .close_ticket_as_technician(ticket, "Closed", "True Positive", "contained", "Alex Technician")
+        .unwrap();
+    assert_eq!(h.fire(ticket).await, 202);
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(r.published, 0, "our own resolution is not sent back: {r:?}");
+    h.h.sim
+        .control()
+        .add_threats(&s1_bridge_sim::NewThreats {
+            count: 1,
+            agent_uuid: Some(agent),
+            sha1: Some(sha1),
+            detected_at: soon_after,
+        })
+        .await
+        .unwrap();
+    h.poll().await;
+    let t = h.halo.ticket(ticket).unwrap();
+    assert_eq!(t["status_id"], 10, "Re-opened: {t}");
+    let reopened = notes_with(&h, ticket, "reopened this story");
+    assert_eq!(reopened.len(), 1);
+    assert_eq!(reopened[0]["new_status"], 10);
+    // The reopen is ours: the webhook it fires changes nothing in S1.
+    let writes = integration_tests::writeback::s1_writes(&h.h).await;
+    assert!([200, 202].contains(&h.fire(ticket).await));
+    assert_eq!(integration_tests::writeback::s1_writes(&h.h).await, writes);
+    assert!(h.refusals().is_empty(), "{:?}", h.refusals());
+}
+
+pub async fn a_severity_table_and_closing_when_s1_resolves(table: Arc<dyn ItemTable>) {
+    let table_settings = json!({
+        "priorities": {"critical": "Low", "high": "Low", "medium": 4, "low": "Low", "info": "Low"},
+        "close_when_resolved": true,
+    });
+    let h = HaloHarness::start(40, table, fast_halo(), table_settings).await;
+    h.poll().await;
+    let tickets = h.story_tickets();
+    assert!(
+        tickets.iter().all(|t| t["priority_id"] == 4),
+        "every severity maps to Low"
+    );
+    // Every threat of a story resolved in the S1 console: the ticket closes.
+    let open = tickets.iter().find(|t| t["status_id"] != 9).expect("an open ticket");
+    let id = open["id"].as_i64().unwrap();
+    for threat in threats_of(&h, open).await {
+        h.h.sim
+            .control()
+            .console_update(&threat, Some("resolved"), Some("false_positive"))
+            .await
+            .unwrap();
+    }
+    h.poll().await;
+    assert_eq!(h.halo.ticket(id).unwrap()["status_id"], 9);
+    // Closing is ours: nothing comes back to S1.
+    let writes = integration_tests::writeback::s1_writes(&h.h).await;
+    assert!([200, 202].contains(&h.fire(id).await));
+    assert_eq!(integration_tests::writeback::s1_writes(&h.h).await, writes);
+}
+
+pub async fn a_429_from_halo_is_waited_out(table: Arc<dyn ItemTable>) {
+    let h = HaloHarness::start(30, table, fast_halo(), json!({})).await;
+    h.halo.fail_next(3, 429);
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.error.as_deref(), r.published, r.failed), (None, 30, 0), "{r:?}");
+    assert_eq!(h.halo.stats().rate_limited + h.halo.stats().faults, 3);
+    assert_eq!(h.story_tickets().len(), stories(&h).await);
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),+ $(,)?) => {
         mod embedded_store {
@@ -291,4 +423,7 @@ on_both_stores!(
     every_close_reason_row_sets_its_verdict,
     a_technician_note_and_a_workflow_status_reach_s1,
     forged_and_unauthenticated_webhooks_change_nothing,
+    joins_console_changes_and_reopens_become_actions,
+    a_severity_table_and_closing_when_s1_resolves,
+    a_429_from_halo_is_waited_out,
 );
