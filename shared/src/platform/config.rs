@@ -86,7 +86,7 @@ impl PlatformConfig {
     }
 
     /// The asset-sync settings of a platform that keeps assets, when the tenant gives them.
-    pub fn assets(&self) -> Option<&AssetSettings> {
+    pub fn assets(&self) -> Option<AssetSettings> {
         self.settings().assets()
     }
 }
@@ -97,8 +97,8 @@ pub trait PlatformSettings {
     fn secrets(&self) -> Vec<(&'static str, &TokenSource)>;
     /// Every URL the settings name, with the setting's name.
     fn urls(&self) -> Vec<(&'static str, &str)>;
-    /// The asset-sync settings, for a platform that keeps assets.
-    fn assets(&self) -> Option<&AssetSettings> {
+    /// The asset sync's generic settings, for a platform that keeps assets.
+    fn assets(&self) -> Option<AssetSettings> {
         None
     }
 }

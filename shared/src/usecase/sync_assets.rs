@@ -120,7 +120,7 @@ impl Default for AssetSettings {
 impl AssetSettings {
     /// The tenant's settings, defaults where absent (they were checked when the tenant was read).
     pub fn for_tenant(t: &TenantConfig) -> Self {
-        t.platform.assets().cloned().unwrap_or_default()
+        t.platform.assets().unwrap_or_default()
     }
 }
 

@@ -45,7 +45,7 @@ impl crate::platform::config::PlatformSettings for Settings {
         vec![("url", self.url.as_str())]
     }
 
-    fn assets(&self) -> Option<&AssetSettings> {
-        self.assets.as_deref()
+    fn assets(&self) -> Option<AssetSettings> {
+        self.assets.as_deref().cloned()
     }
 }

@@ -314,4 +314,13 @@ impl crate::platform::config::PlatformSettings for Settings {
     fn urls(&self) -> Vec<(&'static str, &str)> {
         vec![("url", self.url.as_str())]
     }
+
+    fn assets(&self) -> Option<crate::usecase::sync_assets::AssetSettings> {
+        // Placement, types and fields are the adapter's own (`assets`); the sync only needs to
+        // know not to offer new agents.
+        Some(crate::usecase::sync_assets::AssetSettings {
+            no_create: self.assets.dont_create,
+            ..Default::default()
+        })
+    }
 }
