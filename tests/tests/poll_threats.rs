@@ -271,6 +271,27 @@ async fn after_an_outage_the_next_run_delivers_everything_once() {
     assert_each_once(&h.events("threat.created"), 300);
 }
 
+/// The cached token was rotated away (S1 refuses it) and the secret now holds the new one: the
+/// run re-reads the secret once after the 401 and polls with the new token.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_token_is_reread_once_after_a_401_and_the_poll_runs() {
+    let mut h = PollHarness::start(config(30), embedded()).await;
+    let tokens = integration_tests::tokens::CachingTokens::over(h.deps.tokens.clone());
+    let source = s1_shared::store::TokenSource::Env {
+        var: "S1_TOKEN_acme".into(),
+    };
+    let set = |v: &str| h.env.lock().unwrap().insert("S1_TOKEN_acme".into(), v.into());
+    set("rotated-away-token");
+    use s1_shared::secrets::TokenProvider;
+    tokens.token(&source).await.unwrap();
+    set(s1_bridge_sim::DEFAULT_TOKEN);
+    h.deps.tokens = tokens.clone();
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.published), (Outcome::Completed, 30), "{r:?}");
+    assert_eq!((tokens.invalidations(), tokens.reads()), (1, 2), "one re-read");
+    assert_each_once(&h.events("threat.created"), 30);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_revoked_token_fails_its_tenant_only() {
     let h = PollHarness::start(config(400), embedded()).await;
