@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use s1_shared::platform::{Adapters, PlatformResolver};
-use s1_shared::s1::ClientOptions;
+use s1_shared::s1::{ClientOptions, Consoles};
 use s1_shared::usecase::poll_threats::{PollDeps, Selection};
 use s1_shared::usecase::sync_assets::AssetDeps;
 use s1_shared::usecase::token_expiry::TokenDeps;
@@ -46,20 +46,19 @@ pub async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let platforms: Arc<dyn PlatformResolver> = Arc::new(
         Adapters::new(http.clone(), tokens.clone(), options.retry.clone()).with_allowed_hosts(allowed.clone()),
     );
+    // One console port for every job: one client (one rate budget) per tenant.
+    let consoles = Consoles::new(http, tokens.clone(), options);
     let writeback = WritebackDeps {
         store: store.clone(),
-        tokens: tokens.clone(),
-        http: http.clone(),
-        inline_options: WritebackDeps::inline_client_options().allowing(allowed),
-        retry_options: options.clone(),
+        tokens,
+        consoles: consoles.clone(),
+        inline_retry: WritebackDeps::inline_retry_policy(),
     };
     let poll = PollDeps {
         progress: None,
         store: store.clone(),
-        tokens: tokens.clone(),
+        consoles: consoles.clone(),
         platforms: platforms.clone(),
-        http: http.clone(),
-        client_options: options.clone(),
         owner: format!("serve-{}", std::process::id()),
         concurrency: 4,
         writeback: Some(writeback.clone()),
@@ -67,18 +66,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let assets = AssetDeps {
         progress: None,
         store: store.clone(),
-        tokens: tokens.clone(),
+        consoles: consoles.clone(),
         platforms: platforms.clone(),
-        http: http.clone(),
-        client_options: options.clone(),
         owner: poll.owner.clone(),
     };
     let watch = TokenDeps {
         store: store.clone(),
-        tokens,
+        consoles,
         platforms,
-        http,
-        client_options: options,
     };
 
     let every = |secs: u64| {

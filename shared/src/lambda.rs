@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::config::Settings;
 use crate::platform::{Adapters, PlatformResolver};
-use crate::s1::ClientOptions;
+use crate::s1::{ClientOptions, Consoles};
 use crate::secrets::SecretsManagerTokenProvider;
 use crate::store::{DynamoTable, Store};
 
@@ -25,6 +25,9 @@ pub struct LambdaPorts {
     pub http: reqwest::Client,
     /// Retry and rate-limit policy for S1 calls, and the console allow-list.
     pub client_options: ClientOptions,
+    /// The tenants' S1 clients (one per tenant for the life of the process), called with the
+    /// tokens read through `tokens`.
+    pub consoles: Consoles,
 }
 
 impl LambdaPorts {
@@ -50,6 +53,7 @@ impl LambdaPorts {
         ));
         let http = crate::net::outbound_client(connect, total, &settings.allowed_hosts)?;
         let client_options = ClientOptions::default().allowing(settings.allowed_hosts.clone());
+        let consoles = Consoles::new(http.clone(), tokens.clone(), client_options.clone());
         Ok(Self {
             settings,
             store,
@@ -57,12 +61,8 @@ impl LambdaPorts {
             tokens,
             http,
             client_options,
+            consoles,
         })
-    }
-
-    /// The writeback's inline client options, with the same allow-list.
-    pub fn inline_options(&self) -> ClientOptions {
-        crate::usecase::writeback::WritebackDeps::inline_client_options().allowing(self.settings.allowed_hosts.clone())
     }
 
     /// The platform adapters, reading their secrets through the same token provider.

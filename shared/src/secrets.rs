@@ -1,9 +1,9 @@
 //! Where S1 API tokens come from: the [`TokenProvider`] port, read from Secrets Manager in AWS
 //! ([`SecretsManagerTokenProvider`]) or from an environment variable or file on one machine
-//! ([`LocalTokenProvider`]), and [`with_token`], which re-reads a token once after a 401.
+//! ([`LocalTokenProvider`]). [`crate::s1::Consoles`] calls S1 with them, re-reading a token once
+//! after a 401.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -318,46 +318,13 @@ impl TokenProvider for AnyTokenProvider {
     }
 }
 
-/// A call made with a tenant's token failed.
+/// A call made with a tenant's token ([`crate::s1::Consoles`]) failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenCallError {
     #[error(transparent)]
     Secret(#[from] SecretError),
     #[error(transparent)]
     S1(#[from] S1Error),
-}
-
-/// Runs `call` with the tenant's token. On a 401 the token is re-read once: if the secret now
-/// holds a different token (rotated since it was cached), the call is repeated with it; if not,
-/// the 401 stands.
-///
-/// # Errors
-/// The secret could not be read, or the call failed (after the one re-read for a 401).
-pub async fn with_token<T, F, Fut>(
-    provider: &dyn TokenProvider,
-    source: &TokenSource,
-    mut call: F,
-) -> Result<T, TokenCallError>
-where
-    F: FnMut(ApiToken) -> Fut,
-    Fut: Future<Output = Result<T, S1Error>>,
-{
-    let token = provider.token(source).await?;
-    match call(token.clone()).await {
-        Err(e) if e.is_unauthorized() => {
-            provider.invalidate(source).await;
-            let mut fresh = provider.token(source).await?;
-            if fresh == token {
-                match provider.pending_token(source).await {
-                    Some(p) if p != token => fresh = p,
-                    _ => return Err(e.into()),
-                }
-            }
-            tracing::info!("S1 rejected the cached token; retrying once with the re-read one");
-            Ok(call(fresh).await?)
-        }
-        other => Ok(other?),
-    }
 }
 
 #[cfg(test)]

@@ -324,7 +324,7 @@ async fn the_sync_holds_a_short_fenced_lease() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rotated_token_is_reread_once_after_a_401_and_the_sync_runs() {
     let h = harness(10).await;
-    let tokens = integration_tests::tokens::CachingTokens::over(h.deps.tokens.clone());
+    let tokens = integration_tests::tokens::CachingTokens::over(h.tokens.clone());
     let source = s1_shared::store::TokenSource::Env {
         var: "S1_TOKEN_acme".into(),
     };
@@ -334,7 +334,7 @@ async fn a_rotated_token_is_reread_once_after_a_401_and_the_sync_runs() {
     tokens.token(&source).await.unwrap();
     set(s1_bridge_sim::DEFAULT_TOKEN);
     let mut d = deps(&h);
-    d.tokens = tokens.clone();
+    d.consoles = integration_tests::poll::consoles_over(tokens.clone());
     let r = sync_all(&d).await.unwrap().remove(0);
     assert_eq!(r.error, None, "{r:?}");
     assert_eq!(r.created, 3 + 6 + 9, "{r:?}");

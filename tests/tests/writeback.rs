@@ -940,7 +940,7 @@ async fn a_401_invalidates_the_cached_token_and_the_change_lands_with_the_reread
     use s1_shared::secrets::TokenProvider;
     tokens.token(&source).await.unwrap();
     set(s1_bridge_sim::DEFAULT_TOKEN);
-    d.tokens = tokens.clone();
+    d.consoles = integration_tests::poll::consoles_over(tokens.clone());
     let base = integration_tests::writeback::serve(d).await;
     h.sim.control().clear_requests().await.unwrap();
     let body = status_changed(alert, "closed", Some("benign"), OffsetDateTime::now_utc());

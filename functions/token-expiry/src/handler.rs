@@ -47,7 +47,7 @@ mod tests {
 
     use s1_bridge_sim::{Sim, SimConfig, TokenSpec, WebhookReceiver};
     use s1_shared::platform::Adapters;
-    use s1_shared::s1::ClientOptions;
+    use s1_shared::s1::{ClientOptions, Consoles};
     use s1_shared::secrets::LocalTokenProvider;
     use s1_shared::store::*;
 
@@ -100,12 +100,11 @@ mod tests {
         let platforms: Arc<dyn s1_shared::platform::PlatformResolver> = Arc::new(
             Adapters::new(http.clone(), tokens.clone(), ClientOptions::default().retry).with_allowed_hosts(loopback()),
         );
+        let consoles = Consoles::new(http, tokens, ClientOptions::default().allowing(loopback()));
         let watch = TokenDeps {
             store: store.clone(),
-            tokens,
+            consoles: consoles.clone(),
             platforms: platforms.clone(),
-            http: http.clone(),
-            client_options: ClientOptions::default().allowing(loopback()),
         };
         let config = aws_config::SdkConfig::builder()
             .behavior_version(aws_config::BehaviorVersion::latest())
@@ -114,8 +113,7 @@ mod tests {
             store,
             secrets: aws_sdk_secretsmanager::Client::new(&config),
             platforms,
-            http,
-            client_options: ClientOptions::default().allowing(loopback()),
+            consoles,
         };
         let out = handle(
             &watch,

@@ -15,8 +15,8 @@ use time::OffsetDateTime;
 
 use crate::ApiToken;
 use crate::platform::{Notice, PlatformResolver};
-use crate::s1::{ClientOptions, S1Client, S1Error};
-use crate::secrets::TokenProvider;
+use crate::s1::{Consoles, S1Error};
+use crate::secrets::TokenCallError;
 use crate::store::{Store, StoreError, TenantConfig, TokenSource, TokenState};
 use crate::telemetry::{Metric, NAMESPACE, emf_line};
 
@@ -24,10 +24,9 @@ use crate::telemetry::{Metric, NAMESPACE, emf_line};
 #[derive(Clone)]
 pub struct TokenDeps {
     pub store: Store,
-    pub tokens: Arc<dyn TokenProvider>,
+    /// The tenants' S1 clients, called with their tokens.
+    pub consoles: Consoles,
     pub platforms: Arc<dyn PlatformResolver>,
-    pub http: reqwest::Client,
-    pub client_options: ClientOptions,
 }
 
 /// One tenant's token check.
@@ -134,18 +133,19 @@ async fn check(
         .await
         .map_err(|e| e.to_string())?
         .unwrap_or_default();
-    let details = async {
-        let token = deps.tokens.token(&tenant.token).await.map_err(|e| e.to_string())?;
-        let client = S1Client::with_http(
-            deps.http.clone(),
-            &tenant.console_url,
-            &token,
-            deps.client_options.clone(),
-        )
-        .map_err(|e| e.to_string())?;
-        Ok::<_, String>(client.api_token_details(&token).await)
-    }
-    .await?;
+    // A 401 re-reads the token once (a rotated secret may hold a newer one); if it stands, the
+    // token is refused.
+    let details = match deps
+        .consoles
+        .with_token(tenant, |client| async move {
+            client.own_token_details().await.map_err(TokenCallError::from)
+        })
+        .await
+    {
+        Ok(d) => Ok(d),
+        Err(TokenCallError::S1(e)) => Err(e),
+        Err(e @ TokenCallError::Secret(_)) => return Err(e.to_string()),
+    };
     let host = url::Url::parse(&tenant.console_url)
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
@@ -153,8 +153,6 @@ async fn check(
     match details {
         Err(e) if e.is_unauthorized() => {
             report.unauthorized = true;
-            // A rotated secret may hold a newer token: read it afresh next time.
-            deps.tokens.invalidate(&tenant.token).await;
             if !state.unauthorized_alerted {
                 let id = crate::domain::event_id(
                     &tenant.id,
@@ -271,8 +269,8 @@ pub struct RotationDeps {
     pub secrets: SecretsClient,
     /// Where a rotation that lost a token it generated is reported (the tenant's platform).
     pub platforms: Arc<dyn PlatformResolver>,
-    pub http: reqwest::Client,
-    pub client_options: ClientOptions,
+    /// The tenants' S1 clients (rotation calls S1 with the tokens it reads from the secret).
+    pub consoles: Consoles,
 }
 
 /// A secret as Secrets Manager names it: its full ARN (with the random 6-character suffix) and
@@ -394,10 +392,7 @@ pub async fn rotate(d: &RotationDeps, ev: &RotationEvent) -> Result<(), Rotation
         .into_iter()
         .find(|t| secret_matches(&t.token, &identity))
         .ok_or_else(no_tenant)?;
-    let client_for = |token: &ApiToken| {
-        S1Client::with_http(d.http.clone(), &tenant.console_url, token, d.client_options.clone())
-            .map_err(|e| fail(secret, e))
-    };
+    let client_for = |token: &ApiToken| d.consoles.client((&tenant).into(), token).map_err(|e| fail(secret, e));
     match ev.step.as_str() {
         "createSecret" => {
             if read_stage(d, secret, "AWSPENDING", Some(&ev.token)).await?.is_some() {

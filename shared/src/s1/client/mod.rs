@@ -40,6 +40,8 @@ pub struct S1Client {
     http: reqwest::Client,
     api_base: Url,
     auth: HeaderValue,
+    /// The token `auth` carries, for the one call that sends it in a body (its own details).
+    token: ApiToken,
     limiters: Arc<Limiters>,
     retry: RetryPolicy,
     max_body: usize,
@@ -99,6 +101,7 @@ impl S1Client {
             http,
             api_base,
             auth,
+            token: token.clone(),
             limiters: Arc::new(Limiters::new(&options.rate_limits)),
             retry: options.retry,
             max_body: options.max_response_bytes,
@@ -115,6 +118,27 @@ impl S1Client {
     /// The API root this client calls, e.g. `https://acme.sentinelone.net/web/api/v2.1/`.
     pub fn api_base(&self) -> &str {
         self.api_base.as_str()
+    }
+
+    /// The same client (same console, token and rate budget) retrying as `retry` says: one
+    /// caller may need a shorter retry budget (an answer due within seconds) than another.
+    /// A `max_attempts` of 0 is taken as 1.
+    #[must_use]
+    pub fn with_retry(mut self, mut retry: RetryPolicy) -> Self {
+        retry.max_attempts = retry.max_attempts.max(1);
+        self.retry = retry;
+        self
+    }
+
+    /// The token this client sends (for the console port's tests).
+    #[cfg(test)]
+    pub(crate) fn token(&self) -> &ApiToken {
+        &self.token
+    }
+
+    /// Whether `other` draws on this client's rate budget (it is this client or a clone of it).
+    pub fn shares_budget_with(&self, other: &S1Client) -> bool {
+        Arc::ptr_eq(&self.limiters, &other.limiters)
     }
 
     async fn get_data<T: DeserializeOwned>(

@@ -19,6 +19,14 @@ impl S1Client {
             .await
     }
 
+    /// `POST /users/api-token-details` for this client's own token: when it expires.
+    ///
+    /// # Errors
+    /// As [`S1Client::api_token_details`].
+    pub async fn own_token_details(&self) -> Result<TokenDetails, S1Error> {
+        self.api_token_details(&self.token).await
+    }
+
     /// `POST /users/generate-api-token`: a new token for the calling console user. S1 revokes
     /// the caller's previous token, so this is never retried after an ambiguous failure.
     ///
