@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::config::Settings;
 use crate::platform::{Adapters, PlatformResolver};
 use crate::s1::{ClientOptions, Consoles};
-use crate::secrets::SecretsManagerTokenProvider;
+use crate::secrets::{SecretVersions, SecretsManagerTokenProvider, SecretsManagerVersions};
 use crate::store::{DynamoTable, Store};
 
 /// The ports of a Lambda, from its environment and AWS's default credential chain.
@@ -16,8 +16,8 @@ pub struct LambdaPorts {
     pub settings: Settings,
     /// The state table (`TABLE_NAME`).
     pub store: Store,
-    /// Secrets Manager, for the rotation steps.
-    pub secrets: aws_sdk_secretsmanager::Client,
+    /// Secrets Manager's secret versions, for the rotation steps.
+    pub secrets: Arc<dyn SecretVersions>,
     /// Tenants' S1 tokens and platform secrets, cached for `SECRET_CACHE_SECONDS`.
     pub tokens: Arc<SecretsManagerTokenProvider>,
     /// The one HTTP client (S1 and platforms), bounded by the timeouts given, following no
@@ -46,8 +46,9 @@ impl LambdaPorts {
             aws_sdk_dynamodb::Client::new(&aws),
             settings.table_name.clone(),
         )));
-        let secrets = aws_sdk_secretsmanager::Client::new(&aws);
-        let tokens = Arc::new(SecretsManagerTokenProvider::new(
+        let secrets: Arc<dyn SecretVersions> =
+            Arc::new(SecretsManagerVersions::new(aws_sdk_secretsmanager::Client::new(&aws)));
+        let tokens = Arc::new(SecretsManagerTokenProvider::over(
             secrets.clone(),
             settings.secret_cache_ttl,
         ));

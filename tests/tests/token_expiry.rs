@@ -9,7 +9,7 @@ use integration_tests::poll::{PollHarness, tenant};
 use s1_bridge_sim::{FaultKind, FaultRule, SimConfig, TokenSpec};
 use s1_shared::s1::Consoles;
 use s1_shared::s1::S1Client;
-use s1_shared::secrets::{SecretsManagerTokenProvider, TokenCallError, TokenProvider};
+use s1_shared::secrets::{SecretsManagerTokenProvider, SecretsManagerVersions, TokenCallError, TokenProvider};
 use s1_shared::store::{EmbeddedTable, TokenSource};
 use s1_shared::usecase::token_expiry::{RotationDeps, RotationEvent, TokenDeps, check_all, rotate};
 use time::{Duration, OffsetDateTime};
@@ -155,7 +155,7 @@ async fn rotation_setup(h: &PollHarness, token: &str) -> (aws_sdk_secretsmanager
 fn rotation_deps(h: &PollHarness, secrets: aws_sdk_secretsmanager::Client) -> RotationDeps {
     RotationDeps {
         store: h.store.clone(),
-        secrets,
+        secrets: Arc::new(SecretsManagerVersions::new(secrets)),
         platforms: h.deps.platforms.clone(),
         consoles: integration_tests::poll::consoles_over(h.tokens.clone()),
     }
@@ -239,7 +239,7 @@ fn step(secret: &str, token: &str, step: &str) -> RotationEvent {
     RotationEvent {
         secret_id: secret.into(),
         token: token.into(),
-        step: step.into(),
+        step: step.parse().unwrap(),
     }
 }
 

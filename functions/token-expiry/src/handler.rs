@@ -48,7 +48,7 @@ mod tests {
     use s1_bridge_sim::{Sim, SimConfig, TokenSpec, WebhookReceiver};
     use s1_shared::platform::Adapters;
     use s1_shared::s1::{ClientOptions, Consoles};
-    use s1_shared::secrets::LocalTokenProvider;
+    use s1_shared::secrets::{LocalTokenProvider, MemorySecretVersions};
     use s1_shared::store::*;
 
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -106,12 +106,9 @@ mod tests {
             consoles: consoles.clone(),
             platforms: platforms.clone(),
         };
-        let config = aws_config::SdkConfig::builder()
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .build();
         let rotation = RotationDeps {
             store,
-            secrets: aws_sdk_secretsmanager::Client::new(&config),
+            secrets: Arc::new(MemorySecretVersions::default()),
             platforms,
             consoles,
         };
@@ -136,5 +133,17 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(bad.error_type, "BadInput");
+        let unknown = handle(
+            &watch,
+            &rotation,
+            LambdaEvent::new(
+                json!({"SecretId": "s1/acme", "ClientRequestToken": "r1", "Step": "rollSecret"}),
+                lambda_runtime::Context::default(),
+            ),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(unknown.error_type, "BadInput");
+        assert!(unknown.error_message.contains("rollSecret"), "{unknown:?}");
     }
 }
