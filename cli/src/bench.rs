@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use s1_shared::platform::Adapters;
 use s1_shared::platform::{PlatformConfig, settings};
-use s1_shared::s1::ClientOptions;
+use s1_shared::s1::{ClientOptions, Consoles};
 use s1_shared::secrets::LocalTokenProvider;
 use s1_shared::store::{
     Checkpoint, DynamoTable, EmbeddedTable, Grouping, ItemTable, Store, TenantConfig, TokenSource, create_table,
@@ -102,12 +102,8 @@ pub async fn run_bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>
     let deps = PollDeps {
         progress: None,
         store,
-        tokens: tokens.clone(),
-        platforms: Arc::new(
-            Adapters::new(http.clone(), tokens, options.retry.clone()).with_allowed_hosts(bench_hosts()),
-        ),
-        http,
-        client_options: options,
+        consoles: Consoles::new(http.clone(), tokens.clone(), options.clone()),
+        platforms: Arc::new(Adapters::new(http, tokens, options.retry).with_allowed_hosts(bench_hosts())),
         owner: "bench".into(),
         concurrency: 1,
         writeback: None,
@@ -210,15 +206,14 @@ pub async fn run_webhook_bench(args: WebhookBenchArgs) -> Result<(), Box<dyn std
         .await?;
     let http = s1_shared::net::outbound_client(Duration::from_secs(5), Duration::from_secs(30), &bench_hosts())?;
     let options = ClientOptions::default().allowing(bench_hosts());
+    let consoles = Consoles::new(http.clone(), tokens.clone(), options.clone());
     let poll = PollDeps {
         progress: None,
         store: store.clone(),
-        tokens: tokens.clone(),
+        consoles: consoles.clone(),
         platforms: Arc::new(
-            Adapters::new(http.clone(), tokens.clone(), options.retry.clone()).with_allowed_hosts(bench_hosts()),
+            Adapters::new(http.clone(), tokens.clone(), options.retry).with_allowed_hosts(bench_hosts()),
         ),
-        http: http.clone(),
-        client_options: options.clone(),
         owner: "bench".into(),
         concurrency: 1,
         writeback: None,
@@ -243,9 +238,8 @@ pub async fn run_webhook_bench(args: WebhookBenchArgs) -> Result<(), Box<dyn std
         platforms: poll.platforms.clone(),
         store,
         tokens,
-        http: http.clone(),
-        inline_options: WritebackDeps::inline_client_options().allowing(bench_hosts()),
-        retry_options: options,
+        consoles,
+        inline_retry: WritebackDeps::inline_retry_policy(),
     });
     let samples: Arc<Mutex<Vec<u64>>> = Arc::default();
     let (d, rec) = (deps.clone(), samples.clone());

@@ -16,7 +16,7 @@ use s1_shared::config::AllowedHosts;
 use s1_shared::platform::Adapters;
 use s1_shared::platform::{PlatformConfig, settings};
 use s1_shared::platform::{WebhookSecret, sign};
-use s1_shared::s1::{ClientOptions, S1Client};
+use s1_shared::s1::{ClientOptions, Consoles, S1Client};
 use s1_shared::secrets::LocalTokenProvider;
 use s1_shared::store::{EmbeddedTable, Grouping, Store, TenantConfig, TokenSource};
 use s1_shared::usecase::poll_threats::{PollDeps, PollReport, Selection, run};
@@ -123,15 +123,15 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
         .await?;
     let http = reqwest_client()?;
     let options = ClientOptions::default().allowing(local_hosts());
+    // One console port for the whole run: every job calls the console with one client.
+    let consoles = Consoles::new(http.clone(), tokens.clone(), options.clone());
     let deps = PollDeps {
         progress: None,
         store: store.clone(),
-        tokens: tokens.clone(),
+        consoles: consoles.clone(),
         platforms: Arc::new(
-            Adapters::new(http.clone(), tokens, options.retry.clone()).with_allowed_hosts(local_hosts()),
+            Adapters::new(http, tokens.clone(), options.retry.clone()).with_allowed_hosts(local_hosts()),
         ),
-        http,
-        client_options: options.clone(),
         owner: "demo".into(),
         concurrency: 4,
         writeback: None,
@@ -215,10 +215,9 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
     let hook_base = serve_writeback(WritebackDeps {
         platforms: deps.platforms.clone(),
         store: store.clone(),
-        tokens: deps.tokens.clone(),
-        http: reqwest_client()?,
-        inline_options: WritebackDeps::inline_client_options().allowing(local_hosts()),
-        retry_options: options.clone(),
+        tokens: tokens.clone(),
+        consoles: consoles.clone(),
+        inline_retry: WritebackDeps::inline_retry_policy(),
     })
     .await?;
     let mut by_alert: HashMap<String, Vec<String>> = HashMap::new();
@@ -298,10 +297,8 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
     let assets = AssetDeps {
         progress: None,
         store: store.clone(),
-        tokens: deps.tokens.clone(),
+        consoles: consoles.clone(),
         platforms: deps.platforms.clone(),
-        http: reqwest_client()?,
-        client_options: options.clone(),
         owner: "demo".into(),
     };
     let a1 = sync_all(&assets).await?.remove(0);
@@ -349,10 +346,8 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
     say("\n6. Token watch".into());
     let watch = TokenDeps {
         store: store.clone(),
-        tokens: deps.tokens.clone(),
+        consoles: consoles.clone(),
         platforms: deps.platforms.clone(),
-        http: reqwest_client()?,
-        client_options: options.clone(),
     };
     let t1 = check_all(&watch, OffsetDateTime::now_utc()).await?.remove(0);
     let t2 = check_all(&watch, OffsetDateTime::now_utc()).await?.remove(0);

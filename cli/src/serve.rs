@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use s1_shared::platform::{Adapters, PlatformResolver};
-use s1_shared::s1::ClientOptions;
+use s1_shared::s1::{ClientOptions, Consoles};
 use s1_shared::usecase::poll_threats::{PollDeps, Selection};
 use s1_shared::usecase::sync_assets::AssetDeps;
 use s1_shared::usecase::token_expiry::TokenDeps;
@@ -44,23 +44,24 @@ pub async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let http = s1_shared::net::outbound_client(Duration::from_secs(5), Duration::from_secs(30), &allowed)?;
     let options = ClientOptions::default().allowing(allowed.clone());
     let platforms: Arc<dyn PlatformResolver> = Arc::new(
-        Adapters::new(http.clone(), tokens.clone(), options.retry.clone()).with_allowed_hosts(allowed.clone()),
+        Adapters::new(http.clone(), tokens.clone(), options.retry.clone())
+            .with_allowed_hosts(allowed.clone())
+            .with_store(store.clone()),
     );
+    // One console port for every job: one client (one rate budget) per tenant.
+    let consoles = Consoles::new(http, tokens.clone(), options);
     let writeback = WritebackDeps {
         platforms: platforms.clone(),
         store: store.clone(),
-        tokens: tokens.clone(),
-        http: http.clone(),
-        inline_options: WritebackDeps::inline_client_options().allowing(allowed),
-        retry_options: options.clone(),
+        tokens,
+        consoles: consoles.clone(),
+        inline_retry: WritebackDeps::inline_retry_policy(),
     };
     let poll = PollDeps {
         progress: None,
         store: store.clone(),
-        tokens: tokens.clone(),
+        consoles: consoles.clone(),
         platforms: platforms.clone(),
-        http: http.clone(),
-        client_options: options.clone(),
         owner: format!("serve-{}", std::process::id()),
         concurrency: 4,
         writeback: Some(writeback.clone()),
@@ -68,18 +69,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let assets = AssetDeps {
         progress: None,
         store: store.clone(),
-        tokens: tokens.clone(),
+        consoles: consoles.clone(),
         platforms: platforms.clone(),
-        http: http.clone(),
-        client_options: options.clone(),
         owner: poll.owner.clone(),
     };
     let watch = TokenDeps {
         store: store.clone(),
-        tokens,
+        consoles,
         platforms,
-        http,
-        client_options: options,
     };
 
     let every = |secs: u64| {

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use futures_util::StreamExt;
 use s1_shared::config::AllowedHosts;
 use s1_shared::platform::{Adapters, Notice, PlatformResolver};
-use s1_shared::s1::{AgentQuery, ClientOptions, RetryPolicy, S1Client, S1Error, SiteQuery, ThreatQuery};
+use s1_shared::s1::{AgentQuery, ClientOptions, Consoles, RetryPolicy, S1Client, S1Error, SiteQuery, ThreatQuery};
 use s1_shared::secrets::{AnyTokenProvider, LocalTokenProvider, SecretsManagerTokenProvider, TokenProvider};
 use s1_shared::store::{Store, TenantConfig};
 use serde_json::{Value, json};
@@ -518,8 +518,11 @@ pub async fn run(args: RunArgs) -> Res {
     let http = s1_shared::net::outbound_client(Duration::from_secs(5), Duration::from_secs(30), &allowed)?;
     let options = ClientOptions::default().allowing(allowed.clone());
     let platforms: Arc<dyn PlatformResolver> = Arc::new(
-        Adapters::new(http.clone(), tokens.clone(), options.retry.clone()).with_allowed_hosts(allowed.clone()),
+        Adapters::new(http.clone(), tokens.clone(), options.retry.clone())
+            .with_allowed_hosts(allowed.clone())
+            .with_store(store.clone()),
     );
+    let consoles = Consoles::new(http, tokens.clone(), options);
     let owner = format!("cli-{}", std::process::id());
     let live = Live::new(args.job.name(), args.progress, args.store.json);
     let started = Instant::now();
@@ -531,19 +534,16 @@ pub async fn run(args: RunArgs) -> Res {
             let deps = PollDeps {
                 progress: live.as_ref().map(Live::poll),
                 store: store.clone(),
-                tokens: tokens.clone(),
+                consoles: consoles.clone(),
                 platforms: platforms.clone(),
-                http: http.clone(),
-                client_options: options.clone(),
                 owner,
                 concurrency: 4,
                 writeback: Some(WritebackDeps {
                     platforms,
                     store,
                     tokens,
-                    http,
-                    inline_options: WritebackDeps::inline_client_options().allowing(allowed),
-                    retry_options: options,
+                    consoles,
+                    inline_retry: WritebackDeps::inline_retry_policy(),
                 }),
             };
             let selection = args.tenant.map_or(Selection::All, Selection::Tenant);
@@ -569,10 +569,8 @@ pub async fn run(args: RunArgs) -> Res {
             let deps = AssetDeps {
                 progress: live.as_ref().map(Live::assets),
                 store,
-                tokens,
+                consoles,
                 platforms,
-                http,
-                client_options: options,
                 owner,
             };
             let mut reports = Vec::new();
@@ -589,10 +587,8 @@ pub async fn run(args: RunArgs) -> Res {
             use s1_shared::usecase::token_expiry::{TokenDeps, check_tenant};
             let deps = TokenDeps {
                 store,
-                tokens,
+                consoles,
                 platforms,
-                http,
-                client_options: options,
             };
             let mut reports = Vec::new();
             for t in &selected {

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crate::config::Settings;
 use crate::platform::{Adapters, PlatformResolver};
-use crate::s1::ClientOptions;
-use crate::secrets::SecretsManagerTokenProvider;
+use crate::s1::{ClientOptions, Consoles};
+use crate::secrets::{SecretVersions, SecretsManagerTokenProvider, SecretsManagerVersions};
 use crate::store::{DynamoTable, Store};
 
 /// The ports of a Lambda, from its environment and AWS's default credential chain.
@@ -16,8 +16,8 @@ pub struct LambdaPorts {
     pub settings: Settings,
     /// The state table (`TABLE_NAME`).
     pub store: Store,
-    /// Secrets Manager, for the rotation steps.
-    pub secrets: aws_sdk_secretsmanager::Client,
+    /// Secrets Manager's secret versions, for the rotation steps.
+    pub secrets: Arc<dyn SecretVersions>,
     /// Tenants' S1 tokens and platform secrets, cached for `SECRET_CACHE_SECONDS`.
     pub tokens: Arc<SecretsManagerTokenProvider>,
     /// The one HTTP client (S1 and platforms), bounded by the timeouts given, following no
@@ -25,6 +25,9 @@ pub struct LambdaPorts {
     pub http: reqwest::Client,
     /// Retry and rate-limit policy for S1 calls, and the console allow-list.
     pub client_options: ClientOptions,
+    /// The tenants' S1 clients (one per tenant for the life of the process), called with the
+    /// tokens read through `tokens`.
+    pub consoles: Consoles,
 }
 
 impl LambdaPorts {
@@ -43,13 +46,15 @@ impl LambdaPorts {
             aws_sdk_dynamodb::Client::new(&aws),
             settings.table_name.clone(),
         )));
-        let secrets = aws_sdk_secretsmanager::Client::new(&aws);
-        let tokens = Arc::new(SecretsManagerTokenProvider::new(
+        let secrets: Arc<dyn SecretVersions> =
+            Arc::new(SecretsManagerVersions::new(aws_sdk_secretsmanager::Client::new(&aws)));
+        let tokens = Arc::new(SecretsManagerTokenProvider::over(
             secrets.clone(),
             settings.secret_cache_ttl,
         ));
         let http = crate::net::outbound_client(connect, total, &settings.allowed_hosts)?;
         let client_options = ClientOptions::default().allowing(settings.allowed_hosts.clone());
+        let consoles = Consoles::new(http.clone(), tokens.clone(), client_options.clone());
         Ok(Self {
             settings,
             store,
@@ -57,12 +62,8 @@ impl LambdaPorts {
             tokens,
             http,
             client_options,
+            consoles,
         })
-    }
-
-    /// The writeback's inline client options, with the same allow-list.
-    pub fn inline_options(&self) -> ClientOptions {
-        crate::usecase::writeback::WritebackDeps::inline_client_options().allowing(self.settings.allowed_hosts.clone())
     }
 
     /// The platform adapters, reading their secrets through the same token provider.
@@ -73,7 +74,8 @@ impl LambdaPorts {
                 self.tokens.clone(),
                 self.client_options.retry.clone(),
             )
-            .with_allowed_hosts(self.settings.allowed_hosts.clone()),
+            .with_allowed_hosts(self.settings.allowed_hosts.clone())
+            .with_store(self.store.clone()),
         )
     }
 }

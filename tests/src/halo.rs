@@ -70,13 +70,9 @@ impl HaloHarness {
         let t = TenantConfig::for_test("acme", &h.sim.base_url(), settings(&halo, extra));
         h.store.put_tenant(&t).await.unwrap();
         let platforms: Arc<dyn PlatformResolver> = Arc::new(
-            Adapters::new(
-                reqwest::Client::new(),
-                h.deps.tokens.clone(),
-                fast_retry_options().retry,
-            )
-            .with_allowed_hosts(loopback_hosts())
-            .with_store(h.store.clone()),
+            Adapters::new(reqwest::Client::new(), h.tokens.clone(), fast_retry_options().retry)
+                .with_allowed_hosts(loopback_hosts())
+                .with_store(h.store.clone()),
         );
         h.deps.platforms = platforms.clone();
         let mut writeback = crate::writeback::deps(&h);

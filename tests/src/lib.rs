@@ -7,6 +7,7 @@ pub mod outbound;
 pub mod poll;
 pub mod store_contract;
 pub mod swagger;
+pub mod tokens;
 pub mod writeback;
 
 use std::path::PathBuf;

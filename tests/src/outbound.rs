@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use s1_bridge_sim::SimConfig;
 use s1_shared::config::AllowedHosts;
-use s1_shared::s1::ClientOptions;
+use s1_shared::s1::{ClientOptions, Consoles};
 use s1_shared::store::ItemTable;
 use s1_shared::usecase::poll_threats::{Outcome, poll_tenant};
 use s1_shared::usecase::sync_assets::sync_tenant;
 use s1_shared::usecase::token_expiry::check_tenant;
-use s1_shared::usecase::writeback::{WritebackDeps, retry_pending};
+use s1_shared::usecase::writeback::retry_pending;
 use time::OffsetDateTime;
 
 use crate::poll::{PollHarness, tenant};
@@ -131,29 +131,26 @@ pub async fn consoles_off_the_allow_list_are_never_called(table: Arc<dyn ItemTab
         rogue.console_url = url.clone();
         h.store.put_tenant(&rogue).await.unwrap();
 
+        // A console port of its own: the production allow-list, and the resolving HTTP client.
+        let consoles = Consoles::new(http.clone(), h.tokens.clone(), options(&default));
         let mut poll = h.deps.clone();
-        poll.http = http.clone();
-        poll.client_options = options(&default);
+        poll.consoles = consoles.clone();
         let r = poll_tenant(&poll, &rogue, Instant::now() + Duration::from_secs(60)).await;
         assert_eq!(r.outcome, Outcome::Failed, "{url}: {r:?}");
         assert!(r.error.as_deref().unwrap_or_default().contains(reason), "{url}: {r:?}");
 
         let mut assets = h.asset_deps();
-        assets.http = http.clone();
-        assets.client_options = options(&default);
+        assets.consoles = consoles.clone();
         let r = sync_tenant(&assets, &rogue).await;
         assert!(r.error.as_deref().unwrap_or_default().contains(reason), "{url}: {r:?}");
 
         let mut tokens = h.token_deps();
-        tokens.http = http.clone();
-        tokens.client_options = options(&default);
+        tokens.consoles = consoles.clone();
         let r = check_tenant(&tokens, &rogue, OffsetDateTime::now_utc()).await;
         assert!(r.error.as_deref().unwrap_or_default().contains(reason), "{url}: {r:?}");
 
         let mut writeback = crate::writeback::deps(&h);
-        writeback.http = http.clone();
-        writeback.inline_options = WritebackDeps::inline_client_options().allowing(default.clone());
-        writeback.retry_options = options(&default);
+        writeback.consoles = consoles;
         let base = serve(writeback.clone()).await;
         let body = status_changed(&alert, "closed", Some("benign"), OffsetDateTime::now_utc());
         let (status, answer) = post_generic(&base, "acme", &format!("msg_rogue_{n}"), &body, INBOUND_SECRET).await;
@@ -185,7 +182,7 @@ pub async fn consoles_off_the_allow_list_are_never_called(table: Arc<dyn ItemTab
     let mut allowed = t.clone();
     allowed.console_url = format!("http://127.0.0.1:{port}");
     let mut poll = h.deps.clone();
-    poll.client_options = options(&loopback_hosts());
+    poll.consoles = Consoles::new(reqwest::Client::new(), h.tokens.clone(), options(&loopback_hosts()));
     let r = poll_tenant(&poll, &allowed, Instant::now() + Duration::from_secs(60)).await;
     assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
     assert!(console.connections() > 0, "the control run reached the listener");

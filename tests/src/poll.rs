@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use s1_bridge_sim::{DEFAULT_TOKEN, Sim, SimConfig, WebhookReceiver};
 use s1_shared::platform::Adapters;
-use s1_shared::secrets::LocalTokenProvider;
+use s1_shared::s1::Consoles;
+use s1_shared::secrets::{LocalTokenProvider, TokenProvider};
 use s1_shared::store::*;
 use s1_shared::usecase::poll_threats::{PollDeps, PollReport, Selection, run};
 use serde_json::Value;
@@ -25,6 +26,13 @@ pub struct PollHarness {
     pub store: Store,
     pub deps: PollDeps,
     pub env: Arc<Mutex<HashMap<String, String>>>,
+    /// Tokens and platform secrets, read from `env`.
+    pub tokens: Arc<dyn TokenProvider>,
+}
+
+/// A console port reading tokens through `tokens`, with the tests' client options.
+pub fn consoles_over(tokens: Arc<dyn TokenProvider>) -> Consoles {
+    Consoles::new(reqwest::Client::new(), tokens, fast_retry_options())
 }
 
 /// Tenant `id` on `console`, publishing to `receiver_url` with [`WEBHOOK_SECRET`] (from env
@@ -48,7 +56,7 @@ impl PollHarness {
             ("WEBHOOK_SECRET".to_owned(), WEBHOOK_SECRET.to_owned()),
         ])));
         let lookup_env = env.clone();
-        let tokens = Arc::new(LocalTokenProvider::with_lookup(move |k| {
+        let tokens: Arc<dyn TokenProvider> = Arc::new(LocalTokenProvider::with_lookup(move |k| {
             lookup_env.lock().unwrap().get(k).cloned()
         }));
         let http = reqwest::Client::new();
@@ -56,12 +64,10 @@ impl PollHarness {
         let deps = PollDeps {
             progress: None,
             store: store.clone(),
-            tokens: tokens.clone(),
+            consoles: consoles_over(tokens.clone()),
             platforms: Arc::new(
-                Adapters::new(http.clone(), tokens, options.retry.clone()).with_allowed_hosts(crate::loopback_hosts()),
+                Adapters::new(http, tokens.clone(), options.retry).with_allowed_hosts(crate::loopback_hosts()),
             ),
-            http,
-            client_options: options,
             owner: "test-run".into(),
             concurrency: 4,
             writeback: None,
@@ -76,6 +82,7 @@ impl PollHarness {
             store,
             deps,
             env,
+            tokens,
         }
     }
 
@@ -84,10 +91,8 @@ impl PollHarness {
         s1_shared::usecase::sync_assets::AssetDeps {
             progress: None,
             store: self.store.clone(),
-            tokens: self.deps.tokens.clone(),
+            consoles: self.deps.consoles.clone(),
             platforms: self.deps.platforms.clone(),
-            http: reqwest::Client::new(),
-            client_options: fast_retry_options(),
             owner: "test".into(),
         }
     }
@@ -96,10 +101,8 @@ impl PollHarness {
     pub fn token_deps(&self) -> s1_shared::usecase::token_expiry::TokenDeps {
         s1_shared::usecase::token_expiry::TokenDeps {
             store: self.store.clone(),
-            tokens: self.deps.tokens.clone(),
+            consoles: self.deps.consoles.clone(),
             platforms: self.deps.platforms.clone(),
-            http: reqwest::Client::new(),
-            client_options: fast_retry_options(),
         }
     }
 

@@ -17,7 +17,6 @@ use s1_shared::store::{Cond, Item, ItemPage, ItemTable, StoreError};
 use s1_shared::usecase::writeback::{WebhookOptions, WritebackDeps, handle_webhook_with};
 use serde_json::{Value, json};
 
-use crate::fast_retry_options;
 use crate::poll::{PollHarness, tenant};
 
 /// The inbound Standard Webhooks secret the tests' platform signs with (test-only).
@@ -59,18 +58,21 @@ pub fn deps(h: &PollHarness) -> WritebackDeps {
     let tokens = Arc::new(LocalTokenProvider::with_lookup(move |k| {
         env.lock().unwrap().get(k).cloned()
     }));
-    let mut inline = WritebackDeps::inline_client_options().allowing(crate::loopback_hosts());
-    inline.retry.min_delay = std::time::Duration::from_millis(5);
+    let mut inline_retry = WritebackDeps::inline_retry_policy();
+    inline_retry.min_delay = std::time::Duration::from_millis(5);
     WritebackDeps {
         store: h.store.clone(),
         platforms: std::sync::Arc::new(
-            s1_shared::platform::Adapters::new(reqwest::Client::new(), tokens.clone(), fast_retry_options().retry)
-                .with_allowed_hosts(crate::loopback_hosts()),
+            s1_shared::platform::Adapters::new(
+                reqwest::Client::new(),
+                tokens.clone(),
+                crate::fast_retry_options().retry,
+            )
+            .with_allowed_hosts(crate::loopback_hosts()),
         ),
         tokens,
-        http: reqwest::Client::new(),
-        inline_options: inline,
-        retry_options: fast_retry_options(),
+        consoles: h.deps.consoles.clone(),
+        inline_retry,
     }
 }
 

@@ -224,15 +224,11 @@ async fn token_alerts_and_the_configuration_test_and_no_asset_sync() {
     let pd = FakePagerDuty::start(ROUTING_KEY, 100_000).await.unwrap();
     let h = harness(1, &pd).await;
     let t = h.store.get_tenant("acme").await.unwrap().unwrap();
-    let platform = Adapters::new(
-        reqwest::Client::new(),
-        h.deps.tokens.clone(),
-        fast_retry_options().retry,
-    )
-    .with_allowed_hosts(loopback_hosts())
-    .resolve(&t)
-    .await
-    .unwrap();
+    let platform = Adapters::new(reqwest::Client::new(), h.tokens.clone(), fast_retry_options().retry)
+        .with_allowed_hosts(loopback_hosts())
+        .resolve(&t)
+        .await
+        .unwrap();
     assert_eq!(platform.name(), "pagerduty");
 
     let notice = |days: i64| Notice::TokenExpiring {
@@ -289,12 +285,8 @@ async fn token_alerts_and_the_configuration_test_and_no_asset_sync() {
 async fn bad_settings_are_refused_with_what_is_wrong() {
     let pd = FakePagerDuty::start(ROUTING_KEY, 100).await.unwrap();
     let h = harness(1, &pd).await;
-    let resolver = Adapters::new(
-        reqwest::Client::new(),
-        h.deps.tokens.clone(),
-        fast_retry_options().retry,
-    )
-    .with_allowed_hosts(loopback_hosts());
+    let resolver = Adapters::new(reqwest::Client::new(), h.tokens.clone(), fast_retry_options().retry)
+        .with_allowed_hosts(loopback_hosts());
     let base = pagerduty_tenant(&h, &pd.url());
     // Settings of the wrong shape are refused when read (as `tenant add` reads them); the rest
     // when the adapter is built.

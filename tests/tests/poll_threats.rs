@@ -271,6 +271,54 @@ async fn after_an_outage_the_next_run_delivers_everything_once() {
     assert_each_once(&h.events("threat.created"), 300);
 }
 
+/// The cached token was rotated away (S1 refuses it) and the secret now holds the new one: the
+/// run re-reads the secret once after the 401 and polls with the new token.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_token_is_reread_once_after_a_401_and_the_poll_runs() {
+    let mut h = PollHarness::start(config(30), embedded()).await;
+    let tokens = integration_tests::tokens::CachingTokens::over(h.tokens.clone());
+    let source = s1_shared::store::TokenSource::Env {
+        var: "S1_TOKEN_acme".into(),
+    };
+    let set = |v: &str| h.env.lock().unwrap().insert("S1_TOKEN_acme".into(), v.into());
+    set("rotated-away-token");
+    use s1_shared::secrets::TokenProvider;
+    tokens.token(&source).await.unwrap();
+    set(s1_bridge_sim::DEFAULT_TOKEN);
+    h.deps.consoles = integration_tests::poll::consoles_over(tokens.clone());
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.published), (Outcome::Completed, 30), "{r:?}");
+    assert_eq!((tokens.invalidations(), tokens.reads()), (1, 2), "one re-read");
+    assert_each_once(&h.events("threat.created"), 30);
+}
+
+/// One client per tenant per process: the poll runs, the asset sync and the token watch of one
+/// process call the tenant's console through the same client, so they share its rate budget.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_client_per_tenant_serves_every_run_of_the_process() {
+    let h = PollHarness::start(config(20), embedded()).await;
+    let t = h.store.get_tenant("acme").await.unwrap().unwrap();
+    let token = s1_shared::ApiToken::new(s1_bridge_sim::DEFAULT_TOKEN);
+    assert_eq!(h.poll().await.tenants[0].outcome, Outcome::Completed);
+    let first = h.deps.consoles.client((&t).into(), &token).unwrap();
+    assert_eq!(h.poll().await.tenants[0].outcome, Outcome::Completed);
+    let r = s1_shared::usecase::sync_assets::sync_all(&h.asset_deps())
+        .await
+        .unwrap();
+    assert_eq!(r[0].error, None);
+    let now = time::OffsetDateTime::now_utc();
+    let r = s1_shared::usecase::token_expiry::check_all(&h.token_deps(), now)
+        .await
+        .unwrap();
+    assert_eq!(r[0].error, None);
+    let later = h.deps.consoles.client((&t).into(), &token).unwrap();
+    assert!(
+        first.shares_budget_with(&later),
+        "the same client, the same rate budget"
+    );
+    assert_eq!(h.deps.consoles.clients_built(), 1, "built once for four runs");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_revoked_token_fails_its_tenant_only() {
     let h = PollHarness::start(config(400), embedded()).await;

@@ -1,12 +1,13 @@
 //! The Secrets Manager token provider against moto's server, reached only through
 //! `AWS_ENDPOINT_URL_SECRETS_MANAGER` (set by scripts/test.sh, which starts moto).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use integration_tests::{fast_retry_options, sim_and_client};
 use s1_bridge_sim::{SimConfig, TokenSpec};
-use s1_shared::s1::S1Client;
-use s1_shared::secrets::{SecretError, SecretsManagerTokenProvider, TokenCallError, TokenProvider, with_token};
+use s1_shared::s1::{Console, Consoles};
+use s1_shared::secrets::{SecretError, SecretsManagerTokenProvider, TokenCallError, TokenProvider};
 use s1_shared::store::TokenSource;
 
 async fn sm() -> aws_sdk_secretsmanager::Client {
@@ -125,7 +126,10 @@ async fn a_401_rereads_the_secret_once_and_retries_with_a_rotated_token() {
     .await;
     let name = unique("rotated");
     let source = create(&client, &name, "old-token").await; // the simulator does not know it
-    let provider = SecretsManagerTokenProvider::new(client.clone(), Duration::from_secs(3600));
+    let provider = Arc::new(SecretsManagerTokenProvider::new(
+        client.clone(),
+        Duration::from_secs(3600),
+    ));
     provider.token(&source).await.unwrap(); // cached: old-token
 
     // Someone rotated the secret; the simulator accepts only the new token.
@@ -135,12 +139,18 @@ async fn a_401_rereads_the_secret_once_and_retries_with_a_rotated_token() {
         .unwrap();
     update(&client, &name, "new-token").await;
     let base = sim.base_url();
-    let info = with_token(&provider, &source, |token| {
-        let base = base.clone();
-        async move { S1Client::new(&base, &token, fast_retry_options())?.system_info().await }
-    })
-    .await
-    .unwrap();
+    let consoles = Consoles::new(reqwest::Client::new(), provider.clone(), fast_retry_options());
+    let console = |tenant, token| Console {
+        tenant,
+        url: &base,
+        token,
+    };
+    let info = consoles
+        .with_token(console("acme", &source), |c| async move {
+            c.system_info().await.map_err(TokenCallError::from)
+        })
+        .await
+        .unwrap();
     assert!(info.version.is_some());
     let stats = sim.control().stats().await.unwrap();
     assert_eq!(stats.requests["GET /system/info"], 2, "one 401, one success");
@@ -148,12 +158,12 @@ async fn a_401_rereads_the_secret_once_and_retries_with_a_rotated_token() {
     // When the secret still holds the rejected token, the 401 stands after one re-read.
     sim.control().clear_requests().await.unwrap();
     let stale = create(&client, &unique("stale"), "revoked-token").await;
-    let err = with_token(&provider, &stale, |token| {
-        let base = base.clone();
-        async move { S1Client::new(&base, &token, fast_retry_options())?.system_info().await }
-    })
-    .await
-    .unwrap_err();
+    let err = consoles
+        .with_token(console("stale", &stale), |c| async move {
+            c.system_info().await.map_err(TokenCallError::from)
+        })
+        .await
+        .unwrap_err();
     assert!(matches!(&err, TokenCallError::S1(e) if e.is_unauthorized()), "{err:?}");
     assert_eq!(
         sim.control().stats().await.unwrap().requests["GET /system/info"],

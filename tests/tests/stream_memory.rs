@@ -112,11 +112,11 @@ async fn syncing_50k_agents_streams_in_flat_memory() {
             std::sync::Arc::new(s1_shared::store::EmbeddedTable::in_memory().unwrap()),
         )
         .await;
-        let tokens = h.deps.tokens.clone();
+        let tokens = h.tokens.clone();
         let d = AssetDeps {
             progress: None,
             store: h.store.clone(),
-            tokens: tokens.clone(),
+            consoles: integration_tests::poll::consoles_over(tokens.clone()),
             platforms: std::sync::Arc::new(
                 s1_shared::platform::Adapters::new(
                     reqwest::Client::new(),
@@ -125,8 +125,6 @@ async fn syncing_50k_agents_streams_in_flat_memory() {
                 )
                 .with_allowed_hosts(integration_tests::loopback_hosts()),
             ),
-            http: reqwest::Client::new(),
-            client_options: integration_tests::fast_retry_options(),
             owner: "m".into(),
         };
         // First run pushes everything; the second (nothing changed) is the streaming walk to measure.

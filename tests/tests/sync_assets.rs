@@ -322,3 +322,30 @@ async fn the_sync_holds_a_short_fenced_lease() {
         "no snapshot written after the lease was lost: {stored:?}"
     );
 }
+
+/// The tenant's cached token was rotated away (S1 refuses it) and the secret now holds the new
+/// one: the sync re-reads the secret once after the 401 and runs with the new token.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_token_is_reread_once_after_a_401_and_the_sync_runs() {
+    let h = harness(10).await;
+    let tokens = integration_tests::tokens::CachingTokens::over(h.tokens.clone());
+    let source = s1_shared::store::TokenSource::Env {
+        var: "S1_TOKEN_acme".into(),
+    };
+    let set = |v: &str| h.env.lock().unwrap().insert("S1_TOKEN_acme".into(), v.into());
+    set("rotated-away-token");
+    use s1_shared::secrets::TokenProvider;
+    tokens.token(&source).await.unwrap();
+    set(s1_bridge_sim::DEFAULT_TOKEN);
+    let mut d = deps(&h);
+    d.consoles = integration_tests::poll::consoles_over(tokens.clone());
+    let r = sync_all(&d).await.unwrap().remove(0);
+    assert_eq!(r.error, None, "{r:?}");
+    assert_eq!(r.created, 3 + 6 + 9, "{r:?}");
+    assert_eq!((tokens.invalidations(), tokens.reads()), (1, 2), "one re-read");
+    assert_eq!(
+        h.sim.control().stats().await.unwrap().requests["GET /sites"],
+        2,
+        "one 401, then the call with the re-read token"
+    );
+}

@@ -7,8 +7,9 @@ use integration_tests::fast_retry_options;
 use integration_tests::poll::{PollHarness, tenant};
 
 use s1_bridge_sim::{FaultKind, FaultRule, SimConfig, TokenSpec};
+use s1_shared::s1::Consoles;
 use s1_shared::s1::S1Client;
-use s1_shared::secrets::{SecretsManagerTokenProvider, TokenProvider, with_token};
+use s1_shared::secrets::{SecretsManagerTokenProvider, SecretsManagerVersions, TokenCallError, TokenProvider};
 use s1_shared::store::{EmbeddedTable, TokenSource};
 use s1_shared::usecase::token_expiry::{RotationDeps, RotationEvent, TokenDeps, check_all, rotate};
 use time::{Duration, OffsetDateTime};
@@ -154,10 +155,9 @@ async fn rotation_setup(h: &PollHarness, token: &str) -> (aws_sdk_secretsmanager
 fn rotation_deps(h: &PollHarness, secrets: aws_sdk_secretsmanager::Client) -> RotationDeps {
     RotationDeps {
         store: h.store.clone(),
-        secrets,
+        secrets: Arc::new(SecretsManagerVersions::new(secrets)),
         platforms: h.deps.platforms.clone(),
-        http: reqwest::Client::new(),
-        client_options: fast_retry_options(),
+        consoles: integration_tests::poll::consoles_over(h.tokens.clone()),
     }
 }
 
@@ -239,7 +239,7 @@ fn step(secret: &str, token: &str, step: &str) -> RotationEvent {
     RotationEvent {
         secret_id: secret.into(),
         token: token.into(),
-        step: step.into(),
+        step: step.parse().unwrap(),
     }
 }
 
@@ -325,17 +325,23 @@ async fn a_failed_test_step_leaves_the_current_version_and_the_bridge_keeps_work
     h.sim.control().clear_faults().await.unwrap();
 
     // S1 already revoked the old token; the provider falls back to the pending one on a 401.
-    let provider = SecretsManagerTokenProvider::new(client.clone(), std::time::Duration::from_secs(300));
+    let provider = Arc::new(SecretsManagerTokenProvider::new(
+        client.clone(),
+        std::time::Duration::from_secs(300),
+    ));
     let source = TokenSource::SecretsManager {
         secret_id: name.clone(),
     };
     assert_eq!(provider.token(&source).await.unwrap().expose(), "rotate-me-2");
-    let base = h.sim.base_url();
-    let info = with_token(&provider, &source, |t| {
-        let base = base.clone();
-        async move { S1Client::new(&base, &t, fast_retry_options())?.system_info().await }
-    })
-    .await;
+    let mut t = tenant("acme", &h.sim.base_url(), &h.receiver.url());
+    t.token = source;
+    let consoles = Consoles::new(reqwest::Client::new(), provider, fast_retry_options());
+    let info = consoles
+        .with_token(
+            &t,
+            |c| async move { c.system_info().await.map_err(TokenCallError::from) },
+        )
+        .await;
     assert!(info.is_ok(), "{info:?}");
     // Secrets Manager retries the rotation later; then it completes.
     rotate(&d, &step(&name, "5f0c1a7e-2222-4b2a-9c3d-000000000002", "testSecret"))

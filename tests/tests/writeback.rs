@@ -923,3 +923,39 @@ async fn a_huge_comment_becomes_one_note_s1_accepts() {
     );
     assert!(h.store.list_pending("acme", None, 10).await.unwrap().items.is_empty());
 }
+
+/// The writeback's cached S1 token was rotated away (S1 refuses it) and the secret now holds
+/// the new one: the 401 invalidates the cached token, the secret is re-read once, and the change
+/// lands inline with the new token.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_401_invalidates_the_cached_token_and_the_change_lands_with_the_reread_one() {
+    let (h, _, stories) = setup(20, embedded()).await;
+    let (alert, ids) = &stories[0];
+    let mut d = deps(&h);
+    let tokens = integration_tests::tokens::CachingTokens::over(d.tokens.clone());
+    let source = s1_shared::store::TokenSource::Env {
+        var: "S1_TOKEN_acme".into(),
+    };
+    let set = |v: &str| h.env.lock().unwrap().insert("S1_TOKEN_acme".into(), v.into());
+    set("rotated-away-token");
+    use s1_shared::secrets::TokenProvider;
+    tokens.token(&source).await.unwrap();
+    set(s1_bridge_sim::DEFAULT_TOKEN);
+    d.consoles = integration_tests::poll::consoles_over(tokens.clone());
+    let base = integration_tests::writeback::serve(d).await;
+    h.sim.control().clear_requests().await.unwrap();
+    let body = status_changed(alert, "closed", Some("benign"), OffsetDateTime::now_utc());
+    let (code, resp) = post_generic(&base, "acme", "evt-rotated", &body, INBOUND_SECRET).await;
+    assert_eq!((code, resp["writeback"].as_str()), (202, Some("applied")), "{resp}");
+    assert_eq!(s1_state(&h, &ids[0]).await.0, "resolved");
+    assert_eq!(
+        tokens.invalidations(),
+        1,
+        "the refused token was dropped from the cache"
+    );
+    assert_eq!(
+        h.sim.control().stats().await.unwrap().requests["POST /threats/incident"],
+        2,
+        "one 401, then the call with the re-read token"
+    );
+}

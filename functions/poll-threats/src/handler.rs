@@ -98,7 +98,7 @@ mod tests {
 
     use s1_bridge_sim::{DEFAULT_TOKEN, Sim, SimConfig, WebhookReceiver};
     use s1_shared::platform::Adapters;
-    use s1_shared::s1::ClientOptions;
+    use s1_shared::s1::{ClientOptions, Consoles};
     use s1_shared::secrets::LocalTokenProvider;
     use s1_shared::store::*;
 
@@ -166,12 +166,14 @@ mod tests {
         let deps = PollDeps {
             progress: None,
             store,
-            tokens: tokens.clone(),
-            platforms: Arc::new(
-                Adapters::new(http.clone(), tokens, ClientOptions::default().retry).with_allowed_hosts(loopback()),
+            consoles: Consoles::new(
+                http.clone(),
+                tokens.clone(),
+                ClientOptions::default().allowing(loopback()),
             ),
-            http,
-            client_options: ClientOptions::default().allowing(loopback()),
+            platforms: Arc::new(
+                Adapters::new(http, tokens, ClientOptions::default().retry).with_allowed_hosts(loopback()),
+            ),
             owner: String::new(),
             concurrency: 2,
             writeback: None,

@@ -17,15 +17,12 @@ use serde_json::Value;
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let ports = LambdaPorts::from_env(Duration::from_secs(5), Duration::from_secs(30)).await?;
-    let inline_options = ports.inline_options();
     let platforms = ports.platforms();
     let deps = PollDeps {
         progress: None,
         platforms: platforms.clone(),
         store: ports.store.clone(),
-        tokens: ports.tokens.clone(),
-        http: ports.http.clone(),
-        client_options: ports.client_options.clone(),
+        consoles: ports.consoles.clone(),
         owner: String::new(),
         concurrency: ports.settings.poll_concurrency,
         // Each run also retries the pending writebacks that are due.
@@ -33,9 +30,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             platforms,
             store: ports.store,
             tokens: ports.tokens,
-            http: ports.http,
-            inline_options,
-            retry_options: ports.client_options,
+            consoles: ports.consoles,
+            inline_retry: WritebackDeps::inline_retry_policy(),
         }),
     };
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| handler::handle(&deps, event))).await

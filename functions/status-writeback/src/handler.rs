@@ -23,8 +23,8 @@ mod tests {
 
     use s1_bridge_sim::{DEFAULT_TOKEN, Sim, SimConfig};
     use s1_shared::platform::{WebhookSecret, sign};
-    use s1_shared::s1::ClientOptions;
-    use s1_shared::secrets::LocalTokenProvider;
+    use s1_shared::s1::{ClientOptions, Consoles};
+    use s1_shared::secrets::{LocalTokenProvider, TokenProvider};
     use s1_shared::store::*;
 
     const INBOUND: &str = "whsec_dGhpcy1pcy1hLXRlc3Qtb25seS1pbmJvdW5kLWtleQ==";
@@ -82,7 +82,7 @@ mod tests {
             previous: vec![],
         };
         assert!(store.put_story("acme", &story, 0).await.unwrap());
-        let tokens: Arc<LocalTokenProvider> = Arc::new(LocalTokenProvider::with_lookup(move |k| env.get(k).cloned()));
+        let tokens: Arc<dyn TokenProvider> = Arc::new(LocalTokenProvider::with_lookup(move |k| env.get(k).cloned()));
         let deps = WritebackDeps {
             store,
             platforms: Arc::new(
@@ -93,10 +93,13 @@ mod tests {
                 )
                 .with_allowed_hosts(loopback()),
             ),
-            tokens,
-            http: reqwest::Client::new(),
-            inline_options: WritebackDeps::inline_client_options().allowing(loopback()),
-            retry_options: ClientOptions::default().allowing(loopback()),
+            tokens: tokens.clone(),
+            consoles: Consoles::new(
+                reqwest::Client::new(),
+                tokens,
+                ClientOptions::default().allowing(loopback()),
+            ),
+            inline_retry: WritebackDeps::inline_retry_policy(),
         };
         let body = serde_json::to_vec(&serde_json::json!({
             "type": "alert.status_changed", "timestamp": "2026-11-27T06:00:00Z",

@@ -15,14 +15,12 @@ async fn main() -> Result<(), lambda_http::Error> {
     // Short HTTP bounds: the platform wants an answer within 5 s; what does not fit is retried
     // by the scheduled poll run.
     let ports = LambdaPorts::from_env(Duration::from_secs(1), Duration::from_secs(3)).await?;
-    let inline_options = ports.inline_options();
     let deps = WritebackDeps {
         platforms: ports.platforms(),
         store: ports.store,
         tokens: ports.tokens,
-        http: ports.http,
-        inline_options,
-        retry_options: ports.client_options,
+        consoles: ports.consoles,
+        inline_retry: WritebackDeps::inline_retry_policy(),
     };
     lambda_http::run(service_fn(|req: Request| handler::handle(&deps, req))).await
 }

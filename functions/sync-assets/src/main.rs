@@ -16,9 +16,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         progress: None,
         platforms: ports.platforms(),
         store: ports.store,
-        tokens: ports.tokens,
-        http: ports.http,
-        client_options: ports.client_options,
+        consoles: ports.consoles,
         owner: String::new(),
     };
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| handle(&deps, event))).await

@@ -47,8 +47,8 @@ mod tests {
 
     use s1_bridge_sim::{Sim, SimConfig, TokenSpec, WebhookReceiver};
     use s1_shared::platform::Adapters;
-    use s1_shared::s1::ClientOptions;
-    use s1_shared::secrets::LocalTokenProvider;
+    use s1_shared::s1::{ClientOptions, Consoles};
+    use s1_shared::secrets::{LocalTokenProvider, MemorySecretVersions};
     use s1_shared::store::*;
 
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -92,22 +92,17 @@ mod tests {
         let platforms: Arc<dyn s1_shared::platform::PlatformResolver> = Arc::new(
             Adapters::new(http.clone(), tokens.clone(), ClientOptions::default().retry).with_allowed_hosts(loopback()),
         );
+        let consoles = Consoles::new(http, tokens, ClientOptions::default().allowing(loopback()));
         let watch = TokenDeps {
             store: store.clone(),
-            tokens,
+            consoles: consoles.clone(),
             platforms: platforms.clone(),
-            http: http.clone(),
-            client_options: ClientOptions::default().allowing(loopback()),
         };
-        let config = aws_config::SdkConfig::builder()
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .build();
         let rotation = RotationDeps {
             store,
-            secrets: aws_sdk_secretsmanager::Client::new(&config),
+            secrets: Arc::new(MemorySecretVersions::default()),
             platforms,
-            http,
-            client_options: ClientOptions::default().allowing(loopback()),
+            consoles,
         };
         let out = handle(
             &watch,
@@ -130,5 +125,17 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(bad.error_type, "BadInput");
+        let unknown = handle(
+            &watch,
+            &rotation,
+            LambdaEvent::new(
+                json!({"SecretId": "s1/acme", "ClientRequestToken": "r1", "Step": "rollSecret"}),
+                lambda_runtime::Context::default(),
+            ),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(unknown.error_type, "BadInput");
+        assert!(unknown.error_message.contains("rollSecret"), "{unknown:?}");
     }
 }

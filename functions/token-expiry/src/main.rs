@@ -18,16 +18,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let watch = TokenDeps {
         platforms: platforms.clone(),
         store: ports.store.clone(),
-        tokens: ports.tokens,
-        http: ports.http.clone(),
-        client_options: ports.client_options.clone(),
+        consoles: ports.consoles.clone(),
     };
     let rotation = RotationDeps {
         store: ports.store,
         secrets: ports.secrets,
         platforms,
-        http: ports.http,
-        client_options: ports.client_options,
+        consoles: ports.consoles,
     };
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         handler::handle(&watch, &rotation, event)

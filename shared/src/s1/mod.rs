@@ -3,8 +3,10 @@
 //! [`S1Client`] speaks to one console with one token. It pages with cursors as streams (one page
 //! in memory at a time), retries what is safe to retry, keeps under S1's per-endpoint rate
 //! limits itself, and turns every failure into an [`S1Error`] that says what to do about it.
+//! [`Consoles`] keeps one client per tenant and calls it with the tenant's token.
 
 mod client;
+mod consoles;
 pub mod dto;
 mod error;
 mod ratelimit;
@@ -13,5 +15,6 @@ pub use client::{
     AgentQuery, ClientOptions, CloudAlertQuery, MAX_PAGE_LIMIT, Page, RequestObserver, RequestRecord, RetryPolicy,
     S1Client, SiteQuery, SortOrder, ThreatQuery, ThreatSort, decode_response,
 };
+pub use consoles::{Console, ConsoleError, Consoles};
 pub use error::{S1Error, S1ErrorBody};
 pub use ratelimit::{EndpointFamily, RateLimits};

@@ -22,3 +22,30 @@ pub struct Tick {
 /// The CLI draws its progress line from it; the Lambdas leave it unset, since their report is
 /// logged at the end.
 pub type Progress<R> = Arc<dyn Fn(&R, Tick) + Send + Sync>;
+
+/// The use cases' per-tenant futures are `Send` for every lifetime of their arguments, as
+/// servers and the Lambda runtime need (a closure over borrowed state can quietly lose that;
+/// this fails to compile when it does). `poll_threats::run` and `token_expiry::check_all` map
+/// tenants to futures in a closure, which the compiler cannot prove so.
+#[cfg(test)]
+#[allow(dead_code, clippy::too_many_arguments)]
+fn use_case_futures_are_send(
+    poll: &poll_threats::PollDeps,
+    assets: &sync_assets::AssetDeps,
+    tokens: &token_expiry::TokenDeps,
+    rotation: &token_expiry::RotationDeps,
+    writeback: &writeback::WritebackDeps,
+    tenant: &crate::store::TenantConfig,
+    event: &token_expiry::RotationEvent,
+    headers: &reqwest::header::HeaderMap,
+) {
+    fn send<F: std::future::Future + Send>(_: F) {}
+    let (now, deadline) = (time::OffsetDateTime::now_utc(), std::time::Instant::now());
+    send(poll_threats::poll_tenant(poll, tenant, deadline));
+    send(sync_assets::sync_all(assets));
+    send(sync_assets::sync_tenant(assets, tenant));
+    send(token_expiry::check_tenant(tokens, tenant, now));
+    send(token_expiry::rotate(rotation, event));
+    send(writeback::handle_webhook(writeback, "POST", "/generic/t", headers, b""));
+    send(writeback::retry_pending(writeback, tenant, now, 1, deadline));
+}

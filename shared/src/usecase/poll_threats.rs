@@ -15,12 +15,11 @@ use futures_util::{StreamExt, stream};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::ApiToken;
 use crate::domain::{self, STORY_MAX_BYTES, STORY_WINDOW, Severity};
 use crate::platform::{EventKind, Platform, PlatformError, PlatformResolver, StoryView, ThreatEvent, ThreatView};
 use crate::s1::dto::{CloudAlert, Threat};
-use crate::s1::{ClientOptions, CloudAlertQuery, S1Client, S1Error, ThreatQuery};
-use crate::secrets::{SecretError, TokenProvider};
+use crate::s1::{CloudAlertQuery, ConsoleError, Consoles, S1Client, S1Error, ThreatQuery};
+use crate::secrets::SecretError;
 use crate::store::{
     Checkpoint, Grouping, LEASE_TTL, MemberState, PublishDeadLetter, Store, StoreError, StoryRecord, StoryStatus,
     TenantConfig, Versioned,
@@ -55,10 +54,9 @@ pub const DEADLINE_MARGIN: Duration = Duration::from_secs(20);
 #[derive(Clone)]
 pub struct PollDeps {
     pub store: Store,
-    pub tokens: Arc<dyn TokenProvider>,
+    /// The tenants' S1 clients, called with their tokens.
+    pub consoles: Consoles,
     pub platforms: Arc<dyn PlatformResolver>,
-    pub http: reqwest::Client,
-    pub client_options: ClientOptions,
     /// Lease holder id: the invocation's request id.
     pub owner: String,
     /// Tenants polled at once.
@@ -340,6 +338,13 @@ pub async fn poll_tenant(deps: &PollDeps, tenant: &TenantConfig, deadline: Insta
     report
 }
 
+impl ConsoleError for Stop {
+    fn is_unauthorized(&self) -> bool {
+        matches!(self, Stop::S1(e) if e.is_unauthorized())
+    }
+}
+
+/// Polls with the tenant's token; a 401 re-reads it once and polls again (see [`Consoles`]).
 async fn poll_with_token(
     deps: &PollDeps,
     tenant: &TenantConfig,
@@ -347,32 +352,13 @@ async fn poll_with_token(
     report: &mut TenantReport,
 ) -> Result<(), Stop> {
     let platform = deps.platforms.resolve(tenant).await?;
-    let mut token: ApiToken = deps.tokens.token(&tenant.token).await?;
-    for attempt in 0..2 {
-        let client = S1Client::with_http(
-            deps.http.clone(),
-            &tenant.console_url,
-            &token,
-            deps.client_options.clone(),
-        )?;
-        match poll_threats(deps, tenant, &client, platform.as_ref(), deadline, report).await {
-            // A 401 may mean the token was rotated since it was cached: re-read it once.
-            Err(Stop::S1(e)) if e.is_unauthorized() && attempt == 0 => {
-                deps.tokens.invalidate(&tenant.token).await;
-                let mut fresh = deps.tokens.token(&tenant.token).await?;
-                if fresh == token {
-                    // A rotation stuck after S1 issued the new token: that one works.
-                    match deps.tokens.pending_token(&tenant.token).await {
-                        Some(p) if p != token => fresh = p,
-                        _ => return Err(Stop::S1(e)),
-                    }
-                }
-                token = fresh;
-            }
-            other => return other,
-        }
-    }
-    Ok(())
+    let platform = platform.as_ref();
+    deps.consoles
+        .with_token_state(tenant, report, |client, report| async move {
+            let result = poll_threats(deps, tenant, &client, platform, deadline, report).await;
+            (report, result)
+        })
+        .await
 }
 
 /// One story being worked on during a page.

@@ -13,8 +13,8 @@ use time::OffsetDateTime;
 
 use crate::platform::{Notice, Platform, PlatformError, PlatformResolver, SyncChange, Synced};
 use crate::s1::dto::{Account, Agent, Site};
-use crate::s1::{AgentQuery, ClientOptions, S1Client, S1Error, SiteQuery};
-use crate::secrets::TokenProvider;
+use crate::s1::{AgentQuery, ConsoleError, Consoles, S1Client, S1Error, SiteQuery};
+use crate::secrets::SecretError;
 use crate::store::{AssetKind, AssetRecord, Store, StoreError, TenantConfig};
 use crate::telemetry::{Metric, NAMESPACE, emf_line};
 
@@ -25,10 +25,9 @@ pub const LEASE_JOB: &str = "assets";
 #[derive(Clone)]
 pub struct AssetDeps {
     pub store: Store,
-    pub tokens: Arc<dyn TokenProvider>,
+    /// The tenants' S1 clients, called with their tokens.
+    pub consoles: Consoles,
     pub platforms: Arc<dyn PlatformResolver>,
-    pub http: reqwest::Client,
-    pub client_options: ClientOptions,
     pub owner: String,
     /// Running counts after each page of agents (the CLI's live display); `None` under Lambda.
     pub progress: Option<crate::usecase::Progress<AssetReport>>,
@@ -277,8 +276,14 @@ enum Stop {
     Store(#[from] StoreError),
     #[error(transparent)]
     Platform(#[from] PlatformError),
-    #[error("{0}")]
-    Other(String),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+}
+
+impl ConsoleError for Stop {
+    fn is_unauthorized(&self) -> bool {
+        matches!(self, Stop::S1(e) if e.is_unauthorized())
+    }
 }
 
 /// Syncs one tenant under its lease.
@@ -467,20 +472,28 @@ async fn run(deps: &AssetDeps, tenant: &TenantConfig, report: &mut AssetReport) 
         ));
         return Ok(());
     }
-    let token = deps
-        .tokens
-        .token(&tenant.token)
+    // A 401 re-reads the token once and syncs again (see [`Consoles`]); what was pushed before
+    // it is in the snapshot, so the second pass pushes only the rest.
+    let (platform, settings) = (platform.as_ref(), &settings);
+    deps.consoles
+        .with_token_state(tenant, report, |client, report| async move {
+            let result = sync_with(deps, tenant, &client, platform, settings, report).await;
+            (report, result)
+        })
         .await
-        .map_err(|e| Stop::Other(e.to_string()))?;
-    let client = S1Client::with_http(
-        deps.http.clone(),
-        &tenant.console_url,
-        &token,
-        deps.client_options.clone(),
-    )?;
+}
+
+async fn sync_with(
+    deps: &AssetDeps,
+    tenant: &TenantConfig,
+    client: &S1Client,
+    platform: &dyn Platform,
+    settings: &AssetSettings,
+    report: &mut AssetReport,
+) -> Result<(), Stop> {
     let p = Pusher {
         tenant: &tenant.id,
-        platform: platform.as_ref(),
+        platform,
     };
 
     // Sites first: they also give the accounts when the token cannot list accounts.
@@ -524,7 +537,7 @@ async fn run(deps: &AssetDeps, tenant: &TenantConfig, report: &mut AssetReport) 
     let known = deps.store.get_assets(&tenant.id, AssetKind::Customer, &ids).await?;
     let mut writes = Vec::new();
     for (id, name, extra) in &accounts {
-        let payload = scope_payload(Some(id), name.as_deref(), extra.clone(), &settings, None, Some(id));
+        let payload = scope_payload(Some(id), name.as_deref(), extra.clone(), settings, None, Some(id));
         if let Some(r) = p
             .push(
                 Subject {
@@ -553,7 +566,7 @@ async fn run(deps: &AssetDeps, tenant: &TenantConfig, report: &mut AssetReport) 
             Some(id),
             s.name.as_deref(),
             extra,
-            &settings,
+            settings,
             Some(id),
             s.account_id.as_deref(),
         );

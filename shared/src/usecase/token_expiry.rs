@@ -1,5 +1,6 @@
 //! token-expiry: no S1 token expires unnoticed, and (opt-in) tokens rotate through Secrets
-//! Manager's rotation steps.
+//! Manager's rotation steps ([`RotationStep`]), reaching Secrets Manager through the
+//! [`SecretVersions`] port.
 //!
 //! The watch reads each tenant's `expiresAt` (`POST /users/api-token-details`), reports the days
 //! left as a metric, and alerts the platform once per threshold crossed (remembered in the
@@ -7,16 +8,16 @@
 
 use std::sync::Arc;
 
-use aws_sdk_secretsmanager::Client as SecretsClient;
 use futures_util::{StreamExt, stream};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
 use time::OffsetDateTime;
 
 use crate::ApiToken;
 use crate::platform::{Notice, PlatformResolver};
-use crate::s1::{ClientOptions, S1Client, S1Error};
-use crate::secrets::TokenProvider;
+use crate::s1::{Consoles, S1Error};
+use crate::secrets::{SecretError, SecretVersions, TokenCallError, VersionStage, token_from_secret_value};
 use crate::store::{Store, StoreError, TenantConfig, TokenSource, TokenState};
 use crate::telemetry::{Metric, NAMESPACE, emf_line};
 
@@ -24,10 +25,9 @@ use crate::telemetry::{Metric, NAMESPACE, emf_line};
 #[derive(Clone)]
 pub struct TokenDeps {
     pub store: Store,
-    pub tokens: Arc<dyn TokenProvider>,
+    /// The tenants' S1 clients, called with their tokens.
+    pub consoles: Consoles,
     pub platforms: Arc<dyn PlatformResolver>,
-    pub http: reqwest::Client,
-    pub client_options: ClientOptions,
 }
 
 /// One tenant's token check.
@@ -118,18 +118,19 @@ async fn check(
         .await
         .map_err(|e| e.to_string())?
         .unwrap_or_default();
-    let details = async {
-        let token = deps.tokens.token(&tenant.token).await.map_err(|e| e.to_string())?;
-        let client = S1Client::with_http(
-            deps.http.clone(),
-            &tenant.console_url,
-            &token,
-            deps.client_options.clone(),
-        )
-        .map_err(|e| e.to_string())?;
-        Ok::<_, String>(client.api_token_details(&token).await)
-    }
-    .await?;
+    // A 401 re-reads the token once (a rotated secret may hold a newer one); if it stands, the
+    // token is refused.
+    let details = match deps
+        .consoles
+        .with_token(tenant, |client| async move {
+            client.own_token_details().await.map_err(TokenCallError::from)
+        })
+        .await
+    {
+        Ok(d) => Ok(d),
+        Err(TokenCallError::S1(e)) => Err(e),
+        Err(e @ TokenCallError::Secret(_)) => return Err(e.to_string()),
+    };
     let host = url::Url::parse(&tenant.console_url)
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
@@ -137,8 +138,6 @@ async fn check(
     match details {
         Err(e) if e.is_unauthorized() => {
             report.unauthorized = true;
-            // A rotated secret may hold a newer token: read it afresh next time.
-            deps.tokens.invalidate(&tenant.token).await;
             if !state.unauthorized_alerted {
                 let id = crate::domain::event_id(
                     &tenant.id,
@@ -225,10 +224,60 @@ async fn check(
 pub struct RotationEvent {
     #[serde(rename = "SecretId")]
     pub secret_id: String,
+    /// The new version's id (Secrets Manager's client request token for this rotation).
     #[serde(rename = "ClientRequestToken")]
     pub token: String,
     #[serde(rename = "Step")]
-    pub step: String,
+    pub step: RotationStep,
+}
+
+/// The steps of Secrets Manager's rotation contract, as its events name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RotationStep {
+    /// Make the new secret value and store it as `AWSPENDING`.
+    CreateSecret,
+    /// Set the new value where it is used (S1 made it itself: nothing to do).
+    SetSecret,
+    /// Check that the new value works.
+    TestSecret,
+    /// Promote the new value to `AWSCURRENT`.
+    FinishSecret,
+}
+
+impl RotationStep {
+    pub const ALL: [RotationStep; 4] = [
+        RotationStep::CreateSecret,
+        RotationStep::SetSecret,
+        RotationStep::TestSecret,
+        RotationStep::FinishSecret,
+    ];
+
+    /// The step as Secrets Manager names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RotationStep::CreateSecret => "createSecret",
+            RotationStep::SetSecret => "setSecret",
+            RotationStep::TestSecret => "testSecret",
+            RotationStep::FinishSecret => "finishSecret",
+        }
+    }
+}
+
+impl std::fmt::Display for RotationStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for RotationStep {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|step| step.as_str() == s).ok_or_else(|| {
+            format!("unknown rotation step {s:?} (expected createSecret, setSecret, testSecret or finishSecret)")
+        })
+    }
 }
 
 /// A rotation step failed; Secrets Manager retries the rotation later and the current version
@@ -246,32 +295,16 @@ fn fail(secret: &str, message: impl std::fmt::Display) -> RotationError {
     }
 }
 
-/// A Secrets Manager error as its code and message (or, when it never answered, why), without
-/// the raw response.
-fn sm<E, R>(e: &aws_sdk_secretsmanager::error::SdkError<E, R>) -> String
-where
-    E: aws_sdk_secretsmanager::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
-    match e.code() {
-        Some(code) => format!("Secrets Manager {code}: {}", e.message().unwrap_or("no message")),
-        None => format!(
-            "Secrets Manager: {}",
-            aws_sdk_secretsmanager::error::DisplayErrorContext(e)
-        ),
-    }
-}
-
 /// What rotation needs.
 #[derive(Clone)]
 pub struct RotationDeps {
     pub store: Store,
-    pub secrets: SecretsClient,
+    /// The tenants' token secrets (Secrets Manager).
+    pub secrets: Arc<dyn SecretVersions>,
     /// Where a rotation that lost a token it generated is reported (the tenant's platform).
     pub platforms: Arc<dyn PlatformResolver>,
-    pub http: reqwest::Client,
-    pub client_options: ClientOptions,
+    /// The tenants' S1 clients (rotation calls S1 with the tokens it reads from the secret).
+    pub consoles: Consoles,
 }
 
 /// A secret as Secrets Manager names it: its full ARN (with the random 6-character suffix) and
@@ -309,7 +342,7 @@ async fn store_pending(d: &RotationDeps, secret: &str, version: &str, fresh: &Ap
     for attempt in 0..PUT_ATTEMPTS {
         if attempt > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
-            if let Ok(Some((_, stored))) = read_stage(d, secret, "AWSPENDING", Some(version)).await {
+            if let Ok(Some(stored)) = read_stage(d, secret, VersionStage::Pending, Some(version)).await {
                 if stored == *fresh {
                     return Ok(());
                 }
@@ -317,17 +350,12 @@ async fn store_pending(d: &RotationDeps, secret: &str, version: &str, fresh: &Ap
         }
         match d
             .secrets
-            .put_secret_value()
-            .secret_id(secret)
-            .client_request_token(version)
-            .secret_string(fresh.expose())
-            .version_stages("AWSPENDING")
-            .send()
+            .put(secret, version, fresh.expose(), VersionStage::Pending)
             .await
         {
-            Ok(_) => return Ok(()),
+            Ok(()) => return Ok(()),
             Err(e) => {
-                last = sm(&e);
+                last = e.to_string();
                 tracing::warn!(secret, attempt, error = %last, "rotation: could not store the new S1 token yet");
             }
         }
@@ -335,29 +363,19 @@ async fn store_pending(d: &RotationDeps, secret: &str, version: &str, fresh: &Ap
     Err(last)
 }
 
+/// The token at `stage` (and `version`, when given); `None` when there is no such version.
 async fn read_stage(
     d: &RotationDeps,
     secret: &str,
-    stage: &str,
+    stage: VersionStage,
     version: Option<&str>,
-) -> Result<Option<(String, ApiToken)>, RotationError> {
-    let mut req = d.secrets.get_secret_value().secret_id(secret).version_stage(stage);
-    if let Some(v) = version {
-        req = req.version_id(v);
-    }
-    match req.send().await {
-        Ok(out) => {
-            let value = out.secret_string().unwrap_or_default();
-            let token = crate::secrets::token_from_secret_value(secret, value).map_err(|e| fail(secret, e))?;
-            Ok(Some((out.version_id().unwrap_or_default().to_owned(), token)))
-        }
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_resource_not_found_exception()) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(fail(secret, sm(&e))),
+) -> Result<Option<ApiToken>, RotationError> {
+    match d.secrets.get(secret, stage, version).await {
+        Ok(v) => token_from_secret_value(secret, v.value.expose_secret())
+            .map(Some)
+            .map_err(|e| fail(secret, e)),
+        Err(SecretError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(fail(secret, e)),
     }
 }
 
@@ -374,35 +392,30 @@ async fn read_stage(
 pub async fn rotate(d: &RotationDeps, ev: &RotationEvent) -> Result<(), RotationError> {
     let secret = ev.secret_id.as_str();
     let no_tenant = || fail(secret, "no tenant reads its S1 token from this secret");
-    let described = match d.secrets.describe_secret().secret_id(secret).send().await {
-        Ok(out) => out,
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_resource_not_found_exception()) =>
-        {
-            return Err(no_tenant());
-        }
-        Err(e) => return Err(fail(secret, sm(&e))),
+    let described = match d.secrets.describe(secret).await {
+        Ok(described) => described,
+        Err(SecretError::NotFound { .. }) => return Err(no_tenant()),
+        Err(e) => return Err(fail(secret, e)),
     };
     let identity = SecretIdentity {
-        arn: described.arn().unwrap_or_default().to_owned(),
-        name: described.name().unwrap_or_default().to_owned(),
+        arn: described.arn.clone(),
+        name: described.name.clone(),
     };
     let tenants = d.store.list_tenants().await.map_err(|e| fail(secret, e))?;
     let tenant = tenants
         .into_iter()
         .find(|t| secret_matches(&t.token, &identity))
         .ok_or_else(no_tenant)?;
-    let client_for = |token: &ApiToken| {
-        S1Client::with_http(d.http.clone(), &tenant.console_url, token, d.client_options.clone())
-            .map_err(|e| fail(secret, e))
-    };
-    match ev.step.as_str() {
-        "createSecret" => {
-            if read_stage(d, secret, "AWSPENDING", Some(&ev.token)).await?.is_some() {
+    let client_for = |token: &ApiToken| d.consoles.client((&tenant).into(), token).map_err(|e| fail(secret, e));
+    match ev.step {
+        RotationStep::CreateSecret => {
+            if read_stage(d, secret, VersionStage::Pending, Some(&ev.token))
+                .await?
+                .is_some()
+            {
                 return Ok(()); // this request already made its token
             }
-            let (_, current) = read_stage(d, secret, "AWSCURRENT", None)
+            let current = read_stage(d, secret, VersionStage::Current, None)
                 .await?
                 .ok_or_else(|| fail(secret, "no AWSCURRENT version"))?;
             let fresh = client_for(&current)?
@@ -441,9 +454,9 @@ pub async fn rotate(d: &RotationDeps, ev: &RotationEvent) -> Result<(), Rotation
             tracing::info!(tenant = %tenant.id, "rotation: new S1 token stored as AWSPENDING");
             Ok(())
         }
-        "setSecret" => Ok(()),
-        "testSecret" => {
-            let (_, pending) = read_stage(d, secret, "AWSPENDING", Some(&ev.token))
+        RotationStep::SetSecret => Ok(()),
+        RotationStep::TestSecret => {
+            let pending = read_stage(d, secret, VersionStage::Pending, Some(&ev.token))
                 .await?
                 .ok_or_else(|| fail(secret, "no AWSPENDING version for this rotation"))?;
             client_for(&pending)?
@@ -452,29 +465,18 @@ pub async fn rotate(d: &RotationDeps, ev: &RotationEvent) -> Result<(), Rotation
                 .map_err(|e| fail(secret, format!("the new token does not work: {e}")))?;
             Ok(())
         }
-        "finishSecret" => {
-            let current = described.version_ids_to_stages().and_then(|m| {
-                m.iter()
-                    .find(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT"))
-                    .map(|(v, _)| v.clone())
-            });
-            if current.as_deref() == Some(ev.token.as_str()) {
+        RotationStep::FinishSecret => {
+            let current = described.version_at(VersionStage::Current);
+            if current == Some(ev.token.as_str()) {
                 return Ok(());
             }
-            let mut req = d
-                .secrets
-                .update_secret_version_stage()
-                .secret_id(secret)
-                .version_stage("AWSCURRENT")
-                .move_to_version_id(&ev.token);
-            if let Some(c) = current {
-                req = req.remove_from_version_id(c);
-            }
-            req.send().await.map_err(|e| fail(secret, sm(&e)))?;
+            d.secrets
+                .move_stage(secret, VersionStage::Current, &ev.token, current)
+                .await
+                .map_err(|e| fail(secret, e))?;
             tracing::info!(tenant = %tenant.id, "rotation: the new S1 token is AWSCURRENT");
             Ok(())
         }
-        other => Err(fail(secret, format!("unknown rotation step {other:?}"))),
     }
 }
 

@@ -15,6 +15,7 @@
 //! applied is retired as superseded (its note is posted, its status and verdict are not).
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
@@ -28,8 +29,8 @@ use crate::mapping::Mapping;
 use crate::platform::inbound::{AlertRef, ChangeAction, Inbound, InboundError, PlatformState, StatusChange};
 use crate::platform::{PlatformKind, PlatformResolver};
 use crate::s1::dto::{AnalystVerdict, IncidentStatus, ThreatActionResult};
-use crate::s1::{ClientOptions, RequestObserver, RequestRecord, S1Client, S1Error};
-use crate::secrets::TokenProvider;
+use crate::s1::{Consoles, RequestObserver, RequestRecord, RetryPolicy, S1Client, S1Error};
+use crate::secrets::{TokenCallError, TokenProvider};
 use crate::store::{
     Acceptance, AlertLock, Claim, Finished, OutboundRequest, PendingEntry, PendingWriteback, Store, StoreError,
     StoryRecord, StoryStatus, TenantConfig, Versioned,
@@ -73,30 +74,27 @@ const MIN_ATTEMPT_WINDOW: StdDuration = StdDuration::from_secs(1);
 #[derive(Clone)]
 pub struct WritebackDeps {
     pub store: Store,
+    /// The platforms' inbound secrets.
     pub tokens: Arc<dyn TokenProvider>,
     /// Builds the tenant's inbound adapter (its webhook's verification and parsing).
     pub platforms: Arc<dyn PlatformResolver>,
-    pub http: reqwest::Client,
-    /// For the inline attempt inside the webhook's 5-second budget: few, short tries.
-    pub inline_options: ClientOptions,
-    /// For scheduled retries of pending changes.
-    pub retry_options: ClientOptions,
+    /// The tenants' S1 clients, called with their tokens. Scheduled retries of pending changes
+    /// retry S1 calls as its options say.
+    pub consoles: Consoles,
+    /// How the inline attempt, inside the webhook's 5-second budget, retries an S1 call: few,
+    /// short tries.
+    pub inline_retry: RetryPolicy,
 }
 
 impl WritebackDeps {
-    /// Client options that fit the platform's 5-second answer budget. The whole inline attempt
+    /// A retry policy that fits the platform's 5-second answer budget. The whole inline attempt
     /// is bounded by [`INLINE_BUDGET`] too, whatever the HTTP client's own timeouts.
-    pub fn inline_client_options() -> ClientOptions {
-        ClientOptions {
-            connect_timeout: StdDuration::from_secs(1),
-            request_timeout: StdDuration::from_millis(1_500),
-            retry: crate::s1::RetryPolicy {
-                max_attempts: 2,
-                min_delay: StdDuration::from_millis(100),
-                max_delay: StdDuration::from_millis(300),
-                max_retry_after: StdDuration::from_millis(500),
-            },
-            ..ClientOptions::default()
+    pub fn inline_retry_policy() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 2,
+            min_delay: StdDuration::from_millis(100),
+            max_delay: StdDuration::from_millis(300),
+            max_retry_after: StdDuration::from_millis(500),
         }
     }
 }
@@ -471,7 +469,7 @@ async fn accept(
         version: 0,
         claim: None,
     };
-    let (outcome, s1_time) = attempt(deps, tenant, entry, &deps.inline_options, now, Some(story), budget).await;
+    let (outcome, s1_time) = attempt(deps, tenant, entry, &deps.inline_retry, now, Some(story), budget).await;
     let state = match outcome {
         Attempt::Applied => "applied",
         Attempt::Superseded => "superseded",
@@ -714,20 +712,63 @@ fn superseded_note(note: &str) -> String {
     format!("{}{SUFFIX}", truncate(note, room))
 }
 
+/// The S1 calls of one attempt: through the tenant's client, retried as the attempt's policy
+/// says and seen by its recorder. A 401 re-reads the token once and repeats the call with the
+/// new one (S1 did nothing with a refused call, so even a note is not posted twice).
+struct S1Calls<'a> {
+    deps: &'a WritebackDeps,
+    tenant: &'a TenantConfig,
+    retry: &'a RetryPolicy,
+    recorder: &'a Arc<Recorder>,
+}
+
+impl S1Calls<'_> {
+    async fn run<T, Fut>(&self, mut call: impl FnMut(S1Client) -> Fut) -> Result<T, ApplyError>
+    where
+        Fut: Future<Output = Result<T, S1Error>>,
+    {
+        self.deps
+            .consoles
+            .with_token(self.tenant, |client| {
+                let running = call(
+                    client
+                        .with_retry(self.retry.clone())
+                        .with_observer(self.recorder.clone()),
+                );
+                async move { running.await.map_err(TokenCallError::from) }
+            })
+            .await
+            .map_err(call_error)
+    }
+}
+
+/// A call made with the tenant's token failed: an unreadable secret is retried later; S1's
+/// answer as [`classify`] says.
+fn call_error(e: TokenCallError) -> ApplyError {
+    match e {
+        TokenCallError::Secret(e) => ApplyError::Retry(e.to_string()),
+        TokenCallError::S1(e) => classify(e),
+    }
+}
+
 /// Whether S1 already holds a note with exactly `text` on the threat (a previous attempt may
 /// have sent it and died before recording so).
-async fn note_in_s1(client: &S1Client, threat_id: &str, text: &str) -> Result<bool, ApplyError> {
+async fn note_in_s1(s1: &S1Calls<'_>, threat_id: &str, text: &str) -> Result<bool, ApplyError> {
+    s1.run(|client| async move { note_among(&client, threat_id, text).await })
+        .await
+}
+
+async fn note_among(client: &S1Client, threat_id: &str, text: &str) -> Result<bool, S1Error> {
     let pages = client.threat_notes(threat_id);
     futures_util::pin_mut!(pages);
     // Bounded: a threat with more than 10,000 notes is not searched to its end.
     for _ in 0..10 {
         match pages.next().await {
-            Some(Ok(page)) => {
-                if page.items.iter().any(|n| n.text.as_deref() == Some(text)) {
+            Some(page) => {
+                if page?.items.iter().any(|n| n.text.as_deref() == Some(text)) {
                     return Ok(true);
                 }
             }
-            Some(Err(e)) => return Err(classify(e)),
             None => break,
         }
     }
@@ -736,7 +777,7 @@ async fn note_in_s1(client: &S1Client, threat_id: &str, text: &str) -> Result<bo
 
 async fn apply(
     w: &mut Work<'_>,
-    options: &ClientOptions,
+    retry: &RetryPolicy,
     recorder: &Arc<Recorder>,
     known: Option<Versioned<StoryRecord>>,
 ) -> Result<Attempt, ApplyError> {
@@ -765,14 +806,16 @@ async fn apply(
         .filter_map(|k| k.strip_prefix("alert:"))
         .map(str::to_owned)
         .collect();
-    let token = deps
-        .tokens
-        .token(&tenant.token)
-        .await
-        .map_err(|e| ApplyError::Retry(e.to_string()))?;
-    let client = S1Client::with_http(deps.http.clone(), &tenant.console_url, &token, options.clone())
-        .map_err(|e| ApplyError::Fatal(e.to_string()))?
-        .with_observer(recorder.clone());
+    // The token is read and the client built before anything is locked: when either fails,
+    // the attempt ends here.
+    deps.consoles.client_for(tenant).await.map_err(call_error)?;
+    let s1 = S1Calls {
+        deps,
+        tenant,
+        retry,
+        recorder,
+    };
+    let (threats, alerts) = (threat_ids.as_slice(), alert_ids.as_slice());
     let at = w.change.at_micros();
     let id = w.pending.id.clone();
     let ordered = w.change.status.is_some();
@@ -798,23 +841,18 @@ async fn apply(
                         return Err(ApplyError::LostClaim);
                     }
                     if !threat_ids.is_empty() {
-                        let r = client
-                            .set_incident_status(&threat_ids, status, verdict)
-                            .await
-                            .map_err(classify)?;
+                        let r = s1
+                            .run(|c| async move { c.set_incident_status(threats, status, verdict).await })
+                            .await?;
                         check_details(&r, &threat_ids, verdict.is_some())?;
                         results.push(("/threats/incident", summarize(&r)));
                     }
                     if !alert_ids.is_empty() {
-                        client
-                            .set_alert_incident_status(&alert_ids, status)
-                            .await
-                            .map_err(classify)?;
+                        s1.run(|c| async move { c.set_alert_incident_status(alerts, status).await })
+                            .await?;
                         if let Some(v) = verdict {
-                            client
-                                .set_alert_analyst_verdict(&alert_ids, v)
-                                .await
-                                .map_err(classify)?;
+                            s1.run(|c| async move { c.set_alert_analyst_verdict(alerts, v).await })
+                                .await?;
                         }
                     }
                 }
@@ -830,18 +868,15 @@ async fn apply(
                     w.change.verdict = None;
                 } else {
                     if !threat_ids.is_empty() {
-                        let r = client
-                            .set_analyst_verdict(&threat_ids, verdict)
-                            .await
-                            .map_err(classify)?;
+                        let r = s1
+                            .run(|c| async move { c.set_analyst_verdict(threats, verdict).await })
+                            .await?;
                         check_details(&r, &threat_ids, false)?;
                         results.push(("/threats/analyst-verdict", summarize(&r)));
                     }
                     if !alert_ids.is_empty() {
-                        client
-                            .set_alert_analyst_verdict(&alert_ids, verdict)
-                            .await
-                            .map_err(classify)?;
+                        s1.run(|c| async move { c.set_alert_analyst_verdict(alerts, verdict).await })
+                            .await?;
                     }
                 }
             }
@@ -853,7 +888,7 @@ async fn apply(
     let superseded = w.change.did(step::SUPERSEDED);
     // S1 has no notes on STAR alerts; threats get the note.
     if !threat_ids.is_empty() && !w.change.did(step::NOTE) {
-        if w.change.did(step::NOTE_STARTED) && note_in_s1(&client, &threat_ids[0], &w.change.note).await? {
+        if w.change.did(step::NOTE_STARTED) && note_in_s1(&s1, &threat_ids[0], &w.change.note).await? {
             w.change.mark(step::NOTE);
         } else {
             if !w.change.did(step::NOTE_STARTED) {
@@ -863,7 +898,8 @@ async fn apply(
                 w.change.mark(step::NOTE_STARTED);
                 w.save().await?;
             }
-            let r = client.add_note(&threat_ids, &w.change.note).await.map_err(classify)?;
+            let note = w.change.note.as_str();
+            let r = s1.run(|c| async move { c.add_note(threats, note).await }).await?;
             results.push(("/threats/notes", format!("affected={}", r.affected)));
             w.change.mark(step::NOTE);
         }
@@ -1029,7 +1065,7 @@ async fn attempt(
     deps: &WritebackDeps,
     tenant: &TenantConfig,
     entry: PendingEntry,
-    options: &ClientOptions,
+    retry: &RetryPolicy,
     now: OffsetDateTime,
     known: Option<Versioned<StoryRecord>>,
     limit: StdDuration,
@@ -1075,7 +1111,7 @@ async fn attempt(
         now,
     };
     let recorder = Arc::new(Recorder::default());
-    let result = tokio::time::timeout(limit, apply(&mut work, options, &recorder, known)).await;
+    let result = tokio::time::timeout(limit, apply(&mut work, retry, &recorder, known)).await;
     let s1_time = StdDuration::from_micros(recorder.s1_micros.load(std::sync::atomic::Ordering::Relaxed));
     let outcome = match result {
         Ok(r) => attempt_outcome(work, r, &recorder).await,
@@ -1214,7 +1250,7 @@ pub async fn retry_pending(
         }
         tried += 1;
         let limit = left.min(RETRY_ATTEMPT_LIMIT);
-        match attempt(deps, tenant, entry, &deps.retry_options, now, None, limit)
+        match attempt(deps, tenant, entry, &deps.consoles.options().retry, now, None, limit)
             .await
             .0
         {

@@ -1,32 +1,42 @@
 //! Where S1 API tokens come from: the [`TokenProvider`] port, read from Secrets Manager in AWS
 //! ([`SecretsManagerTokenProvider`]) or from an environment variable or file on one machine
-//! ([`LocalTokenProvider`]), and [`with_token`], which re-reads a token once after a 401.
+//! ([`LocalTokenProvider`]). [`crate::s1::Consoles`] calls S1 with them, re-reading a token once
+//! after a 401.
+//!
+//! Secrets Manager itself is reached through the [`SecretVersions`] port (a secret's staged
+//! versions: what the token provider reads and what rotation writes), implemented on the AWS
+//! SDK ([`SecretsManagerVersions`], the only code here that uses it) and in memory for tests
+//! ([`MemorySecretVersions`]).
+
+mod aws;
+mod versions;
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use aws_sdk_secretsmanager::Client;
-use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use secrecy::ExposeSecret;
+
+pub use aws::SecretsManagerVersions;
+pub use versions::{MemorySecretVersions, SecretDescription, SecretVersion, SecretVersions, VersionStage};
 
 use crate::ApiToken;
 use crate::s1::S1Error;
 use crate::store::TokenSource;
 
-/// Reading a token failed. Never carries the token or secret value.
+/// Reading a token (or a secret's version) failed. Never carries the token or secret value.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
     #[error("secret {secret:?} does not exist in Secrets Manager")]
     NotFound { secret: String },
-    #[error("not allowed to read secret {secret:?}: {message}")]
+    #[error("Secrets Manager denied access to secret {secret:?}: {message}")]
     AccessDenied { secret: String, message: String },
     #[error("secret {secret:?} holds no token (empty, or JSON without an apiToken field)")]
     Empty { secret: String },
     #[error("could not reach Secrets Manager for {secret:?}: {message}")]
     Unavailable { secret: String, message: String },
-    #[error("reading secret {secret:?} failed ({code}): {message}")]
+    #[error("Secrets Manager failed on secret {secret:?} ({code}): {message}")]
     Backend {
         secret: String,
         code: String,
@@ -101,10 +111,11 @@ fn token_from_secret(secret: &str, value: &str) -> Result<ApiToken, SecretError>
     Ok(token)
 }
 
-/// Reads tokens from Secrets Manager, one secret per tenant, and caches each for `ttl` so warm
-/// Lambda invocations do not call Secrets Manager every minute.
+/// Reads tokens from Secrets Manager (the `AWSCURRENT` version of the tenant's secret), one
+/// secret per tenant, and caches each for `ttl` so warm Lambda invocations do not call Secrets
+/// Manager every minute.
 pub struct SecretsManagerTokenProvider {
-    client: Client,
+    versions: Arc<dyn SecretVersions>,
     ttl: Duration,
     cache: Mutex<HashMap<String, (ApiToken, Instant)>>,
 }
@@ -122,9 +133,15 @@ impl SecretsManagerTokenProvider {
     pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 
     /// A provider reading through `client`, caching each secret for `ttl`.
-    pub fn new(client: Client, ttl: Duration) -> Self {
+    pub fn new(client: aws_sdk_secretsmanager::Client, ttl: Duration) -> Self {
+        Self::over(Arc::new(SecretsManagerVersions::new(client)), ttl)
+    }
+
+    /// A provider reading `versions` (Secrets Manager, or memory in tests), caching each secret
+    /// for `ttl`.
+    pub fn over(versions: Arc<dyn SecretVersions>, ttl: Duration) -> Self {
         Self {
-            client,
+            versions,
             ttl,
             cache: Mutex::new(HashMap::new()),
         }
@@ -132,8 +149,7 @@ impl SecretsManagerTokenProvider {
 
     /// Configured from the environment (region, credentials, endpoint overrides).
     pub async fn from_env(ttl: Duration) -> Self {
-        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        Self::new(Client::new(&config), ttl)
+        Self::over(Arc::new(SecretsManagerVersions::from_env().await), ttl)
     }
 
     fn cached(&self, secret: &str) -> Option<ApiToken> {
@@ -144,49 +160,10 @@ impl SecretsManagerTokenProvider {
             .map(|(t, _)| t.clone())
     }
 
-    async fn read(&self, secret: &str) -> Result<ApiToken, SecretError> {
-        let out = self
-            .client
-            .get_secret_value()
-            .secret_id(secret)
-            // Named explicitly (it is the default): the version a finished rotation promoted.
-            .version_stage("AWSCURRENT")
-            .send()
-            .await
-            .map_err(|e| classify(secret, e))?;
-        let value = out.secret_string().ok_or_else(|| SecretError::Empty {
-            secret: secret.to_owned(),
-        })?;
-        token_from_secret(secret, value)
-    }
-}
-
-fn classify<E, R>(secret: &str, e: SdkError<E, R>) -> SecretError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    let secret = secret.to_owned();
-    match &e {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => SecretError::Unavailable {
-            secret,
-            message: DisplayErrorContext(&e).to_string(),
-        },
-        SdkError::ServiceError(se) => {
-            let code = se.err().code().unwrap_or("Unknown").to_owned();
-            let message = se.err().message().unwrap_or_default().to_owned();
-            match code.as_str() {
-                "ResourceNotFoundException" => SecretError::NotFound { secret },
-                "AccessDeniedException" | "AccessDenied" => SecretError::AccessDenied { secret, message },
-                "InternalServiceError" | "ThrottlingException" => SecretError::Unavailable { secret, message },
-                _ => SecretError::Backend { secret, code, message },
-            }
-        }
-        _ => SecretError::Backend {
-            secret,
-            code: "sdk".into(),
-            message: DisplayErrorContext(&e).to_string(),
-        },
+    /// The token at `stage`: the version a finished rotation promoted, or one being brought in.
+    async fn read(&self, secret: &str, stage: VersionStage) -> Result<ApiToken, SecretError> {
+        let version = self.versions.get(secret, stage, None).await?;
+        token_from_secret(secret, version.value.expose_secret())
     }
 }
 
@@ -199,7 +176,7 @@ impl TokenProvider for SecretsManagerTokenProvider {
         if let Some(t) = self.cached(secret_id) {
             return Ok(t);
         }
-        let token = self.read(secret_id).await?;
+        let token = self.read(secret_id, VersionStage::Current).await?;
         self.cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -217,15 +194,7 @@ impl TokenProvider for SecretsManagerTokenProvider {
         let TokenSource::SecretsManager { secret_id } = source else {
             return None;
         };
-        let out = self
-            .client
-            .get_secret_value()
-            .secret_id(secret_id)
-            .version_stage("AWSPENDING")
-            .send()
-            .await
-            .ok()?;
-        token_from_secret(secret_id, out.secret_string()?).ok()
+        self.read(secret_id, VersionStage::Pending).await.ok()
     }
 }
 
@@ -318,46 +287,13 @@ impl TokenProvider for AnyTokenProvider {
     }
 }
 
-/// A call made with a tenant's token failed.
+/// A call made with a tenant's token ([`crate::s1::Consoles`]) failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenCallError {
     #[error(transparent)]
     Secret(#[from] SecretError),
     #[error(transparent)]
     S1(#[from] S1Error),
-}
-
-/// Runs `call` with the tenant's token. On a 401 the token is re-read once: if the secret now
-/// holds a different token (rotated since it was cached), the call is repeated with it; if not,
-/// the 401 stands.
-///
-/// # Errors
-/// The secret could not be read, or the call failed (after the one re-read for a 401).
-pub async fn with_token<T, F, Fut>(
-    provider: &dyn TokenProvider,
-    source: &TokenSource,
-    mut call: F,
-) -> Result<T, TokenCallError>
-where
-    F: FnMut(ApiToken) -> Fut,
-    Fut: Future<Output = Result<T, S1Error>>,
-{
-    let token = provider.token(source).await?;
-    match call(token.clone()).await {
-        Err(e) if e.is_unauthorized() => {
-            provider.invalidate(source).await;
-            let mut fresh = provider.token(source).await?;
-            if fresh == token {
-                match provider.pending_token(source).await {
-                    Some(p) if p != token => fresh = p,
-                    _ => return Err(e.into()),
-                }
-            }
-            tracing::info!("S1 rejected the cached token; retrying once with the re-read one");
-            Ok(call(fresh).await?)
-        }
-        other => Ok(other?),
-    }
 }
 
 #[cfg(test)]
@@ -398,6 +334,37 @@ mod tests {
         assert!(err.to_string().contains("/nonexistent/s1-token"), "{err}");
         let sm = TokenSource::SecretsManager { secret_id: "x".into() };
         assert!(matches!(p.token(&sm).await, Err(SecretError::Unsupported { .. })));
+    }
+
+    #[tokio::test]
+    async fn secrets_manager_tokens_are_cached_until_invalidated_and_pending_is_read_on_demand() {
+        let versions = Arc::new(MemorySecretVersions::default());
+        versions.create("s1/acme", r#"{"apiToken": "tok-1"}"#);
+        let provider = SecretsManagerTokenProvider::over(versions.clone(), Duration::from_secs(3600));
+        let source = TokenSource::SecretsManager {
+            secret_id: "s1/acme".into(),
+        };
+        assert_eq!(provider.token(&source).await.unwrap().expose(), "tok-1");
+        assert_eq!(provider.pending_token(&source).await, None);
+        versions
+            .put("s1/acme", "r1", "tok-2", VersionStage::Pending)
+            .await
+            .unwrap();
+        assert_eq!(provider.pending_token(&source).await, Some(ApiToken::new("tok-2")));
+        versions
+            .move_stage("s1/acme", VersionStage::Current, "r1", Some("v1"))
+            .await
+            .unwrap();
+        assert_eq!(provider.token(&source).await.unwrap().expose(), "tok-1", "cached");
+        provider.invalidate(&source).await;
+        assert_eq!(provider.token(&source).await.unwrap().expose(), "tok-2");
+        let missing = TokenSource::SecretsManager {
+            secret_id: "s1/none".into(),
+        };
+        assert!(matches!(
+            provider.token(&missing).await,
+            Err(SecretError::NotFound { .. })
+        ));
     }
 
     #[test]

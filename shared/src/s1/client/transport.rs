@@ -1,0 +1,227 @@
+//! One call on the wire: the rate limiter, the retry loop (what is safe to repeat, `Retry-After`),
+//! the capped body, the observer, and the failure classified as an [`S1Error`].
+
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use reqwest::header::{AUTHORIZATION, HeaderMap, LOCATION, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use super::super::error::{S1Error, parse_error_body};
+use super::super::ratelimit::EndpointFamily;
+use super::S1Client;
+use super::options::RequestRecord;
+use crate::net::ReadError;
+
+pub(super) struct Call<'a> {
+    pub(super) method: Method,
+    pub(super) path: &'a str,
+    pub(super) query: &'a [(String, String)],
+    pub(super) body: Option<&'a Value>,
+    pub(super) family: EndpointFamily,
+    /// Whether repeating the call after an ambiguous failure (5xx, a cut connection) is
+    /// harmless. Adding a note is not: a retry could post it twice.
+    pub(super) idempotent: bool,
+    pub(super) auth: bool,
+}
+
+impl S1Client {
+    pub(super) async fn send(&self, call: &Call<'_>) -> Result<bytes::Bytes, S1Error> {
+        let endpoint = format!("/{}", call.path);
+        let url = self
+            .api_base
+            .join(call.path)
+            .map_err(|e| S1Error::InvalidRequest(format!("bad API path {endpoint}: {e}")))?;
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(self.retry.min_delay)
+            .with_max_delay(self.retry.max_delay)
+            .with_jitter()
+            .with_max_times(self.retry.max_attempts.saturating_sub(1) as usize)
+            .build();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            self.limiters.acquire(call.family).await;
+            let started = Instant::now();
+            let mut req = self.http.request(call.method.clone(), url.clone());
+            if !call.query.is_empty() {
+                req = req.query(call.query);
+            }
+            if call.auth {
+                req = req.header(AUTHORIZATION, self.auth.clone());
+            }
+            if let Some(body) = call.body {
+                req = req.json(body);
+            }
+            // (status, Retry-After, Location, body) or the failure of the attempt.
+            let outcome = match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let retry_after = retry_after(resp.headers());
+                    let location = status
+                        .is_redirection()
+                        .then(|| {
+                            resp.headers()
+                                .get(LOCATION)
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_owned)
+                        })
+                        .flatten();
+                    match crate::net::read_capped(resp, self.max_body).await {
+                        Ok(b) => Ok((status, retry_after, location, b)),
+                        Err(ReadError::Transport(e)) => Err(e),
+                        Err(ReadError::TooLarge { limit }) => {
+                            let err = S1Error::TooLarge {
+                                endpoint: endpoint.clone(),
+                                status: status.as_u16(),
+                                limit,
+                            };
+                            self.observe(
+                                call,
+                                &endpoint,
+                                attempt,
+                                started.elapsed(),
+                                Some(status),
+                                Some(err.to_string()),
+                            );
+                            return Err(err);
+                        }
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            match &outcome {
+                Ok((status, ..)) => self.observe(call, &endpoint, attempt, started.elapsed(), Some(*status), None),
+                Err(e) => self.observe(
+                    call,
+                    &endpoint,
+                    attempt,
+                    started.elapsed(),
+                    None,
+                    Some(crate::net::describe(e)),
+                ),
+            }
+
+            let (failure, hint) = match outcome {
+                Ok((status, _, _, bytes)) if status.is_success() => return Ok(bytes),
+                Ok((StatusCode::TOO_MANY_REQUESTS, retry_after, _, _)) => (
+                    // S1 did not process a rate-limited call, so retrying is safe for every call.
+                    S1Error::RateLimited {
+                        endpoint: endpoint.clone(),
+                        attempts: attempt,
+                        retry_after,
+                    },
+                    retry_after,
+                ),
+                Ok((status, _, _, bytes)) if status.is_server_error() => {
+                    let err = S1Error::Server {
+                        endpoint: endpoint.clone(),
+                        status: status.as_u16(),
+                        attempts: attempt,
+                        body: parse_error_body(&bytes),
+                    };
+                    if !call.idempotent {
+                        return Err(err);
+                    }
+                    (err, None)
+                }
+                Ok((status, _, location, _)) if status.is_redirection() => {
+                    return Err(S1Error::Redirected {
+                        endpoint,
+                        status: status.as_u16(),
+                        location,
+                    });
+                }
+                Ok((status, _, _, bytes)) => return Err(classify(&endpoint, status, &bytes)),
+                Err(e) => {
+                    // A refused connection never reached S1; anything later is ambiguous.
+                    let safe = call.idempotent || e.is_connect();
+                    let err = S1Error::Transport {
+                        endpoint: endpoint.clone(),
+                        attempts: attempt,
+                        cause: crate::net::describe(&e),
+                        source: e.without_url(),
+                    };
+                    if !safe {
+                        return Err(err);
+                    }
+                    (err, None)
+                }
+            };
+            let Some(backoff) = delays.next() else {
+                return Err(failure);
+            };
+            let wait = hint.map(|h| h.min(self.retry.max_retry_after)).unwrap_or(backoff);
+            tracing::debug!(endpoint = %endpoint, attempt, wait_ms = wait.as_millis() as u64, error = %failure, "retrying S1 call");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn observe(
+        &self,
+        call: &Call<'_>,
+        endpoint: &str,
+        attempt: u32,
+        latency: Duration,
+        status: Option<StatusCode>,
+        error: Option<String>,
+    ) {
+        let Some(observer) = &self.observer else {
+            return;
+        };
+        observer.record(&RequestRecord {
+            method: call.method.to_string(),
+            path: endpoint.to_owned(),
+            status: status.map(|s| s.as_u16()),
+            latency,
+            attempt,
+            error,
+        });
+    }
+}
+
+fn classify(endpoint: &str, status: StatusCode, bytes: &[u8]) -> S1Error {
+    let body = parse_error_body(bytes);
+    let endpoint = endpoint.to_owned();
+    match status {
+        StatusCode::UNAUTHORIZED => S1Error::Unauthorized { endpoint, body },
+        StatusCode::FORBIDDEN => S1Error::Forbidden { endpoint, body },
+        StatusCode::BAD_REQUEST => S1Error::BadRequest { endpoint, body },
+        StatusCode::NOT_FOUND => S1Error::NotFound { endpoint, body },
+        other => S1Error::UnexpectedStatus {
+            endpoint,
+            status: other.as_u16(),
+            body,
+        },
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc2822).ok()?;
+    let secs = (when - OffsetDateTime::now_utc()).whole_seconds();
+    Some(Duration::from_secs(secs.max(0) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        assert_eq!(retry_after(&h), Some(Duration::ZERO), "a past date means now");
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h), None);
+    }
+}
