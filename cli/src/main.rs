@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod halo;
 mod ops;
 mod progress;
 mod serve;
@@ -36,6 +37,9 @@ enum Command {
     /// List or replay dead letters: writebacks S1 refused and events the platform refused.
     #[command(subcommand)]
     DeadLetters(ops::DeadLetters),
+    /// A Halo tenant's mapping table: S1 accounts and sites onto Halo clients and sites.
+    #[command(subcommand)]
+    Halo(halo::HaloCmd),
     /// The log of calls made to a tenant's S1 console (30 days).
     Outbound(ops::OutboundArgs),
     /// One measured poll run (used by scripts/bench.sh).
@@ -63,6 +67,7 @@ async fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve::serve(args).await,
         Command::Run(args) => tenant::run(args).await,
         Command::Outbound(args) => ops::outbound(args).await,
+        Command::Halo(cmd) => halo::halo(cmd).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

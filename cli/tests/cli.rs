@@ -818,3 +818,110 @@ async fn tenant_test_never_retries_a_failing_console() {
         "each call made once, never retried: {per_path:?}\n{stdout}"
     );
 }
+
+/// A Halo tenant from a file, then its mapping table pre-filled from the command line: the row
+/// is kept as the operator's (not synced yet) and listed; a non-Halo tenant or a half-given
+/// mapping is refused, naming what is wrong.
+#[test]
+fn a_halo_tenant_is_added_and_its_mapping_table_prefilled() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!("embedded:{}", dir.path().join("state.redb").display());
+    let file = dir.path().join("halo.json");
+    std::fs::write(
+        &file,
+        serde_json::to_vec(&serde_json::json!({
+            "id": "msp", "enabled": true, "console_url": "https://msp.sentinelone.net",
+            "token": {"kind": "secrets_manager", "secret_id": "s1-bridge/msp/s1"},
+            "platform": {"kind": "halo", "settings": {
+                "url": "https://msp.halopsa.com",
+                "client_id": {"kind": "secrets_manager", "secret_id": "s1-bridge/msp/halo-id"},
+                "client_secret": {"kind": "secrets_manager", "secret_id": "s1-bridge/msp/halo-secret"},
+                "ticket_type": "Security Incident",
+                "inbound": {"basic": {"username": {"kind": "env", "var": "U"}, "password": {"kind": "env", "var": "P"}}}
+            }}
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let file = file.display().to_string();
+    let (ok, out, err) = bridge(&["tenant", "add", "--file", &file, "--store", &spec]);
+    assert!(ok, "{err}");
+    assert!(out.contains("platform halo"), "{out}");
+    let (ok, out, err) = bridge(&[
+        "halo",
+        "map",
+        "--tenant",
+        "msp",
+        "--account",
+        "1100000000000000001",
+        "--client",
+        "12",
+        "--store",
+        &spec,
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("S1 account 1100000000000000001 -> Halo client 12"),
+        "{out}"
+    );
+    let (ok, out, err) = bridge(&[
+        "halo",
+        "map",
+        "--tenant",
+        "msp",
+        "--site",
+        "1200000000000000001",
+        "--store",
+        &spec,
+    ]);
+    assert!(!ok && err.contains("--halo-site"), "{out}{err}");
+    let (ok, out, _) = bridge(&["halo", "mappings", "--tenant", "msp", "--json", "--store", &spec]);
+    assert!(ok);
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (
+            rows[0]["id"].as_str(),
+            rows[0]["platform_ref"].as_str(),
+            rows[0]["digest"].as_str()
+        ),
+        (Some("1100000000000000001"), Some("12"), Some(""))
+    );
+    let (ok, out, _) = bridge(&["halo", "mappings", "--tenant", "msp", "--store", &spec]);
+    assert!(ok && out.contains("mapped, not synced yet"), "{out}");
+    // A tenant on another platform has no Halo mapping.
+    let generic = dir.path().join("generic.json");
+    std::fs::write(
+        &generic,
+        serde_json::to_vec(&serde_json::json!({
+            "id": "other", "enabled": true, "console_url": "https://msp.sentinelone.net",
+            "token": {"kind": "env", "var": "T"},
+            "platform": {"kind": "generic", "settings": {"url": "https://hooks.example.com", "secret": {"kind": "env", "var": "H"}}}
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        bridge(&[
+            "tenant",
+            "add",
+            "--file",
+            &generic.display().to_string(),
+            "--store",
+            &spec
+        ])
+        .0
+    );
+    let (ok, _, err) = bridge(&[
+        "halo",
+        "map",
+        "--tenant",
+        "other",
+        "--account",
+        "1",
+        "--client",
+        "12",
+        "--store",
+        &spec,
+    ]);
+    assert!(!ok && err.contains("not Halo"), "{err}");
+}
