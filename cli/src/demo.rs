@@ -91,6 +91,18 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
         ("INBOUND_SECRET_DEMO".to_owned(), DEMO_INBOUND_SECRET.to_owned()),
         ("PD_ROUTING_KEY_DEMO".to_owned(), DEMO_PD_ROUTING_KEY.to_owned()),
         ("PD_WEBHOOK_SECRET_DEMO".to_owned(), DEMO_PD_WEBHOOK_SECRET.to_owned()),
+        (
+            "HALO_CLIENT_ID_DEMO".to_owned(),
+            crate::demo_halo::DEMO_HALO_CLIENT_ID.to_owned(),
+        ),
+        (
+            "HALO_CLIENT_SECRET_DEMO".to_owned(),
+            crate::demo_halo::DEMO_HALO_CLIENT_SECRET.to_owned(),
+        ),
+        (
+            "HALO_HOOK_DEMO".to_owned(),
+            crate::demo_halo::DEMO_HALO_HOOK_SECRET.to_owned(),
+        ),
     ]);
     let tokens = Arc::new(LocalTokenProvider::with_lookup(move |k| secrets.get(k).cloned()));
     store
@@ -130,7 +142,9 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
         store: store.clone(),
         consoles: consoles.clone(),
         platforms: Arc::new(
-            Adapters::new(http, tokens.clone(), options.retry.clone()).with_allowed_hosts(local_hosts()),
+            Adapters::new(http, tokens.clone(), options.retry.clone())
+                .with_allowed_hosts(local_hosts())
+                .with_store(store.clone()),
         ),
         owner: "demo".into(),
         concurrency: 4,
@@ -367,6 +381,8 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
         }
     ));
     let pagerduty = pagerduty_step(&say, &sim, &store, &deps, &hook_base, args.progress, args.json).await?;
+    let halo =
+        crate::demo_halo::halo_step(&say, &sim, &store, &deps, &assets, &hook_base, args.progress, args.json).await?;
 
     let after = receiver.events();
     say(format!(
@@ -381,6 +397,7 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
             "assets": [a1, a2],
             "token": t1,
             "pagerduty": pagerduty,
+            "halo": halo,
             "elapsed_ms": started.elapsed().as_millis() as u64,
         });
         println!("{}", serde_json::to_string_pretty(&summary)?);

@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod demo_halo;
 mod halo;
 mod ops;
 mod progress;

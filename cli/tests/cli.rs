@@ -601,6 +601,34 @@ fn the_demo_runs_every_pipeline_and_reports_what_happened() {
             &serde_json::json!(0)
         )
     );
+    let halo = &s["halo"];
+    assert_eq!(
+        (&halo["clients"], &halo["sites"]),
+        (&serde_json::json!(3), &serde_json::json!(6))
+    );
+    assert!(halo["assets"].as_u64().unwrap() > 0 && halo["tickets"].as_u64().unwrap() > 0);
+    assert_eq!(
+        (
+            &halo["close_webhook"],
+            &halo["s1_after"]["status"],
+            &halo["s1_after"]["verdict"]
+        ),
+        (
+            &serde_json::json!(202),
+            &serde_json::json!("resolved"),
+            &serde_json::json!("false_positive")
+        )
+    );
+    assert!(
+        halo["s1_after"]["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("[halo] closed by Alex Technician: False Positive")
+    );
+    assert_eq!(
+        (&halo["actions_after_echo"], &halo["refused_requests"]),
+        (&serde_json::json!(0), &serde_json::json!(0))
+    );
     assert!(
         err.is_empty() || !err.contains("so far"),
         "no live counts with --json: {err}"
