@@ -664,6 +664,54 @@ pub async fn mapped_clients_and_sites_are_linked_not_renamed(table: Arc<dyn Item
     }
 }
 
+pub async fn basic_auth_and_a_batched_delivery_of_two_tickets(table: Arc<dyn ItemTable>) {
+    let h = HaloHarness::start(
+        40,
+        table,
+        fast_halo(),
+        json!({"inbound": {"basic": {"username": {"kind": "env", "var": "HALO_USER"}, "password": {"kind": "env", "var": "HALO_HOOK"}}}}),
+    )
+    .await;
+    h.h.env.lock().unwrap().insert("HALO_USER".into(), "halo".into());
+    h.poll().await;
+    let tickets: Vec<Value> = h.story_tickets().into_iter().take(2).collect();
+    let mut threats = Vec::new();
+    for t in &tickets {
+        let id = t["id"].as_i64().unwrap();
+        h.halo
+            .close_ticket_as_technician(id, "Closed", "Benign", "", "Alex Technician")
+            .unwrap();
+        threats.extend(threats_of(&h, t).await);
+    }
+    // Halo batches two occurrences into one delivery: an array.
+    let batch = json!([
+        h.halo
+            .webhook_payload(tickets[0]["id"].as_i64().unwrap(), HaloWebhookPayload::EventOnly)
+            .unwrap(),
+        h.halo
+            .webhook_payload(tickets[1]["id"].as_i64().unwrap(), HaloWebhookPayload::EventOnly)
+            .unwrap(),
+    ]);
+    let url = format!("{}/halo/acme", h.base);
+    let basic = HaloWebhookAuth::Basic {
+        username: "halo".into(),
+        password: HOOK_SECRET.into(),
+    };
+    let header = HaloWebhookAuth::Header {
+        name: HOOK_HEADER.into(),
+        value: HOOK_SECRET.into(),
+    };
+    assert_eq!(
+        FakeHalo::post_webhook(&url, &batch, &header).await.unwrap(),
+        401,
+        "this tenant takes Basic"
+    );
+    assert_eq!(FakeHalo::post_webhook(&url, &batch, &basic).await.unwrap(), 202);
+    for id in &threats {
+        assert_eq!(s1_state(&h.h, id).await.1, "false_positive", "{id}");
+    }
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),+ $(,)?) => {
         mod embedded_store {
@@ -699,4 +747,5 @@ on_both_stores!(
     a_type_named_by_an_s1_field_is_created_when_missing,
     dont_create_creates_no_asset,
     mapped_clients_and_sites_are_linked_not_renamed,
+    basic_auth_and_a_batched_delivery_of_two_tickets,
 );
