@@ -3,18 +3,17 @@
 
 use std::time::{Duration as StdDuration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use time::OffsetDateTime;
 
 use super::attempt::{Attempt, attempt};
 use super::notes::{bounded, note_text};
-use super::pending::PendingChange;
 use super::resolve::resolve_story;
 use super::webhook::{WebhookResponse, answer, unavailable};
 use super::{EVENT_TTL, MIN_ATTEMPT_WINDOW, NOTE_DEDUPE_WINDOW, WritebackDeps};
 use crate::mapping::Mapping;
 use crate::platform::inbound::{ChangeAction, StatusChange};
-use crate::store::{Acceptance, PendingEntry, PendingWriteback, TenantConfig};
+use crate::store::{Acceptance, PendingChange, PendingEntry, PendingWriteback, TenantConfig};
 
 /// Several changes from one delivery, in the order they happened, within one budget. The answer
 /// is the first failure the platform should retry (503: the accepted ones are then replays), else
@@ -79,7 +78,7 @@ pub(super) async fn accept(
         archived,
         status,
         verdict,
-        done: vec![],
+        done: Default::default(),
     };
     if status.is_some() {
         // Older than the change the alert holds: it would reach S1 out of order.
@@ -94,7 +93,7 @@ pub(super) async fn accept(
     let pending = PendingWriteback {
         id,
         alert_key: story.value.id.clone(),
-        change: serde_json::to_value(&pending_change).unwrap_or_default(),
+        change: pending_change,
         attempts: 0,
         last_error: None,
         created_at: now,
@@ -102,9 +101,10 @@ pub(super) async fn accept(
     };
     let event_key = format!("{}:{}", change.platform, change.event_id);
     let mut markers = vec![(event_key.as_str(), EVENT_TTL)];
+    // The note carries platform, actor and text: what makes two comments the same.
     let note_key = format!(
         "note:{}",
-        crate::domain::short_digest(format!("{}\n{}", pending.alert_key, pending_note(&pending)).as_bytes())
+        crate::domain::short_digest(format!("{}\n{}", pending.alert_key, pending.change.note).as_bytes())
     );
     if matches!(change.action, ChangeAction::Note { .. }) {
         markers.push((note_key.as_str(), NOTE_DEDUPE_WINDOW));
@@ -140,10 +140,4 @@ pub(super) async fn accept(
         body: json!({ "status": 202, "message": "accepted", "writeback": state }),
         s1_time,
     }
-}
-
-/// The note text a pending change carries (platform, actor and text: what makes two comments
-/// the same).
-fn pending_note(p: &PendingWriteback) -> &str {
-    p.change.get("note").and_then(Value::as_str).unwrap_or_default()
 }

@@ -10,13 +10,12 @@ use super::SUPERSEDED;
 use super::WritebackDeps;
 use super::attempt::Attempt;
 use super::notes::superseded_note;
-use super::pending::{PendingChange, step};
 use super::s1_calls::{Recorder, S1Calls, call_error, check_details, note_in_s1, outbound_records, summarize};
 use crate::platform::inbound::{ChangeAction, PlatformState};
 use crate::s1::RetryPolicy;
 use crate::store::{
     AlertLock, Claim, Finished, OutboundRequest, PendingWriteback, StoreError, StoryRecord, StoryStatus, TenantConfig,
-    Versioned,
+    Versioned, WritebackStep as Step,
 };
 
 #[derive(Debug)]
@@ -40,7 +39,6 @@ pub(super) struct Work<'a> {
     pub(super) deps: &'a WritebackDeps,
     pub(super) tenant: &'a TenantConfig,
     pub(super) pending: PendingWriteback,
-    pub(super) change: PendingChange,
     /// The pending item's version as we last wrote it (under our claim).
     pub(super) version: u64,
     pub(super) claim: Claim,
@@ -52,7 +50,6 @@ pub(super) struct Work<'a> {
 impl Work<'_> {
     /// Records progress durably under the claim. Losing the claim stops the attempt.
     async fn save(&mut self) -> Result<(), ApplyError> {
-        self.pending.change = serde_json::to_value(&self.change).unwrap_or_default();
         match self
             .deps
             .store
@@ -102,10 +99,10 @@ pub(super) async fn apply(
         Some(s) => s,
         None => deps
             .store
-            .get_story(&tenant.id, &w.change.story)
+            .get_story(&tenant.id, &w.pending.change.story)
             .await
             .map_err(store_error)?
-            .ok_or_else(|| ApplyError::Fatal(format!("story {} no longer exists", w.change.story)))?,
+            .ok_or_else(|| ApplyError::Fatal(format!("story {} no longer exists", w.pending.change.story)))?,
     };
     let threat_ids: Vec<String> = story
         .value
@@ -131,20 +128,20 @@ pub(super) async fn apply(
         recorder,
     };
     let (threats, alerts) = (threat_ids.as_slice(), alert_ids.as_slice());
-    let at = w.change.at_micros();
+    let at = w.pending.change.at_micros();
     let id = w.pending.id.clone();
-    let ordered = w.change.status.is_some();
+    let ordered = w.pending.change.status.is_some();
     let mut results = Vec::new();
     if ordered {
         // Status changes of one alert go to S1 one at a time, in platform-time order.
         w.lock_alert().await?;
     }
-    if !w.change.did(step::STATUS) {
-        match (w.change.status, w.change.verdict) {
+    if !w.pending.change.done.contains(&Step::Status) {
+        match (w.pending.change.status, w.pending.change.verdict) {
             (Some(status), verdict) => {
                 let lock = w.lock.as_mut().expect("locked above");
                 if lock.order.supersedes(at, &id) {
-                    w.change.mark(step::SUPERSEDED);
+                    w.pending.change.done.insert(Step::Superseded);
                 } else {
                     // Marked before S1 is called, so no older change can follow this one.
                     if !deps
@@ -180,7 +177,7 @@ pub(super) async fn apply(
                     .await
                     .map_err(store_error)?;
                 if order.applied_micros.is_some_and(|a| a > at) {
-                    w.change.verdict = None;
+                    w.pending.change.verdict = None;
                 } else {
                     if !threat_ids.is_empty() {
                         let r = s1
@@ -197,30 +194,31 @@ pub(super) async fn apply(
             }
             (None, None) => {}
         }
-        w.change.mark(step::STATUS);
+        w.pending.change.done.insert(Step::Status);
         w.save().await?;
     }
-    let superseded = w.change.did(step::SUPERSEDED);
+    let superseded = w.pending.change.done.contains(&Step::Superseded);
     // S1 has no notes on STAR alerts; threats get the note.
-    if !threat_ids.is_empty() && !w.change.did(step::NOTE) {
-        if w.change.did(step::NOTE_STARTED) && note_in_s1(&s1, &threat_ids[0], &w.change.note).await? {
-            w.change.mark(step::NOTE);
+    if !threat_ids.is_empty() && !w.pending.change.done.contains(&Step::Note) {
+        if w.pending.change.done.contains(&Step::NoteStarted)
+            && note_in_s1(&s1, &threat_ids[0], &w.pending.change.note).await?
+        {
+            w.pending.change.done.insert(Step::Note);
         } else {
-            if !w.change.did(step::NOTE_STARTED) {
+            if !w.pending.change.done.contains(&Step::NoteStarted) {
                 if superseded {
-                    w.change.note = superseded_note(&w.change.note);
+                    w.pending.change.note = superseded_note(&w.pending.change.note);
                 }
-                w.change.mark(step::NOTE_STARTED);
+                w.pending.change.done.insert(Step::NoteStarted);
                 w.save().await?;
             }
-            let note = w.change.note.as_str();
+            let note = w.pending.change.note.as_str();
             let r = s1.run(|c| async move { c.add_note(threats, note).await }).await?;
             results.push(("/threats/notes", format!("affected={}", r.affected)));
-            w.change.mark(step::NOTE);
+            w.pending.change.done.insert(Step::Note);
         }
     }
     let outbound = outbound_records(recorder, &results);
-    w.pending.change = serde_json::to_value(&w.change).unwrap_or_default();
     if superseded {
         w.pending.last_error = Some(SUPERSEDED.to_owned());
         let done = deps
@@ -253,17 +251,17 @@ async fn finish(
     let id = w.pending.id.clone();
     // S1 holds this change's status only if the alert's mark is still ours (a newer change
     // that got the lock after ours lapsed was applied after it).
-    let status_held = w.change.status.is_some()
+    let status_held = w.pending.change.status.is_some()
         && w.lock
             .as_ref()
             .is_some_and(|l| l.order.applied_by.as_deref() == Some(id.as_str()));
-    let verdict_held = w.change.verdict.is_some() && (w.change.status.is_none() || status_held);
+    let verdict_held = w.pending.change.verdict.is_some() && (w.pending.change.status.is_none() || status_held);
     for _ in 0..5 {
         let current = match known.take() {
             Some(s) => Some(s),
             None => deps
                 .store
-                .get_story(&tenant.id, &w.change.story)
+                .get_story(&tenant.id, &w.pending.change.story)
                 .await
                 .map_err(store_error)?,
         };
@@ -273,14 +271,14 @@ async fn finish(
                  version,
              }| {
                 for m in story.members.values_mut() {
-                    if let (Some(s), true) = (w.change.status, status_held) {
+                    if let (Some(s), true) = (w.pending.change.status, status_held) {
                         m.written_status = Some(s.as_str().to_owned());
                     }
-                    if let (Some(v), true) = (w.change.verdict, verdict_held) {
+                    if let (Some(v), true) = (w.pending.change.verdict, verdict_held) {
                         m.written_verdict = Some(v.as_str().to_owned());
                     }
                 }
-                if let (ChangeAction::Status { state, .. }, true) = (&w.change.change.action, status_held) {
+                if let (ChangeAction::Status { state, .. }, true) = (&w.pending.change.change.action, status_held) {
                     story.status = match state {
                         PlatformState::Closed | PlatformState::Resolved => StoryStatus::Closed,
                         PlatformState::New | PlatformState::Reopened => StoryStatus::Open,
@@ -294,7 +292,7 @@ async fn finish(
             .store
             .finish_claimed(
                 &tenant.id,
-                story.as_ref().map(|(s, v)| (s, *v, w.change.archived)),
+                story.as_ref().map(|(s, v)| (s, *v, w.pending.change.archived)),
                 &w.pending,
                 w.version,
                 w.lock.as_ref(),

@@ -7,7 +7,6 @@ use std::time::Duration as StdDuration;
 use time::OffsetDateTime;
 
 use super::apply::{ApplyError, Work, apply};
-use super::pending::PendingChange;
 use super::retry::backoff;
 use super::s1_calls::{Recorder, record_outbound};
 use super::{CLAIM_TTL, MAX_ATTEMPTS, WritebackDeps};
@@ -56,19 +55,7 @@ pub(super) async fn attempt(
     if entry.claim.as_ref().is_some_and(|c| c.blocks(&owner, now)) {
         return (Attempt::Busy, StdDuration::ZERO);
     }
-    let mut pending = entry.value;
-    let Ok(change) = serde_json::from_value::<PendingChange>(pending.change.clone()) else {
-        tracing::error!(tenant = %tenant.id, id = %pending.id, "undecodable pending change; moving it to the dead letters");
-        pending.last_error = Some("undecodable pending change".into());
-        return match deps
-            .store
-            .retire_to_dead(&tenant.id, &pending, entry.version, None)
-            .await
-        {
-            Ok(true) => (Attempt::Dead, StdDuration::ZERO),
-            _ => (Attempt::Busy, StdDuration::ZERO),
-        };
-    };
+    let pending = entry.value;
     let claim = Claim::new(owner, CLAIM_TTL, now);
     let version = match deps
         .store
@@ -86,7 +73,6 @@ pub(super) async fn attempt(
         deps,
         tenant,
         pending,
-        change,
         version,
         claim,
         lock: None,
@@ -116,7 +102,6 @@ async fn attempt_outcome(mut w: Work<'_>, result: Result<Attempt, ApplyError>, r
         Err(ApplyError::LostClaim) => return Attempt::Busy,
         Err(ApplyError::Busy(m)) => {
             // Not an attempt: let go of the item, as it was, for a later run.
-            w.pending.change = serde_json::to_value(&w.change).unwrap_or(w.pending.change);
             if let Err(e) = deps.store.update_pending(&tenant.id, &w.pending, w.version, None).await {
                 tracing::warn!(tenant = %tenant.id, error = %e, "could not release a pending writeback; its claim lapses");
             }
@@ -127,7 +112,6 @@ async fn attempt_outcome(mut w: Work<'_>, result: Result<Attempt, ApplyError>, r
         Err(ApplyError::Retry(m)) => (false, m),
     };
     record_outbound(deps, tenant, recorder).await;
-    w.pending.change = serde_json::to_value(&w.change).unwrap_or(w.pending.change);
     w.pending.attempts += 1;
     w.pending.last_error = Some(message.clone());
     if fatal || w.pending.attempts >= MAX_ATTEMPTS {

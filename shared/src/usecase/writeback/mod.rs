@@ -25,7 +25,6 @@ mod accept;
 mod apply;
 mod attempt;
 mod notes;
-mod pending;
 mod resolve;
 mod retry;
 mod s1_calls;

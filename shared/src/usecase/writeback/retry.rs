@@ -7,7 +7,6 @@ use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
 use super::attempt::{Attempt, attempt};
-use super::pending::PendingChange;
 use super::{MIN_ATTEMPT_WINDOW, RETRY_ATTEMPT_LIMIT, WritebackDeps};
 use crate::store::{PendingEntry, StoreError, TenantConfig};
 
@@ -26,12 +25,15 @@ pub struct RetryReport {
     pub superseded: u64,
     /// Due later, claimed by another attempt, or left for the next run (deadline, `max`).
     pub waiting: u64,
+    /// Pending items that do not read as a pending writeback (damaged, or written by another
+    /// version): left where they are and logged with their key; the others are tried.
+    pub unreadable: u64,
 }
 
 /// Retries a tenant's pending writebacks that are due at `now`, at most `max` of them, starting
 /// none with less than a second left before `deadline` and cutting each at the deadline. Per
 /// alert, changes are tried in the order of their platform timestamps. A disabled tenant's
-/// changes are left alone.
+/// changes are left alone, and so is an item that does not read as a pending writeback.
 ///
 /// # Errors
 /// The pending list could not be read.
@@ -47,7 +49,7 @@ pub async fn retry_pending(
         return Ok(report);
     }
     // Per alert, oldest platform time first; alerts by their oldest change.
-    let mut by_alert: BTreeMap<String, Vec<(OffsetDateTime, PendingEntry)>> = BTreeMap::new();
+    let mut by_alert: BTreeMap<String, Vec<PendingEntry>> = BTreeMap::new();
     let mut cursor = None;
     loop {
         let page = deps
@@ -55,22 +57,27 @@ pub async fn retry_pending(
             .list_pending_entries(&tenant.id, cursor.as_deref(), 100)
             .await?;
         for e in page.items {
-            let at = serde_json::from_value::<PendingChange>(e.value.change.clone())
-                .map_or(OffsetDateTime::UNIX_EPOCH, |c| c.change.at);
-            by_alert.entry(e.value.alert_key.clone()).or_default().push((at, e));
+            match e {
+                Ok(e) => by_alert.entry(e.value.alert_key.clone()).or_default().push(e),
+                Err(e) => {
+                    tracing::error!(tenant = %tenant.id, error = %e, "unreadable pending writeback left alone");
+                    report.unreadable += 1;
+                }
+            }
         }
         match page.next {
             Some(n) => cursor = Some(n),
             None => break,
         }
     }
-    let mut alerts: Vec<Vec<(OffsetDateTime, PendingEntry)>> = by_alert.into_values().collect();
+    let at = |e: &PendingEntry| e.value.change.change.at;
+    let mut alerts: Vec<Vec<PendingEntry>> = by_alert.into_values().collect();
     for a in &mut alerts {
-        a.sort_by(|(x, p), (y, q)| (x, p.value.created_at, &p.value.id).cmp(&(y, q.value.created_at, &q.value.id)));
+        a.sort_by(|p, q| (at(p), p.value.created_at, &p.value.id).cmp(&(at(q), q.value.created_at, &q.value.id)));
     }
-    alerts.sort_by_key(|a| a.first().map(|(at, _)| *at));
+    alerts.sort_by_key(|a| a.first().map(at));
     let mut tried = 0;
-    for (_, entry) in alerts.into_iter().flatten() {
+    for entry in alerts.into_iter().flatten() {
         let left = deadline.saturating_duration_since(Instant::now());
         if entry.value.next_attempt_at > now
             || entry
