@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::sync::Arc;
 
-use s1_shared::store::{EmbeddedTable, OutboundRequest, PendingWriteback, PublishDeadLetter, Store};
+use s1_shared::store::{EmbeddedTable, OutboundRequest, PendingChange, PendingWriteback, PublishDeadLetter, Store};
 use time::OffsetDateTime;
 
 fn bridge(args: &[&str]) -> (bool, String, String) {
@@ -24,7 +24,7 @@ fn writeback_dead_letter(now: OffsetDateTime) -> PendingWriteback {
     PendingWriteback {
         id: "chg42".into(),
         alert_key: "agent:hash@1".into(),
-        change: serde_json::json!({}),
+        change: PendingChange::for_test("agent:hash", now),
         attempts: 8,
         last_error: Some("S1 failed on /threats/incident with HTTP 503".into()),
         created_at: now,

@@ -277,7 +277,7 @@ pub async fn a_webhook_event_is_accepted_exactly_once(store: Store) {
     let pending = |id: &str| PendingWriteback {
         id: id.into(),
         alert_key: "story-w".into(),
-        change: serde_json::json!({"state": "resolved"}),
+        change: PendingChange::for_test("story-w", now),
         attempts: 0,
         last_error: None,
         created_at: now,
@@ -377,7 +377,10 @@ pub async fn pending_writebacks_move_to_dead_letters_and_back(store: Store) {
     let p = PendingWriteback {
         id: "chg-1".into(),
         alert_key: "story-1".into(),
-        change: serde_json::json!({"state": "resolved", "close_reason": "false positive"}),
+        change: PendingChange {
+            done: [WritebackStep::Status, WritebackStep::NoteStarted].into(),
+            ..PendingChange::for_test("story-1", now)
+        },
         attempts: 7,
         last_error: Some("S1 failed on /threats/incident with HTTP 503".into()),
         created_at: now,
@@ -529,7 +532,7 @@ pub async fn an_applied_writeback_ends_in_one_transaction(store: Store) {
     let p = PendingWriteback {
         id: "chg-9".into(),
         alert_key: s.id.clone(),
-        change: serde_json::json!({"state": "resolved"}),
+        change: PendingChange::for_test("a9:h9", now),
         attempts: 0,
         last_error: None,
         created_at: now,
@@ -606,7 +609,7 @@ pub async fn pending_writebacks_are_claimed_and_never_brought_back(store: Store)
     let p = PendingWriteback {
         id: "chg-c".into(),
         alert_key: "story-c".into(),
-        change: serde_json::json!({}),
+        change: PendingChange::for_test("story-c", now),
         attempts: 0,
         last_error: None,
         created_at: now,
@@ -647,6 +650,115 @@ pub async fn pending_writebacks_are_claimed_and_never_brought_back(store: Store)
     );
     assert!(!store.retire_to_dead("t1", &dead, held.version, None).await.unwrap());
     assert!(store.list_pending("t1", None, 10).await.unwrap().items.is_empty());
+}
+
+/// Pending writebacks and dead letters as the code before typed pending changes wrote them (the
+/// change a JSON object with sorted keys, its steps a list of names, `done` absent on the oldest)
+/// still read, every field where it was, and are written over as before. An item that does not
+/// read as a pending writeback is listed as corrupt, naming its key, beside the others.
+pub async fn pending_written_before_typed_changes_still_read(store: Store) {
+    use s1_shared::platform::PlatformKind;
+    use s1_shared::platform::inbound::{AlertRef, ChangeAction, PlatformState};
+    use s1_shared::s1::dto::{AnalystVerdict, IncidentStatus};
+    let status = r#"{"id":"abc","alert_key":"agent1:hash1@1767225600","change":{"archived":false,"change":{"action":{"Status":{"close_reason":"false positive","state":"resolved","verdict":"false_positive"}},"actor":"Ana","alert":{"KeyAndId":["s1:acme.sentinelone.net:agent1:hash1@1767225600","PD123"]},"analysis":"signed installer","at":"2026-01-01T00:01:40Z","event_id":"evt-1","platform":"pagerduty"},"done":["status","note_started"],"note":"[pagerduty] resolved by Ana: false positive — signed installer","status":"resolved","story":"agent1:hash1","verdict":"false_positive"},"attempts":2,"last_error":"S1 failed","created_at":"2026-01-01T00:01:41Z","next_attempt_at":"2026-01-01T00:03:41Z"}"#;
+    let note = r#"{"id":"def","alert_key":"agent2:hash2@1767225600","change":{"archived":true,"change":{"action":{"Note":{"verdict":null}},"actor":null,"alert":{"PlatformId":"Q1"},"analysis":"hi","at":"2026-01-01T00:00:00Z","event_id":"evt-2","platform":"generic"},"note":"[generic] comment by an automation — hi","status":null,"story":"agent2:hash2@1767225600","verdict":null},"attempts":0,"last_error":null,"created_at":"2026-01-01T00:00:01Z","next_attempt_at":"2026-01-01T00:00:01Z"}"#;
+    let dead = r#"{"id":"ghi","alert_key":"agent3:hash3@1767225600","change":{"archived":false,"change":{"action":{"Status":{"close_reason":null,"state":"acknowledged","verdict":null}},"actor":null,"alert":{"Key":"s1:acme.sentinelone.net:agent3:hash3@1767225600"},"analysis":null,"at":"2026-01-01T00:00:00Z","event_id":"evt-3","platform":"generic"},"done":["status","superseded","note_started","note"],"note":"[generic] acknowledged by an automation (not applied to the status: a later change to this alert reached S1 first)","status":"in_progress","story":"agent3:hash3","verdict":null},"attempts":0,"last_error":"superseded: a later change to this alert reached S1 first; this change's status and verdict were not applied (its note was)","created_at":"2026-01-01T00:00:01Z","next_attempt_at":"2026-01-01T00:00:01Z"}"#;
+    for (sk, data) in [("PENDING#abc", status), ("PENDING#def", note), ("DEAD#ghi", dead)] {
+        let item = Item {
+            pk: "TENANT#t1".into(),
+            sk: sk.into(),
+            data: data.into(),
+            version: 4,
+            ..Item::default()
+        };
+        assert!(store.table().put(&item, &Cond::Always).await.unwrap());
+    }
+    let at = |secs: i64| OffsetDateTime::UNIX_EPOCH + Duration::seconds(secs);
+    let p = store.get_pending_entry("t1", "abc").await.unwrap().unwrap();
+    assert_eq!(p.version, 4);
+    let c = &p.value.change;
+    assert_eq!(
+        c.change,
+        s1_shared::platform::inbound::StatusChange {
+            event_id: "evt-1".into(),
+            platform: PlatformKind::PagerDuty,
+            alert: AlertRef::KeyAndId("s1:acme.sentinelone.net:agent1:hash1@1767225600".into(), "PD123".into()),
+            action: ChangeAction::Status {
+                state: PlatformState::Resolved,
+                close_reason: Some("false positive".into()),
+                verdict: Some(AnalystVerdict::FalsePositive),
+            },
+            analysis: Some("signed installer".into()),
+            actor: Some("Ana".into()),
+            at: at(1_767_225_700),
+        }
+    );
+    assert_eq!(
+        (c.story.as_str(), c.archived, c.status, c.verdict),
+        (
+            "agent1:hash1",
+            false,
+            Some(IncidentStatus::Resolved),
+            Some(AnalystVerdict::FalsePositive)
+        )
+    );
+    assert_eq!(c.note, "[pagerduty] resolved by Ana: false positive — signed installer");
+    assert_eq!(c.done, [WritebackStep::Status, WritebackStep::NoteStarted].into());
+    assert_eq!(
+        (p.value.attempts, p.value.last_error.as_deref(), p.value.next_attempt_at),
+        (2, Some("S1 failed"), at(1_767_225_821))
+    );
+    let listed = store.list_pending("t1", None, 10).await.unwrap().items;
+    assert_eq!(listed.len(), 2);
+    let n = &listed[1].change;
+    assert_eq!(
+        (&n.change.action, &n.change.alert, n.change.platform),
+        (
+            &ChangeAction::Note { verdict: None },
+            &AlertRef::PlatformId("Q1".into()),
+            PlatformKind::Generic
+        )
+    );
+    assert!(n.archived && n.status.is_none() && n.done.is_empty(), "{n:?}");
+    let d = store.list_dead("t1", None, 10).await.unwrap().items.remove(0);
+    assert_eq!(
+        d.change.done,
+        [
+            WritebackStep::Status,
+            WritebackStep::Superseded,
+            WritebackStep::NoteStarted,
+            WritebackStep::Note
+        ]
+        .into()
+    );
+    assert_eq!(d.change.status, Some(IncidentStatus::InProgress));
+    // Written over (progress under a claim) and read again unchanged.
+    let mut more = p.value.clone();
+    more.change.done.insert(WritebackStep::Note);
+    let claim = Claim::new("a", Duration::minutes(2), OffsetDateTime::now_utc());
+    assert_eq!(
+        store.update_pending("t1", &more, 4, Some(&claim)).await.unwrap(),
+        Some(5)
+    );
+    assert_eq!(store.get_pending_entry("t1", "abc").await.unwrap().unwrap().value, more);
+    // A damaged item is listed as corrupt, with its key, beside the readable ones.
+    let bad = Item {
+        pk: "TENANT#t1".into(),
+        sk: "PENDING#bad".into(),
+        data: r#"{"id":"bad","alert_key":"k","change":{"note":"x"},"attempts":0,"created_at":"2026-01-01T00:00:00Z","next_attempt_at":"2026-01-01T00:00:00Z"}"#.into(),
+        ..Item::default()
+    };
+    assert!(store.table().put(&bad, &Cond::Always).await.unwrap());
+    let entries = store.list_pending_entries("t1", None, 10).await.unwrap().items;
+    let ids: Vec<_> = entries
+        .iter()
+        .map(|e| match e {
+            Ok(e) => e.value.id.clone(),
+            Err(StoreError::Corrupt { sk, what, .. }) => format!("corrupt {what} {sk}"),
+            Err(other) => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(ids, ["abc", "corrupt pending writeback PENDING#bad", "def"]);
 }
 
 pub async fn an_alert_lock_is_held_by_one_attempt_and_keeps_its_mark(store: Store) {
@@ -954,6 +1066,7 @@ macro_rules! store_contract {
             pending_writebacks_are_claimed_and_never_brought_back,
             an_alert_lock_is_held_by_one_attempt_and_keeps_its_mark,
             an_applied_writeback_ends_in_one_transaction,
+            pending_written_before_typed_changes_still_read,
             assets_and_token_state_round_trip,
             a_corrupt_item_is_reported_with_its_key,
             a_100k_item_tenant_scans_page_by_page,

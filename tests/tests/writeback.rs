@@ -8,7 +8,7 @@ use integration_tests::writeback::{
     INBOUND_SECRET, deps, fail_incident, incident_fault, post_generic, s1_state, s1_writes, status_changed,
 };
 use s1_bridge_sim::{FaultKind, FaultRule};
-use s1_shared::store::{EmbeddedTable, ItemTable, StoryStatus};
+use s1_shared::store::{Cond, EmbeddedTable, Item, ItemTable, StoreError, StoryStatus};
 use s1_shared::usecase::writeback::{MAX_ATTEMPTS, retry_pending};
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
@@ -776,6 +776,37 @@ async fn a_retry_pass_honours_its_deadline() {
         .await
         .unwrap();
     assert_eq!(r.applied, 1, "{r:?}");
+}
+
+/// A pending item that does not read as a pending writeback (damaged, or written by another
+/// version) does not hold up the others: the retry pass leaves it where it is, counts it, and
+/// applies the rest.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreadable_pending_item_is_left_alone_and_the_others_are_retried() {
+    let (h, base, stories) = setup(40, embedded()).await;
+    let (alert, ids) = &stories[0];
+    let d = deps(&h);
+    let tenant = h.store.get_tenant("acme").await.unwrap().unwrap();
+    fail_incident(&h, 503, 2).await;
+    let body = status_changed(alert, "acknowledged", None, OffsetDateTime::now_utc());
+    let (_, resp) = post_generic(&base, "acme", "unreadable-1", &body, INBOUND_SECRET).await;
+    assert_eq!(resp["writeback"], "pending", "{resp}");
+    let bad = Item {
+        pk: "TENANT#acme".into(),
+        sk: "PENDING#0-damaged".into(),
+        data: r#"{"id":"0-damaged","alert_key":"k","change":{"note":"x"},"attempts":0,"created_at":"2026-01-01T00:00:00Z","next_attempt_at":"2026-01-01T00:00:00Z"}"#.into(),
+        ..Item::default()
+    };
+    assert!(h.store.table().put(&bad, &Cond::Always).await.unwrap());
+    let later = OffsetDateTime::now_utc() + Duration::minutes(10);
+    let r = retry_pending(&d, &tenant, later, 10, soon()).await.unwrap();
+    assert_eq!((r.applied, r.unreadable, r.dead), (1, 1, 0), "{r:?}");
+    assert_eq!(s1_state(&h, &ids[0]).await.0, "in_progress");
+    let left = h.store.list_pending_entries("acme", None, 10).await.unwrap().items;
+    assert!(
+        matches!(left.as_slice(), [Err(StoreError::Corrupt { sk, .. })] if sk == "PENDING#0-damaged"),
+        "{left:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

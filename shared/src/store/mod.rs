@@ -6,7 +6,7 @@
 //! Every condition two writers could race on (leases, first-seen webhook events, ordering of
 //! status changes, story versions) is evaluated by the backend atomically with the write.
 //!
-//! Layout: the port is here; `tenant.rs` and `types.rs` hold the records; `repo/` the [`Store`]
+//! Layout: the port is here; `tenant.rs`, `types.rs` and `pending.rs` hold the records; `repo/` the [`Store`]
 //! (its helpers in `repo/mod.rs`, then one module per item family: tenants, checkpoints,
 //! stories, assets, token state, leases, replay markers, writeback, publish dead letters,
 //! outbound log); `keys.rs` every key format; `dynamo/` and `embedded.rs` the backends.
@@ -15,6 +15,7 @@ mod dynamo;
 mod embedded;
 mod error;
 pub mod keys;
+mod pending;
 mod repo;
 mod tenant;
 mod types;
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 pub use dynamo::{DynamoTable, create_table};
 pub use embedded::EmbeddedTable;
 pub use error::StoreError;
+pub use pending::{PendingChange, WritebackStep};
 pub use repo::Store;
 pub use tenant::{Grouping, TenantConfig, TokenSource};
 pub use types::*;

@@ -128,7 +128,7 @@ pub struct TokenState {
 pub struct PendingWriteback {
     pub id: String,
     pub alert_key: String,
-    pub change: serde_json::Value,
+    pub change: super::PendingChange,
     pub attempts: u32,
     #[serde(default)]
     pub last_error: Option<String>,

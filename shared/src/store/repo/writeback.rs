@@ -63,16 +63,18 @@ impl Store {
         }
     }
 
-    /// A page of a tenant's pending writebacks with their versions and claims.
+    /// A page of a tenant's pending writebacks with their versions and claims. An item that
+    /// does not read as a pending writeback is listed as its [`StoreError::Corrupt`] (naming its
+    /// key), so the others are still listed.
     ///
     /// # Errors
-    /// Backend errors; corrupt record.
+    /// Backend errors.
     pub async fn list_pending_entries(
         &self,
         tenant: &str,
         cursor: Option<&str>,
         limit: usize,
-    ) -> Result<RecordPage<PendingEntry>, StoreError> {
+    ) -> Result<RecordPage<Result<PendingEntry, StoreError>>, StoreError> {
         let page = self
             .table
             .query(&keys::tenant(tenant), keys::PENDING_PREFIX, cursor, limit)
@@ -87,7 +89,7 @@ impl Store {
                     claim: claim_of(i),
                 })
             })
-            .collect::<Result<_, StoreError>>()?;
+            .collect();
         Ok(RecordPage { items, next: page.next })
     }
 

@@ -1,0 +1,68 @@
+//! The story behind a platform's alert reference.
+
+use crate::platform::PlatformKind;
+use crate::platform::inbound::AlertRef;
+use crate::store::{Store, StoreError, StoryRecord, TenantConfig, Versioned};
+
+/// Finds the story behind an alert reference, with its item name and whether it is archived.
+pub(super) async fn resolve_story(
+    store: &Store,
+    tenant: &TenantConfig,
+    platform: PlatformKind,
+    alert: &AlertRef,
+) -> Result<Option<(String, bool, Versioned<StoryRecord>)>, StoreError> {
+    let host = url::Url::parse(&tenant.console_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default();
+    let by_name = |name: String| async move {
+        match store.get_story(&tenant.id, &name).await? {
+            Some(s) => {
+                let archived = s.value.key != name;
+                Ok::<_, StoreError>(Some((name, archived, s)))
+            }
+            None => Ok(None),
+        }
+    };
+    let by_key = |key: String| async move {
+        if let Some(id) = key.strip_prefix(&format!("s1:{host}:")) {
+            let Some((story_key, _)) = id.rsplit_once('@') else {
+                return Ok(None);
+            };
+            if let Some(current) = store.get_story(&tenant.id, story_key).await? {
+                if current.value.id == id {
+                    return Ok(Some((story_key.to_owned(), false, current)));
+                }
+            }
+            return by_name(id.to_owned()).await;
+        }
+        // A platform-made key (a PagerDuty dedup key) recorded as the story's platform ref.
+        match store.story_by_platform_ref(platform.as_str(), &key).await? {
+            Some((t, s)) if t == tenant.id => {
+                let current = store.get_story(&tenant.id, &s.value.key).await?;
+                let archived = current.is_none_or(|c| c.value.id != s.value.id);
+                let name = if archived {
+                    s.value.id.clone()
+                } else {
+                    s.value.key.clone()
+                };
+                Ok(Some((name, archived, s)))
+            }
+            _ => Ok(None),
+        }
+    };
+    match alert {
+        AlertRef::Key(k) => by_key(k.clone()).await,
+        AlertRef::PlatformId(id) => match store.get_alias(&tenant.id, platform.as_str(), id).await? {
+            Some(name) => by_name(name).await,
+            None => Ok(None),
+        },
+        AlertRef::KeyAndId(k, id) => {
+            let found = by_key(k.clone()).await?;
+            if let Some((name, _, _)) = &found {
+                store.put_alias(&tenant.id, platform.as_str(), id, name).await?;
+            }
+            Ok(found)
+        }
+    }
+}
