@@ -4,8 +4,14 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 
-use crate::s1::dto::{ConfidenceLevel, Threat};
+use crate::s1::dto::{CloudAlert, ConfidenceLevel, Threat};
 use crate::store::Grouping;
+
+pub mod correlate;
+mod ids;
+
+pub use correlate::{Decision, correlate};
+pub use ids::{AlertKey, MemberId, MemberKind, story_id, story_key_of};
 
 /// Threats with one key join one story within this long of its first detection.
 pub const STORY_WINDOW: Duration = Duration::days(90);
@@ -45,6 +51,25 @@ pub fn story_key(t: &Threat, grouping: Grouping) -> String {
             format!("{}:storyline:{}", agent.to_ascii_lowercase(), sl.to_ascii_lowercase())
         }
         _ => format!("threat:{}", t.id),
+    }
+}
+
+/// The grouping key of a STAR alert (`alert_id` is its id): endpoint + rule; without either (or
+/// when grouping by threat), the alert alone.
+pub fn alert_story_key(a: &CloudAlert, alert_id: &str, grouping: Grouping) -> String {
+    let agent = a
+        .agent_detection_info
+        .as_ref()
+        .and_then(|d| d.uuid.clone())
+        .filter(|u| !u.is_empty());
+    let rule = a.rule_info.as_ref().and_then(|r| r.id.clone().or(r.name.clone()));
+    match (grouping, agent, rule) {
+        (Grouping::Story, Some(agent), Some(rule)) => format!(
+            "{}:star:{}",
+            agent.to_ascii_lowercase(),
+            rule.to_ascii_lowercase().replace('#', "")
+        ),
+        _ => format!("alert:{alert_id}"),
     }
 }
 

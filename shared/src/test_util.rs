@@ -102,7 +102,7 @@ impl Platform for RecordingPlatform {
         self.check()?;
         self.events.lock().expect("not poisoned").push(event.clone());
         Ok(PublishReceipt {
-            platform_ref: Some(event.story.alert_key.clone()),
+            platform_ref: Some(event.story.alert_key.to_string()),
         })
     }
 

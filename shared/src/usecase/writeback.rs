@@ -496,10 +496,6 @@ async fn resolve_story(
     platform: PlatformKind,
     alert: &AlertRef,
 ) -> Result<Option<(String, bool, Versioned<StoryRecord>)>, StoreError> {
-    let host = url::Url::parse(&tenant.console_url)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_owned))
-        .unwrap_or_default();
     let by_name = |name: String| async move {
         match store.get_story(&tenant.id, &name).await? {
             Some(s) => {
@@ -510,8 +506,8 @@ async fn resolve_story(
         }
     };
     let by_key = |key: String| async move {
-        if let Some(id) = key.strip_prefix(&format!("s1:{host}:")) {
-            let Some((story_key, _)) = id.rsplit_once('@') else {
+        if let Some(id) = crate::domain::AlertKey::story_id(&key, &tenant.console_url) {
+            let Some(story_key) = crate::domain::story_key_of(id) else {
                 return Ok(None);
             };
             if let Some(current) = store.get_story(&tenant.id, story_key).await? {
@@ -796,14 +792,14 @@ async fn apply(
         .value
         .members
         .keys()
-        .filter(|k| !k.starts_with("alert:"))
-        .cloned()
+        .filter_map(crate::domain::MemberId::threat_id)
+        .map(str::to_owned)
         .collect();
     let alert_ids: Vec<String> = story
         .value
         .members
         .keys()
-        .filter_map(|k| k.strip_prefix("alert:"))
+        .filter_map(crate::domain::MemberId::star_alert_id)
         .map(str::to_owned)
         .collect();
     // The token is read and the client built before anything is locked: when either fails,
@@ -1000,10 +996,10 @@ async fn finish(
              }| {
                 for m in story.members.values_mut() {
                     if let (Some(s), true) = (w.change.status, status_held) {
-                        m.written_status = Some(s.as_str().to_owned());
+                        m.written_status = Some(s);
                     }
                     if let (Some(v), true) = (w.change.verdict, verdict_held) {
-                        m.written_verdict = Some(v.as_str().to_owned());
+                        m.written_verdict = Some(v);
                     }
                 }
                 if let (ChangeAction::Status { state, .. }, true) = (&w.change.change.action, status_held) {
