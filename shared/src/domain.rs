@@ -55,7 +55,7 @@ pub fn story_key(t: &Threat, grouping: Grouping) -> String {
 }
 
 /// The grouping key of a STAR alert (`alert_id` is its id): endpoint + rule; without either (or
-/// when grouping by threat), the alert alone.
+/// when grouping by threat), the alert alone (`alert:<id>`).
 pub fn alert_story_key(a: &CloudAlert, alert_id: &str, grouping: Grouping) -> String {
     let agent = a
         .agent_detection_info
@@ -69,7 +69,8 @@ pub fn alert_story_key(a: &CloudAlert, alert_id: &str, grouping: Grouping) -> St
             agent.to_ascii_lowercase(),
             rule.to_ascii_lowercase().replace('#', "")
         ),
-        _ => format!("alert:{alert_id}"),
+        // The alert's member id, as the key of its own story.
+        _ => MemberId::star_alert(alert_id).into(),
     }
 }
 
@@ -209,6 +210,22 @@ mod tests {
             assert_eq!(story_key(t, Grouping::Story), want, "threat {}", t.id);
         }
         assert_eq!(story_key(&file, Grouping::Threat), "threat:1");
+    }
+
+    #[test]
+    fn star_alert_keys() {
+        let alert = |json: serde_json::Value| -> CloudAlert { serde_json::from_value(json).unwrap() };
+        let ruled = alert(
+            serde_json::json!({"alertInfo": {"alertId": "7"}, "ruleInfo": {"id": "R#1", "name": "Mimikatz"}, "agentDetectionInfo": {"uuid": "UUID1"}}),
+        );
+        let named = alert(
+            serde_json::json!({"alertInfo": {"alertId": "8"}, "ruleInfo": {"name": "Mimikatz"}, "agentDetectionInfo": {"uuid": "uuid1"}}),
+        );
+        let agentless = alert(serde_json::json!({"alertInfo": {"alertId": "9"}, "ruleInfo": {"id": "R1"}}));
+        assert_eq!(alert_story_key(&ruled, "7", Grouping::Story), "uuid1:star:r1");
+        assert_eq!(alert_story_key(&named, "8", Grouping::Story), "uuid1:star:mimikatz");
+        assert_eq!(alert_story_key(&agentless, "9", Grouping::Story), "alert:9");
+        assert_eq!(alert_story_key(&ruled, "7", Grouping::Threat), "alert:7");
     }
 
     #[test]

@@ -759,7 +759,12 @@ pub async fn items_written_by_earlier_versions_still_read(store: Store) {
     let again = store.get_story("t1", "agent1:hash1").await.unwrap().unwrap();
     assert_eq!((again.version, again.value), (4, changed));
     // Written back in the words it was read in (absent fields left out, as since issue 12).
-    let raw = store.table().get("TENANT#t1", "STORY#agent1:hash1").await.unwrap().unwrap();
+    let raw = store
+        .table()
+        .get("TENANT#t1", "STORY#agent1:hash1")
+        .await
+        .unwrap()
+        .unwrap();
     let members = &serde_json::from_str::<serde_json::Value>(&raw.data).unwrap()["members"];
     assert_eq!(
         members,
@@ -775,7 +780,10 @@ pub async fn items_written_by_earlier_versions_still_read(store: Store) {
     let listed = store.list_publish_dead("t1", None, 10).await.unwrap().items;
     assert_eq!(listed.len(), 1, "{listed:?}");
     let l = &listed[0];
-    assert_eq!((l.id.threat_id(), l.status, l.replay_requested), (Some("1500000000000000002"), 422, true));
+    assert_eq!(
+        (l.id.threat_id(), l.status, l.replay_requested),
+        (Some("1500000000000000002"), 422, true)
+    );
     assert_eq!(
         (l.event.kind, l.event.id.as_str(), l.event.story.alert_key.as_str()),
         (
@@ -789,10 +797,17 @@ pub async fn items_written_by_earlier_versions_still_read(store: Store) {
         (Some(IncidentStatus::Resolved), Some(AnalystVerdict::Unknown))
     );
     assert_eq!(
-        (l.event.threat.asset.ip.as_slice(), l.event.story.platform_ref.as_deref()),
+        (
+            l.event.threat.asset.ip.as_slice(),
+            l.event.story.platform_ref.as_deref()
+        ),
         (&["10.0.0.7".to_owned()][..], None)
     );
-    assert_eq!(store.publish_replays("t1", 10).await.unwrap(), listed, "its replay mark");
+    assert_eq!(
+        store.publish_replays("t1", 10).await.unwrap(),
+        listed,
+        "its replay mark"
+    );
 }
 
 /// A lease's generation fences writes: once another run took the lease (after ours lapsed, or

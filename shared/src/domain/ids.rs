@@ -204,7 +204,10 @@ mod tests {
         assert_eq!(threat.kind(), MemberKind::Threat("1500000000000000001"));
         assert_eq!(alert.kind(), MemberKind::StarAlert("0195"));
         assert_eq!(alert.as_str(), "alert:0195");
-        assert_eq!((threat.threat_id(), threat.star_alert_id()), (Some("1500000000000000001"), None));
+        assert_eq!(
+            (threat.threat_id(), threat.star_alert_id()),
+            (Some("1500000000000000001"), None)
+        );
         assert_eq!((alert.threat_id(), alert.star_alert_id()), (None, Some("0195")));
         assert_eq!(MemberId::from("alert:0195"), alert, "read back as stored");
         assert_eq!(serde_json::to_string(&alert).unwrap(), r#""alert:0195""#);

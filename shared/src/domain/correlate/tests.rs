@@ -61,8 +61,51 @@ const F: T = T {
 };
 
 impl T {
+    /// Updated later, nothing else changed.
+    fn later(self) -> T {
+        T {
+            updated: Some(20),
+            ..self
+        }
+    }
+
+    /// Updated later, with this status and verdict.
+    fn says(self, status: &'static str, verdict: &'static str) -> T {
+        T {
+            status,
+            verdict,
+            ..self.later()
+        }
+    }
+
+    /// Another name: content the platform shows changed.
+    fn renamed(self) -> T {
+        T { name: "y.exe", ..self }
+    }
+
+    /// Without an `updatedAt`.
+    fn undated(self) -> T {
+        T { updated: None, ..self }
+    }
+
+    /// On endpoint `agent` with hash `sha1`.
+    fn on(self, agent: &'static str, sha1: &'static str) -> T {
+        T { agent, sha1, ..self }
+    }
+
+    /// Detected at `detected` (seconds after T0), updated 90 days after T0.
+    fn found(self, detected: Option<i64>) -> T {
+        T {
+            detected,
+            updated: Some(90 * DAY),
+            ..self
+        }
+    }
+
     fn threat(&self) -> Threat {
-        let secs = |s: Option<i64>| s.map(|s| serde_json::json!(at(s).format(&time::format_description::well_known::Rfc3339).unwrap()));
+        let secs = |s: Option<i64>| {
+            s.map(|s| serde_json::json!(at(s).format(&time::format_description::well_known::Rfc3339).unwrap()))
+        };
         serde_json::from_value(serde_json::json!({
             "id": self.id,
             "threatInfo": {
@@ -213,7 +256,9 @@ fn decide(r: &Row) -> Decision {
         state: &state,
         detected_at: detected_at(&t).or(t.threat_info.updated_at),
     };
-    correlate(&seen, |name| held.get(name).map(|(story, bytes)| Held { story, bytes: *bytes }))
+    correlate(&seen, |name| {
+        held.get(name).map(|(story, bytes)| Held { story, bytes: *bytes })
+    })
 }
 
 #[test]
@@ -221,6 +266,7 @@ fn correlation_table() {
     use AnalystVerdict::{FalsePositive, TruePositive};
     use Decision::*;
     use IncidentStatus::Resolved;
+    const JOIN: Decision = Join { reopens: false };
     let (a, b) = (A.member_id(), B.member_id());
     let a_key = A.key();
     let changed = |had_letter| Changed {
@@ -228,318 +274,231 @@ fn correlation_table() {
         had_letter,
     };
     let echo = Echo { story: a_key.clone() };
-    let later = |t: T| T { updated: Some(20), ..t };
     let with_a = |m: MemberState| vec![open(&a_key, vec![(a.clone(), m)])];
+    let closed = vec![story(&a_key, 0, StoryStatus::Closed, vec![(a.clone(), A.state())])];
     let (current, old) = rolled(vec![(a.clone(), A.written(Some(Resolved), Some(FalsePositive)))]);
-    let in_archive = Changed {
-        story: old.id.clone(),
-        had_letter: false,
-    };
     let archived = |name, seen, want| Row {
         archived: vec![old.clone()],
         ..row(name, vec![current.clone()], seen, want)
     };
+    let room = |room, r: Row| Row { room, ..r };
+    let fileless = || vec![open(&F.key(), vec![(b.clone(), B.state())])];
     let rows = vec![
         // New threats.
         row("a first threat opens its key's first story", vec![], A, Open),
-        row(
-            "a new threat joins its key's open story",
-            with_a(A.state()),
-            B,
-            Join { reopens: false },
-        ),
+        row("a new threat joins its key's open story", with_a(A.state()), B, JOIN),
         row(
             "joining a closed story reopens its alert",
-            vec![story(&a_key, 0, StoryStatus::Closed, vec![(a.clone(), A.state())])],
+            closed.clone(),
             B,
             Join { reopens: true },
         ),
         row(
             "the same file in other case is the same key",
             with_a(A.state()),
-            T {
-                agent: "uuid1",
-                sha1: "abc",
-                ..B
-            },
-            Join { reopens: false },
+            B.on("uuid1", "abc"),
+            JOIN,
         ),
         row(
-            "another endpoint with the same file opens its own story",
+            "another endpoint with the same file: its own story",
             with_a(A.state()),
-            T { agent: "UUID2", ..B },
+            B.on("UUID2", "ABC"),
             Open,
         ),
         // Known threats: unchanged.
         row("the same updatedAt again is unchanged", with_a(A.state()), A, Unchanged),
         row(
-            "the same updatedAt with other content is still unchanged (a repeated page)",
+            "the same updatedAt with other content (a repeated page)",
             with_a(A.state()),
-            T { name: "y.exe", ..A },
+            A.renamed(),
             Unchanged,
         ),
         row(
             "only updatedAt moved (a note): unchanged",
             with_a(A.state()),
-            later(A),
+            A.later(),
             Unchanged,
         ),
         row(
-            "no updatedAt on either side and nothing else changed: unchanged",
-            with_a(T { updated: None, ..A }.state()),
-            T { updated: None, ..A },
+            "no updatedAt and nothing else changed: unchanged",
+            with_a(A.undated().state()),
+            A.undated(),
             Unchanged,
         ),
         // Known threats: changed.
         row(
-            "no updatedAt on either side and new content: changed",
-            with_a(T { updated: None, ..A }.state()),
-            T {
-                updated: None,
-                name: "y.exe",
-                ..A
-            },
+            "no updatedAt and new content: changed",
+            with_a(A.undated().state()),
+            A.undated().renamed(),
             changed(false),
         ),
         row(
             "new content: changed",
             with_a(A.state()),
-            T {
-                name: "y.exe",
-                ..later(A)
-            },
+            A.later().renamed(),
             changed(false),
         ),
         row(
             "a status set in the console: changed",
             with_a(A.state()),
-            T {
-                status: "resolved",
-                ..later(A)
-            },
+            A.says("resolved", "undefined"),
             changed(false),
         ),
         row(
-            "a verdict set in the console: changed",
+            "a verdict set in the console",
             with_a(A.state()),
-            T {
-                verdict: "true_positive",
-                ..later(A)
-            },
+            A.says("unresolved", "true_positive"),
+            changed(false),
+        ),
+        row(
+            "the same status and verdict without a write of ours",
+            with_a(A.state()),
+            A.says("resolved", "false_positive"),
             changed(false),
         ),
         row(
             "a change of a refused version carries its dead letter",
             with_a(A.refused()),
-            T {
-                status: "in_progress",
-                ..later(A)
-            },
+            A.says("in_progress", "undefined"),
             changed(true),
         ),
-        // Our own writeback coming back.
+        // Our own writeback coming back, or the console after it.
         row(
             "S1 holds the status and verdict we wrote: echo",
             with_a(A.written(Some(Resolved), Some(FalsePositive))),
-            T {
-                status: "resolved",
-                verdict: "false_positive",
-                ..later(A)
-            },
+            A.says("resolved", "false_positive"),
             echo.clone(),
         ),
         row(
             "we wrote the status only, the verdict is as it was: echo",
             with_a(A.written(Some(Resolved), None)),
-            T {
-                status: "resolved",
-                ..later(A)
-            },
+            A.says("resolved", "undefined"),
             echo.clone(),
         ),
         row(
             "we wrote the verdict only, the status is as it was: echo",
             with_a(A.written(None, Some(TruePositive))),
-            T {
-                verdict: "true_positive",
-                ..later(A)
-            },
+            A.says("unresolved", "true_positive"),
             echo,
         ),
         row(
             "what we wrote, with new content: changed",
             with_a(A.written(Some(Resolved), Some(FalsePositive))),
-            T {
-                status: "resolved",
-                verdict: "false_positive",
-                name: "y.exe",
-                ..later(A)
-            },
+            A.says("resolved", "false_positive").renamed(),
             changed(false),
         ),
         row(
-            "the console changed the status after our write: changed",
+            "the console changed the status after our write",
             with_a(A.written(Some(Resolved), Some(FalsePositive))),
-            T {
-                status: "in_progress",
-                verdict: "false_positive",
-                ..later(A)
-            },
+            A.says("in_progress", "false_positive"),
             changed(false),
         ),
         row(
-            "the console changed the verdict after our status-only write: changed",
+            "the console changed the verdict after our status write",
             with_a(A.written(Some(Resolved), None)),
-            T {
-                status: "resolved",
-                verdict: "true_positive",
-                ..later(A)
-            },
-            changed(false),
-        ),
-        row(
-            "the same status without a write of ours: changed",
-            with_a(A.state()),
-            T {
-                status: "resolved",
-                verdict: "false_positive",
-                ..later(A)
-            },
+            A.says("resolved", "true_positive"),
             changed(false),
         ),
         // The 90-day window.
         row(
             "detected 90 days after the window started: roll",
             with_a(A.state()),
-            T {
-                detected: Some(90 * DAY),
-                updated: Some(90 * DAY),
-                ..B
-            },
+            B.found(Some(90 * DAY)),
             Roll(RollReason::Window),
         ),
         row(
             "detected a second before the 90 days: join",
             with_a(A.state()),
-            T {
-                detected: Some(90 * DAY - 1),
-                updated: Some(90 * DAY),
-                ..B
-            },
-            Join { reopens: false },
+            B.found(Some(90 * DAY - 1)),
+            JOIN,
         ),
         row(
             "no detection time: its updatedAt places it",
             with_a(A.state()),
-            T {
-                detected: None,
-                updated: Some(90 * DAY),
-                ..B
-            },
+            B.found(None),
             Roll(RollReason::Window),
         ),
         row(
             "a closed story past its window rolls, not reopens",
-            vec![story(&a_key, 0, StoryStatus::Closed, vec![(a.clone(), A.state())])],
-            T {
-                detected: Some(91 * DAY),
-                ..B
-            },
+            closed,
+            B.found(Some(91 * DAY)),
             Roll(RollReason::Window),
         ),
         // The byte budget.
-        Row {
-            room: Room::Exact,
-            ..row(
-                "exactly the room the threat takes: join",
-                with_a(A.state()),
-                B,
-                Join { reopens: false },
-            )
-        },
-        Row {
-            room: Room::OneShort,
-            ..row(
-                "one byte short of the room the threat takes: roll",
+        room(
+            Room::Exact,
+            row("exactly the room the threat takes: join", with_a(A.state()), B, JOIN),
+        ),
+        room(
+            Room::OneShort,
+            row(
+                "one byte short of the room it takes: roll",
                 with_a(A.state()),
                 B,
                 Roll(RollReason::Full),
-            )
-        },
+            ),
+        ),
         row(
             "a story filled with real members: roll",
             vec![full_for_b()],
             B,
             Roll(RollReason::Full),
         ),
-        Row {
-            room: Room::OneShort,
-            ..row(
+        room(
+            Room::OneShort,
+            row(
                 "full and past its window: the window is named",
                 with_a(A.state()),
-                T {
-                    detected: Some(90 * DAY),
-                    ..B
-                },
+                B.found(Some(90 * DAY)),
                 Roll(RollReason::Window),
-            )
-        },
+            ),
+        ),
         // Members of archived stories.
         archived(
             "a member of an archived story changed: updated there",
-            T {
-                status: "in_progress",
-                ..later(A)
+            A.says("in_progress", "false_positive"),
+            Changed {
+                story: old.id.clone(),
+                had_letter: false,
             },
-            in_archive,
         ),
         archived(
             "our echo in an archived story",
-            T {
-                status: "resolved",
-                verdict: "false_positive",
-                ..later(A)
-            },
+            A.says("resolved", "false_positive"),
             Echo { story: old.id.clone() },
         ),
         archived("a member of an archived story unchanged", A, Unchanged),
         archived(
-            "a new threat after a roll joins the current story, not the archived one",
-            T {
-                detected: Some(100 * DAY + 1),
-                ..B
-            },
-            Join { reopens: false },
+            "a new threat after a roll joins the current story",
+            B.found(Some(100 * DAY + 1)),
+            JOIN,
         ),
         row(
-            "an archived story not held is not searched: the threat is taken as new",
+            "an archived story not held is not searched: taken as new",
             vec![current.clone()],
-            later(A),
-            Join { reopens: false },
+            A.later(),
+            JOIN,
         ),
         Row {
             archived: vec![old.clone()],
             ..row(
                 "a story the current one does not list is not searched",
                 vec![story(&a_key, 100 * DAY, StoryStatus::Open, vec![])],
-                later(A),
-                Join { reopens: false },
+                A.later(),
+                JOIN,
             )
         },
         // Fileless threats group by storyline.
         row(
             "a fileless threat joins the story of its storyline",
-            vec![open(&F.key(), vec![(b.clone(), B.state())])],
+            fileless(),
             F,
-            Join { reopens: false },
+            JOIN,
         ),
         row(
-            "a fileless threat of another storyline opens its own story",
-            vec![open(&F.key(), vec![(b.clone(), B.state())])],
-            T {
-                storyline: "SL3",
-                ..F
-            },
+            "a fileless threat of another storyline: its own story",
+            fileless(),
+            T { storyline: "SL3", ..F },
             Open,
         ),
         row(
@@ -550,11 +509,8 @@ fn correlation_table() {
         ),
         row(
             "a file threat does not join the story of its storyline",
-            vec![open(&F.key(), vec![(b, B.state())])],
-            T {
-                storyline: "SL2",
-                ..A
-            },
+            fileless(),
+            T { storyline: "SL2", ..A },
             Open,
         ),
     ];
@@ -569,26 +525,51 @@ fn correlation_table() {
             failed.push(format!("{}: got {got:?}, want {:?}", r.name, r.want));
         }
     }
-    assert!(failed.is_empty(), "{} of {} rows:\n{}", failed.len(), rows.len(), failed.join("\n"));
+    assert!(
+        failed.is_empty(),
+        "{} of {} rows:\n{}",
+        failed.len(),
+        rows.len(),
+        failed.join("\n")
+    );
 }
 
 #[test]
 fn new_stories_and_resolution() {
     let key = A.key();
     let first = new_story(&key, at(0), vec![]);
-    assert_eq!((first.id.as_str(), first.status), ("uuid1:abc@1767225600", StoryStatus::Open));
+    assert_eq!(
+        (first.id.as_str(), first.status),
+        ("uuid1:abc@1767225600", StoryStatus::Open)
+    );
     let next = new_story(&key, at(0), vec![first.id.clone()]);
-    assert_eq!(next.id, "uuid1:abc@1767225600.1", "a roll in the same second gets an id of its own");
+    assert_eq!(
+        next.id, "uuid1:abc@1767225600.1",
+        "a roll in the same second gets an id of its own"
+    );
 
     let resolved = T {
         status: "resolved",
         ..A
     };
     let mut s = open(&key, vec![(A.member_id(), A.state())]);
-    assert!(all_resolved(&s, &A.member_id(), &resolved.state()), "its only member, now resolved");
+    assert!(
+        all_resolved(&s, &A.member_id(), &resolved.state()),
+        "its only member, now resolved"
+    );
     assert!(!all_resolved(&s, &A.member_id(), &A.state()));
     s.members.insert(B.member_id(), B.state());
-    assert!(!all_resolved(&s, &A.member_id(), &resolved.state()), "B is not resolved");
-    s.members.insert(B.member_id(), T { status: "resolved", ..B }.state());
+    assert!(
+        !all_resolved(&s, &A.member_id(), &resolved.state()),
+        "B is not resolved"
+    );
+    s.members.insert(
+        B.member_id(),
+        T {
+            status: "resolved",
+            ..B
+        }
+        .state(),
+    );
     assert!(all_resolved(&s, &A.member_id(), &resolved.state()));
 }

@@ -5,12 +5,11 @@
 //! stories, publish to the platform, write the stories, and only then save the checkpoint. A
 //! crash anywhere repeats at most the last page, and the repeated events carry the same ids, so
 //! the platform sees each change once.
-
 //!
-//! The files: [`paging`] pages through a source (threats, then STAR alerts) from its checkpoint
-//! and replays the dead letters an operator asked for; [`candidate`] normalises a threat or an
-//! alert; [`page`] correlates a page against its stories ([`crate::domain::correlate`], the decision
-//! itself) and publishes; [`save`] writes the stories back; [`report`] holds the counts.
+//! The files: `paging` pages through a source (threats, then STAR alerts) from its checkpoint
+//! and replays the dead letters an operator asked for; `candidate` normalises a threat or an
+//! alert; `page` correlates a page against its stories ([`crate::domain::correlate()`], the decision
+//! itself) and publishes; `save` writes the stories back; `report` holds the counts.
 
 mod candidate;
 mod page;
@@ -264,4 +263,3 @@ async fn poll_with_token(
         })
         .await
 }
-

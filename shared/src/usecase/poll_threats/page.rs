@@ -1,4 +1,4 @@
-//! One page: its candidates correlated against their stories ([`domain::correlate`] decides),
+//! One page: its candidates correlated against their stories ([`domain::correlate()`] decides),
 //! each decision applied to the page's stories, the events published (a refused one kept as a
 //! publish dead letter), and the stories written back.
 

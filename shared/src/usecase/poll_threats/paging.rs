@@ -226,4 +226,3 @@ fn advance(c: &mut Checkpoint, page: &[Candidate]) {
         }
     }
 }
-

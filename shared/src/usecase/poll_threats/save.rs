@@ -79,4 +79,3 @@ pub(super) async fn save_stories(store: &Store, tenant: &str, mut dirty: Vec<Wor
         ),
     })
 }
-
