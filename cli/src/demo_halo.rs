@@ -112,7 +112,7 @@ pub async fn halo_step(
     let mut chosen = None;
     for t in &tickets {
         let key = t["third_party_id_string"].as_str().unwrap_or_default();
-        let Some(story) = story_of(store, key).await? else {
+        let Some(story) = story_of(store, &tenant.console_url, key).await? else {
             continue;
         };
         if story.len() < 2 {
@@ -188,16 +188,26 @@ pub async fn halo_step(
 }
 
 /// The S1 threats of the story behind an alert key.
-async fn story_of(store: &Store, alert_key: &str) -> Result<Option<Vec<String>>, Box<dyn std::error::Error>> {
-    let Some(id) = alert_key.splitn(3, ':').nth(2) else {
+async fn story_of(
+    store: &Store,
+    console_url: &str,
+    alert_key: &str,
+) -> Result<Option<Vec<String>>, Box<dyn std::error::Error>> {
+    let Some(id) = s1_shared::domain::AlertKey::story_id(alert_key, console_url) else {
         return Ok(None);
     };
-    let Some((key, _)) = id.rsplit_once('@') else {
+    let Some(key) = s1_shared::domain::story_key_of(id) else {
         return Ok(None);
     };
     Ok(store
         .get_story("demo-halo", key)
         .await?
         .filter(|s| s.value.id == id)
-        .map(|s| s.value.members.keys().cloned().collect()))
+        .map(|s| {
+            s.value
+                .members
+                .keys()
+                .filter_map(|m| m.threat_id().map(str::to_owned))
+                .collect()
+        }))
 }

@@ -115,7 +115,7 @@ async fn both_directions_are_listed_and_replayed() {
             created_at: now,
             attempts: 1,
             replay_requested: false,
-            event: serde_json::json!({}),
+            event: s1_shared::platform::ThreatEvent::for_test("acme", "1500000000000000007"),
         };
         store.put_publish_dead("acme", &[l]).await.unwrap();
     }

@@ -4,8 +4,14 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 
-use crate::s1::dto::{ConfidenceLevel, Threat};
+use crate::s1::dto::{CloudAlert, ConfidenceLevel, Threat};
 use crate::store::Grouping;
+
+pub mod correlate;
+mod ids;
+
+pub use correlate::{Decision, correlate};
+pub use ids::{AlertKey, MemberId, MemberKind, story_id, story_key_of};
 
 /// Threats with one key join one story within this long of its first detection.
 pub const STORY_WINDOW: Duration = Duration::days(90);
@@ -45,6 +51,26 @@ pub fn story_key(t: &Threat, grouping: Grouping) -> String {
             format!("{}:storyline:{}", agent.to_ascii_lowercase(), sl.to_ascii_lowercase())
         }
         _ => format!("threat:{}", t.id),
+    }
+}
+
+/// The grouping key of a STAR alert (`alert_id` is its id): endpoint + rule; without either (or
+/// when grouping by threat), the alert alone (`alert:<id>`).
+pub fn alert_story_key(a: &CloudAlert, alert_id: &str, grouping: Grouping) -> String {
+    let agent = a
+        .agent_detection_info
+        .as_ref()
+        .and_then(|d| d.uuid.clone())
+        .filter(|u| !u.is_empty());
+    let rule = a.rule_info.as_ref().and_then(|r| r.id.clone().or(r.name.clone()));
+    match (grouping, agent, rule) {
+        (Grouping::Story, Some(agent), Some(rule)) => format!(
+            "{}:star:{}",
+            agent.to_ascii_lowercase(),
+            rule.to_ascii_lowercase().replace('#', "")
+        ),
+        // The alert's member id, as the key of its own story.
+        _ => MemberId::star_alert(alert_id).into(),
     }
 }
 
@@ -184,6 +210,22 @@ mod tests {
             assert_eq!(story_key(t, Grouping::Story), want, "threat {}", t.id);
         }
         assert_eq!(story_key(&file, Grouping::Threat), "threat:1");
+    }
+
+    #[test]
+    fn star_alert_keys() {
+        let alert = |json: serde_json::Value| -> CloudAlert { serde_json::from_value(json).unwrap() };
+        let ruled = alert(
+            serde_json::json!({"alertInfo": {"alertId": "7"}, "ruleInfo": {"id": "R#1", "name": "Mimikatz"}, "agentDetectionInfo": {"uuid": "UUID1"}}),
+        );
+        let named = alert(
+            serde_json::json!({"alertInfo": {"alertId": "8"}, "ruleInfo": {"name": "Mimikatz"}, "agentDetectionInfo": {"uuid": "uuid1"}}),
+        );
+        let agentless = alert(serde_json::json!({"alertInfo": {"alertId": "9"}, "ruleInfo": {"id": "R1"}}));
+        assert_eq!(alert_story_key(&ruled, "7", Grouping::Story), "uuid1:star:r1");
+        assert_eq!(alert_story_key(&named, "8", Grouping::Story), "uuid1:star:mimikatz");
+        assert_eq!(alert_story_key(&agentless, "9", Grouping::Story), "alert:9");
+        assert_eq!(alert_story_key(&ruled, "7", Grouping::Threat), "alert:7");
     }
 
     #[test]

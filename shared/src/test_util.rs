@@ -102,7 +102,7 @@ impl Platform for RecordingPlatform {
         self.check()?;
         self.events.lock().expect("not poisoned").push(event.clone());
         Ok(PublishReceipt {
-            platform_ref: Some(event.story.alert_key.clone()),
+            platform_ref: Some(event.story.alert_key.to_string()),
         })
     }
 
@@ -119,5 +119,45 @@ struct Recorded(Arc<RecordingPlatform>);
 impl PlatformResolver for Recorded {
     async fn resolve(&self, _tenant: &TenantConfig) -> Result<Arc<dyn Platform>, PlatformError> {
         Ok(self.0.clone())
+    }
+}
+
+impl ThreatEvent {
+    /// A `threat.created` event of threat `threat_id` of `tenant`'s console
+    /// `https://acme.sentinelone.net`, opening its story's alert (as a publish dead letter keeps).
+    pub fn for_test(tenant: &str, threat_id: &str) -> Self {
+        use crate::platform::{AssetView, EventKind, FileView, Scope, StoryView, ThreatView};
+        let console = "https://acme.sentinelone.net";
+        let story = format!("agent:hash@{threat_id}");
+        Self {
+            kind: EventKind::Created,
+            id: crate::domain::event_id(tenant, EventKind::Created.as_str(), threat_id, None),
+            tenant: tenant.to_owned(),
+            severity: crate::domain::Severity::High,
+            threat: ThreatView {
+                threat_id: threat_id.to_owned(),
+                title: "x.exe on SRV-1".into(),
+                status: Some(crate::s1::dto::IncidentStatus::Unresolved),
+                verdict: Some(crate::s1::dto::AnalystVerdict::Undefined),
+                confidence: Some("malicious".into()),
+                classification: Some("Trojan".into()),
+                console_url: format!("{console}/incidents/threats/{threat_id}/overview"),
+                detected_at: None,
+                updated_at: None,
+                customer: Scope::default(),
+                site: Scope::default(),
+                asset: AssetView::default(),
+                file: FileView::default(),
+            },
+            story: StoryView {
+                alert_key: crate::domain::AlertKey::new(console, &story),
+                id: story,
+                threat_count: 1,
+                new_alert: true,
+                reopened: false,
+                all_resolved: false,
+                platform_ref: None,
+            },
+        }
     }
 }

@@ -637,7 +637,7 @@ pub async fn a_refused_event_becomes_a_publish_dead_letter_replayed_once(table: 
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!((letters[0].status, letters[0].replay_requested), (422, false));
     assert!(
-        !threat_ids(&h.events("threat.created")).contains(&letters[0].id),
+        !threat_ids(&h.events("threat.created")).contains(&letters[0].id.to_string()),
         "the dead letter is the refused threat"
     );
     let r = h.poll().await.tenants.remove(0);

@@ -7,6 +7,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures_util::future::join_all;
+use s1_shared::domain::MemberId;
+use s1_shared::platform::ThreatEvent;
+use s1_shared::s1::dto::{AnalystVerdict, IncidentStatus};
 use s1_shared::store::*;
 use time::{Duration, OffsetDateTime};
 
@@ -48,8 +51,8 @@ fn member(i: usize) -> MemberState {
     MemberState {
         updated_at: Some(OffsetDateTime::UNIX_EPOCH + Duration::seconds(i as i64)),
         digest: format!("d{i}"),
-        status: Some("unresolved".into()),
-        verdict: Some("undefined".into()),
+        status: Some(IncidentStatus::Unresolved),
+        verdict: Some(AnalystVerdict::Undefined),
         written_status: None,
         written_verdict: None,
         publish_error: None,
@@ -64,7 +67,7 @@ fn story(key: &str, n: usize) -> StoryRecord {
         status: StoryStatus::Open,
         platform: Some("pagerduty".into()),
         platform_ref: Some(format!("PD-{key}")),
-        members: (0..n).map(|i| (threat_id(i), member(i))).collect(),
+        members: (0..n).map(|i| (MemberId::threat(threat_id(i)), member(i))).collect(),
         previous: vec![],
     }
 }
@@ -797,12 +800,21 @@ pub async fn an_alert_lock_is_held_by_one_attempt_and_keeps_its_mark(store: Stor
 
 /// Items as the code before issue 12 wrote them (every optional member field spelled out as
 /// `null`, the watermark's ids inline in the checkpoint) still read, and are written over as
-/// before.
+/// before. Members' statuses and verdicts as the code before issue 13 wrote them (strings: S1's
+/// words, `unknown` for one it did not know; a STAR alert's member id) read as the S1 enums and
+/// are written back as the same words; a publish dead letter as that code wrote it (its event a
+/// free-form JSON value, a verdict S1 did not know spelled `Unknown`) reads as a typed event.
 pub async fn items_written_by_earlier_versions_still_read(store: Store) {
-    let story = r#"{"key":"agent1:hash1","id":"agent1:hash1@1767225600","window_start":"2026-01-01T00:00:00Z","status":"open","platform":"generic","platform_ref":"s1:x:agent1:hash1@1767225600","members":{"1500000000000000001":{"updated_at":"2026-01-01T00:00:01Z","digest":"d1","status":"unresolved","verdict":"undefined","written_status":null,"written_verdict":null,"publish_error":null},"1500000000000000002":{"updated_at":"2026-01-01T00:00:02Z","digest":"d2","status":"resolved","verdict":"false_positive","written_status":"resolved","written_verdict":"false_positive","publish_error":"HTTP 400: bad"}},"previous":["agent1:hash1@1759276800"]}"#;
+    let story = r#"{"key":"agent1:hash1","id":"agent1:hash1@1767225600","window_start":"2026-01-01T00:00:00Z","status":"open","platform":"generic","platform_ref":"s1:x:agent1:hash1@1767225600","members":{"1500000000000000001":{"updated_at":"2026-01-01T00:00:01Z","digest":"d1","status":"unresolved","verdict":"undefined","written_status":null,"written_verdict":null,"publish_error":null},"1500000000000000002":{"updated_at":"2026-01-01T00:00:02Z","digest":"d2","status":"resolved","verdict":"false_positive","written_status":"resolved","written_verdict":"false_positive","publish_error":"HTTP 400: bad"},"1500000000000000003":{"updated_at":"2026-01-01T00:00:03Z","digest":"d3","status":"in_progress","verdict":"true_positive","written_status":"in_progress","written_verdict":"suspicious"},"alert:0195":{"updated_at":"2026-01-01T00:00:04Z","digest":"d4","status":"unknown","verdict":"unknown"}},"previous":["agent1:hash1@1759276800"]}"#;
     let checkpoint =
         r#"{"watermark":"2026-01-01T00:00:02Z","ids_at_watermark":["1500000000000000001","1500000000000000002"]}"#;
-    for (sk, data, version) in [("STORY#agent1:hash1", story, 3), ("CURSOR#threats", checkpoint, 0)] {
+    let letter = r#"{"id":"1500000000000000002","kind":"threat.updated","alert_key":"s1:acme.sentinelone.net:agent1:hash1@1767225600","event_id":"msg_5b0c0e0d6b0c4e1a9e0f3c2d1b0a9f8e","updated_at":"2026-01-01T00:00:02Z","status":422,"error":"title too long","created_at":"2026-01-01T00:01:00Z","attempts":1,"replay_requested":true,"event":{"kind":"threat.updated","id":"msg_5b0c0e0d6b0c4e1a9e0f3c2d1b0a9f8e","tenant":"t1","severity":"high","threat":{"threat_id":"1500000000000000002","title":"x.exe on SRV-1","status":"resolved","verdict":"Unknown","confidence":"malicious","classification":"Trojan","console_url":"https://acme.sentinelone.net/incidents/threats/1500000000000000002/overview","detected_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:02Z","customer":{"external_id":"225494730938493804","name":"Acme"},"site":{"external_id":null,"name":null},"asset":{"external_id":"agent1","hostname":"SRV-1","os":"windows","ip":["10.0.0.7"]},"file":{"path":"C:\\x.exe","sha1":"hash1","sha256":null}},"story":{"id":"agent1:hash1@1767225600","alert_key":"s1:acme.sentinelone.net:agent1:hash1@1767225600","threat_count":2,"new_alert":false,"reopened":false,"all_resolved":false}}}"#;
+    for (sk, data, version) in [
+        ("STORY#agent1:hash1", story, 3),
+        ("CURSOR#threats", checkpoint, 0),
+        ("PUBDEAD#1500000000000000002", letter, 0),
+        ("PUBREPLAY#1500000000000000002", r#"{"id":"1500000000000000002"}"#, 0),
+    ] {
         let item = Item {
             pk: "TENANT#t1".into(),
             sk: sk.into(),
@@ -822,20 +834,92 @@ pub async fn items_written_by_earlier_versions_still_read(store: Store) {
     assert_eq!(s.version, 3);
     assert_eq!(s.value.previous, ["agent1:hash1@1759276800"]);
     let m1 = &s.value.members["1500000000000000001"];
-    assert_eq!(
-        (m1.written_status.as_deref(), m1.publish_error.as_deref()),
-        (None, None)
-    );
+    assert_eq!((m1.written_status, m1.publish_error.as_deref()), (None, None));
     let m2 = &s.value.members["1500000000000000002"];
     assert_eq!(
-        (m2.written_verdict.as_deref(), m2.publish_error.as_deref()),
-        (Some("false_positive"), Some("HTTP 400: bad"))
+        (m2.written_verdict, m2.publish_error.as_deref()),
+        (Some(AnalystVerdict::FalsePositive), Some("HTTP 400: bad"))
+    );
+    let words = |m: &MemberState| (m.status, m.verdict, m.written_status, m.written_verdict);
+    assert_eq!(
+        words(m2),
+        (
+            Some(IncidentStatus::Resolved),
+            Some(AnalystVerdict::FalsePositive),
+            Some(IncidentStatus::Resolved),
+            Some(AnalystVerdict::FalsePositive)
+        )
+    );
+    assert_eq!(
+        words(&s.value.members["1500000000000000003"]),
+        (
+            Some(IncidentStatus::InProgress),
+            Some(AnalystVerdict::TruePositive),
+            Some(IncidentStatus::InProgress),
+            Some(AnalystVerdict::Suspicious)
+        )
+    );
+    let (alert_id, alert) = s.value.members.get_key_value("alert:0195").unwrap();
+    assert_eq!(alert_id.star_alert_id(), Some("0195"));
+    assert_eq!(
+        words(alert),
+        (Some(IncidentStatus::Unknown), Some(AnalystVerdict::Unknown), None, None)
     );
     let mut changed = s.value.clone();
-    changed.members.get_mut("1500000000000000001").unwrap().status = Some("in_progress".into());
+    changed.members.get_mut("1500000000000000001").unwrap().status = Some(IncidentStatus::InProgress);
     assert!(store.put_story("t1", &changed, 3).await.unwrap());
     let again = store.get_story("t1", "agent1:hash1").await.unwrap().unwrap();
     assert_eq!((again.version, again.value), (4, changed));
+    // Written back in the words it was read in (absent fields left out, as since issue 12).
+    let raw = store
+        .table()
+        .get("TENANT#t1", "STORY#agent1:hash1")
+        .await
+        .unwrap()
+        .unwrap();
+    let members = &serde_json::from_str::<serde_json::Value>(&raw.data).unwrap()["members"];
+    assert_eq!(
+        members,
+        &serde_json::json!({
+            "1500000000000000001": {"updated_at": "2026-01-01T00:00:01Z", "digest": "d1", "status": "in_progress", "verdict": "undefined"},
+            "1500000000000000002": {"updated_at": "2026-01-01T00:00:02Z", "digest": "d2", "status": "resolved", "verdict": "false_positive", "written_status": "resolved", "written_verdict": "false_positive", "publish_error": "HTTP 400: bad"},
+            "1500000000000000003": {"updated_at": "2026-01-01T00:00:03Z", "digest": "d3", "status": "in_progress", "verdict": "true_positive", "written_status": "in_progress", "written_verdict": "suspicious"},
+            "alert:0195": {"updated_at": "2026-01-01T00:00:04Z", "digest": "d4", "status": "unknown", "verdict": "unknown"},
+        })
+    );
+
+    // The publish dead letter: listed, and its event is the one that was refused.
+    let listed = store.list_publish_dead("t1", None, 10).await.unwrap().items;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let l = &listed[0];
+    assert_eq!(
+        (l.id.threat_id(), l.status, l.replay_requested),
+        (Some("1500000000000000002"), 422, true)
+    );
+    assert_eq!(
+        (l.event.kind, l.event.id.as_str(), l.event.story.alert_key.as_str()),
+        (
+            s1_shared::platform::EventKind::Updated,
+            "msg_5b0c0e0d6b0c4e1a9e0f3c2d1b0a9f8e",
+            "s1:acme.sentinelone.net:agent1:hash1@1767225600"
+        )
+    );
+    assert_eq!(
+        (l.event.threat.status, l.event.threat.verdict),
+        (Some(IncidentStatus::Resolved), Some(AnalystVerdict::Unknown))
+    );
+    assert_eq!(
+        (
+            l.event.threat.asset.ip.as_slice(),
+            l.event.story.platform_ref.as_deref()
+        ),
+        (&["10.0.0.7".to_owned()][..], None)
+    );
+    assert_eq!(
+        store.publish_replays("t1", 10).await.unwrap(),
+        listed,
+        "its replay mark"
+    );
 }
 
 /// A lease's generation fences writes: once another run took the lease (after ours lapsed, or
@@ -955,7 +1039,7 @@ pub async fn publish_dead_letters_are_kept_marked_and_retired(store: Store) {
         created_at: now,
         attempts: 1,
         replay_requested: false,
-        event: serde_json::json!({"id": id}),
+        event: ThreatEvent::for_test("t1", id),
     };
     let odd = "alert:odd#id";
     store
@@ -965,7 +1049,7 @@ pub async fn publish_dead_letters_are_kept_marked_and_retired(store: Store) {
     store.put_publish_dead("t1", &[letter("123", 422)]).await.unwrap();
     store.put_publish_dead("t2", &[letter("999", 400)]).await.unwrap();
     let listed = store.list_publish_dead("t1", None, 10).await.unwrap().items;
-    let mut statuses: Vec<(String, u16)> = listed.iter().map(|l| (l.id.clone(), l.status)).collect();
+    let mut statuses: Vec<(String, u16)> = listed.iter().map(|l| (l.id.to_string(), l.status)).collect();
     statuses.sort();
     assert_eq!(statuses, [("123".to_owned(), 422), (odd.to_owned(), 413)]);
     assert_eq!(store.get_publish_dead("t1", odd).await.unwrap().unwrap().status, 413);
@@ -995,7 +1079,7 @@ pub async fn publish_dead_letters_are_kept_marked_and_retired(store: Store) {
         [odd]
     );
     assert_eq!(store.get_publish_dead("t1", "123").await.unwrap(), Some(again));
-    store.retire_publish_dead("t1", &[odd.to_owned()]).await.unwrap();
+    store.retire_publish_dead("t1", &[odd.into()]).await.unwrap();
     assert!(store.publish_replays("t1", 10).await.unwrap().is_empty());
     assert_eq!(store.list_publish_dead("t1", None, 10).await.unwrap().items.len(), 1);
     assert_eq!(store.list_publish_dead("t2", None, 10).await.unwrap().items.len(), 1);

@@ -436,8 +436,8 @@ pub mod scenarios {
             .value;
         for (id, m) in &story.members {
             assert_eq!(
-                (m.written_status.as_deref(), m.written_verdict.as_deref()),
-                (Some("unresolved"), None),
+                (m.written_status, m.written_verdict),
+                (Some(s1_shared::s1::dto::IncidentStatus::Unresolved), None),
                 "threat {id}"
             );
         }

@@ -36,7 +36,7 @@ async fn threats_of(h: &HaloHarness, ticket: &Value) -> Vec<String> {
     let key = ticket["third_party_id_string"].as_str().unwrap();
     let story_key = integration_tests::writeback::story_key(key);
     let story = h.h.store.get_story("acme", &story_key).await.unwrap().unwrap().value;
-    story.members.keys().cloned().collect()
+    story.members.keys().map(ToString::to_string).collect()
 }
 
 async fn stories(h: &HaloHarness) -> usize {

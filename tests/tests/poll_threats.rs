@@ -384,9 +384,9 @@ async fn our_own_writeback_does_not_echo_but_a_console_side_change_does() {
         .await
         .unwrap();
     let mut story = h.store.get_story("acme", &story_key).await.unwrap().unwrap();
-    let m = story.value.members.get_mut(&id).unwrap();
-    m.written_status = Some("resolved".into());
-    m.written_verdict = Some("false_positive".into());
+    let m = story.value.members.get_mut(id.as_str()).unwrap();
+    m.written_status = Some(s1_shared::s1::dto::IncidentStatus::Resolved);
+    m.written_verdict = Some(s1_shared::s1::dto::AnalystVerdict::FalsePositive);
     assert!(h.store.put_story("acme", &story.value, story.version).await.unwrap());
 
     let r = h.poll().await.tenants.remove(0);

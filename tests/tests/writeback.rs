@@ -513,7 +513,7 @@ mod pagerduty {
             platform_ref: Some("dfead9d88e0649e8b7dee514b1875756".into()),
             members: ids
                 .iter()
-                .map(|id| (id.clone(), member.clone()))
+                .map(|id| (s1_shared::domain::MemberId::threat(id.as_str()), member.clone()))
                 .collect::<BTreeMap<_, _>>(),
             previous: vec![],
         };

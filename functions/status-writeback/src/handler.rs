@@ -78,7 +78,9 @@ mod tests {
             status: StoryStatus::Open,
             platform: None,
             platform_ref: None,
-            members: [("1500000000000000001".to_owned(), member)].into_iter().collect(),
+            members: [(s1_shared::domain::MemberId::threat("1500000000000000001"), member)]
+                .into_iter()
+                .collect(),
             previous: vec![],
         };
         assert!(store.put_story("acme", &story, 0).await.unwrap());

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::domain::Severity;
+use crate::domain::{AlertKey, Severity};
 use crate::s1::dto::{AnalystVerdict, IncidentStatus, Threat};
 
 /// What happened in S1.
@@ -172,7 +172,7 @@ impl ThreatView {
 pub struct StoryView {
     pub id: String,
     /// The alert's stable key; the platform echoes it back in webhooks.
-    pub alert_key: String,
+    pub alert_key: AlertKey,
     pub threat_count: usize,
     /// This event opens a new alert (else it updates the story's existing one).
     pub new_alert: bool,

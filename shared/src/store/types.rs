@@ -4,6 +4,10 @@
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
+use crate::domain::MemberId;
+use crate::platform::ThreatEvent;
+use crate::s1::dto::{AnalystVerdict, IncidentStatus};
+
 /// Polling watermark: the newest `updatedAt` handled and ids already handled at exactly that
 /// instant (`updatedAt__gte` returns them again). The id list is a shortcut, capped in size by the
 /// poller: an id at the watermark that is not listed is recognised through its story instead.
@@ -35,7 +39,7 @@ pub struct StoryRecord {
     pub platform_ref: Option<String>,
     /// Member threats by id.
     #[serde(default)]
-    pub members: std::collections::BTreeMap<String, MemberState>,
+    pub members: std::collections::BTreeMap<MemberId, MemberState>,
     /// Ids of earlier, archived stories of the same key.
     #[serde(default)]
     pub previous: Vec<String>,
@@ -50,19 +54,37 @@ pub struct MemberState {
     /// Digest of the fields the platform shows, status and verdict excluded.
     pub digest: String,
     /// Incident status and verdict last seen in S1.
-    #[serde(default)]
-    pub status: Option<String>,
-    #[serde(default)]
-    pub verdict: Option<String>,
+    #[serde(default, with = "s1_word")]
+    pub status: Option<IncidentStatus>,
+    #[serde(default, with = "s1_word")]
+    pub verdict: Option<AnalystVerdict>,
     /// What we last wrote to S1 for this threat, to recognise our own echo. (Left out of the
     /// stored member when absent, so a large story stays small; older items spell out `null`.)
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub written_status: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub written_verdict: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "s1_word")]
+    pub written_status: Option<IncidentStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "s1_word")]
+    pub written_verdict: Option<AnalystVerdict>,
     /// Why the platform refused this version (a 4xx); not retried until the threat changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish_error: Option<String>,
+}
+
+/// A member's S1 status or verdict as stored: the word S1 uses (`resolved`, `false_positive`;
+/// `unknown` for one this version does not know), read back as the enum (an unknown word as its
+/// `Unknown`).
+mod s1_word {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer, T: std::fmt::Display>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.collect_str(v),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+        Option::<T>::deserialize(d)
+    }
 }
 
 /// Whether a story's platform alert is open.
@@ -145,7 +167,7 @@ pub struct PendingWriteback {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PublishDeadLetter {
     /// The threat id (or `alert:<id>` for a STAR alert).
-    pub id: String,
+    pub id: MemberId,
     /// `threat.created` or `threat.updated`.
     pub kind: String,
     pub alert_key: String,
@@ -166,7 +188,7 @@ pub struct PublishDeadLetter {
     #[serde(default)]
     pub replay_requested: bool,
     /// The event as it was refused, to be sent again as it was.
-    pub event: serde_json::Value,
+    pub event: ThreatEvent,
 }
 
 /// One call made to S1, for the outbound request log. Never holds a token or secret.

@@ -96,7 +96,7 @@ impl Platform for GenericWebhook {
         let body = serde_json::to_vec(&Self::render(event)).map_err(|e| PlatformError::Config(e.to_string()))?;
         self.post(&event.id, body).await?;
         Ok(PublishReceipt {
-            platform_ref: Some(event.story.alert_key.clone()),
+            platform_ref: Some(event.story.alert_key.to_string()),
         })
     }
 

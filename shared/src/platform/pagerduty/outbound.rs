@@ -198,7 +198,7 @@ impl Platform for PagerDutyEvents {
             self.send(&body).await?;
         }
         Ok(PublishReceipt {
-            platform_ref: Some(event.story.alert_key.clone()),
+            platform_ref: Some(event.story.alert_key.to_string()),
         })
     }
 

@@ -1,6 +1,7 @@
 //! Publish dead letters: events the platform refused for good, and an operator's replay marks.
 
 use super::{Store, decode, item};
+use crate::domain::MemberId;
 use crate::store::{Cond, PublishDeadLetter, RecordPage, StoreError, keys};
 
 impl Store {
@@ -112,7 +113,7 @@ impl Store {
     ///
     /// # Errors
     /// Backend errors.
-    pub async fn retire_publish_dead(&self, tenant: &str, ids: &[String]) -> Result<(), StoreError> {
+    pub async fn retire_publish_dead(&self, tenant: &str, ids: &[MemberId]) -> Result<(), StoreError> {
         let pk = keys::tenant(tenant);
         for id in ids {
             self.table.delete(&pk, &keys::publish_replay(id), &Cond::Always).await?;

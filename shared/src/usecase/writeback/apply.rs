@@ -108,14 +108,14 @@ pub(super) async fn apply(
         .value
         .members
         .keys()
-        .filter(|k| !k.starts_with("alert:"))
-        .cloned()
+        .filter_map(crate::domain::MemberId::threat_id)
+        .map(str::to_owned)
         .collect();
     let alert_ids: Vec<String> = story
         .value
         .members
         .keys()
-        .filter_map(|k| k.strip_prefix("alert:"))
+        .filter_map(crate::domain::MemberId::star_alert_id)
         .map(str::to_owned)
         .collect();
     // The token is read and the client built before anything is locked: when either fails,
@@ -272,10 +272,10 @@ async fn finish(
              }| {
                 for m in story.members.values_mut() {
                     if let (Some(s), true) = (w.pending.change.status, status_held) {
-                        m.written_status = Some(s.as_str().to_owned());
+                        m.written_status = Some(s);
                     }
                     if let (Some(v), true) = (w.pending.change.verdict, verdict_held) {
-                        m.written_verdict = Some(v.as_str().to_owned());
+                        m.written_verdict = Some(v);
                     }
                 }
                 if let (ChangeAction::Status { state, .. }, true) = (&w.pending.change.change.action, status_held) {

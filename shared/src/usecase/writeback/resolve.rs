@@ -11,10 +11,6 @@ pub(super) async fn resolve_story(
     platform: PlatformKind,
     alert: &AlertRef,
 ) -> Result<Option<(String, bool, Versioned<StoryRecord>)>, StoreError> {
-    let host = url::Url::parse(&tenant.console_url)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_owned))
-        .unwrap_or_default();
     let by_name = |name: String| async move {
         match store.get_story(&tenant.id, &name).await? {
             Some(s) => {
@@ -25,8 +21,8 @@ pub(super) async fn resolve_story(
         }
     };
     let by_key = |key: String| async move {
-        if let Some(id) = key.strip_prefix(&format!("s1:{host}:")) {
-            let Some((story_key, _)) = id.rsplit_once('@') else {
+        if let Some(id) = crate::domain::AlertKey::story_id(&key, &tenant.console_url) {
+            let Some(story_key) = crate::domain::story_key_of(id) else {
                 return Ok(None);
             };
             if let Some(current) = store.get_story(&tenant.id, story_key).await? {

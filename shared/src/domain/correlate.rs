@@ -1,0 +1,163 @@
+//! What a poll does with one threat (or STAR alert) it fetched, decided against the stories it
+//! already holds: nothing (unchanged), remember it quietly (our own writeback's echo), tell the
+//! platform it changed, or tell the platform about a new one, which opens the key's first story,
+//! joins its current story (reopening it when closed) or rolls it over to a new one (past its
+//! 90-day window or its byte budget). Pure: no store, no clock, no platform; the poller applies
+//! the decision.
+//!
+//! The rules, in order, for a threat already a member of a story (the key's current story or one
+//! of its archived ones):
+//! 1. the same `updatedAt` as recorded: **unchanged** (a page repeated after a crash);
+//! 2. neither what the platform shows ([`content_digest`](super::content_digest)) nor the status
+//!    and verdict changed (only `updatedAt` moved, a note say): **unchanged**;
+//! 3. the content is the same, we wrote a status or verdict to S1, and S1 now holds exactly what
+//!    we wrote (a field we did not write as it was): **echo**, our own writeback coming back;
+//! 4. anything else (new content, or a status or verdict set in the console, also after one of
+//!    our writes): **changed**.
+//!
+//! For a threat no story holds yet, against its key's current story:
+//! 1. there is none: **open** the key's first story;
+//! 2. the threat was detected (else last updated) [`STORY_WINDOW`] or more after the story's
+//!    window started: **roll** (window);
+//! 3. the threat would take the story past [`STORY_MAX_BYTES`]: **roll** (full);
+//! 4. else **join** it, reopening it when its alert is closed.
+
+use std::collections::BTreeMap;
+
+use time::OffsetDateTime;
+
+use super::{MemberId, STORY_MAX_BYTES, STORY_WINDOW, member_bytes, story_id};
+use crate::s1::dto::IncidentStatus;
+use crate::store::{MemberState, StoryRecord, StoryStatus};
+
+/// A threat (or STAR alert) as fetched, to be correlated.
+#[derive(Debug, Clone, Copy)]
+pub struct Sighting<'a> {
+    pub id: &'a MemberId,
+    /// Its grouping key ([`story_key`](super::story_key)).
+    pub key: &'a str,
+    /// What S1 says of it now (nothing written by us: `written_*` are empty).
+    pub state: &'a MemberState,
+    /// When it was detected, else its stamp (`updatedAt`): placed against a story's window.
+    pub detected_at: Option<OffsetDateTime>,
+}
+
+/// A story the poll holds, by item name (its key when current, its id once archived).
+#[derive(Debug, Clone, Copy)]
+pub struct Held<'a> {
+    pub story: &'a StoryRecord,
+    /// What it costs against [`STORY_MAX_BYTES`] so far ([`story_bytes`](super::story_bytes)
+    /// when read, plus [`member_bytes`] per member joined since).
+    pub bytes: usize,
+}
+
+/// Why a story rolled over to a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RollReason {
+    /// The threat falls [`STORY_WINDOW`] or more after the story's window started.
+    Window,
+    /// One more member would take the story past [`STORY_MAX_BYTES`].
+    Full,
+}
+
+/// What to do with one sighting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Nothing the platform shows changed: nothing is sent or written.
+    Unchanged,
+    /// Our own writeback coming back: the member's new state is recorded in `story` (an item
+    /// name), nobody is told.
+    Echo { story: String },
+    /// A member of `story` (an item name: the key's current story, or an archived one) changed
+    /// in S1: an update goes to the platform. `had_letter`: its last version was refused and is
+    /// kept as a publish dead letter (retired once this one gets through).
+    Changed { story: String, had_letter: bool },
+    /// New, and its key has no story yet: it opens one (a new alert).
+    Open,
+    /// New: it joins its key's current story (`reopens` when that story's alert is closed).
+    Join { reopens: bool },
+    /// New: the key's current story is archived and the threat opens the next one (a new alert).
+    Roll(RollReason),
+}
+
+/// Decides what a sighting is, given the stories the poll holds (`stories` finds one by item
+/// name: the current one under its key, archived ones under their ids).
+pub fn correlate<'s>(seen: &Sighting<'_>, stories: impl Fn(&str) -> Option<Held<'s>>) -> Decision {
+    let current = stories(seen.key);
+    let holds = |h: &Held<'_>| h.story.members.contains_key(seen.id.as_str());
+    let home = match current {
+        Some(h) if holds(&h) => Some((seen.key.to_owned(), h)),
+        _ => current.and_then(|c| {
+            c.story
+                .previous
+                .iter()
+                .find_map(|id| stories(id).filter(holds).map(|h| (id.clone(), h)))
+        }),
+    };
+    if let Some((story, h)) = home {
+        let known = &h.story.members[seen.id.as_str()];
+        return known_member(story, known, seen.state);
+    }
+    let Some(current) = current else {
+        return Decision::Open;
+    };
+    let expired = seen
+        .detected_at
+        .is_some_and(|d| d >= current.story.window_start + STORY_WINDOW);
+    if expired {
+        Decision::Roll(RollReason::Window)
+    } else if current.bytes + member_bytes(seen.id.as_str(), seen.state) > STORY_MAX_BYTES {
+        Decision::Roll(RollReason::Full)
+    } else {
+        Decision::Join {
+            reopens: current.story.status == StoryStatus::Closed,
+        }
+    }
+}
+
+/// A member seen again: unchanged, our echo, or changed.
+fn known_member(story: String, known: &MemberState, fresh: &MemberState) -> Decision {
+    if known.updated_at.is_some() && known.updated_at == fresh.updated_at {
+        return Decision::Unchanged;
+    }
+    let status_changed = (known.status, known.verdict) != (fresh.status, fresh.verdict);
+    let content_changed = known.digest != fresh.digest;
+    if !content_changed && !status_changed {
+        return Decision::Unchanged;
+    }
+    let ours = known.written_status.is_some() || known.written_verdict.is_some();
+    let expected = (
+        known.written_status.or(known.status),
+        known.written_verdict.or(known.verdict),
+    );
+    if !content_changed && ours && (fresh.status, fresh.verdict) == expected {
+        return Decision::Echo { story };
+    }
+    Decision::Changed {
+        story,
+        had_letter: known.publish_error.is_some(),
+    }
+}
+
+/// A key's new story, its window starting at `window_start`; `previous` are its earlier ones.
+pub fn new_story(key: &str, window_start: OffsetDateTime, previous: Vec<String>) -> StoryRecord {
+    StoryRecord {
+        key: key.to_owned(),
+        id: story_id(key, window_start, &previous),
+        window_start,
+        status: StoryStatus::Open,
+        platform: None,
+        platform_ref: None,
+        members: BTreeMap::new(),
+        previous,
+    }
+}
+
+/// True when every threat of `story` is resolved in S1 once member `id` is in `state`.
+pub fn all_resolved(story: &StoryRecord, id: &MemberId, state: &MemberState) -> bool {
+    let resolved = |m: &MemberState| m.status == Some(IncidentStatus::Resolved);
+    resolved(state) && story.members.iter().all(|(m_id, m)| m_id == id || resolved(m))
+}
+
+#[cfg(test)]
+mod tests;

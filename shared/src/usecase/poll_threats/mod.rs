@@ -1,0 +1,265 @@
+//! poll-threats: every new or changed S1 threat reaches the platform once, grouped into stories.
+//!
+//! Per tenant, under its lease: read the checkpoint, page through `GET /threats` by `updatedAt`
+//! ascending, decide per threat (new, changed, unchanged, our own echo) against the stored
+//! stories, publish to the platform, write the stories, and only then save the checkpoint. A
+//! crash anywhere repeats at most the last page, and the repeated events carry the same ids, so
+//! the platform sees each change once.
+//!
+//! The files: `paging` pages through a source (threats, then STAR alerts) from its checkpoint
+//! and replays the dead letters an operator asked for; `candidate` normalises a threat or an
+//! alert; `page` correlates a page against its stories ([`crate::domain::correlate()`], the decision
+//! itself) and publishes; `save` writes the stories back; `report` holds the counts.
+
+mod candidate;
+mod page;
+mod paging;
+mod report;
+mod save;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{StreamExt, stream};
+use time::OffsetDateTime;
+
+use crate::platform::{Platform, PlatformError, PlatformResolver};
+use crate::s1::{ConsoleError, Consoles, S1Error};
+use crate::secrets::SecretError;
+use crate::store::{LEASE_TTL, Store, StoreError, TenantConfig};
+
+pub use report::{Outcome, PollReport, TenantReport};
+
+/// Name of the threats checkpoint.
+pub const CHECKPOINT: &str = "threats";
+/// For a platform that takes events at a limited pace (PagerDuty: 2 a second), a page is sized
+/// to publish in about this long, and paging stops this much earlier than for a fast platform,
+/// so no page outlives the invocation (which would repeat it forever).
+pub const PACED_PAGE: Duration = Duration::from_secs(60);
+
+/// The page size and the extra deadline margin for a platform's pace.
+pub fn paced_page(platform: &dyn Platform) -> (u32, Duration) {
+    match platform.max_events_per_second() {
+        Some(rate) if rate > 0.0 => (
+            ((rate * PACED_PAGE.as_secs_f64()) as u32).clamp(10, crate::s1::MAX_PAGE_LIMIT),
+            PACED_PAGE,
+        ),
+        _ => (crate::s1::MAX_PAGE_LIMIT, Duration::ZERO),
+    }
+}
+
+/// Name of the lease a poll run holds per tenant.
+pub const LEASE_JOB: &str = "poll";
+/// Paging stops when less than this (or a quarter of the run's time, if smaller) is left before
+/// the deadline.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(20);
+
+/// What a poll run needs. Built once per process.
+#[derive(Clone)]
+pub struct PollDeps {
+    pub store: Store,
+    /// The tenants' S1 clients, called with their tokens.
+    pub consoles: Consoles,
+    pub platforms: Arc<dyn PlatformResolver>,
+    /// Lease holder id: the invocation's request id.
+    pub owner: String,
+    /// Tenants polled at once.
+    pub concurrency: usize,
+    /// When set, each tenant's due pending writebacks are retried after its poll, so a change
+    /// accepted while S1 was down lands on the next scheduled run.
+    pub writeback: Option<crate::usecase::writeback::WritebackDeps>,
+    /// Running counts after each page (the CLI's live display); `None` under Lambda.
+    pub progress: Option<crate::usecase::Progress<TenantReport>>,
+}
+
+/// Which tenants a run polls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// Every enabled tenant.
+    All,
+    /// One tenant (enabled or not: an operator asked for it).
+    Tenant(String),
+    /// Enabled tenants whose id hashes to `index` of `count` shards.
+    Shard { index: u32, count: u32 },
+}
+
+/// Name of the STAR-alerts checkpoint.
+pub const ALERTS_CHECKPOINT: &str = "alerts";
+
+/// The most id bytes the checkpoint lists at its watermark. Past it, ids at the watermark are
+/// recognised through their stories (each member records the `updatedAt` handled), so a bulk
+/// action giving tens of thousands of threats one `updatedAt` never outgrows the item.
+pub const WATERMARK_IDS_MAX_BYTES: usize = 96 * 1024;
+
+/// This many refusals (400, 409, 413, 422) of different events in a row, with no event accepted
+/// in between, is the platform refusing the tenant rather than each event: the run stops with
+/// the checkpoint held and none of them is kept as a dead letter.
+pub const REFUSALS_IN_A_ROW: u32 = 10;
+
+/// A run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    #[error("no tenant {0:?} is configured")]
+    UnknownTenant(String),
+    #[error("invalid selection: {0}")]
+    BadSelection(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Stable shard of a tenant id (FNV-1a), the same in every process.
+pub fn shard_of(tenant: &str, count: u32) -> u32 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in tenant.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    (h % u64::from(count.max(1))) as u32
+}
+
+/// Polls the selected tenants, `deps.concurrency` at a time, each isolated from the others.
+///
+/// # Errors
+/// Only when the run cannot start (unknown tenant, bad shard, store unreadable); a tenant's own
+/// failure is in its report.
+pub async fn run(deps: &PollDeps, selection: &Selection, deadline: Instant) -> Result<PollReport, PollError> {
+    let tenants: Vec<TenantConfig> = match selection {
+        Selection::Tenant(id) => vec![
+            deps.store
+                .get_tenant(id)
+                .await?
+                .ok_or_else(|| PollError::UnknownTenant(id.clone()))?,
+        ],
+        Selection::All => deps
+            .store
+            .list_tenants()
+            .await?
+            .into_iter()
+            .filter(|t| t.enabled)
+            .collect(),
+        Selection::Shard { index, count } => {
+            if *count == 0 || index >= count {
+                return Err(PollError::BadSelection(format!("shard {index} of {count}")));
+            }
+            deps.store
+                .list_tenants()
+                .await?
+                .into_iter()
+                .filter(|t| t.enabled && shard_of(&t.id, *count) == *index)
+                .collect()
+        }
+    };
+    let tenants = stream::iter(tenants.iter().map(|t| poll_tenant(deps, t, deadline)))
+        .buffer_unordered(deps.concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await;
+    let mut report = PollReport { tenants };
+    report.tenants.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+    Ok(report)
+}
+
+/// Why a tenant's run stopped early.
+#[derive(Debug, thiserror::Error)]
+enum Stop {
+    #[error(transparent)]
+    S1(#[from] S1Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error(transparent)]
+    Platform(#[from] PlatformError),
+    #[error(
+        "the platform refused {count} different events in a row (the last: HTTP {status}: {detail}): taken as the platform refusing this tenant, not the events; the checkpoint holds and the next run sends them again"
+    )]
+    Refusals { count: u32, status: u16, detail: String },
+}
+
+/// Polls one tenant under its lease.
+pub async fn poll_tenant(deps: &PollDeps, tenant: &TenantConfig, deadline: Instant) -> TenantReport {
+    let mut report = TenantReport {
+        tenant: tenant.id.clone(),
+        ..TenantReport::default()
+    };
+    let now = OffsetDateTime::now_utc();
+    // A short lease, renewed while the run is alive: a killed run keeps the tenant for at most
+    // LEASE_TTL. Every checkpoint and story write is fenced by it.
+    let lease = match deps
+        .store
+        .take_lease(&tenant.id, LEASE_JOB, &deps.owner, LEASE_TTL, now)
+        .await
+    {
+        Ok(Some(lease)) => lease,
+        Ok(None) => {
+            report.outcome = Outcome::Skipped;
+            report.error = Some("another run holds this tenant's lease".into());
+            return report;
+        }
+        Err(e) => {
+            report.outcome = Outcome::Failed;
+            report.error = Some(e.to_string());
+            return report;
+        }
+    };
+    let fenced = PollDeps {
+        store: deps.store.fenced(lease.clone()),
+        ..deps.clone()
+    };
+    let work = async {
+        if let Err(e) = poll_with_token(&fenced, tenant, deadline, &mut report).await {
+            report.outcome = Outcome::Failed;
+            report.error = Some(e.to_string());
+            tracing::warn!(tenant = %tenant.id, error = %e, "poll failed");
+        }
+        if let Some(wb) = &deps.writeback {
+            match crate::usecase::writeback::retry_pending(wb, tenant, OffsetDateTime::now_utc(), 50, deadline).await {
+                Ok(r) => {
+                    report.writebacks_applied = r.applied;
+                    report.writebacks_dead = r.dead;
+                }
+                Err(e) => tracing::warn!(tenant = %tenant.id, error = %e, "could not read pending writebacks"),
+            }
+        }
+    };
+    if let Err(e) = deps.store.keep_alive(&lease, work).await {
+        report.outcome = Outcome::Failed;
+        report.error = Some(e.to_string());
+        tracing::warn!(tenant = %tenant.id, error = %e, "poll stopped");
+    }
+    match deps.store.give_back(&lease).await {
+        Ok(_) => {}
+        Err(e) => tracing::warn!(tenant = %tenant.id, error = %e, "could not release the lease; it lapses by itself"),
+    }
+    tracing::info!(
+        tenant = %report.tenant, outcome = ?report.outcome, fetched = report.fetched, new = report.new,
+        changed = report.changed, unchanged = report.unchanged, echoes = report.echoes,
+        published = report.published, failed = report.failed, pages = report.pages,
+        publish_dead_letters = report.publish_dead_letters, replayed = report.replayed,
+        writebacks_applied = report.writebacks_applied, writebacks_dead = report.writebacks_dead,
+        lag_seconds = report.lag_seconds, error = report.error.as_deref(), "poll report"
+    );
+    report
+}
+
+impl ConsoleError for Stop {
+    fn is_unauthorized(&self) -> bool {
+        matches!(self, Stop::S1(e) if e.is_unauthorized())
+    }
+}
+
+/// Polls with the tenant's token; a 401 re-reads it once and polls again (see [`Consoles`]).
+async fn poll_with_token(
+    deps: &PollDeps,
+    tenant: &TenantConfig,
+    deadline: Instant,
+    report: &mut TenantReport,
+) -> Result<(), Stop> {
+    let platform = deps.platforms.resolve(tenant).await?;
+    let platform = platform.as_ref();
+    deps.consoles
+        .with_token_state(tenant, report, |client, report| async move {
+            let result = paging::poll_threats(deps, tenant, &client, platform, deadline, report).await;
+            (report, result)
+        })
+        .await
+}

@@ -1,0 +1,358 @@
+//! One page: its candidates correlated against their stories ([`domain::correlate()`] decides),
+//! each decision applied to the page's stories, the events published (a refused one kept as a
+//! publish dead letter), and the stories written back.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+
+use time::OffsetDateTime;
+
+use super::candidate::Candidate;
+use super::paging::Ctx;
+use super::save::save_stories;
+use super::{REFUSALS_IN_A_ROW, Stop, TenantReport};
+use crate::domain::correlate::{Decision, Held, all_resolved, new_story};
+use crate::domain::{self, AlertKey, MemberId};
+use crate::platform::{EventKind, PlatformError, StoryView, ThreatEvent};
+use crate::store::{
+    Checkpoint, MemberState, PublishDeadLetter, Store, StoreError, StoryRecord, StoryStatus, TenantConfig, Versioned,
+};
+
+/// One story being worked on during a page.
+pub(super) struct Work {
+    pub story: StoryRecord,
+    pub version: u64,
+    /// Stored under its id (an earlier story of its key) rather than as the key's current one.
+    pub archived: bool,
+    pub dirty: bool,
+    /// Member threats this run changed (re-applied if another writer got in first).
+    pub touched: HashSet<MemberId>,
+    pub reopened: bool,
+    /// What the story costs against [`STORY_MAX_BYTES`](domain::STORY_MAX_BYTES) (an upper
+    /// bound, kept as members join).
+    pub bytes: usize,
+}
+
+impl Work {
+    pub fn new(story: StoryRecord, version: u64, archived: bool, dirty: bool) -> Self {
+        Self {
+            bytes: domain::story_bytes(&story),
+            story,
+            version,
+            archived,
+            dirty,
+            touched: HashSet::new(),
+            reopened: false,
+        }
+    }
+
+    /// Records a member's state in the story.
+    fn put_member(&mut self, id: &MemberId, state: MemberState) {
+        self.bytes += domain::member_bytes(id, &state);
+        self.story.members.insert(id.clone(), state);
+        self.touched.insert(id.clone());
+        self.dirty = true;
+    }
+}
+
+/// The page's stories by item name: current ones under their keys, archived ones under their ids.
+type Stories = HashMap<String, Work>;
+
+fn loaded(v: Versioned<StoryRecord>, archived: bool) -> Work {
+    Work::new(v.value, v.version, archived, false)
+}
+
+/// Reads the stories of the page's keys, and the archived stories of those keys when a
+/// candidate is not a member of its key's current story (it may be of an earlier one).
+async fn load(store: &Store, tenant: &str, candidates: &[&Candidate]) -> Result<Stories, StoreError> {
+    let unique: Vec<String> = candidates
+        .iter()
+        .map(|c| c.key.clone())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut work: Stories = store
+        .get_stories(tenant, &unique)
+        .await?
+        .into_iter()
+        .map(|(k, v)| (k, loaded(v, false)))
+        .collect();
+    let archived_ids: Vec<String> = candidates
+        .iter()
+        .filter_map(|c| {
+            work.get(&c.key)
+                .filter(|w| !w.story.members.contains_key(&c.id))
+                .map(|w| w.story.previous.clone())
+        })
+        .flatten()
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    if !archived_ids.is_empty() {
+        for (id, v) in store.get_stories(tenant, &archived_ids).await? {
+            work.insert(id, loaded(v, true));
+        }
+    }
+    Ok(work)
+}
+
+/// Where an event goes (a story's item name) and how it reads.
+struct Placement {
+    name: String,
+    kind: EventKind,
+    new_alert: bool,
+    /// The member's last version was refused and is kept as a publish dead letter.
+    had_letter: bool,
+}
+
+/// Applies a decision to the page's stories and counts it; for one the platform is told of,
+/// where its event goes.
+fn apply(decision: Decision, c: &Candidate, work: &mut Stories, report: &mut TenantReport) -> Option<Placement> {
+    let key = &c.key;
+    let created = |new_alert| Placement {
+        name: key.clone(),
+        kind: EventKind::Created,
+        new_alert,
+        had_letter: false,
+    };
+    // A story opened by this candidate starts its window at its detection.
+    let window_start = || c.detected_at.or(c.stamp).unwrap_or_else(OffsetDateTime::now_utc);
+    match decision {
+        Decision::Unchanged => {
+            report.unchanged += 1;
+            None
+        }
+        Decision::Echo { story } => {
+            // Our own writeback coming back: remember the state, tell nobody.
+            report.echoes += 1;
+            let w = work.get_mut(&story).expect("home story is loaded");
+            w.put_member(&c.id, c.state.clone());
+            None
+        }
+        Decision::Changed { story, had_letter } => {
+            report.changed += 1;
+            Some(Placement {
+                name: story,
+                kind: EventKind::Updated,
+                new_alert: false,
+                had_letter,
+            })
+        }
+        Decision::Open => {
+            report.new += 1;
+            let story = new_story(key, window_start(), vec![]);
+            work.insert(key.clone(), Work::new(story, 0, false, true));
+            Some(created(true))
+        }
+        Decision::Roll(_) => {
+            report.new += 1;
+            let w = work.get_mut(key).expect("the current story is loaded");
+            let mut previous = w.story.previous.clone();
+            previous.push(w.story.id.clone());
+            let old = std::mem::replace(&mut w.story, new_story(key, window_start(), previous));
+            let touched = std::mem::take(&mut w.touched);
+            w.bytes = domain::story_bytes(&w.story);
+            w.dirty = true;
+            // The old story is stored under its id from now on (written with the others), and
+            // stays reachable for the rest of this page.
+            let mut archived = Work::new(old, 0, true, true);
+            archived.touched = touched;
+            work.insert(archived.story.id.clone(), archived);
+            Some(created(true))
+        }
+        Decision::Join { reopens } => {
+            report.new += 1;
+            if reopens {
+                let w = work.get_mut(key).expect("the current story is loaded");
+                w.story.status = StoryStatus::Open;
+                w.reopened = true;
+            }
+            Some(created(false))
+        }
+    }
+}
+
+/// The event telling the platform of candidate `c` in story `w`, `state` being what it records.
+fn event(tenant: &TenantConfig, c: &Candidate, w: &Work, p: &Placement, state: &MemberState) -> ThreatEvent {
+    let kind = p.kind;
+    ThreatEvent {
+        kind,
+        id: domain::event_id(&tenant.id, kind.as_str(), &c.id, c.stamp),
+        tenant: tenant.id.clone(),
+        severity: c.severity,
+        threat: c.view.clone(),
+        story: StoryView {
+            id: w.story.id.clone(),
+            alert_key: AlertKey::new(&tenant.console_url, &w.story.id),
+            threat_count: w.story.members.len() + usize::from(!w.story.members.contains_key(&c.id)),
+            new_alert: p.new_alert,
+            reopened: w.reopened && kind == EventKind::Created,
+            all_resolved: all_resolved(&w.story, &c.id, state),
+            platform_ref: w.story.platform_ref.clone(),
+        },
+    }
+}
+
+pub(super) async fn process_page(
+    ctx: &Ctx<'_>,
+    page: &[Candidate],
+    checkpoint: &Checkpoint,
+    report: &mut TenantReport,
+) -> Result<(), Stop> {
+    let Ctx {
+        deps,
+        tenant,
+        platform,
+        ref refusals,
+        ..
+    } = *ctx;
+    let store = &deps.store;
+    let at_watermark: HashSet<&str> = checkpoint.ids_at_watermark.iter().map(String::as_str).collect();
+    let candidates: Vec<&Candidate> = page
+        .iter()
+        .filter(|c| {
+            let seen = c.stamp.is_some() && c.stamp == checkpoint.watermark && at_watermark.contains(c.id.as_str());
+            if seen {
+                report.unchanged += 1;
+            }
+            !seen
+        })
+        .collect();
+    if candidates.is_empty() {
+        return Ok(());
+    }
+    let mut work = load(store, &tenant.id, &candidates).await?;
+    let mut stop: Option<Stop> = None;
+    // Refused events not recorded yet, dead letters to write, and ones to retire.
+    let mut held: Vec<Refusal> = Vec::new();
+    let mut letters: Vec<PublishDeadLetter> = Vec::new();
+    let mut retire: Vec<MemberId> = Vec::new();
+
+    for c in candidates {
+        let decision = domain::correlate(&c.sighting(), |name| {
+            work.get(name).map(|w| Held {
+                story: &w.story,
+                bytes: w.bytes,
+            })
+        });
+        let Some(placement) = apply(decision, c, &mut work, report) else {
+            continue;
+        };
+        let w = work.get_mut(&placement.name).expect("story is loaded");
+        let mut state = c.state.clone();
+        if let Some(prev) = w.story.members.get(&c.id) {
+            // A console-side change consumes what the writeback recorded; otherwise keep it.
+            if placement.kind == EventKind::Created {
+                state.written_status = prev.written_status;
+                state.written_verdict = prev.written_verdict;
+            }
+        }
+        let event = event(tenant, c, w, &placement, &state);
+        match platform.publish(&event).await {
+            Ok(receipt) => {
+                report.published += 1;
+                if w.story.platform_ref.is_none() {
+                    w.story.platform = Some(platform.name().to_owned());
+                    w.story.platform_ref = receipt.platform_ref;
+                }
+                if placement.had_letter {
+                    // An earlier version was refused; this one got through.
+                    retire.push(c.id.clone());
+                }
+                // The platform takes events: the refusals before this one were about them.
+                refusals.store(0, Ordering::Relaxed);
+            }
+            Err(PlatformError::Rejected { status, detail }) => {
+                let in_a_row = refusals.fetch_add(1, Ordering::Relaxed) + 1;
+                if in_a_row >= REFUSALS_IN_A_ROW {
+                    // Not one event's fault: none of them is recorded, the checkpoint holds.
+                    stop = Some(Stop::Refusals {
+                        count: in_a_row,
+                        status,
+                        detail,
+                    });
+                    break;
+                }
+                tracing::warn!(tenant = %tenant.id, item = %c.id, status, "platform refused the event; kept as a publish dead letter");
+                state.publish_error = Some(format!("HTTP {status}"));
+                w.reopened = false;
+                held.push(Refusal {
+                    name: placement.name,
+                    story_id: w.story.id.clone(),
+                    state,
+                    letter: PublishDeadLetter {
+                        id: c.id.clone(),
+                        kind: event.kind.as_str().to_owned(),
+                        alert_key: event.story.alert_key.to_string(),
+                        event_id: event.id.clone(),
+                        updated_at: c.stamp,
+                        status,
+                        error: detail,
+                        created_at: OffsetDateTime::now_utc(),
+                        attempts: 1,
+                        replay_requested: false,
+                        event,
+                    },
+                });
+                continue;
+            }
+            Err(e) => {
+                // Not recorded: the checkpoint stays put and the next run retries this item.
+                stop = Some(e.into());
+                break;
+            }
+        }
+        w.reopened = false;
+        w.put_member(&c.id, state);
+        letters.extend(held.drain(..).map(|r| r.record(&mut work, report)));
+    }
+    if stop.is_none() {
+        // Refusals at the end of the page: each the event's own fault, as far as we can tell.
+        letters.extend(held.drain(..).map(|r| r.record(&mut work, report)));
+    }
+
+    // Dead letters first: a crash before the stories are saved repeats the refused events, so
+    // none is ever recorded as refused without its dead letter.
+    if !letters.is_empty() {
+        store.put_publish_dead(&tenant.id, &letters).await?;
+    }
+    // A story no event was recorded in (its first one was not sent) is not written.
+    let dirty = work
+        .into_values()
+        .filter(|w| w.dirty && !w.story.members.is_empty())
+        .collect();
+    save_stories(store, &tenant.id, dirty).await?;
+    if !retire.is_empty() {
+        store.retire_publish_dead(&tenant.id, &retire).await?;
+    }
+    match stop {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// A refused event, recorded (as a dead letter, and on its story) once it is clear the refusal
+/// was about it: when the platform accepts a later event, or the page ends.
+struct Refusal {
+    /// The story's name when it was refused, and its id (the story may have rolled over since).
+    name: String,
+    story_id: String,
+    state: MemberState,
+    letter: PublishDeadLetter,
+}
+
+impl Refusal {
+    fn record(self, work: &mut Stories, report: &mut TenantReport) -> PublishDeadLetter {
+        let name = if work.get(&self.name).is_some_and(|w| w.story.id == self.story_id) {
+            self.name
+        } else {
+            self.story_id
+        };
+        if let Some(w) = work.get_mut(&name) {
+            w.put_member(&self.letter.id, self.state);
+        }
+        report.failed += 1;
+        report.publish_dead_letters += 1;
+        self.letter
+    }
+}

@@ -1,0 +1,228 @@
+//! Paging: a tenant's threats, then its STAR alerts, each from its checkpoint, page by page,
+//! with the checkpoint saved after each page; and the replay of dead letters an operator asked
+//! for.
+
+use std::collections::HashSet;
+use std::sync::atomic::AtomicU32;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use time::OffsetDateTime;
+
+use super::candidate::Candidate;
+use super::page::process_page;
+use super::{
+    ALERTS_CHECKPOINT, CHECKPOINT, DEADLINE_MARGIN, Outcome, PollDeps, Stop, TenantReport, WATERMARK_IDS_MAX_BYTES,
+    paced_page,
+};
+use crate::platform::{Platform, PlatformError};
+use crate::s1::dto::{CloudAlert, Threat};
+use crate::s1::{CloudAlertQuery, S1Client, S1Error, ThreatQuery};
+use crate::store::{Checkpoint, TenantConfig};
+
+/// Polls one tenant with its S1 client: threats, the replays asked for, then STAR alerts.
+pub(super) async fn poll_threats(
+    deps: &PollDeps,
+    tenant: &TenantConfig,
+    client: &S1Client,
+    platform: &dyn Platform,
+    deadline: Instant,
+    report: &mut TenantReport,
+) -> Result<(), Stop> {
+    let (limit, pace_margin) = paced_page(platform);
+    let query = ThreatQuery {
+        updated_at_gte: None,
+        account_ids: tenant.account_ids.clone(),
+        site_ids: tenant.site_ids.clone(),
+        limit,
+        ..ThreatQuery::default()
+    };
+    let to_candidates = |page: Vec<Threat>| page.iter().map(|t| Candidate::from_threat(t, tenant)).collect();
+    let ctx = Ctx {
+        deps,
+        tenant,
+        platform,
+        deadline,
+        pace_margin,
+        refusals: AtomicU32::new(0),
+    };
+    let result = drain(
+        &ctx,
+        report,
+        CHECKPOINT,
+        |watermark| {
+            client.threats(&ThreatQuery {
+                updated_at_gte: watermark,
+                ..query.clone()
+            })
+        },
+        to_candidates,
+    )
+    .await;
+    let result = match result {
+        // The platform takes events again: send what an operator asked to replay.
+        Ok(()) if report.outcome != Outcome::Partial => replay_dead_letters(&ctx, report).await,
+        other => other,
+    };
+    if result.is_ok() && tenant.poll_cloud_alerts && report.outcome != Outcome::Partial {
+        // STAR alerts have no updatedAt filter: they are polled by creation time, new ones only.
+        let alerts = CloudAlertQuery {
+            account_ids: tenant.account_ids.clone(),
+            site_ids: tenant.site_ids.clone(),
+            limit,
+            ..CloudAlertQuery::default()
+        };
+        let to_candidates =
+            |page: Vec<CloudAlert>| page.iter().filter_map(|a| Candidate::from_alert(a, tenant)).collect();
+        return drain(
+            &ctx,
+            report,
+            ALERTS_CHECKPOINT,
+            |watermark| {
+                client.cloud_alerts(&CloudAlertQuery {
+                    created_at_gte: watermark,
+                    ..alerts.clone()
+                })
+            },
+            to_candidates,
+        )
+        .await;
+    }
+    result
+}
+
+/// Sends again, once each, the publish dead letters an operator asked to replay (as they were
+/// refused, under the same webhook id): each is retired once the platform took it, or kept with
+/// the new answer if it is refused again.
+async fn replay_dead_letters(ctx: &Ctx<'_>, report: &mut TenantReport) -> Result<(), Stop> {
+    let store = &ctx.deps.store;
+    let tenant = &ctx.tenant.id;
+    for mut letter in store.publish_replays(tenant, 100).await? {
+        match ctx.platform.publish(&letter.event).await {
+            Ok(_) => {
+                store
+                    .retire_publish_dead(tenant, std::slice::from_ref(&letter.id))
+                    .await?;
+                report.replayed += 1;
+            }
+            Err(PlatformError::Rejected { status, detail }) => {
+                tracing::warn!(tenant = %tenant, item = %letter.id, status, "a replayed event was refused again");
+                letter.status = status;
+                letter.error = detail;
+                letter.attempts += 1;
+                letter.replay_requested = false;
+                store.refused_again(tenant, &letter).await?;
+                report.failed += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// What one tenant's run works with.
+pub(super) struct Ctx<'a> {
+    pub deps: &'a PollDeps,
+    pub tenant: &'a TenantConfig,
+    pub platform: &'a dyn Platform,
+    pub deadline: Instant,
+    /// Extra time kept back for a page of a paced platform.
+    pub pace_margin: Duration,
+    /// Events refused in a row, with none accepted in between
+    /// ([`REFUSALS_IN_A_ROW`](super::REFUSALS_IN_A_ROW)).
+    pub refusals: AtomicU32,
+}
+
+/// Pages through one source from its checkpoint, processing and checkpointing page by page.
+async fn drain<'c, T, S, F, M>(
+    ctx: &Ctx<'_>,
+    report: &mut TenantReport,
+    checkpoint_name: &str,
+    open: F,
+    to_candidates: M,
+) -> Result<(), Stop>
+where
+    F: FnOnce(Option<OffsetDateTime>) -> S,
+    S: futures_util::Stream<Item = Result<crate::s1::Page<T>, S1Error>> + 'c,
+    M: Fn(Vec<T>) -> Vec<Candidate>,
+{
+    let Ctx {
+        deps,
+        tenant,
+        deadline,
+        pace_margin,
+        ..
+    } = *ctx;
+    // A short-lived invocation still gets most of its time: the margin is at most a quarter.
+    let margin = DEADLINE_MARGIN.min(deadline.saturating_duration_since(Instant::now()) / 4) + pace_margin;
+    let store = &deps.store;
+    let mut checkpoint = store
+        .get_checkpoint(&tenant.id, checkpoint_name)
+        .await?
+        .unwrap_or_default();
+    let mut pages = std::pin::pin!(open(checkpoint.watermark));
+    // S1's total is what is left from the watermark: add what this run already fetched.
+    let mut expected = None;
+    let fetched_before = report.fetched;
+    let result = loop {
+        if deadline.saturating_duration_since(Instant::now()) <= margin {
+            report.outcome = Outcome::Partial;
+            break Ok(());
+        }
+        let Some(page) = pages.next().await else { break Ok(()) };
+        let page = match page {
+            Ok(p) => p,
+            Err(e) => break Err(Stop::S1(e)),
+        };
+        report.pages += 1;
+        report.fetched += page.items.len() as u64;
+        if expected.is_none() {
+            expected = page.total_items.map(|t| t + fetched_before);
+        }
+        let candidates = to_candidates(page.items);
+        if let Err(e) = process_page(ctx, &candidates, &checkpoint, report).await {
+            break Err(e);
+        }
+        advance(&mut checkpoint, &candidates);
+        // Saved last: everything before it has been accepted by the platform.
+        store.put_checkpoint(&tenant.id, checkpoint_name, &checkpoint).await?;
+        if let Some(progress) = &deps.progress {
+            progress(
+                report,
+                crate::usecase::Tick {
+                    done: report.fetched,
+                    expected: expected.map(|e| e.max(report.fetched)),
+                },
+            );
+        }
+    };
+    let lag = checkpoint
+        .watermark
+        .map(|w| (OffsetDateTime::now_utc() - w).whole_seconds().max(0));
+    report.lag_seconds = report.lag_seconds.max(lag);
+    result
+}
+
+/// Moves the watermark to the newest stamp of the page, remembering (up to
+/// [`WATERMARK_IDS_MAX_BYTES`]) which ids sit exactly on it (`__gte` returns them again).
+fn advance(c: &mut Checkpoint, page: &[Candidate]) {
+    let mut listed: HashSet<String> = c.ids_at_watermark.iter().cloned().collect();
+    let mut bytes: usize = c.ids_at_watermark.iter().map(|id| id.len() + 3).sum();
+    for t in page {
+        let Some(at) = t.stamp else { continue };
+        match c.watermark {
+            Some(w) if at < w => continue,
+            Some(w) if at == w => {}
+            _ => {
+                c.watermark = Some(at);
+                c.ids_at_watermark.clear();
+                listed.clear();
+                bytes = 0;
+            }
+        }
+        if bytes + t.id.len() + 3 <= WATERMARK_IDS_MAX_BYTES && listed.insert(t.id.to_string()) {
+            bytes += t.id.len() + 3;
+            c.ids_at_watermark.push(t.id.to_string());
+        }
+    }
+}
