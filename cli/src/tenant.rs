@@ -573,9 +573,11 @@ pub async fn run(args: RunArgs) -> Res {
                 platforms,
                 owner,
             };
+            // One Lambda invocation's time, shared by the tenants one after another.
+            let deadline = Instant::now() + Duration::from_secs(840);
             let mut reports = Vec::new();
             for t in &selected {
-                reports.push(sync_tenant(&deps, t).await);
+                reports.push(sync_tenant(&deps, t, deadline).await);
             }
             let rows = reports
                 .iter()

@@ -25,10 +25,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 async fn handle(deps: &AssetDeps, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
     let mut deps = deps.clone();
     deps.owner = event.context.request_id.clone();
-    let reports = sync_all(&deps).await.map_err(|e| Diagnostic {
-        error_type: "StoreError".into(),
-        error_message: e.to_string(),
-    })?;
+    let reports = sync_all(&deps, std::time::Instant::now() + Duration::from_secs(840))
+        .await
+        .map_err(|e| Diagnostic {
+            error_type: "StoreError".into(),
+            error_message: e.to_string(),
+        })?;
     let now = time::OffsetDateTime::now_utc();
     for r in &reports {
         println!("{}", r.emf(now));

@@ -42,8 +42,8 @@ fn use_case_futures_are_send(
     fn send<F: std::future::Future + Send>(_: F) {}
     let (now, deadline) = (time::OffsetDateTime::now_utc(), std::time::Instant::now());
     send(poll_threats::poll_tenant(poll, tenant, deadline));
-    send(sync_assets::sync_all(assets));
-    send(sync_assets::sync_tenant(assets, tenant));
+    send(sync_assets::sync_all(assets, deadline));
+    send(sync_assets::sync_tenant(assets, tenant, deadline));
     send(token_expiry::check_tenant(tokens, tenant, now));
     send(token_expiry::rotate(rotation, event));
     send(writeback::handle_webhook(writeback, "POST", "/generic/t", headers, b""));

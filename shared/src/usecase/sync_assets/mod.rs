@@ -1,12 +1,19 @@
 //! sync-assets: S1 accounts, sites and agents kept in step with the platform's customers, sites
 //! and assets. Only what changed since the stored snapshot is pushed; agents decommissioned or
 //! gone from S1 are deactivated (never deleted) and reactivated when they return.
+//!
+//! A run honours its deadline (the Lambda's): once less than [`DEADLINE_MARGIN`] is left (a
+//! quarter of its time, if less), it stops after the push in hand, keeps what it pushed in the
+//! snapshot and reports [`Outcome::Partial`]; the next run pushes only the rest. A run that did
+//! not list every agent deactivates none. Every run pushes at least one change, so a platform
+//! slower than one invocation still gets everything over successive runs.
 
 mod push;
 mod settings;
 mod sync;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -17,10 +24,14 @@ use crate::secrets::SecretError;
 use crate::store::{Store, StoreError, TenantConfig};
 use crate::telemetry::{Metric, NAMESPACE, emf_line};
 
+pub use crate::usecase::poll_threats::Outcome;
 pub use settings::{AssetSettings, AssetType, Placement, TypeRule, agent_fields};
 
 /// Name of the lease a sync holds per tenant.
 pub const LEASE_JOB: &str = "assets";
+/// A run stops when less than this (or a quarter of the run's time, if smaller) is left before
+/// its deadline.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(20);
 
 /// What a sync needs. Built once per process.
 #[derive(Clone)]
@@ -38,6 +49,8 @@ pub struct AssetDeps {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct AssetReport {
     pub tenant: String,
+    /// `partial`: stopped before the deadline with more to do; the next run continues.
+    pub outcome: Outcome,
     pub created: u64,
     pub updated: u64,
     pub unchanged: u64,
@@ -58,6 +71,11 @@ pub struct AssetReport {
 }
 
 impl AssetReport {
+    /// Calls made to the platform (accepted or refused).
+    fn pushes(&self) -> u64 {
+        self.created + self.updated + self.deactivated + self.reactivated + self.failed
+    }
+
     /// The CloudWatch EMF line of this report.
     pub fn emf(&self, now: OffsetDateTime) -> String {
         let m = Metric::count;
@@ -79,11 +97,40 @@ impl AssetReport {
     }
 }
 
-/// Syncs every enabled tenant, one at a time (daily job; S1 agent listing is the slow part).
+/// When a run stops: [`DEADLINE_MARGIN`] before its deadline, or a quarter of the time it had
+/// when that is less.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Budget {
+    deadline: Instant,
+    margin: Duration,
+}
+
+impl Budget {
+    fn new(deadline: Instant) -> Self {
+        Self {
+            deadline,
+            margin: DEADLINE_MARGIN.min(deadline.saturating_duration_since(Instant::now()) / 4),
+        }
+    }
+
+    /// Whether the time is spent.
+    fn over(&self) -> bool {
+        self.deadline.saturating_duration_since(Instant::now()) <= self.margin
+    }
+
+    /// Whether the run should stop here: its time is spent and it has pushed something (so
+    /// every run makes progress).
+    pub(super) fn spent(&self, report: &AssetReport) -> bool {
+        report.pushes() > 0 && self.over()
+    }
+}
+
+/// Syncs every enabled tenant, one at a time (daily job; S1 agent listing is the slow part),
+/// until `deadline`: a tenant whose turn comes after it is left for the next run (`partial`).
 ///
 /// # Errors
 /// Only when the tenant list cannot be read.
-pub async fn sync_all(deps: &AssetDeps) -> Result<Vec<AssetReport>, StoreError> {
+pub async fn sync_all(deps: &AssetDeps, deadline: Instant) -> Result<Vec<AssetReport>, StoreError> {
     let tenants: Vec<TenantConfig> = deps
         .store
         .list_tenants()
@@ -91,9 +138,19 @@ pub async fn sync_all(deps: &AssetDeps) -> Result<Vec<AssetReport>, StoreError> 
         .into_iter()
         .filter(|t| t.enabled)
         .collect();
+    let budget = Budget::new(deadline);
     let mut out = Vec::new();
     for t in &tenants {
-        out.push(sync_tenant(deps, t).await);
+        out.push(if out.is_empty() || !budget.over() {
+            sync_within(deps, t, budget).await
+        } else {
+            AssetReport {
+                tenant: t.id.clone(),
+                outcome: Outcome::Partial,
+                note: Some("not started: the run's time went to the tenants before it; the next run syncs it".into()),
+                ..AssetReport::default()
+            }
+        });
     }
     Ok(out)
 }
@@ -116,8 +173,12 @@ impl ConsoleError for Stop {
     }
 }
 
-/// Syncs one tenant under its lease.
-pub async fn sync_tenant(deps: &AssetDeps, tenant: &TenantConfig) -> AssetReport {
+/// Syncs one tenant under its lease, until `deadline`.
+pub async fn sync_tenant(deps: &AssetDeps, tenant: &TenantConfig, deadline: Instant) -> AssetReport {
+    sync_within(deps, tenant, Budget::new(deadline)).await
+}
+
+async fn sync_within(deps: &AssetDeps, tenant: &TenantConfig, budget: Budget) -> AssetReport {
     let mut report = AssetReport {
         tenant: tenant.id.clone(),
         ..AssetReport::default()
@@ -131,10 +192,12 @@ pub async fn sync_tenant(deps: &AssetDeps, tenant: &TenantConfig) -> AssetReport
     {
         Ok(Some(lease)) => lease,
         Ok(None) => {
+            report.outcome = Outcome::Skipped;
             report.error = Some("another run holds this tenant's asset lease".into());
             return report;
         }
         Err(e) => {
+            report.outcome = Outcome::Failed;
             report.error = Some(e.to_string());
             return report;
         }
@@ -144,23 +207,25 @@ pub async fn sync_tenant(deps: &AssetDeps, tenant: &TenantConfig) -> AssetReport
         ..deps.clone()
     };
     let work = async {
-        if let Err(e) = run(&fenced, tenant, &mut report).await {
+        if let Err(e) = run(&fenced, tenant, budget, &mut report).await {
+            report.outcome = Outcome::Failed;
             report.error = Some(e.to_string());
         }
     };
     if let Err(e) = deps.store.keep_alive(&lease, work).await {
+        report.outcome = Outcome::Failed;
         report.error = Some(e.to_string());
     }
     let _ = deps.store.give_back(&lease).await;
     tracing::info!(
-        tenant = %report.tenant, created = report.created, updated = report.updated, unchanged = report.unchanged,
+        tenant = %report.tenant, outcome = ?report.outcome, created = report.created, updated = report.updated, unchanged = report.unchanged,
         deactivated = report.deactivated, reactivated = report.reactivated, failed = report.failed,
         error = report.error.as_deref(), "asset sync report"
     );
     report
 }
 
-async fn run(deps: &AssetDeps, tenant: &TenantConfig, report: &mut AssetReport) -> Result<(), Stop> {
+async fn run(deps: &AssetDeps, tenant: &TenantConfig, budget: Budget, report: &mut AssetReport) -> Result<(), Stop> {
     let settings = AssetSettings::for_tenant(tenant);
     let platform = deps.platforms.resolve(tenant).await?;
     if !platform.keeps_assets() {
@@ -175,7 +240,7 @@ async fn run(deps: &AssetDeps, tenant: &TenantConfig, report: &mut AssetReport) 
     let (platform, settings) = (platform.as_ref(), &settings);
     deps.consoles
         .with_token_state(tenant, report, |client, report| async move {
-            let result = sync::sync_with(deps, tenant, &client, platform, settings, report).await;
+            let result = sync::sync_with(deps, tenant, &client, platform, settings, budget, report).await;
             (report, result)
         })
         .await
