@@ -1,9 +1,8 @@
 //! Turns a schedule event into a poll run and the run into a report.
 
-use std::time::{Duration, Instant};
-
-use lambda_runtime::{Diagnostic, LambdaEvent};
-use s1_shared::usecase::poll_threats::{PollDeps, PollError, Selection, run};
+use lambda_runtime::LambdaEvent;
+use s1_shared::lambda::{FunctionError, deadline};
+use s1_shared::usecase::poll_threats::{PollDeps, Selection, run};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -16,11 +15,8 @@ struct Payload {
     shards: Option<u32>,
 }
 
-fn selection(event: &Value) -> Result<Selection, Diagnostic> {
-    let bad = |m: String| Diagnostic {
-        error_type: "BadInput".into(),
-        error_message: m,
-    };
+fn selection(event: &Value) -> Result<Selection, FunctionError> {
+    let bad = |m: String| FunctionError::bad_input(m);
     if event.get("detail-type").is_some() {
         return Ok(Selection::All);
     }
@@ -35,27 +31,7 @@ fn selection(event: &Value) -> Result<Selection, Diagnostic> {
     }
 }
 
-/// Time left before Lambda's deadline (no deadline in local runs: 15 minutes).
-fn deadline(ctx: &lambda_runtime::Context) -> Instant {
-    let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as u64;
-    let mut left = if ctx.deadline == 0 {
-        900_000
-    } else {
-        ctx.deadline.saturating_sub(now_ms)
-    };
-    if left < 1_000 {
-        // Lambda always leaves the function's timeout; an emulator may send no usable deadline.
-        tracing::warn!(
-            deadline_ms = ctx.deadline,
-            now_ms,
-            "no usable invocation deadline; using 60 s"
-        );
-        left = 60_000;
-    }
-    Instant::now() + Duration::from_millis(left)
-}
-
-pub(crate) async fn handle(deps: &PollDeps, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
+pub(crate) async fn handle(deps: &PollDeps, event: LambdaEvent<Value>) -> Result<Value, FunctionError> {
     let selection = selection(&event.payload)?;
     let mut deps = deps.clone();
     deps.owner = if event.context.request_id.is_empty() {
@@ -63,16 +39,7 @@ pub(crate) async fn handle(deps: &PollDeps, event: LambdaEvent<Value>) -> Result
     } else {
         event.context.request_id.clone()
     };
-    let report = run(&deps, &selection, deadline(&event.context))
-        .await
-        .map_err(|e| Diagnostic {
-            error_type: match e {
-                PollError::Store(ref s) if s.is_retryable() => "Retryable".into(),
-                PollError::Store(_) => "StoreError".into(),
-                _ => "BadInput".into(),
-            },
-            error_message: e.to_string(),
-        })?;
+    let report = run(&deps, &selection, deadline(&event.context)).await?;
     // CloudWatch turns these stdout lines into metrics.
     for line in report.emf_lines("poll-threats", time::OffsetDateTime::now_utc()) {
         println!("{line}");
@@ -84,10 +51,7 @@ pub(crate) async fn handle(deps: &PollDeps, event: LambdaEvent<Value>) -> Result
         failed = totals.failed,
         "poll run done"
     );
-    serde_json::to_value(&report).map_err(|e| Diagnostic {
-        error_type: "Internal".into(),
-        error_message: e.to_string(),
-    })
+    FunctionError::answer(&report)
 }
 
 #[cfg(test)]
@@ -190,7 +154,8 @@ mod tests {
             serde_json::json!({"tenant": "nobody"}),
             lambda_runtime::Context::default(),
         );
-        let err = handle(&deps, bad).await.unwrap_err();
+        let err = lambda_runtime::Diagnostic::from(handle(&deps, bad).await.unwrap_err());
         assert!(err.error_message.contains("nobody"), "{err:?}");
+        assert_eq!(err.error_type, "BadInput");
     }
 }

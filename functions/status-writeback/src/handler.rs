@@ -1,18 +1,21 @@
 //! Function URL request -> webhook handling -> Function URL response.
 
 use lambda_http::{Body, Request, Response};
+use s1_shared::lambda::FunctionError;
 use s1_shared::usecase::writeback::{WritebackDeps, handle_webhook};
 
-pub(crate) async fn handle(deps: &WritebackDeps, req: Request) -> Result<Response<Body>, lambda_http::Error> {
+/// Every request gets the webhook's answer; only a response that cannot be built is an error.
+pub(crate) async fn handle(deps: &WritebackDeps, req: Request) -> Result<Response<Body>, FunctionError> {
     let (parts, body) = req.into_parts();
     // lambda_http has already base64-decoded a binary body; these are the bytes that were signed.
     let bytes: &[u8] = body.as_ref();
     let r = handle_webhook(deps, parts.method.as_str(), parts.uri.path(), &parts.headers, bytes).await;
     tracing::info!(path = parts.uri.path(), status = r.status, "webhook answered");
-    Ok(Response::builder()
+    Response::builder()
         .status(r.status)
         .header("content-type", "application/json")
-        .body(Body::Text(r.body.to_string()))?)
+        .body(Body::Text(r.body.to_string()))
+        .map_err(FunctionError::internal)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! A schedule event runs the watch; a Secrets Manager rotation event runs one rotation step.
 
-use lambda_runtime::{Diagnostic, LambdaEvent};
+use lambda_runtime::LambdaEvent;
+use s1_shared::lambda::FunctionError;
 use s1_shared::usecase::token_expiry::{RotationDeps, RotationEvent, TokenDeps, check_all, rotate};
 use serde_json::{Value, json};
 
@@ -8,35 +9,20 @@ pub(crate) async fn handle(
     watch: &TokenDeps,
     rotation: &RotationDeps,
     event: LambdaEvent<Value>,
-) -> Result<Value, Diagnostic> {
+) -> Result<Value, FunctionError> {
     if event.payload.get("Step").is_some() {
-        let ev: RotationEvent = serde_json::from_value(event.payload.clone()).map_err(|e| Diagnostic {
-            error_type: "BadInput".into(),
-            error_message: format!("rotation event: {e}"),
-        })?;
+        let ev: RotationEvent = serde_json::from_value(event.payload.clone())
+            .map_err(|e| FunctionError::bad_input(format!("rotation event: {e}")))?;
         // A failed step is an error so Secrets Manager retries it; the current version stays.
-        rotate(rotation, &ev).await.map_err(|e| Diagnostic {
-            error_type: "RotationFailed".into(),
-            error_message: e.to_string(),
-        })?;
+        rotate(rotation, &ev).await?;
         return Ok(json!({"step": ev.step, "secret": ev.secret_id, "done": true}));
     }
     let now = time::OffsetDateTime::now_utc();
-    let reports = check_all(watch, now).await.map_err(|e| Diagnostic {
-        error_type: if e.is_retryable() {
-            "Retryable".into()
-        } else {
-            "StoreError".into()
-        },
-        error_message: e.to_string(),
-    })?;
+    let reports = check_all(watch, now).await?;
     for r in &reports {
         println!("{}", r.emf(now));
     }
-    serde_json::to_value(&reports).map_err(|e| Diagnostic {
-        error_type: "Internal".into(),
-        error_message: e.to_string(),
-    })
+    FunctionError::answer(&reports)
 }
 
 #[cfg(test)]
@@ -124,7 +110,7 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert_eq!(bad.error_type, "BadInput");
+        assert_eq!(lambda_runtime::Diagnostic::from(bad).error_type, "BadInput");
         let unknown = handle(
             &watch,
             &rotation,
@@ -135,6 +121,7 @@ mod tests {
         )
         .await
         .unwrap_err();
+        let unknown = lambda_runtime::Diagnostic::from(unknown);
         assert_eq!(unknown.error_type, "BadInput");
         assert!(unknown.error_message.contains("rollSecret"), "{unknown:?}");
     }
