@@ -280,7 +280,8 @@ async fn test_tenant(t: &TenantConfig, allowed: &AllowedHosts) -> Vec<Value> {
         "console URL allowed",
         allowed
             .check_console_url(&t.console_url)
-            .map(|()| t.console_url.clone()),
+            .map(|()| t.console_url.clone())
+            .map_err(|e| e.to_string()),
     );
     let tokens = tokens(std::slice::from_ref(t)).await;
     let token = match tokens.token(&t.token).await {

@@ -23,7 +23,8 @@ use time::OffsetDateTime;
 pub use config::{PlatformConfig, PlatformKind, PlatformSettings};
 pub use event::{AssetView, EventKind, FileView, PublishReceipt, Scope, StoryView, ThreatEvent, ThreatView};
 pub use generic::{
-    GenericAuth, GenericInbound, GenericWebhook, SignatureError, WebhookSecret, parse_generic, sign, verify,
+    GenericAuth, GenericInbound, GenericWebhook, SignatureError, WebhookSecret, WebhookSecretError, parse_generic,
+    sign, verify,
 };
 pub use http::ITEM_REFUSALS;
 pub use notice::{AssetFields, Notice, SyncChange, Synced};

@@ -107,7 +107,7 @@ impl HaloClient {
     ) -> Result<Self, PlatformError> {
         let mut base = allowed
             .check_platform_url("Halo url", &auth.base_url)
-            .map_err(PlatformError::Config)?;
+            .map_err(|e| PlatformError::Config(e.to_string()))?;
         if base.cannot_be_a_base() {
             return Err(PlatformError::Config(format!(
                 "Halo url {:?} has no host",
