@@ -86,6 +86,11 @@ pub trait Platform: Send + Sync {
     fn max_events_per_second(&self) -> Option<f64> {
         None
     }
+    /// "Test configuration" checks of the adapter's own settings against the platform, run once
+    /// it is reachable (Halo: its token, and that every configured name exists). None by default.
+    async fn check_settings(&self) -> Vec<crate::usecase::tenant_check::Check> {
+        Vec::new()
+    }
 }
 
 /// A platform's inbound side for one tenant: proves who sent a webhook and reads the change in

@@ -3,6 +3,7 @@
 
 pub mod poll_threats;
 pub mod sync_assets;
+pub mod tenant_check;
 pub mod token_expiry;
 pub mod writeback;
 

@@ -210,6 +210,15 @@ impl HaloClient {
         Ok(token)
     }
 
+    /// Gets a token (the cached one, or a new one): proves the API application's credentials
+    /// and scope.
+    ///
+    /// # Errors
+    /// [`PlatformError::Config`] when Halo refuses the credentials; the token endpoint's errors.
+    pub async fn sign_in(&self) -> Result<(), PlatformError> {
+        self.bearer().await.map(drop)
+    }
+
     async fn forget_token(&self) {
         *self.token.lock().await = None;
     }
