@@ -27,21 +27,13 @@ pub(crate) async fn handle(deps: &AssetDeps, event: LambdaEvent<Value>) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
     use std::sync::Arc;
 
     use s1_bridge_sim::{DEFAULT_TOKEN, Sim, SimConfig, WebhookReceiver};
-    use s1_shared::platform::Adapters;
-    use s1_shared::s1::{ClientOptions, Consoles};
-    use s1_shared::secrets::LocalTokenProvider;
     use s1_shared::store::*;
+    use s1_shared::test_util::LoopbackPorts;
 
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-    /// The simulator and the receiver are on loopback.
-    fn loopback() -> s1_shared::config::AllowedHosts {
-        s1_shared::config::AllowedHosts::parse("127.0.0.1").unwrap()
-    }
 
     #[tokio::test(flavor = "multi_thread")]
     async fn a_schedule_event_syncs_every_tenant_and_reports() {
@@ -55,11 +47,7 @@ mod tests {
         .await
         .unwrap();
         let receiver = WebhookReceiver::start(SECRET).await.unwrap();
-        let env = HashMap::from([
-            ("S1_TOKEN".to_owned(), DEFAULT_TOKEN.to_owned()),
-            ("HOOK".to_owned(), SECRET.to_owned()),
-        ]);
-        let tokens = Arc::new(LocalTokenProvider::with_lookup(move |k| env.get(k).cloned()));
+        let ports = LoopbackPorts::new([("S1_TOKEN", DEFAULT_TOKEN.to_owned()), ("HOOK", SECRET.to_owned())]);
         let store = Store::new(Arc::new(EmbeddedTable::in_memory().unwrap()));
         store
             .put_tenant(&{
@@ -73,18 +61,11 @@ mod tests {
             })
             .await
             .unwrap();
-        let http = reqwest::Client::new();
         let deps = AssetDeps {
             progress: None,
-            store: store.clone(),
-            consoles: Consoles::new(
-                http.clone(),
-                tokens.clone(),
-                ClientOptions::default().allowing(loopback()),
-            ),
-            platforms: Arc::new(
-                Adapters::new(http, tokens, ClientOptions::default().retry).with_allowed_hosts(loopback()),
-            ),
+            store,
+            consoles: ports.consoles,
+            platforms: ports.platforms,
             owner: String::new(),
         };
         let schedule = || {

@@ -28,21 +28,14 @@ pub(crate) async fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
     use std::sync::Arc;
 
     use s1_bridge_sim::{Sim, SimConfig, TokenSpec, WebhookReceiver};
-    use s1_shared::platform::Adapters;
-    use s1_shared::s1::{ClientOptions, Consoles};
-    use s1_shared::secrets::{LocalTokenProvider, MemorySecretVersions};
+    use s1_shared::secrets::MemorySecretVersions;
     use s1_shared::store::*;
+    use s1_shared::test_util::LoopbackPorts;
 
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-    /// The simulator and the receiver are on loopback.
-    fn loopback() -> s1_shared::config::AllowedHosts {
-        s1_shared::config::AllowedHosts::parse("127.0.0.1").unwrap()
-    }
 
     #[tokio::test(flavor = "multi_thread")]
     async fn a_schedule_event_checks_tokens_and_a_bad_rotation_event_is_refused() {
@@ -56,11 +49,9 @@ mod tests {
         .await
         .unwrap();
         let receiver = WebhookReceiver::start(SECRET).await.unwrap();
-        let env = HashMap::from([
-            ("S1".to_owned(), "t5".to_owned()),
-            ("HOOK".to_owned(), SECRET.to_owned()),
-        ]);
-        let tokens = Arc::new(LocalTokenProvider::with_lookup(move |k| env.get(k).cloned()));
+        let LoopbackPorts {
+            consoles, platforms, ..
+        } = LoopbackPorts::new([("S1", "t5".to_owned()), ("HOOK", SECRET.to_owned())]);
         let store = Store::new(Arc::new(EmbeddedTable::in_memory().unwrap()));
         store
             .put_tenant(&{
@@ -74,11 +65,6 @@ mod tests {
             })
             .await
             .unwrap();
-        let http = reqwest::Client::new();
-        let platforms: Arc<dyn s1_shared::platform::PlatformResolver> = Arc::new(
-            Adapters::new(http.clone(), tokens.clone(), ClientOptions::default().retry).with_allowed_hosts(loopback()),
-        );
-        let consoles = Consoles::new(http, tokens, ClientOptions::default().allowing(loopback()));
         let watch = TokenDeps {
             store: store.clone(),
             consoles: consoles.clone(),
