@@ -159,3 +159,15 @@ impl LoopbackPorts {
         }
     }
 }
+
+/// A fresh in-memory store holding `tenant`.
+///
+/// # Panics
+/// When the embedded store cannot be made or written (a test fails there).
+pub async fn store_with(tenant: &TenantConfig) -> crate::store::Store {
+    let store = crate::store::Store::new(Arc::new(
+        crate::store::EmbeddedTable::in_memory().expect("an in-memory store"),
+    ));
+    store.put_tenant(tenant).await.expect("the tenant is stored");
+    store
+}

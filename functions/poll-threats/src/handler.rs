@@ -57,7 +57,6 @@ pub(crate) async fn handle(deps: &PollDeps, event: LambdaEvent<Value>) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     use s1_bridge_sim::{DEFAULT_TOKEN, Sim, SimConfig, WebhookReceiver};
     use s1_shared::store::*;
@@ -100,20 +99,13 @@ mod tests {
         .await
         .unwrap();
         let receiver = WebhookReceiver::start(SECRET).await.unwrap();
-        let ports = LoopbackPorts::new([("S1_TOKEN", DEFAULT_TOKEN.to_owned()), ("HOOK", SECRET.to_owned())]);
-        let store = Store::new(Arc::new(EmbeddedTable::in_memory().unwrap()));
-        store
-            .put_tenant(&{
-                let mut t = TenantConfig::for_test(
-                    "acme",
-                    &sim.base_url(),
-                    s1_shared::test_util::generic(&receiver.url(), "HOOK"),
-                );
-                t.token = s1_shared::test_util::env("S1_TOKEN");
-                t
-            })
-            .await
-            .unwrap();
+        let ports = LoopbackPorts::new([("S1_TOKEN_acme", DEFAULT_TOKEN.to_owned()), ("HOOK", SECRET.to_owned())]);
+        let tenant = TenantConfig::for_test(
+            "acme",
+            &sim.base_url(),
+            s1_shared::test_util::generic(&receiver.url(), "HOOK"),
+        );
+        let store = s1_shared::test_util::store_with(&tenant).await;
         let deps = PollDeps {
             progress: None,
             store,

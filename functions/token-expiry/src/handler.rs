@@ -51,20 +51,13 @@ mod tests {
         let receiver = WebhookReceiver::start(SECRET).await.unwrap();
         let LoopbackPorts {
             consoles, platforms, ..
-        } = LoopbackPorts::new([("S1", "t5".to_owned()), ("HOOK", SECRET.to_owned())]);
-        let store = Store::new(Arc::new(EmbeddedTable::in_memory().unwrap()));
-        store
-            .put_tenant(&{
-                let mut t = TenantConfig::for_test(
-                    "acme",
-                    &sim.base_url(),
-                    s1_shared::test_util::generic(&receiver.url(), "HOOK"),
-                );
-                t.token = s1_shared::test_util::env("S1");
-                t
-            })
-            .await
-            .unwrap();
+        } = LoopbackPorts::new([("S1_TOKEN_acme", "t5".to_owned()), ("HOOK", SECRET.to_owned())]);
+        let tenant = TenantConfig::for_test(
+            "acme",
+            &sim.base_url(),
+            s1_shared::test_util::generic(&receiver.url(), "HOOK"),
+        );
+        let store = s1_shared::test_util::store_with(&tenant).await;
         let watch = TokenDeps {
             store: store.clone(),
             consoles: consoles.clone(),
