@@ -1,5 +1,6 @@
-//! One use case per function. They take ports, never SDK clients, so they run the same under
-//! Lambda, in the one-machine runner and in tests.
+//! One use case per function, and the operator's configuration test (`tenant_check`). They take
+//! ports, never SDK clients, so they run the same under Lambda, in the one-machine runner and in
+//! tests.
 
 pub mod poll_threats;
 pub mod sync_assets;
@@ -39,6 +40,8 @@ fn use_case_futures_are_send(
     tenant: &crate::store::TenantConfig,
     event: &token_expiry::RotationEvent,
     headers: &reqwest::header::HeaderMap,
+    secrets: std::sync::Arc<dyn crate::secrets::TokenProvider>,
+    allowed: &crate::config::AllowedHosts,
 ) {
     fn send<F: std::future::Future + Send>(_: F) {}
     let (now, deadline) = (time::OffsetDateTime::now_utc(), std::time::Instant::now());
@@ -49,4 +52,5 @@ fn use_case_futures_are_send(
     send(token_expiry::rotate(rotation, event));
     send(writeback::handle_webhook(writeback, "POST", "/generic/t", headers, b""));
     send(writeback::retry_pending(writeback, tenant, now, 1, deadline));
+    send(tenant_check::tenant_check(tenant, secrets, allowed));
 }
