@@ -199,9 +199,8 @@ impl Run<'_> {
         let mut pages = std::pin::pin!(client.agents(&query));
         let mut expected = None;
         let mut done = listed;
-        let mut first = true;
         loop {
-            if !std::mem::take(&mut first) && self.budget.spent(report) {
+            if self.budget.spent(report) {
                 return Ok(None);
             }
             let Some(page) = pages.next().await else { break };
