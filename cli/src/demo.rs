@@ -315,7 +315,9 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
         platforms: deps.platforms.clone(),
         owner: "demo".into(),
     };
-    let a1 = sync_all(&assets).await?.remove(0);
+    let a1 = sync_all(&assets, Instant::now() + Duration::from_secs(600))
+        .await?
+        .remove(0);
     say(format!(
         "   first sync: {} created (decommissioned agents are not created), {} refused",
         a1.created, a1.failed
@@ -351,7 +353,9 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
             },
         )
         .await?;
-    let a2 = sync_all(&assets).await?.remove(0);
+    let a2 = sync_all(&assets, Instant::now() + Duration::from_secs(600))
+        .await?
+        .remove(0);
     say(format!(
         "   after one agent is decommissioned and one renamed in S1: {} updated, {} deactivated, {} unchanged",
         a2.updated, a2.deactivated, a2.unchanged

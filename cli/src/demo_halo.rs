@@ -55,7 +55,7 @@ pub async fn halo_step(
     store.put_tenant(&tenant).await?;
 
     // Customers, sites and assets first, so tickets land under the right client and site.
-    let sync = sync_tenant(assets, &tenant).await;
+    let sync = sync_tenant(assets, &tenant, Instant::now() + Duration::from_secs(600)).await;
     if let Some(e) = &sync.error {
         return Err(format!("the Halo asset sync failed: {e}").into());
     }

@@ -146,6 +146,9 @@ pub fn assets_line(r: &AssetReport) -> String {
     if r.accounts_from_sites {
         s.push_str(" (customers derived from sites: the token cannot list accounts)");
     }
+    if r.outcome == s1_shared::usecase::sync_assets::Outcome::Partial {
+        s.push_str("; partial: stopped before the deadline, the next run continues");
+    }
     s
 }
 

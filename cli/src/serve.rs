@@ -112,7 +112,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let assets_loop = async {
         loop {
             a.tick().await;
-            match s1_shared::usecase::sync_assets::sync_all(&assets).await {
+            let limit = Duration::from_secs(args.assets_seconds.clamp(30, 840));
+            match s1_shared::usecase::sync_assets::sync_all(&assets, Instant::now() + limit).await {
                 Ok(r) => println!("assets: {}", serde_json::to_string(&r).unwrap_or_default()),
                 Err(e) => eprintln!("assets: {e}"),
             }

@@ -78,7 +78,7 @@ impl Settings {
                 Some(v) => AllowedHosts::parse(&v).map_err(|reason| ConfigError::Invalid {
                     var: ALLOWED_HOSTS,
                     value: v,
-                    reason,
+                    reason: reason.to_string(),
                 })?,
             },
         })
@@ -135,6 +135,73 @@ pub const DEFAULT_CONSOLE_HOSTS: &str = "*.sentinelone.net";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AllowedHosts(Vec<String>);
 
+/// A host pattern the allow-list cannot take (the pattern as given).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostPatternError {
+    #[error("allowed host {0:?}: a wildcard is only allowed as a leading `*.` (e.g. *.sentinelone.net)")]
+    Wildcard(String),
+    #[error("allowed host {0:?}: `*.` must be followed by a domain with at least two labels (e.g. *.sentinelone.net)")]
+    ShallowWildcard(String),
+    #[error("allowed host {0:?} is not a host name, `*.<domain>` pattern or IP address (no scheme, port or path)")]
+    NotAHost(String),
+}
+
+/// Why a console or platform URL is refused; `what` names the setting (`console URL`,
+/// `webhook URL`, `platform.settings.url`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlRefused {
+    #[error("{what} {url:?}: {reason}")]
+    Unparsable {
+        what: String,
+        url: String,
+        reason: url::ParseError,
+    },
+    #[error("{what} {url:?} has no host")]
+    NoHost { what: String, url: String },
+    #[error(
+        "console host {host} is not in the allowed hosts ({allowed}); add it to {var} (or --allow-host) if it really is an S1 console",
+        var = ALLOWED_HOSTS
+    )]
+    ConsoleHostNotAllowed { host: String, allowed: String },
+    #[error(
+        "console URL {url} must be https: plain http would send the API token in clear (http is accepted only for a loopback host named in {var})",
+        var = ALLOWED_HOSTS
+    )]
+    ConsoleHttp { url: String },
+    #[error("console URL must be https, not {scheme}")]
+    ConsoleScheme { scheme: String },
+    #[error(
+        "{what} {url} must be https (plain http only for a loopback host named in {var})",
+        var = ALLOWED_HOSTS
+    )]
+    PlainHttp { what: String, url: String },
+    #[error("{what} {url} must be https, not {scheme}")]
+    Scheme { what: String, url: String, scheme: String },
+    #[error(
+        "{what} {url} points at {ip}, a private, loopback or link-local address; name it in {var} (or --allow-host) if that receiver is yours",
+        var = ALLOWED_HOSTS
+    )]
+    PrivateAddress {
+        what: String,
+        url: String,
+        ip: std::net::IpAddr,
+    },
+}
+
+/// Parses `url` for the setting `what` and returns it with its host, normalised.
+fn parse_url(what: &str, url: &str) -> Result<(url::Url, String), UrlRefused> {
+    let u = url::Url::parse(url.trim()).map_err(|reason| UrlRefused::Unparsable {
+        what: what.to_owned(),
+        url: url.to_owned(),
+        reason,
+    })?;
+    let host = u.host_str().map(normalize_host).ok_or_else(|| UrlRefused::NoHost {
+        what: what.to_owned(),
+        url: url.to_owned(),
+    })?;
+    Ok((u, host))
+}
+
 impl Default for AllowedHosts {
     fn default() -> Self {
         Self(vec![DEFAULT_CONSOLE_HOSTS.to_owned()])
@@ -146,7 +213,7 @@ impl AllowedHosts {
     ///
     /// # Errors
     /// The first pattern that is not a host name, `*.<domain>` or an IP address.
-    pub fn parse(list: &str) -> Result<Self, String> {
+    pub fn parse(list: &str) -> Result<Self, HostPatternError> {
         Self::from_patterns(list.split([',', ' ', '\n', '\t']))
     }
 
@@ -154,7 +221,7 @@ impl AllowedHosts {
     ///
     /// # Errors
     /// As [`AllowedHosts::parse`].
-    pub fn from_patterns<S: AsRef<str>>(patterns: impl IntoIterator<Item = S>) -> Result<Self, String> {
+    pub fn from_patterns<S: AsRef<str>>(patterns: impl IntoIterator<Item = S>) -> Result<Self, HostPatternError> {
         let mut out = Vec::new();
         for p in patterns {
             let p = p.as_ref().trim();
@@ -169,19 +236,13 @@ impl AllowedHosts {
                     !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
                 });
             if (norm.contains('*') && !norm.starts_with("*.")) || name.contains('*') {
-                return Err(format!(
-                    "allowed host {p:?}: a wildcard is only allowed as a leading `*.` (e.g. *.sentinelone.net)"
-                ));
+                return Err(HostPatternError::Wildcard(p.to_owned()));
             }
             if norm.starts_with("*.") && (is_ip || !name.contains('.')) {
-                return Err(format!(
-                    "allowed host {p:?}: `*.` must be followed by a domain with at least two labels (e.g. *.sentinelone.net)"
-                ));
+                return Err(HostPatternError::ShallowWildcard(p.to_owned()));
             }
             if !(is_ip || valid_name) {
-                return Err(format!(
-                    "allowed host {p:?} is not a host name, `*.<domain>` pattern or IP address (no scheme, port or path)"
-                ));
+                return Err(HostPatternError::NotAHost(p.to_owned()));
             }
             if !out.contains(&norm) {
                 out.push(norm);
@@ -215,25 +276,21 @@ impl AllowedHosts {
     ///
     /// # Errors
     /// What is wrong with the URL, naming the setting that would allow it.
-    pub fn check_console_url(&self, url: &str) -> Result<(), String> {
-        let u = url::Url::parse(url.trim()).map_err(|e| format!("console URL {url:?}: {e}"))?;
-        let host = u
-            .host_str()
-            .map(normalize_host)
-            .ok_or_else(|| format!("console URL {url:?} has no host"))?;
+    pub fn check_console_url(&self, url: &str) -> Result<(), UrlRefused> {
+        let (u, host) = parse_url("console URL", url)?;
         if !self.admits(&host) {
-            return Err(format!(
-                "console host {host} is not in the allowed hosts ({}); add it to {ALLOWED_HOSTS} (or --allow-host) if it really is an S1 console",
-                self.0.join(", ")
-            ));
+            return Err(UrlRefused::ConsoleHostNotAllowed {
+                host,
+                allowed: self.0.join(", "),
+            });
         }
         match u.scheme() {
             "https" => Ok(()),
             "http" if is_loopback_host(&host) && self.names(&host) => Ok(()),
-            "http" => Err(format!(
-                "console URL {url} must be https: plain http would send the API token in clear (http is accepted only for a loopback host named in {ALLOWED_HOSTS})"
-            )),
-            other => Err(format!("console URL must be https, not {other}")),
+            "http" => Err(UrlRefused::ConsoleHttp { url: url.to_owned() }),
+            other => Err(UrlRefused::ConsoleScheme {
+                scheme: other.to_owned(),
+            }),
         }
     }
 
@@ -243,27 +300,33 @@ impl AllowedHosts {
     ///
     /// # Errors
     /// What is wrong with the URL, naming the setting that would allow it.
-    pub fn check_platform_url(&self, what: &str, url: &str) -> Result<url::Url, String> {
-        let u = url::Url::parse(url.trim()).map_err(|e| format!("{what} {url:?}: {e}"))?;
-        let host = u
-            .host_str()
-            .map(normalize_host)
-            .ok_or_else(|| format!("{what} {url:?} has no host"))?;
+    pub fn check_platform_url(&self, what: &str, url: &str) -> Result<url::Url, UrlRefused> {
+        let (u, host) = parse_url(what, url)?;
+        let what = what.to_owned();
         match u.scheme() {
             "https" => {}
             "http" if is_loopback_host(&host) && self.names(&host) => {}
             "http" => {
-                return Err(format!(
-                    "{what} {u} must be https (plain http only for a loopback host named in {ALLOWED_HOSTS})"
-                ));
+                return Err(UrlRefused::PlainHttp {
+                    what,
+                    url: u.to_string(),
+                });
             }
-            other => return Err(format!("{what} {u} must be https, not {other}")),
+            other => {
+                return Err(UrlRefused::Scheme {
+                    what,
+                    url: u.to_string(),
+                    scheme: other.to_owned(),
+                });
+            }
         }
         if let Ok(ip) = host.parse::<std::net::IpAddr>() {
             if !crate::net::is_public(ip) && !self.admits(&host) {
-                return Err(format!(
-                    "{what} {u} points at {ip}, a private, loopback or link-local address; name it in {ALLOWED_HOSTS} (or --allow-host) if that receiver is yours"
-                ));
+                return Err(UrlRefused::PrivateAddress {
+                    what,
+                    url: u.to_string(),
+                    ip,
+                });
             }
         }
         Ok(u)
@@ -289,17 +352,17 @@ fn is_loopback_host(host: &str) -> bool {
     host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Checks a tenant's console URL against host patterns (see [`AllowedHosts::check_console_url`]).
-///
-/// # Errors
-/// What is wrong with the URL or a pattern.
-pub fn check_console_url(url: &str, allowed: &[String]) -> Result<(), String> {
-    AllowedHosts::from_patterns(allowed)?.check_console_url(url)
-}
-
 #[cfg(test)]
 mod console_tests {
-    use super::{AllowedHosts, check_console_url};
+    use super::AllowedHosts;
+
+    /// Checks a console URL against host patterns.
+    fn check_console_url(url: &str, allowed: &[String]) -> Result<(), String> {
+        AllowedHosts::from_patterns(allowed)
+            .map_err(|e| e.to_string())?
+            .check_console_url(url)
+            .map_err(|e| e.to_string())
+    }
 
     #[test]
     fn allow_list() {
@@ -328,6 +391,55 @@ mod console_tests {
         let wild = AllowedHosts::parse("*.internal.example").unwrap();
         assert!(wild.check_console_url("https://s1.internal.example").is_ok());
         assert!(wild.check_console_url("http://s1.internal.example").is_err());
+    }
+
+    #[test]
+    fn refusals_read_as_they_always_have() {
+        let default = AllowedHosts::default();
+        let console = |url: &str| default.check_console_url(url).unwrap_err().to_string();
+        assert_eq!(
+            console("https://evil.example"),
+            "console host evil.example is not in the allowed hosts (*.sentinelone.net); add it to S1_BRIDGE_ALLOWED_HOSTS (or --allow-host) if it really is an S1 console"
+        );
+        assert_eq!(
+            console("http://acme.sentinelone.net"),
+            "console URL http://acme.sentinelone.net must be https: plain http would send the API token in clear (http is accepted only for a loopback host named in S1_BRIDGE_ALLOWED_HOSTS)"
+        );
+        assert_eq!(
+            console("ftp://acme.sentinelone.net"),
+            "console URL must be https, not ftp"
+        );
+        assert_eq!(
+            console("nonsense"),
+            "console URL \"nonsense\": relative URL without a base"
+        );
+        let platform = |url: &str| default.check_platform_url("webhook URL", url).unwrap_err().to_string();
+        assert_eq!(
+            platform("http://hooks.example.com/s1"),
+            "webhook URL http://hooks.example.com/s1 must be https (plain http only for a loopback host named in S1_BRIDGE_ALLOWED_HOSTS)"
+        );
+        assert_eq!(
+            platform("ftp://hooks.example.com/s1"),
+            "webhook URL ftp://hooks.example.com/s1 must be https, not ftp"
+        );
+        assert_eq!(
+            platform("https://10.1.2.3/s1"),
+            "webhook URL https://10.1.2.3/s1 points at 10.1.2.3, a private, loopback or link-local address; name it in S1_BRIDGE_ALLOWED_HOSTS (or --allow-host) if that receiver is yours"
+        );
+        assert_eq!(platform("mailto:x@y.z"), "webhook URL \"mailto:x@y.z\" has no host");
+        let pattern = |p: &str| AllowedHosts::parse(p).unwrap_err().to_string();
+        assert_eq!(
+            pattern("a*.b.com"),
+            "allowed host \"a*.b.com\": a wildcard is only allowed as a leading `*.` (e.g. *.sentinelone.net)"
+        );
+        assert_eq!(
+            pattern("*.com"),
+            "allowed host \"*.com\": `*.` must be followed by a domain with at least two labels (e.g. *.sentinelone.net)"
+        );
+        assert_eq!(
+            pattern("x.com:443"),
+            "allowed host \"x.com:443\" is not a host name, `*.<domain>` pattern or IP address (no scheme, port or path)"
+        );
     }
 
     #[test]

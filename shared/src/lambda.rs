@@ -1,8 +1,10 @@
 //! The composition root the four Lambdas share: what each builds once per cold start and
-//! borrows in every invocation (settings, the state table, Secrets Manager, an HTTP client).
+//! borrows in every invocation (settings, the state table, Secrets Manager, an HTTP client);
+//! an invocation's deadline; and [`FunctionError`], the one mapping from the use cases' errors
+//! to what the Lambda runtime reports, saying whether running the invocation again can help.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::Settings;
 use crate::platform::{Adapters, PlatformResolver};
@@ -77,5 +79,189 @@ impl LambdaPorts {
             .with_allowed_hosts(self.settings.allowed_hosts.clone())
             .with_store(self.store.clone()),
         )
+    }
+}
+
+/// Time left before the invocation's deadline, as an [`Instant`] (no deadline in local runs: 15
+/// minutes; an emulator's unusable one: 60 s).
+pub fn deadline(ctx: &lambda_runtime::Context) -> Instant {
+    let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as u64;
+    let mut left = if ctx.deadline == 0 {
+        900_000
+    } else {
+        ctx.deadline.saturating_sub(now_ms)
+    };
+    if left < 1_000 {
+        // Lambda always leaves the function's timeout; an emulator may send no usable deadline.
+        tracing::warn!(
+            deadline_ms = ctx.deadline,
+            now_ms,
+            "no usable invocation deadline; using 60 s"
+        );
+        left = 60_000;
+    }
+    Instant::now() + Duration::from_millis(left)
+}
+
+/// What kind of failure ended an invocation: its `errorType` in the runtime's report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Transient (the state table throttled, unreachable or busy): the same invocation may
+    /// succeed when run again.
+    Retryable,
+    /// The input is wrong (a malformed event, an unknown tenant or step): it fails the same way
+    /// every time.
+    BadInput,
+    /// The state table refused the work for good (a missing table, a corrupt item).
+    Store,
+    /// A Secrets Manager rotation step failed: Secrets Manager retries the rotation, and the
+    /// secret's current version stays in place meanwhile.
+    Rotation,
+    /// A bug: a report that cannot be serialised, a response that cannot be built.
+    Internal,
+}
+
+impl FailureKind {
+    /// The `errorType` the runtime reports.
+    pub fn error_type(self) -> &'static str {
+        match self {
+            FailureKind::Retryable => "Retryable",
+            FailureKind::BadInput => "BadInput",
+            FailureKind::Store => "StoreError",
+            FailureKind::Rotation => "RotationFailed",
+            FailureKind::Internal => "Internal",
+        }
+    }
+
+    /// Whether running the same invocation again can succeed without anything being fixed.
+    pub fn is_retryable(self) -> bool {
+        self == FailureKind::Retryable
+    }
+}
+
+/// Why an invocation failed, with the use case's own message. Every function's handler returns
+/// it; the runtime reports it as a [`lambda_runtime::Diagnostic`] (`errorType` from its
+/// [`FailureKind`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct FunctionError {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+impl FunctionError {
+    /// The event is not one the function takes.
+    pub fn bad_input(message: impl std::fmt::Display) -> Self {
+        Self {
+            kind: FailureKind::BadInput,
+            message: message.to_string(),
+        }
+    }
+
+    /// A bug on our side.
+    pub fn internal(message: impl std::fmt::Display) -> Self {
+        Self {
+            kind: FailureKind::Internal,
+            message: message.to_string(),
+        }
+    }
+
+    /// The invocation's answer: `report` as JSON.
+    ///
+    /// # Errors
+    /// [`FailureKind::Internal`] when it does not serialise.
+    pub fn answer(report: &impl serde::Serialize) -> Result<serde_json::Value, Self> {
+        serde_json::to_value(report).map_err(Self::internal)
+    }
+}
+
+impl From<crate::store::StoreError> for FunctionError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self {
+            kind: if e.is_retryable() {
+                FailureKind::Retryable
+            } else {
+                FailureKind::Store
+            },
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<crate::usecase::poll_threats::PollError> for FunctionError {
+    fn from(e: crate::usecase::poll_threats::PollError) -> Self {
+        use crate::usecase::poll_threats::PollError;
+        match e {
+            PollError::Store(s) => s.into(),
+            other => Self::bad_input(other),
+        }
+    }
+}
+
+impl From<crate::usecase::token_expiry::RotationError> for FunctionError {
+    fn from(e: crate::usecase::token_expiry::RotationError) -> Self {
+        Self {
+            kind: FailureKind::Rotation,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<FunctionError> for lambda_runtime::Diagnostic {
+    fn from(e: FunctionError) -> Self {
+        Self {
+            error_type: e.kind.error_type().into(),
+            error_message: e.message,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+    use crate::usecase::poll_threats::PollError;
+
+    #[test]
+    fn use_case_errors_map_to_what_the_runtime_reports() {
+        let d = |e: FunctionError| {
+            let retryable = e.kind.is_retryable();
+            let d = lambda_runtime::Diagnostic::from(e);
+            (d.error_type, retryable, d.error_message)
+        };
+        let throttled = StoreError::Throttled { op: "query" };
+        let text = throttled.to_string();
+        assert_eq!(d(throttled.into()), ("Retryable".into(), true, text));
+        let missing = StoreError::TableMissing { table: "t".into() };
+        assert_eq!(d(missing.into()).0, "StoreError");
+        let (kind, retryable, message) = d(PollError::UnknownTenant("nobody".into()).into());
+        assert_eq!((kind.as_str(), retryable), ("BadInput", false));
+        assert!(message.contains("nobody"), "{message}");
+        let busy = PollError::Store(StoreError::Conflict {
+            op: "put",
+            what: "x".into(),
+        });
+        assert_eq!(d(busy.into()).0, "Retryable");
+        let rotation = crate::usecase::token_expiry::RotationError::Failed {
+            secret: "s1/acme".into(),
+            message: "S1 refused".into(),
+        };
+        assert_eq!(d(rotation.into()).0, "RotationFailed");
+        assert_eq!(d(FunctionError::bad_input("x")).0, "BadInput");
+        assert_eq!(d(FunctionError::internal("x")).0, "Internal");
+    }
+
+    #[test]
+    fn a_missing_or_unusable_deadline_gives_time() {
+        let ctx = lambda_runtime::Context::default();
+        let left = deadline(&ctx).saturating_duration_since(Instant::now());
+        assert!(left > Duration::from_secs(890), "{left:?}");
+        let mut past = lambda_runtime::Context::default();
+        past.deadline = 1;
+        let left = deadline(&past).saturating_duration_since(Instant::now());
+        assert!(
+            left > Duration::from_secs(50) && left <= Duration::from_secs(60),
+            "{left:?}"
+        );
     }
 }

@@ -15,13 +15,20 @@ use crate::s1::dto::{AnalystVerdict, IncidentStatus};
 #[serde(try_from = "String", into = "String")]
 pub struct KnownStatus(pub IncidentStatus);
 
+/// A name that is not an S1 incident status or analyst verdict.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnknownName {
+    #[error("{0:?} is not an S1 incident status (unresolved, in_progress, resolved)")]
+    Status(String),
+    #[error("{0:?} is not an S1 verdict (true_positive, false_positive, suspicious, undefined)")]
+    Verdict(String),
+}
+
 impl TryFrom<String> for KnownStatus {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
+    type Error = UnknownName;
+    fn try_from(s: String) -> Result<Self, UnknownName> {
         match serde_json::from_value(serde_json::Value::String(s.clone())) {
-            Ok(IncidentStatus::Unknown) | Err(_) => Err(format!(
-                "{s:?} is not an S1 incident status (unresolved, in_progress, resolved)"
-            )),
+            Ok(IncidentStatus::Unknown) | Err(_) => Err(UnknownName::Status(s)),
             Ok(status) => Ok(Self(status)),
         }
     }
@@ -39,12 +46,10 @@ impl From<KnownStatus> for String {
 pub struct KnownVerdict(pub AnalystVerdict);
 
 impl TryFrom<String> for KnownVerdict {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
+    type Error = UnknownName;
+    fn try_from(s: String) -> Result<Self, UnknownName> {
         match serde_json::from_value(serde_json::Value::String(s.clone())) {
-            Ok(AnalystVerdict::Unknown) | Err(_) => Err(format!(
-                "{s:?} is not an S1 verdict (true_positive, false_positive, suspicious, undefined)"
-            )),
+            Ok(AnalystVerdict::Unknown) | Err(_) => Err(UnknownName::Verdict(s)),
             Ok(verdict) => Ok(Self(verdict)),
         }
     }

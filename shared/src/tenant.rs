@@ -16,8 +16,8 @@ pub enum TenantFileError {
     #[error("unknown setting{} {}", if .0.len() == 1 { "" } else { "s" }, .0.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "))]
     Unknown(Vec<String>),
     /// A URL the allow-list refuses.
-    #[error("{0}")]
-    Url(String),
+    #[error(transparent)]
+    Url(#[from] crate::config::UrlRefused),
 }
 
 /// Parses a tenant file strictly and checks its URLs against `allowed`.

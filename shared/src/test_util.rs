@@ -161,3 +161,53 @@ impl ThreatEvent {
         }
     }
 }
+
+/// The loopback address the simulator and the test receivers listen on, as an allow-list.
+pub fn loopback() -> crate::config::AllowedHosts {
+    crate::config::AllowedHosts::parse("127.0.0.1").expect("a valid host")
+}
+
+/// The ports a handler test wires its use case with: secrets from `env` (variable -> value),
+/// S1 clients and platform adapters over one HTTP client, allowed to call loopback.
+pub struct LoopbackPorts {
+    pub tokens: Arc<dyn crate::secrets::TokenProvider>,
+    pub consoles: crate::s1::Consoles,
+    pub platforms: Arc<dyn PlatformResolver>,
+}
+
+impl LoopbackPorts {
+    /// Ports reading secrets from `env`.
+    pub fn new(env: impl IntoIterator<Item = (&'static str, String)>) -> Self {
+        use crate::s1::ClientOptions;
+        let env: std::collections::HashMap<String, String> = env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        let tokens: Arc<dyn crate::secrets::TokenProvider> =
+            Arc::new(crate::secrets::LocalTokenProvider::with_lookup(move |k| {
+                env.get(k).cloned()
+            }));
+        let http = reqwest::Client::new();
+        Self {
+            consoles: crate::s1::Consoles::new(
+                http.clone(),
+                tokens.clone(),
+                ClientOptions::default().allowing(loopback()),
+            ),
+            platforms: Arc::new(
+                crate::platform::Adapters::new(http, tokens.clone(), ClientOptions::default().retry)
+                    .with_allowed_hosts(loopback()),
+            ),
+            tokens,
+        }
+    }
+}
+
+/// A fresh in-memory store holding `tenant`.
+///
+/// # Panics
+/// When the embedded store cannot be made or written (a test fails there).
+pub async fn store_with(tenant: &TenantConfig) -> crate::store::Store {
+    let store = crate::store::Store::new(Arc::new(
+        crate::store::EmbeddedTable::in_memory().expect("an in-memory store"),
+    ));
+    store.put_tenant(tenant).await.expect("the tenant is stored");
+    store
+}

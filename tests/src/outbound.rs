@@ -141,7 +141,7 @@ pub async fn consoles_off_the_allow_list_are_never_called(table: Arc<dyn ItemTab
 
         let mut assets = h.asset_deps();
         assets.consoles = consoles.clone();
-        let r = sync_tenant(&assets, &rogue).await;
+        let r = sync_tenant(&assets, &rogue, Instant::now() + Duration::from_secs(60)).await;
         assert!(r.error.as_deref().unwrap_or_default().contains(reason), "{url}: {r:?}");
 
         let mut tokens = h.token_deps();

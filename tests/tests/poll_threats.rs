@@ -302,7 +302,7 @@ async fn one_client_per_tenant_serves_every_run_of_the_process() {
     assert_eq!(h.poll().await.tenants[0].outcome, Outcome::Completed);
     let first = h.deps.consoles.client((&t).into(), &token).unwrap();
     assert_eq!(h.poll().await.tenants[0].outcome, Outcome::Completed);
-    let r = s1_shared::usecase::sync_assets::sync_all(&h.asset_deps())
+    let r = s1_shared::usecase::sync_assets::sync_all(&h.asset_deps(), Instant::now() + Duration::from_secs(600))
         .await
         .unwrap();
     assert_eq!(r[0].error, None);

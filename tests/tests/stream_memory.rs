@@ -128,12 +128,18 @@ async fn syncing_50k_agents_streams_in_flat_memory() {
             owner: "m".into(),
         };
         // First run pushes everything; the second (nothing changed) is the streaming walk to measure.
-        let r = sync_all(&d).await.unwrap().remove(0);
+        let r = sync_all(&d, std::time::Instant::now() + std::time::Duration::from_secs(600))
+            .await
+            .unwrap()
+            .remove(0);
         assert_eq!(r.created as usize, agents + 3 + 6, "{r:?}");
         // The test receiver keeps every body; empty it so what is measured is the bridge alone.
         h.receiver.clear();
         let base = reset_peak();
-        let r = sync_all(&d).await.unwrap().remove(0);
+        let r = sync_all(&d, std::time::Instant::now() + std::time::Duration::from_secs(600))
+            .await
+            .unwrap()
+            .remove(0);
         assert_eq!(r.unchanged as usize, agents + 3 + 6, "{r:?}");
         PEAK.load(Ordering::Relaxed) - base
     };

@@ -2,13 +2,14 @@
 //! nothing, and each console change produces exactly the right events.
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use integration_tests::poll::{PollHarness, tenant};
 use s1_bridge_sim::{AgentChange, SimConfig, TokenScope, TokenSpec};
 use s1_shared::s1::dto::Agent;
 use s1_shared::store::{AssetKind, EmbeddedTable};
 use s1_shared::usecase::Tick;
-use s1_shared::usecase::sync_assets::{AssetDeps, AssetReport, AssetSettings, sync_all};
+use s1_shared::usecase::sync_assets::{AssetDeps, AssetReport, AssetSettings, Outcome, sync_all};
 use serde_json::{Value, json};
 
 async fn harness(agents: usize) -> PollHarness {
@@ -28,6 +29,11 @@ fn deps(h: &PollHarness) -> AssetDeps {
     h.asset_deps()
 }
 
+/// A deadline far enough for any sync here.
+fn soon() -> Instant {
+    Instant::now() + Duration::from_secs(600)
+}
+
 fn of(h: &PollHarness, kind: &str) -> Vec<Value> {
     h.events(kind)
 }
@@ -41,7 +47,7 @@ async fn first_run_creates_everything_and_a_second_pushes_nothing() {
     d.progress = Some(Arc::new(move |r: &AssetReport, t: Tick| {
         seen.lock().unwrap().push((t, r.created))
     }));
-    let r = sync_all(&d).await.unwrap().remove(0);
+    let r = sync_all(&d, soon()).await.unwrap().remove(0);
     assert_eq!(r.error, None);
     assert_eq!(
         ticks.lock().unwrap().last().copied(),
@@ -71,7 +77,7 @@ async fn first_run_creates_everything_and_a_second_pushes_nothing() {
     assert!(r.emf(time::OffsetDateTime::now_utc()).contains("\"Created\":189.0"));
 
     let before = h.receiver.events().len();
-    let r = sync_all(&d).await.unwrap().remove(0);
+    let r = sync_all(&d, soon()).await.unwrap().remove(0);
     assert_eq!(
         (r.created, r.updated, r.deactivated, r.unchanged),
         (0, 0, 0, 189),
@@ -84,7 +90,7 @@ async fn first_run_creates_everything_and_a_second_pushes_nothing() {
 async fn renames_moves_decommissions_returns_and_removals_each_produce_exactly_their_event() {
     let h = harness(30).await;
     let d = deps(&h);
-    sync_all(&d).await.unwrap();
+    sync_all(&d, soon()).await.unwrap();
     let agents: Vec<Value> = of(&h, "asset.upserted")
         .iter()
         .map(|e| e["data"]["object"].clone())
@@ -135,7 +141,7 @@ async fn renames_moves_decommissions_returns_and_removals_each_produce_exactly_t
     )
     .await
     .unwrap();
-    let r = sync_all(&d).await.unwrap().remove(0);
+    let r = sync_all(&d, soon()).await.unwrap().remove(0);
     assert_eq!(
         (r.created, r.updated, r.deactivated, r.reactivated),
         (0, 2, 2, 0),
@@ -182,7 +188,7 @@ async fn renames_moves_decommissions_returns_and_removals_each_produce_exactly_t
     )
     .await
     .unwrap();
-    let r = sync_all(&d).await.unwrap().remove(0);
+    let r = sync_all(&d, soon()).await.unwrap().remove(0);
     assert_eq!(
         (r.created, r.updated, r.deactivated, r.reactivated),
         (0, 0, 0, 2),
@@ -201,7 +207,7 @@ async fn renames_moves_decommissions_returns_and_removals_each_produce_exactly_t
         .unwrap();
     assert!(records.values().all(|r| r.active));
     // And quiet again.
-    let r = sync_all(&d).await.unwrap().remove(0);
+    let r = sync_all(&d, soon()).await.unwrap().remove(0);
     assert_eq!(r.created + r.updated + r.deactivated + r.reactivated, 0, "{r:?}");
 }
 
@@ -228,7 +234,7 @@ async fn a_site_scoped_token_derives_customers_from_sites_and_settings_shape_the
         .unwrap(),
     );
     h.store.put_tenant(&t).await.unwrap();
-    let r = sync_all(&deps(&h)).await.unwrap().remove(0);
+    let r = sync_all(&deps(&h), soon()).await.unwrap().remove(0);
     assert!(r.accounts_from_sites && r.error.is_none(), "{r:?}");
     assert_eq!(of(&h, "customer.upserted").len(), 1, "the site's account, derived");
     assert_eq!(of(&h, "site.upserted").len(), 1);
@@ -247,7 +253,7 @@ async fn a_site_scoped_token_derives_customers_from_sites_and_settings_shape_the
     let mut t2 = tenant("acme", &h2.sim.base_url(), &h2.receiver.url());
     t2.generic_mut().assets = Some(serde_json::from_value(json!({"no_create": true})).unwrap());
     h2.store.put_tenant(&t2).await.unwrap();
-    let r = sync_all(&deps(&h2)).await.unwrap().remove(0);
+    let r = sync_all(&deps(&h2), soon()).await.unwrap().remove(0);
     assert_eq!(
         (r.created, r.skipped),
         (3 + 6, 18),
@@ -284,7 +290,7 @@ async fn the_sync_holds_a_short_fenced_lease() {
     let mut d = deps(&h);
     let (hook, mut hung) = hang_hook();
     d.platforms = Hooked::wrap(d.platforms.clone(), hook);
-    let killed_at = run_until_hung(sync_all(&d), &mut hung).await;
+    let killed_at = run_until_hung(sync_all(&d, soon()), &mut hung).await;
     assert_lease_lapses_by(&h.store, LEASE_JOB, killed_at).await;
 
     // A sync whose lease another run took (after it lapsed) stops at its next write.
@@ -309,7 +315,7 @@ async fn the_sync_holds_a_short_fenced_lease() {
             })
         }),
     );
-    let r = sync_all(&d).await.unwrap().remove(0);
+    let r = sync_all(&d, soon()).await.unwrap().remove(0);
     assert!(r.error.as_deref().is_some_and(|e| e.contains("lease")), "{r:?}");
     let stored = h
         .store
@@ -339,7 +345,7 @@ async fn a_rotated_token_is_reread_once_after_a_401_and_the_sync_runs() {
     set(s1_bridge_sim::DEFAULT_TOKEN);
     let mut d = deps(&h);
     d.consoles = integration_tests::poll::consoles_over(tokens.clone());
-    let r = sync_all(&d).await.unwrap().remove(0);
+    let r = sync_all(&d, soon()).await.unwrap().remove(0);
     assert_eq!(r.error, None, "{r:?}");
     assert_eq!(r.created, 3 + 6 + 9, "{r:?}");
     assert_eq!((tokens.invalidations(), tokens.reads()), (1, 2), "one re-read");
@@ -348,4 +354,106 @@ async fn a_rotated_token_is_reread_once_after_a_401_and_the_sync_runs() {
         2,
         "one 401, then the call with the re-read token"
     );
+}
+
+/// A run out of time stops after the push in hand, keeps it in the snapshot and says `partial`;
+/// the next run pushes only the rest. A run that did not list every agent deactivates none.
+/// (A deadline already past: every run pushes one change, then stops.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sync_out_of_time_keeps_what_it_pushed_and_the_next_run_continues() {
+    let h = harness(30).await;
+    let d = deps(&h);
+    let stored = |kind: AssetKind| {
+        let store = h.store.clone();
+        async move { store.scan_assets("acme", kind, None, 1_000).await.unwrap().items.len() }
+    };
+    // A second tenant, whose turn comes after the time is spent: left for the next run.
+    h.env
+        .lock()
+        .unwrap()
+        .insert("S1_TOKEN_globex".into(), s1_bridge_sim::DEFAULT_TOKEN.into());
+    let mut globex = tenant("globex", &h.sim.base_url(), &h.receiver.url());
+    globex.enabled = true;
+    h.store.put_tenant(&globex).await.unwrap();
+    let rs = sync_all(&d, Instant::now()).await.unwrap();
+    let r = &rs[0];
+    assert_eq!(
+        (r.outcome, r.created, r.error.as_deref()),
+        (Outcome::Partial, 1, None),
+        "{r:?}"
+    );
+    assert_eq!(h.receiver.events().len(), 1);
+    assert_eq!(
+        (rs[1].tenant.as_str(), rs[1].outcome, rs[1].created),
+        ("globex", Outcome::Partial, 0)
+    );
+    assert!(
+        rs[1].note.as_deref().unwrap_or_default().contains("not started"),
+        "{rs:?}"
+    );
+    globex.enabled = false;
+    h.store.put_tenant(&globex).await.unwrap();
+    assert_eq!(
+        stored(AssetKind::Customer).await,
+        1,
+        "what was pushed is in the snapshot"
+    );
+    assert_eq!(stored(AssetKind::Asset).await, 0);
+
+    let r = sync_all(&d, soon()).await.unwrap().remove(0);
+    assert_eq!(
+        (r.outcome, r.unchanged, r.error.as_deref()),
+        (Outcome::Completed, 1, None),
+        "{r:?}"
+    );
+    let events = h.receiver.events();
+    assert_eq!(events.len() as u64, 1 + r.created, "nothing pushed twice");
+    let agents: Vec<String> = of(&h, "asset.upserted")
+        .iter()
+        .map(|e| e["data"]["object"]["external_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(stored(AssetKind::Asset).await, agents.len());
+
+    // Two renames and one agent gone from S1: a run out of time pushes one rename and does not
+    // take the agent it never reached for gone.
+    let c = h.sim.control();
+    for (i, change) in [
+        (
+            0,
+            AgentChange {
+                computer_name: Some("RENAMED-0".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            1,
+            AgentChange {
+                computer_name: Some("RENAMED-1".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            2,
+            AgentChange {
+                deleted: Some(true),
+                ..Default::default()
+            },
+        ),
+    ] {
+        c.change_agent(&agents[i], &change).await.unwrap();
+    }
+    let r = sync_all(&d, Instant::now()).await.unwrap().remove(0);
+    assert_eq!(
+        (r.outcome, r.updated, r.deactivated, r.error.as_deref()),
+        (Outcome::Partial, 1, 0, None),
+        "{r:?}"
+    );
+    let r = sync_all(&d, soon()).await.unwrap().remove(0);
+    assert_eq!(
+        (r.outcome, r.updated, r.deactivated, r.error.as_deref()),
+        (Outcome::Completed, 1, 1, None),
+        "the other rename, and the agent gone: {r:?}"
+    );
+    assert_eq!(of(&h, "asset.upserted").len(), agents.len() + 2);
+    assert_eq!(of(&h, "asset.deactivated").len(), 1);
 }

@@ -90,7 +90,7 @@ fn steps_are_parsed_once_by_their_secrets_manager_names() {
         assert_eq!(ev.step, step);
         assert_eq!(serde_json::to_value(step).unwrap(), step.as_str());
     }
-    let err = "rollSecret".parse::<RotationStep>().unwrap_err();
+    let err = "rollSecret".parse::<RotationStep>().unwrap_err().to_string();
     assert!(err.contains("rollSecret"), "{err}");
     assert!(
         serde_json::from_value::<RotationEvent>(serde_json::json!({

@@ -1,9 +1,8 @@
 //! Turns a schedule event into a poll run and the run into a report.
 
-use std::time::{Duration, Instant};
-
-use lambda_runtime::{Diagnostic, LambdaEvent};
-use s1_shared::usecase::poll_threats::{PollDeps, PollError, Selection, run};
+use lambda_runtime::LambdaEvent;
+use s1_shared::lambda::{FunctionError, deadline};
+use s1_shared::usecase::poll_threats::{PollDeps, Selection, run};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -16,11 +15,8 @@ struct Payload {
     shards: Option<u32>,
 }
 
-fn selection(event: &Value) -> Result<Selection, Diagnostic> {
-    let bad = |m: String| Diagnostic {
-        error_type: "BadInput".into(),
-        error_message: m,
-    };
+fn selection(event: &Value) -> Result<Selection, FunctionError> {
+    let bad = |m: String| FunctionError::bad_input(m);
     if event.get("detail-type").is_some() {
         return Ok(Selection::All);
     }
@@ -35,27 +31,7 @@ fn selection(event: &Value) -> Result<Selection, Diagnostic> {
     }
 }
 
-/// Time left before Lambda's deadline (no deadline in local runs: 15 minutes).
-fn deadline(ctx: &lambda_runtime::Context) -> Instant {
-    let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as u64;
-    let mut left = if ctx.deadline == 0 {
-        900_000
-    } else {
-        ctx.deadline.saturating_sub(now_ms)
-    };
-    if left < 1_000 {
-        // Lambda always leaves the function's timeout; an emulator may send no usable deadline.
-        tracing::warn!(
-            deadline_ms = ctx.deadline,
-            now_ms,
-            "no usable invocation deadline; using 60 s"
-        );
-        left = 60_000;
-    }
-    Instant::now() + Duration::from_millis(left)
-}
-
-pub(crate) async fn handle(deps: &PollDeps, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
+pub(crate) async fn handle(deps: &PollDeps, event: LambdaEvent<Value>) -> Result<Value, FunctionError> {
     let selection = selection(&event.payload)?;
     let mut deps = deps.clone();
     deps.owner = if event.context.request_id.is_empty() {
@@ -63,16 +39,7 @@ pub(crate) async fn handle(deps: &PollDeps, event: LambdaEvent<Value>) -> Result
     } else {
         event.context.request_id.clone()
     };
-    let report = run(&deps, &selection, deadline(&event.context))
-        .await
-        .map_err(|e| Diagnostic {
-            error_type: match e {
-                PollError::Store(ref s) if s.is_retryable() => "Retryable".into(),
-                PollError::Store(_) => "StoreError".into(),
-                _ => "BadInput".into(),
-            },
-            error_message: e.to_string(),
-        })?;
+    let report = run(&deps, &selection, deadline(&event.context)).await?;
     // CloudWatch turns these stdout lines into metrics.
     for line in report.emf_lines("poll-threats", time::OffsetDateTime::now_utc()) {
         println!("{line}");
@@ -84,23 +51,16 @@ pub(crate) async fn handle(deps: &PollDeps, event: LambdaEvent<Value>) -> Result
         failed = totals.failed,
         "poll run done"
     );
-    serde_json::to_value(&report).map_err(|e| Diagnostic {
-        error_type: "Internal".into(),
-        error_message: e.to_string(),
-    })
+    FunctionError::answer(&report)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-    use std::sync::Arc;
 
     use s1_bridge_sim::{DEFAULT_TOKEN, Sim, SimConfig, WebhookReceiver};
-    use s1_shared::platform::Adapters;
-    use s1_shared::s1::{ClientOptions, Consoles};
-    use s1_shared::secrets::LocalTokenProvider;
     use s1_shared::store::*;
+    use s1_shared::test_util::LoopbackPorts;
 
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -128,11 +88,6 @@ mod tests {
         }
     }
 
-    /// The simulator and the receiver are on loopback.
-    fn loopback() -> s1_shared::config::AllowedHosts {
-        s1_shared::config::AllowedHosts::parse("127.0.0.1").unwrap()
-    }
-
     #[tokio::test(flavor = "multi_thread")]
     async fn a_schedule_event_polls_and_reports() {
         let sim = Sim::start(SimConfig {
@@ -144,36 +99,18 @@ mod tests {
         .await
         .unwrap();
         let receiver = WebhookReceiver::start(SECRET).await.unwrap();
-        let env = HashMap::from([
-            ("S1_TOKEN".to_owned(), DEFAULT_TOKEN.to_owned()),
-            ("HOOK".to_owned(), SECRET.to_owned()),
-        ]);
-        let tokens = Arc::new(LocalTokenProvider::with_lookup(move |k| env.get(k).cloned()));
-        let store = Store::new(Arc::new(EmbeddedTable::in_memory().unwrap()));
-        store
-            .put_tenant(&{
-                let mut t = TenantConfig::for_test(
-                    "acme",
-                    &sim.base_url(),
-                    s1_shared::test_util::generic(&receiver.url(), "HOOK"),
-                );
-                t.token = s1_shared::test_util::env("S1_TOKEN");
-                t
-            })
-            .await
-            .unwrap();
-        let http = reqwest::Client::new();
+        let ports = LoopbackPorts::new([("S1_TOKEN_acme", DEFAULT_TOKEN.to_owned()), ("HOOK", SECRET.to_owned())]);
+        let tenant = TenantConfig::for_test(
+            "acme",
+            &sim.base_url(),
+            s1_shared::test_util::generic(&receiver.url(), "HOOK"),
+        );
+        let store = s1_shared::test_util::store_with(&tenant).await;
         let deps = PollDeps {
             progress: None,
             store,
-            consoles: Consoles::new(
-                http.clone(),
-                tokens.clone(),
-                ClientOptions::default().allowing(loopback()),
-            ),
-            platforms: Arc::new(
-                Adapters::new(http, tokens, ClientOptions::default().retry).with_allowed_hosts(loopback()),
-            ),
+            consoles: ports.consoles,
+            platforms: ports.platforms,
             owner: String::new(),
             concurrency: 2,
             writeback: None,
@@ -190,7 +127,8 @@ mod tests {
             serde_json::json!({"tenant": "nobody"}),
             lambda_runtime::Context::default(),
         );
-        let err = handle(&deps, bad).await.unwrap_err();
+        let err = lambda_runtime::Diagnostic::from(handle(&deps, bad).await.unwrap_err());
         assert!(err.error_message.contains("nobody"), "{err:?}");
+        assert_eq!(err.error_type, "BadInput");
     }
 }

@@ -1,38 +1,33 @@
 //! Function URL request -> webhook handling -> Function URL response.
 
 use lambda_http::{Body, Request, Response};
+use s1_shared::lambda::FunctionError;
 use s1_shared::usecase::writeback::{WritebackDeps, handle_webhook};
 
-pub(crate) async fn handle(deps: &WritebackDeps, req: Request) -> Result<Response<Body>, lambda_http::Error> {
+/// Every request gets the webhook's answer; only a response that cannot be built is an error.
+pub(crate) async fn handle(deps: &WritebackDeps, req: Request) -> Result<Response<Body>, FunctionError> {
     let (parts, body) = req.into_parts();
     // lambda_http has already base64-decoded a binary body; these are the bytes that were signed.
     let bytes: &[u8] = body.as_ref();
     let r = handle_webhook(deps, parts.method.as_str(), parts.uri.path(), &parts.headers, bytes).await;
     tracing::info!(path = parts.uri.path(), status = r.status, "webhook answered");
-    Ok(Response::builder()
+    Response::builder()
         .status(r.status)
         .header("content-type", "application/json")
-        .body(Body::Text(r.body.to_string()))?)
+        .body(Body::Text(r.body.to_string()))
+        .map_err(FunctionError::internal)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-    use std::sync::Arc;
 
     use s1_bridge_sim::{DEFAULT_TOKEN, Sim, SimConfig};
     use s1_shared::platform::{WebhookSecret, sign};
-    use s1_shared::s1::{ClientOptions, Consoles};
-    use s1_shared::secrets::{LocalTokenProvider, TokenProvider};
     use s1_shared::store::*;
+    use s1_shared::test_util::LoopbackPorts;
 
     const INBOUND: &str = "whsec_dGhpcy1pcy1hLXRlc3Qtb25seS1pbmJvdW5kLWtleQ==";
-
-    /// The simulator and the receiver are on loopback.
-    fn loopback() -> s1_shared::config::AllowedHosts {
-        s1_shared::config::AllowedHosts::parse("127.0.0.1").unwrap()
-    }
 
     #[tokio::test(flavor = "multi_thread")]
     async fn a_signed_function_url_request_updates_s1() {
@@ -44,11 +39,8 @@ mod tests {
         })
         .await
         .unwrap();
-        let env = HashMap::from([
-            ("S1".to_owned(), DEFAULT_TOKEN.to_owned()),
-            ("IN".to_owned(), INBOUND.to_owned()),
-        ]);
-        let store = Store::new(Arc::new(EmbeddedTable::in_memory().unwrap()));
+        let ports = LoopbackPorts::new([("S1", DEFAULT_TOKEN.to_owned()), ("IN", INBOUND.to_owned())]);
+        let store = Store::new(std::sync::Arc::new(EmbeddedTable::in_memory().unwrap()));
         store
             .put_tenant(&{
                 let mut t = TenantConfig::for_test(
@@ -84,23 +76,11 @@ mod tests {
             previous: vec![],
         };
         assert!(store.put_story("acme", &story, 0).await.unwrap());
-        let tokens: Arc<dyn TokenProvider> = Arc::new(LocalTokenProvider::with_lookup(move |k| env.get(k).cloned()));
         let deps = WritebackDeps {
             store,
-            platforms: Arc::new(
-                s1_shared::platform::Adapters::new(
-                    reqwest::Client::new(),
-                    tokens.clone(),
-                    ClientOptions::default().retry,
-                )
-                .with_allowed_hosts(loopback()),
-            ),
-            tokens: tokens.clone(),
-            consoles: Consoles::new(
-                reqwest::Client::new(),
-                tokens,
-                ClientOptions::default().allowing(loopback()),
-            ),
+            platforms: ports.platforms,
+            tokens: ports.tokens,
+            consoles: ports.consoles,
             inline_retry: WritebackDeps::inline_retry_policy(),
         };
         let body = serde_json::to_vec(&serde_json::json!({

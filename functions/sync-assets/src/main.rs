@@ -1,11 +1,16 @@
 //! Lambda `sync-assets`: daily, S1 accounts, sites and agents -> platform customers, sites and
 //! assets.
+//!
+//! Composition root: settings, clients and ports are built once per cold start and borrowed by
+//! every invocation.
+
+mod handler;
 
 use std::time::Duration;
 
-use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+use lambda_runtime::{LambdaEvent, service_fn};
 use s1_shared::lambda::LambdaPorts;
-use s1_shared::usecase::sync_assets::{AssetDeps, sync_all};
+use s1_shared::usecase::sync_assets::AssetDeps;
 use serde_json::Value;
 
 #[tokio::main]
@@ -19,22 +24,5 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         consoles: ports.consoles,
         owner: String::new(),
     };
-    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| handle(&deps, event))).await
-}
-
-async fn handle(deps: &AssetDeps, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
-    let mut deps = deps.clone();
-    deps.owner = event.context.request_id.clone();
-    let reports = sync_all(&deps).await.map_err(|e| Diagnostic {
-        error_type: "StoreError".into(),
-        error_message: e.to_string(),
-    })?;
-    let now = time::OffsetDateTime::now_utc();
-    for r in &reports {
-        println!("{}", r.emf(now));
-    }
-    serde_json::to_value(&reports).map_err(|e| Diagnostic {
-        error_type: "Internal".into(),
-        error_message: e.to_string(),
-    })
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| handler::handle(&deps, event))).await
 }

@@ -1,6 +1,7 @@
 //! A schedule event runs the watch; a Secrets Manager rotation event runs one rotation step.
 
-use lambda_runtime::{Diagnostic, LambdaEvent};
+use lambda_runtime::LambdaEvent;
+use s1_shared::lambda::FunctionError;
 use s1_shared::usecase::token_expiry::{RotationDeps, RotationEvent, TokenDeps, check_all, rotate};
 use serde_json::{Value, json};
 
@@ -8,55 +9,33 @@ pub(crate) async fn handle(
     watch: &TokenDeps,
     rotation: &RotationDeps,
     event: LambdaEvent<Value>,
-) -> Result<Value, Diagnostic> {
+) -> Result<Value, FunctionError> {
     if event.payload.get("Step").is_some() {
-        let ev: RotationEvent = serde_json::from_value(event.payload.clone()).map_err(|e| Diagnostic {
-            error_type: "BadInput".into(),
-            error_message: format!("rotation event: {e}"),
-        })?;
+        let ev: RotationEvent = serde_json::from_value(event.payload.clone())
+            .map_err(|e| FunctionError::bad_input(format!("rotation event: {e}")))?;
         // A failed step is an error so Secrets Manager retries it; the current version stays.
-        rotate(rotation, &ev).await.map_err(|e| Diagnostic {
-            error_type: "RotationFailed".into(),
-            error_message: e.to_string(),
-        })?;
+        rotate(rotation, &ev).await?;
         return Ok(json!({"step": ev.step, "secret": ev.secret_id, "done": true}));
     }
     let now = time::OffsetDateTime::now_utc();
-    let reports = check_all(watch, now).await.map_err(|e| Diagnostic {
-        error_type: if e.is_retryable() {
-            "Retryable".into()
-        } else {
-            "StoreError".into()
-        },
-        error_message: e.to_string(),
-    })?;
+    let reports = check_all(watch, now).await?;
     for r in &reports {
         println!("{}", r.emf(now));
     }
-    serde_json::to_value(&reports).map_err(|e| Diagnostic {
-        error_type: "Internal".into(),
-        error_message: e.to_string(),
-    })
+    FunctionError::answer(&reports)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
     use std::sync::Arc;
 
     use s1_bridge_sim::{Sim, SimConfig, TokenSpec, WebhookReceiver};
-    use s1_shared::platform::Adapters;
-    use s1_shared::s1::{ClientOptions, Consoles};
-    use s1_shared::secrets::{LocalTokenProvider, MemorySecretVersions};
+    use s1_shared::secrets::MemorySecretVersions;
     use s1_shared::store::*;
+    use s1_shared::test_util::LoopbackPorts;
 
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-    /// The simulator and the receiver are on loopback.
-    fn loopback() -> s1_shared::config::AllowedHosts {
-        s1_shared::config::AllowedHosts::parse("127.0.0.1").unwrap()
-    }
 
     #[tokio::test(flavor = "multi_thread")]
     async fn a_schedule_event_checks_tokens_and_a_bad_rotation_event_is_refused() {
@@ -70,29 +49,15 @@ mod tests {
         .await
         .unwrap();
         let receiver = WebhookReceiver::start(SECRET).await.unwrap();
-        let env = HashMap::from([
-            ("S1".to_owned(), "t5".to_owned()),
-            ("HOOK".to_owned(), SECRET.to_owned()),
-        ]);
-        let tokens = Arc::new(LocalTokenProvider::with_lookup(move |k| env.get(k).cloned()));
-        let store = Store::new(Arc::new(EmbeddedTable::in_memory().unwrap()));
-        store
-            .put_tenant(&{
-                let mut t = TenantConfig::for_test(
-                    "acme",
-                    &sim.base_url(),
-                    s1_shared::test_util::generic(&receiver.url(), "HOOK"),
-                );
-                t.token = s1_shared::test_util::env("S1");
-                t
-            })
-            .await
-            .unwrap();
-        let http = reqwest::Client::new();
-        let platforms: Arc<dyn s1_shared::platform::PlatformResolver> = Arc::new(
-            Adapters::new(http.clone(), tokens.clone(), ClientOptions::default().retry).with_allowed_hosts(loopback()),
+        let LoopbackPorts {
+            consoles, platforms, ..
+        } = LoopbackPorts::new([("S1_TOKEN_acme", "t5".to_owned()), ("HOOK", SECRET.to_owned())]);
+        let tenant = TenantConfig::for_test(
+            "acme",
+            &sim.base_url(),
+            s1_shared::test_util::generic(&receiver.url(), "HOOK"),
         );
-        let consoles = Consoles::new(http, tokens, ClientOptions::default().allowing(loopback()));
+        let store = s1_shared::test_util::store_with(&tenant).await;
         let watch = TokenDeps {
             store: store.clone(),
             consoles: consoles.clone(),
@@ -124,7 +89,7 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert_eq!(bad.error_type, "BadInput");
+        assert_eq!(lambda_runtime::Diagnostic::from(bad).error_type, "BadInput");
         let unknown = handle(
             &watch,
             &rotation,
@@ -135,6 +100,7 @@ mod tests {
         )
         .await
         .unwrap_err();
+        let unknown = lambda_runtime::Diagnostic::from(unknown);
         assert_eq!(unknown.error_type, "BadInput");
         assert!(unknown.error_message.contains("rollSecret"), "{unknown:?}");
     }

@@ -23,7 +23,8 @@ use time::OffsetDateTime;
 pub use config::{PlatformConfig, PlatformKind, PlatformSettings};
 pub use event::{AssetView, EventKind, FileView, PublishReceipt, Scope, StoryView, ThreatEvent, ThreatView};
 pub use generic::{
-    GenericAuth, GenericInbound, GenericWebhook, SignatureError, WebhookSecret, parse_generic, sign, verify,
+    GenericAuth, GenericInbound, GenericWebhook, SignatureError, WebhookSecret, WebhookSecretError, parse_generic,
+    sign, verify,
 };
 pub use http::ITEM_REFUSALS;
 pub use notice::{AssetFields, Notice, SyncChange, Synced};
@@ -84,6 +85,11 @@ pub trait Platform: Send + Sync {
     /// `None` when it is not paced. The poller sizes its pages by it.
     fn max_events_per_second(&self) -> Option<f64> {
         None
+    }
+    /// "Test configuration" checks of the adapter's own settings against the platform, run once
+    /// it is reachable (Halo: its token, and that every configured name exists). None by default.
+    async fn check_settings(&self) -> Vec<crate::usecase::tenant_check::Check> {
+        Vec::new()
     }
 }
 

@@ -1,8 +1,10 @@
-//! One use case per function. They take ports, never SDK clients, so they run the same under
-//! Lambda, in the one-machine runner and in tests.
+//! One use case per function, and the operator's configuration test (`tenant_check`). They take
+//! ports, never SDK clients, so they run the same under Lambda, in the one-machine runner and in
+//! tests.
 
 pub mod poll_threats;
 pub mod sync_assets;
+pub mod tenant_check;
 pub mod token_expiry;
 pub mod writeback;
 
@@ -38,14 +40,17 @@ fn use_case_futures_are_send(
     tenant: &crate::store::TenantConfig,
     event: &token_expiry::RotationEvent,
     headers: &reqwest::header::HeaderMap,
+    secrets: std::sync::Arc<dyn crate::secrets::TokenProvider>,
+    allowed: &crate::config::AllowedHosts,
 ) {
     fn send<F: std::future::Future + Send>(_: F) {}
     let (now, deadline) = (time::OffsetDateTime::now_utc(), std::time::Instant::now());
     send(poll_threats::poll_tenant(poll, tenant, deadline));
-    send(sync_assets::sync_all(assets));
-    send(sync_assets::sync_tenant(assets, tenant));
+    send(sync_assets::sync_all(assets, deadline));
+    send(sync_assets::sync_tenant(assets, tenant, deadline));
     send(token_expiry::check_tenant(tokens, tenant, now));
     send(token_expiry::rotate(rotation, event));
     send(writeback::handle_webhook(writeback, "POST", "/generic/t", headers, b""));
     send(writeback::retry_pending(writeback, tenant, now, 1, deadline));
+    send(tenant_check::tenant_check(tenant, secrets, allowed));
 }

@@ -270,13 +270,19 @@ impl std::fmt::Display for RotationStep {
     }
 }
 
+/// A step name Secrets Manager's rotation contract does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown rotation step {0:?} (expected createSecret, setSecret, testSecret or finishSecret)")]
+pub struct UnknownRotationStep(pub String);
+
 impl std::str::FromStr for RotationStep {
-    type Err = String;
+    type Err = UnknownRotationStep;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL.into_iter().find(|step| step.as_str() == s).ok_or_else(|| {
-            format!("unknown rotation step {s:?} (expected createSecret, setSecret, testSecret or finishSecret)")
-        })
+        Self::ALL
+            .into_iter()
+            .find(|step| step.as_str() == s)
+            .ok_or_else(|| UnknownRotationStep(s.to_owned()))
     }
 }
 

@@ -13,7 +13,9 @@ use crate::usecase::sync_assets::AssetSettings;
 
 pub use inbound::{GenericAuth, GenericInbound, parse_generic};
 pub use outbound::GenericWebhook;
-pub use signature::{MAX_SIGNATURE_HEADER, MAX_SIGNATURES, SignatureError, WebhookSecret, sign, verify};
+pub use signature::{
+    MAX_SIGNATURE_HEADER, MAX_SIGNATURES, SignatureError, WebhookSecret, WebhookSecretError, sign, verify,
+};
 
 /// A tenant's generic-webhook settings: secret references, never values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -40,7 +40,7 @@ impl GenericWebhook {
     ) -> Result<Self, PlatformError> {
         let url: Url = allowed
             .check_platform_url("webhook URL", url)
-            .map_err(PlatformError::Config)?;
+            .map_err(|e| PlatformError::Config(e.to_string()))?;
         Ok(Self {
             http,
             url,

@@ -17,21 +17,26 @@ impl std::fmt::Debug for WebhookSecret {
     }
 }
 
+/// What is wrong with a webhook secret (never the secret itself).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookSecretError {
+    #[error("the webhook secret is not whsec_ followed by base64")]
+    NotBase64,
+    /// The key's length in bytes.
+    #[error("the webhook secret's key is {0} bytes; Standard Webhooks wants 24 to 64")]
+    KeyLength(usize),
+}
+
 impl WebhookSecret {
     /// Parses `whsec_<base64>` (the prefix is optional). The key must be 24 to 64 bytes.
     ///
     /// # Errors
-    /// A description of what is wrong, never the secret.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    /// [`WebhookSecretError`]: what is wrong, never the secret.
+    pub fn parse(s: &str) -> Result<Self, WebhookSecretError> {
         let b64 = s.trim().strip_prefix("whsec_").unwrap_or(s.trim());
-        let key = STANDARD
-            .decode(b64)
-            .map_err(|_| "the webhook secret is not whsec_ followed by base64".to_owned())?;
+        let key = STANDARD.decode(b64).map_err(|_| WebhookSecretError::NotBase64)?;
         if !(24..=64).contains(&key.len()) {
-            return Err(format!(
-                "the webhook secret's key is {} bytes; Standard Webhooks wants 24 to 64",
-                key.len()
-            ));
+            return Err(WebhookSecretError::KeyLength(key.len()));
         }
         Ok(Self(key))
     }
@@ -130,9 +135,15 @@ mod tests {
     #[test]
     fn secret_parsing() {
         assert!(WebhookSecret::parse("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").is_ok());
-        assert!(WebhookSecret::parse("whsec_not base64!").is_err());
+        assert_eq!(
+            WebhookSecret::parse("whsec_not base64!").unwrap_err().to_string(),
+            "the webhook secret is not whsec_ followed by base64"
+        );
         let short = format!("whsec_{}", STANDARD.encode([1u8; 8]));
-        assert!(WebhookSecret::parse(&short).unwrap_err().contains("8 bytes"));
+        assert_eq!(
+            WebhookSecret::parse(&short).unwrap_err().to_string(),
+            "the webhook secret's key is 8 bytes; Standard Webhooks wants 24 to 64"
+        );
         let s = WebhookSecret::parse("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap();
         assert!(!format!("{s:?}").contains("C2FV"));
     }

@@ -107,7 +107,7 @@ impl HaloClient {
     ) -> Result<Self, PlatformError> {
         let mut base = allowed
             .check_platform_url("Halo url", &auth.base_url)
-            .map_err(PlatformError::Config)?;
+            .map_err(|e| PlatformError::Config(e.to_string()))?;
         if base.cannot_be_a_base() {
             return Err(PlatformError::Config(format!(
                 "Halo url {:?} has no host",
@@ -208,6 +208,15 @@ impl HaloClient {
             renew_at: Instant::now() + lifetime.saturating_sub(TOKEN_MARGIN),
         });
         Ok(token)
+    }
+
+    /// Gets a token (the cached one, or a new one): proves the API application's credentials
+    /// and scope.
+    ///
+    /// # Errors
+    /// [`PlatformError::Config`] when Halo refuses the credentials; the token endpoint's errors.
+    pub async fn sign_in(&self) -> Result<(), PlatformError> {
+        self.bearer().await.map(drop)
     }
 
     async fn forget_token(&self) {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::client::{HaloClient, as_id};
-use super::{NameOrId, Settings};
+use super::{AssetOptions, AssetTypeRule, NameOrId, Settings};
 use crate::domain::Severity;
 use crate::platform::PlatformError;
 
@@ -68,28 +68,73 @@ fn find_all(records: &[Value], wants: &[NameOrId], what: &str) -> Result<Vec<i64
         .collect()
 }
 
-/// Resolves the settings against the instance (a handful of reads).
+/// Finds every one of `wants` among `records` (as [`find`]) and gives their names, or one
+/// error naming every one Halo does not have and what exists.
 ///
 /// # Errors
-/// [`PlatformError::Config`] for a name Halo does not have; the client's errors.
-pub async fn resolve(client: &HaloClient, s: &Settings) -> Result<Resolved, PlatformError> {
+/// [`PlatformError::Config`] naming what is missing.
+pub fn find_each<'a>(
+    records: &[Value],
+    id_key: &str,
+    wants: impl IntoIterator<Item = &'a NameOrId>,
+    what: &str,
+) -> Result<Vec<String>, PlatformError> {
+    let (mut found, mut missing) = (Vec::new(), Vec::new());
+    for want in wants {
+        match find(records, id_key, want, what) {
+            Ok((_, name)) => found.push(name),
+            Err(_) => missing.push(want.to_string()),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(found);
+    }
+    let names: Vec<&str> = records.iter().filter_map(record_name).take(20).collect();
+    Err(PlatformError::Config(format!(
+        "Halo has no {what} {} (it has: {})",
+        missing.join(", "),
+        names.join(", ")
+    )))
+}
+
+/// The severities in the order they are listed.
+pub(super) const SEVERITIES: [Severity; 5] = [
+    Severity::Critical,
+    Severity::High,
+    Severity::Medium,
+    Severity::Low,
+    Severity::Info,
+];
+
+/// The ticket type tickets are logged as.
+///
+/// # Errors
+/// [`PlatformError::Config`] when Halo has no such type; the client's errors.
+pub async fn ticket_type(client: &HaloClient, s: &Settings) -> Result<(i64, String), PlatformError> {
     let types = client.list_all("TicketType", "tickettypes").await?;
-    let ticket_type = find(&types, "id", &s.ticket_type, "ticket type")?;
-    let statuses = client.list_all("Status", "statuses").await?;
-    let priorities_all = client.list_all("Priority", "priorities").await?;
-    let mut priorities = BTreeMap::new();
-    for severity in [
-        Severity::Critical,
-        Severity::High,
-        Severity::Medium,
-        Severity::Low,
-        Severity::Info,
-    ] {
+    find(&types, "id", &s.ticket_type, "ticket type")
+}
+
+/// Halo's priorities (`priorityid` is the id tickets take).
+///
+/// # Errors
+/// The client's errors.
+pub async fn all_priorities(client: &HaloClient) -> Result<Vec<Value>, PlatformError> {
+    client.list_all("Priority", "priorities").await
+}
+
+/// Severity -> priority: the tenant's table, else the priority of the severity's name when
+/// Halo has one (the seed behaviour), else none (the ticket type's default).
+///
+/// # Errors
+/// [`PlatformError::Config`] for a priority in the tenant's table that Halo does not have.
+pub fn priorities(all: &[Value], s: &Settings) -> Result<BTreeMap<Severity, (i64, String)>, PlatformError> {
+    let mut out = BTreeMap::new();
+    for severity in SEVERITIES {
         let found = match s.priorities.get(&severity) {
-            Some(want) => Some(find(&priorities_all, "priorityid", want, "priority")?),
-            // The seed behaviour: a priority of the severity's name, if Halo has one.
+            Some(want) => Some(find(all, "priorityid", want, "priority")?),
             None => find(
-                &priorities_all,
+                all,
                 "priorityid",
                 &NameOrId::Name(severity.as_str().to_owned()),
                 "priority",
@@ -97,43 +142,110 @@ pub async fn resolve(client: &HaloClient, s: &Settings) -> Result<Resolved, Plat
             .ok(),
         };
         if let Some(p) = found {
-            priorities.insert(severity, p);
+            out.insert(severity, p);
         }
     }
-    let user = match &s.user {
-        Some(want) => {
-            let q = match want {
-                NameOrId::Name(n) => vec![("search", n.clone())],
-                NameOrId::Id(_) => vec![],
-            };
-            Some(find(&client.list("Users", &q, "users").await?, "id", want, "user")?)
+    Ok(out)
+}
+
+/// A search by name, or every record when the setting is an id.
+fn search(want: &NameOrId) -> Vec<(&'static str, String)> {
+    match want {
+        NameOrId::Name(n) => vec![("search", n.clone())],
+        NameOrId::Id(_) => vec![],
+    }
+}
+
+/// The end-user tickets are logged for.
+///
+/// # Errors
+/// [`PlatformError::Config`] when Halo has no such user; the client's errors.
+pub async fn user(client: &HaloClient, want: &NameOrId) -> Result<(i64, String), PlatformError> {
+    find(&client.list("Users", &search(want), "users").await?, "id", want, "user")
+}
+
+/// The default client.
+///
+/// # Errors
+/// [`PlatformError::Config`] when Halo has no such client; the client's errors.
+pub async fn default_client(client: &HaloClient, want: &NameOrId) -> Result<(i64, String), PlatformError> {
+    find(
+        &client.list("Client", &search(want), "clients").await?,
+        "id",
+        want,
+        "client",
+    )
+}
+
+/// A site: among `under`'s sites when a client is given, else among all.
+///
+/// # Errors
+/// [`PlatformError::Config`] when Halo has no such site; the client's errors.
+pub async fn site(client: &HaloClient, want: &NameOrId, under: Option<i64>) -> Result<(i64, String), PlatformError> {
+    let query = match under {
+        Some(client_id) => vec![("client_id", client_id.to_string())],
+        None => vec![],
+    };
+    find(&client.list("Site", &query, "sites").await?, "id", want, "site")
+}
+
+/// The asset types the tenant's rule names, in words: a fixed type, or each rule's and the
+/// default; for types named by an agent field, the asset group they are created under.
+///
+/// # Errors
+/// [`PlatformError::Config`] naming every type (or the group) Halo does not have; the client's
+/// errors.
+pub async fn asset_types(client: &HaloClient, opts: &AssetOptions) -> Result<String, PlatformError> {
+    match &opts.asset_type {
+        AssetTypeRule::Fixed { asset_type } => {
+            let types = client.list_all("AssetType", "assettypes").await?;
+            let found = find_each(&types, "id", [asset_type], "asset type")?;
+            Ok(format!("every asset: {}", found.join("")))
         }
+        AssetTypeRule::Rules { rules, default } => {
+            let types = client.list_all("AssetType", "assettypes").await?;
+            let wants = rules.iter().map(|r| &r.asset_type).chain([default]);
+            let found = find_each(&types, "id", wants, "asset type")?;
+            let mut parts: Vec<String> = rules
+                .iter()
+                .zip(&found)
+                .map(|(r, name)| format!("{} = {}: {name}", r.field, r.equals))
+                .collect();
+            parts.push(format!(
+                "otherwise: {}",
+                found.last().map(String::as_str).unwrap_or_default()
+            ));
+            Ok(parts.join("; "))
+        }
+        AssetTypeRule::Field { field } => {
+            let groups = client.list_all("AssetGroup", "assetgroups").await?;
+            let (_, group) = find(&groups, "id", &opts.asset_group, "asset group")?;
+            Ok(format!(
+                "named by the agent's {field}; a type Halo lacks is created under the asset group {group}"
+            ))
+        }
+    }
+}
+
+/// Resolves the settings against the instance (a handful of reads).
+///
+/// # Errors
+/// [`PlatformError::Config`] for a name Halo does not have; the client's errors.
+pub async fn resolve(client: &HaloClient, s: &Settings) -> Result<Resolved, PlatformError> {
+    let ticket_type = ticket_type(client, s).await?;
+    let statuses = client.list_all("Status", "statuses").await?;
+    let priorities = priorities(&all_priorities(client).await?, s)?;
+    let user = match &s.user {
+        Some(want) => Some(user(client, want).await?),
         None => None,
     };
     let client_rec = match &s.client {
-        Some(want) => {
-            let q = match want {
-                NameOrId::Name(n) => vec![("search", n.clone())],
-                NameOrId::Id(_) => vec![],
-            };
-            Some(find(
-                &client.list("Client", &q, "clients").await?,
-                "id",
-                want,
-                "client",
-            )?)
-        }
+        Some(want) => Some(default_client(client, want).await?),
         None => None,
     };
-    let site = match (&s.site, &client_rec) {
-        (Some(want), Some((client_id, _))) => {
-            let sites = client
-                .list("Site", &[("client_id", client_id.to_string())], "sites")
-                .await?;
-            Some(find(&sites, "id", want, "site")?)
-        }
-        (Some(want), None) => Some(find(&client.list("Site", &[], "sites").await?, "id", want, "site")?),
-        (None, _) => None,
+    let site = match &s.site {
+        Some(want) => Some(site(client, want, client_rec.as_ref().map(|c| c.0)).await?),
+        None => None,
     };
     let agent = client
         .get("Agent/me", &[])
@@ -172,6 +284,13 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "platform configuration: Halo has no status \"Done\" (it has: New, Closed)"
+        );
+        let wants = [NameOrId::Name("New".into()), NameOrId::Id(9)];
+        assert_eq!(find_each(&rs, "id", &wants, "status").unwrap(), ["New", "Closed"]);
+        let wants = [NameOrId::Name("Done".into()), NameOrId::Id(9), NameOrId::Id(4)];
+        assert_eq!(
+            find_each(&rs, "id", &wants, "status").unwrap_err().to_string(),
+            "platform configuration: Halo has no status \"Done\", #4 (it has: New, Closed)"
         );
     }
 }

@@ -282,11 +282,10 @@ impl Platform for HaloTickets {
             | Notice::TokenUnauthorized { message, .. }
             | Notice::TokenRotationFailed { message, .. } => self.token_ticket(notice, message).await,
             Notice::Test { .. } => {
-                // Proves the credentials and that every configured name exists; writes nothing.
-                let r = self.resolved().await?;
-                Ok(PublishReceipt {
-                    platform_ref: Some(format!("ticket type {}", r.ticket_type.1)),
-                })
+                // Proves the credentials; writes nothing. The configured names are checked one
+                // by one by `check_settings`.
+                self.client.sign_in().await?;
+                Ok(PublishReceipt { platform_ref: None })
             }
             Notice::CustomerUpserted(s)
             | Notice::SiteUpserted(s)
@@ -303,6 +302,10 @@ impl Platform for HaloTickets {
         // A new story costs a search and a create, an update one action: two requests an event
         // at most, within 80% of the budget the client keeps to.
         Some(f64::from(self.settings.requests_per_5_minutes.get()) * 0.8 / 300.0 / 2.0)
+    }
+
+    async fn check_settings(&self) -> Vec<crate::usecase::tenant_check::Check> {
+        self.checks().await
     }
 }
 

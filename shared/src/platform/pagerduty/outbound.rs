@@ -57,7 +57,7 @@ impl PagerDutyEvents {
     ) -> Result<Self, PlatformError> {
         let url: Url = allowed
             .check_platform_url("PagerDuty events_url", events_url)
-            .map_err(PlatformError::Config)?;
+            .map_err(|e| PlatformError::Config(e.to_string()))?;
         let host = url.host_str().unwrap_or_default();
         if !(EVENTS_HOSTS.contains(&host) || allowed.admits(host)) {
             return Err(PlatformError::Config(format!(

@@ -1,0 +1,82 @@
+//! Turns the daily schedule event into a sync of every enabled tenant, within the invocation's
+//! deadline, and the sync into a report.
+
+use lambda_runtime::LambdaEvent;
+use s1_shared::lambda::{FunctionError, deadline};
+use s1_shared::usecase::sync_assets::{AssetDeps, sync_all};
+use serde_json::Value;
+
+/// Any event (the EventBridge schedule's, `{}`) syncs every enabled tenant.
+pub(crate) async fn handle(deps: &AssetDeps, event: LambdaEvent<Value>) -> Result<Value, FunctionError> {
+    let mut deps = deps.clone();
+    deps.owner = if event.context.request_id.is_empty() {
+        "local".into()
+    } else {
+        event.context.request_id.clone()
+    };
+    let reports = sync_all(&deps, deadline(&event.context)).await?;
+    // CloudWatch turns these stdout lines into metrics.
+    let now = time::OffsetDateTime::now_utc();
+    for r in &reports {
+        println!("{}", r.emf(now));
+    }
+    tracing::info!(tenants = reports.len(), "asset sync done");
+    FunctionError::answer(&reports)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use s1_bridge_sim::{DEFAULT_TOKEN, Sim, SimConfig, WebhookReceiver};
+    use s1_shared::store::*;
+    use s1_shared::test_util::LoopbackPorts;
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_schedule_event_syncs_every_tenant_and_reports() {
+        let sim = Sim::start(SimConfig {
+            threats: 1,
+            agents: 10,
+            cloud_alerts: 0,
+            decommissioned_every: 0,
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let receiver = WebhookReceiver::start(SECRET).await.unwrap();
+        let ports = LoopbackPorts::new([("S1_TOKEN_acme", DEFAULT_TOKEN.to_owned()), ("HOOK", SECRET.to_owned())]);
+        let tenant = TenantConfig::for_test(
+            "acme",
+            &sim.base_url(),
+            s1_shared::test_util::generic(&receiver.url(), "HOOK"),
+        );
+        let store = s1_shared::test_util::store_with(&tenant).await;
+        let deps = AssetDeps {
+            progress: None,
+            store,
+            consoles: ports.consoles,
+            platforms: ports.platforms,
+            owner: String::new(),
+        };
+        let schedule = || {
+            LambdaEvent::new(
+                serde_json::json!({"detail-type": "Scheduled Event", "source": "aws.events"}),
+                lambda_runtime::Context::default(),
+            )
+        };
+        let out = handle(&deps, schedule()).await.unwrap();
+        assert_eq!(out[0]["tenant"], "acme");
+        assert_eq!(out[0]["outcome"], "completed");
+        assert_eq!(out[0]["created"], 3 + 6 + 10, "{out}");
+        assert_eq!(out[0]["error"], Value::Null);
+        assert_eq!(receiver.events().len(), 3 + 6 + 10);
+        // The lease is given back: the next run syncs again, finding nothing changed.
+        let out = handle(&deps, schedule()).await.unwrap();
+        assert_eq!(
+            (out[0]["created"].as_u64(), out[0]["unchanged"].as_u64()),
+            (Some(0), Some(19))
+        );
+    }
+}

@@ -1,0 +1,145 @@
+//! "Test configuration" (`usecase::tenant_check`) for a Halo tenant, against the simulated S1
+//! console and a fake Halo that checks every request against Halo's OpenAPI document: the
+//! token, and every configured name found and reported by name; a name Halo lacks is named
+//! with what Halo has.
+
+use std::sync::Arc;
+
+use integration_tests::halo::HaloHarness;
+use integration_tests::loopback_hosts;
+use s1_bridge_sim::HaloConfig;
+use s1_shared::store::EmbeddedTable;
+use s1_shared::usecase::tenant_check::{Check, CheckStatus, tenant_check};
+use serde_json::{Value, json};
+
+async fn harness(extra: Value) -> HaloHarness {
+    HaloHarness::start(
+        1,
+        Arc::new(EmbeddedTable::in_memory().unwrap()),
+        HaloConfig {
+            rate_limit: 100_000,
+            ..HaloConfig::default()
+        },
+        extra,
+    )
+    .await
+}
+
+async fn checks(h: &HaloHarness) -> Vec<Check> {
+    let tenant = h.h.store.get_tenant("acme").await.unwrap().unwrap();
+    tenant_check(&tenant, h.h.tokens.clone(), &loopback_hosts()).await
+}
+
+/// The check `name`, which must be there.
+fn get<'a>(checks: &'a [Check], name: &str) -> &'a Check {
+    checks
+        .iter()
+        .find(|c| c.check == name)
+        .unwrap_or_else(|| panic!("no check {name:?}: {checks:#?}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_halo_tenant_reports_its_token_and_every_configured_name() {
+    let h = harness(json!({
+        "user": "SentinelOne",
+        "assets": {"default_site": "Contoso HQ"},
+    }))
+    .await;
+    let out = checks(&h).await;
+    assert!(out.iter().all(|c| c.status == CheckStatus::Ok), "{out:#?}");
+    for (name, details) in [
+        ("platform reachable", &["halo accepted a test event"][..]),
+        ("Halo token", &["obtained", "scope all"]),
+        ("Halo ticket type", &["Security Incident (id 21)"]),
+        ("Halo user", &["SentinelOne (id 1)"]),
+        (
+            "Halo statuses",
+            &[
+                "closed: Closed",
+                "in progress: In Progress",
+                "open: New, Re-opened",
+                "reopen: Re-opened",
+                "close: Closed",
+            ],
+        ),
+        (
+            "Halo priorities",
+            &[
+                "critical: Critical",
+                "high: High",
+                "medium: Medium",
+                "low: Low",
+                "info: the ticket type's default",
+            ],
+        ),
+        ("Halo default client", &["Contoso Ltd (id 12)"]),
+        ("Halo default site", &["Contoso HQ (id 34)"]),
+        (
+            "Halo asset types",
+            &["machineType = server: Server", "otherwise: Workstation"],
+        ),
+        ("Halo assets' default site", &["Contoso HQ (id 34)"]),
+    ] {
+        let c = get(&out, name);
+        for d in details {
+            assert!(c.detail.contains(d), "{name}: {d:?} in {c:?}");
+        }
+    }
+    assert!(h.refusals().is_empty(), "{:?}", h.refusals());
+    assert!(h.halo.tickets().is_empty(), "the test writes nothing to Halo");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_name_halo_lacks_is_named_with_what_it_has_and_the_rest_still_checked() {
+    let h = harness(json!({
+        "ticket_type": "Security Incidents",
+        "statuses": {"closed": ["Closed", "Done"]},
+        "assets": {"asset_type": {"mode": "fixed", "asset_type": "Laptop"}},
+    }))
+    .await;
+    let out = checks(&h).await;
+    let failed: Vec<&str> = out
+        .iter()
+        .filter(|c| c.status == CheckStatus::Fail)
+        .map(|c| c.check.as_str())
+        .collect();
+    assert_eq!(
+        failed,
+        ["Halo ticket type", "Halo statuses", "Halo asset types"],
+        "{out:#?}"
+    );
+    assert_eq!(
+        get(&out, "Halo ticket type").detail,
+        "Halo has no ticket type \"Security Incidents\" (it has: Incident, Service Request, Security Incident)"
+    );
+    let statuses = &get(&out, "Halo statuses").detail;
+    assert!(
+        statuses.starts_with("Halo has no status \"Done\" (it has: New, In Progress,"),
+        "{statuses}"
+    );
+    assert_eq!(
+        get(&out, "Halo asset types").detail,
+        "Halo has no asset type \"Laptop\" (it has: Workstation, Server)"
+    );
+    for ok in [
+        "platform reachable",
+        "Halo token",
+        "Halo priorities",
+        "Halo default client",
+    ] {
+        assert_eq!(get(&out, ok).status, CheckStatus::Ok, "{out:#?}");
+    }
+
+    // Credentials Halo refuses: said once, by "platform reachable"; nothing else asks Halo.
+    h.h.env
+        .lock()
+        .unwrap()
+        .insert("HALO_SECRET".into(), "not-the-secret".into());
+    let out = checks(&h).await;
+    let reach = get(&out, "platform reachable");
+    assert!(
+        reach.status == CheckStatus::Fail && reach.detail.contains("refused the API application's credentials"),
+        "{reach:?}"
+    );
+    assert!(!out.iter().any(|c| c.check.starts_with("Halo")), "{out:#?}");
+}
