@@ -87,11 +87,13 @@ pub async fn run_bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>
                 inbound_secrets: vec![],
                 inbound_bearer: None,
                 assets: None,
+                batch: None,
             }),
             grouping: Grouping::Story,
             poll_cloud_alerts: false,
             mapping_overrides: Default::default(),
             token_alert_days: vec![30, 14, 7, 3, 1, 0],
+            max_in_flight: s1_shared::store::DEFAULT_MAX_IN_FLIGHT,
         })
         .await?;
     if args.reset_checkpoint {
@@ -197,11 +199,13 @@ pub async fn run_webhook_bench(args: WebhookBenchArgs) -> Result<(), Box<dyn std
                 inbound_secrets: vec![TokenSource::Env { var: "IN".into() }],
                 inbound_bearer: None,
                 assets: None,
+                batch: None,
             }),
             grouping: Grouping::Story,
             poll_cloud_alerts: false,
             mapping_overrides: Default::default(),
             token_alert_days: vec![30, 14, 7, 3, 1, 0],
+            max_in_flight: s1_shared::store::DEFAULT_MAX_IN_FLIGHT,
         })
         .await?;
     let http = s1_shared::net::outbound_client(Duration::from_secs(5), Duration::from_secs(30), &bench_hosts())?;

@@ -126,11 +126,13 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
                 }],
                 inbound_bearer: None,
                 assets: None,
+                batch: None,
             }),
             grouping: Grouping::Story,
             poll_cloud_alerts: false,
             mapping_overrides: Default::default(),
             token_alert_days: vec![30, 14, 7, 3, 1, 0],
+            max_in_flight: s1_shared::store::DEFAULT_MAX_IN_FLIGHT,
         })
         .await?;
     let http = reqwest_client()?;

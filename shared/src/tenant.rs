@@ -20,6 +20,9 @@ pub enum TenantFileError {
     Url(#[from] crate::config::UrlRefused),
 }
 
+/// The most deliveries a tenant may have in flight ([`TenantConfig::max_in_flight`]).
+pub const MAX_IN_FLIGHT: u32 = 64;
+
 /// Parses a tenant file strictly and checks its URLs against `allowed`.
 ///
 /// # Errors
@@ -39,6 +42,21 @@ pub fn parse_tenant(text: &str, allowed: &AllowedHosts) -> Result<TenantConfig, 
     };
     if !unknown.is_empty() {
         return Err(TenantFileError::Unknown(unknown));
+    }
+    if !(1..=MAX_IN_FLIGHT).contains(&tenant.max_in_flight) {
+        return Err(TenantFileError::Invalid {
+            path: "max_in_flight".into(),
+            message: format!("must be between 1 and {MAX_IN_FLIGHT}"),
+        });
+    }
+    if let crate::platform::PlatformConfig::Generic(crate::platform::settings::Generic { batch: Some(b), .. }) =
+        &tenant.platform
+        && let Some(message) = b.problem()
+    {
+        return Err(TenantFileError::Invalid {
+            path: "platform.settings.batch".into(),
+            message,
+        });
     }
     allowed
         .check_console_url(&tenant.console_url)

@@ -25,6 +25,7 @@ pub fn generic(url: &str, secret_var: &str) -> PlatformConfig {
         inbound_secrets: vec![],
         inbound_bearer: None,
         assets: None,
+        batch: None,
     })
 }
 
@@ -55,6 +56,7 @@ impl TenantConfig {
             poll_cloud_alerts: false,
             mapping_overrides: MappingOverrides::default(),
             token_alert_days: vec![30, 14, 7, 3, 1, 0],
+            max_in_flight: crate::store::DEFAULT_MAX_IN_FLIGHT,
         }
     }
 

@@ -1,6 +1,7 @@
 //! A fake platform: an HTTP endpoint that receives s1-bridge's signed webhooks the way a careful
 //! receiver does (Standard Webhooks: verify the signature and timestamp, de-duplicate on
-//! `webhook-id`), records them, and fails on demand.
+//! `webhook-id`), records them, and fails on demand. A `threat.batch` request counts as one
+//! delivery per event in it, each de-duplicated on its own `id`.
 
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -33,6 +34,9 @@ struct Inner {
     seen: HashSet<String>,
     faults: VecDeque<u16>,
     refused_signatures: usize,
+    /// Requests accepted (a batch is one).
+    requests: usize,
+    batches: usize,
 }
 
 struct RecvState {
@@ -115,10 +119,22 @@ impl WebhookReceiver {
         self.inner().refused_signatures
     }
 
+    /// Requests accepted, and how many of them were batches (each event of a batch is a
+    /// delivery of its own in [`deliveries`](Self::deliveries)).
+    pub fn requests(&self) -> (usize, usize) {
+        let inner = self.inner();
+        (inner.requests, inner.batches)
+    }
+
     /// The next `n` requests answer `status` (e.g. 503, 429, 400) without being recorded.
     pub fn fail_next(&self, n: usize, status: u16) {
         let mut inner = self.inner();
         inner.faults.extend(std::iter::repeat_n(status, n));
+    }
+
+    /// Drops the failures still queued by [`fail_next`](Self::fail_next): the platform is back.
+    pub fn recover(&self) {
+        self.inner().faults.clear();
     }
 
     /// Forgets everything received.
@@ -182,19 +198,40 @@ async fn receive(State(state): State<Arc<RecvState>>, headers: HeaderMap, body: 
         inner.refused_signatures += 1;
         return StatusCode::UNAUTHORIZED;
     };
-    let Ok(mut json) = serde_json::from_slice::<Value>(&body) else {
+    let Ok(json) = serde_json::from_slice::<Value>(&body) else {
         return StatusCode::BAD_REQUEST;
     };
-    if !state.keep_bodies {
-        json = Value::Null;
+    inner.requests += 1;
+    if json["type"] == "threat.batch" {
+        // A batch: each event in it is a delivery of its own, under its own id.
+        let Some(events) = json["data"]["events"].as_array() else {
+            return StatusCode::BAD_REQUEST;
+        };
+        if events.iter().any(|e| e["id"].as_str().is_none()) || json["data"]["count"] != events.len() {
+            return StatusCode::BAD_REQUEST;
+        }
+        inner.batches += 1;
+        for e in events {
+            let id = e["id"].as_str().unwrap_or_default().to_owned();
+            let mut e = e.clone();
+            if let Some(o) = e.as_object_mut() {
+                o.remove("id");
+            }
+            record(&mut inner, id, e, state.keep_bodies);
+        }
+        return StatusCode::OK;
     }
+    record(&mut inner, id, json, state.keep_bodies);
+    StatusCode::OK
+}
+
+fn record(inner: &mut Inner, id: String, body: Value, keep_bodies: bool) {
     let duplicate = !inner.seen.insert(id.clone());
     inner.deliveries.push(Delivery {
         webhook_id: id,
-        body: json,
+        body: if keep_bodies { body } else { Value::Null },
         duplicate,
     });
-    StatusCode::OK
 }
 
 async fn stats(State(state): State<Arc<RecvState>>) -> axum::Json<Value> {
@@ -203,5 +240,7 @@ async fn stats(State(state): State<Arc<RecvState>>) -> axum::Json<Value> {
         "deliveries": inner.deliveries.len(),
         "unique": inner.seen.len(),
         "refused_signatures": inner.refused_signatures,
+        "requests": inner.requests,
+        "batches": inner.batches,
     }))
 }

@@ -195,15 +195,18 @@ async fn outages_are_ridden_out_and_refusals_are_told_apart() {
         .insert("PD_ROUTING_KEY".into(), ROUTING_KEY.into());
     pd.fail_next(1, 403);
     let r = h.poll().await.tenants.remove(0);
-    assert_eq!((r.outcome, r.published), (Outcome::Failed, 0), "{r:?}");
+    // Events in flight beside the refused one may have been taken (and are recorded).
+    assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
+    assert!(r.published < 3, "{r:?}");
+    let taken = r.published;
     assert!(r.error.as_deref().unwrap().contains("HTTP 403"), "{r:?}");
 
-    // The key is right again: the three are delivered; a refusal about one event is a dead letter.
+    // The key is right again: the rest are delivered; a refusal about one event is a dead letter.
     pd.fail_next(1, 400);
     let r = h.poll().await.tenants.remove(0);
     assert_eq!(
         (r.outcome, r.published, r.publish_dead_letters),
-        (Outcome::Completed, 2, 1),
+        (Outcome::Completed, 2 - taken, 1),
         "{r:?}"
     );
     let letters = integration_tests::poll::publish_dead_letters(&h.store).await;

@@ -263,11 +263,15 @@ async fn a_platform_outage_holds_the_checkpoint_and_a_refused_event_is_not_retri
 #[tokio::test(flavor = "multi_thread")]
 async fn after_an_outage_the_next_run_delivers_everything_once() {
     let h = PollHarness::start(config(300), embedded()).await;
-    h.receiver.fail_next(4, 503); // one event's whole retry budget
+    // Down for longer than the retry budget of every delivery in flight.
+    h.receiver.fail_next(100_000, 503);
     let r = h.poll().await.tenants.remove(0);
-    assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
+    assert_eq!((r.outcome, r.published), (Outcome::Failed, 0), "{r:?}");
+    assert!(r.error.as_deref().unwrap().contains("HTTP 503"), "{r:?}");
+    assert_eq!(h.store.get_checkpoint("acme", "threats").await.unwrap(), None);
+    h.receiver.recover();
     let r = h.poll().await.tenants.remove(0);
-    assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
+    assert_eq!((r.outcome, r.published), (Outcome::Completed, 300), "{r:?}");
     assert_each_once(&h.events("threat.created"), 300);
 }
 
@@ -742,11 +746,18 @@ async fn a_refused_event_becomes_a_publish_dead_letter_replayed_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_endpoint_wide_refusal_holds_the_checkpoint_and_fails_the_run() {
     for status in [401, 403, 404, 405, 410] {
-        let h = PollHarness::start(config(30), embedded()).await;
+        let h = PollHarness::start(config(100), embedded()).await;
         h.receiver.fail_next(1, status);
         let report = h.poll().await;
         let r = &report.tenants[0];
-        assert_eq!((r.outcome, r.published, r.failed), (Outcome::Failed, 0, 0), "{r:?}");
+        // Deliveries in flight before the refusal was heard may have been taken: they are
+        // recorded; none is started after it.
+        assert_eq!((r.outcome, r.failed), (Outcome::Failed, 0), "{r:?}");
+        assert!(
+            r.published < 2 * u64::from(s1_shared::store::DEFAULT_MAX_IN_FLIGHT),
+            "{r:?}"
+        );
+        let before = r.published;
         let error = r.error.as_deref().unwrap();
         assert!(
             error.contains(&format!("HTTP {status}")) && error.contains("refused"),
@@ -758,17 +769,23 @@ async fn an_endpoint_wide_refusal_holds_the_checkpoint_and_fails_the_run() {
         assert!(emf[0].contains("\"RunFailed\":1.0"), "{}", emf[0]);
         // Once the receiver takes events again, the next run delivers everything once.
         let r = h.poll().await.tenants.remove(0);
-        assert_eq!((r.outcome, r.published), (Outcome::Completed, 30), "{status}: {r:?}");
-        assert_each_once(&h.events("threat.created"), 30);
+        assert_eq!(
+            (r.outcome, r.published),
+            (Outcome::Completed, 100 - before),
+            "{status}: {r:?}"
+        );
+        assert_each_once(&h.events("threat.created"), 100);
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_of_refusals_of_different_events_is_the_platform_refusing() {
     let h = PollHarness::start(config(30), embedded()).await;
-    h.receiver.fail_next(10, 400);
+    // The platform refuses every event (say, a receiver that cannot read our events at all).
+    h.receiver.fail_next(1_000, 400);
     let r = h.poll().await.tenants.remove(0);
     assert_eq!((r.outcome, r.published), (Outcome::Failed, 0), "{r:?}");
+    assert!(h.receiver.deliveries().is_empty());
     assert!(
         r.error.as_deref().unwrap().contains("10 different events in a row"),
         "{r:?}"
@@ -778,6 +795,7 @@ async fn a_run_of_refusals_of_different_events_is_the_platform_refusing() {
         publish_dead_letters(&h.store).await.is_empty(),
         "none of them is kept as one item's fault"
     );
+    h.receiver.recover();
     let r = h.poll().await.tenants.remove(0);
     assert_eq!((r.outcome, r.published), (Outcome::Completed, 30), "{r:?}");
     assert_each_once(&h.events("threat.created"), 30);
@@ -792,4 +810,115 @@ async fn a_run_of_refusals_of_different_events_is_the_platform_refusing() {
         "{r:?}"
     );
     assert_eq!(publish_dead_letters(&h.store).await.len(), 9);
+}
+
+/// A kill while deliveries are in flight (the platform has taken some of them, the run has not
+/// heard): the next run repeats only the unfinished page, under the same webhook ids, so the
+/// receiver sees every threat once and nothing is missed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kill_with_deliveries_in_flight_repeats_only_its_page_under_the_same_ids() {
+    use futures_util::FutureExt;
+    use integration_tests::poll::{Hooked, PublishHook};
+    let mut h = PollHarness::start(config(2_500), embedded()).await;
+    let in_flight = s1_shared::store::DEFAULT_MAX_IN_FLIGHT as usize;
+    // Page 2 starts at the 1,000th publish: 200 of its events go through, then every delivery
+    // hangs once the platform has taken it, until all the slots are held.
+    let kill_from = 1_200;
+    let (entered, mut hung) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let before: PublishHook = Arc::new(|_| async {}.boxed());
+    let after: PublishHook = Arc::new(move |n| {
+        let entered = entered.clone();
+        async move {
+            if n >= kill_from {
+                let _ = entered.send(());
+                std::future::pending::<()>().await;
+            }
+        }
+        .boxed()
+    });
+    let plain = h.deps.platforms.clone();
+    h.deps.platforms = Hooked::wrap_both(plain.clone(), before, after);
+    {
+        let run = run(&h.deps, &Selection::All, Instant::now() + Duration::from_secs(600));
+        let slots_full = async {
+            for _ in 0..in_flight {
+                tokio::time::timeout(Duration::from_secs(60), hung.recv())
+                    .await
+                    .expect("the run fills its delivery slots")
+                    .expect("hook alive");
+            }
+        };
+        tokio::select! {
+            r = run => panic!("the run ended while its deliveries hung: {r:?}"),
+            () = slots_full => {}
+        }
+        // Every slot holds a delivery the platform took; the process dies here (the run is
+        // dropped with them).
+    }
+    let taken = h.receiver.deliveries().len();
+    assert_eq!(taken, kill_from + in_flight, "the platform took the events in flight");
+
+    h.deps.platforms = plain;
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
+    assert_eq!(r.published, 1_500, "page 1 was recorded; page 2 and 3 are sent: {r:?}");
+    assert_each_once(&h.events("threat.created"), 2_500);
+    let repeated = h.receiver.deliveries().iter().filter(|d| d.duplicate).count();
+    assert_eq!(
+        repeated,
+        kill_from + in_flight - 1_000,
+        "only page 2's events sent before the kill were repeated, each under its own id"
+    );
+}
+
+/// With deliveries in flight, a story's events still arrive one after another: its first one
+/// opens the alert, and each later one counts one more threat.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_storys_events_arrive_in_order_with_deliveries_in_flight() {
+    let h = PollHarness::start(config(2_500), embedded()).await;
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.published), (Outcome::Completed, 2_500), "{r:?}");
+    let mut counts: HashMap<String, Vec<u64>> = HashMap::new();
+    for e in h.events("threat.created") {
+        let story = &e["data"]["story"];
+        let seen = counts
+            .entry(story["alert_key"].as_str().unwrap().to_owned())
+            .or_default();
+        assert_eq!(
+            story["new_alert"],
+            seen.is_empty(),
+            "the first event of a story opens its alert: {e}"
+        );
+        seen.push(story["threat_count"].as_u64().unwrap());
+    }
+    let multi = counts.values().filter(|c| c.len() > 1).count();
+    assert!(multi > 10, "the backlog has stories of several threats ({multi})");
+    for (key, c) in &counts {
+        assert_eq!(*c, (1..=c.len() as u64).collect::<Vec<_>>(), "story {key} in order");
+    }
+}
+
+/// Batched delivery (generic platform): a `threat.batch` request carries up to 100 events, each
+/// under its own id; a batch the platform refuses is sent again one event at a time, so only
+/// an event the platform refuses on its own is kept as a dead letter.
+#[tokio::test(flavor = "multi_thread")]
+async fn batched_delivery_sends_each_event_once_in_far_fewer_requests() {
+    let h = PollHarness::start(config(2_500), embedded()).await;
+    let mut t = h.store.get_tenant("acme").await.unwrap().unwrap();
+    t.generic_mut().batch = Some(s1_shared::platform::Batch::default());
+    h.store.put_tenant(&t).await.unwrap();
+    h.receiver.fail_next(1, 400);
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(
+        (r.outcome, r.published, r.failed),
+        (Outcome::Completed, 2_500, 0),
+        "{r:?}"
+    );
+    assert_each_once(&h.events("threat.created"), 2_500);
+    let (requests, batches) = h.receiver.requests();
+    // 25 batches of 100, one refused and sent as 100 single events.
+    assert_eq!((requests, batches), (124, 24), "requests and batches");
+    assert_eq!(h.receiver.deliveries().len(), 2_500, "no event twice");
+    let again = h.poll().await.tenants.remove(0);
+    assert_eq!(again.published, 0, "{again:?}");
 }

@@ -23,8 +23,8 @@ use time::OffsetDateTime;
 pub use config::{PlatformConfig, PlatformKind, PlatformSettings};
 pub use event::{AssetView, EventKind, FileView, PublishReceipt, Scope, StoryView, ThreatEvent, ThreatView};
 pub use generic::{
-    GenericAuth, GenericInbound, GenericWebhook, SignatureError, WebhookSecret, WebhookSecretError, parse_generic,
-    sign, verify,
+    Batch, GenericAuth, GenericInbound, GenericWebhook, SignatureError, WebhookSecret, WebhookSecretError,
+    parse_generic, sign, verify,
 };
 pub use http::ITEM_REFUSALS;
 pub use notice::{AssetFields, Notice, SyncChange, Synced};
@@ -62,6 +62,16 @@ pub enum PlatformError {
     Config(String),
 }
 
+impl PlatformError {
+    /// An event not sent because an earlier one of its batch failed.
+    pub fn not_sent() -> Self {
+        PlatformError::Unavailable {
+            attempts: 0,
+            detail: "not sent: an earlier event of the batch failed".into(),
+        }
+    }
+}
+
 /// The port every platform adapter implements.
 #[async_trait]
 pub trait Platform: Send + Sync {
@@ -69,6 +79,31 @@ pub trait Platform: Send + Sync {
     fn name(&self) -> &'static str;
     /// Delivers one event; retried inside the adapter for what is safe to retry.
     async fn publish(&self, event: &ThreatEvent) -> Result<PublishReceipt, PlatformError>;
+    /// The most events [`publish_batch`](Platform::publish_batch) takes in one call; `None`
+    /// (the default) when the platform takes events one at a time.
+    fn batch_limit(&self) -> Option<usize> {
+        None
+    }
+    /// Delivers several events, in order, answering for each. A platform that batches sends
+    /// them in as few requests as it can; the default sends them one at a time and, after an
+    /// error that is not about the event itself, sends no more (they are answered
+    /// [`PlatformError::Unavailable`] with no attempt).
+    async fn publish_batch(&self, events: &[ThreatEvent]) -> Vec<Result<PublishReceipt, PlatformError>> {
+        let mut out = Vec::with_capacity(events.len());
+        for event in events {
+            let failed = out
+                .last()
+                .is_some_and(|r: &Result<PublishReceipt, PlatformError>| {
+                    matches!(r, Err(e) if !matches!(e, PlatformError::Rejected { .. }))
+                });
+            out.push(if failed {
+                Err(PlatformError::not_sent())
+            } else {
+                self.publish(event).await
+            });
+        }
+        out
+    }
     /// Delivers a notice the same way.
     async fn notify(&self, notice: &Notice) -> Result<PublishReceipt, PlatformError>;
     /// Whether the platform keeps customers, sites and assets (PagerDuty does not, so the asset

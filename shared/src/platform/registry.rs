@@ -157,7 +157,8 @@ impl PlatformResolver for Adapters {
                 let secret = WebhookSecret::parse(raw.expose())
                     .map_err(|e| PlatformError::Config(format!("tenant {}: webhook secret: {e}", tenant.id)))?;
                 let webhook = GenericWebhook::new(self.http.clone(), &s.url, secret, self.retry.clone(), &self.allowed)
-                    .map_err(for_tenant(tenant))?;
+                    .map_err(for_tenant(tenant))?
+                    .batching(s.batch);
                 Ok(Arc::new(webhook))
             }
             PlatformConfig::PagerDuty(s) => {

@@ -28,7 +28,7 @@ pub use embedded::EmbeddedTable;
 pub use error::StoreError;
 pub use pending::{PendingChange, WritebackStep};
 pub use repo::Store;
-pub use tenant::{Grouping, TenantConfig, TokenSource};
+pub use tenant::{DEFAULT_MAX_IN_FLIGHT, Grouping, TenantConfig, TokenSource};
 pub use types::*;
 
 /// Attribute and index names of the table. The SAM template and the tests use these too.

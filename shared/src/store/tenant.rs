@@ -55,6 +55,17 @@ pub struct TenantConfig {
     /// Days before the token's expiry at which the platform is alerted, once each.
     #[serde(default = "default_alert_days")]
     pub token_alert_days: Vec<i64>,
+    /// Deliveries (events, or batches) the poller has in flight to the platform at once; a
+    /// story's events still go one after another.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: u32,
+}
+
+/// [`TenantConfig::max_in_flight`] when the tenant does not say.
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 16;
+
+fn default_max_in_flight() -> u32 {
+    DEFAULT_MAX_IN_FLIGHT
 }
 
 fn default_alert_days() -> Vec<i64> {

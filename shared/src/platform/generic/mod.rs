@@ -33,6 +33,58 @@ pub struct Settings {
     /// How S1 agents become assets (field map, types, placement).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assets: Option<Box<AssetSettings>>,
+    /// Batched delivery: events go in `threat.batch` requests (off when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<Batch>,
+}
+
+/// Batched delivery of the generic platform: up to `max_events` events, and at most
+/// `max_bytes` of body, per `threat.batch` request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    #[serde(default = "Batch::default_events")]
+    pub max_events: usize,
+    #[serde(default = "Batch::default_bytes")]
+    pub max_bytes: usize,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Self {
+            max_events: Self::default_events(),
+            max_bytes: Self::default_bytes(),
+        }
+    }
+}
+
+impl Batch {
+    /// The most events a batch may be set to carry.
+    pub const MAX_EVENTS: usize = 1_000;
+    /// The smallest and largest body a batch may be set to.
+    pub const BYTES: std::ops::RangeInclusive<usize> = 64 * 1024..=16 * 1024 * 1024;
+
+    fn default_events() -> usize {
+        100
+    }
+
+    fn default_bytes() -> usize {
+        1024 * 1024
+    }
+
+    /// What is wrong with these limits, if anything.
+    pub fn problem(&self) -> Option<String> {
+        if self.max_events == 0 || self.max_events > Self::MAX_EVENTS {
+            return Some(format!("max_events must be between 1 and {}", Self::MAX_EVENTS));
+        }
+        if !Self::BYTES.contains(&self.max_bytes) {
+            return Some(format!(
+                "max_bytes must be between {} and {}",
+                Self::BYTES.start(),
+                Self::BYTES.end()
+            ));
+        }
+        None
+    }
 }
 
 impl crate::platform::config::PlatformSettings for Settings {

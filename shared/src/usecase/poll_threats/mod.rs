@@ -16,6 +16,7 @@ mod page;
 mod paging;
 mod report;
 mod save;
+mod send;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -3,17 +3,17 @@
 //! publish dead letter), and the stories written back.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
 
 use time::OffsetDateTime;
 
 use super::candidate::Candidate;
 use super::paging::Ctx;
 use super::save::save_stories;
-use super::{REFUSALS_IN_A_ROW, Stop, TenantReport};
+use super::send::{Delivery, Planned, Sent, send_all};
+use super::{Stop, TenantReport};
 use crate::domain::correlate::{Decision, Held, all_resolved, new_story};
 use crate::domain::{self, AlertKey, MemberId};
-use crate::platform::{EventKind, PlatformError, StoryView, ThreatEvent};
+use crate::platform::{EventKind, PublishReceipt, StoryView, ThreatEvent};
 use crate::store::{
     Checkpoint, MemberState, PublishDeadLetter, Store, StoreError, StoryRecord, StoryStatus, TenantConfig, Versioned,
 };
@@ -193,6 +193,55 @@ fn event(tenant: &TenantConfig, c: &Candidate, w: &Work, p: &Placement, state: &
     }
 }
 
+/// Decides candidate `c` against the page's stories and applies the decision; for one the
+/// platform is told of, where its event goes and the member state it records.
+fn decide(c: &Candidate, work: &mut Stories, counts: &mut TenantReport) -> Option<(Placement, MemberState)> {
+    let decision = domain::correlate(&c.sighting(), |name| {
+        work.get(name).map(|w| Held {
+            story: &w.story,
+            bytes: w.bytes,
+        })
+    });
+    let placement = apply(decision, c, work, counts)?;
+    let w = work.get(&placement.name).expect("story is loaded");
+    let mut state = c.state.clone();
+    if let Some(prev) = w.story.members.get(&c.id) {
+        // A console-side change consumes what the writeback recorded; otherwise keep it.
+        if placement.kind == EventKind::Created {
+            state.written_status = prev.written_status;
+            state.written_verdict = prev.written_verdict;
+        }
+    }
+    Some((placement, state))
+}
+
+/// The page's stories by story id: where a story is held now (under its key, or its id once
+/// archived).
+fn names_by_id(work: &Stories) -> HashMap<String, String> {
+    work.iter()
+        .map(|(name, w)| (w.story.id.clone(), name.clone()))
+        .collect()
+}
+
+/// Records the platform's id for a story the first time an accepted event brings one.
+fn take_ref(w: &mut Work, platform: &str, receipt: PublishReceipt) {
+    if w.story.platform_ref.is_none() {
+        w.story.platform = Some(platform.to_owned());
+        w.story.platform_ref = receipt.platform_ref;
+    }
+}
+
+/// Adds a page's decision and delivery counts to the tenant's.
+fn add_counts(report: &mut TenantReport, page: &TenantReport) {
+    report.new += page.new;
+    report.changed += page.changed;
+    report.unchanged += page.unchanged;
+    report.echoes += page.echoes;
+    report.published += page.published;
+    report.failed += page.failed;
+    report.publish_dead_letters += page.publish_dead_letters;
+}
+
 pub(super) async fn process_page(
     ctx: &Ctx<'_>,
     page: &[Candidate],
@@ -200,11 +249,7 @@ pub(super) async fn process_page(
     report: &mut TenantReport,
 ) -> Result<(), Stop> {
     let Ctx {
-        deps,
-        tenant,
-        platform,
-        ref refusals,
-        ..
+        deps, tenant, platform, ..
     } = *ctx;
     let store = &deps.store;
     let at_watermark: HashSet<&str> = checkpoint.ids_at_watermark.iter().map(String::as_str).collect();
@@ -222,94 +267,127 @@ pub(super) async fn process_page(
         return Ok(());
     }
     let mut work = load(store, &tenant.id, &candidates).await?;
-    let mut stop: Option<Stop> = None;
-    // Refused events not recorded yet, dead letters to write, and ones to retire.
-    let mut held: Vec<Refusal> = Vec::new();
-    let mut letters: Vec<PublishDeadLetter> = Vec::new();
-    let mut retire: Vec<MemberId> = Vec::new();
 
-    for c in candidates {
-        let decision = domain::correlate(&c.sighting(), |name| {
-            work.get(name).map(|w| Held {
-                story: &w.story,
-                bytes: w.bytes,
-            })
-        });
-        let Some(placement) = apply(decision, c, &mut work, report) else {
+    // Plan the page as if the platform accepted every event: the stories as they will be saved,
+    // and the events, built in page order as one-at-a-time publishing would build them.
+    let mut counts = TenantReport::default();
+    let mut planned: Vec<Planned> = Vec::new();
+    let mut had_letter: HashSet<usize> = HashSet::new();
+    for (index, c) in candidates.iter().enumerate() {
+        let Some((placement, state)) = decide(c, &mut work, &mut counts) else {
             continue;
         };
         let w = work.get_mut(&placement.name).expect("story is loaded");
-        let mut state = c.state.clone();
-        if let Some(prev) = w.story.members.get(&c.id) {
-            // A console-side change consumes what the writeback recorded; otherwise keep it.
-            if placement.kind == EventKind::Created {
-                state.written_status = prev.written_status;
-                state.written_verdict = prev.written_verdict;
-            }
-        }
         let event = event(tenant, c, w, &placement, &state);
-        match platform.publish(&event).await {
-            Ok(receipt) => {
-                report.published += 1;
-                if w.story.platform_ref.is_none() {
-                    w.story.platform = Some(platform.name().to_owned());
-                    w.story.platform_ref = receipt.platform_ref;
-                }
-                if placement.had_letter {
-                    // An earlier version was refused; this one got through.
-                    retire.push(c.id.clone());
-                }
-                // The platform takes events: the refusals before this one were about them.
-                refusals.store(0, Ordering::Relaxed);
-            }
-            Err(PlatformError::Rejected { status, detail }) => {
-                let in_a_row = refusals.fetch_add(1, Ordering::Relaxed) + 1;
-                if in_a_row >= REFUSALS_IN_A_ROW {
-                    // Not one event's fault: none of them is recorded, the checkpoint holds.
-                    stop = Some(Stop::Refusals {
-                        count: in_a_row,
-                        status,
-                        detail,
-                    });
-                    break;
-                }
-                tracing::warn!(tenant = %tenant.id, item = %c.id, status, "platform refused the event; kept as a publish dead letter");
-                state.publish_error = Some(format!("HTTP {status}"));
-                w.reopened = false;
-                held.push(Refusal {
-                    name: placement.name,
-                    story_id: w.story.id.clone(),
-                    state,
-                    letter: PublishDeadLetter {
-                        id: c.id.clone(),
-                        kind: event.kind.as_str().to_owned(),
-                        alert_key: event.story.alert_key.to_string(),
-                        event_id: event.id.clone(),
-                        updated_at: c.stamp,
-                        status,
-                        error: detail,
-                        created_at: OffsetDateTime::now_utc(),
-                        attempts: 1,
-                        replay_requested: false,
-                        event,
-                    },
-                });
-                continue;
-            }
-            Err(e) => {
-                // Not recorded: the checkpoint stays put and the next run retries this item.
-                stop = Some(e.into());
-                break;
-            }
-        }
         w.reopened = false;
         w.put_member(&c.id, state);
-        letters.extend(held.drain(..).map(|r| r.record(&mut work, report)));
+        if placement.had_letter {
+            had_letter.insert(index);
+        }
+        planned.push(Planned {
+            index,
+            key: c.key.clone(),
+            event,
+        });
     }
-    if stop.is_none() {
-        // Refusals at the end of the page: each the event's own fault, as far as we can tell.
-        letters.extend(held.drain(..).map(|r| r.record(&mut work, report)));
+    let (deliveries, stop) = send_all(ctx, planned).await;
+
+    let mut retire: Vec<MemberId> = Vec::new();
+    let mut letters: Vec<PublishDeadLetter> = Vec::new();
+    if stop.is_none() && deliveries.iter().all(|d| matches!(d.sent, Sent::Accepted(_))) {
+        // Everything went through: the plan stands, with the platform's ids for new alerts.
+        let names = names_by_id(&work);
+        for d in deliveries {
+            let Sent::Accepted(receipt) = d.sent else {
+                unreachable!()
+            };
+            counts.published += 1;
+            if let Some(w) = names.get(&d.event.story.id).and_then(|n| work.get_mut(n)) {
+                take_ref(w, platform.name(), receipt);
+            }
+            if had_letter.contains(&d.index) {
+                // An earlier version was refused; this one got through.
+                retire.push(candidates[d.index].id.clone());
+            }
+        }
+    } else {
+        // Some event was refused or not delivered: decide the page again from the stored
+        // stories, recording only what the platform took (and refusals, as dead letters), and
+        // nothing of a story after one of its events that did not get through.
+        counts = TenantReport::default();
+        work = load(store, &tenant.id, &candidates).await?;
+        let refusals_stop = matches!(stop, Some(Stop::Refusals { .. }));
+        let mut answers: HashMap<usize, Delivery> = deliveries.into_iter().map(|d| (d.index, d)).collect();
+        let mut blocked: HashSet<&str> = HashSet::new();
+        let mut held: Vec<Refusal> = Vec::new();
+        for (index, c) in candidates.iter().enumerate() {
+            if blocked.contains(c.key.as_str()) {
+                continue;
+            }
+            let answer = answers.remove(&index);
+            let recordable = match &answer {
+                None => true,
+                Some(d) => match d.sent {
+                    Sent::Accepted(_) => true,
+                    Sent::Rejected { .. } => !refusals_stop,
+                    Sent::NotDelivered => false,
+                },
+            };
+            if !recordable {
+                blocked.insert(c.key.as_str());
+                continue;
+            }
+            let Some((placement, mut state)) = decide(c, &mut work, &mut counts) else {
+                continue;
+            };
+            let Some(d) = answer else {
+                // Not sent in the plan (never expected): leave it for the next run.
+                blocked.insert(c.key.as_str());
+                continue;
+            };
+            let w = work.get_mut(&placement.name).expect("story is loaded");
+            w.reopened = false;
+            match d.sent {
+                Sent::Accepted(receipt) => {
+                    counts.published += 1;
+                    take_ref(w, platform.name(), receipt);
+                    if placement.had_letter {
+                        retire.push(c.id.clone());
+                    }
+                    w.put_member(&c.id, state);
+                    letters.extend(held.drain(..).map(|r| r.record(&mut work, &mut counts)));
+                }
+                Sent::Rejected { status, detail } => {
+                    tracing::warn!(tenant = %tenant.id, item = %c.id, status, "platform refused the event; kept as a publish dead letter");
+                    state.publish_error = Some(format!("HTTP {status}"));
+                    held.push(Refusal {
+                        name: placement.name,
+                        story_id: w.story.id.clone(),
+                        state,
+                        letter: PublishDeadLetter {
+                            id: c.id.clone(),
+                            kind: d.event.kind.as_str().to_owned(),
+                            alert_key: d.event.story.alert_key.to_string(),
+                            event_id: d.event.id.clone(),
+                            updated_at: c.stamp,
+                            status,
+                            error: detail,
+                            created_at: OffsetDateTime::now_utc(),
+                            attempts: 1,
+                            replay_requested: false,
+                            event: d.event,
+                        },
+                    });
+                }
+                Sent::NotDelivered => unreachable!("not recordable"),
+            }
+        }
+        if stop.is_none() {
+            // Refusals at the end of the page: each the event's own fault, as far as we can tell.
+            letters.extend(held.drain(..).map(|r| r.record(&mut work, &mut counts)));
+        }
     }
+    add_counts(report, &counts);
 
     // Dead letters first: a crash before the stories are saved repeats the refused events, so
     // none is ever recorded as refused without its dead letter.

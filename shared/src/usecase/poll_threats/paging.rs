@@ -164,12 +164,13 @@ where
     // S1's total is what is left from the watermark: add what this run already fetched.
     let mut expected = None;
     let fetched_before = report.fetched;
+    let mut fetched = pages.next().await;
     let result = loop {
         if deadline.saturating_duration_since(Instant::now()) <= margin {
             report.outcome = Outcome::Partial;
             break Ok(());
         }
-        let Some(page) = pages.next().await else { break Ok(()) };
+        let Some(page) = fetched.take() else { break Ok(()) };
         let page = match page {
             Ok(p) => p,
             Err(e) => break Err(Stop::S1(e)),
@@ -180,9 +181,13 @@ where
             expected = page.total_items.map(|t| t + fetched_before);
         }
         let candidates = to_candidates(page.items);
-        if let Err(e) = process_page(ctx, &candidates, &checkpoint, report).await {
+        // S1 reads the next page while this one is published (it is only processed once this
+        // one's checkpoint is saved).
+        let (processed, next) = futures_util::join!(process_page(ctx, &candidates, &checkpoint, report), pages.next());
+        if let Err(e) = processed {
             break Err(e);
         }
+        fetched = next;
         advance(&mut checkpoint, &candidates);
         // Saved last: everything before it has been accepted by the platform.
         store.put_checkpoint(&tenant.id, checkpoint_name, &checkpoint).await?;

@@ -1,0 +1,196 @@
+//! Publishing a page's events with several deliveries in flight.
+//!
+//! The events go out in units (one event, or a batch for a platform that takes batches), up to
+//! the tenant's `max_in_flight` units at once. A unit waits for every earlier unit holding an
+//! event of one of its stories, so a story's events reach the platform in order, and a story's
+//! first event has been answered (with the platform's id for it, say a Halo ticket) before its
+//! next one is sent. After an error that is not about one event (the platform refused us or is
+//! down), or [`REFUSALS_IN_A_ROW`] refusals, no further unit is sent; what is in flight finishes.
+//! The caller records what was accepted and holds the checkpoint on any stop.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures_util::{StreamExt, stream};
+use tokio::sync::watch;
+
+use super::paging::Ctx;
+use super::{REFUSALS_IN_A_ROW, Stop};
+use crate::platform::{PlatformError, PublishReceipt, ThreatEvent};
+
+/// An event to send, from candidate `index` of the page, in story `key`.
+pub(super) struct Planned {
+    pub index: usize,
+    pub key: String,
+    pub event: ThreatEvent,
+}
+
+/// What became of a planned event.
+pub(super) enum Sent {
+    Accepted(PublishReceipt),
+    /// Refused as this event's own fault (400, 409, 413, 422).
+    Rejected {
+        status: u16,
+        detail: String,
+    },
+    /// Sent and failed otherwise, or never sent (the run stopped first).
+    NotDelivered,
+}
+
+/// A planned event with its answer.
+pub(super) struct Delivery {
+    pub index: usize,
+    pub event: ThreatEvent,
+    pub sent: Sent,
+}
+
+/// Shared by the units of one page.
+struct Run<'a> {
+    ctx: &'a Ctx<'a>,
+    stopped: AtomicBool,
+    stop: Mutex<Option<Stop>>,
+    /// The platform's id for each story (by story id) as soon as one of its events got one.
+    refs: Mutex<HashMap<String, String>>,
+}
+
+impl Run<'_> {
+    fn halt(&self, why: Stop) {
+        self.stopped.store(true, Ordering::SeqCst);
+        let mut stop = self.stop.lock().expect("stop lock");
+        if stop.is_none() {
+            *stop = Some(why);
+        }
+    }
+
+    fn answer(&self, event: &ThreatEvent, result: Result<PublishReceipt, PlatformError>) -> Sent {
+        match result {
+            Ok(receipt) => {
+                // The platform takes events: the refusals before this one were about them.
+                self.ctx.refusals.store(0, Ordering::Relaxed);
+                if let Some(r) = &receipt.platform_ref {
+                    self.refs
+                        .lock()
+                        .expect("refs lock")
+                        .entry(event.story.id.clone())
+                        .or_insert_with(|| r.clone());
+                }
+                Sent::Accepted(receipt)
+            }
+            Err(PlatformError::Rejected { status, detail }) => {
+                let in_a_row = self.ctx.refusals.fetch_add(1, Ordering::Relaxed) + 1;
+                if in_a_row >= REFUSALS_IN_A_ROW {
+                    // Not one event's fault: none of them is recorded, the checkpoint holds.
+                    self.halt(Stop::Refusals {
+                        count: in_a_row,
+                        status,
+                        detail: detail.clone(),
+                    });
+                }
+                Sent::Rejected { status, detail }
+            }
+            Err(e) => {
+                if !matches!(&e, PlatformError::Unavailable { attempts: 0, .. }) {
+                    self.halt(e.into());
+                }
+                Sent::NotDelivered
+            }
+        }
+    }
+
+    async fn deliver(&self, mut unit: Vec<Planned>) -> Vec<Delivery> {
+        if self.stopped.load(Ordering::SeqCst) {
+            return unit.into_iter().map(not_delivered).collect();
+        }
+        {
+            // A story's earlier event may have been given the platform's id for it.
+            let refs = self.refs.lock().expect("refs lock");
+            for p in &mut unit {
+                if p.event.story.platform_ref.is_none() {
+                    p.event.story.platform_ref = refs.get(&p.event.story.id).cloned();
+                }
+            }
+        }
+        let platform = self.ctx.platform;
+        let results = if unit.len() == 1 {
+            vec![platform.publish(&unit[0].event).await]
+        } else {
+            let events: Vec<ThreatEvent> = unit.iter().map(|p| p.event.clone()).collect();
+            platform.publish_batch(&events).await
+        };
+        let mut results = results.into_iter();
+        unit.into_iter()
+            .map(|p| {
+                let sent = match results.next() {
+                    Some(r) => self.answer(&p.event, r),
+                    None => Sent::NotDelivered,
+                };
+                Delivery {
+                    index: p.index,
+                    event: p.event,
+                    sent,
+                }
+            })
+            .collect()
+    }
+}
+
+fn not_delivered(p: Planned) -> Delivery {
+    Delivery {
+        index: p.index,
+        event: p.event,
+        sent: Sent::NotDelivered,
+    }
+}
+
+/// Sends `planned` (in page order) and answers for each, in page order, with the reason the
+/// sending stopped early, if it did.
+pub(super) async fn send_all(ctx: &Ctx<'_>, planned: Vec<Planned>) -> (Vec<Delivery>, Option<Stop>) {
+    let per_unit = ctx.platform.batch_limit().unwrap_or(1).max(1);
+    let mut units: Vec<Vec<Planned>> = Vec::new();
+    for p in planned {
+        match units.last_mut() {
+            Some(u) if u.len() < per_unit => u.push(p),
+            _ => units.push(vec![p]),
+        }
+    }
+    // Each unit waits for the last earlier unit of each of its stories.
+    let mut last: HashMap<&str, usize> = HashMap::new();
+    let mut after: Vec<Vec<usize>> = Vec::with_capacity(units.len());
+    for (i, u) in units.iter().enumerate() {
+        let mut deps: Vec<usize> = u.iter().filter_map(|p| last.get(p.key.as_str()).copied()).collect();
+        deps.sort_unstable();
+        deps.dedup();
+        deps.retain(|&d| d != i);
+        after.push(deps);
+        for p in u {
+            last.insert(p.key.as_str(), i);
+        }
+    }
+    drop(last);
+    let (done, watchers): (Vec<_>, Vec<_>) = (0..units.len()).map(|_| watch::channel(false)).unzip();
+    let run = Run {
+        ctx,
+        stopped: AtomicBool::new(false),
+        stop: Mutex::new(None),
+        refs: Mutex::new(HashMap::new()),
+    };
+    let (run_ref, watchers) = (&run, &watchers);
+    let mut out: Vec<Delivery> = stream::iter(units.into_iter().zip(after).zip(done))
+        .map(|((unit, after), done)| async move {
+            for d in after {
+                // A dropped sender is a finished unit too.
+                let _ = watchers[d].clone().wait_for(|finished| *finished).await;
+            }
+            let answered = run_ref.deliver(unit).await;
+            let _ = done.send(true);
+            answered
+        })
+        .buffer_unordered(ctx.tenant.max_in_flight.max(1) as usize)
+        .flat_map(stream::iter)
+        .collect()
+        .await;
+    out.sort_unstable_by_key(|d| d.index);
+    let stop = run.stop.into_inner().expect("stop lock");
+    (out, stop)
+}
