@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Benchmarks (not tests): poll-threats over a simulated backlog into a loopback receiver, on the
-# embedded store and on DynamoDB Local. Prints threats/s, peak RSS of the poller process, and
-# DynamoDB requests per 1,000 new and per 1,000 unchanged threats, at two backlog sizes so the
-# RSS figure shows whether memory grows with the backlog.
+# embedded store and on DynamoDB Local, with batched delivery off and on, beside a fetch-only
+# pass over the same simulator (S1's read rate here: the ceiling of a run on this machine).
+# Prints, per backlog, store and batching: end-to-end threats/s, its ratio to the ceiling, CPU ms
+# per 1,000 threats, peak RSS of the poller, and DynamoDB requests per 1,000 new and per 1,000
+# unchanged threats (a rerun from a reset checkpoint).
 #
-#   scripts/bench.sh                 # 10,000 and 100,000 threats
+#   scripts/bench.sh                          # 10,000, 100,000 and 300,000 threats
 #   BENCH_SIZES="2000" scripts/bench.sh
+#   BENCH_DYNAMODB_MAX=100000                 # larger backlogs run on the embedded store only
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SIZES=${BENCH_SIZES:-"10000 100000"}
+SIZES=${BENCH_SIZES:-"10000 100000 300000"}
+DDB_MAX=${BENCH_DYNAMODB_MAX:-100000}
 SECRET="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"   # test-only: opens the local receiver
 TOKEN="sim-tenant-token"                          # the simulator's token
 WORK=$(mktemp -d)
@@ -20,37 +24,52 @@ SIM_PID=""
 cleanup() { [ -n "$SIM_PID" ] && kill "$SIM_PID" 2>/dev/null; emulators_stop; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-printf '\nmachine: %s, %s cores\n' "$(uname -m)" "$(nproc)"
-printf '%-9s %-9s %-10s %10s %12s %14s %14s\n' backlog store run threats/s "peak RSS MiB" "DDB req/1k new" "DDB req/1k seen"
+printf '\nmachine: %s, %s cores, %s\n' "$(uname -m)" "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+printf '%-8s %-9s %-6s %-6s %10s %8s %10s %9s %9s %9s\n' backlog store batch run threats/s ceiling "CPU ms/1k" "RSS MiB" "DDB/1k new" "DDB/1k seen"
 for n in $SIZES; do
   sim_port=$(free_port); hook_port=$(free_port)
   target/release/s1-bridge-sim --listen "127.0.0.1:$sim_port" --threats "$n" --agents 5000 --cloud-alerts 0 \
     --receiver "127.0.0.1:$hook_port" --receiver-secret "$SECRET" > "$WORK/sim.log" 2>&1 &
   SIM_PID=$!
   for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$sim_port/web/api/v2.1/system/status" && break; sleep 0.1; done
-  for store in embedded dynamodb; do
-    table="bench-$n-$RANDOM"
-    for pass in first rerun; do
-      extra=()
-      [ "$pass" = rerun ] && extra=(--reset-checkpoint)
-      out=$(BENCH_S1_TOKEN=$TOKEN BENCH_WEBHOOK_SECRET=$SECRET target/release/s1-bridge bench-poll \
-        --console "http://127.0.0.1:$sim_port" --webhook "http://127.0.0.1:$hook_port/hooks/s1" \
-        --store "$store" --path "$WORK/$table.redb" --table "$table" "${extra[@]}")
-      python3 - "$n" "$store" "$pass" "$out" <<'PY'
+  fetch=$(BENCH_S1_TOKEN=$TOKEN target/release/s1-bridge bench-fetch --console "http://127.0.0.1:$sim_port")
+  ceiling=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["threats_per_s"])' "$fetch")
+  python3 - "$n" "$fetch" <<'PY'
 import json, sys
-n, store, run, out = sys.argv[1:5]
+n, out = sys.argv[1:3]
+d = json.loads(out)
+print(f"{n:<8} {'-':<9} {'-':<6} {'fetch':<6} {d['threats_per_s']:10.0f} {1:8.2f} {d['cpu_ms_per_1000']:10.1f} {d['peak_rss_mib']:9.1f} {'-':>9} {'-':>9}")
+PY
+  stores="embedded"
+  [ "$n" -le "$DDB_MAX" ] && stores="embedded dynamodb"
+  for store in $stores; do
+    for batch in off on; do
+      table="bench-$n-$RANDOM"
+      flags=()
+      [ "$batch" = on ] && flags+=(--batch)
+      for pass in first rerun; do
+        extra=("${flags[@]}")
+        [ "$pass" = rerun ] && extra+=(--reset-checkpoint)
+        out=$(BENCH_S1_TOKEN=$TOKEN BENCH_WEBHOOK_SECRET=$SECRET target/release/s1-bridge bench-poll \
+          --console "http://127.0.0.1:$sim_port" --webhook "http://127.0.0.1:$hook_port/hooks/s1" \
+          --store "$store" --path "$WORK/$table.redb" --table "$table" "${extra[@]}")
+        python3 - "$n" "$store" "$batch" "$pass" "$ceiling" "$out" <<'PY'
+import json, sys
+n, store, batch, run, ceiling, out = sys.argv[1:7]
 d = json.loads(out)
 r = d["report"]
 assert r["outcome"] == "completed", r
 per_new = d["dynamodb_requests_per_1000_new"] if run == "first" else None
 per_seen = d["dynamodb_requests_per_1000_fetched"] if run == "rerun" else None
 fmt = lambda v: "-" if v is None else f"{v:.1f}"
-print(f"{n:<9} {store:<9} {run:<10} {d['threats_per_s']:10.0f} {d['peak_rss_mib']:12.1f} {fmt(per_new):>14} {fmt(per_seen):>14}")
+ratio = d["threats_per_s"] / float(ceiling)
+print(f"{n:<8} {store:<9} {batch:<6} {run:<6} {d['threats_per_s']:10.0f} {ratio:8.2f} {d['cpu_ms_per_1000']:10.1f} {d['peak_rss_mib']:9.1f} {fmt(per_new):>9} {fmt(per_seen):>9}")
 PY
+      done
     done
   done
   stats=$(curl -s "http://127.0.0.1:$hook_port/hooks/stats")
-  echo "          receiver: $stats (each threat once per store)"
+  echo "         receiver: $stats (each threat once per store and batching)"
   kill "$SIM_PID"; wait "$SIM_PID" 2>/dev/null || true; SIM_PID=""
 done
 

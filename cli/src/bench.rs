@@ -44,6 +44,69 @@ pub struct BenchArgs {
     /// Forget the checkpoint first, so every threat is read again (and found unchanged).
     #[arg(long)]
     reset_checkpoint: bool,
+    /// Deliver in `threat.batch` requests (the generic platform's batch setting, defaults).
+    #[arg(long)]
+    batch: bool,
+    /// Deliveries in flight (the tenant's max_in_flight).
+    #[arg(long, default_value_t = s1_shared::store::DEFAULT_MAX_IN_FLIGHT)]
+    in_flight: u32,
+}
+
+#[derive(Args)]
+pub struct FetchBenchArgs {
+    #[arg(long)]
+    console: String,
+    /// The console token (a simulator token).
+    #[arg(long, env = "BENCH_S1_TOKEN")]
+    token: String,
+}
+
+/// CPU time (user + system) this process has used, from /proc/self/stat (in USER_HZ ticks,
+/// 100 a second on Linux).
+fn cpu_ms() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) * 10.0)
+}
+
+/// `bench-fetch`: pages through every threat of the console as the poller does, doing nothing
+/// with them: the S1 read rate, the ceiling of an end-to-end run on the same machine.
+pub async fn run_fetch_bench(args: FetchBenchArgs) -> Result<(), Box<dyn std::error::Error>> {
+    use futures_util::StreamExt;
+    let http = s1_shared::net::outbound_client(Duration::from_secs(5), Duration::from_secs(30), &bench_hosts())?;
+    let options = ClientOptions::default().allowing(bench_hosts());
+    let client =
+        s1_shared::s1::S1Client::with_http(http, &args.console, &s1_shared::ApiToken::new(args.token), options)?;
+    let cpu_before = cpu_ms();
+    let started = Instant::now();
+    let query = s1_shared::s1::ThreatQuery {
+        limit: s1_shared::s1::MAX_PAGE_LIMIT,
+        ..Default::default()
+    };
+    let mut pages = std::pin::pin!(client.threats(&query));
+    let (mut fetched, mut requests) = (0u64, 0u64);
+    while let Some(page) = pages.next().await {
+        fetched += page?.items.len() as u64;
+        requests += 1;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_ms().zip(cpu_before).map(|(a, b)| a - b);
+    println!(
+        "{}",
+        json!({
+            "fetched": fetched,
+            "requests": requests,
+            "elapsed_s": elapsed,
+            "threats_per_s": fetched as f64 / elapsed.max(1e-9),
+            "cpu_ms_per_1000": cpu.map(|c| c * 1000.0 / (fetched.max(1) as f64)),
+            "peak_rss_mib": peak_rss_kib().map(|k| k as f64 / 1024.0),
+        })
+    );
+    Ok(())
 }
 
 fn peak_rss_kib() -> Option<u64> {
@@ -87,13 +150,13 @@ pub async fn run_bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>
                 inbound_secrets: vec![],
                 inbound_bearer: None,
                 assets: None,
-                batch: None,
+                batch: args.batch.then(s1_shared::platform::Batch::default),
             }),
             grouping: Grouping::Story,
             poll_cloud_alerts: false,
             mapping_overrides: Default::default(),
             token_alert_days: vec![30, 14, 7, 3, 1, 0],
-            max_in_flight: s1_shared::store::DEFAULT_MAX_IN_FLIGHT,
+            max_in_flight: args.in_flight,
         })
         .await?;
     if args.reset_checkpoint {
@@ -111,6 +174,7 @@ pub async fn run_bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>
         writeback: None,
     };
     let before = dynamo.as_ref().map(DynamoTable::requests).unwrap_or_default();
+    let cpu_before = cpu_ms();
     let started = Instant::now();
     let report = run(
         &deps,
@@ -119,6 +183,7 @@ pub async fn run_bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>
     )
     .await?;
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_ms().zip(cpu_before).map(|(a, b)| a - b);
     let r = &report.tenants[0];
     let requests = dynamo.as_ref().map(|d| d.requests() - before);
     let per_thousand = |n: u64| requests.filter(|_| n > 0).map(|q| (q as f64) * 1000.0 / n as f64);
@@ -128,6 +193,7 @@ pub async fn run_bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>
             "report": r,
             "elapsed_s": elapsed,
             "threats_per_s": r.fetched as f64 / elapsed.max(1e-9),
+            "cpu_ms_per_1000": cpu.map(|c| c * 1000.0 / (r.fetched.max(1) as f64)),
             "peak_rss_mib": peak_rss_kib().map(|k| k as f64 / 1024.0),
             "dynamodb_requests": requests,
             "dynamodb_requests_per_1000_new": per_thousand(r.new),

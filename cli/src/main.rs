@@ -46,6 +46,9 @@ enum Command {
     /// One measured poll run (used by scripts/bench.sh).
     #[command(hide = true)]
     BenchPoll(bench::BenchArgs),
+    /// The S1 read rate alone, the ceiling of a poll run (used by scripts/bench.sh).
+    #[command(hide = true)]
+    BenchFetch(bench::FetchBenchArgs),
     /// Webhook handler latency over signed webhooks (used by scripts/bench.sh).
     #[command(hide = true)]
     BenchWebhook(bench::WebhookBenchArgs),
@@ -61,6 +64,7 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run_demo(args).await,
         Command::BenchPoll(args) => bench::run_bench(args).await,
+        Command::BenchFetch(args) => bench::run_fetch_bench(args).await,
         Command::BenchWebhook(args) => bench::run_webhook_bench(args).await,
         Command::DeadLetters(cmd) => ops::dead_letters(cmd).await,
         Command::Tenant(cmd) => tenant::tenant(cmd).await,

@@ -51,8 +51,88 @@ fn index_key(i: &Item) -> Option<String> {
         .map(|g| format!("{g}\0{}\0{}\0{}", i.gsi1sk.as_deref().unwrap_or(""), i.pk, i.sk))
 }
 
+/// First byte of a stored item in the framed encoding: the item's other fields as JSON, then its
+/// `data` as it is. (The record JSON is not escaped into a JSON string, nor unescaped to check a
+/// write's condition.) Items written before it are plain JSON and start with `{`.
+const FRAMED: u8 = 1;
+
+/// An item's fields but `data`, as the framed encoding stores them.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Head<'a> {
+    #[serde(borrow)]
+    pk: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    sk: std::borrow::Cow<'a, str>,
+    ttl: Option<i64>,
+    gsi1pk: Option<String>,
+    gsi1sk: Option<String>,
+    version: u64,
+    owner: Option<String>,
+    until: Option<i64>,
+    order: Option<i64>,
+}
+
+fn encode(op: &'static str, i: &Item) -> Result<Vec<u8>, StoreError> {
+    let head = serde_json::to_vec(&Head {
+        pk: i.pk.as_str().into(),
+        sk: i.sk.as_str().into(),
+        ttl: i.ttl,
+        gsi1pk: i.gsi1pk.clone(),
+        gsi1sk: i.gsi1sk.clone(),
+        version: i.version,
+        owner: i.owner.clone(),
+        until: i.until,
+        order: i.order,
+    })
+    .map_err(|e| err(op, e))?;
+    let len = u32::try_from(head.len()).map_err(|_| err(op, "item key fields over 4 GiB"))?;
+    let mut out = Vec::with_capacity(5 + head.len() + i.data.len());
+    out.push(FRAMED);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&head);
+    out.extend_from_slice(i.data.as_bytes());
+    Ok(out)
+}
+
+fn undecodable(op: &'static str, e: impl std::fmt::Display) -> StoreError {
+    err(op, format!("undecodable stored item: {e}"))
+}
+
+/// Decodes a stored item; with `with_data` false, its `data` is left empty (enough to check a
+/// condition and find its index entry).
+fn decode_item(op: &'static str, bytes: &[u8], with_data: bool) -> Result<Item, StoreError> {
+    if bytes.first() != Some(&FRAMED) {
+        return serde_json::from_slice(bytes).map_err(|e| undecodable(op, e));
+    }
+    let len = bytes
+        .get(1..5)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .ok_or_else(|| undecodable(op, "truncated"))?;
+    let head_bytes = bytes.get(5..5 + len).ok_or_else(|| undecodable(op, "truncated"))?;
+    let head: Head<'_> = serde_json::from_slice(head_bytes).map_err(|e| undecodable(op, e))?;
+    let data = if with_data {
+        std::str::from_utf8(&bytes[5 + len..])
+            .map_err(|e| undecodable(op, e))?
+            .to_owned()
+    } else {
+        String::new()
+    };
+    Ok(Item {
+        pk: head.pk.into_owned(),
+        sk: head.sk.into_owned(),
+        data,
+        ttl: head.ttl,
+        gsi1pk: head.gsi1pk,
+        gsi1sk: head.gsi1sk,
+        version: head.version,
+        owner: head.owner,
+        until: head.until,
+        order: head.order,
+    })
+}
+
 fn decode(op: &'static str, bytes: &[u8]) -> Result<Item, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| err(op, format!("undecodable stored item: {e}")))
+    decode_item(op, bytes, true)
 }
 
 impl EmbeddedTable {
@@ -123,7 +203,7 @@ impl EmbeddedTable {
             for (item, cond) in items {
                 let k = key(&item.pk, &item.sk);
                 let stored = match table.get(k.as_str()).map_err(|e| err(op, e))? {
-                    Some(v) => Some(decode(op, v.value())?),
+                    Some(v) => Some(decode_item(op, v.value(), false)?),
                     None => None,
                 };
                 let live = stored.as_ref().filter(|s| !s.expired(now));
@@ -144,7 +224,7 @@ impl EmbeddedTable {
                 if delete || item.expired(now) {
                     table.remove(k.as_str()).map_err(|e| err(op, e))?;
                 } else {
-                    let bytes = serde_json::to_vec(item).map_err(|e| err(op, e))?;
+                    let bytes = encode(op, item)?;
                     table.insert(k.as_str(), bytes.as_slice()).map_err(|e| err(op, e))?;
                     if let Some(ik) = index_key(item) {
                         index.insert(ik.as_str(), k.as_str()).map_err(|e| err(op, e))?;
@@ -281,6 +361,10 @@ impl ItemTable for EmbeddedTable {
         Ok(())
     }
 
+    fn transaction_limits(&self) -> (usize, usize) {
+        (10_000, 8 * 1024 * 1024)
+    }
+
     async fn put_all(&self, items: &[(Item, Cond)]) -> Result<Vec<usize>, StoreError> {
         for (i, _) in items {
             check_size(i)?;
@@ -336,5 +420,64 @@ impl ItemTable for EmbeddedTable {
             range_page(db, "query_index", start, prefix, limit, true)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(version: u64) -> Item {
+        Item {
+            pk: "T#acme".into(),
+            sk: "STORY#k".into(),
+            data: r#"{"members":{"t1":{"status":"resolved"}},"note":"quote \" and \\ and é"}"#.into(),
+            ttl: None,
+            gsi1pk: Some("REF#x".into()),
+            gsi1sk: Some("1".into()),
+            version,
+            owner: Some("run".into()),
+            until: Some(5),
+            order: Some(-3),
+        }
+    }
+
+    #[tokio::test]
+    async fn items_written_as_plain_json_still_read_and_take_conditional_writes() {
+        let t = EmbeddedTable::in_memory().unwrap();
+        let old = item(3);
+        {
+            // As versions before the framed encoding stored it.
+            let tx = t.db.begin_write().unwrap();
+            {
+                let mut table = tx.open_table(ITEMS).unwrap();
+                let bytes = serde_json::to_vec(&old).unwrap();
+                table.insert(key(&old.pk, &old.sk).as_str(), bytes.as_slice()).unwrap();
+                let mut index = tx.open_table(INDEX).unwrap();
+                index
+                    .insert(index_key(&old).unwrap().as_str(), key(&old.pk, &old.sk).as_str())
+                    .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        assert_eq!(t.get(&old.pk, &old.sk).await.unwrap(), Some(old.clone()));
+        assert_eq!(
+            t.put(&item(4), &Cond::Version(2)).await.unwrap(),
+            false,
+            "the stored version is 3"
+        );
+        assert!(t.put(&item(4), &Cond::Version(3)).await.unwrap());
+        assert_eq!(t.get(&old.pk, &old.sk).await.unwrap(), Some(item(4)));
+        let by_index = t.query_index("REF#x", None, 10).await.unwrap();
+        assert_eq!(by_index.items, vec![item(4)], "one index entry, the new one");
+    }
+
+    #[test]
+    fn a_damaged_framed_item_is_an_error_naming_it() {
+        let mut bytes = encode("put", &item(1)).unwrap();
+        assert_eq!(decode("get", &bytes).unwrap(), item(1));
+        bytes.truncate(8);
+        let e = decode("get", &bytes).unwrap_err().to_string();
+        assert!(e.contains("undecodable stored item"), "{e}");
     }
 }

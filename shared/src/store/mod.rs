@@ -133,8 +133,14 @@ pub trait ItemTable: Send + Sync {
     async fn batch_put(&self, items: &[Item]) -> Result<(), StoreError>;
     /// Writes all of `items` if every condition holds, else none: `Ok(vec![])` when written,
     /// `Ok(indexes)` naming the items whose condition failed. At most
-    /// [`schema::TRANSACT_MAX`] items with distinct keys (DynamoDB `TransactWriteItems`).
+    /// [`transaction_limits`](ItemTable::transaction_limits) items, with distinct keys.
     async fn put_all(&self, items: &[(Item, Cond)]) -> Result<Vec<usize>, StoreError>;
+    /// The most items, and bytes, one [`put_all`](ItemTable::put_all) takes: DynamoDB's
+    /// transaction limits by default. A backend without them (the embedded store) takes a
+    /// whole page's stories in one commit.
+    fn transaction_limits(&self) -> (usize, usize) {
+        (schema::TRANSACT_MAX, schema::TRANSACT_MAX_BYTES)
+    }
     /// Deletes (pk, sk) if `cond` holds; `Ok(false)` when it did not.
     async fn delete(&self, pk: &str, sk: &str, cond: &Cond) -> Result<bool, StoreError>;
     /// Live items of partition `pk` whose sort key starts with `sk_prefix`, in sort-key order.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 
 use super::{Store, check_id, decode, item};
-use crate::store::{Cond, Item, StoreError, StoryRecord, Versioned, keys, schema};
+use crate::store::{Cond, Item, StoreError, StoryRecord, Versioned, keys};
 
 impl Store {
     /// A story with its version: the current story of a key, or an archived one by id.
@@ -101,11 +101,12 @@ impl Store {
         // A fenced store spends one place (and a little room) of each transaction on the lease.
         let fenced = usize::from(self.fence.is_some());
         let mut bytes = fenced * 1024;
+        let (max_items, max_bytes) = self.table.transaction_limits();
         for (n, (story, expected, archived)) in stories.iter().enumerate() {
             let name = if *archived { &story.id } else { &story.key };
             let i = self.story_item(tenant, name, story, expected + 1)?;
             let size = i.data.len() + 256;
-            if batch.len() + fenced == schema::TRANSACT_MAX || bytes + size > schema::TRANSACT_MAX_BYTES {
+            if batch.len() + fenced == max_items || bytes + size > max_bytes {
                 conflicts.extend(self.flush_stories(&mut batch, &mut batch_index).await?);
                 bytes = fenced * 1024;
             }

@@ -290,7 +290,8 @@ pub(super) async fn process_page(
             event,
         });
     }
-    let (deliveries, stop) = send_all(ctx, planned).await;
+    let in_flight = tenant.max_in_flight as usize;
+    let (deliveries, stop) = send_all(platform, in_flight, &ctx.refusals, planned).await;
 
     let mut retire: Vec<MemberId> = Vec::new();
     let mut letters: Vec<PublishDeadLetter> = Vec::new();

@@ -10,14 +10,13 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use futures_util::{StreamExt, stream};
 use tokio::sync::watch;
 
-use super::paging::Ctx;
 use super::{REFUSALS_IN_A_ROW, Stop};
-use crate::platform::{PlatformError, PublishReceipt, ThreatEvent};
+use crate::platform::{Platform, PlatformError, PublishReceipt, ThreatEvent};
 
 /// An event to send, from candidate `index` of the page, in story `key`.
 pub(super) struct Planned {
@@ -47,7 +46,9 @@ pub(super) struct Delivery {
 
 /// Shared by the units of one page.
 struct Run<'a> {
-    ctx: &'a Ctx<'a>,
+    platform: &'a dyn Platform,
+    /// Refusals in a row, across the run's pages ([`REFUSALS_IN_A_ROW`]).
+    refusals: &'a AtomicU32,
     stopped: AtomicBool,
     stop: Mutex<Option<Stop>>,
     /// The platform's id for each story (by story id) as soon as one of its events got one.
@@ -67,7 +68,7 @@ impl Run<'_> {
         match result {
             Ok(receipt) => {
                 // The platform takes events: the refusals before this one were about them.
-                self.ctx.refusals.store(0, Ordering::Relaxed);
+                self.refusals.store(0, Ordering::Relaxed);
                 if let Some(r) = &receipt.platform_ref {
                     self.refs
                         .lock()
@@ -78,7 +79,7 @@ impl Run<'_> {
                 Sent::Accepted(receipt)
             }
             Err(PlatformError::Rejected { status, detail }) => {
-                let in_a_row = self.ctx.refusals.fetch_add(1, Ordering::Relaxed) + 1;
+                let in_a_row = self.refusals.fetch_add(1, Ordering::Relaxed) + 1;
                 if in_a_row >= REFUSALS_IN_A_ROW {
                     // Not one event's fault: none of them is recorded, the checkpoint holds.
                     self.halt(Stop::Refusals {
@@ -111,7 +112,7 @@ impl Run<'_> {
                 }
             }
         }
-        let platform = self.ctx.platform;
+        let platform = self.platform;
         let results = if unit.len() == 1 {
             vec![platform.publish(&unit[0].event).await]
         } else {
@@ -145,8 +146,13 @@ fn not_delivered(p: Planned) -> Delivery {
 
 /// Sends `planned` (in page order) and answers for each, in page order, with the reason the
 /// sending stopped early, if it did.
-pub(super) async fn send_all(ctx: &Ctx<'_>, planned: Vec<Planned>) -> (Vec<Delivery>, Option<Stop>) {
-    let per_unit = ctx.platform.batch_limit().unwrap_or(1).max(1);
+pub(super) async fn send_all(
+    platform: &dyn Platform,
+    in_flight: usize,
+    refusals: &AtomicU32,
+    planned: Vec<Planned>,
+) -> (Vec<Delivery>, Option<Stop>) {
+    let per_unit = platform.batch_limit().unwrap_or(1).max(1);
     let mut units: Vec<Vec<Planned>> = Vec::new();
     for p in planned {
         match units.last_mut() {
@@ -170,7 +176,8 @@ pub(super) async fn send_all(ctx: &Ctx<'_>, planned: Vec<Planned>) -> (Vec<Deliv
     drop(last);
     let (done, watchers): (Vec<_>, Vec<_>) = (0..units.len()).map(|_| watch::channel(false)).unzip();
     let run = Run {
-        ctx,
+        platform,
+        refusals,
         stopped: AtomicBool::new(false),
         stop: Mutex::new(None),
         refs: Mutex::new(HashMap::new()),
@@ -186,11 +193,108 @@ pub(super) async fn send_all(ctx: &Ctx<'_>, planned: Vec<Planned>) -> (Vec<Deliv
             let _ = done.send(true);
             answered
         })
-        .buffer_unordered(ctx.tenant.max_in_flight.max(1) as usize)
+        .buffer_unordered(in_flight.max(1))
         .flat_map(stream::iter)
         .collect()
         .await;
     out.sort_unstable_by_key(|d| d.index);
     let stop = run.stop.into_inner().expect("stop lock");
     (out, stop)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::platform::Notice;
+
+    /// Takes every event after a pause, noting how many were in flight at once and whether two
+    /// events of one story ever overlapped.
+    #[derive(Default)]
+    struct Slow {
+        now: AtomicUsize,
+        most: AtomicUsize,
+        busy: Mutex<std::collections::HashSet<String>>,
+        overlapped: AtomicBool,
+        order: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl Platform for Slow {
+        fn name(&self) -> &'static str {
+            "slow"
+        }
+        async fn publish(&self, event: &ThreatEvent) -> Result<PublishReceipt, PlatformError> {
+            let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(n, Ordering::SeqCst);
+            if !self.busy.lock().unwrap().insert(event.story.id.clone()) {
+                self.overlapped.store(true, Ordering::SeqCst);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            self.busy.lock().unwrap().remove(&event.story.id);
+            self.order.lock().unwrap().push(event.id.clone());
+            self.now.fetch_sub(1, Ordering::SeqCst);
+            Ok(PublishReceipt {
+                platform_ref: Some(format!("ref-{}", event.story.id)),
+            })
+        }
+        async fn notify(&self, _: &Notice) -> Result<PublishReceipt, PlatformError> {
+            Ok(PublishReceipt::default())
+        }
+    }
+
+    fn planned(stories: usize, per_story: usize) -> Vec<Planned> {
+        let mut out = Vec::new();
+        for i in 0..per_story {
+            for s in 0..stories {
+                let mut event = ThreatEvent::for_test("acme", &format!("t{s}-{i}"));
+                event.id = format!("{s}-{i}");
+                event.story.id = format!("story-{s}");
+                event.story.platform_ref = None;
+                out.push(Planned {
+                    index: out.len(),
+                    key: format!("key-{s}"),
+                    event,
+                });
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn at_most_max_in_flight_at_once_and_a_storys_events_one_after_another() {
+        let slow = Arc::new(Slow::default());
+        let (out, stop) = send_all(slow.as_ref(), 8, &AtomicU32::new(0), planned(40, 3)).await;
+        assert!(stop.is_none());
+        assert_eq!(out.len(), 120);
+        assert!(out.iter().all(|d| matches!(d.sent, Sent::Accepted(_))));
+        assert!(out.windows(2).all(|w| w[0].index < w[1].index), "answers in page order");
+        assert_eq!(slow.most.load(Ordering::SeqCst), 8, "eight in flight, never more");
+        assert!(
+            !slow.overlapped.load(Ordering::SeqCst),
+            "a story's events never overlap"
+        );
+        let order = slow.order.lock().unwrap().clone();
+        for s in 0..40 {
+            let mine: Vec<&String> = order.iter().filter(|id| id.starts_with(&format!("{s}-"))).collect();
+            assert_eq!(mine, [&format!("{s}-0"), &format!("{s}-1"), &format!("{s}-2")]);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_storys_later_events_carry_the_id_its_first_one_was_given() {
+        let slow = Arc::new(Slow::default());
+        let (out, _) = send_all(slow.as_ref(), 4, &AtomicU32::new(0), planned(3, 2)).await;
+        for d in out.iter().filter(|d| d.event.id.ends_with("-1")) {
+            assert_eq!(
+                d.event.story.platform_ref.as_deref(),
+                Some(format!("ref-{}", d.event.story.id).as_str())
+            );
+        }
+    }
 }
