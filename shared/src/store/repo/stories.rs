@@ -90,10 +90,10 @@ impl Store {
     ///
     /// # Errors
     /// Backend errors.
-    pub async fn put_stories(
+    pub async fn put_stories<S: std::borrow::Borrow<StoryRecord> + Sync>(
         &self,
         tenant: &str,
-        stories: &[(StoryRecord, u64, bool)],
+        stories: &[(S, u64, bool)],
     ) -> Result<Vec<usize>, StoreError> {
         let mut conflicts = Vec::new();
         let mut batch: Vec<(Item, Cond)> = Vec::new();
@@ -103,6 +103,7 @@ impl Store {
         let mut bytes = fenced * 1024;
         let (max_items, max_bytes) = self.table.transaction_limits();
         for (n, (story, expected, archived)) in stories.iter().enumerate() {
+            let story = story.borrow();
             let name = if *archived { &story.id } else { &story.key };
             let i = self.story_item(tenant, name, story, expected + 1)?;
             let size = i.data.len() + 256;

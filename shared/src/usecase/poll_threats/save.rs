@@ -10,12 +10,13 @@ pub(super) async fn save_stories(store: &Store, tenant: &str, mut dirty: Vec<Wor
         if dirty.is_empty() {
             return Ok(());
         }
-        let batch: Vec<(StoryRecord, u64, bool)> =
-            dirty.iter().map(|w| (w.story.clone(), w.version, w.archived)).collect();
+        let batch: Vec<(&StoryRecord, u64, bool)> = dirty.iter().map(|w| (&w.story, w.version, w.archived)).collect();
         let conflicts = store.put_stories(tenant, &batch).await?;
+        drop(batch);
         let mut retry = Vec::new();
         for i in conflicts {
-            let mut w = std::mem::replace(&mut dirty[i], Work::new(batch[i].0.clone(), 0, false, false));
+            let placeholder = Work::new(dirty[i].story.clone(), 0, false, false);
+            let mut w = std::mem::replace(&mut dirty[i], placeholder);
             let name = if w.archived {
                 w.story.id.clone()
             } else {
