@@ -1,7 +1,7 @@
 //! Publishing a page's events with several deliveries in flight.
 //!
 //! The events go out in units (one event, or a batch for a platform that takes batches), up to
-//! the tenant's `max_in_flight` units at once. A unit waits for every earlier unit holding an
+//! the tenant's `max_in_flight` units at once (a unit takes its slot once its turn has come). A unit waits for every earlier unit holding an
 //! event of one of its stories, so a story's events reach the platform in order, and a story's
 //! first event has been answered (with the platform's id for it, say a Halo ticket) before its
 //! next one is sent. After an error that is not about one event (the platform refused us or is
@@ -182,18 +182,27 @@ pub(super) async fn send_all(
         stop: Mutex::new(None),
         refs: Mutex::new(HashMap::new()),
     };
-    let (run_ref, watchers) = (&run, &watchers);
-    let mut out: Vec<Delivery> = stream::iter(units.into_iter().zip(after).zip(done))
+    // Every unit waits for its stories' earlier units first, and only then for a slot: a long
+    // story's queued events hold no slot while they wait their turn.
+    let slots = tokio::sync::Semaphore::new(in_flight.max(1));
+    let (run_ref, watchers, slots) = (&run, &watchers, &slots);
+    let mut out: Vec<Delivery> = units
+        .into_iter()
+        .zip(after)
+        .zip(done)
         .map(|((unit, after), done)| async move {
             for d in after {
                 // A dropped sender is a finished unit too.
                 let _ = watchers[d].clone().wait_for(|finished| *finished).await;
             }
-            let answered = run_ref.deliver(unit).await;
+            let answered = match slots.acquire().await {
+                Ok(_slot) => run_ref.deliver(unit).await,
+                Err(_) => unit.into_iter().map(not_delivered).collect(),
+            };
             let _ = done.send(true);
             answered
         })
-        .buffer_unordered(in_flight.max(1))
+        .collect::<futures_util::stream::FuturesUnordered<_>>()
         .flat_map(stream::iter)
         .collect()
         .await;
@@ -284,6 +293,25 @@ mod tests {
             let mine: Vec<&String> = order.iter().filter(|id| id.starts_with(&format!("{s}-"))).collect();
             assert_eq!(mine, [&format!("{s}-0"), &format!("{s}-1"), &format!("{s}-2")]);
         }
+    }
+
+    #[tokio::test]
+    async fn a_long_story_waiting_its_turn_does_not_hold_the_other_stories_back() {
+        let slow = Arc::new(Slow::default());
+        // Story 0's 30 events first in the page, then one event each of 20 other stories.
+        let mut page = planned(1, 30);
+        for (i, mut p) in planned(21, 1).into_iter().skip(1).enumerate() {
+            p.index = 30 + i;
+            page.push(p);
+        }
+        let (out, _) = send_all(slow.as_ref(), 8, &AtomicU32::new(0), page).await;
+        assert_eq!(out.len(), 50);
+        let order = slow.order.lock().unwrap().clone();
+        let tenth_of_long = order.iter().position(|id| id == "0-9").unwrap();
+        let others_done = order.iter().filter(|id| !id.starts_with("0-")).count();
+        let others_before = order[..tenth_of_long].iter().filter(|id| !id.starts_with("0-")).count();
+        assert_eq!(others_done, 20);
+        assert_eq!(others_before, 20, "the other stories went while the long one took its turns: {order:?}");
     }
 
     #[tokio::test]
