@@ -311,7 +311,10 @@ mod tests {
         let others_done = order.iter().filter(|id| !id.starts_with("0-")).count();
         let others_before = order[..tenth_of_long].iter().filter(|id| !id.starts_with("0-")).count();
         assert_eq!(others_done, 20);
-        assert_eq!(others_before, 20, "the other stories went while the long one took its turns: {order:?}");
+        assert_eq!(
+            others_before, 20,
+            "the other stories went while the long one took its turns: {order:?}"
+        );
     }
 
     #[tokio::test]
