@@ -922,3 +922,64 @@ async fn batched_delivery_sends_each_event_once_in_far_fewer_requests() {
     let again = h.poll().await.tenants.remove(0);
     assert_eq!(again.published, 0, "{again:?}");
 }
+
+/// Another writer changes a story while a page is published, and an event of the page is
+/// refused: the page is decided again from the store, the story whose decision changed is left
+/// alone, and the page is held. The next run sends what was not recorded, under the same ids:
+/// nothing is missed, nothing reaches the receiver twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_story_changed_while_its_page_is_published_holds_the_page() {
+    use futures_util::FutureExt;
+    use integration_tests::poll::{Hooked, PublishHook};
+    let mut h = PollHarness::start(config(1_500), embedded()).await;
+    let mut threats = all_threats(&h).await;
+    threats.sort_by_key(|t| t.threat_info.updated_at);
+    // A story of page 1 that another writer creates meanwhile (so it is not the one planned).
+    let key = domain::story_key(&threats[500], Grouping::Story);
+    // Opened an hour before the threat's detection: the threat now joins it instead of opening
+    // the story the platform was told of.
+    let detected = domain::detected_at(&threats[500]).expect("the simulator dates its threats");
+    let theirs = s1_shared::domain::correlate::new_story(&key, detected - time::Duration::hours(1), vec![]);
+    let store = h.store.clone();
+    let hook: PublishHook = Arc::new(move |n| {
+        let (store, theirs) = (store.clone(), theirs.clone());
+        async move {
+            if n == 5 {
+                store.put_stories("acme", &[(theirs, 0, false)]).await.unwrap();
+            }
+        }
+        .boxed()
+    });
+    let plain = h.deps.platforms.clone();
+    h.deps.platforms = Hooked::wrap(plain.clone(), hook);
+    h.receiver.fail_next(1, 422);
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
+    assert!(
+        r.error
+            .as_deref()
+            .unwrap()
+            .contains("changed while a page was published"),
+        "{r:?}"
+    );
+    assert_eq!(
+        h.store.get_checkpoint("acme", "threats").await.unwrap(),
+        None,
+        "the page is held"
+    );
+
+    h.deps.platforms = plain;
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
+    let letters = publish_dead_letters(&h.store).await;
+    assert_eq!(letters.len(), 1, "the refused event is kept, once");
+    let created = threat_ids(&h.events("threat.created"));
+    let distinct: HashSet<_> = created.iter().collect();
+    assert_eq!(created.len(), distinct.len(), "no threat reached the receiver twice");
+    assert_eq!(
+        distinct.len() + 1,
+        1_500,
+        "every threat but the refused one was delivered"
+    );
+    assert!(!distinct.contains(&letters[0].id.to_string()));
+}

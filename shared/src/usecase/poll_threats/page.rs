@@ -291,7 +291,7 @@ pub(super) async fn process_page(
         });
     }
     let in_flight = tenant.max_in_flight as usize;
-    let (deliveries, stop) = send_all(platform, in_flight, &ctx.refusals, planned).await;
+    let (deliveries, mut stop) = send_all(platform, in_flight, &ctx.refusals, planned).await;
 
     let mut retire: Vec<MemberId> = Vec::new();
     let mut letters: Vec<PublishDeadLetter> = Vec::new();
@@ -313,14 +313,16 @@ pub(super) async fn process_page(
         }
     } else {
         // Some event was refused or not delivered: decide the page again from the stored
-        // stories, recording only what the platform took (and refusals, as dead letters), and
-        // nothing of a story after one of its events that did not get through.
+        // stories, recording only what the platform took (and, unless the run stopped, the
+        // refusals, as dead letters), and nothing of a story after one of its events that did
+        // not get through. The stories may have changed meanwhile (the writeback): wherever the
+        // decision now differs from the event that was sent, the story is left alone and the
+        // page is held, so the next run decides it again.
         counts = TenantReport::default();
         work = load(store, &tenant.id, &candidates).await?;
-        let refusals_stop = matches!(stop, Some(Stop::Refusals { .. }));
         let mut answers: HashMap<usize, Delivery> = deliveries.into_iter().map(|d| (d.index, d)).collect();
         let mut blocked: HashSet<&str> = HashSet::new();
-        let mut held: Vec<Refusal> = Vec::new();
+        let mut differs = 0usize;
         for (index, c) in candidates.iter().enumerate() {
             if blocked.contains(c.key.as_str()) {
                 continue;
@@ -330,7 +332,8 @@ pub(super) async fn process_page(
                 None => true,
                 Some(d) => match d.sent {
                     Sent::Accepted(_) => true,
-                    Sent::Rejected { .. } => !refusals_stop,
+                    // A refusal is the event's own fault only when the run went on.
+                    Sent::Rejected { .. } => stop.is_none(),
                     Sent::NotDelivered => false,
                 },
             };
@@ -339,14 +342,23 @@ pub(super) async fn process_page(
                 continue;
             }
             let Some((placement, mut state)) = decide(c, &mut work, &mut counts) else {
-                continue;
-            };
-            let Some(d) = answer else {
-                // Not sent in the plan (never expected): leave it for the next run.
-                blocked.insert(c.key.as_str());
+                if answer.is_some() {
+                    // Sent, but now nothing to tell: the story changed meanwhile.
+                    differs += 1;
+                    blocked.insert(c.key.as_str());
+                }
                 continue;
             };
             let w = work.get_mut(&placement.name).expect("story is loaded");
+            let same = answer
+                .as_ref()
+                .is_some_and(|d| d.event.story.id == w.story.id && d.event.kind == placement.kind);
+            let Some(d) = answer.filter(|_| same) else {
+                // Not what was sent (or nothing was): the story changed meanwhile.
+                differs += 1;
+                blocked.insert(c.key.as_str());
+                continue;
+            };
             w.reopened = false;
             match d.sent {
                 Sent::Accepted(receipt) => {
@@ -356,36 +368,40 @@ pub(super) async fn process_page(
                         retire.push(c.id.clone());
                     }
                     w.put_member(&c.id, state);
-                    letters.extend(held.drain(..).map(|r| r.record(&mut work, &mut counts)));
                 }
                 Sent::Rejected { status, detail } => {
                     tracing::warn!(tenant = %tenant.id, item = %c.id, status, "platform refused the event; kept as a publish dead letter");
                     state.publish_error = Some(format!("HTTP {status}"));
-                    held.push(Refusal {
-                        name: placement.name,
-                        story_id: w.story.id.clone(),
-                        state,
-                        letter: PublishDeadLetter {
-                            id: c.id.clone(),
-                            kind: d.event.kind.as_str().to_owned(),
-                            alert_key: d.event.story.alert_key.to_string(),
-                            event_id: d.event.id.clone(),
-                            updated_at: c.stamp,
-                            status,
-                            error: detail,
-                            created_at: OffsetDateTime::now_utc(),
-                            attempts: 1,
-                            replay_requested: false,
-                            event: d.event,
-                        },
+                    // Recorded at once, as the plan had it, so the story's later events are
+                    // decided against the same story.
+                    w.put_member(&c.id, state);
+                    counts.failed += 1;
+                    counts.publish_dead_letters += 1;
+                    letters.push(PublishDeadLetter {
+                        id: c.id.clone(),
+                        kind: d.event.kind.as_str().to_owned(),
+                        alert_key: d.event.story.alert_key.to_string(),
+                        event_id: d.event.id.clone(),
+                        updated_at: c.stamp,
+                        status,
+                        error: detail,
+                        created_at: OffsetDateTime::now_utc(),
+                        attempts: 1,
+                        replay_requested: false,
+                        event: d.event,
                     });
                 }
                 Sent::NotDelivered => unreachable!("not recordable"),
             }
         }
-        if stop.is_none() {
-            // Refusals at the end of the page: each the event's own fault, as far as we can tell.
-            letters.extend(held.drain(..).map(|r| r.record(&mut work, &mut counts)));
+        if differs > 0 && stop.is_none() {
+            stop = Some(Stop::Store(StoreError::Conflict {
+                op: "poll",
+                what: format!(
+                    "tenant {}'s stories changed while a page was published ({differs} events decided differently); the page is read again on the next run",
+                    tenant.id
+                ),
+            }));
         }
     }
     add_counts(report, &counts);
@@ -407,31 +423,5 @@ pub(super) async fn process_page(
     match stop {
         Some(e) => Err(e),
         None => Ok(()),
-    }
-}
-
-/// A refused event, recorded (as a dead letter, and on its story) once it is clear the refusal
-/// was about it: when the platform accepts a later event, or the page ends.
-struct Refusal {
-    /// The story's name when it was refused, and its id (the story may have rolled over since).
-    name: String,
-    story_id: String,
-    state: MemberState,
-    letter: PublishDeadLetter,
-}
-
-impl Refusal {
-    fn record(self, work: &mut Stories, report: &mut TenantReport) -> PublishDeadLetter {
-        let name = if work.get(&self.name).is_some_and(|w| w.story.id == self.story_id) {
-            self.name
-        } else {
-            self.story_id
-        };
-        if let Some(w) = work.get_mut(&name) {
-            w.put_member(&self.letter.id, self.state);
-        }
-        report.failed += 1;
-        report.publish_dead_letters += 1;
-        self.letter
     }
 }

@@ -119,6 +119,16 @@ impl Run<'_> {
             let events: Vec<ThreatEvent> = unit.iter().map(|p| p.event.clone()).collect();
             platform.publish_batch(&events).await
         };
+        if results.len() != unit.len() {
+            // An adapter must answer for every event: without an answer an event is neither
+            // delivered nor refused, so the run stops and the page is held.
+            self.halt(Stop::Platform(PlatformError::Config(format!(
+                "the {} adapter answered {} of {} events",
+                platform.name(),
+                results.len(),
+                unit.len()
+            ))));
+        }
         let mut results = results.into_iter();
         unit.into_iter()
             .map(|p| {
