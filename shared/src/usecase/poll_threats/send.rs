@@ -113,34 +113,32 @@ impl Run<'_> {
             }
         }
         let platform = self.platform;
-        let results = if unit.len() == 1 {
-            vec![platform.publish(&unit[0].event).await]
+        let (indexes, events): (Vec<usize>, Vec<ThreatEvent>) = unit.into_iter().map(|p| (p.index, p.event)).unzip();
+        let results = if events.len() == 1 {
+            vec![platform.publish(&events[0]).await]
         } else {
-            let events: Vec<ThreatEvent> = unit.iter().map(|p| p.event.clone()).collect();
             platform.publish_batch(&events).await
         };
-        if results.len() != unit.len() {
+        if results.len() != events.len() {
             // An adapter must answer for every event: without an answer an event is neither
             // delivered nor refused, so the run stops and the page is held.
             self.halt(Stop::Platform(PlatformError::Config(format!(
                 "the {} adapter answered {} of {} events",
                 platform.name(),
                 results.len(),
-                unit.len()
+                events.len()
             ))));
         }
         let mut results = results.into_iter();
-        unit.into_iter()
-            .map(|p| {
+        indexes
+            .into_iter()
+            .zip(events)
+            .map(|(index, event)| {
                 let sent = match results.next() {
-                    Some(r) => self.answer(&p.event, r),
+                    Some(r) => self.answer(&event, r),
                     None => Sent::NotDelivered,
                 };
-                Delivery {
-                    index: p.index,
-                    event: p.event,
-                    sent,
-                }
+                Delivery { index, event, sent }
             })
             .collect()
     }
