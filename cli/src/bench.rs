@@ -77,8 +77,7 @@ fn cpu_ms() -> Option<f64> {
 /// with them: the S1 read rate, the ceiling of an end-to-end run on the same machine.
 pub async fn run_fetch_bench(args: FetchBenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     use futures_util::StreamExt;
-    let http = s1_shared::net::outbound_client(Duration::from_secs(5), Duration::from_secs(30), &bench_hosts())?;
-    let options = ClientOptions::default().allowing(bench_hosts());
+    let (http, options) = bench_http()?;
     let client =
         s1_shared::s1::S1Client::with_http(http, &args.console, &s1_shared::ApiToken::new(args.token), options)?;
     let cpu_before = cpu_ms();
@@ -162,8 +161,7 @@ pub async fn run_bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>
     if args.reset_checkpoint {
         store.put_checkpoint("bench", "threats", &Checkpoint::default()).await?;
     }
-    let http = s1_shared::net::outbound_client(Duration::from_secs(5), Duration::from_secs(30), &bench_hosts())?;
-    let options = ClientOptions::default().allowing(bench_hosts());
+    let (http, options) = bench_http()?;
     let deps = PollDeps {
         progress: None,
         store,
@@ -274,8 +272,7 @@ pub async fn run_webhook_bench(args: WebhookBenchArgs) -> Result<(), Box<dyn std
             max_in_flight: s1_shared::store::DEFAULT_MAX_IN_FLIGHT,
         })
         .await?;
-    let http = s1_shared::net::outbound_client(Duration::from_secs(5), Duration::from_secs(30), &bench_hosts())?;
-    let options = ClientOptions::default().allowing(bench_hosts());
+    let (http, options) = bench_http()?;
     let consoles = Consoles::new(http.clone(), tokens.clone(), options.clone());
     let poll = PollDeps {
         progress: None,
@@ -382,6 +379,12 @@ pub async fn run_webhook_bench(args: WebhookBenchArgs) -> Result<(), Box<dyn std
         })
     );
     Ok(())
+}
+
+/// The HTTP client and S1 client options every benchmark uses.
+fn bench_http() -> Result<(reqwest::Client, ClientOptions), reqwest::Error> {
+    let http = s1_shared::net::outbound_client(Duration::from_secs(5), Duration::from_secs(30), &bench_hosts())?;
+    Ok((http, ClientOptions::default().allowing(bench_hosts())))
 }
 
 /// Benchmarks run against the simulator and receivers on loopback only.

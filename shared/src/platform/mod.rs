@@ -70,6 +70,38 @@ impl PlatformError {
             detail: "not sent: an earlier event of the batch failed".into(),
         }
     }
+
+    /// Whether the error is about us or the platform rather than the one event
+    /// ([`PlatformError::Rejected`]): the events after it are not sent.
+    pub fn stops_sending(&self) -> bool {
+        !matches!(self, PlatformError::Rejected { .. })
+    }
+}
+
+/// Whether any answer so far [stops sending](PlatformError::stops_sending).
+pub fn sending_stopped(answers: &[Result<PublishReceipt, PlatformError>]) -> bool {
+    answers
+        .iter()
+        .any(|r| r.as_ref().is_err_and(PlatformError::stops_sending))
+}
+
+/// Publishes `events` one at a time, in order, answering for each; after an error that
+/// [stops sending](PlatformError::stops_sending), the rest are answered
+/// [`PlatformError::not_sent`] without an attempt.
+pub async fn publish_in_turn<P: Platform + ?Sized, E: std::borrow::Borrow<ThreatEvent> + Sync>(
+    platform: &P,
+    events: &[E],
+) -> Vec<Result<PublishReceipt, PlatformError>> {
+    let mut out = Vec::with_capacity(events.len());
+    for event in events {
+        let answer = if sending_stopped(&out) {
+            Err(PlatformError::not_sent())
+        } else {
+            platform.publish(event.borrow()).await
+        };
+        out.push(answer);
+    }
+    out
 }
 
 /// The port every platform adapter implements.
@@ -89,20 +121,7 @@ pub trait Platform: Send + Sync {
     /// error that is not about the event itself, sends no more (they are answered
     /// [`PlatformError::Unavailable`] with no attempt).
     async fn publish_batch(&self, events: &[ThreatEvent]) -> Vec<Result<PublishReceipt, PlatformError>> {
-        let mut out = Vec::with_capacity(events.len());
-        for event in events {
-            let failed = out
-                .last()
-                .is_some_and(|r: &Result<PublishReceipt, PlatformError>| {
-                    matches!(r, Err(e) if !matches!(e, PlatformError::Rejected { .. }))
-                });
-            out.push(if failed {
-                Err(PlatformError::not_sent())
-            } else {
-                self.publish(event).await
-            });
-        }
-        out
+        publish_in_turn(self, events).await
     }
     /// Delivers a notice the same way.
     async fn notify(&self, notice: &Notice) -> Result<PublishReceipt, PlatformError>;

@@ -64,10 +64,13 @@ struct Head<'a> {
     #[serde(borrow)]
     sk: std::borrow::Cow<'a, str>,
     ttl: Option<i64>,
-    gsi1pk: Option<String>,
-    gsi1sk: Option<String>,
+    #[serde(borrow)]
+    gsi1pk: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    gsi1sk: Option<std::borrow::Cow<'a, str>>,
     version: u64,
-    owner: Option<String>,
+    #[serde(borrow)]
+    owner: Option<std::borrow::Cow<'a, str>>,
     until: Option<i64>,
     order: Option<i64>,
 }
@@ -77,10 +80,10 @@ fn encode(op: &'static str, i: &Item) -> Result<Vec<u8>, StoreError> {
         pk: i.pk.as_str().into(),
         sk: i.sk.as_str().into(),
         ttl: i.ttl,
-        gsi1pk: i.gsi1pk.clone(),
-        gsi1sk: i.gsi1sk.clone(),
+        gsi1pk: i.gsi1pk.as_deref().map(Into::into),
+        gsi1sk: i.gsi1sk.as_deref().map(Into::into),
         version: i.version,
-        owner: i.owner.clone(),
+        owner: i.owner.as_deref().map(Into::into),
         until: i.until,
         order: i.order,
     })
@@ -122,10 +125,10 @@ fn decode_item(op: &'static str, bytes: &[u8], with_data: bool) -> Result<Item, 
         sk: head.sk.into_owned(),
         data,
         ttl: head.ttl,
-        gsi1pk: head.gsi1pk,
-        gsi1sk: head.gsi1sk,
+        gsi1pk: head.gsi1pk.map(std::borrow::Cow::into_owned),
+        gsi1sk: head.gsi1sk.map(std::borrow::Cow::into_owned),
         version: head.version,
-        owner: head.owner,
+        owner: head.owner.map(std::borrow::Cow::into_owned),
         until: head.until,
         order: head.order,
     })

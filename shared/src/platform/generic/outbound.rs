@@ -10,7 +10,10 @@ use serde::Serialize;
 use super::Batch;
 use super::signature::{WebhookSecret, sign};
 use crate::domain::AlertKey;
-use crate::platform::{AssetView, FileView, Notice, Platform, PlatformError, PublishReceipt, Scope, ThreatEvent};
+use crate::platform::{
+    AssetView, FileView, Notice, Platform, PlatformError, PublishReceipt, Scope, ThreatEvent, publish_in_turn,
+    sending_stopped,
+};
 use crate::s1::RetryPolicy;
 use crate::s1::dto::format_time;
 use crate::s1::dto::{AnalystVerdict, IncidentStatus};
@@ -201,22 +204,9 @@ impl GenericWebhook {
         let id = format!("batch_{}", crate::domain::short_digest(ids.join("\n").as_bytes()));
         match self.post(&id, Self::batch_body(bodies)).await {
             Ok(()) => events.iter().map(|e| Ok(receipt(e))).collect(),
-            Err(PlatformError::Rejected { .. }) => {
-                // The batch was refused as a whole (malformed or too large): find which events
-                // the platform refuses by sending them one at a time.
-                let mut out = Vec::with_capacity(events.len());
-                for e in events {
-                    let stopped = out.last().is_some_and(|r: &Result<PublishReceipt, PlatformError>| {
-                        matches!(r, Err(e) if !matches!(e, PlatformError::Rejected { .. }))
-                    });
-                    out.push(if stopped {
-                        Err(PlatformError::not_sent())
-                    } else {
-                        self.publish(e).await
-                    });
-                }
-                out
-            }
+            // The batch was refused as a whole (malformed or too large): find which events the
+            // platform refuses by sending them one at a time.
+            Err(PlatformError::Rejected { .. }) => publish_in_turn(self, events).await,
             Err(e) => std::iter::once(Err(e))
                 .chain(events[1..].iter().map(|_| Err(PlatformError::not_sent())))
                 .collect(),
@@ -243,11 +233,7 @@ impl Platform for GenericWebhook {
 
     async fn publish_batch(&self, events: &[ThreatEvent]) -> Vec<Result<PublishReceipt, PlatformError>> {
         let Some(batch) = &self.batch else {
-            let mut out = Vec::with_capacity(events.len());
-            for e in events {
-                out.push(self.publish(e).await);
-            }
-            return out;
+            return publish_in_turn(self, events).await;
         };
         let room = batch.max_bytes.saturating_sub(BATCH_ENVELOPE);
         let mut out: Vec<Result<PublishReceipt, PlatformError>> = Vec::with_capacity(events.len());
@@ -293,10 +279,7 @@ impl GenericWebhook {
         bodies: &[Vec<u8>],
         so_far: &[Result<PublishReceipt, PlatformError>],
     ) -> Vec<Result<PublishReceipt, PlatformError>> {
-        let failed = so_far
-            .iter()
-            .any(|r| matches!(r, Err(e) if !matches!(e, PlatformError::Rejected { .. })));
-        if failed {
+        if sending_stopped(so_far) {
             return group.iter().map(|_| Err(PlatformError::not_sent())).collect();
         }
         self.post_batch(group, bodies).await

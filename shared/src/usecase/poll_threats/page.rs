@@ -231,17 +231,6 @@ fn take_ref(w: &mut Work, platform: &str, receipt: PublishReceipt) {
     }
 }
 
-/// Adds a page's decision and delivery counts to the tenant's.
-fn add_counts(report: &mut TenantReport, page: &TenantReport) {
-    report.new += page.new;
-    report.changed += page.changed;
-    report.unchanged += page.unchanged;
-    report.echoes += page.echoes;
-    report.published += page.published;
-    report.failed += page.failed;
-    report.publish_dead_letters += page.publish_dead_letters;
-}
-
 pub(super) async fn process_page(
     ctx: &Ctx<'_>,
     page: &[Candidate],
@@ -404,7 +393,7 @@ pub(super) async fn process_page(
             }));
         }
     }
-    add_counts(report, &counts);
+    report.add(&counts);
 
     // Dead letters first: a crash before the stories are saved repeats the refused events, so
     // none is ever recorded as refused without its dead letter.

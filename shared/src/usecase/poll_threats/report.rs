@@ -51,6 +51,25 @@ pub struct PollReport {
     pub tenants: Vec<TenantReport>,
 }
 
+impl TenantReport {
+    /// Adds `other`'s counts to these (the lag is the larger of the two).
+    pub fn add(&mut self, other: &TenantReport) {
+        self.fetched += other.fetched;
+        self.new += other.new;
+        self.changed += other.changed;
+        self.unchanged += other.unchanged;
+        self.echoes += other.echoes;
+        self.published += other.published;
+        self.failed += other.failed;
+        self.publish_dead_letters += other.publish_dead_letters;
+        self.replayed += other.replayed;
+        self.writebacks_applied += other.writebacks_applied;
+        self.writebacks_dead += other.writebacks_dead;
+        self.pages += other.pages;
+        self.lag_seconds = self.lag_seconds.max(other.lag_seconds);
+    }
+}
+
 impl PollReport {
     /// Sums over tenants.
     pub fn totals(&self) -> TenantReport {
@@ -59,19 +78,7 @@ impl PollReport {
             ..TenantReport::default()
         };
         for r in &self.tenants {
-            t.fetched += r.fetched;
-            t.new += r.new;
-            t.changed += r.changed;
-            t.unchanged += r.unchanged;
-            t.echoes += r.echoes;
-            t.published += r.published;
-            t.failed += r.failed;
-            t.publish_dead_letters += r.publish_dead_letters;
-            t.replayed += r.replayed;
-            t.writebacks_applied += r.writebacks_applied;
-            t.writebacks_dead += r.writebacks_dead;
-            t.pages += r.pages;
-            t.lag_seconds = t.lag_seconds.max(r.lag_seconds);
+            t.add(r);
         }
         if self.tenants.iter().any(|r| r.outcome == Outcome::Failed) {
             t.outcome = Outcome::Failed;
