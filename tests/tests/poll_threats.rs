@@ -750,13 +750,10 @@ async fn an_endpoint_wide_refusal_holds_the_checkpoint_and_fails_the_run() {
         h.receiver.fail_next(1, status);
         let report = h.poll().await;
         let r = &report.tenants[0];
-        // Deliveries in flight before the refusal was heard may have been taken: they are
-        // recorded; none is started after it.
+        // Deliveries in flight before the refusal was heard may have been taken (how many
+        // depends on timing): every one the platform took is recorded.
         assert_eq!((r.outcome, r.failed), (Outcome::Failed, 0), "{r:?}");
-        assert!(
-            r.published < 2 * u64::from(s1_shared::store::DEFAULT_MAX_IN_FLIGHT),
-            "{r:?}"
-        );
+        assert_eq!(h.receiver.deliveries().len() as u64, r.published, "{r:?}");
         let before = r.published;
         let error = r.error.as_deref().unwrap();
         assert!(
