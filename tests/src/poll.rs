@@ -233,6 +233,9 @@ impl ItemTable for FlakyTable {
         }
         self.inner.put_all(items).await
     }
+    fn transaction_limits(&self) -> (usize, usize) {
+        self.inner.transaction_limits()
+    }
     async fn delete(&self, pk: &str, sk: &str, cond: &Cond) -> Result<bool, StoreError> {
         self.inner.delete(pk, sk, cond).await
     }

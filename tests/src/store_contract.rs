@@ -211,6 +211,82 @@ pub async fn many_stories_write_in_transactions_and_report_conflicts(store: Stor
     assert_eq!(via_ref.value.id, old.id);
 }
 
+/// A page's checkpoint rides in its stories' last transaction, and only when every story went
+/// in: a story lost to another writer, in any transaction, leaves the checkpoint where it was.
+pub async fn the_checkpoint_goes_in_with_the_stories_only_when_all_went_in(store: Store) {
+    let at = |s: i64| Checkpoint {
+        watermark: Some(OffsetDateTime::UNIX_EPOCH + Duration::seconds(s)),
+        ids_at_watermark: vec![threat_id(s as usize)],
+    };
+    let current = || async { store.get_checkpoint("t1", "threats").await.unwrap() };
+    // Nothing to write but the checkpoint.
+    let none: &[(StoryRecord, u64, bool)] = &[];
+    assert!(
+        store
+            .put_stories_and_checkpoint("t1", none, "threats", &at(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(current().await, Some(at(1)));
+    // 230 stories: three DynamoDB transactions, the checkpoint in the last.
+    let stories: Vec<_> = (0..230)
+        .map(|i| (story(&format!("agent{i}:hash"), 2), 0, false))
+        .collect();
+    let written = store
+        .put_stories_and_checkpoint("t1", &stories, "threats", &at(2))
+        .await
+        .unwrap();
+    assert!(written.is_empty(), "{written:?}");
+    assert_eq!(current().await, Some(at(2)));
+    let keys: Vec<String> = stories.iter().map(|(s, _, _)| s.key.clone()).collect();
+    let mut saved = at(2);
+
+    // Another writer changes a story of the first transaction, then one of the last: each time
+    // the other stories are written and the checkpoint is not.
+    for (n, (lost, base)) in [(5usize, 1u64), (229, 2)].into_iter().enumerate() {
+        let read = store.get_stories("t1", &keys).await.unwrap();
+        let mut theirs = read[&keys[lost]].value.clone();
+        theirs.status = StoryStatus::Closed;
+        assert!(store.put_story("t1", &theirs, read[&keys[lost]].version).await.unwrap());
+        let ours: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                let mut s = read[k].value.clone();
+                s.members.insert(MemberId::threat(threat_id(100 + n)), member(9));
+                (s, read[k].version, false)
+            })
+            .collect();
+        let conflicts = store
+            .put_stories_and_checkpoint("t1", &ours, "threats", &at(3 + n as i64))
+            .await
+            .unwrap();
+        assert_eq!(conflicts, [lost]);
+        assert_eq!(
+            current().await,
+            Some(saved.clone()),
+            "the checkpoint stays after a conflict at {lost}"
+        );
+        let after = store.get_stories("t1", &keys).await.unwrap();
+        assert_eq!(after[&keys[100]].version, base + 1, "the other stories were written");
+        assert_eq!(after[&keys[lost]].value.status, StoryStatus::Closed);
+
+        // The lost story, merged and retried alone, brings the checkpoint with it.
+        let mut merged = after[&keys[lost]].value.clone();
+        merged.members.insert(MemberId::threat(threat_id(100 + n)), member(9));
+        let retried = [(merged, after[&keys[lost]].version, false)];
+        saved = at(3 + n as i64);
+        assert!(
+            store
+                .put_stories_and_checkpoint("t1", &retried, "threats", &saved)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(current().await, Some(saved.clone()));
+    }
+}
+
 pub async fn one_of_many_concurrent_writers_gets_a_lease(store: Store) {
     let now = OffsetDateTime::now_utc();
     let ttl = Duration::minutes(5);
@@ -1144,6 +1220,7 @@ macro_rules! store_contract {
             batch_writes_and_reads_beyond_the_api_limits,
             story_writes_are_optimistic,
             many_stories_write_in_transactions_and_report_conflicts,
+            the_checkpoint_goes_in_with_the_stories_only_when_all_went_in,
             one_of_many_concurrent_writers_gets_a_lease,
             a_webhook_event_is_accepted_exactly_once,
             ttl_marked_items_read_as_absent,

@@ -118,20 +118,26 @@ async fn a_backlog_is_published_once_grouped_into_stories_and_a_rerun_sends_noth
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_crash_after_publishing_before_the_checkpoint_repeats_nothing() {
+async fn a_crash_at_the_checkpoint_repeats_its_page_under_the_same_ids() {
     let flaky = FlakyTable::new(embedded());
     let h = PollHarness::start(config(2_200), flaky.clone()).await;
+    // The checkpoint is written in one transaction with the page's stories: a crash there
+    // saves neither, so the page is sent again, and never half-recorded.
     flaky.fail_puts("CURSOR#", 1);
     let r = h.poll().await.tenants.remove(0);
     assert_eq!(r.outcome, Outcome::Failed);
     assert_eq!(r.published, 1_000, "page 1 went out before the crash");
+    assert!(h.store.get_checkpoint("acme", "threats").await.unwrap().is_none());
     let r = h.poll().await.tenants.remove(0);
     assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
+    assert_eq!(r.new, 2_200, "page 1's stories were not saved: {r:?}");
     assert_each_once(&h.events("threat.created"), 2_200);
+    let deliveries = h.receiver.deliveries();
+    assert_eq!(deliveries.len(), 3_200);
     assert_eq!(
-        h.receiver.deliveries().len(),
-        2_200,
-        "the stories were saved, so nothing was re-sent"
+        deliveries.iter().filter(|d| d.duplicate).count(),
+        1_000,
+        "page 1 repeated under its webhook-ids, each recognised by the receiver"
     );
 }
 
@@ -181,15 +187,22 @@ async fn threats_sharing_one_updated_at_across_pages_are_neither_lost_nor_double
     )
     .await;
     // Groups of 700 share an instant, so every page boundary splits one. Crash at the
-    // checkpoint after page 2: the rerun starts inside a shared instant that page 1 ended on.
+    // checkpoint after page 2 (page 2's stories go with it): the rerun starts inside the shared
+    // instant page 1 ended on, skips page 1's ids listed at it and repeats page 2.
     flaky.fail_puts_after("CURSOR#", 1, 1);
     let r = h.poll().await.tenants.remove(0);
     assert_eq!((r.outcome, r.published), (Outcome::Failed, 2_000), "{r:?}");
     let r = h.poll().await.tenants.remove(0);
     assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
-    assert_eq!(r.published, 300, "only page 3 was new");
+    assert_eq!((r.new, r.published), (1_300, 1_300), "page 2 again, and page 3: {r:?}");
     assert_each_once(&h.events("threat.created"), 2_300);
-    assert_eq!(h.receiver.deliveries().len(), 2_300);
+    let deliveries = h.receiver.deliveries();
+    assert_eq!(
+        deliveries.iter().filter(|d| d.duplicate).count(),
+        1_000,
+        "page 2, recognised"
+    );
+    assert_eq!(deliveries.len(), 3_300);
     let again = h.poll().await.tenants.remove(0);
     assert_eq!(
         (again.published, again.unchanged),

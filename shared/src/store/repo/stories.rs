@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 
 use super::{Store, check_id, decode, item};
-use crate::store::{Cond, Item, StoreError, StoryRecord, Versioned, keys};
+use crate::store::{Checkpoint, Cond, Item, StoreError, StoryRecord, Versioned, keys};
 
 impl Store {
     /// A story with its version: the current story of a key, or an archived one by id.
@@ -95,45 +95,91 @@ impl Store {
         tenant: &str,
         stories: &[(S, u64, bool)],
     ) -> Result<Vec<usize>, StoreError> {
+        self.write_stories(tenant, stories, None).await
+    }
+
+    /// [`put_stories`](Store::put_stories), then the named checkpoint in the same last
+    /// transaction, but only when every story was written: with any conflict the checkpoint is
+    /// left unwritten, so it can never move past stories still to be retried: it was written
+    /// exactly when no conflicts are returned. Saves a page one request (one commit) against
+    /// writing the checkpoint on its own.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn put_stories_and_checkpoint<S: std::borrow::Borrow<StoryRecord> + Sync>(
+        &self,
+        tenant: &str,
+        stories: &[(S, u64, bool)],
+        name: &str,
+        checkpoint: &Checkpoint,
+    ) -> Result<Vec<usize>, StoreError> {
+        let i = item(keys::tenant(tenant), keys::checkpoint(name), checkpoint)?;
+        self.write_stories(tenant, stories, Some(i)).await
+    }
+
+    async fn write_stories<S: std::borrow::Borrow<StoryRecord> + Sync>(
+        &self,
+        tenant: &str,
+        stories: &[(S, u64, bool)],
+        mut last: Option<Item>,
+    ) -> Result<Vec<usize>, StoreError> {
         let mut conflicts = Vec::new();
         let mut batch: Vec<(Item, Cond)> = Vec::new();
         let mut batch_index: Vec<usize> = Vec::new();
-        // A fenced store spends one place (and a little room) of each transaction on the lease.
-        let fenced = usize::from(self.fence.is_some());
-        let mut bytes = fenced * 1024;
+        // A fenced store spends one place (and a little room) of each transaction on the lease;
+        // the last one keeps room for the item written after the stories.
+        let reserved = usize::from(self.fence.is_some()) + usize::from(last.is_some());
+        let reserved_bytes = usize::from(self.fence.is_some()) * 1024 + last.as_ref().map_or(0, |i| i.data.len() + 256);
+        let mut bytes = reserved_bytes;
         let (max_items, max_bytes) = self.table.transaction_limits();
         for (n, (story, expected, archived)) in stories.iter().enumerate() {
             let story = story.borrow();
             let name = if *archived { &story.id } else { &story.key };
             let i = self.story_item(tenant, name, story, expected + 1)?;
             let size = i.data.len() + 256;
-            if batch.len() + fenced == max_items || bytes + size > max_bytes {
-                conflicts.extend(self.flush_stories(&mut batch, &mut batch_index).await?);
-                bytes = fenced * 1024;
+            if batch.len() + reserved == max_items || bytes + size > max_bytes {
+                conflicts.extend(self.flush_stories(&mut batch, &mut batch_index, None).await?);
+                bytes = reserved_bytes;
             }
             bytes += size;
             batch.push((i, Cond::Version(*expected)));
             batch_index.push(n);
         }
-        conflicts.extend(self.flush_stories(&mut batch, &mut batch_index).await?);
+        // Only when nothing so far lost to another writer: the last item says the stories are in.
+        if !conflicts.is_empty() {
+            last = None;
+        }
+        conflicts.extend(self.flush_stories(&mut batch, &mut batch_index, last).await?);
         Ok(conflicts)
     }
 
+    /// Writes a transaction of stories (and `last`, unconditionally); a story that lost to
+    /// another writer is dropped and the rest written again, without `last`.
     async fn flush_stories(
         &self,
         batch: &mut Vec<(Item, Cond)>,
         index: &mut Vec<usize>,
+        last: Option<Item>,
     ) -> Result<Vec<usize>, StoreError> {
         let mut work = std::mem::take(batch);
         let mut idx = std::mem::take(index);
+        let with_last = last.is_some();
+        if let Some(i) = last {
+            work.push((i, Cond::Always));
+        }
         let mut conflicts = Vec::new();
-        // A transaction with a failed condition writes nothing: drop the conflicting stories and
-        // write the rest again.
+        // A transaction with a failed condition writes nothing: drop the conflicting stories
+        // (and the last item) and write the rest again.
+        let mut first = true;
         while !work.is_empty() {
             let failed = self.put_all_fenced(&work).await?;
             if failed.is_empty() {
                 break;
             }
+            if first && with_last {
+                work.pop();
+            }
+            first = false;
             conflicts.extend(failed.iter().map(|f| idx[*f]));
             let (kept, kept_idx): (Vec<_>, Vec<_>) = work
                 .into_iter()

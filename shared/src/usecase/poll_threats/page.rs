@@ -231,10 +231,13 @@ fn take_ref(w: &mut Work, platform: &str, receipt: PublishReceipt) {
     }
 }
 
+/// Processes a page read from `checkpoint` and, when all of it went through, saves `next` (the
+/// checkpoint past it) with its stories.
 pub(super) async fn process_page(
     ctx: &Ctx<'_>,
     page: &[Candidate],
     checkpoint: &Checkpoint,
+    next: (&str, &Checkpoint),
     report: &mut TenantReport,
 ) -> Result<(), Stop> {
     let Ctx {
@@ -253,7 +256,8 @@ pub(super) async fn process_page(
         })
         .collect();
     if candidates.is_empty() {
-        return Ok(());
+        let (name, c) = next;
+        return Ok(store.put_checkpoint(&tenant.id, name, c).await?);
     }
     let mut work = load(store, &tenant.id, &candidates).await?;
 
@@ -396,19 +400,22 @@ pub(super) async fn process_page(
     report.add(&counts);
 
     // Dead letters first: a crash before the stories are saved repeats the refused events, so
-    // none is ever recorded as refused without its dead letter.
+    // none is ever recorded as refused without its dead letter. Letters retired (a later
+    // version got through) before the stories too: a crash in between sends that version again
+    // (its story still says refused) and retires nothing twice.
     if !letters.is_empty() {
         store.put_publish_dead(&tenant.id, &letters).await?;
     }
-    // A story no event was recorded in (its first one was not sent) is not written.
+    if !retire.is_empty() {
+        store.retire_publish_dead(&tenant.id, &retire).await?;
+    }
+    // A story no event was recorded in (its first one was not sent) is not written. The
+    // checkpoint goes with the stories, and only when the whole page went through.
     let dirty = work
         .into_values()
         .filter(|w| w.dirty && !w.story.members.is_empty())
         .collect();
-    save_stories(store, &tenant.id, dirty).await?;
-    if !retire.is_empty() {
-        store.retire_publish_dead(&tenant.id, &retire).await?;
-    }
+    save_stories(store, &tenant.id, dirty, stop.is_none().then_some(next)).await?;
     match stop {
         Some(e) => Err(e),
         None => Ok(()),

@@ -181,16 +181,20 @@ where
             expected = page.total_items.map(|t| t + fetched_before);
         }
         let candidates = to_candidates(page.items);
+        let mut past = checkpoint.clone();
+        advance(&mut past, &candidates);
         // S1 reads the next page while this one is published (it is only processed once this
-        // one's checkpoint is saved).
-        let (processed, next) = futures_util::join!(process_page(ctx, &candidates, &checkpoint, report), pages.next());
+        // one's checkpoint is saved). The checkpoint is saved last, with the page's stories:
+        // everything before it has been accepted by the platform.
+        let (processed, next) = futures_util::join!(
+            process_page(ctx, &candidates, &checkpoint, (checkpoint_name, &past), report),
+            pages.next()
+        );
         if let Err(e) = processed {
             break Err(e);
         }
         fetched = next;
-        advance(&mut checkpoint, &candidates);
-        // Saved last: everything before it has been accepted by the platform.
-        store.put_checkpoint(&tenant.id, checkpoint_name, &checkpoint).await?;
+        checkpoint = past;
         if let Some(progress) = &deps.progress {
             progress(
                 report,

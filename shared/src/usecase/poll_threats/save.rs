@@ -1,18 +1,30 @@
 //! Writing a page's stories back, over the writeback's changes when it got in first.
 
 use super::page::Work;
-use crate::store::{Store, StoreError, StoryRecord, StoryStatus, Versioned};
+use crate::store::{Checkpoint, Store, StoreError, StoryRecord, StoryStatus, Versioned};
 
-/// Writes the changed stories; a story changed meanwhile by another writer (the writeback) is
-/// re-read and our member changes applied on top, keeping what the writeback recorded.
-pub(super) async fn save_stories(store: &Store, tenant: &str, mut dirty: Vec<Work>) -> Result<(), StoreError> {
+/// Writes the changed stories, then `checkpoint` (in the same last transaction when nothing
+/// conflicts); a story changed meanwhile by another writer (the writeback) is re-read and our
+/// member changes applied on top, keeping what the writeback recorded.
+pub(super) async fn save_stories(
+    store: &Store,
+    tenant: &str,
+    mut dirty: Vec<Work>,
+    checkpoint: Option<(&str, &Checkpoint)>,
+) -> Result<(), StoreError> {
     for _ in 0..5 {
-        if dirty.is_empty() {
+        if dirty.is_empty() && checkpoint.is_none() {
             return Ok(());
         }
         let batch: Vec<(&StoryRecord, u64, bool)> = dirty.iter().map(|w| (&w.story, w.version, w.archived)).collect();
-        let conflicts = store.put_stories(tenant, &batch).await?;
+        let conflicts = match checkpoint {
+            Some((name, c)) => store.put_stories_and_checkpoint(tenant, &batch, name, c).await?,
+            None => store.put_stories(tenant, &batch).await?,
+        };
         drop(batch);
+        if conflicts.is_empty() {
+            return Ok(());
+        }
         let mut retry = Vec::new();
         for i in conflicts {
             let placeholder = Work::new(dirty[i].story.clone(), 0, false, false);
