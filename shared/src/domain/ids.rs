@@ -150,7 +150,13 @@ pub struct AlertKey(String);
 impl AlertKey {
     /// The alert key of story `story_id` of the console at `console_url`.
     pub fn new(console_url: &str, story_id: &str) -> Self {
-        Self(format!("{}{story_id}", Self::prefix(console_url)))
+        Self::with_prefix(&Self::prefix(console_url), story_id)
+    }
+
+    /// The alert key of story `story_id` under a console's [`prefix`](AlertKey::prefix), for
+    /// callers making many keys of one console (parsing its URL once).
+    pub fn with_prefix(prefix: &str, story_id: &str) -> Self {
+        Self(format!("{prefix}{story_id}"))
     }
 
     /// The story id an alert key names, when it is one of this console's keys (`None` for a key
@@ -159,8 +165,9 @@ impl AlertKey {
         key.strip_prefix(&Self::prefix(console_url))
     }
 
-    /// `s1:<host>:` (the whole URL stands in for a host it does not have).
-    fn prefix(console_url: &str) -> String {
+    /// `s1:<host>:`, what every alert key of the console at `console_url` starts with (the
+    /// whole URL stands in for a host it does not have).
+    pub fn prefix(console_url: &str) -> String {
         let host = url::Url::parse(console_url)
             .ok()
             .and_then(|u| u.host_str().map(str::to_owned))

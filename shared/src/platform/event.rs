@@ -53,7 +53,7 @@ pub struct FileView {
 }
 
 /// A threat as every adapter renders it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct ThreatView {
     pub threat_id: String,
     pub title: String,
@@ -76,9 +76,13 @@ impl ThreatView {
     /// Builds the view of an S1 threat; `console` is the console origin.
     pub fn from_threat(t: &Threat, console: &str) -> Self {
         let i = &t.threat_info;
-        let rt = t.agent_realtime_info.clone().unwrap_or_default();
-        let det = t.agent_detection_info.clone().unwrap_or_default();
-        let host = rt.agent_computer_name.clone();
+        let rt = t.agent_realtime_info.as_ref();
+        let det = t.agent_detection_info.as_ref();
+        // The realtime info first, the detection-time copy when it lacks the field.
+        let either = |r: Option<&Option<String>>, d: Option<&Option<String>>| {
+            r.and_then(Option::as_ref).or(d.and_then(Option::as_ref)).cloned()
+        };
+        let host = rt.and_then(|r| r.agent_computer_name.clone());
         let title = format!(
             "{} on {}",
             i.threat_name.as_deref().unwrap_or("S1 threat"),
@@ -95,18 +99,18 @@ impl ThreatView {
             detected_at: crate::domain::detected_at(t),
             updated_at: i.updated_at,
             customer: Scope {
-                external_id: rt.account_id.clone().or(det.account_id.clone()),
-                name: rt.account_name.clone().or(det.account_name.clone()),
+                external_id: either(rt.map(|r| &r.account_id), det.map(|d| &d.account_id)),
+                name: either(rt.map(|r| &r.account_name), det.map(|d| &d.account_name)),
             },
             site: Scope {
-                external_id: rt.site_id.clone().or(det.site_id.clone()),
-                name: rt.site_name.clone().or(det.site_name.clone()),
+                external_id: either(rt.map(|r| &r.site_id), det.map(|d| &d.site_id)),
+                name: either(rt.map(|r| &r.site_name), det.map(|d| &d.site_name)),
             },
             asset: AssetView {
                 external_id: t.agent_uuid().map(str::to_owned),
                 hostname: host,
-                os: rt.agent_os_name.clone().or(rt.agent_os_type.clone()),
-                ip: det.agent_ip_v4.clone().into_iter().collect(),
+                os: rt.and_then(|r| r.agent_os_name.as_ref().or(r.agent_os_type.as_ref()).cloned()),
+                ip: det.and_then(|d| d.agent_ip_v4.clone()).into_iter().collect(),
             },
             file: FileView {
                 path: i.file_path.clone().filter(|p| !p.is_empty()),

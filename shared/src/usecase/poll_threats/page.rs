@@ -13,7 +13,7 @@ use super::send::{Delivery, Planned, Sent, send_all};
 use super::{Stop, TenantReport};
 use crate::domain::correlate::{Decision, Held, all_resolved, new_story};
 use crate::domain::{self, AlertKey, MemberId};
-use crate::platform::{EventKind, PublishReceipt, StoryView, ThreatEvent};
+use crate::platform::{EventKind, PublishReceipt, StoryView, ThreatEvent, ThreatView};
 use crate::store::{
     Checkpoint, MemberState, PublishDeadLetter, Store, StoreError, StoryRecord, StoryStatus, TenantConfig, Versioned,
 };
@@ -172,18 +172,27 @@ fn apply(decision: Decision, c: &Candidate, work: &mut Stories, report: &mut Ten
     }
 }
 
-/// The event telling the platform of candidate `c` in story `w`, `state` being what it records.
-fn event(tenant: &TenantConfig, c: &Candidate, w: &Work, p: &Placement, state: &MemberState) -> ThreatEvent {
+/// The event telling the platform of candidate `c` (seen as `view`) in story `w`, `state` being
+/// what it records.
+fn event(
+    tenant: &TenantConfig,
+    alert_prefix: &str,
+    c: &Candidate,
+    view: ThreatView,
+    w: &Work,
+    p: &Placement,
+    state: &MemberState,
+) -> ThreatEvent {
     let kind = p.kind;
     ThreatEvent {
         kind,
         id: domain::event_id(&tenant.id, kind.as_str(), &c.id, c.stamp),
         tenant: tenant.id.clone(),
         severity: c.severity,
-        threat: c.view.clone(),
+        threat: view,
         story: StoryView {
             id: w.story.id.clone(),
-            alert_key: AlertKey::new(&tenant.console_url, &w.story.id),
+            alert_key: AlertKey::with_prefix(alert_prefix, &w.story.id),
             threat_count: w.story.members.len() + usize::from(!w.story.members.contains_key(&c.id)),
             new_alert: p.new_alert,
             reopened: w.reopened && kind == EventKind::Created,
@@ -235,7 +244,7 @@ fn take_ref(w: &mut Work, platform: &str, receipt: PublishReceipt) {
 /// checkpoint past it) with its stories.
 pub(super) async fn process_page(
     ctx: &Ctx<'_>,
-    page: &[Candidate],
+    page: &mut [Candidate],
     checkpoint: &Checkpoint,
     next: (&str, &Checkpoint),
     report: &mut TenantReport,
@@ -245,16 +254,18 @@ pub(super) async fn process_page(
     } = *ctx;
     let store = &deps.store;
     let at_watermark: HashSet<&str> = checkpoint.ids_at_watermark.iter().map(String::as_str).collect();
-    let candidates: Vec<&Candidate> = page
-        .iter()
-        .filter(|c| {
-            let seen = c.stamp.is_some() && c.stamp == checkpoint.watermark && at_watermark.contains(c.id.as_str());
-            if seen {
-                report.unchanged += 1;
-            }
-            !seen
-        })
-        .collect();
+    // Each candidate's view goes into its event as it is (the page is read once).
+    let mut candidates: Vec<&Candidate> = Vec::with_capacity(page.len());
+    let mut views: Vec<ThreatView> = Vec::with_capacity(page.len());
+    for c in page.iter_mut() {
+        let seen = c.stamp.is_some() && c.stamp == checkpoint.watermark && at_watermark.contains(c.id.as_str());
+        if seen {
+            report.unchanged += 1;
+            continue;
+        }
+        views.push(std::mem::take(&mut c.view));
+        candidates.push(c);
+    }
     if candidates.is_empty() {
         let (name, c) = next;
         return Ok(store.put_checkpoint(&tenant.id, name, c).await?);
@@ -265,13 +276,14 @@ pub(super) async fn process_page(
     // and the events, built in page order as one-at-a-time publishing would build them.
     let mut counts = TenantReport::default();
     let mut planned: Vec<Planned> = Vec::new();
+    let alert_prefix = AlertKey::prefix(&tenant.console_url);
     let mut had_letter: HashSet<usize> = HashSet::new();
     for (index, c) in candidates.iter().enumerate() {
         let Some((placement, state)) = decide(c, &mut work, &mut counts) else {
             continue;
         };
         let w = work.get_mut(&placement.name).expect("story is loaded");
-        let event = event(tenant, c, w, &placement, &state);
+        let event = event(tenant, &alert_prefix, c, std::mem::take(&mut views[index]), w, &placement, &state);
         w.reopened = false;
         w.put_member(&c.id, state);
         if placement.had_letter {

@@ -180,14 +180,14 @@ where
         if expected.is_none() {
             expected = page.total_items.map(|t| t + fetched_before);
         }
-        let candidates = to_candidates(page.items);
+        let mut candidates = to_candidates(page.items);
         let mut past = checkpoint.clone();
         advance(&mut past, &candidates);
         // S1 reads the next page while this one is published (it is only processed once this
         // one's checkpoint is saved). The checkpoint is saved last, with the page's stories:
         // everything before it has been accepted by the platform.
         let (processed, next) = futures_util::join!(
-            process_page(ctx, &candidates, &checkpoint, (checkpoint_name, &past), report),
+            process_page(ctx, &mut candidates, &checkpoint, (checkpoint_name, &past), report),
             pages.next()
         );
         if let Err(e) = processed {
