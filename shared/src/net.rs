@@ -148,6 +148,9 @@ pub fn outbound_client(
         .connect_timeout(connect)
         .timeout(total)
         .redirect(reqwest::redirect::Policy::none())
+        // reqwest's own retries only ever apply to HTTP/2 and 3 (not built in here); turned off
+        // so it does not copy every request's headers in case of one. Our callers retry.
+        .retry(reqwest::retry::never().max_retries_per_request(0))
         .dns_resolver(Arc::new(GuardedResolver {
             allowed: allowed.clone(),
         }))

@@ -154,6 +154,25 @@ pub async fn story_writes_are_optimistic(store: Store) {
             .unwrap()
             .is_none()
     );
+    // A story given another platform id is found by the new one only, and one without any by
+    // neither.
+    let mut moved = found.value.clone();
+    moved.platform_ref = Some("PD-moved".into());
+    assert!(store.put_story("t1", &moved, 2).await.unwrap());
+    let by = |r: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .story_by_platform_ref("pagerduty", r)
+                .await
+                .unwrap()
+                .map(|(_, v)| v.version)
+        }
+    };
+    assert_eq!((by("PD-a1:h1").await, by("PD-moved").await), (None, Some(3)));
+    moved.platform_ref = None;
+    assert!(store.put_story("t1", &moved, 3).await.unwrap());
+    assert_eq!((by("PD-a1:h1").await, by("PD-moved").await), (None, None));
 }
 
 pub async fn many_stories_write_in_transactions_and_report_conflicts(store: Store) {

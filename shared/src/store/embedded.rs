@@ -220,19 +220,25 @@ impl EmbeddedTable {
                     results.push(true);
                     continue;
                 }
-                if let Some(old) = stored.as_ref().and_then(index_key) {
-                    index.remove(old.as_str()).map_err(|e| err(op, e))?;
-                }
                 // An item written already expired is gone for every reader: drop it now rather
                 // than keep it until a sweep this backend does not have.
-                if delete || item.expired(now) {
+                let gone = delete || item.expired(now);
+                let old_index = stored.as_ref().and_then(index_key);
+                let new_index = if gone { None } else { index_key(item) };
+                // A story rewritten under the same platform alert keeps its index entry as it is.
+                if old_index != new_index {
+                    if let Some(old) = &old_index {
+                        index.remove(old.as_str()).map_err(|e| err(op, e))?;
+                    }
+                    if let Some(ik) = &new_index {
+                        index.insert(ik.as_str(), k.as_str()).map_err(|e| err(op, e))?;
+                    }
+                }
+                if gone {
                     table.remove(k.as_str()).map_err(|e| err(op, e))?;
                 } else {
                     let bytes = encode(op, item)?;
                     table.insert(k.as_str(), bytes.as_slice()).map_err(|e| err(op, e))?;
-                    if let Some(ik) = index_key(item) {
-                        index.insert(ik.as_str(), k.as_str()).map_err(|e| err(op, e))?;
-                    }
                 }
                 results.push(true);
             }

@@ -283,7 +283,15 @@ pub(super) async fn process_page(
             continue;
         };
         let w = work.get_mut(&placement.name).expect("story is loaded");
-        let event = event(tenant, &alert_prefix, c, std::mem::take(&mut views[index]), w, &placement, &state);
+        let event = event(
+            tenant,
+            &alert_prefix,
+            c,
+            std::mem::take(&mut views[index]),
+            w,
+            &placement,
+            &state,
+        );
         w.reopened = false;
         w.put_member(&c.id, state);
         if placement.had_letter {
