@@ -54,13 +54,29 @@ enum Command {
     BenchWebhook(bench::WebhookBenchArgs),
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("S1_BRIDGE_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // A job (a poll run, a sync, a command) is one task at a time with I/O around it: one thread
+    // spares it the cross-thread wake-ups of a worker pool (a fifth of a backlog's CPU: bench.sh).
+    // What serves requests keeps a worker per core.
+    let mut runtime = match cli.command {
+        Command::Serve(_) | Command::Demo(_) | Command::BenchWebhook(_) => tokio::runtime::Builder::new_multi_thread(),
+        _ => tokio::runtime::Builder::new_current_thread(),
+    };
+    match runtime.enable_all().build() {
+        Ok(rt) => rt.block_on(run(cli)),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> std::process::ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run_demo(args).await,
         Command::BenchPoll(args) => bench::run_bench(args).await,

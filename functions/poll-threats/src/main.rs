@@ -13,7 +13,9 @@ use s1_shared::usecase::poll_threats::PollDeps;
 use s1_shared::usecase::writeback::WritebackDeps;
 use serde_json::Value;
 
-#[tokio::main]
+// One invocation at a time, its tenants polled as futures of one task: a single thread spares
+// the cross-thread wake-ups of a worker pool (a fifth of a backlog's CPU: scripts/bench.sh).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let ports = LambdaPorts::from_env(Duration::from_secs(5), Duration::from_secs(30)).await?;
