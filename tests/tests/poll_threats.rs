@@ -1059,3 +1059,64 @@ async fn a_crash_after_a_dead_letter_is_retired_sends_its_threat_again_under_the
     );
     assert_eq!(for_it(&h).len(), 2);
 }
+
+/// A story rolls over on a page while the writeback records our write to S1 on the old story
+/// (under its key): the archived copy keeps what the writeback recorded, so S1's echo of it is
+/// recognised later instead of published as a change.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_story_rolled_over_while_the_writeback_changed_it_keeps_the_writebacks_record() {
+    use futures_util::FutureExt;
+    use integration_tests::poll::{Hooked, PublishHook};
+    use s1_shared::s1::dto::IncidentStatus;
+    let mut h = PollHarness::start(config(20), embedded()).await;
+    h.poll().await;
+    let threats = all_threats(&h).await;
+    let t = threats.iter().find(|t| t.file_hash().is_some()).unwrap().clone();
+    let key = domain::story_key(&t, Grouping::Story);
+    let old_id = h.store.get_story("acme", &key).await.unwrap().unwrap().value.id;
+    let late = NewThreats {
+        count: 1,
+        agent_uuid: Some(t.agent_uuid().unwrap().to_owned()),
+        sha1: t.threat_info.sha1.clone(),
+        detected_at: t.threat_info.created_at.map(|d| d + time::Duration::days(91)),
+    };
+    h.sim.control().add_threats(&late).await.unwrap();
+    // While the rolling page is published, the writeback records a status it wrote to S1 for
+    // `t`, on the old story (still the key's current one in the store).
+    let (store, (k, tid)) = (h.store.clone(), (key.clone(), t.id.clone()));
+    let hook: PublishHook = Arc::new(move |n| {
+        let (store, k, tid) = (store.clone(), k.clone(), tid.clone());
+        async move {
+            if n == 0 {
+                let mut s = store.get_story("acme", &k).await.unwrap().unwrap();
+                let m = s.value.members.get_mut(tid.as_str()).unwrap();
+                m.written_status = Some(IncidentStatus::Resolved);
+                assert!(store.put_story("acme", &s.value, s.version).await.unwrap());
+            }
+        }
+        .boxed()
+    });
+    let plain = h.deps.platforms.clone();
+    h.deps.platforms = Hooked::wrap(plain.clone(), hook);
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.new, r.published), (Outcome::Completed, 1, 1), "{r:?}");
+    h.deps.platforms = plain;
+
+    let current = h.store.get_story("acme", &key).await.unwrap().unwrap().value;
+    assert_ne!(current.id, old_id, "the key holds the new story");
+    assert_eq!(current.previous, [old_id.clone()]);
+    let archived = h.store.get_story("acme", &old_id).await.unwrap().unwrap().value;
+    assert_eq!(
+        archived.members[t.id.as_str()].written_status,
+        Some(IncidentStatus::Resolved),
+        "the writeback's record survived the roll"
+    );
+    // S1 then shows what we wrote: recognised as our echo, nothing published.
+    h.sim
+        .control()
+        .console_update(&t.id, Some("resolved"), None)
+        .await
+        .unwrap();
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.echoes, r.changed, r.published), (1, 0, 0), "{r:?}");
+}

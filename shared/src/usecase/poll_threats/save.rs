@@ -1,6 +1,9 @@
 //! Writing a page's stories back, over the writeback's changes when it got in first.
 
+use std::collections::{HashMap, HashSet};
+
 use super::page::Work;
+use crate::domain::MemberId;
 use crate::store::{Checkpoint, Store, StoreError, StoryRecord, StoryStatus, Versioned};
 
 /// Writes the changed stories, then `checkpoint` (in the same last transaction when nothing
@@ -12,6 +15,16 @@ pub(super) async fn save_stories(
     mut dirty: Vec<Work>,
     checkpoint: Option<(&str, &Checkpoint)>,
 ) -> Result<(), StoreError> {
+    // Stories this page archived by rolling their key over, as the page left them.
+    let rolled: HashMap<String, Work> = dirty
+        .iter()
+        .filter(|w| w.archived && w.version == 0)
+        .map(|w| {
+            let mut copy = Work::new(w.story.clone(), 0, true, true);
+            copy.touched = w.touched.clone();
+            (w.story.id.clone(), copy)
+        })
+        .collect();
     for _ in 0..5 {
         if dirty.is_empty() && checkpoint.is_none() {
             return Ok(());
@@ -26,6 +39,11 @@ pub(super) async fn save_stories(
             return Ok(());
         }
         let mut retry = Vec::new();
+        let retried: HashSet<String> = conflicts
+            .iter()
+            .filter(|i| dirty[**i].archived)
+            .map(|i| dirty[*i].story.id.clone())
+            .collect();
         for i in conflicts {
             let placeholder = Work::new(dirty[i].story.clone(), 0, false, false);
             let mut w = std::mem::replace(&mut dirty[i], placeholder);
@@ -35,7 +53,7 @@ pub(super) async fn save_stories(
                 w.story.key.clone()
             };
             let Some(Versioned {
-                value: mut current,
+                value: current,
                 version,
             }) = store.get_story(tenant, &name).await?
             else {
@@ -45,23 +63,18 @@ pub(super) async fn save_stories(
                 continue;
             };
             if current.id == w.story.id {
-                let joined = w.touched.iter().any(|id| !current.members.contains_key(id));
-                for id in &w.touched {
-                    if let Some(mut m) = w.story.members.get(id).cloned() {
-                        if let Some(theirs) = current.members.get(id) {
-                            m.written_status = m.written_status.or(theirs.written_status);
-                            m.written_verdict = m.written_verdict.or(theirs.written_verdict);
-                        }
-                        current.members.insert(id.clone(), m);
-                    }
+                w.story = on_top(current, &w.touched, &w.story);
+            } else if let Some(ours) = rolled.get(&current.id).filter(|_| !w.archived) {
+                // The story this page archived (rolling the key over) was changed under its key
+                // meanwhile (the writeback): its archived copy takes that change, with the
+                // page's on top. (Unless the copy is itself being retried: then it is merged
+                // with what is stored under its id.)
+                if !retried.contains(&current.id) {
+                    let at = store.get_story(tenant, &current.id).await?.map_or(0, |v| v.version);
+                    let mut copy = Work::new(on_top(current, &ours.touched, &ours.story), at, true, true);
+                    copy.touched = ours.touched.clone();
+                    retry.push(copy);
                 }
-                // A threat that joined a story closed meanwhile reopens it, as it would have.
-                if joined {
-                    current.status = StoryStatus::Open;
-                }
-                current.platform = current.platform.or(w.story.platform.clone());
-                current.platform_ref = current.platform_ref.or(w.story.platform_ref.clone());
-                w.story = current;
             }
             w.version = version;
             retry.push(w);
@@ -91,4 +104,26 @@ pub(super) async fn save_stories(
             }
         ),
     })
+}
+
+/// `current` (as another writer left it) with the members this page changed (`touched`, as they
+/// are in `ours`) on top, keeping what the writeback recorded of them.
+fn on_top(mut current: StoryRecord, touched: &HashSet<MemberId>, ours: &StoryRecord) -> StoryRecord {
+    let joined = touched.iter().any(|id| !current.members.contains_key(id));
+    for id in touched {
+        if let Some(mut m) = ours.members.get(id).cloned() {
+            if let Some(theirs) = current.members.get(id) {
+                m.written_status = m.written_status.or(theirs.written_status);
+                m.written_verdict = m.written_verdict.or(theirs.written_verdict);
+            }
+            current.members.insert(id.clone(), m);
+        }
+    }
+    // A threat that joined a story closed meanwhile reopens it, as it would have.
+    if joined {
+        current.status = StoryStatus::Open;
+    }
+    current.platform = current.platform.or(ours.platform.clone());
+    current.platform_ref = current.platform_ref.or(ours.platform_ref.clone());
+    current
 }
