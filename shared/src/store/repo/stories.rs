@@ -163,23 +163,18 @@ impl Store {
     ) -> Result<Vec<usize>, StoreError> {
         let mut work = std::mem::take(batch);
         let mut idx = std::mem::take(index);
-        let with_last = last.is_some();
         if let Some(i) = last {
             work.push((i, Cond::Always));
         }
         let mut conflicts = Vec::new();
         // A transaction with a failed condition writes nothing: drop the conflicting stories
-        // (and the last item) and write the rest again.
-        let mut first = true;
+        // (and the last item, past the stories) and write the rest again.
         while !work.is_empty() {
             let failed = self.put_all_fenced(&work).await?;
             if failed.is_empty() {
                 break;
             }
-            if first && with_last {
-                work.pop();
-            }
-            first = false;
+            work.truncate(idx.len());
             conflicts.extend(failed.iter().map(|f| idx[*f]));
             let (kept, kept_idx): (Vec<_>, Vec<_>) = work
                 .into_iter()

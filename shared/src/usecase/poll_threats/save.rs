@@ -15,15 +15,12 @@ pub(super) async fn save_stories(
     mut dirty: Vec<Work>,
     checkpoint: Option<(&str, &Checkpoint)>,
 ) -> Result<(), StoreError> {
-    // Stories this page archived by rolling their key over, as the page left them.
-    let rolled: HashMap<String, Work> = dirty
+    // Stories this page archived by rolling their key over, as the page left them, with the
+    // members it changed.
+    let rolled: HashMap<String, (StoryRecord, HashSet<MemberId>)> = dirty
         .iter()
         .filter(|w| w.archived && w.version == 0)
-        .map(|w| {
-            let mut copy = Work::new(w.story.clone(), 0, true, true);
-            copy.touched = w.touched.clone();
-            (w.story.id.clone(), copy)
-        })
+        .map(|w| (w.story.id.clone(), (w.story.clone(), w.touched.clone())))
         .collect();
     for _ in 0..5 {
         if dirty.is_empty() && checkpoint.is_none() {
@@ -64,15 +61,15 @@ pub(super) async fn save_stories(
             };
             if current.id == w.story.id {
                 w.story = on_top(current, &w.touched, &w.story);
-            } else if let Some(ours) = rolled.get(&current.id).filter(|_| !w.archived) {
+            } else if let Some((ours, touched)) = rolled.get(&current.id).filter(|_| !w.archived) {
                 // The story this page archived (rolling the key over) was changed under its key
                 // meanwhile (the writeback): its archived copy takes that change, with the
                 // page's on top. (Unless the copy is itself being retried: then it is merged
                 // with what is stored under its id.)
                 if !retried.contains(&current.id) {
                     let at = store.get_story(tenant, &current.id).await?.map_or(0, |v| v.version);
-                    let mut copy = Work::new(on_top(current, &ours.touched, &ours.story), at, true, true);
-                    copy.touched = ours.touched.clone();
+                    let mut copy = Work::new(on_top(current, touched, ours), at, true, true);
+                    copy.touched = touched.clone();
                     retry.push(copy);
                 }
             }
