@@ -35,6 +35,26 @@ macro_rules! lenient_enum {
 }
 pub(super) use lenient_enum;
 
+/// `null` as `None`, anything else given to the inner visitor. The lenient decoders visit values
+/// in place through it: no intermediate buffer (an untagged enum cost two allocations a field).
+struct Nullable<V>(V);
+
+impl<'de, T, V: Visitor<'de, Value = Option<T>>> Visitor<'de> for Nullable<V> {
+    type Value = Option<T>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.expecting(f)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self.0)
+    }
+}
+
 /// Accepts `true`, `"True"`, `"true"`, `"1"`, `null` and friends.
 pub fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
     struct V;
@@ -62,18 +82,8 @@ pub fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::
                 ))),
             }
         }
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
-            d.deserialize_any(self)
-        }
     }
-    // Visited in place: no intermediate buffer (an untagged enum cost two allocations a field).
-    d.deserialize_option(V)
+    d.deserialize_option(Nullable(V))
 }
 
 /// Accepts an RFC 3339 timestamp (with or without fraction), `null` or `""`.
@@ -92,17 +102,8 @@ pub fn lenient_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<OffsetDate
                 .map(Some)
                 .map_err(|e| E::custom(format!("invalid timestamp {s:?}: {e}")))
         }
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
-            d.deserialize_str(self)
-        }
     }
-    d.deserialize_option(V)
+    d.deserialize_option(Nullable(V))
 }
 
 /// Parses S1's timestamps: RFC 3339 with optional microseconds and `Z`.
@@ -153,18 +154,8 @@ pub fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>,
         fn visit_bool<E: de::Error>(self, b: bool) -> Result<Self::Value, E> {
             Ok(Some(b.to_string()))
         }
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
-            d.deserialize_any(self)
-        }
     }
-    // Visited in place: no intermediate buffer (an untagged enum cost two allocations a field).
-    d.deserialize_option(V)
+    d.deserialize_option(Nullable(V))
 }
 
 /// `null` as an empty list.
