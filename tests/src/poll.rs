@@ -139,6 +139,8 @@ pub struct FlakyTable {
     fail_put_all: AtomicU32,
     /// Another writer changes every story of a transactional write just before it.
     rival_story_writes: AtomicBool,
+    /// While true, transactional writes of stories wait (a page's commit kept in flight).
+    held: tokio::sync::watch::Sender<bool>,
 }
 
 impl FlakyTable {
@@ -148,6 +150,7 @@ impl FlakyTable {
             fail_puts: Mutex::new(Vec::new()),
             fail_put_all: AtomicU32::new(0),
             rival_story_writes: AtomicBool::new(false),
+            held: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -167,6 +170,11 @@ impl FlakyTable {
     /// write just before it, so each such write finds its stories changed.
     pub fn rival_story_writes(&self, on: bool) {
         self.rival_story_writes.store(on, Ordering::SeqCst);
+    }
+
+    /// While `on`, transactional writes of stories wait (until it is turned off).
+    pub fn hold_story_writes(&self, on: bool) {
+        self.held.send_replace(on);
     }
 
     /// Fails the write when a rule for one of its items' sort keys says so.
@@ -216,6 +224,9 @@ impl ItemTable for FlakyTable {
         // A checkpoint is written in a transaction with its lease: the rules see every item.
         self.check_rules(&written, "put_all")?;
         let stories = written.iter().any(|i| i.sk.starts_with("STORY#"));
+        if stories {
+            let _ = self.held.subscribe().wait_for(|held| !*held).await;
+        }
         if stories && self.fail_put_all.load(Ordering::SeqCst) > 0 {
             self.fail_put_all.fetch_sub(1, Ordering::SeqCst);
             return Err(Self::crash("put_all"));

@@ -122,22 +122,23 @@ async fn a_crash_at_the_checkpoint_repeats_its_page_under_the_same_ids() {
     let flaky = FlakyTable::new(embedded());
     let h = PollHarness::start(config(2_200), flaky.clone()).await;
     // The checkpoint is written in one transaction with the page's stories: a crash there
-    // saves neither, so the page is sent again, and never half-recorded.
+    // saves neither, so the page is sent again, and never half-recorded. Page 2 was sent while
+    // page 1 was being written: it is not recorded either, and is sent again too.
     flaky.fail_puts("CURSOR#", 1);
     let r = h.poll().await.tenants.remove(0);
     assert_eq!(r.outcome, Outcome::Failed);
-    assert_eq!(r.published, 1_000, "page 1 went out before the crash");
+    assert_eq!(r.published, 2_000, "pages 1 and 2 went out before the crash");
     assert!(h.store.get_checkpoint("acme", "threats").await.unwrap().is_none());
     let r = h.poll().await.tenants.remove(0);
     assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
     assert_eq!(r.new, 2_200, "page 1's stories were not saved: {r:?}");
     assert_each_once(&h.events("threat.created"), 2_200);
     let deliveries = h.receiver.deliveries();
-    assert_eq!(deliveries.len(), 3_200);
+    assert_eq!(deliveries.len(), 4_200);
     assert_eq!(
         deliveries.iter().filter(|d| d.duplicate).count(),
-        1_000,
-        "page 1 repeated under its webhook-ids, each recognised by the receiver"
+        2_000,
+        "pages 1 and 2 repeated under their webhook-ids, each recognised by the receiver"
     );
 }
 
@@ -150,10 +151,141 @@ async fn a_crash_before_the_stories_are_saved_redelivers_under_the_same_ids() {
     assert_eq!(r.outcome, Outcome::Failed);
     let r = h.poll().await.tenants.remove(0);
     assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
-    // Page 1 went out twice at the wire; the receiver recognised every repeat by its webhook-id.
+    // Page 1, and page 2 (sent while page 1 was being written), went out twice at the wire; the
+    // receiver recognised every repeat by its webhook-id.
     let deliveries = h.receiver.deliveries();
-    assert_eq!(deliveries.iter().filter(|d| d.duplicate).count(), 1_000);
+    assert_eq!(deliveries.iter().filter(|d| d.duplicate).count(), 1_500);
     assert_each_once(&h.events("threat.created"), 1_500);
+}
+
+/// Each created event's threat, with its story as the event told it.
+fn created_views(h: &PollHarness) -> HashMap<String, (String, bool, u64)> {
+    h.events("threat.created")
+        .iter()
+        .map(|e| {
+            let s = &e["data"]["story"];
+            (
+                e["data"]["s1"]["threat_id"].as_str().unwrap().to_owned(),
+                (
+                    s["id"].as_str().unwrap().to_owned(),
+                    s["new_alert"].as_bool().unwrap(),
+                    s["threat_count"].as_u64().unwrap(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Checks what the created events say of their stories, page after page: one story per key (no
+/// story of this backlog rolls over), its first event the one new alert, and its threat count
+/// going up one by one.
+fn assert_stories_told_in_order(events: &[Value]) {
+    let mut told: HashMap<String, (String, u64)> = HashMap::new();
+    for e in events {
+        let s = &e["data"]["story"];
+        let id = s["id"].as_str().unwrap();
+        let count = s["threat_count"].as_u64().unwrap();
+        let key = domain::story_key_of(id).unwrap().to_owned();
+        let first = !told.contains_key(&key);
+        let (story, n) = told.entry(key).or_insert_with(|| (id.to_owned(), 0));
+        assert_eq!(story, id, "one story per key");
+        assert_eq!(
+            s["new_alert"].as_bool(),
+            Some(first),
+            "the story's first event opens it: {e}"
+        );
+        *n += 1;
+        assert_eq!(count, *n, "threat counts go up one by one: {e}");
+    }
+}
+
+/// A page is planned and sent while the previous page's stories are still being written: it
+/// decides against them as they will be stored, exactly as a run of one page at a time would,
+/// and what the writeback records in one of them meanwhile is kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_decides_against_the_stories_the_previous_page_is_still_writing() {
+    use futures_util::FutureExt;
+    use integration_tests::poll::{Hooked, PublishHook};
+    use s1_shared::s1::dto::IncidentStatus;
+    // The same backlog, nothing held: what each event should say.
+    let reference = PollHarness::start(config(2_000), embedded()).await;
+    reference.poll().await;
+    let expected = created_views(&reference);
+    assert_eq!(expected.len(), 2_000);
+    assert_stories_told_in_order(&reference.events("threat.created"));
+    // A story with threats on both pages (page 1's events are the first 1,000 to arrive).
+    let events = reference.events("threat.created");
+    let story_of = |e: &Value| e["data"]["story"]["id"].as_str().unwrap().to_owned();
+    let on_page_1: HashMap<String, String> = events[..1_000]
+        .iter()
+        .map(|e| (story_of(e), e["data"]["s1"]["threat_id"].as_str().unwrap().to_owned()))
+        .collect();
+    let spanning = events[1_000..]
+        .iter()
+        .map(story_of)
+        .find(|s| on_page_1.contains_key(s))
+        .expect("a story spans the pages");
+    let member = on_page_1[&spanning].clone();
+    let key = domain::story_key_of(&spanning).unwrap().to_owned();
+    let members = reference
+        .store
+        .get_story("acme", &key)
+        .await
+        .unwrap()
+        .unwrap()
+        .value
+        .members
+        .len();
+
+    let flaky = FlakyTable::new(embedded());
+    let mut h = PollHarness::start(config(2_000), flaky.clone()).await;
+    // Page 1's stories are held back until page 2 is planned and half sent; then they go in and
+    // the writeback records a status on the spanning story before page 2's stories are written.
+    flaky.hold_story_writes(true);
+    let (store, gate, k, m) = (h.store.clone(), flaky.clone(), key.clone(), member.clone());
+    let hook: PublishHook = Arc::new(move |n| {
+        let (store, gate, key, member) = (store.clone(), gate.clone(), k.clone(), m.clone());
+        async move {
+            if n == 1_500 {
+                gate.hold_story_writes(false);
+                let mut s = loop {
+                    match store.get_story("acme", &key).await.unwrap() {
+                        Some(s) => break s,
+                        None => tokio::time::sleep(Duration::from_millis(5)).await,
+                    }
+                };
+                let m = s.value.members.get_mut(member.as_str()).unwrap();
+                m.written_status = Some(IncidentStatus::Resolved);
+                assert!(store.put_story("acme", &s.value, s.version).await.unwrap());
+            }
+        }
+        .boxed()
+    });
+    h.deps.platforms = Hooked::wrap(h.deps.platforms.clone(), hook);
+    let r = tokio::time::timeout(Duration::from_secs(120), h.poll())
+        .await
+        .expect("page 2 went out while page 1's stories were held")
+        .tenants
+        .remove(0);
+    assert_eq!((r.outcome, r.published), (Outcome::Completed, 2_000), "{r:?}");
+    assert_eq!(
+        created_views(&h),
+        expected,
+        "every event as a run of one page at a time tells it"
+    );
+    assert_stories_told_in_order(&h.events("threat.created"));
+    let story = h.store.get_story("acme", &key).await.unwrap().unwrap().value;
+    assert_eq!(
+        story.members.len(),
+        members,
+        "page 2's members went in over the writeback's change"
+    );
+    assert_eq!(
+        story.members[member.as_str()].written_status,
+        Some(IncidentStatus::Resolved),
+        "the writeback's record was kept"
+    );
+    assert_eq!(h.poll().await.tenants[0].published, 0, "a rerun sends nothing");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -187,22 +319,23 @@ async fn threats_sharing_one_updated_at_across_pages_are_neither_lost_nor_double
     )
     .await;
     // Groups of 700 share an instant, so every page boundary splits one. Crash at the
-    // checkpoint after page 2 (page 2's stories go with it): the rerun starts inside the shared
-    // instant page 1 ended on, skips page 1's ids listed at it and repeats page 2.
+    // checkpoint after page 2 (page 2's stories go with it; page 3 was sent meanwhile): the rerun
+    // starts inside the shared instant page 1 ended on, skips page 1's ids listed at it and
+    // repeats pages 2 and 3.
     flaky.fail_puts_after("CURSOR#", 1, 1);
     let r = h.poll().await.tenants.remove(0);
-    assert_eq!((r.outcome, r.published), (Outcome::Failed, 2_000), "{r:?}");
+    assert_eq!((r.outcome, r.published), (Outcome::Failed, 2_300), "{r:?}");
     let r = h.poll().await.tenants.remove(0);
     assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
-    assert_eq!((r.new, r.published), (1_300, 1_300), "page 2 again, and page 3: {r:?}");
+    assert_eq!((r.new, r.published), (1_300, 1_300), "pages 2 and 3 again: {r:?}");
     assert_each_once(&h.events("threat.created"), 2_300);
     let deliveries = h.receiver.deliveries();
     assert_eq!(
         deliveries.iter().filter(|d| d.duplicate).count(),
-        1_000,
-        "page 2, recognised"
+        1_300,
+        "pages 2 and 3, recognised"
     );
-    assert_eq!(deliveries.len(), 3_300);
+    assert_eq!(deliveries.len(), 3_600);
     let again = h.poll().await.tenants.remove(0);
     assert_eq!(
         (again.published, again.unchanged),

@@ -19,6 +19,7 @@ use crate::store::{
 };
 
 /// One story being worked on during a page.
+#[derive(Clone)]
 pub(super) struct Work {
     pub story: StoryRecord,
     pub version: u64,
@@ -46,6 +47,11 @@ impl Work {
         }
     }
 
+    /// The story as its page's commit leaves it in the store (read so by the next page).
+    fn as_stored(&self) -> Self {
+        Self::new(self.story.clone(), self.version + 1, self.archived, false)
+    }
+
     /// Records a member's state in the story.
     fn put_member(&mut self, id: &MemberId, state: MemberState) {
         self.bytes += domain::member_bytes(id, &state);
@@ -63,21 +69,19 @@ fn loaded(v: Versioned<StoryRecord>, archived: bool) -> Work {
 }
 
 /// Reads the stories of the page's keys, and the archived stories of those keys when a
-/// candidate is not a member of its key's current story (it may be of an earlier one).
-async fn load(store: &Store, tenant: &str, candidates: &[&Candidate]) -> Result<Stories, StoreError> {
-    let unique: Vec<String> = candidates
-        .iter()
-        .map(|c| c.key.clone())
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    let mut work: Stories = store
-        .get_stories(tenant, &unique)
-        .await?
-        .into_iter()
-        .map(|(k, v)| (k, loaded(v, false)))
-        .collect();
-    let archived_ids: Vec<String> = candidates
+/// candidate is not a member of its key's current story (it may be of an earlier one). The
+/// stories the previous page is writing (`prior`, by item name) are taken from it as they will
+/// be stored.
+async fn load(
+    store: &Store,
+    tenant: &str,
+    candidates: &[&Candidate],
+    prior: Option<&Stories>,
+) -> Result<Stories, StoreError> {
+    let mut work = Stories::new();
+    let unique: HashSet<&str> = candidates.iter().map(|c| c.key.as_str()).collect();
+    read(store, tenant, unique, prior, false, &mut work).await?;
+    let archived_ids: HashSet<String> = candidates
         .iter()
         .filter_map(|c| {
             work.get(&c.key)
@@ -85,15 +89,43 @@ async fn load(store: &Store, tenant: &str, candidates: &[&Candidate]) -> Result<
                 .map(|w| w.story.previous.clone())
         })
         .flatten()
-        .collect::<HashSet<_>>()
-        .into_iter()
         .collect();
-    if !archived_ids.is_empty() {
-        for (id, v) in store.get_stories(tenant, &archived_ids).await? {
-            work.insert(id, loaded(v, true));
+    read(
+        store,
+        tenant,
+        archived_ids.iter().map(String::as_str),
+        prior,
+        true,
+        &mut work,
+    )
+    .await?;
+    Ok(work)
+}
+
+/// Adds the named stories to `work`: from `prior` when it holds them, else from the store.
+async fn read<'n>(
+    store: &Store,
+    tenant: &str,
+    names: impl IntoIterator<Item = &'n str>,
+    prior: Option<&Stories>,
+    archived: bool,
+    work: &mut Stories,
+) -> Result<(), StoreError> {
+    let mut missing: Vec<String> = Vec::new();
+    for name in names {
+        match prior.and_then(|p| p.get(name)) {
+            Some(w) => {
+                work.insert(name.to_owned(), w.as_stored());
+            }
+            None => missing.push(name.to_owned()),
         }
     }
-    Ok(work)
+    if !missing.is_empty() {
+        for (name, v) in store.get_stories(tenant, &missing).await? {
+            work.insert(name, loaded(v, archived));
+        }
+    }
+    Ok(())
 }
 
 /// Where an event goes (a story's item name) and how it reads.
@@ -240,46 +272,88 @@ fn take_ref(w: &mut Work, platform: &str, receipt: PublishReceipt) {
     }
 }
 
-/// Processes a page read from `checkpoint` and, when all of it went through, saves `next` (the
-/// checkpoint past it) with its stories.
-pub(super) async fn process_page(
+/// A page planned and sent: what [`settle`] records.
+pub(super) struct Sending<'p> {
+    /// The page's candidates not already seen at the checkpoint's watermark.
+    candidates: Vec<&'p Candidate>,
+    /// The stories as the plan leaves them (every event accepted).
+    work: Stories,
+    deliveries: Vec<Delivery>,
+    stop: Option<Stop>,
+    /// Candidates (by index) whose last version was refused and is kept as a dead letter.
+    had_letter: HashSet<usize>,
+    /// Candidates already seen at the checkpoint's watermark (counted as unchanged).
+    seen: u64,
+    counts: TenantReport,
+}
+
+impl Sending<'_> {
+    /// Events of the page the platform accepted.
+    pub(super) fn accepted(&self) -> u64 {
+        self.deliveries
+            .iter()
+            .filter(|d| matches!(d.sent, Sent::Accepted(_)))
+            .count() as u64
+    }
+}
+
+/// A page settled: what its [`commit`] writes.
+pub(super) struct Settled {
+    /// The stories to write, by item name.
+    stories: Stories,
+    letters: Vec<PublishDeadLetter>,
+    retire: Vec<MemberId>,
+    /// Why the run stops after this page (its checkpoint is then not written).
+    pub stop: Option<Stop>,
+}
+
+/// Plans a page read from `checkpoint` against its stories and sends its events. `prior` is the
+/// previous page, settled but perhaps still being committed: its stories are taken as they will
+/// be stored, not read.
+pub(super) async fn plan_and_send<'p>(
     ctx: &Ctx<'_>,
-    page: &mut [Candidate],
+    page: &'p mut [Candidate],
     checkpoint: &Checkpoint,
-    next: (&str, &Checkpoint),
-    report: &mut TenantReport,
-) -> Result<(), Stop> {
+    prior: Option<&Settled>,
+) -> Result<Sending<'p>, Stop> {
     let Ctx {
         deps, tenant, platform, ..
     } = *ctx;
-    let store = &deps.store;
     let at_watermark: HashSet<&str> = checkpoint.ids_at_watermark.iter().map(String::as_str).collect();
+    let mut seen = 0;
     // Each candidate's view goes into its event as it is (the page is read once).
     let mut candidates: Vec<&Candidate> = Vec::with_capacity(page.len());
     let mut views: Vec<ThreatView> = Vec::with_capacity(page.len());
     for c in page.iter_mut() {
-        let seen = c.stamp.is_some() && c.stamp == checkpoint.watermark && at_watermark.contains(c.id.as_str());
-        if seen {
-            report.unchanged += 1;
+        let at = c.stamp.is_some() && c.stamp == checkpoint.watermark && at_watermark.contains(c.id.as_str());
+        if at {
+            seen += 1;
             continue;
         }
         views.push(std::mem::take(&mut c.view));
         candidates.push(c);
     }
-    if candidates.is_empty() {
-        let (name, c) = next;
-        return Ok(store.put_checkpoint(&tenant.id, name, c).await?);
+    let mut sending = Sending {
+        candidates,
+        work: Stories::new(),
+        deliveries: Vec::new(),
+        stop: None,
+        had_letter: HashSet::new(),
+        seen,
+        counts: TenantReport::default(),
+    };
+    if sending.candidates.is_empty() {
+        return Ok(sending);
     }
-    let mut work = load(store, &tenant.id, &candidates).await?;
+    let prior = prior.map(|p| &p.stories);
+    let mut work = load(&deps.store, &tenant.id, &sending.candidates, prior).await?;
 
     // Plan the page as if the platform accepted every event: the stories as they will be saved,
     // and the events, built in page order as one-at-a-time publishing would build them.
-    let mut counts = TenantReport::default();
     let mut planned: Vec<Planned> = Vec::new();
     let alert_prefix = AlertKey::prefix(&tenant.console_url);
-    let mut had_letter: HashSet<usize> = HashSet::new();
-    for (index, c) in candidates.iter().enumerate() {
-        let Some((placement, state)) = decide(c, &mut work, &mut counts) else {
+    for (index, c) in sending.candidates.iter().enumerate() {
+        let Some((placement, state)) = decide(c, &mut work, &mut sending.counts) else {
             continue;
         };
         let w = work.get_mut(&placement.name).expect("story is loaded");
@@ -295,7 +369,7 @@ pub(super) async fn process_page(
         w.reopened = false;
         w.put_member(&c.id, state);
         if placement.had_letter {
-            had_letter.insert(index);
+            sending.had_letter.insert(index);
         }
         planned.push(Planned {
             index,
@@ -304,8 +378,30 @@ pub(super) async fn process_page(
         });
     }
     let in_flight = tenant.max_in_flight as usize;
-    let (deliveries, mut stop) = send_all(platform, in_flight, &ctx.refusals, planned).await;
+    let (deliveries, stop) = send_all(platform, in_flight, &ctx.refusals, planned).await;
+    sending.work = work;
+    sending.deliveries = deliveries;
+    sending.stop = stop;
+    Ok(sending)
+}
 
+/// Records what the platform answered for a sent page, once the previous page is committed:
+/// the stories to write, the dead letters to keep and to retire, and whether the run stops.
+pub(super) async fn settle(ctx: &Ctx<'_>, sent: Sending<'_>, report: &mut TenantReport) -> Result<Settled, Stop> {
+    let Ctx {
+        deps, tenant, platform, ..
+    } = *ctx;
+    let store = &deps.store;
+    let Sending {
+        candidates,
+        mut work,
+        deliveries,
+        mut stop,
+        had_letter,
+        seen,
+        mut counts,
+    } = sent;
+    report.unchanged += seen;
     let mut retire: Vec<MemberId> = Vec::new();
     let mut letters: Vec<PublishDeadLetter> = Vec::new();
     if stop.is_none() && deliveries.iter().all(|d| matches!(d.sent, Sent::Accepted(_))) {
@@ -326,13 +422,13 @@ pub(super) async fn process_page(
         }
     } else {
         // Some event was refused or not delivered: decide the page again from the stored
-        // stories, recording only what the platform took (and, unless the run stopped, the
-        // refusals, as dead letters), and nothing of a story after one of its events that did
-        // not get through. The stories may have changed meanwhile (the writeback): wherever the
-        // decision now differs from the event that was sent, the story is left alone and the
-        // page is held, so the next run decides it again.
+        // stories (the previous page's are in by now), recording only what the platform took
+        // (and, unless the run stopped, the refusals, as dead letters), and nothing of a story
+        // after one of its events that did not get through. The stories may have changed
+        // meanwhile (the writeback): wherever the decision now differs from the event that was
+        // sent, the story is left alone and the page is held, so the next run decides it again.
         counts = TenantReport::default();
-        work = load(store, &tenant.id, &candidates).await?;
+        work = load(store, &tenant.id, &candidates, None).await?;
         let mut answers: HashMap<usize, Delivery> = deliveries.into_iter().map(|d| (d.index, d)).collect();
         let mut blocked: HashSet<&str> = HashSet::new();
         let mut differs = 0usize;
@@ -418,26 +514,32 @@ pub(super) async fn process_page(
         }
     }
     report.add(&counts);
+    // A story no event was recorded in (its first one was not sent) is not written.
+    work.retain(|_, w| w.dirty && !w.story.members.is_empty());
+    Ok(Settled {
+        stories: work,
+        letters,
+        retire,
+        stop,
+    })
+}
 
+/// Writes a settled page: its dead letters, then its stories with `next` (the checkpoint past
+/// the page; none when the run stops at this page) in their last transaction.
+pub(super) async fn commit(ctx: &Ctx<'_>, page: &Settled, next: Option<(&str, &Checkpoint)>) -> Result<(), Stop> {
+    let store = &ctx.deps.store;
+    let tenant = &ctx.tenant.id;
     // Dead letters first: a crash before the stories are saved repeats the refused events, so
     // none is ever recorded as refused without its dead letter. Letters retired (a later
     // version got through) before the stories too: a crash in between sends that version again
     // (its story still says refused) and retires nothing twice.
-    if !letters.is_empty() {
-        store.put_publish_dead(&tenant.id, &letters).await?;
+    if !page.letters.is_empty() {
+        store.put_publish_dead(tenant, &page.letters).await?;
     }
-    if !retire.is_empty() {
-        store.retire_publish_dead(&tenant.id, &retire).await?;
+    if !page.retire.is_empty() {
+        store.retire_publish_dead(tenant, &page.retire).await?;
     }
-    // A story no event was recorded in (its first one was not sent) is not written. The
-    // checkpoint goes with the stories, and only when the whole page went through.
-    let dirty = work
-        .into_values()
-        .filter(|w| w.dirty && !w.story.members.is_empty())
-        .collect();
-    save_stories(store, &tenant.id, dirty, stop.is_none().then_some(next)).await?;
-    match stop {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    let dirty: Vec<&Work> = page.stories.values().collect();
+    save_stories(store, tenant, dirty, next).await?;
+    Ok(())
 }

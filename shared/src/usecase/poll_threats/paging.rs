@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use time::OffsetDateTime;
 
 use super::candidate::Candidate;
-use super::page::process_page;
+use super::page::{Settled, commit, plan_and_send, settle};
 use super::{
     ALERTS_CHECKPOINT, CHECKPOINT, DEADLINE_MARGIN, Outcome, PollDeps, Stop, TenantReport, WATERMARK_IDS_MAX_BYTES,
     paced_page,
@@ -165,6 +165,9 @@ where
     let mut expected = None;
     let fetched_before = report.fetched;
     let mut fetched = pages.next().await;
+    // The page before this one, settled, with the checkpoint past it: committed while this one
+    // is planned and sent.
+    let mut prior: Option<(Settled, Checkpoint)> = None;
     let result = loop {
         if deadline.saturating_duration_since(Instant::now()) <= margin {
             report.outcome = Outcome::Partial;
@@ -183,17 +186,48 @@ where
         let mut candidates = to_candidates(page.items);
         let mut past = checkpoint.clone();
         advance(&mut past, &candidates);
-        // S1 reads the next page while this one is published (it is only processed once this
-        // one's checkpoint is saved). The checkpoint is saved last, with the page's stories:
-        // everything before it has been accepted by the platform.
-        let (processed, next) = futures_util::join!(
-            process_page(ctx, &mut candidates, &checkpoint, (checkpoint_name, &past), report),
+        // While this page is planned and its events sent, S1 reads the next page and the
+        // previous page is committed (its stories, with its checkpoint); this page takes that
+        // page's stories as they will be stored. Its answers are recorded once the previous
+        // page is in, and it is committed itself during the next page. The checkpoint is saved
+        // with its page's stories: everything before it has been accepted by the platform.
+        let committed = async {
+            match &prior {
+                Some((p, at)) => commit(ctx, p, Some((checkpoint_name, at))).await,
+                None => Ok(()),
+            }
+        };
+        let (sent, committed, next) = futures_util::join!(
+            plan_and_send(ctx, &mut candidates, &checkpoint, prior.as_ref().map(|(p, _)| p)),
+            committed,
             pages.next()
         );
-        if let Err(e) = processed {
+        prior = None;
+        if let Err(e) = committed {
+            // This page's events went out, but it is not recorded: the next run repeats both
+            // pages under the same ids.
+            if let Ok(sent) = &sent {
+                report.published += sent.accepted();
+            }
             break Err(e);
         }
+        let settled = match sent {
+            Ok(sent) => settle(ctx, sent, report).await,
+            Err(e) => Err(e),
+        };
+        let mut settled = match settled {
+            Ok(s) => s,
+            Err(e) => break Err(e),
+        };
         fetched = next;
+        if let Some(stop) = settled.stop.take() {
+            // The run stops at this page: what it recorded is written, without its checkpoint.
+            if let Err(e) = commit(ctx, &settled, None).await {
+                break Err(e);
+            }
+            break Err(stop);
+        }
+        prior = Some((settled, past.clone()));
         checkpoint = past;
         if let Some(progress) = &deps.progress {
             progress(
@@ -204,6 +238,18 @@ where
                 },
             );
         }
+    };
+    // The last page settled goes in whatever ended the loop: the platform took all of it.
+    let last = match &prior {
+        Some((p, at)) => commit(ctx, p, Some((checkpoint_name, at))).await,
+        None => Ok(()),
+    };
+    let result = match (result, last) {
+        (Err(e), Err(also)) => {
+            tracing::warn!(tenant = %tenant.id, error = %also, "the last page's stories were not saved either");
+            Err(e)
+        }
+        (result, last) => result.and(last),
     };
     let lag = checkpoint
         .watermark

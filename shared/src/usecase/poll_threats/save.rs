@@ -1,5 +1,6 @@
 //! Writing a page's stories back, over the writeback's changes when it got in first.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use super::page::Work;
@@ -12,9 +13,11 @@ use crate::store::{Checkpoint, Store, StoreError, StoryRecord, StoryStatus, Vers
 pub(super) async fn save_stories(
     store: &Store,
     tenant: &str,
-    mut dirty: Vec<Work>,
+    dirty: Vec<&Work>,
     checkpoint: Option<(&str, &Checkpoint)>,
 ) -> Result<(), StoreError> {
+    // The page's stories are only copied when one is retried: the next page reads them meanwhile.
+    let mut dirty: Vec<Cow<'_, Work>> = dirty.into_iter().map(Cow::Borrowed).collect();
     // Stories this page archived by rolling their key over, as the page left them, with the
     // members it changed.
     let rolled: HashMap<String, (StoryRecord, HashSet<MemberId>)> = dirty
@@ -42,8 +45,7 @@ pub(super) async fn save_stories(
             .map(|i| dirty[*i].story.id.clone())
             .collect();
         for i in conflicts {
-            let placeholder = Work::new(dirty[i].story.clone(), 0, false, false);
-            let mut w = std::mem::replace(&mut dirty[i], placeholder);
+            let mut w = dirty[i].clone().into_owned();
             let name = if w.archived {
                 w.story.id.clone()
             } else {
@@ -56,7 +58,7 @@ pub(super) async fn save_stories(
             else {
                 // Gone meanwhile (never expected): write ours as new.
                 w.version = 0;
-                retry.push(w);
+                retry.push(Cow::Owned(w));
                 continue;
             };
             if current.id == w.story.id {
@@ -70,11 +72,11 @@ pub(super) async fn save_stories(
                     let at = store.get_story(tenant, &current.id).await?.map_or(0, |v| v.version);
                     let mut copy = Work::new(on_top(current, touched, ours), at, true, true);
                     copy.touched = touched.clone();
-                    retry.push(copy);
+                    retry.push(Cow::Owned(copy));
                 }
             }
             w.version = version;
-            retry.push(w);
+            retry.push(Cow::Owned(w));
         }
         dirty = retry;
     }
