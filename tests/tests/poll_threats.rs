@@ -288,6 +288,98 @@ async fn a_page_decides_against_the_stories_the_previous_page_is_still_writing()
     assert_eq!(h.poll().await.tenants[0].published, 0, "a rerun sends nothing");
 }
 
+/// The writeback records our write on a story while the page that changed it is committed, after
+/// the next page was decided against that page's copy of it: the next page is decided again
+/// from the store (where the console's change is our own write coming back) and held, rather
+/// than recorded as decided.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_decided_against_a_story_merged_meanwhile_is_decided_again() {
+    use futures_util::FutureExt;
+    use integration_tests::poll::{Hooked, PublishHook};
+    use s1_shared::s1::dto::IncidentStatus;
+    let flaky = FlakyTable::new(embedded());
+    let mut h = PollHarness::start(config(1_200), flaky.clone()).await;
+    h.poll().await;
+    let threats = all_threats(&h).await;
+    let last = threats
+        .iter()
+        .max_by_key(|t| t.threat_info.updated_at)
+        .unwrap()
+        .id
+        .clone();
+    let mut by_key: HashMap<String, Vec<String>> = HashMap::new();
+    for t in threats.iter().filter(|t| t.id != last) {
+        by_key
+            .entry(domain::story_key(t, Grouping::Story))
+            .or_default()
+            .push(t.id.to_string());
+    }
+    let (key, members) = by_key.iter().find(|(_, m)| m.len() >= 2).expect("a story of two");
+    let (a, m) = (members[0].clone(), members[1].clone());
+    // Page 1: `a` and 999 others change in the console (with the checkpoint's own threat read
+    // again first, one of them lands on page 2); page 2: `m` shows what our writeback wrote.
+    let control = h.sim.control();
+    // Each a real change of status, so each is published.
+    let other_status = |t: &s1_shared::s1::dto::Threat| match t.threat_info.incident_status {
+        Some(IncidentStatus::InProgress) => "unresolved",
+        _ => "in_progress",
+    };
+    let first = threats.iter().find(|t| t.id == a).unwrap();
+    control
+        .console_update(&a, Some(other_status(first)), None)
+        .await
+        .unwrap();
+    let others = threats
+        .iter()
+        .filter(|t| t.id != last && by_key.get(&domain::story_key(t, Grouping::Story)) != Some(members));
+    for t in others.take(999) {
+        control
+            .console_update(&t.id, Some(other_status(t)), None)
+            .await
+            .unwrap();
+    }
+    control.console_update(&m, Some("resolved"), None).await.unwrap();
+
+    // Page 1's stories are held back; once page 2 is decided and publishing, the writeback
+    // records its write of `m` in the story, then page 1's commit goes in (merged over it).
+    flaky.hold_story_writes(true);
+    let (store, gate, k, mm) = (h.store.clone(), flaky.clone(), key.clone(), m.clone());
+    let hook: PublishHook = Arc::new(move |n| {
+        let (store, gate, key, m) = (store.clone(), gate.clone(), k.clone(), mm.clone());
+        async move {
+            if n == 999 {
+                let mut s = store.get_story("acme", &key).await.unwrap().unwrap();
+                s.value.members.get_mut(m.as_str()).unwrap().written_status = Some(IncidentStatus::Resolved);
+                assert!(store.put_story("acme", &s.value, s.version).await.unwrap());
+                gate.hold_story_writes(false);
+            }
+        }
+        .boxed()
+    });
+    let plain = h.deps.platforms.clone();
+    h.deps.platforms = Hooked::wrap(plain.clone(), hook);
+    let r = tokio::time::timeout(Duration::from_secs(120), h.poll())
+        .await
+        .expect("page 2 went out while page 1's stories were held")
+        .tenants
+        .remove(0);
+    h.deps.platforms = plain;
+    // `m`'s update went out before the writeback's record could be seen; it is not recorded.
+    assert_eq!((r.outcome, r.published, r.echoes), (Outcome::Failed, 1_000, 1), "{r:?}");
+    assert!(threat_ids(&h.events("threat.updated")).contains(&m));
+    assert!(
+        r.error
+            .as_deref()
+            .unwrap()
+            .contains("changed while a page was published"),
+        "{r:?}"
+    );
+    // Decided again, `m` was recognised as our own write coming back (the echo above, recorded):
+    // the next run reads page 2 again and has nothing to send.
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.published), (Outcome::Completed, 0), "{r:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failure_between_pages_resumes_where_it_stopped() {
     let h = PollHarness::start(config(3_000), embedded()).await;

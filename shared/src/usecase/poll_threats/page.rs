@@ -77,10 +77,11 @@ async fn load(
     tenant: &str,
     candidates: &[&Candidate],
     prior: Option<&Stories>,
-) -> Result<Stories, StoreError> {
+) -> Result<(Stories, Vec<String>), StoreError> {
     let mut work = Stories::new();
+    let mut taken = Vec::new();
     let unique: HashSet<&str> = candidates.iter().map(|c| c.key.as_str()).collect();
-    read(store, tenant, unique, prior, false, &mut work).await?;
+    read(store, tenant, unique, (prior, &mut taken), false, &mut work).await?;
     let archived_ids: HashSet<String> = candidates
         .iter()
         .filter_map(|c| {
@@ -94,20 +95,21 @@ async fn load(
         store,
         tenant,
         archived_ids.iter().map(String::as_str),
-        prior,
+        (prior, &mut taken),
         true,
         &mut work,
     )
     .await?;
-    Ok(work)
+    Ok((work, taken))
 }
 
-/// Adds the named stories to `work`: from `prior` when it holds them, else from the store.
+/// Adds the named stories to `work`: from `prior` when it holds them (noting their names in
+/// `taken`), else from the store.
 async fn read<'n>(
     store: &Store,
     tenant: &str,
     names: impl IntoIterator<Item = &'n str>,
-    prior: Option<&Stories>,
+    (prior, taken): (Option<&Stories>, &mut Vec<String>),
     archived: bool,
     work: &mut Stories,
 ) -> Result<(), StoreError> {
@@ -116,6 +118,7 @@ async fn read<'n>(
         match prior.and_then(|p| p.get(name)) {
             Some(w) => {
                 work.insert(name.to_owned(), w.as_stored());
+                taken.push(name.to_owned());
             }
             None => missing.push(name.to_owned()),
         }
@@ -284,6 +287,8 @@ pub(super) struct Sending<'p> {
     had_letter: HashSet<usize>,
     /// Candidates already seen at the checkpoint's watermark (counted as unchanged).
     seen: u64,
+    /// Stories taken from the previous page as it was writing them.
+    from_prior: Vec<String>,
     counts: TenantReport,
 }
 
@@ -340,13 +345,15 @@ pub(super) async fn plan_and_send<'p>(
         stop: None,
         had_letter: HashSet::new(),
         seen,
+        from_prior: Vec::new(),
         counts: TenantReport::default(),
     };
     if sending.candidates.is_empty() {
         return Ok(sending);
     }
     let prior = prior.map(|p| &p.stories);
-    let mut work = load(&deps.store, &tenant.id, &sending.candidates, prior).await?;
+    let (mut work, from_prior) = load(&deps.store, &tenant.id, &sending.candidates, prior).await?;
+    sending.from_prior = from_prior;
 
     // Plan the page as if the platform accepted every event: the stories as they will be saved,
     // and the events, built in page order as one-at-a-time publishing would build them.
@@ -385,9 +392,15 @@ pub(super) async fn plan_and_send<'p>(
     Ok(sending)
 }
 
-/// Records what the platform answered for a sent page, once the previous page is committed:
-/// the stories to write, the dead letters to keep and to retire, and whether the run stops.
-pub(super) async fn settle(ctx: &Ctx<'_>, sent: Sending<'_>, report: &mut TenantReport) -> Result<Settled, Stop> {
+/// Records what the platform answered for a sent page, once the previous page is committed
+/// (`merged`: the stories its commit merged with another writer's change): the stories to
+/// write, the dead letters to keep and to retire, and whether the run stops.
+pub(super) async fn settle(
+    ctx: &Ctx<'_>,
+    sent: Sending<'_>,
+    merged: &HashSet<String>,
+    report: &mut TenantReport,
+) -> Result<Settled, Stop> {
     let Ctx {
         deps, tenant, platform, ..
     } = *ctx;
@@ -399,12 +412,16 @@ pub(super) async fn settle(ctx: &Ctx<'_>, sent: Sending<'_>, report: &mut Tenant
         mut stop,
         had_letter,
         seen,
+        from_prior,
         mut counts,
     } = sent;
     report.unchanged += seen;
+    // The page was decided against a story the previous page's commit then merged with another
+    // writer's change (the writeback): its plan may not stand.
+    let stale = from_prior.iter().any(|name| merged.contains(name));
     let mut retire: Vec<MemberId> = Vec::new();
     let mut letters: Vec<PublishDeadLetter> = Vec::new();
-    if stop.is_none() && deliveries.iter().all(|d| matches!(d.sent, Sent::Accepted(_))) {
+    if !stale && stop.is_none() && deliveries.iter().all(|d| matches!(d.sent, Sent::Accepted(_))) {
         // Everything went through: the plan stands, with the platform's ids for new alerts.
         let names = names_by_id(&work);
         for d in deliveries {
@@ -421,14 +438,15 @@ pub(super) async fn settle(ctx: &Ctx<'_>, sent: Sending<'_>, report: &mut Tenant
             }
         }
     } else {
-        // Some event was refused or not delivered: decide the page again from the stored
+        // Some event was refused or not delivered, or the plan was made against a story changed
+        // meanwhile: decide the page again from the stored
         // stories (the previous page's are in by now), recording only what the platform took
         // (and, unless the run stopped, the refusals, as dead letters), and nothing of a story
         // after one of its events that did not get through. The stories may have changed
         // meanwhile (the writeback): wherever the decision now differs from the event that was
         // sent, the story is left alone and the page is held, so the next run decides it again.
         counts = TenantReport::default();
-        work = load(store, &tenant.id, &candidates, None).await?;
+        work = load(store, &tenant.id, &candidates, None).await?.0;
         let mut answers: HashMap<usize, Delivery> = deliveries.into_iter().map(|d| (d.index, d)).collect();
         let mut blocked: HashSet<&str> = HashSet::new();
         let mut differs = 0usize;
@@ -525,8 +543,13 @@ pub(super) async fn settle(ctx: &Ctx<'_>, sent: Sending<'_>, report: &mut Tenant
 }
 
 /// Writes a settled page: its dead letters, then its stories with `next` (the checkpoint past
-/// the page; none when the run stops at this page) in their last transaction.
-pub(super) async fn commit(ctx: &Ctx<'_>, page: &Settled, next: Option<(&str, &Checkpoint)>) -> Result<(), Stop> {
+/// the page; none when the run stops at this page) in their last transaction. Returns the names
+/// of the stories merged with another writer's change on the way.
+pub(super) async fn commit(
+    ctx: &Ctx<'_>,
+    page: &Settled,
+    next: Option<(&str, &Checkpoint)>,
+) -> Result<HashSet<String>, Stop> {
     let store = &ctx.deps.store;
     let tenant = &ctx.tenant.id;
     // Dead letters first: a crash before the stories are saved repeats the refused events, so
@@ -540,6 +563,5 @@ pub(super) async fn commit(ctx: &Ctx<'_>, page: &Settled, next: Option<(&str, &C
         store.retire_publish_dead(tenant, &page.retire).await?;
     }
     let dirty: Vec<&Work> = page.stories.values().collect();
-    save_stories(store, tenant, dirty, next).await?;
-    Ok(())
+    Ok(save_stories(store, tenant, dirty, next).await?)
 }

@@ -194,7 +194,7 @@ where
         let committed = async {
             match &prior {
                 Some((p, at)) => commit(ctx, p, Some((checkpoint_name, at))).await,
-                None => Ok(()),
+                None => Ok(HashSet::new()),
             }
         };
         let (sent, committed, next) = futures_util::join!(
@@ -203,16 +203,19 @@ where
             pages.next()
         );
         prior = None;
-        if let Err(e) = committed {
-            // This page's events went out, but it is not recorded: the next run repeats both
-            // pages under the same ids.
-            if let Ok(sent) = &sent {
-                report.published += sent.accepted();
+        let merged = match committed {
+            Ok(merged) => merged,
+            Err(e) => {
+                // This page's events went out, but it is not recorded: the next run repeats
+                // both pages under the same ids.
+                if let Ok(sent) = &sent {
+                    report.published += sent.accepted();
+                }
+                break Err(e);
             }
-            break Err(e);
-        }
+        };
         let settled = match sent {
-            Ok(sent) => settle(ctx, sent, report).await,
+            Ok(sent) => settle(ctx, sent, &merged, report).await,
             Err(e) => Err(e),
         };
         let mut settled = match settled {
@@ -241,7 +244,7 @@ where
     };
     // The last page settled goes in whatever ended the loop: the platform took all of it.
     let last = match &prior {
-        Some((p, at)) => commit(ctx, p, Some((checkpoint_name, at))).await,
+        Some((p, at)) => commit(ctx, p, Some((checkpoint_name, at))).await.map(drop),
         None => Ok(()),
     };
     let result = match (result, last) {

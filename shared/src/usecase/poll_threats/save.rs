@@ -9,13 +9,14 @@ use crate::store::{Checkpoint, Store, StoreError, StoryRecord, StoryStatus, Vers
 
 /// Writes the changed stories, then `checkpoint` (in the same last transaction when nothing
 /// conflicts); a story changed meanwhile by another writer (the writeback) is re-read and our
-/// member changes applied on top, keeping what the writeback recorded.
+/// member changes applied on top, keeping what the writeback recorded. Returns the item names of
+/// the stories merged so: stored otherwise than the page left them.
 pub(super) async fn save_stories(
     store: &Store,
     tenant: &str,
     dirty: Vec<&Work>,
     checkpoint: Option<(&str, &Checkpoint)>,
-) -> Result<(), StoreError> {
+) -> Result<HashSet<String>, StoreError> {
     // The page's stories are only copied when one is retried: the next page reads them meanwhile.
     let mut dirty: Vec<Cow<'_, Work>> = dirty.into_iter().map(Cow::Borrowed).collect();
     // Stories this page archived by rolling their key over, as the page left them, with the
@@ -25,9 +26,10 @@ pub(super) async fn save_stories(
         .filter(|w| w.archived && w.version == 0)
         .map(|w| (w.story.id.clone(), (w.story.clone(), w.touched.clone())))
         .collect();
+    let mut merged = HashSet::new();
     for _ in 0..5 {
         if dirty.is_empty() && checkpoint.is_none() {
-            return Ok(());
+            return Ok(merged);
         }
         let batch: Vec<(&StoryRecord, u64, bool)> = dirty.iter().map(|w| (&w.story, w.version, w.archived)).collect();
         let conflicts = match checkpoint {
@@ -36,7 +38,7 @@ pub(super) async fn save_stories(
         };
         drop(batch);
         if conflicts.is_empty() {
-            return Ok(());
+            return Ok(merged);
         }
         let mut retry = Vec::new();
         let retried: HashSet<String> = conflicts
@@ -51,6 +53,7 @@ pub(super) async fn save_stories(
             } else {
                 w.story.key.clone()
             };
+            merged.insert(name.clone());
             let Some(Versioned {
                 value: current,
                 version,
@@ -70,6 +73,7 @@ pub(super) async fn save_stories(
                 // with what is stored under its id.)
                 if !retried.contains(&current.id) {
                     let at = store.get_story(tenant, &current.id).await?.map_or(0, |v| v.version);
+                    merged.insert(current.id.clone());
                     let mut copy = Work::new(on_top(current, touched, ours), at, true, true);
                     copy.touched = touched.clone();
                     retry.push(Cow::Owned(copy));
