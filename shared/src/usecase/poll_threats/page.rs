@@ -300,6 +300,11 @@ impl Sending<'_> {
             .filter(|d| matches!(d.sent, Sent::Accepted(_)))
             .count() as u64
     }
+
+    /// Why the run stops at this page, if it does.
+    pub(super) fn stop(&self) -> Option<&Stop> {
+        self.stop.as_ref()
+    }
 }
 
 /// A page settled: what its [`commit`] writes.

@@ -207,9 +207,17 @@ where
             Ok(merged) => merged,
             Err(e) => {
                 // This page's events went out, but it is not recorded: the next run repeats
-                // both pages under the same ids.
-                if let Ok(sent) = &sent {
-                    report.published += sent.accepted();
+                // both pages under the same ids. Only the first failure is the run's error.
+                match &sent {
+                    Ok(sent) => {
+                        report.published += sent.accepted();
+                        if let Some(also) = sent.stop() {
+                            tracing::warn!(tenant = %tenant.id, error = %also, "the page published meanwhile stopped too");
+                        }
+                    }
+                    Err(also) => {
+                        tracing::warn!(tenant = %tenant.id, error = %also, "the page published meanwhile failed too");
+                    }
                 }
                 break Err(e);
             }
