@@ -482,9 +482,15 @@ pub(super) async fn settle(
                 continue;
             };
             let w = work.get_mut(&placement.name).expect("story is loaded");
-            let same = answer
-                .as_ref()
-                .is_some_and(|d| d.event.story.id == w.story.id && d.event.kind == placement.kind);
+            // What was sent must say what the story now says: same story, same kind, and the
+            // same reopen and all-resolved flags (a story closed or resolved meanwhile).
+            let same = answer.as_ref().is_some_and(|d| {
+                let told = &d.event.story;
+                told.id == w.story.id
+                    && d.event.kind == placement.kind
+                    && told.reopened == (w.reopened && placement.kind == EventKind::Created)
+                    && told.all_resolved == all_resolved(&w.story, &c.id, &state)
+            });
             let Some(d) = answer.filter(|_| same) else {
                 // Not what was sent (or nothing was): the story changed meanwhile.
                 differs += 1;
