@@ -288,6 +288,14 @@ async fn a_page_decides_against_the_stories_the_previous_page_is_still_writing()
     assert_eq!(h.poll().await.tenants[0].published, 0, "a rerun sends nothing");
 }
 
+/// The run stopped because a page was decided differently once its stories were read again: the
+/// page is held for the next run.
+fn assert_page_held(r: &TenantReport) {
+    assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
+    let error = r.error.as_deref().unwrap_or_default();
+    assert!(error.contains("changed while a page was published"), "{r:?}");
+}
+
 /// A polled backlog of 1,200 and a story `key` of it with members `a` (and `b`, when the story
 /// has two): on the next run, page 1 holds `a` and 998 other threats changed in the console (after
 /// the checkpoint's own threat, read again), page 2 one more other threat and whatever the test
@@ -404,13 +412,7 @@ async fn a_page_decided_against_a_story_merged_meanwhile_is_decided_again() {
     // `b`'s update went out before the writeback's record could be seen; it is not recorded.
     assert_eq!((r.outcome, r.published, r.echoes), (Outcome::Failed, 1_000, 1), "{r:?}");
     assert!(threat_ids(&p.h.events("threat.updated")).contains(&b));
-    assert!(
-        r.error
-            .as_deref()
-            .unwrap()
-            .contains("changed while a page was published"),
-        "{r:?}"
-    );
+    assert_page_held(&r);
     // Decided again, `b` was recognised as our own write coming back (the echo above, recorded):
     // the next run reads page 2 again and has nothing to send.
     let r = p.h.poll().await.tenants.remove(0);
@@ -1262,14 +1264,7 @@ async fn a_story_changed_while_its_page_is_published_holds_the_page() {
     h.deps.platforms = Hooked::wrap(plain.clone(), hook);
     h.receiver.fail_next(1, 422);
     let r = h.poll().await.tenants.remove(0);
-    assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
-    assert!(
-        r.error
-            .as_deref()
-            .unwrap()
-            .contains("changed while a page was published"),
-        "{r:?}"
-    );
+    assert_page_held(&r);
     assert_eq!(
         h.store.get_checkpoint("acme", "threats").await.unwrap(),
         None,

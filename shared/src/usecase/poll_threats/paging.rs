@@ -165,9 +165,9 @@ where
     let mut expected = None;
     let fetched_before = report.fetched;
     let mut fetched = pages.next().await;
-    // The page before this one, settled, with the checkpoint past it: committed while this one
-    // is planned and sent.
-    let mut prior: Option<(Settled, Checkpoint)> = None;
+    // The page before this one, settled: committed (with `checkpoint`, which is past it) while
+    // this one is planned and sent.
+    let mut prior: Option<Settled> = None;
     let result = loop {
         if deadline.saturating_duration_since(Instant::now()) <= margin {
             report.outcome = Outcome::Partial;
@@ -193,12 +193,12 @@ where
         // with its page's stories: everything before it has been accepted by the platform.
         let committed = async {
             match &prior {
-                Some((p, at)) => commit(ctx, p, Some((checkpoint_name, at))).await,
+                Some(p) => commit(ctx, p, Some((checkpoint_name, &checkpoint))).await,
                 None => Ok(HashSet::new()),
             }
         };
         let (sent, committed, next) = futures_util::join!(
-            plan_and_send(ctx, &mut candidates, &checkpoint, prior.as_ref().map(|(p, _)| p)),
+            plan_and_send(ctx, &mut candidates, &checkpoint, prior.as_ref()),
             committed,
             pages.next()
         );
@@ -238,7 +238,7 @@ where
             }
             break Err(stop);
         }
-        prior = Some((settled, past.clone()));
+        prior = Some(settled);
         checkpoint = past;
         if let Some(progress) = &deps.progress {
             progress(
@@ -252,7 +252,7 @@ where
     };
     // The last page settled goes in whatever ended the loop: the platform took all of it.
     let last = match &prior {
-        Some((p, at)) => commit(ctx, p, Some((checkpoint_name, at))).await.map(drop),
+        Some(p) => commit(ctx, p, Some((checkpoint_name, &checkpoint))).await.map(drop),
         None => Ok(()),
     };
     let result = match (result, last) {
