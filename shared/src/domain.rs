@@ -41,6 +41,10 @@ pub fn member_bytes(id: &str, m: &crate::store::MemberState) -> usize {
 /// The grouping key of a threat: endpoint + file hash; for fileless threats (empty hash),
 /// endpoint + storyline; without an endpoint, the threat alone.
 pub fn story_key(t: &Threat, grouping: Grouping) -> String {
+    safe_key(raw_story_key(t, grouping))
+}
+
+fn raw_story_key(t: &Threat, grouping: Grouping) -> String {
     if grouping == Grouping::Threat {
         return format!("threat:{}", t.id);
     }
@@ -57,6 +61,10 @@ pub fn story_key(t: &Threat, grouping: Grouping) -> String {
 /// The grouping key of a STAR alert (`alert_id` is its id): endpoint + rule; without either (or
 /// when grouping by threat), the alert alone (`alert:<id>`).
 pub fn alert_story_key(a: &CloudAlert, alert_id: &str, grouping: Grouping) -> String {
+    safe_key(raw_alert_story_key(a, alert_id, grouping))
+}
+
+fn raw_alert_story_key(a: &CloudAlert, alert_id: &str, grouping: Grouping) -> String {
     let agent = a
         .agent_detection_info
         .as_ref()
@@ -173,12 +181,38 @@ pub fn severity(confidence: Option<ConfidenceLevel>, classification: Option<&str
     }
 }
 
-/// A deterministic event id: the same change of the same threat always gets the same id, so a
-/// redelivery after a crash is recognised by the receiver as the same message.
+/// A deterministic event id: the same change of the same thing always gets the same id, so a
+/// redelivery after a crash is recognised by the receiver as the same message. `kind` names what
+/// the id is of (a notice's type, say); threat events use [`threat_event_id`].
 pub fn event_id(tenant: &str, kind: &str, threat_id: &str, updated_at: Option<OffsetDateTime>) -> String {
     let stamp = updated_at.map(|t| t.unix_timestamp_nanos()).unwrap_or_default();
     let digest = Sha256::digest(format!("{tenant}\n{kind}\n{threat_id}\n{stamp}").as_bytes());
     format!("msg_{}", &hex::encode(digest)[..32])
+}
+
+/// The id of the event that tells one version (`updated_at`) of one threat or STAR alert: the
+/// same whatever the event is (`threat.created` or `threat.updated`, joining or opening a story)
+/// and whichever path sends it, so a version sent once as an update on a page planned against an
+/// uncommitted page, and again as new after a crash, reaches a receiver that de-duplicates on
+/// `webhook-id` once.
+pub fn threat_event_id(tenant: &str, member: &str, updated_at: Option<OffsetDateTime>) -> String {
+    event_id(tenant, "threat", member, updated_at)
+}
+
+/// Longest grouping key kept as it reads. A key is made of console text (agent ids, hashes,
+/// storylines, STAR rule names); longer ones, or ones holding a character a store key cannot
+/// (a control character, `#`), become a digest, so no console content can stop a checkpoint.
+pub const MAX_READABLE_KEY: usize = 160;
+
+/// `raw` as a grouping key: itself when short and plain, else `digest:<hex>` of it.
+fn safe_key(raw: String) -> String {
+    let plain =
+        !raw.is_empty() && raw.len() <= MAX_READABLE_KEY && !raw.contains('#') && !raw.chars().any(char::is_control);
+    if plain {
+        raw
+    } else {
+        format!("digest:{}", short_digest(raw.as_bytes()))
+    }
 }
 
 #[cfg(test)]
@@ -265,8 +299,14 @@ mod tests {
             event_id("a", "threat.created", "1", Some(t))
         );
         assert_ne!(
-            event_id("a", "threat.created", "1", Some(t)),
-            event_id("a", "threat.updated", "1", Some(t))
+            event_id("a", "token.expiring", "1", Some(t)),
+            event_id("a", "token.unauthorized", "1", Some(t))
+        );
+        assert_eq!(threat_event_id("a", "1", Some(t)), threat_event_id("a", "1", Some(t)));
+        assert_ne!(threat_event_id("a", "1", Some(t)), threat_event_id("b", "1", Some(t)));
+        assert_ne!(
+            threat_event_id("a", "1", Some(t)),
+            threat_event_id("a", "1", Some(t + Duration::seconds(1)))
         );
         assert_ne!(
             event_id("a", "threat.updated", "1", Some(t)),

@@ -134,8 +134,9 @@ impl reqwest::dns::Resolve for GuardedResolver {
 }
 
 /// The HTTP client for S1 and the platforms: `connect` and `total` bound every call, redirects
-/// are never followed (a 3xx is an answer like any other), and names resolve through the guard
-/// described in the module docs.
+/// are never followed (a 3xx is an answer like any other), names resolve through the guard
+/// described in the module docs, and no proxy named in the environment is used (every
+/// connection goes straight to the target, whose address the guard checks).
 ///
 /// # Errors
 /// When the TLS backend cannot be set up.
@@ -148,6 +149,9 @@ pub fn outbound_client(
         .connect_timeout(connect)
         .timeout(total)
         .redirect(reqwest::redirect::Policy::none())
+        // No proxy from the environment (HTTPS_PROXY and the like): through a proxy only the
+        // proxy's name is resolved here, so the guard would never see the target's address.
+        .no_proxy()
         // reqwest's own retries only ever apply to HTTP/2 and 3 (not built in here); turned off
         // so it does not copy every request's headers in case of one. Our callers retry.
         .retry(reqwest::retry::never().max_retries_per_request(0))

@@ -221,7 +221,7 @@ fn event(
     let kind = p.kind;
     ThreatEvent {
         kind,
-        id: domain::event_id(&tenant.id, kind.as_str(), &c.id, c.stamp),
+        id: domain::threat_event_id(&tenant.id, &c.id, c.stamp),
         tenant: tenant.id.clone(),
         severity: c.severity,
         threat: view,
