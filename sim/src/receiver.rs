@@ -33,6 +33,8 @@ struct Inner {
     deliveries: Vec<Delivery>,
     seen: HashSet<String>,
     faults: VecDeque<u16>,
+    /// Requests still to be taken (recorded) and then left unanswered for this long.
+    stalls: VecDeque<std::time::Duration>,
     refused_signatures: usize,
     /// Requests accepted (a batch is one).
     requests: usize,
@@ -132,9 +134,19 @@ impl WebhookReceiver {
         inner.faults.extend(std::iter::repeat_n(status, n));
     }
 
-    /// Drops the failures still queued by [`fail_next`](Self::fail_next): the platform is back.
+    /// The next `n` requests are taken (verified and recorded, as a platform that has stored
+    /// them) and then left unanswered for `hold`: the sender's timeout fires although the
+    /// platform has the delivery.
+    pub fn stall_next(&self, n: usize, hold: std::time::Duration) {
+        self.inner().stalls.extend(std::iter::repeat_n(hold, n));
+    }
+
+    /// Drops the failures and stalls still queued by [`fail_next`](Self::fail_next) and
+    /// [`stall_next`](Self::stall_next): the platform is back.
     pub fn recover(&self) {
-        self.inner().faults.clear();
+        let mut inner = self.inner();
+        inner.faults.clear();
+        inner.stalls.clear();
     }
 
     /// Forgets everything received.
@@ -190,15 +202,29 @@ fn verified(key: &[u8], headers: &HeaderMap, body: &[u8]) -> Option<String> {
 }
 
 async fn receive(State(state): State<Arc<RecvState>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let (status, stall) = take(&state, &headers, &body);
+    if let Some(hold) = stall.filter(|_| status == StatusCode::OK) {
+        tokio::time::sleep(hold).await;
+    }
+    status
+}
+
+/// Verifies and records one request; with the stall due for it, if one is.
+fn take(state: &RecvState, headers: &HeaderMap, body: &[u8]) -> (StatusCode, Option<std::time::Duration>) {
     let mut inner = state.inner.lock().unwrap_or_else(|e| e.into_inner());
+    let stall = inner.stalls.pop_front();
+    (answer(state, &mut inner, headers, body), stall)
+}
+
+fn answer(state: &RecvState, inner: &mut Inner, headers: &HeaderMap, body: &[u8]) -> StatusCode {
     if let Some(status) = inner.faults.pop_front() {
         return StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     }
-    let Some(id) = verified(&state.key, &headers, &body) else {
+    let Some(id) = verified(&state.key, headers, body) else {
         inner.refused_signatures += 1;
         return StatusCode::UNAUTHORIZED;
     };
-    let Ok(json) = serde_json::from_slice::<Value>(&body) else {
+    let Ok(json) = serde_json::from_slice::<Value>(body) else {
         return StatusCode::BAD_REQUEST;
     };
     inner.requests += 1;
@@ -217,11 +243,11 @@ async fn receive(State(state): State<Arc<RecvState>>, headers: HeaderMap, body: 
             if let Some(o) = e.as_object_mut() {
                 o.remove("id");
             }
-            record(&mut inner, id, e, state.keep_bodies);
+            record(inner, id, e, state.keep_bodies);
         }
         return StatusCode::OK;
     }
-    record(&mut inner, id, json, state.keep_bodies);
+    record(inner, id, json, state.keep_bodies);
     StatusCode::OK
 }
 

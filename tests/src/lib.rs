@@ -2,6 +2,7 @@
 //! simulator-plus-client harness, and a Swagger 2.0 schema checker.
 
 pub mod fault_sweep;
+pub mod guarantees;
 pub mod halo;
 pub mod outbound;
 pub mod poll;

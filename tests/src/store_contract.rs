@@ -57,6 +57,7 @@ fn member(i: usize) -> MemberState {
         written_status: None,
         written_verdict: None,
         publish_error: None,
+        unsure: false,
     }
 }
 

@@ -82,3 +82,23 @@ async fn stories_changed_on_every_attempt_fail_the_run_as_a_conflict() {
 async fn a_refused_event_becomes_a_publish_dead_letter_replayed_once() {
     integration_tests::poll::a_refused_event_becomes_a_publish_dead_letter_replayed_once(table().await).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_sent_as_an_update_and_again_as_new_keeps_one_webhook_id() {
+    integration_tests::guarantees::a_version_sent_as_an_update_and_again_as_new_keeps_one_webhook_id(table().await)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_threat_set_back_after_a_kill_in_its_update_reaches_the_platform() {
+    integration_tests::guarantees::a_threat_set_back_after_a_kill_in_its_update_reaches_the_platform(table().await)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_threat_set_back_after_its_update_went_unanswered_reaches_the_platform() {
+    integration_tests::guarantees::a_threat_set_back_after_its_update_went_unanswered_reaches_the_platform(
+        table().await,
+    )
+    .await;
+}

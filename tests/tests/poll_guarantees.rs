@@ -4,13 +4,11 @@
 //! The simulator over HTTP and a real receiver that de-duplicates on `webhook-id`; on DynamoDB
 //! Local too where the store is involved (`poll_dynamodb.rs`).
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures_util::FutureExt;
-use integration_tests::poll::{FlakyTable, Hooked, PollHarness, PublishHook, tenant};
-use s1_bridge_sim::{FaultKind, FaultRule, SimConfig};
+use integration_tests::guarantees;
+use integration_tests::poll::{PollHarness, tenant};
+use s1_bridge_sim::SimConfig;
 use s1_shared::store::{EmbeddedTable, ItemTable};
 use s1_shared::usecase::poll_threats::Outcome;
 use serde_json::{Value, json};
@@ -19,108 +17,19 @@ fn embedded() -> Arc<dyn ItemTable> {
     Arc::new(EmbeddedTable::in_memory().unwrap())
 }
 
-/// Every (threat, `updatedAt`) the receiver took, with the webhook ids it came under.
-fn ids_per_version(h: &PollHarness) -> HashMap<(String, String), HashSet<String>> {
-    let mut out: HashMap<(String, String), HashSet<String>> = HashMap::new();
-    for d in h.receiver.deliveries() {
-        let s1 = &d.body["data"]["s1"];
-        let version = (
-            s1["threat_id"].as_str().unwrap_or_default().to_owned(),
-            s1["updated_at"].as_str().unwrap_or_default().to_owned(),
-        );
-        out.entry(version).or_default().insert(d.webhook_id);
-    }
-    out
-}
-
-/// A threat first seen on page 1 (`threat.created` v1) changes before page 2 is read (S1 slow to
-/// answer it), so page 2, planned against page 1's stories as they will be stored, sends it as
-/// `threat.updated` v2. Page 1's commit then fails: the next run starts from the old checkpoint,
-/// where the threat is not yet a member, and tells v2 as new. Both deliveries of v2 carry one
-/// webhook id, so a receiver that de-duplicates on it shows v2 once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_version_sent_as_an_update_and_again_as_new_keeps_one_webhook_id() {
-    let flaky = FlakyTable::new(embedded());
-    let mut h = PollHarness::start(
-        SimConfig {
-            threats: 1_002,
-            agents: 300,
-            cloud_alerts: 0,
-            ..SimConfig::default()
-        },
-        flaky.clone(),
-    )
-    .await;
-    let control = h.sim.control();
-    // The 1,000th threat by `updatedAt` is page 1's last.
-    let mut threats = integration_tests::items(
-        s1_shared::s1::S1Client::new(
-            &h.sim.base_url(),
-            &s1_shared::ApiToken::new(s1_bridge_sim::DEFAULT_TOKEN),
-            integration_tests::fast_retry_options(),
-        )
-        .unwrap()
-        .threats(&s1_shared::s1::ThreatQuery::default()),
-    )
-    .await
-    .unwrap();
-    threats.sort_by_key(|t| t.threat_info.updated_at);
-    let changed = threats[999].id.clone();
-    // Page 2's request is answered after 2.5 s; the console changes the threat meanwhile.
-    control
-        .add_fault(
-            &FaultRule::new("/threats", FaultKind::Slow { millis: 2_500 }, 1)
-                .method("GET")
-                .after(1),
-        )
-        .await
-        .unwrap();
-    let (sim_url, id) = (h.sim.base_url(), changed.clone());
-    let hook: PublishHook = Arc::new(move |n| {
-        let (sim_url, id) = (sim_url.clone(), id.clone());
-        async move {
-            if n == 0 {
-                s1_bridge_sim::SimControl::new(&sim_url)
-                    .console_update(&id, Some("in_progress"), None)
-                    .await
-                    .unwrap();
-            }
-        }
-        .boxed()
-    });
-    let plain = h.deps.platforms.clone();
-    h.deps.platforms = Hooked::wrap(plain.clone(), hook);
-    // Page 1's commit (its stories and checkpoint) fails after page 2 went out.
-    flaky.fail_story_writes(1);
-    let r = h.poll().await.tenants.remove(0);
-    assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
-    let updated: Vec<Value> = h.events("threat.updated");
-    assert!(
-        updated.iter().any(|e| e["data"]["s1"]["threat_id"] == changed.as_str()),
-        "page 2 told the change as an update: {:?}",
-        updated.len()
-    );
+    guarantees::a_version_sent_as_an_update_and_again_as_new_keeps_one_webhook_id(embedded()).await;
+}
 
-    h.deps.platforms = plain;
-    let r = h.poll().await.tenants.remove(0);
-    assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
-    let versions = ids_per_version(&h);
-    let doubled: Vec<_> = versions.iter().filter(|(_, ids)| ids.len() > 1).collect();
-    assert!(
-        doubled.is_empty(),
-        "a threat version came under two webhook ids: {doubled:?}"
-    );
-    let theirs: Vec<_> = versions.keys().filter(|(t, _)| *t == changed).collect();
-    assert_eq!(
-        theirs.len(),
-        2,
-        "v1 and v2 of the changed threat, each once: {theirs:?}"
-    );
-    assert_eq!(
-        versions.keys().map(|(t, _)| t).collect::<HashSet<_>>().len(),
-        1_002,
-        "every threat reached the receiver"
-    );
+#[tokio::test(flavor = "multi_thread")]
+async fn a_threat_set_back_after_a_kill_in_its_update_reaches_the_platform() {
+    guarantees::a_threat_set_back_after_a_kill_in_its_update_reaches_the_platform(embedded()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_threat_set_back_after_its_update_went_unanswered_reaches_the_platform() {
+    guarantees::a_threat_set_back_after_its_update_went_unanswered_reaches_the_platform(embedded()).await;
 }
 
 /// A console that answers `GET /threats` with nothing and `GET /cloud-detection/alerts` with

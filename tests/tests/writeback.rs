@@ -502,6 +502,7 @@ mod pagerduty {
             written_status: None,
             written_verdict: None,
             publish_error: None,
+            unsure: false,
         };
         let story = StoryRecord {
             key: "pd-story".into(),

@@ -62,6 +62,7 @@ mod tests {
             written_status: None,
             written_verdict: None,
             publish_error: None,
+            unsure: false,
         };
         let story = StoryRecord {
             key: "a:b".into(),

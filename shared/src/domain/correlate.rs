@@ -8,11 +8,14 @@
 //! The rules, in order, for a threat already a member of a story (the key's current story or one
 //! of its archived ones):
 //! 1. the same `updatedAt` as recorded: **unchanged** (a page repeated after a crash);
-//! 2. neither what the platform shows ([`content_digest`](super::content_digest)) nor the status
+//! 2. a newer version was sent and its outcome is unknown (the member is
+//!    [`unsure`](crate::store::MemberState::unsure)): **changed**, whatever this version reads, so
+//!    the platform ends on S1's latest state;
+//! 3. neither what the platform shows ([`content_digest`](super::content_digest)) nor the status
 //!    and verdict changed (only `updatedAt` moved, a note say): **unchanged**;
-//! 3. the content is the same, we wrote a status or verdict to S1, and S1 now holds exactly what
+//! 4. the content is the same, we wrote a status or verdict to S1, and S1 now holds exactly what
 //!    we wrote (a field we did not write as it was): **echo**, our own writeback coming back;
-//! 4. anything else (new content, or a status or verdict set in the console, also after one of
+//! 5. anything else (new content, or a status or verdict set in the console, also after one of
 //!    our writes): **changed**.
 //!
 //! For a threat no story holds yet, against its key's current story:
@@ -119,6 +122,12 @@ pub fn correlate<'s>(seen: &Sighting<'_>, stories: impl Fn(&str) -> Option<Held<
 fn known_member(story: String, known: &MemberState, fresh: &MemberState) -> Decision {
     if known.updated_at.is_some() && known.updated_at == fresh.updated_at {
         return Decision::Unchanged;
+    }
+    if known.unsure {
+        return Decision::Changed {
+            story,
+            had_letter: known.publish_error.is_some(),
+        };
     }
     let status_changed = (known.status, known.verdict) != (fresh.status, fresh.verdict);
     let content_changed = known.digest != fresh.digest;

@@ -17,6 +17,11 @@ pub const TENANTS_INDEX: &str = "TENANTS";
 pub fn checkpoint(name: &str) -> String {
     format!("CURSOR#{name}")
 }
+/// Sort key of a source's write-ahead record of a page's updates ([`InFlight`](super::InFlight)),
+/// `slot` 0 or 1.
+pub fn in_flight(source: &str, slot: u8) -> String {
+    format!("INFLIGHT#{source}#{slot}")
+}
 /// Sort-key prefix of stories.
 pub const STORY_PREFIX: &str = "STORY#";
 /// Sort key of a story: its grouping key when current, its id once archived.

@@ -67,6 +67,52 @@ pub struct MemberState {
     /// Why the platform refused this version (a 4xx); not retried until the threat changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish_error: Option<String>,
+    /// A newer version of this member was sent and its outcome is unknown (the run was killed,
+    /// or its commit failed, after the platform may have taken it): what the platform shows may
+    /// not be this state, so any newer version is sent, even one that reads the same.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unsure: bool,
+}
+
+/// The updates a page is about to send, written before it sends them (a write-ahead record): if
+/// the page is never committed (a kill, a failed commit), the next run marks each member
+/// [`unsure`](MemberState::unsure) whose story still holds an older version, so the platform is
+/// never left on a version the poller did not record. One per source and slot (two slots: at
+/// most two pages are uncommitted at once); a record whose page's checkpoint the stored one has
+/// passed is spent and ignored, so none is ever deleted.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct InFlight {
+    /// The newest stamp of the page, and the id of a candidate carrying it: the page is
+    /// committed once the stored checkpoint covers that candidate.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub watermark: Option<OffsetDateTime>,
+    pub last: String,
+    /// Each update's story (item name), member and version.
+    pub members: Vec<InFlightMember>,
+}
+
+/// One update of an [`InFlight`] page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InFlightMember {
+    pub story: String,
+    pub id: MemberId,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub updated_at: Option<OffsetDateTime>,
+}
+
+impl InFlight {
+    /// Whether `stored` (the source's checkpoint as stored) covers this page, so the page was
+    /// committed and this record is spent. (A page's last id may not be listed at the watermark
+    /// when the list is full: the record is then taken as not spent, which only costs a look at
+    /// its stories, whose members hold the versions sent.)
+    pub fn committed_by(&self, stored: Option<&Checkpoint>) -> bool {
+        let Some(page) = self.watermark else { return true };
+        match stored.and_then(|c| c.watermark) {
+            Some(w) if w > page => true,
+            Some(w) if w == page => stored.is_some_and(|c| c.ids_at_watermark.iter().any(|id| *id == self.last)),
+            _ => false,
+        }
+    }
 }
 
 /// A member's S1 status or verdict as stored: the word S1 uses (`resolved`, `false_positive`;

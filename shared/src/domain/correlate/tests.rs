@@ -137,6 +137,7 @@ impl T {
             written_status: None,
             written_verdict: None,
             publish_error: None,
+            unsure: false,
         }
     }
 
@@ -324,6 +325,34 @@ fn correlation_table() {
             with_a(A.undated().state()),
             A.undated(),
             Unchanged,
+        ),
+        // Known threats: a newer version's outcome unknown.
+        row(
+            "only updatedAt moved, but a newer version may have reached the platform: changed",
+            with_a(MemberState {
+                unsure: true,
+                ..A.state()
+            }),
+            A.later(),
+            changed(false),
+        ),
+        row(
+            "the version recorded, seen again, stays unchanged even when unsure",
+            with_a(MemberState {
+                unsure: true,
+                ..A.state()
+            }),
+            A,
+            Unchanged,
+        ),
+        row(
+            "an unsure member back at what we wrote is told, not taken for our echo",
+            with_a(MemberState {
+                unsure: true,
+                ..A.written(Some(Resolved), None)
+            }),
+            A.says("resolved", "undefined"),
+            changed(false),
         ),
         // Known threats: changed.
         row(

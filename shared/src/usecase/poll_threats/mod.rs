@@ -3,15 +3,20 @@
 //! Per tenant, under its lease: read the checkpoint, page through `GET /threats` by `updatedAt`
 //! ascending, decide per threat (new, changed, unchanged, our own echo) against the stored
 //! stories, publish to the platform, write the stories, and only then save the checkpoint. A
-//! crash anywhere repeats at most the last page, and the repeated events carry the same ids, so
-//! the platform sees each change once.
+//! crash anywhere repeats at most the last two pages (the one being committed and the one sent
+//! meanwhile), and the repeated events carry the same ids (one per threat version), so the
+//! platform sees each change once.
 //!
 //! The files: `paging` pages through a source (threats, then STAR alerts) from its checkpoint
 //! and replays the dead letters an operator asked for; `candidate` normalises a threat or an
 //! alert; `page` correlates a page against its stories ([`crate::domain::correlate()`], the decision
-//! itself) and publishes; `save` writes the stories back; `report` holds the counts.
+//! itself), plans it and settles the platform's answers; `send` delivers a page's events with
+//! several in flight; `inflight` keeps the write-ahead record of a page's updates, so a version
+//! whose outcome is unknown is never left standing on the platform; `save` writes the stories
+//! back; `report` holds the counts.
 
 mod candidate;
+mod inflight;
 mod page;
 mod paging;
 mod report;

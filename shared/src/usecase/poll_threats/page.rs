@@ -15,7 +15,8 @@ use crate::domain::correlate::{Decision, Held, all_resolved, new_story};
 use crate::domain::{self, AlertKey, MemberId};
 use crate::platform::{EventKind, PublishReceipt, StoryView, ThreatEvent, ThreatView};
 use crate::store::{
-    Checkpoint, MemberState, PublishDeadLetter, Store, StoreError, StoryRecord, StoryStatus, TenantConfig, Versioned,
+    Checkpoint, InFlight, InFlightMember, MemberState, PublishDeadLetter, Store, StoreError, StoryRecord, StoryStatus,
+    TenantConfig, Versioned,
 };
 
 /// One story being worked on during a page.
@@ -275,6 +276,16 @@ fn take_ref(w: &mut Work, platform: &str, receipt: PublishReceipt) {
     }
 }
 
+/// Where a page writes the record of its updates before it sends them (see `inflight`).
+pub(super) struct Ahead<'a> {
+    /// The source's checkpoint name.
+    pub source: &'a str,
+    /// 0 or 1, alternating page by page.
+    pub slot: u8,
+    /// The checkpoint the page is committed with.
+    pub past: &'a Checkpoint,
+}
+
 /// A page planned and sent: what [`settle`] records.
 pub(super) struct Sending<'p> {
     /// The page's candidates not already seen at the checkpoint's watermark.
@@ -325,6 +336,7 @@ pub(super) async fn plan_and_send<'p>(
     page: &'p mut [Candidate],
     checkpoint: &Checkpoint,
     prior: Option<&Settled>,
+    ahead: Ahead<'_>,
 ) -> Result<Sending<'p>, Stop> {
     let Ctx {
         deps, tenant, platform, ..
@@ -363,6 +375,7 @@ pub(super) async fn plan_and_send<'p>(
     // Plan the page as if the platform accepted every event: the stories as they will be saved,
     // and the events, built in page order as one-at-a-time publishing would build them.
     let mut planned: Vec<Planned> = Vec::new();
+    let mut updates: Vec<InFlightMember> = Vec::new();
     let alert_prefix = AlertKey::prefix(&tenant.console_url);
     for (index, c) in sending.candidates.iter().enumerate() {
         let Some((placement, state)) = decide(c, &mut work, &mut sending.counts) else {
@@ -383,11 +396,36 @@ pub(super) async fn plan_and_send<'p>(
         if placement.had_letter {
             sending.had_letter.insert(index);
         }
+        if placement.kind == EventKind::Updated {
+            updates.push(InFlightMember {
+                story: placement.name.clone(),
+                id: c.id.clone(),
+                updated_at: c.stamp,
+            });
+        }
         planned.push(Planned {
             index,
             key: c.key.clone(),
             event,
         });
+    }
+    if !updates.is_empty() {
+        // Written before the first update goes out: see `inflight`.
+        let last = sending
+            .candidates
+            .iter()
+            .rev()
+            .find(|c| c.stamp.is_some() && c.stamp == ahead.past.watermark)
+            .map(|c| c.id.to_string())
+            .unwrap_or_default();
+        let record = InFlight {
+            watermark: ahead.past.watermark,
+            last,
+            members: updates,
+        };
+        deps.store
+            .put_in_flight(&tenant.id, ahead.source, ahead.slot, &record)
+            .await?;
     }
     let in_flight = tenant.max_in_flight as usize;
     let (deliveries, stop) = send_all(platform, in_flight, &ctx.refusals, planned).await;

@@ -1,6 +1,6 @@
 //! Paging: a tenant's threats, then its STAR alerts, each from its checkpoint, page by page,
-//! with the checkpoint saved after each page; and the replay of dead letters an operator asked
-//! for.
+//! each page's checkpoint saved with its stories once the platform took it; and the replay of
+//! dead letters an operator asked for.
 
 use std::collections::HashSet;
 use std::sync::atomic::AtomicU32;
@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use time::OffsetDateTime;
 
 use super::candidate::Candidate;
-use super::page::{Settled, commit, plan_and_send, settle};
+use super::page::{Ahead, Settled, commit, plan_and_send, settle};
 use super::{
     ALERTS_CHECKPOINT, CHECKPOINT, DEADLINE_MARGIN, Outcome, PollDeps, Stop, TenantReport, WATERMARK_IDS_MAX_BYTES,
     paced_page,
@@ -156,10 +156,17 @@ where
     // A short-lived invocation still gets most of its time: the margin is at most a quarter.
     let margin = DEADLINE_MARGIN.min(deadline.saturating_duration_since(Instant::now()) / 4) + pace_margin;
     let store = &deps.store;
-    let mut checkpoint = store
-        .get_checkpoint(&tenant.id, checkpoint_name)
-        .await?
-        .unwrap_or_default();
+    let (checkpoint, unfinished) = store.get_checkpoint_and_in_flight(&tenant.id, checkpoint_name).await?;
+    let mut checkpoint = checkpoint.unwrap_or_default();
+    if !unfinished.is_empty() {
+        // A run sent updates it never committed: the platform may show versions the stories
+        // do not hold.
+        let marked = super::inflight::mark_unsure(store, &tenant.id, unfinished).await?;
+        tracing::info!(tenant = %tenant.id, source = checkpoint_name, marked, "members of an unfinished page marked unsure");
+    }
+    // Slot of the next page's write-ahead record: pages alternate, as at most two are
+    // uncommitted at once.
+    let mut slot: u8 = 0;
     let mut pages = std::pin::pin!(open(checkpoint.watermark));
     // S1's total is what is left from the watermark: add what this run already fetched.
     let mut expected = None;
@@ -198,7 +205,17 @@ where
             }
         };
         let (sent, committed, next) = futures_util::join!(
-            plan_and_send(ctx, &mut candidates, &checkpoint, prior.as_ref()),
+            plan_and_send(
+                ctx,
+                &mut candidates,
+                &checkpoint,
+                prior.as_ref(),
+                Ahead {
+                    source: checkpoint_name,
+                    slot,
+                    past: &past
+                }
+            ),
             committed,
             pages.next()
         );
@@ -240,6 +257,7 @@ where
         }
         prior = Some(settled);
         checkpoint = past;
+        slot ^= 1;
         if let Some(progress) = &deps.progress {
             progress(
                 report,

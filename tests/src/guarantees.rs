@@ -1,0 +1,232 @@
+//! The poller's delivery guarantees where the platform acted and the run did not hear it, or the
+//! console changed while a run was under way; each body runs on both stores.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use s1_bridge_sim::{FaultKind, FaultRule, SimConfig};
+use s1_shared::platform::Adapters;
+use s1_shared::store::ItemTable;
+use s1_shared::usecase::poll_threats::{Outcome, Selection, run};
+use serde_json::Value;
+
+use crate::poll::{FlakyTable, Hooked, PollHarness, PublishHook, hang_hook, run_until_hung};
+use crate::{fast_retry_options, loopback_hosts};
+
+/// Every (threat, `updatedAt`) the receiver took, with the webhook ids it came under.
+pub fn ids_per_version(h: &PollHarness) -> HashMap<(String, String), HashSet<String>> {
+    let mut out: HashMap<(String, String), HashSet<String>> = HashMap::new();
+    for d in h.receiver.deliveries() {
+        let s1 = &d.body["data"]["s1"];
+        let version = (
+            s1["threat_id"].as_str().unwrap_or_default().to_owned(),
+            s1["updated_at"].as_str().unwrap_or_default().to_owned(),
+        );
+        out.entry(version).or_default().insert(d.webhook_id);
+    }
+    out
+}
+
+/// A threat first seen on page 1 (`threat.created` v1) changes before page 2 is read (S1 slow to
+/// answer it), so page 2, planned against page 1's stories as they will be stored, sends it as
+/// `threat.updated` v2. Page 1's commit then fails: the next run starts from the old checkpoint,
+/// where the threat is not yet a member, and tells v2 as new. Both deliveries of v2 carry one
+/// webhook id, so a receiver that de-duplicates on it shows v2 once.
+pub async fn a_version_sent_as_an_update_and_again_as_new_keeps_one_webhook_id(table: Arc<dyn ItemTable>) {
+    let flaky = FlakyTable::new(table);
+    let mut h = PollHarness::start(
+        SimConfig {
+            threats: 1_002,
+            agents: 300,
+            cloud_alerts: 0,
+            ..SimConfig::default()
+        },
+        flaky.clone(),
+    )
+    .await;
+    let control = h.sim.control();
+    // The 1,000th threat by `updatedAt` is page 1's last.
+    let mut threats = crate::items(
+        s1_shared::s1::S1Client::new(
+            &h.sim.base_url(),
+            &s1_shared::ApiToken::new(s1_bridge_sim::DEFAULT_TOKEN),
+            fast_retry_options(),
+        )
+        .unwrap()
+        .threats(&s1_shared::s1::ThreatQuery::default()),
+    )
+    .await
+    .unwrap();
+    threats.sort_by_key(|t| t.threat_info.updated_at);
+    let changed = threats[999].id.clone();
+    // Page 2's request is answered after 2.5 s; the console changes the threat meanwhile.
+    control
+        .add_fault(
+            &FaultRule::new("/threats", FaultKind::Slow { millis: 2_500 }, 1)
+                .method("GET")
+                .after(1),
+        )
+        .await
+        .unwrap();
+    let (sim_url, id) = (h.sim.base_url(), changed.clone());
+    let hook: PublishHook = Arc::new(move |n| {
+        let (sim_url, id) = (sim_url.clone(), id.clone());
+        async move {
+            if n == 0 {
+                s1_bridge_sim::SimControl::new(&sim_url)
+                    .console_update(&id, Some("in_progress"), None)
+                    .await
+                    .unwrap();
+            }
+        }
+        .boxed()
+    });
+    let plain = h.deps.platforms.clone();
+    h.deps.platforms = Hooked::wrap(plain.clone(), hook);
+    // Page 1's commit (its stories and checkpoint) fails after page 2 went out.
+    flaky.fail_story_writes(1);
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
+    let updated: Vec<Value> = h.events("threat.updated");
+    assert!(
+        updated.iter().any(|e| e["data"]["s1"]["threat_id"] == changed.as_str()),
+        "page 2 told the change as an update: {:?}",
+        updated.len()
+    );
+
+    h.deps.platforms = plain;
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
+    let versions = ids_per_version(&h);
+    let doubled: Vec<_> = versions.iter().filter(|(_, ids)| ids.len() > 1).collect();
+    assert!(
+        doubled.is_empty(),
+        "a threat version came under two webhook ids: {doubled:?}"
+    );
+    let theirs: Vec<_> = versions.keys().filter(|(t, _)| *t == changed).collect();
+    assert_eq!(
+        theirs.len(),
+        2,
+        "v1 and v2 of the changed threat, each once: {theirs:?}"
+    );
+    assert_eq!(
+        versions.keys().map(|(t, _)| t).collect::<HashSet<_>>().len(),
+        1_002,
+        "every threat reached the receiver"
+    );
+}
+
+/// The newest event the receiver took for `threat` (by arrival).
+pub fn last_told(h: &PollHarness, threat: &str) -> Value {
+    h.receiver
+        .deliveries()
+        .into_iter()
+        .rev()
+        .find(|d| d.body["data"]["s1"]["threat_id"] == threat)
+        .map(|d| d.body)
+        .unwrap_or_else(|| panic!("threat {threat} never reached the receiver"))
+}
+
+/// A small console, polled once so every threat is a recorded member; returns one threat's id.
+async fn polled_console(table: Arc<dyn ItemTable>) -> (PollHarness, String) {
+    let h = PollHarness::start(
+        SimConfig {
+            threats: 20,
+            agents: 10,
+            cloud_alerts: 0,
+            ..SimConfig::default()
+        },
+        table,
+    )
+    .await;
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.published), (Outcome::Completed, 20), "{r:?}");
+    let threat = h
+        .events("threat.created")
+        .iter()
+        .find(|e| e["data"]["s1"]["status"] == "unresolved")
+        .map(|e| e["data"]["s1"]["threat_id"].as_str().unwrap().to_owned())
+        .expect("an unresolved threat");
+    (h, threat)
+}
+
+/// The analyst sets the threat back, and a clean poll runs: the platform's last word on it must
+/// be S1's latest state.
+async fn set_back_and_poll(h: &PollHarness, threat: &str) {
+    h.sim
+        .control()
+        .console_update(threat, Some("unresolved"), None)
+        .await
+        .unwrap();
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
+    let last = last_told(h, threat);
+    assert_eq!(
+        last["data"]["s1"]["status"], "unresolved",
+        "the platform ends on S1's latest state, not the update whose answer was lost: {last}"
+    );
+    let now = h.sim.control().threat(threat).await.unwrap();
+    assert_eq!(
+        last["data"]["s1"]["updated_at"].as_str(),
+        now["threatInfo"]["updatedAt"].as_str()
+    );
+    let again = h.poll().await.tenants.remove(0);
+    assert_eq!((again.outcome, again.published), (Outcome::Completed, 0), "{again:?}");
+}
+
+/// A threat's update (unresolved -> in progress) is taken by the platform and the run is killed
+/// before it hears the answer; the analyst then sets the threat back to unresolved. The next
+/// run must tell the platform so: its story still holds "unresolved", but the platform shows
+/// "in progress".
+pub async fn a_threat_set_back_after_a_kill_in_its_update_reaches_the_platform(table: Arc<dyn ItemTable>) {
+    let (mut h, threat) = polled_console(table).await;
+    h.sim
+        .control()
+        .console_update(&threat, Some("in_progress"), None)
+        .await
+        .unwrap();
+    let plain = h.deps.platforms.clone();
+    let (hang, mut hung) = hang_hook();
+    let before: PublishHook = Arc::new(|_| async {}.boxed());
+    h.deps.platforms = Hooked::wrap_both(plain.clone(), before, hang);
+    run_until_hung(
+        run(&h.deps, &Selection::All, Instant::now() + Duration::from_secs(600)),
+        &mut hung,
+    )
+    .await;
+    assert_eq!(
+        last_told(&h, &threat)["data"]["s1"]["status"],
+        "in_progress",
+        "the platform took the update before the kill"
+    );
+    h.deps.platforms = plain;
+    set_back_and_poll(&h, &threat).await;
+}
+
+/// The same without a crash: the platform takes the update every time but never answers in
+/// time, so the run fails with the platform unavailable.
+pub async fn a_threat_set_back_after_its_update_went_unanswered_reaches_the_platform(table: Arc<dyn ItemTable>) {
+    let (mut h, threat) = polled_console(table).await;
+    h.sim
+        .control()
+        .console_update(&threat, Some("in_progress"), None)
+        .await
+        .unwrap();
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let plain = h.deps.platforms.clone();
+    h.deps.platforms = Arc::new(
+        Adapters::new(impatient, h.tokens.clone(), fast_retry_options().retry).with_allowed_hosts(loopback_hosts()),
+    );
+    h.receiver.stall_next(50, Duration::from_secs(5));
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
+    assert_eq!(last_told(&h, &threat)["data"]["s1"]["status"], "in_progress");
+    h.receiver.recover();
+    h.deps.platforms = plain;
+    set_back_and_poll(&h, &threat).await;
+}
