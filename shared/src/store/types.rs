@@ -109,7 +109,7 @@ impl InFlight {
         let Some(page) = self.watermark else { return true };
         match stored.and_then(|c| c.watermark) {
             Some(w) if w > page => true,
-            Some(w) if w == page => stored.is_some_and(|c| c.ids_at_watermark.iter().any(|id| *id == self.last)),
+            Some(w) if w == page => stored.is_some_and(|c| c.ids_at_watermark.contains(&self.last)),
             _ => false,
         }
     }
