@@ -230,3 +230,63 @@ pub async fn a_threat_set_back_after_its_update_went_unanswered_reaches_the_plat
     h.deps.platforms = plain;
     set_back_and_poll(&h, &threat).await;
 }
+
+/// One story of 151 threats in one page, a receiver answering each delivery in 40 ms, and
+/// 3-second invocations cut at their deadline (as Lambda does): every run returns its report
+/// before the deadline, records what the platform took, and the next one goes on from there, so
+/// the tenant gets through however slow the receiver, each threat delivered once.
+pub async fn one_long_story_never_stalls_a_tenant(table: Arc<dyn ItemTable>) {
+    let h = PollHarness::start(
+        SimConfig {
+            threats: 1,
+            agents: 5,
+            cloud_alerts: 0,
+            ..SimConfig::default()
+        },
+        table,
+    )
+    .await;
+    let first = h.sim.control().threat("1500000000000000001").await.unwrap();
+    let agent = first["agentRealtimeInfo"]["agentUuid"].as_str().unwrap().to_owned();
+    let sha1 = first["threatInfo"]["sha1"].as_str().unwrap().to_owned();
+    h.sim
+        .control()
+        .add_threats(&s1_bridge_sim::NewThreats {
+            count: 150,
+            agent_uuid: Some(agent),
+            sha1: Some(sha1),
+            detected_at: None,
+        })
+        .await
+        .unwrap();
+    h.receiver.stall_next(10_000, Duration::from_millis(40));
+    let mut runs = Vec::new();
+    loop {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let report = tokio::time::timeout_at(deadline.into(), run(&h.deps, &Selection::All, deadline))
+            .await
+            .expect("the run returns before its invocation's deadline, with its report")
+            .unwrap();
+        let r = report.tenants[0].clone();
+        assert!(
+            matches!(r.outcome, Outcome::Partial | Outcome::Completed),
+            "a slow platform is no failure: {r:?}"
+        );
+        runs.push(r.published);
+        if r.outcome == Outcome::Completed {
+            break;
+        }
+        assert!(r.published > 0, "every run makes progress: {runs:?}");
+        assert!(runs.len() < 10, "the tenant moves on: {runs:?}");
+    }
+    assert!(runs.len() >= 2, "one invocation could not take it all: {runs:?}");
+    assert_eq!(runs.iter().sum::<u64>(), 151, "{runs:?}");
+    let deliveries = h.receiver.deliveries();
+    assert_eq!(deliveries.len(), 151, "nothing sent twice, nothing missed");
+    let threats: HashSet<_> = deliveries
+        .iter()
+        .map(|d| d.body["data"]["s1"]["threat_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(threats.len(), 151);
+    assert!(h.store.get_checkpoint("acme", "threats").await.unwrap().is_some());
+}

@@ -102,3 +102,8 @@ async fn a_threat_set_back_after_its_update_went_unanswered_reaches_the_platform
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_long_story_never_stalls_a_tenant() {
+    integration_tests::guarantees::one_long_story_never_stalls_a_tenant(table().await).await;
+}

@@ -105,3 +105,58 @@ async fn console_text_in_a_story_key_never_stops_a_checkpoint() {
     let again = h.poll().await.tenants.remove(0);
     assert_eq!((again.outcome, again.published), (Outcome::Completed, 0), "{again:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_long_story_never_stalls_a_tenant() {
+    guarantees::one_long_story_never_stalls_a_tenant(embedded()).await;
+}
+
+/// A poll with more to publish than its invocation allows still leaves the tenant's pending
+/// writebacks their turn: the change accepted while S1 was down lands in that same run, and the
+/// run returns before its deadline.
+#[tokio::test(flavor = "multi_thread")]
+async fn pending_writebacks_get_their_turn_when_the_poll_runs_out_of_time() {
+    use integration_tests::writeback::{
+        INBOUND_SECRET, deps, fail_incident, post_generic, s1_state, setup, status_changed,
+    };
+    use s1_shared::usecase::poll_threats::{Selection, run};
+    use std::time::{Duration, Instant};
+    let (h, base, stories) = setup(40, embedded()).await;
+    let (alert, ids) = &stories[0];
+    fail_incident(&h, 503, 4).await;
+    let body = status_changed(alert, "acknowledged", None, time::OffsetDateTime::now_utc());
+    let (code, resp) = post_generic(&base, "acme", "late-1", &body, INBOUND_SECRET).await;
+    assert_eq!((code, resp["writeback"].as_str()), (202, Some("pending")), "{resp}");
+    let mut p = h.store.list_pending("acme", None, 10).await.unwrap().items.remove(0);
+    p.next_attempt_at = time::OffsetDateTime::now_utc() - time::Duration::seconds(1);
+    h.store.put_pending("acme", &p).await.unwrap();
+    h.sim.control().clear_faults().await.unwrap();
+    // A backlog the slow receiver cannot take in one invocation.
+    h.sim
+        .control()
+        .add_threats(&s1_bridge_sim::NewThreats {
+            count: 200,
+            agent_uuid: None,
+            sha1: None,
+            detected_at: None,
+        })
+        .await
+        .unwrap();
+    h.receiver.stall_next(10_000, Duration::from_millis(40));
+    let mut t = h.store.get_tenant("acme").await.unwrap().unwrap();
+    t.max_in_flight = 1;
+    h.store.put_tenant(&t).await.unwrap();
+    let mut poll = h.deps.clone();
+    poll.writeback = Some(deps(&h));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let r = tokio::time::timeout_at(deadline.into(), run(&poll, &Selection::All, deadline))
+        .await
+        .expect("the run returns before its deadline")
+        .unwrap()
+        .tenants
+        .remove(0);
+    assert_eq!(r.outcome, Outcome::Partial, "{r:?}");
+    assert!(r.published > 0 && r.published < 200, "{r:?}");
+    assert_eq!(r.writebacks_applied, 1, "{r:?}");
+    assert_eq!(s1_state(&h, &ids[0]).await.0, "in_progress");
+}

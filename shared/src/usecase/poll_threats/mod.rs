@@ -54,6 +54,10 @@ pub fn paced_page(platform: &dyn Platform) -> (u32, Duration) {
     }
 }
 
+/// The time kept for a tenant's pending writebacks after its poll (or a sixth of the run's time,
+/// if smaller).
+pub const WRITEBACK_SHARE: Duration = Duration::from_secs(10);
+
 /// Name of the lease a poll run holds per tenant.
 pub const LEASE_JOB: &str = "poll";
 /// Paging stops when less than this (or a quarter of the run's time, if smaller) is left before
@@ -176,6 +180,10 @@ enum Stop {
     #[error(transparent)]
     Platform(#[from] PlatformError),
     #[error(
+        "the run's time was up while a page was being published: what the platform took is recorded, the next run sends the rest"
+    )]
+    Deadline,
+    #[error(
         "the platform refused {count} different events in a row (the last: HTTP {status}: {detail}): taken as the platform refusing this tenant, not the events; the checkpoint holds and the next run sends them again"
     )]
     Refusals { count: u32, status: u16, detail: String },
@@ -211,11 +219,35 @@ pub async fn poll_tenant(deps: &PollDeps, tenant: &TenantConfig, deadline: Insta
         store: deps.store.fenced(lease.clone()),
         ..deps.clone()
     };
+    // The pending writebacks keep a share of the time for themselves, so a slow platform or a
+    // backlog cannot starve them; and the poll is cut at its own deadline in any case (its own
+    // checks stop it well before), so the run always returns, with its report and metrics,
+    // before the invocation ends. A cut is as safe as a kill.
+    let poll_deadline = match &deps.writeback {
+        Some(_) => deadline
+            .checked_sub(WRITEBACK_SHARE.min(deadline.saturating_duration_since(Instant::now()) / 6))
+            .unwrap_or(deadline),
+        None => deadline,
+    };
     let work = async {
-        if let Err(e) = poll_with_token(&fenced, tenant, deadline, &mut report).await {
-            report.outcome = Outcome::Failed;
-            report.error = Some(e.to_string());
-            tracing::warn!(tenant = %tenant.id, error = %e, "poll failed");
+        let polled = tokio::time::timeout_at(
+            poll_deadline.into(),
+            poll_with_token(&fenced, tenant, poll_deadline, &mut report),
+        )
+        .await;
+        match polled {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                report.outcome = Outcome::Failed;
+                report.error = Some(e.to_string());
+                tracing::warn!(tenant = %tenant.id, error = %e, "poll failed");
+            }
+            Err(_) => {
+                report.outcome = Outcome::Partial;
+                report.error =
+                    Some("the poll was cut at its deadline; the next run repeats what this one did not record".into());
+                tracing::warn!(tenant = %tenant.id, "poll cut at its deadline");
+            }
         }
         if let Some(wb) = &deps.writeback {
             match crate::usecase::writeback::retry_pending(wb, tenant, OffsetDateTime::now_utc(), 50, deadline).await {

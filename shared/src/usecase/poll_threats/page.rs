@@ -428,7 +428,7 @@ pub(super) async fn plan_and_send<'p>(
             .await?;
     }
     let in_flight = tenant.max_in_flight as usize;
-    let (deliveries, stop) = send_all(platform, in_flight, &ctx.refusals, planned).await;
+    let (deliveries, stop) = send_all(platform, in_flight, &ctx.refusals, planned, ctx.cutoff).await;
     sending.work = work;
     sending.deliveries = deliveries;
     sending.stop = stop;
@@ -502,8 +502,9 @@ pub(super) async fn settle(
                 None => true,
                 Some(d) => match d.sent {
                     Sent::Accepted(_) => true,
-                    // A refusal is the event's own fault only when the run went on.
-                    Sent::Rejected { .. } => stop.is_none(),
+                    // A refusal is the event's own fault only when the run went on (or only ran
+                    // out of time).
+                    Sent::Rejected { .. } => matches!(stop, None | Some(Stop::Deadline)),
                     Sent::NotDelivered => false,
                 },
             };

@@ -44,6 +44,9 @@ pub(super) async fn poll_threats(
         platform,
         deadline,
         pace_margin,
+        cutoff: deadline
+            .checked_sub(margin_before(deadline) + pace_margin)
+            .unwrap_or_else(Instant::now),
         refusals: AtomicU32::new(0),
     };
     let result = drain(
@@ -128,6 +131,8 @@ pub(super) struct Ctx<'a> {
     pub deadline: Instant,
     /// Extra time kept back for a page of a paced platform.
     pub pace_margin: Duration,
+    /// No delivery starts after this (the deadline less the margin), but a page's first.
+    pub cutoff: Instant,
     /// Events refused in a row, with none accepted in between
     /// ([`REFUSALS_IN_A_ROW`](super::REFUSALS_IN_A_ROW)).
     pub refusals: AtomicU32,
@@ -153,8 +158,7 @@ where
         pace_margin,
         ..
     } = *ctx;
-    // A short-lived invocation still gets most of its time: the margin is at most a quarter.
-    let margin = DEADLINE_MARGIN.min(deadline.saturating_duration_since(Instant::now()) / 4) + pace_margin;
+    let margin = margin_before(deadline) + pace_margin;
     let store = &deps.store;
     let (checkpoint, unfinished) = store.get_checkpoint_and_in_flight(&tenant.id, checkpoint_name).await?;
     let mut checkpoint = checkpoint.unwrap_or_default();
@@ -253,6 +257,11 @@ where
             if let Err(e) = commit(ctx, &settled, None).await {
                 break Err(e);
             }
+            if matches!(stop, Stop::Deadline) {
+                // Not a failure: the next run goes on from what this one recorded.
+                report.outcome = Outcome::Partial;
+                break Ok(());
+            }
             break Err(stop);
         }
         prior = Some(settled);
@@ -285,6 +294,12 @@ where
         .map(|w| (OffsetDateTime::now_utc() - w).whole_seconds().max(0));
     report.lag_seconds = report.lag_seconds.max(lag);
     result
+}
+
+/// Time kept back before `deadline`: no page starts, and no delivery, within it. A short-lived
+/// invocation still gets most of its time: the margin is at most a quarter of what is left.
+fn margin_before(deadline: Instant) -> Duration {
+    DEADLINE_MARGIN.min(deadline.saturating_duration_since(Instant::now()) / 4)
 }
 
 /// Moves the watermark to the newest stamp of the page, remembering (up to

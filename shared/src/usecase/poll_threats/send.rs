@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Instant;
 
 use futures_util::{StreamExt, stream};
 use tokio::sync::watch;
@@ -47,6 +48,10 @@ pub(super) struct Delivery {
 /// Shared by the units of one page.
 struct Run<'a> {
     platform: &'a dyn Platform,
+    /// No unit starts after this (the run's deadline, less its margin), except a page's first,
+    /// so every run makes progress however slow the platform.
+    cutoff: Instant,
+    started: AtomicBool,
     /// Refusals in a row, across the run's pages ([`REFUSALS_IN_A_ROW`]).
     refusals: &'a AtomicU32,
     stopped: AtomicBool,
@@ -103,6 +108,12 @@ impl Run<'_> {
         if self.stopped.load(Ordering::SeqCst) {
             return unit.into_iter().map(not_delivered).collect();
         }
+        if Instant::now() >= self.cutoff && self.started.load(Ordering::SeqCst) {
+            // Out of time: what is in flight finishes, and what the platform took is recorded.
+            self.halt(Stop::Deadline);
+            return unit.into_iter().map(not_delivered).collect();
+        }
+        self.started.store(true, Ordering::SeqCst);
         {
             // A story's earlier event may have been given the platform's id for it.
             let refs = self.refs.lock().expect("refs lock");
@@ -159,6 +170,7 @@ pub(super) async fn send_all(
     in_flight: usize,
     refusals: &AtomicU32,
     planned: Vec<Planned>,
+    cutoff: Instant,
 ) -> (Vec<Delivery>, Option<Stop>) {
     let per_unit = platform.batch_limit().unwrap_or(1).max(1);
     let mut units: Vec<Vec<Planned>> = Vec::new();
@@ -185,6 +197,8 @@ pub(super) async fn send_all(
     let (done, watchers): (Vec<_>, Vec<_>) = (0..units.len()).map(|_| watch::channel(false)).unzip();
     let run = Run {
         platform,
+        cutoff,
+        started: AtomicBool::new(false),
         refusals,
         stopped: AtomicBool::new(false),
         stop: Mutex::new(None),
@@ -265,6 +279,10 @@ mod tests {
         }
     }
 
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(600)
+    }
+
     fn planned(stories: usize, per_story: usize) -> Vec<Planned> {
         let mut out = Vec::new();
         for i in 0..per_story {
@@ -286,7 +304,7 @@ mod tests {
     #[tokio::test]
     async fn at_most_max_in_flight_at_once_and_a_storys_events_one_after_another() {
         let slow = Arc::new(Slow::default());
-        let (out, stop) = send_all(slow.as_ref(), 8, &AtomicU32::new(0), planned(40, 3)).await;
+        let (out, stop) = send_all(slow.as_ref(), 8, &AtomicU32::new(0), planned(40, 3), far()).await;
         assert!(stop.is_none());
         assert_eq!(out.len(), 120);
         assert!(out.iter().all(|d| matches!(d.sent, Sent::Accepted(_))));
@@ -312,7 +330,7 @@ mod tests {
             p.index = 30 + i;
             page.push(p);
         }
-        let (out, _) = send_all(slow.as_ref(), 8, &AtomicU32::new(0), page).await;
+        let (out, _) = send_all(slow.as_ref(), 8, &AtomicU32::new(0), page, far()).await;
         assert_eq!(out.len(), 50);
         let order = slow.order.lock().unwrap().clone();
         let tenth_of_long = order.iter().position(|id| id == "0-9").unwrap();
@@ -326,9 +344,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn past_the_cutoff_no_unit_starts_but_the_first_and_the_page_stops_for_the_deadline() {
+        let slow = Arc::new(Slow::default());
+        let (out, stop) = send_all(slow.as_ref(), 4, &AtomicU32::new(0), planned(1, 20), Instant::now()).await;
+        assert!(
+            matches!(stop, Some(Stop::Deadline)),
+            "{:?}",
+            stop.map(|s| s.to_string())
+        );
+        let accepted = out.iter().filter(|d| matches!(d.sent, Sent::Accepted(_))).count();
+        assert_eq!(accepted, 1, "the page's first unit goes, so every run moves on");
+        assert_eq!(out.len(), 20, "an answer for every event");
+    }
+
+    #[tokio::test]
     async fn a_storys_later_events_carry_the_id_its_first_one_was_given() {
         let slow = Arc::new(Slow::default());
-        let (out, _) = send_all(slow.as_ref(), 4, &AtomicU32::new(0), planned(3, 2)).await;
+        let (out, _) = send_all(slow.as_ref(), 4, &AtomicU32::new(0), planned(3, 2), far()).await;
         for d in out.iter().filter(|d| d.event.id.ends_with("-1")) {
             assert_eq!(
                 d.event.story.platform_ref.as_deref(),
