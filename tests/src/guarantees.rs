@@ -16,9 +16,9 @@ use crate::poll::{FlakyTable, Hooked, PollHarness, PublishHook, hang_hook, run_u
 use crate::{fast_retry_options, loopback_hosts};
 
 /// Every (threat, `updatedAt`) the receiver took, with the webhook ids it came under.
-pub fn ids_per_version(h: &PollHarness) -> HashMap<(String, String), HashSet<String>> {
+pub fn ids_per_version(receiver: &s1_bridge_sim::WebhookReceiver) -> HashMap<(String, String), HashSet<String>> {
     let mut out: HashMap<(String, String), HashSet<String>> = HashMap::new();
-    for d in h.receiver.deliveries() {
+    for d in receiver.deliveries() {
         let s1 = &d.body["data"]["s1"];
         let version = (
             s1["threat_id"].as_str().unwrap_or_default().to_owned(),
@@ -99,7 +99,7 @@ pub async fn a_version_sent_as_an_update_and_again_as_new_keeps_one_webhook_id(t
     h.deps.platforms = plain;
     let r = h.poll().await.tenants.remove(0);
     assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
-    let versions = ids_per_version(&h);
+    let versions = ids_per_version(&h.receiver);
     let doubled: Vec<_> = versions.iter().filter(|(_, ids)| ids.len() > 1).collect();
     assert!(
         doubled.is_empty(),

@@ -1,6 +1,7 @@
 //! Support for the cross-crate integration tests: the vendored fixtures, a
 //! simulator-plus-client harness, and a Swagger 2.0 schema checker.
 
+pub mod chaos;
 pub mod fault_sweep;
 pub mod guarantees;
 pub mod halo;
