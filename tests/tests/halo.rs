@@ -33,9 +33,14 @@ fn severity_of(ticket: &Value) -> String {
 
 /// The S1 threats of the story a ticket is for.
 async fn threats_of(h: &HaloHarness, ticket: &Value) -> Vec<String> {
+    threats_of_tenant(h, "acme", ticket).await
+}
+
+/// The S1 threats of the story a ticket of `tenant` is for.
+async fn threats_of_tenant(h: &HaloHarness, tenant: &str, ticket: &Value) -> Vec<String> {
     let key = ticket["third_party_id_string"].as_str().unwrap();
     let story_key = integration_tests::writeback::story_key(key);
-    let story = h.h.store.get_story("acme", &story_key).await.unwrap().unwrap().value;
+    let story = h.h.store.get_story(tenant, &story_key).await.unwrap().unwrap().value;
     story.members.keys().map(ToString::to_string).collect()
 }
 
@@ -717,6 +722,67 @@ pub async fn basic_auth_and_a_batched_delivery_of_two_tickets(table: Arc<dyn Ite
     }
 }
 
+/// Two tenants on two Halo instances (one MSP, two Halos) both have ticket #1001; each
+/// technician's close reaches S1 through its own tenant, and a ticket that is not one of the
+/// tenant's stories is answered 200 (so Halo does not retry it), not 404.
+pub async fn ticket_numbers_are_scoped_to_their_tenant_and_instance(table: Arc<dyn ItemTable>) {
+    let h = HaloHarness::start(20, table, fast_halo(), json!({})).await;
+    let other = FakeHalo::start(fast_halo()).await.unwrap();
+    h.add_tenant("zeta", &h.h.sim.base_url(), &other, json!({})).await;
+    let r = h.poll().await;
+    assert!(r.tenants.iter().all(|t| t.error.is_none() && t.published > 0), "{r:?}");
+    let ours = h.halo.ticket(1001).expect("acme's ticket #1001");
+    let theirs = other.ticket(1001).expect("zeta's ticket #1001");
+    assert!(ours["third_party_id_string"].is_string() && theirs["third_party_id_string"].is_string());
+    // Zeta's technician closes zeta's #1001: zeta's story's threats are resolved in S1.
+    other
+        .close_ticket_as_technician(1001, "Closed", "False Positive", "zeta's call", "Alex Technician")
+        .unwrap();
+    assert_eq!(h.fire_at(&other, "zeta", 1001).await, 202, "zeta's own ticket");
+    for id in threats_of_tenant(&h, "zeta", &theirs).await {
+        let (status, verdict, notes) = s1_state(&h.h, &id).await;
+        assert_eq!(
+            (status.as_str(), verdict.as_str()),
+            ("resolved", "false_positive"),
+            "{id}"
+        );
+        assert!(notes.iter().any(|n| n.contains("zeta's call")), "{notes:?}");
+    }
+    // Acme's #1001 was not touched by it: acme's endpoint reads acme's Halo, nothing new there.
+    assert_eq!(h.fire(1001).await, 200);
+    // Tickets that are not the tenant's stories: one made by hand, one of another console's
+    // bridge, and the tenant's own token alert. Answered 200, nothing written to S1.
+    let writes = integration_tests::writeback::s1_writes(&h.h).await;
+    let by_hand = h
+        .halo
+        .upsert(
+            s1_bridge_sim::HaloEntity::Ticket,
+            json!({"summary": "printer on fire", "client_id": 12, "site_id": 34}),
+        )
+        .unwrap()[0]["id"]
+        .as_i64()
+        .unwrap();
+    let foreign = h
+        .halo
+        .upsert(
+            s1_bridge_sim::HaloEntity::Ticket,
+            json!({"summary": "[S1] elsewhere", "client_id": 12, "site_id": 34,
+                   "third_party_id_string": "s1:other-console.example:story@1"}),
+        )
+        .unwrap()[0]["id"]
+        .as_i64()
+        .unwrap();
+    for ticket in [by_hand, foreign] {
+        h.halo
+            .close_ticket_as_technician(ticket, "Closed", "Resolved", "done", "Alex Technician")
+            .unwrap();
+        assert_eq!(h.fire(ticket).await, 200, "ticket {ticket} is not acme's");
+    }
+    assert_eq!(integration_tests::writeback::s1_writes(&h.h).await, writes);
+    assert!(h.refusals().is_empty(), "{:?}", h.refusals());
+    assert!(other.refused().is_empty(), "{:?}", other.refused());
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),+ $(,)?) => {
         mod embedded_store {
@@ -753,4 +819,5 @@ on_both_stores!(
     dont_create_creates_no_asset,
     mapped_clients_and_sites_are_linked_not_renamed,
     basic_auth_and_a_batched_delivery_of_two_tickets,
+    ticket_numbers_are_scoped_to_their_tenant_and_instance,
 );

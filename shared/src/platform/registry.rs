@@ -232,6 +232,7 @@ impl PlatformResolver for Adapters {
                 Ok(Box::new(HaloInbound {
                     tickets: Arc::new(self.halo_tickets(tenant, s).await?),
                     auth,
+                    console_url: tenant.console_url.clone(),
                 }))
             }
         }

@@ -48,6 +48,9 @@ pub enum HaloWebhookAuth {
 pub struct HaloInbound {
     pub tickets: Arc<HaloTickets>,
     pub auth: HaloWebhookAuth,
+    /// The tenant's S1 console: a ticket is the tenant's only when the third-party id Halo
+    /// keeps for it is one of this console's story keys.
+    pub console_url: String,
 }
 
 impl std::fmt::Debug for HaloInbound {
@@ -147,12 +150,28 @@ fn state_of(r: &Resolved, status: i64, reopened: bool) -> Option<PlatformState> 
     }
 }
 
-/// The changes one ticket, as Halo's API returns it with its actions, holds for S1 now.
-pub fn changes(ticket: &Value, actions: &[Value], r: &Resolved, now: OffsetDateTime) -> Vec<StatusChange> {
+/// The story key a ticket read from the tenant's own Halo carries, when it is one of this
+/// console's stories. Ticket numbers count per Halo instance, so a number alone cannot say whose
+/// ticket it is (two instances both have #1001, and an MSP's tenants can share one Halo); the
+/// key we wrote into the ticket, read back from the tenant's instance, can.
+pub fn story_key_of<'t>(ticket: &'t Value, console_url: &str) -> Option<&'t str> {
+    let key = ticket.get("third_party_id_string").and_then(Value::as_str)?.trim();
+    crate::domain::AlertKey::story_id(key, console_url).map(|_| key)
+}
+
+/// The changes one ticket of story `alert_key`, as Halo's API returns it with its actions,
+/// holds for S1 now.
+pub fn changes(
+    ticket: &Value,
+    alert_key: &str,
+    actions: &[Value],
+    r: &Resolved,
+    now: OffsetDateTime,
+) -> Vec<StatusChange> {
     let Some(id) = ticket.get("id").and_then(as_id) else {
         return vec![];
     };
-    let alert = AlertRef::Key(id.to_string());
+    let alert = AlertRef::Key(alert_key.to_owned());
     let ours = |a: &Value| {
         r.agent.is_some()
             && [a.get("who_agentid"), a.get("actionby_agent_id")]
@@ -275,12 +294,23 @@ impl InboundAdapter for HaloInbound {
         let r = self.tickets.resolved().await.map_err(config_error)?;
         let now = OffsetDateTime::now_utc();
         let mut all = Vec::new();
+        let mut not_ours = Vec::new();
         for id in ids {
             let ticket = match self.tickets.client.get(&format!("Tickets/{id}"), &[]).await {
                 Ok(t) => t,
                 // Not a ticket Halo has (or lets us see): nothing to do for it.
-                Err(PlatformError::Refused { status: 404, .. } | PlatformError::Rejected { .. }) => continue,
+                Err(PlatformError::Refused { status: 404, .. } | PlatformError::Rejected { .. }) => {
+                    not_ours.push(id);
+                    continue;
+                }
                 Err(e) => return Err(config_error(e)),
+            };
+            // Halo fires a webhook for every ticket; one that is not one of this tenant's
+            // stories (made by hand, another tenant's on a shared Halo, a token alert) is
+            // answered, not refused, so Halo does not retry it.
+            let Some(alert_key) = story_key_of(&ticket, &self.console_url).map(str::to_owned) else {
+                not_ours.push(id);
+                continue;
             };
             let actions = self
                 .tickets
@@ -296,9 +326,15 @@ impl InboundAdapter for HaloInbound {
                 },
                 _ => vec![],
             };
-            all.extend(changes(&ticket, &actions, r, now));
+            all.extend(changes(&ticket, &alert_key, &actions, r, now));
+        }
+        if !not_ours.is_empty() {
+            tracing::info!(tenant = %self.tickets.tenant, tickets = ?not_ours, "Halo webhook: not this tenant's story tickets");
         }
         Ok(match all.len() {
+            0 if !not_ours.is_empty() => Inbound::Ignore(format!(
+                "not ours: ticket(s) {not_ours:?} are not this tenant's story tickets"
+            )),
             0 => Inbound::Ignore("nothing new on the ticket for S1".into()),
             1 => Inbound::Change(all.remove(0)),
             _ => Inbound::Batch(all),
