@@ -45,6 +45,9 @@ pub enum HaloAuthInfo {
     Serve,
     /// Answers this status (so a client must fall back to `<base>/auth/token`).
     Fail(u16),
+    /// Answers this body with 200, whatever it says: AuthInfo is unauthenticated, so a client
+    /// must not trust it with the client secret (another origin, an oversized answer).
+    Answer(Value),
 }
 
 /// How a fake Halo is set up.

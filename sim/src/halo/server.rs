@@ -372,6 +372,7 @@ fn api(
                 }
                 Reply::ok(info)
             }
+            HaloAuthInfo::Answer(ref body) => Reply::ok(body.clone()),
             HaloAuthInfo::Fail(status) => {
                 let mut r = Reply::ok(json!({"error": "AuthInfo is unavailable"}));
                 r.status = status;

@@ -257,6 +257,11 @@ pub struct Settings {
     /// The API application's client id and secret (client credentials).
     pub client_id: TokenSource,
     pub client_secret: TokenSource,
+    /// The authorisation server's token endpoint, when it is not on the instance's own origin
+    /// (the client secret is sent only to the instance's origin or here; AuthInfo's answer is
+    /// not trusted with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
     /// The scopes asked for (`all`, or e.g. `read:tickets edit:tickets read:customers ...`).
     #[serde(default = "default_scope")]
     pub scope: String,
@@ -313,7 +318,11 @@ impl crate::platform::config::PlatformSettings for Settings {
     }
 
     fn urls(&self) -> Vec<(&'static str, &str)> {
-        vec![("url", self.url.as_str())]
+        let mut out = vec![("url", self.url.as_str())];
+        if let Some(t) = &self.token_url {
+            out.push(("token_url", t.as_str()));
+        }
+        out
     }
 
     fn assets(&self) -> Option<crate::usecase::sync_assets::AssetSettings> {
