@@ -783,6 +783,28 @@ pub async fn ticket_numbers_are_scoped_to_their_tenant_and_instance(table: Arc<d
     assert!(other.refused().is_empty(), "{:?}", other.refused());
 }
 
+/// Halo cannot say who our own agent is (Agent/me fails past every retry): the delivery fails
+/// so Halo retries it, instead of every action of ours (the join notes) reading as a
+/// technician's and reaching S1. Once Agent/me answers, the retried delivery changes nothing.
+pub async fn an_unknown_own_agent_fails_the_delivery_instead_of_echoing_our_notes(table: Arc<dyn ItemTable>) {
+    let h = HaloHarness::start(40, table, fast_halo(), json!({})).await;
+    h.poll().await;
+    let (ticket, _) = ticket_with(&h, 2).await;
+    assert!(!notes_with(&h, ticket, "joined this story").is_empty());
+    let writes = integration_tests::writeback::s1_writes(&h.h).await;
+    h.halo.fail_path("/api/Agent/me", 20, 503);
+    assert_eq!(
+        h.fire(ticket).await,
+        503,
+        "not knowing our agent is an error Halo retries"
+    );
+    assert_eq!(integration_tests::writeback::s1_writes(&h.h).await, writes, "no echo");
+    // Halo retries once Agent/me answers again: still nothing of ours reaches S1.
+    h.halo.clear_faults();
+    assert_eq!(h.fire(ticket).await, 200);
+    assert_eq!(integration_tests::writeback::s1_writes(&h.h).await, writes, "no echo");
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),+ $(,)?) => {
         mod embedded_store {
@@ -820,4 +842,5 @@ on_both_stores!(
     mapped_clients_and_sites_are_linked_not_renamed,
     basic_auth_and_a_batched_delivery_of_two_tickets,
     ticket_numbers_are_scoped_to_their_tenant_and_instance,
+    an_unknown_own_agent_fails_the_delivery_instead_of_echoing_our_notes,
 );

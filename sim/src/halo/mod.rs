@@ -237,6 +237,22 @@ impl FakeHalo {
         self.shared.lock().faults.extend(std::iter::repeat_n(status, n));
     }
 
+    /// The next `n` requests to `path` (as sent, e.g. `/api/Agent/me`) answer `status` without
+    /// being processed; other paths are answered as usual.
+    pub fn fail_path(&self, path: &str, n: usize, status: u16) {
+        let mut inner = self.shared.lock();
+        inner
+            .path_faults
+            .extend(std::iter::repeat_n((path.to_owned(), status), n));
+    }
+
+    /// Drops every injected fault not yet answered.
+    pub fn clear_faults(&self) {
+        let mut inner = self.shared.lock();
+        inner.faults.clear();
+        inner.path_faults.clear();
+    }
+
     /// Every request answered, in order.
     pub fn requests(&self) -> Vec<HaloRequest> {
         self.shared.lock().log.clone()

@@ -41,6 +41,12 @@ impl HaloTickets {
             format!("obtained for the API application (scope {})", s.scope),
         )];
         out.push(check(
+            "Halo API agent",
+            lookup::own_agent(client)
+                .await
+                .map(|id| format!("agent id {id}: its actions are the bridge's own, never sent to S1")),
+        ));
+        out.push(check(
             "Halo ticket type",
             lookup::ticket_type(client, s).await.map(|r| shown(&r)),
         ));

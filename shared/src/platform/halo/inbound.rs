@@ -173,12 +173,11 @@ pub fn changes(
     };
     let alert = AlertRef::Key(alert_key.to_owned());
     let ours = |a: &Value| {
-        r.agent.is_some()
-            && [a.get("who_agentid"), a.get("actionby_agent_id")]
-                .into_iter()
-                .flatten()
-                .filter_map(as_id)
-                .any(|w| Some(w) == r.agent)
+        [a.get("who_agentid"), a.get("actionby_agent_id")]
+            .into_iter()
+            .flatten()
+            .filter_map(as_id)
+            .any(|w| w == r.agent)
     };
     let recent =
         |at: Option<OffsetDateTime>| at.is_some_and(|t| t >= now - WINDOW && t <= now + time::Duration::minutes(5));

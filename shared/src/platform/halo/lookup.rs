@@ -27,7 +27,7 @@ pub struct Resolved {
     pub reopen: (i64, String),
     pub close: (i64, String),
     /// The agent the API application acts as: its actions are ours, never echoed.
-    pub agent: Option<i64>,
+    pub agent: i64,
 }
 
 /// A record's name under any of the keys Halo uses for it.
@@ -227,6 +227,21 @@ pub async fn asset_types(client: &HaloClient, opts: &AssetOptions) -> Result<Str
     }
 }
 
+/// The agent the API application acts as (`GET /api/Agent/me`). Not knowing it is an error,
+/// never "nobody": every action of ours would then read as a technician's and go back to S1.
+///
+/// # Errors
+/// The client's errors; [`PlatformError::Config`] when Halo names no agent.
+pub async fn own_agent(client: &HaloClient) -> Result<i64, PlatformError> {
+    let me = client.get("Agent/me", &[]).await?;
+    me.get("id").and_then(as_id).filter(|id| *id > 0).ok_or_else(|| {
+        PlatformError::Config(
+            "Halo's Agent/me names no agent: give the API application an agent to act as (its actions are the bridge's own)"
+                .into(),
+        )
+    })
+}
+
 /// Resolves the settings against the instance (a handful of reads).
 ///
 /// # Errors
@@ -247,11 +262,7 @@ pub async fn resolve(client: &HaloClient, s: &Settings) -> Result<Resolved, Plat
         Some(want) => Some(site(client, want, client_rec.as_ref().map(|c| c.0)).await?),
         None => None,
     };
-    let agent = client
-        .get("Agent/me", &[])
-        .await
-        .ok()
-        .and_then(|me| me.get("id").and_then(as_id));
+    let agent = own_agent(client).await?;
     Ok(Resolved {
         ticket_type,
         user,
