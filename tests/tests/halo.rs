@@ -805,6 +805,49 @@ pub async fn an_unknown_own_agent_fails_the_delivery_instead_of_echoing_our_note
     assert_eq!(integration_tests::writeback::s1_writes(&h.h).await, writes, "no echo");
 }
 
+/// A customer replies to the ticket by e-mail, and a Halo rule moves the ticket on that reply:
+/// neither is a technician's decision, so nothing reaches S1 (the delivery is answered 200 and
+/// says how many end-user actions it skipped). A technician's note afterwards still does.
+pub async fn end_user_replies_are_skipped_and_only_agents_decide(table: Arc<dyn ItemTable>) {
+    let h = HaloHarness::start(30, table, fast_halo(), json!({})).await;
+    h.poll().await;
+    let (ticket, threats) = ticket_with(&h, 1).await;
+    let writes = integration_tests::writeback::s1_writes(&h.h).await;
+    let mut before = Vec::new();
+    for id in &threats {
+        before.push(s1_state(&h.h, id).await);
+    }
+    let reply = h
+        .halo
+        .add_end_user_reply(
+            ticket,
+            "is my laptop safe to use?",
+            Some("SentinelOne"),
+            Some("In Progress".into()),
+        )
+        .unwrap();
+    assert_eq!(
+        (reply["who_agentid"].as_i64(), reply["actionby_user_id"].as_i64()),
+        (Some(0), Some(1))
+    );
+    assert_eq!(h.fire(ticket).await, 200, "nothing for S1");
+    assert_eq!(integration_tests::writeback::s1_writes(&h.h).await, writes);
+    for (id, was) in threats.iter().zip(&before) {
+        assert_eq!(&s1_state(&h.h, id).await, was, "{id} as it was");
+    }
+    // The technician answers: that is a decision.
+    h.halo
+        .add_technician_note(ticket, "confirmed benign, user informed", "Alex Technician")
+        .unwrap();
+    assert_eq!(h.fire(ticket).await, 202);
+    for id in &threats {
+        let notes = s1_state(&h.h, id).await.2;
+        assert!(notes.iter().any(|n| n.contains("confirmed benign")), "{notes:?}");
+        assert!(!notes.iter().any(|n| n.contains("laptop safe")), "{notes:?}");
+    }
+    assert!(h.refusals().is_empty(), "{:?}", h.refusals());
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),+ $(,)?) => {
         mod embedded_store {
@@ -843,4 +886,5 @@ on_both_stores!(
     basic_auth_and_a_batched_delivery_of_two_tickets,
     ticket_numbers_are_scoped_to_their_tenant_and_instance,
     an_unknown_own_agent_fails_the_delivery_instead_of_echoing_our_notes,
+    end_user_replies_are_skipped_and_only_agents_decide,
 );

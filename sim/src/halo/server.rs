@@ -80,7 +80,11 @@ impl Shared {
             .and_then(|a| a.get("name").and_then(Value::as_str))
             .unwrap_or("API")
             .to_owned();
-        Actor { agent_id: id, name }
+        Actor {
+            agent_id: id,
+            name,
+            user_id: None,
+        }
     }
 
     /// A new bearer token with these scopes.

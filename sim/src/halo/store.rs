@@ -10,11 +10,13 @@ use serde_json::{Value, json};
 
 use super::entity::{HaloEntity, Record, guid, id_text, int, now_text, reference};
 
-/// Who writes: the API application's agent, or a technician through the control API.
+/// Who writes: the API application's agent, a technician through the control API, or an end
+/// user (a reply by e-mail or the portal: `user_id` set, no agent).
 #[derive(Debug, Clone)]
 pub(crate) struct Actor {
     pub agent_id: i64,
     pub name: String,
+    pub user_id: Option<i64>,
 }
 
 /// Fields that refer to another collection, per writing collection.
@@ -314,10 +316,21 @@ impl Store {
     fn complete_action(&self, item: &mut Record, creating: bool, actor: &Actor) {
         if creating {
             item.insert("who".into(), actor.name.clone().into());
-            item.insert("who_agentid".into(), actor.agent_id.into());
-            item.insert("actionby_agent_id".into(), actor.agent_id.into());
-            item.insert("who_type".into(), 1.into());
             item.entry("datetime").or_insert(now_text().into());
+            match actor.user_id {
+                // An end user's action names the user and no agent.
+                Some(user) => {
+                    item.insert("who_agentid".into(), 0.into());
+                    item.insert("actionby_agent_id".into(), 0.into());
+                    item.insert("actionby_user_id".into(), user.into());
+                    item.insert("who_type".into(), 2.into());
+                }
+                None => {
+                    item.insert("who_agentid".into(), actor.agent_id.into());
+                    item.insert("actionby_agent_id".into(), actor.agent_id.into());
+                    item.insert("who_type".into(), 1.into());
+                }
+            }
         }
         let outcome = match (
             item.get("outcome").and_then(Value::as_str),

@@ -3,10 +3,11 @@
 //! for the ticket ids it names: each ticket and its actions are read back from Halo's API and
 //! only what the API says counts. A forged webhook can at most cause a read.
 //!
-//! What becomes a change: each technician action in the replay window (a status it set, with
-//! the action's outcome as the close reason and its note as the analysis; or a note alone), and
-//! a status set without an action (a workflow). Actions by the bridge's own API agent are ours
-//! and skipped. Every change has a stable id (`halo:<ticket>:action:<id>`), so a webhook fired
+//! What becomes a change: each action by a Halo agent (a technician) in the replay window (a
+//! status it set, with the action's outcome as the close reason and its note as the analysis;
+//! or a note alone), and a status set without an action (a workflow). Actions by the bridge's
+//! own API agent are ours and skipped; actions by anyone else (an end user's reply by e-mail or
+//! the portal, and a status a rule set on it) are counted and skipped. Every change has a stable id (`halo:<ticket>:action:<id>`), so a webhook fired
 //! twice is one change.
 
 use std::sync::Arc;
@@ -159,29 +160,50 @@ pub fn story_key_of<'t>(ticket: &'t Value, console_url: &str) -> Option<&'t str>
     crate::domain::AlertKey::story_id(key, console_url).map(|_| key)
 }
 
+/// Who wrote an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Author {
+    /// The bridge's own API agent: never sent back.
+    Us,
+    /// A Halo agent (a technician): their actions are decisions.
+    Agent,
+    /// Anyone else: an end user replying by e-mail or the portal, the system. Not a decision.
+    Other,
+}
+
+fn author(a: &Value, r: &Resolved) -> Author {
+    let agent = [a.get("who_agentid"), a.get("actionby_agent_id")]
+        .into_iter()
+        .flatten()
+        .filter_map(as_id)
+        .find(|w| *w > 0);
+    let user = a.get("actionby_user_id").and_then(as_id).filter(|u| *u > 0);
+    match agent {
+        Some(w) if w == r.agent => Author::Us,
+        Some(_) if user.is_none() => Author::Agent,
+        _ => Author::Other,
+    }
+}
+
+/// What one ticket holds for S1: the changes, and how many recent actions were skipped because
+/// no agent wrote them.
+#[derive(Debug, Default)]
+pub struct TicketChanges {
+    pub changes: Vec<StatusChange>,
+    pub skipped_not_agents: usize,
+}
+
 /// The changes one ticket of story `alert_key`, as Halo's API returns it with its actions,
-/// holds for S1 now.
-pub fn changes(
-    ticket: &Value,
-    alert_key: &str,
-    actions: &[Value],
-    r: &Resolved,
-    now: OffsetDateTime,
-) -> Vec<StatusChange> {
+/// holds for S1 now. Only agents' actions count; our own and everyone else's (end users'
+/// replies, and a status a Halo rule set on them) are skipped.
+pub fn changes(ticket: &Value, alert_key: &str, actions: &[Value], r: &Resolved, now: OffsetDateTime) -> TicketChanges {
+    let mut out = TicketChanges::default();
     let Some(id) = ticket.get("id").and_then(as_id) else {
-        return vec![];
+        return out;
     };
     let alert = AlertRef::Key(alert_key.to_owned());
-    let ours = |a: &Value| {
-        [a.get("who_agentid"), a.get("actionby_agent_id")]
-            .into_iter()
-            .flatten()
-            .filter_map(as_id)
-            .any(|w| w == r.agent)
-    };
     let recent =
         |at: Option<OffsetDateTime>| at.is_some_and(|t| t >= now - WINDOW && t <= now + time::Duration::minutes(5));
-    let mut out = Vec::new();
     let mut sorted: Vec<&Value> = actions.iter().collect();
     sorted.sort_by_key(|a| (time_of(a, "datetime"), a.get("id").and_then(as_id)));
     let mut status_by_action = None;
@@ -190,11 +212,19 @@ pub fn changes(
         let action_id = a.get("id").and_then(as_id).unwrap_or_default();
         let new_status = a.get("new_status").and_then(as_id).filter(|s| *s > 0);
         if new_status.is_some() {
-            status_by_action = Some((action_id, new_status, ours(a)));
+            status_by_action = Some(new_status);
         }
         let at = time_of(a, "datetime");
-        if ours(a) || !recent(at) {
+        if !recent(at) {
             continue;
+        }
+        match author(a, r) {
+            Author::Us => continue,
+            Author::Other => {
+                out.skipped_not_agents += 1;
+                continue;
+            }
+            Author::Agent => {}
         }
         let actor = a.get("who").and_then(Value::as_str).map(str::to_owned);
         let note = note_of(a);
@@ -208,7 +238,7 @@ pub fn changes(
             None if note.is_some() => ChangeAction::Note { verdict: None },
             None => continue,
         };
-        out.push(StatusChange {
+        out.changes.push(StatusChange {
             event_id: format!("halo:{id}:action:{action_id}"),
             platform: PlatformKind::Halo,
             alert: alert.clone(),
@@ -219,26 +249,26 @@ pub fn changes(
         });
     }
     // A status no action explains (a workflow, a bulk edit): the ticket's own, dated by its
-    // last update, unless that update was one of our own actions (a note we added after S1
-    // changed) and so says nothing about the status.
+    // last update, unless that update was an action no agent wrote (our own note after S1
+    // changed, an end user's reply a rule acted on), which says nothing about a decision.
     let status = ticket.get("status_id").and_then(as_id);
-    let explained = status_by_action.is_some_and(|(_, s, _)| s == status);
+    let explained = status_by_action.is_some_and(|s| s == status);
     let at = time_of(ticket, "last_update").or_else(|| time_of(ticket, "lastactiondate"));
     let latest = actions
         .iter()
         .max_by_key(|a| (time_of(a, "datetime"), a.get("id").and_then(as_id)));
-    let last_is_ours = latest.is_some_and(|a| {
-        ours(a)
+    let last_not_agent = latest.is_some_and(|a| {
+        author(a, r) != Author::Agent
             && time_of(a, "datetime")
                 .zip(at)
                 .is_some_and(|(d, u)| d >= u - time::Duration::seconds(1))
     });
-    if let (Some(status), false, false) = (status, explained, last_is_ours) {
+    if let (Some(status), false, false) = (status, explained, last_not_agent) {
         // Back to an open status only matters as a reopen.
         let state = state_of(r, status, reopened).filter(|s| *s != PlatformState::New);
         if let (Some(state), true) = (state, recent(at)) {
             let stamp = at.map(|t| t.unix_timestamp()).unwrap_or_default();
-            out.push(StatusChange {
+            out.changes.push(StatusChange {
                 event_id: format!("halo:{id}:status:{status}:{stamp}"),
                 platform: PlatformKind::Halo,
                 alert,
@@ -294,6 +324,7 @@ impl InboundAdapter for HaloInbound {
         let now = OffsetDateTime::now_utc();
         let mut all = Vec::new();
         let mut not_ours = Vec::new();
+        let mut skipped = 0;
         for id in ids {
             let ticket = match self.tickets.client.get(&format!("Tickets/{id}"), &[]).await {
                 Ok(t) => t,
@@ -325,7 +356,12 @@ impl InboundAdapter for HaloInbound {
                 },
                 _ => vec![],
             };
-            all.extend(changes(&ticket, &alert_key, &actions, r, now));
+            let found = changes(&ticket, &alert_key, &actions, r, now);
+            skipped += found.skipped_not_agents;
+            all.extend(found.changes);
+        }
+        if skipped > 0 {
+            tracing::info!(tenant = %self.tickets.tenant, skipped, "Halo webhook: actions by end users (not agents) skipped");
         }
         if !not_ours.is_empty() {
             tracing::info!(tenant = %self.tickets.tenant, tickets = ?not_ours, "Halo webhook: not this tenant's story tickets");
@@ -333,6 +369,9 @@ impl InboundAdapter for HaloInbound {
         Ok(match all.len() {
             0 if !not_ours.is_empty() => Inbound::Ignore(format!(
                 "not ours: ticket(s) {not_ours:?} are not this tenant's story tickets"
+            )),
+            0 if skipped > 0 => Inbound::Ignore(format!(
+                "nothing new for S1: {skipped} action(s) by end users, not agents, skipped"
             )),
             0 => Inbound::Ignore("nothing new on the ticket for S1".into()),
             1 => Inbound::Change(all.remove(0)),
