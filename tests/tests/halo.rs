@@ -848,6 +848,109 @@ pub async fn end_user_replies_are_skipped_and_only_agents_decide(table: Arc<dyn 
     assert!(h.refusals().is_empty(), "{:?}", h.refusals());
 }
 
+/// Another customer of the MSP (Globex, a Halo client no S1 account maps to) has an asset with
+/// the same hostname, serial and inventory number as one of our agents. Whatever the matching
+/// rule, the sync leaves Globex's asset where and as it is and gives the agent its own.
+async fn asset_matching_stays_within_mapped_clients(table: Arc<dyn ItemTable>, matching: &str) {
+    use s1_bridge_sim::HaloEntity;
+    use s1_shared::store::AssetKind;
+    let h = HaloHarness::start(5, table, fast_halo(), json!({"assets": {"matching": matching}})).await;
+    let all = agents(&h).await;
+    let a = all
+        .iter()
+        .find(|a| a.is_decommissioned != Some(true) && a.serial_number.is_some())
+        .unwrap();
+    let (uuid, host) = (a.uuid.clone().unwrap(), a.computer_name.clone().unwrap());
+    let serial = a.serial_number.clone().unwrap();
+    let globex = h.halo.upsert(HaloEntity::Client, json!({"name": "Globex"})).unwrap()[0]["id"].clone();
+    let site = h
+        .halo
+        .upsert(HaloEntity::Site, json!({"name": "Globex HQ", "client_id": globex}))
+        .unwrap()[0]["id"]
+        .clone();
+    let theirs = json!({"assettype_id": 1, "client_id": globex, "site_id": site, "key_field": host,
+        "key_field2": serial, "inventory_number": format!("S1:{uuid}")});
+    let theirs_id = h.halo.upsert(HaloEntity::Asset, theirs).unwrap()[0]["id"]
+        .as_i64()
+        .unwrap();
+    let r = sync(&h).await;
+    assert_eq!((r.error.as_deref(), r.failed), (None, 0), "{matching}: {r:?}");
+    let after = h.halo.record(HaloEntity::Asset, theirs_id).unwrap();
+    assert_eq!(
+        (
+            &after["client_id"],
+            &after["site_id"],
+            &after["inactive"],
+            &after["key_field"]
+        ),
+        (&globex, &site, &json!(false), &json!(host)),
+        "{matching}: Globex's asset was taken over: {after}"
+    );
+    let ours = mapped(&h, AssetKind::Asset, &uuid)
+        .await
+        .expect("the agent has an asset");
+    assert_ne!(ours, theirs_id, "{matching}");
+    let client = mapped(&h, AssetKind::Customer, a.account_id.as_deref().unwrap()).await;
+    assert_eq!(
+        h.halo.record(HaloEntity::Asset, ours).unwrap()["client_id"].as_i64(),
+        client,
+        "{matching}"
+    );
+    assert!(h.refusals().is_empty(), "{matching}: {:?}", h.refusals());
+    // Within the mapped client, an existing asset is still matched (adopted, not duplicated).
+    let h = HaloHarness::start(5, embedded(), fast_halo(), json!({"assets": {"matching": matching}})).await;
+    let link = |kind, id: &str, to: &str| s1_shared::store::AssetRecord {
+        kind,
+        id: id.into(),
+        digest: String::new(),
+        platform_ref: Some(to.into()),
+        active: true,
+    };
+    h.h.store
+        .put_assets(
+            "acme",
+            &[
+                link(AssetKind::Customer, "1100000000000000001", "12"),
+                link(AssetKind::Site, "1200000000000000001", "34"),
+            ],
+        )
+        .await
+        .unwrap();
+    let listed = agents(&h).await;
+    let a = listed
+        .iter()
+        .find(|a| {
+            a.is_decommissioned != Some(true)
+                && a.serial_number.is_some()
+                && a.site_id.as_deref() == Some("1200000000000000001")
+        })
+        .unwrap();
+    let existing = json!({"assettype_id": 1, "client_id": 12, "site_id": 34,
+        "key_field": a.computer_name, "key_field2": a.serial_number,
+        "inventory_number": format!("S1:{}", a.uuid.as_deref().unwrap())});
+    let existing = h.halo.upsert(HaloEntity::Asset, existing).unwrap()[0]["id"]
+        .as_i64()
+        .unwrap();
+    sync(&h).await;
+    assert_eq!(
+        mapped(&h, AssetKind::Asset, a.uuid.as_deref().unwrap()).await,
+        Some(existing),
+        "{matching}: the customer's own asset is matched"
+    );
+}
+
+pub async fn asset_matching_by_hostname_stays_within_mapped_clients(table: Arc<dyn ItemTable>) {
+    asset_matching_stays_within_mapped_clients(table, "hostname").await;
+}
+
+pub async fn asset_matching_by_serial_stays_within_mapped_clients(table: Arc<dyn ItemTable>) {
+    asset_matching_stays_within_mapped_clients(table, "serial").await;
+}
+
+pub async fn asset_matching_by_inventory_number_stays_within_mapped_clients(table: Arc<dyn ItemTable>) {
+    asset_matching_stays_within_mapped_clients(table, "inventory_number").await;
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),+ $(,)?) => {
         mod embedded_store {
@@ -887,4 +990,7 @@ on_both_stores!(
     ticket_numbers_are_scoped_to_their_tenant_and_instance,
     an_unknown_own_agent_fails_the_delivery_instead_of_echoing_our_notes,
     end_user_replies_are_skipped_and_only_agents_decide,
+    asset_matching_by_hostname_stays_within_mapped_clients,
+    asset_matching_by_serial_stays_within_mapped_clients,
+    asset_matching_by_inventory_number_stays_within_mapped_clients,
 );
