@@ -60,34 +60,53 @@ impl std::fmt::Debug for HaloInbound {
     }
 }
 
-/// The ticket ids a delivery names: `object_id` (or a nested `ticket.id`) of the object, or of
-/// each element of a batched array.
+/// The keys a ticket id is read from, in order, compared without case: Halo's own payloads
+/// say `object_id`, custom ones whatever the operator wrote.
+const ID_KEYS: [&str; 4] = ["object_id", "ticket_id", "ticketid", "objectid"];
+/// Where those keys may sit besides the top level (and `ticket.id`, the full object's).
+const ID_PARENTS: [&str; 3] = ["object", "ticket", "data"];
+
+/// A field of a JSON object, its name compared without case.
+fn field<'v>(v: &'v Value, name: &str) -> Option<&'v Value> {
+    v.as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
+/// The ticket id one payload object names: one of [`ID_KEYS`] at the top level, else under
+/// one of [`ID_PARENTS`], else the full object's `ticket.id`.
+fn ticket_id_of(item: &Value) -> Option<i64> {
+    let at = |v: &Value| {
+        ID_KEYS
+            .iter()
+            .find_map(|k| field(v, k).and_then(as_id))
+            .filter(|id| *id > 0)
+    };
+    at(item)
+        .or_else(|| ID_PARENTS.iter().find_map(|p| field(item, p).and_then(at)))
+        .or_else(|| field(item, "ticket").and_then(|t| field(t, "id")).and_then(as_id))
+        .filter(|id| *id > 0)
+}
+
+/// The ticket ids a delivery names (an object, or each element of a batched array), as
+/// [`ticket_id_of`] reads them; empty when it names none (or is not JSON).
 ///
 /// # Errors
-/// [`InboundError::Malformed`] when the body is not JSON or names no ticket.
+/// [`InboundError::Malformed`] when it names more than [`MAX_TICKETS`].
 pub fn ticket_ids(body: &[u8]) -> Result<Vec<i64>, InboundError> {
-    let v: Value =
-        serde_json::from_slice(body).map_err(|e| InboundError::Malformed(format!("body is not JSON: {e}")))?;
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return Ok(vec![]);
+    };
     let items = match v {
         Value::Array(items) => items,
         other => vec![other],
     };
     let mut ids = Vec::new();
-    for item in &items {
-        let id = item
-            .get("object_id")
-            .and_then(as_id)
-            .or_else(|| item.pointer("/ticket/id").and_then(as_id));
-        if let Some(id) = id.filter(|id| *id > 0) {
-            if !ids.contains(&id) {
-                ids.push(id);
-            }
+    for id in items.iter().filter_map(ticket_id_of) {
+        if !ids.contains(&id) {
+            ids.push(id);
         }
-    }
-    if ids.is_empty() {
-        return Err(InboundError::Malformed(
-            "object_id is required (the ticket's id)".into(),
-        ));
     }
     if ids.len() > MAX_TICKETS {
         return Err(InboundError::Malformed(format!(
@@ -320,6 +339,18 @@ impl InboundAdapter for HaloInbound {
 
     async fn parse(&self, _headers: &HeaderMap, body: &[u8]) -> Result<Inbound, InboundError> {
         let ids = ticket_ids(body)?;
+        if ids.is_empty() {
+            // Authenticated, but no ticket named: answered (a refusal would make Halo retry and
+            // in the end disable the webhook) and logged for the operator to fix the payload.
+            tracing::warn!(
+                tenant = %self.tickets.tenant,
+                bytes = body.len(),
+                "Halo webhook names no ticket id (looked for object_id, ticket_id, ticketid, objectid at the top level or under object, ticket, data)"
+            );
+            return Ok(Inbound::Ignore(
+                "no ticket id in the payload (looked for object_id, ticket_id, ticketid or objectid, at the top level or under object, ticket or data)".into(),
+            ));
+        }
         let r = self.tickets.resolved().await.map_err(config_error)?;
         let now = OffsetDateTime::now_utc();
         let mut all = Vec::new();
