@@ -996,6 +996,47 @@ pub async fn custom_webhook_payloads_name_the_ticket_anywhere_halo_puts_it(table
     assert_eq!(integration_tests::writeback::s1_writes(&h.h).await, writes);
 }
 
+/// The README's set-up: S1 accounts mapped to their own Halo clients, and one configured user
+/// (SentinelOne, of the MSP's own client Contoso and its site). A ticket's user comes from the
+/// ticket's site in Halo, so tickets of mapped customers carry no user of Contoso's (Halo picks
+/// the site's default), and tickets under Contoso still carry the configured one. The fake
+/// refuses a ticket whose user is of another client or site.
+pub async fn a_tickets_user_belongs_to_its_client_and_site(table: Arc<dyn ItemTable>) {
+    let h = HaloHarness::start(30, table, fast_halo(), json!({"user": "SentinelOne"})).await;
+    // Without the mapping, every ticket goes under Contoso: its user is the configured one.
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.error.as_deref(), r.failed), (None, 0), "{r:?}");
+    assert!(
+        h.story_tickets()
+            .iter()
+            .all(|t| t["user_id"] == 1 && t["client_id"] == 12)
+    );
+    // Customers synced (mapped), then new threats: their tickets go under their own clients.
+    let r = sync(&h).await;
+    assert_eq!(r.error.as_deref(), None, "{r:?}");
+    let before = h.story_tickets().len();
+    h.h.sim
+        .control()
+        .add_threats(&s1_bridge_sim::NewThreats {
+            count: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.error.as_deref(), r.failed), (None, 0), "{r:?}: {:?}", h.refusals());
+    let new: Vec<Value> = h.story_tickets().into_iter().skip(before).collect();
+    assert!(!new.is_empty());
+    for t in &new {
+        assert_ne!(t["client_id"], 12, "{t}");
+        assert!(
+            t["user_id"].is_null() || t["user_id"] == 0,
+            "a Contoso user on another client's ticket: {t}"
+        );
+    }
+    assert!(h.refusals().is_empty(), "{:?}", h.refusals());
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),+ $(,)?) => {
         mod embedded_store {
@@ -1039,4 +1080,5 @@ on_both_stores!(
     asset_matching_by_serial_stays_within_mapped_clients,
     asset_matching_by_inventory_number_stays_within_mapped_clients,
     custom_webhook_payloads_name_the_ticket_anywhere_halo_puts_it,
+    a_tickets_user_belongs_to_its_client_and_site,
 );

@@ -171,6 +171,9 @@ impl Store {
                 ));
             }
         }
+        if entity == HaloEntity::Ticket {
+            errors.extend(self.check_ticket_user(item, target));
+        }
         if entity == HaloEntity::Action {
             if let Some(name) = item.get("outcome").and_then(Value::as_str) {
                 if self.outcome_by_name(name).is_none() {
@@ -179,6 +182,36 @@ impl Store {
             }
         }
         errors
+    }
+
+    /// A ticket's user belongs to one site of one client, and a ticket's user comes from the
+    /// ticket's site: a user of another client or site is refused (Halo would re-place the
+    /// ticket under the user's client, or refuse it).
+    fn check_ticket_user(&self, item: &Record, target: Option<&Record>) -> Option<String> {
+        let given = |f: &str| reference(item, f).or_else(|| target.and_then(|t| reference(t, f)));
+        let user_id = given("user_id")?;
+        let user = self.find(HaloEntity::User, &user_id.to_string())?;
+        let site = given("site_id");
+        let client = given("client_id").or_else(|| {
+            site.and_then(|s| self.find(HaloEntity::Site, &s.to_string()))
+                .and_then(|s| reference(s, "client_id"))
+        });
+        let (user_client, user_site) = (reference(user, "client_id"), reference(user, "site_id"));
+        if client.is_some() && user_client != client {
+            return Some(format!(
+                "user {user_id} belongs to client {}, not the ticket's client {}",
+                user_client.unwrap_or_default(),
+                client.unwrap_or_default()
+            ));
+        }
+        if site.is_some() && user_site.is_some() && user_site != site {
+            return Some(format!(
+                "user {user_id} belongs to site {}, not the ticket's site {}",
+                user_site.unwrap_or_default(),
+                site.unwrap_or_default()
+            ));
+        }
+        None
     }
 
     /// The index of the record an element updates (`None`: it creates one), or why it cannot.

@@ -181,7 +181,7 @@ impl HaloTickets {
         let fields = [
             ("client_id", client),
             ("site_id", site),
-            ("user_id", r.user.as_ref().map(|u| u.0)),
+            ("user_id", r.user.as_ref().and_then(|u| u.for_ticket(client, site))),
             ("priority_id", r.priorities.get(&event.severity).map(|p| p.0)),
         ];
         for (k, v) in fields {
@@ -341,6 +341,10 @@ impl HaloTickets {
                 }
                 if let Some(s) = &r.site {
                     ticket["site_id"] = json!(s.0);
+                }
+                let place = (r.client.as_ref().map(|c| c.0), r.site.as_ref().map(|s| s.0));
+                if let Some(u) = r.user.as_ref().and_then(|u| u.for_ticket(place.0, place.1)) {
+                    ticket["user_id"] = json!(u);
                 }
                 if let Some(p) = r.priorities.get(&crate::domain::Severity::High) {
                     ticket["priority_id"] = json!(p.0);
