@@ -1037,6 +1037,57 @@ pub async fn a_tickets_user_belongs_to_its_client_and_site(table: Arc<dyn ItemTa
     assert!(h.refusals().is_empty(), "{:?}", h.refusals());
 }
 
+/// A token alert for a tenant's S1 token.
+fn token_notice(threshold: i64) -> s1_shared::platform::Notice {
+    let now = time::OffsetDateTime::now_utc();
+    s1_shared::platform::Notice::TokenExpiring {
+        id: format!("token-{threshold}"),
+        timestamp: now,
+        tenant: "acme".into(),
+        console: "https://acme.sentinelone.net".into(),
+        expires_at: now + time::Duration::days(threshold),
+        days_left: threshold,
+        threshold_days: threshold,
+        message: format!("the S1 API token expires in {threshold} days"),
+    }
+}
+
+/// Halo's list search looks in summaries (`search`), details only with `search_details`, and
+/// its rows are partial. A story published again after a crash (its ticket id never saved)
+/// finds the ticket it already has, and each token alert adds to the tenant's open token
+/// ticket instead of opening one per threshold.
+pub async fn our_tickets_are_found_again_by_what_halo_searches(table: Arc<dyn ItemTable>) {
+    let h = HaloHarness::start(1, table, fast_halo(), json!({})).await;
+    let tenant = h.h.store.get_tenant("acme").await.unwrap().unwrap();
+    let platform = h.h.deps.platforms.resolve(&tenant).await.unwrap();
+    let event = s1_shared::platform::ThreatEvent::for_test("acme", "1500000000000000001");
+    let first = platform.publish(&event).await.unwrap().platform_ref;
+    let again = platform.publish(&event).await.unwrap().platform_ref;
+    assert_eq!(first, again, "the crashed run's ticket is found, not created twice");
+    let ours = |key: &str| {
+        h.halo
+            .tickets()
+            .into_iter()
+            .filter(|t| t["third_party_id_string"] == key)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ours(event.story.alert_key.as_str()).len(), 1);
+    for threshold in [30, 14, 7] {
+        platform.notify(&token_notice(threshold)).await.unwrap();
+    }
+    let token = ours("s1-bridge:acme:token");
+    assert_eq!(token.len(), 1, "one token ticket: {token:?}");
+    let id = token[0]["id"].as_i64().unwrap();
+    assert_eq!(h.halo.actions(id).len(), 2, "the later alerts are notes on it");
+    // Closed, the next alert opens a new one.
+    h.halo
+        .close_ticket_as_technician(id, "Closed", "Resolved", "rotated", "Alex Technician")
+        .unwrap();
+    platform.notify(&token_notice(3)).await.unwrap();
+    assert_eq!(ours("s1-bridge:acme:token").len(), 2);
+    assert!(h.refusals().is_empty(), "{:?}", h.refusals());
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),+ $(,)?) => {
         mod embedded_store {
@@ -1081,4 +1132,5 @@ on_both_stores!(
     asset_matching_by_inventory_number_stays_within_mapped_clients,
     custom_webhook_payloads_name_the_ticket_anywhere_halo_puts_it,
     a_tickets_user_belongs_to_its_client_and_site,
+    our_tickets_are_found_again_by_what_halo_searches,
 );
