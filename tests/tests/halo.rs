@@ -622,11 +622,10 @@ fn halo_asset_count(h: &HaloHarness) -> usize {
         .count()
 }
 
-pub async fn mapped_clients_and_sites_are_linked_not_renamed(table: Arc<dyn ItemTable>) {
+/// The operator maps Customer A onto Halo's existing Contoso Ltd (12) and its HQ onto Contoso
+/// HQ (34), as `s1-bridge halo map` does.
+async fn map_customer_a_onto_contoso(h: &HaloHarness) {
     use s1_shared::store::{AssetKind, AssetRecord};
-    let h = HaloHarness::start(5, table, fast_halo(), json!({})).await;
-    // The operator maps Customer A onto Halo's existing Contoso Ltd (12) and its HQ onto
-    // Contoso HQ (34), as `s1-bridge halo map` does.
     let link = |kind, id: &str, to: &str| AssetRecord {
         kind,
         id: id.into(),
@@ -644,6 +643,11 @@ pub async fn mapped_clients_and_sites_are_linked_not_renamed(table: Arc<dyn Item
         )
         .await
         .unwrap();
+}
+
+pub async fn mapped_clients_and_sites_are_linked_not_renamed(table: Arc<dyn ItemTable>) {
+    let h = HaloHarness::start(5, table, fast_halo(), json!({})).await;
+    map_customer_a_onto_contoso(&h).await;
     let r = sync(&h).await;
     assert_eq!((r.error.as_deref(), r.linked), (None, 2), "{r:?}");
     let clients = h.halo.clients();
@@ -900,23 +904,7 @@ async fn asset_matching_stays_within_mapped_clients(table: Arc<dyn ItemTable>, m
     assert!(h.refusals().is_empty(), "{matching}: {:?}", h.refusals());
     // Within the mapped client, an existing asset is still matched (adopted, not duplicated).
     let h = HaloHarness::start(5, embedded(), fast_halo(), json!({"assets": {"matching": matching}})).await;
-    let link = |kind, id: &str, to: &str| s1_shared::store::AssetRecord {
-        kind,
-        id: id.into(),
-        digest: String::new(),
-        platform_ref: Some(to.into()),
-        active: true,
-    };
-    h.h.store
-        .put_assets(
-            "acme",
-            &[
-                link(AssetKind::Customer, "1100000000000000001", "12"),
-                link(AssetKind::Site, "1200000000000000001", "34"),
-            ],
-        )
-        .await
-        .unwrap();
+    map_customer_a_onto_contoso(&h).await;
     let listed = agents(&h).await;
     let a = listed
         .iter()

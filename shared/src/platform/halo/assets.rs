@@ -109,27 +109,28 @@ impl HaloTickets {
         let Some((client, site)) = self.match_scope(s).await? else {
             return Ok(None);
         };
-        let (mut query, wanted): (Vec<(&str, String)>, (&[&str], String)) = match self.settings.assets.matching {
-            AssetMatch::InventoryNumber => {
-                let inv = inventory_number(&s.external_id);
-                (vec![("inventory_number", inv.clone())], (&["inventory_number"], inv))
-            }
+        // The filter Halo applies, the fields the value must be in, and the value.
+        let (param, fields, value): (&str, &[&str], String) = match self.settings.assets.matching {
+            AssetMatch::InventoryNumber => (
+                "inventory_number",
+                &["inventory_number"],
+                inventory_number(&s.external_id),
+            ),
             AssetMatch::Serial => match field_text(&s.s1, "serialNumber") {
-                Some(serial) => (vec![("search", serial.clone())], (&KEY_FIELDS, serial)),
+                Some(serial) => ("search", &KEY_FIELDS, serial),
                 None => return Ok(None),
             },
             AssetMatch::Hostname => match s.name.clone() {
-                Some(host) => (vec![("search", host.clone())], (&KEY_FIELDS, host)),
+                Some(host) => ("search", &KEY_FIELDS, host),
                 None => return Ok(None),
             },
         };
-        query.push(("client_id", client.to_string()));
+        let mut query = vec![(param, value.clone()), ("client_id", client.to_string())];
         if let Some(site) = site {
             query.push(("site_id", site.to_string()));
         }
         query.push(("includeinactive", "true".into()));
         let found = self.client.list("Asset", &query, "assets").await?;
-        let (fields, value) = wanted;
         // Each row is checked, not trusted: a filter Halo applies loosely (or ignores) must not
         // hand over the first asset it returns.
         Ok(found.into_iter().find(|a| {
