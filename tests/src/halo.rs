@@ -86,6 +86,35 @@ impl HaloHarness {
         }
     }
 
+    /// Another Halo tenant, `id`, on the same S1 console (its token in env `S1_TOKEN_<id>`),
+    /// sending to `halo` with the tenant settings the tests use and `extra`; its webhook is
+    /// `<base>/halo/<id>` with the same header secret.
+    pub async fn add_tenant(&self, id: &str, console_url: &str, halo: &FakeHalo, extra: Value) {
+        self.h
+            .env
+            .lock()
+            .unwrap()
+            .insert(format!("S1_TOKEN_{id}"), s1_bridge_sim::DEFAULT_TOKEN.into());
+        let t = TenantConfig::for_test(id, console_url, settings(halo, extra));
+        self.h.store.put_tenant(&t).await.unwrap();
+    }
+
+    /// Halo's webhook for `ticket` of `halo`, fired at tenant `tenant`'s endpoint with the
+    /// tests' header secret.
+    pub async fn fire_at(&self, halo: &FakeHalo, tenant: &str, ticket: i64) -> u16 {
+        halo.fire_webhook(
+            &format!("{}/halo/{tenant}", self.base),
+            ticket,
+            HaloWebhookPayload::EventOnly,
+            &HaloWebhookAuth::Header {
+                name: HOOK_HEADER.into(),
+                value: HOOK_SECRET.into(),
+            },
+        )
+        .await
+        .expect("webhook delivered")
+    }
+
     /// One poll run of every tenant.
     pub async fn poll(&self) -> PollReport {
         run(&self.h.deps, &Selection::All, Instant::now() + Duration::from_secs(600))
@@ -95,18 +124,7 @@ impl HaloHarness {
 
     /// Halo's webhook for `ticket`, fired by the fake with the tenant's header secret.
     pub async fn fire(&self, ticket: i64) -> u16 {
-        self.halo
-            .fire_webhook(
-                &format!("{}/halo/acme", self.base),
-                ticket,
-                HaloWebhookPayload::EventOnly,
-                &HaloWebhookAuth::Header {
-                    name: HOOK_HEADER.into(),
-                    value: HOOK_SECRET.into(),
-                },
-            )
-            .await
-            .expect("webhook delivered")
+        self.fire_at(&self.halo, "acme", ticket).await
     }
 
     /// Every request the fake refused, as text (empty when Halo's document allowed them all).

@@ -140,17 +140,16 @@ pub async fn story_writes_are_optimistic(store: Store) {
     }))
     .await;
     assert_eq!(results.iter().filter(|w| **w).count(), 1, "{results:?}");
-    let (t, found) = store
-        .story_by_platform_ref("pagerduty", "PD-a1:h1")
+    let found = store
+        .story_by_platform_ref("t1", "pagerduty", "PD-a1:h1")
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(t, "t1");
     assert_eq!(found.value.members.len(), 3);
     assert_eq!(found.version, 2);
     assert!(
         store
-            .story_by_platform_ref("pagerduty", "PD-unknown")
+            .story_by_platform_ref("t1", "pagerduty", "PD-unknown")
             .await
             .unwrap()
             .is_none()
@@ -164,16 +163,51 @@ pub async fn story_writes_are_optimistic(store: Store) {
         let store = store.clone();
         async move {
             store
-                .story_by_platform_ref("pagerduty", r)
+                .story_by_platform_ref("t1", "pagerduty", r)
                 .await
                 .unwrap()
-                .map(|(_, v)| v.version)
+                .map(|v| v.version)
         }
     };
     assert_eq!((by("PD-a1:h1").await, by("PD-moved").await), (None, Some(3)));
     moved.platform_ref = None;
     assert!(store.put_story("t1", &moved, 3).await.unwrap());
     assert_eq!((by("PD-a1:h1").await, by("PD-moved").await), (None, None));
+}
+
+/// Halo ticket #1001 exists in every Halo instance: each tenant's reference finds that tenant's
+/// story, wherever the other tenants' entries sort (more of them than one index page holds),
+/// and a tenant without one finds none. The index entries are the ones stories have always had,
+/// so stories written before the lookup was scoped resolve the same way.
+pub async fn a_platform_reference_finds_only_its_own_tenants_story(store: Store) {
+    let tenants: Vec<String> = (0..105).map(|n| format!("t{n:03}")).collect();
+    for (n, t) in tenants.iter().enumerate() {
+        let mut s = story(&format!("a{n}:h"), 1);
+        s.platform = Some("halo".into());
+        s.platform_ref = Some("1001".into());
+        assert!(store.put_story(t, &s, 0).await.unwrap());
+    }
+    for (n, t) in tenants
+        .iter()
+        .enumerate()
+        .filter(|(n, _)| [0, 50, 99, 100, 104].contains(n))
+    {
+        let found = store.story_by_platform_ref(t, "halo", "1001").await.unwrap();
+        assert_eq!(found.map(|v| v.value.key), Some(format!("a{n}:h")), "tenant {t}");
+    }
+    for t in ["t", "t0500", "u"] {
+        assert!(
+            store.story_by_platform_ref(t, "halo", "1001").await.unwrap().is_none(),
+            "{t}"
+        );
+    }
+    assert!(
+        store
+            .story_by_platform_ref("t000", "halo", "1002")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 pub async fn many_stories_write_in_transactions_and_report_conflicts(store: Store) {
@@ -223,8 +257,8 @@ pub async fn many_stories_write_in_transactions_and_report_conflicts(store: Stor
         Vec::<usize>::new()
     );
     assert_eq!(store.get_story("t1", &old.id).await.unwrap().unwrap().value, old);
-    let (_, via_ref) = store
-        .story_by_platform_ref("pagerduty", "PD-archived")
+    let via_ref = store
+        .story_by_platform_ref("t1", "pagerduty", "PD-archived")
         .await
         .unwrap()
         .unwrap();
@@ -1239,6 +1273,7 @@ macro_rules! store_contract {
             checkpoints_are_per_tenant_and_name,
             batch_writes_and_reads_beyond_the_api_limits,
             story_writes_are_optimistic,
+            a_platform_reference_finds_only_its_own_tenants_story,
             many_stories_write_in_transactions_and_report_conflicts,
             the_checkpoint_goes_in_with_the_stories_only_when_all_went_in,
             one_of_many_concurrent_writers_gets_a_lease,

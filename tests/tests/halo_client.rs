@@ -21,6 +21,15 @@ fn retry() -> RetryPolicy {
 }
 
 fn client_for(halo: &FakeHalo, secret: &str, limit: (u32, Duration)) -> HaloClient {
+    client_with_token_url(halo, secret, limit, None)
+}
+
+fn client_with_token_url(
+    halo: &FakeHalo,
+    secret: &str,
+    limit: (u32, Duration),
+    token_url: Option<String>,
+) -> HaloClient {
     let allowed = integration_tests::loopback_hosts();
     let http = s1_shared::net::outbound_client(Duration::from_secs(2), Duration::from_secs(10), &allowed).unwrap();
     let auth = HaloAuth {
@@ -29,6 +38,7 @@ fn client_for(halo: &FakeHalo, secret: &str, limit: (u32, Duration)) -> HaloClie
         client_id: SecretString::from(halo.config().client_id.clone()),
         client_secret: SecretString::from(secret.to_owned()),
         scope: "all".into(),
+        token_url,
     };
     HaloClient::new(http, auth, &allowed, limit, retry()).unwrap()
 }
@@ -199,4 +209,62 @@ async fn a_refusal_is_reported_with_halos_reason() {
         Err(PlatformError::Rejected { status: 400, detail }) => assert!(detail.contains("no_such_field"), "{detail}"),
         other => panic!("expected a refusal, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn the_client_secret_never_goes_to_another_origin_authinfo_names() {
+    // AuthInfo is unauthenticated: whoever answers it (a spoofed or tampered answer) names
+    // another server as the authorisation server.
+    let elsewhere = FakeHalo::start(HaloConfig::default()).await.unwrap();
+    let halo = FakeHalo::start(HaloConfig {
+        auth_info: HaloAuthInfo::Answer(json!({"auth_url": format!("{}/auth", elsewhere.base_url())})),
+        ..HaloConfig::default()
+    })
+    .await
+    .unwrap();
+    let c = client(&halo);
+    match c.get("Tickets", &[]).await {
+        Err(PlatformError::Config(m)) => {
+            assert!(m.contains(&elsewhere.base_url()) && m.contains("token_url"), "{m}");
+            assert!(!m.contains("halo-test-client-secret"), "{m}");
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+    assert!(
+        elsewhere.requests().is_empty(),
+        "the other server got {:?}",
+        elsewhere.requests()
+    );
+    // The operator names the token endpoint: it is used as it is, AuthInfo is not asked.
+    halo.clear_requests();
+    let c = client_with_token_url(
+        &halo,
+        &halo.config().client_secret.clone(),
+        s1_shared::platform::halo::client::HALO_LIMIT,
+        Some(halo.token_url()),
+    );
+    c.get("Tickets", &[]).await.unwrap();
+    let paths: Vec<String> = halo.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/auth/token", "/api/Tickets"]);
+    assert!(elsewhere.requests().is_empty());
+}
+
+#[tokio::test]
+async fn an_oversized_authinfo_answer_is_not_read_whole() {
+    // A valid answer padded past the cap every other answer has: refused, never parsed.
+    let halo = FakeHalo::start(HaloConfig {
+        auth_path: "/identity".into(),
+        ..HaloConfig::default()
+    })
+    .await
+    .unwrap();
+    let padding = "x".repeat(s1_shared::platform::halo::client::MAX_BODY + 1);
+    halo.set_auth_info(HaloAuthInfo::Answer(
+        json!({"auth_url": format!("{}/identity", halo.base_url()), "padding": padding}),
+    ));
+    match client(&halo).get("Tickets", &[]).await {
+        Err(e) => assert!(e.to_string().contains("larger than"), "{e}"),
+        Ok(v) => panic!("an oversized AuthInfo answer was read whole: {}", v.to_string().len()),
+    }
+    assert_eq!(halo.stats().tokens_issued, 0);
 }

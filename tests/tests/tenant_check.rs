@@ -50,6 +50,7 @@ async fn a_halo_tenant_reports_its_token_and_every_configured_name() {
     for (name, details) in [
         ("platform reachable", &["halo accepted a test event"][..]),
         ("Halo token", &["obtained", "scope all"]),
+        ("Halo API agent", &["agent id 1"]),
         ("Halo ticket type", &["Security Incident (id 21)"]),
         ("Halo user", &["SentinelOne (id 1)"]),
         (

@@ -85,7 +85,13 @@ impl Adapters {
         tenant: &TenantConfig,
         s: &super::halo::Settings,
     ) -> Result<Arc<HaloClient>, PlatformError> {
-        let key = format!("{}\n{}\n{}", tenant.id, s.url, s.tenant.as_deref().unwrap_or_default());
+        let key = format!(
+            "{}\n{}\n{}\n{}",
+            tenant.id,
+            s.url,
+            s.tenant.as_deref().unwrap_or_default(),
+            s.token_url.as_deref().unwrap_or_default()
+        );
         if let Some(c) = self.halo.lock().expect("not poisoned").get(&key) {
             return Ok(c.clone());
         }
@@ -97,6 +103,7 @@ impl Adapters {
             client_id: client_id.expose().to_owned().into(),
             client_secret: client_secret.expose().to_owned().into(),
             scope: s.scope.clone(),
+            token_url: s.token_url.clone(),
         };
         let window = super::halo::client::HALO_LIMIT.1;
         let client = Arc::new(
@@ -232,6 +239,7 @@ impl PlatformResolver for Adapters {
                 Ok(Box::new(HaloInbound {
                     tickets: Arc::new(self.halo_tickets(tenant, s).await?),
                     auth,
+                    console_url: tenant.console_url.clone(),
                 }))
             }
         }

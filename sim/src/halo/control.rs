@@ -119,6 +119,57 @@ impl FakeHalo {
         self.technician_action(ticket_id, action, technician)
     }
 
+    /// The ticket's end user replies (by e-mail or the portal): an action by the user (found by
+    /// name among the users, or the ticket's own user), with no agent; `status`, when given, is
+    /// the status a Halo rule sets on the reply (recorded on the action, as Halo does). Answers
+    /// the action.
+    ///
+    /// # Errors
+    /// No such ticket, user or status.
+    pub fn add_end_user_reply(
+        &self,
+        ticket_id: i64,
+        note: &str,
+        user: Option<&str>,
+        status: Option<HaloStatusRef>,
+    ) -> Result<Value, HaloControlError> {
+        let ticket = self
+            .ticket(ticket_id)
+            .ok_or(HaloControlError::NoSuchTicket(ticket_id))?;
+        let mut action = json!({"ticket_id": ticket_id, "note": note});
+        if let Some(s) = status {
+            action["new_status"] = self.status_id(s)?.into();
+        }
+        let mut inner = self.shared.lock();
+        let found = inner.store.table(HaloEntity::User).iter().find(|u| match user {
+            Some(name) => u
+                .get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| n.eq_ignore_ascii_case(name.trim())),
+            None => reference(u, "id").is_some() && reference(u, "id") == ticket["user_id"].as_i64(),
+        });
+        let Some((user_id, name)) = found.and_then(|u| {
+            Some((
+                reference(u, "id")?,
+                u.get("name").and_then(Value::as_str).unwrap_or("End User").to_owned(),
+            ))
+        }) else {
+            return Err(HaloControlError::Refused(vec![format!(
+                "no end user {user:?} for ticket {ticket_id}"
+            )]));
+        };
+        let actor = Actor {
+            agent_id: 0,
+            name,
+            user_id: Some(user_id),
+        };
+        let mut written = inner
+            .store
+            .upsert(HaloEntity::Action, into_record(action).into_iter().collect(), &actor)
+            .map_err(HaloControlError::Refused)?;
+        Ok(written.remove(0))
+    }
+
     /// Sets a ticket's status directly (as a workflow or a bulk edit would), with no action.
     ///
     /// # Errors
@@ -173,6 +224,7 @@ impl FakeHalo {
         let actor = Actor {
             agent_id,
             name: technician.trim().to_owned(),
+            user_id: None,
         };
         let mut written = inner
             .store

@@ -56,10 +56,11 @@ fn equal_filters(entity: HaloEntity) -> &'static [(&'static str, &'static str)] 
     }
 }
 
-/// Fields `search=` looks in (a case-insensitive "like").
+/// Fields `search=` looks in (a case-insensitive "like"). A ticket's `search` is its summary
+/// (and id), as Halo's list search is; its details are searched only with `search_details`.
 fn search_fields(entity: HaloEntity, q: &Query<'_>) -> &'static [&'static str] {
     match entity {
-        HaloEntity::Ticket => &["summary", "details"],
+        HaloEntity::Ticket => &["summary", "id"],
         HaloEntity::Asset if q.flag("search_inventory_number_only") == Some(true) => &["inventory_number"],
         HaloEntity::Asset => &["inventory_number", "key_field", "key_field2", "key_field3"],
         HaloEntity::User => &["name", "emailaddress"],
@@ -68,15 +69,58 @@ fn search_fields(entity: HaloEntity, q: &Query<'_>) -> &'static [&'static str] {
     }
 }
 
-fn text<'a>(rec: &'a Record, field: &str) -> &'a str {
-    rec.get(field).and_then(Value::as_str).unwrap_or_default()
+fn text(rec: &Record, field: &str) -> String {
+    match rec.get(field) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    }
 }
+
+/// Ticket searches on one field each: (parameter, fields looked in).
+const TICKET_SEARCHES: &[(&str, &[&str])] = &[
+    ("search_details", &["details", "details_html"]),
+    ("search_summary", &["summary"]),
+];
+
+/// The columns a ticket list row carries: a list answers summaries, not whole tickets (no
+/// details, no third-party ids); a client reads `GET /Tickets/{id}` for the rest.
+const TICKET_ROW: &[&str] = &[
+    "id",
+    "summary",
+    "client_id",
+    "client_name",
+    "site_id",
+    "site_name",
+    "user_id",
+    "user_name",
+    "agent_id",
+    "status_id",
+    "status_name",
+    "tickettype_id",
+    "priority_id",
+    "dateoccurred",
+    "datecreated",
+    "last_update",
+    "lastactiondate",
+    "hasbeenclosed",
+];
 
 fn keep(store: &Store, entity: HaloEntity, rec: &Record, q: &Query<'_>) -> bool {
     for (param, field) in equal_filters(entity) {
         if let Some(want) = q.int(param) {
             if int(rec.get(*field)) != Some(want) {
                 return false;
+            }
+        }
+    }
+    if entity == HaloEntity::Ticket {
+        for (param, fields) in TICKET_SEARCHES {
+            if let Some(term) = q.get(param).filter(|t| !t.is_empty()) {
+                let term = term.to_lowercase();
+                if !fields.iter().any(|f| text(rec, f).to_lowercase().contains(&term)) {
+                    return false;
+                }
             }
         }
     }
@@ -168,21 +212,26 @@ pub(crate) fn list(store: &Store, entity: HaloEntity, q: &Query<'_>) -> Value {
         q.int("page_size").filter(|n| *n > 0).unwrap_or(50),
         q.int("page_no").filter(|n| *n > 0).unwrap_or(1),
     );
+    let row = |r: &Record| {
+        let full = store.render(entity, r);
+        match (entity, full) {
+            (HaloEntity::Ticket, Value::Object(mut o)) => {
+                o.retain(|k, _| TICKET_ROW.contains(&k.as_str()));
+                Value::Object(o)
+            }
+            (_, v) => v,
+        }
+    };
     let page: Vec<Value> = if paged {
         let skip = usize::try_from((page_no - 1).saturating_mul(page_size)).unwrap_or(usize::MAX);
         let take = usize::try_from(page_size).unwrap_or(usize::MAX);
-        records
-            .iter()
-            .skip(skip)
-            .take(take)
-            .map(|r| store.render(entity, r))
-            .collect()
+        records.iter().skip(skip).take(take).map(|r| row(r)).collect()
     } else {
         let count = q
             .int("count")
             .filter(|n| *n > 0)
             .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
-        records.iter().take(count).map(|r| store.render(entity, r)).collect()
+        records.iter().take(count).map(|r| row(r)).collect()
     };
     match entity.list_key() {
         None => Value::Array(page),

@@ -45,6 +45,9 @@ pub enum HaloAuthInfo {
     Serve,
     /// Answers this status (so a client must fall back to `<base>/auth/token`).
     Fail(u16),
+    /// Answers this body with 200, whatever it says: AuthInfo is unauthenticated, so a client
+    /// must not trust it with the client secret (another origin, an oversized answer).
+    Answer(Value),
 }
 
 /// How a fake Halo is set up.
@@ -232,6 +235,22 @@ impl FakeHalo {
     /// The next `n` requests (any path) answer `status` without being processed.
     pub fn fail_next(&self, n: usize, status: u16) {
         self.shared.lock().faults.extend(std::iter::repeat_n(status, n));
+    }
+
+    /// The next `n` requests to `path` (as sent, e.g. `/api/Agent/me`) answer `status` without
+    /// being processed; other paths are answered as usual.
+    pub fn fail_path(&self, path: &str, n: usize, status: u16) {
+        let mut inner = self.shared.lock();
+        inner
+            .path_faults
+            .extend(std::iter::repeat_n((path.to_owned(), status), n));
+    }
+
+    /// Drops every injected fault not yet answered.
+    pub fn clear_faults(&self) {
+        let mut inner = self.shared.lock();
+        inner.faults.clear();
+        inner.path_faults.clear();
     }
 
     /// Every request answered, in order.

@@ -29,6 +29,8 @@ pub(crate) struct Inner {
     pub tokens: HashMap<String, Token>,
     pub issued: u64,
     pub faults: VecDeque<u16>,
+    /// Faults for one path only: (path as sent, status), first match first.
+    pub path_faults: Vec<(String, u16)>,
     recent: VecDeque<Instant>,
     pub log: Vec<HaloRequest>,
     pub refused: Vec<HaloRefusal>,
@@ -50,6 +52,7 @@ impl Shared {
             tokens: HashMap::new(),
             issued: 0,
             faults: VecDeque::new(),
+            path_faults: Vec::new(),
             recent: VecDeque::new(),
             log: Vec::new(),
             refused: Vec::new(),
@@ -77,7 +80,11 @@ impl Shared {
             .and_then(|a| a.get("name").and_then(Value::as_str))
             .unwrap_or("API")
             .to_owned();
-        Actor { agent_id: id, name }
+        Actor {
+            agent_id: id,
+            name,
+            user_id: None,
+        }
     }
 
     /// A new bearer token with these scopes.
@@ -143,7 +150,12 @@ pub(crate) async fn handle(
     let api_path = strip_api(&path);
     let mut inner = shared.lock();
     inner.stats.requests += 1;
-    let reply = if let Some(status) = inner.faults.pop_front() {
+    let path_fault = inner
+        .path_faults
+        .iter()
+        .position(|(p, _)| p.eq_ignore_ascii_case(&path))
+        .map(|i| inner.path_faults.remove(i).1);
+    let reply = if let Some(status) = path_fault.or_else(|| inner.faults.pop_front()) {
         inner.stats.faults += 1;
         let mut r = Reply::ok(json!({"error": "fault injected"}));
         r.status = status;
@@ -372,6 +384,7 @@ fn api(
                 }
                 Reply::ok(info)
             }
+            HaloAuthInfo::Answer(ref body) => Reply::ok(body.clone()),
             HaloAuthInfo::Fail(status) => {
                 let mut r = Reply::ok(json!({"error": "AuthInfo is unavailable"}));
                 r.status = status;

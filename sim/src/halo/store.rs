@@ -10,11 +10,13 @@ use serde_json::{Value, json};
 
 use super::entity::{HaloEntity, Record, guid, id_text, int, now_text, reference};
 
-/// Who writes: the API application's agent, or a technician through the control API.
+/// Who writes: the API application's agent, a technician through the control API, or an end
+/// user (a reply by e-mail or the portal: `user_id` set, no agent).
 #[derive(Debug, Clone)]
 pub(crate) struct Actor {
     pub agent_id: i64,
     pub name: String,
+    pub user_id: Option<i64>,
 }
 
 /// Fields that refer to another collection, per writing collection.
@@ -169,6 +171,9 @@ impl Store {
                 ));
             }
         }
+        if entity == HaloEntity::Ticket {
+            errors.extend(self.check_ticket_user(item, target));
+        }
         if entity == HaloEntity::Action {
             if let Some(name) = item.get("outcome").and_then(Value::as_str) {
                 if self.outcome_by_name(name).is_none() {
@@ -177,6 +182,36 @@ impl Store {
             }
         }
         errors
+    }
+
+    /// A ticket's user belongs to one site of one client, and a ticket's user comes from the
+    /// ticket's site: a user of another client or site is refused (Halo would re-place the
+    /// ticket under the user's client, or refuse it).
+    fn check_ticket_user(&self, item: &Record, target: Option<&Record>) -> Option<String> {
+        let given = |f: &str| reference(item, f).or_else(|| target.and_then(|t| reference(t, f)));
+        let user_id = given("user_id")?;
+        let user = self.find(HaloEntity::User, &user_id.to_string())?;
+        let site = given("site_id");
+        let client = given("client_id").or_else(|| {
+            site.and_then(|s| self.find(HaloEntity::Site, &s.to_string()))
+                .and_then(|s| reference(s, "client_id"))
+        });
+        let (user_client, user_site) = (reference(user, "client_id"), reference(user, "site_id"));
+        if client.is_some() && user_client != client {
+            return Some(format!(
+                "user {user_id} belongs to client {}, not the ticket's client {}",
+                user_client.unwrap_or_default(),
+                client.unwrap_or_default()
+            ));
+        }
+        if site.is_some() && user_site.is_some() && user_site != site {
+            return Some(format!(
+                "user {user_id} belongs to site {}, not the ticket's site {}",
+                user_site.unwrap_or_default(),
+                site.unwrap_or_default()
+            ));
+        }
+        None
     }
 
     /// The index of the record an element updates (`None`: it creates one), or why it cannot.
@@ -314,10 +349,21 @@ impl Store {
     fn complete_action(&self, item: &mut Record, creating: bool, actor: &Actor) {
         if creating {
             item.insert("who".into(), actor.name.clone().into());
-            item.insert("who_agentid".into(), actor.agent_id.into());
-            item.insert("actionby_agent_id".into(), actor.agent_id.into());
-            item.insert("who_type".into(), 1.into());
             item.entry("datetime").or_insert(now_text().into());
+            match actor.user_id {
+                // An end user's action names the user and no agent.
+                Some(user) => {
+                    item.insert("who_agentid".into(), 0.into());
+                    item.insert("actionby_agent_id".into(), 0.into());
+                    item.insert("actionby_user_id".into(), user.into());
+                    item.insert("who_type".into(), 2.into());
+                }
+                None => {
+                    item.insert("who_agentid".into(), actor.agent_id.into());
+                    item.insert("actionby_agent_id".into(), actor.agent_id.into());
+                    item.insert("who_type".into(), 1.into());
+                }
+            }
         }
         let outcome = match (
             item.get("outcome").and_then(Value::as_str),

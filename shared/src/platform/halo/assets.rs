@@ -5,11 +5,15 @@
 
 use serde_json::{Map, Value, json};
 
+use super::client::as_id;
 use super::lookup::find;
 use super::outbound::HaloTickets;
 use super::{AssetMatch, AssetTypeRule, NameOrId};
 use crate::platform::{PlatformError, PublishReceipt, Synced};
 use crate::store::AssetKind;
+
+/// The asset fields a hostname or serial is looked for in.
+const KEY_FIELDS: [&str; 4] = ["key_field", "key_field2", "key_field3", "inventory_number"];
 
 /// The inventory number the bridge gives an agent's asset.
 pub fn inventory_number(agent_uuid: &str) -> String {
@@ -100,30 +104,71 @@ impl HaloTickets {
                 Err(e) => return Err(e),
             }
         }
-        let (query, wanted): (Vec<(&str, String)>, Option<String>) = match self.settings.assets.matching {
-            AssetMatch::InventoryNumber => (vec![("inventory_number", inventory_number(&s.external_id))], None),
+        // Only within the client the agent's account maps to (and its site, where mapped): the
+        // same hostname, serial or inventory number at another customer of the MSP is theirs.
+        let Some((client, site)) = self.match_scope(s).await? else {
+            return Ok(None);
+        };
+        // The filter Halo applies, the fields the value must be in, and the value.
+        let (param, fields, value): (&str, &[&str], String) = match self.settings.assets.matching {
+            AssetMatch::InventoryNumber => (
+                "inventory_number",
+                &["inventory_number"],
+                inventory_number(&s.external_id),
+            ),
             AssetMatch::Serial => match field_text(&s.s1, "serialNumber") {
-                Some(serial) => (vec![("search", serial.clone())], Some(serial)),
+                Some(serial) => ("search", &KEY_FIELDS, serial),
                 None => return Ok(None),
             },
             AssetMatch::Hostname => match s.name.clone() {
-                Some(host) => (vec![("search", host.clone())], Some(host)),
+                Some(host) => ("search", &KEY_FIELDS, host),
                 None => return Ok(None),
             },
         };
-        let mut q = query;
-        q.push(("includeinactive", "true".into()));
-        let found = self.client.list("Asset", &q, "assets").await?;
-        Ok(found.into_iter().find(|a| match &wanted {
-            None => true,
-            Some(w) => ["key_field", "key_field2", "key_field3", "inventory_number"]
-                .iter()
-                .any(|k| {
+        let mut query = vec![(param, value.clone()), ("client_id", client.to_string())];
+        if let Some(site) = site {
+            query.push(("site_id", site.to_string()));
+        }
+        query.push(("includeinactive", "true".into()));
+        let found = self.client.list("Asset", &query, "assets").await?;
+        // Each row is checked, not trusted: a filter Halo applies loosely (or ignores) must not
+        // hand over the first asset it returns.
+        Ok(found.into_iter().find(|a| {
+            a.get("client_id").and_then(as_id) == Some(client)
+                && site.is_none_or(|site| a.get("site_id").and_then(as_id) == Some(site))
+                && fields.iter().any(|k| {
                     a.get(*k)
                         .and_then(Value::as_str)
-                        .is_some_and(|v| v.eq_ignore_ascii_case(w))
-                }),
+                        .is_some_and(|v| v.trim().eq_ignore_ascii_case(value.trim()))
+                })
         }))
+    }
+
+    /// The Halo client (and site, where mapped) an agent's asset may be matched in: the client
+    /// its S1 account maps to, else the client of its mapped site, else the client of the
+    /// tenant's default asset site. `None`: nothing mapped, so nothing is matched.
+    async fn match_scope(&self, s: &Synced) -> Result<Option<(i64, Option<i64>)>, PlatformError> {
+        let client = self.mapped(AssetKind::Customer, s.account_id.as_deref()).await;
+        let site = self.mapped(AssetKind::Site, s.site_id.as_deref()).await;
+        let site_record = match (site, &self.settings.assets.default_site) {
+            (Some(site), _) => Some(NameOrId::Id(site)),
+            (None, Some(default)) => Some(default.clone()),
+            (None, None) => None,
+        };
+        if let Some(client) = client {
+            return Ok(Some((client, site)));
+        }
+        let Some(want) = site_record else {
+            return Ok(None);
+        };
+        let sites = self.client.list("Site", &[], "sites").await?;
+        let (site_id, _) = find(&sites, "id", &want, "site")?;
+        let client = sites
+            .iter()
+            .find(|r| r.get("id").and_then(as_id) == Some(site_id))
+            .and_then(|r| r.get("client_id"))
+            .and_then(as_id);
+        Ok(client.map(|c| (c, site)))
     }
 
     /// The asset type an agent gets under the tenant's rule (a type named by an S1 field is

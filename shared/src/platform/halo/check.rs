@@ -41,11 +41,26 @@ impl HaloTickets {
             format!("obtained for the API application (scope {})", s.scope),
         )];
         out.push(check(
+            "Halo API agent",
+            lookup::own_agent(client)
+                .await
+                .map(|id| format!("agent id {id}: its actions are the bridge's own, never sent to S1")),
+        ));
+        out.push(check(
             "Halo ticket type",
             lookup::ticket_type(client, s).await.map(|r| shown(&r)),
         ));
         if let Some(want) = &s.user {
-            out.push(check("Halo user", lookup::user(client, want).await.map(|r| shown(&r))));
+            let found = lookup::user(client, want).await.map(|u| {
+                format!(
+                    "{} (id {}), of client {} and site {}: set on tickets under that client and site only (others get the site's default user)",
+                    u.name,
+                    u.id,
+                    u.client.map_or("-".into(), |c| c.to_string()),
+                    u.site.map_or("-".into(), |c| c.to_string())
+                )
+            });
+            out.push(check("Halo user", found));
         }
         out.push(check("Halo statuses", self.statuses().await));
         out.push(check("Halo priorities", self.priorities().await));

@@ -1,9 +1,11 @@
 //! A HaloPSA REST client (docs: Halo's OpenAPI document, vendored in `tests/fixtures/halo-openapi`).
 //!
-//! - OAuth2 client credentials: `GET /api/AuthInfo` names the authorisation server (its
-//!   `auth_url`; `<base>/auth` when that call fails), the token comes from `<auth_url>/token`
-//!   (with `?tenant=` for a hosted instance), is cached until a minute before `expires_in`, and is
-//!   fetched again once when Halo answers 401 (a token can be revoked early on Halo's side).
+//! - OAuth2 client credentials: the token endpoint the operator names (`token_url`), else
+//!   `GET /api/AuthInfo`'s `auth_url` + `/token` when it is on the instance's own origin (another
+//!   origin is an error: the client secret goes nowhere else), else `<base>/auth/token` when
+//!   that call fails; `?tenant=` is added for a hosted instance. The token is cached until a
+//!   minute before `expires_in`, and is fetched again once when Halo answers 401 (a token can be
+//!   revoked early on Halo's side).
 //! - Writes are a `POST` of a JSON array to the collection; Halo answers the written object or an
 //!   array of them, and both are accepted. Lists are paged with Halo's own `pageinate=true`,
 //!   `page_size`, `page_no`, and answer either `{"record_count", "<plural>": [...]}` or a bare array.
@@ -43,6 +45,9 @@ pub struct HaloAuth {
     pub client_secret: SecretString,
     /// Space-separated scopes; `all` by default.
     pub scope: String,
+    /// The token endpoint the operator names, when the authorisation server is not on the
+    /// instance's own origin; without it the secret goes only to the instance's origin.
+    pub token_url: Option<String>,
 }
 
 impl std::fmt::Debug for HaloAuth {
@@ -51,6 +56,7 @@ impl std::fmt::Debug for HaloAuth {
             .field("base_url", &self.base_url)
             .field("tenant", &self.tenant)
             .field("scope", &self.scope)
+            .field("token_url", &self.token_url)
             .finish_non_exhaustive()
     }
 }
@@ -69,6 +75,8 @@ pub struct HaloClient {
     retry: RetryPolicy,
     limiter: DefaultDirectRateLimiter,
     token: tokio::sync::Mutex<Option<CachedToken>>,
+    /// The operator's token endpoint (checked like the base URL), when named.
+    token_url: Option<Url>,
 }
 
 impl std::fmt::Debug for HaloClient {
@@ -117,7 +125,16 @@ impl HaloClient {
         // Halo's API sits under /api of the instance; a pasted ".../api" is the same instance.
         let path = base.path().trim_end_matches('/').trim_end_matches("/api").to_owned();
         base.set_path(&format!("{path}/"));
+        let token_url = match auth.token_url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+            Some(u) => Some(
+                allowed
+                    .check_platform_url("Halo token_url", u)
+                    .map_err(|e| PlatformError::Config(e.to_string()))?,
+            ),
+            None => None,
+        };
         Ok(Self {
+            token_url,
             http,
             base,
             allowed: allowed.clone(),
@@ -139,27 +156,51 @@ impl HaloClient {
         u
     }
 
-    /// Where the token endpoint is: AuthInfo's `auth_url` + `/token`, else `<base>/auth/token`.
-    /// The credentials go there, so a discovered URL must pass the same checks as the base URL.
-    async fn token_url(&self) -> Url {
-        self.limiter.until_ready().await;
-        let discovered = async {
-            let resp = self.http.get(self.api_url("AuthInfo")).send().await.ok()?;
-            if !resp.status().is_success() {
-                return None;
-            }
-            let info: Value = resp.json().await.ok()?;
-            let auth_url = info.get("auth_url")?.as_str()?.trim_end_matches('/').to_owned();
-            self.allowed
-                .check_platform_url("Halo auth_url", &format!("{auth_url}/token"))
-                .ok()
+    /// Where the token endpoint is: the one the operator names, else AuthInfo's `auth_url` +
+    /// `/token` when that is on the instance's own origin, else `<base>/auth/token`. AuthInfo is
+    /// unauthenticated, so its answer is read under the same cap as every other and never sends
+    /// the client secret anywhere but the instance's origin: another origin is an error naming
+    /// it (the operator can name it as `token_url` if it is theirs).
+    async fn token_url(&self) -> Result<Url, PlatformError> {
+        if let Some(named) = &self.token_url {
+            return Ok(named.clone());
         }
-        .await;
-        discovered.unwrap_or_else(|| {
-            let mut u = self.base.clone();
-            u.set_path(&format!("{}auth/token", self.base.path()));
-            u
-        })
+        let mut fallback = self.base.clone();
+        fallback.set_path(&format!("{}auth/token", self.base.path()));
+        self.limiter.until_ready().await;
+        let resp = match self.http.get(self.api_url("AuthInfo")).send().await {
+            Ok(r) if r.status().is_success() => r,
+            _ => return Ok(fallback),
+        };
+        let body = read(resp, "GET /api/AuthInfo").await?;
+        let Some(auth_url) = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| {
+                v.get("auth_url")?
+                    .as_str()
+                    .map(|u| u.trim().trim_end_matches('/').to_owned())
+            })
+            .filter(|u| !u.is_empty())
+        else {
+            return Ok(fallback);
+        };
+        let shown: String = auth_url.chars().take(200).collect();
+        let url = self
+            .allowed
+            .check_platform_url("Halo auth_url", &format!("{auth_url}/token"))
+            .map_err(|e| {
+                PlatformError::Config(format!(
+                    "Halo's AuthInfo names an authorisation server that is refused: {e}"
+                ))
+            })?;
+        if url.origin() != self.base.origin() {
+            return Err(PlatformError::Config(format!(
+                "Halo's AuthInfo names {shown:?} as the authorisation server, not on the instance's origin {}; \
+                 the client secret is sent only there: if that server is the instance's, set settings.token_url to its token endpoint",
+                self.base.origin().ascii_serialization()
+            )));
+        }
+        Ok(url)
     }
 
     /// A valid bearer token: the cached one, or a new one from the authorisation server.
@@ -168,7 +209,7 @@ impl HaloClient {
         if let Some(t) = cached.as_ref().filter(|t| Instant::now() < t.renew_at) {
             return Ok(t.value.clone());
         }
-        let mut url = self.token_url().await;
+        let mut url = self.token_url().await?;
         if let Some(tenant) = self.auth.tenant.as_deref().filter(|t| !t.is_empty()) {
             url.query_pairs_mut().append_pair("tenant", tenant);
         }
@@ -441,6 +482,7 @@ mod tests {
             client_id: SecretString::from("the-client-id"),
             client_secret: SecretString::from("sEcReT"),
             scope: "all".into(),
+            token_url: None,
         };
         let shown = format!("{auth:?}");
         assert!(!shown.contains("sEcReT") && !shown.contains("the-client-id"), "{shown}");

@@ -15,7 +15,7 @@ use crate::platform::PlatformError;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resolved {
     pub ticket_type: (i64, String),
-    pub user: Option<(i64, String)>,
+    pub user: Option<HaloUser>,
     pub client: Option<(i64, String)>,
     pub site: Option<(i64, String)>,
     /// Severity -> Halo priority id (`priorityid`); a severity without one is left to the
@@ -27,7 +27,27 @@ pub struct Resolved {
     pub reopen: (i64, String),
     pub close: (i64, String),
     /// The agent the API application acts as: its actions are ours, never echoed.
-    pub agent: Option<i64>,
+    pub agent: i64,
+}
+
+/// The configured end user, with where it belongs: in Halo a user is of one site of one client,
+/// and a ticket's user comes from the ticket's site.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HaloUser {
+    pub id: i64,
+    pub name: String,
+    pub client: Option<i64>,
+    pub site: Option<i64>,
+}
+
+impl HaloUser {
+    /// The user, when it belongs to this client and site (a ticket elsewhere gets none, so
+    /// Halo takes the site's default user instead of moving the ticket to the user's client).
+    pub fn for_ticket(&self, client: Option<i64>, site: Option<i64>) -> Option<i64> {
+        let same_client = client.is_none_or(|c| self.client == Some(c));
+        let same_site = site.is_none_or(|s| self.site.is_none_or(|u| u == s));
+        (same_client && same_site).then_some(self.id)
+    }
 }
 
 /// A record's name under any of the keys Halo uses for it.
@@ -156,12 +176,21 @@ fn search(want: &NameOrId) -> Vec<(&'static str, String)> {
     }
 }
 
-/// The end-user tickets are logged for.
+/// The end-user tickets are logged for, with its client and site.
 ///
 /// # Errors
 /// [`PlatformError::Config`] when Halo has no such user; the client's errors.
-pub async fn user(client: &HaloClient, want: &NameOrId) -> Result<(i64, String), PlatformError> {
-    find(&client.list("Users", &search(want), "users").await?, "id", want, "user")
+pub async fn user(client: &HaloClient, want: &NameOrId) -> Result<HaloUser, PlatformError> {
+    let users = client.list("Users", &search(want), "users").await?;
+    let (id, name) = find(&users, "id", want, "user")?;
+    let record = users.iter().find(|u| u.get("id").and_then(as_id) == Some(id));
+    let of = |k: &str| record.and_then(|u| u.get(k)).and_then(as_id).filter(|v| *v > 0);
+    Ok(HaloUser {
+        id,
+        name,
+        client: of("client_id"),
+        site: of("site_id"),
+    })
 }
 
 /// The default client.
@@ -227,6 +256,21 @@ pub async fn asset_types(client: &HaloClient, opts: &AssetOptions) -> Result<Str
     }
 }
 
+/// The agent the API application acts as (`GET /api/Agent/me`). Not knowing it is an error,
+/// never "nobody": every action of ours would then read as a technician's and go back to S1.
+///
+/// # Errors
+/// The client's errors; [`PlatformError::Config`] when Halo names no agent.
+pub async fn own_agent(client: &HaloClient) -> Result<i64, PlatformError> {
+    let me = client.get("Agent/me", &[]).await?;
+    me.get("id").and_then(as_id).filter(|id| *id > 0).ok_or_else(|| {
+        PlatformError::Config(
+            "Halo's Agent/me names no agent: give the API application an agent to act as (its actions are the bridge's own)"
+                .into(),
+        )
+    })
+}
+
 /// Resolves the settings against the instance (a handful of reads).
 ///
 /// # Errors
@@ -247,11 +291,7 @@ pub async fn resolve(client: &HaloClient, s: &Settings) -> Result<Resolved, Plat
         Some(want) => Some(site(client, want, client_rec.as_ref().map(|c| c.0)).await?),
         None => None,
     };
-    let agent = client
-        .get("Agent/me", &[])
-        .await
-        .ok()
-        .and_then(|me| me.get("id").and_then(as_id));
+    let agent = own_agent(client).await?;
     Ok(Resolved {
         ticket_type,
         user,

@@ -34,7 +34,7 @@ use crate::store::{AssetKind, Store, TokenSource};
 pub use assets::inventory_number;
 pub use client::{HaloAuth, HaloClient};
 pub use inbound::{HaloInbound, HaloWebhookAuth, changes, ticket_ids};
-pub use lookup::{Resolved, find, find_each, resolve};
+pub use lookup::{HaloUser, Resolved, find, find_each, resolve};
 pub use outbound::{HaloTickets, details_html, marker};
 
 /// Where the adapter finds which Halo client or site an S1 account or site is: the asset
@@ -257,6 +257,11 @@ pub struct Settings {
     /// The API application's client id and secret (client credentials).
     pub client_id: TokenSource,
     pub client_secret: TokenSource,
+    /// The authorisation server's token endpoint, when it is not on the instance's own origin
+    /// (the client secret is sent only to the instance's origin or here; AuthInfo's answer is
+    /// not trusted with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
     /// The scopes asked for (`all`, or e.g. `read:tickets edit:tickets read:customers ...`).
     #[serde(default = "default_scope")]
     pub scope: String,
@@ -313,7 +318,11 @@ impl crate::platform::config::PlatformSettings for Settings {
     }
 
     fn urls(&self) -> Vec<(&'static str, &str)> {
-        vec![("url", self.url.as_str())]
+        let mut out = vec![("url", self.url.as_str())];
+        if let Some(t) = &self.token_url {
+            out.push(("token_url", t.as_str()));
+        }
+        out
     }
 
     fn assets(&self) -> Option<crate::usecase::sync_assets::AssetSettings> {

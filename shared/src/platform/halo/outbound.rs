@@ -149,25 +149,43 @@ impl HaloTickets {
         }
     }
 
-    /// A ticket we created for this story before (a run that crashed after creating it).
-    async fn existing_ticket(&self, alert_key: &str) -> Result<Option<i64>, PlatformError> {
-        let found = self
-            .client
-            .get("Tickets", &[("search", marker(alert_key)), ("count", "5".into())])
-            .await?;
-        let tickets = found
-            .get("tickets")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        Ok(tickets
-            .iter()
-            .find(|t| t.get("third_party_id_string").and_then(Value::as_str) == Some(alert_key))
-            .and_then(|t| t.get("id").and_then(as_id)))
+    /// A ticket we created for `key` before (a story's alert key: a run that crashed after
+    /// creating it; the tenant's token key: the token ticket), `open_only` among open tickets.
+    /// Halo's `search` looks in summaries, so the marker is looked for with `search_details`
+    /// (where it is); list rows are partial, so each candidate is read whole and kept only when
+    /// the third-party id Halo keeps for it is `key`.
+    async fn existing_ticket(&self, key: &str, open_only: bool) -> Result<Option<Value>, PlatformError> {
+        let mut query = vec![("search_details", marker(key)), ("count", "5".to_owned())];
+        if open_only {
+            query.push(("open_only", "true".to_owned()));
+        }
+        let found = self.client.get("Tickets", &query).await?;
+        let rows = match &found {
+            Value::Array(rows) => rows.as_slice(),
+            other => other
+                .get("tickets")
+                .and_then(Value::as_array)
+                .map_or(&[][..], Vec::as_slice),
+        };
+        for id in rows.iter().filter_map(|t| t.get("id").and_then(as_id)) {
+            let ticket = match self.client.get(&format!("Tickets/{id}"), &[]).await {
+                Ok(t) => t,
+                Err(PlatformError::Refused { status: 404, .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            if ticket.get("third_party_id_string").and_then(Value::as_str) == Some(key) {
+                return Ok(Some(ticket));
+            }
+        }
+        Ok(None)
     }
 
     async fn create_ticket(&self, event: &ThreatEvent, r: &Resolved) -> Result<i64, PlatformError> {
-        if let Some(id) = self.existing_ticket(&event.story.alert_key).await? {
+        if let Some(id) = self
+            .existing_ticket(&event.story.alert_key, false)
+            .await?
+            .and_then(|t| t.get("id").and_then(as_id))
+        {
             return Ok(id);
         }
         let t = &event.threat;
@@ -181,7 +199,7 @@ impl HaloTickets {
         let fields = [
             ("client_id", client),
             ("site_id", site),
-            ("user_id", r.user.as_ref().map(|u| u.0)),
+            ("user_id", r.user.as_ref().and_then(|u| u.for_ticket(client, site))),
             ("priority_id", r.priorities.get(&event.severity).map(|p| p.0)),
         ];
         for (k, v) in fields {
@@ -316,14 +334,12 @@ impl HaloTickets {
         let r = self.resolved().await?;
         let key = format!("s1-bridge:{}:token", self.tenant);
         let note = format!("<p>{}</p><p><small>{}</small></p>", html(message), html(&marker(&key)));
-        let open = match self.existing_ticket(&key).await? {
-            Some(id) => {
-                let t = self.client.get(&format!("Tickets/{id}"), &[]).await?;
-                let status = t.get("status_id").and_then(as_id);
-                (!status.is_some_and(|s| r.closed.contains(&s))).then_some(id)
-            }
-            None => None,
-        };
+        // Open in Halo's terms (`open_only`) and not in one of the tenant's closed statuses.
+        let open = self.existing_ticket(&key, true).await?.filter(|t| {
+            let status = t.get("status_id").and_then(as_id);
+            !status.is_some_and(|s| r.closed.contains(&s))
+        });
+        let open = open.and_then(|t| t.get("id").and_then(as_id));
         let id = match open {
             Some(id) => {
                 self.action(id, note, None).await?;
@@ -341,6 +357,10 @@ impl HaloTickets {
                 }
                 if let Some(s) = &r.site {
                     ticket["site_id"] = json!(s.0);
+                }
+                let place = (r.client.as_ref().map(|c| c.0), r.site.as_ref().map(|s| s.0));
+                if let Some(u) = r.user.as_ref().and_then(|u| u.for_ticket(place.0, place.1)) {
+                    ticket["user_id"] = json!(u);
                 }
                 if let Some(p) = r.priorities.get(&crate::domain::Severity::High) {
                     ticket["priority_id"] = json!(p.0);

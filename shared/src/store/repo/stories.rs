@@ -189,28 +189,42 @@ impl Store {
         Ok(conflicts)
     }
 
-    /// The story behind a platform alert, with its tenant.
+    /// The tenant's story behind a platform alert. A platform's reference is unique only
+    /// within what the platform is (a Halo ticket number within its instance), so every story
+    /// indexed under it is read and only `tenant`'s counts: the first hit may be another
+    /// tenant's. The index key is unchanged, so stories written before this still resolve.
     ///
     /// # Errors
     /// Backend errors; corrupt record.
     pub async fn story_by_platform_ref(
         &self,
+        tenant: &str,
         platform: &str,
         reference: &str,
-    ) -> Result<Option<(String, Versioned<StoryRecord>)>, StoreError> {
-        let page = self
-            .table
-            .query_index(&keys::platform_alert(platform, reference), None, 1)
-            .await?;
-        let Some(i) = page.items.first() else { return Ok(None) };
-        let tenant = i.pk.strip_prefix("TENANT#").unwrap_or(&i.pk).to_owned();
-        Ok(Some((
-            tenant,
-            Versioned {
-                value: decode(i, "story")?,
-                version: i.version,
-            },
-        )))
+    ) -> Result<Option<Versioned<StoryRecord>>, StoreError> {
+        let key = keys::platform_alert(platform, reference);
+        // Index entries sort by `<tenant>#<story id>`.
+        let ours = format!("{tenant}#");
+        let pk = keys::tenant(tenant);
+        let mut cursor = None;
+        loop {
+            let page = self.table.query_index(&key, cursor.as_deref(), 100).await?;
+            if let Some(i) = page.items.iter().find(|i| i.pk == pk) {
+                return Ok(Some(Versioned {
+                    value: decode(i, "story")?,
+                    version: i.version,
+                }));
+            }
+            let past = page
+                .items
+                .last()
+                .and_then(|i| i.gsi1sk.as_deref())
+                .is_some_and(|sk| sk > ours.as_str() && !sk.starts_with(&ours));
+            match page.next {
+                Some(next) if !past => cursor = Some(next),
+                _ => return Ok(None),
+            }
+        }
     }
 
     /// Remembers that the platform's id `reference` (say a PagerDuty incident id) is the alert

@@ -33,8 +33,8 @@ pub(super) async fn resolve_story(
             return by_name(id.to_owned()).await;
         }
         // A platform-made key (a PagerDuty dedup key) recorded as the story's platform ref.
-        match store.story_by_platform_ref(platform.as_str(), &key).await? {
-            Some((t, s)) if t == tenant.id => {
+        match store.story_by_platform_ref(&tenant.id, platform.as_str(), &key).await? {
+            Some(s) => {
                 let current = store.get_story(&tenant.id, &s.value.key).await?;
                 let archived = current.is_none_or(|c| c.value.id != s.value.id);
                 let name = if archived {
@@ -44,7 +44,7 @@ pub(super) async fn resolve_story(
                 };
                 Ok(Some((name, archived, s)))
             }
-            _ => Ok(None),
+            None => Ok(None),
         }
     };
     match alert {
