@@ -138,6 +138,27 @@ impl S1Error {
         )
     }
 
+    /// True when the failure says the call changed nothing in S1: S1 refused it (4xx, 429),
+    /// failed it (5xx, taken at its word), it was refused before it was sent, or the connection
+    /// was refused. False when the outcome is unknown: a connection cut or timed out after the
+    /// request went out, an unreadable answer to a call S1 accepted.
+    pub fn made_no_change(&self) -> bool {
+        match self {
+            S1Error::Unauthorized { .. }
+            | S1Error::Forbidden { .. }
+            | S1Error::BadRequest { .. }
+            | S1Error::NotFound { .. }
+            | S1Error::RateLimited { .. }
+            | S1Error::Server { .. }
+            | S1Error::InvalidRequest(_) => true,
+            S1Error::UnexpectedStatus { status, .. }
+            | S1Error::Redirected { status, .. }
+            | S1Error::TooLarge { status, .. } => *status >= 300,
+            S1Error::Transport { source, .. } => source.is_connect(),
+            S1Error::Decode { .. } => false,
+        }
+    }
+
     /// True for a 401: the token must be re-read or replaced.
     pub fn is_unauthorized(&self) -> bool {
         matches!(self, S1Error::Unauthorized { .. })
