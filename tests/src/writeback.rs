@@ -381,6 +381,7 @@ macro_rules! writeback_scenarios {
             an_older_comments_verdict_held_by_s1_does_not_overwrite_a_newer_status_change,
             an_older_status_change_retried_after_a_newer_comments_verdict_keeps_that_verdict,
             a_cut_answer_from_s1_is_retried_and_never_a_dead_letter,
+            a_redelivered_change_is_a_duplicate_even_once_a_newer_one_reached_s1,
         );
     };
     (@tests $table:expr; $($name:ident),+ $(,)?) => {
@@ -816,5 +817,29 @@ pub mod scenarios {
         }
         nothing_left_but_superseded(&h).await;
         poll_sends_nothing_back(&h, "after cut answers").await;
+    }
+
+    /// Found by the writeback chaos test: a change accepted (202 pending: S1 was down) is
+    /// delivered again by the platform (our answer was lost) after a newer change reached S1.
+    /// It was accepted: the answer is "already accepted", not a 409 refusal of a change that
+    /// is in fact retried and whose note reaches S1.
+    pub async fn a_redelivered_change_is_a_duplicate_even_once_a_newer_one_reached_s1(table: Arc<dyn ItemTable>) {
+        let (h, base, stories) = setup(40, table).await;
+        let (alert, _) = &stories[0];
+        let now = OffsetDateTime::now_utc();
+        fail_incident(&h, 503, 1_000).await;
+        let older = status_changed(alert, "closed", Some("benign"), now - Duration::minutes(2));
+        let (code, resp) = post_generic(&base, "acme", "again-t1", &older, INBOUND_SECRET).await;
+        assert_eq!((code, resp["writeback"].as_str()), (202, Some("pending")), "{resp}");
+        h.sim.control().clear_faults().await.unwrap();
+        let newer = status_changed(alert, "investigating", None, now - Duration::minutes(1));
+        let (code, resp) = post_generic(&base, "acme", "again-t2", &newer, INBOUND_SECRET).await;
+        assert_eq!((code, resp["writeback"].as_str()), (202, Some("applied")), "{resp}");
+        let (code, resp) = post_generic(&base, "acme", "again-t1", &older, INBOUND_SECRET).await;
+        assert_eq!(code, 200, "{resp}");
+        assert!(resp["message"].as_str().unwrap().contains("already accepted"), "{resp}");
+        // A change never accepted and older than the alert's is still refused.
+        let (code, resp) = post_generic(&base, "acme", "again-t0", &older, INBOUND_SECRET).await;
+        assert_eq!(code, 409, "{resp}");
     }
 }

@@ -48,6 +48,19 @@ impl Store {
         })
     }
 
+    /// Whether `tenant`'s replay marker for `id` (a delivery's id) is live: the delivery was
+    /// accepted within the marker's lifetime.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn delivery_seen(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .table
+            .get(&keys::event(tenant, id), keys::EVENT_SK)
+            .await?
+            .is_some())
+    }
+
     /// One pending writeback with its version and claim.
     ///
     /// # Errors
