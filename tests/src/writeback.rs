@@ -587,6 +587,18 @@ pub mod scenarios {
         assert_eq!(p.published, 0, "{p:?}");
     }
 
+    /// Every threat of `ids` holds `want` (status, verdict) in S1, with one note starting with
+    /// each of `notes`.
+    async fn each_holds(h: &PollHarness, ids: &[String], want: (&str, &str), notes: &[&str]) {
+        for id in ids {
+            let (status, verdict, _) = s1_state(h, id).await;
+            assert_eq!((status.as_str(), verdict.as_str()), want, "threat {id}");
+            for note in notes {
+                assert_eq!(notes_starting(h, id, note).await, 1, "threat {id}: {note}");
+            }
+        }
+    }
+
     /// Nothing of the tenant is pending or dead (but superseded changes).
     async fn nothing_left_but_superseded(h: &PollHarness) {
         assert!(h.store.list_pending("acme", None, 10).await.unwrap().items.is_empty());
@@ -712,24 +724,8 @@ pub mod scenarios {
         let (code, resp) = older.await.unwrap();
         assert_eq!(code, 202, "{resp}");
         retry_at(&h, now + Duration::minutes(10)).await;
-        for id in ids {
-            let (status, verdict, _) = s1_state(&h, id).await;
-            assert_eq!(
-                (status.as_str(), verdict.as_str()),
-                ("resolved", "true_positive"),
-                "threat {id}"
-            );
-            assert_eq!(
-                notes_starting(&h, id, "[generic] comment by Ana").await,
-                1,
-                "threat {id}"
-            );
-            assert_eq!(
-                notes_starting(&h, id, "[generic] closed by Ana").await,
-                1,
-                "threat {id}"
-            );
-        }
+        let notes = ["[generic] comment by Ana", "[generic] closed by Ana"];
+        each_holds(&h, ids, ("resolved", "true_positive"), &notes).await;
         nothing_left_but_superseded(&h).await;
     }
 
@@ -757,19 +753,7 @@ pub mod scenarios {
         assert_eq!((code, resp["writeback"].as_str()), (202, Some("applied")), "{resp}");
         let r = retry_at(&h, now + Duration::minutes(10)).await;
         assert_eq!(r.applied, 1, "{r:?}");
-        for id in ids {
-            let (status, verdict, _) = s1_state(&h, id).await;
-            assert_eq!(
-                (status.as_str(), verdict.as_str()),
-                ("resolved", "true_positive"),
-                "threat {id}"
-            );
-            assert_eq!(
-                notes_starting(&h, id, "[generic] closed by Ana").await,
-                1,
-                "threat {id}"
-            );
-        }
+        each_holds(&h, ids, ("resolved", "true_positive"), &["[generic] closed by Ana"]).await;
         nothing_left_but_superseded(&h).await;
         poll_sends_nothing_back(&h, "after both changes").await;
     }
@@ -801,19 +785,7 @@ pub mod scenarios {
         let r = retry_at(&h, now + Duration::minutes(10)).await;
         assert_eq!((r.applied, r.dead), (2, 0), "{r:?}");
         for (_, ids) in &stories[..3] {
-            for id in ids {
-                let (status, verdict, _) = s1_state(&h, id).await;
-                assert_eq!(
-                    (status.as_str(), verdict.as_str()),
-                    ("resolved", "true_positive"),
-                    "threat {id}"
-                );
-                assert_eq!(
-                    notes_starting(&h, id, "[generic] closed by Ana").await,
-                    1,
-                    "threat {id}"
-                );
-            }
+            each_holds(&h, ids, ("resolved", "true_positive"), &["[generic] closed by Ana"]).await;
         }
         nothing_left_but_superseded(&h).await;
         poll_sends_nothing_back(&h, "after cut answers").await;

@@ -17,7 +17,7 @@
 //! One seed runs in the test command (`WRITEBACK_CHAOS_SEEDS`, comma-separated, runs others one
 //! after another, e.g. `WRITEBACK_CHAOS_SEEDS=1,2,3,4,5,6,7,8,9,10`). A failure names its seed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
@@ -113,7 +113,8 @@ struct Chaos {
     /// The retry passes' clock, hours ahead so every pending change is due and every claim of a
     /// killed attempt has lapsed.
     later: OffsetDateTime,
-    console_changed: BTreeMap<String, (String, String)>,
+    /// Threats the console changed.
+    console_changed: BTreeSet<String>,
 }
 
 impl Chaos {
@@ -187,7 +188,7 @@ impl Chaos {
                 .console_update(&id, Some(status), Some(verdict))
                 .await
                 .unwrap();
-            self.console_changed.insert(id, (status.into(), verdict.into()));
+            self.console_changed.insert(id);
         }
     }
 
@@ -411,7 +412,7 @@ impl Chaos {
             })
             .collect();
         assert!(echoes.is_empty(), "seed {seed}: our own writes came back: {echoes:#?}");
-        for (id, _) in &self.console_changed {
+        for id in &self.console_changed {
             let (status, verdict, _) = &s1[id];
             let last = events
                 .iter()
@@ -446,7 +447,7 @@ async fn run(seed: u64) {
         heard: Arc::default(),
         clock: now - Duration::minutes(30),
         later: now,
-        console_changed: BTreeMap::new(),
+        console_changed: BTreeSet::new(),
     };
     for _ in 0..ROUNDS {
         chaos.round().await;
