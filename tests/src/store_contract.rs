@@ -929,6 +929,42 @@ pub async fn an_alert_lock_is_held_by_one_attempt_and_keeps_its_mark(store: Stor
     assert_eq!(got.iter().filter(|l| l.is_some()).count(), 1);
 }
 
+/// The status and the verdict each keep their own mark: a comment's verdict marks the verdict
+/// only, a status change without a verdict the status only. An ordering item written before the
+/// verdict had a mark reads its status mark as the verdict's too.
+pub async fn an_alerts_status_and_verdict_keep_their_own_marks(store: Store) {
+    let now = OffsetDateTime::now_utc();
+    let a = Claim::new("a", Duration::minutes(2), now);
+    let mut lock = store.lock_alert("t1", "story-v", &a, now).await.unwrap().unwrap();
+    let comment = lock.order.marked(300, "comment-3", false, true);
+    assert!(store.mark_alert_fields("t1", &mut lock, comment).await.unwrap());
+    let status_only = lock.order.marked(200, "status-2", true, false);
+    assert!(store.mark_alert_fields("t1", &mut lock, status_only).await.unwrap());
+    let order = store.alert_order("t1", "story-v").await.unwrap();
+    assert_eq!(
+        (order.applied_micros, order.verdict_micros, order.verdict_by.as_deref()),
+        (Some(200), Some(300), Some("comment-3"))
+    );
+    assert!(order.verdict_supersedes(250, "status-25") && !order.supersedes(250, "status-25"));
+    assert!(!order.verdict_supersedes(300, "comment-3") && !order.verdict_supersedes(400, "x"));
+    assert!(store.unlock_alert("t1", &lock).await.unwrap());
+
+    let legacy = Item {
+        pk: "TENANT#t1".into(),
+        sk: "ORDER#story-old".into(),
+        data: r#"{"at":500,"by":"chg-5"}"#.into(),
+        order: Some(500),
+        version: 1,
+        ..Item::default()
+    };
+    assert!(store.table().put(&legacy, &Cond::Always).await.unwrap());
+    let order = store.alert_order("t1", "story-old").await.unwrap();
+    assert_eq!(
+        (order.verdict_micros, order.verdict_by.as_deref()),
+        (Some(500), Some("chg-5"))
+    );
+}
+
 /// Items as the code before issue 12 wrote them (every optional member field spelled out as
 /// `null`, the watermark's ids inline in the checkpoint) still read, and are written over as
 /// before. Members' statuses and verdicts as the code before issue 13 wrote them (strings: S1's
@@ -1282,6 +1318,7 @@ macro_rules! store_contract {
             pending_writebacks_move_to_dead_letters_and_back,
             pending_writebacks_are_claimed_and_never_brought_back,
             an_alert_lock_is_held_by_one_attempt_and_keeps_its_mark,
+            an_alerts_status_and_verdict_keep_their_own_marks,
             an_applied_writeback_ends_in_one_transaction,
             pending_written_before_typed_changes_still_read,
             assets_and_token_state_round_trip,

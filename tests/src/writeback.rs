@@ -118,10 +118,20 @@ pub fn status_changed(alert_key: &str, status: &str, close_reason: Option<&str>,
 
 /// A generic `alert.comment_added` body.
 pub fn comment_added(alert_key: &str, comment: &str, at: time::OffsetDateTime) -> Vec<u8> {
+    comment_with_verdict(alert_key, comment, None, at)
+}
+
+/// A generic `alert.comment_added` body that carries a verdict (`suspicious`, `true_positive`).
+pub fn comment_with_verdict(
+    alert_key: &str,
+    comment: &str,
+    verdict: Option<&str>,
+    at: time::OffsetDateTime,
+) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "type": "alert.comment_added",
         "timestamp": s1_shared::s1::dto::format_time(at),
-        "data": {"alert_key": alert_key, "comment": comment, "actor": {"name": "Ana"}}
+        "data": {"alert_key": alert_key, "comment": comment, "verdict": verdict, "actor": {"name": "Ana"}}
     }))
     .unwrap()
 }
@@ -185,13 +195,39 @@ pub async fn s1_writes(h: &PollHarness) -> usize {
         .count()
 }
 
-/// The simulator's next `count` `/threats/incident` calls meet `fault`.
-pub async fn incident_fault(h: &PollHarness, fault: s1_bridge_sim::FaultKind, count: u32) {
+/// The simulator's next `count` calls to `path` (any method) meet `fault`.
+pub async fn s1_fault(h: &PollHarness, path: &str, fault: s1_bridge_sim::FaultKind, count: u32) {
     h.sim
         .control()
-        .add_fault(&s1_bridge_sim::FaultRule::new("/threats/incident", fault, count))
+        .add_fault(&s1_bridge_sim::FaultRule::new(path, fault, count))
         .await
         .unwrap();
+}
+
+/// The simulator's next `count` `/threats/incident` calls meet `fault`.
+pub async fn incident_fault(h: &PollHarness, fault: s1_bridge_sim::FaultKind, count: u32) {
+    s1_fault(h, "/threats/incident", fault, count).await;
+}
+
+/// `POST <path>` calls the simulator has received (a held call counts from its arrival).
+pub async fn s1_posts_to(h: &PollHarness, path: &str) -> usize {
+    h.sim
+        .control()
+        .requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == path)
+        .count()
+}
+
+/// Waits (up to 30 s) until `done` holds: for S1 to finish a call it holds.
+pub async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, mut done: impl FnMut() -> F) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !done().await {
+        assert!(std::time::Instant::now() < until, "timed out waiting until {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// The simulator answers the next `count` `/threats/incident` calls with HTTP `status`.
@@ -324,9 +360,9 @@ pub fn story_key(alert: &str) -> String {
     id.rsplit_once('@').unwrap().0.to_owned()
 }
 
-/// The write that ends an applied writeback: it carries the story's echo record.
+/// The write that ends a writeback: it retires the pending item (written already expired).
 pub fn is_finish(i: &Item) -> bool {
-    i.sk.starts_with("STORY#")
+    i.sk.starts_with("PENDING#") && i.ttl.is_some()
 }
 
 // ---- scenarios run on both stores ---------------------------------------------------------------
@@ -341,6 +377,11 @@ macro_rules! writeback_scenarios {
             the_inline_attempt_keeps_its_claim_against_a_retry_pass,
             a_retry_pass_takes_over_an_expired_claim_and_the_note_is_posted_once,
             a_kill_after_the_note_before_finish_does_not_post_the_note_again,
+            our_own_status_is_not_sent_back_when_a_later_step_fails,
+            an_older_comments_verdict_held_by_s1_does_not_overwrite_a_newer_status_change,
+            an_older_status_change_retried_after_a_newer_comments_verdict_keeps_that_verdict,
+            a_cut_answer_from_s1_is_retried_and_never_a_dead_letter,
+            a_redelivered_change_is_a_duplicate_even_once_a_newer_one_reached_s1,
         );
     };
     (@tests $table:expr; $($name:ident),+ $(,)?) => {
@@ -544,5 +585,233 @@ pub mod scenarios {
         // The echo is recorded: the poller does not send our own change back.
         let p = h.poll().await.tenants.remove(0);
         assert_eq!(p.published, 0, "{p:?}");
+    }
+
+    /// Every threat of `ids` holds `want` (status, verdict) in S1, with one note starting with
+    /// each of `notes`.
+    async fn each_holds(h: &PollHarness, ids: &[String], want: (&str, &str), notes: &[&str]) {
+        for id in ids {
+            let (status, verdict, _) = s1_state(h, id).await;
+            assert_eq!((status.as_str(), verdict.as_str()), want, "threat {id}");
+            for note in notes {
+                assert_eq!(notes_starting(h, id, note).await, 1, "threat {id}: {note}");
+            }
+        }
+    }
+
+    /// Nothing of the tenant is pending or dead (but superseded changes).
+    async fn nothing_left_but_superseded(h: &PollHarness) {
+        assert!(h.store.list_pending("acme", None, 10).await.unwrap().items.is_empty());
+        let dead = h.store.list_dead("acme", None, 100).await.unwrap().items;
+        assert!(
+            dead.iter()
+                .all(|d| d.last_error.as_deref().is_some_and(|e| e.starts_with("superseded"))),
+            "{dead:?}"
+        );
+    }
+
+    /// A poll publishes nothing: S1's state is all our own writes.
+    async fn poll_sends_nothing_back(h: &PollHarness, when: &str) {
+        let before = h.receiver.events().len();
+        let p = h.poll().await.tenants.remove(0);
+        let echoed: Vec<_> = h.receiver.events()[before..]
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {} {}",
+                    e["type"], e["data"]["s1"]["threat_id"], e["data"]["s1"]["status"]
+                )
+            })
+            .collect();
+        assert!(
+            p.published == 0 && echoed.is_empty(),
+            "{when}: our own writes came back: {echoed:?} {p:?}"
+        );
+    }
+
+    /// Issue 22 item 1. S1 took the status of an `investigating` change, and then (a) answered
+    /// its note call 500, (b) held the note call past the webhook's budget, (c) held it while the
+    /// function was killed. The status S1 holds is ours: the poller must not send it back to the
+    /// platform, before or after the notes land.
+    pub async fn our_own_status_is_not_sent_back_when_a_later_step_fails(table: Arc<dyn ItemTable>) {
+        use s1_bridge_sim::FaultKind;
+        let (h, base, stories) = setup(60, table).await;
+        let now = OffsetDateTime::now_utc();
+        let body = |alert: &str| status_changed(alert, "investigating", None, now);
+        // (a) The note call fails.
+        s1_fault(
+            &h,
+            "/threats/notes",
+            FaultKind::Status {
+                status: 500,
+                retry_after: None,
+                code: None,
+            },
+            1,
+        )
+        .await;
+        let (code, resp) = post_generic(&base, "acme", "echo-a", &body(&stories[0].0), INBOUND_SECRET).await;
+        assert_eq!((code, resp["writeback"].as_str()), (202, Some("pending")), "{resp}");
+        // (b) The note call outlasts the budget.
+        s1_fault(&h, "/threats/notes", FaultKind::Slow { millis: 4_500 }, 1).await;
+        let (code, resp) = post_generic(&base, "acme", "echo-b", &body(&stories[1].0), INBOUND_SECRET).await;
+        assert_eq!((code, resp["writeback"].as_str()), (202, Some("pending")), "{resp}");
+        // (c) Killed while S1 holds the note call.
+        s1_fault(&h, "/threats/notes", FaultKind::Slow { millis: 1_500 }, 1).await;
+        let notes_before = s1_posts_to(&h, "/threats/notes").await;
+        let b = body(&stories[2].0);
+        let headers = signed_headers("echo-c", &b, INBOUND_SECRET);
+        let d = deps(&h);
+        let task = tokio::spawn(async move { handle_webhook(&d, "POST", "/generic/acme", &headers, &b).await });
+        wait_until("S1 holds the note call", || async {
+            s1_posts_to(&h, "/threats/notes").await > notes_before
+        })
+        .await;
+        task.abort();
+        let _ = task.await;
+
+        let all: Vec<&String> = stories[..3].iter().flat_map(|(_, ids)| ids).collect();
+        for id in &all {
+            assert_eq!(
+                s1_state(&h, id).await.0,
+                "in_progress",
+                "threat {id}: S1 took the status"
+            );
+        }
+        poll_sends_nothing_back(&h, "after the failed steps").await;
+
+        // The retry pass finishes every change with one note each (the simulator drops a held
+        // call whose caller went away, so the retry posts the note after looking for it).
+        let r = retry_at(&h, now + Duration::minutes(10)).await;
+        assert_eq!(r.applied, 3, "{r:?}");
+        for id in &all {
+            assert_eq!(
+                notes_starting(&h, id, "[generic] investigating by Ana").await,
+                1,
+                "threat {id}"
+            );
+        }
+        nothing_left_but_superseded(&h).await;
+        poll_sends_nothing_back(&h, "after the retries").await;
+    }
+
+    /// Issue 22 item 2. A comment carrying verdict `suspicious` (t1) is accepted and S1 holds its
+    /// verdict call; meanwhile a newer `closed` change (t2, activity blocked: true positive) is
+    /// accepted. S1 must end on the newer verdict: resolved / true positive.
+    pub async fn an_older_comments_verdict_held_by_s1_does_not_overwrite_a_newer_status_change(
+        table: Arc<dyn ItemTable>,
+    ) {
+        use s1_bridge_sim::FaultKind;
+        let (h, base, stories) = setup(60, table).await;
+        let (alert, ids) = &stories[0];
+        let now = OffsetDateTime::now_utc();
+        s1_fault(&h, "/threats/analyst-verdict", FaultKind::Slow { millis: 2_000 }, 1).await;
+        let comment = comment_with_verdict(
+            alert,
+            "looks like a dual-use tool",
+            Some("suspicious"),
+            now - Duration::minutes(2),
+        );
+        let (b, a) = (base.clone(), alert.clone());
+        let older = tokio::spawn(async move { post_generic(&b, "acme", "verdict-t1", &comment, INBOUND_SECRET).await });
+        wait_until("S1 holds the comment's verdict call", || async {
+            s1_posts_to(&h, "/threats/analyst-verdict").await > 0
+        })
+        .await;
+        let closed = status_changed(&a, "closed", Some("activity_blocked"), now - Duration::minutes(1));
+        let (code, resp) = post_generic(&base, "acme", "status-t2", &closed, INBOUND_SECRET).await;
+        assert_eq!(code, 202, "{resp}");
+        let (code, resp) = older.await.unwrap();
+        assert_eq!(code, 202, "{resp}");
+        retry_at(&h, now + Duration::minutes(10)).await;
+        let notes = ["[generic] comment by Ana", "[generic] closed by Ana"];
+        each_holds(&h, ids, ("resolved", "true_positive"), &notes).await;
+        nothing_left_but_superseded(&h).await;
+    }
+
+    /// Issue 22 item 2, the other way round. An older `closed` change (t1, benign: false
+    /// positive) fails in S1 and stays pending; a newer comment (t2) sets verdict true positive.
+    /// The older change, retried, sets its status but must not put its verdict back.
+    pub async fn an_older_status_change_retried_after_a_newer_comments_verdict_keeps_that_verdict(
+        table: Arc<dyn ItemTable>,
+    ) {
+        let (h, base, stories) = setup(60, table).await;
+        let (alert, ids) = &stories[0];
+        let now = OffsetDateTime::now_utc();
+        fail_incident(&h, 503, 1_000).await;
+        let closed = status_changed(alert, "closed", Some("benign"), now - Duration::minutes(2));
+        let (code, resp) = post_generic(&base, "acme", "status-t1", &closed, INBOUND_SECRET).await;
+        assert_eq!((code, resp["writeback"].as_str()), (202, Some("pending")), "{resp}");
+        h.sim.control().clear_faults().await.unwrap();
+        let comment = comment_with_verdict(
+            alert,
+            "confirmed malicious",
+            Some("true_positive"),
+            now - Duration::minutes(1),
+        );
+        let (code, resp) = post_generic(&base, "acme", "verdict-t2", &comment, INBOUND_SECRET).await;
+        assert_eq!((code, resp["writeback"].as_str()), (202, Some("applied")), "{resp}");
+        let r = retry_at(&h, now + Duration::minutes(10)).await;
+        assert_eq!(r.applied, 1, "{r:?}");
+        each_holds(&h, ids, ("resolved", "true_positive"), &["[generic] closed by Ana"]).await;
+        nothing_left_but_superseded(&h).await;
+        poll_sends_nothing_back(&h, "after both changes").await;
+    }
+
+    /// Issue 22 item 3. S1 applies a call but its answer is cut short (the JSON ends early): we
+    /// do not know the outcome, which is a retry, never a dead letter. (a) `/threats/incident`
+    /// cut once: retried at once; (b) cut on every inline try: pending, then the retry pass
+    /// lands it; (c) `/threats/notes` cut: the note S1 took is found, not posted again.
+    pub async fn a_cut_answer_from_s1_is_retried_and_never_a_dead_letter(table: Arc<dyn ItemTable>) {
+        use s1_bridge_sim::FaultKind;
+        let (h, base, stories) = setup(60, table).await;
+        let now = OffsetDateTime::now_utc();
+        let body = |alert: &str| status_changed(alert, "closed", Some("true_positive"), now);
+        let cases = [
+            ("/threats/incident", 1, "applied"),
+            ("/threats/incident", 2, "pending"),
+            ("/threats/notes", 1, "pending"),
+        ];
+        for (n, (path, count, want)) in cases.into_iter().enumerate() {
+            s1_fault(&h, path, FaultKind::Truncate, count).await;
+            let (code, resp) =
+                post_generic(&base, "acme", &format!("cut-{n}"), &body(&stories[n].0), INBOUND_SECRET).await;
+            assert_eq!(
+                (code, resp["writeback"].as_str()),
+                (202, Some(want)),
+                "{path} cut {count}x: {resp}"
+            );
+        }
+        let r = retry_at(&h, now + Duration::minutes(10)).await;
+        assert_eq!((r.applied, r.dead), (2, 0), "{r:?}");
+        for (_, ids) in &stories[..3] {
+            each_holds(&h, ids, ("resolved", "true_positive"), &["[generic] closed by Ana"]).await;
+        }
+        nothing_left_but_superseded(&h).await;
+        poll_sends_nothing_back(&h, "after cut answers").await;
+    }
+
+    /// Found by the writeback chaos test: a change accepted (202 pending: S1 was down) is
+    /// delivered again by the platform (our answer was lost) after a newer change reached S1.
+    /// It was accepted: the answer is "already accepted", not a 409 refusal of a change that
+    /// is in fact retried and whose note reaches S1.
+    pub async fn a_redelivered_change_is_a_duplicate_even_once_a_newer_one_reached_s1(table: Arc<dyn ItemTable>) {
+        let (h, base, stories) = setup(40, table).await;
+        let (alert, _) = &stories[0];
+        let now = OffsetDateTime::now_utc();
+        fail_incident(&h, 503, 1_000).await;
+        let older = status_changed(alert, "closed", Some("benign"), now - Duration::minutes(2));
+        let (code, resp) = post_generic(&base, "acme", "again-t1", &older, INBOUND_SECRET).await;
+        assert_eq!((code, resp["writeback"].as_str()), (202, Some("pending")), "{resp}");
+        h.sim.control().clear_faults().await.unwrap();
+        let newer = status_changed(alert, "investigating", None, now - Duration::minutes(1));
+        let (code, resp) = post_generic(&base, "acme", "again-t2", &newer, INBOUND_SECRET).await;
+        assert_eq!((code, resp["writeback"].as_str()), (202, Some("applied")), "{resp}");
+        let (code, resp) = post_generic(&base, "acme", "again-t1", &older, INBOUND_SECRET).await;
+        assert_eq!(code, 200, "{resp}");
+        assert!(resp["message"].as_str().unwrap().contains("already accepted"), "{resp}");
+        // A change never accepted and older than the alert's is still refused.
+        let (code, resp) = post_generic(&base, "acme", "again-t0", &older, INBOUND_SECRET).await;
+        assert_eq!(code, 409, "{resp}");
     }
 }

@@ -474,6 +474,21 @@ async fn a_failure_between_pages_resumes_where_it_stopped() {
     assert_eq!(h.receiver.deliveries().len(), 3_000);
 }
 
+/// Issue 21 item 5: an answer cut short (the JSON ends early) says nothing about the data; it is
+/// read again like any transient fault, and the run completes with every threat once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_truncated_answer_from_s1_is_read_again_and_the_run_completes() {
+    let h = PollHarness::start(config(3_000), embedded()).await;
+    h.sim
+        .control()
+        .add_fault(&FaultRule::new("/threats", FaultKind::Truncate, 2).after(1))
+        .await
+        .unwrap();
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.error.as_deref()), (Outcome::Completed, None), "{r:?}");
+    assert_each_once(&h.events("threat.created"), 3_000);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn threats_sharing_one_updated_at_across_pages_are_neither_lost_nor_doubled() {
     let flaky = FlakyTable::new(embedded());

@@ -300,22 +300,44 @@ async fn bad_requests_carry_s1s_code_and_detail() {
     assert!(raw.text().await.unwrap().contains("Invalid cursor value received"));
 }
 
+/// A body cut short (the JSON ends early) is not S1 refusing or sending bad data: whether the
+/// call did anything is unknown. A read is simply made again; cut on every attempt, it is a
+/// retryable `Truncated` error naming the endpoint, never a `Decode` error.
 #[tokio::test(flavor = "multi_thread")]
-async fn truncated_json_is_a_decode_error_naming_the_endpoint() {
+async fn a_truncated_answer_is_read_again_and_cut_for_good_is_retryable_not_a_decode_error() {
     let (sim, client) = sim_and_client(small()).await;
     sim.control()
         .add_fault(&FaultRule::new("/threats", FaultKind::Truncate, 1))
         .await
         .unwrap();
+    let ids = all_threat_ids(&client, &ThreatQuery::default()).await.unwrap();
+    assert_eq!(ids.len(), 120);
+    sim.control()
+        .add_fault(&FaultRule::new("/threats", FaultKind::Truncate, 100))
+        .await
+        .unwrap();
     let err = all_threat_ids(&client, &ThreatQuery::default()).await.unwrap_err();
     match &err {
-        S1Error::Decode { endpoint, message, .. } => {
-            assert_eq!(endpoint, "/threats");
-            assert!(message.contains("EOF"), "{message}");
+        S1Error::Truncated { endpoint, attempts, .. } => {
+            assert_eq!((endpoint.as_str(), *attempts), ("/threats", 4));
         }
-        other => panic!("expected a decode error, got {other:?}"),
+        other => panic!("expected a truncated answer, got {other:?}"),
     }
-    assert!(err.to_string().contains("does not decode at"), "{err}");
+    assert!(err.is_retryable(), "{err}");
+    assert!(err.to_string().contains("cut short"), "{err}");
+    // A note S1 may have taken is not posted again blindly: one try, then the caller looks.
+    sim.control().clear_faults().await.unwrap();
+    sim.control()
+        .add_fault(&FaultRule::new("/threats/notes", FaultKind::Truncate, 1))
+        .await
+        .unwrap();
+    let err = client.add_note(&ids[..1], "cut answer").await.unwrap_err();
+    assert!(matches!(err, S1Error::Truncated { attempts: 1, .. }), "{err:?}");
+    let notes = items(client.threat_notes(&ids[0])).await.unwrap();
+    assert_eq!(
+        notes.iter().filter(|n| n.text.as_deref() == Some("cut answer")).count(),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

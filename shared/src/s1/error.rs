@@ -115,6 +115,18 @@ pub enum S1Error {
         message: String,
     },
 
+    /// S1 answered 2xx but the body ends early (its JSON is cut short: the connection was cut
+    /// or a proxy gave up): whether S1 acted on the call is unknown. Retryable; a call that is
+    /// unsafe to repeat (adding a note) is not repeated blindly.
+    #[error("S1's answer to {endpoint} (HTTP {status}) was cut short after {received} bytes (its JSON ends early) through {}; whether S1 acted on the call is unknown; try again", attempts_text(.attempts))]
+    Truncated {
+        endpoint: String,
+        status: u16,
+        attempts: u32,
+        /// Bytes of the body that arrived.
+        received: usize,
+    },
+
     /// Any other non-2xx status.
     #[error("S1 answered {endpoint} with unexpected HTTP {status} ({})", .body.describe())]
     UnexpectedStatus {
@@ -134,8 +146,32 @@ impl S1Error {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            S1Error::RateLimited { .. } | S1Error::Server { .. } | S1Error::Transport { .. }
+            S1Error::RateLimited { .. }
+                | S1Error::Server { .. }
+                | S1Error::Transport { .. }
+                | S1Error::Truncated { .. }
         )
+    }
+
+    /// True when the failure says the call changed nothing in S1: S1 refused it (4xx, 429),
+    /// failed it (5xx, taken at its word), it was refused before it was sent, or the connection
+    /// was refused. False when the outcome is unknown: a connection cut or timed out after the
+    /// request went out, an unreadable answer to a call S1 accepted.
+    pub fn made_no_change(&self) -> bool {
+        match self {
+            S1Error::Unauthorized { .. }
+            | S1Error::Forbidden { .. }
+            | S1Error::BadRequest { .. }
+            | S1Error::NotFound { .. }
+            | S1Error::RateLimited { .. }
+            | S1Error::Server { .. }
+            | S1Error::InvalidRequest(_) => true,
+            S1Error::UnexpectedStatus { status, .. }
+            | S1Error::Redirected { status, .. }
+            | S1Error::TooLarge { status, .. } => *status >= 300,
+            S1Error::Transport { source, .. } => source.is_connect(),
+            S1Error::Decode { .. } | S1Error::Truncated { .. } => false,
+        }
     }
 
     /// True for a 401: the token must be re-read or replaced.
@@ -167,7 +203,8 @@ impl S1Error {
             S1Error::Server { status, .. }
             | S1Error::UnexpectedStatus { status, .. }
             | S1Error::Redirected { status, .. }
-            | S1Error::TooLarge { status, .. } => Some(*status),
+            | S1Error::TooLarge { status, .. }
+            | S1Error::Truncated { status, .. } => Some(*status),
             _ => None,
         }
     }

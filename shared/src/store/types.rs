@@ -303,23 +303,52 @@ pub struct PendingEntry {
     pub claim: Option<Claim>,
 }
 
-/// An alert's ordering state: the platform time (µs) of the newest status change applied to S1
-/// (or being applied under the lock), and the pending writeback that applied it.
+/// An alert's ordering state, per field the platform can change: the platform time (µs) of the
+/// newest change that set the status in S1 (or is setting it, under the lock) and the pending
+/// writeback that made it; the same for the verdict, which a status change or a comment may set.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct AlertOrder {
     pub applied_micros: Option<i64>,
     pub applied_by: Option<String>,
+    pub verdict_micros: Option<i64>,
+    pub verdict_by: Option<String>,
 }
 
 impl AlertOrder {
-    /// True when a change other than `id` made at or after `at_micros` holds the alert: a change
-    /// made at `at_micros` would reach S1 out of order.
+    /// True when a change other than `id` made at or after `at_micros` holds the alert's status:
+    /// a status change made at `at_micros` would reach S1 out of order.
     pub fn supersedes(&self, at_micros: i64, id: &str) -> bool {
-        match self.applied_micros {
-            Some(a) if a > at_micros => true,
-            Some(a) if a == at_micros => self.applied_by.as_deref() != Some(id),
-            _ => false,
+        newer(self.applied_micros, self.applied_by.as_deref(), at_micros, id)
+    }
+
+    /// [`supersedes`](Self::supersedes) for the verdict: a verdict set at `at_micros` would
+    /// overwrite a newer one.
+    pub fn verdict_supersedes(&self, at_micros: i64, id: &str) -> bool {
+        newer(self.verdict_micros, self.verdict_by.as_deref(), at_micros, id)
+    }
+
+    /// This order with change `id`, made at `at_micros`, holding the status (`status`) and the
+    /// verdict (`verdict`) it sets; the fields it does not set keep their marks.
+    #[must_use]
+    pub fn marked(&self, at_micros: i64, id: &str, status: bool, verdict: bool) -> AlertOrder {
+        let mut o = self.clone();
+        if status {
+            o.applied_micros = Some(at_micros);
+            o.applied_by = Some(id.to_owned());
         }
+        if verdict {
+            o.verdict_micros = Some(at_micros);
+            o.verdict_by = Some(id.to_owned());
+        }
+        o
+    }
+}
+
+fn newer(mark: Option<i64>, by: Option<&str>, at_micros: i64, id: &str) -> bool {
+    match mark {
+        Some(a) if a > at_micros => true,
+        Some(a) if a == at_micros => by != Some(id),
+        _ => false,
     }
 }
 

@@ -156,8 +156,8 @@ impl S1Client {
             idempotent: true,
             auth,
         };
-        let bytes = self.send(&call).await?;
-        decode::<DataEnvelope<T>>(path, &bytes).map(|e| e.data)
+        self.send(&call, |b| decode::<DataEnvelope<T>>(path, b).map(|e| e.data))
+            .await
     }
 
     async fn post_data<T: DeserializeOwned>(
@@ -176,8 +176,8 @@ impl S1Client {
             idempotent,
             auth: true,
         };
-        let bytes = self.send(&call).await?;
-        decode::<DataEnvelope<T>>(path, &bytes).map(|e| e.data)
+        self.send(&call, |b| decode::<DataEnvelope<T>>(path, b).map(|e| e.data))
+            .await
     }
 }
 

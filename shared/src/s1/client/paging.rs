@@ -76,8 +76,7 @@ impl S1Client {
                     auth: true,
                 };
                 let result = async {
-                    let bytes = self.send(&call).await?;
-                    let env: ListEnvelope<D> = decode(&path, &bytes)?;
+                    let env: ListEnvelope<D> = self.send(&call, |b| decode(&path, b)).await?;
                     let pagination = env.pagination.unwrap_or_default();
                     let next = pagination.next().map(str::to_owned);
                     if next.is_some() && next == cursor {

@@ -1,5 +1,6 @@
 //! One call on the wire: the rate limiter, the retry loop (what is safe to repeat, `Retry-After`),
-//! the capped body, the observer, and the failure classified as an [`S1Error`].
+//! the capped body read (an answer cut short is an outcome we did not hear, not bad data), the
+//! observer, and the failure classified as an [`S1Error`].
 
 use std::time::{Duration, Instant};
 
@@ -28,7 +29,13 @@ pub(super) struct Call<'a> {
 }
 
 impl S1Client {
-    pub(super) async fn send(&self, call: &Call<'_>) -> Result<bytes::Bytes, S1Error> {
+    /// Makes the call and reads a 2xx answer with `read`. An answer whose JSON ends early (cut
+    /// short on the way) is retried like a cut connection, when the call is safe to repeat.
+    pub(super) async fn send<T>(
+        &self,
+        call: &Call<'_>,
+        read: impl Fn(&[u8]) -> Result<T, S1Error>,
+    ) -> Result<T, S1Error> {
         let endpoint = format!("/{}", call.path);
         let url = self
             .api_base
@@ -92,8 +99,38 @@ impl S1Client {
                 }
                 Err(e) => Err(e),
             };
+            let mut cut_short = None;
+            if let Ok((status, _, _, bytes)) = &outcome {
+                if status.is_success() {
+                    match read(bytes) {
+                        Ok(v) => {
+                            self.observe(call, &endpoint, attempt, started.elapsed(), Some(*status), None);
+                            return Ok(v);
+                        }
+                        Err(S1Error::Decode { .. }) if ends_early(bytes) => {
+                            cut_short = Some(S1Error::Truncated {
+                                endpoint: endpoint.clone(),
+                                status: status.as_u16(),
+                                attempts: attempt,
+                                received: bytes.len(),
+                            });
+                        }
+                        Err(e) => {
+                            self.observe(call, &endpoint, attempt, started.elapsed(), Some(*status), None);
+                            return Err(e);
+                        }
+                    }
+                }
+            }
             match &outcome {
-                Ok((status, ..)) => self.observe(call, &endpoint, attempt, started.elapsed(), Some(*status), None),
+                Ok((status, ..)) => self.observe(
+                    call,
+                    &endpoint,
+                    attempt,
+                    started.elapsed(),
+                    Some(*status),
+                    cut_short.as_ref().map(ToString::to_string),
+                ),
                 Err(e) => self.observe(
                     call,
                     &endpoint,
@@ -105,7 +142,14 @@ impl S1Client {
             }
 
             let (failure, hint) = match outcome {
-                Ok((status, _, _, bytes)) if status.is_success() => return Ok(bytes),
+                Ok((status, ..)) if status.is_success() => {
+                    let err = cut_short.expect("a 2xx answer read above is cut short");
+                    // S1 may have acted on the call: repeat only what is safe to repeat.
+                    if !call.idempotent {
+                        return Err(err);
+                    }
+                    (err, None)
+                }
                 Ok((StatusCode::TOO_MANY_REQUESTS, retry_after, _, _)) => (
                     // S1 did not process a rate-limited call, so retrying is safe for every call.
                     S1Error::RateLimited {
@@ -198,6 +242,12 @@ fn classify(endpoint: &str, status: StatusCode, bytes: &[u8]) -> S1Error {
     }
 }
 
+/// Whether a body that did not decode is JSON that ends early: cut short on the way, not
+/// malformed. Only read on the failure path.
+fn ends_early(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err_and(|e| e.is_eof())
+}
+
 /// `Retry-After` as seconds or an HTTP date.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
@@ -213,6 +263,15 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
+
+    #[test]
+    fn only_json_that_ends_early_is_cut_short() {
+        assert!(ends_early(br#"{"data": [{"id": "1"}, {"id": "#));
+        assert!(ends_early(b""), "nothing of the answer arrived");
+        assert!(!ends_early(br#"{"data": [}"#), "complete but malformed");
+        assert!(!ends_early(br#"{"data": "not a list"}"#), "complete, the wrong shape");
+        assert!(!ends_early(br#"{"data": []} trailing"#));
+    }
 
     #[test]
     fn retry_after_seconds_and_dates() {

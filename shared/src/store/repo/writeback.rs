@@ -48,6 +48,19 @@ impl Store {
         })
     }
 
+    /// Whether `tenant`'s replay marker for `id` (a delivery's id) is live: the delivery was
+    /// accepted within the marker's lifetime.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn delivery_seen(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .table
+            .get(&keys::event(tenant, id), keys::EVENT_SK)
+            .await?
+            .is_some())
+    }
+
     /// One pending writeback with its version and claim.
     ///
     /// # Errors
@@ -190,7 +203,12 @@ impl Store {
         let mut i = item(
             keys::tenant(tenant),
             keys::order(&lock.alert_key),
-            &serde_json::json!({ "at": order.applied_micros, "by": order.applied_by }),
+            &serde_json::json!({
+                "at": order.applied_micros,
+                "by": order.applied_by,
+                "verdict_at": order.verdict_micros,
+                "verdict_by": order.verdict_by,
+            }),
         )?;
         i.order = order.applied_micros;
         i.version = lock.version + 1;
@@ -240,9 +258,9 @@ impl Store {
         Ok(Some(lock))
     }
 
-    /// Under `lock`, marks the alert as holding the change `by` made at `at_micros` (before
-    /// that change is sent to S1, so no older change can follow it even after a crash). The
-    /// lock stays held. `Ok(false)`: the lock was lost; nothing was written.
+    /// Under `lock`, marks the alert's status as held by the change `by` made at `at_micros`
+    /// (before that change is sent to S1, so no older change can follow it even after a crash).
+    /// The lock stays held. `Ok(false)`: the lock was lost; nothing was written.
     ///
     /// # Errors
     /// Backend errors.
@@ -253,10 +271,22 @@ impl Store {
         at_micros: i64,
         by: &str,
     ) -> Result<bool, StoreError> {
-        let order = AlertOrder {
-            applied_micros: Some(at_micros),
-            applied_by: Some(by.to_owned()),
-        };
+        let order = lock.order.marked(at_micros, by, true, false);
+        self.mark_alert_fields(tenant, lock, order).await
+    }
+
+    /// Under `lock`, writes `order` (the lock's order with a change's marks, from
+    /// [`AlertOrder::marked`]): before the change's status or verdict is sent to S1. The lock
+    /// stays held. `Ok(false)`: the lock was lost; nothing was written.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn mark_alert_fields(
+        &self,
+        tenant: &str,
+        lock: &mut AlertLock,
+        order: AlertOrder,
+    ) -> Result<bool, StoreError> {
         let (i, cond) = self.order_item(tenant, lock, &order, Some(&lock.claim))?;
         if !self.table.put(&i, &cond).await? {
             return Ok(false);
@@ -418,14 +448,22 @@ impl Store {
     }
 }
 
-/// The ordering state an `ORDER#` item holds.
+/// The ordering state an `ORDER#` item holds. An item written before the verdict had a mark of
+/// its own holds the status mark only; a status change then carried the verdict too, so the
+/// status mark stands for the verdict's (no older verdict gets past it).
 fn order_of(i: &Item) -> AlertOrder {
-    let by = serde_json::from_str::<serde_json::Value>(&i.data)
-        .ok()
-        .and_then(|v| v.get("by").and_then(|b| b.as_str()).map(str::to_owned));
+    let v = serde_json::from_str::<serde_json::Value>(&i.data).unwrap_or_default();
+    let text = |k: &str| v.get(k).and_then(|b| b.as_str()).map(str::to_owned);
+    let by = text("by");
+    let (verdict_micros, verdict_by) = match v.get("verdict_at") {
+        Some(at) => (at.as_i64(), text("verdict_by")),
+        None => (i.order, by.clone()),
+    };
     AlertOrder {
         applied_micros: i.order,
         applied_by: by,
+        verdict_micros,
+        verdict_by,
     }
 }
 

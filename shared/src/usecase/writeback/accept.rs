@@ -46,6 +46,9 @@ pub(super) async fn accept_all(
     }
 }
 
+/// The answer to a delivery accepted before.
+const DUPLICATE: &str = "duplicate delivery: already accepted";
+
 pub(super) async fn accept(
     deps: &WritebackDeps,
     tenant: &TenantConfig,
@@ -80,11 +83,17 @@ pub(super) async fn accept(
         verdict,
         done: Default::default(),
     };
+    let event_key = format!("{}:{}", change.platform, change.event_id);
     if status.is_some() {
-        // Older than the change the alert holds: it would reach S1 out of order.
+        // Older than the change the alert holds: it would reach S1 out of order. Unless it is
+        // a delivery we accepted before (our answer was lost): that one is retried already.
         match deps.store.alert_order(&tenant.id, &story.value.id).await {
             Ok(o) if o.supersedes(pending_change.at_micros(), &id) => {
-                return answer(409, "older than the last change applied to this alert");
+                return match deps.store.delivery_seen(&tenant.id, &event_key).await {
+                    Ok(true) => answer(200, DUPLICATE),
+                    Ok(false) => answer(409, "older than the last change applied to this alert"),
+                    Err(e) => unavailable(&e),
+                };
             }
             Ok(_) => {}
             Err(e) => return unavailable(&e),
@@ -99,7 +108,6 @@ pub(super) async fn accept(
         created_at: now,
         next_attempt_at: now,
     };
-    let event_key = format!("{}:{}", change.platform, change.event_id);
     let mut markers = vec![(event_key.as_str(), EVENT_TTL)];
     // The note carries platform, actor and text: what makes two comments the same.
     let note_key = format!(
@@ -111,7 +119,7 @@ pub(super) async fn accept(
     }
     match deps.store.accept_change(&tenant.id, &markers, &pending, now).await {
         Ok(Acceptance::Accepted) => {}
-        Ok(Acceptance::Duplicate) => return answer(200, "duplicate delivery: already accepted"),
+        Ok(Acceptance::Duplicate) => return answer(200, DUPLICATE),
         Ok(Acceptance::DuplicateNote) => return answer(200, "duplicate note: already accepted"),
         Err(e) => return unavailable(&e),
     }

@@ -10,9 +10,12 @@ use super::SUPERSEDED;
 use super::WritebackDeps;
 use super::attempt::Attempt;
 use super::notes::superseded_note;
+use super::s1_calls::CallFailed;
 use super::s1_calls::{Recorder, S1Calls, call_error, check_details, note_in_s1, outbound_records, summarize};
+use crate::domain::MemberId;
 use crate::platform::inbound::{ChangeAction, PlatformState};
 use crate::s1::RetryPolicy;
+use crate::s1::dto::{AnalystVerdict, IncidentStatus};
 use crate::store::{
     AlertLock, Claim, Finished, OutboundRequest, PendingWriteback, StoreError, StoryRecord, StoryStatus, TenantConfig,
     Versioned, WritebackStep as Step,
@@ -87,6 +90,13 @@ impl Work<'_> {
     }
 }
 
+/// The story's members an attempt asks S1 to change, and their threat and STAR alert ids.
+struct Ids<'a> {
+    members: &'a [MemberId],
+    threats: &'a [String],
+    alerts: &'a [String],
+}
+
 pub(super) async fn apply(
     w: &mut Work<'_>,
     retry: &RetryPolicy,
@@ -95,7 +105,7 @@ pub(super) async fn apply(
 ) -> Result<Attempt, ApplyError> {
     let (deps, tenant) = (w.deps, w.tenant);
     // The webhook path has just read the story; a scheduled retry reads it afresh.
-    let story = match known {
+    let mut story = match known {
         Some(s) => s,
         None => deps
             .store
@@ -104,20 +114,23 @@ pub(super) async fn apply(
             .map_err(store_error)?
             .ok_or_else(|| ApplyError::Fatal(format!("story {} no longer exists", w.pending.change.story)))?,
     };
-    let threat_ids: Vec<String> = story
-        .value
-        .members
-        .keys()
-        .filter_map(crate::domain::MemberId::threat_id)
+    // The members S1 is asked to change: the story's as read now (one joining later is not).
+    let members: Vec<MemberId> = story.value.members.keys().cloned().collect();
+    let threat_ids: Vec<String> = members
+        .iter()
+        .filter_map(MemberId::threat_id)
         .map(str::to_owned)
         .collect();
-    let alert_ids: Vec<String> = story
-        .value
-        .members
-        .keys()
-        .filter_map(crate::domain::MemberId::star_alert_id)
+    let alert_ids: Vec<String> = members
+        .iter()
+        .filter_map(MemberId::star_alert_id)
         .map(str::to_owned)
         .collect();
+    let ids = Ids {
+        members: &members,
+        threats: &threat_ids,
+        alerts: &alert_ids,
+    };
     // The token is read and the client built before anything is locked: when either fails,
     // the attempt ends here.
     deps.consoles.client_for(tenant).await.map_err(call_error)?;
@@ -127,72 +140,10 @@ pub(super) async fn apply(
         retry,
         recorder,
     };
-    let (threats, alerts) = (threat_ids.as_slice(), alert_ids.as_slice());
-    let at = w.pending.change.at_micros();
-    let id = w.pending.id.clone();
-    let ordered = w.pending.change.status.is_some();
     let mut results = Vec::new();
-    if ordered {
-        // Status changes of one alert go to S1 one at a time, in platform-time order.
-        w.lock_alert().await?;
-    }
     if !w.pending.change.done.contains(&Step::Status) {
-        match (w.pending.change.status, w.pending.change.verdict) {
-            (Some(status), verdict) => {
-                let lock = w.lock.as_mut().expect("locked above");
-                if lock.order.supersedes(at, &id) {
-                    w.pending.change.done.insert(Step::Superseded);
-                } else {
-                    // Marked before S1 is called, so no older change can follow this one.
-                    if !deps
-                        .store
-                        .mark_alert(&tenant.id, lock, at, &id)
-                        .await
-                        .map_err(store_error)?
-                    {
-                        return Err(ApplyError::LostClaim);
-                    }
-                    if !threat_ids.is_empty() {
-                        let r = s1
-                            .run(|c| async move { c.set_incident_status(threats, status, verdict).await })
-                            .await?;
-                        check_details(&r, &threat_ids, verdict.is_some())?;
-                        results.push(("/threats/incident", summarize(&r)));
-                    }
-                    if !alert_ids.is_empty() {
-                        s1.run(|c| async move { c.set_alert_incident_status(alerts, status).await })
-                            .await?;
-                        if let Some(v) = verdict {
-                            s1.run(|c| async move { c.set_alert_analyst_verdict(alerts, v).await })
-                                .await?;
-                        }
-                    }
-                }
-            }
-            (None, Some(verdict)) => {
-                // A note implying a verdict: not over a newer status change's own verdict.
-                let order = deps
-                    .store
-                    .alert_order(&tenant.id, &w.pending.alert_key)
-                    .await
-                    .map_err(store_error)?;
-                if order.applied_micros.is_some_and(|a| a > at) {
-                    w.pending.change.verdict = None;
-                } else {
-                    if !threat_ids.is_empty() {
-                        let r = s1
-                            .run(|c| async move { c.set_analyst_verdict(threats, verdict).await })
-                            .await?;
-                        check_details(&r, &threat_ids, false)?;
-                        results.push(("/threats/analyst-verdict", summarize(&r)));
-                    }
-                    if !alert_ids.is_empty() {
-                        s1.run(|c| async move { c.set_alert_analyst_verdict(alerts, verdict).await })
-                            .await?;
-                    }
-                }
-            }
-            (None, None) => {}
+        if w.pending.change.status.is_some() || w.pending.change.verdict.is_some() {
+            set_fields(w, &s1, &mut story, &ids, &mut results).await?;
         }
         w.pending.change.done.insert(Step::Status);
         w.save().await?;
@@ -212,7 +163,7 @@ pub(super) async fn apply(
                 w.pending.change.done.insert(Step::NoteStarted);
                 w.save().await?;
             }
-            let note = w.pending.change.note.as_str();
+            let (threats, note) = (ids.threats, w.pending.change.note.as_str());
             let r = s1.run(|c| async move { c.add_note(threats, note).await }).await?;
             results.push(("/threats/notes", format!("affected={}", r.affected)));
             w.pending.change.done.insert(Step::Note);
@@ -239,9 +190,104 @@ pub(super) async fn apply(
     Ok(Attempt::Applied)
 }
 
-/// Ends an applied writeback in one store transaction, under the claim: what S1 now holds on
-/// each member (so the poller recognises the echo) and the alert's open/closed state, the
-/// pending item retired, the alert's lock released, and the outbound log.
+/// The change's status and verdict to S1, under the alert's ordering lock: each field only if
+/// no newer change already set it (a change whose status is older than the alert's is
+/// superseded whole; an older verdict is left out), marked on the alert and recorded on the
+/// story before S1 is called.
+async fn set_fields(
+    w: &mut Work<'_>,
+    s1: &S1Calls<'_>,
+    story: &mut Versioned<StoryRecord>,
+    ids: &Ids<'_>,
+    results: &mut Vec<(&'static str, String)>,
+) -> Result<(), ApplyError> {
+    let (deps, tenant) = (w.deps, w.tenant);
+    let at = w.pending.change.at_micros();
+    let id = w.pending.id.clone();
+    w.lock_alert().await?;
+    let lock = w.lock.as_mut().expect("locked above");
+    let status = w.pending.change.status;
+    if status.is_some() && lock.order.supersedes(at, &id) {
+        w.pending.change.done.insert(Step::Superseded);
+        return Ok(());
+    }
+    if lock.order.verdict_supersedes(at, &id) {
+        w.pending.change.verdict = None;
+    }
+    let verdict = w.pending.change.verdict;
+    if status.is_none() && verdict.is_none() {
+        return Ok(());
+    }
+    // Marked before S1 is called, so no older change can follow this one.
+    let order = lock.order.marked(at, &id, status.is_some(), verdict.is_some());
+    if !deps
+        .store
+        .mark_alert_fields(&tenant.id, lock, order)
+        .await
+        .map_err(store_error)?
+    {
+        return Err(ApplyError::LostClaim);
+    }
+    let recorded = w.record_written(story, ids.members, status, verdict).await?;
+    match send_fields(s1, ids.threats, ids.alerts, status, verdict, results).await {
+        Ok(()) => Ok(()),
+        Err(failed) => {
+            if failed.made_no_change {
+                w.take_back(story, &recorded).await;
+            }
+            Err(failed.error)
+        }
+    }
+}
+
+/// The S1 calls that set `status` and `verdict` (each when given) on the threats and STAR
+/// alerts. A failure says S1 made no change only when it came before anything landed.
+async fn send_fields(
+    s1: &S1Calls<'_>,
+    threats: &[String],
+    alerts: &[String],
+    status: Option<IncidentStatus>,
+    verdict: Option<AnalystVerdict>,
+    results: &mut Vec<(&'static str, String)>,
+) -> Result<(), CallFailed> {
+    let mut landed = false;
+    if !threats.is_empty() {
+        let (path, r) = match (status, verdict) {
+            (Some(s), v) => (
+                "/threats/incident",
+                s1.try_run(|c| async move { c.set_incident_status(threats, s, v).await })
+                    .await?,
+            ),
+            (None, Some(v)) => (
+                "/threats/analyst-verdict",
+                s1.try_run(|c| async move { c.set_analyst_verdict(threats, v).await })
+                    .await?,
+            ),
+            (None, None) => return Ok(()),
+        };
+        landed = true;
+        check_details(&r, threats, status.is_some() && verdict.is_some()).map_err(CallFailed::landed)?;
+        results.push((path, summarize(&r)));
+    }
+    if !alerts.is_empty() {
+        if let Some(s) = status {
+            s1.try_run(|c| async move { c.set_alert_incident_status(alerts, s).await })
+                .await
+                .map_err(|f| f.after(landed))?;
+            landed = true;
+        }
+        if let Some(v) = verdict {
+            s1.try_run(|c| async move { c.set_alert_analyst_verdict(alerts, v).await })
+                .await
+                .map_err(|f| f.after(landed))?;
+        }
+    }
+    Ok(())
+}
+
+/// Ends an applied writeback in one store transaction, under the claim: the alert's open/closed
+/// state (what S1 holds was recorded on the members before each call), the pending item
+/// retired, the alert's lock released, and the outbound log.
 async fn finish(
     w: &mut Work<'_>,
     outbound: &[OutboundRequest],
@@ -255,39 +301,30 @@ async fn finish(
         && w.lock
             .as_ref()
             .is_some_and(|l| l.order.applied_by.as_deref() == Some(id.as_str()));
-    let verdict_held = w.pending.change.verdict.is_some() && (w.pending.change.status.is_none() || status_held);
+    let story_status = match &w.pending.change.change.action {
+        ChangeAction::Status { state, .. } if status_held => match state {
+            PlatformState::Closed | PlatformState::Resolved => Some(StoryStatus::Closed),
+            PlatformState::New | PlatformState::Reopened => Some(StoryStatus::Open),
+            _ => None,
+        },
+        _ => None,
+    };
     for _ in 0..5 {
         let current = match known.take() {
             Some(s) => Some(s),
-            None => deps
+            None if story_status.is_some() => deps
                 .store
                 .get_story(&tenant.id, &w.pending.change.story)
                 .await
                 .map_err(store_error)?,
+            None => None,
         };
-        let story = current.map(
-            |Versioned {
-                 value: mut story,
-                 version,
-             }| {
-                for m in story.members.values_mut() {
-                    if let (Some(s), true) = (w.pending.change.status, status_held) {
-                        m.written_status = Some(s);
-                    }
-                    if let (Some(v), true) = (w.pending.change.verdict, verdict_held) {
-                        m.written_verdict = Some(v);
-                    }
-                }
-                if let (ChangeAction::Status { state, .. }, true) = (&w.pending.change.change.action, status_held) {
-                    story.status = match state {
-                        PlatformState::Closed | PlatformState::Resolved => StoryStatus::Closed,
-                        PlatformState::New | PlatformState::Reopened => StoryStatus::Open,
-                        _ => story.status,
-                    };
-                }
-                (story, version)
-            },
-        );
+        let story = current
+            .filter(|s| story_status.is_some_and(|st| st != s.value.status))
+            .map(|Versioned { mut value, version }| {
+                value.status = story_status.expect("filtered");
+                (value, version)
+            });
         let finished = deps
             .store
             .finish_claimed(

@@ -10,15 +10,20 @@
 //! Every attempt (inline or retry) first claims the pending item with a conditional write
 //! (owner + expiry), records its progress durably per step under that claim, and ends it with
 //! a conditional write, so two attempts never both post a note and no attempt brings back an
-//! item another retired. Status changes of one alert go to S1 one at a time under the alert's
-//! ordering lock and in the order of their platform timestamps: a change older than one already
-//! applied is retired as superseded (its note is posted, its status and verdict are not).
+//! item another retired. Changes of one alert that set a status or a verdict go to S1 one at a
+//! time under the alert's ordering lock, and each field in the order of the platform timestamps:
+//! a change whose status is older than the one S1 holds from us is retired as superseded (its
+//! note is posted, its status and verdict are not); a verdict older than the alert's is left
+//! out, whether a status change or a comment carries it. What each status or verdict call gives
+//! S1 is recorded on the story before the call is sent, so the poller never sends our own
+//! change back, whatever fails after it.
 //!
 //! Layout: `webhook.rs` turns a request into verified changes and answers it; `resolve.rs` finds
 //! the story behind an alert reference; `accept.rs` stores a change (replay markers and the
 //! pending item in one write) and makes the inline attempt; `attempt.rs` claims a pending item
 //! and ends it (applied, rescheduled, dead); `apply.rs` applies its steps to S1 under the claim
-//! and the alert's ordering lock; `s1_calls.rs` makes the S1 calls and keeps the outbound log;
+//! and the alert's ordering lock; `written.rs` records on the story what S1 is given;
+//! `s1_calls.rs` makes the S1 calls and keeps the outbound log;
 //! `retry.rs` is the scheduled retry pass; `notes.rs` the text S1 gets.
 
 mod accept;
@@ -29,6 +34,7 @@ mod resolve;
 mod retry;
 mod s1_calls;
 mod webhook;
+mod written;
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;

@@ -89,8 +89,47 @@ pub(super) struct S1Calls<'a> {
     pub(super) recorder: &'a Arc<Recorder>,
 }
 
+/// A failed S1 call of an attempt: how it counts, and whether S1 surely made no change (its
+/// answer said so), as opposed to an outcome we did not hear.
+pub(super) struct CallFailed {
+    pub(super) error: ApplyError,
+    pub(super) made_no_change: bool,
+}
+
+impl CallFailed {
+    /// A failure after part of the change landed in S1: S1 holds something of it.
+    pub(super) fn after(self, landed: bool) -> Self {
+        Self {
+            made_no_change: self.made_no_change && !landed,
+            ..self
+        }
+    }
+
+    /// A failure S1 reported after taking the call.
+    pub(super) fn landed(error: ApplyError) -> Self {
+        Self {
+            error,
+            made_no_change: false,
+        }
+    }
+}
+
+impl From<CallFailed> for ApplyError {
+    fn from(f: CallFailed) -> Self {
+        f.error
+    }
+}
+
 impl S1Calls<'_> {
-    pub(super) async fn run<T, Fut>(&self, mut call: impl FnMut(S1Client) -> Fut) -> Result<T, ApplyError>
+    pub(super) async fn run<T, Fut>(&self, call: impl FnMut(S1Client) -> Fut) -> Result<T, ApplyError>
+    where
+        Fut: Future<Output = Result<T, S1Error>>,
+    {
+        Ok(self.try_run(call).await?)
+    }
+
+    /// [`run`](Self::run), saying on failure whether S1 surely made no change.
+    pub(super) async fn try_run<T, Fut>(&self, mut call: impl FnMut(S1Client) -> Fut) -> Result<T, CallFailed>
     where
         Fut: Future<Output = Result<T, S1Error>>,
     {
@@ -105,7 +144,13 @@ impl S1Calls<'_> {
                 async move { running.await.map_err(TokenCallError::from) }
             })
             .await
-            .map_err(call_error)
+            .map_err(|e| CallFailed {
+                made_no_change: match &e {
+                    TokenCallError::Secret(_) => true,
+                    TokenCallError::S1(e) => e.made_no_change(),
+                },
+                error: call_error(e),
+            })
     }
 }
 
