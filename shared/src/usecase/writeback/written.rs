@@ -169,6 +169,7 @@ mod tests {
             written_status: written,
             written_verdict: None,
             publish_error: None,
+            unsure: false,
         }
     }
 
