@@ -160,3 +160,71 @@ async fn pending_writebacks_get_their_turn_when_the_poll_runs_out_of_time() {
     assert_eq!(r.writebacks_applied, 1, "{r:?}");
     assert_eq!(s1_state(&h, &ids[0]).await.0, "in_progress");
 }
+
+/// A threat joins a story while the analyst's close of that story is being applied (S1 slow to
+/// answer the close): the poll tells the platform it joined the open alert, the close then
+/// lands, and the story is recorded closed. The new threat must not sit unresolved in an alert
+/// the bridge calls closed: it gets the same change in S1.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_threat_joining_while_its_storys_close_is_applied_gets_the_close_too() {
+    use integration_tests::writeback::{INBOUND_SECRET, incident_fault, post_generic, s1_state, setup, status_changed};
+    use std::time::Duration;
+    let (h, base, stories) = setup(40, embedded()).await;
+    let (alert, ids) = stories
+        .iter()
+        .find(|(key, _)| !key.contains(":storyline:"))
+        .expect("a story of a file")
+        .clone();
+    let first = h.sim.control().threat(&ids[0]).await.unwrap();
+    let agent = first["agentRealtimeInfo"]["agentUuid"].as_str().unwrap().to_owned();
+    let sha1 = first["threatInfo"]["sha1"].as_str().unwrap().to_owned();
+    // Detected within the story's window, so it joins the story rather than rolling it over.
+    let detected = time::OffsetDateTime::parse(
+        first["threatInfo"]["identifiedAt"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap()
+        + time::Duration::minutes(1);
+    incident_fault(&h, s1_bridge_sim::FaultKind::Slow { millis: 1_500 }, 1).await;
+    let body = status_changed(
+        &alert,
+        "resolved",
+        Some("false positive"),
+        time::OffsetDateTime::now_utc(),
+    );
+    let close = {
+        let base = base.clone();
+        tokio::spawn(async move { post_generic(&base, "acme", "close-while-joining", &body, INBOUND_SECRET).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let joined = h
+        .sim
+        .control()
+        .add_threats(&s1_bridge_sim::NewThreats {
+            count: 1,
+            agent_uuid: Some(agent),
+            sha1: Some(sha1),
+            detected_at: Some(detected),
+        })
+        .await
+        .unwrap()
+        .remove(0);
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.new), (Outcome::Completed, 1), "{r:?}");
+    let told = guarantees::last_told(&h, &joined);
+    assert_eq!(told["data"]["alert_key"], alert.as_str(), "it joined the story: {told}");
+    let (code, resp) = close.await.unwrap();
+    assert_eq!((code, resp["writeback"].as_str()), (202, Some("applied")), "{resp}");
+    for id in ids.iter().chain(std::iter::once(&joined)) {
+        let (status, verdict, _) = s1_state(&h, id).await;
+        assert_eq!(
+            (status.as_str(), verdict.as_str()),
+            ("resolved", "false_positive"),
+            "threat {id} (joined: {})",
+            *id == joined
+        );
+    }
+    // And the poller takes S1's change of the joined threat for our own.
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.published), (Outcome::Completed, 0), "{r:?}");
+}

@@ -169,6 +169,9 @@ pub(super) async fn apply(
             w.pending.change.done.insert(Step::Note);
         }
     }
+    if !superseded {
+        close_late_joiners(w, &s1, &mut story, &ids, &mut results).await?;
+    }
     let outbound = outbound_records(recorder, &results);
     if superseded {
         w.pending.last_error = Some(SUPERSEDED.to_owned());
@@ -230,6 +233,69 @@ async fn set_fields(
     }
     let recorded = w.record_written(story, ids.members, status, verdict).await?;
     match send_fields(s1, ids.threats, ids.alerts, status, verdict, results).await {
+        Ok(()) => Ok(()),
+        Err(failed) => {
+            if failed.made_no_change {
+                w.take_back(story, &recorded).await;
+            }
+            Err(failed.error)
+        }
+    }
+}
+
+/// A threat that joined the story while its close was being applied (the poller told the
+/// platform it joined the alert still open) gets the same status and verdict, under the same
+/// lock: else it would sit unresolved in S1 in an alert the platform and the bridge call closed,
+/// and a later console resolve of it would be taken for our own echo. Only while this change
+/// still holds the alert's status (a newer change owns what follows).
+async fn close_late_joiners(
+    w: &mut Work<'_>,
+    s1: &S1Calls<'_>,
+    story: &mut Versioned<StoryRecord>,
+    ids: &Ids<'_>,
+    results: &mut Vec<(&'static str, String)>,
+) -> Result<(), ApplyError> {
+    let Some(status @ IncidentStatus::Resolved) = w.pending.change.status else {
+        return Ok(());
+    };
+    let id = w.pending.id.as_str();
+    if !w
+        .lock
+        .as_ref()
+        .is_some_and(|l| l.order.applied_by.as_deref() == Some(id))
+    {
+        return Ok(());
+    }
+    let (deps, tenant) = (w.deps, w.tenant);
+    if let Some(fresh) = deps
+        .store
+        .get_story(&tenant.id, &w.pending.change.story)
+        .await
+        .map_err(store_error)?
+    {
+        *story = fresh;
+    }
+    let resolved = Some(IncidentStatus::Resolved);
+    let late: Vec<MemberId> = story
+        .value
+        .members
+        .iter()
+        .filter(|(m, state)| !ids.members.contains(m) && state.status != resolved && state.written_status != resolved)
+        .map(|(m, _)| m.clone())
+        .collect();
+    if late.is_empty() {
+        return Ok(());
+    }
+    let threats: Vec<String> = late.iter().filter_map(MemberId::threat_id).map(str::to_owned).collect();
+    let alerts: Vec<String> = late
+        .iter()
+        .filter_map(MemberId::star_alert_id)
+        .map(str::to_owned)
+        .collect();
+    let verdict = w.pending.change.verdict;
+    tracing::info!(tenant = %tenant.id, id = %id, joined = late.len(), "threats that joined the story while it was closed get the close too");
+    let recorded = w.record_written(story, &late, Some(status), verdict).await?;
+    match send_fields(s1, &threats, &alerts, Some(status), verdict, results).await {
         Ok(()) => Ok(()),
         Err(failed) => {
             if failed.made_no_change {
