@@ -34,7 +34,10 @@ pub fn ids_per_version(receiver: &s1_bridge_sim::WebhookReceiver) -> HashMap<(St
 /// `threat.updated` v2. Page 1's commit then fails: the next run starts from the old checkpoint,
 /// where the threat is not yet a member, and tells v2 as new. Both deliveries of v2 carry one
 /// webhook id, so a receiver that de-duplicates on it shows v2 once.
-pub async fn a_version_sent_as_an_update_and_again_as_new_keeps_one_webhook_id(table: Arc<dyn ItemTable>) {
+///
+/// With `kill`, page 1's commit is held instead and the run is killed once the platform took
+/// page 2's events, before it hears the answers (the commit window).
+pub async fn a_version_sent_as_an_update_and_again_as_new_keeps_one_webhook_id(table: Arc<dyn ItemTable>, kill: bool) {
     let flaky = FlakyTable::new(table);
     let mut h = PollHarness::start(
         SimConfig {
@@ -84,11 +87,39 @@ pub async fn a_version_sent_as_an_update_and_again_as_new_keeps_one_webhook_id(t
         .boxed()
     });
     let plain = h.deps.platforms.clone();
-    h.deps.platforms = Hooked::wrap(plain.clone(), hook);
-    // Page 1's commit (its stories and checkpoint) fails after page 2 went out.
-    flaky.fail_story_writes(1);
-    let r = h.poll().await.tenants.remove(0);
-    assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
+    if kill {
+        // Page 1's commit waits; page 2's three events are taken, then the process dies.
+        flaky.hold_story_writes(true);
+        let (taken, mut hung) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let after: PublishHook = Arc::new(move |n| {
+            let taken = taken.clone();
+            async move {
+                if n >= 1_000 {
+                    let _ = taken.send(());
+                    std::future::pending::<()>().await;
+                }
+            }
+            .boxed()
+        });
+        h.deps.platforms = Hooked::wrap_both(plain.clone(), hook, after);
+        let run = run(&h.deps, &Selection::All, Instant::now() + Duration::from_secs(600));
+        let page_2_taken = async {
+            for _ in 0..3 {
+                hung.recv().await;
+            }
+        };
+        tokio::select! {
+            r = run => panic!("the run ended while page 1's commit was held: {r:?}"),
+            () = page_2_taken => {}
+        }
+        flaky.hold_story_writes(false);
+    } else {
+        h.deps.platforms = Hooked::wrap(plain.clone(), hook);
+        // Page 1's commit (its stories and checkpoint) fails after page 2 went out.
+        flaky.fail_story_writes(1);
+        let r = h.poll().await.tenants.remove(0);
+        assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
+    }
     let updated: Vec<Value> = h.events("threat.updated");
     assert!(
         updated.iter().any(|e| e["data"]["s1"]["threat_id"] == changed.as_str()),
