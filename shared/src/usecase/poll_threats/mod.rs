@@ -16,14 +16,17 @@
 //! back; `report` holds the counts.
 
 mod candidate;
+mod commit;
 mod inflight;
-mod page;
 mod paging;
+mod plan;
 mod report;
-mod save;
 mod send;
+mod settle;
+mod stories;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, stream};
@@ -168,6 +171,21 @@ pub async fn run(deps: &PollDeps, selection: &Selection, deadline: Instant) -> R
     Ok(report)
 }
 
+/// What one tenant's run works with.
+pub(super) struct Ctx<'a> {
+    pub deps: &'a PollDeps,
+    pub tenant: &'a TenantConfig,
+    pub platform: &'a dyn Platform,
+    pub deadline: Instant,
+    /// Extra time kept back for a page of a paced platform.
+    pub pace_margin: Duration,
+    /// No delivery starts after this (the deadline less the margin), but a page's first.
+    pub cutoff: Instant,
+    /// Events refused in a row, with none accepted in between
+    /// ([`REFUSALS_IN_A_ROW`]).
+    pub refusals: AtomicU32,
+}
+
 /// Why a tenant's run stopped early.
 #[derive(Debug, thiserror::Error)]
 enum Stop {
@@ -179,6 +197,10 @@ enum Stop {
     Secret(#[from] SecretError),
     #[error(transparent)]
     Platform(#[from] PlatformError),
+    #[error(
+        "the stories changed while a page was published ({differs} events decided differently): the page is held and read again on the next run"
+    )]
+    Held { differs: usize },
     #[error(
         "the run's time was up while a page was being published: what the platform took is recorded, the next run sends the rest"
     )]

@@ -10,10 +10,12 @@ use futures_util::StreamExt;
 use time::OffsetDateTime;
 
 use super::candidate::Candidate;
-use super::page::{Ahead, Settled, commit, plan_and_send, settle};
+use super::commit::commit;
+use super::plan::{Ahead, plan_and_send};
+use super::settle::{Settled, settle};
 use super::{
-    ALERTS_CHECKPOINT, CHECKPOINT, DEADLINE_MARGIN, Outcome, PollDeps, Stop, TenantReport, WATERMARK_IDS_MAX_BYTES,
-    paced_page,
+    ALERTS_CHECKPOINT, CHECKPOINT, Ctx, DEADLINE_MARGIN, Outcome, PollDeps, Stop, TenantReport,
+    WATERMARK_IDS_MAX_BYTES, paced_page,
 };
 use crate::platform::{Platform, PlatformError};
 use crate::s1::dto::{CloudAlert, Threat};
@@ -123,21 +125,6 @@ async fn replay_dead_letters(ctx: &Ctx<'_>, report: &mut TenantReport) -> Result
     Ok(())
 }
 
-/// What one tenant's run works with.
-pub(super) struct Ctx<'a> {
-    pub deps: &'a PollDeps,
-    pub tenant: &'a TenantConfig,
-    pub platform: &'a dyn Platform,
-    pub deadline: Instant,
-    /// Extra time kept back for a page of a paced platform.
-    pub pace_margin: Duration,
-    /// No delivery starts after this (the deadline less the margin), but a page's first.
-    pub cutoff: Instant,
-    /// Events refused in a row, with none accepted in between
-    /// ([`REFUSALS_IN_A_ROW`](super::REFUSALS_IN_A_ROW)).
-    pub refusals: AtomicU32,
-}
-
 /// Pages through one source from its checkpoint, processing and checkpointing page by page.
 async fn drain<'c, T, S, F, M>(
     ctx: &Ctx<'_>,
@@ -213,7 +200,7 @@ where
                 ctx,
                 &mut candidates,
                 &checkpoint,
-                prior.as_ref(),
+                prior.as_ref().map(|p| &p.stories),
                 Ahead {
                     source: checkpoint_name,
                     slot,

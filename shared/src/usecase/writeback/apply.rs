@@ -259,10 +259,9 @@ async fn close_late_joiners(
         return Ok(());
     };
     let id = w.pending.id.as_str();
-    if !w
-        .lock
+    if w.lock
         .as_ref()
-        .is_some_and(|l| l.order.applied_by.as_deref() == Some(id))
+        .is_none_or(|l| l.order.applied_by.as_deref() != Some(id))
     {
         return Ok(());
     }

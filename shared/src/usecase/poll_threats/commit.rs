@@ -1,17 +1,45 @@
-//! Writing a page's stories back, over the writeback's changes when it got in first.
+//! Committing a settled page: its dead letters, then its stories with the checkpoint in their
+//! last transaction; a story another writer (the writeback) changed meanwhile is merged and
+//! written again, keeping what that writer recorded.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
-use super::page::Work;
+use super::settle::Settled;
+use super::stories::Work;
+use super::{Ctx, Stop};
 use crate::domain::MemberId;
 use crate::store::{Checkpoint, Store, StoreError, StoryRecord, StoryStatus, Versioned};
+
+/// Writes a settled page: its dead letters, then its stories with `next` (the checkpoint past
+/// the page; none when the run stops at this page) in their last transaction. Returns the names
+/// of the stories merged with another writer's change on the way.
+pub(super) async fn commit(
+    ctx: &Ctx<'_>,
+    page: &Settled,
+    next: Option<(&str, &Checkpoint)>,
+) -> Result<HashSet<String>, Stop> {
+    let store = &ctx.deps.store;
+    let tenant = &ctx.tenant.id;
+    // Dead letters first: a crash before the stories are saved repeats the refused events, so
+    // none is ever recorded as refused without its dead letter. Letters retired (a later
+    // version got through) before the stories too: a crash in between sends that version again
+    // (its story still says refused) and retires nothing twice.
+    if !page.letters.is_empty() {
+        store.put_publish_dead(tenant, &page.letters).await?;
+    }
+    if !page.retire.is_empty() {
+        store.retire_publish_dead(tenant, &page.retire).await?;
+    }
+    let dirty: Vec<&Work> = page.stories.values().collect();
+    Ok(save_stories(store, tenant, dirty, next).await?)
+}
 
 /// Writes the changed stories, then `checkpoint` (in the same last transaction when nothing
 /// conflicts); a story changed meanwhile by another writer (the writeback) is re-read and our
 /// member changes applied on top, keeping what the writeback recorded. Returns the item names of
 /// the stories merged so: stored otherwise than the page left them.
-pub(super) async fn save_stories(
+async fn save_stories(
     store: &Store,
     tenant: &str,
     dirty: Vec<&Work>,
