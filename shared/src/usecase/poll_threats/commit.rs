@@ -47,6 +47,10 @@ async fn save_stories(
 ) -> Result<HashSet<String>, StoreError> {
     // The page's stories are only copied when one is retried: the next page reads them meanwhile.
     let mut dirty: Vec<Cow<'_, Work>> = dirty.into_iter().map(Cow::Borrowed).collect();
+    // A story archived by this page's roll goes first (in an earlier transaction than its key's
+    // new story, or the same): a commit cut between transactions must never leave the new story
+    // naming an archived one that was not written.
+    dirty.sort_by_key(|w| !(w.archived && w.version == 0));
     // Stories this page archived by rolling their key over, as the page left them, with the
     // members it changed.
     let rolled: HashMap<String, (StoryRecord, HashSet<MemberId>)> = dirty

@@ -57,8 +57,8 @@ pub fn paced_page(platform: &dyn Platform) -> (u32, Duration) {
     }
 }
 
-/// The time kept for a tenant's pending writebacks after its poll (or a sixth of the run's time,
-/// if smaller).
+/// The time kept for a tenant's pending writebacks after its poll (or a quarter of the run's
+/// time, if smaller).
 pub const WRITEBACK_SHARE: Duration = Duration::from_secs(10);
 
 /// Name of the lease a poll run holds per tenant.
@@ -181,9 +181,34 @@ pub(super) struct Ctx<'a> {
     pub pace_margin: Duration,
     /// No delivery starts after this (the deadline less the margin), but a page's first.
     pub cutoff: Instant,
+    /// A delivery unanswered by then is given up (half way from the cutoff to the deadline).
+    pub give_up: Instant,
     /// Events refused in a row, with none accepted in between
     /// ([`REFUSALS_IN_A_ROW`]).
     pub refusals: AtomicU32,
+}
+
+impl<'a> Ctx<'a> {
+    /// The context of a run (or of one source of it) that must be done by `deadline`.
+    fn until(
+        deps: &'a PollDeps,
+        tenant: &'a TenantConfig,
+        platform: &'a dyn Platform,
+        deadline: Instant,
+        pace_margin: Duration,
+    ) -> Self {
+        let margin = paging::margin_before(deadline);
+        Self {
+            deps,
+            tenant,
+            platform,
+            deadline,
+            pace_margin,
+            cutoff: deadline.checked_sub(margin + pace_margin).unwrap_or_else(Instant::now),
+            give_up: deadline.checked_sub(margin / 2).unwrap_or_else(Instant::now),
+            refusals: AtomicU32::new(0),
+        }
+    }
 }
 
 /// Why a tenant's run stopped early.
@@ -247,7 +272,7 @@ pub async fn poll_tenant(deps: &PollDeps, tenant: &TenantConfig, deadline: Insta
     // before the invocation ends. A cut is as safe as a kill.
     let poll_deadline = match &deps.writeback {
         Some(_) => deadline
-            .checked_sub(WRITEBACK_SHARE.min(deadline.saturating_duration_since(Instant::now()) / 6))
+            .checked_sub(WRITEBACK_SHARE.min(deadline.saturating_duration_since(Instant::now()) / 4))
             .unwrap_or(deadline),
         None => deadline,
     };
@@ -264,15 +289,32 @@ pub async fn poll_tenant(deps: &PollDeps, tenant: &TenantConfig, deadline: Insta
                 report.error = Some(e.to_string());
                 tracing::warn!(tenant = %tenant.id, error = %e, "poll failed");
             }
-            Err(_) => {
+            Err(_) if report.pages == 0 => {
+                // No time even to read a page: the next run goes on.
                 report.outcome = Outcome::Partial;
-                report.error =
-                    Some("the poll was cut at its deadline; the next run repeats what this one did not record".into());
+            }
+            Err(_) => {
+                // Its own checks should have stopped it well before: a failure, so it alarms.
+                report.outcome = Outcome::Failed;
+                report.error = Some(
+                    "the poll was cut at its deadline before it could record its page; the next run repeats it".into(),
+                );
+                if let Ok(Some(c)) = deps.store.get_checkpoint(&tenant.id, CHECKPOINT).await {
+                    let lag = c
+                        .watermark
+                        .map(|w| (OffsetDateTime::now_utc() - w).whole_seconds().max(0));
+                    report.lag_seconds = report.lag_seconds.max(lag);
+                }
                 tracing::warn!(tenant = %tenant.id, "poll cut at its deadline");
             }
         }
         if let Some(wb) = &deps.writeback {
-            match crate::usecase::writeback::retry_pending(wb, tenant, OffsetDateTime::now_utc(), 50, deadline).await {
+            // Done a little before the invocation ends, so the lease is given back and the
+            // metrics are printed.
+            let until = deadline
+                .checked_sub(Duration::from_secs(3).min(deadline.saturating_duration_since(Instant::now()) / 20))
+                .unwrap_or(deadline);
+            match crate::usecase::writeback::retry_pending(wb, tenant, OffsetDateTime::now_utc(), 50, until).await {
                 Ok(r) => {
                     report.writebacks_applied = r.applied;
                     report.writebacks_dead = r.dead;

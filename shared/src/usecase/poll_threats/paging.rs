@@ -3,7 +3,6 @@
 //! dead letters an operator asked for.
 
 use std::collections::HashSet;
-use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -40,17 +39,14 @@ pub(super) async fn poll_threats(
         ..ThreatQuery::default()
     };
     let to_candidates = |page: Vec<Threat>| page.iter().map(|t| Candidate::from_threat(t, tenant)).collect();
-    let ctx = Ctx {
-        deps,
-        tenant,
-        platform,
-        deadline,
-        pace_margin,
-        cutoff: deadline
-            .checked_sub(margin_before(deadline) + pace_margin)
-            .unwrap_or_else(Instant::now),
-        refusals: AtomicU32::new(0),
+    // STAR alerts keep a quarter of the time for themselves, so a threat backlog or a slow
+    // platform cannot starve them.
+    let threats_until = if tenant.poll_cloud_alerts {
+        Instant::now() + deadline.saturating_duration_since(Instant::now()) * 3 / 4
+    } else {
+        deadline
     };
+    let ctx = Ctx::until(deps, tenant, platform, threats_until, pace_margin);
     let result = drain(
         &ctx,
         report,
@@ -69,7 +65,8 @@ pub(super) async fn poll_threats(
         Ok(()) if report.outcome != Outcome::Partial => replay_dead_letters(&ctx, report).await,
         other => other,
     };
-    if result.is_ok() && tenant.poll_cloud_alerts && report.outcome != Outcome::Partial {
+    if result.is_ok() && tenant.poll_cloud_alerts {
+        let ctx = Ctx::until(deps, tenant, platform, deadline, pace_margin);
         // STAR alerts have no updatedAt filter: they are polled by creation time, new ones only.
         let alerts = CloudAlertQuery {
             account_ids: tenant.account_ids.clone(),
@@ -285,7 +282,7 @@ where
 
 /// Time kept back before `deadline`: no page starts, and no delivery, within it. A short-lived
 /// invocation still gets most of its time: the margin is at most a quarter of what is left.
-fn margin_before(deadline: Instant) -> Duration {
+pub(super) fn margin_before(deadline: Instant) -> Duration {
     DEADLINE_MARGIN.min(deadline.saturating_duration_since(Instant::now()) / 4)
 }
 

@@ -291,7 +291,7 @@ pub(super) async fn plan_and_send<'p>(
             .await?;
     }
     let in_flight = tenant.max_in_flight as usize;
-    let (deliveries, stop) = send_all(platform, in_flight, &ctx.refusals, planned, ctx.cutoff).await;
+    let (deliveries, stop) = send_all(platform, in_flight, &ctx.refusals, planned, (ctx.cutoff, ctx.give_up)).await;
     sending.work = work;
     sending.deliveries = deliveries;
     sending.stop = stop;

@@ -51,6 +51,9 @@ struct Run<'a> {
     /// No unit starts after this (the run's deadline, less its margin), except a page's first,
     /// so every run makes progress however slow the platform.
     cutoff: Instant,
+    /// A delivery still unanswered at this point is given up (its outcome unknown, as after a
+    /// kill), so the page is settled and committed before the run's own deadline cuts it.
+    give_up: Instant,
     started: AtomicBool,
     /// Refusals in a row, across the run's pages ([`REFUSALS_IN_A_ROW`]).
     refusals: &'a AtomicU32,
@@ -64,7 +67,9 @@ impl Run<'_> {
     fn halt(&self, why: Stop) {
         self.stopped.store(true, Ordering::SeqCst);
         let mut stop = self.stop.lock().expect("stop lock");
-        if stop.is_none() {
+        // Running out of time hides no failure: a refusal or an outage heard after it is the
+        // reason the run reports.
+        if stop.is_none() || (matches!(*stop, Some(Stop::Deadline)) && !matches!(why, Stop::Deadline)) {
             *stop = Some(why);
         }
     }
@@ -125,10 +130,24 @@ impl Run<'_> {
         }
         let platform = self.platform;
         let (indexes, events): (Vec<usize>, Vec<ThreatEvent>) = unit.into_iter().map(|p| (p.index, p.event)).unzip();
-        let results = if events.len() == 1 {
-            vec![platform.publish(&events[0]).await]
-        } else {
-            platform.publish_batch(&events).await
+        let sending = async {
+            if events.len() == 1 {
+                vec![platform.publish(&events[0]).await]
+            } else {
+                platform.publish_batch(&events).await
+            }
+        };
+        let Ok(results) = tokio::time::timeout_at(self.give_up.into(), sending).await else {
+            self.halt(Stop::Deadline);
+            return indexes
+                .into_iter()
+                .zip(events)
+                .map(|(index, event)| Delivery {
+                    index,
+                    event,
+                    sent: Sent::NotDelivered,
+                })
+                .collect();
         };
         if results.len() != events.len() {
             // An adapter must answer for every event: without an answer an event is neither
@@ -170,7 +189,7 @@ pub(super) async fn send_all(
     in_flight: usize,
     refusals: &AtomicU32,
     planned: Vec<Planned>,
-    cutoff: Instant,
+    (cutoff, give_up): (Instant, Instant),
 ) -> (Vec<Delivery>, Option<Stop>) {
     let per_unit = platform.batch_limit().unwrap_or(1).max(1);
     let mut units: Vec<Vec<Planned>> = Vec::new();
@@ -198,6 +217,7 @@ pub(super) async fn send_all(
     let run = Run {
         platform,
         cutoff,
+        give_up,
         started: AtomicBool::new(false),
         refusals,
         stopped: AtomicBool::new(false),
@@ -304,7 +324,7 @@ mod tests {
     #[tokio::test]
     async fn at_most_max_in_flight_at_once_and_a_storys_events_one_after_another() {
         let slow = Arc::new(Slow::default());
-        let (out, stop) = send_all(slow.as_ref(), 8, &AtomicU32::new(0), planned(40, 3), far()).await;
+        let (out, stop) = send_all(slow.as_ref(), 8, &AtomicU32::new(0), planned(40, 3), (far(), far())).await;
         assert!(stop.is_none());
         assert_eq!(out.len(), 120);
         assert!(out.iter().all(|d| matches!(d.sent, Sent::Accepted(_))));
@@ -330,7 +350,7 @@ mod tests {
             p.index = 30 + i;
             page.push(p);
         }
-        let (out, _) = send_all(slow.as_ref(), 8, &AtomicU32::new(0), page, far()).await;
+        let (out, _) = send_all(slow.as_ref(), 8, &AtomicU32::new(0), page, (far(), far())).await;
         assert_eq!(out.len(), 50);
         let order = slow.order.lock().unwrap().clone();
         let tenth_of_long = order.iter().position(|id| id == "0-9").unwrap();
@@ -346,7 +366,14 @@ mod tests {
     #[tokio::test]
     async fn past_the_cutoff_no_unit_starts_but_the_first_and_the_page_stops_for_the_deadline() {
         let slow = Arc::new(Slow::default());
-        let (out, stop) = send_all(slow.as_ref(), 4, &AtomicU32::new(0), planned(1, 20), Instant::now()).await;
+        let (out, stop) = send_all(
+            slow.as_ref(),
+            4,
+            &AtomicU32::new(0),
+            planned(1, 20),
+            (Instant::now(), far()),
+        )
+        .await;
         assert!(
             matches!(stop, Some(Stop::Deadline)),
             "{:?}",
@@ -360,7 +387,7 @@ mod tests {
     #[tokio::test]
     async fn a_storys_later_events_carry_the_id_its_first_one_was_given() {
         let slow = Arc::new(Slow::default());
-        let (out, _) = send_all(slow.as_ref(), 4, &AtomicU32::new(0), planned(3, 2), far()).await;
+        let (out, _) = send_all(slow.as_ref(), 4, &AtomicU32::new(0), planned(3, 2), (far(), far())).await;
         for d in out.iter().filter(|d| d.event.id.ends_with("-1")) {
             assert_eq!(
                 d.event.story.platform_ref.as_deref(),

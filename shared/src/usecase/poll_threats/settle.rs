@@ -140,6 +140,9 @@ pub(super) async fn settle(
                 Sent::Rejected { status, detail } => {
                     tracing::warn!(tenant = %tenant.id, item = %c.id, status, "platform refused the event; kept as a publish dead letter");
                     state.publish_error = Some(format!("HTTP {status}"));
+                    // A version refused does not tell what the platform shows: an earlier one
+                    // whose outcome was unknown may still stand.
+                    state.unsure = w.story.members.get(&c.id).is_some_and(|m| m.unsure);
                     // Recorded at once, as the plan had it, so the story's later events are
                     // decided against the same story.
                     w.put_member(&c.id, state);

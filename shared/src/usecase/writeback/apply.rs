@@ -170,7 +170,7 @@ pub(super) async fn apply(
         }
     }
     if !superseded {
-        close_late_joiners(w, &s1, &mut story, &ids, &mut results).await?;
+        close_late_joiners(w, &s1, &mut story, &mut results).await?;
     }
     let outbound = outbound_records(recorder, &results);
     if superseded {
@@ -252,7 +252,6 @@ async fn close_late_joiners(
     w: &mut Work<'_>,
     s1: &S1Calls<'_>,
     story: &mut Versioned<StoryRecord>,
-    ids: &Ids<'_>,
     results: &mut Vec<(&'static str, String)>,
 ) -> Result<(), ApplyError> {
     let Some(status @ IncidentStatus::Resolved) = w.pending.change.status else {
@@ -266,20 +265,25 @@ async fn close_late_joiners(
         return Ok(());
     }
     let (deps, tenant) = (w.deps, w.tenant);
-    if let Some(fresh) = deps
+    match deps
         .store
         .get_story(&tenant.id, &w.pending.change.story)
         .await
         .map_err(store_error)?
     {
-        *story = fresh;
+        // Read by its item name: the same story, unless the key rolled over to a new one
+        // meanwhile, whose threats are not this alert's.
+        Some(fresh) if fresh.value.id == story.value.id => *story = fresh,
+        _ => return Ok(()),
     }
+    // The members S1 was asked to change carry our written status already (recorded before
+    // the call): the others joined since.
     let resolved = Some(IncidentStatus::Resolved);
     let late: Vec<MemberId> = story
         .value
         .members
         .iter()
-        .filter(|(m, state)| !ids.members.contains(m) && state.status != resolved && state.written_status != resolved)
+        .filter(|(_, state)| state.status != resolved && state.written_status != resolved)
         .map(|(m, _)| m.clone())
         .collect();
     if late.is_empty() {
