@@ -797,17 +797,101 @@ pub async fn an_unknown_own_agent_fails_the_delivery_instead_of_echoing_our_note
     let (ticket, _) = ticket_with(&h, 2).await;
     assert!(!notes_with(&h, ticket, "joined this story").is_empty());
     let writes = integration_tests::writeback::s1_writes(&h.h).await;
+    // A process that has not read the tenant's Halo settings yet (the poller's has).
+    let cold = h.serve_cold().await;
     h.halo.fail_path("/api/Agent/me", 20, 503);
     assert_eq!(
-        h.fire(ticket).await,
+        h.fire_at_base(&cold, "acme", ticket).await,
         503,
         "not knowing our agent is an error Halo retries"
     );
     assert_eq!(integration_tests::writeback::s1_writes(&h.h).await, writes, "no echo");
     // Halo retries once Agent/me answers again: still nothing of ours reaches S1.
     h.halo.clear_faults();
-    assert_eq!(h.fire(ticket).await, 200);
+    assert_eq!(h.fire_at_base(&cold, "acme", ticket).await, 200);
     assert_eq!(integration_tests::writeback::s1_writes(&h.h).await, writes, "no echo");
+}
+
+/// A webhook for a ticket we know costs at most two Halo requests (the ticket and its actions)
+/// once the process has read the tenant's Halo settings, whoever wrote the action: our own
+/// join notes ("Action added" fires for them too) change nothing, a technician's note and close
+/// reach S1. The settings are read by a process's first delivery, not by every one.
+pub async fn a_webhook_for_a_known_ticket_costs_at_most_two_halo_requests(table: Arc<dyn ItemTable>) {
+    let h = HaloHarness::start(40, table, fast_halo(), json!({})).await;
+    h.poll().await;
+    let (ticket, threats) = ticket_with(&h, 2).await;
+    assert!(!notes_with(&h, ticket, "joined this story").is_empty());
+    let writes = integration_tests::writeback::s1_writes(&h.h).await;
+    let cold = h.serve_cold().await;
+    assert_eq!(h.fire_at_base(&cold, "acme", ticket).await, 200, "our own notes");
+    // Steady state: each delivery below is measured on its own.
+    let measured = |what: &str| {
+        let sent = h.api_requests();
+        assert!(sent.len() <= 2, "{what}: {} Halo requests: {sent:?}", sent.len());
+        h.halo.clear_requests();
+    };
+    h.halo.clear_requests();
+    assert_eq!(h.fire_at_base(&cold, "acme", ticket).await, 200, "our own notes again");
+    measured("our own note");
+    assert_eq!(integration_tests::writeback::s1_writes(&h.h).await, writes, "no echo");
+    h.halo
+        .add_technician_note(ticket, "pulling the process tree", "Alex Technician")
+        .unwrap();
+    h.halo.clear_requests();
+    assert_eq!(h.fire_at_base(&cold, "acme", ticket).await, 202);
+    measured("a technician's note");
+    h.halo
+        .close_ticket_as_technician(ticket, "Closed", "False Positive", "", "Alex Technician")
+        .unwrap();
+    h.halo.clear_requests();
+    assert_eq!(h.fire_at_base(&cold, "acme", ticket).await, 202);
+    measured("a technician's close");
+    for id in &threats {
+        let (status, verdict, notes) = s1_state(&h.h, id).await;
+        assert_eq!(
+            (status.as_str(), verdict.as_str()),
+            ("resolved", "false_positive"),
+            "{id}"
+        );
+        assert!(
+            notes.iter().any(|n| n.contains("pulling the process tree")),
+            "{notes:?}"
+        );
+    }
+    assert!(h.refusals().is_empty(), "{:?}", h.refusals());
+}
+
+/// The settings a process keeps are read again when a delivery shows a status Halo did not have
+/// when they were read: the admin replaced "In Progress" (the old status renamed, a new one of
+/// that name), and the technician's move to the new one reaches S1 as in progress.
+pub async fn a_status_newer_than_the_kept_settings_has_them_read_again(table: Arc<dyn ItemTable>) {
+    use s1_bridge_sim::HaloEntity;
+    let h = HaloHarness::start(30, table, fast_halo(), json!({})).await;
+    h.poll().await;
+    let (ticket, threats) = ticket_with(&h, 1).await;
+    let cold = h.serve_cold().await;
+    assert_eq!(h.fire_at_base(&cold, "acme", ticket).await, 200, "settings read");
+    h.halo
+        .upsert(HaloEntity::Status, json!({"id": 2, "name": "In Progress (retired)"}))
+        .unwrap();
+    let new = h
+        .halo
+        .upsert(HaloEntity::Status, json!({"name": "In Progress"}))
+        .unwrap()[0]["id"]
+        .as_i64()
+        .unwrap();
+    h.halo
+        .close_ticket_as_technician(ticket, new, "Note", "on it", "Alex Technician")
+        .unwrap();
+    assert_eq!(h.fire_at_base(&cold, "acme", ticket).await, 202);
+    for id in &threats {
+        assert_eq!(s1_state(&h.h, id).await.0, "in_progress", "{id}");
+    }
+    // Read once for it: the next delivery knows the status.
+    h.halo.clear_requests();
+    assert_eq!(h.fire_at_base(&cold, "acme", ticket).await, 200);
+    assert!(h.api_requests().len() <= 2, "{:?}", h.api_requests());
+    assert!(h.refusals().is_empty(), "{:?}", h.refusals());
 }
 
 /// A customer replies to the ticket by e-mail, and a Halo rule moves the ticket on that reply:
@@ -1121,4 +1205,6 @@ on_both_stores!(
     custom_webhook_payloads_name_the_ticket_anywhere_halo_puts_it,
     a_tickets_user_belongs_to_its_client_and_site,
     our_tickets_are_found_again_by_what_halo_searches,
+    a_webhook_for_a_known_ticket_costs_at_most_two_halo_requests,
+    a_status_newer_than_the_kept_settings_has_them_read_again,
 );

@@ -34,7 +34,7 @@ use crate::store::{AssetKind, Store, TokenSource};
 pub use assets::inventory_number;
 pub use client::{HaloAuth, HaloClient};
 pub use inbound::{HaloInbound, HaloWebhookAuth, changes, ticket_ids};
-pub use lookup::{HaloUser, Resolved, find, find_each, resolve};
+pub use lookup::{HaloUser, Resolved, ResolvedCache, find, find_each, resolve};
 pub use outbound::{HaloTickets, details_html, marker};
 
 /// Where the adapter finds which Halo client or site an S1 account or site is: the asset
