@@ -470,7 +470,16 @@ pub async fn customers_sites_and_assets_land_in_halo(table: Arc<dyn ItemTable>) 
             assert_eq!(a.is_decommissioned, Some(true), "{uuid} has no asset");
             continue;
         };
-        assert_eq!(asset["key_field"], a.computer_name.as_deref().unwrap());
+        // Identity where Halo keeps it: the type's fields; key_field only shows the key field.
+        let host = a.computer_name.as_deref();
+        assert_eq!(field_value(&asset, "Hostname"), host, "{asset}");
+        assert_eq!(
+            field_value(&asset, "Serial Number"),
+            a.serial_number.as_deref(),
+            "{asset}"
+        );
+        assert_eq!(field_value(&asset, "Operating System"), a.os_name.as_deref(), "{asset}");
+        assert_eq!(asset["key_field"].as_str(), host, "{asset}");
         let site = mapped(&h, AssetKind::Site, a.site_id.as_deref().unwrap())
             .await
             .unwrap();
@@ -521,6 +530,7 @@ pub async fn customers_sites_and_assets_land_in_halo(table: Arc<dyn ItemTable>) 
     let r = sync(&h).await;
     assert_eq!(r.updated, 1, "{r:?}");
     let asset = halo_asset(&h, &uuid).unwrap();
+    assert_eq!(field_value(&asset, "Hostname"), Some("WS-RENAMED"), "{asset}");
     assert_eq!(asset["key_field"], "WS-RENAMED");
     assert_eq!(
         asset["site_id"].as_i64(),
@@ -603,6 +613,9 @@ pub async fn a_type_named_by_an_s1_field_is_created_when_missing(table: Arc<dyn 
             "{t} for {want}"
         );
         assert_eq!(t["assetgroup_id"], 1, "under the default group");
+        // Laid out like the group's computers, so the agent's identity has somewhere to go.
+        assert_eq!(t["keyfield_id"], 1, "{t}");
+        assert_eq!(field_value(&asset, "Hostname"), a.computer_name.as_deref(), "{asset}");
     }
     assert!(h.refusals().is_empty(), "{:?}", h.refusals());
 }
@@ -937,6 +950,16 @@ pub async fn end_user_replies_are_skipped_and_only_agents_decide(table: Arc<dyn 
     assert!(h.refusals().is_empty(), "{:?}", h.refusals());
 }
 
+/// A computer's hostname and serial as Halo keeps them: `fields[]` items of its asset type.
+fn identity(host: &str, serial: &str) -> Value {
+    json!([{"name": "Hostname", "value": host}, {"name": "Serial Number", "value": serial}])
+}
+
+/// The value an asset keeps in its field `name` (a `fields[]` item).
+fn field_value<'a>(asset: &'a Value, name: &str) -> Option<&'a str> {
+    asset["fields"].as_array()?.iter().find(|f| f["name"] == name)?["value"].as_str()
+}
+
 /// Another customer of the MSP (Globex, a Halo client no S1 account maps to) has an asset with
 /// the same hostname, serial and inventory number as one of our agents. Whatever the matching
 /// rule, the sync leaves Globex's asset where and as it is and gives the agent its own.
@@ -957,8 +980,8 @@ async fn asset_matching_stays_within_mapped_clients(table: Arc<dyn ItemTable>, m
         .upsert(HaloEntity::Site, json!({"name": "Globex HQ", "client_id": globex}))
         .unwrap()[0]["id"]
         .clone();
-    let theirs = json!({"assettype_id": 1, "client_id": globex, "site_id": site, "key_field": host,
-        "key_field2": serial, "inventory_number": format!("S1:{uuid}")});
+    let theirs = json!({"assettype_id": 1, "client_id": globex, "site_id": site,
+        "fields": identity(&host, &serial), "inventory_number": format!("S1:{uuid}")});
     let theirs_id = h.halo.upsert(HaloEntity::Asset, theirs).unwrap()[0]["id"]
         .as_i64()
         .unwrap();
@@ -999,7 +1022,7 @@ async fn asset_matching_stays_within_mapped_clients(table: Arc<dyn ItemTable>, m
         })
         .unwrap();
     let existing = json!({"assettype_id": 1, "client_id": 12, "site_id": 34,
-        "key_field": a.computer_name, "key_field2": a.serial_number,
+        "fields": identity(a.computer_name.as_deref().unwrap(), a.serial_number.as_deref().unwrap()),
         "inventory_number": format!("S1:{}", a.uuid.as_deref().unwrap())});
     let existing = h.halo.upsert(HaloEntity::Asset, existing).unwrap()[0]["id"]
         .as_i64()

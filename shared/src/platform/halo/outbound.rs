@@ -19,6 +19,8 @@ pub struct HaloTickets {
     pub(super) tenant: String,
     pub(super) directory: Option<Arc<dyn Directory>>,
     resolved: Arc<ResolvedCache>,
+    /// Asset type layouts read by this adapter (the asset sync's, one run).
+    pub(super) layouts: super::assets::Layouts,
 }
 
 impl std::fmt::Debug for HaloTickets {
@@ -114,6 +116,7 @@ impl HaloTickets {
             tenant,
             directory,
             resolved: Arc::default(),
+            layouts: super::assets::Layouts::default(),
         }
     }
 
