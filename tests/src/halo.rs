@@ -126,6 +126,15 @@ impl HaloHarness {
             .collect()
     }
 
+    /// One asset sync of every tenant; the first tenant's report.
+    pub async fn sync_assets(&self) -> s1_shared::usecase::sync_assets::AssetReport {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let mut r = s1_shared::usecase::sync_assets::sync_all(&self.h.asset_deps(), deadline)
+            .await
+            .unwrap();
+        r.remove(0)
+    }
+
     /// One poll run of every tenant.
     pub async fn poll(&self) -> PollReport {
         run(&self.h.deps, &Selection::All, Instant::now() + Duration::from_secs(600))

@@ -409,11 +409,7 @@ pub async fn a_429_from_halo_is_waited_out(table: Arc<dyn ItemTable>) {
 // ---- customers, sites and assets ---------------------------------------------------------------
 
 async fn sync(h: &HaloHarness) -> s1_shared::usecase::sync_assets::AssetReport {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
-    let mut r = s1_shared::usecase::sync_assets::sync_all(&h.h.asset_deps(), deadline)
-        .await
-        .unwrap();
-    r.remove(0)
+    h.sync_assets().await
 }
 
 /// Every S1 agent, decommissioned ones included.

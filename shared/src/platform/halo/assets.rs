@@ -216,42 +216,47 @@ impl HaloTickets {
         let Some((client, site)) = self.match_scope(s).await? else {
             return Ok(None);
         };
-        // The filter Halo applies, the fields the value must be in, and the value.
-        let (param, fields, value): (&str, &[&str], String) = match self.settings.assets.matching {
-            AssetMatch::InventoryNumber => (
-                "inventory_number",
-                &["inventory_number"],
-                inventory_number(&s.external_id),
-            ),
+        let value = match self.settings.assets.matching {
+            AssetMatch::InventoryNumber => inventory_number(&s.external_id),
             AssetMatch::Serial => match field_text(&s.s1, "serialNumber") {
-                Some(serial) => ("search", &KEY_FIELDS, serial),
+                Some(serial) => serial,
                 None => return Ok(None),
             },
             AssetMatch::Hostname => match s.name.clone() {
-                Some(host) => ("search", &KEY_FIELDS, host),
+                Some(host) => host,
                 None => return Ok(None),
             },
         };
-        let mut query = vec![(param, value.clone()), ("client_id", client.to_string())];
+        self.lookup(client, site, &value).await
+    }
+
+    /// The asset the tenant's matching rule finds for `value` within `client` (and `site`): the
+    /// inventory number filter, else Halo's search (inventory number and key fields), each row
+    /// checked, not trusted: a filter Halo applies loosely (or ignores) must not hand over the
+    /// first asset it returns.
+    pub(super) async fn lookup(
+        &self,
+        client: i64,
+        site: Option<i64>,
+        value: &str,
+    ) -> Result<Option<Value>, PlatformError> {
+        let by_inventory = self.settings.assets.matching == AssetMatch::InventoryNumber;
+        let param = if by_inventory { "inventory_number" } else { "search" };
+        let mut query = vec![(param, value.to_owned()), ("client_id", client.to_string())];
         if let Some(site) = site {
             query.push(("site_id", site.to_string()));
         }
         query.push(("includeinactive", "true".into()));
         let found = self.client.list("Asset", &query, "assets").await?;
-        // Each row is checked, not trusted: a filter Halo applies loosely (or ignores) must not
-        // hand over the first asset it returns.
-        let by_fields = self.settings.assets.matching != AssetMatch::InventoryNumber;
         Ok(found.into_iter().find(|a| {
             a.get("client_id").and_then(as_id) == Some(client)
                 && site.is_none_or(|site| a.get("site_id").and_then(as_id) == Some(site))
-                && if by_fields {
-                    holds(a, fields, &value)
+                && if by_inventory {
+                    a.get("inventory_number")
+                        .and_then(Value::as_str)
+                        .is_some_and(|v| v.trim().eq_ignore_ascii_case(value.trim()))
                 } else {
-                    fields.iter().any(|k| {
-                        a.get(*k)
-                            .and_then(Value::as_str)
-                            .is_some_and(|v| v.trim().eq_ignore_ascii_case(value.trim()))
-                    })
+                    holds(a, &KEY_FIELDS, value)
                 }
         }))
     }
