@@ -128,11 +128,15 @@ impl HaloHarness {
 
     /// One asset sync of every tenant; the first tenant's report.
     pub async fn sync_assets(&self) -> s1_shared::usecase::sync_assets::AssetReport {
+        self.sync_assets_all().await.remove(0)
+    }
+
+    /// One asset sync of every tenant; each tenant's report.
+    pub async fn sync_assets_all(&self) -> Vec<s1_shared::usecase::sync_assets::AssetReport> {
         let deadline = Instant::now() + Duration::from_secs(600);
-        let mut r = s1_shared::usecase::sync_assets::sync_all(&self.h.asset_deps(), deadline)
+        s1_shared::usecase::sync_assets::sync_all(&self.h.asset_deps(), deadline)
             .await
-            .unwrap();
-        r.remove(0)
+            .unwrap()
     }
 
     /// One poll run of every tenant.

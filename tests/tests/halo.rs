@@ -797,6 +797,82 @@ pub async fn ticket_numbers_are_scoped_to_their_tenant_and_instance(table: Arc<d
     assert!(other.refused().is_empty(), "{:?}", other.refused());
 }
 
+/// One MSP, two S1 consoles, one Halo: tenants acme and zeta share the Halo instance. Each
+/// tenant's tickets carry its own console's story keys, each keeps its own mapping table (its
+/// accounts become clients of its own), and a technician's close reaches the console of the
+/// ticket's tenant only: the other tenant's endpoint answers the same ticket 200 "not ours" and
+/// writes nothing.
+pub async fn a_halo_shared_by_two_tenants_keeps_each_tenants_tickets_webhooks_and_mappings(table: Arc<dyn ItemTable>) {
+    use s1_shared::store::AssetKind;
+    let h = HaloHarness::start(20, table, fast_halo(), json!({})).await;
+    let other = s1_bridge_sim::Sim::start(s1_bridge_sim::SimConfig {
+        seed: 4242,
+        threats: 20,
+        agents: 30,
+        cloud_alerts: 0,
+        ..s1_bridge_sim::SimConfig::default()
+    })
+    .await
+    .unwrap();
+    h.add_tenant("zeta", &other.base_url(), &h.halo, json!({})).await;
+    let r = h.poll().await;
+    assert!(r.tenants.iter().all(|t| t.error.is_none() && t.published > 0), "{r:?}");
+    for t in h.sync_assets_all().await {
+        assert_eq!((t.error.as_deref(), t.failed), (None, 0), "{t:?}");
+    }
+    // Tickets: each is one tenant's story, by its own console's key, never both tenants'.
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for t in h.story_tickets() {
+        let key = integration_tests::writeback::story_key(t["third_party_id_string"].as_str().unwrap());
+        let acme = h.h.store.get_story("acme", &key).await.unwrap().is_some();
+        let zeta = h.h.store.get_story("zeta", &key).await.unwrap().is_some();
+        assert!(acme != zeta, "ticket {} is one tenant's: {t}", t["id"]);
+        if acme { ours.push(t) } else { theirs.push(t) }
+    }
+    assert!(!ours.is_empty() && !theirs.is_empty());
+    // Mappings: the same S1 account names, each tenant's own Halo clients.
+    let clients = |tenant: &'static str| {
+        let store = h.h.store.clone();
+        async move {
+            let page = store
+                .scan_assets(tenant, AssetKind::Customer, None, 1000)
+                .await
+                .unwrap();
+            page.items
+                .into_iter()
+                .filter_map(|a| a.platform_ref)
+                .collect::<Vec<_>>()
+        }
+    };
+    let (acme_clients, zeta_clients) = (clients("acme").await, clients("zeta").await);
+    assert!(!acme_clients.is_empty() && !zeta_clients.is_empty());
+    for c in &acme_clients {
+        assert!(!zeta_clients.contains(c), "Halo client {c} mapped by both tenants");
+    }
+    // Webhooks: zeta's technician closes zeta's ticket; only zeta's console hears of it.
+    let ticket = &theirs[0];
+    let id = ticket["id"].as_i64().unwrap();
+    h.halo
+        .close_ticket_as_technician(id, "Closed", "False Positive", "zeta's call", "Alex Technician")
+        .unwrap();
+    let writes = integration_tests::writeback::s1_writes(&h.h).await;
+    assert_eq!(h.fire(id).await, 200, "acme: not ours");
+    assert_eq!(
+        integration_tests::writeback::s1_writes(&h.h).await,
+        writes,
+        "nothing to acme's console"
+    );
+    assert_eq!(h.fire_at(&h.halo, "zeta", id).await, 202, "zeta's own");
+    for threat in threats_of_tenant(&h, "zeta", ticket).await {
+        let t = other.control().threat(&threat).await.unwrap();
+        assert_eq!(t["threatInfo"]["incidentStatus"], "resolved", "{threat}");
+    }
+    // And acme's ticket at zeta's endpoint: not zeta's.
+    let acme_ticket = ours[0]["id"].as_i64().unwrap();
+    assert_eq!(h.fire_at(&h.halo, "zeta", acme_ticket).await, 200, "zeta: not ours");
+    assert!(h.refusals().is_empty(), "{:?}", h.refusals());
+}
+
 /// Halo cannot say who our own agent is (Agent/me fails past every retry): the delivery fails
 /// so Halo retries it, instead of every action of ours (the join notes) reading as a
 /// technician's and reaching S1. Once Agent/me answers, the retried delivery changes nothing.
@@ -1226,4 +1302,5 @@ on_both_stores!(
     our_tickets_are_found_again_by_what_halo_searches,
     a_webhook_for_a_known_ticket_costs_at_most_two_halo_requests,
     a_status_newer_than_the_kept_settings_has_them_read_again,
+    a_halo_shared_by_two_tenants_keeps_each_tenants_tickets_webhooks_and_mappings,
 );

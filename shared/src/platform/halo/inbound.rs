@@ -387,6 +387,19 @@ impl InboundAdapter for HaloInbound {
                 not_ours.push(id);
                 continue;
             };
+            if let (Some(dir), Some(story)) = (
+                &self.tickets.directory,
+                crate::domain::AlertKey::story_id(&alert_key, &self.console_url),
+            ) {
+                let owned = dir
+                    .owns_ticket(&self.tickets.tenant, story, id)
+                    .await
+                    .map_err(InboundError::Unavailable)?;
+                if !owned {
+                    not_ours.push(id);
+                    continue;
+                }
+            }
             let actions = self
                 .tickets
                 .client

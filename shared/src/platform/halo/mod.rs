@@ -43,6 +43,15 @@ pub use outbound::{HaloTickets, details_html, marker};
 pub trait Directory: Send + Sync {
     /// The Halo id recorded for an S1 account (`Customer`) or site.
     async fn halo_id(&self, tenant: &str, kind: AssetKind, s1_id: &str) -> Option<i64>;
+
+    /// Whether story `story_id` (read from a ticket's third-party id) is one of the tenant's,
+    /// with `ticket` as its ticket (or none recorded yet). Tenants that share a console's host
+    /// (several tenants of one console, each with its accounts) and a Halo have story keys of
+    /// the same form: only the tenant's own store says whose the ticket is.
+    ///
+    /// # Errors
+    /// The store could not be read (the delivery is answered with an error, so Halo retries).
+    async fn owns_ticket(&self, tenant: &str, story_id: &str, ticket: i64) -> Result<bool, String>;
 }
 
 #[async_trait]
@@ -50,6 +59,25 @@ impl Directory for Store {
     async fn halo_id(&self, tenant: &str, kind: AssetKind, s1_id: &str) -> Option<i64> {
         let found = self.get_assets(tenant, kind, &[s1_id.to_owned()]).await.ok()?;
         found.get(s1_id)?.platform_ref.as_deref()?.parse().ok()
+    }
+
+    async fn owns_ticket(&self, tenant: &str, story_id: &str, ticket: i64) -> Result<bool, String> {
+        let read = |k: String| async move { self.get_story(tenant, &k).await.map_err(|e| e.to_string()) };
+        // The current story of its key, when it is that story; else the story archived by id.
+        let current = match crate::domain::story_key_of(story_id) {
+            Some(key) => read(key.to_owned()).await?.filter(|s| s.value.id == story_id),
+            None => None,
+        };
+        let story = match current {
+            Some(s) => Some(s),
+            None => read(story_id.to_owned()).await?,
+        };
+        Ok(story.is_some_and(|s| {
+            s.value
+                .platform_ref
+                .as_deref()
+                .is_none_or(|r| r.trim() == ticket.to_string())
+        }))
     }
 }
 
