@@ -46,8 +46,12 @@ pub struct Adapters {
     directory: Option<Arc<dyn Directory>>,
     /// One Halo client per tenant and instance in this process: one token cache, one request
     /// budget, and the tenant's resolved settings, however many runs and webhooks use it.
-    halo: std::sync::Mutex<std::collections::HashMap<String, (Arc<HaloClient>, Arc<ResolvedCache>)>>,
+    halo: std::sync::Mutex<std::collections::HashMap<String, HaloShared>>,
 }
+
+/// What a process shares between a tenant's Halo adapters: its client (token, budget) and its
+/// resolved settings.
+type HaloShared = (Arc<HaloClient>, Arc<ResolvedCache>);
 
 impl Adapters {
     /// Adapters sending with `http` (build it with [`crate::net::outbound_client`]), reading
@@ -86,7 +90,7 @@ impl Adapters {
         &self,
         tenant: &TenantConfig,
         s: &super::halo::Settings,
-    ) -> Result<(Arc<HaloClient>, Arc<ResolvedCache>), PlatformError> {
+    ) -> Result<HaloShared, PlatformError> {
         let key = format!(
             "{}\n{}\n{}\n{}",
             tenant.id,

@@ -219,8 +219,9 @@ pub struct AssetOptions {
     /// Never create assets; only update (or deactivate) ones already in Halo.
     #[serde(default)]
     pub dont_create: bool,
-    /// S1 agent field -> Halo asset field (`key_field`, `key_field2`, `notes`, ...) or custom
-    /// field (`custom:<name>`).
+    /// S1 agent field -> where Halo keeps it: the asset type's key fields (`key_field`,
+    /// `key_field2`, `key_field3`), a field of the type by name (`field:<name>`), a custom
+    /// field (`custom:<name>`), or a top-level asset field (`notes`, ...).
     #[serde(default = "default_field_map")]
     pub fields: BTreeMap<String, String>,
     #[serde(default = "default_type_rule")]
