@@ -69,11 +69,7 @@ impl HaloHarness {
         }
         let t = TenantConfig::for_test("acme", &h.sim.base_url(), settings(&halo, extra));
         h.store.put_tenant(&t).await.unwrap();
-        let platforms: Arc<dyn PlatformResolver> = Arc::new(
-            Adapters::new(reqwest::Client::new(), h.tokens.clone(), fast_retry_options().retry)
-                .with_allowed_hosts(loopback_hosts())
-                .with_store(h.store.clone()),
-        );
+        let platforms = adapters(&h);
         h.deps.platforms = platforms.clone();
         let mut writeback = crate::writeback::deps(&h);
         writeback.platforms = platforms;
@@ -102,17 +98,45 @@ impl HaloHarness {
     /// Halo's webhook for `ticket` of `halo`, fired at tenant `tenant`'s endpoint with the
     /// tests' header secret.
     pub async fn fire_at(&self, halo: &FakeHalo, tenant: &str, ticket: i64) -> u16 {
-        halo.fire_webhook(
-            &format!("{}/halo/{tenant}", self.base),
-            ticket,
-            HaloWebhookPayload::EventOnly,
-            &HaloWebhookAuth::Header {
-                name: HOOK_HEADER.into(),
-                value: HOOK_SECRET.into(),
-            },
-        )
-        .await
-        .expect("webhook delivered")
+        fire_url(halo, &format!("{}/halo/{tenant}", self.base), ticket).await
+    }
+
+    /// Another webhook endpoint for the same tenants, with adapters of its own: a process that
+    /// has read nothing from Halo yet (a cold Lambda container, the status-writeback function
+    /// beside the poller's). Returns its base URL.
+    pub async fn serve_cold(&self) -> String {
+        let mut writeback = self.writeback.clone();
+        writeback.platforms = adapters(&self.h);
+        crate::writeback::serve(writeback).await
+    }
+
+    /// Halo's webhook for `ticket` fired at tenant `tenant`'s endpoint under `base`.
+    pub async fn fire_at_base(&self, base: &str, tenant: &str, ticket: i64) -> u16 {
+        fire_url(&self.halo, &format!("{base}/halo/{tenant}"), ticket).await
+    }
+
+    /// The fake Halo's API requests since the log was last cleared, as `METHOD /api/Path`
+    /// (token requests left out: the token is cached for its lifetime).
+    pub fn api_requests(&self) -> Vec<String> {
+        self.halo
+            .requests()
+            .into_iter()
+            .filter(|r| r.path.starts_with("/api/"))
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect()
+    }
+
+    /// One asset sync of every tenant; the first tenant's report.
+    pub async fn sync_assets(&self) -> s1_shared::usecase::sync_assets::AssetReport {
+        self.sync_assets_all().await.remove(0)
+    }
+
+    /// One asset sync of every tenant; each tenant's report.
+    pub async fn sync_assets_all(&self) -> Vec<s1_shared::usecase::sync_assets::AssetReport> {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        s1_shared::usecase::sync_assets::sync_all(&self.h.asset_deps(), deadline)
+            .await
+            .unwrap()
     }
 
     /// One poll run of every tenant.
@@ -144,4 +168,29 @@ impl HaloHarness {
             })
             .collect()
     }
+}
+
+/// Platform adapters of one process (each keeps its own Halo tokens and resolved settings).
+fn adapters(h: &PollHarness) -> Arc<dyn PlatformResolver> {
+    Arc::new(
+        Adapters::new(reqwest::Client::new(), h.tokens.clone(), fast_retry_options().retry)
+            .with_allowed_hosts(loopback_hosts())
+            .with_store(h.store.clone()),
+    )
+}
+
+/// Halo's event-only webhook for `ticket` of `halo`, posted to `url` with the tests' header
+/// secret; the status our endpoint answered.
+async fn fire_url(halo: &FakeHalo, url: &str, ticket: i64) -> u16 {
+    halo.fire_webhook(
+        url,
+        ticket,
+        HaloWebhookPayload::EventOnly,
+        &HaloWebhookAuth::Header {
+            name: HOOK_HEADER.into(),
+            value: HOOK_SECRET.into(),
+        },
+    )
+    .await
+    .expect("webhook delivered")
 }

@@ -409,11 +409,7 @@ pub async fn a_429_from_halo_is_waited_out(table: Arc<dyn ItemTable>) {
 // ---- customers, sites and assets ---------------------------------------------------------------
 
 async fn sync(h: &HaloHarness) -> s1_shared::usecase::sync_assets::AssetReport {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
-    let mut r = s1_shared::usecase::sync_assets::sync_all(&h.h.asset_deps(), deadline)
-        .await
-        .unwrap();
-    r.remove(0)
+    h.sync_assets().await
 }
 
 /// Every S1 agent, decommissioned ones included.
@@ -470,7 +466,16 @@ pub async fn customers_sites_and_assets_land_in_halo(table: Arc<dyn ItemTable>) 
             assert_eq!(a.is_decommissioned, Some(true), "{uuid} has no asset");
             continue;
         };
-        assert_eq!(asset["key_field"], a.computer_name.as_deref().unwrap());
+        // Identity where Halo keeps it: the type's fields; key_field only shows the key field.
+        let host = a.computer_name.as_deref();
+        assert_eq!(field_value(&asset, "Hostname"), host, "{asset}");
+        assert_eq!(
+            field_value(&asset, "Serial Number"),
+            a.serial_number.as_deref(),
+            "{asset}"
+        );
+        assert_eq!(field_value(&asset, "Operating System"), a.os_name.as_deref(), "{asset}");
+        assert_eq!(asset["key_field"].as_str(), host, "{asset}");
         let site = mapped(&h, AssetKind::Site, a.site_id.as_deref().unwrap())
             .await
             .unwrap();
@@ -521,6 +526,7 @@ pub async fn customers_sites_and_assets_land_in_halo(table: Arc<dyn ItemTable>) 
     let r = sync(&h).await;
     assert_eq!(r.updated, 1, "{r:?}");
     let asset = halo_asset(&h, &uuid).unwrap();
+    assert_eq!(field_value(&asset, "Hostname"), Some("WS-RENAMED"), "{asset}");
     assert_eq!(asset["key_field"], "WS-RENAMED");
     assert_eq!(
         asset["site_id"].as_i64(),
@@ -603,6 +609,9 @@ pub async fn a_type_named_by_an_s1_field_is_created_when_missing(table: Arc<dyn 
             "{t} for {want}"
         );
         assert_eq!(t["assetgroup_id"], 1, "under the default group");
+        // Laid out like the group's computers, so the agent's identity has somewhere to go.
+        assert_eq!(t["keyfield_id"], 1, "{t}");
+        assert_eq!(field_value(&asset, "Hostname"), a.computer_name.as_deref(), "{asset}");
     }
     assert!(h.refusals().is_empty(), "{:?}", h.refusals());
 }
@@ -788,6 +797,82 @@ pub async fn ticket_numbers_are_scoped_to_their_tenant_and_instance(table: Arc<d
     assert!(other.refused().is_empty(), "{:?}", other.refused());
 }
 
+/// One MSP, two S1 consoles, one Halo: tenants acme and zeta share the Halo instance. Each
+/// tenant's tickets carry its own console's story keys, each keeps its own mapping table (its
+/// accounts become clients of its own), and a technician's close reaches the console of the
+/// ticket's tenant only: the other tenant's endpoint answers the same ticket 200 "not ours" and
+/// writes nothing.
+pub async fn a_halo_shared_by_two_tenants_keeps_each_tenants_tickets_webhooks_and_mappings(table: Arc<dyn ItemTable>) {
+    use s1_shared::store::AssetKind;
+    let h = HaloHarness::start(20, table, fast_halo(), json!({})).await;
+    let other = s1_bridge_sim::Sim::start(s1_bridge_sim::SimConfig {
+        seed: 4242,
+        threats: 20,
+        agents: 30,
+        cloud_alerts: 0,
+        ..s1_bridge_sim::SimConfig::default()
+    })
+    .await
+    .unwrap();
+    h.add_tenant("zeta", &other.base_url(), &h.halo, json!({})).await;
+    let r = h.poll().await;
+    assert!(r.tenants.iter().all(|t| t.error.is_none() && t.published > 0), "{r:?}");
+    for t in h.sync_assets_all().await {
+        assert_eq!((t.error.as_deref(), t.failed), (None, 0), "{t:?}");
+    }
+    // Tickets: each is one tenant's story, by its own console's key, never both tenants'.
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for t in h.story_tickets() {
+        let key = integration_tests::writeback::story_key(t["third_party_id_string"].as_str().unwrap());
+        let acme = h.h.store.get_story("acme", &key).await.unwrap().is_some();
+        let zeta = h.h.store.get_story("zeta", &key).await.unwrap().is_some();
+        assert!(acme != zeta, "ticket {} is one tenant's: {t}", t["id"]);
+        if acme { ours.push(t) } else { theirs.push(t) }
+    }
+    assert!(!ours.is_empty() && !theirs.is_empty());
+    // Mappings: the same S1 account names, each tenant's own Halo clients.
+    let clients = |tenant: &'static str| {
+        let store = h.h.store.clone();
+        async move {
+            let page = store
+                .scan_assets(tenant, AssetKind::Customer, None, 1000)
+                .await
+                .unwrap();
+            page.items
+                .into_iter()
+                .filter_map(|a| a.platform_ref)
+                .collect::<Vec<_>>()
+        }
+    };
+    let (acme_clients, zeta_clients) = (clients("acme").await, clients("zeta").await);
+    assert!(!acme_clients.is_empty() && !zeta_clients.is_empty());
+    for c in &acme_clients {
+        assert!(!zeta_clients.contains(c), "Halo client {c} mapped by both tenants");
+    }
+    // Webhooks: zeta's technician closes zeta's ticket; only zeta's console hears of it.
+    let ticket = &theirs[0];
+    let id = ticket["id"].as_i64().unwrap();
+    h.halo
+        .close_ticket_as_technician(id, "Closed", "False Positive", "zeta's call", "Alex Technician")
+        .unwrap();
+    let writes = integration_tests::writeback::s1_writes(&h.h).await;
+    assert_eq!(h.fire(id).await, 200, "acme: not ours");
+    assert_eq!(
+        integration_tests::writeback::s1_writes(&h.h).await,
+        writes,
+        "nothing to acme's console"
+    );
+    assert_eq!(h.fire_at(&h.halo, "zeta", id).await, 202, "zeta's own");
+    for threat in threats_of_tenant(&h, "zeta", ticket).await {
+        let t = other.control().threat(&threat).await.unwrap();
+        assert_eq!(t["threatInfo"]["incidentStatus"], "resolved", "{threat}");
+    }
+    // And acme's ticket at zeta's endpoint: not zeta's.
+    let acme_ticket = ours[0]["id"].as_i64().unwrap();
+    assert_eq!(h.fire_at(&h.halo, "zeta", acme_ticket).await, 200, "zeta: not ours");
+    assert!(h.refusals().is_empty(), "{:?}", h.refusals());
+}
+
 /// Halo cannot say who our own agent is (Agent/me fails past every retry): the delivery fails
 /// so Halo retries it, instead of every action of ours (the join notes) reading as a
 /// technician's and reaching S1. Once Agent/me answers, the retried delivery changes nothing.
@@ -797,17 +882,101 @@ pub async fn an_unknown_own_agent_fails_the_delivery_instead_of_echoing_our_note
     let (ticket, _) = ticket_with(&h, 2).await;
     assert!(!notes_with(&h, ticket, "joined this story").is_empty());
     let writes = integration_tests::writeback::s1_writes(&h.h).await;
+    // A process that has not read the tenant's Halo settings yet (the poller's has).
+    let cold = h.serve_cold().await;
     h.halo.fail_path("/api/Agent/me", 20, 503);
     assert_eq!(
-        h.fire(ticket).await,
+        h.fire_at_base(&cold, "acme", ticket).await,
         503,
         "not knowing our agent is an error Halo retries"
     );
     assert_eq!(integration_tests::writeback::s1_writes(&h.h).await, writes, "no echo");
     // Halo retries once Agent/me answers again: still nothing of ours reaches S1.
     h.halo.clear_faults();
-    assert_eq!(h.fire(ticket).await, 200);
+    assert_eq!(h.fire_at_base(&cold, "acme", ticket).await, 200);
     assert_eq!(integration_tests::writeback::s1_writes(&h.h).await, writes, "no echo");
+}
+
+/// A webhook for a ticket we know costs at most two Halo requests (the ticket and its actions)
+/// once the process has read the tenant's Halo settings, whoever wrote the action: our own
+/// join notes ("Action added" fires for them too) change nothing, a technician's note and close
+/// reach S1. The settings are read by a process's first delivery, not by every one.
+pub async fn a_webhook_for_a_known_ticket_costs_at_most_two_halo_requests(table: Arc<dyn ItemTable>) {
+    let h = HaloHarness::start(40, table, fast_halo(), json!({})).await;
+    h.poll().await;
+    let (ticket, threats) = ticket_with(&h, 2).await;
+    assert!(!notes_with(&h, ticket, "joined this story").is_empty());
+    let writes = integration_tests::writeback::s1_writes(&h.h).await;
+    let cold = h.serve_cold().await;
+    assert_eq!(h.fire_at_base(&cold, "acme", ticket).await, 200, "our own notes");
+    // Steady state: each delivery below is measured on its own.
+    let measured = |what: &str| {
+        let sent = h.api_requests();
+        assert!(sent.len() <= 2, "{what}: {} Halo requests: {sent:?}", sent.len());
+        h.halo.clear_requests();
+    };
+    h.halo.clear_requests();
+    assert_eq!(h.fire_at_base(&cold, "acme", ticket).await, 200, "our own notes again");
+    measured("our own note");
+    assert_eq!(integration_tests::writeback::s1_writes(&h.h).await, writes, "no echo");
+    h.halo
+        .add_technician_note(ticket, "pulling the process tree", "Alex Technician")
+        .unwrap();
+    h.halo.clear_requests();
+    assert_eq!(h.fire_at_base(&cold, "acme", ticket).await, 202);
+    measured("a technician's note");
+    h.halo
+        .close_ticket_as_technician(ticket, "Closed", "False Positive", "", "Alex Technician")
+        .unwrap();
+    h.halo.clear_requests();
+    assert_eq!(h.fire_at_base(&cold, "acme", ticket).await, 202);
+    measured("a technician's close");
+    for id in &threats {
+        let (status, verdict, notes) = s1_state(&h.h, id).await;
+        assert_eq!(
+            (status.as_str(), verdict.as_str()),
+            ("resolved", "false_positive"),
+            "{id}"
+        );
+        assert!(
+            notes.iter().any(|n| n.contains("pulling the process tree")),
+            "{notes:?}"
+        );
+    }
+    assert!(h.refusals().is_empty(), "{:?}", h.refusals());
+}
+
+/// The settings a process keeps are read again when a delivery shows a status Halo did not have
+/// when they were read: the admin replaced "In Progress" (the old status renamed, a new one of
+/// that name), and the technician's move to the new one reaches S1 as in progress.
+pub async fn a_status_newer_than_the_kept_settings_has_them_read_again(table: Arc<dyn ItemTable>) {
+    use s1_bridge_sim::HaloEntity;
+    let h = HaloHarness::start(30, table, fast_halo(), json!({})).await;
+    h.poll().await;
+    let (ticket, threats) = ticket_with(&h, 1).await;
+    let cold = h.serve_cold().await;
+    assert_eq!(h.fire_at_base(&cold, "acme", ticket).await, 200, "settings read");
+    h.halo
+        .upsert(HaloEntity::Status, json!({"id": 2, "name": "In Progress (retired)"}))
+        .unwrap();
+    let new = h
+        .halo
+        .upsert(HaloEntity::Status, json!({"name": "In Progress"}))
+        .unwrap()[0]["id"]
+        .as_i64()
+        .unwrap();
+    h.halo
+        .close_ticket_as_technician(ticket, new, "Note", "on it", "Alex Technician")
+        .unwrap();
+    assert_eq!(h.fire_at_base(&cold, "acme", ticket).await, 202);
+    for id in &threats {
+        assert_eq!(s1_state(&h.h, id).await.0, "in_progress", "{id}");
+    }
+    // Read once for it: the next delivery knows the status.
+    h.halo.clear_requests();
+    assert_eq!(h.fire_at_base(&cold, "acme", ticket).await, 200);
+    assert!(h.api_requests().len() <= 2, "{:?}", h.api_requests());
+    assert!(h.refusals().is_empty(), "{:?}", h.refusals());
 }
 
 /// A customer replies to the ticket by e-mail, and a Halo rule moves the ticket on that reply:
@@ -853,6 +1022,16 @@ pub async fn end_user_replies_are_skipped_and_only_agents_decide(table: Arc<dyn 
     assert!(h.refusals().is_empty(), "{:?}", h.refusals());
 }
 
+/// A computer's hostname and serial as Halo keeps them: `fields[]` items of its asset type.
+fn identity(host: &str, serial: &str) -> Value {
+    json!([{"name": "Hostname", "value": host}, {"name": "Serial Number", "value": serial}])
+}
+
+/// The value an asset keeps in its field `name` (a `fields[]` item).
+fn field_value<'a>(asset: &'a Value, name: &str) -> Option<&'a str> {
+    asset["fields"].as_array()?.iter().find(|f| f["name"] == name)?["value"].as_str()
+}
+
 /// Another customer of the MSP (Globex, a Halo client no S1 account maps to) has an asset with
 /// the same hostname, serial and inventory number as one of our agents. Whatever the matching
 /// rule, the sync leaves Globex's asset where and as it is and gives the agent its own.
@@ -873,8 +1052,8 @@ async fn asset_matching_stays_within_mapped_clients(table: Arc<dyn ItemTable>, m
         .upsert(HaloEntity::Site, json!({"name": "Globex HQ", "client_id": globex}))
         .unwrap()[0]["id"]
         .clone();
-    let theirs = json!({"assettype_id": 1, "client_id": globex, "site_id": site, "key_field": host,
-        "key_field2": serial, "inventory_number": format!("S1:{uuid}")});
+    let theirs = json!({"assettype_id": 1, "client_id": globex, "site_id": site,
+        "fields": identity(&host, &serial), "inventory_number": format!("S1:{uuid}")});
     let theirs_id = h.halo.upsert(HaloEntity::Asset, theirs).unwrap()[0]["id"]
         .as_i64()
         .unwrap();
@@ -915,7 +1094,7 @@ async fn asset_matching_stays_within_mapped_clients(table: Arc<dyn ItemTable>, m
         })
         .unwrap();
     let existing = json!({"assettype_id": 1, "client_id": 12, "site_id": 34,
-        "key_field": a.computer_name, "key_field2": a.serial_number,
+        "fields": identity(a.computer_name.as_deref().unwrap(), a.serial_number.as_deref().unwrap()),
         "inventory_number": format!("S1:{}", a.uuid.as_deref().unwrap())});
     let existing = h.halo.upsert(HaloEntity::Asset, existing).unwrap()[0]["id"]
         .as_i64()
@@ -1121,4 +1300,7 @@ on_both_stores!(
     custom_webhook_payloads_name_the_ticket_anywhere_halo_puts_it,
     a_tickets_user_belongs_to_its_client_and_site,
     our_tickets_are_found_again_by_what_halo_searches,
+    a_webhook_for_a_known_ticket_costs_at_most_two_halo_requests,
+    a_status_newer_than_the_kept_settings_has_them_read_again,
+    a_halo_shared_by_two_tenants_keeps_each_tenants_tickets_webhooks_and_mappings,
 );

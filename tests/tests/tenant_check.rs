@@ -50,6 +50,12 @@ async fn a_halo_tenant_reports_its_token_and_every_configured_name() {
     for (name, details) in [
         ("platform reachable", &["halo accepted a test event"][..]),
         ("Halo token", &["obtained", "scope all"]),
+        (
+            "Halo permissions",
+            &[
+                "scope all covers what the options need: read:tickets edit:tickets read:customers edit:customers read:assets edit:assets",
+            ],
+        ),
         ("Halo API agent", &["agent id 1"]),
         ("Halo ticket type", &["Security Incident (id 21)"]),
         ("Halo user", &["SentinelOne (id 1)"]),
@@ -80,6 +86,14 @@ async fn a_halo_tenant_reports_its_token_and_every_configured_name() {
             &["machineType = server: Server", "otherwise: Workstation"],
         ),
         ("Halo assets' default site", &["Contoso HQ (id 34)"]),
+        (
+            "Halo asset identity",
+            &[
+                "Server (key_field = Hostname, key_field2 = Serial Number, key_field3 = Operating System)",
+                "Workstation (key_field = Hostname",
+                "no asset written by the bridge yet",
+            ],
+        ),
     ] {
         let c = get(&out, name);
         for d in details {
@@ -106,7 +120,12 @@ async fn a_name_halo_lacks_is_named_with_what_it_has_and_the_rest_still_checked(
         .collect();
     assert_eq!(
         failed,
-        ["Halo ticket type", "Halo statuses", "Halo asset types"],
+        [
+            "Halo ticket type",
+            "Halo statuses",
+            "Halo asset types",
+            "Halo asset identity"
+        ],
         "{out:#?}"
     );
     assert_eq!(
@@ -143,4 +162,85 @@ async fn a_name_halo_lacks_is_named_with_what_it_has_and_the_rest_still_checked(
         "{reach:?}"
     );
     assert!(!out.iter().any(|c| c.check.starts_with("Halo")), "{out:#?}");
+}
+
+/// After an asset sync, the test reads one of the bridge's assets back and finds it again with
+/// the sync's own lookup, by whatever the tenant matches on: the identity the sync writes lands
+/// where matching looks (Halo's key fields), so the next sync adopts it instead of duplicating.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_asset_is_read_back_and_found_again_by_the_matching_field() {
+    for matching in ["inventory_number", "hostname", "serial"] {
+        let h = harness(json!({"assets": {"matching": matching, "default_site": "Contoso HQ"}})).await;
+        let r = h.sync_assets().await;
+        assert_eq!((r.error.as_deref(), r.failed), (None, 0), "{r:?}");
+        let c = get(&checks(&h).await, "Halo asset identity").clone();
+        assert_eq!(c.status, CheckStatus::Ok, "{matching}: {c:?}");
+        let want = match matching {
+            "inventory_number" => "its inventory number \"S1:",
+            "hostname" => "its computerName (key_field) \"",
+            _ => "its serialNumber (key_field2) \"",
+        };
+        assert!(
+            c.detail.contains(want) && c.detail.contains("is found again by the sync's lookup"),
+            "{matching}: {c:?}"
+        );
+        assert!(h.refusals().is_empty(), "{:?}", h.refusals());
+    }
+}
+
+/// Identity the asset type cannot keep, or keeps where matching cannot find it, is named.
+#[tokio::test(flavor = "multi_thread")]
+async fn identity_the_asset_type_cannot_keep_is_named() {
+    let h = harness(json!({"assets": {
+        "matching": "hostname",
+        "fields": {"computerName": "notes", "serialNumber": "field:Serial No"},
+    }}))
+    .await;
+    let c = get(&checks(&h).await, "Halo asset identity").clone();
+    assert_eq!(c.status, CheckStatus::Fail, "{c:?}");
+    for said in [
+        "serialNumber -> field:Serial No: asset type Server has no field \"Serial No\" (its fields: Hostname, Serial Number, Operating System, Domain)",
+        "matching Hostname compares computerName, but notes is not a field of asset type Server",
+    ] {
+        assert!(c.detail.contains(said), "{said:?} in {c:?}");
+    }
+    // A field that is the type's but not a key field: Halo's search does not look there.
+    let h = harness(json!({"assets": {"matching": "hostname", "fields": {"computerName": "field:Domain"}}})).await;
+    let c = get(&checks(&h).await, "Halo asset identity").clone();
+    assert!(
+        c.status == CheckStatus::Fail
+            && c.detail
+                .contains("field:Domain is not a key field of asset type Server"),
+        "{c:?}"
+    );
+}
+
+/// Each option's permissions: with named scopes, what an option needs and the scope lacks is
+/// said with what it is for (creating asset types is configuration: `admin`).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_permissions_each_option_needs_are_checked_against_the_scope() {
+    let scoped = "read:tickets edit:tickets read:customers edit:customers read:assets edit:assets";
+    let h = harness(json!({"scope": scoped})).await;
+    let c = get(&checks(&h).await, "Halo permissions").clone();
+    assert_eq!(c.status, CheckStatus::Ok, "{c:?}");
+    let h =
+        harness(json!({"scope": scoped, "assets": {"asset_type": {"mode": "field", "field": "machineType"}}})).await;
+    let c = get(&checks(&h).await, "Halo permissions").clone();
+    assert!(
+        c.status == CheckStatus::Fail
+            && c.detail
+                .contains("lacks admin (for creating the asset types Halo lacks"),
+        "{c:?}"
+    );
+    // And it is so: the sync cannot create a type with that scope.
+    let r = h.sync_assets().await;
+    assert!(r.error.as_deref().is_some_and(|e| e.contains("admin")), "{r:?}");
+    let h = harness(json!({"scope": "read:tickets edit:tickets"})).await;
+    let c = get(&checks(&h).await, "Halo permissions").clone();
+    assert!(
+        c.status == CheckStatus::Fail
+            && c.detail.contains("read:customers (for the user, client and site names")
+            && c.detail.contains("edit:assets (for the asset sync's assets)"),
+        "{c:?}"
+    );
 }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::generic::{GenericAuth, GenericInbound, GenericWebhook, WebhookSecret};
-use super::halo::{Directory, HaloAuth, HaloClient, HaloInbound, HaloTickets, HaloWebhookAuth, InboundAuthSettings};
+use super::halo::{
+    Directory, HaloAuth, HaloClient, HaloInbound, HaloTickets, HaloWebhookAuth, InboundAuthSettings, ResolvedCache,
+};
 use super::pagerduty::{PagerDutyEvents, PagerDutyInbound};
 use super::{InboundAdapter, Platform, PlatformConfig, PlatformError};
 use crate::config::AllowedHosts;
@@ -43,9 +45,13 @@ pub struct Adapters {
     /// mapping.
     directory: Option<Arc<dyn Directory>>,
     /// One Halo client per tenant and instance in this process: one token cache, one request
-    /// budget, however many runs and webhooks use it.
-    halo: std::sync::Mutex<std::collections::HashMap<String, Arc<HaloClient>>>,
+    /// budget, and the tenant's resolved settings, however many runs and webhooks use it.
+    halo: std::sync::Mutex<std::collections::HashMap<String, HaloShared>>,
 }
+
+/// What a process shares between a tenant's Halo adapters: its client (token, budget) and its
+/// resolved settings.
+type HaloShared = (Arc<HaloClient>, Arc<ResolvedCache>);
 
 impl Adapters {
     /// Adapters sending with `http` (build it with [`crate::net::outbound_client`]), reading
@@ -79,12 +85,12 @@ impl Adapters {
 }
 
 impl Adapters {
-    /// The tenant's Halo client, made once per process.
+    /// The tenant's Halo client and its kept settings, made once per process.
     async fn halo_client(
         &self,
         tenant: &TenantConfig,
         s: &super::halo::Settings,
-    ) -> Result<Arc<HaloClient>, PlatformError> {
+    ) -> Result<HaloShared, PlatformError> {
         let key = format!(
             "{}\n{}\n{}\n{}",
             tenant.id,
@@ -116,8 +122,9 @@ impl Adapters {
             )
             .map_err(for_tenant(tenant))?,
         );
-        self.halo.lock().expect("not poisoned").insert(key, client.clone());
-        Ok(client)
+        let made = (client, Arc::new(ResolvedCache::default()));
+        self.halo.lock().expect("not poisoned").insert(key, made.clone());
+        Ok(made)
     }
 
     async fn halo_tickets(
@@ -125,13 +132,8 @@ impl Adapters {
         tenant: &TenantConfig,
         s: &super::halo::Settings,
     ) -> Result<HaloTickets, PlatformError> {
-        let client = self.halo_client(tenant, s).await?;
-        Ok(HaloTickets::new(
-            client,
-            s.clone(),
-            tenant.id.clone(),
-            self.directory.clone(),
-        ))
+        let (client, resolved) = self.halo_client(tenant, s).await?;
+        Ok(HaloTickets::new(client, s.clone(), tenant.id.clone(), self.directory.clone()).with_cache(resolved))
     }
 
     async fn secret(

@@ -9,7 +9,10 @@
 //!   (`{"auth_url", "tenant_id"}`); `POST <auth_url>/token` takes form-encoded client
 //!   credentials (and `?tenant=` when configured); every other API call needs a valid, unexpired
 //!   bearer token whose scopes cover it (`all`, or `read:`/`edit:` `tickets`, `customers`,
-//!   `assets`).
+//!   `assets`; writing asset types or groups, Halo configuration, also `admin`).
+//! - Asset identity as Halo keeps it: an asset's values are `fields[]` items of its type's
+//!   fields (another field is refused); `key_field`, `key_field2`, `key_field3` only show the
+//!   type's key fields' values, and a write of them is not kept.
 //! - Writes are a `POST` of an array to the collection (an element with an existing `id`
 //!   updates only the fields it gives, without one creates); a one-element array answers the
 //!   written object, a longer one an array of them. Reads: `GET /api/<Collection>/{id}` and lists

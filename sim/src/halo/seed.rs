@@ -13,6 +13,31 @@ pub const HALO_TECHNICIAN_ID: i64 = 2;
 /// The "Closed" status (Halo's usual id).
 pub const HALO_CLOSED_STATUS_ID: i64 = 9;
 
+/// The asset fields the seed's computer types have (Halo's field ids are instance-wide): an
+/// asset's values are `fields[]` items by these ids, and `key_field`, `key_field2`, `key_field3`
+/// show the values of its type's key fields.
+pub const HALO_ASSET_FIELDS: [(i64, &str); 4] = [
+    (1, "Hostname"),
+    (2, "Serial Number"),
+    (3, "Operating System"),
+    (4, "Domain"),
+];
+
+/// A computer asset type: every field of [`HALO_ASSET_FIELDS`], Hostname, Serial Number and
+/// Operating System its key fields.
+fn computer_type(id: i64, name: &str) -> Value {
+    let fields: Vec<Value> = (1..)
+        .zip(HALO_ASSET_FIELDS)
+        .map(|(n, (field, fname))| json!({"id": id * 100 + n, "field_id": field, "field_name": fname}))
+        .collect();
+    json!({
+        "id": id, "name": name, "assetgroup_id": 1, "fields": fields,
+        "keyfield_id": 1, "keyfield_name": "Hostname",
+        "keyfield2_id": 2, "keyfield2_name": "Serial Number",
+        "keyfield3_id": 3, "keyfield3_name": "Operating System",
+    })
+}
+
 /// The default seed (see [`crate::HaloConfig::default_seed`]).
 pub(crate) fn default_seed() -> Vec<(HaloEntity, Value)> {
     let mut seed = Vec::new();
@@ -70,14 +95,9 @@ pub(crate) fn default_seed() -> Vec<(HaloEntity, Value)> {
         );
     }
     add(HaloEntity::AssetGroup, json!({"id": 1, "name": "Computers"}));
-    add(
-        HaloEntity::AssetType,
-        json!({"id": 1, "name": "Workstation", "assetgroup_id": 1}),
-    );
-    add(
-        HaloEntity::AssetType,
-        json!({"id": 2, "name": "Server", "assetgroup_id": 1}),
-    );
+    for (id, name) in [(1, "Workstation"), (2, "Server")] {
+        add(HaloEntity::AssetType, computer_type(id, name));
+    }
     add(HaloEntity::Team, json!({"id": 1, "name": "Security Operations"}));
     add(
         HaloEntity::Agent,

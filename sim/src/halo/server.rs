@@ -368,6 +368,14 @@ fn api(
                 return Reply::refuse(403, vec![format!("the token's scopes do not include {need}")]);
             }
         }
+        // Asset types and groups are Halo configuration: writing them takes `admin` as well.
+        let configures = matches!(entity, Some(HaloEntity::AssetType | HaloEntity::AssetGroup));
+        if configures && method != Method::GET && !token.scopes.iter().any(|s| s == "all" || s == "admin") {
+            return Reply::refuse(
+                403,
+                vec!["the token's scopes do not include admin (asset types and groups are configuration)".into()],
+            );
+        }
     }
     let errors = spec.check_query(&m, method.as_str(), query);
     if !errors.is_empty() {

@@ -174,6 +174,9 @@ impl Store {
         if entity == HaloEntity::Ticket {
             errors.extend(self.check_ticket_user(item, target));
         }
+        if entity == HaloEntity::Asset {
+            errors.extend(self.check_asset_fields(item, target));
+        }
         if entity == HaloEntity::Action {
             if let Some(name) = item.get("outcome").and_then(Value::as_str) {
                 if self.outcome_by_name(name).is_none() {
@@ -214,6 +217,103 @@ impl Store {
         None
     }
 
+    /// The asset type's fields, `(field id, name)`, and its key fields' ids in order.
+    fn type_layout(&self, type_id: Option<i64>) -> (Vec<(i64, String)>, [Option<i64>; 3]) {
+        let Some(t) = type_id.and_then(|t| self.find(HaloEntity::AssetType, &t.to_string())) else {
+            return (vec![], [None; 3]);
+        };
+        let fields = t
+            .get("fields")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|f| {
+                let f = f.as_object()?;
+                let id = reference(f, "field_id").or_else(|| reference(f, "id"))?;
+                Some((
+                    id,
+                    f.get("field_name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                ))
+            })
+            .collect();
+        let keys = ["keyfield_id", "keyfield2_id", "keyfield3_id"].map(|k| reference(t, k));
+        (fields, keys)
+    }
+
+    /// The field of `layout` an asset's `fields[]` item names, by `id`, else by `name`.
+    fn layout_field<'l>(layout: &'l [(i64, String)], item: &Value) -> Option<&'l (i64, String)> {
+        let id = int(item.get("id")).filter(|i| *i > 0);
+        let name = item.get("name").and_then(Value::as_str);
+        layout.iter().find(|(fid, fname)| match (id, name) {
+            (Some(id), _) => *fid == id,
+            (None, Some(n)) => fname.eq_ignore_ascii_case(n.trim()),
+            (None, None) => false,
+        })
+    }
+
+    /// An asset's `fields[]` items must each be a field of its asset type (by id or name).
+    fn check_asset_fields(&self, item: &Record, target: Option<&Record>) -> Vec<String> {
+        let Some(given) = item.get("fields").and_then(Value::as_array) else {
+            return vec![];
+        };
+        let type_id = reference(item, "assettype_id").or_else(|| target.and_then(|t| reference(t, "assettype_id")));
+        let (layout, _) = self.type_layout(type_id);
+        let names: Vec<&str> = layout.iter().map(|(_, n)| n.as_str()).collect();
+        given
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| Self::layout_field(&layout, f).is_none())
+            .map(|(j, f)| {
+                format!(
+                    "fields[{j}]: {} is not a field of asset type {} (its fields: {})",
+                    f.get("id").or_else(|| f.get("name")).unwrap_or(&Value::Null),
+                    type_id.unwrap_or_default(),
+                    names.join(", ")
+                )
+            })
+            .collect()
+    }
+
+    /// An asset's identity as Halo keeps it: the values are `fields[]` items (merged by field
+    /// id into what the asset has), and `key_field`, `key_field2`, `key_field3` are only the
+    /// display values of its type's key fields, so a write of those is not kept.
+    fn keep_asset_fields(&self, item: &mut Record, existing: Option<&Record>) {
+        for k in ["key_field", "key_field2", "key_field3"] {
+            item.remove(k);
+        }
+        let type_id = reference(item, "assettype_id").or_else(|| existing.and_then(|t| reference(t, "assettype_id")));
+        let (layout, keys) = self.type_layout(type_id);
+        let mut fields: Vec<Value> = existing
+            .and_then(|e| e.get("fields"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for given in item.get("fields").and_then(Value::as_array).into_iter().flatten() {
+            let Some((id, name)) = Self::layout_field(&layout, given) else {
+                continue;
+            };
+            let value = given.get("value").cloned().unwrap_or(Value::Null);
+            let display = match &value {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            fields.retain(|f| int(f.get("id")) != Some(*id));
+            fields.push(json!({"id": id, "name": name, "value": value, "display": display}));
+        }
+        for (k, key) in ["key_field", "key_field2", "key_field3"].into_iter().zip(keys) {
+            let shown = key
+                .and_then(|key| fields.iter().find(|f| int(f.get("id")) == Some(key)))
+                .and_then(|f| f.get("display").cloned())
+                .unwrap_or_else(|| "".into());
+            item.insert(k.into(), shown);
+        }
+        item.insert("fields".into(), Value::Array(fields));
+    }
+
     /// The index of the record an element updates (`None`: it creates one), or why it cannot.
     fn existing(&self, entity: HaloEntity, item: &Record) -> Result<Option<usize>, String> {
         let Some(id) = id_text(item) else {
@@ -246,6 +346,10 @@ impl Store {
             }
         }
         let index = self.existing(entity, &item).ok().flatten();
+        if entity == HaloEntity::Asset {
+            let existing = index.map(|i| self.table(entity)[i].clone());
+            self.keep_asset_fields(&mut item, existing.as_ref());
+        }
         if entity == HaloEntity::Action {
             self.complete_action(&mut item, index.is_none(), actor);
         }

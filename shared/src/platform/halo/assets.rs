@@ -2,6 +2,15 @@
 //! its Halo record is the asset snapshot's `platform_ref` in our store (the mapping table): the
 //! operator may pre-fill it (`s1-bridge halo map`) to land on existing Halo clients and sites;
 //! what is not mapped is created and recorded.
+//!
+//! An asset's identity (hostname, serial, OS) is kept where Halo keeps it: as `fields[]` items
+//! (`{"id": <field id>, "value"}`) of the fields its asset type has. `key_field`, `key_field2`,
+//! `key_field3` on an asset are only the display values of the type's three key fields, so the
+//! settings' `key_field*` targets name those key fields, resolved per type
+//! (`GET /AssetType/{id}`), and `field:<name>` any field of the type.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
@@ -12,8 +21,106 @@ use super::{AssetMatch, AssetTypeRule, NameOrId};
 use crate::platform::{PlatformError, PublishReceipt, Synced};
 use crate::store::AssetKind;
 
-/// The asset fields a hostname or serial is looked for in.
+/// The asset fields a hostname or serial is looked for in (besides the `fields[]` values).
 const KEY_FIELDS: [&str; 4] = ["key_field", "key_field2", "key_field3", "inventory_number"];
+
+/// The settings' names for an asset type's three key fields, in order.
+pub const KEY_FIELD_TARGETS: [&str; 3] = ["key_field", "key_field2", "key_field3"];
+
+/// An asset type's fields as Halo keeps them: `(field id, name)`, and its key fields' ids.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TypeLayout {
+    pub id: i64,
+    pub name: String,
+    pub fields: Vec<(i64, String)>,
+    pub keys: [Option<i64>; 3],
+}
+
+impl TypeLayout {
+    /// Reads an asset type as `GET /AssetType/{id}` answers it.
+    pub fn of(t: &Value) -> Self {
+        let fields = t
+            .get("fields")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|f| {
+                let id = f.get("field_id").and_then(as_id).filter(|i| *i > 0)?;
+                let name = ["field_name", "name"]
+                    .iter()
+                    .find_map(|k| f.get(*k).and_then(Value::as_str))
+                    .unwrap_or_default();
+                Some((id, name.to_owned()))
+            })
+            .collect();
+        let key = |k: &str| t.get(k).and_then(as_id).filter(|i| *i > 0);
+        Self {
+            id: t.get("id").and_then(as_id).unwrap_or_default(),
+            name: t.get("name").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            fields,
+            keys: [key("keyfield_id"), key("keyfield2_id"), key("keyfield3_id")],
+        }
+    }
+
+    /// The field id a settings target names: `key_field`, `key_field2`, `key_field3` (the
+    /// type's key fields) or `field:<name>`; `Err` says why there is none, `Ok(None)` for a
+    /// target that is not a type field (`custom:`, `notes`, ...).
+    pub fn field_for(&self, target: &str) -> Result<Option<i64>, String> {
+        if let Some(n) = KEY_FIELD_TARGETS.iter().position(|k| *k == target) {
+            return self.keys[n].map(Some).ok_or_else(|| {
+                format!(
+                    "asset type {} has no key field {} (its fields: {})",
+                    self.name,
+                    n + 1,
+                    self.names()
+                )
+            });
+        }
+        let Some(name) = target.strip_prefix("field:") else {
+            return Ok(None);
+        };
+        self.fields
+            .iter()
+            .find(|(_, n)| n.trim().eq_ignore_ascii_case(name.trim()))
+            .map(|(id, _)| Some(*id))
+            .ok_or_else(|| {
+                format!(
+                    "asset type {} has no field {name:?} (its fields: {})",
+                    self.name,
+                    self.names()
+                )
+            })
+    }
+
+    fn names(&self) -> String {
+        self.fields
+            .iter()
+            .map(|(_, n)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Whether `field` is one of the type's key fields (the ones Halo's asset search and list
+    /// rows show).
+    pub fn is_key(&self, field: i64) -> bool {
+        self.keys.contains(&Some(field))
+    }
+}
+
+/// Asset type layouts read so far by one adapter.
+pub(super) type Layouts = std::sync::Mutex<HashMap<i64, Arc<TypeLayout>>>;
+
+/// The text a row holds for `value` in a field: a top-level key, or a `fields[]` item's value.
+fn holds(row: &Value, keys: &[&str], value: &str) -> bool {
+    let same = |v: Option<&str>| v.is_some_and(|v| v.trim().eq_ignore_ascii_case(value.trim()));
+    keys.iter().any(|k| same(row.get(*k).and_then(Value::as_str)))
+        || row
+            .get("fields")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .any(|f| same(f.get("value").and_then(Value::as_str)) || same(f.get("display").and_then(Value::as_str)))
+}
 
 /// The inventory number the bridge gives an agent's asset.
 pub fn inventory_number(agent_uuid: &str) -> String {
@@ -109,38 +216,48 @@ impl HaloTickets {
         let Some((client, site)) = self.match_scope(s).await? else {
             return Ok(None);
         };
-        // The filter Halo applies, the fields the value must be in, and the value.
-        let (param, fields, value): (&str, &[&str], String) = match self.settings.assets.matching {
-            AssetMatch::InventoryNumber => (
-                "inventory_number",
-                &["inventory_number"],
-                inventory_number(&s.external_id),
-            ),
+        let value = match self.settings.assets.matching {
+            AssetMatch::InventoryNumber => inventory_number(&s.external_id),
             AssetMatch::Serial => match field_text(&s.s1, "serialNumber") {
-                Some(serial) => ("search", &KEY_FIELDS, serial),
+                Some(serial) => serial,
                 None => return Ok(None),
             },
             AssetMatch::Hostname => match s.name.clone() {
-                Some(host) => ("search", &KEY_FIELDS, host),
+                Some(host) => host,
                 None => return Ok(None),
             },
         };
-        let mut query = vec![(param, value.clone()), ("client_id", client.to_string())];
+        self.lookup(client, site, &value).await
+    }
+
+    /// The asset the tenant's matching rule finds for `value` within `client` (and `site`): the
+    /// inventory number filter, else Halo's search (inventory number and key fields), each row
+    /// checked, not trusted: a filter Halo applies loosely (or ignores) must not hand over the
+    /// first asset it returns.
+    pub(super) async fn lookup(
+        &self,
+        client: i64,
+        site: Option<i64>,
+        value: &str,
+    ) -> Result<Option<Value>, PlatformError> {
+        let by_inventory = self.settings.assets.matching == AssetMatch::InventoryNumber;
+        let param = if by_inventory { "inventory_number" } else { "search" };
+        let mut query = vec![(param, value.to_owned()), ("client_id", client.to_string())];
         if let Some(site) = site {
             query.push(("site_id", site.to_string()));
         }
         query.push(("includeinactive", "true".into()));
         let found = self.client.list("Asset", &query, "assets").await?;
-        // Each row is checked, not trusted: a filter Halo applies loosely (or ignores) must not
-        // hand over the first asset it returns.
         Ok(found.into_iter().find(|a| {
             a.get("client_id").and_then(as_id) == Some(client)
                 && site.is_none_or(|site| a.get("site_id").and_then(as_id) == Some(site))
-                && fields.iter().any(|k| {
-                    a.get(*k)
+                && if by_inventory {
+                    a.get("inventory_number")
                         .and_then(Value::as_str)
                         .is_some_and(|v| v.trim().eq_ignore_ascii_case(value.trim()))
-                })
+                } else {
+                    holds(a, &KEY_FIELDS, value)
+                }
         }))
     }
 
@@ -190,10 +307,29 @@ impl HaloTickets {
                 }
                 let groups = self.client.list_all("AssetGroup", "assetgroups").await?;
                 let (group, _) = find(&groups, "id", &self.settings.assets.asset_group, "asset group")?;
-                return self
-                    .client
-                    .post_one("AssetType", json!({"name": name, "assetgroup_id": group}))
-                    .await;
+                // Laid out like a type of the group that has key fields, so the new type has
+                // somewhere to keep the agent's identity.
+                let mut record = json!({"name": name, "assetgroup_id": group});
+                let like = types
+                    .iter()
+                    .filter(|t| t.get("assetgroup_id").and_then(as_id) == Some(group))
+                    .filter_map(|t| t.get("id").and_then(as_id));
+                for id in like {
+                    let layout = self.type_layout(id).await?;
+                    if layout.keys.iter().any(Option::is_some) {
+                        let keys = ["keyfield_id", "keyfield2_id", "keyfield3_id"];
+                        for (k, v) in keys.into_iter().zip(layout.keys) {
+                            record[k] = json!(v);
+                        }
+                        record["fields"] = layout
+                            .fields
+                            .iter()
+                            .map(|(id, n)| json!({"field_id": id, "field_name": n}))
+                            .collect();
+                        break;
+                    }
+                }
+                return self.client.post_one("AssetType", record).await;
             }
         };
         find(&types, "id", &want, "asset type").map(|(id, _)| id)
@@ -207,15 +343,20 @@ impl HaloTickets {
             return Ok(None);
         }
         let mut record = json!({"inactive": !s.active});
-        match &existing {
-            Some(a) => record["id"] = a.get("id").cloned().unwrap_or(Value::Null),
+        let type_id = match &existing {
+            Some(a) => {
+                record["id"] = a.get("id").cloned().unwrap_or(Value::Null);
+                a.get("assettype_id").and_then(as_id)
+            }
             None => {
-                record["assettype_id"] = json!(self.asset_type(s).await?);
+                let t = self.asset_type(s).await?;
+                record["assettype_id"] = json!(t);
                 if let Some(status) = opts.new_status {
                     record["status_id"] = json!(status);
                 }
+                Some(t)
             }
-        }
+        };
         if opts.matching == AssetMatch::InventoryNumber || existing.is_none() {
             record["inventory_number"] = json!(inventory_number(&s.external_id));
         }
@@ -239,19 +380,51 @@ impl HaloTickets {
                 }
             }
         }
-        let mut custom = Vec::new();
+        let layout = match type_id {
+            Some(t) => Some(self.type_layout(t).await?),
+            None => None,
+        };
+        let (mut custom, mut fields) = (Vec::new(), Vec::new());
         for (s1_field, target) in &opts.fields {
             let value = field_text(&s.s1, s1_field);
-            match target.strip_prefix("custom:") {
-                Some(name) => custom.push(json!({"name": name, "value": value})),
-                None => record[target.as_str()] = json!(value),
+            if let Some(name) = target.strip_prefix("custom:") {
+                custom.push(json!({"name": name, "value": value}));
+                continue;
+            }
+            let typed = layout.as_deref().map(|l| l.field_for(target));
+            match typed {
+                Some(Ok(Some(id))) => fields.push(json!({"id": id, "value": value})),
+                // The type has no such field: the value has nowhere to go in Halo (tenant test
+                // names it); the rest of the asset is still synced.
+                Some(Err(why)) => tracing::warn!(tenant = %self.tenant, field = %s1_field, "{why}"),
+                _ if KEY_FIELD_TARGETS.contains(&target.as_str()) || target.starts_with("field:") => {}
+                _ => record[target.as_str()] = json!(value),
             }
         }
         if !custom.is_empty() {
             record["customfields"] = Value::Array(custom);
         }
+        if !fields.is_empty() {
+            record["fields"] = Value::Array(fields);
+        }
         let id = self.client.post_one("Asset", record).await?;
         Ok(Some(id))
+    }
+}
+
+impl HaloTickets {
+    /// An asset type's layout (`GET /AssetType/{id}`), read once per adapter.
+    pub(super) async fn type_layout(&self, id: i64) -> Result<Arc<TypeLayout>, PlatformError> {
+        if let Some(l) = self.layouts.lock().expect("not poisoned").get(&id) {
+            return Ok(l.clone());
+        }
+        let t = self
+            .client
+            .get(&format!("AssetType/{id}"), &[("includedetails", "true".into())])
+            .await?;
+        let layout = Arc::new(TypeLayout::of(&t));
+        self.layouts.lock().expect("not poisoned").insert(id, layout.clone());
+        Ok(layout)
     }
 }
 

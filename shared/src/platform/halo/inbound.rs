@@ -305,6 +305,20 @@ pub fn changes(ticket: &Value, alert_key: &str, actions: &[Value], r: &Resolved,
     out
 }
 
+/// The statuses the ticket and its actions name that Halo did not have when `r` was resolved.
+fn unknown_statuses(ticket: &Value, actions: &[Value], r: &Resolved) -> Vec<i64> {
+    let mut out = Vec::new();
+    let named = std::iter::once(ticket.get("status_id"))
+        .chain(actions.iter().map(|a| a.get("new_status")))
+        .filter_map(|v| v.and_then(as_id));
+    for s in named.filter(|s| *s > 0 && !r.knows_status(*s)) {
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out
+}
+
 fn config_error(e: PlatformError) -> InboundError {
     // The delivery was authenticated; Halo being unreachable is ours to retry, not malformed.
     InboundError::Unavailable(e.to_string())
@@ -351,7 +365,7 @@ impl InboundAdapter for HaloInbound {
                 "no ticket id in the payload (looked for object_id, ticket_id, ticketid or objectid, at the top level or under object, ticket or data)".into(),
             ));
         }
-        let r = self.tickets.resolved().await.map_err(config_error)?;
+        let mut r = self.tickets.resolved().await.map_err(config_error)?;
         let now = OffsetDateTime::now_utc();
         let mut all = Vec::new();
         let mut not_ours = Vec::new();
@@ -373,6 +387,19 @@ impl InboundAdapter for HaloInbound {
                 not_ours.push(id);
                 continue;
             };
+            if let (Some(dir), Some(story)) = (
+                &self.tickets.directory,
+                crate::domain::AlertKey::story_id(&alert_key, &self.console_url),
+            ) {
+                let owned = dir
+                    .owns_ticket(&self.tickets.tenant, story, id)
+                    .await
+                    .map_err(InboundError::Unavailable)?;
+                if !owned {
+                    not_ours.push(id);
+                    continue;
+                }
+            }
             let actions = self
                 .tickets
                 .client
@@ -387,7 +414,15 @@ impl InboundAdapter for HaloInbound {
                 },
                 _ => vec![],
             };
-            let found = changes(&ticket, &alert_key, &actions, r, now);
+            let unknown = unknown_statuses(&ticket, &actions, &r);
+            if !unknown.is_empty() {
+                // Statuses Halo added since the settings were read (ones the tenant's lists may
+                // name): read them again before judging the ticket.
+                if let Some(fresh) = self.tickets.refreshed(&unknown).await.map_err(config_error)? {
+                    r = fresh;
+                }
+            }
+            let found = changes(&ticket, &alert_key, &actions, &r, now);
             skipped += found.skipped_not_agents;
             all.extend(found.changes);
         }

@@ -1,8 +1,11 @@
-//! The tenant's Halo configuration resolved to this instance's ids, once per adapter: ticket
-//! type, user, default client and site, priorities, statuses, our own agent. A name that does
-//! not exist is an error naming it and what exists.
+//! The tenant's Halo configuration resolved to this instance's ids: ticket type, user, default
+//! client and site, priorities, statuses, our own agent. A name that does not exist is an error
+//! naming it and what exists. Resolving costs six to eight reads, so a process keeps the result
+//! per tenant ([`ResolvedCache`]) across deliveries and runs.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -28,6 +31,136 @@ pub struct Resolved {
     pub close: (i64, String),
     /// The agent the API application acts as: its actions are ours, never echoed.
     pub agent: i64,
+    /// Every status id Halo had when this was resolved: a status outside it is one added since,
+    /// and a reason to resolve again (it may be one the tenant's lists name).
+    pub known_statuses: Vec<i64>,
+}
+
+impl Resolved {
+    /// Whether Halo had status `id` when this was resolved.
+    pub fn knows_status(&self, id: i64) -> bool {
+        self.known_statuses.contains(&id)
+    }
+}
+
+/// How long a process keeps a tenant's resolved settings before reading them again (a renamed
+/// status or a new priority is picked up at the latest this long after; a status Halo did not
+/// have is picked up at once, see [`ResolvedCache::refresh`]).
+pub const SETTINGS_TTL: Duration = Duration::from_secs(15 * 60);
+
+struct Kept {
+    settings: Settings,
+    resolved: Arc<Resolved>,
+    at: Instant,
+    /// Status ids a miss read the settings again for and Halo still did not have (deleted
+    /// since): a ticket that keeps naming one must not cost every delivery a full read.
+    still_missing: Vec<i64>,
+}
+
+/// One tenant's resolved Halo settings, kept by the process across deliveries and runs (the
+/// registry keeps one per tenant and Halo instance, beside its client). Read again after
+/// [`SETTINGS_TTL`], when the tenant's settings change, or on a miss; a failed read is never
+/// kept (not knowing our own agent is an error each time, never "nobody").
+pub struct ResolvedCache {
+    kept: tokio::sync::Mutex<Option<Kept>>,
+    ttl: Duration,
+}
+
+impl Default for ResolvedCache {
+    fn default() -> Self {
+        Self::new(SETTINGS_TTL)
+    }
+}
+
+impl std::fmt::Debug for ResolvedCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResolvedCache")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether something kept since `at` is still good at `now`.
+fn fresh(at: Instant, now: Instant, ttl: Duration) -> bool {
+    now.saturating_duration_since(at) < ttl
+}
+
+impl ResolvedCache {
+    /// A cache whose entries live `ttl`.
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            kept: tokio::sync::Mutex::new(None),
+            ttl,
+        }
+    }
+
+    /// The settings `s` resolved: the kept ones while fresh and for the same settings, else read
+    /// now (one read at a time: concurrent deliveries wait for it instead of each reading).
+    ///
+    /// # Errors
+    /// As [`resolve`].
+    pub async fn get(&self, client: &HaloClient, s: &Settings) -> Result<Arc<Resolved>, PlatformError> {
+        let mut kept = self.kept.lock().await;
+        if let Some(k) = kept
+            .as_ref()
+            .filter(|k| k.settings == *s && fresh(k.at, Instant::now(), self.ttl))
+        {
+            return Ok(k.resolved.clone());
+        }
+        Self::read(&mut kept, client, s).await
+    }
+
+    /// Reads the settings again after a miss: Halo named `statuses` that the kept settings
+    /// do not know (added since they were read). `None` when every one of them was already
+    /// looked for by a read since (Halo did not have them then either); the kept settings when
+    /// another delivery's read already knows them all.
+    ///
+    /// # Errors
+    /// As [`resolve`].
+    pub async fn refresh(
+        &self,
+        client: &HaloClient,
+        s: &Settings,
+        statuses: &[i64],
+    ) -> Result<Option<Arc<Resolved>>, PlatformError> {
+        let mut kept = self.kept.lock().await;
+        if let Some(k) = kept.as_ref().filter(|k| k.settings == *s) {
+            let new = |id: &i64| !k.resolved.knows_status(*id) && !k.still_missing.contains(id);
+            if !statuses.iter().any(new) {
+                return Ok(statuses
+                    .iter()
+                    .all(|id| k.resolved.knows_status(*id))
+                    .then(|| k.resolved.clone()));
+            }
+        }
+        let resolved = Self::read(&mut kept, client, s).await?;
+        if let Some(k) = kept.as_mut() {
+            k.still_missing = statuses
+                .iter()
+                .copied()
+                .filter(|id| !resolved.knows_status(*id))
+                .collect();
+        }
+        Ok(Some(resolved))
+    }
+
+    /// Forgets what is kept: the next [`ResolvedCache::get`] reads again (Halo refused a write
+    /// made with it: an id may be gone).
+    pub async fn forget(&self) {
+        *self.kept.lock().await = None;
+    }
+
+    async fn read(kept: &mut Option<Kept>, client: &HaloClient, s: &Settings) -> Result<Arc<Resolved>, PlatformError> {
+        *kept = None;
+        let resolved = Arc::new(resolve(client, s).await?);
+        *kept = Some(Kept {
+            settings: s.clone(),
+            resolved: resolved.clone(),
+            at: Instant::now(),
+            still_missing: vec![],
+        });
+        Ok(resolved)
+    }
 }
 
 /// The configured end user, with where it belongs: in Halo a user is of one site of one client,
@@ -304,6 +437,7 @@ pub async fn resolve(client: &HaloClient, s: &Settings) -> Result<Resolved, Plat
         reopen: find(&statuses, "id", &s.statuses.reopen, "status")?,
         close: find(&statuses, "id", &s.statuses.close, "status")?,
         agent,
+        known_statuses: statuses.iter().filter_map(|r| r.get("id").and_then(as_id)).collect(),
     })
 }
 
@@ -311,6 +445,19 @@ pub async fn resolve(client: &HaloClient, s: &Settings) -> Result<Resolved, Plat
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn kept_settings_go_stale_after_their_lifetime() {
+        let at = Instant::now();
+        let ttl = Duration::from_secs(900);
+        assert!(fresh(at, at, ttl));
+        assert!(fresh(at, at + Duration::from_secs(899), ttl));
+        assert!(!fresh(at, at + ttl, ttl), "read again on the timer");
+        assert!(
+            fresh(at + Duration::from_secs(5), at, ttl),
+            "a clock read before `at` is fresh"
+        );
+    }
 
     #[test]
     fn records_are_found_by_id_or_name_and_a_miss_names_what_exists() {

@@ -34,7 +34,7 @@ use crate::store::{AssetKind, Store, TokenSource};
 pub use assets::inventory_number;
 pub use client::{HaloAuth, HaloClient};
 pub use inbound::{HaloInbound, HaloWebhookAuth, changes, ticket_ids};
-pub use lookup::{HaloUser, Resolved, find, find_each, resolve};
+pub use lookup::{HaloUser, Resolved, ResolvedCache, find, find_each, resolve};
 pub use outbound::{HaloTickets, details_html, marker};
 
 /// Where the adapter finds which Halo client or site an S1 account or site is: the asset
@@ -43,6 +43,15 @@ pub use outbound::{HaloTickets, details_html, marker};
 pub trait Directory: Send + Sync {
     /// The Halo id recorded for an S1 account (`Customer`) or site.
     async fn halo_id(&self, tenant: &str, kind: AssetKind, s1_id: &str) -> Option<i64>;
+
+    /// Whether story `story_id` (read from a ticket's third-party id) is one of the tenant's,
+    /// with `ticket` as its ticket (or none recorded yet). Tenants that share a console's host
+    /// (several tenants of one console, each with its accounts) and a Halo have story keys of
+    /// the same form: only the tenant's own store says whose the ticket is.
+    ///
+    /// # Errors
+    /// The store could not be read (the delivery is answered with an error, so Halo retries).
+    async fn owns_ticket(&self, tenant: &str, story_id: &str, ticket: i64) -> Result<bool, String>;
 }
 
 #[async_trait]
@@ -50,6 +59,25 @@ impl Directory for Store {
     async fn halo_id(&self, tenant: &str, kind: AssetKind, s1_id: &str) -> Option<i64> {
         let found = self.get_assets(tenant, kind, &[s1_id.to_owned()]).await.ok()?;
         found.get(s1_id)?.platform_ref.as_deref()?.parse().ok()
+    }
+
+    async fn owns_ticket(&self, tenant: &str, story_id: &str, ticket: i64) -> Result<bool, String> {
+        let read = |k: String| async move { self.get_story(tenant, &k).await.map_err(|e| e.to_string()) };
+        // The current story of its key, when it is that story; else the story archived by id.
+        let current = match crate::domain::story_key_of(story_id) {
+            Some(key) => read(key.to_owned()).await?.filter(|s| s.value.id == story_id),
+            None => None,
+        };
+        let story = match current {
+            Some(s) => Some(s),
+            None => read(story_id.to_owned()).await?,
+        };
+        Ok(story.is_some_and(|s| {
+            s.value
+                .platform_ref
+                .as_deref()
+                .is_none_or(|r| r.trim() == ticket.to_string())
+        }))
     }
 }
 
@@ -191,8 +219,9 @@ pub struct AssetOptions {
     /// Never create assets; only update (or deactivate) ones already in Halo.
     #[serde(default)]
     pub dont_create: bool,
-    /// S1 agent field -> Halo asset field (`key_field`, `key_field2`, `notes`, ...) or custom
-    /// field (`custom:<name>`).
+    /// S1 agent field -> where Halo keeps it: the asset type's key fields (`key_field`,
+    /// `key_field2`, `key_field3`), a field of the type by name (`field:<name>`), a custom
+    /// field (`custom:<name>`), or a top-level asset field (`notes`, ...).
     #[serde(default = "default_field_map")]
     pub fields: BTreeMap<String, String>,
     #[serde(default = "default_type_rule")]

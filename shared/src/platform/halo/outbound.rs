@@ -3,16 +3,14 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use serde_json::{Value, json};
-use tokio::sync::OnceCell;
-
 use super::client::{HaloClient, as_id};
-use super::lookup::{Resolved, resolve};
+use super::lookup::{Resolved, ResolvedCache};
 use super::{Directory, Settings};
 use crate::platform::{EventKind, Notice, Platform, PlatformError, PublishReceipt, ThreatEvent, ThreatView};
 use crate::s1::dto::IncidentStatus;
 use crate::store::AssetKind;
+use async_trait::async_trait;
+use serde_json::{Value, json};
 
 /// Halo tickets for one tenant.
 pub struct HaloTickets {
@@ -20,7 +18,9 @@ pub struct HaloTickets {
     pub(super) settings: Settings,
     pub(super) tenant: String,
     pub(super) directory: Option<Arc<dyn Directory>>,
-    resolved: OnceCell<Resolved>,
+    resolved: Arc<ResolvedCache>,
+    /// Asset type layouts read by this adapter (the asset sync's, one run).
+    pub(super) layouts: super::assets::Layouts,
 }
 
 impl std::fmt::Debug for HaloTickets {
@@ -102,7 +102,8 @@ fn summary(t: &ThreatView) -> String {
 
 impl HaloTickets {
     /// Tickets for `tenant` through `client`; S1 accounts and sites are placed through
-    /// `directory` (the mapping table).
+    /// `directory` (the mapping table). The settings are resolved on first use and kept in a
+    /// cache of its own; [`HaloTickets::with_cache`] shares one across adapters.
     pub fn new(
         client: Arc<HaloClient>,
         settings: Settings,
@@ -114,18 +115,35 @@ impl HaloTickets {
             settings,
             tenant,
             directory,
-            resolved: OnceCell::new(),
+            resolved: Arc::default(),
+            layouts: super::assets::Layouts::default(),
         }
     }
 
-    /// The tenant's settings resolved to this instance's ids (read once per adapter).
+    /// Keeps the resolved settings in `cache`: the process's one for this tenant and instance,
+    /// so a delivery or run does not read them again.
+    #[must_use]
+    pub fn with_cache(mut self, cache: Arc<ResolvedCache>) -> Self {
+        self.resolved = cache;
+        self
+    }
+
+    /// The tenant's settings resolved to this instance's ids (kept across deliveries, see
+    /// [`ResolvedCache`]).
     ///
     /// # Errors
     /// A configured name Halo does not have, or the client's errors.
-    pub async fn resolved(&self) -> Result<&Resolved, PlatformError> {
-        self.resolved
-            .get_or_try_init(|| resolve(&self.client, &self.settings))
-            .await
+    pub async fn resolved(&self) -> Result<Arc<Resolved>, PlatformError> {
+        self.resolved.get(&self.client, &self.settings).await
+    }
+
+    /// The settings read again after a miss: `statuses` Halo named that they do not know (see
+    /// [`ResolvedCache::refresh`]).
+    ///
+    /// # Errors
+    /// As [`HaloTickets::resolved`].
+    pub async fn refreshed(&self, statuses: &[i64]) -> Result<Option<Arc<Resolved>>, PlatformError> {
+        self.resolved.refresh(&self.client, &self.settings, statuses).await
     }
 
     /// The Halo client and site a threat's ticket goes under: the S1 account's and site's
@@ -253,14 +271,9 @@ fn update_note(event: &ThreatEvent) -> String {
     )
 }
 
-#[async_trait]
-impl Platform for HaloTickets {
-    fn name(&self) -> &'static str {
-        "halo"
-    }
-
-    async fn publish(&self, event: &ThreatEvent) -> Result<PublishReceipt, PlatformError> {
-        let r = self.resolved().await?;
+impl HaloTickets {
+    /// A threat event as a new ticket or an action on its story's ticket.
+    async fn publish_with(&self, event: &ThreatEvent, r: &Resolved) -> Result<PublishReceipt, PlatformError> {
         let ticket = match event.story.platform_ref.as_deref().and_then(|t| t.parse::<i64>().ok()) {
             Some(ticket) if !event.story.new_alert => {
                 let new_status = if event.story.reopened {
@@ -292,6 +305,24 @@ impl Platform for HaloTickets {
         Ok(PublishReceipt {
             platform_ref: Some(ticket.to_string()),
         })
+    }
+}
+
+#[async_trait]
+impl Platform for HaloTickets {
+    fn name(&self) -> &'static str {
+        "halo"
+    }
+
+    async fn publish(&self, event: &ThreatEvent) -> Result<PublishReceipt, PlatformError> {
+        let r = self.resolved().await?;
+        let published = self.publish_with(event, &r).await;
+        if let Err(PlatformError::Rejected { .. }) = &published {
+            // Halo refused what the kept settings said (a ticket type, priority or status removed
+            // since): the retry reads them again.
+            self.resolved.forget().await;
+        }
+        published
     }
 
     async fn notify(&self, notice: &Notice) -> Result<PublishReceipt, PlatformError> {
