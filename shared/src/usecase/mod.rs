@@ -3,6 +3,7 @@
 //! tests.
 
 pub mod poll_threats;
+pub mod status;
 pub mod sync_assets;
 pub mod tenant_check;
 pub mod token_expiry;

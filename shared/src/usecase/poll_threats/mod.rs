@@ -254,6 +254,7 @@ pub async fn poll_tenant(deps: &PollDeps, tenant: &TenantConfig, deadline: Insta
                 Ok(r) => {
                     report.writebacks_applied = r.applied;
                     report.writebacks_dead = r.dead;
+                    report.writebacks_pending = Some(r.rescheduled + r.waiting + r.unreadable);
                 }
                 Err(e) => tracing::warn!(tenant = %tenant.id, error = %e, "could not read pending writebacks"),
             }
@@ -263,6 +264,20 @@ pub async fn poll_tenant(deps: &PollDeps, tenant: &TenantConfig, deadline: Insta
         report.outcome = Outcome::Failed;
         report.error = Some(e.to_string());
         tracing::warn!(tenant = %tenant.id, error = %e, "poll stopped");
+    }
+    // The status is written while the lease is still held, so two runs never race on it.
+    if let Some(facts) = crate::usecase::status::RunFacts::of_poll(&report) {
+        if let Err(e) = crate::usecase::status::record_run(
+            &deps.store,
+            deps.platforms.as_ref(),
+            tenant,
+            facts,
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        {
+            tracing::warn!(tenant = %tenant.id, error = %e, "could not record the connector status");
+        }
     }
     match deps.store.give_back(&lease).await {
         Ok(_) => {}
