@@ -2,6 +2,7 @@
 //! ports, never SDK clients, so they run the same under Lambda, in the one-machine runner and in
 //! tests.
 
+pub mod fanout;
 pub mod poll_threats;
 pub mod status;
 pub mod sync_assets;

@@ -89,8 +89,6 @@ pub enum Selection {
     All,
     /// One tenant (enabled or not: an operator asked for it).
     Tenant(String),
-    /// Enabled tenants whose id hashes to `index` of `count` shards.
-    Shard { index: u32, count: u32 },
 }
 
 /// Name of the STAR-alerts checkpoint.
@@ -111,13 +109,12 @@ pub const REFUSALS_IN_A_ROW: u32 = 10;
 pub enum PollError {
     #[error("no tenant {0:?} is configured")]
     UnknownTenant(String),
-    #[error("invalid selection: {0}")]
-    BadSelection(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// Stable shard of a tenant id (FNV-1a), the same in every process.
+/// Stable bucket of a tenant id among `count` (FNV-1a), the same in every process: the
+/// dispatcher's per-tenant delay and backoff minute.
 pub fn shard_of(tenant: &str, count: u32) -> u32 {
     let mut h: u64 = 0xcbf29ce484222325;
     for b in tenant.bytes() {
@@ -130,7 +127,7 @@ pub fn shard_of(tenant: &str, count: u32) -> u32 {
 /// Polls the selected tenants, `deps.concurrency` at a time, each isolated from the others.
 ///
 /// # Errors
-/// Only when the run cannot start (unknown tenant, bad shard, store unreadable); a tenant's own
+/// Only when the run cannot start (unknown tenant, store unreadable); a tenant's own
 /// failure is in its report.
 pub async fn run(deps: &PollDeps, selection: &Selection, deadline: Instant) -> Result<PollReport, PollError> {
     let tenants: Vec<TenantConfig> = match selection {
@@ -147,17 +144,6 @@ pub async fn run(deps: &PollDeps, selection: &Selection, deadline: Instant) -> R
             .into_iter()
             .filter(|t| t.enabled)
             .collect(),
-        Selection::Shard { index, count } => {
-            if *count == 0 || index >= count {
-                return Err(PollError::BadSelection(format!("shard {index} of {count}")));
-            }
-            deps.store
-                .list_tenants()
-                .await?
-                .into_iter()
-                .filter(|t| t.enabled && shard_of(&t.id, *count) == *index)
-                .collect()
-        }
     };
     let tenants = stream::iter(tenants.iter().map(|t| poll_tenant(deps, t, deadline)))
         .buffer_unordered(deps.concurrency.max(1))
