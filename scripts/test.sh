@@ -2,7 +2,7 @@
 # The one command that runs every test of s1-bridge, on a fresh machine or a warm one.
 # It installs what the tests need (DynamoDB Local, moto and cfn-lint, SAM CLI, cargo-lambda), checks
 # formatting, lints and the SAM template, starts the emulators on free loopback ports, runs
-# every test, builds the five function binaries and runs each under a Lambda runtime emulator, stops
+# every test, builds the four function binaries and runs each under a Lambda runtime emulator, stops
 # what it started, and exits
 # non-zero on any failure. Nothing is skipped for a missing tool: it is installed or the run fails.
 set -euo pipefail
