@@ -204,6 +204,77 @@ pub async fn consume(deps: &PollDeps, event: &SqsEvent, deadline: Instant) -> (S
     (response, report)
 }
 
+/// What the one-machine runner's poll pool reports as it goes.
+#[derive(Debug)]
+pub enum PoolEvent<'a> {
+    /// A tenant's run started.
+    Started(&'a str),
+    /// A tenant's run ended, with its report.
+    Finished(&'a TenantReport),
+}
+
+/// The one-machine runner's polls (`serve`): each enabled tenant on its own schedule (every
+/// `every` from its last start; a run that outlasts it is followed at once by the next), run by
+/// at most `workers` at a time, each within `run_limit`. A tenant with a backlog or a slow
+/// platform holds one worker, never the others' turns, as the queue does on Lambda. Runs until
+/// dropped; the tenant list is read again every `every` (at most every minute), so a tenant
+/// added or disabled takes effect without a restart.
+pub async fn serve_polls(
+    deps: &PollDeps,
+    every: Duration,
+    workers: usize,
+    run_limit: Duration,
+    mut on_event: impl FnMut(PoolEvent<'_>),
+) {
+    use std::collections::{HashMap, HashSet};
+    let every = every.max(Duration::from_secs(1));
+    let workers = workers.max(1);
+    let mut tenants = Vec::new();
+    let mut listed_at: Option<Instant> = None;
+    let mut next_due: HashMap<String, Instant> = HashMap::new();
+    let mut running: HashSet<String> = HashSet::new();
+    let mut runs = futures_util::stream::FuturesUnordered::new();
+    loop {
+        let now = Instant::now();
+        if listed_at.is_none_or(|at| now - at >= every.min(Duration::from_secs(60))) {
+            match deps.store.list_tenants().await {
+                Ok(all) => {
+                    tenants = all.into_iter().filter(|t| t.enabled).collect::<Vec<_>>();
+                    listed_at = Some(now);
+                }
+                Err(e) => tracing::warn!(error = %e, "could not list tenants; keeping the last list"),
+            }
+        }
+        // The longest-waiting due tenants first, while a worker is free.
+        let mut due: Vec<_> = tenants
+            .iter()
+            .filter(|t| !running.contains(&t.id) && next_due.get(&t.id).is_none_or(|d| *d <= now))
+            .collect();
+        due.sort_by_key(|t| next_due.get(&t.id).copied());
+        for t in due.into_iter().take(workers.saturating_sub(running.len())) {
+            running.insert(t.id.clone());
+            next_due.insert(t.id.clone(), now + every);
+            on_event(PoolEvent::Started(&t.id));
+            let t = t.clone();
+            runs.push(async move { poll_tenant(deps, &t, Instant::now() + run_limit).await });
+        }
+        let wake = tenants
+            .iter()
+            .filter(|t| !running.contains(&t.id))
+            .filter_map(|t| next_due.get(&t.id).copied())
+            .min()
+            .unwrap_or(now + every)
+            .min(now + Duration::from_secs(1));
+        tokio::select! {
+            Some(report) = runs.next(), if !runs.is_empty() => {
+                running.remove(&report.tenant);
+                on_event(PoolEvent::Finished(&report));
+            }
+            () = tokio::time::sleep_until(wake.into()) => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
