@@ -39,8 +39,8 @@ fn ago(at: Option<OffsetDateTime>, now: OffsetDateTime) -> String {
     let Some(at) = at else { return "never".into() };
     let s = (now - at).whole_seconds().max(0);
     match s {
-        ..=119 => format!("{s}s ago"),
-        ..=7199 => format!("{}m ago", s / 60),
+        0..=119 => format!("{s}s ago"),
+        120..=7199 => format!("{}m ago", s / 60),
         _ => format!("{}h ago", s / 3600),
     }
 }
