@@ -133,6 +133,7 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
             mapping_overrides: Default::default(),
             token_alert_days: vec![30, 14, 7, 3, 1, 0],
             max_in_flight: s1_shared::store::DEFAULT_MAX_IN_FLIGHT,
+            status_notices: false,
         })
         .await?;
     let http = reqwest_client()?;

@@ -7,6 +7,7 @@ mod halo;
 mod ops;
 mod progress;
 mod serve;
+mod status;
 mod tenant;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +34,9 @@ enum Command {
     /// Add, list, show, disable or test tenants.
     #[command(subcommand)]
     Tenant(tenant::TenantCmd),
+    /// Each tenant's connector status: connected, degraded or error (with the cause), last
+    /// success, lag, token days left, pending writebacks and dead letters.
+    Status(ops::StoreArgs),
     /// Run one job once (poll, assets, tokens) as its Lambda would.
     Run(tenant::RunArgs),
     /// List or replay dead letters: writebacks S1 refused and events the platform refused.
@@ -87,6 +91,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         Command::Init(store) => ops::init(store).await,
         Command::Serve(args) => serve::serve(args).await,
         Command::Run(args) => tenant::run(args).await,
+        Command::Status(args) => status::status(args).await,
         Command::Outbound(args) => ops::outbound(args).await,
         Command::Halo(cmd) => halo::halo(cmd).await,
     };

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use s1_shared::platform::{Adapters, PlatformResolver};
 use s1_shared::s1::{ClientOptions, Consoles};
-use s1_shared::usecase::poll_threats::{PollDeps, Selection};
+use s1_shared::usecase::poll_threats::PollDeps;
 use s1_shared::usecase::sync_assets::AssetDeps;
 use s1_shared::usecase::token_expiry::TokenDeps;
 use s1_shared::usecase::writeback::{WritebackDeps, handle_webhook};
@@ -22,9 +22,13 @@ pub struct ServeArgs {
     /// Where the webhook endpoint listens (`POST /webhooks/<platform>/<tenant>`).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Seconds between threat polls (pending writebacks are retried with them).
+    /// Seconds between a tenant's threat polls (pending writebacks are retried with them).
     #[arg(long, default_value_t = 60)]
     poll_seconds: u64,
+    /// Tenants polled at once: each tenant runs on its own schedule, so a slow one holds one
+    /// of these and never delays the others.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    poll_workers: u16,
     /// Seconds between asset syncs.
     #[arg(long, default_value_t = 86_400)]
     assets_seconds: u64,
@@ -84,30 +88,30 @@ pub async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t
     };
-    let (mut p, mut a, mut k) = (
-        every(args.poll_seconds),
-        every(args.assets_seconds),
-        every(args.tokens_seconds),
-    );
+    let (mut a, mut k) = (every(args.assets_seconds), every(args.tokens_seconds));
     // Not spawned: the jobs borrow their deps, and one task with the server is plenty.
     let poll_loop = async {
-        loop {
-            p.tick().await;
-            let limit = Duration::from_secs(args.poll_seconds.clamp(30, 840));
-            match s1_shared::usecase::poll_threats::run(&poll, &Selection::All, Instant::now() + limit).await {
-                Ok(r) => {
-                    let t = r.totals();
-                    println!(
-                        "poll: {} tenant(s), {} published, {} failed, {} writebacks applied",
-                        r.tenants.len(),
-                        t.published,
-                        t.failed,
-                        t.writebacks_applied
-                    );
+        // Each tenant on its own schedule in a bounded pool (usecase::fanout::serve_polls).
+        let limit = Duration::from_secs(args.poll_seconds.clamp(30, 840));
+        s1_shared::usecase::fanout::serve_polls(
+            &poll,
+            Duration::from_secs(args.poll_seconds),
+            usize::from(args.poll_workers),
+            limit,
+            |event| {
+                if let s1_shared::usecase::fanout::PoolEvent::Finished(r) = event {
+                    match &r.error {
+                        Some(e) => println!("poll {}: {:?}: {e}", r.tenant, r.outcome),
+                        None if r.published + r.failed + r.writebacks_applied > 0 => println!(
+                            "poll {}: {} published, {} failed, {} writebacks applied",
+                            r.tenant, r.published, r.failed, r.writebacks_applied
+                        ),
+                        None => {}
+                    }
                 }
-                Err(e) => eprintln!("poll: {e}"),
-            }
-        }
+            },
+        )
+        .await;
     };
     let assets_loop = async {
         loop {

@@ -128,13 +128,18 @@ pub async fn tenant(cmd: TenantCmd) -> Res {
             if store.json {
                 println!("{}", serde_json::to_string_pretty(&all)?);
             } else {
-                println!("{:<20} {:<8} {:<10} console", "tenant", "enabled", "platform");
+                let statuses = crate::status::by_tenant(&s, &all).await?;
+                println!(
+                    "{:<20} {:<8} {:<10} {:<9} console",
+                    "tenant", "enabled", "platform", "status"
+                );
                 for t in &all {
                     println!(
-                        "{:<20} {:<8} {:<10} {}",
+                        "{:<20} {:<8} {:<10} {:<9} {}",
                         t.id,
                         t.enabled,
                         t.platform.kind(),
+                        crate::status::state_of(statuses.get(&t.id)),
                         t.console_url
                     );
                 }

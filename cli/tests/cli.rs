@@ -953,3 +953,140 @@ fn a_halo_tenant_is_added_and_its_mapping_table_prefilled() {
     ]);
     assert!(!ok && err.contains("not Halo"), "{err}");
 }
+
+/// Item 4 of issue 25: a tenant whose token is revoked turns `error` with the cause its run
+/// names, `s1-bridge status` and `tenant list` show it, an opted-in platform hears of it once,
+/// and the fixed token brings it back to `connected` with one recovery notice.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_token_turns_the_tenant_to_error_and_a_fixed_one_back_with_one_notice_each_way() {
+    use s1_bridge_sim::{Sim, SimConfig, TokenSpec, WebhookReceiver};
+    const HOOK: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const FIRST: &str = "status-test-token-0001";
+    let sim = Sim::start(SimConfig {
+        threats: 5,
+        agents: 5,
+        cloud_alerts: 0,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    sim.control().add_token(&TokenSpec::tenant(FIRST, 60)).await.unwrap();
+    let receiver = WebhookReceiver::start(HOOK).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!("embedded:{}", dir.path().join("state.redb").display());
+    let file = dir.path().join("tenant.json");
+    std::fs::write(
+        &file,
+        serde_json::to_vec(&serde_json::json!({
+            "id": "acme", "enabled": true, "console_url": sim.base_url(), "status_notices": true,
+            "token": {"kind": "env", "var": "STATUS_TEST_S1_TOKEN"},
+            "platform": {"kind": "generic", "settings": {"url": receiver.url(), "secret": {"kind": "env", "var": "STATUS_TEST_HOOK"}}}
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let run = |args: &[&str], token: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_s1-bridge"))
+            .args(args)
+            .env_remove("S1_BRIDGE_STORE")
+            .env_remove("S1_BRIDGE_ALLOWED_HOSTS")
+            .env("STATUS_TEST_S1_TOKEN", token)
+            .env("STATUS_TEST_HOOK", HOOK)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let file = file.display().to_string();
+    let add = [
+        "tenant",
+        "add",
+        "--file",
+        &file,
+        "--allow-host",
+        "127.0.0.1",
+        "--store",
+        &spec,
+    ];
+    assert!(run(&add, FIRST).0);
+    let poll = ["run", "poll", "--allow-host", "127.0.0.1", "--store", &spec];
+    let status = |token: &str| {
+        let (ok, out, err) = run(&["status", "--store", &spec, "--json"], token);
+        assert!(ok, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v[0].clone()
+    };
+    let notices = |kind: &str| receiver.events().iter().filter(|e| e["type"] == kind).count();
+
+    let (ok, out, err) = run(&poll, FIRST);
+    assert!(ok, "{out}{err}");
+    let s = status(FIRST);
+    assert_eq!(
+        (s["tenant"].as_str(), s["status"].as_str()),
+        (Some("acme"), Some("connected")),
+        "{s}"
+    );
+    assert!(s["last_success"].is_string() && s["lag_seconds"] == 0, "{s}");
+
+    // The token is revoked, as S1 does when a new one is generated with it.
+    let fresh: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/web/api/v2.1/users/generate-api-token", sim.base_url()))
+        .header("Authorization", format!("ApiToken {FIRST}"))
+        .json(&serde_json::json!({"data": {}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let second = fresh["data"]["token"].as_str().unwrap().to_owned();
+
+    let (ok, _, _) = run(&poll, FIRST);
+    assert!(!ok, "a failed tenant fails the run");
+    let s = status(FIRST);
+    assert_eq!(s["status"], "error", "{s}");
+    let cause = s["cause"].as_str().unwrap();
+    assert!(cause.contains("HTTP 401") && cause.contains("revoked"), "{cause}");
+    assert!(
+        !cause.contains(FIRST) && !s.to_string().contains(FIRST),
+        "no token in the status: {s}"
+    );
+    let (_, table, _) = run(&["status", "--store", &spec], FIRST);
+    let line = table.lines().find(|l| l.starts_with("acme")).unwrap();
+    assert!(line.contains("error") && line.contains("HTTP 401"), "{table}");
+    let (_, list, _) = run(&["tenant", "list", "--store", &spec], FIRST);
+    assert!(
+        list.lines().any(|l| l.starts_with("acme") && l.contains("error")),
+        "{list}"
+    );
+    assert_eq!(notices("connector.error"), 1);
+
+    // Still revoked: still in error, and the platform is not told again.
+    assert!(!run(&poll, FIRST).0);
+    assert_eq!(status(FIRST)["failures_in_a_row"], 2);
+    assert_eq!(notices("connector.error"), 1);
+    assert_eq!(notices("connector.recovered"), 0);
+
+    // The operator puts the new token in place: the next run recovers, told once.
+    let (ok, out, err) = run(&poll, &second);
+    assert!(ok, "{out}{err}");
+    let s = status(&second);
+    assert_eq!(
+        (s["status"].as_str(), s["failures_in_a_row"].as_u64()),
+        (Some("connected"), Some(0)),
+        "{s}"
+    );
+    assert!(s["cause"].is_null(), "{s}");
+    assert!(run(&poll, &second).0);
+    assert_eq!((notices("connector.error"), notices("connector.recovered")), (1, 1));
+    let told = receiver
+        .events()
+        .into_iter()
+        .find(|e| e["type"] == "connector.error")
+        .unwrap();
+    assert_eq!(told["data"]["tenant"], "acme");
+    assert!(told["data"]["cause"].as_str().unwrap().contains("HTTP 401"), "{told}");
+}

@@ -13,8 +13,20 @@ pub const SECRET_CACHE_SECONDS: &str = "SECRET_CACHE_SECONDS";
 /// name when it resolves to a private, loopback or link-local address (see [`AllowedHosts`]).
 pub const ALLOWED_HOSTS: &str = "S1_BRIDGE_ALLOWED_HOSTS";
 
+/// The queue the dispatcher sends poll messages to (the dispatcher's own setting).
+pub const POLL_QUEUE_URL: &str = "POLL_QUEUE_URL";
+/// Seconds over which the dispatcher spreads a minute's messages (per-tenant delays).
+pub const DISPATCH_SPREAD_SECONDS: &str = "DISPATCH_SPREAD_SECONDS";
+
 /// Every variable the functions read.
-pub const ALL: [&str; 4] = [TABLE_NAME, POLL_CONCURRENCY, SECRET_CACHE_SECONDS, ALLOWED_HOSTS];
+pub const ALL: [&str; 6] = [
+    TABLE_NAME,
+    POLL_CONCURRENCY,
+    SECRET_CACHE_SECONDS,
+    ALLOWED_HOSTS,
+    POLL_QUEUE_URL,
+    DISPATCH_SPREAD_SECONDS,
+];
 
 /// A setting is missing or malformed.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -37,6 +49,10 @@ pub struct Settings {
     pub secret_cache_ttl: Duration,
     /// `S1_BRIDGE_ALLOWED_HOSTS` (default `*.sentinelone.net`).
     pub allowed_hosts: AllowedHosts,
+    /// `POLL_QUEUE_URL`: set for the dispatcher only.
+    pub poll_queue_url: Option<String>,
+    /// `DISPATCH_SPREAD_SECONDS` (default 50, at most 840).
+    pub dispatch_spread: Duration,
 }
 
 impl Settings {
@@ -81,6 +97,8 @@ impl Settings {
                     reason: reason.to_string(),
                 })?,
             },
+            poll_queue_url: get(POLL_QUEUE_URL).filter(|v| !v.trim().is_empty()),
+            dispatch_spread: Duration::from_secs(number(DISPATCH_SPREAD_SECONDS, 50, 840)?),
         })
     }
 }
@@ -99,6 +117,12 @@ mod tests {
     fn defaults_and_errors_name_the_variable() {
         let s = Settings::from_lookup(lookup(&[(TABLE_NAME, "s1-bridge-state")])).unwrap();
         assert_eq!((s.poll_concurrency, s.secret_cache_ttl), (4, Duration::from_secs(300)));
+        assert_eq!(
+            (s.poll_queue_url.as_deref(), s.dispatch_spread),
+            (None, Duration::from_secs(50))
+        );
+        let err = Settings::from_lookup(lookup(&[(TABLE_NAME, "t"), (DISPATCH_SPREAD_SECONDS, "900")])).unwrap_err();
+        assert!(err.to_string().contains("DISPATCH_SPREAD_SECONDS"), "{err}");
         assert_eq!(
             Settings::from_lookup(lookup(&[])),
             Err(ConfigError::Missing(TABLE_NAME))

@@ -30,6 +30,9 @@ pub struct LambdaPorts {
     /// The tenants' S1 clients (one per tenant for the life of the process), called with the
     /// tokens read through `tokens`.
     pub consoles: Consoles,
+    /// The AWS configuration the clients were built from (region, credentials, endpoints), for
+    /// the clients only one function needs (the dispatcher's queue).
+    pub aws: aws_config::SdkConfig,
 }
 
 impl LambdaPorts {
@@ -65,6 +68,7 @@ impl LambdaPorts {
             http,
             client_options,
             consoles,
+            aws,
         })
     }
 

@@ -15,6 +15,7 @@ pub mod lambda;
 pub mod mapping;
 pub mod net;
 pub mod platform;
+pub mod queue;
 pub mod s1;
 pub mod secret;
 pub mod secrets;

@@ -57,6 +57,7 @@ impl TenantConfig {
             mapping_overrides: MappingOverrides::default(),
             token_alert_days: vec![30, 14, 7, 3, 1, 0],
             max_in_flight: crate::store::DEFAULT_MAX_IN_FLIGHT,
+            status_notices: false,
         }
     }
 

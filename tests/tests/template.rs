@@ -72,7 +72,13 @@ fn the_table_is_the_stores_table() {
 #[test]
 fn every_function_package_is_deployed_least_privilege() {
     let t = template();
-    for pkg in ["poll-threats", "status-writeback", "sync-assets", "token-expiry"] {
+    for pkg in [
+        "poll-threats",
+        "status-writeback",
+        "sync-assets",
+        "token-expiry",
+        "dispatch",
+    ] {
         assert!(
             t.contains(&format!("CodeUri: ../functions/{pkg}\n")),
             "{pkg} has no function resource"
@@ -85,7 +91,7 @@ fn every_function_package_is_deployed_least_privilege() {
                 .exists()
         );
     }
-    assert_eq!(t.matches("BuildMethod: rust-cargolambda").count(), 4);
+    assert_eq!(t.matches("BuildMethod: rust-cargolambda").count(), 5);
     let statements = t.matches("- Sid: ").count();
     let effects = t.matches("Effect: Allow").count();
     assert_eq!(statements, effects, "every policy statement has a Sid");
@@ -257,4 +263,64 @@ fn every_metric_the_readme_lists_is_emitted() {
     }
     // Names after the last "(function)" are prose about the list (say, what one of them counts).
     assert!(checked >= 20, "only {checked} metrics found in the README's list");
+}
+
+/// The text of one top-level resource.
+fn resource<'a>(t: &'a str, name: &str) -> &'a str {
+    let start = t
+        .find(&format!("\n  {name}:\n"))
+        .unwrap_or_else(|| panic!("no resource {name}"));
+    let rest = &t[start + name.len() + 4..];
+    let end = rest
+        .find("\n  # ---")
+        .into_iter()
+        .chain(
+            rest.match_indices("\n  ")
+                .filter(|(i, _)| !rest[i + 3..].starts_with(' ') && !rest[i + 3..].starts_with('#'))
+                .map(|(i, _)| i),
+        )
+        .min()
+        .unwrap_or(rest.len());
+    &rest[..end]
+}
+
+#[test]
+fn polls_fan_out_through_a_queue_with_least_privilege() {
+    let t = template();
+    let mapping = resource(&t, "PollThreatsQueueMapping");
+    for needle in [
+        "Type: AWS::Lambda::EventSourceMapping",
+        "EventSourceArn: !GetAtt PollQueue.Arn",
+        "FunctionName: !Ref PollThreatsFunction",
+        "FunctionResponseTypes: [ReportBatchItemFailures]",
+        "MaximumConcurrency: !Ref PollMaxConcurrency",
+    ] {
+        assert!(mapping.contains(needle), "{needle}: {mapping}");
+    }
+    assert!(t.contains("\n  PollMaxConcurrency:\n    Type: Number\n"));
+    assert!(resource(&t, "PollQueue").contains("deadLetterTargetArn: !GetAtt PollDeadLetterQueue.Arn"));
+    // Only the dispatcher sends to the poll queue; only poll-threats receives and deletes.
+    let dispatcher = resource(&t, "DispatchFunction");
+    let poller = resource(&t, "PollThreatsFunction");
+    assert!(dispatcher.contains("Action: [sqs:SendMessage]\n              Resource: !GetAtt PollQueue.Arn"));
+    assert!(!dispatcher.contains("sqs:ReceiveMessage") && !dispatcher.contains("dynamodb:PutItem"));
+    assert!(poller.contains("sqs:ReceiveMessage, sqs:DeleteMessage"));
+    assert!(
+        !poller.contains("Schedule: !Ref PollSchedule"),
+        "the dispatcher has the schedule"
+    );
+    assert!(dispatcher.contains("Schedule: !Ref PollSchedule"));
+    assert!(
+        !poller.contains("ReservedConcurrentExecutions"),
+        "no longer one run at a time"
+    );
+    let senders = t.matches("Resource: !GetAtt PollQueue.Arn").count();
+    assert_eq!(
+        senders, 2,
+        "the dispatcher's send and the poller's receive, nothing else"
+    );
+    for alarm in ["PollQueueAgeAlarm", "PollDeadLetterQueueAlarm", "DispatchErrorsAlarm"] {
+        assert!(resource(&t, alarm).contains("Type: AWS::CloudWatch::Alarm"), "{alarm}");
+    }
+    assert!(resource(&t, "PollQueueAgeAlarm").contains("Threshold: 120"));
 }

@@ -1,46 +1,74 @@
-//! Turns a schedule event into a poll run and the run into a report.
+//! Turns an SQS batch (one tenant per message, from the dispatcher), an operator's
+//! `{"tenant": "acme"}` or a schedule event into poll runs, and the runs into a report.
 
 use lambda_runtime::LambdaEvent;
 use s1_shared::lambda::{FunctionError, deadline};
-use s1_shared::usecase::poll_threats::{PollDeps, Selection, run};
+use s1_shared::queue::{SqsEvent, is_sqs_event};
+use s1_shared::usecase::fanout::consume;
+use s1_shared::usecase::poll_threats::{PollDeps, PollReport, Selection, run};
 use serde::Deserialize;
 use serde_json::Value;
 
-/// The optional input of the schedule: `{"tenant": "acme"}` or `{"shard": 0, "shards": 4}`.
-/// An EventBridge scheduled event (or `{}`) polls every enabled tenant.
+/// An operator's input: `{"tenant": "acme"}`. An EventBridge scheduled event (or `{}`) polls
+/// every enabled tenant in this one invocation (the deployed stack fans out through the queue
+/// instead).
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Payload {
     tenant: Option<String>,
-    shard: Option<u32>,
-    shards: Option<u32>,
 }
 
 fn selection(event: &Value) -> Result<Selection, FunctionError> {
-    let bad = |m: String| FunctionError::bad_input(m);
     if event.get("detail-type").is_some() {
         return Ok(Selection::All);
     }
-    let p: Payload = serde_json::from_value(event.clone()).map_err(|e| bad(format!("poll-threats input: {e}")))?;
-    match (p.tenant, p.shard, p.shards) {
-        (Some(t), None, None) => Ok(Selection::Tenant(t)),
-        (None, Some(index), Some(count)) => Ok(Selection::Shard { index, count }),
-        (None, None, None) => Ok(Selection::All),
-        _ => Err(bad(
-            "poll-threats input takes either {\"tenant\"} or {\"shard\", \"shards\"}".into(),
-        )),
-    }
+    let p: Payload = serde_json::from_value(event.clone()).map_err(|e| {
+        FunctionError::bad_input(format!(
+            "poll-threats takes an SQS batch, {{\"tenant\": \"<id>\"}} or a schedule event: {e}"
+        ))
+    })?;
+    Ok(match p.tenant {
+        Some(t) => Selection::Tenant(t),
+        None => Selection::All,
+    })
 }
 
 pub(crate) async fn handle(deps: &PollDeps, event: LambdaEvent<Value>) -> Result<Value, FunctionError> {
-    let selection = selection(&event.payload)?;
     let mut deps = deps.clone();
     deps.owner = if event.context.request_id.is_empty() {
         "local".into()
     } else {
         event.context.request_id.clone()
     };
-    let report = run(&deps, &selection, deadline(&event.context)).await?;
-    // CloudWatch turns these stdout lines into metrics.
+    let deadline = deadline(&event.context);
+    if is_sqs_event(&event.payload) {
+        let batch: SqsEvent = serde_json::from_value(event.payload)
+            .map_err(|e| FunctionError::bad_input(format!("poll-threats: an SQS batch that does not read: {e}")))?;
+        let (answer, consumed) = consume(&deps, &batch, deadline).await;
+        let report = PollReport {
+            tenants: consumed.runs.clone(),
+        };
+        emit(&report);
+        tracing::info!(
+            messages = batch.records.len(),
+            lease_held = consumed.lease_held,
+            disabled = consumed.disabled,
+            unknown = consumed.unknown,
+            malformed = consumed.malformed,
+            retried = consumed.retried,
+            "queue batch done"
+        );
+        // Lambda reads only `batchItemFailures`: the messages to be received again.
+        return FunctionError::answer(&answer);
+    }
+    let selection = selection(&event.payload)?;
+    let report = run(&deps, &selection, deadline).await?;
+    emit(&report);
+    FunctionError::answer(&report)
+}
+
+/// The run's metrics (CloudWatch turns these stdout lines into metrics) and a summary line.
+fn emit(report: &PollReport) {
     for line in report.emf_lines("poll-threats", time::OffsetDateTime::now_utc()) {
         println!("{line}");
     }
@@ -51,7 +79,6 @@ pub(crate) async fn handle(deps: &PollDeps, event: LambdaEvent<Value>) -> Result
         failed = totals.failed,
         "poll run done"
     );
-    FunctionError::answer(&report)
 }
 
 #[cfg(test)]
@@ -76,11 +103,7 @@ mod tests {
                 serde_json::json!({"tenant": "acme"}),
                 Some(Selection::Tenant("acme".into())),
             ),
-            (
-                serde_json::json!({"shard": 1, "shards": 4}),
-                Some(Selection::Shard { index: 1, count: 4 }),
-            ),
-            (serde_json::json!({"shard": 1}), None),
+            (serde_json::json!({"shard": 1, "shards": 4}), None),
             (serde_json::json!({"tenant": 5}), None),
         ];
         for (input, want) in cases {

@@ -85,6 +85,21 @@ pub enum Notice {
     AssetUpserted(Synced),
     /// An S1 agent decommissioned or gone (`asset.deactivated`).
     AssetDeactivated(Synced),
+    /// The tenant's connector status turned to `error` (`connector.error`), or back from it
+    /// (`connector.recovered`): sent only to tenants that opted in (`status_notices`), once per
+    /// change.
+    ConnectorStatus {
+        id: String,
+        timestamp: OffsetDateTime,
+        tenant: String,
+        console: String,
+        /// `connected`, `degraded` or `error`.
+        state: &'static str,
+        recovered: bool,
+        /// Why it is in error (or still degraded), as the run report names it.
+        cause: Option<String>,
+        message: String,
+    },
     /// The configuration test ("Test configuration"): must page nobody (`bridge.test`).
     Test {
         id: String,
@@ -106,6 +121,8 @@ impl Notice {
             Notice::AssetUpserted(_) => "asset.upserted",
             Notice::AssetDeactivated(_) => "asset.deactivated",
             Notice::Test { .. } => "bridge.test",
+            Notice::ConnectorStatus { recovered: false, .. } => "connector.error",
+            Notice::ConnectorStatus { recovered: true, .. } => "connector.recovered",
         }
     }
 
@@ -115,6 +132,7 @@ impl Notice {
             Notice::TokenExpiring { id, .. }
             | Notice::TokenUnauthorized { id, .. }
             | Notice::TokenRotationFailed { id, .. }
+            | Notice::ConnectorStatus { id, .. }
             | Notice::Test { id, .. } => id,
             Notice::CustomerUpserted(s)
             | Notice::SiteUpserted(s)
@@ -129,6 +147,7 @@ impl Notice {
             Notice::TokenExpiring { timestamp, .. }
             | Notice::TokenUnauthorized { timestamp, .. }
             | Notice::TokenRotationFailed { timestamp, .. }
+            | Notice::ConnectorStatus { timestamp, .. }
             | Notice::Test { timestamp, .. } => *timestamp,
             Notice::CustomerUpserted(s)
             | Notice::SiteUpserted(s)
@@ -194,6 +213,14 @@ impl Notice {
             | Notice::AssetDeactivated(s) => json!({
                 "external_id": s.external_id, "active": s.active, "change": s.change, "object": s.fields,
             }),
+            Notice::ConnectorStatus {
+                tenant,
+                console,
+                state,
+                cause,
+                message,
+                ..
+            } => json!({"tenant": tenant, "console": console, "state": state, "cause": cause, "message": message}),
             Notice::Test { tenant, message, .. } => json!({"tenant": tenant, "message": message}),
         }
     }

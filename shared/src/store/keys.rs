@@ -10,6 +10,8 @@ pub fn tenant(tenant: &str) -> String {
 pub const CONFIG: &str = "CONFIG";
 /// Sort key of the tenant's token state.
 pub const TOKEN: &str = "TOKEN";
+/// Sort key of the tenant's connector status.
+pub const STATUS: &str = "STATUS";
 /// Index key under which every tenant configuration is listed.
 pub const TENANTS_INDEX: &str = "TENANTS";
 

@@ -17,6 +17,7 @@ mod error;
 pub mod keys;
 mod pending;
 mod repo;
+mod status;
 mod tenant;
 mod types;
 
@@ -28,6 +29,7 @@ pub use embedded::EmbeddedTable;
 pub use error::StoreError;
 pub use pending::{PendingChange, WritebackStep};
 pub use repo::Store;
+pub use status::{ConnectorState, ConnectorStatus};
 pub use tenant::{DEFAULT_MAX_IN_FLIGHT, Grouping, TenantConfig, TokenSource};
 pub use types::*;
 

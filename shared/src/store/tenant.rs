@@ -59,6 +59,10 @@ pub struct TenantConfig {
     /// story's events still go one after another.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: u32,
+    /// Tell the platform when the connector status turns to `error` and when it recovers (one
+    /// notice per change: `connector.error`, `connector.recovered`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub status_notices: bool,
 }
 
 /// [`TenantConfig::max_in_flight`] when the tenant does not say.

@@ -2,7 +2,9 @@
 //! ports, never SDK clients, so they run the same under Lambda, in the one-machine runner and in
 //! tests.
 
+pub mod fanout;
 pub mod poll_threats;
+pub mod status;
 pub mod sync_assets;
 pub mod tenant_check;
 pub mod token_expiry;

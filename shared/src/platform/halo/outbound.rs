@@ -329,7 +329,8 @@ impl Platform for HaloTickets {
         match notice {
             Notice::TokenExpiring { message, .. }
             | Notice::TokenUnauthorized { message, .. }
-            | Notice::TokenRotationFailed { message, .. } => self.token_ticket(notice, message).await,
+            | Notice::TokenRotationFailed { message, .. }
+            | Notice::ConnectorStatus { message, .. } => self.token_ticket(notice, message).await,
             Notice::Test { .. } => {
                 // Proves the credentials; writes nothing. The configured names are checked one
                 // by one by `check_settings`.
@@ -359,11 +360,16 @@ impl Platform for HaloTickets {
 }
 
 impl HaloTickets {
-    /// A token alert: one ticket per tenant's token, under the default client; later alerts
-    /// add to it while it is open.
+    /// A token alert or a connector status notice: one ticket per tenant and topic (token,
+    /// status), under the default client; later notices add to it while it is open.
     async fn token_ticket(&self, notice: &Notice, message: &str) -> Result<PublishReceipt, PlatformError> {
         let r = self.resolved().await?;
-        let key = format!("s1-bridge:{}:token", self.tenant);
+        // Status notices keep a ticket of their own: a token alert is not a connector outage.
+        let (topic, needs) = match notice {
+            Notice::ConnectorStatus { .. } => ("status", "connector"),
+            _ => ("token", "S1 API token"),
+        };
+        let key = format!("s1-bridge:{}:{topic}", self.tenant);
         let note = format!("<p>{}</p><p><small>{}</small></p>", html(message), html(&marker(&key)));
         // Open in Halo's terms (`open_only`) and not in one of the tenant's closed statuses.
         let open = self.existing_ticket(&key, true).await?.filter(|t| {
@@ -378,7 +384,7 @@ impl HaloTickets {
             }
             None => {
                 let mut ticket = json!({
-                    "summary": format!("[s1-bridge] {}: the S1 API token of tenant {} needs attention", notice.kind(), self.tenant),
+                    "summary": format!("[s1-bridge] {}: the {needs} of tenant {} needs attention", notice.kind(), self.tenant),
                     "details_html": note,
                     "tickettype_id": r.ticket_type.0,
                     "third_party_id_string": key,

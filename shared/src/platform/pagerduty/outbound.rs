@@ -221,6 +221,19 @@ impl Platform for PagerDutyEvents {
             Notice::TokenUnauthorized { tenant, message, .. } | Notice::TokenRotationFailed { tenant, message, .. } => {
                 (tenant, "token".to_owned(), "critical", message, false)
             }
+            // An error opens an incident under the tenant's status key; the recovery resolves it.
+            Notice::ConnectorStatus {
+                tenant,
+                recovered: true,
+                ..
+            } => {
+                let key = format!("s1-bridge:{tenant}:status");
+                self.send(&self.bare("resolve", &key)).await?;
+                return Ok(PublishReceipt {
+                    platform_ref: Some(key),
+                });
+            }
+            Notice::ConnectorStatus { tenant, message, .. } => (tenant, "status".to_owned(), "error", message, false),
             // A test must not page anyone: open at info severity and resolve at once.
             Notice::Test {
                 tenant, message, id, ..

@@ -14,6 +14,7 @@ mod leases;
 mod markers;
 mod outbound;
 mod publish_dead;
+mod status;
 mod stories;
 mod tenants;
 mod token;

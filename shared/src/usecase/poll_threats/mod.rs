@@ -92,8 +92,6 @@ pub enum Selection {
     All,
     /// One tenant (enabled or not: an operator asked for it).
     Tenant(String),
-    /// Enabled tenants whose id hashes to `index` of `count` shards.
-    Shard { index: u32, count: u32 },
 }
 
 /// Name of the STAR-alerts checkpoint.
@@ -114,13 +112,12 @@ pub const REFUSALS_IN_A_ROW: u32 = 10;
 pub enum PollError {
     #[error("no tenant {0:?} is configured")]
     UnknownTenant(String),
-    #[error("invalid selection: {0}")]
-    BadSelection(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// Stable shard of a tenant id (FNV-1a), the same in every process.
+/// Stable bucket of a tenant id among `count` (FNV-1a), the same in every process: the
+/// dispatcher's per-tenant delay and backoff minute.
 pub fn shard_of(tenant: &str, count: u32) -> u32 {
     let mut h: u64 = 0xcbf29ce484222325;
     for b in tenant.bytes() {
@@ -133,7 +130,7 @@ pub fn shard_of(tenant: &str, count: u32) -> u32 {
 /// Polls the selected tenants, `deps.concurrency` at a time, each isolated from the others.
 ///
 /// # Errors
-/// Only when the run cannot start (unknown tenant, bad shard, store unreadable); a tenant's own
+/// Only when the run cannot start (unknown tenant, store unreadable); a tenant's own
 /// failure is in its report.
 pub async fn run(deps: &PollDeps, selection: &Selection, deadline: Instant) -> Result<PollReport, PollError> {
     let tenants: Vec<TenantConfig> = match selection {
@@ -150,17 +147,6 @@ pub async fn run(deps: &PollDeps, selection: &Selection, deadline: Instant) -> R
             .into_iter()
             .filter(|t| t.enabled)
             .collect(),
-        Selection::Shard { index, count } => {
-            if *count == 0 || index >= count {
-                return Err(PollError::BadSelection(format!("shard {index} of {count}")));
-            }
-            deps.store
-                .list_tenants()
-                .await?
-                .into_iter()
-                .filter(|t| t.enabled && shard_of(&t.id, *count) == *index)
-                .collect()
-        }
     };
     let tenants = stream::iter(tenants.iter().map(|t| poll_tenant(deps, t, deadline)))
         .buffer_unordered(deps.concurrency.max(1))
@@ -318,6 +304,7 @@ pub async fn poll_tenant(deps: &PollDeps, tenant: &TenantConfig, deadline: Insta
                 Ok(r) => {
                     report.writebacks_applied = r.applied;
                     report.writebacks_dead = r.dead;
+                    report.writebacks_pending = Some(r.rescheduled + r.waiting + r.unreadable);
                 }
                 Err(e) => tracing::warn!(tenant = %tenant.id, error = %e, "could not read pending writebacks"),
             }
@@ -327,6 +314,20 @@ pub async fn poll_tenant(deps: &PollDeps, tenant: &TenantConfig, deadline: Insta
         report.outcome = Outcome::Failed;
         report.error = Some(e.to_string());
         tracing::warn!(tenant = %tenant.id, error = %e, "poll stopped");
+    }
+    // The status is written while the lease is still held, so two runs never race on it.
+    if let Some(facts) = crate::usecase::status::RunFacts::of_poll(&report) {
+        if let Err(e) = crate::usecase::status::record_run(
+            &deps.store,
+            deps.platforms.as_ref(),
+            tenant,
+            facts,
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        {
+            tracing::warn!(tenant = %tenant.id, error = %e, "could not record the connector status");
+        }
     }
     match deps.store.give_back(&lease).await {
         Ok(_) => {}

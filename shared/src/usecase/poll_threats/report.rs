@@ -42,6 +42,9 @@ pub struct TenantReport {
     /// Pending writebacks retried after the poll.
     pub writebacks_applied: u64,
     pub writebacks_dead: u64,
+    /// Writebacks still waiting for S1 after the run (`None`: the run did not look at them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writebacks_pending: Option<u64>,
     pub error: Option<String>,
 }
 
