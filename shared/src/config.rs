@@ -345,7 +345,7 @@ impl AllowedHosts {
             }
         }
         if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-            if !crate::net::is_public(ip) && !self.admits(&host) {
+            if !crate::ip::is_public(ip) && !self.admits(&host) {
                 return Err(UrlRefused::PrivateAddress {
                     what,
                     url: u.to_string(),

@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod domain;
+pub mod ip;
 pub mod lambda;
 pub mod mapping;
 pub mod net;

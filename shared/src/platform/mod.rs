@@ -6,6 +6,7 @@
 //! A new platform is one new folder here plus one variant in [`PlatformConfig`]; the compiler
 //! names every place still to handle (the registry, the kind's name).
 
+pub mod check;
 mod config;
 mod event;
 mod generic;
@@ -142,7 +143,7 @@ pub trait Platform: Send + Sync {
     }
     /// "Test configuration" checks of the adapter's own settings against the platform, run once
     /// it is reachable (Halo: its token, and that every configured name exists). None by default.
-    async fn check_settings(&self) -> Vec<crate::usecase::tenant_check::Check> {
+    async fn check_settings(&self) -> Vec<check::Check> {
         Vec::new()
     }
 }

@@ -86,11 +86,7 @@ impl Adapters {
 
 impl Adapters {
     /// The tenant's Halo client and its kept settings, made once per process.
-    async fn halo_client(
-        &self,
-        tenant: &TenantConfig,
-        s: &super::halo::Settings,
-    ) -> Result<HaloShared, PlatformError> {
+    async fn halo_client(&self, tenant: &TenantConfig, s: &super::halo::Settings) -> Result<HaloShared, PlatformError> {
         let key = format!(
             "{}\n{}\n{}\n{}",
             tenant.id,

@@ -13,7 +13,6 @@ use time::OffsetDateTime;
 
 use crate::platform::{Notice, PlatformResolver};
 use crate::store::{ConnectorState, ConnectorStatus, Store, StoreError, TenantConfig};
-use crate::usecase::poll_threats::{Outcome, TenantReport};
 
 /// A status whose content did not change is written again after this long, so `last_success`
 /// and `checked_at` stay within it of the truth.
@@ -40,30 +39,6 @@ pub struct RunFacts {
     /// Dead letters counted now (`None`: not counted in this run).
     pub dead_letters: Option<u64>,
     pub token_days_left: Option<i64>,
-}
-
-impl RunFacts {
-    /// The facts of a poll run's report (`None` for a run that did not happen: another run
-    /// held the lease).
-    pub fn of_poll(report: &TenantReport) -> Option<Self> {
-        let failed = match report.outcome {
-            Outcome::Skipped => return None,
-            Outcome::Failed => true,
-            Outcome::Completed | Outcome::Partial => false,
-        };
-        Some(Self {
-            failed,
-            cause: report.error.clone().filter(|_| failed),
-            lag_seconds: match report.outcome {
-                Outcome::Completed => Some(0),
-                Outcome::Partial => report.lag_seconds.or(Some(0)),
-                _ => None,
-            },
-            pending: report.writebacks_pending,
-            dead_letters: None,
-            token_days_left: None,
-        })
-    }
 }
 
 /// The status after a run with `facts`, given the one before.

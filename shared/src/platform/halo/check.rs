@@ -13,7 +13,7 @@ use super::lookup::{self, find, find_each};
 use super::outbound::HaloTickets;
 use super::{AssetMatch, AssetTypeRule, Settings};
 use crate::platform::PlatformError;
-use crate::usecase::tenant_check::Check;
+use crate::platform::check::Check;
 
 /// The permissions (Halo API scopes) the tenant's options need, each with what for.
 pub fn permissions(s: &Settings) -> Vec<(&'static str, &'static str)> {

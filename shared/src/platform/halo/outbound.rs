@@ -354,7 +354,7 @@ impl Platform for HaloTickets {
         Some(f64::from(self.settings.requests_per_5_minutes.get()) * 0.8 / 300.0 / 2.0)
     }
 
-    async fn check_settings(&self) -> Vec<crate::usecase::tenant_check::Check> {
+    async fn check_settings(&self) -> Vec<crate::platform::check::Check> {
         self.checks().await
     }
 }

@@ -316,7 +316,7 @@ pub async fn poll_tenant(deps: &PollDeps, tenant: &TenantConfig, deadline: Insta
         tracing::warn!(tenant = %tenant.id, error = %e, "poll stopped");
     }
     // The status is written while the lease is still held, so two runs never race on it.
-    if let Some(facts) = crate::usecase::status::RunFacts::of_poll(&report) {
+    if let Some(facts) = report.status_facts() {
         if let Err(e) = crate::usecase::status::record_run(
             &deps.store,
             deps.platforms.as_ref(),

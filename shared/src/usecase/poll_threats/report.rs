@@ -1,5 +1,6 @@
 //! What a poll run reports: counts per tenant, their sums, and CloudWatch EMF lines.
 
+use crate::usecase::status::RunFacts;
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -126,5 +127,29 @@ impl PollReport {
                 )
             })
             .collect()
+    }
+}
+
+impl TenantReport {
+    /// The facts of a poll run's report (`None` for a run that did not happen: another run
+    /// held the lease).
+    pub fn status_facts(&self) -> Option<RunFacts> {
+        let failed = match self.outcome {
+            Outcome::Skipped => return None,
+            Outcome::Failed => true,
+            Outcome::Completed | Outcome::Partial => false,
+        };
+        Some(RunFacts {
+            failed,
+            cause: self.error.clone().filter(|_| failed),
+            lag_seconds: match self.outcome {
+                Outcome::Completed => Some(0),
+                Outcome::Partial => self.lag_seconds.or(Some(0)),
+                _ => None,
+            },
+            pending: self.writebacks_pending,
+            dead_letters: None,
+            token_days_left: None,
+        })
     }
 }

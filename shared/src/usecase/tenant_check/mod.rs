@@ -16,10 +16,10 @@ mod console;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::config::AllowedHosts;
+pub use crate::platform::check::{Check, CheckStatus};
 use crate::platform::{Adapters, Notice, Platform, PlatformResolver};
 use crate::s1::{ClientOptions, RetryPolicy, S1Client};
 use crate::secrets::TokenProvider;
@@ -30,61 +30,6 @@ use crate::store::TenantConfig;
 pub const CONSOLE_BUDGET: Duration = Duration::from_secs(6);
 /// The whole test.
 pub const TEST_BUDGET: Duration = Duration::from_secs(9);
-
-/// How a check came out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CheckStatus {
-    Ok,
-    Fail,
-    /// Not run: what it needs failed before (said in the detail).
-    Skip,
-}
-
-/// One named check and what it found (fields in the order the JSON output has them).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Check {
-    pub check: String,
-    /// What was found, or what is wrong.
-    pub detail: String,
-    /// `status` is `ok`.
-    pub ok: bool,
-    pub status: CheckStatus,
-}
-
-impl Check {
-    /// A check that passed.
-    pub fn ok(name: &str, detail: impl Into<String>) -> Self {
-        Self::new(name, CheckStatus::Ok, detail.into())
-    }
-
-    /// A check that failed, saying why.
-    pub fn fail(name: &str, detail: impl Into<String>) -> Self {
-        Self::new(name, CheckStatus::Fail, detail.into())
-    }
-
-    /// A check not run, saying why.
-    pub fn skip(name: &str, why: &str) -> Self {
-        Self::new(name, CheckStatus::Skip, format!("skipped: {why}"))
-    }
-
-    /// `ok` or `fail` as `result` is.
-    pub fn of<E: std::fmt::Display>(name: &str, result: Result<String, E>) -> Self {
-        match result {
-            Ok(detail) => Self::ok(name, detail),
-            Err(e) => Self::fail(name, e.to_string()),
-        }
-    }
-
-    fn new(name: &str, status: CheckStatus, detail: String) -> Self {
-        Self {
-            check: name.to_owned(),
-            detail,
-            ok: status == CheckStatus::Ok,
-            status,
-        }
-    }
-}
 
 /// One attempt per call: a test reports what it meets, it does not wait it out.
 fn test_retry() -> RetryPolicy {

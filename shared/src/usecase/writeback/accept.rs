@@ -6,8 +6,9 @@ use std::time::{Duration as StdDuration, Instant};
 use serde_json::json;
 use time::OffsetDateTime;
 
-use super::attempt::{Attempt, attempt};
+use super::attempt::attempt;
 use super::notes::{bounded, note_text};
+use super::outcome::Attempt;
 use super::resolve::resolve_story;
 use super::webhook::{WebhookResponse, answer, unavailable};
 use super::{EVENT_TTL, MIN_ATTEMPT_WINDOW, NOTE_DEDUPE_WINDOW, WritebackDeps};

@@ -8,8 +8,8 @@ use time::OffsetDateTime;
 
 use super::SUPERSEDED;
 use super::WritebackDeps;
-use super::attempt::Attempt;
 use super::notes::superseded_note;
+use super::outcome::{ApplyError, Attempt, store_error};
 use super::s1_calls::CallFailed;
 use super::s1_calls::{Recorder, S1Calls, call_error, check_details, note_in_s1, outbound_records, summarize};
 use crate::domain::MemberId;
@@ -17,25 +17,9 @@ use crate::platform::inbound::{ChangeAction, PlatformState};
 use crate::s1::RetryPolicy;
 use crate::s1::dto::{AnalystVerdict, IncidentStatus};
 use crate::store::{
-    AlertLock, Claim, Finished, OutboundRequest, PendingWriteback, StoreError, StoryRecord, StoryStatus, TenantConfig,
-    Versioned, WritebackStep as Step,
+    AlertLock, Claim, Finished, OutboundRequest, PendingWriteback, StoryRecord, StoryStatus, TenantConfig, Versioned,
+    WritebackStep as Step,
 };
-
-#[derive(Debug)]
-pub(super) enum ApplyError {
-    /// Try again later (S1 down or rate-limiting, network, store).
-    Retry(String),
-    /// Retrying will not help (permissions, a refused request): straight to the dead letters.
-    Fatal(String),
-    /// Another attempt is applying a change to this alert: try again later, not an attempt.
-    Busy(String),
-    /// Another attempt took the pending item over: write nothing more.
-    LostClaim,
-}
-
-pub(super) fn store_error(e: StoreError) -> ApplyError {
-    ApplyError::Retry(format!("state store: {e}"))
-}
 
 /// One attempt on one claimed pending item.
 pub(super) struct Work<'a> {

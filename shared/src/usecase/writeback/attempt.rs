@@ -6,27 +6,13 @@ use std::time::Duration as StdDuration;
 
 use time::OffsetDateTime;
 
-use super::apply::{ApplyError, Work, apply};
-use super::retry::backoff;
+use super::apply::{Work, apply};
+use super::outcome::ApplyError;
+use super::outcome::{Attempt, backoff};
 use super::s1_calls::{Recorder, record_outbound};
 use super::{CLAIM_TTL, MAX_ATTEMPTS, WritebackDeps};
 use crate::s1::RetryPolicy;
 use crate::store::{Claim, PendingEntry, StoryRecord, TenantConfig, Versioned};
-
-/// How an attempt ended.
-pub(super) enum Attempt {
-    /// S1 holds the change; the pending item is retired.
-    Applied,
-    /// A newer change held the alert: the note was posted, the status and verdict were not, and
-    /// the change is listed with the dead letters as superseded.
-    Superseded,
-    /// Not (fully) applied; it is retried later.
-    Pending,
-    /// Moved to the dead letters.
-    Dead,
-    /// Another attempt holds the item or its alert; nothing was done.
-    Busy,
-}
 
 static OWNER_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 

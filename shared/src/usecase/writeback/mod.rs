@@ -30,6 +30,7 @@ mod accept;
 mod apply;
 mod attempt;
 mod notes;
+mod outcome;
 mod resolve;
 mod retry;
 mod s1_calls;
@@ -47,7 +48,8 @@ use crate::secrets::TokenProvider;
 use crate::store::Store;
 
 pub use notes::note_text;
-pub use retry::{RetryReport, backoff, retry_pending};
+pub use outcome::backoff;
+pub use retry::{RetryReport, retry_pending};
 pub use webhook::{WebhookResponse, handle_webhook, handle_webhook_with};
 
 /// Bodies above this are refused with 413.

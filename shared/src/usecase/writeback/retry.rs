@@ -4,16 +4,12 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use serde::Serialize;
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
-use super::attempt::{Attempt, attempt};
+use super::attempt::attempt;
+use super::outcome::Attempt;
 use super::{MIN_ATTEMPT_WINDOW, RETRY_ATTEMPT_LIMIT, WritebackDeps};
 use crate::store::{PendingEntry, StoreError, TenantConfig};
-
-/// Backoff before the n-th retry: 1, 2, 4 ... minutes, at most an hour.
-pub fn backoff(attempts: u32) -> Duration {
-    Duration::minutes(1i64 << attempts.saturating_sub(1).min(6))
-}
 
 /// Counts of a retry pass.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]

@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use time::{Duration, OffsetDateTime};
 
 use super::WritebackDeps;
-use super::apply::ApplyError;
+use super::outcome::ApplyError;
 use crate::s1::dto::ThreatActionResult;
 use crate::s1::{RequestObserver, RequestRecord, RetryPolicy, S1Client, S1Error};
 use crate::secrets::TokenCallError;

@@ -7,7 +7,8 @@ use crate::domain::MemberId;
 use crate::s1::dto::{AnalystVerdict, IncidentStatus};
 use crate::store::{MemberState, StoryRecord, Versioned};
 
-use super::apply::{ApplyError, Work, store_error};
+use super::apply::Work;
+use super::outcome::{ApplyError, store_error};
 
 /// Tries at writing the story against other writers (the poller) before the step is retried.
 const STORY_TRIES: usize = 5;
