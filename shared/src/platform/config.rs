@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use super::settings_port::PlatformSettings;
 use super::{generic, halo, pagerduty};
 use crate::store::TokenSource;
 use crate::usecase::sync_assets::AssetSettings;
@@ -88,17 +89,5 @@ impl PlatformConfig {
     /// The asset-sync settings of a platform that keeps assets, when the tenant gives them.
     pub fn assets(&self) -> Option<AssetSettings> {
         self.settings().assets()
-    }
-}
-
-/// What every platform's settings tell, whatever the platform.
-pub trait PlatformSettings {
-    /// Every secret the settings refer to, with the setting's name.
-    fn secrets(&self) -> Vec<(&'static str, &TokenSource)>;
-    /// Every URL the settings name, with the setting's name.
-    fn urls(&self) -> Vec<(&'static str, &str)>;
-    /// The asset sync's generic settings, for a platform that keeps assets.
-    fn assets(&self) -> Option<AssetSettings> {
-        None
     }
 }

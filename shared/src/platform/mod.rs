@@ -16,6 +16,7 @@ pub mod inbound;
 mod notice;
 mod pagerduty;
 mod registry;
+mod settings_port;
 
 use async_trait::async_trait;
 use reqwest::header::HeaderMap;

@@ -87,7 +87,7 @@ impl Batch {
     }
 }
 
-impl crate::platform::config::PlatformSettings for Settings {
+impl crate::platform::settings_port::PlatformSettings for Settings {
     fn secrets(&self) -> Vec<(&'static str, &TokenSource)> {
         std::iter::once(("secret", &self.secret))
             .chain(self.inbound_secrets.iter().map(|t| ("inbound_secrets", t)))

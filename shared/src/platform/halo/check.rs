@@ -7,8 +7,8 @@
 
 use serde_json::Value;
 
-use super::assets::{KEY_FIELD_TARGETS, TypeLayout};
 use super::client::as_id;
+use super::layout::{KEY_FIELD_TARGETS, TypeLayout};
 use super::lookup::{self, find, find_each};
 use super::outbound::HaloTickets;
 use super::{AssetMatch, AssetTypeRule, Settings};

@@ -19,6 +19,7 @@ mod assets;
 mod check;
 pub mod client;
 mod inbound;
+mod layout;
 mod lookup;
 mod outbound;
 
@@ -332,7 +333,7 @@ fn default_budget() -> NonZeroU32 {
     NonZeroU32::new(client::HALO_LIMIT.0).expect("not zero")
 }
 
-impl crate::platform::config::PlatformSettings for Settings {
+impl crate::platform::settings_port::PlatformSettings for Settings {
     fn secrets(&self) -> Vec<(&'static str, &TokenSource)> {
         let mut out = vec![("client_id", &self.client_id), ("client_secret", &self.client_secret)];
         match &self.inbound {

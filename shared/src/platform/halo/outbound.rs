@@ -20,7 +20,7 @@ pub struct HaloTickets {
     pub(super) directory: Option<Arc<dyn Directory>>,
     resolved: Arc<ResolvedCache>,
     /// Asset type layouts read by this adapter (the asset sync's, one run).
-    pub(super) layouts: super::assets::Layouts,
+    pub(super) layouts: super::layout::Layouts,
 }
 
 impl std::fmt::Debug for HaloTickets {
@@ -116,7 +116,7 @@ impl HaloTickets {
             tenant,
             directory,
             resolved: Arc::default(),
-            layouts: super::assets::Layouts::default(),
+            layouts: super::layout::Layouts::default(),
         }
     }
 

@@ -43,7 +43,7 @@ fn default_events_per_minute() -> NonZeroU32 {
     NonZeroU32::new(DEFAULT_EVENTS_PER_MINUTE).expect("the default is not zero")
 }
 
-impl crate::platform::config::PlatformSettings for Settings {
+impl crate::platform::settings_port::PlatformSettings for Settings {
     fn secrets(&self) -> Vec<(&'static str, &TokenSource)> {
         std::iter::once(("routing_key", &self.routing_key))
             .chain(self.inbound_secrets.iter().map(|t| ("inbound_secrets", t)))

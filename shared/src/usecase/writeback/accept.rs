@@ -10,7 +10,7 @@ use super::attempt::attempt;
 use super::notes::{bounded, note_text};
 use super::outcome::Attempt;
 use super::resolve::resolve_story;
-use super::webhook::{WebhookResponse, answer, unavailable};
+use super::response::{WebhookResponse, answer, unavailable};
 use super::{EVENT_TTL, MIN_ATTEMPT_WINDOW, NOTE_DEDUPE_WINDOW, WritebackDeps};
 use crate::mapping::Mapping;
 use crate::platform::inbound::{ChangeAction, StatusChange};

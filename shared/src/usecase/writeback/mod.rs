@@ -32,6 +32,7 @@ mod attempt;
 mod notes;
 mod outcome;
 mod resolve;
+mod response;
 mod retry;
 mod s1_calls;
 mod webhook;
