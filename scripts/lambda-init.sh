@@ -8,9 +8,11 @@
 #   scripts/release.sh && scripts/lambda-init.sh [RUNS]
 #
 # The bootstraps are the arm64 ones in target/lambda/ (from scripts/release.sh or scripts/sam.sh
-# build). On an x86_64 machine they run under qemu-user (apt packages qemu-user and
-# libc6-arm64-cross, installed when missing), which translates every instruction: the times are
-# then an upper bound of what a Graviton core takes. Not a test; needs cargo-lambda (.tools/).
+# build), or those in LAMBDA_DIR (e.g. an x86_64 build: `cargo lambda build --release
+# --lambda-dir target/lambda-x86_64 -p ...`). An arm64 bootstrap on an x86_64 machine runs under
+# qemu-user (apt packages qemu-user and libc6-arm64-cross, installed when missing), which
+# translates every instruction: its times are an upper bound of what a Graviton core takes.
+# Not a test; needs cargo-lambda (.tools/).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -18,13 +20,14 @@ cd "$ROOT"
 source scripts/sam.sh
 sam_install
 runs="${1:-15}"
-target_dir="${CARGO_TARGET_DIR:-target}"
+lambda_dir="${LAMBDA_DIR:-${CARGO_TARGET_DIR:-target}/lambda}"
 mapfile -t functions < <(sed -n 's#^ *CodeUri: \.\./functions/\([a-z0-9-]*\) *$#\1#p' infra/template.yaml)
 for fn in "${functions[@]}"; do
-  [ -f "$target_dir/lambda/$fn/bootstrap" ] || { echo "error: no $target_dir/lambda/$fn/bootstrap: run scripts/release.sh first" >&2; exit 1; }
+  [ -f "$lambda_dir/$fn/bootstrap" ] || { echo "error: no $lambda_dir/$fn/bootstrap: run scripts/release.sh first" >&2; exit 1; }
 done
 runner=()
-if [ "$(uname -m)" != aarch64 ]; then
+# ELF e_machine b7 00: aarch64.
+if [ "$(od -An -tx1 -j18 -N2 "$lambda_dir/${functions[0]}/bootstrap" | tr -d ' ')" = b700 ] && [ "$(uname -m)" != aarch64 ]; then
   if ! command -v qemu-aarch64 >/dev/null || [ ! -d /usr/aarch64-linux-gnu/lib ]; then
     echo "installing qemu-user and libc6-arm64-cross (apt) to run the arm64 bootstraps"
     apt-get update -qq && apt-get install -y -qq qemu-user libc6-arm64-cross >/dev/null
@@ -32,11 +35,13 @@ if [ "$(uname -m)" != aarch64 ]; then
   runner=(qemu-aarch64 -L /usr/aarch64-linux-gnu)
 fi
 
-python3 - "$runs" "$target_dir" "${runner[*]:-}" "${functions[@]}" <<'PY'
+# dist/'s zips are shown only beside the bootstraps they were made from (scripts/release.sh's).
+show_zips=$([ -z "${LAMBDA_DIR:-}" ] && echo 1 || echo 0)
+python3 - "$runs" "$lambda_dir" "${runner[*]:-}" "$show_zips" "${functions[@]}" <<'PY'
 import os, socket, statistics, subprocess, sys, threading, time
 
-runs, target_dir, runner = int(sys.argv[1]), sys.argv[2], sys.argv[3].split()
-functions = sys.argv[4:]
+runs, lambda_dir, runner = int(sys.argv[1]), sys.argv[2], sys.argv[3].split()
+show_zips, functions = sys.argv[4] == "1", sys.argv[5:]
 
 def free_port():
     s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
@@ -88,10 +93,10 @@ env = dict(os.environ,
            AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true",
            TABLE_NAME="s1-bridge-prod", POLL_CONCURRENCY="4", SECRET_CACHE_SECONDS="300",
            S1_BRIDGE_ALLOWED_HOSTS="*.sentinelone.net")
-print(f"{'function':18} {'bootstrap':>10} {'zip':>10} {'init median':>12} {'min':>8} {'max':>8}   ({runs} starts{', under ' + runner[0] if runner else ''})")
+print(f"{'function':18} {'bootstrap':>10} {'zip':>10} {'init median':>12} {'min':>8} {'max':>8}   ({runs} starts{', under ' + runner[0] if runner else ', native'})")
 try:
     for fn in functions:
-        boot = os.path.join(target_dir, "lambda", fn, "bootstrap")
+        boot = os.path.join(lambda_dir, fn, "bootstrap")
         times = []
         for _ in range(runs):
             seen.clear(); first_next["t"] = None
@@ -103,7 +108,7 @@ try:
             times.append((first_next["t"] - t0) * 1000)
             p.kill(); p.wait()
         z = os.path.join("dist", fn + ".zip")
-        zsize = f"{os.path.getsize(z) / 1e6:.2f} MB" if os.path.exists(z) else "-"
+        zsize = f"{os.path.getsize(z) / 1e6:.2f} MB" if show_zips and os.path.exists(z) else "-"
         print(f"{fn:18} {os.path.getsize(boot) / 1e6:>7.2f} MB {zsize:>10} {statistics.median(times):>9.1f} ms"
               f" {min(times):>5.1f} ms {max(times):>5.1f} ms")
 finally:
