@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The four function binaries, checked as Lambda runs them: each built with the test build's own
+# The function binaries (five, with the dispatcher), checked as Lambda runs them: each built with the test build's own
 # profile (so the test run's compiled dependencies are reused; the release/arm64 build is
 # `scripts/sam.sh build`), then run as the function's bootstrap against cargo-lambda's Lambda
 # runtime emulator (`cargo lambda watch --only-lambda-apis`) with
