@@ -209,21 +209,24 @@ async fn writes_create_and_update_and_lists_filter_and_page() {
     let (_, asset) = api
         .post(
             "/api/Asset",
-            &json!([{"inventory_number": "S1:agent-1", "key_field": "HOST-01", "assettype_id": 1, "site_id": site_id,
-                      "fields": [{"id": 1, "value": "10.0.0.1"}]}]),
+            &json!([{"inventory_number": "S1:agent-1", "assettype_id": 1, "site_id": site_id,
+                      "fields": [{"id": 1, "value": "HOST-01"}, {"id": 4, "value": "corp.example"}]}]),
         )
         .await;
     assert_eq!(asset["client_id"], 13, "derived from the site");
     assert_eq!(asset["assettype_name"], "Workstation");
     api.post(
         "/api/Asset",
-        &json!([{"inventory_number": "S1:agent-2", "key_field": "SRV-01", "assettype_id": 2, "client_id": 12,
+        &json!([{"inventory_number": "S1:agent-2", "fields": [{"id": 1, "value": "SRV-01"}], "assettype_id": 2, "client_id": 12,
                   "site_id": 34, "inactive": true}]),
     )
     .await;
     let (_, found) = api.get("/api/Asset?inventory_number=s1:AGENT-1").await;
     assert_eq!(found["record_count"], 1);
-    assert_eq!(found["assets"][0]["key_field"], "HOST-01");
+    assert_eq!(
+        found["assets"][0]["key_field"], "HOST-01",
+        "the type's first key field (Hostname), as Halo shows it"
+    );
     let (_, none) = api.get("/api/Asset?inventory_number=S1:agent-2").await;
     assert_eq!(none["record_count"], 0, "inactive");
     let (_, servers) = api
