@@ -1,4 +1,4 @@
-//! `tenant add|list|show|disable|test` and `run poll|assets|tokens`.
+//! `tenant add|list|show|disable|enable|test` and `run poll|assets|tokens`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,6 +66,13 @@ pub enum TenantCmd {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Poll and sync a disabled tenant again (undoes `disable`).
+    Enable {
+        #[arg(long)]
+        id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// "Test configuration": reachability, token, scope, expiry, permissions per job, platform.
     Test {
         #[arg(long)]
@@ -105,6 +112,16 @@ async fn get(store: &Store, id: &str) -> Result<TenantConfig, Box<dyn std::error
         .get_tenant(id)
         .await?
         .ok_or_else(|| format!("no tenant {id:?}").into())
+}
+
+/// `tenant enable` / `tenant disable`.
+async fn set_enabled(id: &str, store: &StoreArgs, enabled: bool) -> Res {
+    let s = store.store.open().await?;
+    let mut t = get(&s, id).await?;
+    t.enabled = enabled;
+    s.put_tenant(&t).await?;
+    println!("tenant {id} {}", if enabled { "enabled" } else { "disabled" });
+    Ok(())
 }
 
 pub async fn tenant(cmd: TenantCmd) -> Res {
@@ -149,13 +166,8 @@ pub async fn tenant(cmd: TenantCmd) -> Res {
             let s = store.store.open().await?;
             println!("{}", serde_json::to_string_pretty(&get(&s, &id).await?)?);
         }
-        TenantCmd::Disable { id, store } => {
-            let s = store.store.open().await?;
-            let mut t = get(&s, &id).await?;
-            t.enabled = false;
-            s.put_tenant(&t).await?;
-            println!("tenant {id} disabled");
-        }
+        TenantCmd::Disable { id, store } => set_enabled(&id, &store, false).await?,
+        TenantCmd::Enable { id, store } => set_enabled(&id, &store, true).await?,
         TenantCmd::Test { id, hosts, store } => {
             let s = store.store.open().await?;
             let t = get(&s, &id).await?;

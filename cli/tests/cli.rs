@@ -204,7 +204,8 @@ async fn a_tenant_is_added_tested_polled_and_disabled_from_the_command_line() {
     std::fs::write(
         &file,
         serde_json::to_vec(&serde_json::json!({
-            "id": "acme", "enabled": true, "console_url": sim.base_url(),
+            // Only what a new user must give: `enabled` defaults to yes.
+            "id": "acme", "console_url": sim.base_url(),
             "token": {"kind": "env", "var": "CLI_TEST_S1_TOKEN"},
             "platform": {"kind": "generic", "settings": {"url": receiver.url(), "secret": {"kind": "env", "var": "CLI_TEST_HOOK"}}}
         }))
@@ -458,6 +459,17 @@ async fn a_tenant_is_added_tested_polled_and_disabled_from_the_command_line() {
         report["tenants"].as_array().unwrap().len(),
         0,
         "a disabled tenant is not polled"
+    );
+    let (ok, out, _) = run(&["tenant", "enable", "--id", "acme", "--store", &spec], DEFAULT_TOKEN);
+    assert!(ok && out.contains("tenant acme enabled"), "{out}");
+    let (_, out, _) = run(
+        &["run", "poll", "--allow-host", "127.0.0.1", "--store", &spec, "--json"],
+        DEFAULT_TOKEN,
+    );
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        report["tenants"][0]["tenant"], "acme",
+        "`tenant enable` undoes `tenant disable`: {report}"
     );
 }
 

@@ -32,6 +32,8 @@ pub struct TenantConfig {
     pub id: String,
     #[serde(default)]
     pub name: String,
+    /// Polled and synced; a tenant file that leaves it out means yes.
+    #[serde(default = "enabled_by_default")]
     pub enabled: bool,
     pub console_url: String,
     pub token: TokenSource,
@@ -67,6 +69,10 @@ pub struct TenantConfig {
 
 /// [`TenantConfig::max_in_flight`] when the tenant does not say.
 pub const DEFAULT_MAX_IN_FLIGHT: u32 = 16;
+
+fn enabled_by_default() -> bool {
+    true
+}
 
 fn default_max_in_flight() -> u32 {
     DEFAULT_MAX_IN_FLIGHT
