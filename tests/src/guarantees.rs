@@ -160,7 +160,8 @@ pub fn last_told(h: &PollHarness, threat: &str) -> Value {
         .unwrap_or_else(|| panic!("threat {threat} never reached the receiver"))
 }
 
-/// A small console, polled once so every threat is a recorded member; returns one threat's id.
+/// A small console, polled once so every threat is a recorded member; returns one of its
+/// unresolved threats, which the console then moves to in progress.
 async fn polled_console(table: Arc<dyn ItemTable>) -> (PollHarness, String) {
     let h = PollHarness::start(
         SimConfig {
@@ -180,6 +181,12 @@ async fn polled_console(table: Arc<dyn ItemTable>) -> (PollHarness, String) {
         .find(|e| e["data"]["s1"]["status"] == "unresolved")
         .map(|e| e["data"]["s1"]["threat_id"].as_str().unwrap().to_owned())
         .expect("an unresolved threat");
+    // The analyst moves it on; the run that tells the platform is the one the tests disturb.
+    h.sim
+        .control()
+        .console_update(&threat, Some("in_progress"), None)
+        .await
+        .unwrap();
     (h, threat)
 }
 
@@ -213,11 +220,6 @@ async fn set_back_and_poll(h: &PollHarness, threat: &str) {
 /// "in progress".
 pub async fn a_threat_set_back_after_a_kill_in_its_update_reaches_the_platform(table: Arc<dyn ItemTable>) {
     let (mut h, threat) = polled_console(table).await;
-    h.sim
-        .control()
-        .console_update(&threat, Some("in_progress"), None)
-        .await
-        .unwrap();
     let plain = h.deps.platforms.clone();
     let (hang, mut hung) = hang_hook();
     let before: PublishHook = Arc::new(|_| async {}.boxed());
@@ -240,11 +242,6 @@ pub async fn a_threat_set_back_after_a_kill_in_its_update_reaches_the_platform(t
 /// time, so the run fails with the platform unavailable.
 pub async fn a_threat_set_back_after_its_update_went_unanswered_reaches_the_platform(table: Arc<dyn ItemTable>) {
     let (mut h, threat) = polled_console(table).await;
-    h.sim
-        .control()
-        .console_update(&threat, Some("in_progress"), None)
-        .await
-        .unwrap();
     let impatient = reqwest::Client::builder()
         .timeout(Duration::from_millis(500))
         .build()
