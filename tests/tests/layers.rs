@@ -31,7 +31,12 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
 ];
 
 fn src() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/src")
+    // The core crate beside this one in the workspace (`shared/`, the crate `s1-shared`).
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace root")
+        .join("shared")
+        .join("src")
 }
 
 /// Every `.rs` file under `dir`.
