@@ -162,10 +162,8 @@ pub(super) struct Ctx<'a> {
     pub deps: &'a PollDeps,
     pub tenant: &'a TenantConfig,
     pub platform: &'a dyn Platform,
-    pub deadline: Instant,
-    /// Extra time kept back for a page of a paced platform.
-    pub pace_margin: Duration,
-    /// No delivery starts after this (the deadline less the margin), but a page's first.
+    /// No page starts after this (the deadline less the margin), nor any delivery but a page's
+    /// first.
     pub cutoff: Instant,
     /// A delivery unanswered by then is given up (half way from the cutoff to the deadline).
     pub give_up: Instant,
@@ -188,8 +186,6 @@ impl<'a> Ctx<'a> {
             deps,
             tenant,
             platform,
-            deadline,
-            pace_margin,
             cutoff: deadline.checked_sub(margin + pace_margin).unwrap_or_else(Instant::now),
             give_up: deadline.checked_sub(margin / 2).unwrap_or_else(Instant::now),
             refusals: AtomicU32::new(0),

@@ -135,14 +135,7 @@ where
     S: futures_util::Stream<Item = Result<crate::s1::Page<T>, S1Error>> + 'c,
     M: Fn(Vec<T>) -> Vec<Candidate>,
 {
-    let Ctx {
-        deps,
-        tenant,
-        deadline,
-        pace_margin,
-        ..
-    } = *ctx;
-    let margin = margin_before(deadline) + pace_margin;
+    let Ctx { deps, tenant, .. } = *ctx;
     let store = &deps.store;
     let (checkpoint, unfinished) = store.get_checkpoint_and_in_flight(&tenant.id, checkpoint_name).await?;
     let mut checkpoint = checkpoint.unwrap_or_default();
@@ -164,7 +157,8 @@ where
     // this one is planned and sent.
     let mut prior: Option<Settled> = None;
     let result = loop {
-        if deadline.saturating_duration_since(Instant::now()) <= margin {
+        // No page starts within the margin before the deadline (the same cutoff as deliveries).
+        if Instant::now() >= ctx.cutoff {
             report.outcome = Outcome::Partial;
             break Ok(());
         }

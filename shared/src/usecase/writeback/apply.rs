@@ -215,6 +215,20 @@ async fn set_fields(
     {
         return Err(ApplyError::LostClaim);
     }
+    record_and_send(w, s1, story, ids, status, verdict, results).await
+}
+
+/// Records on `ids.members` that S1 is being given `status` / `verdict`, then sends them; the
+/// record is taken back when S1 surely made no change.
+async fn record_and_send(
+    w: &mut Work<'_>,
+    s1: &S1Calls<'_>,
+    story: &mut Versioned<StoryRecord>,
+    ids: &Ids<'_>,
+    status: Option<IncidentStatus>,
+    verdict: Option<AnalystVerdict>,
+    results: &mut Vec<(&'static str, String)>,
+) -> Result<(), ApplyError> {
     let recorded = w.record_written(story, ids.members, status, verdict).await?;
     match send_fields(s1, ids.threats, ids.alerts, status, verdict, results).await {
         Ok(()) => Ok(()),
@@ -281,16 +295,12 @@ async fn close_late_joiners(
         .collect();
     let verdict = w.pending.change.verdict;
     tracing::info!(tenant = %tenant.id, id = %id, joined = late.len(), "threats that joined the story while it was closed get the close too");
-    let recorded = w.record_written(story, &late, Some(status), verdict).await?;
-    match send_fields(s1, &threats, &alerts, Some(status), verdict, results).await {
-        Ok(()) => Ok(()),
-        Err(failed) => {
-            if failed.made_no_change {
-                w.take_back(story, &recorded).await;
-            }
-            Err(failed.error)
-        }
-    }
+    let ids = Ids {
+        members: &late,
+        threats: &threats,
+        alerts: &alerts,
+    };
+    record_and_send(w, s1, story, &ids, Some(status), verdict, results).await
 }
 
 /// The S1 calls that set `status` and `verdict` (each when given) on the threats and STAR
