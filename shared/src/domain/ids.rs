@@ -14,9 +14,13 @@ pub enum MemberKind<'a> {
     Threat(&'a str),
     /// A STAR (custom rule) alert, by its alert id.
     StarAlert(&'a str),
+    /// A Unified Alert Management alert that is not also a legacy threat (an EDR alert whose
+    /// `externalId` is a threat id is that threat's member), by its UAM alert id.
+    Unified(&'a str),
 }
 
-/// A story member's id: the S1 threat id, or `alert:<alert id>` for a STAR alert. The story
+/// A story member's id: the S1 threat id, `alert:<alert id>` for a STAR alert, or
+/// `uam:<alert id>` for a unified alert that is not a threat. The story
 /// item's members, publish dead letters and the watermark list are keyed by it; stored as the
 /// plain string.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -25,6 +29,8 @@ pub struct MemberId(String);
 
 /// The prefix that marks a STAR alert's member id.
 const STAR_ALERT: &str = "alert:";
+/// The prefix that marks a unified (UAM) alert's member id.
+const UNIFIED_ALERT: &str = "uam:";
 
 impl MemberId {
     /// The member id of an S1 threat (S1's threat ids are numbers: never the alert prefix).
@@ -37,11 +43,19 @@ impl MemberId {
         Self(format!("{STAR_ALERT}{alert_id}"))
     }
 
+    /// The member id of a unified (UAM) alert that is not a legacy threat.
+    pub fn unified(alert_id: &str) -> Self {
+        Self(format!("{UNIFIED_ALERT}{alert_id}"))
+    }
+
     /// What the member is, and its S1 id.
     pub fn kind(&self) -> MemberKind<'_> {
-        match self.0.strip_prefix(STAR_ALERT) {
-            Some(alert) => MemberKind::StarAlert(alert),
-            None => MemberKind::Threat(&self.0),
+        if let Some(alert) = self.0.strip_prefix(STAR_ALERT) {
+            MemberKind::StarAlert(alert)
+        } else if let Some(alert) = self.0.strip_prefix(UNIFIED_ALERT) {
+            MemberKind::Unified(alert)
+        } else {
+            MemberKind::Threat(&self.0)
         }
     }
 
@@ -49,7 +63,7 @@ impl MemberId {
     pub fn threat_id(&self) -> Option<&str> {
         match self.kind() {
             MemberKind::Threat(id) => Some(id),
-            MemberKind::StarAlert(_) => None,
+            _ => None,
         }
     }
 
@@ -57,7 +71,15 @@ impl MemberId {
     pub fn star_alert_id(&self) -> Option<&str> {
         match self.kind() {
             MemberKind::StarAlert(id) => Some(id),
-            MemberKind::Threat(_) => None,
+            _ => None,
+        }
+    }
+
+    /// The UAM alert id, when the member is a unified alert (not a threat).
+    pub fn unified_alert_id(&self) -> Option<&str> {
+        match self.kind() {
+            MemberKind::Unified(id) => Some(id),
+            _ => None,
         }
     }
 
@@ -216,6 +238,13 @@ mod tests {
             (Some("1500000000000000001"), None)
         );
         assert_eq!((alert.threat_id(), alert.star_alert_id()), (None, Some("0195")));
+        let unified = MemberId::unified("019a-ident");
+        assert_eq!(unified.as_str(), "uam:019a-ident");
+        assert_eq!(unified.kind(), MemberKind::Unified("019a-ident"));
+        assert_eq!(
+            (unified.threat_id(), unified.star_alert_id(), unified.unified_alert_id()),
+            (None, None, Some("019a-ident"))
+        );
         assert_eq!(MemberId::from("alert:0195"), alert, "read back as stored");
         assert_eq!(serde_json::to_string(&alert).unwrap(), r#""alert:0195""#);
         assert_eq!(serde_json::from_str::<MemberId>(r#""alert:0195""#).unwrap(), alert);
