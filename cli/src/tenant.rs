@@ -38,7 +38,7 @@ impl HostArgs {
 
 #[derive(Subcommand)]
 pub enum TenantCmd {
-    /// Add or replace a tenant from a JSON file (the README's tenant shape).
+    /// Add or replace a tenant from a JSON file (the tenant shape of docs/configuration.md).
     Add {
         #[arg(long)]
         file: std::path::PathBuf,
