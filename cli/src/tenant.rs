@@ -242,7 +242,7 @@ pub async fn run(args: RunArgs) -> Res {
                 .await?
                 .ok_or_else(|| format!("no tenant {id:?} in this store (see `tenant list`)"))?,
         ],
-        None => store.list_tenants().await?.into_iter().filter(|t| t.enabled).collect(),
+        None => store.enabled_tenants().await?,
     };
     let allowed = args.hosts.allowed()?;
     let tokens = tokens(&selected).await;

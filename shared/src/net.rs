@@ -16,6 +16,18 @@ use std::time::Duration;
 use crate::config::{ALLOWED_HOSTS, AllowedHosts};
 pub use crate::ip::is_public;
 
+/// `Retry-After` as seconds or an HTTP date (a date in the past is "now"): the one reading of
+/// it, for S1 and the platforms alike.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc2822).ok()?;
+    let secs = (when - time::OffsetDateTime::now_utc()).whole_seconds();
+    Some(Duration::from_secs(secs.max(0) as u64))
+}
+
 /// The most bytes read from a platform's answer (they are small JSON documents).
 pub const MAX_PLATFORM_BODY: usize = 64 * 1024;
 
@@ -211,6 +223,32 @@ pub fn describe(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(reqwest::header::RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(30);
+        let date = at
+            .format(
+                &time::format_description::parse_borrowed::<2>(
+                    "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT",
+                )
+                .unwrap(),
+            )
+            .unwrap();
+        h.insert(reqwest::header::RETRY_AFTER, date.parse().unwrap());
+        let wait = retry_after(&h).expect("an HTTP date parses");
+        assert!((28..=30).contains(&wait.as_secs()), "{wait:?}");
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            "Sun, 06 Nov 1994 08:49:37 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        h.insert(reqwest::header::RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
 
     #[test]
     fn public_and_inside_addresses() {
