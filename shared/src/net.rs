@@ -16,6 +16,44 @@ use std::time::Duration;
 use crate::config::{ALLOWED_HOSTS, AllowedHosts};
 pub use crate::ip::is_public;
 
+/// How hard to retry what is safe to retry: the one policy for S1 and platform calls.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// First backoff delay; it doubles per attempt, with jitter.
+    pub min_delay: Duration,
+    /// Cap on one backoff delay.
+    pub max_delay: Duration,
+    /// Cap on a `Retry-After` the other side asks for; a longer wait is better left to the next run.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            min_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(20),
+            max_retry_after: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The waits between attempts: exponential from `min_delay` to `max_delay`, with jitter, one
+    /// fewer than `max_attempts`.
+    pub fn delays(&self) -> impl Iterator<Item = Duration> + use<> {
+        use backon::BackoffBuilder;
+        backon::ExponentialBuilder::default()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay)
+            .with_jitter()
+            .with_max_times(self.max_attempts.saturating_sub(1) as usize)
+            .build()
+    }
+}
+
 /// `Retry-After` as seconds or an HTTP date (a date in the past is "now"): the one reading of
 /// it, for S1 and the platforms alike.
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {

@@ -17,20 +17,14 @@ pub const ITEM_REFUSALS: [u16; 4] = [400, 409, 413, 422];
 /// [`ITEM_REFUSALS`], `Refused` for the rest. With a `limiter`, every
 /// attempt waits for its slot (a retry counts against the platform's limit too).
 pub async fn deliver<F>(
-    retry: &crate::s1::RetryPolicy,
+    retry: &crate::net::RetryPolicy,
     limiter: Option<&governor::DefaultDirectRateLimiter>,
     mut build: F,
 ) -> Result<reqwest::Response, PlatformError>
 where
     F: FnMut() -> reqwest::RequestBuilder,
 {
-    use backon::{BackoffBuilder, ExponentialBuilder};
-    let mut delays = ExponentialBuilder::default()
-        .with_min_delay(retry.min_delay)
-        .with_max_delay(retry.max_delay)
-        .with_jitter()
-        .with_max_times(retry.max_attempts.saturating_sub(1) as usize)
-        .build();
+    let mut delays = retry.delays();
     let mut attempt = 0;
     loop {
         attempt += 1;

@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use reqwest::header::{AUTHORIZATION, LOCATION};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -40,12 +39,7 @@ impl S1Client {
             .api_base
             .join(call.path)
             .map_err(|e| S1Error::InvalidRequest(format!("bad API path {endpoint}: {e}")))?;
-        let mut delays = ExponentialBuilder::default()
-            .with_min_delay(self.retry.min_delay)
-            .with_max_delay(self.retry.max_delay)
-            .with_jitter()
-            .with_max_times(self.retry.max_attempts.saturating_sub(1) as usize)
-            .build();
+        let mut delays = self.retry.delays();
         let mut attempt = 0u32;
         loop {
             attempt += 1;
