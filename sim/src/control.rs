@@ -30,6 +30,12 @@ pub struct SimStats {
     pub cloud_alerts: usize,
     #[serde(default)]
     pub unified_alerts: usize,
+    /// Most UAM requests one token made within any one second.
+    #[serde(default)]
+    pub uam_peak_per_second: usize,
+    /// UAM requests refused with 429 for going over the rate limit.
+    #[serde(default)]
+    pub uam_throttled: u64,
     /// `"GET /threats"` -> count.
     pub requests: std::collections::HashMap<String, u64>,
 }
@@ -309,6 +315,16 @@ impl SimControl {
     /// When the simulator cannot be reached.
     pub async fn set_uam_trigger_limit(&self, limit: usize) -> Result<(), ControlError> {
         self.uam_settings(json!({ "trigger_limit": limit })).await
+    }
+
+    /// UAM requests one token may make per second before HTTP 429 (`Retry-After: 1`); `None`
+    /// (the default) lifts the limit. [`SimStats::uam_peak_per_second`] is counted either way.
+    ///
+    /// # Errors
+    /// When the simulator cannot be reached.
+    pub async fn set_uam_rate_limit(&self, per_second: Option<u32>) -> Result<(), ControlError> {
+        self.uam_settings(json!({ "rate_limit": per_second.unwrap_or(0) }))
+            .await
     }
 
     async fn uam_settings(&self, body: Value) -> Result<(), ControlError> {

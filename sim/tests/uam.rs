@@ -659,3 +659,55 @@ async fn notes_are_added_listed_and_bump_updated_at() {
     assert_eq!(body["data"], Value::Null);
     assert!(body["errors"][0]["message"].as_str().unwrap().contains("not found"));
 }
+
+#[tokio::test]
+async fn over_the_rate_limit_a_token_gets_429_and_the_peak_rate_is_counted() {
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let q = "query { alerts(first: 1) { totalCount } }";
+    for _ in 0..4 {
+        gql(&sim, q, json!({})).await;
+    }
+    let stats = sim.control().stats().await.unwrap();
+    assert!(stats.uam_peak_per_second >= 4 && stats.uam_throttled == 0, "{stats:?}");
+    sim.control().set_uam_rate_limit(Some(3)).await.unwrap();
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(gql_as(&sim, &format!("Bearer {DEFAULT_TOKEN}"), q, json!({})).await.0);
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(sim.control().stats().await.unwrap().uam_throttled >= 1);
+    // The window is one second: after it the token is served again.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    assert_eq!(
+        gql_as(&sim, &format!("Bearer {DEFAULT_TOKEN}"), q, json!({})).await.0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn the_default_world_has_an_edr_alert_that_is_a_threat_and_an_identity_alert() {
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let ids = sim.control().unified_alert_ids().await.unwrap();
+    assert_eq!(ids.len(), 40);
+    assert_eq!(ids[0]["source"], "edr");
+    assert_eq!(ids[1]["source"], "identity");
+    let threat = sim
+        .control()
+        .threat(ids[0]["externalId"].as_str().unwrap())
+        .await
+        .unwrap();
+    let twin = sim
+        .control()
+        .unified_alert(ids[0]["id"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(twin["asset"]["agentUuid"], threat["agentRealtimeInfo"]["agentUuid"]);
+    assert_eq!(twin["process"]["file"]["sha1"], threat["threatInfo"]["sha1"]);
+    let identity = sim
+        .control()
+        .unified_alert(ids[1]["id"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(identity["attackSurfaces"], json!(["IDENTITY"]));
+    assert_eq!(identity["asset"]["agentUuid"], Value::Null);
+}

@@ -60,6 +60,8 @@ pub(super) async fn ctl_stats(State(s): State<Shr>) -> Json<Value> {
         "threats": w.threats.len(),
         "cloud_alerts": w.alerts.len(),
         "unified_alerts": w.uam.alerts.len(),
+        "uam_peak_per_second": w.uam.peak_per_second,
+        "uam_throttled": w.uam.throttled,
         "requests": counts,
     }))
 }
@@ -198,6 +200,8 @@ pub(super) async fn ctl_rotate_uam_actions(State(s): State<Shr>) -> StatusCode {
 pub(super) struct UamSettings {
     needs_scoped_token: Option<bool>,
     trigger_limit: Option<usize>,
+    /// `0` lifts the limit.
+    rate_limit: Option<u32>,
 }
 
 pub(super) async fn ctl_uam_settings(State(s): State<Shr>, Json(u): Json<UamSettings>) -> StatusCode {
@@ -207,6 +211,9 @@ pub(super) async fn ctl_uam_settings(State(s): State<Shr>, Json(u): Json<UamSett
     }
     if let Some(n) = u.trigger_limit {
         w.uam.trigger_limit = n;
+    }
+    if let Some(n) = u.rate_limit {
+        w.uam.rate_limit = (n > 0).then_some(n);
     }
     StatusCode::NO_CONTENT
 }

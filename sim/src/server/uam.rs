@@ -47,6 +47,11 @@ pub(super) async fn post_graphql(
         )
         .into_response();
     }
+    if !w.uam.admit(&token.token, std::time::Instant::now()) {
+        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, 4290010, "Too Many Requests", None);
+        e.retry_after = Some("1".into());
+        return e.into_response();
+    }
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
         return bad_request("The request body is not JSON");
     };

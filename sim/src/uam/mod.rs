@@ -41,6 +41,11 @@
 //! used. With [`SimControl::set_uam_needs_scoped_token`](crate::SimControl) a tenant-scope
 //! token is refused with HTTP 403 (S1's REST error envelope, code 4030010).
 //!
+//! Rate: every token's requests are counted per one-second window
+//! ([`SimStats::uam_peak_per_second`](crate::SimStats)); with
+//! [`SimControl::set_uam_rate_limit`](crate::SimControl) (UAM's budget is about 25 per second per
+//! token) a request over it is HTTP 429 with `Retry-After: 1`, counted in `uam_throttled`.
+//!
 //! The world ([`SimConfig::unified_alerts`](crate::SimConfig), default 40) holds alerts from
 //! several detection sources ([`DetectionSource`]): every
 //! [`SimConfig::unified_threat_every`](crate::SimConfig)-th one (default 3, so a third) is an EDR
@@ -59,7 +64,8 @@
 //! ([`NewUnifiedAlerts`]), `unified_alert` (the node as served, plus `notes`),
 //! `change_unified_alert` ([`UnifiedAlertChange`]: a person's change in the console, or the
 //! [`ActionOutcome`] later actions get), `unified_alert_ids`, `uam_actions` (every
-//! [`UamAction`] applied, in order), `rotate_uam_action_ids` and `set_uam_needs_scoped_token`;
+//! [`UamAction`] applied, in order), `rotate_uam_action_ids`, `set_uam_needs_scoped_token`, `set_uam_trigger_limit` and
+//! `set_uam_rate_limit`;
 //! [`Sim::unified_alert_count`](crate::Sim) counts them. The request log records each GraphQL
 //! request's body (`query`, `variables`).
 

@@ -1,6 +1,9 @@
 //! The console's unified alerts (UAM): generated with the world, changed by writes through the
 //! GraphQL endpoint and by tests through the control API, each write bumping `updatedAt`.
 
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
 use time::{Duration, OffsetDateTime};
 
 use super::{ActionOutcome, DetectionSource, NewUnifiedAlerts, UamAction, UnifiedAlertChange};
@@ -101,6 +104,13 @@ pub(crate) struct UamState {
     pub needs_scoped_token: bool,
     /// Most alerts one `alertTriggerActions` may act on.
     pub trigger_limit: usize,
+    /// Requests per second one token may make before HTTP 429 (none: unlimited).
+    pub rate_limit: Option<u32>,
+    /// Most requests one token made within any one second.
+    pub peak_per_second: usize,
+    /// Requests refused for going over `rate_limit`.
+    pub throttled: u64,
+    recent: HashMap<String, VecDeque<Instant>>,
     next_note: u64,
     generation: u64,
     last_write: OffsetDateTime,
@@ -126,6 +136,10 @@ impl UamState {
             applied: Vec::new(),
             needs_scoped_token: false,
             trigger_limit: 1_000,
+            rate_limit: None,
+            peak_per_second: 0,
+            throttled: 0,
+            recent: HashMap::new(),
             next_note: 1,
             generation: 0,
             last_write: OffsetDateTime::UNIX_EPOCH,
@@ -193,6 +207,25 @@ impl UamState {
         };
         self.last_write = t;
         t
+    }
+
+    /// Counts a request of `token` against its one-second window; false when it is over the rate
+    /// limit (and then not counted as served).
+    pub(crate) fn admit(&mut self, token: &str, now: Instant) -> bool {
+        let window = self.recent.entry(token.to_owned()).or_default();
+        while window
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= std::time::Duration::from_secs(1))
+        {
+            window.pop_front();
+        }
+        if self.rate_limit.is_some_and(|limit| window.len() >= limit as usize) {
+            self.throttled += 1;
+            return false;
+        }
+        window.push_back(now);
+        self.peak_per_second = self.peak_per_second.max(window.len());
+        true
     }
 
     pub(crate) fn find(&self, id: &str) -> Option<usize> {
