@@ -16,5 +16,5 @@ pub use client::{
     S1Client, SiteQuery, SortOrder, ThreatQuery, ThreatSort, decode_response,
 };
 pub use consoles::{Console, ConsoleError, Consoles};
-pub use error::{S1Error, S1ErrorBody};
+pub use error::{GraphQlError, S1Error, S1ErrorBody, SURFACE_TOO_MANY_REQUESTS};
 pub use ratelimit::{EndpointFamily, RateLimits};

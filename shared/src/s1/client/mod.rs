@@ -9,6 +9,7 @@ mod paging;
 mod query;
 mod threats;
 mod transport;
+mod uam;
 mod users;
 
 use std::sync::Arc;
