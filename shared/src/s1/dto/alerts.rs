@@ -4,6 +4,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::lenient::{lenient_bool, lenient_string, lenient_time, null_as_empty};
+use super::threats::{AnalystVerdict, IncidentStatus};
 
 /// A STAR / cloud-detection alert (`GET /cloud-detection/alerts`). Its id is `alertInfo.alertId`.
 #[derive(Debug, Clone, Deserialize)]
@@ -210,17 +211,21 @@ impl UnifiedAlert {
         self.detection_source.as_ref().and_then(|d| d.product.as_deref())
     }
 
-    /// The SHA-1 of the file involved, when there is a real one (`N/A` is none).
-    pub fn sha1(&self) -> Option<&str> {
+    /// The hash to correlate on, as a threat's: SHA-1, else SHA-256; `None` when there is no
+    /// real one (`N/A`, empty: fileless).
+    pub fn file_hash(&self) -> Option<&str> {
         let file = self.process.as_ref()?.file.as_ref()?;
-        file.sha1.as_deref().filter(|h| !h.is_empty() && *h != "N/A")
+        fn real(h: &Option<String>) -> Option<&str> {
+            h.as_deref().filter(|h| !h.is_empty() && *h != "N/A")
+        }
+        real(&file.sha1).or(real(&file.sha256))
     }
 
-    /// Whether it is an endpoint detection (its attack surfaces name `ENDPOINT`, or its asset
-    /// runs an agent).
+    /// Whether it is an endpoint detection: its attack surfaces name `ENDPOINT`, or its product
+    /// is EDR. (An identity alert may well sit on an asset running an agent: not the test.)
     pub fn is_endpoint(&self) -> bool {
         self.attack_surfaces.iter().any(|s| s == "ENDPOINT")
-            || self.primary_asset().and_then(|a| a.agent_uuid.as_deref()).is_some()
+            || self.product().is_some_and(|p| p.eq_ignore_ascii_case("EDR"))
     }
 }
 
@@ -379,4 +384,28 @@ pub struct Assignee {
     pub full_name: Option<String>,
     #[serde(default, deserialize_with = "lenient_string")]
     pub email: Option<String>,
+}
+
+/// A UAM alert status as the threat status it stands for (`NEW` is unresolved); `None` for a
+/// status this version does not know.
+pub fn uam_status(status: &str) -> Option<IncidentStatus> {
+    match status {
+        "NEW" => Some(IncidentStatus::Unresolved),
+        "IN_PROGRESS" => Some(IncidentStatus::InProgress),
+        "RESOLVED" => Some(IncidentStatus::Resolved),
+        _ => None,
+    }
+}
+
+/// A UAM verdict as the threat verdict it refines: every `TRUE_POSITIVE_*` a true positive,
+/// every `FALSE_POSITIVE_*` a false positive (so the writeback's own verdict, written with a
+/// sub-reason, reads back as what it wrote).
+pub fn uam_verdict(verdict: &str) -> AnalystVerdict {
+    match verdict {
+        "UNDEFINED" => AnalystVerdict::Undefined,
+        "SUSPICIOUS" => AnalystVerdict::Suspicious,
+        v if v.starts_with("TRUE_POSITIVE") => AnalystVerdict::TruePositive,
+        v if v.starts_with("FALSE_POSITIVE") => AnalystVerdict::FalsePositive,
+        _ => AnalystVerdict::Unknown,
+    }
 }

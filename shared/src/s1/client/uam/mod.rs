@@ -12,6 +12,10 @@ use super::super::ratelimit::EndpointFamily;
 use super::transport::Call;
 use super::{S1Client, decode};
 
+mod list;
+
+pub use list::{UNIFIED_MAX_PAGE, UnifiedAlertQuery};
+
 /// The UAM endpoint, under the API root.
 pub(crate) const GRAPHQL_PATH: &str = "unifiedalerts/graphql";
 

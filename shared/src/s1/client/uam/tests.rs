@@ -27,7 +27,7 @@ fn the_recorded_listing_decodes_with_what_stories_need() {
     assert_eq!(a.attack_surfaces, ["ENDPOINT"]);
     assert!(a.is_endpoint());
     assert_eq!(a.product(), Some("CWS"));
-    assert_eq!(a.sha1(), Some("abc123"));
+    assert_eq!(a.file_hash(), Some("abc123"));
     assert_eq!(
         a.updated_at.map(|t| t.unix_timestamp_nanos() / 1_000_000),
         Some(1_766_492_643_056),
