@@ -49,6 +49,17 @@ pub fn parse_tenant(text: &str, allowed: &AllowedHosts) -> Result<TenantConfig, 
             message: format!("must be between 1 and {MAX_IN_FLIGHT}"),
         });
     }
+    for (name, minutes) in tenant.intervals.named() {
+        if minutes.is_some_and(|m| !(1..=crate::store::MAX_INTERVAL_MINUTES).contains(&m)) {
+            return Err(TenantFileError::Invalid {
+                path: format!("intervals.{name}"),
+                message: format!(
+                    "must be between 1 and {} minutes (a week)",
+                    crate::store::MAX_INTERVAL_MINUTES
+                ),
+            });
+        }
+    }
     if let crate::platform::PlatformConfig::Generic(crate::platform::settings::Generic { batch: Some(b), .. }) =
         &tenant.platform
         && let Some(message) = b.problem()
