@@ -127,5 +127,17 @@ mod tests {
         );
         let http = GENERIC.replace("https://hooks", "http://hooks");
         assert!(err(&http, "").contains("platform.settings.url"));
+        // Intervals: minutes, a week at most, each job by name.
+        let t = parse_tenant(&file(GENERIC, r#", "intervals": {"poll_minutes": 5}"#), &allowed).unwrap();
+        assert_eq!((t.intervals.poll_minutes, t.intervals.assets_minutes), (Some(5), None));
+        assert_eq!(
+            err(GENERIC, r#", "intervals": {"poll_minutes": 0}"#),
+            "at `intervals.poll_minutes`: must be between 1 and 10080 minutes (a week)"
+        );
+        assert!(err(GENERIC, r#", "intervals": {"assets_minutes": 20000}"#).contains("intervals.assets_minutes"));
+        assert_eq!(
+            err(GENERIC, r#", "intervals": {"poll_minute": 5}"#),
+            "unknown setting `intervals.poll_minute`"
+        );
     }
 }

@@ -104,6 +104,17 @@ fn poll_plan() -> Plan {
     }
 }
 
+/// The simulator with `threats` on `agents`, tenant `acme` on it, state in DynamoDB Local.
+async fn harness(config: &aws_config::SdkConfig, threats: usize, agents: usize) -> PollHarness {
+    let sim = SimConfig {
+        threats,
+        agents,
+        cloud_alerts: 0,
+        ..SimConfig::default()
+    };
+    PollHarness::start(sim, table(config).await).await
+}
+
 fn deadline() -> Instant {
     Instant::now() + Duration::from_secs(120)
 }
@@ -111,16 +122,7 @@ fn deadline() -> Instant {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_dispatcher_sends_one_message_per_enabled_tenant_and_each_is_answered_as_designed() {
     let config = aws().await;
-    let h = PollHarness::start(
-        SimConfig {
-            threats: 20,
-            agents: 10,
-            cloud_alerts: 0,
-            ..SimConfig::default()
-        },
-        table(&config).await,
-    )
-    .await;
+    let h = harness(&config, 20, 10).await;
     h.env
         .lock()
         .unwrap()
@@ -492,4 +494,61 @@ async fn a_slow_tenant_with_a_backlog_does_not_delay_the_others_polls_through_th
         5 * 100,
         "every light tenant published its threats"
     );
+}
+
+/// A tenant whose runs keep failing (S1 refuses its token) is sent once every 15 minutes; once
+/// `tenant test` passes or its configuration changes (both forget the streak), every minute
+/// again; a tenant's own interval is honoured; the fleet's figures count it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_that_keeps_failing_backs_off_and_comes_back_at_once_when_fixed() {
+    let config = aws().await;
+    let h = harness(&config, 5, 5).await;
+    h.env
+        .lock()
+        .unwrap()
+        .insert("S1_TOKEN_acme".into(), "a-revoked-token".into());
+    for i in 0..3 {
+        let (answer, consumed) = consume(
+            &h.deps,
+            &event(&[record(&format!("m{i}"), r#"{"tenant":"acme"}"#)]),
+            deadline(),
+        )
+        .await;
+        assert!(
+            answer.batch_item_failures.is_empty(),
+            "a failed run is not the queue's to retry"
+        );
+        assert_eq!(consumed.runs[0].outcome, Outcome::Failed);
+    }
+    assert_eq!(h.store.get_status("acme").await.unwrap().unwrap().failures_in_a_row, 3);
+
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let url = queue(&sqs).await;
+    let q = SqsQueue::new(sqs.clone(), &url);
+    let t0 = time::macros::datetime!(2026-03-01 0:00 UTC);
+    let over = |minutes: i64| {
+        let (store, q) = (&h.store, &q);
+        async move {
+            let mut totals = (0, 0, 0);
+            for m in 0..minutes {
+                let r = dispatch(store, q, poll_plan(), t0 + time::Duration::minutes(m))
+                    .await
+                    .unwrap();
+                totals = (totals.0 + r.sent, totals.1 + r.backed_off, totals.2 + r.lagging);
+            }
+            totals
+        }
+    };
+    assert_eq!(over(15).await, (1, 14, 15), "once in 15 minutes; lagging every time");
+    assert_eq!(receive(&sqs, &url).await.len(), 1);
+
+    // `tenant test` passed (the CLI forgets the streak): every minute again, at once.
+    assert!(h.store.clear_failure_streak("acme").await.unwrap());
+    assert_eq!(over(15).await.0, 15);
+
+    // Its own interval: every 5 minutes.
+    let mut acme = h.store.get_tenant("acme").await.unwrap().unwrap();
+    acme.intervals.poll_minutes = Some(5);
+    h.store.put_tenant(&acme).await.unwrap();
+    assert_eq!(over(15).await.0, 3);
 }
