@@ -107,5 +107,25 @@ mod tests {
             (out[0]["created"].as_u64(), out[0]["unchanged"].as_u64()),
             (Some(0), Some(19))
         );
+        // One tenant by hand, and from its queue: a sync that completes sends no continuation.
+        let input = |payload: Value| LambdaEvent::new(payload, lambda_runtime::Context::default());
+        let out = handle(&deps, &queue, input(serde_json::json!({"tenant": "acme"})))
+            .await
+            .unwrap();
+        assert_eq!(out[0]["unchanged"], 19, "{out}");
+        let record = serde_json::json!({"messageId": "m1", "body": "{\"tenant\":\"acme\"}", "eventSource": "aws:sqs"});
+        let out = handle(&deps, &queue, input(serde_json::json!({"Records": [record]})))
+            .await
+            .unwrap();
+        assert_eq!(out, serde_json::json!({"batchItemFailures": []}));
+        assert!(queue.sent.lock().unwrap().is_empty());
+        for (bad, says) in [
+            (serde_json::json!({"tenant": "nobody"}), "no tenant \"nobody\""),
+            (serde_json::json!({"shard": 0, "shards": 4}), "unknown field `shard`"),
+        ] {
+            let err = lambda_runtime::Diagnostic::from(handle(&deps, &queue, input(bad)).await.unwrap_err());
+            assert_eq!(err.error_type, "BadInput");
+            assert!(err.error_message.contains(says), "{err:?}");
+        }
     }
 }
