@@ -4,7 +4,7 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{Quota, RateLimiter};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use url::Url;
@@ -28,7 +28,7 @@ pub struct PagerDutyEvents {
     routing_key: SecretString,
     retry: RetryPolicy,
     /// Spaces events evenly under the per-key limit, so a backlog never meets a 429.
-    limiter: DefaultDirectRateLimiter,
+    limiter: crate::platform::budget::Budget,
     per_minute: u32,
 }
 
@@ -86,7 +86,7 @@ impl PagerDutyEvents {
             url,
             routing_key,
             retry,
-            limiter: RateLimiter::direct(quota),
+            limiter: crate::platform::budget::Budget::local(RateLimiter::direct(quota)),
             per_minute: per_minute.get(),
         })
     }
