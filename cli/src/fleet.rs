@@ -6,8 +6,8 @@
 //! receive and delete counted as the SQS request it would be), and a bounded pool of
 //! `--workers` concurrent "invocations", each handing one message to the real consumer
 //! (`usecase::fanout::consume`, what `poll-threats` runs) with the invocation's deadline.
-//! `--heavy` tenants see a backlog of `--backlog` threats (the idle ones filter on a site
-//! without threats) and publish into a receiver that answers after `--receiver-delay-ms`.
+//! `--heavy` tenants see a backlog of `--backlog` threats on a second console (the idle ones'
+//! has none) and publish into a receiver that answers after `--receiver-delay-ms`.
 //!
 //! Two rounds of one dispatch each: idle tenants only, then the same with the heavy ones; per
 //! round the time to dispatch, p50/p99 of "due to poll started" and "due to poll finished" for
@@ -195,7 +195,7 @@ impl LocalQueue {
     }
 }
 
-fn tenant(id: &str, console: &str, webhook: &str, idle: bool) -> TenantConfig {
+fn tenant(id: &str, console: &str, webhook: &str) -> TenantConfig {
     TenantConfig {
         id: id.into(),
         name: id.into(),
@@ -203,8 +203,7 @@ fn tenant(id: &str, console: &str, webhook: &str, idle: bool) -> TenantConfig {
         console_url: console.into(),
         token: TokenSource::Env { var: "S1".into() },
         account_ids: vec![],
-        // A site with no threats: the idle tenants' console shows nothing new.
-        site_ids: if idle { vec!["1".into()] } else { vec![] },
+        site_ids: vec![],
         platform: PlatformConfig::Generic(settings::Generic {
             url: webhook.into(),
             secret: TokenSource::Env { var: "HOOK".into() },
@@ -313,22 +312,29 @@ async fn round(
 }
 
 pub async fn run_fleet_bench(args: FleetArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let sim = Sim::start(SimConfig {
-        threats: args.backlog,
-        agents: 2_000,
-        cloud_alerts: 0,
-        ..SimConfig::default()
-    })
-    .await?;
-    sim.control()
-        .add_fault(&FaultRule::new(
-            "*",
-            FaultKind::Slow {
-                millis: args.s1_delay_ms,
-            },
-            u32::MAX,
-        ))
+    // Two consoles: the idle tenants' (no threats) and the heavy tenants' (the backlog), so the
+    // simulator does not scan the backlog for every idle tenant's request.
+    let mut consoles = Vec::new();
+    for threats in [0, args.backlog] {
+        let sim = Sim::start(SimConfig {
+            threats,
+            agents: 2_000,
+            cloud_alerts: 0,
+            ..SimConfig::default()
+        })
         .await?;
+        sim.control()
+            .add_fault(&FaultRule::new(
+                "*",
+                FaultKind::Slow {
+                    millis: args.s1_delay_ms,
+                },
+                u32::MAX,
+            ))
+            .await?;
+        consoles.push(sim);
+    }
+    let (sim, backlog) = (&consoles[0], &consoles[1]);
     let receiver = WebhookReceiver::start_on(SECRET, "127.0.0.1:0".parse()?, false).await?;
     let calls = Arc::new(Calls::default());
     let table: Arc<dyn ItemTable> = Arc::new(Counted {
@@ -343,9 +349,7 @@ pub async fn run_fleet_bench(args: FleetArgs) -> Result<(), Box<dyn std::error::
     let tokens = Arc::new(LocalTokenProvider::with_lookup(move |k| secrets.get(k).cloned()));
     let ids: Vec<String> = (0..args.tenants).map(|i| format!("t{i:05}")).collect();
     for id in &ids {
-        store
-            .put_tenant(&tenant(id, &sim.base_url(), &receiver.url(), true))
-            .await?;
+        store.put_tenant(&tenant(id, &sim.base_url(), &receiver.url())).await?;
     }
     let (http, options) = crate::bench::bench_http()?;
     let platforms = Arc::new(
@@ -388,7 +392,7 @@ pub async fn run_fleet_bench(args: FleetArgs) -> Result<(), Box<dyn std::error::
     let heavy: Vec<String> = (0..args.heavy).map(|i| format!("heavy{i:02}")).collect();
     for id in &heavy {
         store
-            .put_tenant(&tenant(id, &sim.base_url(), &receiver.url(), false))
+            .put_tenant(&tenant(id, &backlog.base_url(), &receiver.url()))
             .await?;
     }
     receiver.stall_next(

@@ -47,7 +47,8 @@ pub struct Adapters {
     /// One Halo client per tenant and instance in this process: one token cache, one request
     /// budget, and the tenant's resolved settings, however many runs and webhooks use it.
     halo: std::sync::Mutex<std::collections::HashMap<String, HaloShared>>,
-    /// Where the request budgets of platform instances are shared with every other process.
+    /// Where the request budgets of platform instances (a Halo instance, a PagerDuty routing
+    /// key) are shared with every other process.
     budgets: Option<crate::store::Store>,
 }
 
@@ -72,7 +73,8 @@ impl Adapters {
     }
 
     /// Reads S1 -> platform mappings (Halo clients and sites) from `store`, and keeps each Halo
-    /// instance's request budget there, shared with every other process and tenant using it.
+    /// instance's and PagerDuty routing key's request budget there, shared with every other
+    /// process and tenant using it.
     #[must_use]
     pub fn with_store(mut self, store: crate::store::Store) -> Self {
         self.directory = Some(Arc::new(store.clone()));
@@ -179,7 +181,10 @@ impl PlatformResolver for Adapters {
                     &self.allowed,
                 )
                 .map_err(for_tenant(tenant))?;
-                Ok(Arc::new(events))
+                Ok(Arc::new(match &self.budgets {
+                    Some(store) => events.with_shared_budget(store.clone()),
+                    None => events,
+                }))
             }
             PlatformConfig::Halo(s) => Ok(Arc::new(self.halo_tickets(tenant, s).await?)),
         }

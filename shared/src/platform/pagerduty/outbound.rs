@@ -91,6 +91,22 @@ impl PagerDutyEvents {
         })
     }
 
+    /// These events, also keeping to the routing key's budget shared through `store` with every
+    /// other process and tenant sending to it (`events_per_minute`), keyed by a hash of the
+    /// events URL and the routing key.
+    #[must_use]
+    pub fn with_shared_budget(mut self, store: crate::store::Store) -> Self {
+        let shared = crate::platform::budget::SharedBudget::new(
+            store,
+            "pagerduty",
+            &[self.url.as_str(), self.routing_key.expose_secret()],
+            self.per_minute,
+            Duration::from_secs(60),
+        );
+        self.limiter.share(shared);
+        self
+    }
+
     /// PagerDuty's four severities; `error` is kept for problems of the bridge itself.
     fn severity(s: Severity) -> &'static str {
         match s {
