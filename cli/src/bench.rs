@@ -63,7 +63,7 @@ pub struct FetchBenchArgs {
 
 /// CPU time (user + system) this process has used, from /proc/self/stat (in USER_HZ ticks,
 /// 100 a second on Linux).
-fn cpu_ms() -> Option<f64> {
+pub(crate) fn cpu_ms() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the command name (which may hold spaces) in parentheses.
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -108,7 +108,7 @@ pub async fn run_fetch_bench(args: FetchBenchArgs) -> Result<(), Box<dyn std::er
     Ok(())
 }
 
-fn peak_rss_kib() -> Option<u64> {
+pub(crate) fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
         .lines()
@@ -388,12 +388,12 @@ pub async fn run_webhook_bench(args: WebhookBenchArgs) -> Result<(), Box<dyn std
 }
 
 /// The HTTP client and S1 client options every benchmark uses.
-fn bench_http() -> Result<(reqwest::Client, ClientOptions), reqwest::Error> {
+pub(crate) fn bench_http() -> Result<(reqwest::Client, ClientOptions), reqwest::Error> {
     let http = s1_shared::net::outbound_client(Duration::from_secs(5), Duration::from_secs(30), &bench_hosts())?;
     Ok((http, ClientOptions::default().allowing(bench_hosts())))
 }
 
 /// Benchmarks run against the simulator and receivers on loopback only.
-fn bench_hosts() -> s1_shared::config::AllowedHosts {
+pub(crate) fn bench_hosts() -> s1_shared::config::AllowedHosts {
     s1_shared::config::AllowedHosts::parse("127.0.0.1").expect("a valid host")
 }

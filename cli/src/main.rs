@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod demo_halo;
+mod fleet;
 mod halo;
 mod ops;
 mod progress;
@@ -56,6 +57,9 @@ enum Command {
     /// Webhook handler latency over signed webhooks (used by scripts/bench.sh).
     #[command(hide = true)]
     BenchWebhook(bench::WebhookBenchArgs),
+    /// The fleet benchmark: many tenants through the dispatcher, a queue and a bounded pool of
+    /// consumers (used by scripts/bench-fleet.sh).
+    BenchFleet(fleet::FleetArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -68,7 +72,9 @@ fn main() -> std::process::ExitCode {
     // spares it the cross-thread wake-ups of a worker pool (a fifth of a backlog's CPU: bench.sh).
     // What serves requests keeps a worker per core.
     let mut runtime = match cli.command {
-        Command::Serve(_) | Command::Demo(_) | Command::BenchWebhook(_) => tokio::runtime::Builder::new_multi_thread(),
+        Command::Serve(_) | Command::Demo(_) | Command::BenchWebhook(_) | Command::BenchFleet(_) => {
+            tokio::runtime::Builder::new_multi_thread()
+        }
         _ => tokio::runtime::Builder::new_current_thread(),
     };
     match runtime.enable_all().build() {
@@ -86,6 +92,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         Command::BenchPoll(args) => bench::run_bench(args).await,
         Command::BenchFetch(args) => bench::run_fetch_bench(args).await,
         Command::BenchWebhook(args) => bench::run_webhook_bench(args).await,
+        Command::BenchFleet(args) => fleet::run_fleet_bench(args).await,
         Command::DeadLetters(cmd) => ops::dead_letters(cmd).await,
         Command::Tenant(cmd) => tenant::tenant(cmd).await,
         Command::Init(store) => ops::init(store).await,

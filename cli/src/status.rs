@@ -21,13 +21,22 @@ struct Line {
     record: Option<ConnectorStatus>,
 }
 
-/// Every tenant's connector status, keyed by tenant id.
+/// Every tenant's connector status as of now (its last success brought up to its last poll
+/// run, which an idle run does not write into the record), keyed by tenant id.
 pub(crate) async fn by_tenant(
     store: &Store,
     tenants: &[s1_shared::store::TenantConfig],
 ) -> Result<HashMap<String, ConnectorStatus>, Box<dyn std::error::Error>> {
     let ids: Vec<&str> = tenants.iter().map(|t| t.id.as_str()).collect();
-    Ok(store.statuses(&ids).await?.into_iter().collect())
+    Ok(store
+        .statuses_as_of(
+            &ids,
+            s1_shared::usecase::poll_threats::LEASE_JOB,
+            OffsetDateTime::now_utc(),
+        )
+        .await?
+        .into_iter()
+        .collect())
 }
 
 /// The state's name as shown, `unknown` before the first run.

@@ -18,7 +18,7 @@ pub const ITEM_REFUSALS: [u16; 4] = [400, 409, 413, 422];
 /// attempt waits for its slot (a retry counts against the platform's limit too).
 pub async fn deliver<F>(
     retry: &crate::net::RetryPolicy,
-    limiter: Option<&governor::DefaultDirectRateLimiter>,
+    limiter: Option<&crate::platform::budget::Budget>,
     mut build: F,
 ) -> Result<reqwest::Response, PlatformError>
 where

@@ -6,6 +6,7 @@
 //! A new platform is one new folder here plus one variant in [`PlatformConfig`]; the compiler
 //! names every place still to handle (the registry, the kind's name).
 
+pub mod budget;
 pub mod check;
 mod config;
 mod event;

@@ -47,6 +47,9 @@ pub struct Adapters {
     /// One Halo client per tenant and instance in this process: one token cache, one request
     /// budget, and the tenant's resolved settings, however many runs and webhooks use it.
     halo: std::sync::Mutex<std::collections::HashMap<String, HaloShared>>,
+    /// Where the request budgets of platform instances (a Halo instance, a PagerDuty routing
+    /// key) are shared with every other process.
+    budgets: Option<crate::store::Store>,
 }
 
 /// What a process shares between a tenant's Halo adapters: its client (token, budget) and its
@@ -65,13 +68,17 @@ impl Adapters {
             allowed: AllowedHosts::default(),
             directory: None,
             halo: std::sync::Mutex::default(),
+            budgets: None,
         }
     }
 
-    /// Reads S1 -> platform mappings (Halo clients and sites) from `store`.
+    /// Reads S1 -> platform mappings (Halo clients and sites) from `store`, and keeps each Halo
+    /// instance's and PagerDuty routing key's request budget there, shared with every other
+    /// process and tenant using it.
     #[must_use]
     pub fn with_store(mut self, store: crate::store::Store) -> Self {
-        self.directory = Some(Arc::new(store));
+        self.directory = Some(Arc::new(store.clone()));
+        self.budgets = Some(store);
         self
     }
 
@@ -108,16 +115,13 @@ impl Adapters {
             token_url: s.token_url.clone(),
         };
         let window = super::halo::client::HALO_LIMIT.1;
-        let client = Arc::new(
-            HaloClient::new(
-                self.http.clone(),
-                auth,
-                &self.allowed,
-                (s.requests_per_5_minutes.get(), window),
-                self.retry.clone(),
-            )
-            .map_err(for_tenant(tenant))?,
-        );
+        let limit = (s.requests_per_5_minutes.get(), window);
+        let client = HaloClient::new(self.http.clone(), auth, &self.allowed, limit, self.retry.clone())
+            .map_err(for_tenant(tenant))?;
+        let client = Arc::new(match &self.budgets {
+            Some(store) => client.with_shared_budget(store.clone(), limit),
+            None => client,
+        });
         let made = (client, Arc::new(ResolvedCache::default()));
         self.halo.lock().expect("not poisoned").insert(key, made.clone());
         Ok(made)
@@ -177,7 +181,10 @@ impl PlatformResolver for Adapters {
                     &self.allowed,
                 )
                 .map_err(for_tenant(tenant))?;
-                Ok(Arc::new(events))
+                Ok(Arc::new(match &self.budgets {
+                    Some(store) => events.with_shared_budget(store.clone()),
+                    None => events,
+                }))
             }
             PlatformConfig::Halo(s) => Ok(Arc::new(self.halo_tickets(tenant, s).await?)),
         }

@@ -91,3 +91,14 @@ pub fn platform_alert(platform: &str, reference: &str) -> String {
 pub fn alias(platform: &str, reference: &str) -> String {
     format!("ALIAS#{platform}#{reference}")
 }
+
+/// Partition of a rate budget shared by every process (`BUDGET#<key>`; the key names a platform
+/// instance by a hash, never by a secret).
+pub fn budget(key: &str) -> String {
+    format!("BUDGET#{key}")
+}
+
+/// One time slice of a shared budget.
+pub fn budget_slice(index: i64) -> String {
+    format!("SLICE#{index}")
+}

@@ -30,10 +30,13 @@ impl ConnectorState {
 
 /// A tenant's connector status as its last poll run saw it (`TENANT#t` / `STATUS`).
 ///
-/// A run that changes nothing an operator would act on rewrites it at most every
-/// [`STATUS_HEARTBEAT`](crate::usecase::status::STATUS_HEARTBEAT), so an idle tenant's runs
-/// rarely write it: `checked_at` says when it was last written, and `last_success` is at most
-/// that much older than the truth.
+/// A run writes it only when something an operator would act on changed (the state, the cause,
+/// the counts, a failure), never as a mere heartbeat: at fleet size every write is billed, and
+/// an idle run's one write is its lease. As stored, `checked_at` says when it was last written;
+/// read through [`Store::statuses_as_of`](crate::store::Store::statuses_as_of) (what
+/// `s1-bridge status` shows), `last_success` is brought up to the start of the last finished run
+/// that did not write it (a failed run always writes it) and `token_days_left` is counted from
+/// the token state now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConnectorStatus {
     pub state: ConnectorState,
@@ -72,4 +75,28 @@ pub struct ConnectorStatus {
     /// an error notice, `Connected` after a recovery notice.
     #[serde(default)]
     pub notified: Option<ConnectorState>,
+}
+
+impl ConnectorStatus {
+    /// This status as of `now`, given the start of the tenant's last poll run (from its lease:
+    /// `running` while that run still holds it) and the token's expiry. A finished run that did
+    /// not write the status changed nothing an operator would act on, and a failed run always
+    /// writes it (its failure count changes): so unless the status is `error`, a run that
+    /// started after it was written and has finished succeeded (or was killed before recording
+    /// anything, which its next run writes).
+    pub fn as_of(
+        mut self,
+        last_run: Option<(OffsetDateTime, bool)>,
+        token_expires: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> Self {
+        let finished = last_run.and_then(|(started, running)| (!running).then_some(started));
+        if let Some(started) = finished.filter(|s| *s > self.checked_at && self.state != ConnectorState::Error) {
+            self.last_success = Some(self.last_success.map_or(started, |s| s.max(started)));
+        }
+        if let Some(at) = token_expires {
+            self.token_days_left = Some((at - now).whole_days());
+        }
+        self
+    }
 }

@@ -3,9 +3,11 @@
 //! and when it recovers.
 //!
 //! Cost matters at fleet size (one run a minute per tenant): the record is read with the token
-//! state in one request, dead letters are counted only when the run made some or the record is
-//! due a refresh, and it is written only when something an operator would act on changed, or
-//! every [`STATUS_HEARTBEAT`] at most; an idle tenant's run so writes it once in fifteen.
+//! state in one request, dead letters are counted only when the run made some or once every
+//! [`DEAD_LETTER_RECOUNT_MINUTES`] (at a per-tenant minute), and it is written only when
+//! something an operator would act on changed: an idle tenant's runs never write it (their one
+//! write is the lease, which tells `s1-bridge status` when the last run started; see
+//! [`ConnectorStatus::as_of`]).
 
 use std::time::Duration;
 
@@ -14,9 +16,8 @@ use time::OffsetDateTime;
 use crate::platform::{Notice, PlatformResolver};
 use crate::store::{ConnectorState, ConnectorStatus, Store, StoreError, TenantConfig};
 
-/// A status whose content did not change is written again after this long, so `last_success`
-/// and `checked_at` stay within it of the truth.
-pub const STATUS_HEARTBEAT: Duration = Duration::from_secs(15 * 60);
+/// Dead letters the writeback made (another function) are recounted once in this many minutes.
+pub const DEAD_LETTER_RECOUNT_MINUTES: u32 = 15;
 /// Behind S1 by more than this (a run stopped at its deadline with more to do): degraded.
 pub const DEGRADED_LAG: Duration = Duration::from_secs(15 * 60);
 /// This many writebacks waiting for S1: degraded.
@@ -100,9 +101,10 @@ pub fn next_status(prev: Option<&ConnectorStatus>, facts: &RunFacts, now: Offset
 pub fn worth_writing(prev: Option<&ConnectorStatus>, next: &ConnectorStatus) -> bool {
     let Some(p) = prev else { return true };
     let over = |s: &ConnectorStatus| s.lag_seconds.is_some_and(|l| l > DEGRADED_LAG.as_secs() as i64);
+    // The token's days left change daily but are counted from the token state when read (and
+    // under a week they are in the cause): not worth a write of their own.
     p.state != next.state
         || p.cause != next.cause
-        || p.token_days_left != next.token_days_left
         || p.pending_writebacks != next.pending_writebacks
         || p.dead_letters != next.dead_letters
         || p.notified != next.notified
@@ -111,7 +113,6 @@ pub fn worth_writing(prev: Option<&ConnectorStatus>, next: &ConnectorStatus) -> 
         || p.failures_in_a_row != next.failures_in_a_row
         || p.last_success.is_none() != next.last_success.is_none()
         || over(p) != over(next)
-        || next.checked_at - p.checked_at >= STATUS_HEARTBEAT
 }
 
 /// The notice `status` calls for, if the tenant opted in and the platform was not yet told:
@@ -168,7 +169,15 @@ pub async fn record_run(
     if facts.token_days_left.is_none() {
         facts.token_days_left = token.and_then(|t| t.expires_at).map(|at| (at - now).whole_days());
     }
-    let refresh = prev.as_ref().is_none_or(|p| now - p.checked_at >= STATUS_HEARTBEAT);
+    let minute = now.unix_timestamp().div_euclid(60);
+    let recount = (minute
+        + i64::from(crate::usecase::poll_threats::shard_of(
+            &tenant.id,
+            DEAD_LETTER_RECOUNT_MINUTES,
+        )))
+        % i64::from(DEAD_LETTER_RECOUNT_MINUTES)
+        == 0;
+    let refresh = prev.is_none() || recount;
     if facts.dead_letters.is_none() && refresh {
         facts.dead_letters = Some(store.count_dead_letters(&tenant.id, DEAD_LETTER_COUNT_CAP).await?);
     }
@@ -214,20 +223,28 @@ mod tests {
     }
 
     #[test]
-    fn an_idle_tenant_writes_its_status_once_per_heartbeat() {
+    fn an_idle_tenant_never_writes_its_status() {
         let first = next_status(None, &ok(), at(0));
         assert_eq!(first.state, ConnectorState::Connected);
         assert!(worth_writing(None, &first));
         let mut writes = 0;
         let mut stored = first;
-        for m in 1..=60 {
-            let next = next_status(Some(&stored), &ok(), at(m));
+        for m in 1..=24 * 60 {
+            let facts = RunFacts {
+                // The token's days left go down by one a day.
+                token_days_left: Some(90 - m / (24 * 60)),
+                ..ok()
+            };
+            let next = next_status(Some(&stored), &facts, at(m));
             if worth_writing(Some(&stored), &next) {
                 writes += 1;
                 stored = next;
             }
         }
-        assert_eq!(writes, 4, "one write per 15 minutes in an hour of idle runs");
+        assert_eq!(
+            writes, 0,
+            "a day of idle runs writes nothing: the lease tells when they ran"
+        );
     }
 
     #[test]

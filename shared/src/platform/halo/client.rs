@@ -73,7 +73,7 @@ pub struct HaloClient {
     allowed: AllowedHosts,
     auth: HaloAuth,
     retry: RetryPolicy,
-    limiter: DefaultDirectRateLimiter,
+    limiter: crate::platform::budget::Budget,
     token: tokio::sync::Mutex<Option<CachedToken>>,
     /// The operator's token endpoint (checked like the base URL), when named.
     token_url: Option<Url>,
@@ -140,9 +140,25 @@ impl HaloClient {
             allowed: allowed.clone(),
             auth,
             retry,
-            limiter: bucket(limit.0, limit.1)?,
+            limiter: crate::platform::budget::Budget::local(bucket(limit.0, limit.1)?),
             token: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// This client, also keeping to the instance's budget shared through `store` with every
+    /// other process (and tenant) that uses the same instance and API application: `limit`
+    /// requests per `window`, keyed by a hash of the base URL and client id.
+    #[must_use]
+    pub fn with_shared_budget(mut self, store: crate::store::Store, limit: (u32, Duration)) -> Self {
+        let shared = crate::platform::budget::SharedBudget::new(
+            store,
+            "halo",
+            &[self.base.as_str(), self.auth.client_id.expose_secret()],
+            limit.0,
+            limit.1,
+        );
+        self.limiter.share(shared);
+        self
     }
 
     /// The instance's base URL (ends with `/`).

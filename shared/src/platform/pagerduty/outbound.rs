@@ -4,7 +4,7 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{Quota, RateLimiter};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use url::Url;
@@ -28,7 +28,7 @@ pub struct PagerDutyEvents {
     routing_key: SecretString,
     retry: RetryPolicy,
     /// Spaces events evenly under the per-key limit, so a backlog never meets a 429.
-    limiter: DefaultDirectRateLimiter,
+    limiter: crate::platform::budget::Budget,
     per_minute: u32,
 }
 
@@ -86,9 +86,25 @@ impl PagerDutyEvents {
             url,
             routing_key,
             retry,
-            limiter: RateLimiter::direct(quota),
+            limiter: crate::platform::budget::Budget::local(RateLimiter::direct(quota)),
             per_minute: per_minute.get(),
         })
+    }
+
+    /// These events, also keeping to the routing key's budget shared through `store` with every
+    /// other process and tenant sending to it (`events_per_minute`), keyed by a hash of the
+    /// events URL and the routing key.
+    #[must_use]
+    pub fn with_shared_budget(mut self, store: crate::store::Store) -> Self {
+        let shared = crate::platform::budget::SharedBudget::new(
+            store,
+            "pagerduty",
+            &[self.url.as_str(), self.routing_key.expose_secret()],
+            self.per_minute,
+            Duration::from_secs(60),
+        );
+        self.limiter.share(shared);
+        self
     }
 
     /// PagerDuty's four severities; `error` is kept for problems of the bridge itself.

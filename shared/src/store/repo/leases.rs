@@ -63,6 +63,19 @@ impl Store {
             .await
     }
 
+    /// Lets `lease` go at `now` without deleting it: the item stays (expired), so its generation
+    /// still tells when the run started (`s1-bridge status` reads it). The same one write as a
+    /// delete; `Ok(false)` when another run has taken it meanwhile.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn release(&self, lease: &Lease, now: OffsetDateTime) -> Result<bool, StoreError> {
+        let (mut i, cond) = self.fence_item(lease, now)?;
+        // Expired a millisecond ago: free for any run from now on.
+        i.until = Some(epoch_ms(now) - 1);
+        self.table.put(&i, &cond).await
+    }
+
     /// This store, with every checkpoint, story and asset write made only while `lease` is still
     /// held (each such write renews it, in the same transaction), so a run that lost its lease
     /// cannot overwrite what the run that took it wrote: the write fails with
@@ -71,7 +84,14 @@ impl Store {
         Store {
             table: self.table.clone(),
             fence: Some(Arc::new(lease)),
+            fenced_writes: Arc::default(),
         }
+    }
+
+    /// How many writes went through this fenced store (each renewed its lease): none for a run
+    /// that found nothing to do, whose short lease can then simply lapse.
+    pub fn fenced_writes(&self) -> u64 {
+        self.fenced_writes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Runs `work` while renewing `lease` every third of its time-to-live. Returns the work's
@@ -137,6 +157,7 @@ impl Store {
         let mut all = Vec::with_capacity(items.len() + 1);
         all.push(self.fence_item(lease, OffsetDateTime::now_utc())?);
         all.extend_from_slice(items);
+        self.fenced_writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let failed = self.table.put_all(&all).await?;
         if failed.contains(&0) {
             return Err(lease_lost(lease));
@@ -157,6 +178,12 @@ impl Store {
 fn next_generation(now_ms: i64) -> i64 {
     static COUNTER: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
     now_ms * 1000 + COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 1000
+}
+
+/// When the acquisition that got `generation` ([`next_generation`]) took its lease.
+pub(super) fn generation_time(generation: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(generation / 1000) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 fn lease_lost(lease: &Lease) -> StoreError {

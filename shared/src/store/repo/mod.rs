@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use super::{Item, ItemTable, Lease, RecordPage, StoreError};
 
 mod assets;
+mod budget;
 mod checkpoints;
 mod leases;
 mod markers;
@@ -27,6 +28,8 @@ pub struct Store {
     /// When set (see [`Store::fenced`]), checkpoint, story and asset writes go through only while
     /// this lease is still held.
     fence: Option<Arc<Lease>>,
+    /// Writes made through this fenced store (and its clones), each of which renewed the lease.
+    fenced_writes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -70,7 +73,11 @@ fn check_id(what: &str, id: &str) -> Result<(), StoreError> {
 impl Store {
     /// A store over any [`ItemTable`].
     pub fn new(table: Arc<dyn ItemTable>) -> Self {
-        Self { table, fence: None }
+        Self {
+            table,
+            fence: None,
+            fenced_writes: Arc::default(),
+        }
     }
 
     /// The underlying table, for tests and tools.

@@ -1,7 +1,21 @@
 //! The tenant's connector status, one item per tenant.
 
+use std::collections::HashMap;
+
+use time::OffsetDateTime;
+
+use super::leases::generation_time;
 use super::{Store, decode, item};
+use crate::store::types::epoch_ms;
 use crate::store::{Cond, ConnectorStatus, StoreError, TokenState, keys};
+
+/// What the status view reads of one tenant: its status, token state and last run (start,
+/// still running).
+type Found = (
+    Option<ConnectorStatus>,
+    Option<TokenState>,
+    Option<(OffsetDateTime, bool)>,
+);
 
 impl Store {
     /// A tenant's connector status, `None` before its first run.
@@ -54,6 +68,54 @@ impl Store {
                 Ok((tenant, decode(i, "connector status")?))
             })
             .collect()
+    }
+
+    /// The connector status of each of `tenants` that has one, as of `now`
+    /// ([`ConnectorStatus::as_of`]): read with each tenant's token state and the lease of its
+    /// `job` (the poll), which tells when its last run started. Any number of tenants; batched.
+    ///
+    /// # Errors
+    /// Backend errors; corrupt record.
+    pub async fn statuses_as_of(
+        &self,
+        tenants: &[&str],
+        job: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<(String, ConnectorStatus)>, StoreError> {
+        let lease = keys::lease(job);
+        let keys: Vec<(String, String)> = tenants
+            .iter()
+            .flat_map(|t| {
+                let pk = keys::tenant(t);
+                [
+                    (pk.clone(), keys::STATUS.to_owned()),
+                    (pk.clone(), keys::TOKEN.to_owned()),
+                    (pk, lease.clone()),
+                ]
+            })
+            .collect();
+        let mut found: HashMap<String, Found> = HashMap::new();
+        let now_ms = epoch_ms(now);
+        for i in self.table.batch_get(&keys).await? {
+            let tenant = i.pk.strip_prefix("TENANT#").unwrap_or(&i.pk).to_owned();
+            let entry = found.entry(tenant).or_default();
+            match i.sk.as_str() {
+                keys::STATUS => entry.0 = Some(decode(&i, "connector status")?),
+                keys::TOKEN => entry.1 = Some(decode(&i, "token state")?),
+                _ => {
+                    entry.2 = i
+                        .order
+                        .map(|g| (generation_time(g), i.until.is_some_and(|u| u >= now_ms)))
+                }
+            }
+        }
+        Ok(found
+            .into_iter()
+            .filter_map(|(tenant, (status, token, run))| {
+                let expires = token.and_then(|t| t.expires_at);
+                Some((tenant, status?.as_of(run, expires, now)))
+            })
+            .collect())
     }
 
     /// Saves a tenant's connector status.

@@ -37,7 +37,7 @@ use time::OffsetDateTime;
 use crate::platform::{Platform, PlatformError, PlatformResolver};
 use crate::s1::{ConsoleError, Consoles, S1Error};
 use crate::secrets::SecretError;
-use crate::store::{LEASE_TTL, Store, StoreError, TenantConfig};
+use crate::store::{Store, StoreError, TenantConfig};
 
 pub use report::{Outcome, PollReport, TenantReport};
 
@@ -65,6 +65,13 @@ pub const WRITEBACK_SHARE: Duration = Duration::from_secs(10);
 
 /// Name of the lease a poll run holds per tenant.
 pub const LEASE_JOB: &str = "poll";
+/// How long a poll run's lease lasts unless renewed (every third of it while the run lives).
+/// Short, so that a run which found nothing to do need not give the lease back: it lapses
+/// before the tenant's next message (a minute after this one), and an idle run makes one
+/// write, the take. A run that wrote something, or lasted longer, releases it (one more write,
+/// on a run that made others). A message for the tenant within this time of an idle run finds
+/// the lease held and is skipped, counted; the next minute's runs.
+pub const POLL_LEASE: time::Duration = time::Duration::seconds(20);
 /// Paging stops when less than this (or a quarter of the run's time, if smaller) is left before
 /// the deadline.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(20);
@@ -223,11 +230,12 @@ pub async fn poll_tenant(deps: &PollDeps, tenant: &TenantConfig, deadline: Insta
         ..TenantReport::default()
     };
     let now = OffsetDateTime::now_utc();
+    let started = Instant::now();
     // A short lease, renewed while the run is alive: a killed run keeps the tenant for at most
-    // LEASE_TTL. Every checkpoint and story write is fenced by it.
+    // POLL_LEASE. Every checkpoint and story write is fenced by it.
     let lease = match deps
         .store
-        .take_lease(&tenant.id, LEASE_JOB, &deps.owner, LEASE_TTL, now)
+        .take_lease(&tenant.id, LEASE_JOB, &deps.owner, POLL_LEASE, now)
         .await
     {
         Ok(Some(lease)) => lease,
@@ -323,9 +331,13 @@ pub async fn poll_tenant(deps: &PollDeps, tenant: &TenantConfig, deadline: Insta
             tracing::warn!(tenant = %tenant.id, error = %e, "could not record the connector status");
         }
     }
-    match deps.store.give_back(&lease).await {
-        Ok(_) => {}
-        Err(e) => tracing::warn!(tenant = %tenant.id, error = %e, "could not release the lease; it lapses by itself"),
+    // An idle run's lease lapses by itself before the tenant's next message: no write. A run
+    // that wrote (each write renewed it) or lasted longer lets it go, so the next run need not
+    // wait.
+    if fenced.store.fenced_writes() > 0 || started.elapsed() >= POLL_LEASE.unsigned_abs() {
+        if let Err(e) = deps.store.release(&lease, OffsetDateTime::now_utc()).await {
+            tracing::warn!(tenant = %tenant.id, error = %e, "could not release the lease; it lapses by itself");
+        }
     }
     tracing::info!(
         tenant = %report.tenant, outcome = ?report.outcome, fetched = report.fetched, new = report.new,

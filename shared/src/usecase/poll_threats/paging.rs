@@ -176,6 +176,10 @@ where
     let Ctx { deps, tenant, .. } = *ctx;
     let store = &deps.store;
     let (checkpoint, unfinished) = store.get_checkpoint_and_in_flight(&tenant.id, checkpoint_name).await?;
+    // The checkpoint as stored: an idle page (only the boundary items `__gte` returns again)
+    // leaves it as it is, and then it is not written again (the bill is per write). A source
+    // with none yet starts at `start` (the switch-over), which is then written.
+    let mut saved = checkpoint.clone().unwrap_or_default();
     let mut checkpoint = checkpoint.or(start).unwrap_or_default();
     if !unfinished.is_empty() {
         // A run sent updates it never committed: the platform may show versions the stories
@@ -218,9 +222,10 @@ where
         // page's stories as they will be stored. Its answers are recorded once the previous
         // page is in, and it is committed itself during the next page. The checkpoint is saved
         // with its page's stories: everything before it has been accepted by the platform.
+        let moved = (checkpoint != saved).then_some((checkpoint_name, &checkpoint));
         let committed = async {
             match &prior {
-                Some(p) => commit(ctx, p, Some((checkpoint_name, &checkpoint))).await,
+                Some(p) => commit(ctx, p, moved).await,
                 None => Ok(HashSet::new()),
             }
         };
@@ -239,7 +244,9 @@ where
             committed,
             pages.next()
         );
-        prior = None;
+        if prior.take().is_some() && committed.is_ok() {
+            saved = checkpoint.clone();
+        }
         let merged = match committed {
             Ok(merged) => merged,
             Err(e) => {
@@ -295,7 +302,10 @@ where
     };
     // The last page settled goes in whatever ended the loop: the platform took all of it.
     let last = match &prior {
-        Some(p) => commit(ctx, p, Some((checkpoint_name, &checkpoint))).await.map(drop),
+        Some(p) => {
+            let moved = (checkpoint != saved).then_some((checkpoint_name, &checkpoint));
+            commit(ctx, p, moved).await.map(drop)
+        }
         None => Ok(()),
     };
     let result = match (result, last) {

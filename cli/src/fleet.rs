@@ -1,0 +1,422 @@
+//! `bench-fleet`: the fleet benchmark of issue 25 (scripts/bench-fleet.sh runs it; not a test).
+//!
+//! Many tenants on one simulated console (every S1 request answered after `--s1-delay-ms`), the
+//! real dispatcher (`usecase::fanout::dispatch`) sending one message per tenant into an
+//! in-process queue behind the same `TenantQueue` port as SQS (delays honoured; every send,
+//! receive and delete counted as the SQS request it would be), and a bounded pool of
+//! `--workers` concurrent "invocations", each handing one message to the real consumer
+//! (`usecase::fanout::consume`, what `poll-threats` runs) with the invocation's deadline.
+//! `--heavy` tenants see a backlog of `--backlog` threats on a second console (the idle ones'
+//! has none) and publish into a receiver that answers after `--receiver-delay-ms`.
+//!
+//! Two rounds of one dispatch each: idle tenants only, then the same with the heavy ones; per
+//! round the time to dispatch, p50/p99 of "due to poll started" and "due to poll finished" for
+//! the idle tenants; and per idle tenant-run (from the first round) S1 requests, store reads and
+//! writes (calls on the store port: one per DynamoDB request but for batches over 100 keys),
+//! queue requests, CPU ms and the process's peak memory.
+
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use clap::Args;
+use s1_bridge_sim::{FaultKind, FaultRule, Sim, SimConfig, WebhookReceiver};
+use s1_shared::platform::{Adapters, PlatformConfig, settings};
+use s1_shared::queue::{QueueError, SqsEvent, TenantMessage, TenantQueue};
+use s1_shared::s1::Consoles;
+use s1_shared::secrets::LocalTokenProvider;
+use s1_shared::store::{
+    Cond, EmbeddedTable, Grouping, Item, ItemPage, ItemTable, Store, StoreError, TenantConfig, TokenSource,
+};
+use s1_shared::usecase::fanout::{consume, dispatch};
+use s1_shared::usecase::poll_threats::{Outcome, PollDeps};
+use serde_json::json;
+
+#[derive(Args)]
+pub struct FleetArgs {
+    /// Idle tenants.
+    #[arg(long, default_value_t = 10_000)]
+    tenants: usize,
+    /// Tenants carrying the backlog (in the second round).
+    #[arg(long, default_value_t = 20)]
+    heavy: usize,
+    /// Threats of the backlog.
+    #[arg(long, default_value_t = 100_000)]
+    backlog: usize,
+    /// Concurrent invocations (the event source mapping's MaximumConcurrency).
+    #[arg(long, default_value_t = 100)]
+    workers: usize,
+    /// The invocation's time limit, seconds (a heavy tenant's run stops there).
+    #[arg(long, default_value_t = 60)]
+    invocation_s: u64,
+    /// The dispatcher's spread of the tenants over the minute, seconds.
+    #[arg(long, default_value_t = 50)]
+    spread_s: u64,
+    /// Seconds from one dispatch to the next (the schedule's minute): a round starts no sooner,
+    /// so each tenant's runs are as far apart as deployed.
+    #[arg(long, default_value_t = 60)]
+    interval_s: u64,
+    #[arg(long, default_value_t = 300)]
+    s1_delay_ms: u64,
+    #[arg(long, default_value_t = 200)]
+    receiver_delay_ms: u64,
+}
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"; // test-only: opens the local receiver
+
+/// Store port calls, by kind.
+#[derive(Default)]
+struct Calls {
+    reads: AtomicU64,
+    writes: AtomicU64,
+}
+
+struct Counted {
+    inner: Arc<dyn ItemTable>,
+    calls: Arc<Calls>,
+}
+
+impl Counted {
+    fn read(&self) {
+        self.calls.reads.fetch_add(1, Ordering::Relaxed);
+    }
+    fn write(&self) {
+        self.calls.writes.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[async_trait]
+impl ItemTable for Counted {
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
+        self.read();
+        self.inner.get(pk, sk).await
+    }
+    async fn batch_get(&self, keys: &[(String, String)]) -> Result<Vec<Item>, StoreError> {
+        self.calls
+            .reads
+            .fetch_add(keys.len().div_ceil(100).max(1) as u64, Ordering::Relaxed);
+        self.inner.batch_get(keys).await
+    }
+    async fn put(&self, item: &Item, cond: &Cond) -> Result<bool, StoreError> {
+        self.write();
+        self.inner.put(item, cond).await
+    }
+    async fn batch_put(&self, items: &[Item]) -> Result<(), StoreError> {
+        self.calls
+            .writes
+            .fetch_add(items.len().div_ceil(25).max(1) as u64, Ordering::Relaxed);
+        self.inner.batch_put(items).await
+    }
+    async fn put_all(&self, items: &[(Item, Cond)]) -> Result<Vec<usize>, StoreError> {
+        self.write();
+        self.inner.put_all(items).await
+    }
+    fn transaction_limits(&self) -> (usize, usize) {
+        self.inner.transaction_limits()
+    }
+    async fn delete(&self, pk: &str, sk: &str, cond: &Cond) -> Result<bool, StoreError> {
+        self.write();
+        self.inner.delete(pk, sk, cond).await
+    }
+    async fn query(
+        &self,
+        pk: &str,
+        sk_prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<ItemPage, StoreError> {
+        self.read();
+        self.inner.query(pk, sk_prefix, cursor, limit).await
+    }
+    async fn query_index(&self, key: &str, cursor: Option<&str>, limit: usize) -> Result<ItemPage, StoreError> {
+        self.read();
+        self.inner.query_index(key, cursor, limit).await
+    }
+}
+
+/// A message waiting in the queue: visible from `at`, due (sent plus its delay) then too.
+#[derive(PartialEq, Eq)]
+struct Waiting {
+    at: Instant,
+    tenant: String,
+}
+
+impl Ord for Waiting {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other.at.cmp(&self.at).then_with(|| other.tenant.cmp(&self.tenant))
+    }
+}
+
+impl PartialOrd for Waiting {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// The in-process queue: what SQS does for the fan-out (delays, one consumer per message),
+/// counting the SQS requests it stands for.
+#[derive(Default)]
+struct LocalQueue {
+    waiting: Mutex<BinaryHeap<Waiting>>,
+    requests: AtomicU64,
+}
+
+#[async_trait]
+impl TenantQueue for LocalQueue {
+    async fn send_batch(&self, messages: &[TenantMessage]) -> Result<Vec<String>, QueueError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let mut w = self.waiting.lock().expect("not poisoned");
+        for m in messages {
+            w.push(Waiting {
+                at: now + Duration::from_secs(u64::from(m.delay_seconds)),
+                tenant: m.tenant.clone(),
+            });
+        }
+        Ok(vec![])
+    }
+}
+
+impl LocalQueue {
+    /// The next message visible now (a receive and, once handled, a delete: two requests).
+    fn next(&self) -> Option<Waiting> {
+        let mut w = self.waiting.lock().expect("not poisoned");
+        if w.peek().is_some_and(|m| m.at <= Instant::now()) {
+            self.requests.fetch_add(2, Ordering::Relaxed);
+            return w.pop();
+        }
+        None
+    }
+
+    fn is_empty(&self) -> bool {
+        self.waiting.lock().expect("not poisoned").is_empty()
+    }
+}
+
+fn tenant(id: &str, console: &str, webhook: &str) -> TenantConfig {
+    TenantConfig {
+        id: id.into(),
+        name: id.into(),
+        enabled: true,
+        console_url: console.into(),
+        token: TokenSource::Env { var: "S1".into() },
+        account_ids: vec![],
+        site_ids: vec![],
+        platform: PlatformConfig::Generic(settings::Generic {
+            url: webhook.into(),
+            secret: TokenSource::Env { var: "HOOK".into() },
+            inbound_secrets: vec![],
+            inbound_bearer: None,
+            assets: None,
+            batch: None,
+        }),
+        grouping: Grouping::Story,
+        poll_cloud_alerts: false,
+        mapping_overrides: Default::default(),
+        token_alert_days: vec![30, 14, 7, 3, 1, 0],
+        max_in_flight: s1_shared::store::DEFAULT_MAX_IN_FLIGHT,
+        status_notices: false,
+        sources: vec![s1_shared::store::Source::Threats],
+        intervals: Default::default(),
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// One round: a dispatch, then the pool works the queue until every idle tenant's run ended.
+/// Returns the round's figures.
+async fn round(
+    deps: &PollDeps,
+    queue: &Arc<LocalQueue>,
+    args: &FleetArgs,
+    heavy: &[String],
+) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    let dispatched_at = Instant::now();
+    let next_round = dispatched_at + Duration::from_secs(args.interval_s);
+    let report = dispatch(
+        &deps.store,
+        queue.as_ref(),
+        s1_shared::usecase::fanout::Plan {
+            job: s1_shared::usecase::fanout::Job::Poll,
+            every_minutes: 1,
+            spread: Duration::from_secs(args.spread_s),
+        },
+        time::OffsetDateTime::now_utc(),
+    )
+    .await?;
+    let dispatch_s = dispatched_at.elapsed().as_secs_f64();
+    // Due: when the dispatcher meant the tenant to run (its delay from the dispatch).
+    let spread = Duration::from_secs(args.spread_s);
+    let due = |t: &str| dispatched_at + Duration::from_secs(u64::from(s1_shared::usecase::fanout::delay_of(t, spread)));
+    let heavy_set: std::collections::HashSet<String> = heavy.iter().cloned().collect();
+    let limit = Duration::from_secs(args.invocation_s);
+    let mut times: Vec<(String, f64, f64, Outcome)> = Vec::new();
+    let mut running = futures_util::stream::FuturesUnordered::new();
+    let mut n = 0u64;
+    // The pool: at most `workers` invocations at once, each one message, all on this task (as
+    // many Lambda instances would run them side by side).
+    loop {
+        while running.len() < args.workers {
+            let Some(m) = queue.next() else { break };
+            n += 1;
+            let mut deps = deps.clone();
+            deps.owner = format!("invocation-{n}");
+            let due_at = due(&m.tenant);
+            running.push(async move {
+                let started = Instant::now();
+                let event: SqsEvent = serde_json::from_value(json!({"Records": [{
+                    "messageId": format!("m-{n}"), "body": json!({"tenant": m.tenant}).to_string(),
+                    "attributes": {"ApproximateReceiveCount": "1"}, "eventSource": "aws:sqs"}]}))
+                .expect("an SQS event");
+                let (_, consumed) = consume(&deps, &event, started + limit).await;
+                let outcome = consumed.runs.first().map_or(Outcome::Skipped, |r| r.outcome);
+                (
+                    m.tenant,
+                    started.saturating_duration_since(due_at).as_secs_f64(),
+                    Instant::now().saturating_duration_since(due_at).as_secs_f64(),
+                    outcome,
+                )
+            });
+        }
+        if running.is_empty() && queue.is_empty() {
+            break;
+        }
+        tokio::select! {
+            Some(t) = futures_util::StreamExt::next(&mut running), if !running.is_empty() => times.push(t),
+            () = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+    }
+    let round_s = dispatched_at.elapsed().as_secs_f64();
+    tokio::time::sleep_until(next_round.into()).await;
+    let idle: Vec<_> = times.iter().filter(|t| !heavy_set.contains(&t.0)).collect();
+    let mut started: Vec<f64> = idle.iter().map(|t| t.1).collect();
+    let mut finished: Vec<f64> = idle.iter().map(|t| t.2).collect();
+    started.sort_by(f64::total_cmp);
+    finished.sort_by(f64::total_cmp);
+    let failed = idle.iter().filter(|t| t.3 == Outcome::Failed).count();
+    let skipped = idle.iter().filter(|t| t.3 == Outcome::Skipped).count();
+    Ok(json!({
+        "tenants": report.tenants,
+        "sent": report.sent,
+        "dispatch_s": dispatch_s,
+        "idle_runs": idle.len(),
+        "idle_failed": failed,
+        "idle_skipped": skipped,
+        "due_to_started_p50_s": percentile(&started, 0.5),
+        "due_to_started_p99_s": percentile(&started, 0.99),
+        "due_to_finished_p50_s": percentile(&finished, 0.5),
+        "due_to_finished_p99_s": percentile(&finished, 0.99),
+        "round_s": round_s,
+    }))
+}
+
+pub async fn run_fleet_bench(args: FleetArgs) -> Result<(), Box<dyn std::error::Error>> {
+    // Two consoles: the idle tenants' (no threats) and the heavy tenants' (the backlog), so the
+    // simulator does not scan the backlog for every idle tenant's request.
+    let mut consoles = Vec::new();
+    for threats in [0, args.backlog] {
+        let sim = Sim::start(SimConfig {
+            threats,
+            agents: 2_000,
+            cloud_alerts: 0,
+            ..SimConfig::default()
+        })
+        .await?;
+        sim.control()
+            .add_fault(&FaultRule::new(
+                "*",
+                FaultKind::Slow {
+                    millis: args.s1_delay_ms,
+                },
+                u32::MAX,
+            ))
+            .await?;
+        consoles.push(sim);
+    }
+    let (sim, backlog) = (&consoles[0], &consoles[1]);
+    let receiver = WebhookReceiver::start_on(SECRET, "127.0.0.1:0".parse()?, false).await?;
+    let calls = Arc::new(Calls::default());
+    let table: Arc<dyn ItemTable> = Arc::new(Counted {
+        inner: Arc::new(EmbeddedTable::in_memory()?),
+        calls: calls.clone(),
+    });
+    let store = Store::new(table);
+    let secrets = HashMap::from([
+        ("S1".to_owned(), s1_bridge_sim::DEFAULT_TOKEN.to_owned()),
+        ("HOOK".to_owned(), SECRET.to_owned()),
+    ]);
+    let tokens = Arc::new(LocalTokenProvider::with_lookup(move |k| secrets.get(k).cloned()));
+    let ids: Vec<String> = (0..args.tenants).map(|i| format!("t{i:05}")).collect();
+    for id in &ids {
+        store.put_tenant(&tenant(id, &sim.base_url(), &receiver.url())).await?;
+    }
+    let (http, options) = crate::bench::bench_http()?;
+    let platforms = Arc::new(
+        Adapters::new(http.clone(), tokens.clone(), options.retry.clone())
+            .with_allowed_hosts(crate::bench::bench_hosts()),
+    );
+    let deps = PollDeps {
+        progress: None,
+        store: store.clone(),
+        consoles: Consoles::new(http, tokens, options),
+        platforms,
+        owner: String::new(),
+        concurrency: 1,
+        writeback: None,
+    };
+    let queue = Arc::new(LocalQueue::default());
+    // A first round that takes every tenant from nothing to idle (its first run writes its
+    // checkpoint and status), not measured.
+    round(&deps, &queue, &args, &[]).await?;
+
+    // Round 1: idle tenants only.
+    let reads = calls.reads.load(Ordering::Relaxed);
+    let writes = calls.writes.load(Ordering::Relaxed);
+    let queued = queue.requests.load(Ordering::Relaxed);
+    let s1_before = sim.control().requests().await?.len();
+    let cpu = crate::bench::cpu_ms();
+    let idle_only = round(&deps, &queue, &args, &[]).await?;
+    let cpu = crate::bench::cpu_ms().zip(cpu).map(|(a, b)| a - b);
+    let runs = idle_only["idle_runs"].as_u64().unwrap_or(1).max(1) as f64;
+    let s1 = (sim.control().requests().await?.len() - s1_before) as f64;
+    let per_run = json!({
+        "s1_requests": s1 / runs,
+        "store_reads": (calls.reads.load(Ordering::Relaxed) - reads) as f64 / runs,
+        "store_writes": (calls.writes.load(Ordering::Relaxed) - writes) as f64 / runs,
+        "queue_requests": (queue.requests.load(Ordering::Relaxed) - queued) as f64 / runs,
+        "cpu_ms": cpu.map(|c| c / runs),
+    });
+
+    // Round 2: the same with the heavy tenants' backlog.
+    let heavy: Vec<String> = (0..args.heavy).map(|i| format!("heavy{i:02}")).collect();
+    for id in &heavy {
+        store
+            .put_tenant(&tenant(id, &backlog.base_url(), &receiver.url()))
+            .await?;
+    }
+    receiver.stall_next(
+        args.heavy * 100 * args.invocation_s as usize,
+        Duration::from_millis(args.receiver_delay_ms),
+    );
+    let with_heavy = round(&deps, &queue, &args, &heavy).await?;
+    println!(
+        "{}",
+        json!({
+            "tenants": args.tenants, "heavy": args.heavy, "backlog": args.backlog,
+            "workers": args.workers, "invocation_s": args.invocation_s,
+            "idle_only": idle_only, "with_heavy": with_heavy, "per_idle_run": per_run,
+            "heavy_events_delivered": receiver.requests().0,
+            "peak_rss_mib": crate::bench::peak_rss_kib().map(|k| k as f64 / 1024.0),
+            "queue": "in-process (the TenantQueue port; SendMessageBatch, ReceiveMessage, DeleteMessage counted as SQS would bill them)",
+            "store": "embedded (in memory), calls on the store port counted",
+        })
+    );
+    Ok(())
+}
