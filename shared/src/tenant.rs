@@ -3,8 +3,13 @@
 //! key no setting reads, a console or platform URL the allow-list refuses, a mapping override
 //! naming a status S1 does not have).
 
+mod config;
+mod secret_ref;
+
+pub use config::{DEFAULT_MAX_IN_FLIGHT, TenantConfig};
+pub use secret_ref::SecretRef;
+
 use crate::config::AllowedHosts;
-use crate::store::TenantConfig;
 
 /// What is wrong with a tenant file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,12 +54,9 @@ pub fn parse_tenant(text: &str, allowed: &AllowedHosts) -> Result<TenantConfig, 
             message: format!("must be between 1 and {MAX_IN_FLIGHT}"),
         });
     }
-    if let crate::platform::PlatformConfig::Generic(crate::platform::settings::Generic { batch: Some(b), .. }) =
-        &tenant.platform
-        && let Some(message) = b.problem()
-    {
+    if let Some((path, message)) = tenant.platform.settings().problem() {
         return Err(TenantFileError::Invalid {
-            path: "platform.settings.batch".into(),
+            path: format!("platform.settings.{path}"),
             message,
         });
     }

@@ -12,7 +12,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::platform::{Notice, PlatformResolver};
-use crate::store::{ConnectorState, ConnectorStatus, Store, StoreError, TenantConfig};
+use crate::store::{ConnectorState, ConnectorStatus, Store, StoreError};
+use crate::tenant::TenantConfig;
 
 /// A status whose content did not change is written again after this long, so `last_success`
 /// and `checked_at` stay within it of the truth.

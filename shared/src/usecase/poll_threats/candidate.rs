@@ -2,10 +2,11 @@
 
 use time::OffsetDateTime;
 
+use crate::domain::MemberState;
 use crate::domain::{self, MemberId, Severity};
 use crate::platform::ThreatView;
 use crate::s1::dto::{CloudAlert, Threat};
-use crate::store::{MemberState, TenantConfig};
+use crate::tenant::TenantConfig;
 
 /// One thing to publish, normalised from a threat or a STAR alert.
 pub(super) struct Candidate {

@@ -16,10 +16,11 @@ use super::{
     ALERTS_CHECKPOINT, CHECKPOINT, Ctx, DEADLINE_MARGIN, Outcome, PollDeps, Stop, TenantReport,
     WATERMARK_IDS_MAX_BYTES, paced_page,
 };
+use crate::domain::Checkpoint;
 use crate::platform::{Platform, PlatformError};
 use crate::s1::dto::{CloudAlert, Threat};
 use crate::s1::{CloudAlertQuery, S1Client, S1Error, ThreatQuery};
-use crate::store::{Checkpoint, TenantConfig};
+use crate::tenant::TenantConfig;
 
 /// Polls one tenant with its S1 client: threats, the replays asked for, then STAR alerts.
 pub(super) async fn poll_threats(

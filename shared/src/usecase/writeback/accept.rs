@@ -11,9 +11,11 @@ use super::notes::note_text;
 use super::outcome::Accepted;
 use super::resolve::resolve_story;
 use super::{EVENT_TTL, MIN_ATTEMPT_WINDOW, NOTE_DEDUPE_WINDOW, WritebackDeps};
+use crate::domain::{PendingChange, PendingWriteback};
 use crate::mapping::Mapping;
 use crate::platform::inbound::{ChangeAction, StatusChange};
-use crate::store::{Acceptance, PendingChange, PendingEntry, PendingWriteback, TenantConfig};
+use crate::store::{Acceptance, PendingEntry};
+use crate::tenant::TenantConfig;
 
 pub(super) async fn accept(
     deps: &WritebackDeps,

@@ -14,7 +14,8 @@ use super::outcome::{Accepted, Attempt};
 use super::{MAX_BODY, MAX_FUTURE, REPLAY_WINDOW, WebhookOptions, WritebackDeps};
 use crate::platform::PlatformKind;
 use crate::platform::inbound::{Inbound, InboundError, StatusChange};
-use crate::store::{StoreError, TenantConfig};
+use crate::store::StoreError;
+use crate::tenant::TenantConfig;
 
 /// The HTTP answer to a webhook.
 #[derive(Debug, Clone, PartialEq)]
