@@ -1,17 +1,29 @@
-//! Pure rules: how threats group into stories, what counts as a change, how severe a threat is.
+//! The model and its pure rules: stories and their members (`story.rs`), checkpoints
+//! (`checkpoint.rs`), a platform's normalised change and the pending writeback that carries it
+//! (`change.rs`, `writeback.rs`), the platform's identity (`platform_kind.rs`); how threats group
+//! into stories, what counts as a change, how severe a threat is. Below the store, which keeps
+//! these records, and below the platforms.
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 
 use crate::s1::dto::{CloudAlert, ConfidenceLevel, Threat, UnifiedAlert};
-use crate::store::Grouping;
 
+pub mod change;
+mod checkpoint;
 pub mod correlate;
 mod ids;
+mod platform_kind;
+mod story;
+pub mod writeback;
 
+pub use checkpoint::{Checkpoint, InFlight, InFlightMember};
 pub use correlate::{Decision, correlate};
 pub use ids::{AlertKey, MemberId, MemberKind, story_id, story_key_of};
+pub use platform_kind::PlatformKind;
+pub use story::{Grouping, MemberState, StoryRecord, StoryStatus};
+pub use writeback::{PendingChange, PendingWriteback, WritebackStep};
 
 /// Threats with one key join one story within this long of its first detection.
 pub const STORY_WINDOW: Duration = Duration::days(90);
@@ -28,12 +40,12 @@ pub const MEMBER_GROWTH_BYTES: usize = 96;
 
 /// What a stored story costs against [`STORY_MAX_BYTES`]: its encoded size plus the growth room
 /// of each member.
-pub fn story_bytes(story: &crate::store::StoryRecord) -> usize {
+pub fn story_bytes(story: &crate::domain::StoryRecord) -> usize {
     serde_json::to_vec(story).map_or(usize::MAX / 2, |b| b.len()) + story.members.len() * MEMBER_GROWTH_BYTES
 }
 
 /// What one member adds to a story against [`STORY_MAX_BYTES`] (key, record and growth room).
-pub fn member_bytes(id: &str, m: &crate::store::MemberState) -> usize {
+pub fn member_bytes(id: &str, m: &crate::domain::MemberState) -> usize {
     // `"<id>":<record>,`
     id.len() + 4 + serde_json::to_vec(m).map_or(usize::MAX / 4, |b| b.len()) + MEMBER_GROWTH_BYTES
 }

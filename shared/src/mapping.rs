@@ -233,7 +233,7 @@ mod tests {
 
     #[test]
     fn tenant_overrides() {
-        use crate::store::TenantConfig;
+        use crate::tenant::TenantConfig;
         let tenant = |overrides: serde_json::Value| {
             serde_json::from_value::<TenantConfig>(serde_json::json!({
                 "id": "t", "enabled": true, "console_url": "https://x.sentinelone.net",

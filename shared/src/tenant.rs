@@ -3,8 +3,13 @@
 //! key no setting reads, a console or platform URL the allow-list refuses, a mapping override
 //! naming a status S1 does not have).
 
+mod config;
+mod secret_ref;
+
+pub use config::{DEFAULT_MAX_IN_FLIGHT, Intervals, MAX_INTERVAL_MINUTES, Source, TenantConfig};
+pub use secret_ref::SecretRef;
+
 use crate::config::AllowedHosts;
-use crate::store::TenantConfig;
 
 /// What is wrong with a tenant file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,22 +61,16 @@ pub fn parse_tenant(text: &str, allowed: &AllowedHosts) -> Result<TenantConfig, 
         });
     }
     for (name, minutes) in tenant.intervals.named() {
-        if minutes.is_some_and(|m| !(1..=crate::store::MAX_INTERVAL_MINUTES).contains(&m)) {
+        if minutes.is_some_and(|m| !(1..=MAX_INTERVAL_MINUTES).contains(&m)) {
             return Err(TenantFileError::Invalid {
                 path: format!("intervals.{name}"),
-                message: format!(
-                    "must be between 1 and {} minutes (a week)",
-                    crate::store::MAX_INTERVAL_MINUTES
-                ),
+                message: format!("must be between 1 and {} minutes (a week)", MAX_INTERVAL_MINUTES),
             });
         }
     }
-    if let crate::platform::PlatformConfig::Generic(crate::platform::settings::Generic { batch: Some(b), .. }) =
-        &tenant.platform
-        && let Some(message) = b.problem()
-    {
+    if let Some((path, message)) = tenant.platform.settings().problem() {
         return Err(TenantFileError::Invalid {
-            path: "platform.settings.batch".into(),
+            path: format!("platform.settings.{path}"),
             message,
         });
     }

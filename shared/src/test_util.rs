@@ -6,15 +6,16 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
+use crate::domain::Grouping;
 use crate::mapping::MappingOverrides;
 use crate::platform::{
     Notice, Platform, PlatformConfig, PlatformError, PlatformResolver, PublishReceipt, ThreatEvent, settings,
 };
-use crate::store::{Grouping, TenantConfig, TokenSource};
+use crate::tenant::{SecretRef, TenantConfig};
 
 /// A secret read from the environment variable `var`.
-pub fn env(var: &str) -> TokenSource {
-    TokenSource::Env { var: var.to_owned() }
+pub fn env(var: &str) -> SecretRef {
+    SecretRef::Env { var: var.to_owned() }
 }
 
 /// The generic platform POSTing to `url`, signing with the secret in env `secret_var`.
@@ -57,7 +58,7 @@ impl TenantConfig {
             poll_cloud_alerts: false,
             mapping_overrides: MappingOverrides::default(),
             token_alert_days: vec![30, 14, 7, 3, 1, 0],
-            max_in_flight: crate::store::DEFAULT_MAX_IN_FLIGHT,
+            max_in_flight: crate::tenant::DEFAULT_MAX_IN_FLIGHT,
             status_notices: false,
             intervals: Default::default(),
         }
@@ -99,8 +100,8 @@ impl RecordingPlatform {
 
 #[async_trait]
 impl Platform for RecordingPlatform {
-    fn name(&self) -> &'static str {
-        "recording"
+    fn kind(&self) -> crate::domain::PlatformKind {
+        crate::domain::PlatformKind::Generic
     }
 
     async fn publish(&self, event: &ThreatEvent) -> Result<PublishReceipt, PlatformError> {

@@ -148,8 +148,8 @@ impl PlatformResolver for SmallPages {
 
 #[async_trait]
 impl Platform for SmallPagesPlatform {
-    fn name(&self) -> &'static str {
-        self.0.name()
+    fn kind(&self) -> s1_shared::platform::PlatformKind {
+        self.0.kind()
     }
     async fn publish(&self, event: &ThreatEvent) -> Result<PublishReceipt, PlatformError> {
         self.0.publish(event).await

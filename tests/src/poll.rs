@@ -445,8 +445,8 @@ impl s1_shared::platform::PlatformResolver for Hooked {
 
 #[async_trait]
 impl s1_shared::platform::Platform for HookedPlatform {
-    fn name(&self) -> &'static str {
-        self.inner.name()
+    fn kind(&self) -> s1_shared::platform::PlatformKind {
+        self.inner.kind()
     }
     async fn publish(
         &self,

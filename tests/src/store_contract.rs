@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use futures_util::future::join_all;
 use s1_shared::domain::MemberId;
-use s1_shared::platform::ThreatEvent;
+use s1_shared::platform::{PlatformKind, ThreatEvent};
 use s1_shared::s1::dto::{AnalystVerdict, IncidentStatus};
 use s1_shared::store::*;
 use time::{Duration, OffsetDateTime};
@@ -70,7 +70,7 @@ fn story(key: &str, n: usize) -> StoryRecord {
         id: format!("{key}@0"),
         window_start: OffsetDateTime::UNIX_EPOCH,
         status: StoryStatus::Open,
-        platform: Some("pagerduty".into()),
+        platform: Some(PlatformKind::PagerDuty),
         platform_ref: Some(format!("PD-{key}")),
         members: (0..n).map(|i| (MemberId::threat(threat_id(i)), member(i))).collect(),
         previous: vec![],
@@ -152,7 +152,7 @@ pub async fn story_writes_are_optimistic(store: Store) {
     .await;
     assert_eq!(results.iter().filter(|w| **w).count(), 1, "{results:?}");
     let found = store
-        .story_by_platform_ref("t1", "pagerduty", "PD-a1:h1")
+        .story_by_platform_ref("t1", PlatformKind::PagerDuty, "PD-a1:h1")
         .await
         .unwrap()
         .unwrap();
@@ -160,7 +160,7 @@ pub async fn story_writes_are_optimistic(store: Store) {
     assert_eq!(found.version, 2);
     assert!(
         store
-            .story_by_platform_ref("t1", "pagerduty", "PD-unknown")
+            .story_by_platform_ref("t1", PlatformKind::PagerDuty, "PD-unknown")
             .await
             .unwrap()
             .is_none()
@@ -174,7 +174,7 @@ pub async fn story_writes_are_optimistic(store: Store) {
         let store = store.clone();
         async move {
             store
-                .story_by_platform_ref("t1", "pagerduty", r)
+                .story_by_platform_ref("t1", PlatformKind::PagerDuty, r)
                 .await
                 .unwrap()
                 .map(|v| v.version)
@@ -194,7 +194,7 @@ pub async fn a_platform_reference_finds_only_its_own_tenants_story(store: Store)
     let tenants: Vec<String> = (0..105).map(|n| format!("t{n:03}")).collect();
     for (n, t) in tenants.iter().enumerate() {
         let mut s = story(&format!("a{n}:h"), 1);
-        s.platform = Some("halo".into());
+        s.platform = Some(PlatformKind::Halo);
         s.platform_ref = Some("1001".into());
         assert!(store.put_story(t, &s, 0).await.unwrap());
     }
@@ -203,18 +203,25 @@ pub async fn a_platform_reference_finds_only_its_own_tenants_story(store: Store)
         .enumerate()
         .filter(|(n, _)| [0, 50, 99, 100, 104].contains(n))
     {
-        let found = store.story_by_platform_ref(t, "halo", "1001").await.unwrap();
+        let found = store
+            .story_by_platform_ref(t, PlatformKind::Halo, "1001")
+            .await
+            .unwrap();
         assert_eq!(found.map(|v| v.value.key), Some(format!("a{n}:h")), "tenant {t}");
     }
     for t in ["t", "t0500", "u"] {
         assert!(
-            store.story_by_platform_ref(t, "halo", "1001").await.unwrap().is_none(),
+            store
+                .story_by_platform_ref(t, PlatformKind::Halo, "1001")
+                .await
+                .unwrap()
+                .is_none(),
             "{t}"
         );
     }
     assert!(
         store
-            .story_by_platform_ref("t000", "halo", "1002")
+            .story_by_platform_ref("t000", PlatformKind::Halo, "1002")
             .await
             .unwrap()
             .is_none()
@@ -269,7 +276,7 @@ pub async fn many_stories_write_in_transactions_and_report_conflicts(store: Stor
     );
     assert_eq!(store.get_story("t1", &old.id).await.unwrap().unwrap().value, old);
     let via_ref = store
-        .story_by_platform_ref("t1", "pagerduty", "PD-archived")
+        .story_by_platform_ref("t1", PlatformKind::PagerDuty, "PD-archived")
         .await
         .unwrap()
         .unwrap();
@@ -1310,6 +1317,99 @@ pub async fn tenants_written_before_typed_settings_still_read(store: Store) {
     assert_eq!(store.get_tenant("g1").await.unwrap().unwrap(), g);
 }
 
+/// Items as the code of main at c83c615 wrote them (before the model moved below the store:
+/// tenants of all three platforms, a checkpoint and an in-flight page, an open and a closed
+/// story, a pending writeback), captured byte for byte in `tests/fixtures/items/`: each reads
+/// back, and encodes again to the same JSON, so nothing was renamed on the way.
+pub async fn items_written_before_the_model_moved_still_read(store: Store) {
+    let captured: Vec<serde_json::Value> =
+        serde_json::from_str(include_str!("../fixtures/items/main-c83c615.json")).expect("the fixture is JSON");
+    let mut data = std::collections::BTreeMap::new();
+    for c in &captured {
+        let text = |k: &str| c[k].as_str().map(str::to_owned);
+        let item = Item {
+            pk: text("pk").unwrap(),
+            sk: text("sk").unwrap(),
+            data: text("data").unwrap(),
+            version: c["version"].as_u64().unwrap(),
+            gsi1pk: text("gsi1pk"),
+            gsi1sk: text("gsi1sk"),
+            ..Item::default()
+        };
+        data.insert((item.pk.clone(), item.sk.clone()), item.data.clone());
+        assert!(store.table().put(&item, &Cond::Always).await.unwrap());
+    }
+    assert_eq!(data.len(), 8, "the fixture holds every kind of record");
+    let same = |pk: &str, sk: &str, read: serde_json::Value| {
+        let stored: serde_json::Value = serde_json::from_str(&data[&(pk.to_owned(), sk.to_owned())]).unwrap();
+        assert_eq!(read, stored, "{pk} {sk} reads and encodes as it was written");
+    };
+
+    let tenants = store.list_tenants().await.unwrap();
+    assert_eq!(tenants.len(), 3, "{tenants:?}");
+    for t in &tenants {
+        same(&format!("TENANT#{}", t.id), "CONFIG", serde_json::to_value(t).unwrap());
+        let kind = [("g1", "generic"), ("p1", "pagerduty"), ("h1", "halo")];
+        assert!(kind.contains(&(t.id.as_str(), t.platform.kind().as_str())), "{}", t.id);
+    }
+    let g = store.get_tenant("g1").await.unwrap().unwrap();
+    assert_eq!((g.grouping, g.status_notices), (Grouping::Threat, true));
+    let h = store.get_tenant("h1").await.unwrap().unwrap();
+    assert_eq!(
+        (h.max_in_flight, h.poll_cloud_alerts, h.token_alert_days.as_slice()),
+        (4, true, &[7, 1][..])
+    );
+
+    let (checkpoint, pages) = store.get_checkpoint_and_in_flight("g1", "threats").await.unwrap();
+    let checkpoint = checkpoint.unwrap();
+    assert_eq!(checkpoint.ids_at_watermark.len(), 2);
+    same(
+        "TENANT#g1",
+        "CURSOR#threats",
+        serde_json::to_value(&checkpoint).unwrap(),
+    );
+    assert_eq!(pages.len(), 1, "the page the checkpoint has not passed");
+    same(
+        "TENANT#g1",
+        "INFLIGHT#threats#1",
+        serde_json::to_value(&pages[0]).unwrap(),
+    );
+
+    for (key, status, platform) in [
+        ("agent1:hash1", StoryStatus::Open, "pagerduty"),
+        ("agent2:hash2", StoryStatus::Closed, "halo"),
+    ] {
+        let s = store.get_story("g1", key).await.unwrap().unwrap();
+        assert_eq!((s.version, s.value.status), (1, status));
+        assert_eq!(
+            s.value.platform.as_ref().map(ToString::to_string).as_deref(),
+            Some(platform)
+        );
+        same(
+            "TENANT#g1",
+            &format!("STORY#{key}"),
+            serde_json::to_value(&s.value).unwrap(),
+        );
+    }
+    let by_ref = store
+        .story_by_platform_ref("g1", PlatformKind::PagerDuty, "Q0RIJJZL24RC6W")
+        .await
+        .unwrap();
+    assert_eq!(
+        by_ref.map(|s| s.value.key).as_deref(),
+        Some("agent1:hash1"),
+        "found by its platform reference"
+    );
+
+    let pending = store.get_pending_entry("g1", "c0ffee").await.unwrap().unwrap().value;
+    assert_eq!(
+        (pending.attempts, pending.change.status),
+        (2, Some(IncidentStatus::Resolved))
+    );
+    assert!(pending.change.done.contains(&WritebackStep::NoteStarted));
+    same("TENANT#g1", "PENDING#c0ffee", serde_json::to_value(&pending).unwrap());
+}
+
 /// Runs the whole contract for one backend. `$make` is an async expression yielding a fresh,
 /// empty `Store`.
 #[macro_export]
@@ -1337,6 +1437,7 @@ macro_rules! store_contract {
             a_100k_item_tenant_scans_page_by_page,
             items_written_by_earlier_versions_still_read,
             tenants_written_before_typed_settings_still_read,
+            items_written_before_the_model_moved_still_read,
             writes_are_fenced_by_the_lease_generation,
             publish_dead_letters_are_kept_marked_and_retired,
         );

@@ -18,14 +18,18 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
     ("store", "usecase", "the store is below the use cases"),
     ("store", "lambda", "the store is below the composition root"),
     ("platform", "lambda", "the platforms are below the composition root"),
-    (
-        "platform::check",
-        "usecase",
-        "the platform port's checks are below the use cases",
-    ),
+    ("platform", "usecase", "the platform port is below the use cases"),
     ("usecase", "lambda", "the use cases are below the composition root"),
     ("domain", "usecase", "the domain rules are below the use cases"),
     ("domain", "platform", "the domain rules know no platform"),
+    ("domain", "store", "the model is below the store that keeps it"),
+    ("domain", "tenant", "the model is below the tenant's configuration"),
+    (
+        "tenant",
+        "store",
+        "the tenant's configuration is below the store that keeps it",
+    ),
+    ("tenant", "usecase", "the tenant's configuration is below the use cases"),
     ("ip", "config", "the address rule is below the configuration"),
     ("net", "usecase", "outbound HTTP is below the use cases"),
 ];

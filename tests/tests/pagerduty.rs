@@ -232,7 +232,7 @@ async fn token_alerts_and_the_configuration_test_and_no_asset_sync() {
         .resolve(&t)
         .await
         .unwrap();
-    assert_eq!(platform.name(), "pagerduty");
+    assert_eq!(platform.kind().as_str(), "pagerduty");
 
     let notice = |days: i64| Notice::TokenExpiring {
         id: format!("msg_token_{days}"),
@@ -344,7 +344,7 @@ async fn bad_settings_are_refused_with_what_is_wrong() {
         Err(e) => e.to_string(),
     };
     assert!(err.contains("3 characters") && err.contains("32"), "{err}");
-    assert_eq!(resolver.resolve(&base).await.unwrap().name(), "pagerduty");
+    assert_eq!(resolver.resolve(&base).await.unwrap().kind().as_str(), "pagerduty");
 }
 
 /// PagerDuty's webhook for an incident our trigger opened: the recorded `incident.acknowledged`

@@ -509,7 +509,7 @@ mod pagerduty {
             id: "pd-story@0".into(),
             window_start: OffsetDateTime::UNIX_EPOCH,
             status: StoryStatus::Open,
-            platform: Some("pagerduty".into()),
+            platform: Some(s1_shared::platform::PlatformKind::PagerDuty),
             // The dedup key our Events API trigger used, which PagerDuty reports as incident_key.
             platform_ref: Some("dfead9d88e0649e8b7dee514b1875756".into()),
             members: ids

@@ -9,7 +9,7 @@
 //! of its archived ones):
 //! 1. the same `updatedAt` as recorded: **unchanged** (a page repeated after a crash);
 //! 2. a newer version was sent and its outcome is unknown (the member is
-//!    [`unsure`](crate::store::MemberState::unsure)): **changed**, whatever this version reads, so
+//!    [`unsure`](crate::domain::MemberState::unsure)): **changed**, whatever this version reads, so
 //!    the platform ends on S1's latest state;
 //! 3. neither what the platform shows ([`content_digest`](super::content_digest)) nor the status
 //!    and verdict changed (only `updatedAt` moved, a note say): **unchanged**;
@@ -35,8 +35,8 @@ use std::collections::BTreeMap;
 use time::OffsetDateTime;
 
 use super::{MemberId, STORY_MAX_BYTES, STORY_WINDOW, member_bytes, story_id};
+use crate::domain::{MemberState, StoryRecord, StoryStatus};
 use crate::s1::dto::IncidentStatus;
-use crate::store::{MemberState, StoryRecord, StoryStatus};
 
 /// A threat (or STAR alert) as fetched, to be correlated.
 #[derive(Debug, Clone, Copy)]

@@ -4,46 +4,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::asset_settings::AssetSettings;
 pub use super::settings_port::PlatformSettings;
 use super::{generic, halo, pagerduty};
-use crate::store::TokenSource;
-use crate::usecase::sync_assets::AssetSettings;
-
-/// The platforms this build can deliver to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum PlatformKind {
-    #[serde(rename = "generic")]
-    Generic,
-    #[serde(rename = "pagerduty")]
-    PagerDuty,
-    #[serde(rename = "halo")]
-    Halo,
-}
-
-impl PlatformKind {
-    /// Every kind, in the order the docs list them.
-    pub const ALL: [PlatformKind; 3] = [PlatformKind::Generic, PlatformKind::PagerDuty, PlatformKind::Halo];
-
-    /// The kind's name: in tenant files, webhook paths and notes.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PlatformKind::Generic => "generic",
-            PlatformKind::PagerDuty => "pagerduty",
-            PlatformKind::Halo => "halo",
-        }
-    }
-
-    /// The kind named `name`, if this build has it.
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == name)
-    }
-}
-
-impl std::fmt::Display for PlatformKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::domain::PlatformKind;
+use crate::tenant::SecretRef;
 
 /// A tenant's platform and its settings (secret references, never values).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,14 +25,11 @@ pub enum PlatformConfig {
 impl PlatformConfig {
     /// Which platform this is.
     pub fn kind(&self) -> PlatformKind {
-        match self {
-            PlatformConfig::Generic(_) => PlatformKind::Generic,
-            PlatformConfig::PagerDuty(_) => PlatformKind::PagerDuty,
-            PlatformConfig::Halo(_) => PlatformKind::Halo,
-        }
+        self.settings().kind()
     }
 
-    /// The settings, for what every platform's settings answer.
+    /// The settings, for what every platform's settings answer and build: the one match on the
+    /// platform outside its own folder.
     pub fn settings(&self) -> &dyn PlatformSettings {
         match self {
             PlatformConfig::Generic(s) => s,
@@ -77,7 +39,7 @@ impl PlatformConfig {
     }
 
     /// Every secret the settings refer to, with the setting's name.
-    pub fn secrets(&self) -> Vec<(&'static str, &TokenSource)> {
+    pub fn secrets(&self) -> Vec<(&'static str, &SecretRef)> {
         self.settings().secrets()
     }
 

@@ -1,12 +1,18 @@
 //! The platform port: where threats become alerts or tickets, and where the SOC's decisions
 //! come back from. One folder per platform owns its typed settings (one variant of
-//! [`PlatformConfig`]), its outbound adapter ([`Platform`]) and its inbound adapter
-//! ([`InboundAdapter`]); [`Adapters`] (the registry) is the only place that matches on the kind.
+//! [`PlatformConfig`]), which build its outbound adapter ([`Platform`]), its inbound adapter
+//! ([`InboundAdapter`]) and say what is wrong with them ([`PlatformSettings`]); [`Adapters`] (the
+//! registry) hands them the process's [`BuildContext`] and knows no platform. The port's own
+//! types: the checks "Test configuration" reports (`check.rs`) and the asset sync's settings
+//! (`asset_settings.rs`).
 //!
-//! A new platform is one new folder here plus one variant in [`PlatformConfig`]; the compiler
-//! names every place still to handle (the registry, the kind's name).
+//! A new platform is one new folder here, one variant in [`PlatformConfig`] and one in
+//! [`PlatformKind`]; the compiler names every place still to handle (`config.rs`'s dispatch,
+//! the kind's name).
 
+mod asset_settings;
 pub mod budget;
+mod build;
 pub mod check;
 mod config;
 mod event;
@@ -23,6 +29,8 @@ use async_trait::async_trait;
 use reqwest::header::HeaderMap;
 use time::OffsetDateTime;
 
+pub use asset_settings::{AssetSettings, AssetType, Placement, TypeRule, agent_fields};
+pub use build::{BuildContext, ForTenant};
 pub use config::{PlatformConfig, PlatformKind, PlatformSettings};
 pub use event::{AssetView, EventKind, FileView, PublishReceipt, Scope, StoryView, ThreatEvent, ThreatView};
 pub use generic::{
@@ -110,8 +118,8 @@ pub async fn publish_in_turn<P: Platform + ?Sized, E: std::borrow::Borrow<Threat
 /// The port every platform adapter implements.
 #[async_trait]
 pub trait Platform: Send + Sync {
-    /// Adapter name (`generic`, `pagerduty`, `halo`).
-    fn name(&self) -> &'static str;
+    /// Which platform this is: what a story records as its platform, and names in messages.
+    fn kind(&self) -> PlatformKind;
     /// Delivers one event; retried inside the adapter for what is safe to retry.
     async fn publish(&self, event: &ThreatEvent) -> Result<PublishReceipt, PlatformError>;
     /// The most events [`publish_batch`](Platform::publish_batch) takes in one call; `None`

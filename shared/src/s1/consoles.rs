@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use super::{ClientOptions, S1Client, S1Error};
 use crate::ApiToken;
 use crate::secrets::{SecretError, TokenCallError, TokenProvider};
-use crate::store::{TenantConfig, TokenSource};
+use crate::tenant::{SecretRef, TenantConfig};
 
 /// Which console a call goes to, and where its token comes from.
 #[derive(Debug, Clone, Copy)]
@@ -26,7 +26,7 @@ pub struct Console<'a> {
     /// The console's origin, e.g. `https://acme.sentinelone.net`.
     pub url: &'a str,
     /// Where the tenant's S1 API token is read from.
-    pub token: &'a TokenSource,
+    pub token: &'a SecretRef,
 }
 
 impl<'a> From<&'a TenantConfig> for Console<'a> {
@@ -233,8 +233,8 @@ mod tests {
         ClientOptions::default().allowing(crate::config::AllowedHosts::parse("127.0.0.1").unwrap())
     }
 
-    fn source(var: &str) -> TokenSource {
-        TokenSource::Env { var: var.into() }
+    fn source(var: &str) -> SecretRef {
+        SecretRef::Env { var: var.into() }
     }
 
     #[test]
@@ -298,7 +298,7 @@ mod tests {
 
     #[async_trait::async_trait]
     impl TokenProvider for Rotating {
-        async fn token(&self, _: &TokenSource) -> Result<ApiToken, SecretError> {
+        async fn token(&self, _: &SecretRef) -> Result<ApiToken, SecretError> {
             let mut cached = self.cached.lock().unwrap();
             let value = cached.get_or_insert_with(|| self.current.lock().unwrap().clone());
             if value.is_empty() {
@@ -306,11 +306,11 @@ mod tests {
             }
             Ok(ApiToken::new(value.clone()))
         }
-        async fn invalidate(&self, _: &TokenSource) {
+        async fn invalidate(&self, _: &SecretRef) {
             self.invalidations.fetch_add(1, Ordering::SeqCst);
             *self.cached.lock().unwrap() = None;
         }
-        async fn pending_token(&self, _: &TokenSource) -> Option<ApiToken> {
+        async fn pending_token(&self, _: &SecretRef) -> Option<ApiToken> {
             self.pending.lock().unwrap().clone().map(ApiToken::new)
         }
     }

@@ -23,7 +23,7 @@ pub use versions::{MemorySecretVersions, SecretDescription, SecretVersion, Secre
 
 use crate::ApiToken;
 use crate::s1::S1Error;
-use crate::store::TokenSource;
+use crate::tenant::SecretRef;
 
 /// Reading a token (or a secret's version) failed. Never carries the token or secret value.
 #[derive(Debug, thiserror::Error)]
@@ -57,11 +57,11 @@ impl SecretError {
     }
 }
 
-fn kind(source: &TokenSource) -> &'static str {
+fn kind(source: &SecretRef) -> &'static str {
     match source {
-        TokenSource::SecretsManager { .. } => "Secrets Manager",
-        TokenSource::Env { .. } => "environment",
-        TokenSource::File { .. } => "file",
+        SecretRef::SecretsManager { .. } => "Secrets Manager",
+        SecretRef::Env { .. } => "environment",
+        SecretRef::File { .. } => "file",
     }
 }
 
@@ -69,13 +69,13 @@ fn kind(source: &TokenSource) -> &'static str {
 #[async_trait]
 pub trait TokenProvider: Send + Sync {
     /// The current token (possibly cached).
-    async fn token(&self, source: &TokenSource) -> Result<ApiToken, SecretError>;
+    async fn token(&self, source: &SecretRef) -> Result<ApiToken, SecretError>;
     /// Forgets any cached copy, so the next [`TokenProvider::token`] reads the source again.
-    async fn invalidate(&self, source: &TokenSource);
+    async fn invalidate(&self, source: &SecretRef);
     /// A token staged by a rotation that has not finished (Secrets Manager's `AWSPENDING`).
     /// S1 revokes the old token when it issues a new one, so while a rotation is stuck between
     /// its steps the pending token is the one that works.
-    async fn pending_token(&self, _source: &TokenSource) -> Option<ApiToken> {
+    async fn pending_token(&self, _source: &SecretRef) -> Option<ApiToken> {
         None
     }
 }
@@ -169,8 +169,8 @@ impl SecretsManagerTokenProvider {
 
 #[async_trait]
 impl TokenProvider for SecretsManagerTokenProvider {
-    async fn token(&self, source: &TokenSource) -> Result<ApiToken, SecretError> {
-        let TokenSource::SecretsManager { secret_id } = source else {
+    async fn token(&self, source: &SecretRef) -> Result<ApiToken, SecretError> {
+        let SecretRef::SecretsManager { secret_id } = source else {
             return Err(SecretError::Unsupported { kind: kind(source) });
         };
         if let Some(t) = self.cached(secret_id) {
@@ -184,14 +184,14 @@ impl TokenProvider for SecretsManagerTokenProvider {
         Ok(token)
     }
 
-    async fn invalidate(&self, source: &TokenSource) {
-        if let TokenSource::SecretsManager { secret_id } = source {
+    async fn invalidate(&self, source: &SecretRef) {
+        if let SecretRef::SecretsManager { secret_id } = source {
             self.cache.lock().unwrap_or_else(|e| e.into_inner()).remove(secret_id);
         }
     }
 
-    async fn pending_token(&self, source: &TokenSource) -> Option<ApiToken> {
-        let TokenSource::SecretsManager { secret_id } = source else {
+    async fn pending_token(&self, source: &SecretRef) -> Option<ApiToken> {
+        let SecretRef::SecretsManager { secret_id } = source else {
             return None;
         };
         self.read(secret_id, VersionStage::Pending).await.ok()
@@ -228,16 +228,16 @@ impl LocalTokenProvider {
 
 #[async_trait]
 impl TokenProvider for LocalTokenProvider {
-    async fn token(&self, source: &TokenSource) -> Result<ApiToken, SecretError> {
+    async fn token(&self, source: &SecretRef) -> Result<ApiToken, SecretError> {
         match source {
-            TokenSource::Env { var } => {
+            SecretRef::Env { var } => {
                 let token = ApiToken::new((self.lookup)(var).unwrap_or_default());
                 if token.is_empty() {
                     return Err(SecretError::EnvMissing { var: var.clone() });
                 }
                 Ok(token)
             }
-            TokenSource::File { path } => {
+            SecretRef::File { path } => {
                 let text = tokio::fs::read_to_string(path).await.map_err(|e| SecretError::File {
                     path: path.clone(),
                     message: e.to_string(),
@@ -248,7 +248,7 @@ impl TokenProvider for LocalTokenProvider {
         }
     }
 
-    async fn invalidate(&self, _source: &TokenSource) {}
+    async fn invalidate(&self, _source: &SecretRef) {}
 }
 
 /// Reads each source with the provider that knows it: environment and files locally, Secrets
@@ -266,20 +266,20 @@ impl std::fmt::Debug for AnyTokenProvider {
 
 #[async_trait]
 impl TokenProvider for AnyTokenProvider {
-    async fn token(&self, source: &TokenSource) -> Result<ApiToken, SecretError> {
+    async fn token(&self, source: &SecretRef) -> Result<ApiToken, SecretError> {
         match (source, &self.secrets_manager) {
-            (TokenSource::SecretsManager { .. }, Some(sm)) => sm.token(source).await,
+            (SecretRef::SecretsManager { .. }, Some(sm)) => sm.token(source).await,
             _ => self.local.token(source).await,
         }
     }
 
-    async fn invalidate(&self, source: &TokenSource) {
+    async fn invalidate(&self, source: &SecretRef) {
         if let Some(sm) = &self.secrets_manager {
             sm.invalidate(source).await;
         }
     }
 
-    async fn pending_token(&self, source: &TokenSource) -> Option<ApiToken> {
+    async fn pending_token(&self, source: &SecretRef) -> Option<ApiToken> {
         match &self.secrets_manager {
             Some(sm) => sm.pending_token(source).await,
             None => None,
@@ -304,14 +304,14 @@ mod tests {
     async fn env_and_file_sources() {
         let p = LocalTokenProvider::with_lookup(|k| (k == "S1_TOKEN_ACME").then(|| "tok-from-env\n".to_owned()));
         let t = p
-            .token(&TokenSource::Env {
+            .token(&SecretRef::Env {
                 var: "S1_TOKEN_ACME".into(),
             })
             .await
             .unwrap();
         assert_eq!(t.expose(), "tok-from-env");
         let err = p
-            .token(&TokenSource::Env {
+            .token(&SecretRef::Env {
                 var: "S1_TOKEN_OTHER".into(),
             })
             .await
@@ -321,18 +321,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token");
         std::fs::write(&path, "{\"apiToken\": \"tok-from-file\"}\n").unwrap();
-        let src = TokenSource::File {
+        let src = SecretRef::File {
             path: path.display().to_string(),
         };
         assert_eq!(p.token(&src).await.unwrap().expose(), "tok-from-file");
         std::fs::write(&path, "  \n").unwrap();
         assert!(matches!(p.token(&src).await, Err(SecretError::Empty { .. })));
-        let missing = TokenSource::File {
+        let missing = SecretRef::File {
             path: "/nonexistent/s1-token".into(),
         };
         let err = p.token(&missing).await.unwrap_err();
         assert!(err.to_string().contains("/nonexistent/s1-token"), "{err}");
-        let sm = TokenSource::SecretsManager { secret_id: "x".into() };
+        let sm = SecretRef::SecretsManager { secret_id: "x".into() };
         assert!(matches!(p.token(&sm).await, Err(SecretError::Unsupported { .. })));
     }
 
@@ -341,7 +341,7 @@ mod tests {
         let versions = Arc::new(MemorySecretVersions::default());
         versions.create("s1/acme", r#"{"apiToken": "tok-1"}"#);
         let provider = SecretsManagerTokenProvider::over(versions.clone(), Duration::from_secs(3600));
-        let source = TokenSource::SecretsManager {
+        let source = SecretRef::SecretsManager {
             secret_id: "s1/acme".into(),
         };
         assert_eq!(provider.token(&source).await.unwrap().expose(), "tok-1");
@@ -358,7 +358,7 @@ mod tests {
         assert_eq!(provider.token(&source).await.unwrap().expose(), "tok-1", "cached");
         provider.invalidate(&source).await;
         assert_eq!(provider.token(&source).await.unwrap().expose(), "tok-2");
-        let missing = TokenSource::SecretsManager {
+        let missing = SecretRef::SecretsManager {
             secret_id: "s1/none".into(),
         };
         assert!(matches!(

@@ -2,6 +2,8 @@
 //! `TENANT#<id>`, so one tenant's data can be listed, scanned or removed without touching
 //! another's.
 
+use crate::domain::PlatformKind;
+
 /// Partition of a tenant's items.
 pub fn tenant(tenant: &str) -> String {
     format!("TENANT#{tenant}")
@@ -84,11 +86,11 @@ pub fn event(tenant: &str, id: &str) -> String {
 /// Sort key of a replay marker.
 pub const EVENT_SK: &str = "EVENT";
 /// Index key of a platform alert, pointing at its story.
-pub fn platform_alert(platform: &str, reference: &str) -> String {
+pub fn platform_alert(platform: PlatformKind, reference: &str) -> String {
     format!("ALERT#{platform}#{reference}")
 }
 /// A platform's own id for an alert (e.g. a PagerDuty incident id), pointing at its story.
-pub fn alias(platform: &str, reference: &str) -> String {
+pub fn alias(platform: PlatformKind, reference: &str) -> String {
     format!("ALIAS#{platform}#{reference}")
 }
 

@@ -6,7 +6,8 @@
 //! Every condition two writers could race on (leases, first-seen webhook events, ordering of
 //! status changes, story versions) is evaluated by the backend atomically with the write.
 //!
-//! Layout: the port is here; `tenant.rs`, `types.rs` and `pending.rs` hold the records; `repo/` the [`Store`]
+//! Layout: the port is here; `types.rs` holds the store's own records (the model it keeps is in
+//! `crate::domain`, the tenant's configuration in `crate::tenant`); `repo/` the [`Store`]
 //! (its helpers in `repo/mod.rs`, then one module per item family: tenants, checkpoints,
 //! stories, assets, token state, leases, replay markers, writeback, publish dead letters,
 //! outbound log); `keys.rs` every key format; `dynamo/` and `embedded.rs` the backends.
@@ -15,10 +16,8 @@ mod dynamo;
 mod embedded;
 mod error;
 pub mod keys;
-mod pending;
 mod repo;
 mod status;
-mod tenant;
 mod types;
 
 use async_trait::async_trait;
@@ -27,11 +26,19 @@ use serde::{Deserialize, Serialize};
 pub use dynamo::{DynamoTable, create_table};
 pub use embedded::EmbeddedTable;
 pub use error::StoreError;
-pub use pending::{PendingChange, WritebackStep};
 pub use repo::Store;
 pub use status::{ConnectorState, ConnectorStatus};
-pub use tenant::{DEFAULT_MAX_IN_FLIGHT, Grouping, Intervals, MAX_INTERVAL_MINUTES, Source, TenantConfig, TokenSource};
 pub use types::*;
+
+// Transitional (issue 24): the records moved below the store; these keep the old paths working
+// for branches written against them. New code imports from `crate::domain` and `crate::tenant`.
+pub use crate::domain::{
+    Checkpoint, Grouping, InFlight, InFlightMember, MemberState, PendingChange, PendingWriteback, StoryRecord,
+    StoryStatus, WritebackStep,
+};
+pub use crate::tenant::{
+    DEFAULT_MAX_IN_FLIGHT, Intervals, MAX_INTERVAL_MINUTES, SecretRef as TokenSource, Source, TenantConfig,
+};
 
 /// Attribute and index names of the table. The SAM template and the tests use these too.
 pub mod schema {

@@ -1,145 +1,13 @@
-//! The typed records the [`Store`](super::Store) reads and writes (the tenant's configuration is
-//! in [`tenant`](super::tenant)), and the values its operations answer with.
+//! The store's own records (assets, token state, publish dead letters, the outbound log) and the
+//! values its operations answer with. The model it keeps (stories, checkpoints, pending
+//! writebacks) is in [`domain`](crate::domain), the tenant's configuration in
+//! [`tenant`](crate::tenant).
 
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
-use crate::domain::MemberId;
+use crate::domain::{MemberId, PendingWriteback};
 use crate::platform::ThreatEvent;
-use crate::s1::dto::{AnalystVerdict, IncidentStatus};
-
-/// Polling watermark: the newest `updatedAt` handled and ids already handled at exactly that
-/// instant (`updatedAt__gte` returns them again). The id list is a shortcut, capped in size by the
-/// poller: an id at the watermark that is not listed is recognised through its story instead.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct Checkpoint {
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub watermark: Option<OffsetDateTime>,
-    #[serde(default)]
-    pub ids_at_watermark: Vec<String>,
-}
-
-/// A story: threats on one endpoint with one file hash (or one storyline) within 90 days of the
-/// first detection, shown as one platform alert. One item holds the story and what we know of
-/// each member threat, so a page of new threats costs one read and one write per story.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoryRecord {
-    /// The grouping key (agent + hash). The item under `STORY#<key>` is the key's current story;
-    /// earlier ones are archived under `STORY#<id>`.
-    pub key: String,
-    /// `<key>@<window start, unix seconds>`: unique per story, part of the platform alert key.
-    pub id: String,
-    /// First detection in the story; the 90-day window runs from here.
-    #[serde(with = "time::serde::rfc3339")]
-    pub window_start: OffsetDateTime,
-    pub status: StoryStatus,
-    #[serde(default)]
-    pub platform: Option<String>,
-    #[serde(default)]
-    pub platform_ref: Option<String>,
-    /// Member threats by id.
-    #[serde(default)]
-    pub members: std::collections::BTreeMap<MemberId, MemberState>,
-    /// Ids of earlier, archived stories of the same key.
-    #[serde(default)]
-    pub previous: Vec<String>,
-}
-
-/// What we know of one threat in a story: enough to tell new from changed from our own echo.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MemberState {
-    /// The `updatedAt` last processed; (id, updatedAt) seen again is a duplicate.
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub updated_at: Option<OffsetDateTime>,
-    /// Digest of the fields the platform shows, status and verdict excluded.
-    pub digest: String,
-    /// Incident status and verdict last seen in S1.
-    #[serde(default, with = "s1_word")]
-    pub status: Option<IncidentStatus>,
-    #[serde(default, with = "s1_word")]
-    pub verdict: Option<AnalystVerdict>,
-    /// What we last wrote to S1 for this threat, to recognise our own echo. (Left out of the
-    /// stored member when absent, so a large story stays small; older items spell out `null`.)
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "s1_word")]
-    pub written_status: Option<IncidentStatus>,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "s1_word")]
-    pub written_verdict: Option<AnalystVerdict>,
-    /// Why the platform refused this version (a 4xx); not retried until the threat changes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub publish_error: Option<String>,
-    /// A newer version of this member was sent and its outcome is unknown (the run was killed,
-    /// or its commit failed, after the platform may have taken it): what the platform shows may
-    /// not be this state, so any newer version is sent, even one that reads the same.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub unsure: bool,
-}
-
-/// The updates a page is about to send, written before it sends them (a write-ahead record): if
-/// the page is never committed (a kill, a failed commit), the next run marks each member
-/// [`unsure`](MemberState::unsure) whose story still holds an older version, so the platform is
-/// never left on a version the poller did not record. One per source and slot (two slots: at
-/// most two pages are uncommitted at once); a record whose page's checkpoint the stored one has
-/// passed is spent and ignored, so none is ever deleted.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct InFlight {
-    /// The newest stamp of the page, and the id of a candidate carrying it: the page is
-    /// committed once the stored checkpoint covers that candidate.
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub watermark: Option<OffsetDateTime>,
-    pub last: String,
-    /// Each update's story (item name), member and version.
-    pub members: Vec<InFlightMember>,
-}
-
-/// One update of an [`InFlight`] page.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct InFlightMember {
-    pub story: String,
-    pub id: MemberId,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub updated_at: Option<OffsetDateTime>,
-}
-
-impl InFlight {
-    /// Whether `stored` (the source's checkpoint as stored) covers this page, so the page was
-    /// committed and this record is spent. (A page's last id may not be listed at the watermark
-    /// when the list is full: the record is then taken as not spent, which only costs a look at
-    /// its stories, whose members hold the versions sent.)
-    pub fn committed_by(&self, stored: Option<&Checkpoint>) -> bool {
-        let Some(page) = self.watermark else { return true };
-        match stored.and_then(|c| c.watermark) {
-            Some(w) if w > page => true,
-            Some(w) if w == page => stored.is_some_and(|c| c.ids_at_watermark.contains(&self.last)),
-            _ => false,
-        }
-    }
-}
-
-/// A member's S1 status or verdict as stored: the word S1 uses (`resolved`, `false_positive`;
-/// `unknown` for one this version does not know), read back as the enum (an unknown word as its
-/// `Unknown`).
-mod s1_word {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer, T: std::fmt::Display>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(v) => s.collect_str(v),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
-        Option::<T>::deserialize(d)
-    }
-}
-
-/// Whether a story's platform alert is open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StoryStatus {
-    Open,
-    Closed,
-}
 
 /// A record with the version it was read at, for optimistic writes.
 #[derive(Debug, Clone, PartialEq)]
@@ -189,21 +57,6 @@ pub struct TokenState {
     pub alerted_thresholds: Vec<i64>,
     #[serde(default)]
     pub unauthorized_alerted: bool,
-}
-
-/// A change still to be written to S1, or (when `dead`) one that ran out of attempts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PendingWriteback {
-    pub id: String,
-    pub alert_key: String,
-    pub change: super::PendingChange,
-    pub attempts: u32,
-    #[serde(default)]
-    pub last_error: Option<String>,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    pub next_attempt_at: OffsetDateTime,
 }
 
 /// An event the platform refused for good (400, 409, 413, 422: about that event, not the

@@ -39,7 +39,7 @@ fn use_case_futures_are_send(
     tokens: &token_expiry::TokenDeps,
     rotation: &token_expiry::RotationDeps,
     writeback: &writeback::WritebackDeps,
-    tenant: &crate::store::TenantConfig,
+    tenant: &crate::tenant::TenantConfig,
     event: &token_expiry::RotationEvent,
     headers: &reqwest::header::HeaderMap,
     secrets: std::sync::Arc<dyn crate::secrets::TokenProvider>,

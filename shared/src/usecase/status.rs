@@ -14,7 +14,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::platform::{Notice, PlatformResolver};
-use crate::store::{ConnectorState, ConnectorStatus, Store, StoreError, TenantConfig};
+use crate::store::{ConnectorState, ConnectorStatus, Store, StoreError};
+use crate::tenant::TenantConfig;
 
 /// Dead letters the writeback made (another function) are recounted once in this many minutes.
 pub const DEAD_LETTER_RECOUNT_MINUTES: u32 = 15;

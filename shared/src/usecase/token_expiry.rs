@@ -18,8 +18,9 @@ use crate::ApiToken;
 use crate::platform::{Notice, PlatformResolver};
 use crate::s1::{Consoles, S1Error};
 use crate::secrets::{SecretError, SecretVersions, TokenCallError, VersionStage, token_from_secret_value};
-use crate::store::{Store, StoreError, TenantConfig, TokenSource, TokenState};
+use crate::store::{Store, StoreError, TokenState};
 use crate::telemetry::{Metric, NAMESPACE, emf_line};
+use crate::tenant::{SecretRef, TenantConfig};
 
 /// What the watch needs. Built once per process.
 #[derive(Clone)]
@@ -318,8 +319,8 @@ pub struct SecretIdentity {
 /// Whether a tenant's token source is exactly this secret, named as Secrets Manager accepts a
 /// secret id: its name, its full ARN, or its ARN without the random suffix. Never by prefix:
 /// `s1-bridge/acme` is not `s1-bridge/acme-eu`.
-pub fn secret_matches(source: &TokenSource, secret: &SecretIdentity) -> bool {
-    let TokenSource::SecretsManager { secret_id } = source else {
+pub fn secret_matches(source: &SecretRef, secret: &SecretIdentity) -> bool {
+    let SecretRef::SecretsManager { secret_id } = source else {
         return false;
     };
     let partial_arn = secret
@@ -490,7 +491,7 @@ mod tests {
             arn: "arn:aws:secretsmanager:eu-west-1:123456789012:secret:s1-bridge/acme-eu-AbC1eF".into(),
             name: "s1-bridge/acme-eu".into(),
         };
-        let source = |id: &str| TokenSource::SecretsManager { secret_id: id.into() };
+        let source = |id: &str| SecretRef::SecretsManager { secret_id: id.into() };
         for (id, want) in [
             ("s1-bridge/acme-eu", true),
             (eu.arn.as_str(), true),
@@ -517,7 +518,7 @@ mod tests {
             assert_eq!(secret_matches(&source(id), &eu), want, "{id}");
         }
         assert!(!secret_matches(
-            &TokenSource::Env {
+            &SecretRef::Env {
                 var: "s1-bridge/acme-eu".into()
             },
             &eu

@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use time::{Duration, OffsetDateTime};
 
 use super::*;
+use crate::domain::Grouping;
 use crate::domain::{content_digest, detected_at, story_bytes, story_key};
 use crate::s1::dto::{AnalystVerdict, IncidentStatus, Threat};
-use crate::store::Grouping;
 
 const DAY: i64 = 86_400;
 const T0: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z

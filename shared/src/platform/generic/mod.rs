@@ -6,10 +6,16 @@ mod inbound;
 mod outbound;
 mod signature;
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::store::TokenSource;
-use crate::usecase::sync_assets::AssetSettings;
+use super::asset_settings::AssetSettings;
+use super::build::{BuildContext, ForTenant};
+use super::{InboundAdapter, Platform, PlatformError};
+use crate::domain::PlatformKind;
+use crate::tenant::SecretRef;
 
 pub use inbound::{GenericAuth, GenericInbound, parse_generic};
 pub use outbound::GenericWebhook;
@@ -23,13 +29,13 @@ pub struct Settings {
     /// Where events are POSTed (https; see the allowed hosts).
     pub url: String,
     /// The `whsec_` secret events are signed with.
-    pub secret: TokenSource,
+    pub secret: SecretRef,
     /// The secrets the platform signs its webhooks to us with (any matches: rotation).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub inbound_secrets: Vec<TokenSource>,
+    pub inbound_secrets: Vec<SecretRef>,
     /// A bearer token for senders that cannot sign: the explicitly weaker mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub inbound_bearer: Option<TokenSource>,
+    pub inbound_bearer: Option<SecretRef>,
     /// How S1 agents become assets (field map, types, placement).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assets: Option<Box<AssetSettings>>,
@@ -87,8 +93,13 @@ impl Batch {
     }
 }
 
+#[async_trait]
 impl crate::platform::settings_port::PlatformSettings for Settings {
-    fn secrets(&self) -> Vec<(&'static str, &TokenSource)> {
+    fn kind(&self) -> PlatformKind {
+        PlatformKind::Generic
+    }
+
+    fn secrets(&self) -> Vec<(&'static str, &SecretRef)> {
         std::iter::once(("secret", &self.secret))
             .chain(self.inbound_secrets.iter().map(|t| ("inbound_secrets", t)))
             .chain(self.inbound_bearer.iter().map(|t| ("inbound_bearer", t)))
@@ -101,5 +112,47 @@ impl crate::platform::settings_port::PlatformSettings for Settings {
 
     fn assets(&self) -> Option<AssetSettings> {
         self.assets.as_deref().cloned()
+    }
+
+    fn problem(&self) -> Option<(String, String)> {
+        let message = self.batch.as_ref()?.problem()?;
+        Some(("batch".into(), message))
+    }
+
+    async fn outbound(&self, tenant: ForTenant<'_>, ctx: &BuildContext) -> Result<Arc<dyn Platform>, PlatformError> {
+        let raw = ctx.secret(tenant, &self.secret, "webhook secret").await?;
+        let secret =
+            WebhookSecret::parse(raw.expose()).map_err(|e| tenant.config_error(format_args!("webhook secret: {e}")))?;
+        let webhook = GenericWebhook::new(ctx.http.clone(), &self.url, secret, ctx.retry.clone(), &ctx.allowed)
+            .map_err(tenant.named())?
+            .batching(self.batch);
+        Ok(Arc::new(webhook))
+    }
+
+    async fn inbound(
+        &self,
+        tenant: ForTenant<'_>,
+        ctx: &BuildContext,
+    ) -> Result<Box<dyn InboundAdapter>, PlatformError> {
+        let mut secrets = Vec::new();
+        for source in &self.inbound_secrets {
+            secrets.push(ctx.secret(tenant, source, "settings.inbound_secrets").await?);
+        }
+        if !secrets.is_empty() {
+            let secrets = secrets
+                .iter()
+                .map(|s| WebhookSecret::parse(s.expose()))
+                .collect::<Result<_, _>>()
+                .map_err(|e| tenant.config_error(format_args!("settings.inbound_secrets: {e}")))?;
+            return Ok(Box::new(GenericInbound {
+                auth: GenericAuth::Signed(secrets),
+            }));
+        }
+        match &self.inbound_bearer {
+            Some(b) => Ok(Box::new(GenericInbound {
+                auth: GenericAuth::Bearer(ctx.secret(tenant, b, "settings.inbound_bearer").await?),
+            })),
+            None => Err(tenant.config_error("no inbound_secrets or inbound_bearer configured")),
+        }
     }
 }

@@ -223,8 +223,8 @@ impl GenericWebhook {
 
 #[async_trait]
 impl Platform for GenericWebhook {
-    fn name(&self) -> &'static str {
-        "generic"
+    fn kind(&self) -> crate::domain::PlatformKind {
+        crate::domain::PlatformKind::Generic
     }
 
     async fn publish(&self, event: &ThreatEvent) -> Result<PublishReceipt, PlatformError> {

@@ -25,12 +25,16 @@ mod outbound;
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::Severity;
-use crate::store::{AssetKind, Store, TokenSource};
+use super::build::{BuildContext, ForTenant};
+use super::{InboundAdapter, Platform, PlatformError};
+use crate::domain::{PlatformKind, Severity};
+use crate::store::{AssetKind, Store};
+use crate::tenant::SecretRef;
 
 pub use assets::inventory_number;
 pub use client::{HaloAuth, HaloClient};
@@ -160,13 +164,13 @@ impl Default for Statuses {
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum InboundAuthSettings {
     Basic {
-        username: TokenSource,
-        password: TokenSource,
+        username: SecretRef,
+        password: SecretRef,
     },
     Header {
         /// The header's name, e.g. `X-S1-Bridge-Secret`.
         name: String,
-        value: TokenSource,
+        value: SecretRef,
     },
 }
 
@@ -285,8 +289,8 @@ pub struct Settings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
     /// The API application's client id and secret (client credentials).
-    pub client_id: TokenSource,
-    pub client_secret: TokenSource,
+    pub client_id: SecretRef,
+    pub client_secret: SecretRef,
     /// The authorisation server's token endpoint, when it is not on the instance's own origin
     /// (the client secret is sent only to the instance's origin or here; AuthInfo's answer is
     /// not trusted with it).
@@ -333,8 +337,64 @@ fn default_budget() -> NonZeroU32 {
     NonZeroU32::new(client::HALO_LIMIT.0).expect("not zero")
 }
 
+/// What a process shares between a tenant's Halo adapters: its client (token, budget) and its
+/// resolved settings.
+type HaloShared = (Arc<HaloClient>, Arc<ResolvedCache>);
+
+impl Settings {
+    /// The tenant's Halo client and its kept settings, made once per process: one token cache,
+    /// one request budget, and the tenant's resolved settings, however many runs and webhooks
+    /// use it.
+    async fn client(&self, tenant: ForTenant<'_>, ctx: &BuildContext) -> Result<HaloShared, PlatformError> {
+        let key = format!(
+            "halo\n{}\n{}\n{}\n{}",
+            tenant.id,
+            self.url,
+            self.tenant.as_deref().unwrap_or_default(),
+            self.token_url.as_deref().unwrap_or_default()
+        );
+        if let Some(c) = ctx.kept::<HaloShared>(&key) {
+            return Ok(c);
+        }
+        let client_id = ctx.secret(tenant, &self.client_id, "Halo client_id").await?;
+        let client_secret = ctx.secret(tenant, &self.client_secret, "Halo client_secret").await?;
+        let auth = HaloAuth {
+            base_url: self.url.clone(),
+            tenant: self.tenant.clone(),
+            client_id: client_id.expose().to_owned().into(),
+            client_secret: client_secret.expose().to_owned().into(),
+            scope: self.scope.clone(),
+            token_url: self.token_url.clone(),
+        };
+        let window = client::HALO_LIMIT.1;
+        let limit = (self.requests_per_5_minutes.get(), window);
+        let client =
+            HaloClient::new(ctx.http.clone(), auth, &ctx.allowed, limit, ctx.retry.clone()).map_err(tenant.named())?;
+        // The instance's budget is kept in the store, shared with every process and tenant
+        // using this Halo, when there is one.
+        let client = Arc::new(match &ctx.store {
+            Some(store) => client.with_shared_budget(store.clone(), limit),
+            None => client,
+        });
+        let made = (client, Arc::new(ResolvedCache::default()));
+        ctx.keep(key, made.clone());
+        Ok(made)
+    }
+
+    async fn tickets(&self, tenant: ForTenant<'_>, ctx: &BuildContext) -> Result<HaloTickets, PlatformError> {
+        let (client, resolved) = self.client(tenant, ctx).await?;
+        let directory = ctx.store.clone().map(|s| Arc::new(s) as Arc<dyn Directory>);
+        Ok(HaloTickets::new(client, self.clone(), tenant.id.to_owned(), directory).with_cache(resolved))
+    }
+}
+
+#[async_trait]
 impl crate::platform::settings_port::PlatformSettings for Settings {
-    fn secrets(&self) -> Vec<(&'static str, &TokenSource)> {
+    fn kind(&self) -> PlatformKind {
+        PlatformKind::Halo
+    }
+
+    fn secrets(&self) -> Vec<(&'static str, &SecretRef)> {
         let mut out = vec![("client_id", &self.client_id), ("client_secret", &self.client_secret)];
         match &self.inbound {
             Some(InboundAuthSettings::Basic { username, password }) => {
@@ -359,12 +419,39 @@ impl crate::platform::settings_port::PlatformSettings for Settings {
         out
     }
 
-    fn assets(&self) -> Option<crate::usecase::sync_assets::AssetSettings> {
+    fn assets(&self) -> Option<crate::platform::AssetSettings> {
         // Placement, types and fields are the adapter's own (`assets`); the sync only needs to
         // know not to offer new agents.
-        Some(crate::usecase::sync_assets::AssetSettings {
+        Some(crate::platform::AssetSettings {
             no_create: self.assets.dont_create,
             ..Default::default()
         })
+    }
+
+    async fn outbound(&self, tenant: ForTenant<'_>, ctx: &BuildContext) -> Result<Arc<dyn Platform>, PlatformError> {
+        Ok(Arc::new(self.tickets(tenant, ctx).await?))
+    }
+
+    async fn inbound(
+        &self,
+        tenant: ForTenant<'_>,
+        ctx: &BuildContext,
+    ) -> Result<Box<dyn InboundAdapter>, PlatformError> {
+        let auth = match &self.inbound {
+            Some(InboundAuthSettings::Basic { username, password }) => HaloWebhookAuth::Basic {
+                username: ctx.secret(tenant, username, "settings.inbound.basic.username").await?,
+                password: ctx.secret(tenant, password, "settings.inbound.basic.password").await?,
+            },
+            Some(InboundAuthSettings::Header { name, value }) => HaloWebhookAuth::Header {
+                name: name.to_ascii_lowercase(),
+                value: ctx.secret(tenant, value, "settings.inbound.header.value").await?,
+            },
+            None => return Err(tenant.config_error("no inbound authentication configured for Halo's webhook")),
+        };
+        Ok(Box::new(HaloInbound {
+            tickets: Arc::new(self.tickets(tenant, ctx).await?),
+            auth,
+            console_url: tenant.console_url.to_owned(),
+        }))
     }
 }

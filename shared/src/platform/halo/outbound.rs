@@ -312,8 +312,8 @@ impl HaloTickets {
 
 #[async_trait]
 impl Platform for HaloTickets {
-    fn name(&self) -> &'static str {
-        "halo"
+    fn kind(&self) -> crate::domain::PlatformKind {
+        crate::domain::PlatformKind::Halo
     }
 
     async fn publish(&self, event: &ThreatEvent) -> Result<PublishReceipt, PlatformError> {

@@ -11,10 +11,15 @@ mod inbound;
 mod outbound;
 
 use std::num::NonZeroU32;
+use std::sync::Arc;
 
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::store::TokenSource;
+use super::build::{BuildContext, ForTenant};
+use super::{InboundAdapter, Platform, PlatformError};
+use crate::domain::PlatformKind;
+use crate::tenant::SecretRef;
 
 pub use inbound::{PagerDutyInbound, parse_pagerduty, sign_pagerduty, verify_pagerduty};
 pub use outbound::{DEFAULT_EVENTS_PER_MINUTE, DEFAULT_EVENTS_URL, PagerDutyEvents};
@@ -23,10 +28,10 @@ pub use outbound::{DEFAULT_EVENTS_PER_MINUTE, DEFAULT_EVENTS_URL, PagerDutyEvent
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
     /// The Events API v2 integration key of the service (32 characters), as a secret reference.
-    pub routing_key: TokenSource,
+    pub routing_key: SecretRef,
     /// The webhook subscription's signing secrets (any matches, so they can rotate).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub inbound_secrets: Vec<TokenSource>,
+    pub inbound_secrets: Vec<SecretRef>,
     /// PagerDuty's Events API endpoint: the US region by default, or the EU one.
     #[serde(default = "default_events_url")]
     pub events_url: String,
@@ -43,8 +48,13 @@ fn default_events_per_minute() -> NonZeroU32 {
     NonZeroU32::new(DEFAULT_EVENTS_PER_MINUTE).expect("the default is not zero")
 }
 
+#[async_trait]
 impl crate::platform::settings_port::PlatformSettings for Settings {
-    fn secrets(&self) -> Vec<(&'static str, &TokenSource)> {
+    fn kind(&self) -> PlatformKind {
+        PlatformKind::PagerDuty
+    }
+
+    fn secrets(&self) -> Vec<(&'static str, &SecretRef)> {
         std::iter::once(("routing_key", &self.routing_key))
             .chain(self.inbound_secrets.iter().map(|t| ("inbound_secrets", t)))
             .collect()
@@ -52,5 +62,38 @@ impl crate::platform::settings_port::PlatformSettings for Settings {
 
     fn urls(&self) -> Vec<(&'static str, &str)> {
         vec![("events_url", self.events_url.as_str())]
+    }
+
+    async fn outbound(&self, tenant: ForTenant<'_>, ctx: &BuildContext) -> Result<Arc<dyn Platform>, PlatformError> {
+        let key = ctx.secret(tenant, &self.routing_key, "PagerDuty routing key").await?;
+        let events = PagerDutyEvents::new(
+            ctx.http.clone(),
+            &self.events_url,
+            key.expose().to_owned().into(),
+            self.events_per_minute.get(),
+            ctx.retry.clone(),
+            &ctx.allowed,
+        )
+        .map_err(tenant.named())?;
+        // The routing key's budget is kept in the store, shared with every process using it.
+        Ok(Arc::new(match &ctx.store {
+            Some(store) => events.with_shared_budget(store.clone()),
+            None => events,
+        }))
+    }
+
+    async fn inbound(
+        &self,
+        tenant: ForTenant<'_>,
+        ctx: &BuildContext,
+    ) -> Result<Box<dyn InboundAdapter>, PlatformError> {
+        let mut secrets = Vec::new();
+        for source in &self.inbound_secrets {
+            secrets.push(ctx.secret(tenant, source, "settings.inbound_secrets").await?);
+        }
+        if secrets.is_empty() {
+            return Err(tenant.config_error("no inbound_secrets configured"));
+        }
+        Ok(Box::new(PagerDutyInbound { secrets }))
     }
 }

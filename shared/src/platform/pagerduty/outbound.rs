@@ -201,8 +201,8 @@ impl PagerDutyEvents {
 
 #[async_trait]
 impl Platform for PagerDutyEvents {
-    fn name(&self) -> &'static str {
-        "pagerduty"
+    fn kind(&self) -> crate::domain::PlatformKind {
+        crate::domain::PlatformKind::PagerDuty
     }
 
     async fn publish(&self, event: &ThreatEvent) -> Result<PublishReceipt, PlatformError> {

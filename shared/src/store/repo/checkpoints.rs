@@ -1,7 +1,8 @@
 //! Polling checkpoints, one item per tenant and name.
 
 use super::{Store, decode, item};
-use crate::store::{Checkpoint, InFlight, StoreError, keys};
+use crate::domain::{Checkpoint, InFlight};
+use crate::store::{StoreError, keys};
 
 impl Store {
     /// The named checkpoint (`threats`, `alerts`) of a tenant.

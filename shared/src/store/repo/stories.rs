@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use serde::Deserialize;
 
 use super::{Store, check_id, decode, item};
-use crate::store::{Checkpoint, Cond, Item, StoreError, StoryRecord, Versioned, keys};
+use crate::domain::{Checkpoint, PlatformKind, StoryRecord};
+use crate::store::{Cond, Item, StoreError, Versioned, keys};
 
 impl Store {
     /// A story with its version: the current story of a key, or an archived one by id.
@@ -61,7 +62,7 @@ impl Store {
         let mut i = item(keys::tenant(tenant), keys::story(name), story)?;
         i.version = version;
         if let (Some(platform), Some(reference)) = (&story.platform, &story.platform_ref) {
-            i.gsi1pk = Some(keys::platform_alert(platform, reference));
+            i.gsi1pk = Some(keys::platform_alert(*platform, reference));
             i.gsi1sk = Some(format!("{tenant}#{}", story.id));
         }
         Ok(i)
@@ -199,7 +200,7 @@ impl Store {
     pub async fn story_by_platform_ref(
         &self,
         tenant: &str,
-        platform: &str,
+        platform: PlatformKind,
         reference: &str,
     ) -> Result<Option<Versioned<StoryRecord>>, StoreError> {
         let key = keys::platform_alert(platform, reference);
@@ -235,7 +236,7 @@ impl Store {
     pub async fn put_alias(
         &self,
         tenant: &str,
-        platform: &str,
+        platform: PlatformKind,
         reference: &str,
         story_name: &str,
     ) -> Result<(), StoreError> {
@@ -251,7 +252,12 @@ impl Store {
     ///
     /// # Errors
     /// Backend errors; corrupt record.
-    pub async fn get_alias(&self, tenant: &str, platform: &str, reference: &str) -> Result<Option<String>, StoreError> {
+    pub async fn get_alias(
+        &self,
+        tenant: &str,
+        platform: PlatformKind,
+        reference: &str,
+    ) -> Result<Option<String>, StoreError> {
         #[derive(Deserialize)]
         struct Alias {
             story: String,

@@ -1,7 +1,8 @@
 //! Tenant configurations: one item per tenant, listed through the index.
 
 use super::{Store, check_id, decode, item};
-use crate::store::{Cond, StoreError, TenantConfig, keys};
+use crate::store::{Cond, StoreError, keys};
+use crate::tenant::TenantConfig;
 
 impl Store {
     /// Creates or replaces a tenant's configuration.

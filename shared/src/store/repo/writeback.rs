@@ -6,9 +6,10 @@ use time::{Duration, OffsetDateTime};
 use super::markers::marker;
 use super::outbound::outbound_item;
 use super::{Store, check_id, decode, item};
+use crate::domain::{PendingWriteback, StoryRecord};
 use crate::store::{
-    Acceptance, AlertLock, AlertOrder, Claim, Cond, Finished, Item, OutboundRequest, PendingEntry, PendingWriteback,
-    RecordPage, StoreError, StoryRecord, keys, schema,
+    Acceptance, AlertLock, AlertOrder, Claim, Cond, Finished, Item, OutboundRequest, PendingEntry, RecordPage,
+    StoreError, keys, schema,
 };
 
 impl Store {

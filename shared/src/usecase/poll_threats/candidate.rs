@@ -3,10 +3,11 @@
 
 use time::OffsetDateTime;
 
+use crate::domain::MemberState;
 use crate::domain::{self, MemberId, Severity};
 use crate::platform::ThreatView;
 use crate::s1::dto::{AnalystVerdict, CloudAlert, IncidentStatus, Threat, UnifiedAlert};
-use crate::store::{MemberState, TenantConfig};
+use crate::tenant::TenantConfig;
 
 /// One thing to publish, normalised from a threat or a STAR alert.
 pub(super) struct Candidate {

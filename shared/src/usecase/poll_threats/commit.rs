@@ -9,7 +9,8 @@ use super::settle::Settled;
 use super::stories::Work;
 use super::{Ctx, Stop};
 use crate::domain::MemberId;
-use crate::store::{Checkpoint, Store, StoreError, StoryRecord, StoryStatus, Versioned};
+use crate::domain::{Checkpoint, StoryRecord, StoryStatus};
+use crate::store::{Store, StoreError, Versioned};
 
 /// Writes a settled page: its dead letters, then its stories with `next` (the checkpoint past
 /// the page; none when the run stops at this page) in their last transaction. Returns the names
@@ -158,7 +159,7 @@ fn on_top(mut current: StoryRecord, touched: &HashSet<MemberId>, ours: &StoryRec
     if joined {
         current.status = StoryStatus::Open;
     }
-    current.platform = current.platform.or(ours.platform.clone());
+    current.platform = current.platform.or(ours.platform);
     current.platform_ref = current.platform_ref.or(ours.platform_ref.clone());
     current
 }

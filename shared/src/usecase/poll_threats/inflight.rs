@@ -8,7 +8,7 @@
 //! would stay on the version it was told. So before a page sends an update of a member its
 //! stories hold, the page's updates are written down ([`InFlight`]); a run that finds a record its
 //! checkpoint has not passed marks each of those members whose story still holds an older version
-//! [`unsure`](crate::store::MemberState::unsure), and the correlation then sends any newer version
+//! [`unsure`](crate::domain::MemberState::unsure), and the correlation then sends any newer version
 //! of it. New members need nothing: a story that does not hold a threat tells it whatever it reads.
 
 use std::collections::HashMap;
@@ -16,7 +16,8 @@ use std::collections::HashMap;
 use time::OffsetDateTime;
 
 use crate::domain::MemberId;
-use crate::store::{InFlight, Store, StoreError, StoryRecord};
+use crate::domain::{InFlight, StoryRecord};
+use crate::store::{Store, StoreError};
 
 /// Whether the stored version `held` is older than the version `sent`.
 fn older(held: Option<OffsetDateTime>, sent: Option<OffsetDateTime>) -> bool {

@@ -37,7 +37,8 @@ use time::OffsetDateTime;
 use crate::platform::{Platform, PlatformError, PlatformResolver};
 use crate::s1::{ConsoleError, Consoles, S1Error};
 use crate::secrets::SecretError;
-use crate::store::{Store, StoreError, TenantConfig};
+use crate::store::{Store, StoreError};
+use crate::tenant::TenantConfig;
 
 pub use report::{Outcome, PollReport, TenantReport};
 

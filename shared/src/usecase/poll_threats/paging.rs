@@ -13,10 +13,11 @@ use super::commit::commit;
 use super::plan::{Ahead, plan_and_send};
 use super::settle::{Settled, settle};
 use super::{Ctx, DEADLINE_MARGIN, Outcome, PollDeps, Stop, TenantReport, WATERMARK_IDS_MAX_BYTES, paced_page};
+use crate::domain::Checkpoint;
 use crate::platform::{Platform, PlatformError};
 use crate::s1::dto::{CloudAlert, Threat, UnifiedAlert};
 use crate::s1::{CloudAlertQuery, S1Client, S1Error, ThreatQuery, UNIFIED_MAX_PAGE, UnifiedAlertQuery};
-use crate::store::{Checkpoint, Source, TenantConfig};
+use crate::tenant::{Source, TenantConfig};
 
 /// Polls one tenant with its S1 client: each source it reads (threats, unified alerts, STAR
 /// alerts, in that order) from its own checkpoint, and the replays asked for after the first.

@@ -14,8 +14,9 @@ use super::stories::{Stories, Work, load};
 use super::{Stop, TenantReport};
 use crate::domain::correlate::{Decision, Held, all_resolved, new_story};
 use crate::domain::{self, AlertKey};
+use crate::domain::{Checkpoint, InFlight, InFlightMember, MemberState, StoryStatus};
 use crate::platform::{EventKind, StoryView, ThreatEvent, ThreatView};
-use crate::store::{Checkpoint, InFlight, InFlightMember, MemberState, StoryStatus, TenantConfig};
+use crate::tenant::TenantConfig;
 
 /// Where an event goes (a story's item name) and how it reads.
 pub(super) struct Placement {

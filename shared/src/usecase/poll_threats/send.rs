@@ -154,7 +154,7 @@ impl Run<'_> {
             // delivered nor refused, so the run stops and the page is held.
             self.halt(Stop::Platform(PlatformError::Config(format!(
                 "the {} adapter answered {} of {} events",
-                platform.name(),
+                platform.kind(),
                 results.len(),
                 events.len()
             ))));
@@ -277,8 +277,8 @@ mod tests {
 
     #[async_trait]
     impl Platform for Slow {
-        fn name(&self) -> &'static str {
-            "slow"
+        fn kind(&self) -> crate::domain::PlatformKind {
+            crate::domain::PlatformKind::Generic
         }
         async fn publish(&self, event: &ThreatEvent) -> Result<PublishReceipt, PlatformError> {
             let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;

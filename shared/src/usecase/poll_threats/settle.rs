@@ -64,7 +64,7 @@ pub(super) async fn settle(
             };
             counts.published += 1;
             if let Some(w) = names.get(&d.event.story.id).and_then(|n| work.get_mut(n)) {
-                take_ref(w, platform.name(), receipt);
+                take_ref(w, platform.kind(), receipt);
             }
             if had_letter.contains(&d.index) {
                 // An earlier version was refused; this one got through.
@@ -131,7 +131,7 @@ pub(super) async fn settle(
             match d.sent {
                 Sent::Accepted(receipt) => {
                     counts.published += 1;
-                    take_ref(w, platform.name(), receipt);
+                    take_ref(w, platform.kind(), receipt);
                     if placement.had_letter {
                         retire.push(c.id.clone());
                     }

@@ -5,8 +5,9 @@ use std::collections::{HashMap, HashSet};
 
 use super::candidate::Candidate;
 use crate::domain::{self, MemberId};
-use crate::platform::PublishReceipt;
-use crate::store::{MemberState, Store, StoreError, StoryRecord, Versioned};
+use crate::domain::{MemberState, StoryRecord};
+use crate::platform::{PlatformKind, PublishReceipt};
+use crate::store::{Store, StoreError, Versioned};
 
 /// One story being worked on during a page.
 #[derive(Clone)]
@@ -130,9 +131,9 @@ pub(super) fn names_by_id(work: &Stories) -> HashMap<String, String> {
 }
 
 /// Records the platform's id for a story the first time an accepted event brings one.
-pub(super) fn take_ref(w: &mut Work, platform: &str, receipt: PublishReceipt) {
+pub(super) fn take_ref(w: &mut Work, platform: PlatformKind, receipt: PublishReceipt) {
     if w.story.platform_ref.is_none() {
-        w.story.platform = Some(platform.to_owned());
+        w.story.platform = Some(platform);
         w.story.platform_ref = receipt.platform_ref;
     }
 }

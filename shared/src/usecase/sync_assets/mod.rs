@@ -9,7 +9,6 @@
 //! slower than one invocation still gets everything over successive runs.
 
 mod push;
-mod settings;
 mod sync;
 
 use std::sync::Arc;
@@ -21,11 +20,14 @@ use time::OffsetDateTime;
 use crate::platform::{PlatformError, PlatformResolver};
 use crate::s1::{ConsoleError, Consoles, S1Error};
 use crate::secrets::SecretError;
-use crate::store::{Store, StoreError, TenantConfig};
+use crate::store::{Store, StoreError};
 use crate::telemetry::{Metric, NAMESPACE, emf_line};
+use crate::tenant::TenantConfig;
 
 pub use crate::usecase::poll_threats::Outcome;
-pub use settings::{AssetSettings, AssetType, Placement, TypeRule, agent_fields};
+// The asset settings are the platform port's (each platform's settings give them); named here
+// too, as the sync's input.
+pub use crate::platform::{AssetSettings, AssetType, Placement, TypeRule, agent_fields};
 
 /// Name of the lease a sync holds per tenant.
 pub const LEASE_JOB: &str = "assets";
@@ -220,12 +222,13 @@ async fn sync_within(deps: &AssetDeps, tenant: &TenantConfig, budget: Budget) ->
 }
 
 async fn run(deps: &AssetDeps, tenant: &TenantConfig, budget: Budget, report: &mut AssetReport) -> Result<(), Stop> {
-    let settings = AssetSettings::for_tenant(tenant);
+    // Defaults where absent (the settings were checked when the tenant was read).
+    let settings = tenant.platform.assets().unwrap_or_default();
     let platform = deps.platforms.resolve(tenant).await?;
     if !platform.keeps_assets() {
         report.note = Some(format!(
             "{} keeps no customers, sites or assets: nothing to sync",
-            platform.name()
+            platform.kind()
         ));
         return Ok(());
     }

@@ -11,7 +11,8 @@ use super::{AssetDeps, AssetReport, AssetSettings, Budget, Outcome, Stop, agent_
 use crate::platform::Platform;
 use crate::s1::dto::{Account, Site};
 use crate::s1::{AgentQuery, S1Client, S1Error, SiteQuery};
-use crate::store::{AssetKind, AssetRecord, TenantConfig};
+use crate::store::{AssetKind, AssetRecord};
+use crate::tenant::TenantConfig;
 
 /// How a pass ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -23,7 +23,7 @@ pub use crate::platform::check::{Check, CheckStatus};
 use crate::platform::{Adapters, Notice, Platform, PlatformResolver};
 use crate::s1::{ClientOptions, RetryPolicy, S1Client};
 use crate::secrets::TokenProvider;
-use crate::store::TenantConfig;
+use crate::tenant::TenantConfig;
 
 /// How long the console's checks may take in all; the platform's get the rest of
 /// [`TEST_BUDGET`].
@@ -114,11 +114,11 @@ async fn platform_checks(
         Ok(Err(e)) => return vec![Check::fail(NAME, e)],
         Err(_) => return vec![Check::fail(NAME, "no answer within the test's time budget")],
     };
-    let mut out = vec![Check::ok(NAME, format!("{} accepted a test event", p.name()))];
+    let mut out = vec![Check::ok(NAME, format!("{} accepted a test event", p.kind()))];
     match tokio::time::timeout_at(deadline, p.check_settings()).await {
         Ok(checks) => out.extend(checks),
         Err(_) => out.push(Check::fail(
-            &format!("{} settings", p.name()),
+            &format!("{} settings", p.kind()),
             "no answer within the test's time budget",
         )),
     }

@@ -1,54 +1,21 @@
 //! A verified change accepted: resolved to its story, mapped, stored with its replay markers in
-//! one write, and tried inline within what is left of the webhook's budget.
+//! one write, and tried inline within what is left of the webhook's budget. What came of it is
+//! an [`Accepted`]; the webhook alone turns that into an HTTP answer.
 
-use std::time::{Duration as StdDuration, Instant};
+use std::time::Duration as StdDuration;
 
-use serde_json::json;
 use time::OffsetDateTime;
 
 use super::attempt::attempt;
-use super::notes::{bounded, note_text};
-use super::outcome::Attempt;
+use super::notes::note_text;
+use super::outcome::Accepted;
 use super::resolve::resolve_story;
-use super::response::{WebhookResponse, answer, unavailable};
 use super::{EVENT_TTL, MIN_ATTEMPT_WINDOW, NOTE_DEDUPE_WINDOW, WritebackDeps};
+use crate::domain::{PendingChange, PendingWriteback};
 use crate::mapping::Mapping;
 use crate::platform::inbound::{ChangeAction, StatusChange};
-use crate::store::{Acceptance, PendingChange, PendingEntry, PendingWriteback, TenantConfig};
-
-/// Several changes from one delivery, in the order they happened, within one budget. The answer
-/// is the first failure the platform should retry (503: the accepted ones are then replays), else
-/// 202 with each change's answer.
-pub(super) async fn accept_all(
-    deps: &WritebackDeps,
-    tenant: &TenantConfig,
-    mut changes: Vec<StatusChange>,
-    now: OffsetDateTime,
-    started: Instant,
-    total: StdDuration,
-) -> WebhookResponse {
-    changes.sort_by_key(|c| c.at);
-    let mut each = Vec::new();
-    let mut s1_time = StdDuration::ZERO;
-    for change in changes {
-        let id = change.event_id.clone();
-        let budget = total.saturating_sub(started.elapsed());
-        let r = accept(deps, tenant, bounded(change), now, budget).await;
-        if r.status >= 500 {
-            return r;
-        }
-        s1_time += r.s1_time;
-        each.push(json!({"event": id, "status": r.status, "answer": r.body}));
-    }
-    WebhookResponse {
-        status: 202,
-        body: json!({"status": 202, "message": "accepted", "changes": each}),
-        s1_time,
-    }
-}
-
-/// The answer to a delivery accepted before.
-const DUPLICATE: &str = "duplicate delivery: already accepted";
+use crate::store::{Acceptance, PendingEntry};
+use crate::tenant::TenantConfig;
 
 pub(super) async fn accept(
     deps: &WritebackDeps,
@@ -56,12 +23,12 @@ pub(super) async fn accept(
     change: StatusChange,
     now: OffsetDateTime,
     budget: StdDuration,
-) -> WebhookResponse {
+) -> Accepted {
     let mapping = Mapping::new(&tenant.mapping_overrides);
     let (name, archived, story) = match resolve_story(&deps.store, tenant, change.platform, &change.alert).await {
         Ok(Some(found)) => found,
-        Ok(None) => return answer(404, "unknown alert"),
-        Err(e) => return unavailable(&e),
+        Ok(None) => return Accepted::UnknownAlert,
+        Err(e) => return Accepted::Unavailable(e),
     };
     let (status, verdict) = match &change.action {
         ChangeAction::Status {
@@ -91,13 +58,13 @@ pub(super) async fn accept(
         match deps.store.alert_order(&tenant.id, &story.value.id).await {
             Ok(o) if o.supersedes(pending_change.at_micros(), &id) => {
                 return match deps.store.delivery_seen(&tenant.id, &event_key).await {
-                    Ok(true) => answer(200, DUPLICATE),
-                    Ok(false) => answer(409, "older than the last change applied to this alert"),
-                    Err(e) => unavailable(&e),
+                    Ok(true) => Accepted::Duplicate,
+                    Ok(false) => Accepted::Stale,
+                    Err(e) => Accepted::Unavailable(e),
                 };
             }
             Ok(_) => {}
-            Err(e) => return unavailable(&e),
+            Err(e) => return Accepted::Unavailable(e),
         }
     }
     let pending = PendingWriteback {
@@ -120,17 +87,13 @@ pub(super) async fn accept(
     }
     match deps.store.accept_change(&tenant.id, &markers, &pending, now).await {
         Ok(Acceptance::Accepted) => {}
-        Ok(Acceptance::Duplicate) => return answer(200, DUPLICATE),
-        Ok(Acceptance::DuplicateNote) => return answer(200, "duplicate note: already accepted"),
-        Err(e) => return unavailable(&e),
+        Ok(Acceptance::Duplicate) => return Accepted::Duplicate,
+        Ok(Acceptance::DuplicateNote) => return Accepted::DuplicateNote,
+        Err(e) => return Accepted::Unavailable(e),
     }
     if budget < MIN_ATTEMPT_WINDOW {
         // No time left to try S1 inline: the next run applies it.
-        return WebhookResponse {
-            status: 202,
-            body: json!({ "status": 202, "message": "accepted", "writeback": "pending" }),
-            s1_time: StdDuration::ZERO,
-        };
+        return Accepted::Stored;
     }
     let entry = PendingEntry {
         value: pending,
@@ -138,15 +101,5 @@ pub(super) async fn accept(
         claim: None,
     };
     let (outcome, s1_time) = attempt(deps, tenant, entry, &deps.inline_retry, now, Some(story), budget).await;
-    let state = match outcome {
-        Attempt::Applied => "applied",
-        Attempt::Superseded => "superseded",
-        Attempt::Pending | Attempt::Busy => "pending",
-        Attempt::Dead => "dead_letter",
-    };
-    WebhookResponse {
-        status: 202,
-        body: json!({ "status": 202, "message": "accepted", "writeback": state }),
-        s1_time,
-    }
+    Accepted::Tried(outcome, s1_time)
 }

@@ -11,8 +11,10 @@ use super::outcome::ApplyError;
 use super::outcome::{Attempt, backoff};
 use super::s1_calls::{Recorder, record_outbound};
 use super::{CLAIM_TTL, MAX_ATTEMPTS, WritebackDeps};
+use crate::domain::StoryRecord;
 use crate::s1::RetryPolicy;
-use crate::store::{Claim, PendingEntry, StoryRecord, TenantConfig, Versioned};
+use crate::store::{Claim, PendingEntry, Versioned};
+use crate::tenant::TenantConfig;
 
 static OWNER_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 

@@ -20,11 +20,13 @@
 //!
 //! Layout: `webhook.rs` turns a request into verified changes and answers it; `resolve.rs` finds
 //! the story behind an alert reference; `accept.rs` stores a change (replay markers and the
-//! pending item in one write) and makes the inline attempt; `attempt.rs` claims a pending item
+//! pending item in one write) and makes the inline attempt, answering what came of it (an
+//! `outcome::Accepted`, which only `webhook.rs` maps to HTTP); `attempt.rs` claims a pending item
 //! and ends it (applied, rescheduled, dead); `apply.rs` applies its steps to S1 under the claim
 //! and the alert's ordering lock; `written.rs` records on the story what S1 is given;
 //! `s1_calls.rs` makes the S1 calls and keeps the outbound log;
-//! `retry.rs` is the scheduled retry pass; `notes.rs` the text S1 gets.
+//! `retry.rs` is the scheduled retry pass; `notes.rs` the text S1 gets; `outcome.rs` the
+//! outcomes and errors every step shares.
 
 mod accept;
 mod apply;
@@ -32,7 +34,6 @@ mod attempt;
 mod notes;
 mod outcome;
 mod resolve;
-mod response;
 mod retry;
 mod s1_calls;
 mod webhook;

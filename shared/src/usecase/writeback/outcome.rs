@@ -1,5 +1,8 @@
 //! What an attempt at a change comes to, and why one stops: the types every step of the
-//! writeback (applying, attempting, retrying, the S1 calls) shares, kept below all of them.
+//! writeback (accepting, applying, attempting, retrying, the S1 calls) shares, kept below all of
+//! them. None of them knows HTTP: the webhook maps them to answers.
+
+use std::time::Duration as StdDuration;
 
 use time::Duration;
 
@@ -34,6 +37,24 @@ pub(super) enum Attempt {
     Dead,
     /// Another attempt holds the item or its alert; nothing was done.
     Busy,
+}
+
+/// What accepting one change came to.
+pub(super) enum Accepted {
+    /// Stored as pending; no time was left to try S1 inline.
+    Stored,
+    /// Stored and tried inline: how the attempt ended and the time it waited on S1.
+    Tried(Attempt, StdDuration),
+    /// The same delivery was accepted before (our answer was lost).
+    Duplicate,
+    /// The same comment was accepted before within the dedupe window.
+    DuplicateNote,
+    /// No story holds the alert the change names.
+    UnknownAlert,
+    /// Older than the change the alert holds: it would reach S1 out of order.
+    Stale,
+    /// The state store failed; nothing was accepted.
+    Unavailable(StoreError),
 }
 
 /// Backoff before the n-th retry: 1, 2, 4 ... minutes, at most an hour.

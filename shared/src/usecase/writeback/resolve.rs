@@ -1,8 +1,10 @@
 //! The story behind a platform's alert reference.
 
+use crate::domain::StoryRecord;
 use crate::platform::PlatformKind;
 use crate::platform::inbound::AlertRef;
-use crate::store::{Store, StoreError, StoryRecord, TenantConfig, Versioned};
+use crate::store::{Store, StoreError, Versioned};
+use crate::tenant::TenantConfig;
 
 /// Finds the story behind an alert reference, with its item name and whether it is archived.
 pub(super) async fn resolve_story(
@@ -33,7 +35,7 @@ pub(super) async fn resolve_story(
             return by_name(id.to_owned()).await;
         }
         // A platform-made key (a PagerDuty dedup key) recorded as the story's platform ref.
-        match store.story_by_platform_ref(&tenant.id, platform.as_str(), &key).await? {
+        match store.story_by_platform_ref(&tenant.id, platform, &key).await? {
             Some(s) => {
                 let current = store.get_story(&tenant.id, &s.value.key).await?;
                 let archived = current.is_none_or(|c| c.value.id != s.value.id);
@@ -49,14 +51,14 @@ pub(super) async fn resolve_story(
     };
     match alert {
         AlertRef::Key(k) => by_key(k.clone()).await,
-        AlertRef::PlatformId(id) => match store.get_alias(&tenant.id, platform.as_str(), id).await? {
+        AlertRef::PlatformId(id) => match store.get_alias(&tenant.id, platform, id).await? {
             Some(name) => by_name(name).await,
             None => Ok(None),
         },
         AlertRef::KeyAndId(k, id) => {
             let found = by_key(k.clone()).await?;
             if let Some((name, _, _)) = &found {
-                store.put_alias(&tenant.id, platform.as_str(), id, name).await?;
+                store.put_alias(&tenant.id, platform, id, name).await?;
             }
             Ok(found)
         }

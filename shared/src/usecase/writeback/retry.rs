@@ -9,7 +9,8 @@ use time::OffsetDateTime;
 use super::attempt::attempt;
 use super::outcome::Attempt;
 use super::{MIN_ATTEMPT_WINDOW, RETRY_ATTEMPT_LIMIT, WritebackDeps};
-use crate::store::{PendingEntry, StoreError, TenantConfig};
+use crate::store::{PendingEntry, StoreError};
+use crate::tenant::TenantConfig;
 
 /// Counts of a retry pass.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]

@@ -12,7 +12,8 @@ use super::outcome::ApplyError;
 use crate::s1::dto::ThreatActionResult;
 use crate::s1::{RequestObserver, RequestRecord, RetryPolicy, S1Client, S1Error};
 use crate::secrets::TokenCallError;
-use crate::store::{OutboundRequest, TenantConfig};
+use crate::store::OutboundRequest;
+use crate::tenant::TenantConfig;
 
 fn classify(e: S1Error) -> ApplyError {
     if e.is_retryable() || e.is_unauthorized() {

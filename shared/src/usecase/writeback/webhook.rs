@@ -1,19 +1,110 @@
-//! The HTTP side of the writeback: a request checked, verified and parsed into changes, and
-//! the answer the platform gets.
+//! The HTTP side of the writeback, and the only file that knows it: a request checked, verified
+//! and parsed into changes, what accepting them came to mapped to status codes, and the answer
+//! the platform gets.
 
-use std::time::Instant;
+use std::time::{Duration as StdDuration, Instant};
 
 use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use super::accept::{accept, accept_all};
+use super::accept::accept;
 use super::notes::bounded;
-pub use super::response::WebhookResponse;
-use super::response::{answer, unauthorized, unavailable};
+use super::outcome::{Accepted, Attempt};
 use super::{MAX_BODY, MAX_FUTURE, REPLAY_WINDOW, WebhookOptions, WritebackDeps};
 use crate::platform::PlatformKind;
-use crate::platform::inbound::{Inbound, InboundError};
+use crate::platform::inbound::{Inbound, InboundError, StatusChange};
 use crate::store::StoreError;
+use crate::tenant::TenantConfig;
+
+/// The HTTP answer to a webhook.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookResponse {
+    pub status: u16,
+    pub body: Value,
+    /// Time spent waiting on S1 inside the handler (for the latency benchmark).
+    pub s1_time: StdDuration,
+}
+
+fn answer(status: u16, message: impl Into<String>) -> WebhookResponse {
+    WebhookResponse {
+        status,
+        body: json!({ "status": status, "message": message.into() }),
+        s1_time: StdDuration::ZERO,
+    }
+}
+
+/// The one answer to every request that cannot be verified: unknown tenant, disabled tenant,
+/// another platform's endpoint, missing or wrong signature.
+fn unauthorized() -> WebhookResponse {
+    answer(401, "the request could not be verified")
+}
+
+/// The state store failed: the platform retries; what failed goes to the log only.
+fn unavailable(e: &StoreError) -> WebhookResponse {
+    tracing::error!(error = %e, "state store unavailable");
+    answer(503, "temporarily unavailable; retry later")
+}
+
+/// The answer to a delivery accepted before.
+const DUPLICATE: &str = "duplicate delivery: already accepted";
+
+/// The answer to one accepted (or refused) change.
+fn accepted_answer(outcome: Accepted) -> WebhookResponse {
+    let writeback = |state: &str, s1_time| WebhookResponse {
+        status: 202,
+        body: json!({ "status": 202, "message": "accepted", "writeback": state }),
+        s1_time,
+    };
+    match outcome {
+        Accepted::Stored => writeback("pending", StdDuration::ZERO),
+        Accepted::Tried(attempt, s1_time) => {
+            let state = match attempt {
+                Attempt::Applied => "applied",
+                Attempt::Superseded => "superseded",
+                Attempt::Pending | Attempt::Busy => "pending",
+                Attempt::Dead => "dead_letter",
+            };
+            writeback(state, s1_time)
+        }
+        Accepted::Duplicate => answer(200, DUPLICATE),
+        Accepted::DuplicateNote => answer(200, "duplicate note: already accepted"),
+        Accepted::UnknownAlert => answer(404, "unknown alert"),
+        Accepted::Stale => answer(409, "older than the last change applied to this alert"),
+        Accepted::Unavailable(e) => unavailable(&e),
+    }
+}
+
+/// Several changes from one delivery, in the order they happened, within one budget. The answer
+/// is the first failure the platform should retry (503: the accepted ones are then replays), else
+/// 202 with each change's answer.
+async fn accept_all(
+    deps: &WritebackDeps,
+    tenant: &TenantConfig,
+    mut changes: Vec<StatusChange>,
+    now: OffsetDateTime,
+    started: Instant,
+    total: StdDuration,
+) -> WebhookResponse {
+    changes.sort_by_key(|c| c.at);
+    let mut each = Vec::new();
+    let mut s1_time = StdDuration::ZERO;
+    for change in changes {
+        let id = change.event_id.clone();
+        let budget = total.saturating_sub(started.elapsed());
+        let r = accepted_answer(accept(deps, tenant, bounded(change), now, budget).await);
+        if r.status >= 500 {
+            return r;
+        }
+        s1_time += r.s1_time;
+        each.push(json!({"event": id, "status": r.status, "answer": r.body}));
+    }
+    WebhookResponse {
+        status: 202,
+        body: json!({"status": 202, "message": "accepted", "changes": each}),
+        s1_time,
+    }
+}
 
 /// Answers one webhook: `POST /<platform>/<tenant>` with the raw body, within
 /// [`INLINE_BUDGET`](super::INLINE_BUDGET).
@@ -127,7 +218,7 @@ pub async fn handle_webhook_with(
     if changes.len() == 1 {
         let budget = options.budget.saturating_sub(started.elapsed());
         let change = changes.into_iter().next().expect("one change");
-        return accept(deps, &tenant, bounded(change), now, budget).await;
+        return accepted_answer(accept(deps, &tenant, bounded(change), now, budget).await);
     }
     accept_all(deps, &tenant, changes, now, started, options.budget).await
 }

@@ -4,8 +4,9 @@
 //! call S1 surely did not take (its answer said so) has its record taken back.
 
 use crate::domain::MemberId;
+use crate::domain::{MemberState, StoryRecord};
 use crate::s1::dto::{AnalystVerdict, IncidentStatus};
-use crate::store::{MemberState, StoryRecord, Versioned};
+use crate::store::Versioned;
 
 use super::apply::Work;
 use super::outcome::{ApplyError, store_error};

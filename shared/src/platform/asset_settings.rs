@@ -8,7 +8,6 @@ use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
 use crate::s1::dto::Agent;
-use crate::store::TenantConfig;
 
 /// How the asset type is chosen (PSA seed: one type for all, from a field, or ordered rules).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,13 +92,6 @@ impl Default for AssetSettings {
     }
 }
 
-impl AssetSettings {
-    /// The tenant's settings, defaults where absent (they were checked when the tenant was read).
-    pub fn for_tenant(t: &TenantConfig) -> Self {
-        t.platform.assets().unwrap_or_default()
-    }
-}
-
 /// The S1 fields of an agent that mappings and rules can name.
 pub fn agent_fields(a: &Agent) -> Map<String, Value> {
     let t = |v: &Option<String>| v.clone().map(Value::String).unwrap_or(Value::Null);
@@ -153,7 +145,9 @@ impl AssetSettings {
         }
     }
 
-    pub(super) fn placement(&self, site_id: Option<&str>, account_id: Option<&str>) -> Option<Placement> {
+    /// Where an agent of `site_id` / `account_id` goes: its site's mapping, else its account's, else
+    /// the default site.
+    pub fn placement(&self, site_id: Option<&str>, account_id: Option<&str>) -> Option<Placement> {
         site_id
             .and_then(|s| self.site_map.get(s))
             .or_else(|| account_id.and_then(|a| self.site_map.get(a)))

@@ -3,28 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Where a tenant's S1 API token is read from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum TokenSource {
-    /// A Secrets Manager secret (name or ARN) whose value is the token, or JSON with `apiToken`.
-    SecretsManager { secret_id: String },
-    /// An environment variable (one-machine runner).
-    Env { var: String },
-    /// A file holding the token (one-machine runner).
-    File { path: String },
-}
-
-/// How threats become platform alerts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Grouping {
-    /// Threats on one endpoint with one file hash within 90 days share one alert.
-    #[default]
-    Story,
-    /// One alert per threat.
-    Threat,
-}
+use super::SecretRef;
+use crate::domain::Grouping;
 
 /// A listing a tenant's detections are read from, each from its own checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -71,7 +51,7 @@ pub struct TenantConfig {
     #[serde(default = "enabled_by_default")]
     pub enabled: bool,
     pub console_url: String,
-    pub token: TokenSource,
+    pub token: SecretRef,
     #[serde(default)]
     pub account_ids: Vec<String>,
     #[serde(default)]

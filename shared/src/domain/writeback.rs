@@ -1,6 +1,6 @@
-//! The change a [`PendingWriteback`](super::PendingWriteback) carries: what the platform said,
-//! what it means in S1, and the steps of it already done. The writeback reads and writes it under
-//! its claim; the store keeps it as it is.
+//! The writeback's own record: a [`PendingWriteback`] and the change it carries (what the
+//! platform said, what it means in S1, and the steps of it already done). The writeback reads
+//! and writes it under its claim; the store keeps it as it is.
 //!
 //! Stored as JSON inside the pending item (`change`), in the shape the writeback wrote before it
 //! was typed here: the same field names, `done` a list of step names.
@@ -8,8 +8,9 @@
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 
-use crate::platform::inbound::StatusChange;
+use super::change::StatusChange;
 use crate::s1::dto::{AnalystVerdict, IncidentStatus};
 
 /// A step of a pending change, recorded durably (under the attempt's claim) as it completes, so
@@ -54,13 +55,28 @@ impl PendingChange {
     }
 }
 
+/// A change still to be written to S1, or (when `dead`) one that ran out of attempts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingWriteback {
+    pub id: String,
+    pub alert_key: String,
+    pub change: PendingChange,
+    pub attempts: u32,
+    #[serde(default)]
+    pub last_error: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub next_attempt_at: OffsetDateTime,
+}
+
 #[cfg(any(test, feature = "test-util"))]
 impl PendingChange {
     /// A generic platform's "resolved" of story `story`'s alert at `at`, mapped to S1's
     /// resolved, nothing done yet: a pending change for tests of the store.
     pub fn for_test(story: &str, at: time::OffsetDateTime) -> Self {
-        use crate::platform::PlatformKind;
-        use crate::platform::inbound::{AlertRef, ChangeAction, PlatformState};
+        use crate::domain::PlatformKind;
+        use crate::domain::change::{AlertRef, ChangeAction, PlatformState};
         Self {
             change: StatusChange {
                 event_id: format!("evt-{story}"),
