@@ -399,7 +399,7 @@ async fn a_tenant_is_added_tested_polled_and_disabled_from_the_command_line() {
         ],
         DEFAULT_TOKEN,
     );
-    assert!(ok, "{err}");
+    assert!(ok, "{err} {out}");
     assert!(
         out.starts_with("ok   acme: completed: fetched 40 in 1 pages: 40 new") && out.contains("published 40"),
         "{out}"

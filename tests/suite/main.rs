@@ -10,8 +10,12 @@ mod fault_sweep;
 mod fault_sweep_dynamodb;
 #[path = "../tests/halo.rs"]
 mod halo;
+#[path = "../tests/halo_budget.rs"]
+mod halo_budget;
 #[path = "../tests/halo_client.rs"]
 mod halo_client;
+#[path = "../tests/idle_cost.rs"]
+mod idle_cost;
 #[path = "../tests/layers.rs"]
 mod layers;
 #[path = "../tests/outbound_dynamodb.rs"]
