@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 
 use crate::queue::{BatchItemFailure, SEND_BATCH_MAX, SqsBatchResponse, SqsEvent, TenantMessage, TenantQueue};
 use crate::store::{ConnectorStatus, Store, StoreError};
-use crate::usecase::poll_threats::{Outcome, PollDeps, TenantReport, poll_tenant, shard_of};
+use crate::usecase::poll_threats::{Outcome, PollDeps, TenantReport, poll_scheduled, shard_of};
 
 /// Failed runs in a row after which a tenant is dispatched only every [`BACKOFF_MINUTES`].
 pub const BACKOFF_AFTER: u32 = 3;
@@ -148,7 +148,7 @@ pub async fn consume(deps: &PollDeps, event: &SqsEvent, deadline: Instant) -> (S
             }
         };
         match deps.store.get_tenant(&tenant).await {
-            Ok(Some(t)) if t.enabled => (r, Handled::Run(Box::new(poll_tenant(deps, &t, deadline).await))),
+            Ok(Some(t)) if t.enabled => (r, Handled::Run(Box::new(poll_scheduled(deps, &t, deadline).await))),
             Ok(Some(_)) => {
                 tracing::info!(tenant = %tenant, "message for a disabled tenant; nothing to do");
                 (r, Handled::Disabled)
@@ -256,7 +256,7 @@ pub async fn serve_polls(
             next_due.insert(t.id.clone(), now + every);
             on_event(PoolEvent::Started(&t.id));
             let t = t.clone();
-            runs.push(async move { poll_tenant(deps, &t, Instant::now() + run_limit).await });
+            runs.push(async move { poll_scheduled(deps, &t, Instant::now() + run_limit).await });
         }
         let wake = tenants
             .iter()
