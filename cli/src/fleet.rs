@@ -254,45 +254,57 @@ async fn round(
     let dispatch_s = dispatched_at.elapsed().as_secs_f64();
     // Due: when the dispatcher meant the tenant to run (its delay from the dispatch).
     let spread = Duration::from_secs(args.spread_s);
-    let due = |t: &str| dispatched_at + Duration::from_secs(u64::from(s1_shared::usecase::fanout::delay_of(t, spread)));
     let heavy_set: std::collections::HashSet<String> = heavy.iter().cloned().collect();
     let limit = Duration::from_secs(args.invocation_s);
-    let mut times: Vec<(String, f64, f64, Outcome)> = Vec::new();
-    let mut running = futures_util::stream::FuturesUnordered::new();
-    let mut n = 0u64;
-    // The pool: at most `workers` invocations at once, each one message, all on this task (as
-    // many Lambda instances would run them side by side).
-    loop {
-        while running.len() < args.workers {
-            let Some(m) = queue.next() else { break };
-            n += 1;
-            let mut deps = deps.clone();
-            deps.owner = format!("invocation-{n}");
-            let due_at = due(&m.tenant);
-            running.push(async move {
-                let started = Instant::now();
-                let event: SqsEvent = serde_json::from_value(json!({"Records": [{
-                    "messageId": format!("m-{n}"), "body": json!({"tenant": m.tenant}).to_string(),
-                    "attributes": {"ApproximateReceiveCount": "1"}, "eventSource": "aws:sqs"}]}))
-                .expect("an SQS event");
-                let (_, consumed) = consume(&deps, &event, started + limit).await;
-                let outcome = consumed.runs.first().map_or(Outcome::Skipped, |r| r.outcome);
-                (
-                    m.tenant,
-                    started.saturating_duration_since(due_at).as_secs_f64(),
-                    Instant::now().saturating_duration_since(due_at).as_secs_f64(),
-                    outcome,
-                )
-            });
-        }
-        if running.is_empty() && queue.is_empty() {
-            break;
-        }
-        tokio::select! {
-            Some(t) = futures_util::StreamExt::next(&mut running), if !running.is_empty() => times.push(t),
-            () = tokio::time::sleep(Duration::from_millis(20)) => {}
-        }
-    }
+    let n = Arc::new(AtomicU64::new(0));
+    // The pool: `workers` threads, each with a runtime of its own running one invocation at a
+    // time, as Lambda runs each invocation in an instance of its own: a heavy tenant's run can
+    // take its instance's processor, not the others'.
+    let workers: Vec<_> = (0..args.workers)
+        .map(|_| {
+            let (queue, deps, n) = (queue.clone(), deps.clone(), n.clone());
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime");
+                rt.block_on(async move {
+                    let mut out: Vec<(String, f64, f64, Outcome)> = Vec::new();
+                    loop {
+                        let Some(m) = queue.next() else {
+                            if queue.is_empty() {
+                                break;
+                            }
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            continue;
+                        };
+                        let id = n.fetch_add(1, Ordering::Relaxed);
+                        let mut deps = deps.clone();
+                        deps.owner = format!("invocation-{id}");
+                        let due_at = dispatched_at
+                            + Duration::from_secs(u64::from(s1_shared::usecase::fanout::delay_of(&m.tenant, spread)));
+                        let started = Instant::now();
+                        let event: SqsEvent = serde_json::from_value(json!({"Records": [{
+                            "messageId": format!("m-{id}"), "body": json!({"tenant": m.tenant}).to_string(),
+                            "attributes": {"ApproximateReceiveCount": "1"}, "eventSource": "aws:sqs"}]}))
+                        .expect("an SQS event");
+                        let (_, consumed) = consume(&deps, &event, started + limit).await;
+                        let outcome = consumed.runs.first().map_or(Outcome::Skipped, |r| r.outcome);
+                        out.push((
+                            m.tenant,
+                            started.saturating_duration_since(due_at).as_secs_f64(),
+                            Instant::now().saturating_duration_since(due_at).as_secs_f64(),
+                            outcome,
+                        ));
+                    }
+                    out
+                })
+            })
+        })
+        .collect();
+    let times: Vec<(String, f64, f64, Outcome)> =
+        tokio::task::spawn_blocking(move || workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect())
+            .await?;
     let round_s = dispatched_at.elapsed().as_secs_f64();
     tokio::time::sleep_until(next_round.into()).await;
     let idle: Vec<_> = times.iter().filter(|t| !heavy_set.contains(&t.0)).collect();

@@ -25,7 +25,7 @@ use crate::queue::{
     BatchItemFailure, MAX_DELAY_SECONDS, SEND_BATCH_MAX, SqsBatchResponse, SqsEvent, TenantMessage, TenantQueue,
 };
 use crate::store::{ConnectorStatus, Store, StoreError, TenantConfig};
-use crate::usecase::poll_threats::{Outcome, PollDeps, TenantReport, poll_tenant, shard_of};
+use crate::usecase::poll_threats::{Outcome, PollDeps, TenantReport, poll_scheduled, shard_of};
 use crate::usecase::sync_assets::{AssetDeps, AssetReport, sync_tenant};
 use crate::usecase::token_expiry::{TokenDeps, TokenReport, check_tenant};
 
@@ -388,7 +388,7 @@ where
 /// at once).
 pub async fn consume(deps: &PollDeps, event: &SqsEvent, deadline: Instant) -> (SqsBatchResponse, ConsumeReport) {
     let (response, mut report) = consume_each(&deps.store, event, deps.concurrency, |t| async move {
-        let report = poll_tenant(deps, &t, deadline).await;
+        let report = poll_scheduled(deps, &t, deadline).await;
         Ran {
             lease_held: report.outcome == Outcome::Skipped,
             again: false,
@@ -519,7 +519,7 @@ pub async fn serve_polls(
             next_due.insert(t.id.clone(), now + every.max(own));
             on_event(PoolEvent::Started(&t.id));
             let t = t.clone();
-            runs.push(async move { poll_tenant(deps, &t, Instant::now() + run_limit).await });
+            runs.push(async move { poll_scheduled(deps, &t, Instant::now() + run_limit).await });
         }
         let wake = tenants
             .iter()

@@ -67,11 +67,12 @@ pub const WRITEBACK_SHARE: Duration = Duration::from_secs(10);
 /// Name of the lease a poll run holds per tenant.
 pub const LEASE_JOB: &str = "poll";
 /// How long a poll run's lease lasts unless renewed (every third of it while the run lives).
-/// Short, so that a run which found nothing to do need not give the lease back: it lapses
-/// before the tenant's next message (a minute after this one), and an idle run makes one
-/// write, the take. A run that wrote something, or lasted longer, releases it (one more write,
-/// on a run that made others). A message for the tenant within this time of an idle run finds
-/// the lease held and is skipped, counted; the next minute's runs.
+/// Short, so that a scheduled run ([`poll_scheduled`]) which found nothing to do need not give
+/// the lease back: it lapses before the tenant's next message (a minute after this one), and an
+/// idle run makes one write, the take. A run that wrote something, failed, or lasted longer
+/// releases it (one more write, on a run that made others). A message for the tenant within
+/// this time of an idle run finds the lease held and is skipped, counted; the next minute's
+/// runs.
 pub const POLL_LEASE: time::Duration = time::Duration::seconds(20);
 /// Paging stops when less than this (or a quarter of the run's time, if smaller) is left before
 /// the deadline.
@@ -224,8 +225,28 @@ enum Stop {
     Refusals { count: u32, status: u16, detail: String },
 }
 
-/// Polls one tenant under its lease.
+/// Polls one tenant under its lease, and gives the lease back when done (an operator's run, or
+/// the schedule's run of every tenant: the next run may come at once).
 pub async fn poll_tenant(deps: &PollDeps, tenant: &TenantConfig, deadline: Instant) -> TenantReport {
+    poll_tenant_then(deps, tenant, deadline, Release::Always).await
+}
+
+/// Polls one tenant of a fleet's schedule (a queue message, the one-machine runner's pool),
+/// whose next run comes a minute later: a run that found nothing to do lets its short lease
+/// lapse instead of giving it back, so it makes one write, the take ([`POLL_LEASE`]).
+pub async fn poll_scheduled(deps: &PollDeps, tenant: &TenantConfig, deadline: Instant) -> TenantReport {
+    poll_tenant_then(deps, tenant, deadline, Release::UnlessIdle).await
+}
+
+/// When a run gives its lease back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Release {
+    Always,
+    /// Not after a run that wrote nothing, failed in nothing and ended within the lease.
+    UnlessIdle,
+}
+
+async fn poll_tenant_then(deps: &PollDeps, tenant: &TenantConfig, deadline: Instant, release: Release) -> TenantReport {
     let mut report = TenantReport {
         tenant: tenant.id.clone(),
         ..TenantReport::default()
@@ -332,10 +353,13 @@ pub async fn poll_tenant(deps: &PollDeps, tenant: &TenantConfig, deadline: Insta
             tracing::warn!(tenant = %tenant.id, error = %e, "could not record the connector status");
         }
     }
-    // An idle run's lease lapses by itself before the tenant's next message: no write. A run
-    // that wrote (each write renewed it) or lasted longer lets it go, so the next run need not
-    // wait.
-    if fenced.store.fenced_writes() > 0 || started.elapsed() >= POLL_LEASE.unsigned_abs() {
+    // A scheduled idle run's lease lapses by itself before the tenant's next message: no write.
+    // A run that wrote (each write renewed it), failed (the operator may retry at once) or
+    // lasted longer lets it go, so the next run need not wait.
+    let idle = fenced.store.fenced_writes() == 0
+        && report.outcome != Outcome::Failed
+        && started.elapsed() < POLL_LEASE.unsigned_abs();
+    if release == Release::Always || !idle {
         if let Err(e) = deps.store.release(&lease, OffsetDateTime::now_utc()).await {
             tracing::warn!(tenant = %tenant.id, error = %e, "could not release the lease; it lapses by itself");
         }
