@@ -168,6 +168,7 @@ pub(super) fn trigger(ctx: &Ctx<'_>, a: &Value) -> Result<Value, Refusal> {
                 ActionOutcome::Apply => {}
             }
             if apply(&mut w, i, def.action_type, &payload, &user)? {
+                w.mirror_twin(i);
                 record.success.push(id);
             } else {
                 skips.push(json!({"id": id, "skipType": "NO_CHANGE", "skipMessage": "Value already set"}));
