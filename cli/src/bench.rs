@@ -152,11 +152,13 @@ pub async fn run_bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>
                 batch: args.batch.then(s1_shared::platform::Batch::default),
             }),
             grouping: Grouping::Story,
+            sources: vec![s1_shared::store::Source::Threats],
             poll_cloud_alerts: false,
             mapping_overrides: Default::default(),
             token_alert_days: vec![30, 14, 7, 3, 1, 0],
             max_in_flight: args.in_flight,
             status_notices: false,
+            intervals: Default::default(),
         })
         .await?;
     if args.reset_checkpoint {
@@ -267,11 +269,13 @@ pub async fn run_webhook_bench(args: WebhookBenchArgs) -> Result<(), Box<dyn std
                 batch: None,
             }),
             grouping: Grouping::Story,
+            sources: vec![s1_shared::store::Source::Threats],
             poll_cloud_alerts: false,
             mapping_overrides: Default::default(),
             token_alert_days: vec![30, 14, 7, 3, 1, 0],
             max_in_flight: s1_shared::store::DEFAULT_MAX_IN_FLIGHT,
             status_notices: false,
+            intervals: Default::default(),
         })
         .await?;
     let (http, options) = bench_http()?;

@@ -129,11 +129,13 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
                 batch: None,
             }),
             grouping: Grouping::Story,
+            sources: vec![s1_shared::store::Source::Threats],
             poll_cloud_alerts: false,
             mapping_overrides: Default::default(),
             token_alert_days: vec![30, 14, 7, 3, 1, 0],
             max_in_flight: s1_shared::store::DEFAULT_MAX_IN_FLIGHT,
             status_notices: false,
+            intervals: Default::default(),
         })
         .await?;
     let http = reqwest_client()?;

@@ -26,11 +26,13 @@ fn tenant(id: &str) -> TenantConfig {
         site_ids: vec![],
         platform: s1_shared::test_util::generic("https://hooks.example.com/s1", "HOOK"),
         grouping: Grouping::Story,
+        sources: vec![s1_shared::store::Source::Threats],
         poll_cloud_alerts: false,
         mapping_overrides: Default::default(),
         token_alert_days: vec![30, 14, 7, 3, 1, 0],
         max_in_flight: s1_shared::store::DEFAULT_MAX_IN_FLIGHT,
         status_notices: false,
+        intervals: Default::default(),
     }
 }
 
@@ -86,6 +88,14 @@ pub async fn tenants_round_trip_and_list_in_order(store: Store) {
     let ids: Vec<_> = all.iter().map(|t| t.id.as_str()).collect();
     assert_eq!(ids, ["alpha", "beta", "gamma"]);
     assert!(!all[1].enabled, "the second put replaced the first");
+    let enabled: Vec<_> = store
+        .enabled_tenants()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(enabled, ["alpha", "gamma"], "the scheduled jobs skip a disabled tenant");
     assert_eq!(store.get_tenant("gamma").await.unwrap(), Some(tenant("gamma")));
     assert_eq!(store.get_tenant("nobody").await.unwrap(), None);
     let err = store.put_tenant(&tenant("bad#id")).await.unwrap_err();
