@@ -4,6 +4,8 @@
 //! It serves the endpoints s1-bridge uses with S1's paths, parameters, envelopes, paging and
 //! error bodies; it is stateful (writes change later reads and bump `updatedAt`), seeded and
 //! deterministic, and injects faults on demand through a small control API under `/_sim/`.
+//! Unified Alert Management's GraphQL endpoint is served too, each document validated against the
+//! vendored schema: see [`uam`].
 //!
 //! ```no_run
 //! # async fn demo() {

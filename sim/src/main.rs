@@ -21,6 +21,9 @@ struct Args {
     threats: usize,
     #[arg(long, default_value_t = 50)]
     cloud_alerts: usize,
+    /// Unified (UAM) alerts, a third of them EDR twins of threats.
+    #[arg(long, default_value_t = 40)]
+    unified_alerts: usize,
     /// Days until the default token expires.
     #[arg(long, default_value_t = 30)]
     token_days: i64,
@@ -45,6 +48,7 @@ async fn main() -> std::io::Result<()> {
         agents: a.agents,
         threats: a.threats,
         cloud_alerts: a.cloud_alerts,
+        unified_alerts: a.unified_alerts,
         tokens: vec![TokenSpec::tenant(DEFAULT_TOKEN, a.token_days)],
         ..SimConfig::default()
     };

@@ -711,3 +711,51 @@ async fn the_default_world_has_an_edr_alert_that_is_a_threat_and_an_identity_ale
     assert_eq!(identity["attackSurfaces"], json!(["IDENTITY"]));
     assert_eq!(identity["asset"]["agentUuid"], Value::Null);
 }
+
+#[tokio::test]
+async fn a_threat_and_its_edr_twin_are_one_detection_changed_through_either_api() {
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let ctl = sim.control();
+    let ids = ctl.unified_alert_ids().await.unwrap();
+    let (alert, threat) = (ids[0]["id"].as_str().unwrap(), ids[0]["externalId"].as_str().unwrap());
+    let before = ctl.unified_alert(alert).await.unwrap();
+
+    // Through the threats API: the twin shows the new status and verdict, with a later updatedAt.
+    let r = reqwest::Client::new()
+        .post(format!("{}/web/api/v2.1/threats/incident", sim.base_url()))
+        .header("Authorization", format!("ApiToken {DEFAULT_TOKEN}"))
+        .json(&json!({"filter": {"ids": [threat]}, "data": {"incidentStatus": "resolved", "analystVerdict": "false_positive"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let twin = ctl.unified_alert(alert).await.unwrap();
+    assert_eq!(
+        (twin["status"].as_str(), twin["analystVerdict"].as_str()),
+        (Some("RESOLVED"), Some("FALSE_POSITIVE_UNDEFINED"))
+    );
+    assert!(epoch_ms(twin["updatedAt"].as_str().unwrap()) > epoch_ms(before["updatedAt"].as_str().unwrap()));
+
+    // Through UAM: the threat follows; a finer verdict of the same family changes only the twin.
+    let actions = action_ids(&sim).await;
+    let body = gql(&sim, TRIGGER, json!({"filter": by_ids(&[alert]), "actions": [
+        {"id": actions["STATUS_UPDATE"], "payload": {"status": {"value": "IN_PROGRESS"}}},
+        {"id": actions["ANALYST_VERDICT_UPDATE"], "payload": {"analystVerdict": {"value": "FALSE_POSITIVE_BENIGN"}}},
+    ]})).await;
+    assert_eq!(body["data"]["alertTriggerActions"]["__typename"], "ActionsTriggered");
+    let t = ctl.threat(threat).await.unwrap();
+    assert_eq!(t["threatInfo"]["incidentStatus"], "in_progress");
+    assert_eq!(t["threatInfo"]["analystVerdict"], "false_positive");
+    assert_eq!(
+        ctl.unified_alert(alert).await.unwrap()["analystVerdict"],
+        "FALSE_POSITIVE_BENIGN"
+    );
+
+    // A non-EDR alert has no threat to follow it.
+    let identity = ids[1]["id"].as_str().unwrap();
+    let body = gql(&sim, TRIGGER, json!({"filter": by_ids(&[identity]), "actions": [{"id": actions["STATUS_UPDATE"], "payload": {"status": {"value": "RESOLVED"}}}]})).await;
+    assert_eq!(
+        body["data"]["alertTriggerActions"]["actions"][0]["success"][0]["id"],
+        identity
+    );
+}

@@ -121,6 +121,7 @@ pub(super) async fn ctl_console_update(
         t.verdict = v;
     }
     t.updated_at = now;
+    w.mirror_threat(idx);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -168,6 +168,7 @@ pub(super) async fn post_incident(State(s): State<Shr>, headers: HeaderMap, raw:
             }
             t.updated_at = now;
             affected += 1;
+            w.mirror_threat(i);
         }
     }
     ok(json!({"data": {"affected": affected, "details": details}}))
@@ -194,6 +195,7 @@ pub(super) async fn post_verdict(State(s): State<Shr>, headers: HeaderMap, raw: 
             t.verdict = verdict;
             t.updated_at = now;
             affected += 1;
+            w.mirror_threat(i);
             "updated"
         };
         details.push(json!({"threatId": id, "result": result}));

@@ -82,7 +82,7 @@ pub(super) fn trigger(ctx: &Ctx<'_>, a: &Value) -> Result<Value, Refusal> {
         let targets: Vec<usize> = (0..w.uam.alerts.len())
             .filter(|&i| {
                 let al = &w.uam.alerts[i];
-                reach.covers(&w, al) && (unfiltered || selection.matches(&w, al))
+                reach.covers(al) && (unfiltered || selection.matches(&w, al))
             })
             .collect();
         // Every action is checked before any runs: a refusal changes nothing.
@@ -168,6 +168,7 @@ pub(super) fn trigger(ctx: &Ctx<'_>, a: &Value) -> Result<Value, Refusal> {
                 ActionOutcome::Apply => {}
             }
             if apply(&mut w, i, def.action_type, &payload, &user)? {
+                w.mirror_twin(i);
                 record.success.push(id);
             } else {
                 skips.push(json!({"id": id, "skipType": "NO_CHANGE", "skipMessage": "Value already set"}));

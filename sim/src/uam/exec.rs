@@ -185,24 +185,30 @@ fn alerts(ctx: &Ctx<'_>, a: &Value) -> Result<Value, Refusal> {
         Some(c) => Some(filter::decode_cursor(c, hash)?),
         None => None,
     };
-    let mut hits: Vec<(Vec<Value>, usize)> = w
-        .uam
-        .alerts
-        .iter()
-        .enumerate()
-        .filter(|(_, al)| reach.covers(&w, al) && (selection.is_empty() || selection.matches(&w, al)))
-        .map(|(i, al)| (filter::key(al, &sorts), i))
+    let alerts = &w.uam.alerts;
+    let mut hits: Vec<usize> = (0..alerts.len())
+        .filter(|&i| reach.covers(&alerts[i]) && (selection.is_empty() || selection.matches(&w, &alerts[i])))
         .collect();
     let total = hits.len();
     if let Some(after) = &after {
-        hits.retain(|(k, _)| filter::compare(k, after, &sorts).is_gt());
+        hits.retain(|&i| filter::compare_to_key(&alerts[i], after, &sorts).is_gt());
     }
-    hits.sort_by(|x, y| filter::compare(&x.0, &y.0, &sorts));
+    // Only the page (and one more, to know whether there is a next page) needs full ordering.
+    let want = first as usize + 1;
+    let by = |x: &usize, y: &usize| filter::compare(&alerts[*x], &alerts[*y], &sorts);
+    if hits.len() > want {
+        hits.select_nth_unstable_by(want - 1, by);
+        hits.truncate(want);
+    }
+    hits.sort_by(by);
     let has_next = hits.len() > first as usize;
     hits.truncate(first as usize);
     let mut edges: Vec<Value> = hits
         .iter()
-        .map(|(k, i)| json!({"cursor": filter::encode_cursor(hash, k), "node": render::alert(&w, &w.uam.alerts[*i])}))
+        .map(|&i| {
+            let k = filter::key(&alerts[i], &sorts);
+            json!({"cursor": filter::encode_cursor(hash, &k), "node": render::alert(&w, &alerts[i])})
+        })
         .collect();
     if let Some(e) = edges.first_mut() {
         if ctx.partial.replace(false) {
@@ -236,7 +242,7 @@ fn one_alert(ctx: &Ctx<'_>, a: &Value) -> Result<Value, Refusal> {
     let i = visible(ctx, id)?;
     let w = ctx.world.borrow();
     let reach = Reach::new(&ctx.token.scope, &a["scope"], &json!("ALL"), &w)?;
-    if !reach.covers(&w, &w.uam.alerts[i]) {
+    if !reach.covers(&w.uam.alerts[i]) {
         return Err(format!("Alert '{id}' not found"));
     }
     let mut v = render::alert(&w, &w.uam.alerts[i]);

@@ -224,51 +224,41 @@ pub(crate) fn or_selection(or_filter: &Value) -> Result<Selection, Refusal> {
 
 /// Which alerts the request's scope and view cover, given what the token sees.
 pub(crate) struct Reach {
-    scope_type: Option<String>,
-    scope_ids: Vec<String>,
-    token: TokenScope,
+    /// Per site of the world: in the token's visibility and the request's scope.
+    sites: Vec<bool>,
     view: String,
 }
 
 impl Reach {
     pub(crate) fn new(token: &TokenScope, scope: &Value, view: &Value, w: &World) -> Result<Self, Refusal> {
-        let scope_type = scope["scopeType"].as_str().map(str::to_owned);
+        let scope_type = scope["scopeType"].as_str();
         let scope_ids: Vec<String> = scope["scopeIds"]
             .as_array()
             .map(|v| v.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
             .unwrap_or_default();
-        if let Some(t) = &scope_type {
+        let mut sites: Vec<bool> = (0..w.sites.len()).map(|s| w.site_visible(token, s)).collect();
+        if let Some(t) = scope_type {
             if scope_ids.is_empty() {
                 return Err("Scope 'scopeIds' must not be empty".into());
             }
             for id in &scope_ids {
-                let sites: Vec<usize> = (0..w.sites.len()).filter(|&s| scope_holds(t, id, w, s)).collect();
-                if sites.is_empty() || !sites.iter().all(|&s| w.site_visible(token, s)) {
+                let named: Vec<usize> = (0..w.sites.len()).filter(|&s| scope_holds(t, id, w, s)).collect();
+                if named.is_empty() || !named.iter().all(|&s| sites[s]) {
                     return Err(format!("Access denied to scope {t} {id}"));
                 }
             }
+            for (s, on) in sites.iter_mut().enumerate() {
+                *on = *on && scope_ids.iter().any(|id| scope_holds(t, id, w, s));
+            }
         }
         Ok(Self {
-            scope_type,
-            scope_ids,
-            token: token.clone(),
+            sites,
             view: view.as_str().unwrap_or("ALL").to_owned(),
         })
     }
 
-    pub(crate) fn covers(&self, w: &World, a: &UnifiedAlert) -> bool {
-        if !w.site_visible(&self.token, a.site) {
-            return false;
-        }
-        if let Some(t) = &self.scope_type {
-            if !self.scope_ids.iter().any(|id| scope_holds(t, id, w, a.site)) {
-                return false;
-            }
-        }
-        match self.view.as_str() {
-            "ALL" => true,
-            v => a.source.view() == v,
-        }
+    pub(crate) fn covers(&self, a: &UnifiedAlert) -> bool {
+        self.sites.get(a.site).copied().unwrap_or(false) && (self.view == "ALL" || a.source.view() == self.view)
     }
 }
 
@@ -334,26 +324,44 @@ pub(crate) fn key(a: &UnifiedAlert, sorts: &[Sort]) -> Vec<Value> {
     k
 }
 
-fn cmp_value(a: &Value, b: &Value) -> Ordering {
-    match (a.as_i64(), b.as_i64()) {
-        (Some(x), Some(y)) => x.cmp(&y),
-        _ => a.as_str().unwrap_or_default().cmp(b.as_str().unwrap_or_default()),
+fn cmp_field(a: &UnifiedAlert, by: &str, v: &Value) -> Ordering {
+    match by {
+        "id" => a.id.as_str().cmp(v.as_str().unwrap_or_default()),
+        "name" => a.name.as_str().cmp(v.as_str().unwrap_or_default()),
+        f => time_value(a, f).cmp(&v.as_i64().unwrap_or_default()),
     }
 }
 
-pub(crate) fn compare(a: &[Value], b: &[Value], sorts: &[Sort]) -> Ordering {
-    for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        let o = cmp_value(x, y);
-        let o = if sorts.get(i).is_some_and(|s| s.desc) {
-            o.reverse()
-        } else {
-            o
-        };
+fn directed(o: Ordering, s: &Sort) -> Ordering {
+    if s.desc { o.reverse() } else { o }
+}
+
+/// Where an alert stands against a cursor's key (without building the alert's own key: listings
+/// compare every alert of the world on every page).
+pub(crate) fn compare_to_key(a: &UnifiedAlert, key: &[Value], sorts: &[Sort]) -> Ordering {
+    for (s, v) in sorts.iter().zip(key) {
+        let o = directed(cmp_field(a, &s.by, v), s);
         if o != Ordering::Equal {
             return o;
         }
     }
-    Ordering::Equal
+    a.id.as_str()
+        .cmp(key.last().and_then(Value::as_str).unwrap_or_default())
+}
+
+pub(crate) fn compare(a: &UnifiedAlert, b: &UnifiedAlert, sorts: &[Sort]) -> Ordering {
+    for s in sorts {
+        let o = match s.by.as_str() {
+            "id" => a.id.cmp(&b.id),
+            "name" => a.name.cmp(&b.name),
+            f => time_value(a, f).cmp(&time_value(b, f)),
+        };
+        let o = directed(o, s);
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    a.id.cmp(&b.id)
 }
 
 /// A hash of everything that decides a walk's order and membership (not `first`, not `after`).

@@ -51,7 +51,11 @@
 //! [`SimConfig::unified_threat_every`](crate::SimConfig)-th one (default 3, so a third) is an EDR
 //! alert that is the same detection as a threat (`externalId` = the threat id, same agent, SHA-1
 //! and storyline); the others rotate through Identity, Cloud and third-party (email) alerts. The
-//! first alert is always such an EDR twin and the second an Identity alert.
+//! first alert is always such an EDR twin and the second an Identity alert. A threat and its twin
+//! are one detection: a status or verdict change through either API (or the console) shows on the
+//! other and bumps its `updatedAt` (`resolved` <-> `RESOLVED`; a threat verdict maps to its UAM
+//! family, `false_positive` -> `FALSE_POSITIVE_UNDEFINED`, keeping a finer UAM verdict of the same
+//! family), so a write through one API comes back as a change on the other.
 //!
 //! Faults, installed like the REST ones with [`FaultRule`](crate::FaultRule) on the path
 //! `/unifiedalerts/graphql`: any [`FaultKind`](crate::FaultKind) (`Status` 429 with

@@ -111,6 +111,8 @@ pub(crate) struct UamState {
     /// Requests refused for going over `rate_limit`.
     pub throttled: u64,
     recent: HashMap<String, VecDeque<Instant>>,
+    /// Threat id -> the EDR alerts that are the same detection.
+    twins: HashMap<u64, Vec<usize>>,
     next_note: u64,
     generation: u64,
     last_write: OffsetDateTime,
@@ -140,6 +142,7 @@ impl UamState {
             peak_per_second: 0,
             throttled: 0,
             recent: HashMap::new(),
+            twins: HashMap::new(),
             next_note: 1,
             generation: 0,
             last_write: OffsetDateTime::UNIX_EPOCH,
@@ -173,9 +176,18 @@ impl UamState {
                 let site = rng.usize(..world.sites.len());
                 other_alert(&mut rng, world, source, site, None, None, at)
             };
-            state.alerts.push(alert);
+            state.push(alert);
         }
         state
+    }
+
+    pub(crate) fn push(&mut self, alert: UnifiedAlert) {
+        if alert.source == DetectionSource::Edr {
+            if let Ok(threat) = alert.external_id.parse::<u64>() {
+                self.twins.entry(threat).or_default().push(self.alerts.len());
+            }
+        }
+        self.alerts.push(alert);
     }
 
     /// New action ids for every action type, as after a console upgrade: ids a client cached are
@@ -415,7 +427,7 @@ impl World {
                 alert.site = s;
             }
             ids.push(alert.id.clone());
-            self.uam.alerts.push(alert);
+            self.uam.push(alert);
         }
         Ok(ids)
     }
@@ -454,6 +466,88 @@ impl World {
         if c.status.is_some() || c.analyst_verdict.is_some() || c.ticket_id.is_some() || c.touch {
             a.updated_at = now;
         }
+        self.mirror_twin(idx);
         Ok(())
+    }
+
+    /// A threat and its EDR twins are one detection seen through two APIs: a change of the
+    /// threat's status or verdict shows on the twins (bumping their `updatedAt`).
+    pub(crate) fn mirror_threat(&mut self, threat: usize) {
+        let (id, status, verdict) = {
+            let t = &self.threats[threat];
+            (t.id, t.incident_status, t.verdict)
+        };
+        let twins = self.uam.twins.get(&id).cloned().unwrap_or_default();
+        for i in twins {
+            let a = &self.uam.alerts[i];
+            let new_status = uam_status(status);
+            let new_verdict = uam_verdict(verdict, &a.verdict);
+            if a.status != new_status || a.verdict != new_verdict {
+                let now = self.uam.write_time();
+                let a = &mut self.uam.alerts[i];
+                a.status = new_status.to_owned();
+                a.verdict = new_verdict;
+                a.updated_at = now;
+            }
+        }
+    }
+
+    /// The other way: a change made through UAM to an EDR twin shows on its threat.
+    pub(crate) fn mirror_twin(&mut self, alert: usize) {
+        let a = &self.uam.alerts[alert];
+        let Some(t) = (a.source == DetectionSource::Edr)
+            .then(|| a.external_id.parse::<u64>().ok())
+            .flatten()
+            .and_then(|id| self.threat_index.get(&id).copied())
+        else {
+            return;
+        };
+        let status = match a.status.as_str() {
+            "IN_PROGRESS" => "in_progress",
+            "RESOLVED" => "resolved",
+            _ => "unresolved",
+        };
+        let verdict = threat_verdict(&a.verdict);
+        if self.threats[t].incident_status != status || self.threats[t].verdict != verdict {
+            let now = self.write_time();
+            let th = &mut self.threats[t];
+            th.incident_status = status;
+            th.verdict = verdict;
+            th.updated_at = now;
+        }
+    }
+}
+
+fn uam_status(threat_status: &str) -> &'static str {
+    match threat_status {
+        "in_progress" => "IN_PROGRESS",
+        "resolved" => "RESOLVED",
+        _ => "NEW",
+    }
+}
+
+/// The threat verdict's family in UAM terms, keeping a finer UAM verdict of the same family.
+fn uam_verdict(of_threat: &str, current: &str) -> String {
+    if threat_verdict(current) == of_threat {
+        return current.to_owned();
+    }
+    match of_threat {
+        "true_positive" => "TRUE_POSITIVE_UNDEFINED",
+        "false_positive" => "FALSE_POSITIVE_UNDEFINED",
+        "suspicious" => "TRUE_POSITIVE_BENIGN_BUT_SUSPICIOUS",
+        _ => "UNDEFINED",
+    }
+    .to_owned()
+}
+
+fn threat_verdict(uam: &str) -> &'static str {
+    if uam.ends_with("BENIGN_BUT_SUSPICIOUS") {
+        "suspicious"
+    } else if uam.starts_with("TRUE_POSITIVE") {
+        "true_positive"
+    } else if uam.starts_with("FALSE_POSITIVE") {
+        "false_positive"
+    } else {
+        "undefined"
     }
 }
