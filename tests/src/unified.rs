@@ -281,3 +281,67 @@ pub async fn switching_from_threats_to_unified_replays_nothing(table: Arc<dyn It
     );
     assert_eq!(updated[0]["data"]["s1"]["status"], "in_progress");
 }
+
+/// 250 unified alerts sharing one `updatedAt` (a bulk action in UAM), across three pages: each
+/// reaches the platform once; the next run reads them again from the inclusive watermark and
+/// sends nothing; newer ones still flow.
+pub async fn unified_alerts_sharing_one_instant_across_pages_are_sent_once(table: Arc<dyn ItemTable>) {
+    let h = PollHarness::start(
+        SimConfig {
+            threats: 0,
+            cloud_alerts: 0,
+            unified_alerts: 250,
+            unified_threat_every: 0,
+            same_updated_at: 250,
+            ..SimConfig::default()
+        },
+        table,
+    )
+    .await;
+    set_sources(&h, &[Source::Unified]).await;
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.pages, r.published), (Outcome::Completed, 3, 250), "{r:?}");
+    let again = h.poll().await.tenants.remove(0);
+    assert_eq!(
+        (again.outcome, again.published, again.unchanged),
+        (Outcome::Completed, 0, 250),
+        "{again:?}"
+    );
+    let spec: s1_bridge_sim::NewUnifiedAlerts =
+        serde_json::from_value(serde_json::json!({"count": 3, "source": "identity"})).unwrap();
+    let added = h.sim.control().add_unified_alerts(&spec).await.unwrap();
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.published), (Outcome::Completed, 3), "{r:?}");
+    let created = created_per_member(&h);
+    assert_eq!(created.len(), 253);
+    assert!(created.values().all(|n| *n == 1));
+    assert!(added.iter().all(|id| created.contains_key(id)), "{added:?}");
+}
+
+/// The client keeps under UAM's budget (about 25 calls a second per token) however many
+/// callers share it: 60 listings at once, as the console counts them.
+pub async fn the_client_keeps_under_the_uam_rate_limit() {
+    let sim = s1_bridge_sim::Sim::start(SimConfig {
+        threats: 0,
+        cloud_alerts: 0,
+        unified_alerts: 20,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let client = crate::client_for(&sim, s1_bridge_sim::DEFAULT_TOKEN, crate::fast_retry_options());
+    let calls = (0..60).map(|_| {
+        let c = client.clone();
+        async move { crate::items(c.unified_alerts(&s1_shared::s1::UnifiedAlertQuery::default())).await }
+    });
+    for listed in futures_util::future::join_all(calls).await {
+        assert_eq!(listed.unwrap().len(), 20);
+    }
+    let stats = sim.control().stats().await.unwrap();
+    assert!(
+        (1..25).contains(&stats.uam_peak_per_second),
+        "peak {} calls in a second",
+        stats.uam_peak_per_second
+    );
+    assert_eq!(stats.uam_throttled, 0);
+}

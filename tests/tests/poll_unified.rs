@@ -51,3 +51,18 @@ async fn switching_from_threats_to_unified_replays_nothing() {
 async fn switching_from_threats_to_unified_replays_nothing_on_dynamodb() {
     unified::switching_from_threats_to_unified_replays_nothing(dynamodb_table("s1bridge-uam").await).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unified_alerts_sharing_one_instant_across_pages_are_sent_once() {
+    unified::unified_alerts_sharing_one_instant_across_pages_are_sent_once(embedded()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unified_alerts_sharing_one_instant_across_pages_are_sent_once_on_dynamodb() {
+    unified::unified_alerts_sharing_one_instant_across_pages_are_sent_once(dynamodb_table("s1bridge-uam").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_client_keeps_under_the_uam_rate_limit() {
+    unified::the_client_keeps_under_the_uam_rate_limit().await;
+}
