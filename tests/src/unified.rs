@@ -345,3 +345,62 @@ pub async fn the_client_keeps_under_the_uam_rate_limit() {
     );
     assert_eq!(stats.uam_throttled, 0);
 }
+
+/// The listing keeps to the tenant's scope (its sites, else its accounts), and walking it in
+/// small Relay pages gives every alert once, oldest first.
+pub async fn the_listing_keeps_to_the_scope_and_pages_every_alert_once() {
+    use s1_shared::s1::UnifiedAlertQuery;
+    let sim = s1_bridge_sim::Sim::start(SimConfig {
+        threats: 60,
+        cloud_alerts: 0,
+        unified_alerts: 90,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let client = crate::client_for(&sim, s1_bridge_sim::DEFAULT_TOKEN, crate::fast_retry_options());
+    let list = |q: UnifiedAlertQuery| crate::items(client.unified_alerts(&q));
+    let all = list(UnifiedAlertQuery::default()).await.unwrap();
+    assert_eq!(all.len(), 90);
+    let small = list(UnifiedAlertQuery {
+        first: 7,
+        ..UnifiedAlertQuery::default()
+    })
+    .await
+    .unwrap();
+    let ids: Vec<&str> = small.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        all.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+        "13 pages of 7, in order, once each"
+    );
+    assert!(
+        small.windows(2).all(|w| w[0].updated_at <= w[1].updated_at),
+        "oldest first"
+    );
+    let scope = |a: &s1_shared::s1::dto::UnifiedAlert| {
+        let s = a.real_time.as_ref().and_then(|r| r.scope.as_ref()).unwrap();
+        (
+            s.account.as_ref().and_then(|x| x.id.clone()).unwrap(),
+            s.site.as_ref().and_then(|x| x.id.clone()).unwrap(),
+        )
+    };
+    let (account, site) = scope(&all[0]);
+    let in_site = list(UnifiedAlertQuery {
+        site_ids: vec![site.clone()],
+        account_ids: vec![account.clone()],
+        ..UnifiedAlertQuery::default()
+    })
+    .await
+    .unwrap();
+    assert!(!in_site.is_empty() && in_site.len() < all.len());
+    assert!(in_site.iter().all(|a| scope(a).1 == site));
+    let in_account = list(UnifiedAlertQuery {
+        account_ids: vec![account.clone()],
+        ..UnifiedAlertQuery::default()
+    })
+    .await
+    .unwrap();
+    assert!(in_account.len() >= in_site.len() && in_account.len() < all.len());
+    assert!(in_account.iter().all(|a| scope(a).0 == account));
+}

@@ -66,3 +66,8 @@ async fn unified_alerts_sharing_one_instant_across_pages_are_sent_once_on_dynamo
 async fn the_client_keeps_under_the_uam_rate_limit() {
     unified::the_client_keeps_under_the_uam_rate_limit().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_listing_keeps_to_the_scope_and_pages_every_alert_once() {
+    unified::the_listing_keeps_to_the_scope_and_pages_every_alert_once().await;
+}
