@@ -392,6 +392,7 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
     let pagerduty = pagerduty_step(&say, &sim, &store, &deps, &hook_base, args.progress, args.json).await?;
     let halo =
         crate::demo_halo::halo_step(&say, &sim, &store, &deps, &assets, &hook_base, args.progress, args.json).await?;
+    let unified = crate::demo_unified::unified_step(&say, &sim, &store, &deps, DEMO_WEBHOOK_SECRET).await?;
 
     let after = receiver.events();
     say(format!(
@@ -407,6 +408,7 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
             "token": t1,
             "pagerduty": pagerduty,
             "halo": halo,
+            "unified": unified,
             "elapsed_ms": started.elapsed().as_millis() as u64,
         });
         println!("{}", serde_json::to_string_pretty(&summary)?);

@@ -10,6 +10,7 @@ pub mod poll;
 pub mod store_contract;
 pub mod swagger;
 pub mod tokens;
+pub mod unified;
 pub mod writeback;
 
 use std::path::PathBuf;
