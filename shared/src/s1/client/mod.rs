@@ -9,6 +9,7 @@ mod paging;
 mod query;
 mod threats;
 mod transport;
+pub mod uam;
 mod users;
 
 use std::sync::Arc;
