@@ -23,7 +23,8 @@
 //! pending item in one write) and makes the inline attempt; `attempt.rs` claims a pending item
 //! and ends it (applied, rescheduled, dead); `apply.rs` applies its steps to S1 under the claim
 //! and the alert's ordering lock; `written.rs` records on the story what S1 is given;
-//! `s1_calls.rs` makes the S1 calls and keeps the outbound log;
+//! `s1_calls.rs` makes the S1 calls and keeps the outbound log; `uam_calls.rs` the UAM calls
+//! for a story's unified alerts;
 //! `retry.rs` is the scheduled retry pass; `notes.rs` the text S1 gets.
 
 mod accept;
@@ -35,6 +36,7 @@ mod resolve;
 mod response;
 mod retry;
 mod s1_calls;
+mod uam_calls;
 mod webhook;
 mod written;
 
