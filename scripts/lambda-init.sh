@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start-up of the release bootstraps (README, Benchmarks): for each function, the time from
+# Start-up of the release bootstraps (docs/benchmarks.md): for each function, the time from
 # starting its bootstrap to its first GET .../runtime/invocation/next at cargo-lambda's Lambda
 # runtime emulator (`cargo lambda watch --only-lambda-apis`): the init phase, configuration and
 # clients included, less the sandbox. A loopback relay in front of the emulator timestamps the

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Release artefacts: what someone without a Rust toolchain deploys (README, "Deploy from a
+# Release artefacts: what someone without a Rust toolchain deploys (docs/deploy.md, "From a
 # release"). Into dist/:
 #   <function>.zip      the arm64 bootstraps, one cargo lambda build of every function package,
 #                       each zipped as `bootstrap` (mode 755, fixed timestamps: same binary, same zip)

@@ -38,7 +38,7 @@ impl HostArgs {
 
 #[derive(Subcommand)]
 pub enum TenantCmd {
-    /// Add or replace a tenant from a JSON file (the README's tenant shape).
+    /// Add or replace a tenant from a JSON file (the tenant shape of docs/configuration.md).
     Add {
         #[arg(long)]
         file: std::path::PathBuf,
@@ -242,7 +242,7 @@ pub async fn run(args: RunArgs) -> Res {
                 .await?
                 .ok_or_else(|| format!("no tenant {id:?} in this store (see `tenant list`)"))?,
         ],
-        None => store.list_tenants().await?.into_iter().filter(|t| t.enabled).collect(),
+        None => store.enabled_tenants().await?,
     };
     let allowed = args.hosts.allowed()?;
     let tokens = tokens(&selected).await;

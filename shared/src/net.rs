@@ -16,6 +16,56 @@ use std::time::Duration;
 use crate::config::{ALLOWED_HOSTS, AllowedHosts};
 pub use crate::ip::is_public;
 
+/// How hard to retry what is safe to retry: the one policy for S1 and platform calls.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// First backoff delay; it doubles per attempt, with jitter.
+    pub min_delay: Duration,
+    /// Cap on one backoff delay.
+    pub max_delay: Duration,
+    /// Cap on a `Retry-After` the other side asks for; a longer wait is better left to the next run.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            min_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(20),
+            max_retry_after: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The waits between attempts: exponential from `min_delay` to `max_delay`, with jitter, one
+    /// fewer than `max_attempts`.
+    pub fn delays(&self) -> impl Iterator<Item = Duration> + use<> {
+        use backon::BackoffBuilder;
+        backon::ExponentialBuilder::default()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay)
+            .with_jitter()
+            .with_max_times(self.max_attempts.saturating_sub(1) as usize)
+            .build()
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date (a date in the past is "now"): the one reading of
+/// it, for S1 and the platforms alike.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc2822).ok()?;
+    let secs = (when - time::OffsetDateTime::now_utc()).whole_seconds();
+    Some(Duration::from_secs(secs.max(0) as u64))
+}
+
 /// The most bytes read from a platform's answer (they are small JSON documents).
 pub const MAX_PLATFORM_BODY: usize = 64 * 1024;
 
@@ -211,6 +261,32 @@ pub fn describe(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(reqwest::header::RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(30);
+        let date = at
+            .format(
+                &time::format_description::parse_borrowed::<2>(
+                    "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT",
+                )
+                .unwrap(),
+            )
+            .unwrap();
+        h.insert(reqwest::header::RETRY_AFTER, date.parse().unwrap());
+        let wait = retry_after(&h).expect("an HTTP date parses");
+        assert!((28..=30).contains(&wait.as_secs()), "{wait:?}");
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            "Sun, 06 Nov 1994 08:49:37 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        h.insert(reqwest::header::RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
 
     #[test]
     fn public_and_inside_addresses() {

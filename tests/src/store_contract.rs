@@ -86,6 +86,14 @@ pub async fn tenants_round_trip_and_list_in_order(store: Store) {
     let ids: Vec<_> = all.iter().map(|t| t.id.as_str()).collect();
     assert_eq!(ids, ["alpha", "beta", "gamma"]);
     assert!(!all[1].enabled, "the second put replaced the first");
+    let enabled: Vec<_> = store
+        .enabled_tenants()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(enabled, ["alpha", "gamma"], "the scheduled jobs skip a disabled tenant");
     assert_eq!(store.get_tenant("gamma").await.unwrap(), Some(tenant("gamma")));
     assert_eq!(store.get_tenant("nobody").await.unwrap(), None);
     let err = store.put_tenant(&tenant("bad#id")).await.unwrap_err();

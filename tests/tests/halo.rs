@@ -1119,7 +1119,7 @@ pub async fn asset_matching_by_inventory_number_stays_within_mapped_clients(tabl
     asset_matching_stays_within_mapped_clients(table, "inventory_number").await;
 }
 
-/// The README says any payload works: a custom payload names the ticket under one of Halo's
+/// docs/configuration.md says any payload works: a custom payload names the ticket under one of Halo's
 /// spellings, at the top level or nested; each is read. An authenticated body naming no
 /// ticket is answered 200 (logged), since Halo disables a webhook that keeps failing.
 pub async fn custom_webhook_payloads_name_the_ticket_anywhere_halo_puts_it(table: Arc<dyn ItemTable>) {
@@ -1163,7 +1163,7 @@ pub async fn custom_webhook_payloads_name_the_ticket_anywhere_halo_puts_it(table
     assert_eq!(integration_tests::writeback::s1_writes(&h.h).await, writes);
 }
 
-/// The README's set-up: S1 accounts mapped to their own Halo clients, and one configured user
+/// docs/configuration.md's set-up: S1 accounts mapped to their own Halo clients, and one configured user
 /// (SentinelOne, of the MSP's own client Contoso and its site). A ticket's user comes from the
 /// ticket's site in Halo, so tickets of mapped customers carry no user of Contoso's (Halo picks
 /// the site's default), and tickets under Contoso still carry the configured one. The fake

@@ -235,11 +235,13 @@ fn every_alarm_watches_a_metric_the_code_emits() {
 }
 
 #[test]
-fn every_metric_the_readme_lists_is_emitted() {
+fn every_metric_the_operating_guide_lists_is_emitted() {
     let readme =
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
-    // The Operate section's "Metrics" bullet, up to the next bullet.
-    let start = readme.find("- **Metrics**").expect("README lists the metrics");
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/operating.md")).unwrap();
+    // The "Metrics" bullet, up to the next bullet.
+    let start = readme
+        .find("- **Metrics**")
+        .expect("docs/operating.md lists the metrics");
     let rest = &readme[start + 2..];
     let bullet = &rest[..rest.find("\n- **").unwrap_or(rest.len())];
     let list = &bullet[bullet.find("):").expect("the metric list follows the dimensions") + 2..];
@@ -254,7 +256,7 @@ fn every_metric_the_readme_lists_is_emitted() {
             for name in names.drain(..) {
                 assert!(
                     emitted.get(function).is_some_and(|m| m.contains(&name)),
-                    "README lists {name} for {function}, which the code does not emit ({emitted:?})"
+                    "docs/operating.md lists {name} for {function}, which the code does not emit ({emitted:?})"
                 );
                 checked += 1;
             }
@@ -262,7 +264,10 @@ fn every_metric_the_readme_lists_is_emitted() {
         inside = !inside;
     }
     // Names after the last "(function)" are prose about the list (say, what one of them counts).
-    assert!(checked >= 20, "only {checked} metrics found in the README's list");
+    assert!(
+        checked >= 20,
+        "only {checked} metrics found in docs/operating.md's list"
+    );
 }
 
 /// The text of one top-level resource.

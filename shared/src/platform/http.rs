@@ -1,25 +1,11 @@
 //! One delivery loop for every platform adapter: a request built afresh per attempt, retried
 //! with backoff on 408, 429 (honouring `Retry-After`, as seconds or an HTTP date) and 5xx and
 //! network failures; any other answer is final and classified (a refusal of the one item, or of
-//! us). The S1 client reads `Retry-After` with the same function.
-
-use std::time::Duration;
-
-use reqwest::header::{HeaderMap, RETRY_AFTER};
-use time::OffsetDateTime;
+//! us). The S1 client reads `Retry-After` with the same function
+//! ([`crate::net::retry_after`]).
 
 use super::PlatformError;
-
-/// `Retry-After` as seconds or an HTTP date (a date in the past is "now").
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = OffsetDateTime::parse(v, &time::format_description::well_known::Rfc2822).ok()?;
-    let secs = (when - OffsetDateTime::now_utc()).whole_seconds();
-    Some(Duration::from_secs(secs.max(0) as u64))
-}
+use crate::net::retry_after;
 
 /// Answers that are about the one event sent (malformed, too large, unprocessable, conflicting):
 /// [`PlatformError::Rejected`]. Any other 4xx but 408 and 429 is about us or the endpoint:
@@ -31,20 +17,14 @@ pub const ITEM_REFUSALS: [u16; 4] = [400, 409, 413, 422];
 /// [`ITEM_REFUSALS`], `Refused` for the rest. With a `limiter`, every
 /// attempt waits for its slot (a retry counts against the platform's limit too).
 pub async fn deliver<F>(
-    retry: &crate::s1::RetryPolicy,
+    retry: &crate::net::RetryPolicy,
     limiter: Option<&governor::DefaultDirectRateLimiter>,
     mut build: F,
 ) -> Result<reqwest::Response, PlatformError>
 where
     F: FnMut() -> reqwest::RequestBuilder,
 {
-    use backon::{BackoffBuilder, ExponentialBuilder};
-    let mut delays = ExponentialBuilder::default()
-        .with_min_delay(retry.min_delay)
-        .with_max_delay(retry.max_delay)
-        .with_jitter()
-        .with_max_times(retry.max_attempts.saturating_sub(1) as usize)
-        .build();
+    let mut delays = retry.delays();
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -108,33 +88,5 @@ pub(crate) async fn answer_text(resp: reqwest::Response) -> String {
         Err(crate::net::ReadError::Transport(e)) => {
             format!("the answer's body could not be read: {}", crate::net::describe(&e))
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_after_is_seconds_or_an_http_date() {
-        let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, "7".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
-        let at = OffsetDateTime::now_utc() + time::Duration::seconds(30);
-        let date = at
-            .format(
-                &time::format_description::parse_borrowed::<2>(
-                    "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT",
-                )
-                .unwrap(),
-            )
-            .unwrap();
-        h.insert(RETRY_AFTER, date.parse().unwrap());
-        let wait = retry_after(&h).expect("an HTTP date parses");
-        assert!((28..=30).contains(&wait.as_secs()), "{wait:?}");
-        h.insert(RETRY_AFTER, "Sun, 06 Nov 1994 08:49:37 GMT".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::ZERO));
-        h.insert(RETRY_AFTER, "soon".parse().unwrap());
-        assert_eq!(retry_after(&h), None);
     }
 }

@@ -72,7 +72,7 @@ pub async fn dispatch(
     spread: Duration,
     now: OffsetDateTime,
 ) -> Result<DispatchReport, StoreError> {
-    let tenants: Vec<_> = store.list_tenants().await?.into_iter().filter(|t| t.enabled).collect();
+    let tenants: Vec<_> = store.enabled_tenants().await?;
     let ids: Vec<&str> = tenants.iter().map(|t| t.id.as_str()).collect();
     let statuses: std::collections::HashMap<String, ConnectorStatus> =
         store.statuses(&ids).await?.into_iter().collect();
@@ -237,9 +237,9 @@ pub async fn serve_polls(
     loop {
         let now = Instant::now();
         if listed_at.is_none_or(|at| now - at >= every.min(Duration::from_secs(60))) {
-            match deps.store.list_tenants().await {
+            match deps.store.enabled_tenants().await {
                 Ok(all) => {
-                    tenants = all.into_iter().filter(|t| t.enabled).collect::<Vec<_>>();
+                    tenants = all;
                     listed_at = Some(now);
                 }
                 Err(e) => tracing::warn!(error = %e, "could not list tenants; keeping the last list"),

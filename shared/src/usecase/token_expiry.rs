@@ -75,13 +75,7 @@ impl TokenReport {
 /// # Errors
 /// Only when the tenant list cannot be read.
 pub async fn check_all(deps: &TokenDeps, now: OffsetDateTime) -> Result<Vec<TokenReport>, StoreError> {
-    let tenants: Vec<TenantConfig> = deps
-        .store
-        .list_tenants()
-        .await?
-        .into_iter()
-        .filter(|t| t.enabled)
-        .collect();
+    let tenants: Vec<TenantConfig> = deps.store.enabled_tenants().await?;
     Ok(stream::iter(tenants.iter().map(|t| check_tenant(deps, t, now)))
         .buffer_unordered(4)
         .collect()

@@ -37,7 +37,7 @@ impl std::fmt::Debug for GenericWebhook {
     }
 }
 
-/// The body of one event (the README's event reference), serialised straight from the event.
+/// The body of one event (the event reference, docs/events.md), serialised straight from the event.
 #[derive(Serialize)]
 struct Body<'a> {
     /// Only inside a batch, where each event carries its own webhook id.

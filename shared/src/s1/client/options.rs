@@ -5,29 +5,7 @@ use std::time::Duration;
 use super::super::ratelimit::RateLimits;
 use crate::config::AllowedHosts;
 
-/// How hard to retry what is safe to retry.
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included.
-    pub max_attempts: u32,
-    /// First backoff delay; it doubles per attempt, with jitter.
-    pub min_delay: Duration,
-    /// Cap on one backoff delay.
-    pub max_delay: Duration,
-    /// Cap on a `Retry-After` S1 asks for; a longer wait is better left to the next run.
-    pub max_retry_after: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 5,
-            min_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(20),
-            max_retry_after: Duration::from_secs(60),
-        }
-    }
-}
+pub use crate::net::RetryPolicy;
 
 /// The default cap on one S1 response body: a page of 1,000 threats is a few megabytes.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;

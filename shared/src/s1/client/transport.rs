@@ -4,17 +4,15 @@
 
 use std::time::{Duration, Instant};
 
-use backon::{BackoffBuilder, ExponentialBuilder};
-use reqwest::header::{AUTHORIZATION, HeaderMap, LOCATION, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, LOCATION};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use time::OffsetDateTime;
 
 use super::super::error::{S1Error, parse_error_body};
 use super::super::ratelimit::EndpointFamily;
 use super::S1Client;
 use super::options::RequestRecord;
-use crate::net::ReadError;
+use crate::net::{ReadError, retry_after};
 
 pub(super) struct Call<'a> {
     pub(super) method: Method,
@@ -41,12 +39,7 @@ impl S1Client {
             .api_base
             .join(call.path)
             .map_err(|e| S1Error::InvalidRequest(format!("bad API path {endpoint}: {e}")))?;
-        let mut delays = ExponentialBuilder::default()
-            .with_min_delay(self.retry.min_delay)
-            .with_max_delay(self.retry.max_delay)
-            .with_jitter()
-            .with_max_times(self.retry.max_attempts.saturating_sub(1) as usize)
-            .build();
+        let mut delays = self.retry.delays();
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -248,21 +241,9 @@ fn ends_early(bytes: &[u8]) -> bool {
     serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err_and(|e| e.is_eof())
 }
 
-/// `Retry-After` as seconds or an HTTP date.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc2822).ok()?;
-    let secs = (when - OffsetDateTime::now_utc()).whole_seconds();
-    Some(Duration::from_secs(secs.max(0) as u64))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
 
     #[test]
     fn only_json_that_ends_early_is_cut_short() {
@@ -271,16 +252,5 @@ mod tests {
         assert!(!ends_early(br#"{"data": [}"#), "complete but malformed");
         assert!(!ends_early(br#"{"data": "not a list"}"#), "complete, the wrong shape");
         assert!(!ends_early(br#"{"data": []} trailing"#));
-    }
-
-    #[test]
-    fn retry_after_seconds_and_dates() {
-        let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
-        h.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
-        assert_eq!(retry_after(&h), Some(Duration::ZERO), "a past date means now");
-        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
-        assert_eq!(retry_after(&h), None);
     }
 }

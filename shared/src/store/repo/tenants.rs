@@ -25,6 +25,16 @@ impl Store {
         self.get_record(&keys::tenant(id), keys::CONFIG, "tenant config").await
     }
 
+    /// The tenants the scheduled jobs run: the enabled ones, in id order.
+    ///
+    /// # Errors
+    /// As [`list_tenants`](Self::list_tenants).
+    pub async fn enabled_tenants(&self) -> Result<Vec<TenantConfig>, StoreError> {
+        let mut all = self.list_tenants().await?;
+        all.retain(|t| t.enabled);
+        Ok(all)
+    }
+
     /// Every tenant, enabled or not, in id order.
     ///
     /// # Errors

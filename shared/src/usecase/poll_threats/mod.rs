@@ -140,13 +140,7 @@ pub async fn run(deps: &PollDeps, selection: &Selection, deadline: Instant) -> R
                 .await?
                 .ok_or_else(|| PollError::UnknownTenant(id.clone()))?,
         ],
-        Selection::All => deps
-            .store
-            .list_tenants()
-            .await?
-            .into_iter()
-            .filter(|t| t.enabled)
-            .collect(),
+        Selection::All => deps.store.enabled_tenants().await?,
     };
     let tenants = stream::iter(tenants.iter().map(|t| poll_tenant(deps, t, deadline)))
         .buffer_unordered(deps.concurrency.max(1))

@@ -131,13 +131,7 @@ impl Budget {
 /// # Errors
 /// Only when the tenant list cannot be read.
 pub async fn sync_all(deps: &AssetDeps, deadline: Instant) -> Result<Vec<AssetReport>, StoreError> {
-    let tenants: Vec<TenantConfig> = deps
-        .store
-        .list_tenants()
-        .await?
-        .into_iter()
-        .filter(|t| t.enabled)
-        .collect();
+    let tenants: Vec<TenantConfig> = deps.store.enabled_tenants().await?;
     let budget = Budget::new(deadline);
     let mut out = Vec::new();
     for t in &tenants {
