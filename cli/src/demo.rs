@@ -129,6 +129,7 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
                 batch: None,
             }),
             grouping: Grouping::Story,
+            sources: vec![s1_shared::store::Source::Threats],
             poll_cloud_alerts: false,
             mapping_overrides: Default::default(),
             token_alert_days: vec![30, 14, 7, 3, 1, 0],

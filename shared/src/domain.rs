@@ -4,7 +4,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 
-use crate::s1::dto::{CloudAlert, ConfidenceLevel, Threat};
+use crate::s1::dto::{CloudAlert, ConfidenceLevel, Threat, UnifiedAlert};
 use crate::store::Grouping;
 
 pub mod correlate;
@@ -80,6 +80,80 @@ fn raw_alert_story_key(a: &CloudAlert, alert_id: &str, grouping: Grouping) -> St
         // The alert's member id, as the key of its own story.
         _ => MemberId::star_alert(alert_id).into(),
     }
+}
+
+/// The legacy threat a unified alert is the same detection as: an endpoint alert's
+/// `externalId`, when it is a threat id (S1's are numbers).
+pub fn unified_threat_id(a: &UnifiedAlert) -> Option<&str> {
+    a.external_id
+        .as_deref()
+        .filter(|id| a.is_endpoint() && !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The member a unified alert is: the threat it is the same detection as (one member whichever
+/// source reads it first), else `uam:<alert id>`.
+pub fn unified_member(a: &UnifiedAlert) -> MemberId {
+    match unified_threat_id(a) {
+        Some(t) => MemberId::threat(t),
+        None => MemberId::unified(&a.id),
+    }
+}
+
+/// The grouping key of a unified alert whose member id is `member` (docs/design.md, Stories):
+/// an endpoint alert as a threat (agent UUID + file hash; storyline when fileless), so it
+/// shares the threats' stories; any other (identity, cloud...) by its asset and detection rule
+/// (`<asset>:uam:<rule>`); without them, or when grouping per threat, the member alone (as the
+/// threats source keys that threat, for one that is a threat).
+pub fn unified_story_key(a: &UnifiedAlert, member: &MemberId, grouping: Grouping) -> String {
+    safe_key(raw_unified_story_key(a, member, grouping))
+}
+
+fn raw_unified_story_key(a: &UnifiedAlert, member: &MemberId, grouping: Grouping) -> String {
+    let alone = || match member.kind() {
+        crate::domain::MemberKind::Threat(t) => format!("threat:{t}"),
+        _ => member.to_string(),
+    };
+    if grouping == Grouping::Threat {
+        return alone();
+    }
+    let asset = a.primary_asset();
+    fn nonempty(s: Option<&str>) -> Option<&str> {
+        s.map(str::trim).filter(|s| !s.is_empty())
+    }
+    if a.is_endpoint() {
+        let agent = nonempty(asset.and_then(|x| x.agent_uuid.as_deref()));
+        let storyline = nonempty(a.storyline_id.as_deref());
+        return match (agent, a.file_hash(), storyline) {
+            (Some(agent), Some(hash), _) => format!("{}:{}", agent.to_ascii_lowercase(), hash.to_ascii_lowercase()),
+            (Some(agent), None, Some(sl)) => {
+                format!("{}:storyline:{}", agent.to_ascii_lowercase(), sl.to_ascii_lowercase())
+            }
+            _ => alone(),
+        };
+    }
+    let asset = nonempty(asset.and_then(|x| x.id.as_deref().or(x.name.as_deref())));
+    let analytics = a.analytics.as_ref();
+    let rule = nonempty(analytics.and_then(|r| r.uid.as_deref()))
+        .or(nonempty(analytics.and_then(|r| r.name.as_deref())))
+        .or(nonempty(a.name.as_deref()));
+    match (asset, rule) {
+        (Some(asset), Some(rule)) => format!(
+            "{}:uam:{}",
+            asset.to_ascii_lowercase(),
+            rule.to_ascii_lowercase().replace('#', "")
+        ),
+        _ => alone(),
+    }
+}
+
+/// Marks the content digest of a member read from the unified listing: a threat and its UAM
+/// alert show different fields, so digests of different listings are never compared
+/// ([`correlate()`]).
+pub const UNIFIED_DIGEST: &str = "uam-";
+
+/// Whether `digest` was taken of a unified alert ([`UNIFIED_DIGEST`]).
+pub fn is_unified_digest(digest: &str) -> bool {
+    digest.starts_with(UNIFIED_DIGEST)
 }
 
 /// When the agent detected the threat (falls back to when the console created it).

@@ -49,6 +49,12 @@ pub fn parse_tenant(text: &str, allowed: &AllowedHosts) -> Result<TenantConfig, 
             message: format!("must be between 1 and {MAX_IN_FLIGHT}"),
         });
     }
+    if tenant.sources.is_empty() {
+        return Err(TenantFileError::Invalid {
+            path: "sources".into(),
+            message: "names no source: list at least one of \"threats\", \"star\", \"unified\" (or leave it out for [\"threats\"])".into(),
+        });
+    }
     if let crate::platform::PlatformConfig::Generic(crate::platform::settings::Generic { batch: Some(b), .. }) =
         &tenant.platform
         && let Some(message) = b.problem()
@@ -116,5 +122,31 @@ mod tests {
         );
         let http = GENERIC.replace("https://hooks", "http://hooks");
         assert!(err(&http, "").contains("platform.settings.url"));
+    }
+
+    #[test]
+    fn sources_default_to_threats_and_the_old_star_setting_still_reads() {
+        use crate::store::Source;
+        let allowed = AllowedHosts::default();
+        let read = |extra: &str| parse_tenant(&file(GENERIC, extra), &allowed);
+        let t = read("").unwrap();
+        assert_eq!(t.sources, [Source::Threats]);
+        assert!(t.reads(Source::Threats) && !t.reads(Source::Star) && !t.reads(Source::Unified));
+        let old = read(r#", "poll_cloud_alerts": true"#).unwrap();
+        assert!(old.reads(Source::Threats) && old.reads(Source::Star) && !old.reads(Source::Unified));
+        let new = read(r#", "sources": ["unified", "star"]"#).unwrap();
+        assert!(!new.reads(Source::Threats) && new.reads(Source::Star) && new.reads(Source::Unified));
+        let err = read(r#", "sources": ["threats", "uam"]"#).unwrap_err().to_string();
+        assert!(
+            err.starts_with("at `sources[1]`: unknown variant `uam`, expected one of `threats`, `star`, `unified`"),
+            "{err}"
+        );
+        let err = read(r#", "sources": []"#).unwrap_err().to_string();
+        assert!(err.starts_with("at `sources`: names no source"), "{err}");
+        // A tenant that keeps the default is stored as before (no `sources` written).
+        let stored = serde_json::to_value(&t).unwrap();
+        assert!(stored.get("sources").is_none(), "{stored}");
+        let back: crate::store::TenantConfig = serde_json::from_value(serde_json::to_value(&new).unwrap()).unwrap();
+        assert_eq!(back.sources, [Source::Unified, Source::Star]);
     }
 }

@@ -53,6 +53,7 @@ impl TenantConfig {
             site_ids: vec![],
             platform,
             grouping: Grouping::Story,
+            sources: vec![crate::store::Source::Threats],
             poll_cloud_alerts: false,
             mapping_overrides: MappingOverrides::default(),
             token_alert_days: vec![30, 14, 7, 3, 1, 0],
@@ -151,6 +152,8 @@ impl ThreatEvent {
                 site: Scope::default(),
                 asset: AssetView::default(),
                 file: FileView::default(),
+                source: None,
+                product: None,
             },
             story: StoryView {
                 alert_key: crate::domain::AlertKey::new(console, &story),

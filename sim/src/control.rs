@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::faults::FaultRule;
+use crate::uam::{NewUnifiedAlerts, UamAction, UnifiedAlertChange};
 use crate::world::{AgentChange, CursorEnd, NewThreats, TokenSpec};
 
 /// One API request the simulator received.
@@ -27,6 +28,14 @@ pub struct SimStats {
     pub agents: usize,
     pub threats: usize,
     pub cloud_alerts: usize,
+    #[serde(default)]
+    pub unified_alerts: usize,
+    /// Most UAM requests one token made within any one second.
+    #[serde(default)]
+    pub uam_peak_per_second: usize,
+    /// UAM requests refused with 429 for going over the rate limit.
+    #[serde(default)]
+    pub uam_throttled: u64,
     /// `"GET /threats"` -> count.
     pub requests: std::collections::HashMap<String, u64>,
 }
@@ -208,6 +217,120 @@ impl SimControl {
         self.send(
             "change_agent",
             self.http.post(format!("{}/_sim/agents/{uuid}", self.base)).json(change),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &'static str,
+        path: &str,
+    ) -> Result<T, ControlError> {
+        let r = self.send(what, self.http.get(format!("{}{path}", self.base))).await?;
+        r.json().await.map_err(|source| ControlError { what, source })
+    }
+
+    /// Adds unified (UAM) alerts as if detection sources just raised them; returns their ids.
+    ///
+    /// # Errors
+    /// When the simulator cannot be reached or refuses the spec (unknown threat, agent or site).
+    pub async fn add_unified_alerts(&self, spec: &NewUnifiedAlerts) -> Result<Vec<String>, ControlError> {
+        let r = self
+            .send(
+                "add_unified_alerts",
+                self.http.post(format!("{}/_sim/uam/alerts", self.base)).json(spec),
+            )
+            .await?;
+        r.json().await.map_err(|source| ControlError {
+            what: "add_unified_alerts",
+            source,
+        })
+    }
+
+    /// Every unified alert as `{id, externalId, source}`, in the order they were made.
+    ///
+    /// # Errors
+    /// When the simulator cannot be reached.
+    pub async fn unified_alert_ids(&self) -> Result<Vec<Value>, ControlError> {
+        self.get_json("unified_alert_ids", "/_sim/uam/alerts").await
+    }
+
+    /// A unified alert as UAM serves it (every field), plus its `notes`.
+    ///
+    /// # Errors
+    /// When the simulator cannot be reached or has no such alert.
+    pub async fn unified_alert(&self, id: &str) -> Result<Value, ControlError> {
+        self.get_json("unified_alert", &format!("/_sim/uam/alerts/{id}")).await
+    }
+
+    /// Changes a unified alert as a person in the console would (bumps `updatedAt`), or sets what
+    /// later actions on it answer.
+    ///
+    /// # Errors
+    /// When the simulator cannot be reached, has no such alert or refuses a value.
+    pub async fn change_unified_alert(&self, id: &str, change: &UnifiedAlertChange) -> Result<(), ControlError> {
+        self.send(
+            "change_unified_alert",
+            self.http
+                .post(format!("{}/_sim/uam/alerts/{id}", self.base))
+                .json(change),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Every action `alertTriggerActions` ran, in order, with per-alert results.
+    ///
+    /// # Errors
+    /// When the simulator cannot be reached.
+    pub async fn uam_actions(&self) -> Result<Vec<UamAction>, ControlError> {
+        self.get_json("uam_actions", "/_sim/uam/actions").await
+    }
+
+    /// Gives every UAM action a new id; the old ids are refused from now on.
+    ///
+    /// # Errors
+    /// When the simulator cannot be reached.
+    pub async fn rotate_uam_action_ids(&self) -> Result<(), ControlError> {
+        self.send(
+            "rotate_uam_action_ids",
+            self.http.post(format!("{}/_sim/uam/actions/rotate", self.base)),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Whether UAM refuses tenant-scope (global) tokens with HTTP 403.
+    ///
+    /// # Errors
+    /// When the simulator cannot be reached.
+    pub async fn set_uam_needs_scoped_token(&self, on: bool) -> Result<(), ControlError> {
+        self.uam_settings(json!({ "needs_scoped_token": on })).await
+    }
+
+    /// The most alerts one `alertTriggerActions` may act on (1000 by default).
+    ///
+    /// # Errors
+    /// When the simulator cannot be reached.
+    pub async fn set_uam_trigger_limit(&self, limit: usize) -> Result<(), ControlError> {
+        self.uam_settings(json!({ "trigger_limit": limit })).await
+    }
+
+    /// UAM requests one token may make per second before HTTP 429 (`Retry-After: 1`); `None`
+    /// (the default) lifts the limit. [`SimStats::uam_peak_per_second`] is counted either way.
+    ///
+    /// # Errors
+    /// When the simulator cannot be reached.
+    pub async fn set_uam_rate_limit(&self, per_second: Option<u32>) -> Result<(), ControlError> {
+        self.uam_settings(json!({ "rate_limit": per_second.unwrap_or(0) }))
+            .await
+    }
+
+    async fn uam_settings(&self, body: Value) -> Result<(), ControlError> {
+        self.send(
+            "uam_settings",
+            self.http.post(format!("{}/_sim/uam/settings", self.base)).json(&body),
         )
         .await
         .map(drop)

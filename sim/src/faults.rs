@@ -40,6 +40,17 @@ pub enum FaultKind {
     Truncate,
     /// Reset the TCP connection without answering.
     Reset,
+    /// GraphQL (`/unifiedalerts/graphql`) only: HTTP 200 with `data: null` and one error whose
+    /// `extensions.code` is `code` (e.g. `SURFACE_TOO_MANY_REQUESTS`), as a console answers a
+    /// request it could not run.
+    GraphqlError {
+        code: String,
+        #[serde(default)]
+        message: Option<String>,
+    },
+    /// GraphQL only: HTTP 200 with partial data: the first alert node of the page (or a
+    /// mutation's result) is `null` and `errors` says why.
+    PartialData,
 }
 
 impl FaultRule {

@@ -19,6 +19,7 @@ mod pagerduty;
 mod receiver;
 mod render;
 mod server;
+pub mod uam;
 mod world;
 
 pub use control::{ControlError, RequestLogEntry, SimControl, SimStats};
@@ -30,4 +31,5 @@ pub use halo::{
 pub use pagerduty::{FakePagerDuty, PdAlert};
 pub use receiver::{Delivery, WebhookReceiver};
 pub use server::Sim;
+pub use uam::{ActionOutcome, DetectionSource, NewUnifiedAlerts, UamAction, UnifiedAlertChange};
 pub use world::{AgentChange, CursorEnd, DEFAULT_TOKEN, NewThreats, SimConfig, TokenScope, TokenSpec};

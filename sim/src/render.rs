@@ -7,15 +7,23 @@ use time::OffsetDateTime;
 use crate::world::{Agent, CloudAlert, GROUP_BASE, Note, OSES, RULES, THREAT_NAMES, Threat, World};
 
 pub(crate) fn ts(t: OffsetDateTime) -> String {
+    format!("{}.{:06}Z", seconds(t), t.microsecond())
+}
+
+/// Millisecond precision, as UAM writes its timestamps (`2025-12-23T12:24:03.056Z`).
+pub(crate) fn ts_ms(t: OffsetDateTime) -> String {
+    format!("{}.{:03}Z", seconds(t), t.millisecond())
+}
+
+fn seconds(t: OffsetDateTime) -> String {
     format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
         t.year(),
         u8::from(t.month()),
         t.day(),
         t.hour(),
         t.minute(),
-        t.second(),
-        t.microsecond()
+        t.second()
     )
 }
 

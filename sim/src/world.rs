@@ -90,6 +90,11 @@ pub struct SimConfig {
     /// Tokens accepted; the default holds [`DEFAULT_TOKEN`], tenant scope, 30 days left.
     pub tokens: Vec<TokenSpec>,
     pub cursor_end: CursorEnd,
+    /// Unified alerts (UAM) from several detection sources; see [`crate::uam`].
+    pub unified_alerts: usize,
+    /// Every n-th unified alert is an EDR alert that is the same detection as a threat
+    /// (`externalId` = the threat id); 0 = none.
+    pub unified_threat_every: usize,
 }
 
 impl Default for SimConfig {
@@ -107,6 +112,8 @@ impl Default for SimConfig {
             decommissioned_every: 10,
             tokens: vec![TokenSpec::tenant(DEFAULT_TOKEN, 30)],
             cursor_end: CursorEnd::Null,
+            unified_alerts: 40,
+            unified_threat_every: 3,
         }
     }
 }
@@ -223,6 +230,7 @@ pub(crate) struct World {
     pub faults: Faults,
     pub cursor_end: CursorEnd,
     pub next_note: u64,
+    pub uam: crate::uam::store::UamState,
     last_write: OffsetDateTime,
     rng: fastrand::Rng,
 }
@@ -349,7 +357,7 @@ impl World {
             })
             .collect();
         let threat_index = threats.iter().enumerate().map(|(i, t)| (t.id, i)).collect();
-        Self {
+        let mut world = Self {
             accounts,
             sites,
             agents,
@@ -360,9 +368,12 @@ impl World {
             faults: Faults::default(),
             cursor_end: cfg.cursor_end,
             next_note: NOTE_BASE,
+            uam: crate::uam::store::UamState::new(cfg.seed),
             last_write: OffsetDateTime::UNIX_EPOCH,
             rng,
-        }
+        };
+        world.uam = crate::uam::store::UamState::generate(cfg, &world);
+        world
     }
 
     /// A strictly increasing write time in microseconds, like S1's `updatedAt`.

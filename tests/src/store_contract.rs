@@ -26,6 +26,7 @@ fn tenant(id: &str) -> TenantConfig {
         site_ids: vec![],
         platform: s1_shared::test_util::generic("https://hooks.example.com/s1", "HOOK"),
         grouping: Grouping::Story,
+        sources: vec![s1_shared::store::Source::Threats],
         poll_cloud_alerts: false,
         mapping_overrides: Default::default(),
         token_alert_days: vec![30, 14, 7, 3, 1, 0],

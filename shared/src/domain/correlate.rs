@@ -18,6 +18,11 @@
 //! 5. anything else (new content, or a status or verdict set in the console, also after one of
 //!    our writes): **changed**.
 //!
+//! A member read from the other listing than the one that recorded it (a threat and the UAM
+//! alert that is the same detection: [`UNIFIED_DIGEST`](super::UNIFIED_DIGEST) tells them
+//! apart) is compared on status and verdict only, and only when it is the later version: the
+//! listings' fields and clocks differ.
+//!
 //! For a threat no story holds yet, against its key's current story:
 //! 1. there is none: **open** the key's first story;
 //! 2. the threat was detected (else last updated) [`STORY_WINDOW`] or more after the story's
@@ -130,7 +135,18 @@ fn known_member(story: String, known: &MemberState, fresh: &MemberState) -> Deci
         };
     }
     let status_changed = (known.status, known.verdict) != (fresh.status, fresh.verdict);
-    let content_changed = known.digest != fresh.digest;
+    let other_listing = super::is_unified_digest(&known.digest) != super::is_unified_digest(&fresh.digest);
+    if other_listing {
+        // The same detection read from the other listing (a threat and its UAM alert): their
+        // clocks and fields differ, so only a later version with another status or verdict is
+        // news; anything else would bounce the platform between the two listings.
+        let later =
+            matches!((known.updated_at, fresh.updated_at), (Some(k), Some(f)) if f > k) || known.updated_at.is_none();
+        if !later || !status_changed {
+            return Decision::Unchanged;
+        }
+    }
+    let content_changed = !other_listing && known.digest != fresh.digest;
     if !content_changed && !status_changed {
         return Decision::Unchanged;
     }

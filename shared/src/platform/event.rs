@@ -70,6 +70,14 @@ pub struct ThreatView {
     pub site: Scope,
     pub asset: AssetView,
     pub file: FileView,
+    /// The listing it was read from: `threats`, `star` or `unified` (left out of events
+    /// recorded before there were sources).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The detection product: UAM's `detectionSource.product` (`EDR`, `Identity`, `CWS`...);
+    /// `EDR` for a threat, `STAR` for a STAR alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product: Option<String>,
 }
 
 impl ThreatView {
@@ -117,6 +125,78 @@ impl ThreatView {
                 sha1: i.sha1.clone().filter(|s| !s.is_empty()),
                 sha256: i.sha256.clone().filter(|s| !s.is_empty()),
             },
+            source: Some("threats".into()),
+            product: Some("EDR".into()),
+        }
+    }
+
+    /// Builds the view of a unified (UAM) alert. `threat_id` is the legacy threat it is the
+    /// same detection as (its `externalId`), when it is one: the view then names the threat, as
+    /// the threats source would.
+    pub fn from_unified(a: &crate::s1::dto::UnifiedAlert, threat_id: Option<&str>, console: &str) -> Self {
+        let asset = a.primary_asset();
+        let at_detection = a.detection_time.as_ref();
+        let scope_then = at_detection.and_then(|d| d.scope.as_ref());
+        let scope_now = a.real_time.as_ref().and_then(|r| r.scope.as_ref());
+        let id_name =
+            |now: Option<&crate::s1::dto::IdName>, id_then: &Option<String>, name_then: &Option<String>| Scope {
+                external_id: now.and_then(|s| s.id.clone()).or(id_then.clone()),
+                name: now.and_then(|s| s.name.clone()).or(name_then.clone()),
+            };
+        let host = asset.and_then(|x| x.name.clone());
+        let product = a.product().map(str::to_owned);
+        let name = a.name.as_deref().unwrap_or("S1 alert");
+        let on = host.as_deref().unwrap_or("an unknown asset");
+        let title = match product.as_deref() {
+            // An endpoint detection reads as a threat does.
+            Some(p) if !p.eq_ignore_ascii_case("EDR") => format!("{p}: {name} on {on}"),
+            _ => format!("{name} on {on}"),
+        };
+        let console = console.trim_end_matches('/');
+        let file = a.process.as_ref().and_then(|p| p.file.as_ref());
+        let real = |v: Option<&String>| v.filter(|s| !s.is_empty() && s.as_str() != "N/A").cloned();
+        Self {
+            threat_id: threat_id.unwrap_or(&a.id).to_owned(),
+            title,
+            status: a.status.as_deref().and_then(crate::s1::dto::uam_status),
+            verdict: a.analyst_verdict.as_deref().map(crate::s1::dto::uam_verdict),
+            confidence: a.confidence_level.as_ref().map(|c| c.to_ascii_lowercase()),
+            classification: a.classification.clone(),
+            console_url: match threat_id {
+                Some(t) => format!("{console}/incidents/threats/{t}/overview"),
+                None => format!("{console}/incidents/unified-alerts/{}", a.id),
+            },
+            detected_at: a.detected_at.or(a.created_at),
+            updated_at: a.updated_at,
+            customer: id_name(
+                scope_now.and_then(|s| s.account.as_ref()),
+                &scope_then.and_then(|s| s.account_id.clone()),
+                &scope_then.and_then(|s| s.account_name.clone()),
+            ),
+            site: id_name(
+                scope_now.and_then(|s| s.site.as_ref()),
+                &scope_then.and_then(|s| s.site_id.clone()),
+                &scope_then.and_then(|s| s.site_name.clone()),
+            ),
+            asset: AssetView {
+                external_id: asset.and_then(|x| x.agent_uuid.clone().or(x.id.clone())),
+                hostname: host,
+                os: asset.and_then(|x| x.os_type.clone()).or(at_detection
+                    .and_then(|d| d.asset.as_ref())
+                    .and_then(|d| d.os_name.clone())),
+                ip: at_detection
+                    .and_then(|d| d.asset.as_ref())
+                    .and_then(|d| d.ip_v4.clone())
+                    .into_iter()
+                    .collect(),
+            },
+            file: FileView {
+                path: real(file.and_then(|f| f.path.as_ref())),
+                sha1: real(file.and_then(|f| f.sha1.as_ref())),
+                sha256: real(file.and_then(|f| f.sha256.as_ref())),
+            },
+            source: Some("unified".into()),
+            product,
         }
     }
 }
@@ -167,6 +247,8 @@ impl ThreatView {
                 sha1: process.as_ref().and_then(|p| p.file_hash_sha1.clone()),
                 sha256: process.as_ref().and_then(|p| p.file_hash_sha256.clone()),
             },
+            source: Some("star".into()),
+            product: Some("STAR".into()),
         }
     }
 }

@@ -34,6 +34,101 @@ impl S1ErrorBody {
     }
 }
 
+/// One entry of a GraphQL answer's `errors` array (the UAM API), as much of it as says what
+/// went wrong: consoles put the machine-readable code in `extensions` (`code`, `errorType` or
+/// `classification`), so [`GraphQlError::code`] is whichever of them came.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GraphQlError {
+    /// The human-readable message.
+    pub message: String,
+    /// Where in the answer it happened, e.g. `alerts.edges.3.node`; empty for the whole call.
+    pub path: String,
+    /// The error's code, e.g. `SURFACE_TOO_MANY_REQUESTS`, `UNAUTHENTICATED`, `GRAPHQL_VALIDATION_FAILED`.
+    pub code: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for GraphQlError {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde_json::Value;
+        // Lenient: an entry of any shape is still an error (it only loses its details).
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Raw {
+            #[serde(default)]
+            message: Option<Value>,
+            #[serde(default)]
+            path: Option<Value>,
+            #[serde(default)]
+            extensions: Option<Value>,
+            #[serde(default)]
+            error_type: Option<Value>,
+        }
+        let raw = match Value::deserialize(d)? {
+            Value::Object(m) => serde_json::from_value::<Raw>(Value::Object(m)).ok(),
+            _ => None,
+        };
+        let Some(raw) = raw else {
+            return Ok(Self::default());
+        };
+        let text = |v: &Value| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Null => None,
+            other => Some(other.to_string()),
+        };
+        let path = match &raw.path {
+            Some(Value::Array(parts)) => parts.iter().filter_map(text).collect::<Vec<_>>().join("."),
+            Some(other) => text(other).unwrap_or_default(),
+            None => String::new(),
+        };
+        let ext = raw.extensions.as_ref();
+        let code = ["code", "errorType", "classification"]
+            .iter()
+            .find_map(|k| ext.and_then(|e| e.get(k)).and_then(text))
+            .or_else(|| raw.error_type.as_ref().and_then(text));
+        Ok(Self {
+            message: raw.message.as_ref().and_then(text).unwrap_or_default(),
+            path,
+            code,
+        })
+    }
+}
+
+impl GraphQlError {
+    /// Whether it is UAM's throttling signal (`SURFACE_TOO_MANY_REQUESTS`).
+    pub fn is_rate_limit(&self) -> bool {
+        self.code.as_deref() == Some(SURFACE_TOO_MANY_REQUESTS) || self.message.contains(SURFACE_TOO_MANY_REQUESTS)
+    }
+}
+
+/// UAM's throttling error code, in a GraphQL error or a per-alert failure.
+pub const SURFACE_TOO_MANY_REQUESTS: &str = "SURFACE_TOO_MANY_REQUESTS";
+
+fn describe_graphql(errors: &[GraphQlError]) -> String {
+    let mut parts: Vec<String> = errors
+        .iter()
+        .take(3)
+        .map(|e| {
+            let mut s = String::new();
+            if let Some(c) = &e.code {
+                s.push_str(c);
+                s.push_str(": ");
+            }
+            s.push_str(if e.message.is_empty() { "no message" } else { &e.message });
+            if !e.path.is_empty() {
+                s.push_str(&format!(" at {}", e.path));
+            }
+            s
+        })
+        .collect();
+    if errors.len() > 3 {
+        parts.push(format!("and {} more", errors.len() - 3));
+    }
+    if parts.is_empty() {
+        parts.push("an empty errors entry".into());
+    }
+    parts.join("; ")
+}
+
 /// Everything that can go wrong talking to S1, classified by what the caller should do.
 ///
 /// `endpoint` is the API path (never the query string's secrets: S1 takes the token only in a
@@ -127,6 +222,17 @@ pub enum S1Error {
         received: usize,
     },
 
+    /// S1 answered a GraphQL call (UAM) with an `errors` array, HTTP 200 or not: the call
+    /// failed, even when part of the data came with it (a page with holes is not a page, and is
+    /// never taken as an empty one).
+    #[error("S1 answered {endpoint} with GraphQL errors ({}){}", describe_graphql(.errors), if *.partial { "; the partial data that came with them was not used" } else { "" })]
+    GraphQl {
+        endpoint: String,
+        errors: Vec<GraphQlError>,
+        /// Whether `data` held something besides the errors (a mutation may then have acted).
+        partial: bool,
+    },
+
     /// Any other non-2xx status.
     #[error("S1 answered {endpoint} with unexpected HTTP {status} ({})", .body.describe())]
     UnexpectedStatus {
@@ -170,6 +276,8 @@ impl S1Error {
             | S1Error::Redirected { status, .. }
             | S1Error::TooLarge { status, .. } => *status >= 300,
             S1Error::Transport { source, .. } => source.is_connect(),
+            // With no data, nothing ran (taken at its word); partial data means part of it did.
+            S1Error::GraphQl { partial, .. } => !partial,
             S1Error::Decode { .. } | S1Error::Truncated { .. } => false,
         }
     }

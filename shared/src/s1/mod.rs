@@ -15,8 +15,8 @@ mod ratelimit;
 pub use client::uam::actions as uam_writes;
 pub use client::{
     AgentQuery, ClientOptions, CloudAlertQuery, MAX_PAGE_LIMIT, Page, RequestObserver, RequestRecord, RetryPolicy,
-    S1Client, SiteQuery, SortOrder, ThreatQuery, ThreatSort, decode_response,
+    S1Client, SiteQuery, SortOrder, ThreatQuery, ThreatSort, UNIFIED_MAX_PAGE, UnifiedAlertQuery, decode_response,
 };
 pub use consoles::{Console, ConsoleError, Consoles};
-pub use error::{S1Error, S1ErrorBody};
+pub use error::{GraphQlError, S1Error, S1ErrorBody, SURFACE_TOO_MANY_REQUESTS};
 pub use ratelimit::{EndpointFamily, RateLimits};

@@ -21,6 +21,8 @@ pub enum EndpointFamily {
     User,
     /// `/system/...` (1/s per IP per the spec).
     System,
+    /// `POST /unifiedalerts/graphql` (UAM: about 25/s per token, held below it).
+    UnifiedAlerts,
 }
 
 /// Requests per second allowed for each family. The defaults are S1's published limits, so the
@@ -35,6 +37,7 @@ pub struct RateLimits {
     pub users: u32,
     pub user: u32,
     pub system: u32,
+    pub unified_alerts: u32,
 }
 
 impl Default for RateLimits {
@@ -48,6 +51,8 @@ impl Default for RateLimits {
             users: 40,
             user: 2,
             system: 1,
+            // UAM's budget is reported, not published (about 25/s): keep a margin below it.
+            unified_alerts: 20,
         }
     }
 }
@@ -63,11 +68,12 @@ impl RateLimits {
             EndpointFamily::Users => self.users,
             EndpointFamily::User => self.user,
             EndpointFamily::System => self.system,
+            EndpointFamily::UnifiedAlerts => self.unified_alerts,
         }
     }
 }
 
-const FAMILIES: [EndpointFamily; 8] = [
+const FAMILIES: [EndpointFamily; 9] = [
     EndpointFamily::ThreatsList,
     EndpointFamily::ThreatActions,
     EndpointFamily::CloudDetection,
@@ -76,6 +82,7 @@ const FAMILIES: [EndpointFamily; 8] = [
     EndpointFamily::Users,
     EndpointFamily::User,
     EndpointFamily::System,
+    EndpointFamily::UnifiedAlerts,
 ];
 
 /// Calls a family may make back to back. A writeback's status, verdict and note calls are one

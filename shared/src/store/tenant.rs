@@ -26,6 +26,41 @@ pub enum Grouping {
     Threat,
 }
 
+/// A listing a tenant's detections are read from, each from its own checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// `GET /threats` (the default).
+    Threats,
+    /// STAR / cloud-detection alerts (`GET /cloud-detection/alerts`).
+    Star,
+    /// Unified Alert Management (the UAM GraphQL `alerts` listing): every detection source a
+    /// console sees. An EDR alert that is also a threat is that threat's member, whichever
+    /// source reads it first.
+    Unified,
+}
+
+impl Source {
+    /// The name of the source's checkpoint (`threats`, `alerts`, `unified`).
+    pub const fn checkpoint(self) -> &'static str {
+        match self {
+            Source::Threats => "threats",
+            // The name STAR alerts' checkpoint had before there were sources.
+            Source::Star => "alerts",
+            Source::Unified => "unified",
+        }
+    }
+
+    /// The source as a tenant file names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Threats => "threats",
+            Source::Star => "star",
+            Source::Unified => "unified",
+        }
+    }
+}
+
 /// One S1 console (or a scope of it) and where its threats go.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TenantConfig {
@@ -45,6 +80,12 @@ pub struct TenantConfig {
     pub platform: crate::platform::PlatformConfig,
     #[serde(default)]
     pub grouping: Grouping,
+    /// The listings read ([`Source`]); `["threats"]` when the file does not say. Read through
+    /// [`TenantConfig::reads`], which also honours `poll_cloud_alerts`.
+    #[serde(default = "default_sources", skip_serializing_if = "is_default_sources")]
+    pub sources: Vec<Source>,
+    /// The setting `sources` replaced: `true` still means STAR alerts are read, as if `sources`
+    /// named `star`.
     #[serde(default)]
     pub poll_cloud_alerts: bool,
     /// Per-tenant overrides of the default mappings (docs/design.md, Mappings).
@@ -69,6 +110,22 @@ pub struct TenantConfig {
 
 /// [`TenantConfig::max_in_flight`] when the tenant does not say.
 pub const DEFAULT_MAX_IN_FLIGHT: u32 = 16;
+
+impl TenantConfig {
+    /// Whether the tenant reads `source` (`sources` names it; STAR alerts also when the older
+    /// `poll_cloud_alerts` says so).
+    pub fn reads(&self, source: Source) -> bool {
+        self.sources.contains(&source) || (source == Source::Star && self.poll_cloud_alerts)
+    }
+}
+
+fn default_sources() -> Vec<Source> {
+    vec![Source::Threats]
+}
+
+fn is_default_sources(s: &[Source]) -> bool {
+    s == [Source::Threats]
+}
 
 fn enabled_by_default() -> bool {
     true

@@ -59,6 +59,9 @@ pub(super) async fn ctl_stats(State(s): State<Shr>) -> Json<Value> {
         "agents": w.agents.len(),
         "threats": w.threats.len(),
         "cloud_alerts": w.alerts.len(),
+        "unified_alerts": w.uam.alerts.len(),
+        "uam_peak_per_second": w.uam.peak_per_second,
+        "uam_throttled": w.uam.throttled,
         "requests": counts,
     }))
 }
@@ -138,4 +141,79 @@ pub(super) async fn ctl_change_agent(
         .change_agent(&uuid, &c)
         .map(|()| StatusCode::NO_CONTENT)
         .map_err(|e| (StatusCode::BAD_REQUEST, e))
+}
+
+// ---- unified alerts (UAM) --------------------------------------------------------------------
+
+pub(super) async fn ctl_add_unified(
+    State(s): State<Shr>,
+    Json(spec): Json<crate::uam::NewUnifiedAlerts>,
+) -> Result<Json<Vec<String>>, (StatusCode, String)> {
+    let mut w = s.world();
+    w.add_unified_alerts(&spec)
+        .map(Json)
+        .map_err(|e| (StatusCode::BAD_REQUEST, e))
+}
+
+/// Every unified alert's id, `externalId` and source, in the order they were made.
+pub(super) async fn ctl_unified_ids(State(s): State<Shr>) -> Json<Value> {
+    let w = s.world();
+    Json(Value::Array(
+        w.uam
+            .alerts
+            .iter()
+            .map(|a| json!({"id": a.id, "externalId": a.external_id, "source": a.source}))
+            .collect(),
+    ))
+}
+
+/// A unified alert as UAM serves it, plus its `notes`.
+pub(super) async fn ctl_unified(State(s): State<Shr>, Path(id): Path<String>) -> Result<Json<Value>, StatusCode> {
+    let w = s.world();
+    let i = w.uam.find(&id).ok_or(StatusCode::NOT_FOUND)?;
+    let mut v = crate::uam::render::alert(&w, &w.uam.alerts[i]);
+    v["notes"] = crate::uam::exec::notes_of(&w, i);
+    Ok(Json(v))
+}
+
+pub(super) async fn ctl_change_unified(
+    State(s): State<Shr>,
+    Path(id): Path<String>,
+    Json(c): Json<crate::uam::UnifiedAlertChange>,
+) -> Result<StatusCode, (StatusCode, String)> {
+    s.world()
+        .change_unified_alert(&id, &c)
+        .map(|()| StatusCode::NO_CONTENT)
+        .map_err(|e| (StatusCode::BAD_REQUEST, e))
+}
+
+pub(super) async fn ctl_uam_actions(State(s): State<Shr>) -> Json<Vec<crate::uam::UamAction>> {
+    Json(s.world().uam.applied.clone())
+}
+
+pub(super) async fn ctl_rotate_uam_actions(State(s): State<Shr>) -> StatusCode {
+    s.world().uam.rotate_action_ids();
+    StatusCode::NO_CONTENT
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct UamSettings {
+    needs_scoped_token: Option<bool>,
+    trigger_limit: Option<usize>,
+    /// `0` lifts the limit.
+    rate_limit: Option<u32>,
+}
+
+pub(super) async fn ctl_uam_settings(State(s): State<Shr>, Json(u): Json<UamSettings>) -> StatusCode {
+    let mut w = s.world();
+    if let Some(b) = u.needs_scoped_token {
+        w.uam.needs_scoped_token = b;
+    }
+    if let Some(n) = u.trigger_limit {
+        w.uam.trigger_limit = n;
+    }
+    if let Some(n) = u.rate_limit {
+        w.uam.rate_limit = (n > 0).then_some(n);
+    }
+    StatusCode::NO_CONTENT
 }

@@ -89,6 +89,12 @@ pub(super) async fn faults_and_log(State(shared): State<Shr>, req: Request, next
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(cut.len()));
             Response::from_parts(parts, Body::from(cut))
         }
+        // Faults inside a GraphQL answer are the handler's to make.
+        Some(f @ (FaultKind::GraphqlError { .. } | FaultKind::PartialData)) => {
+            let mut req = req;
+            req.extensions_mut().insert(f);
+            next.run(req).await
+        }
         Some(FaultKind::Reset) => {
             if let Some(ConnReset(n)) = req.extensions().get::<ConnReset>() {
                 n.notify_one();

@@ -8,6 +8,7 @@ mod errors;
 mod middleware;
 mod request;
 mod threats;
+mod uam;
 mod users;
 
 use std::collections::HashMap;
@@ -26,8 +27,9 @@ use tokio::sync::{Notify, oneshot};
 use self::alerts::{get_alerts, post_alert_incident, post_alert_verdict};
 use self::assets::{get_accounts, get_agents, get_sites};
 use self::control::{
-    ctl_add_fault, ctl_add_threats, ctl_add_token, ctl_change_agent, ctl_clear_faults, ctl_clear_requests,
-    ctl_console_update, ctl_requests, ctl_settings, ctl_stats, ctl_threat,
+    ctl_add_fault, ctl_add_threats, ctl_add_token, ctl_add_unified, ctl_change_agent, ctl_change_unified,
+    ctl_clear_faults, ctl_clear_requests, ctl_console_update, ctl_requests, ctl_rotate_uam_actions, ctl_settings,
+    ctl_stats, ctl_threat, ctl_uam_actions, ctl_uam_settings, ctl_unified, ctl_unified_ids,
 };
 use self::errors::ApiError;
 use self::middleware::faults_and_log;
@@ -123,6 +125,11 @@ impl Sim {
         self.shared.world().threats.len()
     }
 
+    /// Number of unified (UAM) alerts held.
+    pub fn unified_alert_count(&self) -> usize {
+        self.shared.world().uam.alerts.len()
+    }
+
     /// Blocks until the process is asked to stop (for the binary).
     pub async fn wait(mut self) {
         let _ = tokio::signal::ctrl_c().await;
@@ -183,6 +190,7 @@ fn router(shared: Shr) -> Router {
         .route("/user", get(get_user))
         .route("/system/status", get(get_system_status))
         .route("/system/info", get(get_system_info))
+        .route("/unifiedalerts/graphql", post(self::uam::post_graphql))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, 4040010, "Not Found", Some("No such API path")) })
         .layer(axum::middleware::from_fn_with_state(shared.clone(), faults_and_log));
     Router::new()
@@ -196,5 +204,10 @@ fn router(shared: Shr) -> Router {
         .route("/_sim/agents/{uuid}", post(ctl_change_agent))
         .route("/_sim/threats/{id}", get(ctl_threat))
         .route("/_sim/threats/{id}/console", post(ctl_console_update))
+        .route("/_sim/uam/alerts", post(ctl_add_unified).get(ctl_unified_ids))
+        .route("/_sim/uam/alerts/{id}", get(ctl_unified).post(ctl_change_unified))
+        .route("/_sim/uam/actions", get(ctl_uam_actions))
+        .route("/_sim/uam/actions/rotate", post(ctl_rotate_uam_actions))
+        .route("/_sim/uam/settings", post(ctl_uam_settings))
         .with_state(shared)
 }

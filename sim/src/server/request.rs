@@ -12,11 +12,23 @@ use crate::world::{Cursor, CursorEnd, TokenSpec, World, micros, query_hash};
 // ---- auth ----------------------------------------------------------------------------------
 
 pub(super) fn authenticate(w: &World, headers: &HeaderMap) -> Result<TokenSpec, ApiError> {
+    token_for(w, headers, &["ApiToken "])
+}
+
+/// UAM clients send the same console token as `Bearer` too.
+pub(super) fn authenticate_uam(w: &World, headers: &HeaderMap) -> Result<TokenSpec, ApiError> {
+    token_for(w, headers, &["ApiToken ", "Bearer "])
+}
+
+fn token_for(w: &World, headers: &HeaderMap, schemes: &[&str]) -> Result<TokenSpec, ApiError> {
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(ApiError::auth)?;
-    let token = value.strip_prefix("ApiToken ").ok_or_else(ApiError::auth)?;
+    let token = schemes
+        .iter()
+        .find_map(|s| value.strip_prefix(s))
+        .ok_or_else(ApiError::auth)?;
     let spec = w.tokens.get(token).ok_or_else(ApiError::auth)?;
     if spec.expires_at <= OffsetDateTime::now_utc() {
         return Err(ApiError::auth());

@@ -72,6 +72,11 @@ struct S1<'a> {
     console_url: &'a str,
     detected_at: Option<String>,
     updated_at: Option<String>,
+    /// The listing (`threats`, `star`, `unified`) and detection product (`EDR`, `Identity`...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    product: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -104,6 +109,8 @@ impl<'a> Body<'a> {
                     console_url: &t.console_url,
                     detected_at: t.detected_at.map(format_time),
                     updated_at: t.updated_at.map(format_time),
+                    source: t.source.as_deref(),
+                    product: t.product.as_deref(),
                 },
                 story: Story {
                     id: &event.story.id,

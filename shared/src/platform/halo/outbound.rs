@@ -67,7 +67,7 @@ pub fn details_html(event: &ThreatEvent) -> String {
     let status = t.status.map(|s| s.as_str());
     let verdict = t.verdict.map(|v| v.as_str());
     format!(
-        "<p><b>{}</b></p><table>{}{}{}{}{}{}{}{}{}{}{}{}{}{}</table><p><a href=\"{}\">Open the threat in SentinelOne</a></p><p><small>{}</small></p>",
+        "<p><b>{}</b></p><table>{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}</table><p><a href=\"{}\">Open the threat in SentinelOne</a></p><p><small>{}</small></p>",
         html(&t.title),
         row("Severity", Some(event.severity.as_str())),
         row("Classification", t.classification.as_deref()),
@@ -83,6 +83,8 @@ pub fn details_html(event: &ThreatEvent) -> String {
         row("SHA1", t.file.sha1.as_deref()),
         row("SHA256", t.file.sha256.as_deref()),
         row("Detected", detected.as_deref()),
+        row("Detection product", t.product.as_deref()),
+        row("S1 source", t.source.as_deref()),
         html(&t.console_url),
         html(&format!(
             "{}; S1 threat {}",

@@ -100,6 +100,16 @@ impl S1Client {
                             self.observe(call, &endpoint, attempt, started.elapsed(), Some(*status), None);
                             return Ok(v);
                         }
+                        // A 2xx answer that says S1 is throttling (GraphQL's
+                        // SURFACE_TOO_MANY_REQUESTS): the reader returns it only when S1 did
+                        // nothing, so it is waited out like a 429.
+                        Err(S1Error::RateLimited { retry_after, .. }) => {
+                            cut_short = Some(S1Error::RateLimited {
+                                endpoint: endpoint.clone(),
+                                attempts: attempt,
+                                retry_after,
+                            });
+                        }
                         Err(S1Error::Decode { .. }) if ends_early(bytes) => {
                             cut_short = Some(S1Error::Truncated {
                                 endpoint: endpoint.clone(),
@@ -136,12 +146,12 @@ impl S1Client {
 
             let (failure, hint) = match outcome {
                 Ok((status, ..)) if status.is_success() => {
-                    let err = cut_short.expect("a 2xx answer read above is cut short");
-                    // S1 may have acted on the call: repeat only what is safe to repeat.
-                    if !call.idempotent {
-                        return Err(err);
+                    match cut_short.expect("a 2xx answer read above is cut short or throttled") {
+                        err @ S1Error::RateLimited { retry_after, .. } => (err, retry_after),
+                        // S1 may have acted on the call: repeat only what is safe to repeat.
+                        err if !call.idempotent => return Err(err),
+                        err => (err, None),
                     }
-                    (err, None)
                 }
                 Ok((StatusCode::TOO_MANY_REQUESTS, retry_after, _, _)) => (
                     // S1 did not process a rate-limited call, so retrying is safe for every call.

@@ -1,16 +1,18 @@
-//! A threat or a STAR alert, normalised into what the poller correlates and publishes.
+//! A threat, a STAR alert or a unified (UAM) alert, normalised into what the poller correlates
+//! and publishes.
 
 use time::OffsetDateTime;
 
 use crate::domain::{self, MemberId, Severity};
 use crate::platform::ThreatView;
-use crate::s1::dto::{CloudAlert, Threat};
+use crate::s1::dto::{AnalystVerdict, CloudAlert, IncidentStatus, Threat, UnifiedAlert};
 use crate::store::{MemberState, TenantConfig};
 
 /// One thing to publish, normalised from a threat or a STAR alert.
 pub(super) struct Candidate {
     pub id: MemberId,
-    /// Order and de-duplication stamp: a threat's `updatedAt`, an alert's `createdAt`.
+    /// Order and de-duplication stamp: a threat's or a unified alert's `updatedAt`, a STAR
+    /// alert's `createdAt`.
     pub stamp: Option<OffsetDateTime>,
     /// The grouping key of its story.
     pub key: String,
@@ -28,16 +30,12 @@ impl Candidate {
             stamp: t.threat_info.updated_at,
             key: domain::story_key(t, tenant.grouping),
             detected_at: domain::detected_at(t),
-            state: MemberState {
-                updated_at: t.threat_info.updated_at,
-                digest: domain::content_digest(t),
-                status: t.threat_info.incident_status,
-                verdict: t.threat_info.analyst_verdict,
-                written_status: None,
-                written_verdict: None,
-                publish_error: None,
-                unsure: false,
-            },
+            state: as_read(
+                t.threat_info.updated_at,
+                domain::content_digest(t),
+                t.threat_info.incident_status,
+                t.threat_info.analyst_verdict,
+            ),
             view: ThreatView::from_threat(t, &tenant.console_url),
             severity: domain::severity(t.threat_info.confidence_level, t.threat_info.classification.as_deref()),
         }
@@ -53,19 +51,39 @@ impl Candidate {
             stamp: a.alert_info.created_at,
             key,
             detected_at: a.alert_info.created_at,
-            state: MemberState {
-                updated_at: a.alert_info.created_at,
-                digest,
-                status: view.status,
-                verdict: view.verdict,
-                written_status: None,
-                written_verdict: None,
-                publish_error: None,
-                unsure: false,
-            },
+            state: as_read(a.alert_info.created_at, digest, view.status, view.verdict),
             severity: domain::severity_of_rule(a.rule_info.as_ref().and_then(|r| r.severity.as_deref())),
             view,
         })
+    }
+
+    /// A unified alert: an EDR alert that is also a threat is that threat's member (one member
+    /// whichever source reads it first), keyed as the threats source keys it.
+    pub fn from_unified(a: &UnifiedAlert, tenant: &TenantConfig) -> Self {
+        let id = domain::unified_member(a);
+        let view = ThreatView::from_unified(a, domain::unified_threat_id(a), &tenant.console_url);
+        // What the platform shows, status and verdict excluded (compared on their own, to tell
+        // our writeback's echo), marked as the unified listing's.
+        let shown = ThreatView {
+            status: None,
+            verdict: None,
+            updated_at: None,
+            ..view.clone()
+        };
+        let digest = format!(
+            "{}{}",
+            domain::UNIFIED_DIGEST,
+            domain::short_digest(&serde_json::to_vec(&shown).unwrap_or_default())
+        );
+        Self {
+            key: domain::unified_story_key(a, &id, tenant.grouping),
+            id,
+            stamp: a.updated_at,
+            detected_at: a.detected_at.or(a.created_at),
+            state: as_read(a.updated_at, digest, view.status, view.verdict),
+            severity: domain::severity_of_rule(a.severity.as_deref()),
+            view,
+        }
     }
 
     /// The correlation's view of it.
@@ -76,5 +94,24 @@ impl Candidate {
             state: &self.state,
             detected_at: self.detected_at.or(self.stamp),
         }
+    }
+}
+
+/// A member's state as a listing reads it: nothing written by us, nothing refused, sure.
+fn as_read(
+    updated_at: Option<OffsetDateTime>,
+    digest: String,
+    status: Option<IncidentStatus>,
+    verdict: Option<AnalystVerdict>,
+) -> MemberState {
+    MemberState {
+        updated_at,
+        digest,
+        status,
+        verdict,
+        written_status: None,
+        written_verdict: None,
+        publish_error: None,
+        unsure: false,
     }
 }

@@ -7,7 +7,7 @@
 //! meanwhile), and the repeated events carry the same ids (one per threat version), so the
 //! platform sees each change once.
 //!
-//! The files: `paging` pages through a source (threats, then STAR alerts) from its checkpoint
+//! The files: `paging` pages through a source (threats, unified alerts, STAR alerts) from its checkpoint
 //! and replays the dead letters an operator asked for; `candidate` normalises a threat or an
 //! alert; `page` correlates a page against its stories ([`crate::domain::correlate()`], the decision
 //! itself), plans it and settles the platform's answers; `send` delivers a page's events with
@@ -24,6 +24,8 @@ mod report;
 mod send;
 mod settle;
 mod stories;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
@@ -40,7 +42,7 @@ use crate::store::{LEASE_TTL, Store, StoreError, TenantConfig};
 pub use report::{Outcome, PollReport, TenantReport};
 
 /// Name of the threats checkpoint.
-pub const CHECKPOINT: &str = "threats";
+pub const CHECKPOINT: &str = crate::store::Source::Threats.checkpoint();
 /// For a platform that takes events at a limited pace (PagerDuty: 2 a second), a page is sized
 /// to publish in about this long, and paging stops this much earlier than for a fast platform,
 /// so no page outlives the invocation (which would repeat it forever).
@@ -95,7 +97,9 @@ pub enum Selection {
 }
 
 /// Name of the STAR-alerts checkpoint.
-pub const ALERTS_CHECKPOINT: &str = "alerts";
+pub const ALERTS_CHECKPOINT: &str = crate::store::Source::Star.checkpoint();
+/// Name of the unified-alerts (UAM) checkpoint.
+pub const UNIFIED_CHECKPOINT: &str = crate::store::Source::Unified.checkpoint();
 
 /// The most id bytes the checkpoint lists at its watermark. Past it, ids at the watermark are
 /// recognised through their stories (each member records the `updatedAt` handled), so a bulk

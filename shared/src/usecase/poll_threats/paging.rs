@@ -1,4 +1,4 @@
-//! Paging: a tenant's threats, then its STAR alerts, each from its checkpoint, page by page,
+//! Paging: a tenant's sources (threats, unified alerts, STAR alerts), each from its checkpoint, page by page,
 //! each page's checkpoint saved with its stories once the platform took it; and the replay of
 //! dead letters an operator asked for.
 
@@ -12,16 +12,14 @@ use super::candidate::Candidate;
 use super::commit::commit;
 use super::plan::{Ahead, plan_and_send};
 use super::settle::{Settled, settle};
-use super::{
-    ALERTS_CHECKPOINT, CHECKPOINT, Ctx, DEADLINE_MARGIN, Outcome, PollDeps, Stop, TenantReport,
-    WATERMARK_IDS_MAX_BYTES, paced_page,
-};
+use super::{Ctx, DEADLINE_MARGIN, Outcome, PollDeps, Stop, TenantReport, WATERMARK_IDS_MAX_BYTES, paced_page};
 use crate::platform::{Platform, PlatformError};
-use crate::s1::dto::{CloudAlert, Threat};
-use crate::s1::{CloudAlertQuery, S1Client, S1Error, ThreatQuery};
-use crate::store::{Checkpoint, TenantConfig};
+use crate::s1::dto::{CloudAlert, Threat, UnifiedAlert};
+use crate::s1::{CloudAlertQuery, S1Client, S1Error, ThreatQuery, UNIFIED_MAX_PAGE, UnifiedAlertQuery};
+use crate::store::{Checkpoint, Source, TenantConfig};
 
-/// Polls one tenant with its S1 client: threats, the replays asked for, then STAR alerts.
+/// Polls one tenant with its S1 client: each source it reads (threats, unified alerts, STAR
+/// alerts, in that order) from its own checkpoint, and the replays asked for after the first.
 pub(super) async fn poll_threats(
     deps: &PollDeps,
     tenant: &TenantConfig,
@@ -31,66 +29,104 @@ pub(super) async fn poll_threats(
     report: &mut TenantReport,
 ) -> Result<(), Stop> {
     let (limit, pace_margin) = paced_page(platform);
-    let query = ThreatQuery {
-        updated_at_gte: None,
-        account_ids: tenant.account_ids.clone(),
-        site_ids: tenant.site_ids.clone(),
-        limit,
-        ..ThreatQuery::default()
-    };
-    let to_candidates = |page: Vec<Threat>| page.iter().map(|t| Candidate::from_threat(t, tenant)).collect();
-    // STAR alerts keep a quarter of the time for themselves, so a threat backlog or a slow
-    // platform cannot starve them.
-    let threats_until = if tenant.poll_cloud_alerts {
-        Instant::now() + deadline.saturating_duration_since(Instant::now()) * 3 / 4
+    let sources: Vec<Source> = [Source::Threats, Source::Unified, Source::Star]
+        .into_iter()
+        .filter(|s| tenant.reads(*s))
+        .collect();
+    // The switch-over, read before any source moves: a unified listing with no checkpoint yet
+    // starts where the threats checkpoint stood, so a tenant moving from threats to unified
+    // (or adding it) is not sent its history again. A new tenant starts both from the first.
+    let unified_start = if tenant.reads(Source::Unified) {
+        switch_over(deps, tenant).await?
     } else {
-        deadline
+        None
     };
-    let ctx = Ctx::until(deps, tenant, platform, threats_until, pace_margin);
-    let result = drain(
-        &ctx,
-        report,
-        CHECKPOINT,
-        |watermark| {
-            client.threats(&ThreatQuery {
-                updated_at_gte: watermark,
-                ..query.clone()
-            })
-        },
-        to_candidates,
-    )
-    .await;
-    let result = match result {
-        // The platform takes events again: send what an operator asked to replay.
-        Ok(()) if report.outcome != Outcome::Partial => replay_dead_letters(&ctx, report).await,
-        other => other,
-    };
-    if result.is_ok() && tenant.poll_cloud_alerts {
-        let ctx = Ctx::until(deps, tenant, platform, deadline, pace_margin);
-        // STAR alerts have no updatedAt filter: they are polled by creation time, new ones only.
-        let alerts = CloudAlertQuery {
-            account_ids: tenant.account_ids.clone(),
-            site_ids: tenant.site_ids.clone(),
-            limit,
-            ..CloudAlertQuery::default()
+    let mut result = Ok(());
+    for (i, source) in sources.iter().enumerate() {
+        // Each source keeps a quarter of what is left for every source after it, so a backlog
+        // or a slow platform on one cannot starve the others.
+        let later = (sources.len() - 1 - i) as u32;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let until = Instant::now() + left.mul_f64((1.0 - 0.25 * f64::from(later)).max(0.25));
+        let ctx = Ctx::until(deps, tenant, platform, until, pace_margin);
+        let name = source.checkpoint();
+        let (accounts, sites) = (tenant.account_ids.clone(), tenant.site_ids.clone());
+        result = match source {
+            Source::Threats => {
+                let open = |updated_at_gte| {
+                    client.threats(&ThreatQuery {
+                        updated_at_gte,
+                        account_ids: accounts,
+                        site_ids: sites,
+                        limit,
+                        ..ThreatQuery::default()
+                    })
+                };
+                let to_candidates = |p: Vec<Threat>| p.iter().map(|t| Candidate::from_threat(t, tenant)).collect();
+                drain(&ctx, report, name, None, open, to_candidates).await
+            }
+            Source::Unified => {
+                let open = |updated_at_gte| {
+                    client.unified_alerts(&UnifiedAlertQuery {
+                        updated_at_gte,
+                        account_ids: accounts,
+                        site_ids: sites,
+                        first: limit.min(UNIFIED_MAX_PAGE),
+                    })
+                };
+                let to_candidates =
+                    |p: Vec<UnifiedAlert>| p.iter().map(|a| Candidate::from_unified(a, tenant)).collect();
+                drain(&ctx, report, name, unified_start.clone(), open, to_candidates).await
+            }
+            Source::Star => {
+                // STAR alerts have no updatedAt filter: they are polled by creation time, new
+                // ones only.
+                let open = |created_at_gte| {
+                    client.cloud_alerts(&CloudAlertQuery {
+                        created_at_gte,
+                        account_ids: accounts,
+                        site_ids: sites,
+                        limit,
+                        ..CloudAlertQuery::default()
+                    })
+                };
+                let to_candidates =
+                    |p: Vec<CloudAlert>| p.iter().filter_map(|a| Candidate::from_alert(a, tenant)).collect();
+                drain(&ctx, report, name, None, open, to_candidates).await
+            }
         };
-        let to_candidates =
-            |page: Vec<CloudAlert>| page.iter().filter_map(|a| Candidate::from_alert(a, tenant)).collect();
-        return drain(
-            &ctx,
-            report,
-            ALERTS_CHECKPOINT,
-            |watermark| {
-                client.cloud_alerts(&CloudAlertQuery {
-                    created_at_gte: watermark,
-                    ..alerts.clone()
-                })
-            },
-            to_candidates,
-        )
-        .await;
+        if i == 0 {
+            result = match result {
+                // The platform takes events again: send what an operator asked to replay.
+                Ok(()) if report.outcome != Outcome::Partial => replay_dead_letters(&ctx, report).await,
+                other => other,
+            };
+        }
+        if result.is_err() {
+            break;
+        }
     }
     result
+}
+
+/// Where the unified listing starts when it has no checkpoint of its own: the threats
+/// checkpoint's watermark (its ids are threat ids, not UAM's: the alerts at that millisecond
+/// are read again and recognised through their stories). `None` when the unified listing has a
+/// checkpoint, or threats have none.
+async fn switch_over(deps: &PollDeps, tenant: &TenantConfig) -> Result<Option<Checkpoint>, Stop> {
+    let store = &deps.store;
+    if store
+        .get_checkpoint(&tenant.id, Source::Unified.checkpoint())
+        .await?
+        .is_some()
+    {
+        return Ok(None);
+    }
+    let threats = store.get_checkpoint(&tenant.id, Source::Threats.checkpoint()).await?;
+    Ok(threats.filter(|c| c.watermark.is_some()).map(|c| Checkpoint {
+        watermark: c.watermark,
+        ids_at_watermark: vec![],
+    }))
 }
 
 /// Sends again, once each, the publish dead letters an operator asked to replay (as they were
@@ -122,11 +158,13 @@ async fn replay_dead_letters(ctx: &Ctx<'_>, report: &mut TenantReport) -> Result
     Ok(())
 }
 
-/// Pages through one source from its checkpoint, processing and checkpointing page by page.
+/// Pages through one source from its checkpoint (from `start` while it has none), processing
+/// and checkpointing page by page.
 async fn drain<'c, T, S, F, M>(
     ctx: &Ctx<'_>,
     report: &mut TenantReport,
     checkpoint_name: &str,
+    start: Option<Checkpoint>,
     open: F,
     to_candidates: M,
 ) -> Result<(), Stop>
@@ -138,7 +176,7 @@ where
     let Ctx { deps, tenant, .. } = *ctx;
     let store = &deps.store;
     let (checkpoint, unfinished) = store.get_checkpoint_and_in_flight(&tenant.id, checkpoint_name).await?;
-    let mut checkpoint = checkpoint.unwrap_or_default();
+    let mut checkpoint = checkpoint.or(start).unwrap_or_default();
     if !unfinished.is_empty() {
         // A run sent updates it never committed: the platform may show versions the stories
         // do not hold.
