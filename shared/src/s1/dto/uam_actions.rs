@@ -29,14 +29,10 @@ impl UamStatus {
         }
     }
 
-    /// The legacy incident status this status is recorded as on a story member.
+    /// The legacy incident status this status is recorded as on a story member: the poller's
+    /// reading ([`uam_status`](super::uam_status)), so our own write reads back as ours.
     pub fn legacy(self) -> IncidentStatus {
-        match self {
-            Self::New => IncidentStatus::Unresolved,
-            Self::InProgress => IncidentStatus::InProgress,
-            Self::Resolved => IncidentStatus::Resolved,
-            Self::Unknown => IncidentStatus::Unknown,
-        }
+        super::uam_status(self.as_str()).unwrap_or(IncidentStatus::Unknown)
     }
 }
 
@@ -69,32 +65,11 @@ lenient_enum!(
 
 impl UamVerdict {
     /// The legacy verdict a unified alert's verdict is recorded as on a story member: the
-    /// positive it names, except the "benign but suspicious" kinds, which are what the legacy
-    /// `suspicious` means. The writeback records our own writes this way and the poller reads a
-    /// unified alert's verdict this way, so our own write coming back is recognised as ours.
+    /// poller's reading ([`uam_verdict`](super::uam_verdict): the positive it names, its kind
+    /// dropped). The writeback records our own writes this way, so the poller takes them for
+    /// ours when they come back.
     pub fn legacy(self) -> AnalystVerdict {
-        use UamVerdict::*;
-        match self {
-            FalsePositiveBenignButSuspicious | TruePositiveBenignButSuspicious => AnalystVerdict::Suspicious,
-            FalsePositiveBenign | FalsePositiveSystemError | FalsePositiveUndefined | FalsePositiveUserError => {
-                AnalystVerdict::FalsePositive
-            }
-            TruePositiveAdvancedPersistentThreat
-            | TruePositiveBenign
-            | TruePositiveDataExfiltration
-            | TruePositiveDenialOfService
-            | TruePositiveExploitationTools
-            | TruePositiveInsiderThreat
-            | TruePositiveMalware
-            | TruePositivePhishingAttack
-            | TruePositivePolicyViolation
-            | TruePositivePuaAdware
-            | TruePositiveRansomware
-            | TruePositiveUnauthorizedAccess
-            | TruePositiveUndefined => AnalystVerdict::TruePositive,
-            Undefined => AnalystVerdict::Undefined,
-            Unknown => AnalystVerdict::Unknown,
-        }
+        super::uam_verdict(self.as_str())
     }
 
     /// The UAM verdict for a legacy verdict given without a close reason that says more (an
@@ -331,8 +306,14 @@ mod tests {
             (UamVerdict::TruePositivePuaAdware, AnalystVerdict::TruePositive),
             (UamVerdict::TruePositivePolicyViolation, AnalystVerdict::TruePositive),
             (UamVerdict::FalsePositiveBenign, AnalystVerdict::FalsePositive),
-            (UamVerdict::FalsePositiveBenignButSuspicious, AnalystVerdict::Suspicious),
-            (UamVerdict::TruePositiveBenignButSuspicious, AnalystVerdict::Suspicious),
+            (
+                UamVerdict::FalsePositiveBenignButSuspicious,
+                AnalystVerdict::FalsePositive,
+            ),
+            (
+                UamVerdict::TruePositiveBenignButSuspicious,
+                AnalystVerdict::TruePositive,
+            ),
             (UamVerdict::Undefined, AnalystVerdict::Undefined),
         ] {
             assert_eq!(v.legacy(), want, "{v}");
@@ -340,12 +321,16 @@ mod tests {
         for legacy in [
             AnalystVerdict::TruePositive,
             AnalystVerdict::FalsePositive,
-            AnalystVerdict::Suspicious,
             AnalystVerdict::Undefined,
         ] {
             let uam = UamVerdict::from_legacy(legacy).unwrap();
             assert_eq!(uam.legacy(), legacy, "{legacy} -> {uam} reads back as itself");
         }
+        // UAM has no "suspicious": it is a true positive of the benign-but-suspicious kind.
+        assert_eq!(
+            UamVerdict::from_legacy(AnalystVerdict::Suspicious),
+            Some(UamVerdict::TruePositiveBenignButSuspicious)
+        );
         for s in [
             IncidentStatus::Unresolved,
             IncidentStatus::InProgress,
