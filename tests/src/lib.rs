@@ -11,6 +11,7 @@ pub mod store_contract;
 pub mod swagger;
 pub mod tokens;
 pub mod writeback;
+pub mod writeback_uam;
 
 use std::path::PathBuf;
 use std::time::Duration;
