@@ -78,7 +78,9 @@ const NOTES: &str = "query AlertNotes($alertId: ID!) {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UamScope {
+    /// `SITE` or `ACCOUNT` (`ScopeType`).
     pub scope_type: &'static str,
+    /// The tenant's site or account ids.
     pub scope_ids: Vec<String>,
 }
 
