@@ -10,13 +10,16 @@
 #   dispatch       a schedule event        -> one message per enabled tenant on the poll queue (moto)
 #   poll-threats   that message as Lambda's SQS event (plus a malformed one) -> the tenant is
 #                    run, and only the malformed message is named to be received again
+#   dispatch       {"job": "assets"} and {"job": "tokens"} -> a message on each job's queue
+#   sync-assets,   that message as Lambda's SQS event -> the tenant is synced (customers, sites
+#   token-expiry     and assets) and its token checked (the alert sent), nothing received again
 #   status-writeback Function URL requests -> the same 401 for an unknown tenant and for an
 #                    unsigned webhook, and a signed status change applied to the simulator's
 #                    threats (202)
 # Sourced by scripts/test.sh after emulators_start (it needs DynamoDB Local and moto up).
 
 lambda_check() {
-  local venv="$TOOLS/venv-lambda" work sim_port hook_port table secret_name hook_secret inbound_secret queue_url
+  local venv="$TOOLS/venv-lambda" work sim_port hook_port table secret_name hook_secret inbound_secret queue_url assets_url tokens_url
   local out_dir="${CARGO_TARGET_DIR:-target}"
   if [ ! -x "$venv/bin/cargo-lambda" ]; then
     echo "installing cargo-lambda==1.9.2 (brings zig)"
@@ -54,7 +57,10 @@ PY
       "secret": { "kind": "secrets_manager", "secret_id": "$secret_name/hook" },
       "inbound_secrets": [ { "kind": "secrets_manager", "secret_id": "$secret_name/inbound" } ] } } }
 JSON
-  queue_url=$("$TOOLS/venv/bin/python" -c "import os, sys, boto3; print(boto3.client('sqs', endpoint_url=os.environ['AWS_ENDPOINT_URL']).create_queue(QueueName=sys.argv[1])['QueueUrl'])" "$table-poll") || return 1
+  new_queue() { "$TOOLS/venv/bin/python" -c "import os, sys, boto3; print(boto3.client('sqs', endpoint_url=os.environ['AWS_ENDPOINT_URL']).create_queue(QueueName=sys.argv[1])['QueueUrl'])" "$1"; }
+  queue_url=$(new_queue "$table-poll") || return 1
+  assets_url=$(new_queue "$table-assets") || return 1
+  tokens_url=$(new_queue "$table-tokens") || return 1
   "$out_dir"/debug/s1-bridge init --store "dynamodb:$table" || return 1
   "$out_dir"/debug/s1-bridge tenant add --file "$work/tenant.json" --allow-host 127.0.0.1 --store "dynamodb:$table" || return 1
 
@@ -67,11 +73,33 @@ JSON
     # The emulator answers only its Lambda API paths: wait for the port itself.
     for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
     AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$port/.rt" AWS_LAMBDA_FUNCTION_NAME=_ AWS_LAMBDA_FUNCTION_VERSION=1 \
-      AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256 TABLE_NAME="$table" POLL_QUEUE_URL="$queue_url" DISPATCH_SPREAD_SECONDS=1 S1_BRIDGE_ALLOWED_HOSTS=127.0.0.1 "$out_dir"/debug/"$fn" > "$log" 2>&1 &
+      AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256 TABLE_NAME="$table" POLL_QUEUE_URL="$queue_url" \
+      ASSETS_QUEUE_URL="$assets_url" TOKENS_QUEUE_URL="$tokens_url" DISPATCH_SPREAD_SECONDS=1 S1_BRIDGE_ALLOWED_HOSTS=127.0.0.1 "$out_dir"/debug/"$fn" > "$log" 2>&1 &
     boot_pid=$!
     out=$(curl -s --max-time 120 -X POST "http://127.0.0.1:$port/2015-03-31/functions/_/invocations" -H 'content-type: application/json' --data-binary @"$event")
     kill "$boot_pid" "$rt_pid" 2>/dev/null; wait "$boot_pid" "$rt_pid" 2>/dev/null
     printf '%s' "$out"
+  }
+  sqs_event() { # queue-url event-file [malformed]: the queue's one message as Lambda's SQS event
+    "$TOOLS/venv/bin/python" - "$@" <<'PY'
+import json, os, sys, boto3
+sqs = boto3.client("sqs", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+msgs = []
+for _ in range(10):  # the dispatcher's delay is under DISPATCH_SPREAD_SECONDS=1
+    msgs = sqs.receive_message(QueueUrl=sys.argv[1], MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                               AttributeNames=["All"]).get("Messages", [])
+    if msgs:
+        break
+assert len(msgs) == 1 and json.loads(msgs[0]["Body"]) == {"tenant": "lambda"}, msgs
+def record(mid, body, attrs):
+    return {"messageId": mid, "receiptHandle": "rh-" + mid, "body": body, "attributes": attrs,
+            "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"}
+records = [record(msgs[0]["MessageId"], msgs[0]["Body"], msgs[0]["Attributes"])]
+if sys.argv[3:] == ["malformed"]:
+    records.append(record("malformed-1", "poll everyone", {"ApproximateReceiveCount": "1"}))
+json.dump({"Records": records}, open(sys.argv[2], "w"))
+PY
   }
   check() { # description, response, python expression over `r` (further arguments: sys.argv[2:])
     if "$TOOLS/venv/bin/python" -c "import json,sys; r=json.loads(sys.argv[1]); sys.exit(0 if ($3) else 1)" "$2" "${@:4}"; then
@@ -88,31 +116,28 @@ JSON
   r=$(invoke dispatch "$work/schedule.json")
   check "dispatch bootstrap sends one poll message per enabled tenant" "$r" "r['tenants'] == 1 and r['sent'] == 1 and r['not_sent'] == []" || return 1
   # The message as the event source mapping hands it to poll-threats, with a malformed one.
-  "$TOOLS/venv/bin/python" - "$queue_url" "$work/sqs.json" <<'PY' || return 1
-import json, os, sys, time, boto3
-sqs = boto3.client("sqs", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
-msgs = []
-for _ in range(10):  # the dispatcher's delay is under DISPATCH_SPREAD_SECONDS=1
-    msgs = sqs.receive_message(QueueUrl=sys.argv[1], MaxNumberOfMessages=10, WaitTimeSeconds=1,
-                               AttributeNames=["All"]).get("Messages", [])
-    if msgs:
-        break
-assert len(msgs) == 1 and json.loads(msgs[0]["Body"]) == {"tenant": "lambda"}, msgs
-def record(mid, body, attrs):
-    return {"messageId": mid, "receiptHandle": "rh-" + mid, "body": body, "attributes": attrs,
-            "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
-            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:poll", "awsRegion": "us-east-1"}
-records = [record(msgs[0]["MessageId"], msgs[0]["Body"], msgs[0]["Attributes"]),
-           record("malformed-1", "poll everyone", {"ApproximateReceiveCount": "1"})]
-json.dump({"Records": records}, open(sys.argv[2], "w"))
-PY
+  sqs_event "$queue_url" "$work/sqs.json" malformed || return 1
   r=$(invoke poll-threats "$work/sqs.json")
   check "poll-threats bootstrap runs the queued tenant and names only the malformed message" "$r" \
     "r == {'batchItemFailures': [{'itemIdentifier': 'malformed-1'}]}" || return 1
+  # The asset sync and the token watch from their own queues (a week's window: due at once).
+  for job in assets tokens; do
+    echo "{\"job\": \"$job\", \"every_minutes\": 10080}" > "$work/dispatch-$job.json"
+    r=$(invoke dispatch "$work/dispatch-$job.json")
+    check "dispatch bootstrap sends the $job job's message" "$r" "r['sent'] == 1 and r['not_sent'] == []" || return 1
+  done
+  sqs_event "$assets_url" "$work/sqs-assets.json" || return 1
+  r=$(invoke sync-assets "$work/sqs-assets.json")
+  check "sync-assets bootstrap syncs the queued tenant" "$r" "r == {'batchItemFailures': []}" || return 1
   r=$(invoke sync-assets "$work/schedule.json")
-  check "sync-assets bootstrap creates customers, sites and assets" "$r" "r[0]['created'] > 0 and r[0]['error'] is None" || return 1
+  check "sync-assets bootstrap finds the queued sync's customers, sites and assets in place" "$r" \
+    "r[0]['created'] == 0 and r[0]['unchanged'] > 0 and r[0]['error'] is None" || return 1
+  sqs_event "$tokens_url" "$work/sqs-tokens.json" || return 1
+  r=$(invoke token-expiry "$work/sqs-tokens.json")
+  check "token-expiry bootstrap checks the queued tenant's token" "$r" "r == {'batchItemFailures': []}" || return 1
   r=$(invoke token-expiry "$work/schedule.json")
-  check "token-expiry bootstrap reports the token's days left" "$r" "r[0]['days_left'] == 4 and r[0]['alerted'] == 7" || return 1
+  check "token-expiry bootstrap reports the token's days left, already alerted by the queued check" "$r" \
+    "r[0]['days_left'] == 4 and r[0]['alerted'] is None" || return 1
   cat > "$work/url-unknown.json" <<'JSON'
 {"version":"2.0","routeKey":"$default","rawPath":"/generic/nobody","rawQueryString":"","headers":{"content-type":"application/json"},
  "requestContext":{"http":{"method":"POST","path":"/generic/nobody","protocol":"HTTP/1.1","sourceIp":"127.0.0.1","userAgent":"test"},

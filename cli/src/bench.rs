@@ -158,6 +158,7 @@ pub async fn run_bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>
             token_alert_days: vec![30, 14, 7, 3, 1, 0],
             max_in_flight: args.in_flight,
             status_notices: false,
+            intervals: Default::default(),
         })
         .await?;
     if args.reset_checkpoint {
@@ -274,6 +275,7 @@ pub async fn run_webhook_bench(args: WebhookBenchArgs) -> Result<(), Box<dyn std
             token_alert_days: vec![30, 14, 7, 3, 1, 0],
             max_in_flight: s1_shared::store::DEFAULT_MAX_IN_FLIGHT,
             status_notices: false,
+            intervals: Default::default(),
         })
         .await?;
     let (http, options) = bench_http()?;

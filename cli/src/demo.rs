@@ -135,6 +135,7 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
             token_alert_days: vec![30, 14, 7, 3, 1, 0],
             max_in_flight: s1_shared::store::DEFAULT_MAX_IN_FLIGHT,
             status_notices: false,
+            intervals: Default::default(),
         })
         .await?;
     let http = reqwest_client()?;

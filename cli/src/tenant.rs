@@ -119,9 +119,25 @@ async fn set_enabled(id: &str, store: &StoreArgs, enabled: bool) -> Res {
     let s = store.store.open().await?;
     let mut t = get(&s, id).await?;
     t.enabled = enabled;
-    s.put_tenant(&t).await?;
+    save(&s, &t).await?;
     println!("tenant {id} {}", if enabled { "enabled" } else { "disabled" });
     Ok(())
+}
+
+/// Forgets the tenant's failed runs: its configuration changed or `tenant test` passed, so what
+/// they failed on may be fixed, and the dispatcher sends it at its own interval at once
+/// instead of after its backoff.
+async fn forget_failures(s: &Store, id: &str, quiet: bool) -> Res {
+    if s.clear_failure_streak(id).await? && !quiet {
+        println!("tenant {id}: its failed runs are forgotten; it is polled at its own interval again");
+    }
+    Ok(())
+}
+
+/// Saves a tenant's configuration (see [`forget_failures`]).
+async fn save(s: &Store, t: &TenantConfig) -> Res {
+    s.put_tenant(t).await?;
+    forget_failures(s, &t.id, false).await
 }
 
 pub async fn tenant(cmd: TenantCmd) -> Res {
@@ -131,7 +147,7 @@ pub async fn tenant(cmd: TenantCmd) -> Res {
             let allowed = hosts.allowed()?;
             let t = s1_shared::tenant::parse_tenant(&text, &allowed).map_err(|e| format!("{}: {e}", file.display()))?;
             let s = store.store.open().await?;
-            s.put_tenant(&t).await?;
+            save(&s, &t).await?;
             println!(
                 "tenant {} saved ({}, platform {})",
                 t.id,
@@ -193,6 +209,7 @@ pub async fn tenant(cmd: TenantCmd) -> Res {
             if failed > 0 {
                 return Err(format!("{failed} check(s) failed for tenant {id}").into());
             }
+            forget_failures(&s, &id, store.json).await?;
         }
     }
     Ok(())

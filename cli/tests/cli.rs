@@ -1082,6 +1082,34 @@ async fn a_revoked_token_turns_the_tenant_to_error_and_a_fixed_one_back_with_one
     assert_eq!(notices("connector.error"), 1);
     assert_eq!(notices("connector.recovered"), 0);
 
+    // Three in a row: the dispatcher backs off. The configuration saved again (it may be the
+    // fix) forgets the streak; so does a `tenant test` that passes, not one that fails.
+    assert!(!run(&poll, FIRST).0);
+    assert_eq!(status(FIRST)["failures_in_a_row"], 3);
+    let (ok, out, err) = run(&add, FIRST);
+    assert!(ok && out.contains("failed runs are forgotten"), "{out}{err}");
+    assert_eq!(status(FIRST)["failures_in_a_row"], 0);
+    assert_eq!(status(FIRST)["status"], "error", "until a run says otherwise");
+    for _ in 0..3 {
+        assert!(!run(&poll, FIRST).0);
+    }
+    let test = [
+        "tenant",
+        "test",
+        "--id",
+        "acme",
+        "--allow-host",
+        "127.0.0.1",
+        "--store",
+        &spec,
+    ];
+    assert!(!run(&test, FIRST).0, "the revoked token fails the test");
+    assert_eq!(status(FIRST)["failures_in_a_row"], 3);
+    let (ok, out, err) = run(&test, &second);
+    assert!(ok && out.contains("failed runs are forgotten"), "{out}{err}");
+    assert_eq!(status(&second)["failures_in_a_row"], 0);
+    assert_eq!(notices("connector.error"), 1);
+
     // The operator puts the new token in place: the next run recovers, told once.
     let (ok, out, err) = run(&poll, &second);
     assert!(ok, "{out}{err}");

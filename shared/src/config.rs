@@ -15,16 +15,22 @@ pub const ALLOWED_HOSTS: &str = "S1_BRIDGE_ALLOWED_HOSTS";
 
 /// The queue the dispatcher sends poll messages to (the dispatcher's own setting).
 pub const POLL_QUEUE_URL: &str = "POLL_QUEUE_URL";
+/// The asset sync's queue: the dispatcher sends to it, and `sync-assets` its continuations.
+pub const ASSETS_QUEUE_URL: &str = "ASSETS_QUEUE_URL";
+/// The token watch's queue (the dispatcher's setting).
+pub const TOKENS_QUEUE_URL: &str = "TOKENS_QUEUE_URL";
 /// Seconds over which the dispatcher spreads a minute's messages (per-tenant delays).
 pub const DISPATCH_SPREAD_SECONDS: &str = "DISPATCH_SPREAD_SECONDS";
 
 /// Every variable the functions read.
-pub const ALL: [&str; 6] = [
+pub const ALL: [&str; 8] = [
     TABLE_NAME,
     POLL_CONCURRENCY,
     SECRET_CACHE_SECONDS,
     ALLOWED_HOSTS,
     POLL_QUEUE_URL,
+    ASSETS_QUEUE_URL,
+    TOKENS_QUEUE_URL,
     DISPATCH_SPREAD_SECONDS,
 ];
 
@@ -51,6 +57,10 @@ pub struct Settings {
     pub allowed_hosts: AllowedHosts,
     /// `POLL_QUEUE_URL`: set for the dispatcher only.
     pub poll_queue_url: Option<String>,
+    /// `ASSETS_QUEUE_URL`: set for the dispatcher and `sync-assets` (its continuations).
+    pub assets_queue_url: Option<String>,
+    /// `TOKENS_QUEUE_URL`: set for the dispatcher only.
+    pub tokens_queue_url: Option<String>,
     /// `DISPATCH_SPREAD_SECONDS` (default 50, at most 840).
     pub dispatch_spread: Duration,
 }
@@ -98,6 +108,8 @@ impl Settings {
                 })?,
             },
             poll_queue_url: get(POLL_QUEUE_URL).filter(|v| !v.trim().is_empty()),
+            assets_queue_url: get(ASSETS_QUEUE_URL).filter(|v| !v.trim().is_empty()),
+            tokens_queue_url: get(TOKENS_QUEUE_URL).filter(|v| !v.trim().is_empty()),
             dispatch_spread: Duration::from_secs(number(DISPATCH_SPREAD_SECONDS, 50, 840)?),
         })
     }

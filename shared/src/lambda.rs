@@ -179,6 +179,26 @@ impl FunctionError {
     }
 }
 
+/// The SQS batch a consumer's event source mapping hands `function`.
+///
+/// # Errors
+/// [`FailureKind::BadInput`] for a batch that does not read, naming it.
+pub fn sqs_batch(function: &str, payload: serde_json::Value) -> Result<crate::queue::SqsEvent, FunctionError> {
+    serde_json::from_value(payload)
+        .map_err(|e| FunctionError::bad_input(format!("{function}: an SQS batch that does not read: {e}")))
+}
+
+/// The tenant an operator's `{"tenant": "<id>"}` names.
+///
+/// # Errors
+/// [`FailureKind::BadInput`] for a tenant that does not exist; the store's errors.
+pub async fn named_tenant(store: &crate::store::Store, id: &str) -> Result<crate::store::TenantConfig, FunctionError> {
+    store
+        .get_tenant(id)
+        .await?
+        .ok_or_else(|| FunctionError::bad_input(format!("no tenant {id:?}")))
+}
+
 impl From<crate::store::StoreError> for FunctionError {
     fn from(e: crate::store::StoreError) -> Self {
         Self {

@@ -1,5 +1,6 @@
 //! The fan-out queues: one message per tenant run (`{"tenant": "<id>"}`), sent by the
-//! dispatcher and consumed by `poll-threats` through an SQS event source mapping.
+//! dispatcher (and by `sync-assets` to continue itself) and consumed by `poll-threats`,
+//! `sync-assets` and `token-expiry`, each from its own queue through an SQS event source mapping.
 //!
 //! [`TenantQueue`] is the port (the dispatcher only sends); [`SqsQueue`] its SQS implementation;
 //! [`SqsEvent`] and [`SqsBatchResponse`] the shapes Lambda hands a consumer and takes back
@@ -166,4 +167,18 @@ pub fn is_sqs_event(event: &serde_json::Value) -> bool {
         r.iter()
             .all(|x| x.get("eventSource").and_then(|s| s.as_str()) == Some("aws:sqs"))
     })
+}
+
+/// An operator's (or a schedule's) direct input to a consumer: `{"tenant": "<id>"}` runs that
+/// tenant, a schedule event or `{}` every enabled tenant (`None`).
+///
+/// # Errors
+/// Any other input, with what the function takes (`function` names it).
+pub fn operator_input(function: &str, event: &serde_json::Value) -> Result<Option<String>, String> {
+    if event.get("detail-type").is_some() || event.as_object().is_some_and(|o| o.is_empty()) {
+        return Ok(None);
+    }
+    serde_json::from_value::<TenantBody>(event.clone())
+        .map(|b| Some(b.tenant))
+        .map_err(|e| format!("{function} takes an SQS batch, {{\"tenant\": \"<id>\"}} or a schedule event: {e}"))
 }

@@ -23,9 +23,11 @@ impl<'a> Metric<'a> {
 }
 
 /// One EMF document: CloudWatch turns it into metrics when a Lambda writes it to stdout.
-/// The metrics are published under all `dimensions` together and, when there are several,
-/// under the first alone too (so alarms can watch a function across its tenants).
-pub fn emf_line(namespace: &str, dimensions: &[(&str, &str)], metrics: &[Metric<'_>], timestamp_ms: i64) -> String {
+/// The first of `fields` (`Function`) is the metrics' only dimension; the others (`Tenant`)
+/// are properties of the log line, for Logs Insights and the dashboard's worst-tenant tables:
+/// a dimension per tenant would make every metric one custom metric per tenant, billed each
+/// month, which at a fleet of thousands of consoles is the larger part of the bill.
+pub fn emf_line(namespace: &str, fields: &[(&str, &str)], metrics: &[Metric<'_>], timestamp_ms: i64) -> String {
     let mut doc = Map::new();
     doc.insert(
         "_aws".into(),
@@ -33,27 +35,18 @@ pub fn emf_line(namespace: &str, dimensions: &[(&str, &str)], metrics: &[Metric<
             "Timestamp": timestamp_ms,
             "CloudWatchMetrics": [{
                 "Namespace": namespace,
-                "Dimensions": dimension_sets(dimensions),
+                "Dimensions": [fields.iter().take(1).map(|(k, _)| *k).collect::<Vec<_>>()],
                 "Metrics": metrics.iter().map(|m| json!({"Name": m.name, "Unit": m.unit})).collect::<Vec<_>>(),
             }],
         }),
     );
-    for (k, v) in dimensions {
+    for (k, v) in fields {
         doc.insert((*k).into(), Value::String((*v).into()));
     }
     for m in metrics {
         doc.insert(m.name.into(), json!(m.value));
     }
     Value::Object(doc).to_string()
-}
-
-fn dimension_sets(dimensions: &[(&str, &str)]) -> Vec<Vec<String>> {
-    let all: Vec<String> = dimensions.iter().map(|(k, _)| (*k).to_owned()).collect();
-    let mut sets = vec![all.clone()];
-    if all.len() > 1 {
-        sets.push(vec![all[0].clone()]);
-    }
-    sets
 }
 
 /// The metrics namespace of every s1-bridge function.
@@ -85,8 +78,9 @@ mod tests {
         let v: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], "s1-bridge");
         assert_eq!(
-            v["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0],
-            json!(["Function", "Tenant"])
+            v["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Function"]]),
+            "no metric per tenant: the tenant is a property of the line"
         );
         assert_eq!(
             v["_aws"]["CloudWatchMetrics"][0]["Metrics"][1],

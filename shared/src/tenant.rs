@@ -55,6 +55,17 @@ pub fn parse_tenant(text: &str, allowed: &AllowedHosts) -> Result<TenantConfig, 
             message: "names no source: list at least one of \"threats\", \"star\", \"unified\" (or leave it out for [\"threats\"])".into(),
         });
     }
+    for (name, minutes) in tenant.intervals.named() {
+        if minutes.is_some_and(|m| !(1..=crate::store::MAX_INTERVAL_MINUTES).contains(&m)) {
+            return Err(TenantFileError::Invalid {
+                path: format!("intervals.{name}"),
+                message: format!(
+                    "must be between 1 and {} minutes (a week)",
+                    crate::store::MAX_INTERVAL_MINUTES
+                ),
+            });
+        }
+    }
     if let crate::platform::PlatformConfig::Generic(crate::platform::settings::Generic { batch: Some(b), .. }) =
         &tenant.platform
         && let Some(message) = b.problem()
@@ -122,6 +133,18 @@ mod tests {
         );
         let http = GENERIC.replace("https://hooks", "http://hooks");
         assert!(err(&http, "").contains("platform.settings.url"));
+        // Intervals: minutes, a week at most, each job by name.
+        let t = parse_tenant(&file(GENERIC, r#", "intervals": {"poll_minutes": 5}"#), &allowed).unwrap();
+        assert_eq!((t.intervals.poll_minutes, t.intervals.assets_minutes), (Some(5), None));
+        assert_eq!(
+            err(GENERIC, r#", "intervals": {"poll_minutes": 0}"#),
+            "at `intervals.poll_minutes`: must be between 1 and 10080 minutes (a week)"
+        );
+        assert!(err(GENERIC, r#", "intervals": {"assets_minutes": 20000}"#).contains("intervals.assets_minutes"));
+        assert_eq!(
+            err(GENERIC, r#", "intervals": {"poll_minute": 5}"#),
+            "unknown setting `intervals.poll_minute`"
+        );
     }
 
     #[test]

@@ -59,6 +59,7 @@ impl TenantConfig {
             token_alert_days: vec![30, 14, 7, 3, 1, 0],
             max_in_flight: crate::store::DEFAULT_MAX_IN_FLIGHT,
             status_notices: false,
+            intervals: Default::default(),
         }
     }
 
@@ -216,4 +217,22 @@ pub async fn store_with(tenant: &TenantConfig) -> crate::store::Store {
     ));
     store.put_tenant(tenant).await.expect("the tenant is stored");
     store
+}
+
+/// A queue that keeps what it is sent (a consumer's continuations, in unit tests; the
+/// integration tests use moto's SQS).
+#[derive(Default)]
+pub struct MemoryQueue {
+    pub sent: Mutex<Vec<crate::queue::TenantMessage>>,
+}
+
+#[async_trait]
+impl crate::queue::TenantQueue for MemoryQueue {
+    async fn send_batch(
+        &self,
+        messages: &[crate::queue::TenantMessage],
+    ) -> Result<Vec<String>, crate::queue::QueueError> {
+        self.sent.lock().unwrap().extend_from_slice(messages);
+        Ok(Vec::new())
+    }
 }

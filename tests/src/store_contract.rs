@@ -32,6 +32,7 @@ fn tenant(id: &str) -> TenantConfig {
         token_alert_days: vec![30, 14, 7, 3, 1, 0],
         max_in_flight: s1_shared::store::DEFAULT_MAX_IN_FLIGHT,
         status_notices: false,
+        intervals: Default::default(),
     }
 }
 

@@ -10,7 +10,7 @@ use integration_tests::poll::{PollHarness, tenant};
 use s1_bridge_sim::{DEFAULT_TOKEN, SimConfig};
 use s1_shared::queue::{SqsEvent, SqsQueue};
 use s1_shared::store::{DynamoTable, ItemTable, LEASE_TTL, create_table};
-use s1_shared::usecase::fanout::{consume, dispatch};
+use s1_shared::usecase::fanout::{Job, Plan, consume, consume_assets, dispatch};
 use s1_shared::usecase::poll_threats::{LEASE_JOB, Outcome};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -46,10 +46,15 @@ async fn queue(sqs: &aws_sdk_sqs::Client) -> String {
 /// Receives what is visible now, as the event source mapping would, and builds the event Lambda
 /// hands the consumer (one record per message, Lambda's field names).
 async fn receive(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<Value> {
+    receive_up_to(sqs, url, 10).await
+}
+
+/// [`receive`], at most `max` messages (the mapping's batch size).
+async fn receive_up_to(sqs: &aws_sdk_sqs::Client, url: &str, max: i32) -> Vec<Value> {
     let out = sqs
         .receive_message()
         .queue_url(url)
-        .max_number_of_messages(10)
+        .max_number_of_messages(max)
         .wait_time_seconds(1)
         .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
         .send()
@@ -90,6 +95,26 @@ fn record(id: &str, body: &str) -> Value {
            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"})
 }
 
+/// The poll's plan, each minute, every message visible at once.
+fn poll_plan() -> Plan {
+    Plan {
+        job: Job::Poll,
+        every_minutes: 1,
+        spread: Duration::ZERO,
+    }
+}
+
+/// The simulator with `threats` on `agents`, tenant `acme` on it, state in DynamoDB Local.
+async fn harness(config: &aws_config::SdkConfig, threats: usize, agents: usize) -> PollHarness {
+    let sim = SimConfig {
+        threats,
+        agents,
+        cloud_alerts: 0,
+        ..SimConfig::default()
+    };
+    PollHarness::start(sim, table(config).await).await
+}
+
 fn deadline() -> Instant {
     Instant::now() + Duration::from_secs(120)
 }
@@ -97,16 +122,7 @@ fn deadline() -> Instant {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_dispatcher_sends_one_message_per_enabled_tenant_and_each_is_answered_as_designed() {
     let config = aws().await;
-    let h = PollHarness::start(
-        SimConfig {
-            threats: 20,
-            agents: 10,
-            cloud_alerts: 0,
-            ..SimConfig::default()
-        },
-        table(&config).await,
-    )
-    .await;
+    let h = harness(&config, 20, 10).await;
     h.env
         .lock()
         .unwrap()
@@ -122,7 +138,7 @@ async fn the_dispatcher_sends_one_message_per_enabled_tenant_and_each_is_answere
     let sqs = aws_sdk_sqs::Client::new(&config);
     let url = queue(&sqs).await;
     let q = SqsQueue::new(sqs.clone(), &url);
-    let report = dispatch(&h.store, &q, Duration::ZERO, OffsetDateTime::now_utc())
+    let report = dispatch(&h.store, &q, poll_plan(), OffsetDateTime::now_utc())
         .await
         .unwrap();
     assert_eq!(
@@ -238,4 +254,301 @@ async fn messages_are_spread_over_the_minute_by_a_stable_per_tenant_delay() {
         "the delayed message is held by the queue: {visible:?}"
     );
     assert_eq!(visible[0]["body"], r#"{"tenant":"now"}"#);
+}
+
+/// Deletes a message a consumer handled (what the event source mapping does on success).
+async fn delete(sqs: &aws_sdk_sqs::Client, url: &str, record: &Value) {
+    sqs.delete_message()
+        .queue_url(url)
+        .receipt_handle(record["receiptHandle"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_asset_sync_that_ends_partial_continues_itself_through_the_queue_until_done() {
+    let config = aws().await;
+    let h = PollHarness::start(
+        SimConfig {
+            threats: 1,
+            agents: 8,
+            cloud_alerts: 0,
+            decommissioned_every: 0,
+            ..SimConfig::default()
+        },
+        table(&config).await,
+    )
+    .await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let url = queue(&sqs).await;
+    let q = SqsQueue::new(sqs.clone(), &url);
+    // The daily dispatch, from an hourly schedule: the tenant is sent once that day.
+    let day = time::macros::datetime!(2026-03-01 0:00 UTC);
+    let mut sent = 0;
+    for hour in 0..24 {
+        let plan = Plan {
+            job: Job::Assets,
+            every_minutes: 60,
+            spread: Duration::ZERO,
+        };
+        sent += dispatch(&h.store, &q, plan, day + time::Duration::hours(hour))
+            .await
+            .unwrap()
+            .sent;
+    }
+    assert_eq!(sent, 1, "one sync a day");
+
+    // Every run's time is spent at once: it pushes one change, says `partial` and sends its
+    // own continuation (no budget on the generic platform: no delay), which the next
+    // invocation takes, until the sync completes.
+    let deps = h.asset_deps();
+    let mut outcomes = Vec::new();
+    while outcomes.len() < 40 {
+        let records = receive(&sqs, &url).await;
+        if records.is_empty() {
+            break;
+        }
+        assert_eq!(records.len(), 1, "one message at a time: {records:?}");
+        let (answer, consumed) = consume_assets(&deps, &q, &event(&records), Instant::now()).await;
+        assert!(answer.batch_item_failures.is_empty(), "{answer:?}");
+        delete(&sqs, &url, &records[0]).await;
+        outcomes.push(consumed.runs[0].outcome);
+    }
+    let objects = 3 + 6 + 8;
+    assert_eq!(outcomes.len(), objects + 1, "{outcomes:?}");
+    assert!(
+        outcomes[..objects].iter().all(|o| *o == Outcome::Partial),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes.last(),
+        Some(&Outcome::Completed),
+        "the last run finds nothing left"
+    );
+    assert_eq!(h.receiver.events().len(), objects, "each object pushed once");
+    assert!(
+        receive(&sqs, &url).await.is_empty(),
+        "a completed sync sends no continuation"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_halo_sync_continues_after_the_budget_window() {
+    let config = aws().await;
+    let h = integration_tests::halo::HaloHarness::start(
+        1,
+        table(&config).await,
+        s1_bridge_sim::HaloConfig {
+            rate_limit: 100_000,
+            ..s1_bridge_sim::HaloConfig::default()
+        },
+        json!({}),
+    )
+    .await;
+    let tenant = h.h.store.get_tenant("acme").await.unwrap().unwrap();
+    assert_eq!(s1_shared::usecase::fanout::continuation_delay(&tenant), 300);
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let url = queue(&sqs).await;
+    let q = SqsQueue::new(sqs.clone(), &url);
+    let (answer, consumed) = consume_assets(
+        &h.h.asset_deps(),
+        &q,
+        &event(&[record("m1", r#"{"tenant":"acme"}"#)]),
+        Instant::now(),
+    )
+    .await;
+    assert!(answer.batch_item_failures.is_empty(), "{answer:?}");
+    assert_eq!(consumed.runs[0].outcome, Outcome::Partial, "{:?}", consumed.runs);
+    assert!(
+        receive(&sqs, &url).await.is_empty(),
+        "the continuation waits out Halo's 5-minute window"
+    );
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .unwrap();
+    let delayed = attributes
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed))
+        .cloned();
+    assert_eq!(
+        delayed.as_deref(),
+        Some("1"),
+        "the continuation is in the queue, delayed"
+    );
+}
+
+/// Head-of-line, Lambda mode: the dispatcher's messages through moto's SQS, consumed by two
+/// concurrent "invocations" of the poll consumer (the event source mapping's
+/// `MaximumConcurrency`, batch size 1). One tenant's receiver answers each delivery after 2 s,
+/// one at a time, with a backlog of 100 threats (over three minutes of work); the five other
+/// tenants' polls start on time, dispatch after dispatch.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_tenant_with_a_backlog_does_not_delay_the_others_polls_through_the_queue() {
+    use integration_tests::poll::WEBHOOK_SECRET;
+    use s1_bridge_sim::WebhookReceiver;
+    let config = aws().await;
+    let h = PollHarness::start(
+        SimConfig {
+            threats: 100,
+            agents: 50,
+            cloud_alerts: 0,
+            ..SimConfig::default()
+        },
+        Arc::new(s1_shared::store::EmbeddedTable::in_memory().unwrap()),
+    )
+    .await;
+    let slow = WebhookReceiver::start(WEBHOOK_SECRET).await.unwrap();
+    slow.stall_next(100_000, Duration::from_secs(2));
+    let mut heavy = tenant("heavy", &h.sim.base_url(), &slow.url());
+    heavy.max_in_flight = 1;
+    // `acme` is the harness's own.
+    let light = ["acme", "light1", "light2", "light3", "light4"];
+    let mut tenants = vec![heavy];
+    tenants.extend(
+        light[1..]
+            .iter()
+            .map(|id| tenant(id, &h.sim.base_url(), &h.receiver.url())),
+    );
+    for t in &tenants {
+        h.env
+            .lock()
+            .unwrap()
+            .insert(format!("S1_TOKEN_{}", t.id), DEFAULT_TOKEN.into());
+        h.store.put_tenant(t).await.unwrap();
+    }
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let url = queue(&sqs).await;
+    let q = SqsQueue::new(sqs.clone(), &url);
+
+    // Three invocations at once, each taking one message, running it within a 12 s "timeout"
+    // and deleting it, as the event source mapping does.
+    let log = std::sync::Mutex::new(Vec::<(Instant, String, bool)>::new());
+    let t0 = Instant::now();
+    let stop = t0 + Duration::from_secs(20);
+    let invocations = futures_util::future::join_all((0..3).map(|_| async {
+        while Instant::now() < stop {
+            for r in receive_up_to(&sqs, &url, 1).await {
+                let body: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+                let tenant = body["tenant"].as_str().unwrap().to_owned();
+                log.lock().unwrap().push((Instant::now(), tenant.clone(), true));
+                let deadline = Instant::now() + Duration::from_secs(12);
+                let (answer, _) = consume(&h.deps, &event(std::slice::from_ref(&r)), deadline).await;
+                assert!(answer.batch_item_failures.is_empty());
+                delete(&sqs, &url, &r).await;
+                log.lock().unwrap().push((Instant::now(), tenant, false));
+            }
+        }
+    }));
+    // Two "minutes", 6 s apart: each dispatch sends every tenant, the heavy one included.
+    let dispatcher = async {
+        let mut dispatched = Vec::new();
+        for _ in 0..2 {
+            dispatched.push(Instant::now());
+            let report = dispatch(&h.store, &q, poll_plan(), OffsetDateTime::now_utc())
+                .await
+                .unwrap();
+            assert_eq!(report.sent, 6, "{report:?}");
+            tokio::time::sleep(Duration::from_secs(6)).await;
+        }
+        dispatched
+    };
+    let (_, dispatched) = tokio::join!(invocations, dispatcher);
+    let log = log.into_inner().unwrap();
+    let at = |id: &str, started: bool| -> Vec<Duration> {
+        log.iter()
+            .filter(|(_, t, s)| t == id && *s == started)
+            .map(|(when, ..)| *when - t0)
+            .collect()
+    };
+    let heavy_started = at("heavy", true);
+    let heavy_finished = at("heavy", false);
+    assert!(!heavy_started.is_empty(), "{log:?}");
+    // Its first run is on its backlog (2 s a delivery) until its deadline, past the second
+    // dispatch (whose message for it finds its lease held and ends at once).
+    assert!(
+        heavy_finished.first().is_none_or(|f| *f > dispatched[1] - t0),
+        "{log:?}"
+    );
+    assert!(slow.events().len() < 12, "{}", slow.events().len());
+    for (round, sent) in dispatched.iter().enumerate() {
+        let sent = *sent - t0;
+        for id in light {
+            let start = at(id, true)
+                .into_iter()
+                .find(|s| *s >= sent)
+                .unwrap_or_else(|| panic!("{id} was not polled after dispatch {round}: {log:?}"));
+            assert!(
+                start - sent < Duration::from_secs(5),
+                "{id} started {:?} after dispatch {round}, behind the heavy tenant: {log:?}",
+                start - sent
+            );
+        }
+    }
+    assert_eq!(
+        h.events("threat.created").len(),
+        5 * 100,
+        "every light tenant published its threats"
+    );
+}
+
+/// A tenant whose runs keep failing (S1 refuses its token) is sent once every 15 minutes; once
+/// `tenant test` passes or its configuration changes (both forget the streak), every minute
+/// again; a tenant's own interval is honoured; the fleet's figures count it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_that_keeps_failing_backs_off_and_comes_back_at_once_when_fixed() {
+    let config = aws().await;
+    let h = harness(&config, 5, 5).await;
+    h.env
+        .lock()
+        .unwrap()
+        .insert("S1_TOKEN_acme".into(), "a-revoked-token".into());
+    for i in 0..3 {
+        let (answer, consumed) = consume(
+            &h.deps,
+            &event(&[record(&format!("m{i}"), r#"{"tenant":"acme"}"#)]),
+            deadline(),
+        )
+        .await;
+        assert!(
+            answer.batch_item_failures.is_empty(),
+            "a failed run is not the queue's to retry"
+        );
+        assert_eq!(consumed.runs[0].outcome, Outcome::Failed);
+    }
+    assert_eq!(h.store.get_status("acme").await.unwrap().unwrap().failures_in_a_row, 3);
+
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let url = queue(&sqs).await;
+    let q = SqsQueue::new(sqs.clone(), &url);
+    let t0 = time::macros::datetime!(2026-03-01 0:00 UTC);
+    let over = |minutes: i64| {
+        let (store, q) = (&h.store, &q);
+        async move {
+            let mut totals = (0, 0, 0);
+            for m in 0..minutes {
+                let r = dispatch(store, q, poll_plan(), t0 + time::Duration::minutes(m))
+                    .await
+                    .unwrap();
+                totals = (totals.0 + r.sent, totals.1 + r.backed_off, totals.2 + r.lagging);
+            }
+            totals
+        }
+    };
+    assert_eq!(over(15).await, (1, 14, 15), "once in 15 minutes; lagging every time");
+    assert_eq!(receive(&sqs, &url).await.len(), 1);
+
+    // `tenant test` passed (the CLI forgets the streak): every minute again, at once.
+    assert!(h.store.clear_failure_streak("acme").await.unwrap());
+    assert_eq!(over(15).await.0, 15);
+
+    // Its own interval: every 5 minutes.
+    let mut acme = h.store.get_tenant("acme").await.unwrap().unwrap();
+    acme.intervals.poll_minutes = Some(5);
+    h.store.put_tenant(&acme).await.unwrap();
+    assert_eq!(over(15).await.0, 3);
 }

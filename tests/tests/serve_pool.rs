@@ -28,9 +28,13 @@ async fn a_slow_tenant_with_a_backlog_does_not_delay_the_others_polls() {
     slow.stall_next(100_000, Duration::from_secs(2));
     let mut heavy = tenant("heavy", &h.sim.base_url(), &slow.url());
     heavy.max_in_flight = 1;
+    // A tenant that asks to be polled once a minute: once in these 8 s.
+    let mut rare = tenant("rare", &h.sim.base_url(), &h.receiver.url());
+    rare.intervals.poll_minutes = Some(1);
     for (id, t) in [
         ("heavy", heavy),
         ("light", tenant("light", &h.sim.base_url(), &h.receiver.url())),
+        ("rare", rare),
     ] {
         h.env
             .lock()
@@ -44,7 +48,7 @@ async fn a_slow_tenant_with_a_backlog_does_not_delay_the_others_polls() {
     let pool = serve_polls(
         &h.deps,
         Duration::from_secs(1),
-        2,
+        3,
         Duration::from_secs(60),
         |e| match e {
             PoolEvent::Started(t) => log.push((t0.elapsed(), t.to_owned(), true)),
@@ -64,8 +68,9 @@ async fn a_slow_tenant_with_a_backlog_does_not_delay_the_others_polls() {
         !log.iter().any(|(_, t, started)| t == "heavy" && !started),
         "the heavy tenant is still on its backlog: {log:?}"
     );
-    // Two workers for three tenants: the heavy one holds one, and the two light tenants take
-    // turns on the other, each polled on time, every second.
+    assert_eq!(starts("rare").len(), 1, "its own interval: {log:?}");
+    // Three workers for four tenants: the heavy one holds one, and the light tenants take
+    // turns on the others, each polled on time, every second.
     for id in ["acme", "light"] {
         let at = starts(id);
         assert!(at.len() >= 5, "{id} polled {} times in 8 s: {log:?}", at.len());
@@ -77,8 +82,8 @@ async fn a_slow_tenant_with_a_backlog_does_not_delay_the_others_polls() {
     }
     assert_eq!(
         h.events("threat.created").len(),
-        600,
-        "both light tenants published the lot"
+        900,
+        "the three light tenants published the lot"
     );
     assert!(slow.events().len() <= 5, "{}", slow.events().len());
 }

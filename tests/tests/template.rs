@@ -159,17 +159,16 @@ fn emitted() -> std::collections::BTreeMap<String, BTreeSet<String>> {
         }
         .emf(now),
     );
+    lines.push(s1_shared::usecase::fanout::DispatchReport::default().emf(s1_shared::usecase::fanout::Job::Poll, now));
     let mut out = std::collections::BTreeMap::<String, BTreeSet<String>>::new();
     for line in lines {
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         let doc = &v["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(doc["Namespace"], "s1-bridge");
-        assert!(
-            doc["Dimensions"]
-                .as_array()
-                .unwrap()
-                .contains(&serde_json::json!(["Function"])),
-            "alarms watch the Function dimension alone: {line}"
+        assert_eq!(
+            doc["Dimensions"],
+            serde_json::json!([["Function"]]),
+            "the Function dimension alone (alarms watch it; no metric per tenant): {line}"
         );
         let names = doc["Metrics"].as_array().unwrap().iter();
         out.entry(v["Function"].as_str().unwrap().to_owned())
@@ -307,25 +306,177 @@ fn polls_fan_out_through_a_queue_with_least_privilege() {
     // Only the dispatcher sends to the poll queue; only poll-threats receives and deletes.
     let dispatcher = resource(&t, "DispatchFunction");
     let poller = resource(&t, "PollThreatsFunction");
-    assert!(dispatcher.contains("Action: [sqs:SendMessage]\n              Resource: !GetAtt PollQueue.Arn"));
+    assert!(dispatcher.contains(
+        "Action: [sqs:SendMessage]\n              Resource: [!GetAtt PollQueue.Arn, !GetAtt AssetsQueue.Arn, !GetAtt TokensQueue.Arn]"
+    ));
     assert!(!dispatcher.contains("sqs:ReceiveMessage") && !dispatcher.contains("dynamodb:PutItem"));
     assert!(poller.contains("sqs:ReceiveMessage, sqs:DeleteMessage"));
+    assert!(!poller.contains("Type: Schedule"), "the dispatcher has the schedule");
     assert!(
-        !poller.contains("Schedule: !Ref PollSchedule"),
-        "the dispatcher has the schedule"
+        dispatcher.contains("Schedule: rate(1 minute)\n            Input: '{\"job\": \"poll\", \"every_minutes\": 1}'")
     );
-    assert!(dispatcher.contains("Schedule: !Ref PollSchedule"));
     assert!(
         !poller.contains("ReservedConcurrentExecutions"),
         "no longer one run at a time"
     );
-    let senders = t.matches("Resource: !GetAtt PollQueue.Arn").count();
+    let senders = t.matches("!GetAtt PollQueue.Arn").count();
     assert_eq!(
-        senders, 2,
-        "the dispatcher's send and the poller's receive, nothing else"
+        senders, 3,
+        "the dispatcher's send, the poller's receive and its event source mapping, nothing else"
     );
     for alarm in ["PollQueueAgeAlarm", "PollDeadLetterQueueAlarm", "DispatchErrorsAlarm"] {
         assert!(resource(&t, alarm).contains("Type: AWS::CloudWatch::Alarm"), "{alarm}");
     }
+    assert!(resource(&t, "PollQueueAgeAlarm").contains("Threshold: 120"));
+}
+
+/// Each consumer's queue: its event source mapping (partial batch failures, `MaximumConcurrency`
+/// from a parameter), a dead-letter queue with its alarm, a visibility timeout over the
+/// consumer's, and least privilege (only the dispatcher sends; `sync-assets` its own
+/// continuations to its own queue; each consumer receives and deletes only its own).
+#[test]
+fn every_job_has_its_queue_mapping_dead_letter_queue_and_least_privilege() {
+    let t = template();
+    let jobs = [
+        (
+            "PollThreatsFunction",
+            "PollThreatsQueueMapping",
+            "PollQueue",
+            "PollDeadLetterQueue",
+            "PollMaxConcurrency",
+            300,
+        ),
+        (
+            "SyncAssetsFunction",
+            "SyncAssetsQueueMapping",
+            "AssetsQueue",
+            "AssetsDeadLetterQueue",
+            "AssetsMaxConcurrency",
+            900,
+        ),
+        (
+            "TokenExpiryFunction",
+            "TokenExpiryQueueMapping",
+            "TokensQueue",
+            "TokensDeadLetterQueue",
+            "TokensMaxConcurrency",
+            120,
+        ),
+    ];
+    let dispatcher = resource(&t, "DispatchFunction");
+    for (function, mapping, queue, dlq, max, timeout) in jobs {
+        let m = resource(&t, mapping);
+        for needle in [
+            "Type: AWS::Lambda::EventSourceMapping".to_owned(),
+            format!("EventSourceArn: !GetAtt {queue}.Arn"),
+            format!("FunctionName: !Ref {function}"),
+            "FunctionResponseTypes: [ReportBatchItemFailures]".to_owned(),
+            format!("MaximumConcurrency: !Ref {max}"),
+        ] {
+            assert!(m.contains(&needle), "{mapping}: {needle}");
+        }
+        assert!(t.contains(&format!("\n  {max}:\n    Type: Number\n")), "{max}");
+        let q = resource(&t, queue);
+        assert!(
+            q.contains(&format!("deadLetterTargetArn: !GetAtt {dlq}.Arn")),
+            "{queue}"
+        );
+        let visibility: u32 = q
+            .split("VisibilityTimeout: ")
+            .nth(1)
+            .and_then(|v| v.lines().next())
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{queue} has a visibility timeout"));
+        let f = resource(&t, function);
+        assert!(f.contains(&format!("Timeout: {timeout}\n")), "{function}'s timeout");
+        assert!(
+            visibility >= 6 * timeout,
+            "{queue}: {visibility} s under six times {function}'s {timeout} s"
+        );
+        let alarms: Vec<&str> = t
+            // Resources are separated by a blank line.
+            .split("\n\n  ")
+            .filter(|r| {
+                r.contains("Type: AWS::CloudWatch::Alarm") && r.contains(&format!("Value: !GetAtt {dlq}.QueueName"))
+            })
+            .collect();
+        assert_eq!(alarms.len(), 1, "one alarm on {dlq}");
+        assert!(alarms[0].contains("Threshold: 1\n"), "any message in {dlq}");
+        // Receive and delete: this consumer alone, its own queue alone.
+        assert!(f.contains(&format!(
+            "Action: [sqs:ReceiveMessage, sqs:DeleteMessage, sqs:GetQueueAttributes, sqs:ChangeMessageVisibility]\n              Resource: !GetAtt {queue}.Arn"
+        )), "{function} consumes {queue}");
+        assert_eq!(
+            t.matches("sqs:ReceiveMessage").count(),
+            3,
+            "each consumer its own queue, nobody else"
+        );
+        assert!(
+            !f.contains("Type: Schedule"),
+            "{function}: the dispatcher has the schedules"
+        );
+        assert!(
+            dispatcher.contains(&format!("!GetAtt {queue}.Arn")),
+            "the dispatcher sends to {queue}"
+        );
+    }
+    assert!(!dispatcher.contains("sqs:ReceiveMessage"));
+    // Sends to the job queues: the dispatcher, and sync-assets to its own queue (continuations).
+    let senders: Vec<&str> = t
+        .split("\n            - Sid: ")
+        .map(|s| s.split("\n\n").next().unwrap_or_default())
+        .filter(|s| s.contains("sqs:SendMessage") && !s.contains("FailedInvocationsQueue"))
+        .map(|s| s.lines().next().unwrap_or_default())
+        .collect();
+    assert_eq!(senders, ["SendTenantMessages", "ContinueAssetSync"]);
+    assert!(resource(&t, "SyncAssetsFunction").contains(
+        "Sid: ContinueAssetSync\n              Effect: Allow\n              Action: [sqs:SendMessage]\n              Resource: !GetAtt AssetsQueue.Arn"
+    ));
+    // One schedule per job, each saying how often it runs.
+    for (job, rate, every) in [
+        ("poll", "rate(1 minute)", 1),
+        ("assets", "rate(15 minutes)", 15),
+        ("tokens", "rate(15 minutes)", 15),
+    ] {
+        assert!(
+            dispatcher.contains(&format!(
+                "Schedule: {rate}\n            Input: '{{\"job\": \"{job}\", \"every_minutes\": {every}}}'"
+            )),
+            "{job}'s schedule"
+        );
+    }
+    assert!(!t.contains("shard"), "the shard input is gone");
+}
+
+/// The dashboard shows what the operator watches, per-tenant tables from the log (no metric per
+/// tenant), and the fleet alarms are there.
+#[test]
+fn the_dashboard_and_the_fleet_alarms() {
+    let t = template();
+    let d = resource(&t, "FleetDashboard");
+    assert!(d.contains("Type: AWS::CloudWatch::Dashboard"));
+    for needle in [
+        r#""LagSeconds", "Function", "poll-threats", {"stat": "p99""#,
+        "stats max(LagSeconds) as lag_seconds",
+        r#""Published", "Function", "poll-threats""#,
+        r#"[".", "Failed""#,
+        r#""RunFailed", "Function", "poll-threats""#,
+        r#""DeadLetters""#,
+        "ApproximateAgeOfOldestMessage",
+        r#""ApproximateNumberOfMessagesVisible", ".", "${PollDlq}""#,
+        "stats min(TokenDaysRemaining) as days_left by Tenant",
+        "HTTP 429",
+        r#""LaggingPercent", "Function", "dispatch""#,
+    ] {
+        assert!(d.contains(needle), "the dashboard lacks {needle}");
+    }
+    assert!(!d.contains(r#""Tenant","#), "no metric by tenant on the dashboard");
+    let lagging = resource(&t, "FleetLaggingAlarm");
+    assert!(lagging.contains("MetricName: LaggingPercent") && lagging.contains("Threshold: !Ref LaggingAlarmPercent"));
+    assert_eq!(
+        s1_shared::usecase::fanout::LAGGING_SECONDS,
+        300,
+        "the alarm's 5 minutes"
+    );
     assert!(resource(&t, "PollQueueAgeAlarm").contains("Threshold: 120"));
 }

@@ -2,35 +2,22 @@
 //! `{"tenant": "acme"}` or a schedule event into poll runs, and the runs into a report.
 
 use lambda_runtime::LambdaEvent;
-use s1_shared::lambda::{FunctionError, deadline};
-use s1_shared::queue::{SqsEvent, is_sqs_event};
+use s1_shared::lambda::{FunctionError, deadline, sqs_batch};
+use s1_shared::queue::{is_sqs_event, operator_input};
 use s1_shared::usecase::fanout::consume;
 use s1_shared::usecase::poll_threats::{PollDeps, PollReport, Selection, run};
-use serde::Deserialize;
 use serde_json::Value;
 
 /// An operator's input: `{"tenant": "acme"}`. An EventBridge scheduled event (or `{}`) polls
 /// every enabled tenant in this one invocation (the deployed stack fans out through the queue
 /// instead).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Payload {
-    tenant: Option<String>,
-}
-
 fn selection(event: &Value) -> Result<Selection, FunctionError> {
-    if event.get("detail-type").is_some() {
-        return Ok(Selection::All);
-    }
-    let p: Payload = serde_json::from_value(event.clone()).map_err(|e| {
-        FunctionError::bad_input(format!(
-            "poll-threats takes an SQS batch, {{\"tenant\": \"<id>\"}} or a schedule event: {e}"
-        ))
-    })?;
-    Ok(match p.tenant {
-        Some(t) => Selection::Tenant(t),
-        None => Selection::All,
-    })
+    Ok(
+        match operator_input("poll-threats", event).map_err(FunctionError::bad_input)? {
+            Some(t) => Selection::Tenant(t),
+            None => Selection::All,
+        },
+    )
 }
 
 pub(crate) async fn handle(deps: &PollDeps, event: LambdaEvent<Value>) -> Result<Value, FunctionError> {
@@ -42,22 +29,13 @@ pub(crate) async fn handle(deps: &PollDeps, event: LambdaEvent<Value>) -> Result
     };
     let deadline = deadline(&event.context);
     if is_sqs_event(&event.payload) {
-        let batch: SqsEvent = serde_json::from_value(event.payload)
-            .map_err(|e| FunctionError::bad_input(format!("poll-threats: an SQS batch that does not read: {e}")))?;
+        let batch = sqs_batch("poll-threats", event.payload)?;
         let (answer, consumed) = consume(&deps, &batch, deadline).await;
         let report = PollReport {
             tenants: consumed.runs.clone(),
         };
         emit(&report);
-        tracing::info!(
-            messages = batch.records.len(),
-            lease_held = consumed.lease_held,
-            disabled = consumed.disabled,
-            unknown = consumed.unknown,
-            malformed = consumed.malformed,
-            retried = consumed.retried,
-            "queue batch done"
-        );
+        consumed.log(batch.records.len());
         // Lambda reads only `batchItemFailures`: the messages to be received again.
         return FunctionError::answer(&answer);
     }

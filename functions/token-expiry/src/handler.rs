@@ -1,8 +1,14 @@
-//! A schedule event runs the watch; a Secrets Manager rotation event runs one rotation step.
+//! An SQS batch (one tenant per message, from the dispatcher) runs the watch per tenant, as do
+//! an operator's `{"tenant": "acme"}` and a schedule event (every enabled tenant); a Secrets
+//! Manager rotation event runs one rotation step.
 
 use lambda_runtime::LambdaEvent;
-use s1_shared::lambda::FunctionError;
-use s1_shared::usecase::token_expiry::{RotationDeps, RotationEvent, TokenDeps, check_all, rotate};
+use s1_shared::lambda::{FunctionError, named_tenant, sqs_batch};
+use s1_shared::queue::{is_sqs_event, operator_input};
+use s1_shared::usecase::fanout::consume_tokens;
+use s1_shared::usecase::token_expiry::{
+    RotationDeps, RotationEvent, TokenDeps, TokenReport, check_all, check_tenant, rotate,
+};
 use serde_json::{Value, json};
 
 pub(crate) async fn handle(
@@ -18,11 +24,30 @@ pub(crate) async fn handle(
         return Ok(json!({"step": ev.step, "secret": ev.secret_id, "done": true}));
     }
     let now = time::OffsetDateTime::now_utc();
-    let reports = check_all(watch, now).await?;
-    for r in &reports {
+    if is_sqs_event(&event.payload) {
+        let batch = sqs_batch("token-expiry", event.payload)?;
+        let (answer, consumed) = consume_tokens(watch, &batch, now).await;
+        emit(&consumed.runs, now);
+        consumed.log(batch.records.len());
+        // Lambda reads only `batchItemFailures`: the messages to be received again.
+        return FunctionError::answer(&answer);
+    }
+    let reports = match operator_input("token-expiry", &event.payload).map_err(FunctionError::bad_input)? {
+        Some(id) => {
+            let tenant = named_tenant(&watch.store, &id).await?;
+            vec![check_tenant(watch, &tenant, now).await]
+        }
+        None => check_all(watch, now).await?,
+    };
+    emit(&reports, now);
+    FunctionError::answer(&reports)
+}
+
+/// CloudWatch turns these stdout lines into metrics.
+fn emit(reports: &[TokenReport], now: time::OffsetDateTime) {
+    for r in reports {
         println!("{}", r.emf(now));
     }
-    FunctionError::answer(&reports)
 }
 
 #[cfg(test)]

@@ -15,4 +15,10 @@ pub trait PlatformSettings {
     fn assets(&self) -> Option<AssetSettings> {
         None
     }
+    /// The window of the platform's request budget, for a platform that has one (Halo: 300 s).
+    /// An asset sync that stopped with more to do continues after it, when the platform has
+    /// taken back the requests the stopped run spent.
+    fn budget_window(&self) -> Option<std::time::Duration> {
+        None
+    }
 }

@@ -30,7 +30,7 @@ pub use error::StoreError;
 pub use pending::{PendingChange, WritebackStep};
 pub use repo::Store;
 pub use status::{ConnectorState, ConnectorStatus};
-pub use tenant::{DEFAULT_MAX_IN_FLIGHT, Grouping, Source, TenantConfig, TokenSource};
+pub use tenant::{DEFAULT_MAX_IN_FLIGHT, Grouping, Intervals, MAX_INTERVAL_MINUTES, Source, TenantConfig, TokenSource};
 pub use types::*;
 
 /// Attribute and index names of the table. The SAM template and the tests use these too.

@@ -106,6 +106,41 @@ pub struct TenantConfig {
     /// notice per change: `connector.error`, `connector.recovered`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub status_notices: bool,
+    /// How often the dispatcher sends this tenant's runs (each job's default when left out).
+    #[serde(default, skip_serializing_if = "Intervals::is_default")]
+    pub intervals: Intervals,
+}
+
+/// A tenant's interval per job, in minutes; a job left out keeps its default (polls each
+/// minute, the asset sync and the token watch daily). A tenant that keeps failing is sent less
+/// often than this (the dispatcher's backoff), never more often.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Intervals {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_minutes: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assets_minutes: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_minutes: Option<u32>,
+}
+
+/// The longest interval a tenant may ask for: a week.
+pub const MAX_INTERVAL_MINUTES: u32 = 7 * 24 * 60;
+
+impl Intervals {
+    /// Whether every job keeps its default.
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Each setting with its name, for checking.
+    pub fn named(&self) -> [(&'static str, Option<u32>); 3] {
+        [
+            ("poll_minutes", self.poll_minutes),
+            ("assets_minutes", self.assets_minutes),
+            ("tokens_minutes", self.tokens_minutes),
+        ]
+    }
 }
 
 /// [`TenantConfig::max_in_flight`] when the tenant does not say.

@@ -347,6 +347,10 @@ impl crate::platform::settings_port::PlatformSettings for Settings {
         out
     }
 
+    fn budget_window(&self) -> Option<std::time::Duration> {
+        Some(client::HALO_LIMIT.1)
+    }
+
     fn urls(&self) -> Vec<(&'static str, &str)> {
         let mut out = vec![("url", self.url.as_str())];
         if let Some(t) = &self.token_url {

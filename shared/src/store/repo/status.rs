@@ -65,6 +65,24 @@ impl Store {
         self.table.put(&i, &Cond::Always).await.map(drop)
     }
 
+    /// Forgets a tenant's run of failures, so the dispatcher sends it at its own interval at
+    /// once rather than after its backoff: its configuration changed or `tenant test` passed,
+    /// so the cause may be fixed. The state and cause stay until a run says otherwise. Whether
+    /// there was a run of failures to forget.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn clear_failure_streak(&self, tenant: &str) -> Result<bool, StoreError> {
+        match self.get_status(tenant).await? {
+            Some(mut s) if s.failures_in_a_row > 0 => {
+                s.failures_in_a_row = 0;
+                self.put_status(tenant, &s).await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// A tenant's dead letters of both directions, counted up to `cap` each.
     ///
     /// # Errors
