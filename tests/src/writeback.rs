@@ -391,6 +391,7 @@ macro_rules! writeback_scenarios {
             cached_action_ids_the_console_refuses_are_discovered_again_once,
             an_older_unified_change_that_failed_is_superseded_by_a_newer_applied_one,
             our_own_unified_write_is_not_sent_back_by_the_poller,
+            a_graphql_error_that_is_no_refusal_leaves_the_unified_change_pending,
         );
     };
     (@tests $table:expr; $($name:ident),+ $(,)?) => {

@@ -381,6 +381,26 @@ pub mod scenarios {
         assert_eq!(m.status, Some(IncidentStatus::Resolved), "the poller saw it: {m:?}");
     }
 
+    /// UAM answers the trigger with a GraphQL error that is no refusal (an internal error, HTTP
+    /// 200): the change stays pending, not dead, and lands on retry.
+    pub async fn a_graphql_error_that_is_no_refusal_leaves_the_unified_change_pending(table: Arc<dyn ItemTable>) {
+        let s = uam_story(table).await;
+        let internal = FaultKind::GraphqlError {
+            code: "INTERNAL_SERVER_ERROR".into(),
+            message: None,
+        };
+        // Discovery passes; the trigger fails.
+        graphql_fault(&s.h, internal, 1, 1).await;
+        let now = OffsetDateTime::now_utc();
+        let closed = status_changed(&s.alert, "closed", Some("benign"), now);
+        let (_, resp) = post_generic(&s.base, "acme", "uam-graphql-error", &closed, INBOUND_SECRET).await;
+        assert_eq!(resp["writeback"].as_str(), Some("pending"), "{resp}");
+        let r = retry_at(&s.h, now + Duration::minutes(10)).await;
+        assert_eq!(r.applied, 1, "{r:?}");
+        assert_eq!(uam_state(&s.h, &s.unified).await.0, "RESOLVED");
+        assert!(dead(&s.h).await.is_empty());
+    }
+
     /// A "closed" (benign) whose GraphQL call number `after + 1` has its answer cut after UAM
     /// acted on it: the change is left pending. Returns the story and the change's time.
     async fn close_with_a_cut_answer(table: Arc<dyn ItemTable>, after: u32) -> (UamStory, OffsetDateTime) {
