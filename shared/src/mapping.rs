@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::platform::inbound::PlatformState;
+use crate::s1::dto::uam_actions::UamVerdict;
 use crate::s1::dto::{AnalystVerdict, IncidentStatus};
 
 /// An S1 incident status an operator may map to (`unresolved`, `in_progress`, `resolved`).
@@ -22,6 +23,10 @@ pub enum UnknownName {
     Status(String),
     #[error("{0:?} is not an S1 verdict (true_positive, false_positive, suspicious, undefined)")]
     Verdict(String),
+    #[error(
+        "{0:?} is not a unified-alert verdict (TRUE_POSITIVE_*, FALSE_POSITIVE_* or UNDEFINED, as in docs/design.md, Mappings)"
+    )]
+    UamVerdict(String),
 }
 
 impl TryFrom<String> for KnownStatus {
@@ -61,6 +66,27 @@ impl From<KnownVerdict> for String {
     }
 }
 
+/// A unified-alert (UAM) verdict an operator may map to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct KnownUamVerdict(pub UamVerdict);
+
+impl TryFrom<String> for KnownUamVerdict {
+    type Error = UnknownName;
+    fn try_from(s: String) -> Result<Self, UnknownName> {
+        match serde_json::from_value(serde_json::Value::String(s.clone())) {
+            Ok(UamVerdict::Unknown) | Err(_) => Err(UnknownName::UamVerdict(s)),
+            Ok(verdict) => Ok(Self(verdict)),
+        }
+    }
+}
+
+impl From<KnownUamVerdict> for String {
+    fn from(v: KnownUamVerdict) -> String {
+        v.0.as_str().to_owned()
+    }
+}
+
 /// A tenant's replacements for rows of the default tables: platform state -> status, close
 /// reason -> verdict. Keys are compared normalised (see [`normalize`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -70,12 +96,15 @@ pub struct MappingOverrides {
     pub states: BTreeMap<String, KnownStatus>,
     #[serde(default)]
     pub close_reasons: BTreeMap<String, KnownVerdict>,
+    /// Close reason -> unified-alert verdict (the UAM column).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub uam_close_reasons: BTreeMap<String, KnownUamVerdict>,
 }
 
 impl MappingOverrides {
     /// True when nothing is overridden.
     pub fn is_empty(&self) -> bool {
-        self.states.is_empty() && self.close_reasons.is_empty()
+        self.states.is_empty() && self.close_reasons.is_empty() && self.uam_close_reasons.is_empty()
     }
 
     /// Reads `null` (how tenants without overrides were stored) as no overrides.
@@ -122,11 +151,34 @@ pub const SUSPICIOUS: [&str; 7] = [
     "other",
 ];
 
+/// The UAM column of the close-reason table: each seed reason's unified-alert verdict, which
+/// names the kind of positive where the legacy verdict cannot.
+pub const UAM_CLOSE_REASONS: [(&str, UamVerdict); 17] = [
+    ("activity blocked", UamVerdict::TruePositiveUndefined),
+    ("attack failed", UamVerdict::TruePositiveUndefined),
+    ("incident", UamVerdict::TruePositiveUndefined),
+    ("true positive", UamVerdict::TruePositiveUndefined),
+    ("benign", UamVerdict::FalsePositiveBenign),
+    ("false positive", UamVerdict::FalsePositiveUndefined),
+    ("testing", UamVerdict::FalsePositiveBenign),
+    ("suppressed", UamVerdict::FalsePositiveUndefined),
+    ("suppressed new device", UamVerdict::FalsePositiveUndefined),
+    ("suppressed threshold exceeded", UamVerdict::FalsePositiveUndefined),
+    ("it misconfiguration", UamVerdict::FalsePositiveSystemError),
+    ("misconfiguration", UamVerdict::FalsePositiveSystemError),
+    ("possible policy violation", UamVerdict::TruePositivePolicyViolation),
+    ("policy violation", UamVerdict::TruePositivePolicyViolation),
+    ("pup pua", UamVerdict::TruePositivePuaAdware),
+    ("pup", UamVerdict::TruePositivePuaAdware),
+    ("other", UamVerdict::TruePositiveBenignButSuspicious),
+];
+
 /// The tables in force for one tenant: the defaults with its overrides applied.
 #[derive(Debug, Clone)]
 pub struct Mapping {
     states: HashMap<String, IncidentStatus>,
     reasons: HashMap<String, AnalystVerdict>,
+    uam_reasons: HashMap<String, UamVerdict>,
 }
 
 impl Default for Mapping {
@@ -153,7 +205,12 @@ impl Default for Mapping {
         for r in SUSPICIOUS {
             reasons.insert(r.to_owned(), AnalystVerdict::Suspicious);
         }
-        Self { states, reasons }
+        let uam_reasons = UAM_CLOSE_REASONS.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+        Self {
+            states,
+            reasons,
+            uam_reasons,
+        }
     }
 }
 
@@ -166,6 +223,16 @@ impl Mapping {
         }
         for (k, v) in &overrides.close_reasons {
             m.reasons.insert(normalize(k), v.0);
+        }
+        for (k, v) in &overrides.uam_close_reasons {
+            let k = normalize(k);
+            // A reason only the UAM column names still sets the threats' verdict (the one the
+            // UAM verdict reads as): else a close with it would set a unified alert's verdict
+            // and leave the story's threats without one.
+            if !overrides.close_reasons.keys().any(|r| normalize(r) == k) {
+                m.reasons.entry(k.clone()).or_insert(v.0.legacy());
+            }
+            m.uam_reasons.insert(k, v.0);
         }
         m
     }
@@ -181,6 +248,18 @@ impl Mapping {
     /// The verdict: an explicit one wins; else the close reason's group; else unchanged.
     pub fn verdict(&self, close_reason: Option<&str>, explicit: Option<AnalystVerdict>) -> Option<AnalystVerdict> {
         explicit.or_else(|| close_reason.and_then(|r| self.reasons.get(&normalize(r)).copied()))
+    }
+
+    /// The unified-alert verdict: the close reason's UAM row, unless an explicit verdict in the
+    /// event says otherwise (then the explicit verdict, its kind undefined); else unchanged.
+    pub fn uam_verdict(&self, close_reason: Option<&str>, explicit: Option<AnalystVerdict>) -> Option<UamVerdict> {
+        let row = close_reason.and_then(|r| self.uam_reasons.get(&normalize(r)).copied());
+        match (row, explicit) {
+            (Some(row), Some(e)) if row.legacy() != e => UamVerdict::from_legacy(e),
+            (Some(row), _) => Some(row),
+            (None, Some(e)) => UamVerdict::from_legacy(e),
+            (None, None) => None,
+        }
     }
 }
 
@@ -272,5 +351,73 @@ mod tests {
         assert!(bad.to_string().contains("is not an S1 verdict"), "{bad}");
         let bad = serde_json::from_str::<MappingOverrides>(r#"{"state": {}}"#).unwrap_err();
         assert!(bad.to_string().contains("unknown field `state`"), "{bad}");
+    }
+
+    #[test]
+    fn the_uam_column_and_its_overrides() {
+        let m = Mapping::default();
+        for (reason, want) in [
+            ("PUP/PUA", Some(UamVerdict::TruePositivePuaAdware)),
+            ("benign", Some(UamVerdict::FalsePositiveBenign)),
+            ("Policy violation", Some(UamVerdict::TruePositivePolicyViolation)),
+            (
+                "possible_policy_violation",
+                Some(UamVerdict::TruePositivePolicyViolation),
+            ),
+            ("true positive", Some(UamVerdict::TruePositiveUndefined)),
+            ("Suppressed - New device", Some(UamVerdict::FalsePositiveUndefined)),
+            ("duplicate", None),
+        ] {
+            assert_eq!(m.uam_verdict(Some(reason), None), want, "{reason}");
+        }
+        // Every seed reason has a UAM row, and only seed reasons do.
+        let seed: Vec<&str> = TRUE_POSITIVE
+            .iter()
+            .chain(&FALSE_POSITIVE)
+            .chain(&SUSPICIOUS)
+            .copied()
+            .collect();
+        assert_eq!(seed.len(), UAM_CLOSE_REASONS.len());
+        for r in seed {
+            assert!(UAM_CLOSE_REASONS.iter().any(|(k, _)| *k == r), "{r} has no UAM row");
+        }
+        // An explicit verdict of the same kind keeps the reason's finer row; another kind wins.
+        assert_eq!(
+            m.uam_verdict(Some("benign"), Some(AnalystVerdict::FalsePositive)),
+            Some(UamVerdict::FalsePositiveBenign)
+        );
+        assert_eq!(
+            m.uam_verdict(Some("benign"), Some(AnalystVerdict::TruePositive)),
+            Some(UamVerdict::TruePositiveUndefined)
+        );
+        assert_eq!(m.uam_verdict(None, None), None, "no reason: verdict unchanged");
+
+        let o: MappingOverrides = serde_json::from_str(
+            r#"{"uam_close_reasons": {"Benign": "FALSE_POSITIVE_USER_ERROR", "Phish": "TRUE_POSITIVE_PHISHING_ATTACK"}}"#,
+        )
+        .unwrap();
+        let m = Mapping::new(&o);
+        assert_eq!(
+            m.uam_verdict(Some("benign"), None),
+            Some(UamVerdict::FalsePositiveUserError)
+        );
+        assert_eq!(
+            m.uam_verdict(Some("phish"), None),
+            Some(UamVerdict::TruePositivePhishingAttack)
+        );
+        // A reason only the UAM column knows sets the threats' verdict as it reads.
+        assert_eq!(m.verdict(Some("phish"), None), Some(AnalystVerdict::TruePositive));
+        // The legacy row of a reason both know is left alone.
+        assert_eq!(m.verdict(Some("benign"), None), Some(AnalystVerdict::FalsePositive));
+        let bad =
+            serde_json::from_str::<MappingOverrides>(r#"{"uam_close_reasons": {"x": "true_positive"}}"#).unwrap_err();
+        assert!(
+            bad.to_string()
+                .contains("\"true_positive\" is not a unified-alert verdict"),
+            "{bad}"
+        );
+        assert!(!o.is_empty());
+        let back: MappingOverrides = serde_json::from_value(serde_json::to_value(&o).unwrap()).unwrap();
+        assert_eq!(back, o, "overrides round-trip through the tenant record");
     }
 }

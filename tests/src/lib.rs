@@ -12,6 +12,7 @@ pub mod swagger;
 pub mod tokens;
 pub mod unified;
 pub mod writeback;
+pub mod writeback_uam;
 
 use std::path::PathBuf;
 use std::time::Duration;

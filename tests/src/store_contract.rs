@@ -51,7 +51,8 @@ fn asset(i: usize) -> AssetRecord {
     }
 }
 
-fn member(i: usize) -> MemberState {
+/// A story member as the poller records one first seen (`i` varies its stamp and digest).
+pub fn member(i: usize) -> MemberState {
     MemberState {
         updated_at: Some(OffsetDateTime::UNIX_EPOCH + Duration::seconds(i as i64)),
         digest: format!("d{i}"),

@@ -209,16 +209,16 @@ pub async fn incident_fault(h: &PollHarness, fault: s1_bridge_sim::FaultKind, co
     s1_fault(h, "/threats/incident", fault, count).await;
 }
 
+/// The calls to `path` the simulator has received, in order (a held call counts from its
+/// arrival).
+pub async fn requests_to(h: &PollHarness, path: &str) -> Vec<s1_bridge_sim::RequestLogEntry> {
+    let all = h.sim.control().requests().await.unwrap();
+    all.into_iter().filter(|r| r.path == path).collect()
+}
+
 /// `POST <path>` calls the simulator has received (a held call counts from its arrival).
 pub async fn s1_posts_to(h: &PollHarness, path: &str) -> usize {
-    h.sim
-        .control()
-        .requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|r| r.method == "POST" && r.path == path)
-        .count()
+    requests_to(h, path).await.iter().filter(|r| r.method == "POST").count()
 }
 
 /// Waits (up to 30 s) until `done` holds: for S1 to finish a call it holds.
@@ -382,6 +382,16 @@ macro_rules! writeback_scenarios {
             an_older_status_change_retried_after_a_newer_comments_verdict_keeps_that_verdict,
             a_cut_answer_from_s1_is_retried_and_never_a_dead_letter,
             a_redelivered_change_is_a_duplicate_even_once_a_newer_one_reached_s1,
+            // Unified alerts (UAM), `writeback_uam.rs`.
+            a_close_reaches_the_threat_through_the_threats_api_and_the_unified_alert_through_uam,
+            a_unified_write_the_console_refuses_is_a_dead_letter_naming_the_alert,
+            a_skipped_unified_write_stays_pending_and_lands_on_retry,
+            a_lost_answer_after_uam_took_the_note_adds_no_second_note,
+            a_lost_answer_after_uam_took_the_status_is_applied_on_retry_not_lost,
+            cached_action_ids_the_console_refuses_are_discovered_again_once,
+            an_older_unified_change_that_failed_is_superseded_by_a_newer_applied_one,
+            our_own_unified_write_is_not_sent_back_by_the_poller,
+            a_graphql_error_that_is_no_refusal_leaves_the_unified_change_pending,
         );
     };
     (@tests $table:expr; $($name:ident),+ $(,)?) => {
@@ -402,8 +412,10 @@ pub mod scenarios {
     use time::{Duration, OffsetDateTime};
 
     use super::*;
+    pub use crate::writeback_uam::scenarios::*;
 
-    async fn retry_at(h: &PollHarness, at: OffsetDateTime) -> s1_shared::usecase::writeback::RetryReport {
+    /// A retry pass of tenant `acme`'s pending changes as if run at `at`.
+    pub async fn retry_at(h: &PollHarness, at: OffsetDateTime) -> s1_shared::usecase::writeback::RetryReport {
         let tenant = h.store.get_tenant("acme").await.unwrap().unwrap();
         retry_pending(
             &deps(h),

@@ -244,3 +244,112 @@ async fn the_permissions_each_option_needs_are_checked_against_the_scope() {
         "{c:?}"
     );
 }
+
+// ---- a tenant that reads unified alerts (UAM) ---------------------------------------------------
+
+/// The checks of tenant `acme` reading unified alerts with a token of `scope` (a writer, or a
+/// viewer), on a console holding one Identity alert in the token's site.
+async fn uam_checks(scope: &str, can_write: bool) -> Vec<Check> {
+    use futures_util::TryStreamExt;
+    use integration_tests::poll::PollHarness;
+    use s1_bridge_sim::{DetectionSource, NewUnifiedAlerts, SimConfig, TokenScope, TokenSpec};
+    use s1_shared::s1::SiteQuery;
+    use s1_shared::store::Source;
+
+    let h = PollHarness::start(
+        SimConfig {
+            threats: 3,
+            agents: 10,
+            ..SimConfig::default()
+        },
+        Arc::new(EmbeddedTable::in_memory().unwrap()),
+    )
+    .await;
+    let client = integration_tests::client_for(
+        &h.sim,
+        s1_bridge_sim::DEFAULT_TOKEN,
+        integration_tests::fast_retry_options(),
+    );
+    let sites: Vec<_> = client
+        .sites(&SiteQuery::default())
+        .map_ok(|p| p.items)
+        .try_concat()
+        .await
+        .unwrap();
+    let site = sites[0].id.clone().unwrap();
+    h.sim
+        .control()
+        .add_unified_alerts(&NewUnifiedAlerts {
+            site_id: Some(site.clone()),
+            ..NewUnifiedAlerts::one(DetectionSource::Identity)
+        })
+        .await
+        .unwrap();
+    let scope = match scope {
+        "site" => TokenScope::Sites(vec![site.clone()]),
+        _ => TokenScope::Tenant,
+    };
+    h.sim
+        .control()
+        .add_token(&TokenSpec {
+            scope,
+            can_write,
+            ..TokenSpec::tenant("uam-check-token", 60)
+        })
+        .await
+        .unwrap();
+    h.env
+        .lock()
+        .unwrap()
+        .insert("S1_TOKEN_acme".into(), "uam-check-token".into());
+    let mut tenant = h.store.get_tenant("acme").await.unwrap().unwrap();
+    tenant.sources = vec![Source::Threats, Source::Unified];
+    tenant.site_ids = vec![site];
+    tenant_check(&tenant, h.tokens.clone(), &loopback_hosts()).await
+}
+
+/// A site-scoped writer: UAM takes the token, reads the alert and offers the status and verdict
+/// actions the writeback triggers.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_unified_tenant_with_a_site_token_passes_the_uam_checks() {
+    let out = uam_checks("site", true).await;
+    for name in ["UAM token scope", "UAM alerts readable", "UAM write actions"] {
+        assert_eq!(get(&out, name).status, CheckStatus::Ok, "{out:#?}");
+    }
+    assert!(get(&out, "UAM write actions").detail.contains("status ("), "{out:#?}");
+}
+
+/// A global token is named as the wrong scope for UAM; a viewer's write actions are disabled,
+/// said before its changes would end in the dead letters.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_global_token_and_a_viewer_fail_the_uam_checks_by_name() {
+    let out = uam_checks("tenant", true).await;
+    let c = get(&out, "UAM token scope");
+    assert!(
+        c.status == CheckStatus::Fail && c.detail.contains("account- or site-scoped"),
+        "{c:?}"
+    );
+    let out = uam_checks("site", false).await;
+    let c = get(&out, "UAM write actions");
+    assert!(
+        c.status == CheckStatus::Fail && c.detail.contains("disabled") && c.detail.contains("dead letters"),
+        "{c:?}"
+    );
+}
+
+/// A tenant that does not read unified alerts is not asked about UAM.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_threats_only_tenant_has_no_uam_checks() {
+    let h = integration_tests::poll::PollHarness::start(
+        s1_bridge_sim::SimConfig {
+            threats: 1,
+            agents: 2,
+            ..s1_bridge_sim::SimConfig::default()
+        },
+        Arc::new(EmbeddedTable::in_memory().unwrap()),
+    )
+    .await;
+    let tenant = h.store.get_tenant("acme").await.unwrap().unwrap();
+    let out = tenant_check(&tenant, h.tokens.clone(), &loopback_hosts()).await;
+    assert!(!out.iter().any(|c| c.check.starts_with("UAM")), "{out:#?}");
+}

@@ -11,6 +11,8 @@ pub mod dto;
 mod error;
 mod ratelimit;
 
+/// UAM writes: status, verdict and notes of unified alerts.
+pub use client::uam::actions as uam_writes;
 pub use client::{
     AgentQuery, ClientOptions, CloudAlertQuery, MAX_PAGE_LIMIT, Page, RequestObserver, RequestRecord, RetryPolicy,
     S1Client, SiteQuery, SortOrder, ThreatQuery, ThreatSort, UNIFIED_MAX_PAGE, UnifiedAlertQuery, decode_response,

@@ -9,7 +9,7 @@ mod paging;
 mod query;
 mod threats;
 mod transport;
-mod uam;
+pub mod uam;
 mod users;
 
 use std::sync::Arc;

@@ -13,6 +13,7 @@ mod alerts;
 mod assets;
 mod lenient;
 mod threats;
+pub mod uam_actions;
 mod users;
 
 use serde::Deserialize;

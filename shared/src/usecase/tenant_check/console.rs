@@ -25,6 +25,8 @@ pub(super) struct Checks {
     out: Vec<Check>,
     /// Why the console's remaining checks are skipped.
     pub(super) console_down: Option<String>,
+    /// The token's scope as `/user` says it, once read.
+    pub(super) token_scope: Option<String>,
     deadline: tokio::time::Instant,
 }
 
@@ -40,6 +42,7 @@ impl Checks {
         Self {
             out: Vec::new(),
             console_down: None,
+            token_scope: None,
             deadline,
         }
     }
@@ -54,7 +57,7 @@ impl Checks {
 
     /// Runs one call to the console within the console budget, or skips it once the console is
     /// down. A transport failure or the budget running out marks the console down.
-    async fn console<T>(
+    pub(super) async fn console<T>(
         &mut self,
         name: &str,
         call: impl std::future::Future<Output = Result<T, S1Error>>,
@@ -169,6 +172,7 @@ impl Checks {
             }
             Some(Err(e)) => self.push(Check::fail("token scope", e.to_string())),
             Some(Ok(u)) => {
+                self.token_scope = u.scope.clone();
                 let scope = format!("{} scope", u.scope.clone().unwrap_or_default());
                 self.push(Check::ok("token scope", scope.clone()));
                 let roles: std::collections::BTreeSet<&str> = u

@@ -7,11 +7,14 @@
 //!   scope and roles (can the writeback write? can the rotation rotate?), its expiry, and a
 //!   first page of what poll-threats and sync-assets read (`console.rs`). Once the console
 //!   cannot be reached, the checks that need it are skipped, so the cause is said once.
+//! - Unified alerts (UAM), when the tenant reads them: the token's scope (account or site), a
+//!   first alert read, the write actions the writeback triggers (`uam.rs`).
 //! - The platform: reachable (a test notice, which writes nothing on a platform that keeps
 //!   records), then the adapter's own checks of its settings ([`Platform::check_settings`]:
 //!   Halo's token and every configured name).
 
 mod console;
+mod uam;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +26,7 @@ pub use crate::platform::check::{Check, CheckStatus};
 use crate::platform::{Adapters, Notice, Platform, PlatformResolver};
 use crate::s1::{ClientOptions, RetryPolicy, S1Client};
 use crate::secrets::TokenProvider;
-use crate::tenant::TenantConfig;
+use crate::tenant::{Source, TenantConfig};
 
 /// How long the console's checks may take in all; the platform's get the rest of
 /// [`TEST_BUDGET`].
@@ -81,6 +84,9 @@ pub async fn tenant_check(tenant: &TenantConfig, tokens: Arc<dyn TokenProvider>,
         None => None,
     };
     c.console_checks(client.as_ref(), token.as_ref()).await;
+    if tenant.reads(Source::Unified) {
+        c.uam_checks(client.as_ref(), tenant).await;
+    }
     let mut out = c.into_checks();
     out.extend(platform_checks(tenant, tokens, allowed, started + TEST_BUDGET).await);
     out

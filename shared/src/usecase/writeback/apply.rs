@@ -12,9 +12,11 @@ use super::notes::superseded_note;
 use super::outcome::{ApplyError, Attempt, store_error};
 use super::s1_calls::CallFailed;
 use super::s1_calls::{Recorder, S1Calls, call_error, check_details, note_in_s1, outbound_records, summarize};
+use super::uam_calls::{add_unified_notes, set_unified, unified_verdict};
 use crate::domain::MemberId;
 use crate::platform::inbound::{ChangeAction, PlatformState};
 use crate::s1::RetryPolicy;
+use crate::s1::dto::uam_actions::UamVerdict;
 use crate::s1::dto::{AnalystVerdict, IncidentStatus};
 use crate::store::{
     AlertLock, Claim, Finished, OutboundRequest, PendingWriteback, StoryRecord, StoryStatus, TenantConfig, Versioned,
@@ -74,11 +76,18 @@ impl Work<'_> {
     }
 }
 
-/// The story's members an attempt asks S1 to change, and their threat and STAR alert ids.
+/// The story's members an attempt asks S1 to change, and their threat, STAR alert and unified
+/// (UAM) alert ids.
 struct Ids<'a> {
     members: &'a [MemberId],
     threats: &'a [String],
     alerts: &'a [String],
+    unified: &'a [String],
+}
+
+/// The S1 ids of `members` of one kind.
+fn ids_of(members: &[MemberId], id: impl Fn(&MemberId) -> Option<&str>) -> Vec<String> {
+    members.iter().filter_map(id).map(str::to_owned).collect()
 }
 
 pub(super) async fn apply(
@@ -100,20 +109,14 @@ pub(super) async fn apply(
     };
     // The members S1 is asked to change: the story's as read now (one joining later is not).
     let members: Vec<MemberId> = story.value.members.keys().cloned().collect();
-    let threat_ids: Vec<String> = members
-        .iter()
-        .filter_map(MemberId::threat_id)
-        .map(str::to_owned)
-        .collect();
-    let alert_ids: Vec<String> = members
-        .iter()
-        .filter_map(MemberId::star_alert_id)
-        .map(str::to_owned)
-        .collect();
+    let threat_ids = ids_of(&members, MemberId::threat_id);
+    let alert_ids = ids_of(&members, MemberId::star_alert_id);
+    let unified_ids = ids_of(&members, MemberId::unified_alert_id);
     let ids = Ids {
         members: &members,
         threats: &threat_ids,
         alerts: &alert_ids,
+        unified: &unified_ids,
     };
     // The token is read and the client built before anything is locked: when either fails,
     // the attempt ends here.
@@ -133,25 +136,30 @@ pub(super) async fn apply(
         w.save().await?;
     }
     let superseded = w.pending.change.done.contains(&Step::Superseded);
-    // S1 has no notes on STAR alerts; threats get the note.
-    if !threat_ids.is_empty() && !w.pending.change.done.contains(&Step::Note) {
-        if w.pending.change.done.contains(&Step::NoteStarted)
-            && note_in_s1(&s1, &threat_ids[0], &w.pending.change.note).await?
-        {
-            w.pending.change.done.insert(Step::Note);
-        } else {
-            if !w.pending.change.done.contains(&Step::NoteStarted) {
-                if superseded {
-                    w.pending.change.note = superseded_note(&w.pending.change.note);
-                }
-                w.pending.change.done.insert(Step::NoteStarted);
-                w.save().await?;
+    // S1 has no notes on STAR alerts; threats and unified alerts get the note.
+    let no_one_to_note = threat_ids.is_empty() && unified_ids.is_empty();
+    if !no_one_to_note && !w.pending.change.done.contains(&Step::Note) {
+        // An earlier attempt may have sent it: S1 is looked at before it is sent again.
+        let retrying = w.pending.change.done.contains(&Step::NoteStarted);
+        if !retrying {
+            if superseded {
+                w.pending.change.note = superseded_note(&w.pending.change.note);
             }
-            let (threats, note) = (ids.threats, w.pending.change.note.as_str());
+            w.pending.change.done.insert(Step::NoteStarted);
+            w.save().await?;
+        }
+        let note = w.pending.change.note.as_str();
+        let threats_hold_it = match threat_ids.first() {
+            Some(first) => retrying && note_in_s1(&s1, first, note).await?,
+            None => true,
+        };
+        if !threats_hold_it {
+            let threats = ids.threats;
             let r = s1.run(|c| async move { c.add_note(threats, note).await }).await?;
             results.push(("/threats/notes", format!("affected={}", r.affected)));
-            w.pending.change.done.insert(Step::Note);
         }
+        add_unified_notes(&s1, ids.unified, note, retrying, &mut results).await?;
+        w.pending.change.done.insert(Step::Note);
     }
     if !superseded {
         close_late_joiners(w, &s1, &mut story, &mut results).await?;
@@ -229,12 +237,26 @@ async fn record_and_send(
     verdict: Option<AnalystVerdict>,
     results: &mut Vec<(&'static str, String)>,
 ) -> Result<(), ApplyError> {
-    let recorded = w.record_written(story, ids.members, status, verdict).await?;
-    match send_fields(s1, ids.threats, ids.alerts, status, verdict, results).await {
+    // Unified members are recorded as the poller reads their alert back: the UAM verdict's
+    // legacy reading.
+    let uam_verdict = unified_verdict(w.tenant, &w.pending.change, verdict);
+    let (unified, others): (Vec<MemberId>, Vec<MemberId>) = ids
+        .members
+        .iter()
+        .cloned()
+        .partition(|m| m.unified_alert_id().is_some());
+    let recorded = [
+        w.record_written(story, &others, status, verdict).await?,
+        w.record_written(story, &unified, status, uam_verdict.map(|v| v.legacy()))
+            .await?,
+    ];
+    match send_fields(s1, ids, status, verdict, uam_verdict, results).await {
         Ok(()) => Ok(()),
         Err(failed) => {
             if failed.made_no_change {
-                w.take_back(story, &recorded).await;
+                for r in &recorded {
+                    w.take_back(story, r).await;
+                }
             }
             Err(failed.error)
         }
@@ -287,32 +309,32 @@ async fn close_late_joiners(
     if late.is_empty() {
         return Ok(());
     }
-    let threats: Vec<String> = late.iter().filter_map(MemberId::threat_id).map(str::to_owned).collect();
-    let alerts: Vec<String> = late
-        .iter()
-        .filter_map(MemberId::star_alert_id)
-        .map(str::to_owned)
-        .collect();
+    let threats = ids_of(&late, MemberId::threat_id);
+    let alerts = ids_of(&late, MemberId::star_alert_id);
+    let unified = ids_of(&late, MemberId::unified_alert_id);
     let verdict = w.pending.change.verdict;
     tracing::info!(tenant = %tenant.id, id = %id, joined = late.len(), "threats that joined the story while it was closed get the close too");
     let ids = Ids {
         members: &late,
         threats: &threats,
         alerts: &alerts,
+        unified: &unified,
     };
     record_and_send(w, s1, story, &ids, Some(status), verdict, results).await
 }
 
 /// The S1 calls that set `status` and `verdict` (each when given) on the threats and STAR
-/// alerts. A failure says S1 made no change only when it came before anything landed.
+/// alerts, and `status` and `uam_verdict` on the unified alerts (through UAM). A failure says
+/// S1 made no change only when it came before anything landed.
 async fn send_fields(
     s1: &S1Calls<'_>,
-    threats: &[String],
-    alerts: &[String],
+    ids: &Ids<'_>,
     status: Option<IncidentStatus>,
     verdict: Option<AnalystVerdict>,
+    uam_verdict: Option<UamVerdict>,
     results: &mut Vec<(&'static str, String)>,
 ) -> Result<(), CallFailed> {
+    let (threats, alerts) = (ids.threats, ids.alerts);
     let mut landed = false;
     if !threats.is_empty() {
         let (path, r) = match (status, verdict) {
@@ -343,9 +365,12 @@ async fn send_fields(
             s1.try_run(|c| async move { c.set_alert_analyst_verdict(alerts, v).await })
                 .await
                 .map_err(|f| f.after(landed))?;
+            landed = true;
         }
     }
-    Ok(())
+    set_unified(s1, ids.unified, status, uam_verdict, results)
+        .await
+        .map_err(|f| f.after(landed))
 }
 
 /// Ends an applied writeback in one store transaction, under the claim: the alert's open/closed

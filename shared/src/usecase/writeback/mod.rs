@@ -24,9 +24,9 @@
 //! `outcome::Accepted`, which only `webhook.rs` maps to HTTP); `attempt.rs` claims a pending item
 //! and ends it (applied, rescheduled, dead); `apply.rs` applies its steps to S1 under the claim
 //! and the alert's ordering lock; `written.rs` records on the story what S1 is given;
-//! `s1_calls.rs` makes the S1 calls and keeps the outbound log;
-//! `retry.rs` is the scheduled retry pass; `notes.rs` the text S1 gets; `outcome.rs` the
-//! outcomes and errors every step shares.
+//! `s1_calls.rs` makes the S1 calls and keeps the outbound log; `uam_calls.rs` the UAM calls
+//! for a story's unified alerts; `retry.rs` is the scheduled retry pass; `notes.rs` the text S1
+//! gets; `outcome.rs` the outcomes and errors every step shares.
 
 mod accept;
 mod apply;
@@ -36,6 +36,7 @@ mod outcome;
 mod resolve;
 mod retry;
 mod s1_calls;
+mod uam_calls;
 mod webhook;
 mod written;
 

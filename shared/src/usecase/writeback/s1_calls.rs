@@ -15,8 +15,32 @@ use crate::secrets::TokenCallError;
 use crate::store::OutboundRequest;
 use crate::tenant::TenantConfig;
 
+/// GraphQL error codes that say the console refused the request itself: sending it again
+/// cannot help.
+const GRAPHQL_REFUSALS: [&str; 6] = [
+    "GRAPHQL_VALIDATION_FAILED",
+    "GRAPHQL_PARSE_FAILED",
+    "BAD_USER_INPUT",
+    "BAD_REQUEST",
+    "FORBIDDEN",
+    "MISSING_PERMISSION",
+];
+
+/// A UAM answer with GraphQL errors none of which is a refusal of the request (an internal
+/// error, a surface that failed): the console's passing failure, retried within the attempts.
+fn graphql_may_pass(e: &S1Error) -> bool {
+    match e {
+        S1Error::GraphQl { errors, .. } => !errors.iter().any(|g| {
+            g.code
+                .as_deref()
+                .is_some_and(|c| GRAPHQL_REFUSALS.iter().any(|r| c.eq_ignore_ascii_case(r)))
+        }),
+        _ => false,
+    }
+}
+
 fn classify(e: S1Error) -> ApplyError {
-    if e.is_retryable() || e.is_unauthorized() {
+    if e.is_retryable() || e.is_unauthorized() || graphql_may_pass(&e) {
         ApplyError::Retry(e.to_string())
     } else {
         ApplyError::Fatal(e.to_string())

@@ -12,6 +12,7 @@ use super::super::ratelimit::EndpointFamily;
 use super::transport::Call;
 use super::{S1Client, decode};
 
+pub mod actions;
 mod list;
 
 pub use list::{UNIFIED_MAX_PAGE, UnifiedAlertQuery};
