@@ -121,8 +121,8 @@ pub async fn threats_and_unified_together_send_each_detection_once(table: Arc<dy
     assert_eq!((again.outcome, again.published), (Outcome::Completed, 0), "{again:?}");
     one_id_per_version(&h);
 
-    // Resolved in UAM: the threat's one member is updated once, from the unified listing, and
-    // the threats listing (older) does not set it back.
+    // Resolved in UAM: the threat's one member is updated once, and the other listing does not
+    // set it back.
     let twin = alerts
         .iter()
         .find(|a| a["externalId"].as_str().is_some_and(|x| twins.contains(x)))
@@ -143,10 +143,10 @@ pub async fn threats_and_unified_together_send_each_detection_once(table: Arc<dy
     assert_eq!(updated.len() as u64, moved_on + 1);
     let last = &updated[updated.len() - 1]["data"]["s1"];
     assert_eq!(last["threat_id"], twin["externalId"]);
-    assert_eq!(
-        (&last["status"], &last["source"]),
-        (&"resolved".into(), &"unified".into())
-    );
+    // The console keeps a threat and its EDR alert in step (the simulator too): whichever
+    // listing the run reads first tells it, once.
+    assert_eq!(last["status"], "resolved");
+    assert!(last["source"] == "threats" || last["source"] == "unified", "{last}");
     let r = h.poll().await.tenants.remove(0);
     assert_eq!((r.outcome, r.published), (Outcome::Completed, 0), "{r:?}");
 }
