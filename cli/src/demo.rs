@@ -392,7 +392,16 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
     let pagerduty = pagerduty_step(&say, &sim, &store, &deps, &hook_base, args.progress, args.json).await?;
     let halo =
         crate::demo_halo::halo_step(&say, &sim, &store, &deps, &assets, &hook_base, args.progress, args.json).await?;
-    let unified = crate::demo_unified::unified_step(&say, &sim, &store, &deps, DEMO_WEBHOOK_SECRET).await?;
+    let unified = crate::demo_unified::unified_step(
+        &say,
+        &sim,
+        &store,
+        &deps,
+        DEMO_WEBHOOK_SECRET,
+        &hook_base,
+        DEMO_INBOUND_SECRET,
+    )
+    .await?;
 
     let after = receiver.events();
     say(format!(
@@ -540,6 +549,6 @@ fn local_hosts() -> AllowedHosts {
     AllowedHosts::parse("127.0.0.1").expect("a valid host")
 }
 
-fn reqwest_client() -> Result<reqwest::Client, reqwest::Error> {
+pub(crate) fn reqwest_client() -> Result<reqwest::Client, reqwest::Error> {
     s1_shared::net::outbound_client(Duration::from_secs(5), Duration::from_secs(30), &local_hosts())
 }

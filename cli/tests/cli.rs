@@ -641,6 +641,31 @@ fn the_demo_runs_every_pipeline_and_reports_what_happened() {
         (&halo["actions_after_echo"], &halo["refused_requests"]),
         (&serde_json::json!(0), &serde_json::json!(0))
     );
+    let uam = &s["unified"];
+    assert_eq!(uam["alerts"], 40);
+    assert!(
+        uam["twin"]["threat"].is_string(),
+        "an EDR alert told as its threat: {uam}"
+    );
+    assert_eq!(
+        (
+            &uam["close"]["status_code"],
+            &uam["close"]["writeback"],
+            &uam["close"]["uam_status"],
+            &uam["close"]["uam_verdict"],
+            &uam["close"]["notes"]
+        ),
+        (
+            &serde_json::json!(202),
+            &serde_json::json!("applied"),
+            &serde_json::json!("RESOLVED"),
+            &serde_json::json!("FALSE_POSITIVE_BENIGN"),
+            &serde_json::json!(1)
+        ),
+        "the close reached UAM: {uam}"
+    );
+    assert_eq!(uam["published_again"], 0, "our own close is not sent back: {uam}");
+    assert!(uam["echoes_again"].as_u64().unwrap() > 0, "{uam}");
     assert!(
         err.is_empty() || !err.contains("so far"),
         "no live counts with --json: {err}"
