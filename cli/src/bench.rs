@@ -11,7 +11,7 @@ use s1_shared::platform::{PlatformConfig, settings};
 use s1_shared::s1::{ClientOptions, Consoles};
 use s1_shared::secrets::LocalTokenProvider;
 use s1_shared::store::{
-    Checkpoint, DynamoTable, EmbeddedTable, Grouping, ItemTable, Store, TenantConfig, TokenSource, create_table,
+    Checkpoint, DynamoTable, EmbeddedTable, ItemTable, Store, TenantConfig, TokenSource, create_table,
 };
 use s1_shared::usecase::poll_threats::{PollDeps, Selection, run};
 use serde_json::json;
@@ -136,29 +136,21 @@ pub async fn run_bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>
     let tokens = Arc::new(LocalTokenProvider::with_lookup(move |k| secrets.get(k).cloned()));
     store
         .put_tenant(&TenantConfig {
-            id: "bench".into(),
             name: "bench".into(),
-            enabled: true,
-            console_url: args.console.clone(),
-            token: TokenSource::Env { var: "S1".into() },
-            account_ids: vec![],
-            site_ids: vec![],
-            platform: PlatformConfig::Generic(settings::Generic {
-                url: args.webhook.clone(),
-                secret: TokenSource::Env { var: "HOOK".into() },
-                inbound_secrets: vec![],
-                inbound_bearer: None,
-                assets: None,
-                batch: args.batch.then(s1_shared::platform::Batch::default),
-            }),
-            grouping: Grouping::Story,
-            sources: vec![s1_shared::store::Source::Threats],
-            poll_cloud_alerts: false,
-            mapping_overrides: Default::default(),
-            token_alert_days: vec![30, 14, 7, 3, 1, 0],
             max_in_flight: args.in_flight,
-            status_notices: false,
-            intervals: Default::default(),
+            ..TenantConfig::new(
+                "bench",
+                args.console.clone(),
+                TokenSource::Env { var: "S1".into() },
+                PlatformConfig::Generic(settings::Generic {
+                    url: args.webhook.clone(),
+                    secret: TokenSource::Env { var: "HOOK".into() },
+                    inbound_secrets: vec![],
+                    inbound_bearer: None,
+                    assets: None,
+                    batch: args.batch.then(s1_shared::platform::Batch::default),
+                }),
+            )
         })
         .await?;
     if args.reset_checkpoint {
@@ -253,29 +245,20 @@ pub async fn run_webhook_bench(args: WebhookBenchArgs) -> Result<(), Box<dyn std
     let tokens = Arc::new(LocalTokenProvider::with_lookup(move |k| secrets.get(k).cloned()));
     store
         .put_tenant(&TenantConfig {
-            id: "bench".into(),
             name: "bench".into(),
-            enabled: true,
-            console_url: sim.base_url(),
-            token: TokenSource::Env { var: "S1".into() },
-            account_ids: vec![],
-            site_ids: vec![],
-            platform: PlatformConfig::Generic(settings::Generic {
-                url: receiver.url(),
-                secret: TokenSource::Env { var: "OUT".into() },
-                inbound_secrets: vec![TokenSource::Env { var: "IN".into() }],
-                inbound_bearer: None,
-                assets: None,
-                batch: None,
-            }),
-            grouping: Grouping::Story,
-            sources: vec![s1_shared::store::Source::Threats],
-            poll_cloud_alerts: false,
-            mapping_overrides: Default::default(),
-            token_alert_days: vec![30, 14, 7, 3, 1, 0],
-            max_in_flight: s1_shared::store::DEFAULT_MAX_IN_FLIGHT,
-            status_notices: false,
-            intervals: Default::default(),
+            ..TenantConfig::new(
+                "bench",
+                sim.base_url(),
+                TokenSource::Env { var: "S1".into() },
+                PlatformConfig::Generic(settings::Generic {
+                    url: receiver.url(),
+                    secret: TokenSource::Env { var: "OUT".into() },
+                    inbound_secrets: vec![TokenSource::Env { var: "IN".into() }],
+                    inbound_bearer: None,
+                    assets: None,
+                    batch: None,
+                }),
+            )
         })
         .await?;
     let (http, options) = bench_http()?;

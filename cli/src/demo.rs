@@ -18,7 +18,7 @@ use s1_shared::platform::{PlatformConfig, settings};
 use s1_shared::platform::{WebhookSecret, sign};
 use s1_shared::s1::{ClientOptions, Consoles, S1Client};
 use s1_shared::secrets::LocalTokenProvider;
-use s1_shared::store::{EmbeddedTable, Grouping, Store, TenantConfig, TokenSource};
+use s1_shared::store::{EmbeddedTable, Store, TenantConfig, TokenSource};
 use s1_shared::usecase::poll_threats::{PollDeps, PollReport, Selection, run};
 use s1_shared::usecase::sync_assets::{AssetDeps, sync_all};
 use s1_shared::usecase::token_expiry::{TokenDeps, check_all};
@@ -107,35 +107,26 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
     let tokens = Arc::new(LocalTokenProvider::with_lookup(move |k| secrets.get(k).cloned()));
     store
         .put_tenant(&TenantConfig {
-            id: "demo".into(),
             name: "Demo MSP".into(),
-            enabled: true,
-            console_url: sim.base_url(),
-            token: TokenSource::Env {
-                var: "S1_TOKEN_DEMO".into(),
-            },
-            account_ids: vec![],
-            site_ids: vec![],
-            platform: PlatformConfig::Generic(settings::Generic {
-                url: receiver.url(),
-                secret: TokenSource::Env {
-                    var: "WEBHOOK_SECRET_DEMO".into(),
+            ..TenantConfig::new(
+                "demo",
+                sim.base_url(),
+                TokenSource::Env {
+                    var: "S1_TOKEN_DEMO".into(),
                 },
-                inbound_secrets: vec![TokenSource::Env {
-                    var: "INBOUND_SECRET_DEMO".into(),
-                }],
-                inbound_bearer: None,
-                assets: None,
-                batch: None,
-            }),
-            grouping: Grouping::Story,
-            sources: vec![s1_shared::store::Source::Threats],
-            poll_cloud_alerts: false,
-            mapping_overrides: Default::default(),
-            token_alert_days: vec![30, 14, 7, 3, 1, 0],
-            max_in_flight: s1_shared::store::DEFAULT_MAX_IN_FLIGHT,
-            status_notices: false,
-            intervals: Default::default(),
+                PlatformConfig::Generic(settings::Generic {
+                    url: receiver.url(),
+                    secret: TokenSource::Env {
+                        var: "WEBHOOK_SECRET_DEMO".into(),
+                    },
+                    inbound_secrets: vec![TokenSource::Env {
+                        var: "INBOUND_SECRET_DEMO".into(),
+                    }],
+                    inbound_bearer: None,
+                    assets: None,
+                    batch: None,
+                }),
+            )
         })
         .await?;
     let http = reqwest_client()?;

@@ -27,9 +27,7 @@ use s1_shared::platform::{Adapters, PlatformConfig, settings};
 use s1_shared::queue::{QueueError, SqsEvent, TenantMessage, TenantQueue};
 use s1_shared::s1::Consoles;
 use s1_shared::secrets::LocalTokenProvider;
-use s1_shared::store::{
-    Cond, EmbeddedTable, Grouping, Item, ItemPage, ItemTable, Store, StoreError, TenantConfig, TokenSource,
-};
+use s1_shared::store::{Cond, EmbeddedTable, Item, ItemPage, ItemTable, Store, StoreError, TenantConfig, TokenSource};
 use s1_shared::usecase::fanout::{consume, dispatch};
 use s1_shared::usecase::poll_threats::{Outcome, PollDeps};
 use serde_json::json;
@@ -197,29 +195,20 @@ impl LocalQueue {
 
 fn tenant(id: &str, console: &str, webhook: &str) -> TenantConfig {
     TenantConfig {
-        id: id.into(),
         name: id.into(),
-        enabled: true,
-        console_url: console.into(),
-        token: TokenSource::Env { var: "S1".into() },
-        account_ids: vec![],
-        site_ids: vec![],
-        platform: PlatformConfig::Generic(settings::Generic {
-            url: webhook.into(),
-            secret: TokenSource::Env { var: "HOOK".into() },
-            inbound_secrets: vec![],
-            inbound_bearer: None,
-            assets: None,
-            batch: None,
-        }),
-        grouping: Grouping::Story,
-        poll_cloud_alerts: false,
-        mapping_overrides: Default::default(),
-        token_alert_days: vec![30, 14, 7, 3, 1, 0],
-        max_in_flight: s1_shared::store::DEFAULT_MAX_IN_FLIGHT,
-        status_notices: false,
-        sources: vec![s1_shared::store::Source::Threats],
-        intervals: Default::default(),
+        ..TenantConfig::new(
+            id,
+            console,
+            TokenSource::Env { var: "S1".into() },
+            PlatformConfig::Generic(settings::Generic {
+                url: webhook.into(),
+                secret: TokenSource::Env { var: "HOOK".into() },
+                inbound_secrets: vec![],
+                inbound_bearer: None,
+                assets: None,
+                batch: None,
+            }),
+        )
     }
 }
 

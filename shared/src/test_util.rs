@@ -6,8 +6,6 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use crate::domain::Grouping;
-use crate::mapping::MappingOverrides;
 use crate::platform::{
     Notice, Platform, PlatformConfig, PlatformError, PlatformResolver, PublishReceipt, ThreatEvent, settings,
 };
@@ -45,22 +43,8 @@ impl TenantConfig {
     /// `platform`, grouping stories, default thresholds.
     pub fn for_test(id: &str, console_url: &str, platform: PlatformConfig) -> Self {
         Self {
-            id: id.to_owned(),
             name: format!("Tenant {id}"),
-            enabled: true,
-            console_url: console_url.to_owned(),
-            token: env(&format!("S1_TOKEN_{id}")),
-            account_ids: vec![],
-            site_ids: vec![],
-            platform,
-            grouping: Grouping::Story,
-            sources: vec![crate::store::Source::Threats],
-            poll_cloud_alerts: false,
-            mapping_overrides: MappingOverrides::default(),
-            token_alert_days: vec![30, 14, 7, 3, 1, 0],
-            max_in_flight: crate::tenant::DEFAULT_MAX_IN_FLIGHT,
-            status_notices: false,
-            intervals: Default::default(),
+            ..Self::new(id, console_url, env(&format!("S1_TOKEN_{id}")), platform)
         }
     }
 

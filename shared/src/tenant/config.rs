@@ -127,6 +127,34 @@ impl Intervals {
 pub const DEFAULT_MAX_IN_FLIGHT: u32 = 16;
 
 impl TenantConfig {
+    /// Tenant `id` on `console_url` with its token at `token`, publishing to `platform`; every
+    /// other setting as a tenant file that leaves it out gets it (the same defaults).
+    pub fn new(
+        id: impl Into<String>,
+        console_url: impl Into<String>,
+        token: SecretRef,
+        platform: crate::platform::PlatformConfig,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            name: String::default(),
+            enabled: enabled_by_default(),
+            console_url: console_url.into(),
+            token,
+            account_ids: Vec::default(),
+            site_ids: Vec::default(),
+            platform,
+            grouping: Grouping::default(),
+            sources: default_sources(),
+            poll_cloud_alerts: bool::default(),
+            mapping_overrides: crate::mapping::MappingOverrides::default(),
+            token_alert_days: default_alert_days(),
+            max_in_flight: default_max_in_flight(),
+            status_notices: bool::default(),
+            intervals: Intervals::default(),
+        }
+    }
+
     /// Whether the tenant reads `source` (`sources` names it; STAR alerts also when the older
     /// `poll_cloud_alerts` says so).
     pub fn reads(&self, source: Source) -> bool {
@@ -152,4 +180,36 @@ fn default_max_in_flight() -> u32 {
 
 fn default_alert_days() -> Vec<i64> {
     vec![30, 14, 7, 3, 1, 0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::{PlatformConfig, settings};
+
+    #[test]
+    fn new_is_a_tenant_file_with_only_the_required_settings() {
+        let token = SecretRef::Env {
+            var: "S1_TOKEN_X".into(),
+        };
+        let platform = PlatformConfig::Generic(settings::Generic {
+            url: "https://hooks.example/x".into(),
+            secret: SecretRef::Env { var: "HOOK_X".into() },
+            inbound_secrets: vec![],
+            inbound_bearer: None,
+            assets: None,
+            batch: None,
+        });
+        let file = serde_json::json!({
+            "id": "x",
+            "console_url": "https://console.example",
+            "token": token,
+            "platform": platform,
+        });
+        let parsed: TenantConfig = serde_json::from_value(file).expect("a minimal tenant file parses");
+        assert_eq!(
+            TenantConfig::new("x", "https://console.example", token, platform),
+            parsed
+        );
+    }
 }
