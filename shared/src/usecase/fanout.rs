@@ -21,11 +21,12 @@ use futures_util::{StreamExt, stream};
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::domain::shard_of;
 use crate::queue::{
     BatchItemFailure, MAX_DELAY_SECONDS, SEND_BATCH_MAX, SqsBatchResponse, SqsEvent, TenantMessage, TenantQueue,
 };
 use crate::store::{ConnectorStatus, Store, StoreError, TenantConfig};
-use crate::usecase::poll_threats::{Outcome, PollDeps, TenantReport, poll_scheduled, shard_of};
+use crate::usecase::poll_threats::{Outcome, PollDeps, TenantReport, poll_scheduled};
 use crate::usecase::sync_assets::{AssetDeps, AssetReport, sync_tenant};
 use crate::usecase::token_expiry::{TokenDeps, TokenReport, check_tenant};
 

@@ -171,11 +171,7 @@ pub async fn record_run(
         facts.token_days_left = token.and_then(|t| t.expires_at).map(|at| (at - now).whole_days());
     }
     let minute = now.unix_timestamp().div_euclid(60);
-    let recount = (minute
-        + i64::from(crate::usecase::poll_threats::shard_of(
-            &tenant.id,
-            DEAD_LETTER_RECOUNT_MINUTES,
-        )))
+    let recount = (minute + i64::from(crate::domain::shard_of(&tenant.id, DEAD_LETTER_RECOUNT_MINUTES)))
         % i64::from(DEAD_LETTER_RECOUNT_MINUTES)
         == 0;
     let refresh = prev.is_none() || recount;

@@ -129,17 +129,6 @@ pub enum PollError {
     Store(#[from] StoreError),
 }
 
-/// Stable bucket of a tenant id among `count` (FNV-1a), the same in every process: the
-/// dispatcher's per-tenant delay and backoff minute.
-pub fn shard_of(tenant: &str, count: u32) -> u32 {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in tenant.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    (h % u64::from(count.max(1))) as u32
-}
-
 /// Polls the selected tenants, `deps.concurrency` at a time, each isolated from the others.
 ///
 /// # Errors
