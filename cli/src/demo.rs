@@ -2,6 +2,7 @@
 //! embedded store, a local signed-webhook receiver and a local stand-in for PagerDuty's Events
 //! API stand in for S1, DynamoDB and the platforms.
 
+use crate::demo_net::{local_hosts, reqwest_client};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +13,6 @@ use s1_bridge_sim::{
     AgentChange, DEFAULT_TOKEN, FakePagerDuty, NewThreats, Sim, SimConfig, TokenSpec, WebhookReceiver,
 };
 use s1_shared::ApiToken;
-use s1_shared::config::AllowedHosts;
 use s1_shared::platform::Adapters;
 use s1_shared::platform::{PlatformConfig, settings};
 use s1_shared::platform::{WebhookSecret, sign};
@@ -532,14 +532,4 @@ async fn serve_writeback(deps: WritebackDeps) -> std::io::Result<String> {
         let _ = axum::serve(listener, app).await;
     });
     Ok(url)
-}
-
-/// Everything the demo calls is on loopback: the simulated console, the receiver, the PagerDuty
-/// stand-in and the writeback endpoint.
-fn local_hosts() -> AllowedHosts {
-    AllowedHosts::parse("127.0.0.1").expect("a valid host")
-}
-
-pub(crate) fn reqwest_client() -> Result<reqwest::Client, reqwest::Error> {
-    s1_shared::net::outbound_client(Duration::from_secs(5), Duration::from_secs(30), &local_hosts())
 }

@@ -161,7 +161,7 @@ async fn close_identity_story(
     let hook_id = "demo-uam-close";
     let ts = OffsetDateTime::now_utc().unix_timestamp();
     let signature = sign(&WebhookSecret::parse(inbound_secret)?, hook_id, ts, &body);
-    let resp = crate::demo::reqwest_client()?
+    let resp = crate::demo_net::reqwest_client()?
         .post(format!("{hook_base}/webhooks/generic/demo-uam"))
         .header("webhook-id", hook_id)
         .header("webhook-timestamp", ts.to_string())

@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod demo_halo;
+mod demo_net;
 mod demo_unified;
 mod fleet;
 mod halo;
