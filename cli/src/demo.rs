@@ -52,6 +52,11 @@ pub struct DemoArgs {
     /// Live counts on stderr during the first (backlog) poll.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     progress: ProgressMode,
+    /// Keep the demo's state in this embedded store file (a new one), so commands such as
+    /// `s1-bridge status --store embedded:<path>` can read its tenants afterwards; by default
+    /// the state is held in memory and gone when the demo ends.
+    #[arg(long, value_name = "PATH")]
+    keep_store: Option<std::path::PathBuf>,
 }
 
 pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -71,7 +76,19 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
     })
     .await?;
     let receiver = WebhookReceiver::start(DEMO_WEBHOOK_SECRET).await?;
-    let store = Store::new(Arc::new(EmbeddedTable::in_memory()?));
+    let table = match &args.keep_store {
+        // The demo's steps count on an empty store (the first poll is the whole backlog).
+        Some(path) if path.exists() => {
+            return Err(format!(
+                "--keep-store {}: the file exists; the demo starts from an empty store (remove it or name a new one)",
+                path.display()
+            )
+            .into());
+        }
+        Some(path) => EmbeddedTable::open(path)?,
+        None => EmbeddedTable::in_memory()?,
+    };
+    let store = Store::new(Arc::new(table));
     say(format!(
         "S1 console (simulated)  {}  {} threats, {} agents",
         sim.base_url(),
@@ -399,6 +416,12 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
         "\nDone in {:.1} s. The platforms hold every threat once; nothing was sent twice.",
         started.elapsed().as_secs_f64()
     ));
+    if let Some(path) = &args.keep_store {
+        say(format!(
+            "The state is kept in {0}: s1-bridge status --store embedded:{0}",
+            path.display()
+        ));
+    }
 
     if args.json {
         let summary = json!({
@@ -410,6 +433,7 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
             "halo": halo,
             "unified": unified,
             "elapsed_ms": started.elapsed().as_millis() as u64,
+            "store": args.keep_store.as_ref().map(|p| p.display().to_string()),
         });
         println!("{}", serde_json::to_string_pretty(&summary)?);
     }

@@ -6,14 +6,22 @@
 //! receive and delete counted as the SQS request it would be), and a bounded pool of
 //! `--workers` concurrent "invocations", each handing one message to the real consumer
 //! (`usecase::fanout::consume`, what `poll-threats` runs) with the invocation's deadline.
-//! `--heavy` tenants see a backlog of `--backlog` threats on a second console (the idle ones'
-//! has none) and publish into a receiver that answers after `--receiver-delay-ms`.
+//!
+//! `--heavy` tenants see a backlog of `--backlog` threats and publish into a receiver that
+//! answers after `--receiver-delay-ms`. Their side runs in a child process at the lowest CPU
+//! priority (`nice -n 19`, this binary with `--serve-heavy`): their console, their receiver and
+//! their runs (on a store of their own). A heavy tenant's message still takes one of the
+//! `--workers` slots until the child says its run ended, as an invocation counts against the
+//! event source mapping's `MaximumConcurrency`; but its processor time is not the measured
+//! process's, as on Lambda, where every invocation has a processor share of its own. On a shared
+//! machine nice 19 is the nearest to that: the heavy side still gets what the measured side
+//! leaves idle, and the kernel still gives it a little when both want the cores.
 //!
 //! Two rounds of one dispatch each: idle tenants only, then the same with the heavy ones; per
 //! round the time to dispatch, p50/p99 of "due to poll started" and "due to poll finished" for
 //! the idle tenants; and per idle tenant-run (from the first round) S1 requests, store reads and
 //! writes (calls on the store port: one per DynamoDB request but for batches over 100 keys),
-//! queue requests, CPU ms and the process's peak memory.
+//! queue requests, CPU ms and the measuring process's peak memory.
 
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,6 +68,13 @@ pub struct FleetArgs {
     s1_delay_ms: u64,
     #[arg(long, default_value_t = 200)]
     receiver_delay_ms: u64,
+    /// The heavy tenants' side's niceness (19: the lowest priority; 0 to compare with it
+    /// competing as an equal).
+    #[arg(long, default_value_t = 19, value_parser = clap::value_parser!(u8).range(0..=19))]
+    heavy_nice: u8,
+    /// Be the heavy tenants' side (what the benchmark starts as its child; not for hand use).
+    #[arg(long, hide = true)]
+    serve_heavy: bool,
 }
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"; // test-only: opens the local receiver
@@ -219,13 +234,244 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// One round: a dispatch, then the pool works the queue until every idle tenant's run ended.
-/// Returns the round's figures.
+fn heavy_ids(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("heavy{i:02}")).collect()
+}
+
+/// A simulated console with `threats`, every request answered after `delay_ms`.
+async fn start_console(threats: usize, delay_ms: u64) -> Result<Sim, Box<dyn std::error::Error>> {
+    let sim = Sim::start(SimConfig {
+        threats,
+        agents: 2_000,
+        cloud_alerts: 0,
+        ..SimConfig::default()
+    })
+    .await?;
+    sim.control()
+        .add_fault(&FaultRule::new("*", FaultKind::Slow { millis: delay_ms }, u32::MAX))
+        .await?;
+    Ok(sim)
+}
+
+/// What a poll-threats invocation is given, over `store`.
+fn poll_deps(store: Store) -> Result<PollDeps, Box<dyn std::error::Error>> {
+    let secrets = HashMap::from([
+        ("S1".to_owned(), s1_bridge_sim::DEFAULT_TOKEN.to_owned()),
+        ("HOOK".to_owned(), SECRET.to_owned()),
+    ]);
+    let tokens = Arc::new(LocalTokenProvider::with_lookup(move |k| secrets.get(k).cloned()));
+    let (http, options) = crate::bench::bench_http()?;
+    let platforms = Arc::new(
+        Adapters::new(http.clone(), tokens.clone(), options.retry.clone())
+            .with_allowed_hosts(crate::bench::bench_hosts()),
+    );
+    Ok(PollDeps {
+        progress: None,
+        store,
+        consoles: Consoles::new(http, tokens, options),
+        platforms,
+        owner: String::new(),
+        concurrency: 1,
+        writeback: None,
+    })
+}
+
+/// One invocation of the consumer with one SQS record for `tenant`, as the event source mapping
+/// delivers it.
+async fn invoke(deps: &PollDeps, tenant: &str, id: u64, deadline: Instant) -> Outcome {
+    let mut deps = deps.clone();
+    deps.owner = format!("invocation-{id}");
+    let event: SqsEvent = serde_json::from_value(json!({"Records": [{
+        "messageId": format!("m-{id}"), "body": json!({"tenant": tenant}).to_string(),
+        "attributes": {"ApproximateReceiveCount": "1"}, "eventSource": "aws:sqs"}]}))
+    .expect("an SQS event");
+    let (_, consumed) = consume(&deps, &event, deadline).await;
+    consumed.runs.first().map_or(Outcome::Skipped, |r| r.outcome)
+}
+
+/// The heavy tenants' side as the measuring process sees it: a child process at nice 19 (this
+/// binary with `--serve-heavy`), told one run at a time on its stdin (`{"tenant", "id"}`),
+/// answering on its stdout when each ended (`{"done": id, "outcome"}`); its first line names
+/// its console and receiver, its last (after its stdin closes) what it did.
+struct HeavySide {
+    child: Mutex<std::process::Child>,
+    stdin: Mutex<Option<std::process::ChildStdin>>,
+    waiting: Arc<Mutex<HashMap<u64, tokio::sync::oneshot::Sender<Outcome>>>>,
+    last: Mutex<std::sync::mpsc::Receiver<serde_json::Value>>,
+    console: String,
+    receiver: String,
+}
+
+impl HeavySide {
+    fn start(args: &FleetArgs) -> Result<Self, Box<dyn std::error::Error>> {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new("nice")
+            .args(["-n", &args.heavy_nice.to_string()])
+            .arg(std::env::current_exe()?)
+            .args(["bench-fleet", "--serve-heavy"])
+            .args([
+                "--heavy",
+                &args.heavy.to_string(),
+                "--backlog",
+                &args.backlog.to_string(),
+            ])
+            .args(["--invocation-s", &args.invocation_s.to_string()])
+            .args(["--s1-delay-ms", &args.s1_delay_ms.to_string()])
+            .args(["--receiver-delay-ms", &args.receiver_delay_ms.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start the heavy side under `nice` (coreutils): {e}"))?;
+        let stdin = child.stdin.take().ok_or("the heavy side's stdin")?;
+        let mut lines = std::io::BufReader::new(child.stdout.take().ok_or("the heavy side's stdout")?).lines();
+        let ready: serde_json::Value = serde_json::from_str(
+            &lines
+                .next()
+                .ok_or("the heavy side ended before it was ready (its error is above)")??,
+        )?;
+        let waiting: Arc<Mutex<HashMap<u64, tokio::sync::oneshot::Sender<Outcome>>>> = Arc::default();
+        let (last_tx, last) = std::sync::mpsc::channel();
+        let done = waiting.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    eprintln!("heavy side: {line}");
+                    continue;
+                };
+                match v["done"].as_u64() {
+                    Some(id) => {
+                        let outcome = match v["outcome"].as_str() {
+                            Some("completed") => Outcome::Completed,
+                            Some("partial") => Outcome::Partial,
+                            Some("skipped") => Outcome::Skipped,
+                            _ => Outcome::Failed,
+                        };
+                        if let Some(tx) = done.lock().expect("not poisoned").remove(&id) {
+                            let _ = tx.send(outcome);
+                        }
+                    }
+                    None => {
+                        let _ = last_tx.send(v);
+                    }
+                }
+            }
+        });
+        let url = |k: &str| {
+            ready[k]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or(format!("the heavy side named no {k}"))
+        };
+        Ok(Self {
+            console: url("console")?,
+            receiver: url("receiver")?,
+            child: Mutex::new(child),
+            stdin: Mutex::new(Some(stdin)),
+            waiting,
+            last: Mutex::new(last),
+        })
+    }
+
+    /// Has the child run `tenant`'s message; ends when its run did (a failed run if the child
+    /// is gone).
+    async fn run(&self, tenant: &str, id: u64) -> Outcome {
+        use std::io::Write;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.waiting.lock().expect("not poisoned").insert(id, tx);
+        let sent = self
+            .stdin
+            .lock()
+            .expect("not poisoned")
+            .as_mut()
+            .is_some_and(|w| writeln!(w, "{}", json!({"tenant": tenant, "id": id})).is_ok());
+        if !sent {
+            return Outcome::Failed;
+        }
+        rx.await.unwrap_or(Outcome::Failed)
+    }
+
+    /// Closes the child's stdin, waits for its runs to end and returns its last line.
+    fn finish(&self) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+        drop(self.stdin.lock().expect("not poisoned").take());
+        let last = self
+            .last
+            .lock()
+            .expect("not poisoned")
+            .recv_timeout(Duration::from_secs(120))
+            .map_err(|_| "the heavy side did not report")?;
+        self.child.lock().expect("not poisoned").wait()?;
+        Ok(last)
+    }
+}
+
+/// `--serve-heavy`: the heavy tenants' console, receiver and runs, on a store of their own (their
+/// items are theirs alone: the dispatcher reads their configuration from the measuring side's).
+async fn serve_heavy(args: &FleetArgs) -> Result<(), Box<dyn std::error::Error>> {
+    use std::io::BufRead;
+    let console = start_console(args.backlog, args.s1_delay_ms).await?;
+    let receiver = WebhookReceiver::start_on(SECRET, "127.0.0.1:0".parse()?, false).await?;
+    receiver.stall_next(
+        args.heavy * 100 * args.invocation_s as usize,
+        Duration::from_millis(args.receiver_delay_ms),
+    );
+    let store = Store::new(Arc::new(EmbeddedTable::in_memory()?));
+    for id in heavy_ids(args.heavy) {
+        store
+            .put_tenant(&tenant(&id, &console.base_url(), &receiver.url()))
+            .await?;
+    }
+    let deps = poll_deps(store)?;
+    println!("{}", json!({"console": console.base_url(), "receiver": receiver.url()}));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let limit = Duration::from_secs(args.invocation_s);
+    let mut runs = Vec::new();
+    while let Some(line) = rx.recv().await {
+        #[derive(serde::Deserialize)]
+        struct Run {
+            tenant: String,
+            id: u64,
+        }
+        let run: Run = serde_json::from_str(&line).map_err(|e| format!("{line:?}: {e}"))?;
+        let deps = deps.clone();
+        // A thread and runtime per run, as in the measuring process's pool (and the consumer's
+        // future is not `Send` for `tokio::spawn`).
+        runs.push(std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            let outcome = rt.block_on(invoke(&deps, &run.tenant, run.id, Instant::now() + limit));
+            println!("{}", json!({"done": run.id, "outcome": outcome}));
+        }));
+    }
+    tokio::task::spawn_blocking(move || runs.into_iter().for_each(|r| r.join().unwrap_or_default())).await?;
+    println!(
+        "{}",
+        json!({
+            "events_delivered": receiver.requests().0,
+            "cpu_ms": crate::bench::cpu_ms(),
+            "peak_rss_mib": crate::bench::peak_rss_kib().map(|k| k as f64 / 1024.0),
+        })
+    );
+    Ok(())
+}
+
+/// One round: a dispatch, then the pool works the queue until every tenant's run ended (the
+/// heavy tenants' in the child, each holding its slot meanwhile). Returns the round's figures.
 async fn round(
     deps: &PollDeps,
     queue: &Arc<LocalQueue>,
     args: &FleetArgs,
-    heavy: &[String],
+    heavy: Option<&Arc<HeavySide>>,
+    n: &Arc<AtomicU64>,
 ) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
     let dispatched_at = Instant::now();
     let next_round = dispatched_at + Duration::from_secs(args.interval_s);
@@ -243,15 +489,14 @@ async fn round(
     let dispatch_s = dispatched_at.elapsed().as_secs_f64();
     // Due: when the dispatcher meant the tenant to run (its delay from the dispatch).
     let spread = Duration::from_secs(args.spread_s);
-    let heavy_set: std::collections::HashSet<String> = heavy.iter().cloned().collect();
+    let heavy_set: std::collections::HashSet<String> = heavy_ids(args.heavy).into_iter().collect();
     let limit = Duration::from_secs(args.invocation_s);
-    let n = Arc::new(AtomicU64::new(0));
     // The pool: `workers` threads, each with a runtime of its own running one invocation at a
-    // time, as Lambda runs each invocation in an instance of its own: a heavy tenant's run can
-    // take its instance's processor, not the others'.
+    // time, as Lambda runs each invocation in an instance of its own.
     let workers: Vec<_> = (0..args.workers)
         .map(|_| {
-            let (queue, deps, n) = (queue.clone(), deps.clone(), n.clone());
+            let (queue, deps, n, heavy_set) = (queue.clone(), deps.clone(), n.clone(), heavy_set.clone());
+            let heavy = heavy.cloned();
             std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -268,17 +513,13 @@ async fn round(
                             continue;
                         };
                         let id = n.fetch_add(1, Ordering::Relaxed);
-                        let mut deps = deps.clone();
-                        deps.owner = format!("invocation-{id}");
                         let due_at = dispatched_at
                             + Duration::from_secs(u64::from(s1_shared::usecase::fanout::delay_of(&m.tenant, spread)));
                         let started = Instant::now();
-                        let event: SqsEvent = serde_json::from_value(json!({"Records": [{
-                            "messageId": format!("m-{id}"), "body": json!({"tenant": m.tenant}).to_string(),
-                            "attributes": {"ApproximateReceiveCount": "1"}, "eventSource": "aws:sqs"}]}))
-                        .expect("an SQS event");
-                        let (_, consumed) = consume(&deps, &event, started + limit).await;
-                        let outcome = consumed.runs.first().map_or(Outcome::Skipped, |r| r.outcome);
+                        let outcome = match &heavy {
+                            Some(side) if heavy_set.contains(&m.tenant) => side.run(&m.tenant, id).await,
+                            _ => invoke(&deps, &m.tenant, id, started + limit).await,
+                        };
                         out.push((
                             m.tenant,
                             started.saturating_duration_since(due_at).as_secs_f64(),
@@ -296,20 +537,22 @@ async fn round(
             .await?;
     let round_s = dispatched_at.elapsed().as_secs_f64();
     tokio::time::sleep_until(next_round.into()).await;
-    let idle: Vec<_> = times.iter().filter(|t| !heavy_set.contains(&t.0)).collect();
+    let (heavy_runs, idle): (Vec<_>, Vec<_>) = times.iter().partition(|t| heavy_set.contains(&t.0));
     let mut started: Vec<f64> = idle.iter().map(|t| t.1).collect();
     let mut finished: Vec<f64> = idle.iter().map(|t| t.2).collect();
     started.sort_by(f64::total_cmp);
     finished.sort_by(f64::total_cmp);
-    let failed = idle.iter().filter(|t| t.3 == Outcome::Failed).count();
-    let skipped = idle.iter().filter(|t| t.3 == Outcome::Skipped).count();
+    let count = |runs: &[&(String, f64, f64, Outcome)], o: Outcome| runs.iter().filter(|t| t.3 == o).count();
     Ok(json!({
         "tenants": report.tenants,
         "sent": report.sent,
         "dispatch_s": dispatch_s,
         "idle_runs": idle.len(),
-        "idle_failed": failed,
-        "idle_skipped": skipped,
+        "idle_failed": count(&idle, Outcome::Failed),
+        "idle_skipped": count(&idle, Outcome::Skipped),
+        "heavy_runs": heavy_runs.len(),
+        "heavy_partial": count(&heavy_runs, Outcome::Partial),
+        "heavy_failed": count(&heavy_runs, Outcome::Failed),
         "due_to_started_p50_s": percentile(&started, 0.5),
         "due_to_started_p99_s": percentile(&started, 0.99),
         "due_to_finished_p50_s": percentile(&finished, 0.5),
@@ -319,29 +562,13 @@ async fn round(
 }
 
 pub async fn run_fleet_bench(args: FleetArgs) -> Result<(), Box<dyn std::error::Error>> {
-    // Two consoles: the idle tenants' (no threats) and the heavy tenants' (the backlog), so the
-    // simulator does not scan the backlog for every idle tenant's request.
-    let mut consoles = Vec::new();
-    for threats in [0, args.backlog] {
-        let sim = Sim::start(SimConfig {
-            threats,
-            agents: 2_000,
-            cloud_alerts: 0,
-            ..SimConfig::default()
-        })
-        .await?;
-        sim.control()
-            .add_fault(&FaultRule::new(
-                "*",
-                FaultKind::Slow {
-                    millis: args.s1_delay_ms,
-                },
-                u32::MAX,
-            ))
-            .await?;
-        consoles.push(sim);
+    if args.serve_heavy {
+        return serve_heavy(&args).await;
     }
-    let (sim, backlog) = (&consoles[0], &consoles[1]);
+    // Started first, so its set-up (a 100,000-threat console) is over before anything is
+    // measured; idle until the second round.
+    let heavy_side = Arc::new(HeavySide::start(&args)?);
+    let sim = start_console(0, args.s1_delay_ms).await?;
     let receiver = WebhookReceiver::start_on(SECRET, "127.0.0.1:0".parse()?, false).await?;
     let calls = Arc::new(Calls::default());
     let table: Arc<dyn ItemTable> = Arc::new(Counted {
@@ -349,33 +576,16 @@ pub async fn run_fleet_bench(args: FleetArgs) -> Result<(), Box<dyn std::error::
         calls: calls.clone(),
     });
     let store = Store::new(table);
-    let secrets = HashMap::from([
-        ("S1".to_owned(), s1_bridge_sim::DEFAULT_TOKEN.to_owned()),
-        ("HOOK".to_owned(), SECRET.to_owned()),
-    ]);
-    let tokens = Arc::new(LocalTokenProvider::with_lookup(move |k| secrets.get(k).cloned()));
     let ids: Vec<String> = (0..args.tenants).map(|i| format!("t{i:05}")).collect();
     for id in &ids {
         store.put_tenant(&tenant(id, &sim.base_url(), &receiver.url())).await?;
     }
-    let (http, options) = crate::bench::bench_http()?;
-    let platforms = Arc::new(
-        Adapters::new(http.clone(), tokens.clone(), options.retry.clone())
-            .with_allowed_hosts(crate::bench::bench_hosts()),
-    );
-    let deps = PollDeps {
-        progress: None,
-        store: store.clone(),
-        consoles: Consoles::new(http, tokens, options),
-        platforms,
-        owner: String::new(),
-        concurrency: 1,
-        writeback: None,
-    };
+    let deps = poll_deps(store.clone())?;
     let queue = Arc::new(LocalQueue::default());
+    let n = Arc::new(AtomicU64::new(0));
     // A first round that takes every tenant from nothing to idle (its first run writes its
     // checkpoint and status), not measured.
-    round(&deps, &queue, &args, &[]).await?;
+    round(&deps, &queue, &args, None, &n).await?;
 
     // Round 1: idle tenants only.
     let reads = calls.reads.load(Ordering::Relaxed);
@@ -383,7 +593,7 @@ pub async fn run_fleet_bench(args: FleetArgs) -> Result<(), Box<dyn std::error::
     let queued = queue.requests.load(Ordering::Relaxed);
     let s1_before = sim.control().requests().await?.len();
     let cpu = crate::bench::cpu_ms();
-    let idle_only = round(&deps, &queue, &args, &[]).await?;
+    let idle_only = round(&deps, &queue, &args, None, &n).await?;
     let cpu = crate::bench::cpu_ms().zip(cpu).map(|(a, b)| a - b);
     let runs = idle_only["idle_runs"].as_u64().unwrap_or(1).max(1) as f64;
     let s1 = (sim.control().requests().await?.len() - s1_before) as f64;
@@ -395,28 +605,26 @@ pub async fn run_fleet_bench(args: FleetArgs) -> Result<(), Box<dyn std::error::
         "cpu_ms": cpu.map(|c| c / runs),
     });
 
-    // Round 2: the same with the heavy tenants' backlog.
-    let heavy: Vec<String> = (0..args.heavy).map(|i| format!("heavy{i:02}")).collect();
-    for id in &heavy {
+    // Round 2: the same with the heavy tenants dispatched too (their configuration here, for
+    // the dispatcher; their runs in the child).
+    for id in heavy_ids(args.heavy) {
         store
-            .put_tenant(&tenant(id, &backlog.base_url(), &receiver.url()))
+            .put_tenant(&tenant(&id, &heavy_side.console, &heavy_side.receiver))
             .await?;
     }
-    receiver.stall_next(
-        args.heavy * 100 * args.invocation_s as usize,
-        Duration::from_millis(args.receiver_delay_ms),
-    );
-    let with_heavy = round(&deps, &queue, &args, &heavy).await?;
+    let with_heavy = round(&deps, &queue, &args, Some(&heavy_side), &n).await?;
+    let heavy_report = heavy_side.finish()?;
     println!(
         "{}",
         json!({
             "tenants": args.tenants, "heavy": args.heavy, "backlog": args.backlog,
             "workers": args.workers, "invocation_s": args.invocation_s,
             "idle_only": idle_only, "with_heavy": with_heavy, "per_idle_run": per_run,
-            "heavy_events_delivered": receiver.requests().0,
+            "heavy_side": heavy_report,
             "peak_rss_mib": crate::bench::peak_rss_kib().map(|k| k as f64 / 1024.0),
             "queue": "in-process (the TenantQueue port; SendMessageBatch, ReceiveMessage, DeleteMessage counted as SQS would bill them)",
-            "store": "embedded (in memory), calls on the store port counted",
+            "store": "embedded (in memory), calls on the store port counted; the heavy tenants' runs on the child's own",
+            "heavy_process": format!("a child at nice {}: the heavy tenants' console, receiver and runs", args.heavy_nice),
         })
     );
     Ok(())

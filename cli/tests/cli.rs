@@ -672,6 +672,50 @@ fn the_demo_runs_every_pipeline_and_reports_what_happened() {
     );
 }
 
+#[test]
+fn the_demo_keeps_its_state_when_asked_and_status_reads_its_tenants() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("demo.redb");
+    let path = path.to_str().unwrap();
+    let demo = [
+        "demo",
+        "--threats",
+        "300",
+        "--agents",
+        "40",
+        "--json",
+        "--keep-store",
+        path,
+    ];
+    let (ok, out, err) = bridge(&demo);
+    assert!(ok, "{err}");
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(summary["store"], path);
+
+    let (ok, out, err) = bridge(&["status", "--store", &format!("embedded:{path}"), "--json"]);
+    assert!(ok, "{err}");
+    let lines: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let demo_tenant = lines
+        .iter()
+        .find(|l| l["tenant"] == "demo")
+        .unwrap_or_else(|| panic!("the demo's first tenant: {out}"));
+    // The demo's token expires in 5 days (the token watch's step saw it).
+    assert_eq!(demo_tenant["token_days_left"], 4, "{out}");
+    assert!(lines.len() >= 4, "every demo tenant: {out}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["status"] != "unknown" && l["last_success"].is_string()),
+        "every demo tenant polled: {out}"
+    );
+    let (ok, out, _) = bridge(&["status", "--store", &format!("embedded:{path}")]);
+    assert!(ok && out.starts_with("tenant ") && out.contains("\ndemo "), "{out}");
+
+    // A second demo into the same file is refused: its steps need an empty store.
+    let (ok, _, err) = bridge(&demo);
+    assert!(!ok && err.contains(path) && err.contains("exists"), "{err}");
+}
+
 /// A loopback listener that counts the connections made to it and answers none of them.
 fn counting_listener() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
