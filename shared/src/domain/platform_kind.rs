@@ -36,6 +36,17 @@ impl PlatformKind {
 
 impl std::fmt::Display for PlatformKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        // `pad`, not `write_str`: the CLI's tables give it a column width.
+        f.pad(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PlatformKind;
+
+    #[test]
+    fn a_kind_fills_its_column() {
+        assert_eq!(format!("{:<10}|", PlatformKind::Generic), "generic   |");
     }
 }
