@@ -20,6 +20,7 @@
 #   scripts/bench-fleet.sh                                  # 10,000 tenants, 20 heavy
 #   FLEET_TENANTS=2000 FLEET_BACKLOG=20000 scripts/bench-fleet.sh
 #   FLEET_ARGS="--workers 200 --invocation-s 120" scripts/bench-fleet.sh
+#   FLEET_ARGS="--heavy-nice 0" scripts/bench-fleet.sh      # the heavy side as an equal, to compare
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p s1-bridge
