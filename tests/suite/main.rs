@@ -55,6 +55,8 @@ mod tenant_check;
 mod token_expiry;
 #[path = "../tests/token_rotation.rs"]
 mod token_rotation;
+#[path = "../tests/unified_view.rs"]
+mod unified_view;
 #[path = "../tests/writeback.rs"]
 mod writeback;
 #[path = "../tests/writeback_chaos.rs"]

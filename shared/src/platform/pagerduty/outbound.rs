@@ -156,7 +156,7 @@ impl PagerDutyEvents {
             },
             "client": "SentinelOne",
             "client_url": t.console_url,
-            "links": [{"href": t.console_url, "text": "Open the threat in SentinelOne"}],
+            "links": [{"href": t.console_url, "text": "Open in SentinelOne"}],
         });
         // Optional fields S1 did not give are left out rather than sent as null.
         if let Some(payload) = body["payload"].as_object_mut() {

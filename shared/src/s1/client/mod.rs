@@ -23,7 +23,7 @@ use url::Url;
 pub use options::{ClientOptions, RequestObserver, RequestRecord, RetryPolicy};
 pub use paging::Page;
 pub use query::{AgentQuery, CloudAlertQuery, MAX_PAGE_LIMIT, SiteQuery, SortOrder, ThreatQuery, ThreatSort};
-pub use uam::{UNIFIED_MAX_PAGE, UnifiedAlertQuery};
+pub use uam::{AlertLink, UNIFIED_MAX_PAGE, UnifiedAlertQuery};
 
 use super::dto::DataEnvelope;
 use super::error::S1Error;
