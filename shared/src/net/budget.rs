@@ -171,3 +171,72 @@ impl SharedBudget {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// Counters with `left` requests in every slice, counting the round trips.
+    struct Counting {
+        left: u32,
+        trips: AtomicU32,
+    }
+
+    #[async_trait::async_trait]
+    impl BudgetCounters for Counting {
+        async fn take(&self, _: &str, _: i64, _: u32, want: u32, _: (i64, i64)) -> Result<u32, CounterError> {
+            self.trips.fetch_add(1, Ordering::SeqCst);
+            Ok(want.min(self.left))
+        }
+    }
+
+    fn budget(left: u32, limit: u32) -> (SharedBudget, Arc<Counting>) {
+        let counters = Arc::new(Counting {
+            left,
+            trips: AtomicU32::new(0),
+        });
+        // Slices of 100 ms: a spent slice is waited out quickly.
+        let b = SharedBudget::new(counters.clone(), "test", &["x"], limit, Duration::from_secs(1));
+        (b, counters)
+    }
+
+    #[tokio::test]
+    async fn an_allowance_request_costs_no_round_trip_and_a_taken_chunk_serves_several() {
+        // 880 a window: 72 a slice, taken 9 at a time.
+        let (b, counters) = budget(u32::MAX, 880);
+        assert!(b.acquire_or_free(true).await, "the allowance goes without the table");
+        assert_eq!(counters.trips.load(Ordering::SeqCst), 0);
+        for _ in 0..9 {
+            b.acquire().await;
+        }
+        assert!(
+            counters.trips.load(Ordering::SeqCst) <= 2,
+            "one take serves nine requests"
+        );
+        assert!(!b.key().contains('x') && b.key().starts_with("test:"), "{}", b.key());
+    }
+
+    #[tokio::test]
+    async fn no_allowance_once_the_slice_is_seen_spent() {
+        let (b, counters) = budget(0, 880);
+        let started = std::time::Instant::now();
+        // Spent: this waits for the next slice (the fake says every slice is spent, so it
+        // would wait for ever): give it one slice and a half.
+        let waited = tokio::time::timeout(Duration::from_millis(150), b.acquire()).await;
+        assert!(waited.is_err(), "a spent budget holds the request");
+        assert!(started.elapsed() >= Duration::from_millis(150));
+        // The slice is known spent: a request on its allowance goes to the table too.
+        let trips = counters.trips.load(Ordering::SeqCst);
+        let free = tokio::time::timeout(Duration::from_millis(5), b.acquire_or_free(true)).await;
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis();
+        if now_ms % 100 > 10 {
+            // (Unless a new slice began meanwhile, when the allowance applies again.)
+            assert!(
+                free.is_err(),
+                "the allowance waits like the rest while the slice is spent"
+            );
+            assert!(counters.trips.load(Ordering::SeqCst) > trips);
+        }
+    }
+}
