@@ -97,7 +97,7 @@ impl PagerDutyEvents {
     #[must_use]
     pub fn with_shared_budget(mut self, store: crate::store::Store) -> Self {
         let shared = crate::platform::budget::SharedBudget::new(
-            store,
+            std::sync::Arc::new(store),
             "pagerduty",
             &[self.url.as_str(), self.routing_key.expose_secret()],
             self.per_minute,
