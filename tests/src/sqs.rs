@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use s1_shared::queue::SqsEvent;
+use s1_shared::queue::{SqsEvent, SqsQueue};
 use s1_shared::store::{DynamoTable, ItemTable, create_table};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -36,6 +36,14 @@ pub async fn queue(sqs: &aws_sdk_sqs::Client) -> String {
         .queue_url()
         .unwrap()
         .to_owned()
+}
+
+/// A client of moto's SQS, a fresh queue's URL, and the queue port over it.
+pub async fn moto_queue(config: &aws_config::SdkConfig) -> (aws_sdk_sqs::Client, String, SqsQueue) {
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let url = queue(&sqs).await;
+    let q = SqsQueue::new(sqs.clone(), &url);
+    (sqs, url, q)
 }
 
 /// Receives what is visible now, at most 10 messages, as the event source mapping would.

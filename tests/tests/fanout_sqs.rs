@@ -7,9 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use integration_tests::poll::{PollHarness, tenant};
-use integration_tests::sqs::{aws, delete, event, queue, receive, receive_up_to, record, table};
+use integration_tests::sqs::{aws, delete, event, moto_queue, receive, receive_up_to, record, table};
 use s1_bridge_sim::{DEFAULT_TOKEN, SimConfig};
-use s1_shared::queue::SqsQueue;
 use s1_shared::store::LEASE_TTL;
 use s1_shared::usecase::fanout::{Job, Plan, consume, consume_assets, dispatch};
 use s1_shared::usecase::poll_threats::{LEASE_JOB, Outcome};
@@ -36,6 +35,17 @@ async fn harness(config: &aws_config::SdkConfig, threats: usize, agents: usize) 
     PollHarness::start(sim, table(config).await).await
 }
 
+/// Stores `tenants`, each with the simulator's token.
+async fn add_tenants(h: &PollHarness, tenants: &[s1_shared::store::TenantConfig]) {
+    for t in tenants {
+        h.env
+            .lock()
+            .unwrap()
+            .insert(format!("S1_TOKEN_{}", t.id), DEFAULT_TOKEN.into());
+        h.store.put_tenant(t).await.unwrap();
+    }
+}
+
 fn deadline() -> Instant {
     Instant::now() + Duration::from_secs(120)
 }
@@ -56,9 +66,7 @@ async fn the_dispatcher_sends_one_message_per_enabled_tenant_and_each_is_answere
     off.enabled = false;
     h.store.put_tenant(&off).await.unwrap();
 
-    let sqs = aws_sdk_sqs::Client::new(&config);
-    let url = queue(&sqs).await;
-    let q = SqsQueue::new(sqs.clone(), &url);
+    let (sqs, url, q) = moto_queue(&config).await;
     let report = dispatch(&h.store, &q, poll_plan(), OffsetDateTime::now_utc())
         .await
         .unwrap();
@@ -151,9 +159,7 @@ async fn the_dispatcher_sends_one_message_per_enabled_tenant_and_each_is_answere
 async fn messages_are_spread_over_the_minute_by_a_stable_per_tenant_delay() {
     use s1_shared::queue::{TenantMessage, TenantQueue};
     let config = aws().await;
-    let sqs = aws_sdk_sqs::Client::new(&config);
-    let url = queue(&sqs).await;
-    let q = SqsQueue::new(sqs.clone(), &url);
+    let (sqs, url, q) = moto_queue(&config).await;
     let failed = q
         .send_batch(&[
             TenantMessage {
@@ -191,9 +197,7 @@ async fn an_asset_sync_that_ends_partial_continues_itself_through_the_queue_unti
         table(&config).await,
     )
     .await;
-    let sqs = aws_sdk_sqs::Client::new(&config);
-    let url = queue(&sqs).await;
-    let q = SqsQueue::new(sqs.clone(), &url);
+    let (sqs, url, q) = moto_queue(&config).await;
     // The daily dispatch, from an hourly schedule: the tenant is sent once that day.
     let day = time::macros::datetime!(2026-03-01 0:00 UTC);
     let mut sent = 0;
@@ -259,9 +263,7 @@ async fn a_halo_sync_continues_after_the_budget_window() {
     .await;
     let tenant = h.h.store.get_tenant("acme").await.unwrap().unwrap();
     assert_eq!(s1_shared::usecase::fanout::continuation_delay(&tenant), 300);
-    let sqs = aws_sdk_sqs::Client::new(&config);
-    let url = queue(&sqs).await;
-    let q = SqsQueue::new(sqs.clone(), &url);
+    let (sqs, url, q) = moto_queue(&config).await;
     let (answer, consumed) = consume_assets(
         &h.h.asset_deps(),
         &q,
@@ -325,16 +327,8 @@ async fn a_slow_tenant_with_a_backlog_does_not_delay_the_others_polls_through_th
             .iter()
             .map(|id| tenant(id, &h.sim.base_url(), &h.receiver.url())),
     );
-    for t in &tenants {
-        h.env
-            .lock()
-            .unwrap()
-            .insert(format!("S1_TOKEN_{}", t.id), DEFAULT_TOKEN.into());
-        h.store.put_tenant(t).await.unwrap();
-    }
-    let sqs = aws_sdk_sqs::Client::new(&config);
-    let url = queue(&sqs).await;
-    let q = SqsQueue::new(sqs.clone(), &url);
+    add_tenants(&h, &tenants).await;
+    let (sqs, url, q) = moto_queue(&config).await;
 
     // Three invocations at once, each taking one message, running it within a 12 s "timeout"
     // and deleting it, as the event source mapping does.
@@ -433,9 +427,7 @@ async fn a_tenant_that_keeps_failing_backs_off_and_comes_back_at_once_when_fixed
     }
     assert_eq!(h.store.get_status("acme").await.unwrap().unwrap().failures_in_a_row, 3);
 
-    let sqs = aws_sdk_sqs::Client::new(&config);
-    let url = queue(&sqs).await;
-    let q = SqsQueue::new(sqs.clone(), &url);
+    let (sqs, url, q) = moto_queue(&config).await;
     let t0 = time::macros::datetime!(2026-03-01 0:00 UTC);
     let over = |minutes: i64| {
         let (store, q) = (&h.store, &q);
@@ -494,16 +486,8 @@ async fn a_batch_of_ten_polls_its_idle_tenants_at_once_beside_a_slow_one() {
     let idle: Vec<String> = (1..=9).map(|i| format!("idle{i}")).collect();
     let mut tenants = vec![heavy, acme];
     tenants.extend(idle.iter().map(|id| tenant(id, &quiet.base_url(), &h.receiver.url())));
-    for t in &tenants {
-        h.env
-            .lock()
-            .unwrap()
-            .insert(format!("S1_TOKEN_{}", t.id), DEFAULT_TOKEN.into());
-        h.store.put_tenant(t).await.unwrap();
-    }
-    let sqs = aws_sdk_sqs::Client::new(&config);
-    let url = queue(&sqs).await;
-    let q = SqsQueue::new(sqs.clone(), &url);
+    add_tenants(&h, &tenants).await;
+    let (sqs, url, q) = moto_queue(&config).await;
     let report = dispatch(&h.store, &q, poll_plan(), OffsetDateTime::now_utc())
         .await
         .unwrap();
