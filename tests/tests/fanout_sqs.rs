@@ -526,7 +526,7 @@ async fn a_batch_of_ten_polls_its_idle_tenants_at_once_beside_a_slow_one() {
         assert!(outcomes.contains(&(id.as_str(), Outcome::Completed)), "{outcomes:?}");
         let finished = h.store.get_status(id).await.unwrap().expect("a status").checked_at - t0;
         assert!(
-            finished < time::Duration::seconds(4),
+            finished < time::Duration::seconds(6),
             "{id} finished {finished} after the batch began, behind the slow tenant ({took:?})"
         );
     }
