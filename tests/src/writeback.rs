@@ -392,6 +392,9 @@ macro_rules! writeback_scenarios {
             an_older_unified_change_that_failed_is_superseded_by_a_newer_applied_one,
             our_own_unified_write_is_not_sent_back_by_the_poller,
             a_graphql_error_that_is_no_refusal_leaves_the_unified_change_pending,
+            a_dead_lettered_unified_change_replayed_by_the_operator_reaches_uam_once,
+            a_status_a_note_and_a_verdict_reach_uam_in_order,
+            a_kill_after_uam_took_the_note_before_finish_does_not_add_it_again,
         );
     };
     (@tests $table:expr; $($name:ident),+ $(,)?) => {
@@ -501,7 +504,7 @@ pub mod scenarios {
     }
 
     /// Starts a webhook on `gate_table`'s harness in its own task, held at the finish write.
-    async fn webhook_held_at_finish(
+    pub(crate) async fn webhook_held_at_finish(
         h: &PollHarness,
         gate: &GateTable,
         alert: &str,

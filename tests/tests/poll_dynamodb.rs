@@ -65,7 +65,8 @@ async fn twenty_thousand_threats_sharing_one_instant_are_delivered_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_that_lost_its_lease_saves_nothing() {
-    integration_tests::poll::a_run_that_lost_its_lease_saves_nothing(table().await).await;
+    integration_tests::poll::a_run_that_lost_its_lease_saves_nothing(table().await, s1_shared::store::Source::Threats)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
