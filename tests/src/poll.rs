@@ -745,12 +745,15 @@ pub async fn publish_dead_letters(store: &Store) -> Vec<PublishDeadLetter> {
 
 /// Refusals about one event (400, 413, 422) become publish dead letters: listed with the
 /// platform's answer, not retried by the next run, re-sent exactly once by the run after a
-/// replay is asked for.
-pub async fn a_refused_event_becomes_a_publish_dead_letter_replayed_once(table: Arc<dyn ItemTable>) {
+/// replay is asked for. The tenant reads `source` (threats or unified alerts).
+pub async fn a_refused_event_becomes_a_publish_dead_letter_replayed_once(table: Arc<dyn ItemTable>, source: Source) {
     use s1_shared::usecase::poll_threats::Outcome;
+    let unified = source == Source::Unified;
     let h = PollHarness::start(
         SimConfig {
-            threats: 30,
+            threats: if unified { 0 } else { 30 },
+            unified_alerts: if unified { 30 } else { 0 },
+            unified_threat_every: 0,
             agents: 20,
             cloud_alerts: 0,
             ..SimConfig::default()
@@ -758,6 +761,7 @@ pub async fn a_refused_event_becomes_a_publish_dead_letter_replayed_once(table: 
         table,
     )
     .await;
+    h.read_only(&[source]).await;
     h.receiver.fail_next(1, 422);
     let report = h.poll().await;
     let r = report.tenants[0].clone();
@@ -783,14 +787,19 @@ pub async fn a_refused_event_becomes_a_publish_dead_letter_replayed_once(table: 
     assert_eq!((r.published, r.replayed), (0, 0), "not retried by itself: {r:?}");
 
     // Two more refused, for other reasons about the item.
-    h.sim
-        .control()
-        .add_threats(&s1_bridge_sim::NewThreats {
+    if unified {
+        let spec = s1_bridge_sim::NewUnifiedAlerts {
+            count: 3,
+            ..s1_bridge_sim::NewUnifiedAlerts::one(s1_bridge_sim::DetectionSource::Cloud)
+        };
+        h.sim.control().add_unified_alerts(&spec).await.unwrap();
+    } else {
+        let spec = s1_bridge_sim::NewThreats {
             count: 3,
             ..s1_bridge_sim::NewThreats::default()
-        })
-        .await
-        .unwrap();
+        };
+        h.sim.control().add_threats(&spec).await.unwrap();
+    }
     h.receiver.fail_next(1, 400);
     h.receiver.fail_next(1, 413);
     let r = h.poll().await.tenants.remove(0);

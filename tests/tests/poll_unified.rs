@@ -58,6 +58,9 @@ on_both_stores! {
     a_unified_run_that_lost_its_lease_saves_nothing,
     a_unified_run_that_lost_its_lease_saves_nothing_on_dynamodb =>
         |table| poll::a_run_that_lost_its_lease_saves_nothing(table, Source::Unified);
+    a_refused_unified_event_becomes_a_publish_dead_letter_replayed_once,
+    a_refused_unified_event_becomes_a_publish_dead_letter_replayed_once_on_dynamodb =>
+        |table| poll::a_refused_event_becomes_a_publish_dead_letter_replayed_once(table, Source::Unified);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -376,5 +376,9 @@ async fn stories_changed_on_every_attempt_fail_the_run_as_a_conflict() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_event_becomes_a_publish_dead_letter_replayed_once() {
-    integration_tests::poll::a_refused_event_becomes_a_publish_dead_letter_replayed_once(embedded()).await;
+    integration_tests::poll::a_refused_event_becomes_a_publish_dead_letter_replayed_once(
+        embedded(),
+        s1_shared::store::Source::Threats,
+    )
+    .await;
 }
