@@ -282,11 +282,14 @@ pub async fn a_run_racing_a_held_unified_commit_is_kept_out_and_sends_nothing(ta
         crate::writeback::wait_until("page 1 went out", || async { h.receiver.deliveries().len() >= 100 }).await;
         let mut other = h.deps.clone();
         other.owner = "another-process".into();
-        let r = run(&other, &Selection::All, Instant::now() + Duration::from_secs(600))
-            .await
-            .unwrap();
+        let r = tokio::time::timeout(
+            Duration::from_secs(60),
+            run(&other, &Selection::All, Instant::now() + Duration::from_secs(600)),
+        )
+        .await;
         flaky.hold_story_writes(false);
-        r
+        r.expect("the second run was not kept out: it waited on the first one's held commit")
+            .unwrap()
     };
     let (first, second) = tokio::join!(first, second);
     let second = &second.tenants[0];
