@@ -9,6 +9,7 @@ use s1_bridge_sim::{ActionOutcome, DetectionSource, FaultKind, FaultRule, NewUni
 use s1_shared::domain::MemberId;
 use s1_shared::s1::dto::{AnalystVerdict, IncidentStatus};
 use s1_shared::store::{ItemTable, MemberState, PendingWriteback};
+use s1_shared::usecase::writeback::RetryReport;
 use serde_json::Value;
 use time::{Duration, OffsetDateTime};
 
@@ -469,6 +470,41 @@ pub mod scenarios {
         assert!(dead(&s.h).await.is_empty() && pending(&s.h).await.is_empty());
         let m = member(&s.h, &s.alert, &MemberId::unified(&s.unified)).await;
         assert_eq!(m.written_status, Some(IncidentStatus::Resolved), "{m:?}");
+    }
+
+    /// A close's inline attempt has written it to UAM (and the threats API) and is held before
+    /// its finish while a retry pass runs at `retry_after` from now; then it goes on. UAM and
+    /// the threat hold the close once, nothing is left pending or dead.
+    async fn uam_race(table: Arc<dyn ItemTable>, retry_after: Duration) -> (UamStory, RetryReport, u16) {
+        use crate::writeback::scenarios::race_at_finish;
+        let gate = crate::writeback::GateTable::new(table);
+        let s = uam_story(gate.clone()).await;
+        let (r, resp) = race_at_finish(&s.h, &gate, &s.alert, retry_after).await;
+        closed_once_in_uam(&s.h, &s.unified, "TRUE_POSITIVE_UNDEFINED").await;
+        let (status, _, notes) = s1_state(&s.h, &s.threat).await;
+        assert_eq!(status, "resolved");
+        assert_eq!(
+            notes.iter().filter(|n| n.starts_with(CLOSED_BY)).count(),
+            1,
+            "{notes:?}"
+        );
+        assert!(dead(&s.h).await.is_empty() && pending(&s.h).await.is_empty());
+        (s, r, resp.status)
+    }
+
+    /// A retry pass running while the inline attempt holds its claim leaves the change alone.
+    pub async fn the_inline_unified_attempt_keeps_its_claim_against_a_retry_pass(table: Arc<dyn ItemTable>) {
+        let (_, r, status) = uam_race(table, Duration::ZERO).await;
+        assert_eq!((r.applied, r.dead, status), (0, 0, 202), "{r:?}");
+    }
+
+    /// The inline attempt stalls past its claim; the retry pass takes the change over and ends
+    /// it; the stalled attempt, let go, adds no second note.
+    pub async fn a_retry_pass_takes_over_an_expired_unified_claim_and_the_note_is_added_once(
+        table: Arc<dyn ItemTable>,
+    ) {
+        let (_, r, status) = uam_race(table, Duration::minutes(10)).await;
+        assert_eq!((r.applied, status), (1, 202), "{r:?}");
     }
 
     /// UAM is down while three changes to one story are accepted: a status (investigating, t1),
