@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use s1_bridge_sim::{FaultKind, FaultRule, SimConfig};
 use s1_shared::platform::Adapters;
-use s1_shared::store::ItemTable;
+use s1_shared::store::{ItemTable, Source};
 use s1_shared::usecase::poll_threats::{Outcome, Selection, run};
 use serde_json::Value;
 
@@ -160,12 +160,36 @@ pub fn last_told(h: &PollHarness, threat: &str) -> Value {
         .unwrap_or_else(|| panic!("threat {threat} never reached the receiver"))
 }
 
-/// A small console, polled once so every threat is a recorded member; returns one of its
-/// unresolved threats, which the console then moves to in progress.
-async fn polled_console(table: Arc<dyn ItemTable>) -> (PollHarness, String) {
+/// Sets item `id` of `source` to `status` (`unresolved`, `in_progress`) in the console, as an
+/// analyst would: a threat through the threats API, a unified alert in UAM.
+async fn console_sets(h: &PollHarness, source: Source, id: &str, status: &str) {
+    let control = h.sim.control();
+    if source == Source::Unified {
+        let uam = match status {
+            "unresolved" => "NEW",
+            "in_progress" => "IN_PROGRESS",
+            other => panic!("no UAM status for {other}"),
+        };
+        let change = s1_bridge_sim::UnifiedAlertChange {
+            status: Some(uam.into()),
+            ..Default::default()
+        };
+        control.change_unified_alert(id, &change).await.unwrap();
+    } else {
+        control.console_update(id, Some(status), None).await.unwrap();
+    }
+}
+
+/// A small console of 20 threats (or unified alerts, by `source`), polled once so every one is a
+/// recorded member; returns one of its unresolved items, which the console then moves to in
+/// progress.
+async fn polled_console(table: Arc<dyn ItemTable>, source: Source) -> (PollHarness, String) {
+    let unified = source == Source::Unified;
     let h = PollHarness::start(
         SimConfig {
-            threats: 20,
+            threats: if unified { 0 } else { 20 },
+            unified_alerts: if unified { 20 } else { 0 },
+            unified_threat_every: 0,
             agents: 10,
             cloud_alerts: 0,
             ..SimConfig::default()
@@ -173,43 +197,38 @@ async fn polled_console(table: Arc<dyn ItemTable>) -> (PollHarness, String) {
         table,
     )
     .await;
+    h.read_only(&[source]).await;
     let r = h.poll().await.tenants.remove(0);
     assert_eq!((r.outcome, r.published), (Outcome::Completed, 20), "{r:?}");
-    let threat = h
+    let item = h
         .events("threat.created")
         .iter()
         .find(|e| e["data"]["s1"]["status"] == "unresolved")
         .map(|e| e["data"]["s1"]["threat_id"].as_str().unwrap().to_owned())
-        .expect("an unresolved threat");
+        .expect("an unresolved item");
     // The analyst moves it on; the run that tells the platform is the one the tests disturb.
-    h.sim
-        .control()
-        .console_update(&threat, Some("in_progress"), None)
-        .await
-        .unwrap();
-    (h, threat)
+    console_sets(&h, source, &item, "in_progress").await;
+    (h, item)
 }
 
-/// The analyst sets the threat back, and a clean poll runs: the platform's last word on it must
-/// be S1's latest state.
-async fn set_back_and_poll(h: &PollHarness, threat: &str) {
-    h.sim
-        .control()
-        .console_update(threat, Some("unresolved"), None)
-        .await
-        .unwrap();
+/// The analyst sets the item back, and a clean poll runs: the platform's last word on it must
+/// be the console's latest state.
+async fn set_back_and_poll(h: &PollHarness, source: Source, item: &str) {
+    console_sets(h, source, item, "unresolved").await;
     let r = h.poll().await.tenants.remove(0);
     assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
-    let last = last_told(h, threat);
+    let last = last_told(h, item);
     assert_eq!(
         last["data"]["s1"]["status"], "unresolved",
-        "the platform ends on S1's latest state, not the update whose answer was lost: {last}"
+        "the platform ends on the console's latest state, not the update whose answer was lost: {last}"
     );
-    let now = h.sim.control().threat(threat).await.unwrap();
-    assert_eq!(
-        last["data"]["s1"]["updated_at"].as_str(),
-        now["threatInfo"]["updatedAt"].as_str()
-    );
+    if source == Source::Threats {
+        let now = h.sim.control().threat(item).await.unwrap();
+        assert_eq!(
+            last["data"]["s1"]["updated_at"].as_str(),
+            now["threatInfo"]["updatedAt"].as_str()
+        );
+    }
     let again = h.poll().await.tenants.remove(0);
     assert_eq!((again.outcome, again.published), (Outcome::Completed, 0), "{again:?}");
 }
@@ -218,8 +237,11 @@ async fn set_back_and_poll(h: &PollHarness, threat: &str) {
 /// before it hears the answer; the analyst then sets the threat back to unresolved. The next
 /// run must tell the platform so: its story still holds "unresolved", but the platform shows
 /// "in progress".
-pub async fn a_threat_set_back_after_a_kill_in_its_update_reaches_the_platform(table: Arc<dyn ItemTable>) {
-    let (mut h, threat) = polled_console(table).await;
+pub async fn a_threat_set_back_after_a_kill_in_its_update_reaches_the_platform(
+    table: Arc<dyn ItemTable>,
+    source: Source,
+) {
+    let (mut h, threat) = polled_console(table, source).await;
     let plain = h.deps.platforms.clone();
     let (hang, mut hung) = hang_hook();
     let before: PublishHook = Arc::new(|_| async {}.boxed());
@@ -235,13 +257,16 @@ pub async fn a_threat_set_back_after_a_kill_in_its_update_reaches_the_platform(t
         "the platform took the update before the kill"
     );
     h.deps.platforms = plain;
-    set_back_and_poll(&h, &threat).await;
+    set_back_and_poll(&h, source, &threat).await;
 }
 
 /// The same without a crash: the platform takes the update every time but never answers in
 /// time, so the run fails with the platform unavailable.
-pub async fn a_threat_set_back_after_its_update_went_unanswered_reaches_the_platform(table: Arc<dyn ItemTable>) {
-    let (mut h, threat) = polled_console(table).await;
+pub async fn a_threat_set_back_after_its_update_went_unanswered_reaches_the_platform(
+    table: Arc<dyn ItemTable>,
+    source: Source,
+) {
+    let (mut h, threat) = polled_console(table, source).await;
     let impatient = reqwest::Client::builder()
         .timeout(Duration::from_millis(500))
         .build()
@@ -256,7 +281,7 @@ pub async fn a_threat_set_back_after_its_update_went_unanswered_reaches_the_plat
     assert_eq!(last_told(&h, &threat)["data"]["s1"]["status"], "in_progress");
     h.receiver.recover();
     h.deps.platforms = plain;
-    set_back_and_poll(&h, &threat).await;
+    set_back_and_poll(&h, source, &threat).await;
 }
 
 /// One story of 151 threats in one page, a receiver answering each delivery in 40 ms, and

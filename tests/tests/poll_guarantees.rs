@@ -9,7 +9,7 @@ use std::sync::Arc;
 use integration_tests::guarantees;
 use integration_tests::poll::{PollHarness, tenant};
 use s1_bridge_sim::SimConfig;
-use s1_shared::store::{EmbeddedTable, ItemTable};
+use s1_shared::store::{EmbeddedTable, ItemTable, Source};
 use s1_shared::usecase::poll_threats::Outcome;
 use serde_json::{Value, json};
 
@@ -29,12 +29,13 @@ async fn a_version_sent_as_an_update_then_killed_in_the_commit_window_keeps_one_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_threat_set_back_after_a_kill_in_its_update_reaches_the_platform() {
-    guarantees::a_threat_set_back_after_a_kill_in_its_update_reaches_the_platform(embedded()).await;
+    guarantees::a_threat_set_back_after_a_kill_in_its_update_reaches_the_platform(embedded(), Source::Threats).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_threat_set_back_after_its_update_went_unanswered_reaches_the_platform() {
-    guarantees::a_threat_set_back_after_its_update_went_unanswered_reaches_the_platform(embedded()).await;
+    guarantees::a_threat_set_back_after_its_update_went_unanswered_reaches_the_platform(embedded(), Source::Threats)
+        .await;
 }
 
 /// A console that answers `GET /threats` with nothing and `GET /cloud-detection/alerts` with

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use integration_tests::{dynamodb_table, poll, unified};
+use integration_tests::{dynamodb_table, guarantees, poll, unified};
 use s1_shared::store::{EmbeddedTable, ItemTable, Source};
 
 fn embedded() -> Arc<dyn ItemTable> {
@@ -61,6 +61,12 @@ on_both_stores! {
     a_refused_unified_event_becomes_a_publish_dead_letter_replayed_once,
     a_refused_unified_event_becomes_a_publish_dead_letter_replayed_once_on_dynamodb =>
         |table| poll::a_refused_event_becomes_a_publish_dead_letter_replayed_once(table, Source::Unified);
+    a_unified_alert_set_back_after_a_kill_in_its_update_reaches_the_platform,
+    a_unified_alert_set_back_after_a_kill_in_its_update_reaches_the_platform_on_dynamodb =>
+        |table| guarantees::a_threat_set_back_after_a_kill_in_its_update_reaches_the_platform(table, Source::Unified);
+    a_unified_alert_set_back_after_its_update_went_unanswered_reaches_the_platform,
+    a_unified_alert_set_back_after_its_update_went_unanswered_reaches_the_platform_on_dynamodb =>
+        |table| guarantees::a_threat_set_back_after_its_update_went_unanswered_reaches_the_platform(table, Source::Unified);
 }
 
 #[tokio::test(flavor = "multi_thread")]
