@@ -91,6 +91,7 @@ async fn a_refused_event_becomes_a_publish_dead_letter_replayed_once() {
 async fn a_version_sent_as_an_update_and_again_as_new_keeps_one_webhook_id() {
     integration_tests::guarantees::a_version_sent_as_an_update_and_again_as_new_keeps_one_webhook_id(
         table().await,
+        Source::Threats,
         false,
     )
     .await;

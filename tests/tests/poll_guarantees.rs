@@ -19,12 +19,14 @@ fn embedded() -> Arc<dyn ItemTable> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_version_sent_as_an_update_and_again_as_new_keeps_one_webhook_id() {
-    guarantees::a_version_sent_as_an_update_and_again_as_new_keeps_one_webhook_id(embedded(), false).await;
+    guarantees::a_version_sent_as_an_update_and_again_as_new_keeps_one_webhook_id(embedded(), Source::Threats, false)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_version_sent_as_an_update_then_killed_in_the_commit_window_keeps_one_webhook_id() {
-    guarantees::a_version_sent_as_an_update_and_again_as_new_keeps_one_webhook_id(embedded(), true).await;
+    guarantees::a_version_sent_as_an_update_and_again_as_new_keeps_one_webhook_id(embedded(), Source::Threats, true)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

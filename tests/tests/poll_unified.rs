@@ -67,6 +67,12 @@ on_both_stores! {
     a_unified_alert_set_back_after_its_update_went_unanswered_reaches_the_platform,
     a_unified_alert_set_back_after_its_update_went_unanswered_reaches_the_platform_on_dynamodb =>
         |table| guarantees::a_threat_set_back_after_its_update_went_unanswered_reaches_the_platform(table, Source::Unified);
+    a_unified_version_sent_as_an_update_and_again_as_new_keeps_one_webhook_id,
+    a_unified_version_sent_as_an_update_and_again_as_new_keeps_one_webhook_id_on_dynamodb =>
+        |table| guarantees::a_version_sent_as_an_update_and_again_as_new_keeps_one_webhook_id(table, Source::Unified, false);
+    a_unified_version_sent_as_an_update_then_killed_in_the_commit_window_keeps_one_webhook_id,
+    a_unified_version_sent_as_an_update_then_killed_in_the_commit_window_keeps_one_webhook_id_on_dynamodb =>
+        |table| guarantees::a_version_sent_as_an_update_and_again_as_new_keeps_one_webhook_id(table, Source::Unified, true);
 }
 
 #[tokio::test(flavor = "multi_thread")]
