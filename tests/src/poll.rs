@@ -626,7 +626,18 @@ pub async fn a_kill_with_deliveries_in_flight_repeats_only_its_page(mut h: PollH
     // slots are held; the process dies there.
     let kill_from = page + page / 5;
     let (plain, mut hung) = hang_once_taken(&mut h, kill_from);
-    kill_once_taken(&h, &mut hung, in_flight, "the run fills its delivery slots").await;
+    // Page 1's commit goes on while page 2's deliveries hang; the kill comes once it landed (a
+    // small page, as a unified one, could otherwise be killed before it, which is not this
+    // scenario).
+    let tenant = h.store.get_tenant("acme").await.unwrap().unwrap();
+    let checkpoint = tenant.sources[0].checkpoint();
+    let page_1_recorded = async {
+        while h.store.get_checkpoint("acme", checkpoint).await.unwrap().is_none() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let what = "the run fills its delivery slots";
+    kill_once_taken(&h, &mut hung, in_flight, what, page_1_recorded).await;
     let taken = h.receiver.deliveries().len();
     assert_eq!(taken, kill_from + in_flight, "the platform took the events in flight");
 
@@ -675,13 +686,15 @@ pub fn hang_once_taken(
     (plain, hung)
 }
 
-/// Runs a poll until `n` deliveries hung (see [`hang_once_taken`]), then drops it: the kill.
-/// `what` names the wait in the failure when they never do.
+/// Runs a poll until `n` deliveries hung (see [`hang_once_taken`]) and then `also` is done (the
+/// run going on meanwhile), then drops it: the kill. `what` names the wait in the failure when
+/// they never hang.
 pub async fn kill_once_taken(
     h: &PollHarness,
     hung: &mut tokio::sync::mpsc::UnboundedReceiver<()>,
     n: usize,
     what: &str,
+    also: impl std::future::Future<Output = ()>,
 ) {
     let run = run(&h.deps, &Selection::All, Instant::now() + Duration::from_secs(600));
     let taken = async {
@@ -691,6 +704,7 @@ pub async fn kill_once_taken(
                 .unwrap_or_else(|_| panic!("timed out: {what}"))
                 .expect("hook alive");
         }
+        also.await;
     };
     tokio::select! {
         r = run => panic!("the run ended while its deliveries hung: {r:?}"),

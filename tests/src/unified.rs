@@ -247,7 +247,8 @@ pub async fn a_kill_in_the_unified_commit_window_repeats_under_the_same_ids(tabl
     flaky.hold_story_writes(true);
     let (plain, mut hung) = crate::poll::hang_once_taken(&mut h, 100);
     // Page 2's first three events are taken; the process dies, its commit never made.
-    crate::poll::kill_once_taken(&h, &mut hung, 3, "page 2 goes out while page 1's commit is held").await;
+    let what = "page 2 goes out while page 1's commit is held";
+    crate::poll::kill_once_taken(&h, &mut hung, 3, what, async {}).await;
     flaky.hold_story_writes(false);
     let checkpoint = h.store.get_checkpoint("acme", UNIFIED_CHECKPOINT).await.unwrap();
     assert!(checkpoint.is_none(), "page 1's commit never landed: {checkpoint:?}");
