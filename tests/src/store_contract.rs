@@ -58,6 +58,7 @@ pub fn member(i: usize) -> MemberState {
         digest: format!("d{i}"),
         status: Some(IncidentStatus::Unresolved),
         verdict: Some(AnalystVerdict::Undefined),
+        verdict_detail: None,
         written_status: None,
         written_verdict: None,
         publish_error: None,

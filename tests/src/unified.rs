@@ -339,8 +339,10 @@ pub async fn graphql_errors_fail_the_run_and_lose_nothing(table: Arc<dyn ItemTab
         code: "INTERNAL_SERVER_ERROR".into(),
         message: Some("the alerts surface failed".into()),
     };
+    // The requests: the first page, the one read of an alert's link (the listing learns the
+    // console's link shape from the first alert that is no threat), then the second page.
     control
-        .add_fault(&FaultRule::new(GRAPHQL, error, 1).after(1))
+        .add_fault(&FaultRule::new(GRAPHQL, error, 1).after(2))
         .await
         .unwrap();
     let r = h.poll().await.tenants.remove(0);

@@ -101,6 +101,9 @@ async fn an_idle_tenant_run_costs_at_most_one_write_and_one_s1_request() {
         table,
     )
     .await;
+    // As the composition root builds it: S1 calls also keep to the token's budgets in the table
+    // (an idle run's one request goes on its allowance, with no table write).
+    h.deps.consoles = h.deps.consoles.sharing_budgets(Arc::new(h.store.clone()));
     h.deps.writeback = Some(WritebackDeps {
         platforms: h.deps.platforms.clone(),
         store: h.store.clone(),
