@@ -53,7 +53,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             .with_store(store.clone()),
     );
     // One console port for every job: one client (one rate budget) per tenant.
-    let consoles = Consoles::new(http, tokens.clone(), options);
+    let consoles = Consoles::new(http, tokens.clone(), options).sharing_budgets(Arc::new(store.clone()));
     let writeback = WritebackDeps {
         platforms: platforms.clone(),
         store: store.clone(),

@@ -270,7 +270,7 @@ pub async fn run(args: RunArgs) -> Res {
             .with_allowed_hosts(allowed.clone())
             .with_store(store.clone()),
     );
-    let consoles = Consoles::new(http, tokens.clone(), options);
+    let consoles = Consoles::new(http, tokens.clone(), options).sharing_budgets(Arc::new(store.clone()));
     let owner = format!("cli-{}", std::process::id());
     let live = Live::new(args.job.name(), args.progress, args.store.json);
     let started = Instant::now();

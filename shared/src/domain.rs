@@ -108,9 +108,7 @@ fn raw_alert_story_key(a: &CloudAlert, alert_id: &str, grouping: Grouping) -> St
 /// The legacy threat a unified alert is the same detection as: an endpoint alert's
 /// `externalId`, when it is a threat id (S1's are numbers).
 pub fn unified_threat_id(a: &UnifiedAlert) -> Option<&str> {
-    a.external_id
-        .as_deref()
-        .filter(|id| a.is_endpoint() && !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+    a.threat_id()
 }
 
 /// The member a unified alert is: the threat it is the same detection as (one member whichever

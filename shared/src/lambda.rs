@@ -59,7 +59,10 @@ impl LambdaPorts {
         ));
         let http = crate::net::outbound_client(connect, total, &settings.allowed_hosts)?;
         let client_options = ClientOptions::default().allowing(settings.allowed_hosts.clone());
-        let consoles = Consoles::new(http.clone(), tokens.clone(), client_options.clone());
+        // S1 limits per token: every process's clients take their place in the token's budgets in
+        // the table, so concurrent invocations (and tenants on one token) stay under them.
+        let consoles = Consoles::new(http.clone(), tokens.clone(), client_options.clone())
+            .sharing_budgets(Arc::new(store.clone()));
         Ok(Self {
             settings,
             store,

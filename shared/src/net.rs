@@ -6,6 +6,9 @@
 //!   pointing inside the VPC is caught at connect time, not only an IP literal in a URL.
 //! - [`read_capped`] reads a response body up to a cap.
 //! - [`describe`] names the cause of a transport failure (DNS, refused, TLS, timeout).
+//! - [`budget`]: a rate budget shared by every process through a port the store implements.
+
+pub mod budget;
 
 use std::error::Error as StdError;
 use std::io::ErrorKind;

@@ -140,6 +140,7 @@ impl ThreatEvent {
                 file: FileView::default(),
                 source: None,
                 product: None,
+                verdict_detail: None,
             },
             story: StoryView {
                 alert_key: crate::domain::AlertKey::new(console, &story),

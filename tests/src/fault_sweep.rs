@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use s1_bridge_sim::SimConfig;
 use s1_shared::platform::{Notice, Platform, PlatformError, PlatformResolver, PublishReceipt, ThreatEvent};
-use s1_shared::store::{Cond, Item, ItemPage, ItemTable, StoreError, TenantConfig};
+use s1_shared::store::{Cond, Item, ItemPage, ItemTable, Source, StoreError, TenantConfig};
 use s1_shared::usecase::poll_threats::{Outcome, Selection, run};
 use s1_shared::usecase::writeback::retry_pending;
 use time::OffsetDateTime;
@@ -162,12 +162,15 @@ impl Platform for SmallPagesPlatform {
     }
 }
 
-/// A console with a 150-threat backlog on 12 agents (so threats share stories), polled in pages
-/// of 60, over `table`.
-async fn poll_setup(table: Arc<dyn ItemTable>) -> PollHarness {
+/// A console with a backlog of 150 threats or unified alerts (`source`) on 12 agents (so they
+/// share stories), polled in pages of 60, over `table`.
+async fn poll_setup(table: Arc<dyn ItemTable>, source: Source) -> PollHarness {
+    let unified = source == Source::Unified;
     let mut h = PollHarness::start(
         SimConfig {
-            threats: 150,
+            threats: if unified { 0 } else { 150 },
+            unified_alerts: if unified { 150 } else { 0 },
+            unified_threat_every: 0,
             agents: 12,
             cloud_alerts: 0,
             ..SimConfig::default()
@@ -175,6 +178,7 @@ async fn poll_setup(table: Arc<dyn ItemTable>) -> PollHarness {
         table,
     )
     .await;
+    h.read_only(&[source]).await;
     h.deps.platforms = Arc::new(SmallPages(h.deps.platforms.clone()));
     h
 }
@@ -186,22 +190,22 @@ async fn poll_once(h: &PollHarness) -> Outcome {
     report.unwrap_or(Outcome::Failed)
 }
 
-/// How many store calls one clean poll of the backlog makes (the sweep's range).
-pub async fn poll_calls(base: Arc<dyn ItemTable>) -> usize {
+/// How many store calls one clean poll of the `source` backlog makes (the sweep's range).
+pub async fn poll_calls(base: Arc<dyn ItemTable>, source: Source) -> usize {
     let table = FaultTable::new(base);
-    let h = poll_setup(table.clone()).await;
+    let h = poll_setup(table.clone(), source).await;
     table.disarm();
     assert_eq!(poll_once(&h).await, Outcome::Completed);
     table.calls()
 }
 
 /// One point of the poll sweep: the `n`-th store call of the first run fails (`strike`), then
-/// runs go on until one completes. Every threat reaches the platform exactly once by
-/// `webhook-id` (a repeat carries the same id), nothing is sent as changed, and a further run
-/// sends nothing.
-pub async fn poll_survives_a_fault_at(base: Arc<dyn ItemTable>, n: usize, strike: Strike) {
+/// runs go on until one completes. Every threat (or unified alert, by `source`) reaches the
+/// platform exactly once by `webhook-id` (a repeat carries the same id), nothing is sent as
+/// changed, and a further run sends nothing.
+pub async fn poll_survives_a_fault_at(base: Arc<dyn ItemTable>, source: Source, n: usize, strike: Strike) {
     let table = FaultTable::new(base);
-    let h = poll_setup(table.clone()).await;
+    let h = poll_setup(table.clone(), source).await;
     table.arm(n, strike);
     poll_once(&h).await;
     table.disarm();

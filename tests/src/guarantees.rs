@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use s1_bridge_sim::{FaultKind, FaultRule, SimConfig};
 use s1_shared::platform::Adapters;
-use s1_shared::store::ItemTable;
+use s1_shared::store::{ItemTable, Source};
 use s1_shared::usecase::poll_threats::{Outcome, Selection, run};
 use serde_json::Value;
 
@@ -37,11 +37,20 @@ pub fn ids_per_version(receiver: &s1_bridge_sim::WebhookReceiver) -> HashMap<(St
 ///
 /// With `kill`, page 1's commit is held instead and the run is killed once the platform took
 /// page 2's events, before it hears the answers (the commit window).
-pub async fn a_version_sent_as_an_update_and_again_as_new_keeps_one_webhook_id(table: Arc<dyn ItemTable>, kill: bool) {
+pub async fn a_version_sent_as_an_update_and_again_as_new_keeps_one_webhook_id(
+    table: Arc<dyn ItemTable>,
+    source: Source,
+    kill: bool,
+) {
+    let unified = source == Source::Unified;
+    // A page of threats holds 1,000, of unified alerts 100.
+    let page = if unified { 100 } else { 1_000 };
     let flaky = FlakyTable::new(table);
     let mut h = PollHarness::start(
         SimConfig {
-            threats: 1_002,
+            threats: if unified { 0 } else { page + 2 },
+            unified_alerts: if unified { page + 2 } else { 0 },
+            unified_threat_every: 0,
             agents: 300,
             cloud_alerts: 0,
             ..SimConfig::default()
@@ -49,26 +58,38 @@ pub async fn a_version_sent_as_an_update_and_again_as_new_keeps_one_webhook_id(t
         flaky.clone(),
     )
     .await;
+    h.read_only(&[source]).await;
     let control = h.sim.control();
-    // The 1,000th threat by `updatedAt` is page 1's last.
-    let mut threats = crate::items(
-        s1_shared::s1::S1Client::new(
-            &h.sim.base_url(),
-            &s1_shared::ApiToken::new(s1_bridge_sim::DEFAULT_TOKEN),
-            fast_retry_options(),
-        )
-        .unwrap()
-        .threats(&s1_shared::s1::ThreatQuery::default()),
+    // The page-th item by `updatedAt` is page 1's last.
+    let client = s1_shared::s1::S1Client::new(
+        &h.sim.base_url(),
+        &s1_shared::ApiToken::new(s1_bridge_sim::DEFAULT_TOKEN),
+        fast_retry_options(),
     )
-    .await
     .unwrap();
-    threats.sort_by_key(|t| t.threat_info.updated_at);
-    let changed = threats[999].id.clone();
-    // Page 2's request is answered after 2.5 s; the console changes the threat meanwhile.
+    let changed = if unified {
+        // Listed oldest first.
+        let alerts = crate::items(client.unified_alerts(&s1_shared::s1::UnifiedAlertQuery::default()))
+            .await
+            .unwrap();
+        alerts[page - 1].id.clone()
+    } else {
+        let mut threats = crate::items(client.threats(&s1_shared::s1::ThreatQuery::default()))
+            .await
+            .unwrap();
+        threats.sort_by_key(|t| t.threat_info.updated_at);
+        threats[page - 1].id.clone()
+    };
+    // Page 2's request is answered after 2.5 s; the console changes the item meanwhile.
+    let (listing, method) = if unified {
+        (crate::writeback_uam::GRAPHQL, "POST")
+    } else {
+        ("/threats", "GET")
+    };
     control
         .add_fault(
-            &FaultRule::new("/threats", FaultKind::Slow { millis: 2_500 }, 1)
-                .method("GET")
+            &FaultRule::new(listing, FaultKind::Slow { millis: 2_500 }, 1)
+                .method(method)
                 .after(1),
         )
         .await
@@ -78,10 +99,7 @@ pub async fn a_version_sent_as_an_update_and_again_as_new_keeps_one_webhook_id(t
         let (sim_url, id) = (sim_url.clone(), id.clone());
         async move {
             if n == 0 {
-                s1_bridge_sim::SimControl::new(&sim_url)
-                    .console_update(&id, Some("in_progress"), None)
-                    .await
-                    .unwrap();
+                console_sets(&s1_bridge_sim::SimControl::new(&sim_url), source, &id, "in_progress").await;
             }
         }
         .boxed()
@@ -94,7 +112,7 @@ pub async fn a_version_sent_as_an_update_and_again_as_new_keeps_one_webhook_id(t
         let after: PublishHook = Arc::new(move |n| {
             let taken = taken.clone();
             async move {
-                if n >= 1_000 {
+                if n >= page {
                     let _ = taken.send(());
                     std::future::pending::<()>().await;
                 }
@@ -144,7 +162,7 @@ pub async fn a_version_sent_as_an_update_and_again_as_new_keeps_one_webhook_id(t
     );
     assert_eq!(
         versions.keys().map(|(t, _)| t).collect::<HashSet<_>>().len(),
-        1_002,
+        page + 2,
         "every threat reached the receiver"
     );
 }
@@ -160,12 +178,35 @@ pub fn last_told(h: &PollHarness, threat: &str) -> Value {
         .unwrap_or_else(|| panic!("threat {threat} never reached the receiver"))
 }
 
-/// A small console, polled once so every threat is a recorded member; returns one of its
-/// unresolved threats, which the console then moves to in progress.
-async fn polled_console(table: Arc<dyn ItemTable>) -> (PollHarness, String) {
+/// Sets item `id` of `source` to `status` (`unresolved`, `in_progress`) in the console, as an
+/// analyst would: a threat through the threats API, a unified alert in UAM.
+async fn console_sets(control: &s1_bridge_sim::SimControl, source: Source, id: &str, status: &str) {
+    if source == Source::Unified {
+        let uam = match status {
+            "unresolved" => "NEW",
+            "in_progress" => "IN_PROGRESS",
+            other => panic!("no UAM status for {other}"),
+        };
+        let change = s1_bridge_sim::UnifiedAlertChange {
+            status: Some(uam.into()),
+            ..Default::default()
+        };
+        control.change_unified_alert(id, &change).await.unwrap();
+    } else {
+        control.console_update(id, Some(status), None).await.unwrap();
+    }
+}
+
+/// A small console of 20 threats (or unified alerts, by `source`), polled once so every one is a
+/// recorded member; returns one of its unresolved items, which the console then moves to in
+/// progress.
+async fn polled_console(table: Arc<dyn ItemTable>, source: Source) -> (PollHarness, String) {
+    let unified = source == Source::Unified;
     let h = PollHarness::start(
         SimConfig {
-            threats: 20,
+            threats: if unified { 0 } else { 20 },
+            unified_alerts: if unified { 20 } else { 0 },
+            unified_threat_every: 0,
             agents: 10,
             cloud_alerts: 0,
             ..SimConfig::default()
@@ -173,43 +214,38 @@ async fn polled_console(table: Arc<dyn ItemTable>) -> (PollHarness, String) {
         table,
     )
     .await;
+    h.read_only(&[source]).await;
     let r = h.poll().await.tenants.remove(0);
     assert_eq!((r.outcome, r.published), (Outcome::Completed, 20), "{r:?}");
-    let threat = h
+    let item = h
         .events("threat.created")
         .iter()
         .find(|e| e["data"]["s1"]["status"] == "unresolved")
         .map(|e| e["data"]["s1"]["threat_id"].as_str().unwrap().to_owned())
-        .expect("an unresolved threat");
+        .expect("an unresolved item");
     // The analyst moves it on; the run that tells the platform is the one the tests disturb.
-    h.sim
-        .control()
-        .console_update(&threat, Some("in_progress"), None)
-        .await
-        .unwrap();
-    (h, threat)
+    console_sets(&h.sim.control(), source, &item, "in_progress").await;
+    (h, item)
 }
 
-/// The analyst sets the threat back, and a clean poll runs: the platform's last word on it must
-/// be S1's latest state.
-async fn set_back_and_poll(h: &PollHarness, threat: &str) {
-    h.sim
-        .control()
-        .console_update(threat, Some("unresolved"), None)
-        .await
-        .unwrap();
+/// The analyst sets the item back, and a clean poll runs: the platform's last word on it must
+/// be the console's latest state.
+async fn set_back_and_poll(h: &PollHarness, source: Source, item: &str) {
+    console_sets(&h.sim.control(), source, item, "unresolved").await;
     let r = h.poll().await.tenants.remove(0);
     assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
-    let last = last_told(h, threat);
+    let last = last_told(h, item);
     assert_eq!(
         last["data"]["s1"]["status"], "unresolved",
-        "the platform ends on S1's latest state, not the update whose answer was lost: {last}"
+        "the platform ends on the console's latest state, not the update whose answer was lost: {last}"
     );
-    let now = h.sim.control().threat(threat).await.unwrap();
-    assert_eq!(
-        last["data"]["s1"]["updated_at"].as_str(),
-        now["threatInfo"]["updatedAt"].as_str()
-    );
+    if source == Source::Threats {
+        let now = h.sim.control().threat(item).await.unwrap();
+        assert_eq!(
+            last["data"]["s1"]["updated_at"].as_str(),
+            now["threatInfo"]["updatedAt"].as_str()
+        );
+    }
     let again = h.poll().await.tenants.remove(0);
     assert_eq!((again.outcome, again.published), (Outcome::Completed, 0), "{again:?}");
 }
@@ -218,8 +254,11 @@ async fn set_back_and_poll(h: &PollHarness, threat: &str) {
 /// before it hears the answer; the analyst then sets the threat back to unresolved. The next
 /// run must tell the platform so: its story still holds "unresolved", but the platform shows
 /// "in progress".
-pub async fn a_threat_set_back_after_a_kill_in_its_update_reaches_the_platform(table: Arc<dyn ItemTable>) {
-    let (mut h, threat) = polled_console(table).await;
+pub async fn a_threat_set_back_after_a_kill_in_its_update_reaches_the_platform(
+    table: Arc<dyn ItemTable>,
+    source: Source,
+) {
+    let (mut h, threat) = polled_console(table, source).await;
     let plain = h.deps.platforms.clone();
     let (hang, mut hung) = hang_hook();
     let before: PublishHook = Arc::new(|_| async {}.boxed());
@@ -235,13 +274,16 @@ pub async fn a_threat_set_back_after_a_kill_in_its_update_reaches_the_platform(t
         "the platform took the update before the kill"
     );
     h.deps.platforms = plain;
-    set_back_and_poll(&h, &threat).await;
+    set_back_and_poll(&h, source, &threat).await;
 }
 
 /// The same without a crash: the platform takes the update every time but never answers in
 /// time, so the run fails with the platform unavailable.
-pub async fn a_threat_set_back_after_its_update_went_unanswered_reaches_the_platform(table: Arc<dyn ItemTable>) {
-    let (mut h, threat) = polled_console(table).await;
+pub async fn a_threat_set_back_after_its_update_went_unanswered_reaches_the_platform(
+    table: Arc<dyn ItemTable>,
+    source: Source,
+) {
+    let (mut h, threat) = polled_console(table, source).await;
     let impatient = reqwest::Client::builder()
         .timeout(Duration::from_millis(500))
         .build()
@@ -256,7 +298,7 @@ pub async fn a_threat_set_back_after_its_update_went_unanswered_reaches_the_plat
     assert_eq!(last_told(&h, &threat)["data"]["s1"]["status"], "in_progress");
     h.receiver.recover();
     h.deps.platforms = plain;
-    set_back_and_poll(&h, &threat).await;
+    set_back_and_poll(&h, source, &threat).await;
 }
 
 /// One story of 151 threats in one page, a receiver answering each delivery in 40 ms, and

@@ -7,6 +7,7 @@ pub mod guarantees;
 pub mod halo;
 pub mod outbound;
 pub mod poll;
+pub mod sqs;
 pub mod store_contract;
 pub mod swagger;
 pub mod tokens;

@@ -106,6 +106,13 @@ impl PollHarness {
         }
     }
 
+    /// Tenant `acme` reads only `sources`.
+    pub async fn read_only(&self, sources: &[Source]) {
+        let mut t = tenant("acme", &self.sim.base_url(), &self.receiver.url());
+        t.sources = sources.to_vec();
+        self.store.put_tenant(&t).await.expect("tenant");
+    }
+
     pub async fn poll(&self) -> PollReport {
         run(&self.deps, &Selection::All, Instant::now() + Duration::from_secs(600))
             .await
@@ -476,12 +483,16 @@ impl s1_shared::platform::Platform for HookedPlatform {
 }
 
 /// A run whose lease lapsed and was taken by another run (as after a long stall) cannot save its
-/// stories or move the checkpoint; the next run of the new holder delivers everything once.
-pub async fn a_run_that_lost_its_lease_saves_nothing(table: Arc<dyn ItemTable>) {
+/// stories or move the checkpoint; the next run of the new holder delivers everything once. The
+/// tenant reads `source` (threats or unified alerts), 300 of them.
+pub async fn a_run_that_lost_its_lease_saves_nothing(table: Arc<dyn ItemTable>, source: Source) {
     use s1_shared::usecase::poll_threats::{LEASE_JOB, Outcome};
+    let unified = source == Source::Unified;
     let mut h = PollHarness::start(
         SimConfig {
-            threats: 300,
+            threats: if unified { 0 } else { 300 },
+            unified_alerts: if unified { 300 } else { 0 },
+            unified_threat_every: 0,
             agents: 50,
             cloud_alerts: 0,
             ..SimConfig::default()
@@ -489,6 +500,7 @@ pub async fn a_run_that_lost_its_lease_saves_nothing(table: Arc<dyn ItemTable>) 
         table,
     )
     .await;
+    h.read_only(&[source]).await;
     let later = time::OffsetDateTime::now_utc() + time::Duration::minutes(20);
     let store = h.store.clone();
     let intruder = Arc::new(std::sync::Mutex::new(None));
@@ -498,8 +510,9 @@ pub async fn a_run_that_lost_its_lease_saves_nothing(table: Arc<dyn ItemTable>) 
         Arc::new(move |n| {
             let (store, taken) = (store.clone(), taken.clone());
             Box::pin(async move {
-                if n == 100 {
-                    // Twenty minutes from now our lease has long lapsed: another run takes it.
+                if n == 50 {
+                    // Within page 1 of either source (a unified page is 100); twenty
+                    // minutes from now our lease has long lapsed: another run takes it.
                     let lease = store
                         .take_lease("acme", LEASE_JOB, "intruder", time::Duration::minutes(5), later)
                         .await
@@ -513,7 +526,7 @@ pub async fn a_run_that_lost_its_lease_saves_nothing(table: Arc<dyn ItemTable>) 
     let r = h.poll().await.tenants.remove(0);
     assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
     assert!(r.error.as_deref().unwrap().contains("lease"), "{r:?}");
-    assert_eq!(h.store.get_checkpoint("acme", "threats").await.unwrap(), None);
+    assert_eq!(h.store.get_checkpoint("acme", source.checkpoint()).await.unwrap(), None);
     let stories = h.store.table().query("TENANT#acme", "STORY#", None, 10).await.unwrap();
     assert!(stories.items.is_empty(), "no story was written: {:?}", stories.items);
 
@@ -602,6 +615,103 @@ pub async fn a_killed_runs_lease_lapses_quickly(table: Arc<dyn ItemTable>) {
     );
 }
 
+/// A kill while deliveries are in flight (the platform has taken some of them, the run has not
+/// heard): the next run repeats only the unfinished page, under the same webhook ids, so the
+/// receiver sees every item once and nothing is missed. `h` holds a backlog of `total` items of
+/// one source whose pages hold `page` (`total` past two pages).
+pub async fn a_kill_with_deliveries_in_flight_repeats_only_its_page(mut h: PollHarness, page: usize, total: usize) {
+    use s1_shared::usecase::poll_threats::Outcome;
+    let in_flight = s1_shared::store::DEFAULT_MAX_IN_FLIGHT as usize;
+    // A fifth into page 2, every delivery hangs once the platform has taken it, until all the
+    // slots are held; the process dies there.
+    let kill_from = page + page / 5;
+    let (plain, mut hung) = hang_once_taken(&mut h, kill_from);
+    // Page 1's commit goes on while page 2's deliveries hang; the kill comes once it landed (a
+    // small page, as a unified one, could otherwise be killed before it, which is not this
+    // scenario).
+    let tenant = h.store.get_tenant("acme").await.unwrap().unwrap();
+    let checkpoint = tenant.sources[0].checkpoint();
+    let page_1_recorded = async {
+        while h.store.get_checkpoint("acme", checkpoint).await.unwrap().is_none() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let what = "the run fills its delivery slots";
+    kill_once_taken(&h, &mut hung, in_flight, what, page_1_recorded).await;
+    let taken = h.receiver.deliveries().len();
+    assert_eq!(taken, kill_from + in_flight, "the platform took the events in flight");
+
+    h.deps.platforms = plain;
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
+    assert_eq!(
+        r.published as usize,
+        total - page,
+        "page 1 was recorded; the pages after it are sent: {r:?}"
+    );
+    assert_eq!(distinct_and_total(&h.events("threat.created")), (total, total));
+    let repeated = h.receiver.deliveries().iter().filter(|d| d.duplicate).count();
+    assert_eq!(
+        repeated,
+        kill_from + in_flight - page,
+        "only page 2's events sent before the kill were repeated, each under its own id"
+    );
+}
+
+/// Makes every delivery of a run from the `from`-th on (0-based) hang once the platform took it,
+/// reported on the receiver returned, as a killed process leaves it; returns the platform as it
+/// was too.
+pub fn hang_once_taken(
+    h: &mut PollHarness,
+    from: usize,
+) -> (
+    Arc<dyn s1_shared::platform::PlatformResolver>,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+) {
+    use futures_util::FutureExt;
+    let (taken, hung) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let before: PublishHook = Arc::new(|_| async {}.boxed());
+    let after: PublishHook = Arc::new(move |n| {
+        let taken = taken.clone();
+        async move {
+            if n >= from {
+                let _ = taken.send(());
+                std::future::pending::<()>().await;
+            }
+        }
+        .boxed()
+    });
+    let plain = h.deps.platforms.clone();
+    h.deps.platforms = Hooked::wrap_both(plain.clone(), before, after);
+    (plain, hung)
+}
+
+/// Runs a poll until `n` deliveries hung (see [`hang_once_taken`]) and then `also` is done (the
+/// run going on meanwhile), then drops it: the kill. `what` names the wait in the failure when
+/// they never hang.
+pub async fn kill_once_taken(
+    h: &PollHarness,
+    hung: &mut tokio::sync::mpsc::UnboundedReceiver<()>,
+    n: usize,
+    what: &str,
+    also: impl std::future::Future<Output = ()>,
+) {
+    let run = run(&h.deps, &Selection::All, Instant::now() + Duration::from_secs(600));
+    let taken = async {
+        for _ in 0..n {
+            tokio::time::timeout(Duration::from_secs(60), hung.recv())
+                .await
+                .unwrap_or_else(|_| panic!("timed out: {what}"))
+                .expect("hook alive");
+        }
+        also.await;
+    };
+    tokio::select! {
+        r = run => panic!("the run ended while its deliveries hung: {r:?}"),
+        () = taken => {}
+    }
+}
+
 /// A publish hook that reports, then hangs forever (as a killed process leaves a run), and the
 /// receiver of that report.
 pub fn hang_hook() -> (PublishHook, tokio::sync::mpsc::UnboundedReceiver<()>) {
@@ -649,12 +759,15 @@ pub async fn publish_dead_letters(store: &Store) -> Vec<PublishDeadLetter> {
 
 /// Refusals about one event (400, 413, 422) become publish dead letters: listed with the
 /// platform's answer, not retried by the next run, re-sent exactly once by the run after a
-/// replay is asked for.
-pub async fn a_refused_event_becomes_a_publish_dead_letter_replayed_once(table: Arc<dyn ItemTable>) {
+/// replay is asked for. The tenant reads `source` (threats or unified alerts).
+pub async fn a_refused_event_becomes_a_publish_dead_letter_replayed_once(table: Arc<dyn ItemTable>, source: Source) {
     use s1_shared::usecase::poll_threats::Outcome;
+    let unified = source == Source::Unified;
     let h = PollHarness::start(
         SimConfig {
-            threats: 30,
+            threats: if unified { 0 } else { 30 },
+            unified_alerts: if unified { 30 } else { 0 },
+            unified_threat_every: 0,
             agents: 20,
             cloud_alerts: 0,
             ..SimConfig::default()
@@ -662,6 +775,7 @@ pub async fn a_refused_event_becomes_a_publish_dead_letter_replayed_once(table: 
         table,
     )
     .await;
+    h.read_only(&[source]).await;
     h.receiver.fail_next(1, 422);
     let report = h.poll().await;
     let r = report.tenants[0].clone();
@@ -687,14 +801,19 @@ pub async fn a_refused_event_becomes_a_publish_dead_letter_replayed_once(table: 
     assert_eq!((r.published, r.replayed), (0, 0), "not retried by itself: {r:?}");
 
     // Two more refused, for other reasons about the item.
-    h.sim
-        .control()
-        .add_threats(&s1_bridge_sim::NewThreats {
+    if unified {
+        let spec = s1_bridge_sim::NewUnifiedAlerts {
+            count: 3,
+            ..s1_bridge_sim::NewUnifiedAlerts::one(s1_bridge_sim::DetectionSource::Cloud)
+        };
+        h.sim.control().add_unified_alerts(&spec).await.unwrap();
+    } else {
+        let spec = s1_bridge_sim::NewThreats {
             count: 3,
             ..s1_bridge_sim::NewThreats::default()
-        })
-        .await
-        .unwrap();
+        };
+        h.sim.control().add_threats(&spec).await.unwrap();
+    }
     h.receiver.fail_next(1, 400);
     h.receiver.fail_next(1, 413);
     let r = h.poll().await.tenants.remove(0);

@@ -15,24 +15,16 @@ use time::{Duration, OffsetDateTime};
 
 fn tenant(id: &str) -> TenantConfig {
     TenantConfig {
-        id: id.into(),
         name: format!("Tenant {id}"),
-        enabled: true,
-        console_url: "https://acme.sentinelone.net".into(),
-        token: TokenSource::SecretsManager {
-            secret_id: format!("s1-bridge/{id}/s1-token"),
-        },
-        account_ids: vec![],
-        site_ids: vec![],
-        platform: s1_shared::test_util::generic("https://hooks.example.com/s1", "HOOK"),
         grouping: Grouping::Story,
-        sources: vec![s1_shared::store::Source::Threats],
-        poll_cloud_alerts: false,
-        mapping_overrides: Default::default(),
-        token_alert_days: vec![30, 14, 7, 3, 1, 0],
-        max_in_flight: s1_shared::store::DEFAULT_MAX_IN_FLIGHT,
-        status_notices: false,
-        intervals: Default::default(),
+        ..TenantConfig::new(
+            id,
+            "https://acme.sentinelone.net",
+            TokenSource::SecretsManager {
+                secret_id: format!("s1-bridge/{id}/s1-token"),
+            },
+            s1_shared::test_util::generic("https://hooks.example.com/s1", "HOOK"),
+        )
     }
 }
 
@@ -58,6 +50,7 @@ pub fn member(i: usize) -> MemberState {
         digest: format!("d{i}"),
         status: Some(IncidentStatus::Unresolved),
         verdict: Some(AnalystVerdict::Undefined),
+        verdict_detail: None,
         written_status: None,
         written_verdict: None,
         publish_error: None,

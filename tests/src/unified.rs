@@ -11,17 +11,17 @@ use s1_shared::usecase::poll_threats::{Outcome, UNIFIED_CHECKPOINT};
 use serde_json::Value;
 
 use crate::guarantees::ids_per_version;
-use crate::poll::{FlakyTable, PollHarness, tenant};
+use crate::poll::{FlakyTable, PollHarness};
 
 const GRAPHQL: &str = "/unifiedalerts/graphql";
 
-/// A console with `threats` threats and `unified` unified alerts (every third an EDR twin of a
-/// threat when `twins`), its tenant reading `sources`.
+/// A console with `threats` threats and `unified` unified alerts (every `twin_every`-th an EDR
+/// twin of a threat; none when 0), its tenant reading `sources`.
 async fn harness(
     table: Arc<dyn ItemTable>,
     threats: usize,
     unified: usize,
-    twins: bool,
+    twin_every: usize,
     sources: &[Source],
 ) -> PollHarness {
     let h = PollHarness::start(
@@ -30,20 +30,14 @@ async fn harness(
             agents: 100,
             cloud_alerts: 0,
             unified_alerts: unified,
-            unified_threat_every: if twins { 3 } else { 0 },
+            unified_threat_every: twin_every,
             ..SimConfig::default()
         },
         table,
     )
     .await;
-    set_sources(&h, sources).await;
+    h.read_only(sources).await;
     h
-}
-
-async fn set_sources(h: &PollHarness, sources: &[Source]) {
-    let mut t = tenant("acme", &h.sim.base_url(), &h.receiver.url());
-    t.sources = sources.to_vec();
-    h.store.put_tenant(&t).await.unwrap();
 }
 
 /// Every event's member (`s1.threat_id`: the threat for a threat or its EDR twin, the UAM alert
@@ -57,6 +51,14 @@ fn created_per_member(h: &PollHarness) -> HashMap<String, usize> {
     out
 }
 
+/// Asserts the receiver took one `threat.created` for each of `n` members.
+fn each_created_once(h: &PollHarness, n: usize) {
+    let created = created_per_member(h);
+    let told_twice: Vec<_> = created.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(told_twice.is_empty(), "members told twice: {told_twice:?}");
+    assert_eq!(created.len(), n);
+}
+
 /// Asserts no (member, version) went out under two webhook ids.
 fn one_id_per_version(h: &PollHarness) {
     for (version, ids) in ids_per_version(&h.receiver) {
@@ -64,18 +66,25 @@ fn one_id_per_version(h: &PollHarness) {
     }
 }
 
-/// Threats and unified alerts read together, a third of the unified alerts the same detections
-/// as threats: each detection is one member and reaches the platform once, whichever listing
-/// reads it; the next run sends nothing.
-pub async fn threats_and_unified_together_send_each_detection_once(table: Arc<dyn ItemTable>) {
-    let h = harness(table, 150, 150, true, &[Source::Threats, Source::Unified]).await;
+/// What [`each_detection_once`] found: the console's unified alerts and the threat ids their EDR
+/// twins name.
+struct Detections {
+    alerts: Vec<Value>,
+    twins: HashSet<String>,
+}
+
+/// Polls `h` (threats and unified alerts, `twins` of the alerts EDR twins of threats) until a run
+/// completes, and asserts each of the `detections` is one story member that reached the receiver
+/// once (one `threat.created` by detection id, never repeated at the wire): a twin as its threat,
+/// never as its UAM alert too; the next run sends nothing.
+async fn each_detection_once(h: &PollHarness, detections: usize, twins: usize) -> Detections {
     let alerts = h.sim.control().unified_alert_ids().await.unwrap();
-    let twins: HashSet<String> = alerts
+    let twin_ids: HashSet<String> = alerts
         .iter()
         .filter(|a| a["source"] == "edr")
         .filter_map(|a| a["externalId"].as_str().map(str::to_owned))
         .collect();
-    assert_eq!(twins.len(), 50, "a third are threats' twins: {:?}", &alerts[..3]);
+    assert_eq!(twin_ids.len(), twins, "the twins: {:?}", &alerts[..3]);
     // The simulator's twins are all NEW and undefined, and later than their threats: a twin of a
     // threat the console already moved on is, by the later reading, one update (once).
     let client = crate::client_for(&h.sim, s1_bridge_sim::DEFAULT_TOKEN, crate::fast_retry_options());
@@ -84,7 +93,7 @@ pub async fn threats_and_unified_together_send_each_detection_once(table: Arc<dy
         .unwrap();
     let moved_on = threats
         .iter()
-        .filter(|t| twins.contains(&t.id))
+        .filter(|t| twin_ids.contains(&t.id))
         .filter(|t| {
             (
                 t.threat_info.incident_status.map(|s| s.as_str()),
@@ -93,25 +102,36 @@ pub async fn threats_and_unified_together_send_each_detection_once(table: Arc<dy
         })
         .count() as u64;
     let r = h.poll().await.tenants.remove(0);
+    let detections_n = detections as u64;
     assert_eq!(
         (r.outcome, r.new, r.changed, r.published),
-        (Outcome::Completed, 250, moved_on, 250 + moved_on),
+        (Outcome::Completed, detections_n, moved_on, detections_n + moved_on),
         "{r:?}"
     );
-    let created = created_per_member(&h);
-    assert_eq!(created.len(), 250);
-    assert!(created.values().all(|n| *n == 1), "a member told twice");
+    each_created_once(h, detections);
+    let created = created_per_member(h);
     assert!(
-        twins.iter().all(|t| created.contains_key(t)),
+        twin_ids.iter().all(|t| created.contains_key(t)),
         "a twin is its threat's member"
     );
+    let twin_alerts: Vec<&str> = alerts
+        .iter()
+        .filter(|a| a["source"] == "edr" && a["externalId"].is_string())
+        .filter_map(|a| a["id"].as_str())
+        .collect();
+    assert!(
+        twin_alerts.iter().all(|a| !created.contains_key(*a)),
+        "a twin was told as its UAM alert too"
+    );
+    let repeated = h.receiver.deliveries().iter().filter(|d| d.duplicate).count();
+    assert_eq!(repeated, 0, "a delivery went out twice");
     // The non-twins say where they came from.
     let unified: Vec<Value> = h
         .events("threat.created")
         .into_iter()
         .filter(|e| e["data"]["s1"]["source"] == "unified")
         .collect();
-    assert_eq!(unified.len(), 100);
+    assert_eq!(unified.len(), alerts.len() - twins);
     assert!(
         unified.iter().all(|e| e["data"]["s1"]["product"].is_string()),
         "{}",
@@ -119,7 +139,58 @@ pub async fn threats_and_unified_together_send_each_detection_once(table: Arc<dy
     );
     let again = h.poll().await.tenants.remove(0);
     assert_eq!((again.outcome, again.published), (Outcome::Completed, 0), "{again:?}");
-    one_id_per_version(&h);
+    one_id_per_version(h);
+    one_story_each(h, detections, &twin_ids, &twin_alerts).await;
+    Detections {
+        alerts,
+        twins: twin_ids,
+    }
+}
+
+/// The stored stories hold `detections` members, none in two stories; each twin is there as its
+/// threat and never as its UAM alert.
+async fn one_story_each(h: &PollHarness, detections: usize, twins: &HashSet<String>, twin_alerts: &[&str]) {
+    let mut story_of: HashMap<String, String> = HashMap::new();
+    let mut next = None;
+    loop {
+        let page = h
+            .store
+            .table()
+            .query("TENANT#acme", "STORY#", next.as_deref(), 500)
+            .await
+            .unwrap();
+        for item in &page.items {
+            let story: s1_shared::domain::StoryRecord = serde_json::from_str(&item.data).unwrap();
+            for m in story.members.keys() {
+                if let Some(other) = story_of.insert(m.to_string(), item.sk.clone()) {
+                    panic!("member {m} in two stories: {other} and {}", item.sk);
+                }
+            }
+        }
+        next = page.next;
+        if next.is_none() {
+            break;
+        }
+    }
+    assert_eq!(story_of.len(), detections, "one member per detection");
+    assert!(
+        twins.iter().all(|t| story_of.contains_key(t)),
+        "a twin's threat is a member"
+    );
+    let as_alert: Vec<&&str> = twin_alerts
+        .iter()
+        .filter(|a| story_of.contains_key(&s1_shared::domain::MemberId::unified(a).to_string()))
+        .collect();
+    assert!(as_alert.is_empty(), "twins stored as their UAM alerts: {as_alert:?}");
+}
+
+/// Threats and unified alerts read together, a third of the unified alerts the same detections
+/// as threats: each detection is one member and reaches the platform once, whichever listing
+/// reads it; the next run sends nothing.
+pub async fn threats_and_unified_together_send_each_detection_once(table: Arc<dyn ItemTable>) {
+    let h = harness(table, 150, 150, 3, &[Source::Threats, Source::Unified]).await;
+    let Detections { alerts, twins } = each_detection_once(&h, 250, 50).await;
+    let moved_on = h.events("threat.updated").len();
 
     // Resolved in UAM: the threat's one member is updated once, and the other listing does not
     // set it back.
@@ -140,7 +211,7 @@ pub async fn threats_and_unified_together_send_each_detection_once(table: Arc<dy
     let r = h.poll().await.tenants.remove(0);
     assert_eq!((r.outcome, r.published), (Outcome::Completed, 1), "{r:?}");
     let updated = h.events("threat.updated");
-    assert_eq!(updated.len() as u64, moved_on + 1);
+    assert_eq!(updated.len(), moved_on + 1);
     let last = &updated[updated.len() - 1]["data"]["s1"];
     assert_eq!(last["threat_id"], twin["externalId"]);
     // The console keeps a threat and its EDR alert in step (the simulator too): whichever
@@ -151,12 +222,91 @@ pub async fn threats_and_unified_together_send_each_detection_once(table: Arc<dy
     assert_eq!((r.outcome, r.published), (Outcome::Completed, 0), "{r:?}");
 }
 
+/// Issue 26: threats and unified alerts on together for 10,000 detections, a third of them
+/// (3,333) the same detection in both listings (6,667 threats, 6,666 unified alerts, every
+/// second an EDR twin): each detection is one story member and reaches the platform once.
+pub async fn ten_thousand_detections_a_third_in_both_listings_are_each_one_member_told_once(table: Arc<dyn ItemTable>) {
+    let h = harness(table, 6_667, 6_666, 2, &[Source::Threats, Source::Unified]).await;
+    each_detection_once(&h, 10_000, 3_333).await;
+}
+
+/// A kill while unified deliveries are in flight (mid-page: the platform took them, the run did
+/// not hear): the next run repeats only that page's deliveries, under the same webhook ids.
+pub async fn a_kill_with_unified_deliveries_in_flight_repeats_only_its_page(table: Arc<dyn ItemTable>) {
+    let h = harness(table, 0, 250, 0, &[Source::Unified]).await;
+    crate::poll::a_kill_with_deliveries_in_flight_repeats_only_its_page(h, 100, 250).await;
+}
+
+/// Page 1's commit (its stories and the unified checkpoint, one transaction) is held while page 2
+/// goes out; the platform takes page 2's first events and the process dies before it hears them
+/// or the commit lands. The next run repeats pages 1 and 2 under their webhook ids: every alert
+/// reaches the receiver once, and nothing is lost.
+pub async fn a_kill_in_the_unified_commit_window_repeats_under_the_same_ids(table: Arc<dyn ItemTable>) {
+    let flaky = FlakyTable::new(table);
+    let mut h = harness(flaky.clone(), 0, 250, 0, &[Source::Unified]).await;
+    flaky.hold_story_writes(true);
+    let (plain, mut hung) = crate::poll::hang_once_taken(&mut h, 100);
+    // Page 2's first three events are taken; the process dies, its commit never made.
+    let what = "page 2 goes out while page 1's commit is held";
+    crate::poll::kill_once_taken(&h, &mut hung, 3, what, async {}).await;
+    flaky.hold_story_writes(false);
+    let checkpoint = h.store.get_checkpoint("acme", UNIFIED_CHECKPOINT).await.unwrap();
+    assert!(checkpoint.is_none(), "page 1's commit never landed: {checkpoint:?}");
+    let taken = h.receiver.deliveries().len();
+    assert!(taken >= 103, "page 1 and page 2's first events were taken: {taken}");
+
+    h.deps.platforms = plain;
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.published), (Outcome::Completed, 250), "{r:?}");
+    each_created_once(&h, 250);
+    one_id_per_version(&h);
+    let repeated = h.receiver.deliveries().iter().filter(|d| d.duplicate).count();
+    assert_eq!(
+        repeated, taken,
+        "everything taken before the kill came again under its id"
+    );
+    let again = h.poll().await.tenants.remove(0);
+    assert_eq!((again.outcome, again.published), (Outcome::Completed, 0), "{again:?}");
+}
+
+/// A second run (another process) starts while the first one's page-1 commit is held: the lease
+/// keeps it out, it sends nothing; once the commit lands, the first run completes, and every
+/// alert reached the receiver once.
+pub async fn a_run_racing_a_held_unified_commit_is_kept_out_and_sends_nothing(table: Arc<dyn ItemTable>) {
+    use s1_shared::usecase::poll_threats::{Selection, run};
+    use std::time::{Duration, Instant};
+    let flaky = FlakyTable::new(table);
+    let h = harness(flaky.clone(), 0, 250, 0, &[Source::Unified]).await;
+    flaky.hold_story_writes(true);
+    let first = run(&h.deps, &Selection::All, Instant::now() + Duration::from_secs(600));
+    let second = async {
+        crate::writeback::wait_until("page 1 went out", || async { h.receiver.deliveries().len() >= 100 }).await;
+        let mut other = h.deps.clone();
+        other.owner = "another-process".into();
+        let r = tokio::time::timeout(
+            Duration::from_secs(60),
+            run(&other, &Selection::All, Instant::now() + Duration::from_secs(600)),
+        )
+        .await;
+        flaky.hold_story_writes(false);
+        r.expect("the second run was not kept out: it waited on the first one's held commit")
+            .unwrap()
+    };
+    let (first, second) = tokio::join!(first, second);
+    let second = &second.tenants[0];
+    assert_eq!((second.outcome, second.published), (Outcome::Skipped, 0), "{second:?}");
+    let first = &first.unwrap().tenants[0];
+    assert_eq!((first.outcome, first.published), (Outcome::Completed, 250), "{first:?}");
+    each_created_once(&h, 250);
+    assert_eq!(h.receiver.deliveries().len(), 250, "nothing sent twice");
+}
+
 /// A unified page whose commit fails, and a later page's stories that fail to save: the next
 /// runs repeat what was not recorded under the same webhook ids, so every alert version reaches
 /// the platform once and none is lost.
 pub async fn a_unified_backlog_with_failed_commits_reaches_the_platform_once(table: Arc<dyn ItemTable>) {
     let flaky = FlakyTable::new(table);
-    let h = harness(flaky.clone(), 0, 250, false, &[Source::Unified]).await;
+    let h = harness(flaky.clone(), 0, 250, 0, &[Source::Unified]).await;
     // Page 2's checkpoint fails; page 3 was sent meanwhile (and is not recorded either).
     flaky.fail_puts_after("CURSOR#", 1, 1);
     let r = h.poll().await.tenants.remove(0);
@@ -166,9 +316,7 @@ pub async fn a_unified_backlog_with_failed_commits_reaches_the_platform_once(tab
     assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
     let r = h.poll().await.tenants.remove(0);
     assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
-    let created = created_per_member(&h);
-    assert_eq!(created.len(), 250);
-    assert!(created.values().all(|n| *n == 1));
+    each_created_once(&h, 250);
     one_id_per_version(&h);
     let checkpoint = h
         .store
@@ -185,14 +333,16 @@ pub async fn a_unified_backlog_with_failed_commits_reaches_the_platform_once(tab
 /// and hold the checkpoint: never read as an empty page, nothing lost; UAM's throttling is
 /// waited out within the run.
 pub async fn graphql_errors_fail_the_run_and_lose_nothing(table: Arc<dyn ItemTable>) {
-    let h = harness(table, 0, 250, false, &[Source::Unified]).await;
+    let h = harness(table, 0, 250, 0, &[Source::Unified]).await;
     let control = h.sim.control();
     let error = FaultKind::GraphqlError {
         code: "INTERNAL_SERVER_ERROR".into(),
         message: Some("the alerts surface failed".into()),
     };
+    // The requests: the first page, the one read of an alert's link (the listing learns the
+    // console's link shape from the first alert that is no threat), then the second page.
     control
-        .add_fault(&FaultRule::new(GRAPHQL, error, 1).after(1))
+        .add_fault(&FaultRule::new(GRAPHQL, error, 1).after(2))
         .await
         .unwrap();
     let r = h.poll().await.tenants.remove(0);
@@ -216,9 +366,7 @@ pub async fn graphql_errors_fail_the_run_and_lose_nothing(table: Arc<dyn ItemTab
     control.add_fault(&FaultRule::new(GRAPHQL, throttled, 2)).await.unwrap();
     let r = h.poll().await.tenants.remove(0);
     assert_eq!((r.outcome, r.published), (Outcome::Completed, 150), "{r:?}");
-    let created = created_per_member(&h);
-    assert_eq!(created.len(), 250);
-    assert!(created.values().all(|n| *n == 1));
+    each_created_once(&h, 250);
     one_id_per_version(&h);
 }
 
@@ -226,7 +374,7 @@ pub async fn graphql_errors_fail_the_run_and_lose_nothing(table: Arc<dyn ItemTab
 /// checkpoint stood, so the twins of threats already told are not told again, and a later
 /// change in UAM comes through.
 pub async fn switching_from_threats_to_unified_replays_nothing(table: Arc<dyn ItemTable>) {
-    let h = harness(table, 150, 150, true, &[Source::Threats]).await;
+    let h = harness(table, 150, 150, 3, &[Source::Threats]).await;
     let r = h.poll().await.tenants.remove(0);
     assert_eq!((r.outcome, r.published), (Outcome::Completed, 150), "{r:?}");
     let watermark = h
@@ -237,7 +385,7 @@ pub async fn switching_from_threats_to_unified_replays_nothing(table: Arc<dyn It
         .unwrap()
         .watermark
         .unwrap();
-    set_sources(&h, &[Source::Unified]).await;
+    h.read_only(&[Source::Unified]).await;
     let r = h.poll().await.tenants.remove(0);
     assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
     // Only alerts updated at or after the watermark were read; no threat was told again.
@@ -298,7 +446,7 @@ pub async fn unified_alerts_sharing_one_instant_across_pages_are_sent_once(table
         table,
     )
     .await;
-    set_sources(&h, &[Source::Unified]).await;
+    h.read_only(&[Source::Unified]).await;
     let r = h.poll().await.tenants.remove(0);
     assert_eq!((r.outcome, r.pages, r.published), (Outcome::Completed, 3, 250), "{r:?}");
     let again = h.poll().await.tenants.remove(0);

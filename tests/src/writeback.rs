@@ -392,6 +392,11 @@ macro_rules! writeback_scenarios {
             an_older_unified_change_that_failed_is_superseded_by_a_newer_applied_one,
             our_own_unified_write_is_not_sent_back_by_the_poller,
             a_graphql_error_that_is_no_refusal_leaves_the_unified_change_pending,
+            a_dead_lettered_unified_change_replayed_by_the_operator_reaches_uam_once,
+            a_status_a_note_and_a_verdict_reach_uam_in_order,
+            a_kill_after_uam_took_the_note_before_finish_does_not_add_it_again,
+            the_inline_unified_attempt_keeps_its_claim_against_a_retry_pass,
+            a_retry_pass_takes_over_an_expired_unified_claim_and_the_note_is_added_once,
         );
     };
     (@tests $table:expr; $($name:ident),+ $(,)?) => {
@@ -501,7 +506,7 @@ pub mod scenarios {
     }
 
     /// Starts a webhook on `gate_table`'s harness in its own task, held at the finish write.
-    async fn webhook_held_at_finish(
+    pub(crate) async fn webhook_held_at_finish(
         h: &PollHarness,
         gate: &GateTable,
         alert: &str,
@@ -545,12 +550,28 @@ pub mod scenarios {
         let gate = GateTable::new(table);
         let (h, _, stories) = setup(40, gate.clone()).await;
         let (alert, ids) = stories[0].clone();
-        let (held, task) = webhook_held_at_finish(&h, &gate, &alert, "race-1").await;
-        let r = retry_at(&h, OffsetDateTime::now_utc() + retry_after).await;
+        let (r, resp) = race_at_finish(&h, &gate, &alert, retry_after).await;
+        (h, ids, r, resp)
+    }
+
+    /// A retry pass at `retry_after` from now runs while a close of `alert`'s inline attempt is
+    /// held after its note, before its finish; then the inline attempt goes on, and a later pass
+    /// runs. Returns the racing pass's report and the webhook's answer.
+    pub(crate) async fn race_at_finish(
+        h: &PollHarness,
+        gate: &GateTable,
+        alert: &str,
+        retry_after: Duration,
+    ) -> (
+        s1_shared::usecase::writeback::RetryReport,
+        s1_shared::usecase::writeback::WebhookResponse,
+    ) {
+        let (held, task) = webhook_held_at_finish(h, gate, alert, "race-1").await;
+        let r = retry_at(h, OffsetDateTime::now_utc() + retry_after).await;
         held.release();
         let resp = task.await.unwrap();
-        retry_at(&h, OffsetDateTime::now_utc() + Duration::hours(1)).await;
-        (h, ids, r, resp)
+        retry_at(h, OffsetDateTime::now_utc() + Duration::hours(1)).await;
+        (r, resp)
     }
 
     /// The webhook's inline attempt has posted its note and is about to finish; a retry pass

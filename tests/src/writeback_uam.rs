@@ -9,12 +9,16 @@ use s1_bridge_sim::{ActionOutcome, DetectionSource, FaultKind, FaultRule, NewUni
 use s1_shared::domain::MemberId;
 use s1_shared::s1::dto::{AnalystVerdict, IncidentStatus};
 use s1_shared::store::{ItemTable, MemberState, PendingWriteback};
+use s1_shared::usecase::writeback::RetryReport;
 use serde_json::Value;
 use time::{Duration, OffsetDateTime};
 
 use crate::poll::PollHarness;
 use crate::writeback::scenarios::retry_at;
-use crate::writeback::{INBOUND_SECRET, post_generic, requests_to, s1_state, setup, status_changed, story_key};
+use crate::writeback::{
+    INBOUND_SECRET, comment_added, comment_with_verdict, post_generic, requests_to, s1_state, setup, status_changed,
+    story_key,
+};
 
 /// The GraphQL path as the simulator's fault rules and request log name it.
 pub const GRAPHQL: &str = "/unifiedalerts/graphql";
@@ -117,6 +121,17 @@ pub mod scenarios {
 
     const CLOSED_BY: &str = "[generic] closed by Ana";
 
+    /// The unified alert `id` is RESOLVED with `verdict`, and holds the close's note once.
+    async fn closed_once_in_uam(h: &PollHarness, id: &str, verdict: &str) {
+        let (status, held, notes) = uam_state(h, id).await;
+        assert_eq!((status.as_str(), held.as_str()), ("RESOLVED", verdict));
+        assert_eq!(
+            notes.iter().filter(|n| n.starts_with(CLOSED_BY)).count(),
+            1,
+            "{notes:?}"
+        );
+    }
+
     /// "closed" with reason benign: the threat resolved / false_positive through the threats
     /// API, the unified alert RESOLVED / FALSE_POSITIVE_BENIGN through UAM, one note on each;
     /// every UAM action named exactly that alert; the member records what it was given as the
@@ -132,16 +147,7 @@ pub mod scenarios {
         let (status, verdict, notes) = s1_state(&s.h, &s.threat).await;
         assert_eq!((status.as_str(), verdict.as_str()), ("resolved", "false_positive"));
         assert_eq!(notes.iter().filter(|n| n.starts_with(CLOSED_BY)).count(), 1);
-        let (status, verdict, notes) = uam_state(&s.h, &s.unified).await;
-        assert_eq!(
-            (status.as_str(), verdict.as_str()),
-            ("RESOLVED", "FALSE_POSITIVE_BENIGN")
-        );
-        assert_eq!(
-            notes.iter().filter(|n| n.starts_with(CLOSED_BY)).count(),
-            1,
-            "{notes:?}"
-        );
+        closed_once_in_uam(&s.h, &s.unified, "FALSE_POSITIVE_BENIGN").await;
 
         let actions = s.h.sim.control().uam_actions().await.unwrap();
         assert_eq!(actions.len(), 2, "status and verdict: {actions:?}");
@@ -213,16 +219,7 @@ pub mod scenarios {
         set_outcome(&s.h, &s.unified, ActionOutcome::Apply).await;
         let r = retry_at(&s.h, now + Duration::minutes(10)).await;
         assert_eq!(r.applied, 1, "{r:?}");
-        let (status, verdict, notes) = uam_state(&s.h, &s.unified).await;
-        assert_eq!(
-            (status.as_str(), verdict.as_str()),
-            ("RESOLVED", "TRUE_POSITIVE_PUA_ADWARE")
-        );
-        assert_eq!(
-            notes.iter().filter(|n| n.starts_with(CLOSED_BY)).count(),
-            1,
-            "{notes:?}"
-        );
+        closed_once_in_uam(&s.h, &s.unified, "TRUE_POSITIVE_PUA_ADWARE").await;
         assert!(dead(&s.h).await.is_empty());
     }
 
@@ -401,6 +398,201 @@ pub mod scenarios {
         assert!(dead(&s.h).await.is_empty());
     }
 
+    /// UAM answers 503 for good: the unified part of a close runs out of attempts and is a dead
+    /// letter (the threat's part landed through the threats API). UAM comes back and the operator
+    /// replays the dead letter: the unified alert is resolved once, with one note, the threat's
+    /// note is not posted again, and later passes write nothing more.
+    pub async fn a_dead_lettered_unified_change_replayed_by_the_operator_reaches_uam_once(table: Arc<dyn ItemTable>) {
+        use s1_shared::usecase::writeback::MAX_ATTEMPTS;
+        let s = uam_story(table).await;
+        graphql_fault(&s.h, unavailable(), 0, 100_000).await;
+        let now = OffsetDateTime::now_utc();
+        let closed = status_changed(&s.alert, "closed", Some("benign"), now);
+        let (_, resp) = post_generic(&s.base, "acme", "uam-gone", &closed, INBOUND_SECRET).await;
+        assert_eq!(resp["writeback"].as_str(), Some("pending"), "{resp}");
+        let mut at = now;
+        for _ in 0..MAX_ATTEMPTS {
+            at += Duration::hours(2);
+            retry_at(&s.h, at).await;
+        }
+        assert!(pending(&s.h).await.is_empty());
+        let letters = dead(&s.h).await;
+        assert_eq!(letters.len(), 1, "{letters:?}");
+        assert_eq!(letters[0].attempts, MAX_ATTEMPTS);
+        assert_eq!(uam_state(&s.h, &s.unified).await.0, "NEW", "UAM took nothing");
+
+        s.h.sim.control().clear_faults().await.unwrap();
+        s.h.store
+            .replay_dead("acme", &letters[0].id, OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+        let r = retry_at(&s.h, OffsetDateTime::now_utc()).await;
+        assert_eq!(r.applied, 1, "{r:?}");
+        closed_once_in_uam(&s.h, &s.unified, "FALSE_POSITIVE_BENIGN").await;
+        let (_, _, notes) = s1_state(&s.h, &s.threat).await;
+        assert_eq!(
+            notes.iter().filter(|n| n.starts_with(CLOSED_BY)).count(),
+            1,
+            "the threat's note is not posted again: {notes:?}"
+        );
+        let status_writes = |actions: &[s1_bridge_sim::UamAction]| {
+            actions
+                .iter()
+                .filter(|a| a.action_type == "STATUS_UPDATE" && a.success.contains(&s.unified))
+                .count()
+        };
+        assert_eq!(status_writes(&s.h.sim.control().uam_actions().await.unwrap()), 1);
+        assert!(dead(&s.h).await.is_empty() && pending(&s.h).await.is_empty());
+        let writes = graphql_bodies(&s.h).await.len();
+        retry_at(&s.h, OffsetDateTime::now_utc() + Duration::hours(3)).await;
+        assert_eq!(graphql_bodies(&s.h).await.len(), writes, "nothing more is written");
+    }
+
+    /// The function is killed after UAM took the status, verdict and note of a close and before
+    /// the writeback was finished in the store: the retry pass completes it without adding the
+    /// note again, and the poller does not send our own write back.
+    pub async fn a_kill_after_uam_took_the_note_before_finish_does_not_add_it_again(table: Arc<dyn ItemTable>) {
+        use crate::writeback::scenarios::webhook_held_at_finish;
+        let gate = crate::writeback::GateTable::new(table);
+        let s = uam_story(gate.clone()).await;
+        let (_held, task) = webhook_held_at_finish(&s.h, &gate, &s.alert, "uam-kill").await;
+        task.abort();
+        assert!(task.await.unwrap_err().is_cancelled());
+        let (status, _, notes) = uam_state(&s.h, &s.unified).await;
+        assert_eq!(
+            (status.as_str(), notes.len()),
+            ("RESOLVED", 1),
+            "UAM took it: {notes:?}"
+        );
+        let r = retry_at(&s.h, OffsetDateTime::now_utc() + Duration::minutes(10)).await;
+        assert_eq!(r.applied, 1, "{r:?}");
+        closed_once_in_uam(&s.h, &s.unified, "TRUE_POSITIVE_UNDEFINED").await;
+        assert!(dead(&s.h).await.is_empty() && pending(&s.h).await.is_empty());
+        let m = member(&s.h, &s.alert, &MemberId::unified(&s.unified)).await;
+        assert_eq!(m.written_status, Some(IncidentStatus::Resolved), "{m:?}");
+    }
+
+    /// A close's inline attempt has written it to UAM (and the threats API) and is held before
+    /// its finish while a retry pass runs at `retry_after` from now; then it goes on. UAM and
+    /// the threat hold the close once, nothing is left pending or dead.
+    async fn uam_race(table: Arc<dyn ItemTable>, retry_after: Duration) -> (UamStory, RetryReport, u16) {
+        use crate::writeback::scenarios::race_at_finish;
+        let gate = crate::writeback::GateTable::new(table);
+        let s = uam_story(gate.clone()).await;
+        let (r, resp) = race_at_finish(&s.h, &gate, &s.alert, retry_after).await;
+        closed_once_in_uam(&s.h, &s.unified, "TRUE_POSITIVE_UNDEFINED").await;
+        let (status, _, notes) = s1_state(&s.h, &s.threat).await;
+        assert_eq!(status, "resolved");
+        assert_eq!(
+            notes.iter().filter(|n| n.starts_with(CLOSED_BY)).count(),
+            1,
+            "{notes:?}"
+        );
+        assert!(dead(&s.h).await.is_empty() && pending(&s.h).await.is_empty());
+        (s, r, resp.status)
+    }
+
+    /// A retry pass running while the inline attempt holds its claim leaves the change alone.
+    pub async fn the_inline_unified_attempt_keeps_its_claim_against_a_retry_pass(table: Arc<dyn ItemTable>) {
+        let (_, r, status) = uam_race(table, Duration::ZERO).await;
+        assert_eq!((r.applied, r.dead, status), (0, 0, 202), "{r:?}");
+    }
+
+    /// The inline attempt stalls past its claim; the retry pass takes the change over and ends
+    /// it; the stalled attempt, let go, adds no second note.
+    pub async fn a_retry_pass_takes_over_an_expired_unified_claim_and_the_note_is_added_once(
+        table: Arc<dyn ItemTable>,
+    ) {
+        let (_, r, status) = uam_race(table, Duration::minutes(10)).await;
+        assert_eq!((r.applied, status), (1, 202), "{r:?}");
+    }
+
+    /// UAM is down while three changes to one story are accepted: a status (investigating, t1),
+    /// a comment (t2) and a verdict (a comment carrying true positive, t3). Once UAM is back the
+    /// retry pass lands them in that order at UAM: the status action and its note, then the
+    /// comment's note, then the verdict action; each note once.
+    pub async fn a_status_a_note_and_a_verdict_reach_uam_in_order(table: Arc<dyn ItemTable>) {
+        let s = uam_story(table).await;
+        graphql_fault(&s.h, unavailable(), 0, 100_000).await;
+        let now = OffsetDateTime::now_utc();
+        let changes = [
+            status_changed(&s.alert, "investigating", None, now - Duration::minutes(3)),
+            comment_added(&s.alert, "first look: lateral movement", now - Duration::minutes(2)),
+            comment_with_verdict(&s.alert, "confirmed", Some("true_positive"), now - Duration::minutes(1)),
+        ];
+        for (n, body) in changes.iter().enumerate() {
+            let (_, resp) = post_generic(&s.base, "acme", &format!("uam-order-{n}"), body, INBOUND_SECRET).await;
+            assert_eq!(resp["writeback"].as_str(), Some("pending"), "change {n}: {resp}");
+        }
+        s.h.sim.control().clear_faults().await.unwrap();
+        let before = graphql_bodies(&s.h).await.len();
+        let r = retry_at(&s.h, now + Duration::minutes(10)).await;
+        assert_eq!(r.applied, 3, "{r:?}");
+        let writes: Vec<String> = graphql_requests(&s.h)
+            .await
+            .iter()
+            .skip(before)
+            .filter_map(uam_write)
+            .collect();
+        let first = |what: &str| {
+            writes
+                .iter()
+                .position(|w| w.contains(what))
+                .unwrap_or_else(|| panic!("no {what} among {writes:?}"))
+        };
+        let order = [
+            first("trigger: status"),
+            first("investigating by Ana"),
+            first("first look"),
+            first("trigger: verdict"),
+        ];
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "out of order: {writes:?}");
+        let (status, verdict, notes) = uam_state(&s.h, &s.unified).await;
+        assert_eq!(status, "IN_PROGRESS");
+        assert!(verdict.starts_with("TRUE_POSITIVE"), "{verdict}");
+        for note in ["investigating by Ana", "first look", "confirmed"] {
+            assert_eq!(
+                notes.iter().filter(|n| n.contains(note)).count(),
+                1,
+                "{note}: {notes:?}"
+            );
+        }
+        assert!(pending(&s.h).await.is_empty());
+    }
+
+    /// UAM unavailable (HTTP 503).
+    fn unavailable() -> FaultKind {
+        FaultKind::Status {
+            status: 503,
+            retry_after: None,
+            code: None,
+        }
+    }
+
+    /// A UAM write as `trigger: status`, `trigger: verdict` (by its action ids) or `note: <text>`;
+    /// `None` for a read.
+    fn uam_write(body: &Value) -> Option<String> {
+        let query = body["query"].as_str().unwrap_or_default();
+        if query.contains("addAlertNote") {
+            return Some(format!(
+                "note: {}",
+                body["variables"]["text"].as_str().unwrap_or_default()
+            ));
+        }
+        if !query.contains("alertTriggerActions") {
+            return None;
+        }
+        let ids = body["variables"]["actions"].to_string();
+        Some(
+            [("s1-status-update", "status"), ("s1-analyst-verdict-update", "verdict")]
+                .iter()
+                .filter(|(prefix, _)| ids.contains(prefix))
+                .map(|(_, kind)| format!("trigger: {kind}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
+    }
+
     /// A "closed" (benign) whose GraphQL call number `after + 1` has its answer cut after UAM
     /// acted on it: the change is left pending. Returns the story and the change's time.
     async fn close_with_a_cut_answer(table: Arc<dyn ItemTable>, after: u32) -> (UamStory, OffsetDateTime) {
@@ -413,12 +605,17 @@ pub mod scenarios {
         (s, now)
     }
 
-    /// The GraphQL documents the simulator received, in order.
-    async fn graphql_bodies(h: &PollHarness) -> Vec<String> {
+    /// The GraphQL requests' bodies the simulator received, in order.
+    async fn graphql_requests(h: &PollHarness) -> Vec<Value> {
         requests_to(h, GRAPHQL)
             .await
-            .iter()
-            .map(|r| r.body.as_ref().map(Value::to_string).unwrap_or_default())
+            .into_iter()
+            .map(|r| r.body.unwrap_or_default())
             .collect()
+    }
+
+    /// The GraphQL documents the simulator received, in order.
+    async fn graphql_bodies(h: &PollHarness) -> Vec<String> {
+        graphql_requests(h).await.iter().map(Value::to_string).collect()
     }
 }

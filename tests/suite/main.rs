@@ -33,6 +33,8 @@ mod poll_dynamodb;
 mod poll_guarantees;
 #[path = "../tests/poll_unified.rs"]
 mod poll_unified;
+#[path = "../tests/s1_budget.rs"]
+mod s1_budget;
 #[path = "../tests/s1_client.rs"]
 mod s1_client;
 #[path = "../tests/secrets_moto.rs"]
@@ -55,6 +57,8 @@ mod tenant_check;
 mod token_expiry;
 #[path = "../tests/token_rotation.rs"]
 mod token_rotation;
+#[path = "../tests/unified_view.rs"]
+mod unified_view;
 #[path = "../tests/writeback.rs"]
 mod writeback;
 #[path = "../tests/writeback_chaos.rs"]

@@ -7,93 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use integration_tests::poll::{PollHarness, tenant};
+use integration_tests::sqs::{aws, delete, event, moto_queue, receive, receive_up_to, record, table};
 use s1_bridge_sim::{DEFAULT_TOKEN, SimConfig};
-use s1_shared::queue::{SqsEvent, SqsQueue};
-use s1_shared::store::{DynamoTable, ItemTable, LEASE_TTL, create_table};
+use s1_shared::store::LEASE_TTL;
 use s1_shared::usecase::fanout::{Job, Plan, consume, consume_assets, dispatch};
 use s1_shared::usecase::poll_threats::{LEASE_JOB, Outcome};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-
-async fn aws() -> aws_config::SdkConfig {
-    assert!(
-        std::env::var("AWS_ENDPOINT_URL").is_ok() && std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok(),
-        "AWS_ENDPOINT_URL(_DYNAMODB) not set: run scripts/test.sh, which starts moto and DynamoDB Local"
-    );
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
-}
-
-async fn table(config: &aws_config::SdkConfig) -> Arc<dyn ItemTable> {
-    let client = aws_sdk_dynamodb::Client::new(config);
-    let name = format!("s1bridge-fanout-{}", OffsetDateTime::now_utc().unix_timestamp_nanos());
-    create_table(&client, &name).await.unwrap();
-    Arc::new(DynamoTable::new(client, name))
-}
-
-/// A fresh queue on moto: its URL.
-async fn queue(sqs: &aws_sdk_sqs::Client) -> String {
-    let name = format!("s1bridge-poll-{}", OffsetDateTime::now_utc().unix_timestamp_nanos());
-    sqs.create_queue()
-        .queue_name(name)
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned()
-}
-
-/// Receives what is visible now, as the event source mapping would, and builds the event Lambda
-/// hands the consumer (one record per message, Lambda's field names).
-async fn receive(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<Value> {
-    receive_up_to(sqs, url, 10).await
-}
-
-/// [`receive`], at most `max` messages (the mapping's batch size).
-async fn receive_up_to(sqs: &aws_sdk_sqs::Client, url: &str, max: i32) -> Vec<Value> {
-    let out = sqs
-        .receive_message()
-        .queue_url(url)
-        .max_number_of_messages(max)
-        .wait_time_seconds(1)
-        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
-        .send()
-        .await
-        .unwrap();
-    out.messages()
-        .iter()
-        .map(|m| {
-            let attributes: serde_json::Map<String, Value> = m
-                .attributes()
-                .map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), json!(v))).collect())
-                .unwrap_or_default();
-            json!({
-                "messageId": m.message_id().unwrap(),
-                "receiptHandle": m.receipt_handle().unwrap(),
-                "body": m.body().unwrap(),
-                "attributes": attributes,
-                "messageAttributes": {},
-                "md5OfBody": m.md5_of_body().unwrap_or_default(),
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:s1bridge-poll",
-                "awsRegion": "us-east-1"
-            })
-        })
-        .collect()
-}
-
-fn event(records: &[Value]) -> SqsEvent {
-    let raw = json!({ "Records": records });
-    assert!(s1_shared::queue::is_sqs_event(&raw));
-    serde_json::from_value(raw).unwrap()
-}
-
-/// A record shaped as Lambda sends it, with any body.
-fn record(id: &str, body: &str) -> Value {
-    json!({"messageId": id, "receiptHandle": "rh", "body": body, "attributes": {"ApproximateReceiveCount": "1"},
-           "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
-           "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"})
-}
 
 /// The poll's plan, each minute, every message visible at once.
 fn poll_plan() -> Plan {
@@ -113,6 +33,17 @@ async fn harness(config: &aws_config::SdkConfig, threats: usize, agents: usize) 
         ..SimConfig::default()
     };
     PollHarness::start(sim, table(config).await).await
+}
+
+/// Stores `tenants`, each with the simulator's token.
+async fn add_tenants(h: &PollHarness, tenants: &[s1_shared::store::TenantConfig]) {
+    for t in tenants {
+        h.env
+            .lock()
+            .unwrap()
+            .insert(format!("S1_TOKEN_{}", t.id), DEFAULT_TOKEN.into());
+        h.store.put_tenant(t).await.unwrap();
+    }
 }
 
 fn deadline() -> Instant {
@@ -135,9 +66,7 @@ async fn the_dispatcher_sends_one_message_per_enabled_tenant_and_each_is_answere
     off.enabled = false;
     h.store.put_tenant(&off).await.unwrap();
 
-    let sqs = aws_sdk_sqs::Client::new(&config);
-    let url = queue(&sqs).await;
-    let q = SqsQueue::new(sqs.clone(), &url);
+    let (sqs, url, q) = moto_queue(&config).await;
     let report = dispatch(&h.store, &q, poll_plan(), OffsetDateTime::now_utc())
         .await
         .unwrap();
@@ -230,9 +159,7 @@ async fn the_dispatcher_sends_one_message_per_enabled_tenant_and_each_is_answere
 async fn messages_are_spread_over_the_minute_by_a_stable_per_tenant_delay() {
     use s1_shared::queue::{TenantMessage, TenantQueue};
     let config = aws().await;
-    let sqs = aws_sdk_sqs::Client::new(&config);
-    let url = queue(&sqs).await;
-    let q = SqsQueue::new(sqs.clone(), &url);
+    let (sqs, url, q) = moto_queue(&config).await;
     let failed = q
         .send_batch(&[
             TenantMessage {
@@ -256,16 +183,6 @@ async fn messages_are_spread_over_the_minute_by_a_stable_per_tenant_delay() {
     assert_eq!(visible[0]["body"], r#"{"tenant":"now"}"#);
 }
 
-/// Deletes a message a consumer handled (what the event source mapping does on success).
-async fn delete(sqs: &aws_sdk_sqs::Client, url: &str, record: &Value) {
-    sqs.delete_message()
-        .queue_url(url)
-        .receipt_handle(record["receiptHandle"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn an_asset_sync_that_ends_partial_continues_itself_through_the_queue_until_done() {
     let config = aws().await;
@@ -280,9 +197,7 @@ async fn an_asset_sync_that_ends_partial_continues_itself_through_the_queue_unti
         table(&config).await,
     )
     .await;
-    let sqs = aws_sdk_sqs::Client::new(&config);
-    let url = queue(&sqs).await;
-    let q = SqsQueue::new(sqs.clone(), &url);
+    let (sqs, url, q) = moto_queue(&config).await;
     // The daily dispatch, from an hourly schedule: the tenant is sent once that day.
     let day = time::macros::datetime!(2026-03-01 0:00 UTC);
     let mut sent = 0;
@@ -348,9 +263,7 @@ async fn a_halo_sync_continues_after_the_budget_window() {
     .await;
     let tenant = h.h.store.get_tenant("acme").await.unwrap().unwrap();
     assert_eq!(s1_shared::usecase::fanout::continuation_delay(&tenant), 300);
-    let sqs = aws_sdk_sqs::Client::new(&config);
-    let url = queue(&sqs).await;
-    let q = SqsQueue::new(sqs.clone(), &url);
+    let (sqs, url, q) = moto_queue(&config).await;
     let (answer, consumed) = consume_assets(
         &h.h.asset_deps(),
         &q,
@@ -414,16 +327,8 @@ async fn a_slow_tenant_with_a_backlog_does_not_delay_the_others_polls_through_th
             .iter()
             .map(|id| tenant(id, &h.sim.base_url(), &h.receiver.url())),
     );
-    for t in &tenants {
-        h.env
-            .lock()
-            .unwrap()
-            .insert(format!("S1_TOKEN_{}", t.id), DEFAULT_TOKEN.into());
-        h.store.put_tenant(t).await.unwrap();
-    }
-    let sqs = aws_sdk_sqs::Client::new(&config);
-    let url = queue(&sqs).await;
-    let q = SqsQueue::new(sqs.clone(), &url);
+    add_tenants(&h, &tenants).await;
+    let (sqs, url, q) = moto_queue(&config).await;
 
     // Three invocations at once, each taking one message, running it within a 12 s "timeout"
     // and deleting it, as the event source mapping does.
@@ -522,9 +427,7 @@ async fn a_tenant_that_keeps_failing_backs_off_and_comes_back_at_once_when_fixed
     }
     assert_eq!(h.store.get_status("acme").await.unwrap().unwrap().failures_in_a_row, 3);
 
-    let sqs = aws_sdk_sqs::Client::new(&config);
-    let url = queue(&sqs).await;
-    let q = SqsQueue::new(sqs.clone(), &url);
+    let (sqs, url, q) = moto_queue(&config).await;
     let t0 = time::macros::datetime!(2026-03-01 0:00 UTC);
     let over = |minutes: i64| {
         let (store, q) = (&h.store, &q);
@@ -551,4 +454,159 @@ async fn a_tenant_that_keeps_failing_backs_off_and_comes_back_at_once_when_fixed
     acme.intervals.poll_minutes = Some(5);
     h.store.put_tenant(&acme).await.unwrap();
     assert_eq!(over(15).await.0, 3);
+}
+
+/// Head-of-line within a batch (`PollBatchSize` 10): the dispatcher's messages for a slow tenant
+/// with a backlog (its receiver answering each delivery after 2 s) and nine idle tenants reach
+/// one invocation together through moto's queue. The consumer runs the whole batch at once, so
+/// the nine are polled, started and finished, within seconds while the slow one works to its
+/// deadline; and that even with `PollConcurrency` at 1 and the slow tenant first in the batch,
+/// the order in which one consumer slot would have taken them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_of_ten_polls_its_idle_tenants_at_once_beside_a_slow_one() {
+    use integration_tests::poll::WEBHOOK_SECRET;
+    use s1_bridge_sim::{Sim, WebhookReceiver};
+    let config = aws().await;
+    let h = harness(&config, 100, 50).await;
+    // The idle tenants' console has nothing for them: each run reads one empty page.
+    let quiet = Sim::start(SimConfig {
+        threats: 0,
+        agents: 1,
+        cloud_alerts: 0,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let slow = WebhookReceiver::start(WEBHOOK_SECRET).await.unwrap();
+    slow.stall_next(100_000, Duration::from_secs(2));
+    let mut heavy = tenant("heavy", &h.sim.base_url(), &slow.url());
+    heavy.max_in_flight = 1;
+    let mut acme = h.store.get_tenant("acme").await.unwrap().unwrap();
+    acme.enabled = false;
+    let idle: Vec<String> = (1..=9).map(|i| format!("idle{i}")).collect();
+    let mut tenants = vec![heavy, acme];
+    tenants.extend(idle.iter().map(|id| tenant(id, &quiet.base_url(), &h.receiver.url())));
+    add_tenants(&h, &tenants).await;
+    let (sqs, url, q) = moto_queue(&config).await;
+    let report = dispatch(&h.store, &q, poll_plan(), OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert_eq!(report.sent, 10, "{report:?}");
+    // One batch of ten, as the event source mapping hands it (moto may answer a receive with
+    // fewer than are visible).
+    let mut records = Vec::new();
+    for _ in 0..10 {
+        if records.len() == 10 {
+            break;
+        }
+        records.extend(receive_up_to(&sqs, &url, 10 - records.len() as i32).await);
+    }
+    assert_eq!(records.len(), 10);
+    records.sort_by_key(|r| r["body"] != r#"{"tenant":"heavy"}"#);
+    let deps = s1_shared::usecase::poll_threats::PollDeps {
+        concurrency: 1,
+        ..h.deps.clone()
+    };
+    let (t0, started) = (OffsetDateTime::now_utc(), Instant::now());
+    let (answer, consumed) = consume(&deps, &event(&records), Instant::now() + Duration::from_secs(12)).await;
+    let took = started.elapsed();
+    assert!(answer.batch_item_failures.is_empty(), "{answer:?}");
+    assert_eq!(consumed.lease_held, 0);
+    let outcomes: Vec<(&str, Outcome)> = consumed.runs.iter().map(|r| (r.tenant.as_str(), r.outcome)).collect();
+    assert_eq!(outcomes.len(), 10, "{outcomes:?}");
+    assert!(outcomes.contains(&("heavy", Outcome::Partial)), "{outcomes:?}");
+    assert!(
+        took > Duration::from_secs(7),
+        "the slow tenant worked to its deadline: {took:?}"
+    );
+    assert!(slow.events().len() < 8, "{}", slow.events().len());
+    // Each idle run wrote its first status as it finished: seconds after the batch began,
+    // long before the slow tenant's deadline.
+    for id in &idle {
+        assert!(outcomes.contains(&(id.as_str(), Outcome::Completed)), "{outcomes:?}");
+        let finished = h.store.get_status(id).await.unwrap().expect("a status").checked_at - t0;
+        assert!(
+            finished < time::Duration::seconds(6),
+            "{id} finished {finished} after the batch began, behind the slow tenant ({took:?})"
+        );
+    }
+}
+
+/// SQS delivers at least once, so one batch may hold the same tenant twice: each message runs
+/// under a lease owner of its own, so the second finds the first's lease held and ends at once,
+/// counted, and no threat is sent twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_twice_in_one_batch_runs_once_and_the_other_finds_the_lease_held() {
+    let config = aws().await;
+    let h = harness(&config, 20, 10).await;
+    let twice = event(&[
+        record("m1", r#"{"tenant":"acme"}"#),
+        record("m2", r#"{"tenant":"acme"}"#),
+    ]);
+    let (answer, consumed) = consume(&h.deps, &twice, deadline()).await;
+    assert!(answer.batch_item_failures.is_empty(), "{answer:?}");
+    assert_eq!(consumed.lease_held, 1, "{:?}", consumed.runs);
+    let mut outcomes: Vec<(Outcome, u64)> = consumed.runs.iter().map(|r| (r.outcome, r.published)).collect();
+    outcomes.sort_by_key(|(_, published)| *published);
+    assert_eq!(outcomes, [(Outcome::Skipped, 0), (Outcome::Completed, 20)]);
+    let deliveries = h.receiver.deliveries();
+    assert_eq!(deliveries.len(), 20, "each threat sent once");
+    assert!(deliveries.iter().all(|d| !d.duplicate));
+}
+
+/// Two checks of one tenant's token at once (the schedule's message and an operator's run, or
+/// a message delivered twice) while it crosses a threshold: one takes the tenant's token lease
+/// and alerts, the other finds it held; exactly one alert reaches the platform. The token lease
+/// is the check's own: a poll holding the tenant's poll lease does not stop it.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_token_checks_at_once_send_one_threshold_alert() {
+    use s1_bridge_sim::TokenSpec;
+    use s1_shared::usecase::fanout::consume_tokens;
+    use s1_shared::usecase::token_expiry::check_tenant;
+    let config = aws().await;
+    let h = harness(&config, 1, 1).await;
+    let expiring = |days: i64| TokenSpec {
+        expires_at: OffsetDateTime::now_utc() + time::Duration::days(days) + time::Duration::hours(1),
+        ..TokenSpec::tenant("watched-token", 0)
+    };
+    h.sim.control().add_token(&expiring(5)).await.unwrap();
+    h.env
+        .lock()
+        .unwrap()
+        .insert("S1_TOKEN_acme".into(), "watched-token".into());
+    let poll = h
+        .store
+        .take_lease("acme", LEASE_JOB, "a-poll", LEASE_TTL, OffsetDateTime::now_utc())
+        .await
+        .unwrap()
+        .unwrap();
+    // The platform takes a second to answer: both checks are under way before either could
+    // record the threshold it alerted.
+    h.receiver.stall_next(4, Duration::from_secs(1));
+    let d = h.token_deps();
+    let acme = h.store.get_tenant("acme").await.unwrap().unwrap();
+    let now = OffsetDateTime::now_utc();
+    let (a, b) = tokio::join!(check_tenant(&d, &acme, now), check_tenant(&d, &acme, now));
+    let mut reports = [a, b];
+    reports.sort_by_key(|r| r.lease_held);
+    assert_eq!(
+        reports.iter().map(|r| (r.alerted, r.lease_held)).collect::<Vec<_>>(),
+        [(Some(7), false), (None, true)],
+        "{reports:?}"
+    );
+    assert_eq!(h.receiver.deliveries().len(), 1, "one alert reaches the platform");
+
+    // The same through the queue: the tenant twice in one batch, the next threshold crossed.
+    h.sim.control().add_token(&expiring(2)).await.unwrap();
+    let twice = event(&[
+        record("m1", r#"{"tenant":"acme"}"#),
+        record("m2", r#"{"tenant":"acme"}"#),
+    ]);
+    let (answer, consumed) = consume_tokens(&d, &twice, OffsetDateTime::now_utc()).await;
+    assert!(answer.batch_item_failures.is_empty(), "{answer:?}");
+    assert_eq!(consumed.lease_held, 1, "{:?}", consumed.runs);
+    let deliveries = h.receiver.deliveries();
+    assert_eq!(deliveries.len(), 2, "one more alert, for 3 days");
+    assert_eq!(deliveries[1].body["data"]["threshold_days"], 3);
+    h.store.give_back(&poll).await.unwrap();
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use integration_tests::poll::{FlakyTable, PollHarness, threat_ids};
 use s1_bridge_sim::SimConfig;
-use s1_shared::store::{DynamoTable, ItemTable, create_table};
+use s1_shared::store::{DynamoTable, ItemTable, Source, create_table};
 use s1_shared::usecase::poll_threats::Outcome;
 
 async fn table() -> Arc<dyn ItemTable> {
@@ -65,7 +65,7 @@ async fn twenty_thousand_threats_sharing_one_instant_are_delivered_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_that_lost_its_lease_saves_nothing() {
-    integration_tests::poll::a_run_that_lost_its_lease_saves_nothing(table().await).await;
+    integration_tests::poll::a_run_that_lost_its_lease_saves_nothing(table().await, Source::Threats).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -80,13 +80,18 @@ async fn stories_changed_on_every_attempt_fail_the_run_as_a_conflict() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_event_becomes_a_publish_dead_letter_replayed_once() {
-    integration_tests::poll::a_refused_event_becomes_a_publish_dead_letter_replayed_once(table().await).await;
+    integration_tests::poll::a_refused_event_becomes_a_publish_dead_letter_replayed_once(
+        table().await,
+        Source::Threats,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_version_sent_as_an_update_and_again_as_new_keeps_one_webhook_id() {
     integration_tests::guarantees::a_version_sent_as_an_update_and_again_as_new_keeps_one_webhook_id(
         table().await,
+        Source::Threats,
         false,
     )
     .await;
@@ -94,14 +99,18 @@ async fn a_version_sent_as_an_update_and_again_as_new_keeps_one_webhook_id() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_threat_set_back_after_a_kill_in_its_update_reaches_the_platform() {
-    integration_tests::guarantees::a_threat_set_back_after_a_kill_in_its_update_reaches_the_platform(table().await)
-        .await;
+    integration_tests::guarantees::a_threat_set_back_after_a_kill_in_its_update_reaches_the_platform(
+        table().await,
+        Source::Threats,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_threat_set_back_after_its_update_went_unanswered_reaches_the_platform() {
     integration_tests::guarantees::a_threat_set_back_after_its_update_went_unanswered_reaches_the_platform(
         table().await,
+        Source::Threats,
     )
     .await;
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use integration_tests::guarantees;
 use integration_tests::poll::{PollHarness, tenant};
 use s1_bridge_sim::SimConfig;
-use s1_shared::store::{EmbeddedTable, ItemTable};
+use s1_shared::store::{EmbeddedTable, ItemTable, Source};
 use s1_shared::usecase::poll_threats::Outcome;
 use serde_json::{Value, json};
 
@@ -19,22 +19,25 @@ fn embedded() -> Arc<dyn ItemTable> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_version_sent_as_an_update_and_again_as_new_keeps_one_webhook_id() {
-    guarantees::a_version_sent_as_an_update_and_again_as_new_keeps_one_webhook_id(embedded(), false).await;
+    guarantees::a_version_sent_as_an_update_and_again_as_new_keeps_one_webhook_id(embedded(), Source::Threats, false)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_version_sent_as_an_update_then_killed_in_the_commit_window_keeps_one_webhook_id() {
-    guarantees::a_version_sent_as_an_update_and_again_as_new_keeps_one_webhook_id(embedded(), true).await;
+    guarantees::a_version_sent_as_an_update_and_again_as_new_keeps_one_webhook_id(embedded(), Source::Threats, true)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_threat_set_back_after_a_kill_in_its_update_reaches_the_platform() {
-    guarantees::a_threat_set_back_after_a_kill_in_its_update_reaches_the_platform(embedded()).await;
+    guarantees::a_threat_set_back_after_a_kill_in_its_update_reaches_the_platform(embedded(), Source::Threats).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_threat_set_back_after_its_update_went_unanswered_reaches_the_platform() {
-    guarantees::a_threat_set_back_after_its_update_went_unanswered_reaches_the_platform(embedded()).await;
+    guarantees::a_threat_set_back_after_its_update_went_unanswered_reaches_the_platform(embedded(), Source::Threats)
+        .await;
 }
 
 /// A console that answers `GET /threats` with nothing and `GET /cloud-detection/alerts` with

@@ -302,6 +302,15 @@ fn polls_fan_out_through_a_queue_with_least_privilege() {
         assert!(mapping.contains(needle), "{needle}: {mapping}");
     }
     assert!(t.contains("\n  PollMaxConcurrency:\n    Type: Number\n"));
+    // Ten tenants an invocation by default (the cost target is met only so:
+    // docs/fleet-cost.md), at most SQS's 10 without a batching window, and a message never
+    // waits for a batch to fill.
+    assert!(mapping.contains("BatchSize: !Ref PollBatchSize\n"), "{mapping}");
+    assert!(mapping.contains("MaximumBatchingWindowInSeconds: 0\n"), "{mapping}");
+    assert!(
+        t.contains("\n  PollBatchSize:\n    Type: Number\n    Default: 10\n    MinValue: 1\n    MaxValue: 10\n"),
+        "the PollBatchSize parameter"
+    );
     assert!(resource(&t, "PollQueue").contains("deadLetterTargetArn: !GetAtt PollDeadLetterQueue.Arn"));
     // Only the dispatcher sends to the poll queue; only poll-threats receives and deletes.
     let dispatcher = resource(&t, "DispatchFunction");

@@ -499,6 +499,7 @@ mod pagerduty {
             digest: String::new(),
             status: None,
             verdict: None,
+            verdict_detail: None,
             written_status: None,
             written_verdict: None,
             publish_error: None,

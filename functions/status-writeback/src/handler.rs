@@ -59,6 +59,7 @@ mod tests {
             digest: String::new(),
             status: None,
             verdict: None,
+            verdict_detail: None,
             written_status: None,
             written_verdict: None,
             publish_error: None,

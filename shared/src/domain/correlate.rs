@@ -134,8 +134,12 @@ fn known_member(story: String, known: &MemberState, fresh: &MemberState) -> Deci
             had_letter: known.publish_error.is_some(),
         };
     }
-    let status_changed = (known.status, known.verdict) != (fresh.status, fresh.verdict);
     let other_listing = super::is_unified_digest(&known.digest) != super::is_unified_digest(&fresh.digest);
+    // Two positives (or two negatives) of different kinds read as one legacy verdict; the
+    // unified listing's own word tells them apart (known only when both reads carry it).
+    let detail_changed =
+        !other_listing && matches!((&known.verdict_detail, &fresh.verdict_detail), (Some(k), Some(f)) if k != f);
+    let status_changed = (known.status, known.verdict) != (fresh.status, fresh.verdict) || detail_changed;
     if other_listing {
         // The same detection read from the other listing (a threat and its UAM alert): their
         // clocks and fields differ, so only a later version with another status or verdict is
@@ -155,7 +159,10 @@ fn known_member(story: String, known: &MemberState, fresh: &MemberState) -> Deci
         known.written_status.or(known.status),
         known.written_verdict.or(known.verdict),
     );
-    if !content_changed && ours && (fresh.status, fresh.verdict) == expected {
+    // A change of the verdict's kind alone is ours only when we wrote a verdict (our UAM write
+    // names a kind); after a status write it is the analyst's.
+    let ours_kind = !detail_changed || known.written_verdict.is_some();
+    if !content_changed && ours && ours_kind && (fresh.status, fresh.verdict) == expected {
         return Decision::Echo { story };
     }
     Decision::Changed {
@@ -186,3 +193,87 @@ pub fn all_resolved(story: &StoryRecord, id: &MemberId, state: &MemberState) -> 
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod verdict_kind {
+    //! A unified alert's verdict changing between two kinds that read as one legacy verdict.
+
+    use super::*;
+    use crate::s1::dto::{AnalystVerdict, IncidentStatus};
+
+    fn uam(updated: i64, verdict: AnalystVerdict, kind: &str) -> MemberState {
+        MemberState {
+            updated_at: Some(OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(updated)),
+            digest: format!("{}same", super::super::UNIFIED_DIGEST),
+            status: Some(IncidentStatus::Resolved),
+            verdict: Some(verdict),
+            verdict_detail: Some(kind.to_owned()),
+            written_status: None,
+            written_verdict: None,
+            publish_error: None,
+            unsure: false,
+        }
+    }
+
+    fn decide(known: &MemberState, fresh: &MemberState) -> &'static str {
+        match known_member("s".into(), known, fresh) {
+            Decision::Unchanged => "unchanged",
+            Decision::Echo { .. } => "echo",
+            Decision::Changed { .. } => "changed",
+            _ => "other",
+        }
+    }
+
+    #[test]
+    fn an_analyst_switching_between_two_positives_is_news() {
+        let known = uam(1, AnalystVerdict::TruePositive, "TRUE_POSITIVE_MALICIOUS");
+        let fresh = uam(2, AnalystVerdict::TruePositive, "TRUE_POSITIVE_PUA_ADWARE");
+        assert_eq!(decide(&known, &fresh), "changed");
+        let fresh = uam(2, AnalystVerdict::TruePositive, "TRUE_POSITIVE_MALICIOUS");
+        assert_eq!(decide(&known, &fresh), "unchanged", "a later read of the same kind");
+    }
+
+    #[test]
+    fn our_verdict_of_another_kind_coming_back_is_an_echo() {
+        let known = MemberState {
+            written_verdict: Some(AnalystVerdict::TruePositive),
+            ..uam(1, AnalystVerdict::TruePositive, "TRUE_POSITIVE_MALICIOUS")
+        };
+        let fresh = uam(2, AnalystVerdict::TruePositive, "TRUE_POSITIVE_PUA_ADWARE");
+        assert_eq!(decide(&known, &fresh), "echo");
+    }
+
+    #[test]
+    fn a_kind_switch_after_our_status_write_is_the_analysts() {
+        let known = MemberState {
+            written_status: Some(IncidentStatus::Resolved),
+            ..uam(1, AnalystVerdict::FalsePositive, "FALSE_POSITIVE_BENIGN")
+        };
+        let fresh = uam(2, AnalystVerdict::FalsePositive, "FALSE_POSITIVE_SYSTEM_ERROR");
+        assert_eq!(decide(&known, &fresh), "changed");
+    }
+
+    #[test]
+    fn a_member_stored_without_the_kind_or_read_from_the_threats_listing_is_not_news() {
+        let old = MemberState {
+            verdict_detail: None,
+            ..uam(1, AnalystVerdict::TruePositive, "")
+        };
+        let fresh = uam(2, AnalystVerdict::TruePositive, "TRUE_POSITIVE_PUA_ADWARE");
+        assert_eq!(
+            decide(&old, &fresh),
+            "unchanged",
+            "no update for every member stored before the kind was kept"
+        );
+        let threat = MemberState {
+            digest: "threat-digest".into(),
+            verdict_detail: None,
+            ..uam(3, AnalystVerdict::TruePositive, "")
+        };
+        assert_eq!(
+            decide(&fresh, &threat),
+            "unchanged",
+            "the threat listing has no kind to compare"
+        );
+    }
+}

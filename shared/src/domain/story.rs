@@ -59,6 +59,11 @@ pub struct MemberState {
     pub status: Option<IncidentStatus>,
     #[serde(default, with = "s1_word")]
     pub verdict: Option<AnalystVerdict>,
+    /// A unified alert's own verdict when it says more than `verdict`
+    /// (`TRUE_POSITIVE_PUA_ADWARE`), so a change between two positives is news. (Left out when
+    /// absent: threats and STAR alerts, and members stored before it was kept.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict_detail: Option<String>,
     /// What we last wrote to S1 for this threat, to recognise our own echo. (Left out of the
     /// stored member when absent, so a large story stays small; older items spell out `null`.)
     #[serde(default, skip_serializing_if = "Option::is_none", with = "s1_word")]

@@ -78,6 +78,11 @@ pub struct ThreatView {
     /// `EDR` for a threat, `STAR` for a STAR alert.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub product: Option<String>,
+    /// A unified alert's own verdict when it says more than `verdict` (UAM's
+    /// `TRUE_POSITIVE_PUA_ADWARE` reads as `true_positive`): two positives of different kinds
+    /// are different news to the SOC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict_detail: Option<String>,
 }
 
 impl ThreatView {
@@ -127,13 +132,19 @@ impl ThreatView {
             },
             source: Some("threats".into()),
             product: Some("EDR".into()),
+            verdict_detail: None,
         }
     }
 
     /// Builds the view of a unified (UAM) alert. `threat_id` is the legacy threat it is the
     /// same detection as (its `externalId`), when it is one: the view then names the threat, as
-    /// the threats source would.
-    pub fn from_unified(a: &crate::s1::dto::UnifiedAlert, threat_id: Option<&str>, console: &str) -> Self {
+    /// the threats source would. `link` is the alert's own link in the console, when known.
+    pub fn from_unified(
+        a: &crate::s1::dto::UnifiedAlert,
+        threat_id: Option<&str>,
+        console: &str,
+        link: Option<String>,
+    ) -> Self {
         let asset = a.primary_asset();
         let at_detection = a.detection_time.as_ref();
         let scope_then = at_detection.and_then(|d| d.scope.as_ref());
@@ -162,10 +173,7 @@ impl ThreatView {
             verdict: a.analyst_verdict.as_deref().map(crate::s1::dto::uam_verdict),
             confidence: a.confidence_level.as_ref().map(|c| c.to_ascii_lowercase()),
             classification: a.classification.clone(),
-            console_url: match threat_id {
-                Some(t) => format!("{console}/incidents/threats/{t}/overview"),
-                None => format!("{console}/incidents/unified-alerts/{}", a.id),
-            },
+            console_url: unified_link(a, threat_id, console, link),
             detected_at: a.detected_at.or(a.created_at),
             updated_at: a.updated_at,
             customer: id_name(
@@ -197,6 +205,10 @@ impl ThreatView {
             },
             source: Some("unified".into()),
             product,
+            verdict_detail: a
+                .analyst_verdict
+                .as_deref()
+                .and_then(crate::s1::dto::uam_verdict_detail),
         }
     }
 }
@@ -249,7 +261,26 @@ impl ThreatView {
             },
             source: Some("star".into()),
             product: Some("STAR".into()),
+            verdict_detail: None,
         }
+    }
+}
+
+/// Where the SOC opens a unified alert: the threat page for an alert that is a threat (a page
+/// every console has, and the one the threats source links), else the alert's own link (learnt
+/// from UAM's `selfLink`), else the unified alerts page as we guess it (UAM's listing carries
+/// no link).
+fn unified_link(
+    a: &crate::s1::dto::UnifiedAlert,
+    threat_id: Option<&str>,
+    console: &str,
+    link: Option<String>,
+) -> String {
+    let console = console.trim_end_matches('/');
+    match (threat_id, link) {
+        (Some(t), _) => format!("{console}/incidents/threats/{t}/overview"),
+        (None, Some(own)) => own,
+        (None, None) => format!("{console}/incidents/unified-alerts/{}", a.id),
     }
 }
 

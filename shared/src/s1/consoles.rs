@@ -1,6 +1,13 @@
-//! [`Consoles`]: how every use case reaches S1. One [`S1Client`] per tenant per process (so one
-//! rate budget per console and token, as S1 counts them), and every call made with the tenant's
-//! token, re-reading the secret once when S1 answers 401.
+//! [`Consoles`]: how every use case reaches S1. One [`S1Client`] per tenant per process (its own
+//! pacing per console and token), and every call made with the tenant's token, re-reading the
+//! secret once when S1 answers 401.
+//!
+//! Built [`Consoles::sharing_budgets`] (the composition root hands it the store), every client
+//! also keeps to its token's budgets shared by every process through the state table, one per
+//! rate family and keyed by a hash of the console and token: S1 limits per token, and
+//! concurrent Lambdas or several tenants on one token would otherwise add up past it. Each call
+//! through the port sends its first request per family on its own allowance (an idle poll
+//! costs no table write); the bound this gives is on `SharedFamilies` (`ratelimit.rs`).
 //!
 //! A 401 usually means the token was rotated since it was cached. [`Consoles::with_token`] then
 //! forgets the cached token and reads the secret again: a different token gets the call once
@@ -11,10 +18,12 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
+use super::ratelimit::SharedFamilies;
 use super::{ClientOptions, S1Client, S1Error};
 use crate::ApiToken;
+use crate::net::budget::BudgetCounters;
 use crate::secrets::{SecretError, TokenCallError, TokenProvider};
 use crate::tenant::{SecretRef, TenantConfig};
 
@@ -66,6 +75,11 @@ struct Inner {
     options: ClientOptions,
     clients: Mutex<HashMap<String, Cached>>,
     built: AtomicU64,
+    /// Where the shared budgets' counters are kept, when they are shared.
+    counters: Option<Arc<dyn BudgetCounters>>,
+    /// Each token's shared budgets in this process (by a hash of console and token), so the
+    /// tenants on one token share what the process took of them.
+    shared: Mutex<HashMap<String, Weak<SharedFamilies>>>,
 }
 
 /// The console port: tenants' S1 clients, built once per process and called with the tenants'
@@ -95,8 +109,53 @@ impl Consoles {
                 options,
                 clients: Mutex::new(HashMap::new()),
                 built: AtomicU64::new(0),
+                counters: None,
+                shared: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// The same port (with no client built yet) whose clients also keep to their tokens'
+    /// budgets shared by every process through `counters` (the state table).
+    #[must_use]
+    pub fn sharing_budgets(self, counters: Arc<dyn BudgetCounters>) -> Self {
+        let inner = &self.inner;
+        Self {
+            inner: Arc::new(Inner {
+                tokens: inner.tokens.clone(),
+                http: inner.http.clone(),
+                options: inner.options.clone(),
+                clients: Mutex::new(HashMap::new()),
+                built: AtomicU64::new(0),
+                counters: Some(counters),
+                shared: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// `client` keeping to its token's shared budgets, when this port shares them.
+    fn share(&self, client: S1Client, token: &ApiToken) -> S1Client {
+        let Some(counters) = &self.inner.counters else {
+            return client;
+        };
+        let key = SharedFamilies::process_key(client.api_base(), token);
+        let mut shared = self.inner.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let families = match shared.get(&key).and_then(Weak::upgrade) {
+            Some(f) => f,
+            None => {
+                // Tokens rotate: forget the budgets no client holds any more.
+                shared.retain(|_, f| f.strong_count() > 0);
+                let f = Arc::new(SharedFamilies::new(
+                    counters,
+                    &self.inner.options.rate_limits,
+                    client.api_base(),
+                    token,
+                ));
+                shared.insert(key, Arc::downgrade(&f));
+                f
+            }
+        };
+        client.sharing(families)
     }
 
     /// The options every client is built with.
@@ -123,10 +182,11 @@ impl Consoles {
         let mut clients = self.lock();
         if let Some(c) = clients.get(console.tenant) {
             if c.url == console.url && c.token == *token {
-                return Ok(c.client.clone());
+                return Ok(c.client.clone().for_new_call());
             }
         }
         let client = S1Client::with_http(self.inner.http.clone(), console.url, token, self.inner.options.clone())?;
+        let client = self.share(client, token);
         self.inner.built.fetch_add(1, Ordering::Relaxed);
         clients.insert(
             console.tenant.to_owned(),
@@ -269,6 +329,65 @@ mod tests {
         assert!(!rotated.shares_budget_with(&moved));
         assert_eq!(consoles.clients_built(), 4);
         assert!(!format!("{consoles:?}").contains("t1"));
+    }
+
+    /// Counters that grant everything (the table is not the point here).
+    struct Unlimited;
+
+    #[async_trait::async_trait]
+    impl BudgetCounters for Unlimited {
+        async fn take(
+            &self,
+            _: &str,
+            _: i64,
+            limit: u32,
+            want: u32,
+            _: (i64, i64),
+        ) -> Result<u32, crate::net::budget::CounterError> {
+            Ok(want.min(limit))
+        }
+    }
+
+    #[test]
+    fn tenants_on_one_token_share_its_budgets_keyed_without_the_token() {
+        let tokens = Arc::new(LocalTokenProvider::with_lookup(|_| None));
+        let consoles = Consoles::new(reqwest::Client::new(), tokens, options()).sharing_budgets(Arc::new(Unlimited));
+        let src = source("A");
+        let tenant = |tenant, url| Console {
+            tenant,
+            url,
+            token: &src,
+        };
+        let token = ApiToken::new("secret-token-1");
+        let a = consoles.client(tenant("a", "http://127.0.0.1:1"), &token).unwrap();
+        // The same console written another way is the same console.
+        let b = consoles.client(tenant("b", "http://127.0.0.1:1/"), &token).unwrap();
+        let keys = a.shared_budget_keys();
+        assert_eq!(keys.len(), 9, "one budget per rate family: {keys:?}");
+        assert_eq!(keys, b.shared_budget_keys(), "one token, one set of budgets");
+        assert!(
+            keys.iter().all(|k| k.starts_with("s1:") && !k.contains("secret")),
+            "{keys:?}"
+        );
+        let other = consoles
+            .client(tenant("c", "http://127.0.0.1:1"), &ApiToken::new("secret-token-2"))
+            .unwrap();
+        assert!(
+            other.shared_budget_keys().iter().all(|k| !keys.contains(k)),
+            "another token, other budgets"
+        );
+        let elsewhere = consoles.client(tenant("d", "http://127.0.0.1:2"), &token).unwrap();
+        assert!(
+            elsewhere.shared_budget_keys().iter().all(|k| !keys.contains(k)),
+            "another console"
+        );
+        let plain = Consoles::new(
+            reqwest::Client::new(),
+            Arc::new(LocalTokenProvider::with_lookup(|_| None)),
+            options(),
+        );
+        let local = plain.client(tenant("a", "http://127.0.0.1:1"), &token).unwrap();
+        assert!(local.shared_budget_keys().is_empty(), "no table, no shared budget");
     }
 
     #[test]

@@ -14,8 +14,9 @@ mod ratelimit;
 /// UAM writes: status, verdict and notes of unified alerts.
 pub use client::uam::actions as uam_writes;
 pub use client::{
-    AgentQuery, ClientOptions, CloudAlertQuery, MAX_PAGE_LIMIT, Page, RequestObserver, RequestRecord, RetryPolicy,
-    S1Client, SiteQuery, SortOrder, ThreatQuery, ThreatSort, UNIFIED_MAX_PAGE, UnifiedAlertQuery, decode_response,
+    AgentQuery, AlertLink, ClientOptions, CloudAlertQuery, MAX_PAGE_LIMIT, Page, RequestObserver, RequestRecord,
+    RetryPolicy, S1Client, SiteQuery, SortOrder, ThreatQuery, ThreatSort, UNIFIED_MAX_PAGE, UnifiedAlertQuery,
+    decode_response,
 };
 pub use consoles::{Console, ConsoleError, Consoles};
 pub use error::{GraphQlError, S1Error, S1ErrorBody, SURFACE_TOO_MANY_REQUESTS};

@@ -1,5 +1,12 @@
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
+use crate::ApiToken;
+use crate::net::budget::{BudgetCounters, SharedBudget, budget_key};
 
 /// S1 rate-limit families: S1 limits per token and per path prefix, so one limiter per family
 /// keeps a tenant's calls under every limit at once.
@@ -123,5 +130,90 @@ impl Limiters {
         if let Some((_, l)) = self.limiters.iter().find(|(f, _)| *f == family) {
             l.until_ready().await;
         }
+    }
+}
+
+/// The shortest window of a family's shared budget. S1 counts per second, but a one-second
+/// window cut in ten would give most families under one request a slice; ten seconds keeps
+/// every slice at a few requests while no span of ten seconds holds more than 90% of them.
+const SHARED_WINDOW_SECS: u32 = 10;
+
+/// The window of a family's shared budget at `per_second`: ten seconds, longer where a slice
+/// would otherwise round to no request (`/system` at 1/s: 13 s, one request per 1.3 s slice).
+fn shared_window(per_second: u32) -> u32 {
+    // A slice holds `limit * 9/10 / 11` requests; at least one needs limit >= 110/9.
+    SHARED_WINDOW_SECS.max((110u32).div_ceil(9 * per_second.max(1)))
+}
+
+/// One S1 token's budgets shared by every process (one per family, in the state table behind
+/// the [`BudgetCounters`] port), keyed by a hash of the console's API root, the token and the
+/// family: the token never reaches the table, a log or `Debug`. Requests here come on top of
+/// the client's own pacing ([`Limiters`]).
+///
+/// Bound: over any span of a family's window (10 s, see [`shared_window`]) every process
+/// together sends at most 90% of the family's limit from the table, plus one request per call
+/// through the console port started in that span (its allowance: the first request of each
+/// family goes without the table, so an idle poll costs no write), except while this process
+/// knows the slice spent. At one poll a minute, that is one request per tenant on the token per
+/// six windows: well within the 10% left.
+pub(crate) struct SharedFamilies {
+    budgets: Vec<(EndpointFamily, SharedBudget)>,
+}
+
+impl SharedFamilies {
+    pub(crate) fn new(
+        counters: &Arc<dyn BudgetCounters>,
+        limits: &RateLimits,
+        api_base: &str,
+        token: &ApiToken,
+    ) -> Self {
+        let budgets = FAMILIES
+            .iter()
+            .map(|&f| {
+                let per_second = limits.per_second(f).max(1);
+                let window = shared_window(per_second);
+                let name = format!("{f:?}");
+                let budget = SharedBudget::new(
+                    counters.clone(),
+                    "s1",
+                    &[api_base, token.expose(), &name],
+                    per_second * window,
+                    Duration::from_secs(u64::from(window)),
+                );
+                (f, budget)
+            })
+            .collect();
+        Self { budgets }
+    }
+
+    /// The key that names this token's budgets in a process (a hash, as in the table).
+    pub(crate) fn process_key(api_base: &str, token: &ApiToken) -> String {
+        budget_key("s1", &[api_base, token.expose()])
+    }
+
+    /// Waits until a request of `family` may go; `free` when the caller may send it on its
+    /// allowance (see the type's docs).
+    pub(crate) async fn acquire(&self, family: EndpointFamily, free: bool) {
+        if let Some((_, b)) = self.budgets.iter().find(|(f, _)| *f == family) {
+            b.acquire_or_free(free).await;
+        }
+    }
+
+    /// The table keys of this token's budgets (for tests: they show no token).
+    pub(crate) fn keys(&self) -> Vec<String> {
+        self.budgets.iter().map(|(_, b)| b.key().to_owned()).collect()
+    }
+}
+
+/// The allowance of one call through the console port: the families that have sent their
+/// first request (one bit each).
+#[derive(Debug, Default)]
+pub(crate) struct Allowance(AtomicU16);
+
+impl Allowance {
+    /// Whether this request of `family` is the call's first, taking the allowance.
+    pub(crate) fn claim(&self, family: EndpointFamily) -> bool {
+        let bit = 1u16 << FAMILIES.iter().position(|f| *f == family).unwrap_or(0);
+        self.0.fetch_or(bit, Ordering::Relaxed) & bit == 0
     }
 }

@@ -311,6 +311,11 @@ enum Handled<R> {
 
 /// Runs `run` on the tenant each message names (at most `concurrency` at once) and answers
 /// which messages are to be received again: the one consumer loop of every job.
+///
+/// `run` gets the message's own key (its id and place in the batch) beside the tenant: the
+/// lease owner of that message's run. A lease is re-entrant for its owner, so were every
+/// message of a batch run under the invocation's one owner, a duplicate delivery in the same
+/// batch would take the lease its twin holds and run beside it instead of finding it held.
 pub async fn consume_each<R, F, Fut>(
     store: &Store,
     event: &SqsEvent,
@@ -318,11 +323,11 @@ pub async fn consume_each<R, F, Fut>(
     run: F,
 ) -> (SqsBatchResponse, Consumed<R>)
 where
-    F: Fn(TenantConfig) -> Fut,
+    F: Fn(TenantConfig, String) -> Fut,
     Fut: Future<Output = Ran<R>>,
 {
     let run = &run;
-    let handled = stream::iter(event.records.iter().map(|r| async move {
+    let handled = stream::iter(event.records.iter().enumerate().map(|(i, r)| async move {
         let tenant = match r.tenant() {
             Ok(t) => t,
             Err(e) => {
@@ -331,7 +336,11 @@ where
             }
         };
         match store.get_tenant(&tenant).await {
-            Ok(Some(t)) if t.enabled => (r, Handled::Run(Box::new(run(t).await))),
+            Ok(Some(t)) if t.enabled => {
+                // The index too: SQS may hand one message twice, even in one batch.
+                let key = format!("{}#{i}", r.message_id);
+                (r, Handled::Run(Box::new(run(t, key).await)))
+            }
             Ok(Some(_)) => {
                 tracing::info!(tenant = %tenant, "message for a disabled tenant; nothing to do");
                 (r, Handled::Disabled)
@@ -385,11 +394,28 @@ where
     (response, report)
 }
 
-/// `poll-threats`' consumer: polls the tenant each message names (at most `deps.concurrency`
-/// at once).
+/// The lease owner of one message's run: the invocation's owner and the message's key.
+fn message_owner(invocation: &str, message: &str) -> String {
+    format!("{invocation}/{message}")
+}
+
+/// `poll-threats`' consumer: polls the tenant each message names, every message of the batch at
+/// once (`deps.concurrency` only when it is larger), each under a lease owner of its own
+/// ([`consume_each`]).
+///
+/// The whole batch at once because a batch is the event source mapping's `BatchSize` (at most
+/// 10) tenants the queue handed this invocation together: with fewer slots than messages, a
+/// tenant with a backlog or a slow platform would hold a slot to its deadline and the messages
+/// queued behind it in the batch would wait for it, the head-of-line blocking the queue exists
+/// to avoid. Idle runs are mostly waiting on S1, so ten of them cost little more than one.
 pub async fn consume(deps: &PollDeps, event: &SqsEvent, deadline: Instant) -> (SqsBatchResponse, ConsumeReport) {
-    let (response, mut report) = consume_each(&deps.store, event, deps.concurrency, |t| async move {
-        let report = poll_scheduled(deps, &t, deadline).await;
+    let concurrency = deps.concurrency.max(event.records.len());
+    let (response, mut report) = consume_each(&deps.store, event, concurrency, |t, message| async move {
+        let deps = PollDeps {
+            owner: message_owner(&deps.owner, &message),
+            ..deps.clone()
+        };
+        let report = poll_scheduled(&deps, &t, deadline).await;
         Ran {
             lease_held: report.outcome == Outcome::Skipped,
             again: false,
@@ -422,8 +448,12 @@ pub async fn consume_assets(
     event: &SqsEvent,
     deadline: Instant,
 ) -> (SqsBatchResponse, Consumed<AssetReport>) {
-    consume_each(&deps.store, event, 1, |t| async move {
-        let report = sync_tenant(deps, &t, deadline).await;
+    consume_each(&deps.store, event, 1, |t, message| async move {
+        let deps = AssetDeps {
+            owner: message_owner(&deps.owner, &message),
+            ..deps.clone()
+        };
+        let report = sync_tenant(&deps, &t, deadline).await;
         let mut again = false;
         if report.outcome == Outcome::Partial {
             let next = TenantMessage {
@@ -450,17 +480,19 @@ pub async fn consume_assets(
     .await
 }
 
-/// `token-expiry`'s consumer: checks the token of the tenant each message names, a few at once.
+/// `token-expiry`'s consumer: checks the token of the tenant each message names, a few at once,
+/// each under the tenant's token lease (a duplicate finds it held: [`check_tenant`]).
 pub async fn consume_tokens(
     deps: &TokenDeps,
     event: &SqsEvent,
     now: OffsetDateTime,
 ) -> (SqsBatchResponse, Consumed<TokenReport>) {
-    consume_each(&deps.store, event, 4, |t| async move {
+    consume_each(&deps.store, event, 4, |t, _| async move {
+        let report = check_tenant(deps, &t, now).await;
         Ran {
-            report: check_tenant(deps, &t, now).await,
-            lease_held: false,
+            lease_held: report.lease_held,
             again: false,
+            report,
         }
     })
     .await

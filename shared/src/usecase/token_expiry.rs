@@ -43,6 +43,9 @@ pub struct TokenReport {
     pub alerted: Option<i64>,
     /// S1 refused the token (revoked or expired).
     pub unauthorized: bool,
+    /// Another check of this tenant's token held its lease: this one did nothing.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub lease_held: bool,
     pub error: Option<String>,
 }
 
@@ -88,14 +91,71 @@ async fn notify(platforms: &dyn PlatformResolver, tenant: &TenantConfig, notice:
     platform.notify(&notice).await.map(drop).map_err(|e| e.to_string())
 }
 
-/// Checks one tenant's token and alerts when due.
+/// Name of the lease a token check holds per tenant: its own job's, so a check never waits for
+/// (or holds up) the tenant's poll or asset sync.
+pub const LEASE_JOB: &str = "tokens";
+
+/// A lease owner no other check shares, in this process or another: every check is a run of
+/// its own (a lease is re-entrant for its owner, so two checks under one owner would both run).
+fn check_owner() -> String {
+    use std::hash::BuildHasher;
+    // RandomState's keys come from the OS's randomness once per thread and change with every
+    // instance: a random 64 bits without another dependency.
+    let r = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
+    format!("tokens-{r:016x}")
+}
+
+/// Checks one tenant's token and alerts when due, under the tenant's token lease: a second check
+/// at the same time (a duplicate message, the schedule and an operator's run) finds it held and
+/// ends at once (`lease_held`), so a threshold is never alerted twice by two checks racing
+/// between reading the token state and writing it.
 pub async fn check_tenant(deps: &TokenDeps, tenant: &TenantConfig, now: OffsetDateTime) -> TokenReport {
     let mut report = TokenReport {
         tenant: tenant.id.clone(),
         ..TokenReport::default()
     };
-    if let Err(e) = check(deps, tenant, now, &mut report).await {
-        report.error = Some(e);
+    // The lease on the clock, not on `now`: a check may be asked about another day (a test, a
+    // what-if), and its lease must still lapse in real time.
+    let lease = match deps
+        .store
+        .take_lease(
+            &tenant.id,
+            LEASE_JOB,
+            &check_owner(),
+            crate::store::LEASE_TTL,
+            OffsetDateTime::now_utc(),
+        )
+        .await
+    {
+        Ok(Some(lease)) => lease,
+        Ok(None) => {
+            report.lease_held = true;
+            report.error = Some("another check holds this tenant's token lease".into());
+            tracing::info!(tenant = %report.tenant, "token check skipped: another check holds the lease");
+            return report;
+        }
+        Err(e) => {
+            report.error = Some(e.to_string());
+            return report;
+        }
+    };
+    // The token state is written only while the lease is still ours: a check that lost it
+    // (paused past the lease) cannot overwrite what the check that took it recorded.
+    let fenced = TokenDeps {
+        store: deps.store.fenced(lease.clone()),
+        ..deps.clone()
+    };
+    match deps
+        .store
+        .keep_alive(&lease, check(&fenced, tenant, now, &mut report))
+        .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => report.error = Some(e),
+        Err(e) => report.error = Some(e.to_string()),
+    }
+    if let Err(e) = deps.store.release(&lease, OffsetDateTime::now_utc()).await {
+        tracing::warn!(tenant = %tenant.id, error = %e, "could not release the token lease; it lapses by itself");
     }
     tracing::info!(tenant = %report.tenant, days_left = report.days_left, alerted = report.alerted, unauthorized = report.unauthorized, error = report.error.as_deref(), "token check");
     report

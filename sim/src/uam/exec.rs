@@ -247,6 +247,9 @@ fn one_alert(ctx: &Ctx<'_>, a: &Value) -> Result<Value, Refusal> {
     }
     let mut v = render::alert(&w, &w.uam.alerts[i]);
     v["__typename"] = json!("UnifiedAlertDetail");
+    // Only the detail has a link (the listing's node has none). Its real shape is not recorded;
+    // this one names the alert once, on the console, as a path.
+    v["selfLink"] = json!(format!("/alerts/unified/{id}/overview"));
     Ok(v)
 }
 

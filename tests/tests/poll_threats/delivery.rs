@@ -68,63 +68,12 @@ async fn a_run_of_refusals_of_different_events_is_the_platform_refusing() {
     assert_eq!(publish_dead_letters(&h.store).await.len(), 9);
 }
 
-/// A kill while deliveries are in flight (the platform has taken some of them, the run has not
-/// heard): the next run repeats only the unfinished page, under the same webhook ids, so the
-/// receiver sees every threat once and nothing is missed.
+/// A kill while deliveries are in flight repeats only its page under the same webhook ids
+/// (`poll::a_kill_with_deliveries_in_flight_repeats_only_its_page`; unified alerts: `poll_unified`).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_kill_with_deliveries_in_flight_repeats_only_its_page_under_the_same_ids() {
-    use futures_util::FutureExt;
-    use integration_tests::poll::{Hooked, PublishHook};
-    let mut h = PollHarness::start(config(2_500), embedded()).await;
-    let in_flight = s1_shared::store::DEFAULT_MAX_IN_FLIGHT as usize;
-    // Page 2 starts at the 1,000th publish: 200 of its events go through, then every delivery
-    // hangs once the platform has taken it, until all the slots are held.
-    let kill_from = 1_200;
-    let (entered, mut hung) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let before: PublishHook = Arc::new(|_| async {}.boxed());
-    let after: PublishHook = Arc::new(move |n| {
-        let entered = entered.clone();
-        async move {
-            if n >= kill_from {
-                let _ = entered.send(());
-                std::future::pending::<()>().await;
-            }
-        }
-        .boxed()
-    });
-    let plain = h.deps.platforms.clone();
-    h.deps.platforms = Hooked::wrap_both(plain.clone(), before, after);
-    {
-        let run = run(&h.deps, &Selection::All, Instant::now() + Duration::from_secs(600));
-        let slots_full = async {
-            for _ in 0..in_flight {
-                tokio::time::timeout(Duration::from_secs(60), hung.recv())
-                    .await
-                    .expect("the run fills its delivery slots")
-                    .expect("hook alive");
-            }
-        };
-        tokio::select! {
-            r = run => panic!("the run ended while its deliveries hung: {r:?}"),
-            () = slots_full => {}
-        }
-        // Every slot holds a delivery the platform took; the process dies here (the run is
-        // dropped with them).
-    }
-    let taken = h.receiver.deliveries().len();
-    assert_eq!(taken, kill_from + in_flight, "the platform took the events in flight");
-
-    h.deps.platforms = plain;
-    let r = h.poll().await.tenants.remove(0);
-    assert_eq!(r.outcome, Outcome::Completed, "{r:?}");
-    assert_eq!(r.published, 1_500, "page 1 was recorded; page 2 and 3 are sent: {r:?}");
-    assert_each_once(&h.events("threat.created"), 2_500);
-    let repeated = h.receiver.deliveries().iter().filter(|d| d.duplicate).count();
-    assert_eq!(
-        repeated,
-        kill_from + in_flight - 1_000,
-        "only page 2's events sent before the kill were repeated, each under its own id"
-    );
+    let h = PollHarness::start(config(2_500), embedded()).await;
+    integration_tests::poll::a_kill_with_deliveries_in_flight_repeats_only_its_page(h, 1_000, 2_500).await;
 }
 
 /// With deliveries in flight, a story's events still arrive one after another: its first one

@@ -360,7 +360,8 @@ async fn twenty_thousand_threats_sharing_one_instant_are_delivered_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_that_lost_its_lease_saves_nothing() {
-    integration_tests::poll::a_run_that_lost_its_lease_saves_nothing(embedded()).await;
+    integration_tests::poll::a_run_that_lost_its_lease_saves_nothing(embedded(), s1_shared::store::Source::Threats)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -375,5 +376,9 @@ async fn stories_changed_on_every_attempt_fail_the_run_as_a_conflict() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_event_becomes_a_publish_dead_letter_replayed_once() {
-    integration_tests::poll::a_refused_event_becomes_a_publish_dead_letter_replayed_once(embedded()).await;
+    integration_tests::poll::a_refused_event_becomes_a_publish_dead_letter_replayed_once(
+        embedded(),
+        s1_shared::store::Source::Threats,
+    )
+    .await;
 }

@@ -134,6 +134,7 @@ impl T {
             digest: content_digest(&t),
             status: t.threat_info.incident_status,
             verdict: t.threat_info.analyst_verdict,
+            verdict_detail: None,
             written_status: None,
             written_verdict: None,
             publish_error: None,

@@ -77,6 +77,10 @@ struct S1<'a> {
     source: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     product: Option<&'a str>,
+    /// A unified alert's own verdict (`TRUE_POSITIVE_PUA_ADWARE`) when it says more than
+    /// `verdict`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verdict_detail: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -111,6 +115,7 @@ impl<'a> Body<'a> {
                     updated_at: t.updated_at.map(format_time),
                     source: t.source.as_deref(),
                     product: t.product.as_deref(),
+                    verdict_detail: t.verdict_detail.as_deref(),
                 },
                 story: Story {
                     id: &event.story.id,

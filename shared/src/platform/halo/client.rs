@@ -151,7 +151,7 @@ impl HaloClient {
     #[must_use]
     pub fn with_shared_budget(mut self, store: crate::store::Store, limit: (u32, Duration)) -> Self {
         let shared = crate::platform::budget::SharedBudget::new(
-            store,
+            std::sync::Arc::new(store),
             "halo",
             &[self.base.as_str(), self.auth.client_id.expose_secret()],
             limit.0,

@@ -65,15 +65,15 @@ pub fn details_html(event: &ThreatEvent) -> String {
     let time = |v: Option<time::OffsetDateTime>| v.map(crate::s1::dto::format_time);
     let detected = time(t.detected_at);
     let status = t.status.map(|s| s.as_str());
-    let verdict = t.verdict.map(|v| v.as_str());
+    let verdict = verdict_text(t);
     format!(
-        "<p><b>{}</b></p><table>{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}</table><p><a href=\"{}\">Open the threat in SentinelOne</a></p><p><small>{}</small></p>",
+        "<p><b>{}</b></p><table>{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}{}</table><p><a href=\"{}\">Open in SentinelOne</a></p><p><small>{}</small></p>",
         html(&t.title),
         row("Severity", Some(event.severity.as_str())),
         row("Classification", t.classification.as_deref()),
         row("Confidence", t.confidence.as_deref()),
         row("S1 status", status),
-        row("S1 verdict", verdict),
+        row("S1 verdict", verdict.as_deref()),
         row("Endpoint", t.asset.hostname.as_deref()),
         row("OS", t.asset.os.as_deref()),
         row("IP", Some(ips.as_str())),
@@ -253,6 +253,15 @@ impl HaloTickets {
     }
 }
 
+/// The verdict as the ticket shows it: UAM's own kind beside it when it says more.
+fn verdict_text(t: &crate::platform::ThreatView) -> Option<String> {
+    let v = t.verdict.map(|v| v.as_str())?;
+    Some(match &t.verdict_detail {
+        Some(d) => format!("{v} ({d})"),
+        None => v.to_owned(),
+    })
+}
+
 /// The note an update adds to the story's ticket.
 fn update_note(event: &ThreatEvent) -> String {
     let t = &event.threat;
@@ -262,12 +271,12 @@ fn update_note(event: &ThreatEvent) -> String {
         EventKind::Updated => "A threat of this story changed in the SentinelOne console",
     };
     let status = t.status.map(|s| s.as_str()).unwrap_or("unknown");
-    let verdict = t.verdict.map(|v| v.as_str()).unwrap_or("undefined");
+    let verdict = verdict_text(t).unwrap_or_else(|| "undefined".into());
     format!(
         "<p>{what}: <b>{}</b> (S1 status {}, verdict {}; {} threat(s) in the story).</p>{}",
         html(&t.title),
         html(status),
-        html(verdict),
+        html(&verdict),
         event.story.threat_count,
         details_html(event)
     )

@@ -97,7 +97,7 @@ impl PagerDutyEvents {
     #[must_use]
     pub fn with_shared_budget(mut self, store: crate::store::Store) -> Self {
         let shared = crate::platform::budget::SharedBudget::new(
-            store,
+            std::sync::Arc::new(store),
             "pagerduty",
             &[self.url.as_str(), self.routing_key.expose_secret()],
             self.per_minute,
@@ -156,7 +156,7 @@ impl PagerDutyEvents {
             },
             "client": "SentinelOne",
             "client_url": t.console_url,
-            "links": [{"href": t.console_url, "text": "Open the threat in SentinelOne"}],
+            "links": [{"href": t.console_url, "text": "Open in SentinelOne"}],
         });
         // Optional fields S1 did not give are left out rather than sent as null.
         if let Some(payload) = body["payload"].as_object_mut() {

@@ -23,11 +23,11 @@ use url::Url;
 pub use options::{ClientOptions, RequestObserver, RequestRecord, RetryPolicy};
 pub use paging::Page;
 pub use query::{AgentQuery, CloudAlertQuery, MAX_PAGE_LIMIT, SiteQuery, SortOrder, ThreatQuery, ThreatSort};
-pub use uam::{UNIFIED_MAX_PAGE, UnifiedAlertQuery};
+pub use uam::{AlertLink, UNIFIED_MAX_PAGE, UnifiedAlertQuery};
 
 use super::dto::DataEnvelope;
 use super::error::S1Error;
-use super::ratelimit::{EndpointFamily, Limiters};
+use super::ratelimit::{Allowance, EndpointFamily, Limiters, SharedFamilies};
 use crate::ApiToken;
 use transport::Call;
 
@@ -45,6 +45,10 @@ pub struct S1Client {
     /// The token `auth` carries, for the one call that sends it in a body (its own details).
     token: ApiToken,
     limiters: Arc<Limiters>,
+    /// The token's budgets shared with every process, when the console port has the table.
+    shared: Option<Arc<SharedFamilies>>,
+    /// This call's first request per family, which goes without the shared budget.
+    allowance: Arc<Allowance>,
     retry: RetryPolicy,
     max_body: usize,
     observer: Option<Arc<dyn RequestObserver>>,
@@ -105,6 +109,8 @@ impl S1Client {
             auth,
             token: token.clone(),
             limiters: Arc::new(Limiters::new(&options.rate_limits)),
+            shared: None,
+            allowance: Arc::default(),
             retry: options.retry,
             max_body: options.max_response_bytes,
             observer: None,
@@ -130,6 +136,24 @@ impl S1Client {
         retry.max_attempts = retry.max_attempts.max(1);
         self.retry = retry;
         self
+    }
+
+    /// The same client also keeping to the token's budgets `shared` by every process.
+    pub(crate) fn sharing(mut self, shared: Arc<SharedFamilies>) -> Self {
+        self.shared = Some(shared);
+        self
+    }
+
+    /// The same client for a new call through the console port: a fresh allowance (one request
+    /// per family without the shared budget).
+    pub(crate) fn for_new_call(mut self) -> Self {
+        self.allowance = Arc::default();
+        self
+    }
+
+    /// The state-table keys of the budgets this client shares (hashes; for tests).
+    pub fn shared_budget_keys(&self) -> Vec<String> {
+        self.shared.as_ref().map(|s| s.keys()).unwrap_or_default()
     }
 
     /// The token this client sends (for the console port's tests).

@@ -44,6 +44,10 @@ impl S1Client {
         loop {
             attempt += 1;
             self.limiters.acquire(call.family).await;
+            if let Some(shared) = &self.shared {
+                // Retries take their place too: S1 counts every attempt.
+                shared.acquire(call.family, self.allowance.claim(call.family)).await;
+            }
             let started = Instant::now();
             let mut req = self.http.request(call.method.clone(), url.clone());
             if !call.query.is_empty() {

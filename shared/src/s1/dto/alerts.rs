@@ -196,6 +196,14 @@ pub struct UnifiedAlert {
 }
 
 impl UnifiedAlert {
+    /// The legacy threat this alert is the same detection as: an endpoint alert's `externalId`
+    /// when it is a threat id (digits).
+    pub fn threat_id(&self) -> Option<&str> {
+        self.external_id
+            .as_deref()
+            .filter(|id| self.is_endpoint() && !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+    }
+
     /// The alert's main asset: the one marked primary, else the first, else the deprecated
     /// single `asset`.
     pub fn primary_asset(&self) -> Option<&UnifiedAlertAsset> {
@@ -395,6 +403,16 @@ pub fn uam_status(status: &str) -> Option<IncidentStatus> {
         "RESOLVED" => Some(IncidentStatus::Resolved),
         _ => None,
     }
+}
+
+/// A unified verdict's own word when the legacy verdict [`uam_verdict`] reads it as says less:
+/// every `TRUE_POSITIVE_*` and `FALSE_POSITIVE_*` (`UNDEFINED` and the unknown say nothing more).
+pub fn uam_verdict_detail(verdict: &str) -> Option<String> {
+    matches!(
+        uam_verdict(verdict),
+        AnalystVerdict::TruePositive | AnalystVerdict::FalsePositive
+    )
+    .then(|| verdict.to_owned())
 }
 
 /// A UAM verdict as the threat verdict it refines: every `TRUE_POSITIVE_*` a true positive,

@@ -2,6 +2,7 @@
 //! conditional write, so concurrent consumers together stay under the limit.
 
 use super::{Store, item};
+use crate::net::budget::{BudgetCounters, CounterError};
 use crate::store::{Cond, StoreError, keys};
 
 /// Attempts at a slice's counter before giving up on it for now (another process took from it
@@ -46,5 +47,21 @@ impl Store {
             op: "take_budget",
             what: format!("budget {key}'s slice {index} (taken from by other processes on every attempt)"),
         })
+    }
+}
+
+/// The shared budgets' counters in the state table (`net::budget`, for the platforms and the S1
+/// client, which know no store).
+#[async_trait::async_trait]
+impl BudgetCounters for Store {
+    async fn take(
+        &self,
+        key: &str,
+        index: i64,
+        limit: u32,
+        want: u32,
+        now_keep: (i64, i64),
+    ) -> Result<u32, CounterError> {
+        Ok(self.take_budget(key, index, limit, want, now_keep).await?)
     }
 }

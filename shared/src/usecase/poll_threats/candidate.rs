@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 use crate::domain::MemberState;
 use crate::domain::{self, MemberId, Severity};
 use crate::platform::ThreatView;
+use crate::s1::AlertLink;
 use crate::s1::dto::{AnalystVerdict, CloudAlert, IncidentStatus, Threat, UnifiedAlert};
 use crate::tenant::TenantConfig;
 
@@ -60,14 +61,17 @@ impl Candidate {
 
     /// A unified alert: an EDR alert that is also a threat is that threat's member (one member
     /// whichever source reads it first), keyed as the threats source keys it.
-    pub fn from_unified(a: &UnifiedAlert, tenant: &TenantConfig) -> Self {
+    /// `link` is the console's alert link shape, when learnt.
+    pub fn from_unified(a: &UnifiedAlert, tenant: &TenantConfig, link: Option<&AlertLink>) -> Self {
         let id = domain::unified_member(a);
-        let view = ThreatView::from_unified(a, domain::unified_threat_id(a), &tenant.console_url);
+        let own = link.and_then(|l| l.of(&a.id));
+        let view = ThreatView::from_unified(a, domain::unified_threat_id(a), &tenant.console_url, own);
         // What the platform shows, status and verdict excluded (compared on their own, to tell
         // our writeback's echo), marked as the unified listing's.
         let shown = ThreatView {
             status: None,
             verdict: None,
+            verdict_detail: None,
             updated_at: None,
             ..view.clone()
         };
@@ -81,7 +85,10 @@ impl Candidate {
             id,
             stamp: a.updated_at,
             detected_at: a.detected_at.or(a.created_at),
-            state: as_read(a.updated_at, digest, view.status, view.verdict),
+            state: MemberState {
+                verdict_detail: view.verdict_detail.clone(),
+                ..as_read(a.updated_at, digest, view.status, view.verdict)
+            },
             severity: domain::severity_of_rule(a.severity.as_deref()),
             view,
         }
@@ -110,6 +117,7 @@ fn as_read(
         digest,
         status,
         verdict,
+        verdict_detail: None,
         written_status: None,
         written_verdict: None,
         publish_error: None,

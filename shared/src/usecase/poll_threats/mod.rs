@@ -85,9 +85,10 @@ pub struct PollDeps {
     /// The tenants' S1 clients, called with their tokens.
     pub consoles: Consoles,
     pub platforms: Arc<dyn PlatformResolver>,
-    /// Lease holder id: the invocation's request id.
+    /// Lease holder id: the invocation's request id (the queue consumer adds each message's
+    /// own key, so no two messages share it).
     pub owner: String,
-    /// Tenants polled at once.
+    /// Tenants polled at once (a queue batch: all of its tenants, or this many if more).
     pub concurrency: usize,
     /// When set, each tenant's due pending writebacks are retried after its poll, so a change
     /// accepted while S1 was down lands on the next scheduled run.

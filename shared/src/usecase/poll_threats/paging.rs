@@ -75,8 +75,13 @@ pub(super) async fn poll_threats(
                         first: limit.min(UNIFIED_MAX_PAGE),
                     })
                 };
-                let to_candidates =
-                    |p: Vec<UnifiedAlert>| p.iter().map(|a| Candidate::from_unified(a, tenant)).collect();
+                // The link shape the listing learnt (when it met an alert that is no threat).
+                let to_candidates = |p: Vec<UnifiedAlert>| {
+                    let link = client.alert_link().flatten();
+                    p.iter()
+                        .map(|a| Candidate::from_unified(a, tenant, link.as_ref()))
+                        .collect()
+                };
                 drain(&ctx, report, name, unified_start.clone(), open, to_candidates).await
             }
             Source::Star => {

@@ -36,7 +36,7 @@ fn threat(secs: u32, status: &str) -> Candidate {
 }
 
 /// A unified alert (`patch` merged over an EDR alert on UUID1 with file ABC).
-fn unified(secs: u32, patch: Value) -> Candidate {
+fn unified_alert(secs: u32, patch: Value) -> UnifiedAlert {
     let mut a = json!({
         "id": "u-1", "externalId": THREAT, "name": "x.exe", "status": "NEW", "analystVerdict": "UNDEFINED",
         "severity": "HIGH", "attackSurfaces": ["ENDPOINT"], "detectionSource": {"product": "EDR", "vendor": "SentinelOne"},
@@ -47,8 +47,11 @@ fn unified(secs: u32, patch: Value) -> Candidate {
     for (k, v) in patch.as_object().unwrap() {
         a[k] = v.clone();
     }
-    let a: UnifiedAlert = serde_json::from_value(a).unwrap();
-    Candidate::from_unified(&a, &tenant())
+    serde_json::from_value(a).unwrap()
+}
+
+fn unified(secs: u32, patch: Value) -> Candidate {
+    Candidate::from_unified(&unified_alert(secs, patch), &tenant(), None)
 }
 
 /// Plans `page` as the poller does and records what it would tell the platform as taken:
@@ -193,4 +196,55 @@ fn our_own_uam_verdict_comes_back_as_an_echo() {
     );
     assert!(decide(&c, &mut work, &mut report).is_none());
     assert_eq!(report.echoes, 1);
+}
+
+#[test]
+fn a_switch_between_two_positives_in_the_console_reaches_the_platform_once() {
+    let mut work = Stories::new();
+    let malicious = json!({"status": "RESOLVED", "analystVerdict": "TRUE_POSITIVE_MALICIOUS"});
+    plan(&mut work, &[unified(11, malicious.clone())]);
+    let adware = unified(
+        15,
+        json!({"status": "RESOLVED", "analystVerdict": "TRUE_POSITIVE_PUA_ADWARE"}),
+    );
+    assert_eq!(adware.view.verdict, Some(AnalystVerdict::TruePositive));
+    assert_eq!(adware.view.verdict_detail.as_deref(), Some("TRUE_POSITIVE_PUA_ADWARE"));
+    let told = plan(&mut work, &[adware]);
+    assert_eq!(told, [(EventKind::Updated, THREAT.to_owned(), "uuid1:abc".to_owned())]);
+    assert!(
+        plan(
+            &mut work,
+            &[unified(
+                16,
+                json!({"status": "RESOLVED", "analystVerdict": "TRUE_POSITIVE_PUA_ADWARE"})
+            )]
+        )
+        .is_empty(),
+        "a later read of the same kind is no news"
+    );
+}
+
+#[test]
+fn a_unified_alert_links_to_its_threat_else_to_the_consoles_own_link_shape() {
+    let shape = crate::s1::AlertLink::learn("/uam/alerts/u-7/overview", "u-7", "https://acme.sentinelone.net").unwrap();
+    let link = |patch: Value, shape: Option<&crate::s1::AlertLink>| {
+        Candidate::from_unified(&unified_alert(11, patch), &tenant(), shape)
+            .view
+            .console_url
+    };
+    assert_eq!(
+        link(json!({}), Some(&shape)),
+        format!("https://acme.sentinelone.net/incidents/threats/{THREAT}/overview"),
+        "an EDR alert that is a threat opens the threat"
+    );
+    let identity = json!({"externalId": null, "id": "i-9"});
+    assert_eq!(
+        link(identity.clone(), Some(&shape)),
+        "https://acme.sentinelone.net/uam/alerts/i-9/overview"
+    );
+    assert_eq!(
+        link(identity, None),
+        "https://acme.sentinelone.net/incidents/unified-alerts/i-9",
+        "no shape learnt: the alerts page as we guess it"
+    );
 }

@@ -42,6 +42,8 @@ pub struct AssetDeps {
     /// The tenants' S1 clients, called with their tokens.
     pub consoles: Consoles,
     pub platforms: Arc<dyn PlatformResolver>,
+    /// Lease holder id: the invocation's request id (the queue consumer adds each message's
+    /// own key).
     pub owner: String,
     /// Running counts after each page of agents (the CLI's live display); `None` under Lambda.
     pub progress: Option<crate::usecase::Progress<AssetReport>>,

@@ -168,6 +168,7 @@ mod tests {
             digest: "d".into(),
             status: Some(status),
             verdict: None,
+            verdict_detail: None,
             written_status: written,
             written_verdict: None,
             publish_error: None,

@@ -227,6 +227,13 @@ impl S1Client {
                 next_cursor: next.clone(),
                 total_items: connection.total_count,
             };
+            // The first alert that is no threat (a threat links to its own page) teaches the
+            // console's alert link shape, once per console per process.
+            if self.alert_link().is_none() {
+                if let Some(a) = page.items.iter().find(|a| a.threat_id().is_none()) {
+                    self.learn_alert_link(&a.id).await;
+                }
+            }
             let state = match next {
                 Some(after) => State::Next(Variables {
                     after: Some(after),

@@ -13,8 +13,10 @@ use super::transport::Call;
 use super::{S1Client, decode};
 
 pub mod actions;
+mod link;
 mod list;
 
+pub use link::AlertLink;
 pub use list::{UNIFIED_MAX_PAGE, UnifiedAlertQuery};
 
 /// The UAM endpoint, under the API root.
