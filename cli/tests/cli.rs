@@ -701,6 +701,9 @@ fn the_demo_keeps_its_state_when_asked_and_status_reads_its_tenants() {
         .unwrap_or_else(|| panic!("the demo's first tenant: {out}"));
     // The demo's token expires in 5 days (the token watch's step saw it).
     assert_eq!(demo_tenant["token_days_left"], 4, "{out}");
+    // Under 7 days: degraded, saying why, though the watch saw it after the tenant's last poll.
+    assert_eq!(demo_tenant["status"], "degraded", "{out}");
+    assert_eq!(demo_tenant["cause"], "the S1 token expires in 4 days", "{out}");
     assert!(lines.len() >= 4, "every demo tenant: {out}");
     assert!(
         lines

@@ -27,7 +27,7 @@ pub use dynamo::{DynamoTable, create_table};
 pub use embedded::EmbeddedTable;
 pub use error::StoreError;
 pub use repo::Store;
-pub use status::{ConnectorState, ConnectorStatus};
+pub use status::{ConnectorState, ConnectorStatus, DEGRADED_TOKEN_DAYS, token_cause};
 pub use types::*;
 
 // Transitional (issue 24): the records moved below the store; these keep the old paths working

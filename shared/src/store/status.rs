@@ -4,6 +4,16 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+/// A token with fewer days left than this makes the tenant degraded.
+pub const DEGRADED_TOKEN_DAYS: i64 = 7;
+
+/// The degraded cause an expiring token gives (one clause of a status's cause).
+pub fn token_cause(days: i64) -> String {
+    format!("{TOKEN_CLAUSE}{days} days")
+}
+
+const TOKEN_CLAUSE: &str = "the S1 token expires in ";
+
 /// Whether a tenant's connector works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -95,8 +105,119 @@ impl ConnectorStatus {
             self.last_success = Some(self.last_success.map_or(started, |s| s.max(started)));
         }
         if let Some(at) = token_expires {
-            self.token_days_left = Some((at - now).whole_days());
+            let days = (at - now).whole_days();
+            self.token_days_left = Some(days);
+            self.with_token_days(days, at - time::Duration::days(DEGRADED_TOKEN_DAYS), now);
         }
         self
+    }
+
+    /// The token's clause of the state brought up to `days` left: a token watch that ran after
+    /// the last poll (or the days passing) may cross the degraded threshold, or a new token clear
+    /// it, with no poll run writing the record in between. `crossed` is when the token came
+    /// under the threshold. An `error` stays as it is (its cause is the run's).
+    fn with_token_days(&mut self, days: i64, crossed: OffsetDateTime, now: OffsetDateTime) {
+        if self.state == ConnectorState::Error {
+            return;
+        }
+        let mut why: Vec<String> = self
+            .cause
+            .iter()
+            .flat_map(|c| c.split("; "))
+            .filter(|c| !c.starts_with(TOKEN_CLAUSE))
+            .map(str::to_owned)
+            .collect();
+        if days < DEGRADED_TOKEN_DAYS {
+            why.push(token_cause(days));
+        }
+        let state = if why.is_empty() {
+            ConnectorState::Connected
+        } else {
+            ConnectorState::Degraded
+        };
+        if state != self.state {
+            self.since = crossed.clamp(self.checked_at, now);
+        }
+        self.state = state;
+        self.cause = (!why.is_empty()).then(|| why.join("; "));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_790_000_000;
+
+    fn at(secs: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(NOW + secs).unwrap()
+    }
+
+    fn written(state: ConnectorState, cause: Option<&str>) -> ConnectorStatus {
+        ConnectorStatus {
+            state,
+            cause: cause.map(str::to_owned),
+            since: at(-86_400),
+            checked_at: at(-3_600),
+            last_success: Some(at(-3_600)),
+            lag_seconds: Some(0),
+            token_days_left: Some(30),
+            pending_writebacks: 0,
+            dead_letters: 0,
+            failures_in_a_row: 0,
+            notified: None,
+        }
+    }
+
+    const DAY: i64 = 86_400;
+
+    #[test]
+    fn a_token_the_watch_saw_expiring_since_the_last_poll_reads_degraded() {
+        // Written connected an hour ago; the token watch has since seen 4 days left.
+        let s = written(ConnectorState::Connected, None).as_of(None, Some(at(4 * DAY + 60)), at(0));
+        assert_eq!((s.state, s.token_days_left), (ConnectorState::Degraded, Some(4)));
+        assert_eq!(s.cause.as_deref(), Some("the S1 token expires in 4 days"));
+        assert_eq!(
+            s.since,
+            at(-3_600),
+            "it crossed 7 days long before the record was written"
+        );
+    }
+
+    #[test]
+    fn the_token_clause_follows_the_days_and_leaves_the_runs_causes_alone() {
+        let s = written(
+            ConnectorState::Degraded,
+            Some("25 writebacks waiting for S1; the S1 token expires in 6 days"),
+        )
+        .as_of(None, Some(at(2 * DAY + 60)), at(0));
+        assert_eq!(
+            s.cause.as_deref(),
+            Some("25 writebacks waiting for S1; the S1 token expires in 2 days")
+        );
+        // A new token: the run's own cause stays, the token's goes.
+        let s = s.as_of(None, Some(at(90 * DAY)), at(0));
+        assert_eq!(
+            (s.state, s.cause.as_deref()),
+            (ConnectorState::Degraded, Some("25 writebacks waiting for S1"))
+        );
+        // Degraded by the token alone, then rotated: connected.
+        let s = written(ConnectorState::Degraded, Some("the S1 token expires in 3 days")).as_of(
+            None,
+            Some(at(90 * DAY)),
+            at(0),
+        );
+        assert_eq!((s.state, s.cause), (ConnectorState::Connected, None));
+        assert_eq!(s.since, at(0), "when it was seen rotated");
+    }
+
+    #[test]
+    fn an_error_keeps_its_cause_whatever_the_token() {
+        let s = written(ConnectorState::Error, Some("S1 answered 401")).as_of(None, Some(at(DAY)), at(0));
+        assert_eq!(
+            (s.state, s.cause.as_deref()),
+            (ConnectorState::Error, Some("S1 answered 401"))
+        );
+        assert_eq!(s.token_days_left, Some(1));
     }
 }

@@ -23,8 +23,7 @@ pub const DEAD_LETTER_RECOUNT_MINUTES: u32 = 15;
 pub const DEGRADED_LAG: Duration = Duration::from_secs(15 * 60);
 /// This many writebacks waiting for S1: degraded.
 pub const DEGRADED_PENDING: u64 = 20;
-/// A token with fewer days left than this: degraded.
-pub const DEGRADED_TOKEN_DAYS: i64 = 7;
+pub use crate::store::DEGRADED_TOKEN_DAYS;
 /// Dead letters are counted up to this many per direction.
 pub const DEAD_LETTER_COUNT_CAP: usize = 100;
 
@@ -63,7 +62,7 @@ pub fn next_status(prev: Option<&ConnectorStatus>, facts: &RunFacts, now: Offset
             why.push(format!("{dead} dead letters (s1-bridge dead-letters list)"));
         }
         if let Some(days) = token_days_left.filter(|d| *d < DEGRADED_TOKEN_DAYS) {
-            why.push(format!("the S1 token expires in {days} days"));
+            why.push(crate::store::token_cause(days));
         }
         if why.is_empty() {
             (ConnectorState::Connected, None, facts.lag_seconds)
