@@ -1,5 +1,7 @@
 //! `bench-poll`: one poll-threats run against a console and a webhook receiver, reporting the
-//! figures scripts/bench.sh collects (throughput, peak RSS, DynamoDB requests).
+//! figures scripts/bench.sh collects (throughput, peak RSS, DynamoDB requests); `bench-fetch`:
+//! the same source's listing alone. Both read one source (threats or unified alerts), so a
+//! source's ratio to its ceiling compares like with like.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use s1_shared::secrets::LocalTokenProvider;
 use s1_shared::store::{
     Checkpoint, DynamoTable, EmbeddedTable, ItemTable, Store, TenantConfig, TokenSource, create_table,
 };
+use s1_shared::tenant::Source;
 use s1_shared::usecase::poll_threats::{PollDeps, Selection, run};
 use serde_json::json;
 
@@ -20,6 +23,24 @@ use serde_json::json;
 pub enum StoreKind {
     Embedded,
     Dynamodb,
+}
+
+/// The listing a benchmark reads.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum BenchSource {
+    /// `GET /threats`, 1,000 a page.
+    Threats,
+    /// UAM's GraphQL `alerts`, with the poller's document and page size.
+    Unified,
+}
+
+impl BenchSource {
+    fn source(self) -> Source {
+        match self {
+            BenchSource::Threats => Source::Threats,
+            BenchSource::Unified => Source::Unified,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -50,6 +71,9 @@ pub struct BenchArgs {
     /// Deliveries in flight (the tenant's max_in_flight).
     #[arg(long, default_value_t = s1_shared::store::DEFAULT_MAX_IN_FLIGHT)]
     in_flight: u32,
+    /// The one source the tenant reads.
+    #[arg(long, value_enum, default_value = "threats")]
+    source: BenchSource,
 }
 
 #[derive(Args)]
@@ -59,6 +83,8 @@ pub struct FetchBenchArgs {
     /// The console token (a simulator token).
     #[arg(long, env = "BENCH_S1_TOKEN")]
     token: String,
+    #[arg(long, value_enum, default_value = "threats")]
+    source: BenchSource,
 }
 
 /// CPU time (user + system) this process has used, from /proc/self/stat (in USER_HZ ticks,
@@ -73,39 +99,59 @@ pub(crate) fn cpu_ms() -> Option<f64> {
     Some((utime + stime) * 10.0)
 }
 
-/// `bench-fetch`: pages through every threat of the console as the poller does, doing nothing
-/// with them: the S1 read rate, the ceiling of an end-to-end run on the same machine.
+/// `bench-fetch`: pages through every item of the source as the poller does (its query, its
+/// page size), doing nothing with them: the S1 read rate, the ceiling of an end-to-end run on
+/// the same machine.
 pub async fn run_fetch_bench(args: FetchBenchArgs) -> Result<(), Box<dyn std::error::Error>> {
-    use futures_util::StreamExt;
     let (http, options) = bench_http()?;
     let client =
         s1_shared::s1::S1Client::with_http(http, &args.console, &s1_shared::ApiToken::new(args.token), options)?;
     let cpu_before = cpu_ms();
     let started = Instant::now();
-    let query = s1_shared::s1::ThreatQuery {
-        limit: s1_shared::s1::MAX_PAGE_LIMIT,
-        ..Default::default()
+    let (fetched, requests) = match args.source {
+        BenchSource::Threats => {
+            let query = s1_shared::s1::ThreatQuery {
+                limit: s1_shared::s1::MAX_PAGE_LIMIT,
+                ..Default::default()
+            };
+            count_pages(client.threats(&query)).await?
+        }
+        BenchSource::Unified => {
+            // The poller's page: a generic platform paces nothing, so it asks for the most.
+            count_pages(client.unified_alerts(&s1_shared::s1::UnifiedAlertQuery::default())).await?
+        }
     };
-    let mut pages = std::pin::pin!(client.threats(&query));
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_ms().zip(cpu_before).map(|(a, b)| a - b);
+    let mut figures = rate_figures(fetched, elapsed, cpu);
+    figures["requests"] = json!(requests);
+    println!("{figures}");
+    Ok(())
+}
+
+/// Items and pages of a listing, read to its end.
+async fn count_pages<T>(
+    pages: impl futures_util::Stream<Item = Result<s1_shared::s1::Page<T>, s1_shared::s1::S1Error>>,
+) -> Result<(u64, u64), s1_shared::s1::S1Error> {
+    use futures_util::StreamExt;
+    let mut pages = std::pin::pin!(pages);
     let (mut fetched, mut requests) = (0u64, 0u64);
     while let Some(page) = pages.next().await {
         fetched += page?.items.len() as u64;
         requests += 1;
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    let cpu = cpu_ms().zip(cpu_before).map(|(a, b)| a - b);
-    println!(
-        "{}",
-        json!({
-            "fetched": fetched,
-            "requests": requests,
-            "elapsed_s": elapsed,
-            "threats_per_s": fetched as f64 / elapsed.max(1e-9),
-            "cpu_ms_per_1000": cpu.map(|c| c * 1000.0 / (fetched.max(1) as f64)),
-            "peak_rss_mib": peak_rss_kib().map(|k| k as f64 / 1024.0),
-        })
-    );
-    Ok(())
+    Ok((fetched, requests))
+}
+
+/// What every pass reports: items read, their rate, CPU per 1,000 and the peak RSS so far.
+fn rate_figures(fetched: u64, elapsed: f64, cpu_ms: Option<f64>) -> serde_json::Value {
+    json!({
+        "fetched": fetched,
+        "elapsed_s": elapsed,
+        "per_s": fetched as f64 / elapsed.max(1e-9),
+        "cpu_ms_per_1000": cpu_ms.map(|c| c * 1000.0 / (fetched.max(1) as f64)),
+        "peak_rss_mib": peak_rss_kib().map(|k| k as f64 / 1024.0),
+    })
 }
 
 pub(crate) fn peak_rss_kib() -> Option<u64> {
@@ -138,6 +184,7 @@ pub async fn run_bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>
         .put_tenant(&TenantConfig {
             name: "bench".into(),
             max_in_flight: args.in_flight,
+            sources: vec![args.source.source()],
             ..TenantConfig::new(
                 "bench",
                 args.console.clone(),
@@ -154,7 +201,9 @@ pub async fn run_bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>
         })
         .await?;
     if args.reset_checkpoint {
-        store.put_checkpoint("bench", "threats", &Checkpoint::default()).await?;
+        store
+            .put_checkpoint("bench", args.source.source().checkpoint(), &Checkpoint::default())
+            .await?;
     }
     let (http, options) = bench_http()?;
     let deps = PollDeps {
@@ -180,19 +229,12 @@ pub async fn run_bench(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>
     let r = &report.tenants[0];
     let requests = dynamo.as_ref().map(|d| d.requests() - before);
     let per_thousand = |n: u64| requests.filter(|_| n > 0).map(|q| (q as f64) * 1000.0 / n as f64);
-    println!(
-        "{}",
-        json!({
-            "report": r,
-            "elapsed_s": elapsed,
-            "threats_per_s": r.fetched as f64 / elapsed.max(1e-9),
-            "cpu_ms_per_1000": cpu.map(|c| c * 1000.0 / (r.fetched.max(1) as f64)),
-            "peak_rss_mib": peak_rss_kib().map(|k| k as f64 / 1024.0),
-            "dynamodb_requests": requests,
-            "dynamodb_requests_per_1000_new": per_thousand(r.new),
-            "dynamodb_requests_per_1000_fetched": per_thousand(r.fetched),
-        })
-    );
+    let mut figures = rate_figures(r.fetched, elapsed, cpu);
+    figures["report"] = json!(r);
+    figures["dynamodb_requests"] = json!(requests);
+    figures["dynamodb_requests_per_1000_new"] = json!(per_thousand(r.new));
+    figures["dynamodb_requests_per_1000_fetched"] = json!(per_thousand(r.fetched));
+    println!("{figures}");
     Ok(())
 }
 

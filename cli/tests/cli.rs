@@ -1202,3 +1202,67 @@ async fn a_revoked_token_turns_the_tenant_to_error_and_a_fixed_one_back_with_one
     assert_eq!(told["data"]["tenant"], "acme");
     assert!(told["data"]["cause"].as_str().unwrap().contains("HTTP 401"), "{told}");
 }
+
+/// scripts/bench.sh's unified-alerts backlog: the fetch-only pass pages UAM with the poller's
+/// page size, and the measured poll reads only the unified source (no threats), every alert once.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_benchmarks_read_the_unified_source_alone() {
+    use s1_bridge_sim::{DEFAULT_TOKEN, Sim, SimConfig, WebhookReceiver};
+    const HOOK: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let sim = Sim::start(SimConfig {
+        threats: 90,
+        agents: 20,
+        cloud_alerts: 0,
+        unified_alerts: 250,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let receiver = WebhookReceiver::start(HOOK).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let console = sim.base_url();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_s1-bridge"))
+            .args(args)
+            .env("BENCH_S1_TOKEN", DEFAULT_TOKEN)
+            .env("BENCH_WEBHOOK_SECRET", HOOK)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let fetch = run(&["bench-fetch", "--console", &console, "--source", "unified"]);
+    assert_eq!(fetch["fetched"], 250, "{fetch}");
+    assert_eq!(fetch["requests"], 3, "100 a page, as the poller asks: {fetch}");
+    assert!(fetch["per_s"].as_f64().unwrap() > 0.0, "{fetch}");
+    let path = dir.path().join("bench.redb");
+    let poll = run(&[
+        "bench-poll",
+        "--console",
+        &console,
+        "--webhook",
+        &receiver.url(),
+        "--store",
+        "embedded",
+        "--path",
+        path.to_str().unwrap(),
+        "--source",
+        "unified",
+    ]);
+    assert_eq!(poll["report"]["outcome"], "completed", "{poll}");
+    assert_eq!(
+        poll["report"]["fetched"], 250,
+        "unified alerts only, no threats: {poll}"
+    );
+    assert!(!receiver.events().is_empty());
+    assert!(
+        sim.control()
+            .requests()
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| !r.path.starts_with("/threats")),
+        "the unified-only tenant never lists threats"
+    );
+}

@@ -14,6 +14,7 @@
 //! # }
 //! ```
 
+mod console;
 mod control;
 mod faults;
 mod halo;

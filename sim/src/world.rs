@@ -1,4 +1,5 @@
-//! The simulated console's state: accounts, sites, agents, threats, alerts, notes and tokens.
+//! The simulated console's REST state: accounts, sites, agents, threats, alerts, notes and
+//! tokens (its unified alerts are the UAM store's, beside it in [`crate::console`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -230,7 +231,6 @@ pub(crate) struct World {
     pub faults: Faults,
     pub cursor_end: CursorEnd,
     pub next_note: u64,
-    pub uam: crate::uam::store::UamState,
     last_write: OffsetDateTime,
     rng: fastrand::Rng,
 }
@@ -357,7 +357,7 @@ impl World {
             })
             .collect();
         let threat_index = threats.iter().enumerate().map(|(i, t)| (t.id, i)).collect();
-        let mut world = Self {
+        Self {
             accounts,
             sites,
             agents,
@@ -368,12 +368,9 @@ impl World {
             faults: Faults::default(),
             cursor_end: cfg.cursor_end,
             next_note: NOTE_BASE,
-            uam: crate::uam::store::UamState::new(cfg.seed),
             last_write: OffsetDateTime::UNIX_EPOCH,
             rng,
-        };
-        world.uam = crate::uam::store::UamState::generate(cfg, &world);
-        world
+        }
     }
 
     /// A strictly increasing write time in microseconds, like S1's `updatedAt`.

@@ -434,31 +434,8 @@ query WriteBackActions($filter: OrFilterSelectionInput!, $scope: ScopeSelectorIn
   }
 }"#;
 
-const TRIGGER: &str = r#"
-mutation SetStatusAndVerdict($filter: OrFilterSelectionInput!, $scope: ScopeSelectorInput, $actions: [TriggerActionInput!]!) {
-  alertTriggerActions(filter: $filter, scope: $scope, actions: $actions, viewType: ALL) {
-    __typename
-    ... on ActionsTriggered {
-      actions {
-        actionId
-        success { id }
-        skip { id skipType skipMessage }
-        failure { id errorType errorMessage }
-      }
-    }
-    ... on TriggerActionsError {
-      errors {
-        errorMessage
-        errorPayload {
-          __typename
-          ... on ActionsErrorLimitPayload { limit }
-          ... on ActionsErrorConcurrentUserLimitPayload { limit }
-        }
-      }
-    }
-    ... on TriggerActionsScheduled { executionId }
-  }
-}"#;
+// The client's own document (s1-shared sends this file), so a change to it is validated here.
+const TRIGGER: &str = include_str!("../../shared/src/s1/client/uam/trigger_actions.graphql");
 
 const ADD_NOTE: &str = r#"
 mutation AddNote($alertId: ID!, $text: String!) {

@@ -16,7 +16,7 @@ pub(super) async fn get_alerts(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> ApiResult {
-    let w = s.world();
+    let w = s.console();
     let token = authenticate(&w, &headers)?;
     let filters = [
         "createdAt__gte",
@@ -77,7 +77,7 @@ fn alert_update(
     display: fn(&str) -> &'static str,
 ) -> ApiResult {
     let body = parse_body(raw)?;
-    let mut w = s.world();
+    let mut w = s.console();
     let token = authenticate(&w, headers)?;
     let value = data_field(&body, field, allowed)?
         .ok_or_else(|| ApiError::validation(format!("data.{field}: Missing data for required field.")))?;

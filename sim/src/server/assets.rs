@@ -15,7 +15,7 @@ pub(super) async fn get_agents(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> ApiResult {
-    let w = s.world();
+    let w = s.console();
     let token = authenticate(&w, &headers)?;
     let filters = [
         "siteIds",
@@ -88,7 +88,7 @@ pub(super) async fn get_accounts(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> ApiResult {
-    let w = s.world();
+    let w = s.console();
     let token = authenticate(&w, &headers)?;
     if matches!(token.scope, TokenScope::Sites(_)) {
         return Err(ApiError::new(
@@ -131,7 +131,7 @@ pub(super) async fn get_sites(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> ApiResult {
-    let w = s.world();
+    let w = s.console();
     let token = authenticate(&w, &headers)?;
     let q = ListReq::parse(
         &pairs,

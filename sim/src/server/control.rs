@@ -14,17 +14,17 @@ use crate::render;
 use crate::world::{CursorEnd, TokenSpec};
 
 pub(super) async fn ctl_add_fault(State(s): State<Shr>, Json(rule): Json<FaultRule>) -> StatusCode {
-    s.world().faults.add(rule);
+    s.console().faults.add(rule);
     StatusCode::NO_CONTENT
 }
 
 pub(super) async fn ctl_clear_faults(State(s): State<Shr>) -> StatusCode {
-    s.world().faults.clear();
+    s.console().faults.clear();
     StatusCode::NO_CONTENT
 }
 
 pub(super) async fn ctl_add_token(State(s): State<Shr>, Json(spec): Json<TokenSpec>) -> StatusCode {
-    s.world().tokens.insert(spec.token.clone(), spec);
+    s.console().tokens.insert(spec.token.clone(), spec);
     StatusCode::NO_CONTENT
 }
 
@@ -35,7 +35,7 @@ pub(super) struct Settings {
 
 pub(super) async fn ctl_settings(State(s): State<Shr>, Json(settings): Json<Settings>) -> StatusCode {
     if let Some(c) = settings.cursor_end {
-        s.world().cursor_end = c;
+        s.console().cursor_end = c;
     }
     StatusCode::NO_CONTENT
 }
@@ -52,7 +52,7 @@ pub(super) async fn ctl_clear_requests(State(s): State<Shr>) -> StatusCode {
 
 pub(super) async fn ctl_stats(State(s): State<Shr>) -> Json<Value> {
     let counts = s.counts.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let w = s.world();
+    let w = s.console();
     Json(json!({
         "accounts": w.accounts.len(),
         "sites": w.sites.len(),
@@ -68,7 +68,7 @@ pub(super) async fn ctl_stats(State(s): State<Shr>) -> Json<Value> {
 
 /// A threat's current state and notes, for tests to check what a write did.
 pub(super) async fn ctl_threat(State(s): State<Shr>, Path(id): Path<String>) -> Result<Json<Value>, StatusCode> {
-    let w = s.world();
+    let w = s.console();
     let idx = id
         .parse::<u64>()
         .ok()
@@ -94,7 +94,7 @@ pub(super) async fn ctl_console_update(
     Path(id): Path<String>,
     Json(u): Json<ConsoleUpdate>,
 ) -> Result<StatusCode, (StatusCode, String)> {
-    let mut w = s.world();
+    let mut w = s.console();
     let idx = id
         .parse::<u64>()
         .ok()
@@ -129,7 +129,7 @@ pub(super) async fn ctl_add_threats(
     State(s): State<Shr>,
     Json(spec): Json<crate::world::NewThreats>,
 ) -> Result<Json<Vec<String>>, (StatusCode, String)> {
-    let mut w = s.world();
+    let mut w = s.console();
     w.add_threats(&spec).map(Json).map_err(|e| (StatusCode::BAD_REQUEST, e))
 }
 
@@ -138,7 +138,7 @@ pub(super) async fn ctl_change_agent(
     Path(uuid): Path<String>,
     Json(c): Json<crate::world::AgentChange>,
 ) -> Result<StatusCode, (StatusCode, String)> {
-    s.world()
+    s.console()
         .change_agent(&uuid, &c)
         .map(|()| StatusCode::NO_CONTENT)
         .map_err(|e| (StatusCode::BAD_REQUEST, e))
@@ -150,7 +150,7 @@ pub(super) async fn ctl_add_unified(
     State(s): State<Shr>,
     Json(spec): Json<crate::uam::NewUnifiedAlerts>,
 ) -> Result<Json<Vec<String>>, (StatusCode, String)> {
-    let mut w = s.world();
+    let mut w = s.console();
     w.add_unified_alerts(&spec)
         .map(Json)
         .map_err(|e| (StatusCode::BAD_REQUEST, e))
@@ -158,7 +158,7 @@ pub(super) async fn ctl_add_unified(
 
 /// Every unified alert's id, `externalId` and source, in the order they were made.
 pub(super) async fn ctl_unified_ids(State(s): State<Shr>) -> Json<Value> {
-    let w = s.world();
+    let w = s.console();
     Json(Value::Array(
         w.uam
             .alerts
@@ -170,10 +170,10 @@ pub(super) async fn ctl_unified_ids(State(s): State<Shr>) -> Json<Value> {
 
 /// A unified alert as UAM serves it, plus its `notes`.
 pub(super) async fn ctl_unified(State(s): State<Shr>, Path(id): Path<String>) -> Result<Json<Value>, StatusCode> {
-    let w = s.world();
+    let w = s.console();
     let i = w.uam.find(&id).ok_or(StatusCode::NOT_FOUND)?;
     let mut v = crate::uam::render::alert(&w, &w.uam.alerts[i]);
-    v["notes"] = crate::uam::exec::notes_of(&w, i);
+    v["notes"] = crate::uam::render::notes(&w.uam.alerts[i]);
     Ok(Json(v))
 }
 
@@ -182,18 +182,18 @@ pub(super) async fn ctl_change_unified(
     Path(id): Path<String>,
     Json(c): Json<crate::uam::UnifiedAlertChange>,
 ) -> Result<StatusCode, (StatusCode, String)> {
-    s.world()
+    s.console()
         .change_unified_alert(&id, &c)
         .map(|()| StatusCode::NO_CONTENT)
         .map_err(|e| (StatusCode::BAD_REQUEST, e))
 }
 
 pub(super) async fn ctl_uam_actions(State(s): State<Shr>) -> Json<Vec<crate::uam::UamAction>> {
-    Json(s.world().uam.applied.clone())
+    Json(s.console().uam.applied.clone())
 }
 
 pub(super) async fn ctl_rotate_uam_actions(State(s): State<Shr>) -> StatusCode {
-    s.world().uam.rotate_action_ids();
+    s.console().uam.rotate_action_ids();
     StatusCode::NO_CONTENT
 }
 
@@ -206,7 +206,7 @@ pub(super) struct UamSettings {
 }
 
 pub(super) async fn ctl_uam_settings(State(s): State<Shr>, Json(u): Json<UamSettings>) -> StatusCode {
-    let mut w = s.world();
+    let mut w = s.console();
     if let Some(b) = u.needs_scoped_token {
         w.uam.needs_scoped_token = b;
     }

@@ -54,7 +54,7 @@ pub(super) async fn faults_and_log(State(shared): State<Shr>, req: Request, next
         .entry(format!("{method} {path}"))
         .or_default() += 1;
 
-    let fault = shared.world().faults.take(&method, &path);
+    let fault = shared.console().faults.take(&method, &path);
     match fault {
         None => next.run(req).await,
         Some(FaultKind::Status {

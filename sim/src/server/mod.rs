@@ -35,22 +35,23 @@ use self::errors::ApiError;
 use self::middleware::faults_and_log;
 use self::threats::{get_notes, get_threats, post_external_ticket, post_incident, post_notes, post_verdict};
 use self::users::{get_system_info, get_system_status, get_user, post_generate_token, post_token_details};
+use crate::console::Console;
 use crate::control::RequestLogEntry;
-use crate::world::{SimConfig, World};
+use crate::world::SimConfig;
 
 const API: &str = "/web/api/v2.1";
 
 pub(crate) struct Shared {
-    world: Mutex<World>,
+    console: Mutex<Console>,
     requests: Mutex<Vec<RequestLogEntry>>,
     counts: Mutex<HashMap<String, u64>>,
     started: std::time::Instant,
 }
 
 impl Shared {
-    fn world(&self) -> MutexGuard<'_, World> {
+    fn console(&self) -> MutexGuard<'_, Console> {
         // A panic while holding the lock must not take the whole simulator down with it.
-        self.world.lock().unwrap_or_else(|e| e.into_inner())
+        self.console.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -78,7 +79,7 @@ impl Sim {
     /// When the address cannot be bound.
     pub async fn start_on(config: SimConfig, addr: SocketAddr) -> std::io::Result<Sim> {
         let shared = Arc::new(Shared {
-            world: Mutex::new(World::generate(&config)),
+            console: Mutex::new(Console::generate(&config)),
             requests: Mutex::new(Vec::new()),
             counts: Mutex::new(HashMap::new()),
             started: std::time::Instant::now(),
@@ -122,12 +123,12 @@ impl Sim {
 
     /// Number of threats held.
     pub fn threat_count(&self) -> usize {
-        self.shared.world().threats.len()
+        self.shared.console().threats.len()
     }
 
     /// Number of unified (UAM) alerts held.
     pub fn unified_alert_count(&self) -> usize {
-        self.shared.world().uam.alerts.len()
+        self.shared.console().uam.alerts.len()
     }
 
     /// Blocks until the process is asked to stop (for the binary).

@@ -34,7 +34,7 @@ pub(super) async fn get_threats(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> ApiResult {
-    let w = s.world();
+    let w = s.console();
     let token = authenticate(&w, &headers)?;
     let q = ListReq::parse(&pairs, &THREAT_FILTERS, &["updatedAt", "createdAt", "id"], "createdAt")?;
     let updated = q.range("updatedAt")?;
@@ -135,7 +135,7 @@ pub(super) const VERDICTS: [&str; 4] = ["undefined", "true_positive", "false_pos
 
 pub(super) async fn post_incident(State(s): State<Shr>, headers: HeaderMap, raw: axum::body::Bytes) -> ApiResult {
     let body = parse_body(&raw)?;
-    let mut w = s.world();
+    let mut w = s.console();
     let token = authenticate(&w, &headers)?;
     let status = data_field(&body, "incidentStatus", &STATUSES)?
         .ok_or_else(|| ApiError::validation("data.incidentStatus: Missing data for required field."))?;
@@ -176,7 +176,7 @@ pub(super) async fn post_incident(State(s): State<Shr>, headers: HeaderMap, raw:
 
 pub(super) async fn post_verdict(State(s): State<Shr>, headers: HeaderMap, raw: axum::body::Bytes) -> ApiResult {
     let body = parse_body(&raw)?;
-    let mut w = s.world();
+    let mut w = s.console();
     let token = authenticate(&w, &headers)?;
     let verdict = data_field(&body, "analystVerdict", &VERDICTS)?
         .ok_or_else(|| ApiError::validation("data.analystVerdict: Missing data for required field."))?;
@@ -205,7 +205,7 @@ pub(super) async fn post_verdict(State(s): State<Shr>, headers: HeaderMap, raw: 
 
 pub(super) async fn post_notes(State(s): State<Shr>, headers: HeaderMap, raw: axum::body::Bytes) -> ApiResult {
     let body = parse_body(&raw)?;
-    let mut w = s.world();
+    let mut w = s.console();
     let token = authenticate(&w, &headers)?;
     let text = body
         .pointer("/data/text")
@@ -240,7 +240,7 @@ pub(super) async fn get_notes(
     Path(id): Path<String>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> ApiResult {
-    let w = s.world();
+    let w = s.console();
     let token = authenticate(&w, &headers)?;
     let q = ListReq::parse(&pairs, &[], &["createdAt", "updatedAt"], "createdAt")?;
     let idx = id
@@ -267,7 +267,7 @@ pub(super) async fn post_external_ticket(
     raw: axum::body::Bytes,
 ) -> ApiResult {
     let body = parse_body(&raw)?;
-    let mut w = s.world();
+    let mut w = s.console();
     let token = authenticate(&w, &headers)?;
     let ticket = body
         .pointer("/data/externalTicketId")

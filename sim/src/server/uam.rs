@@ -13,7 +13,8 @@ use super::Shr;
 use super::errors::ApiError;
 use super::request::authenticate_uam;
 use crate::faults::FaultKind;
-use crate::uam::exec::{Ctx, execute};
+use crate::uam::ctx::Ctx;
+use crate::uam::exec::execute;
 use crate::uam::schema::check;
 use crate::world::TokenScope;
 
@@ -33,7 +34,7 @@ pub(super) async fn post_graphql(
     fault: Option<axum::Extension<FaultKind>>,
     body: Bytes,
 ) -> Response {
-    let mut w = s.world();
+    let mut w = s.console();
     let token = match authenticate_uam(&w, &headers) {
         Ok(t) => t,
         Err(e) => return e.into_response(),
@@ -78,7 +79,7 @@ pub(super) async fn post_graphql(
         Err(errors) => return Json(json!({ "errors": errors })).into_response(),
     };
     let ctx = Ctx {
-        world: RefCell::new(&mut w),
+        console: RefCell::new(&mut w),
         token,
         partial: Cell::new(partial),
     };

@@ -13,7 +13,7 @@ use crate::world::TokenScope;
 
 pub(super) async fn post_token_details(State(s): State<Shr>, headers: HeaderMap, raw: axum::body::Bytes) -> ApiResult {
     let body = parse_body(&raw)?;
-    let w = s.world();
+    let w = s.console();
     authenticate(&w, &headers)?;
     let asked = body
         .pointer("/data/apiToken")
@@ -29,7 +29,7 @@ pub(super) async fn post_token_details(State(s): State<Shr>, headers: HeaderMap,
 
 pub(super) async fn post_generate_token(State(s): State<Shr>, headers: HeaderMap, raw: axum::body::Bytes) -> ApiResult {
     let _ = parse_body(&raw)?;
-    let mut w = s.world();
+    let mut w = s.console();
     let old = authenticate(&w, &headers)?;
     let new_token = w.random_token();
     let mut spec = old.clone();
@@ -46,7 +46,7 @@ pub(super) async fn get_user(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> ApiResult {
-    let w = s.world();
+    let w = s.console();
     let token = authenticate(&w, &headers)?;
     if let Some((k, _)) = pairs
         .iter()
@@ -81,7 +81,7 @@ pub(super) async fn get_system_status() -> ApiResult {
 }
 
 pub(super) async fn get_system_info(State(s): State<Shr>, headers: HeaderMap) -> ApiResult {
-    let w = s.world();
+    let w = s.console();
     authenticate(&w, &headers)?;
     ok(
         json!({"data": {"version": "sim-1.0", "build": "1", "release": "sim", "patch": "0", "latestAgentVersion": "24.1.4.257"}}),

@@ -2,10 +2,13 @@
 
 use serde_json::{Value, json};
 
-use super::exec::{Ctx, is_enum_value, notes_of, visible};
+use super::ctx::Ctx;
 use super::filter::{self, Reach, Refusal};
+use super::render;
+use super::schema::is_enum_value;
 use super::store::ActionDef;
 use super::{ActionOutcome, UamAction};
+use crate::console::Console;
 
 /// The author id notes and actions of a token are recorded under: derived from the user name,
 /// never from the token.
@@ -17,7 +20,7 @@ fn user_id(user: &str) -> String {
 }
 
 pub(super) fn available(ctx: &Ctx<'_>, a: &Value) -> Result<Value, Refusal> {
-    let w = ctx.world.borrow();
+    let w = ctx.console.borrow();
     Reach::new(&ctx.token.scope, &a["scope"], &a["viewType"], &w)?;
     filter::or_selection(&a["filter"])?;
     let mut wanted: Vec<String> = a["actionTypes"]
@@ -73,7 +76,7 @@ fn payload_key(action_type: &str) -> &'static [&'static str] {
 
 pub(super) fn trigger(ctx: &Ctx<'_>, a: &Value) -> Result<Value, Refusal> {
     let (defs, targets, unfiltered, named) = {
-        let w = ctx.world.borrow();
+        let w = ctx.console.borrow();
         let reach = Reach::new(&ctx.token.scope, &a["scope"], &a["viewType"], &w)?;
         let selection = filter::or_selection(&a["filter"])?;
         // As the schema says, no filter acts on every alert in scope; the simulator reads an empty
@@ -125,7 +128,7 @@ pub(super) fn trigger(ctx: &Ctx<'_>, a: &Value) -> Result<Value, Refusal> {
         }
         (defs, targets, unfiltered, selection.named_ids())
     };
-    let mut w = ctx.world.borrow_mut();
+    let mut w = ctx.console.borrow_mut();
     let target_ids: Vec<String> = targets.iter().map(|&i| w.uam.alerts[i].id.clone()).collect();
     let missing: Vec<String> = named.into_iter().filter(|id| !target_ids.contains(id)).collect();
     let user = ctx.token.user_name.clone();
@@ -189,13 +192,7 @@ pub(super) fn trigger(ctx: &Ctx<'_>, a: &Value) -> Result<Value, Refusal> {
 }
 
 /// Applies one action to one alert; false when it changed nothing (a `NO_CHANGE` skip).
-fn apply(
-    w: &mut crate::world::World,
-    i: usize,
-    action_type: &str,
-    payload: &Value,
-    user: &str,
-) -> Result<bool, Refusal> {
+fn apply(w: &mut Console, i: usize, action_type: &str, payload: &Value, user: &str) -> Result<bool, Refusal> {
     let value = |k: &str| payload[k]["value"].as_str().map(str::to_owned);
     match action_type {
         "STATUS_UPDATE" | "ANALYST_VERDICT_UPDATE" | "SET_TICKET_ID" => {
@@ -246,7 +243,7 @@ fn apply(
 }
 
 pub(super) fn add_note(ctx: &Ctx<'_>, a: &Value) -> Result<Value, Refusal> {
-    let i = visible(ctx, a["alertId"].as_str().unwrap_or_default())?;
+    let i = ctx.visible(a["alertId"].as_str().unwrap_or_default())?;
     if !ctx.token.can_write {
         return Err("MISSING_PERMISSION: the token may not add notes".into());
     }
@@ -256,7 +253,7 @@ pub(super) fn add_note(ctx: &Ctx<'_>, a: &Value) -> Result<Value, Refusal> {
     }
     let content_type = a["type"].as_str().unwrap_or("PLAIN_TEXT");
     let user = ctx.token.user_name.clone();
-    let mut w = ctx.world.borrow_mut();
+    let mut w = ctx.console.borrow_mut();
     w.uam.add_note(i, text, content_type, &user, &user_id(&user));
-    Ok(json!({ "data": notes_of(&w, i) }))
+    Ok(json!({ "data": render::notes(&w.uam.alerts[i]) }))
 }

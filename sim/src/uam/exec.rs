@@ -3,35 +3,22 @@
 //! field. Root fields compute their whole result as JSON from the world; below the root every
 //! object is that JSON, read by field name.
 
-use std::cell::{Cell, RefCell};
-
 use apollo_compiler::executable::OperationType;
 use apollo_compiler::resolvers::{Execution, FieldError, ObjectValue, ResolveInfo, ResolvedValue};
 use apollo_compiler::response::serde_json_bytes;
 use apollo_compiler::schema::ExtendedType;
 use serde_json::{Map, Value, json};
 
+use super::ctx::Ctx;
 use super::filter::{self, Reach, Refusal};
 use super::schema::{Checked, SCHEMA};
 use super::{actions, render};
-use crate::world::{TokenSpec, World};
 
 /// Key a root result sets on a JSON object to make resolving it a field error (partial data).
 const FAIL: &str = "__sim_fail";
 
 /// Most alerts one page may hold.
 const MAX_FIRST: i64 = 1_000;
-
-pub(crate) fn is_enum_value(enum_name: &str, value: &str) -> bool {
-    SCHEMA.get_enum(enum_name).is_some_and(|e| e.values.contains_key(value))
-}
-
-pub(crate) struct Ctx<'w> {
-    pub world: RefCell<&'w mut World>,
-    pub token: TokenSpec,
-    /// A partial-data fault is due: the first alert node (or a mutation's result) fails.
-    pub partial: Cell<bool>,
-}
 
 /// Runs the operation; the answer is the GraphQL response body (`data` and maybe `errors`).
 pub(crate) fn execute(ctx: &Ctx<'_>, checked: &Checked) -> Value {
@@ -58,9 +45,9 @@ pub(crate) fn execute(ctx: &Ctx<'_>, checked: &Checked) -> Value {
     }
 }
 
-struct Root<'c, 'w> {
+struct Root<'r, 'c> {
     ty: &'static str,
-    ctx: &'c Ctx<'w>,
+    ctx: &'r Ctx<'c>,
 }
 
 fn args(info: &ResolveInfo<'_>) -> Value {
@@ -169,7 +156,7 @@ fn alerts(ctx: &Ctx<'_>, a: &Value) -> Result<Value, Refusal> {
     if !(0..=MAX_FIRST).contains(&first) {
         return Err(format!("'first' must be between 0 and {MAX_FIRST}, got {first}"));
     }
-    let w = ctx.world.borrow();
+    let w = ctx.console.borrow();
     let selection = filter::selection(&a["filters"], &a["orFilter"])?;
     let sorts = filter::sorts(&a["sorts"], &a["sort"])?;
     let reach = Reach::new(&ctx.token.scope, &a["scope"], &a["viewType"], &w)?;
@@ -228,19 +215,10 @@ fn alerts(ctx: &Ctx<'_>, a: &Value) -> Result<Value, Refusal> {
     }))
 }
 
-/// The alert the token may see, by id.
-pub(crate) fn visible(ctx: &Ctx<'_>, id: &str) -> Result<usize, Refusal> {
-    let w = ctx.world.borrow();
-    w.uam
-        .find(id)
-        .filter(|&i| w.site_visible(&ctx.token.scope, w.uam.alerts[i].site))
-        .ok_or_else(|| format!("Alert '{id}' not found"))
-}
-
 fn one_alert(ctx: &Ctx<'_>, a: &Value) -> Result<Value, Refusal> {
     let id = a["id"].as_str().unwrap_or_default();
-    let i = visible(ctx, id)?;
-    let w = ctx.world.borrow();
+    let i = ctx.visible(id)?;
+    let w = ctx.console.borrow();
     let reach = Reach::new(&ctx.token.scope, &a["scope"], &json!("ALL"), &w)?;
     if !reach.covers(&w.uam.alerts[i]) {
         return Err(format!("Alert '{id}' not found"));
@@ -253,12 +231,7 @@ fn one_alert(ctx: &Ctx<'_>, a: &Value) -> Result<Value, Refusal> {
     Ok(v)
 }
 
-pub(crate) fn notes_of(w: &World, i: usize) -> Value {
-    let a = &w.uam.alerts[i];
-    Value::Array(a.notes.iter().map(|n| render::note(&a.id, n)).collect())
-}
-
 fn notes(ctx: &Ctx<'_>, a: &Value) -> Result<Value, Refusal> {
-    let i = visible(ctx, a["alertId"].as_str().unwrap_or_default())?;
-    Ok(json!({ "data": notes_of(&ctx.world.borrow(), i) }))
+    let i = ctx.visible(a["alertId"].as_str().unwrap_or_default())?;
+    Ok(json!({ "data": render::notes(&ctx.console.borrow().uam.alerts[i]) }))
 }

@@ -74,6 +74,7 @@
 //! request's body (`query`, `variables`).
 
 mod actions;
+pub(crate) mod ctx;
 pub(crate) mod exec;
 pub(crate) mod filter;
 pub(crate) mod render;

@@ -141,7 +141,12 @@ pub(crate) fn alert(w: &World, a: &UnifiedAlert) -> Value {
     })
 }
 
-pub(crate) fn note(alert_id: &str, n: &UamNote) -> Value {
+/// The alert's notes as `alertNotes` lists them.
+pub(crate) fn notes(a: &UnifiedAlert) -> Value {
+    Value::Array(a.notes.iter().map(|n| note(&a.id, n)).collect())
+}
+
+fn note(alert_id: &str, n: &UamNote) -> Value {
     json!({
         "__typename": "AlertNote",
         "id": n.id,

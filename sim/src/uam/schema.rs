@@ -31,6 +31,11 @@ pub(crate) static SCHEMA: LazyLock<Valid<Schema>> = LazyLock::new(|| {
         .unwrap_or_else(|e| panic!("the vendored UAM schema must validate: {e}"))
 });
 
+/// Whether the schema's enum `enum_name` has `value`.
+pub(crate) fn is_enum_value(enum_name: &str, value: &str) -> bool {
+    SCHEMA.get_enum(enum_name).is_some_and(|e| e.values.contains_key(value))
+}
+
 /// A request that passed every check: ready to execute.
 pub(crate) struct Checked {
     pub document: Valid<ExecutableDocument>,

@@ -6,8 +6,9 @@ use std::time::Instant;
 
 use time::{Duration, OffsetDateTime};
 
+use super::schema::is_enum_value;
 use super::{ActionOutcome, DetectionSource, NewUnifiedAlerts, UamAction, UnifiedAlertChange};
-use crate::world::{SimConfig, Threat, World};
+use crate::world::{SimConfig, THREAT_NAMES, Threat, World};
 
 /// The action types the console offers for every alert, in the order `alertAvailableActions` lists
 /// them.
@@ -76,6 +77,13 @@ pub(crate) struct UnifiedAlert {
 impl UnifiedAlert {
     pub(crate) fn updated_ms(&self) -> i64 {
         ms(self.updated_at)
+    }
+
+    /// The threat this alert is the same detection as (EDR alerts name it in `externalId`).
+    pub(crate) fn twin_of(&self) -> Option<u64> {
+        (self.source == DetectionSource::Edr)
+            .then(|| self.external_id.parse().ok())
+            .flatten()
     }
 }
 
@@ -182,12 +190,15 @@ impl UamState {
     }
 
     pub(crate) fn push(&mut self, alert: UnifiedAlert) {
-        if alert.source == DetectionSource::Edr {
-            if let Ok(threat) = alert.external_id.parse::<u64>() {
-                self.twins.entry(threat).or_default().push(self.alerts.len());
-            }
+        if let Some(threat) = alert.twin_of() {
+            self.twins.entry(threat).or_default().push(self.alerts.len());
         }
         self.alerts.push(alert);
+    }
+
+    /// The EDR alerts that are the same detection as this threat.
+    pub(crate) fn twins_of(&self, threat_id: u64) -> Vec<usize> {
+        self.twins.get(&threat_id).cloned().unwrap_or_default()
     }
 
     /// New action ids for every action type, as after a console upgrade: ids a client cached are
@@ -262,7 +273,7 @@ impl UamState {
 }
 
 fn edr_twin(rng: &mut fastrand::Rng, world: &World, t: &Threat, at: OffsetDateTime) -> UnifiedAlert {
-    let (file, class) = crate::world::THREAT_NAMES[t.name];
+    let (file, class) = THREAT_NAMES[t.name];
     UnifiedAlert {
         id: uuid(rng),
         external_id: t.id.to_string(),
@@ -344,21 +355,23 @@ fn other_alert(
     }
 }
 
-impl World {
-    /// Adds unified alerts as if detection sources just raised them; returns their ids.
-    pub(crate) fn add_unified_alerts(&mut self, spec: &NewUnifiedAlerts) -> Result<Vec<String>, String> {
+impl UamState {
+    /// Adds unified alerts as if detection sources just raised them (on `world`'s agents, sites
+    /// and threats); returns their ids.
+    pub(crate) fn add(&mut self, world: &World, spec: &NewUnifiedAlerts) -> Result<Vec<String>, String> {
         let threat = match &spec.threat_id {
             Some(id) => Some(
                 id.parse::<u64>()
                     .ok()
-                    .and_then(|n| self.threat_index.get(&n).copied())
+                    .and_then(|n| world.threat_index.get(&n).copied())
                     .ok_or(format!("no threat {id}"))?,
             ),
             None => None,
         };
         let agent = match &spec.agent_uuid {
             Some(u) => Some(
-                self.agents
+                world
+                    .agents
                     .iter()
                     .position(|a| a.uuid.eq_ignore_ascii_case(u))
                     .ok_or(format!("no agent {u}"))?,
@@ -367,7 +380,8 @@ impl World {
         };
         let site = match &spec.site_id {
             Some(id) => Some(
-                self.sites
+                world
+                    .sites
                     .iter()
                     .position(|s| s.id.to_string() == *id)
                     .ok_or(format!("no site {id}"))?,
@@ -377,20 +391,20 @@ impl World {
         if threat.is_some() && spec.source != DetectionSource::Edr {
             return Err("only an EDR alert can be the same detection as a threat".into());
         }
-        let mut rng = fastrand::Rng::with_seed(self.uam.alerts.len() as u64 ^ 0x0add_a1e7);
+        let mut rng = fastrand::Rng::with_seed(self.alerts.len() as u64 ^ 0x0add_a1e7);
         let mut ids = Vec::new();
         for _ in 0..spec.count.max(1) {
-            let now = self.uam.write_time();
+            let now = self.write_time();
             let detected = spec.detected_at.map(at_ms).unwrap_or(now);
             let mut alert = match (spec.source, threat) {
-                (DetectionSource::Edr, Some(t)) => edr_twin(&mut rng, self, &self.threats[t], now),
+                (DetectionSource::Edr, Some(t)) => edr_twin(&mut rng, world, &world.threats[t], now),
                 (DetectionSource::Edr, None) => {
                     // An EDR alert that is not (yet) a threat in the legacy listing.
                     let t = Threat {
                         id: rng.u64(1_000_000_000_000_000_000..1_100_000_000_000_000_000),
-                        agent: agent.unwrap_or_else(|| rng.usize(..self.agents.len())),
+                        agent: agent.unwrap_or_else(|| rng.usize(..world.agents.len())),
                         sha1: spec.sha1.clone().unwrap_or_else(|| format!("{:040x}", rng.u128(..))),
-                        name: rng.usize(..crate::world::THREAT_NAMES.len()),
+                        name: rng.usize(..THREAT_NAMES.len()),
                         confidence: "malicious",
                         incident_status: "unresolved",
                         verdict: "undefined",
@@ -402,13 +416,13 @@ impl World {
                         updated_at: now,
                         notes: Vec::new(),
                     };
-                    edr_twin(&mut rng, self, &t, now)
+                    edr_twin(&mut rng, world, &t, now)
                 }
                 (source, _) => {
-                    let site = site.unwrap_or_else(|| rng.usize(..self.sites.len()));
+                    let site = site.unwrap_or_else(|| rng.usize(..world.sites.len()));
                     other_alert(
                         &mut rng,
-                        self,
+                        world,
                         source,
                         site,
                         spec.asset_name.as_deref(),
@@ -427,30 +441,30 @@ impl World {
                 alert.site = s;
             }
             ids.push(alert.id.clone());
-            self.uam.push(alert);
+            self.push(alert);
         }
         Ok(ids)
     }
 
-    /// A change made by a person in the console (not through the client under test).
-    pub(crate) fn change_unified_alert(&mut self, id: &str, c: &UnifiedAlertChange) -> Result<(), String> {
-        let idx = self.uam.find(id).ok_or(format!("no unified alert {id}"))?;
+    /// A change made by a person in the console (not through the client under test); returns
+    /// the alert's index.
+    pub(crate) fn change(&mut self, id: &str, c: &UnifiedAlertChange) -> Result<usize, String> {
+        let idx = self.find(id).ok_or(format!("no unified alert {id}"))?;
         if let Some(s) = &c.status {
             if !STATUSES.contains(&s.as_str()) {
                 return Err(format!("status {s} is not one of {STATUSES:?}"));
             }
         }
         if let Some(v) = &c.analyst_verdict {
-            if !super::exec::is_enum_value("AnalystVerdict", v) {
+            if !is_enum_value("AnalystVerdict", v) {
                 return Err(format!("{v} is not an AnalystVerdict"));
             }
         }
         if let Some(text) = &c.note {
-            self.uam
-                .add_note(idx, text, "PLAIN_TEXT", "Console Analyst", "900000000000000001");
+            self.add_note(idx, text, "PLAIN_TEXT", "Console Analyst", "900000000000000001");
         }
-        let now = self.uam.write_time();
-        let a = &mut self.uam.alerts[idx];
+        let now = self.write_time();
+        let a = &mut self.alerts[idx];
         if let Some(s) = &c.status {
             a.status = s.clone();
         }
@@ -466,88 +480,6 @@ impl World {
         if c.status.is_some() || c.analyst_verdict.is_some() || c.ticket_id.is_some() || c.touch {
             a.updated_at = now;
         }
-        self.mirror_twin(idx);
-        Ok(())
-    }
-
-    /// A threat and its EDR twins are one detection seen through two APIs: a change of the
-    /// threat's status or verdict shows on the twins (bumping their `updatedAt`).
-    pub(crate) fn mirror_threat(&mut self, threat: usize) {
-        let (id, status, verdict) = {
-            let t = &self.threats[threat];
-            (t.id, t.incident_status, t.verdict)
-        };
-        let twins = self.uam.twins.get(&id).cloned().unwrap_or_default();
-        for i in twins {
-            let a = &self.uam.alerts[i];
-            let new_status = uam_status(status);
-            let new_verdict = uam_verdict(verdict, &a.verdict);
-            if a.status != new_status || a.verdict != new_verdict {
-                let now = self.uam.write_time();
-                let a = &mut self.uam.alerts[i];
-                a.status = new_status.to_owned();
-                a.verdict = new_verdict;
-                a.updated_at = now;
-            }
-        }
-    }
-
-    /// The other way: a change made through UAM to an EDR twin shows on its threat.
-    pub(crate) fn mirror_twin(&mut self, alert: usize) {
-        let a = &self.uam.alerts[alert];
-        let Some(t) = (a.source == DetectionSource::Edr)
-            .then(|| a.external_id.parse::<u64>().ok())
-            .flatten()
-            .and_then(|id| self.threat_index.get(&id).copied())
-        else {
-            return;
-        };
-        let status = match a.status.as_str() {
-            "IN_PROGRESS" => "in_progress",
-            "RESOLVED" => "resolved",
-            _ => "unresolved",
-        };
-        let verdict = threat_verdict(&a.verdict);
-        if self.threats[t].incident_status != status || self.threats[t].verdict != verdict {
-            let now = self.write_time();
-            let th = &mut self.threats[t];
-            th.incident_status = status;
-            th.verdict = verdict;
-            th.updated_at = now;
-        }
-    }
-}
-
-fn uam_status(threat_status: &str) -> &'static str {
-    match threat_status {
-        "in_progress" => "IN_PROGRESS",
-        "resolved" => "RESOLVED",
-        _ => "NEW",
-    }
-}
-
-/// The threat verdict's family in UAM terms, keeping a finer UAM verdict of the same family.
-fn uam_verdict(of_threat: &str, current: &str) -> String {
-    if threat_verdict(current) == of_threat {
-        return current.to_owned();
-    }
-    match of_threat {
-        "true_positive" => "TRUE_POSITIVE_UNDEFINED",
-        "false_positive" => "FALSE_POSITIVE_UNDEFINED",
-        "suspicious" => "TRUE_POSITIVE_BENIGN_BUT_SUSPICIOUS",
-        _ => "UNDEFINED",
-    }
-    .to_owned()
-}
-
-fn threat_verdict(uam: &str) -> &'static str {
-    if uam.ends_with("BENIGN_BUT_SUSPICIOUS") {
-        "suspicious"
-    } else if uam.starts_with("TRUE_POSITIVE") {
-        "true_positive"
-    } else if uam.starts_with("FALSE_POSITIVE") {
-        "false_positive"
-    } else {
-        "undefined"
+        Ok(idx)
     }
 }

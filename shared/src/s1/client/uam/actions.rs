@@ -40,30 +40,8 @@ const DISCOVER: &str = "query WriteBackActions($filter: OrFilterSelectionInput!,
   }
 }";
 
-const TRIGGER: &str = "mutation SetStatusAndVerdict($filter: OrFilterSelectionInput!, $scope: ScopeSelectorInput, $actions: [TriggerActionInput!]!) {
-  alertTriggerActions(filter: $filter, scope: $scope, actions: $actions, viewType: ALL) {
-    __typename
-    ... on ActionsTriggered {
-      actions {
-        actionId
-        success { id }
-        skip { id skipType skipMessage }
-        failure { id errorType errorMessage }
-      }
-    }
-    ... on TriggerActionsError {
-      errors {
-        errorMessage
-        errorPayload {
-          __typename
-          ... on ActionsErrorLimitPayload { limit }
-          ... on ActionsErrorConcurrentUserLimitPayload { limit }
-        }
-      }
-    }
-    ... on TriggerActionsScheduled { executionId }
-  }
-}";
+/// The write: in its own file, so the simulator's tests validate and run this very document.
+const TRIGGER: &str = include_str!("trigger_actions.graphql");
 
 const ADD_NOTE: &str = "mutation AddNote($alertId: ID!, $text: String!) {
   addAlertNote(alertId: $alertId, text: $text, type: PLAIN_TEXT) { data { id alertId text } }
