@@ -190,13 +190,14 @@ pub async fn console_moves_on(control: &s1_bridge_sim::SimControl, source: Sourc
     console_sets(control, source, id, to).await;
 }
 
-/// Sets item `id` of `source` to `status` (`unresolved`, `in_progress`) in the console, as an
+/// Sets item `id` of `source` to `status` (`unresolved`, `in_progress`, `resolved`) in the console, as an
 /// analyst would: a threat through the threats API, a unified alert in UAM.
 pub async fn console_sets(control: &s1_bridge_sim::SimControl, source: Source, id: &str, status: &str) {
     if source == Source::Unified {
         let uam = match status {
             "unresolved" => "NEW",
             "in_progress" => "IN_PROGRESS",
+            "resolved" => "RESOLVED",
             other => panic!("no UAM status for {other}"),
         };
         let change = s1_bridge_sim::UnifiedAlertChange {

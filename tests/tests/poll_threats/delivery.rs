@@ -159,7 +159,7 @@ async fn a_story_changed_while_its_page_is_published_holds_the_page() {
     h.deps.platforms = Hooked::wrap(plain.clone(), hook);
     h.receiver.fail_next(1, 422);
     let r = h.poll().await.tenants.remove(0);
-    assert_page_held(&r);
+    held::assert_page_held(&r);
     assert_eq!(
         h.store.get_checkpoint("acme", "threats").await.unwrap(),
         None,
