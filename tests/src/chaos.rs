@@ -4,7 +4,10 @@
 //! changing threats between and during rounds; then clean polls until one publishes nothing.
 //! Against S1's final state it checks, per tenant (one plain, one batched generic receiver): the
 //! receiver's last word on every threat is S1's latest status and verdict, every STAR alert
-//! arrived, every delivery was signed, and no threat version came under two webhook ids.
+//! arrived, every delivery was signed, and no threat version came under two webhook ids. The
+//! same run reads unified alerts instead ([`Source::Unified`]): GraphQL faults besides HTTP ones
+//! (errors with HTTP 200, partial data, UAM's throttling), alerts changed and added in UAM, and
+//! the receiver's last word on every unified alert its latest status and verdict.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,7 +16,7 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use s1_bridge_sim::{DEFAULT_TOKEN, FaultKind, FaultRule, NewThreats, SimConfig, SimControl, WebhookReceiver};
 use s1_shared::platform::{Adapters, PlatformResolver};
-use s1_shared::store::ItemTable;
+use s1_shared::store::{ItemTable, Source};
 use s1_shared::usecase::poll_threats::{Outcome, PollReport, Selection, run};
 use serde_json::Value;
 
@@ -32,9 +35,34 @@ pub fn seed() -> u64 {
 const THREATS: usize = 2_000;
 const ALERTS: usize = 300;
 const ROUNDS: usize = 30;
+/// Unified alerts in the unified run: five pages of 100.
+const UNIFIED: usize = 500;
+const UAM_STATUSES: [&str; 3] = ["NEW", "IN_PROGRESS", "RESOLVED"];
+const UAM_VERDICTS: [&str; 4] = [
+    "UNDEFINED",
+    "TRUE_POSITIVE_MALWARE",
+    "TRUE_POSITIVE_PUA_ADWARE",
+    "FALSE_POSITIVE_BENIGN",
+];
 
-/// One S1 fault, drawn.
-fn s1_fault(rng: &mut fastrand::Rng) -> FaultRule {
+/// One S1 fault on `source`'s listing, drawn.
+fn s1_fault(rng: &mut fastrand::Rng, source: Source) -> FaultRule {
+    if source == Source::Unified && rng.u8(..3) == 0 {
+        // What only GraphQL answers: errors with HTTP 200 (UAM's throttling among them), or
+        // partial data.
+        let fault = match rng.u8(..3) {
+            0 => FaultKind::GraphqlError {
+                code: "SURFACE_TOO_MANY_REQUESTS".into(),
+                message: None,
+            },
+            1 => FaultKind::GraphqlError {
+                code: "INTERNAL_SERVER_ERROR".into(),
+                message: Some("chaos".into()),
+            },
+            _ => FaultKind::PartialData,
+        };
+        return FaultRule::new(crate::writeback_uam::GRAPHQL, fault, rng.u32(1..4)).after(rng.u32(0..4));
+    }
     let fault = match rng.u8(..6) {
         0 => FaultKind::Status {
             status: 429,
@@ -57,6 +85,11 @@ fn s1_fault(rng: &mut fastrand::Rng) -> FaultRule {
             code: None,
         },
     };
+    if source == Source::Unified {
+        return FaultRule::new(crate::writeback_uam::GRAPHQL, fault, rng.u32(1..4))
+            .method("POST")
+            .after(rng.u32(0..4));
+    }
     let path = if rng.bool() {
         "/threats"
     } else {
@@ -65,6 +98,25 @@ fn s1_fault(rng: &mut fastrand::Rng) -> FaultRule {
     FaultRule::new(path, fault, rng.u32(1..4))
         .method("GET")
         .after(rng.u32(0..4))
+}
+
+/// The console changes `n` random items of `source` as an analyst would (see
+/// [`console_changes`]); `unified` holds the unified alerts' ids.
+async fn changes_to(control: &SimControl, rng: &mut fastrand::Rng, n: usize, source: Source, unified: &[String]) {
+    if source != Source::Unified {
+        return console_changes(control, rng, n).await;
+    }
+    for _ in 0..n {
+        let id = &unified[rng.usize(..unified.len())];
+        let status = rng.bool().then(|| UAM_STATUSES[rng.usize(..3)].to_owned());
+        let verdict = (status.is_none() || rng.bool()).then(|| UAM_VERDICTS[rng.usize(..4)].to_owned());
+        let change = s1_bridge_sim::UnifiedAlertChange {
+            status,
+            analyst_verdict: verdict,
+            ..Default::default()
+        };
+        control.change_unified_alert(id, &change).await.unwrap();
+    }
 }
 
 /// The console changes `n` random threats as an analyst would: a status (sometimes back to
@@ -81,15 +133,19 @@ async fn console_changes(control: &SimControl, rng: &mut fastrand::Rng, n: usize
     }
 }
 
-/// Runs the chaos with `seed` on `table`; panics naming the seed on any broken guarantee.
-pub async fn chaos(seed: u64, table: Arc<dyn ItemTable>) {
-    println!("chaos seed {seed} (CHAOS_SEED={seed} replays it)");
+/// Runs the chaos with `seed` on `table`, the tenants reading `source` (threats with STAR
+/// alerts, or unified alerts); panics naming the seed on any broken guarantee.
+pub async fn chaos(seed: u64, table: Arc<dyn ItemTable>, source: Source) {
+    println!("chaos seed {seed} (CHAOS_SEED={seed} replays it), {source:?}");
+    let unified = source == Source::Unified;
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut h = PollHarness::start(
         SimConfig {
-            threats: THREATS,
+            threats: if unified { 0 } else { THREATS },
             agents: 80,
-            cloud_alerts: ALERTS,
+            cloud_alerts: if unified { 0 } else { ALERTS },
+            unified_alerts: if unified { UNIFIED } else { 0 },
+            unified_threat_every: 0,
             seed,
             ..SimConfig::default()
         },
@@ -97,13 +153,17 @@ pub async fn chaos(seed: u64, table: Arc<dyn ItemTable>) {
     )
     .await;
     let control = h.sim.control();
+    let ids = |all: Vec<Value>| -> Vec<String> { all.iter().map(|a| a["id"].as_str().unwrap().to_owned()).collect() };
+    let mut alert_ids = ids(control.unified_alert_ids().await.unwrap());
     // Tenant acme (single deliveries, from the harness) and tenant beta (batched), both polling
     // STAR alerts too, each with its own receiver.
     let batched = WebhookReceiver::start(WEBHOOK_SECRET).await.unwrap();
     let mut acme = tenant("acme", &h.sim.base_url(), &h.receiver.url());
-    acme.poll_cloud_alerts = true;
     let mut beta = tenant("beta", &h.sim.base_url(), &batched.url());
-    beta.poll_cloud_alerts = true;
+    for t in [&mut acme, &mut beta] {
+        t.poll_cloud_alerts = !unified;
+        t.sources = vec![source];
+    }
     beta.generic_mut().batch = Some(s1_shared::platform::Batch::default());
     h.store.put_tenant(&acme).await.unwrap();
     h.store.put_tenant(&beta).await.unwrap();
@@ -125,7 +185,7 @@ pub async fn chaos(seed: u64, table: Arc<dyn ItemTable>) {
 
     for round in 0..ROUNDS {
         for _ in 0..rng.usize(1..4) {
-            control.add_fault(&s1_fault(&mut rng)).await.unwrap();
+            control.add_fault(&s1_fault(&mut rng, source)).await.unwrap();
         }
         for (_, r) in receivers {
             match rng.u8(..3) {
@@ -134,7 +194,14 @@ pub async fn chaos(seed: u64, table: Arc<dyn ItemTable>) {
                 _ => {}
             }
         }
-        if rng.u8(..3) == 0 {
+        let add = rng.u8(..3) == 0;
+        if add && unified {
+            let added = s1_bridge_sim::NewUnifiedAlerts {
+                count: rng.usize(1..30),
+                ..s1_bridge_sim::NewUnifiedAlerts::one(s1_bridge_sim::DetectionSource::Identity)
+            };
+            alert_ids.extend(control.add_unified_alerts(&added).await.unwrap());
+        } else if add {
             let added = NewThreats {
                 count: rng.usize(1..60),
                 agent_uuid: None,
@@ -146,7 +213,8 @@ pub async fn chaos(seed: u64, table: Arc<dyn ItemTable>) {
         // The run: killed at a random moment, or the moment the receiver takes its n-th
         // delivery (before the run hears the answer), or left to finish.
         let kill = rng.u8(..3);
-        let kill_at_delivery = rng.usize(..if round == 0 { 2_000 } else { 40 });
+        let backlog = if unified { UNIFIED } else { THREATS };
+        let kill_at_delivery = rng.usize(..if round == 0 { backlog } else { 40 });
         let kill_after = Duration::from_millis(rng.u64(5..800));
         let (taken, mut hung) = tokio::sync::mpsc::unbounded_channel::<()>();
         let after: PublishHook = Arc::new(move |n| {
@@ -163,12 +231,12 @@ pub async fn chaos(seed: u64, table: Arc<dyn ItemTable>) {
         h.deps.platforms = Hooked::wrap_both(plain.clone(), before, after);
         // The console changes while the run is under way.
         let during = {
-            let control = h.sim.control();
+            let (control, alert_ids) = (h.sim.control(), alert_ids.clone());
             let mut rng = fastrand::Rng::with_seed(seed ^ round as u64);
             tokio::spawn(async move {
                 for _ in 0..5 {
                     tokio::time::sleep(Duration::from_millis(rng.u64(20..400))).await;
-                    console_changes(&control, &mut rng, 4).await;
+                    changes_to(&control, &mut rng, 4, source, &alert_ids).await;
                 }
             })
         };
@@ -181,7 +249,7 @@ pub async fn chaos(seed: u64, table: Arc<dyn ItemTable>) {
         println!("round {round}: {outcome}");
         during.await.unwrap();
         let n = rng.usize(5..40);
-        console_changes(&control, &mut rng, n).await;
+        changes_to(&control, &mut rng, n, source, &alert_ids).await;
         control.clear_faults().await.unwrap();
         for (_, r) in receivers {
             r.recover();
@@ -206,10 +274,17 @@ pub async fn chaos(seed: u64, table: Arc<dyn ItemTable>) {
         }
     }
     assert!(quiet, "seed {seed}: the polls never settled");
-    let threats = s1_items(&h, "threats").await;
-    let alerts = s1_items(&h, "cloud-detection/alerts").await;
+    let (latest, alerts) = if unified {
+        (latest_unified(&h).await, Vec::new())
+    } else {
+        let threats = s1_items(&h, "threats").await;
+        (
+            latest_of_threats(&threats),
+            s1_items(&h, "cloud-detection/alerts").await,
+        )
+    };
     for (name, receiver) in receivers {
-        check(seed, name, receiver, &threats, &alerts);
+        check(seed, name, receiver, &latest, &alerts);
         let versions = ids_per_version(receiver);
         let doubled: Vec<_> = versions.iter().filter(|(_, ids)| ids.len() > 1).collect();
         assert!(
@@ -253,9 +328,48 @@ async fn s1_items(h: &PollHarness, path: &str) -> Vec<Value> {
     }
 }
 
-/// The receiver's last word on every threat is S1's latest status and verdict; every STAR alert
-/// arrived; every delivery was signed.
-fn check(seed: u64, name: &str, receiver: &WebhookReceiver, threats: &[Value], alerts: &[Value]) {
+/// Every item's id as events name it, with S1's latest status and verdict as events tell them.
+type Latest = Vec<(String, String, String)>;
+
+fn latest_of_threats(threats: &[Value]) -> Latest {
+    threats
+        .iter()
+        .map(|t| {
+            let info = &t["threatInfo"];
+            let word = |f: &str| info[f].as_str().unwrap_or_default().to_owned();
+            (
+                t["id"].as_str().unwrap().to_owned(),
+                word("incidentStatus"),
+                word("analystVerdict"),
+            )
+        })
+        .collect()
+}
+
+/// Every unified alert as UAM lists it now, its status and verdict as events tell them.
+async fn latest_unified(h: &PollHarness) -> Latest {
+    use s1_shared::s1::dto::{uam_status, uam_verdict};
+    let client = crate::client_for(&h.sim, DEFAULT_TOKEN, fast_retry_options());
+    let alerts = crate::items(client.unified_alerts(&s1_shared::s1::UnifiedAlertQuery::default()))
+        .await
+        .unwrap();
+    alerts
+        .iter()
+        .map(|a| {
+            let status = a.status.as_deref().and_then(uam_status).map(|s| s.as_str());
+            let verdict = a.analyst_verdict.as_deref().map(|v| uam_verdict(v).as_str());
+            (
+                a.id.clone(),
+                status.unwrap_or_default().to_owned(),
+                verdict.unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The receiver's last word on every item is S1's latest status and verdict (`latest`); every
+/// STAR alert arrived; every delivery was signed.
+fn check(seed: u64, name: &str, receiver: &WebhookReceiver, latest: &Latest, alerts: &[Value]) {
     assert_eq!(
         receiver.refused_signatures(),
         0,
@@ -270,13 +384,8 @@ fn check(seed: u64, name: &str, receiver: &WebhookReceiver, threats: &[Value], a
         last.insert(id, d.body);
     }
     let mut wrong = Vec::new();
-    for t in threats {
-        let id = t["id"].as_str().unwrap();
-        let info = &t["threatInfo"];
-        let want = (
-            info["incidentStatus"].as_str().unwrap_or_default(),
-            info["analystVerdict"].as_str().unwrap_or_default(),
-        );
+    for (id, status, verdict) in latest {
+        let want = (status.as_str(), verdict.as_str());
         match last.get(id) {
             None => wrong.push(format!("{id}: never told")),
             Some(e) => {

@@ -178,13 +178,26 @@ pub fn last_told(h: &PollHarness, threat: &str) -> Value {
         .unwrap_or_else(|| panic!("threat {threat} never reached the receiver"))
 }
 
-/// Sets item `id` of `source` to `status` (`unresolved`, `in_progress`) in the console, as an
+/// The console moves item `id` of `source` to another status (in progress, or back to
+/// unresolved when it is in progress already): a real change, so a poll publishes it.
+pub async fn console_moves_on(control: &s1_bridge_sim::SimControl, source: Source, id: &str) {
+    let in_progress = if source == Source::Unified {
+        control.unified_alert(id).await.unwrap()["status"] == "IN_PROGRESS"
+    } else {
+        control.threat(id).await.unwrap()["threatInfo"]["incidentStatus"] == "in_progress"
+    };
+    let to = if in_progress { "unresolved" } else { "in_progress" };
+    console_sets(control, source, id, to).await;
+}
+
+/// Sets item `id` of `source` to `status` (`unresolved`, `in_progress`, `resolved`) in the console, as an
 /// analyst would: a threat through the threats API, a unified alert in UAM.
-async fn console_sets(control: &s1_bridge_sim::SimControl, source: Source, id: &str, status: &str) {
+pub async fn console_sets(control: &s1_bridge_sim::SimControl, source: Source, id: &str, status: &str) {
     if source == Source::Unified {
         let uam = match status {
             "unresolved" => "NEW",
             "in_progress" => "IN_PROGRESS",
+            "resolved" => "RESOLVED",
             other => panic!("no UAM status for {other}"),
         };
         let change = s1_bridge_sim::UnifiedAlertChange {

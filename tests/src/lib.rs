@@ -5,6 +5,7 @@ pub mod chaos;
 pub mod fault_sweep;
 pub mod guarantees;
 pub mod halo;
+pub mod held;
 pub mod outbound;
 pub mod poll;
 pub mod sqs;

@@ -106,6 +106,26 @@ impl PollHarness {
         }
     }
 
+    /// A console of `n` items of `source` alone (threats, or unified alerts none of which is a
+    /// threat's twin) on `agents` agents, tenant `acme` reading only that source.
+    pub async fn of_source(table: Arc<dyn ItemTable>, source: Source, n: usize, agents: usize) -> Self {
+        let unified = source == Source::Unified;
+        let h = Self::start(
+            SimConfig {
+                threats: if unified { 0 } else { n },
+                unified_alerts: if unified { n } else { 0 },
+                unified_threat_every: 0,
+                agents,
+                cloud_alerts: 0,
+                ..SimConfig::default()
+            },
+            table,
+        )
+        .await;
+        h.read_only(&[source]).await;
+        h
+    }
+
     /// Tenant `acme` reads only `sources`.
     pub async fn read_only(&self, sources: &[Source]) {
         let mut t = tenant("acme", &self.sim.base_url(), &self.receiver.url());
@@ -763,19 +783,7 @@ pub async fn publish_dead_letters(store: &Store) -> Vec<PublishDeadLetter> {
 pub async fn a_refused_event_becomes_a_publish_dead_letter_replayed_once(table: Arc<dyn ItemTable>, source: Source) {
     use s1_shared::usecase::poll_threats::Outcome;
     let unified = source == Source::Unified;
-    let h = PollHarness::start(
-        SimConfig {
-            threats: if unified { 0 } else { 30 },
-            unified_alerts: if unified { 30 } else { 0 },
-            unified_threat_every: 0,
-            agents: 20,
-            cloud_alerts: 0,
-            ..SimConfig::default()
-        },
-        table,
-    )
-    .await;
-    h.read_only(&[source]).await;
+    let h = PollHarness::of_source(table, source, 30, 20).await;
     h.receiver.fail_next(1, 422);
     let report = h.poll().await;
     let r = report.tenants[0].clone();
@@ -849,4 +857,60 @@ pub async fn a_refused_event_becomes_a_publish_dead_letter_replayed_once(table: 
     let r = h.poll().await.tenants.remove(0);
     assert_eq!((r.replayed, r.published), (0, 0), "{r:?}");
     assert_eq!(h.receiver.deliveries().len(), 33, "nothing sent twice");
+}
+
+/// A refused item's next version gets through: its dead letter is retired before the page's
+/// stories and checkpoint are written. A crash between the two sends that version again under
+/// the same id (its story still says refused), retires nothing twice, and loses nothing. The
+/// tenant reads `source` (threats or unified alerts).
+pub async fn a_crash_after_a_dead_letter_is_retired_sends_it_again_under_the_same_id(
+    table: Arc<dyn ItemTable>,
+    source: Source,
+) {
+    use s1_shared::usecase::poll_threats::Outcome;
+    let flaky = FlakyTable::new(table);
+    let h = PollHarness::of_source(flaky.clone(), source, 30, 20).await;
+    h.receiver.fail_next(1, 422);
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.publish_dead_letters), (Outcome::Completed, 1), "{r:?}");
+    let letter = publish_dead_letters(&h.store).await.remove(0);
+    // Events name a unified alert by its UAM id, its member by `uam:<id>`.
+    let id = letter.id.unified_alert_id().unwrap_or(letter.id.as_str()).to_owned();
+    let for_it = |h: &PollHarness| {
+        h.receiver
+            .deliveries()
+            .into_iter()
+            .filter(|d| d.body["data"]["s1"]["threat_id"] == id.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert!(for_it(&h).is_empty(), "refused: the receiver recorded nothing");
+
+    // Someone changes it in the console; its new version is accepted, the letter retired, and
+    // the run dies writing the page's stories and checkpoint.
+    crate::guarantees::console_moves_on(&h.sim.control(), source, &id).await;
+    flaky.fail_story_writes(1);
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.published), (Outcome::Failed, 1), "{r:?}");
+    assert!(
+        publish_dead_letters(&h.store).await.is_empty(),
+        "retired before the crash"
+    );
+
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.published, r.failed), (Outcome::Completed, 1, 0), "{r:?}");
+    let sent = for_it(&h);
+    assert_eq!(sent.len(), 2, "accepted, then repeated: {sent:?}");
+    assert_eq!(sent[0].webhook_id, sent[1].webhook_id, "the repeat carries the same id");
+    assert!(
+        !sent[0].duplicate && sent[1].duplicate,
+        "and the receiver recognised it"
+    );
+    assert!(publish_dead_letters(&h.store).await.is_empty());
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(
+        (r.published, r.publish_dead_letters),
+        (0, 0),
+        "recorded as delivered: {r:?}"
+    );
+    assert_eq!(for_it(&h).len(), 2);
 }

@@ -61,6 +61,9 @@ on_both_stores! {
     a_refused_unified_event_becomes_a_publish_dead_letter_replayed_once,
     a_refused_unified_event_becomes_a_publish_dead_letter_replayed_once_on_dynamodb =>
         |table| poll::a_refused_event_becomes_a_publish_dead_letter_replayed_once(table, Source::Unified);
+    a_crash_after_a_unified_dead_letter_is_retired_sends_it_again_under_the_same_id,
+    a_crash_after_a_unified_dead_letter_is_retired_sends_it_again_under_the_same_id_on_dynamodb =>
+        |table| poll::a_crash_after_a_dead_letter_is_retired_sends_it_again_under_the_same_id(table, Source::Unified);
     a_unified_alert_set_back_after_a_kill_in_its_update_reaches_the_platform,
     a_unified_alert_set_back_after_a_kill_in_its_update_reaches_the_platform_on_dynamodb =>
         |table| guarantees::a_threat_set_back_after_a_kill_in_its_update_reaches_the_platform(table, Source::Unified);

@@ -159,7 +159,7 @@ async fn a_story_changed_while_its_page_is_published_holds_the_page() {
     h.deps.platforms = Hooked::wrap(plain.clone(), hook);
     h.receiver.fail_next(1, 422);
     let r = h.poll().await.tenants.remove(0);
-    assert_page_held(&r);
+    held::assert_page_held(&r);
     assert_eq!(
         h.store.get_checkpoint("acme", "threats").await.unwrap(),
         None,
@@ -182,70 +182,15 @@ async fn a_story_changed_while_its_page_is_published_holds_the_page() {
     assert!(!distinct.contains(&letters[0].id.to_string()));
 }
 
-/// A refused threat's next version gets through: its dead letter is retired before the page's
-/// stories and checkpoint are written. A crash between the two sends that version again under
-/// the same id (its story still says refused), retires nothing twice, and loses nothing.
+/// A refused threat's next version gets through, its dead letter retired; a crash before the
+/// page is recorded sends it again under the same id (`poll::` has the scenario).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crash_after_a_dead_letter_is_retired_sends_its_threat_again_under_the_same_id() {
-    let flaky = FlakyTable::new(embedded());
-    let h = PollHarness::start(
-        SimConfig {
-            threats: 30,
-            agents: 20,
-            cloud_alerts: 0,
-            ..SimConfig::default()
-        },
-        flaky.clone(),
+    integration_tests::poll::a_crash_after_a_dead_letter_is_retired_sends_it_again_under_the_same_id(
+        embedded(),
+        s1_shared::store::Source::Threats,
     )
     .await;
-    h.receiver.fail_next(1, 422);
-    let r = h.poll().await.tenants.remove(0);
-    assert_eq!((r.outcome, r.publish_dead_letters), (Outcome::Completed, 1), "{r:?}");
-    let letter = publish_dead_letters(&h.store).await.remove(0);
-    let id = letter.id.to_string();
-    let for_it = |h: &PollHarness| {
-        h.receiver
-            .deliveries()
-            .into_iter()
-            .filter(|d| d.body["data"]["s1"]["threat_id"] == id.as_str())
-            .collect::<Vec<_>>()
-    };
-    assert!(for_it(&h).is_empty(), "refused: the receiver recorded nothing");
-
-    // Someone changes it in the console; its new version is accepted, the letter retired, and
-    // the run dies writing the page's stories and checkpoint.
-    let now = h.sim.control().threat(&id).await.unwrap();
-    let other = if now["threatInfo"]["incidentStatus"] == "in_progress" {
-        "resolved"
-    } else {
-        "in_progress"
-    };
-    h.sim.control().console_update(&id, Some(other), None).await.unwrap();
-    flaky.fail_story_writes(1);
-    let r = h.poll().await.tenants.remove(0);
-    assert_eq!((r.outcome, r.published), (Outcome::Failed, 1), "{r:?}");
-    assert!(
-        publish_dead_letters(&h.store).await.is_empty(),
-        "retired before the crash"
-    );
-
-    let r = h.poll().await.tenants.remove(0);
-    assert_eq!((r.outcome, r.published, r.failed), (Outcome::Completed, 1, 0), "{r:?}");
-    let sent = for_it(&h);
-    assert_eq!(sent.len(), 2, "accepted, then repeated: {sent:?}");
-    assert_eq!(sent[0].webhook_id, sent[1].webhook_id, "the repeat carries the same id");
-    assert!(
-        !sent[0].duplicate && sent[1].duplicate,
-        "and the receiver recognised it"
-    );
-    assert!(publish_dead_letters(&h.store).await.is_empty());
-    let r = h.poll().await.tenants.remove(0);
-    assert_eq!(
-        (r.published, r.publish_dead_letters),
-        (0, 0),
-        "recorded as delivered: {r:?}"
-    );
-    assert_eq!(for_it(&h).len(), 2);
 }
 
 /// A story rolls over on a page while the writeback records our write to S1 on the old story
