@@ -312,6 +312,7 @@ fn over_limit(config: &HaloConfig, inner: &mut Inner) -> Option<u64> {
         return Some(wait.as_secs_f64().ceil().max(1.0) as u64);
     }
     inner.recent.push_back(now);
+    inner.stats.peak_in_window = inner.stats.peak_in_window.max(inner.recent.len());
     None
 }
 

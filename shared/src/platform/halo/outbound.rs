@@ -362,7 +362,8 @@ impl Platform for HaloTickets {
     fn max_events_per_second(&self) -> Option<f64> {
         // A new story costs a search and a create, an update one action: two requests an event
         // at most, within 80% of the budget the client keeps to.
-        Some(f64::from(self.settings.requests_per_5_minutes.get()) * 0.8 / 300.0 / 2.0)
+        let (limit, window) = self.settings.budget();
+        Some(f64::from(limit) * 0.8 / window.as_secs_f64() / 2.0)
     }
 
     async fn check_settings(&self) -> Vec<crate::platform::check::Check> {
