@@ -21,6 +21,8 @@ pub struct HaloTickets {
     resolved: Arc<ResolvedCache>,
     /// Asset type layouts read by this adapter (the asset sync's, one run).
     pub(super) layouts: super::layout::Layouts,
+    /// The instance's asset types as this adapter last listed them (one run of the sync).
+    pub(super) types: super::layout::Types,
 }
 
 impl std::fmt::Debug for HaloTickets {
@@ -119,6 +121,7 @@ impl HaloTickets {
             directory,
             resolved: Arc::default(),
             layouts: super::layout::Layouts::default(),
+            types: super::layout::Types::default(),
         }
     }
 
