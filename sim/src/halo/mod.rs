@@ -148,6 +148,8 @@ pub struct HaloRequest {
     /// The JSON body, when there was one (never for the token endpoint: it carries the secret).
     pub body: Option<Value>,
     pub status: u16,
+    /// When it was answered.
+    pub at: std::time::Instant,
 }
 
 /// A request the fake refused (4xx from its checks, not injected faults), with why.

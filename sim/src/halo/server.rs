@@ -182,6 +182,7 @@ pub(crate) async fn handle(
         query: query.clone(),
         body: logged_body,
         status: reply.status,
+        at: Instant::now(),
     });
     if !reply.reasons.is_empty() {
         inner.stats.refused += 1;
