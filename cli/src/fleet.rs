@@ -151,9 +151,9 @@ impl ItemTable for Counted {
 
 /// A message waiting in the queue: visible from `at`, due (sent plus its delay) then too.
 #[derive(PartialEq, Eq)]
-struct Waiting {
-    at: Instant,
-    tenant: String,
+pub(crate) struct Waiting {
+    pub(crate) at: Instant,
+    pub(crate) tenant: String,
 }
 
 impl Ord for Waiting {
@@ -169,11 +169,12 @@ impl PartialOrd for Waiting {
 }
 
 /// The in-process queue: what SQS does for the fan-out (delays, one consumer per message),
-/// counting the SQS requests it stands for.
+/// counting the SQS requests it stands for. The Halo import benchmark (`halo_import.rs`) runs
+/// asset syncs and their continuations through it too.
 #[derive(Default)]
-struct LocalQueue {
+pub(crate) struct LocalQueue {
     waiting: Mutex<BinaryHeap<Waiting>>,
-    requests: AtomicU64,
+    pub(crate) requests: AtomicU64,
 }
 
 #[async_trait]
@@ -194,7 +195,7 @@ impl TenantQueue for LocalQueue {
 
 impl LocalQueue {
     /// The next message visible now (a receive and, once handled, a delete: two requests).
-    fn next(&self) -> Option<Waiting> {
+    pub(crate) fn next(&self) -> Option<Waiting> {
         let mut w = self.waiting.lock().expect("not poisoned");
         if w.peek().is_some_and(|m| m.at <= Instant::now()) {
             self.requests.fetch_add(2, Ordering::Relaxed);
@@ -203,7 +204,7 @@ impl LocalQueue {
         None
     }
 
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.waiting.lock().expect("not poisoned").is_empty()
     }
 }

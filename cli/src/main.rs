@@ -7,6 +7,7 @@ mod demo_net;
 mod demo_unified;
 mod fleet;
 mod halo;
+mod halo_import;
 mod ops;
 mod progress;
 mod serve;
@@ -62,6 +63,10 @@ enum Command {
     /// The fleet benchmark: many tenants through the dispatcher, a queue and a bounded pool of
     /// consumers (used by scripts/bench-fleet.sh).
     BenchFleet(fleet::FleetArgs),
+    /// The first Halo import of a large console through the asset sync's continuations, time
+    /// scaled (used by scripts/bench-halo-import.sh).
+    #[command(hide = true)]
+    BenchHaloImport(halo_import::HaloImportArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -95,6 +100,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         Command::BenchFetch(args) => bench::run_fetch_bench(args).await,
         Command::BenchWebhook(args) => bench::run_webhook_bench(args).await,
         Command::BenchFleet(args) => fleet::run_fleet_bench(args).await,
+        Command::BenchHaloImport(args) => halo_import::run_halo_import_bench(args).await,
         Command::DeadLetters(cmd) => ops::dead_letters(cmd).await,
         Command::Tenant(cmd) => tenant::tenant(cmd).await,
         Command::Init(store) => ops::init(store).await,

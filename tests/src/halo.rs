@@ -50,16 +50,18 @@ impl HaloHarness {
     /// `threats` on 30 agents, a fake Halo from `config` (its rate limit raised unless the
     /// config sets one below the default), and the tenant's settings with `extra`.
     pub async fn start(threats: usize, table: Arc<dyn ItemTable>, config: HaloConfig, extra: Value) -> Self {
-        let mut h = PollHarness::start(
-            SimConfig {
-                threats,
-                agents: 30,
-                cloud_alerts: 0,
-                ..SimConfig::default()
-            },
-            table,
-        )
-        .await;
+        let sim = SimConfig {
+            threats,
+            agents: 30,
+            cloud_alerts: 0,
+            ..SimConfig::default()
+        };
+        Self::start_with(sim, table, config, extra).await
+    }
+
+    /// The same on a simulator of any shape (a large console for an import).
+    pub async fn start_with(sim: SimConfig, table: Arc<dyn ItemTable>, config: HaloConfig, extra: Value) -> Self {
+        let mut h = PollHarness::start(sim, table).await;
         let halo = FakeHalo::start(config).await.expect("fake Halo");
         {
             let mut env = h.env.lock().unwrap();

@@ -295,6 +295,106 @@ async fn a_halo_sync_continues_after_the_budget_window() {
     );
 }
 
+/// A first Halo import, scaled down: 200 agents and Halo's budget shrunk to 100 requests per
+/// 2 s window (`budget_window_seconds`, the benchmark's knob; scripts/bench-halo-import.sh runs
+/// 5,000). The sync-assets consumer takes one message at a time from moto's queue, as the event
+/// source mapping hands them, each run within a 4 s "timeout": each partial run sends its own
+/// continuation, delayed by the window, until one completes. Every agent's asset is created
+/// once, no rolling window at the stand-in holds more than the budget, and an asset costs two
+/// Halo requests (the lookup and the create), not a third to list the asset types again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_halo_import_completes_through_continuations_within_the_budget() {
+    let config = aws().await;
+    let agents = 200;
+    let h = integration_tests::halo::HaloHarness::start_with(
+        SimConfig {
+            threats: 0,
+            agents,
+            cloud_alerts: 0,
+            decommissioned_every: 0,
+            ..SimConfig::default()
+        },
+        table(&config).await,
+        s1_bridge_sim::HaloConfig {
+            // Lifted: the stand-in counts what a window holds rather than refusing it.
+            rate_limit: usize::MAX,
+            rate_window: Duration::from_secs(2),
+            ..s1_bridge_sim::HaloConfig::default()
+        },
+        json!({"requests_per_5_minutes": 100, "budget_window_seconds": 2}),
+    )
+    .await;
+    let tenant = h.h.store.get_tenant("acme").await.unwrap().unwrap();
+    assert_eq!(s1_shared::usecase::fanout::continuation_delay(&tenant), 2);
+    let (sqs, url, q) = moto_queue(&config).await;
+    s1_shared::queue::TenantQueue::send_batch(
+        &q,
+        &[s1_shared::queue::TenantMessage {
+            tenant: "acme".into(),
+            delay_seconds: 0,
+        }],
+    )
+    .await
+    .unwrap();
+    let deps = h.h.asset_deps();
+    let mut outcomes = Vec::new();
+    let give_up = Instant::now() + Duration::from_secs(120);
+    while outcomes.last() != Some(&Outcome::Completed) && Instant::now() < give_up {
+        for r in receive_up_to(&sqs, &url, 1).await {
+            let timeout = Instant::now() + Duration::from_secs(4);
+            let (answer, consumed) = consume_assets(&deps, &q, &event(std::slice::from_ref(&r)), timeout).await;
+            assert!(answer.batch_item_failures.is_empty(), "{answer:?}");
+            delete(&sqs, &url, &r).await;
+            let run = &consumed.runs[0];
+            assert!(run.error.is_none(), "{run:?}");
+            outcomes.push(run.outcome);
+        }
+    }
+    assert_eq!(outcomes.last(), Some(&Outcome::Completed), "{outcomes:?}");
+    assert!(outcomes.len() >= 2, "the import took continuations: {outcomes:?}");
+    assert!(
+        outcomes[..outcomes.len() - 1].iter().all(|o| *o == Outcome::Partial),
+        "{outcomes:?}"
+    );
+    assert!(
+        receive(&sqs, &url).await.is_empty(),
+        "no continuation after the last run"
+    );
+    let inventory: Vec<String> = h
+        .halo
+        .assets()
+        .iter()
+        .filter_map(|a| a["inventory_number"].as_str().map(str::to_owned))
+        .filter(|n| n.starts_with("S1:"))
+        .collect();
+    let distinct: std::collections::HashSet<&String> = inventory.iter().collect();
+    assert_eq!(
+        (inventory.len(), distinct.len()),
+        (agents, agents),
+        "each asset created once"
+    );
+    let stats = h.halo.stats();
+    assert!(
+        stats.peak_in_window <= 100,
+        "a window held {} requests",
+        stats.peak_in_window
+    );
+    assert_eq!(stats.rate_limited, 0);
+    // Two an asset, and a few for the token, clients, sites and asset type layouts.
+    assert!(
+        stats.api_requests <= 2 * agents + 10 + 4 * outcomes.len(),
+        "{} Halo requests for {agents} assets in {} runs: {:?}",
+        stats.api_requests,
+        outcomes.len(),
+        h.api_requests()
+            .iter()
+            .fold(std::collections::BTreeMap::<String, usize>::new(), |mut m, r| {
+                *m.entry(r.split('?').next().unwrap_or(r).to_owned()).or_default() += 1;
+                m
+            })
+    );
+}
+
 /// Head-of-line, Lambda mode: the dispatcher's messages through moto's SQS, consumed by two
 /// concurrent "invocations" of the poll consumer (the event source mapping's
 /// `MaximumConcurrency`, batch size 1). One tenant's receiver answers each delivery after 2 s,

@@ -148,6 +148,8 @@ pub struct HaloRequest {
     /// The JSON body, when there was one (never for the token endpoint: it carries the secret).
     pub body: Option<Value>,
     pub status: u16,
+    /// When it was answered.
+    pub at: std::time::Instant,
 }
 
 /// A request the fake refused (4xx from its checks, not injected faults), with why.
@@ -171,6 +173,10 @@ pub struct HaloStats {
     pub refused: usize,
     pub unauthorized: usize,
     pub rate_limited: usize,
+    /// The most API requests answered in one rolling `rate_window` (what the budget is
+    /// measured against: never more than `rate_limit`, so a test that wants to see a client
+    /// overrun sets the limit high and compares this with the client's budget).
+    pub peak_in_window: usize,
     /// Requests answered by an injected fault.
     pub faults: usize,
 }

@@ -182,6 +182,7 @@ pub(crate) async fn handle(
         query: query.clone(),
         body: logged_body,
         status: reply.status,
+        at: Instant::now(),
     });
     if !reply.reasons.is_empty() {
         inner.stats.refused += 1;
@@ -312,6 +313,7 @@ fn over_limit(config: &HaloConfig, inner: &mut Inner) -> Option<u64> {
         return Some(wait.as_secs_f64().ceil().max(1.0) as u64);
     }
     inner.recent.push_back(now);
+    inner.stats.peak_in_window = inner.stats.peak_in_window.max(inner.recent.len());
     None
 }
 

@@ -205,7 +205,7 @@ impl HaloTickets {
     /// The asset type an agent gets under the tenant's rule (a type named by an S1 field is
     /// created under the default asset group when Halo has none).
     async fn asset_type(&self, s: &Synced) -> Result<i64, PlatformError> {
-        let types = self.client.list_all("AssetType", "assettypes").await?;
+        let types = self.asset_types().await?;
         let want = match &self.settings.assets.asset_type {
             AssetTypeRule::Fixed { asset_type } => asset_type.clone(),
             AssetTypeRule::Rules { rules, default } => rules
@@ -243,7 +243,10 @@ impl HaloTickets {
                         break;
                     }
                 }
-                return self.client.post_one("AssetType", record).await;
+                let created = self.client.post_one("AssetType", record).await;
+                // The next agent of this type finds it in a fresh list.
+                *self.types.lock().expect("not poisoned") = None;
+                return created;
             }
         };
         find(&types, "id", &want, "asset type").map(|(id, _)| id)
@@ -327,6 +330,18 @@ impl HaloTickets {
 }
 
 impl HaloTickets {
+    /// The instance's asset types, listed once per adapter (one run of the sync): the list is
+    /// the same for every agent, and a first import of thousands would otherwise spend a third
+    /// of Halo's budget listing it again for each new asset (docs/benchmarks.md).
+    async fn asset_types(&self) -> Result<Arc<Vec<Value>>, PlatformError> {
+        if let Some(t) = self.types.lock().expect("not poisoned").clone() {
+            return Ok(t);
+        }
+        let listed = Arc::new(self.client.list_all("AssetType", "assettypes").await?);
+        *self.types.lock().expect("not poisoned") = Some(listed.clone());
+        Ok(listed)
+    }
+
     /// An asset type's layout (`GET /AssetType/{id}`), read once per adapter.
     pub(super) async fn type_layout(&self, id: i64) -> Result<Arc<TypeLayout>, PlatformError> {
         if let Some(l) = self.layouts.lock().expect("not poisoned").get(&id) {

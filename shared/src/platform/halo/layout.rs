@@ -94,3 +94,5 @@ impl TypeLayout {
 
 /// Asset type layouts read so far by one adapter.
 pub(super) type Layouts = std::sync::Mutex<HashMap<i64, Arc<TypeLayout>>>;
+/// The asset type list one adapter has read (`None`: not yet, or a type was created since).
+pub(super) type Types = std::sync::Mutex<Option<Arc<Vec<Value>>>>;

@@ -327,6 +327,12 @@ pub struct Settings {
     /// Halo's request budget per 300 s (its documented limit is 500).
     #[serde(default = "default_budget")]
     pub requests_per_5_minutes: NonZeroU32,
+    /// The length of that budget's window, in seconds: Halo's is 300, and so is the default.
+    /// For tests and benchmarks only (`s1-bridge bench-halo-import` shrinks it to run an hour's
+    /// import in minutes): the client's pacing, the shared budget and an asset sync's
+    /// continuation delay all follow it. Not written when it is the default.
+    #[serde(default = "default_window", skip_serializing_if = "is_default_window")]
+    pub budget_window_seconds: NonZeroU32,
 }
 
 fn default_scope() -> String {
@@ -335,6 +341,24 @@ fn default_scope() -> String {
 
 fn default_budget() -> NonZeroU32 {
     NonZeroU32::new(client::HALO_LIMIT.0).expect("not zero")
+}
+
+fn default_window() -> NonZeroU32 {
+    NonZeroU32::new(client::HALO_LIMIT.1.as_secs() as u32).expect("not zero")
+}
+
+fn is_default_window(w: &NonZeroU32) -> bool {
+    *w == default_window()
+}
+
+impl Settings {
+    /// The request budget: `requests_per_5_minutes` per `budget_window_seconds`.
+    pub fn budget(&self) -> (u32, std::time::Duration) {
+        (
+            self.requests_per_5_minutes.get(),
+            std::time::Duration::from_secs(u64::from(self.budget_window_seconds.get())),
+        )
+    }
 }
 
 /// What a process shares between a tenant's Halo adapters: its client (token, budget) and its
@@ -366,8 +390,7 @@ impl Settings {
             scope: self.scope.clone(),
             token_url: self.token_url.clone(),
         };
-        let window = client::HALO_LIMIT.1;
-        let limit = (self.requests_per_5_minutes.get(), window);
+        let limit = self.budget();
         let client =
             HaloClient::new(ctx.http.clone(), auth, &ctx.allowed, limit, ctx.retry.clone()).map_err(tenant.named())?;
         // The instance's budget is kept in the store, shared with every process and tenant
@@ -408,7 +431,7 @@ impl crate::platform::settings_port::PlatformSettings for Settings {
     }
 
     fn budget_window(&self) -> Option<std::time::Duration> {
-        Some(client::HALO_LIMIT.1)
+        Some(self.budget().1)
     }
 
     fn urls(&self) -> Vec<(&'static str, &str)> {

@@ -21,6 +21,8 @@ pub struct HaloTickets {
     resolved: Arc<ResolvedCache>,
     /// Asset type layouts read by this adapter (the asset sync's, one run).
     pub(super) layouts: super::layout::Layouts,
+    /// The instance's asset types as this adapter last listed them (one run of the sync).
+    pub(super) types: super::layout::Types,
 }
 
 impl std::fmt::Debug for HaloTickets {
@@ -119,6 +121,7 @@ impl HaloTickets {
             directory,
             resolved: Arc::default(),
             layouts: super::layout::Layouts::default(),
+            types: super::layout::Types::default(),
         }
     }
 
@@ -362,7 +365,8 @@ impl Platform for HaloTickets {
     fn max_events_per_second(&self) -> Option<f64> {
         // A new story costs a search and a create, an update one action: two requests an event
         // at most, within 80% of the budget the client keeps to.
-        Some(f64::from(self.settings.requests_per_5_minutes.get()) * 0.8 / 300.0 / 2.0)
+        let (limit, window) = self.settings.budget();
+        Some(f64::from(limit) * 0.8 / window.as_secs_f64() / 2.0)
     }
 
     async fn check_settings(&self) -> Vec<crate::platform::check::Check> {
