@@ -14,6 +14,15 @@
 //! only the platform changed (our own writes are never sent back), while every console change
 //! is.
 //!
+//! The same run for unified alerts ([`Source::Unified`]): every story also holds an Identity
+//! alert from UAM (a `uam:<id>` member), written through the simulator's GraphQL endpoint
+//! (`alertTriggerActions`, `addAlertNote`); UAM's faults besides the HTTP ones: GraphQL errors
+//! with HTTP 200 (`SURFACE_TOO_MANY_REQUESTS` among them), answers cut after UAM applied the
+//! write, per-alert skips (`SYNC_ISSUE`) and transient failures, and action ids the console
+//! stops taking (re-discovered). Checked besides: every unified alert ends on the newest
+//! accepted status and the UAM verdict that change names, its notes once each. The threats
+//! run draws exactly as it did before the unified one existed, so its seeds replay as before.
+//!
 //! One seed runs in the test command (`WRITEBACK_CHAOS_SEEDS`, comma-separated, runs others one
 //! after another, e.g. `WRITEBACK_CHAOS_SEEDS=1,2,3,4,5,6,7,8,9,10`). A failure names its seed.
 
@@ -23,9 +32,11 @@ use std::time::{Duration as StdDuration, Instant};
 
 use integration_tests::poll::PollHarness;
 use integration_tests::writeback::{INBOUND_SECRET, deps, s1_state, setup, signed_headers};
-use s1_bridge_sim::{FaultKind, FaultRule};
+use integration_tests::writeback_uam::{GRAPHQL, add_member, set_outcome, uam_state};
+use s1_bridge_sim::{ActionOutcome, DetectionSource, FaultKind, FaultRule, NewUnifiedAlerts};
+use s1_shared::domain::MemberId;
 use s1_shared::s1::dto::format_time;
-use s1_shared::store::{EmbeddedTable, ItemTable};
+use s1_shared::store::{EmbeddedTable, ItemTable, Source};
 use s1_shared::usecase::writeback::{WebhookResponse, handle_webhook, retry_pending};
 use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
@@ -64,16 +75,58 @@ impl Rng {
     }
 }
 
-/// (platform state, close reason, S1 status, S1 verdict) the platform may send.
-const STATES: [(&str, Option<&str>, &str, Option<&str>); 6] = [
-    ("investigating", None, "in_progress", None),
-    ("acknowledged", None, "in_progress", None),
-    ("reopened", None, "unresolved", None),
-    ("resolved", Some("benign"), "resolved", Some("false_positive")),
-    ("closed", Some("true_positive"), "resolved", Some("true_positive")),
-    ("closed", Some("other"), "resolved", Some("suspicious")),
+/// A platform state the platform may send: its close reason, the S1 status and verdict it
+/// means, and the UAM verdict (the close-reason table's UAM column).
+type State = (
+    &'static str,
+    Option<&'static str>,
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+);
+const STATES: [State; 6] = [
+    ("investigating", None, "in_progress", None, None),
+    ("acknowledged", None, "in_progress", None, None),
+    ("reopened", None, "unresolved", None, None),
+    (
+        "resolved",
+        Some("benign"),
+        "resolved",
+        Some("false_positive"),
+        Some("FALSE_POSITIVE_BENIGN"),
+    ),
+    (
+        "closed",
+        Some("true_positive"),
+        "resolved",
+        Some("true_positive"),
+        Some("TRUE_POSITIVE_UNDEFINED"),
+    ),
+    (
+        "closed",
+        Some("other"),
+        "resolved",
+        Some("suspicious"),
+        Some("TRUE_POSITIVE_BENIGN_BUT_SUSPICIOUS"),
+    ),
 ];
-const COMMENT_VERDICTS: [Option<&str>; 4] = [None, Some("true_positive"), Some("false_positive"), Some("suspicious")];
+/// A comment's verdict and the UAM verdict it means (no close reason says more).
+const COMMENT_VERDICTS: [(Option<&str>, Option<&str>); 4] = [
+    (None, None),
+    (Some("true_positive"), Some("TRUE_POSITIVE_UNDEFINED")),
+    (Some("false_positive"), Some("FALSE_POSITIVE_UNDEFINED")),
+    (Some("suspicious"), Some("TRUE_POSITIVE_BENIGN_BUT_SUSPICIOUS")),
+];
+
+/// The UAM status a legacy S1 status is written as.
+fn uam_status(status: &str) -> &'static str {
+    match status {
+        "unresolved" => "NEW",
+        "in_progress" => "IN_PROGRESS",
+        "resolved" => "RESOLVED",
+        other => panic!("no UAM status for {other}"),
+    }
+}
 
 /// One change the platform sends.
 #[derive(Debug, Clone)]
@@ -84,6 +137,7 @@ struct Change {
     at: OffsetDateTime,
     status: Option<&'static str>,
     verdict: Option<&'static str>,
+    uam_verdict: Option<&'static str>,
     body: Vec<u8>,
 }
 
@@ -103,9 +157,12 @@ struct Heard {
 
 struct Chaos {
     seed: u64,
+    source: Source,
     rng: Rng,
     h: PollHarness,
     stories: Vec<(String, Vec<String>)>,
+    /// Per story, its unified alert (the unified run only).
+    unified: Vec<String>,
     changes: Vec<Change>,
     heard: Arc<Mutex<HashMap<String, Heard>>>,
     /// The platform's clock: every change is a second after the one before.
@@ -125,17 +182,17 @@ impl Chaos {
         let alert = &self.stories[story].0;
         let at = format_time(self.clock);
         let token = format!("[{id}]");
-        let (status, verdict, body) = if self.rng.chance(65) {
-            let (state, reason, status, verdict) = self.rng.pick(&STATES);
+        let (status, verdict, uam_verdict, body) = if self.rng.chance(65) {
+            let (state, reason, status, verdict, uam_verdict) = self.rng.pick(&STATES);
             let body = json!({"type": "alert.status_changed", "timestamp": at, "data": {
                 "alert_key": alert, "status": state, "close_reason": reason,
                 "analysis": token, "actor": {"name": "Ana"}}});
-            (Some(status), verdict, body)
+            (Some(status), verdict, uam_verdict, body)
         } else {
-            let verdict = self.rng.pick(&COMMENT_VERDICTS);
+            let (verdict, uam_verdict) = self.rng.pick(&COMMENT_VERDICTS);
             let body = json!({"type": "alert.comment_added", "timestamp": at, "data": {
                 "alert_key": alert, "comment": token, "verdict": verdict, "actor": {"name": "Ana"}}});
-            (None, verdict, body)
+            (None, verdict, uam_verdict, body)
         };
         let c = Change {
             id,
@@ -143,6 +200,7 @@ impl Chaos {
             at: self.clock,
             status,
             verdict,
+            uam_verdict,
             body: serde_json::to_vec(&body).unwrap(),
         };
         self.changes.push(c.clone());
@@ -150,9 +208,20 @@ impl Chaos {
     }
 
     async fn add_faults(&mut self) {
-        let paths = ["/threats/incident", "/threats/analyst-verdict", "/threats/notes"];
+        let unified = self.source == Source::Unified;
+        // The threats run draws from exactly these, so its seeds replay as before.
+        let paths: &[&str] = if unified {
+            &[
+                "/threats/incident",
+                "/threats/analyst-verdict",
+                "/threats/notes",
+                GRAPHQL,
+            ]
+        } else {
+            &["/threats/incident", "/threats/analyst-verdict", "/threats/notes"]
+        };
         for _ in 0..2 + self.rng.below(3) {
-            let fault = match self.rng.below(6) {
+            let fault = match self.rng.below(if unified { 8 } else { 6 }) {
                 0 => FaultKind::Status {
                     status: 429,
                     retry_after: None,
@@ -165,14 +234,51 @@ impl Chaos {
                 },
                 2 => FaultKind::Reset,
                 3 => FaultKind::Truncate,
+                6 | 7 => FaultKind::GraphqlError {
+                    code: self
+                        .rng
+                        .pick(&["SURFACE_TOO_MANY_REQUESTS", "INTERNAL_SERVER_ERROR"])
+                        .into(),
+                    message: Some("chaos".into()),
+                },
                 _ => FaultKind::Slow {
                     millis: 300 + self.rng.below(1_500) as u64,
                 },
             };
-            let rule = FaultRule::new(self.rng.pick(&paths), fault, 1 + self.rng.below(3) as u32)
+            // A GraphQL error answers only the GraphQL endpoint.
+            let path = if matches!(fault, FaultKind::GraphqlError { .. }) {
+                GRAPHQL
+            } else {
+                self.rng.pick(paths)
+            };
+            let rule = FaultRule::new(path, fault, 1 + self.rng.below(3) as u32)
                 .method("POST")
                 .after(self.rng.below(4) as u32);
             self.h.sim.control().add_fault(&rule).await.unwrap();
+        }
+        if unified {
+            self.uam_refusals().await;
+        }
+    }
+
+    /// UAM declining writes for a round: a few alerts skip them (`SYNC_ISSUE`) or fail them
+    /// transiently (`SURFACE_TOO_MANY_REQUESTS` per alert), the rest apply again; sometimes the
+    /// console stops taking the cached action ids.
+    async fn uam_refusals(&mut self) {
+        for n in 0..PLATFORM_STORIES {
+            let outcome = match self.rng.below(10) {
+                0 => ActionOutcome::Skip {
+                    skip_type: "SYNC_ISSUE".into(),
+                },
+                1 => ActionOutcome::Fail {
+                    error_type: "SURFACE_TOO_MANY_REQUESTS".into(),
+                },
+                _ => ActionOutcome::Apply,
+            };
+            set_outcome(&self.h, &self.unified[n], outcome).await;
+        }
+        if self.rng.chance(40) {
+            self.h.sim.control().rotate_uam_action_ids().await.unwrap();
         }
     }
 
@@ -307,6 +413,9 @@ impl Chaos {
     /// Faults cleared: retry passes until nothing is pending.
     async fn settle(&mut self) {
         self.h.sim.control().clear_faults().await.unwrap();
+        for id in &self.unified {
+            set_outcome(&self.h, id, ActionOutcome::Apply).await;
+        }
         for _ in 0..12 {
             if self
                 .h
@@ -335,6 +444,10 @@ impl Chaos {
                 s1.insert(id.clone(), s1_state(&self.h, id).await);
             }
         }
+        let mut uam: HashMap<String, (String, String, Vec<String>)> = HashMap::new();
+        for id in &self.unified {
+            uam.insert(id.clone(), uam_state(&self.h, id).await);
+        }
         // Notes: once per accepted change on every threat of its story, never for a refused one.
         for c in &self.changes {
             let h = heard.get(&c.id).cloned().unwrap_or_default();
@@ -350,6 +463,15 @@ impl Chaos {
                 assert_eq!(
                     n, want,
                     "seed {seed}: change {} ({:?}) on threat {id}: notes {notes:?}",
+                    c.id, h.answers
+                );
+            }
+            if let Some(id) = self.unified.get(c.story) {
+                let notes = &uam[id].2;
+                let n = notes.iter().filter(|t| t.contains(&c.token())).count();
+                assert_eq!(
+                    n, want,
+                    "seed {seed}: change {} ({:?}) on unified alert {id}: notes {notes:?}",
                     c.id, h.answers
                 );
             }
@@ -382,6 +504,24 @@ impl Chaos {
             };
             let status = newest(|c| c.status);
             let verdict = newest(|c| c.verdict);
+            if let Some(id) = self.unified.get(n) {
+                let (s, v, _) = &uam[id];
+                if let Some((want, by)) = &status {
+                    assert_eq!(
+                        s.as_str(),
+                        uam_status(want.unwrap()),
+                        "seed {seed}: {alert} unified alert {id} status (newest: {by})"
+                    );
+                }
+                if let Some((_, by)) = &verdict {
+                    let want = newest(|c| c.uam_verdict).and_then(|(v, _)| v);
+                    assert_eq!(
+                        Some(v.as_str()),
+                        want,
+                        "seed {seed}: {alert} unified alert {id} verdict (newest: {by})"
+                    );
+                }
+            }
             for id in ids {
                 let (s, v, _) = &s1[id];
                 if let Some((want, by)) = &status {
@@ -429,7 +569,7 @@ impl Chaos {
     }
 }
 
-async fn run(seed: u64) {
+async fn run(seed: u64, source: Source) {
     let table: Arc<dyn ItemTable> = Arc::new(EmbeddedTable::in_memory().unwrap());
     let (h, _, stories) = setup(200, table).await;
     assert!(
@@ -437,12 +577,27 @@ async fn run(seed: u64) {
         "{} stories",
         stories.len()
     );
+    let mut unified = Vec::new();
+    if source == Source::Unified {
+        // One Identity alert joins each story the platform changes (the read side would group
+        // it by asset and rule; the writeback only needs the member).
+        let spec = NewUnifiedAlerts {
+            count: PLATFORM_STORIES,
+            ..NewUnifiedAlerts::one(DetectionSource::Identity)
+        };
+        unified = h.sim.control().add_unified_alerts(&spec).await.unwrap();
+        for ((alert, _), id) in stories.iter().zip(&unified) {
+            add_member(&h, alert, MemberId::unified(id)).await;
+        }
+    }
     let now = OffsetDateTime::now_utc();
     let mut chaos = Chaos {
         seed,
+        source,
         rng: Rng(seed),
         h,
         stories,
+        unified,
         changes: Vec::new(),
         heard: Arc::default(),
         clock: now - Duration::minutes(30),
@@ -458,6 +613,15 @@ async fn run(seed: u64) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_writeback_under_chaos_keeps_its_promises() {
+    run_seeds(Source::Threats).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_unified_writeback_under_chaos_keeps_its_promises() {
+    run_seeds(Source::Unified).await;
+}
+
+async fn run_seeds(source: Source) {
     let seeds: Vec<u64> = std::env::var("WRITEBACK_CHAOS_SEEDS")
         .ok()
         .map(|s| {
@@ -468,9 +632,9 @@ async fn the_writeback_under_chaos_keeps_its_promises() {
         .unwrap_or_else(|| vec![22]);
     for seed in seeds {
         let started = Instant::now();
-        run(seed).await;
+        run(seed, source).await;
         println!(
-            "writeback chaos seed {seed}: passed in {:.1} s",
+            "writeback chaos ({source:?}) seed {seed}: passed in {:.1} s",
             started.elapsed().as_secs_f64()
         );
     }
