@@ -77,6 +77,27 @@ pub async fn items<T>(
 
 /// A fresh table on DynamoDB Local (`AWS_ENDPOINT_URL_DYNAMODB`, set by scripts/test.sh), named
 /// `<prefix>-<nanos>`.
+/// Two stores on one fresh DynamoDB Local table, each with its own client (as two processes
+/// have), with the SDK configuration and the table's name (to read it back raw).
+pub async fn dynamodb_twins(prefix: &str) -> ([s1_shared::store::Store; 2], aws_config::SdkConfig, String) {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok(),
+        "AWS_ENDPOINT_URL_DYNAMODB is not set: run scripts/test.sh, which starts DynamoDB Local"
+    );
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let name = format!("{prefix}-{}", time::OffsetDateTime::now_utc().unix_timestamp_nanos());
+    s1_shared::store::create_table(&aws_sdk_dynamodb::Client::new(&config), &name)
+        .await
+        .unwrap();
+    let store = || {
+        let t: std::sync::Arc<dyn s1_shared::store::ItemTable> = std::sync::Arc::new(
+            s1_shared::store::DynamoTable::new(aws_sdk_dynamodb::Client::new(&config), name.clone()),
+        );
+        s1_shared::store::Store::new(t)
+    };
+    ([store(), store()], config, name)
+}
+
 pub async fn dynamodb_table(prefix: &str) -> std::sync::Arc<dyn s1_shared::store::ItemTable> {
     assert!(
         std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok(),

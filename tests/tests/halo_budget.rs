@@ -11,7 +11,7 @@ use futures_util::future::join_all;
 use s1_bridge_sim::{FakeHalo, HaloConfig};
 use s1_shared::platform::halo::{HaloAuth, HaloClient};
 use s1_shared::s1::RetryPolicy;
-use s1_shared::store::{DynamoTable, EmbeddedTable, ItemTable, Store, create_table};
+use s1_shared::store::{EmbeddedTable, ItemTable, Store};
 use secrecy::SecretString;
 
 /// The fake's limit: 40 requests per rolling 2 s.
@@ -103,23 +103,7 @@ fn embedded() -> [Store; 2] {
 
 /// Two DynamoDB clients (as two processes have) on one fresh table.
 async fn dynamodb() -> [Store; 2] {
-    assert!(
-        std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok(),
-        "AWS_ENDPOINT_URL_DYNAMODB is not set: run scripts/test.sh, which starts DynamoDB Local"
-    );
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let name = format!(
-        "s1bridge-budget-{}",
-        time::OffsetDateTime::now_utc().unix_timestamp_nanos()
-    );
-    create_table(&aws_sdk_dynamodb::Client::new(&config), &name)
-        .await
-        .unwrap();
-    let store = || {
-        let t: Arc<dyn ItemTable> = Arc::new(DynamoTable::new(aws_sdk_dynamodb::Client::new(&config), name.clone()));
-        Store::new(t)
-    };
-    [store(), store()]
+    integration_tests::dynamodb_twins("s1bridge-budget").await.0
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -14,7 +14,7 @@ use s1_bridge_sim::{DEFAULT_TOKEN, FaultKind, FaultRule, Sim, SimConfig, TokenSp
 use s1_shared::ApiToken;
 use s1_shared::s1::{ClientOptions, Console, Consoles, RateLimits};
 use s1_shared::secrets::LocalTokenProvider;
-use s1_shared::store::{DynamoTable, EmbeddedTable, ItemTable, Store, create_table};
+use s1_shared::store::{EmbeddedTable, ItemTable, Store};
 use s1_shared::tenant::SecretRef;
 
 /// `GET /user`'s rate per process in these tests: its shared budget is then 200 per 10 s, cut
@@ -154,23 +154,7 @@ fn assert_no_token(stored: &str, budgets: usize) {
 }
 
 async fn dynamodb() -> ([Store; 2], aws_config::SdkConfig, String) {
-    assert!(
-        std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok(),
-        "AWS_ENDPOINT_URL_DYNAMODB is not set: run scripts/test.sh, which starts DynamoDB Local"
-    );
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let name = format!(
-        "s1bridge-s1budget-{}",
-        time::OffsetDateTime::now_utc().unix_timestamp_nanos()
-    );
-    create_table(&aws_sdk_dynamodb::Client::new(&config), &name)
-        .await
-        .unwrap();
-    let store = || {
-        let t: Arc<dyn ItemTable> = Arc::new(DynamoTable::new(aws_sdk_dynamodb::Client::new(&config), name.clone()));
-        Store::new(t)
-    };
-    ([store(), store()], config, name)
+    integration_tests::dynamodb_twins("s1bridge-s1budget").await
 }
 
 /// Two handles on one redb file, as two processes would (one at a time: redb locks the file,
