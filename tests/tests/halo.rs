@@ -308,6 +308,8 @@ on_both_stores!(
     asset_matching_by_hostname_stays_within_mapped_clients,
     asset_matching_by_serial_stays_within_mapped_clients,
     asset_matching_by_inventory_number_stays_within_mapped_clients,
+    a_few_new_agents_are_looked_up_exactly_and_an_import_lists_each_scope_once,
+    an_asset_created_earlier_in_the_run_is_matched_by_hostname,
     custom_webhook_payloads_name_the_ticket_anywhere_halo_puts_it,
     a_tickets_user_belongs_to_its_client_and_site,
     our_tickets_are_found_again_by_what_halo_searches,

@@ -210,3 +210,121 @@ pub async fn mapped_clients_and_sites_are_linked_not_renamed(table: Arc<dyn Item
         assert_eq!(halo_asset(&h, a.uuid.as_deref().unwrap()).unwrap()["site_id"], 34);
     }
 }
+
+/// The `GET /Asset` list reads a sync made: `(exact lookups, scope listings)`, told apart by
+/// whether the query names a value (`inventory_number` or `search`).
+fn asset_reads(h: &HaloHarness) -> (usize, usize) {
+    let reads: Vec<_> = h
+        .halo
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path == "/api/Asset")
+        .collect();
+    let exact = reads
+        .iter()
+        .filter(|r| r.query.iter().any(|(k, _)| k == "inventory_number" || k == "search"))
+        .count();
+    (exact, reads.len() - exact)
+}
+
+fn halo_with_agents(agents: usize) -> s1_bridge_sim::SimConfig {
+    s1_bridge_sim::SimConfig {
+        threats: 0,
+        agents,
+        cloud_alerts: 0,
+        ..s1_bridge_sim::SimConfig::default()
+    }
+}
+
+/// A first sync of `count` agents (settings `extra`): it creates every client, site and active
+/// agent's asset; the harness and the number of active agents.
+async fn first_sync(count: usize, table: Arc<dyn ItemTable>, extra: Value) -> (HaloHarness, usize) {
+    let h = HaloHarness::start_with(halo_with_agents(count), table, fast_halo(), extra).await;
+    let r = sync(&h).await;
+    let active = agents(&h)
+        .await
+        .iter()
+        .filter(|a| a.is_decommissioned != Some(true))
+        .count();
+    assert_eq!(
+        (r.error.as_deref(), r.failed, r.created as usize),
+        (None, 0, 3 + 6 + active),
+        "{r:?}"
+    );
+    (h, active)
+}
+
+/// A daily sync that meets a few new agents looks each one up exactly (one request each, no
+/// listing of the client's assets); a first import of many lists each scope once after the
+/// run's first 20 lookups and matches the rest in memory: fewer reads than agents.
+pub async fn a_few_new_agents_are_looked_up_exactly_and_an_import_lists_each_scope_once(table: Arc<dyn ItemTable>) {
+    let (h, active) = first_sync(6, embedded(), json!({})).await;
+    assert_eq!(
+        asset_reads(&h),
+        (active, 0),
+        "one exact lookup per new agent, no listing"
+    );
+
+    let (h, active) = first_sync(120, table, json!({})).await;
+    let (exact, listings) = asset_reads(&h);
+    // 20 exact lookups, then one page per scope (3 clients' 6 sites, under 100 assets each).
+    assert_eq!((exact, listings), (20, 6), "{active} agents");
+    assert_eq!(halo_asset_count(&h), active, "each asset created once");
+    assert!(h.refusals().is_empty(), "{:?}", h.refusals());
+}
+
+/// Matching by hostname, two agents of one site share a hostname, both met after the sync has
+/// listed the site's assets: the second finds the asset the run created for the first (as a
+/// lookup in Halo would), so Halo has one asset for the name, not two.
+pub async fn an_asset_created_earlier_in_the_run_is_matched_by_hostname(table: Arc<dyn ItemTable>) {
+    use s1_shared::store::AssetKind;
+    let h = HaloHarness::start_with(
+        halo_with_agents(80),
+        table,
+        fast_halo(),
+        json!({"assets": {"matching": "hostname"}}),
+    )
+    .await;
+    let active: Vec<_> = agents(&h)
+        .await
+        .into_iter()
+        .filter(|a| a.is_decommissioned != Some(true))
+        .collect();
+    // The sync meets agents in S1's order: the last agent, and the one before it on its site,
+    // both well past the 20 exact lookups.
+    let last = active.last().unwrap();
+    let first = active[30..active.len() - 1]
+        .iter()
+        .rev()
+        .find(|a| a.site_id == last.site_id)
+        .expect("two late agents on one site");
+    let host = first.computer_name.clone().unwrap();
+    h.h.sim
+        .control()
+        .change_agent(
+            last.uuid.as_deref().unwrap(),
+            &s1_bridge_sim::AgentChange {
+                computer_name: Some(host.clone()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let r = sync(&h).await;
+    assert_eq!((r.error.as_deref(), r.failed), (None, 0), "{r:?}");
+    assert!(asset_reads(&h).1 > 0, "the run listed the site's assets");
+    let ids = (
+        mapped(&h, AssetKind::Asset, first.uuid.as_deref().unwrap()).await,
+        mapped(&h, AssetKind::Asset, last.uuid.as_deref().unwrap()).await,
+    );
+    assert!(ids.0.is_some(), "{ids:?}");
+    assert_eq!(ids.0, ids.1, "the second agent matched the first one's asset");
+    let named = h
+        .halo
+        .assets()
+        .iter()
+        .filter(|a| field_value(a, "Hostname") == Some(host.as_str()))
+        .count();
+    assert_eq!(named, 1, "one asset named {host}");
+    assert_eq!(halo_asset_count(&h), active.len() - 1);
+}

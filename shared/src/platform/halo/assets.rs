@@ -24,6 +24,25 @@ use crate::store::AssetKind;
 /// The asset fields a hostname or serial is looked for in (besides the `fields[]` values).
 const KEY_FIELDS: [&str; 4] = ["key_field", "key_field2", "key_field3", "inventory_number"];
 
+/// Exact lookups in one run before it lists each scope's assets instead: a daily sync
+/// of a few new agents keeps its exact lookups; a first import of thousands spends one request
+/// per page of 100 assets rather than one per asset (docs/benchmarks.md "First Halo import").
+const LIST_AFTER: u32 = 20;
+
+/// A match scope: a Halo client, and its site where the agent's site is mapped.
+type Scope = (i64, Option<i64>);
+
+/// The query that keeps a match scope's assets, inactive ones too (an asset the agent had
+/// before it was decommissioned is still its asset).
+fn scope_query((client, site): Scope) -> Vec<(&'static str, String)> {
+    let mut query = vec![("client_id", client.to_string())];
+    if let Some(site) = site {
+        query.push(("site_id", site.to_string()));
+    }
+    query.push(("includeinactive", "true".into()));
+    query
+}
+
 /// The text a row holds for `value` in a field: a top-level key, or a `fields[]` item's value.
 fn holds(row: &Value, keys: &[&str], value: &str) -> bool {
     let same = |v: Option<&str>| v.is_some_and(|v| v.trim().eq_ignore_ascii_case(value.trim()));
@@ -116,11 +135,16 @@ impl HaloTickets {
         self.client.post_one("Site", record).await.map(Some)
     }
 
-    /// The Halo asset an agent already has: its recorded id, else a match by the tenant's rule.
-    async fn find_asset(&self, s: &Synced, known: Option<i64>) -> Result<Option<Value>, PlatformError> {
+    /// The Halo asset an agent already has: its recorded id, else a match by the tenant's rule;
+    /// and the match scope it was looked for in, if it was.
+    async fn find_asset(
+        &self,
+        s: &Synced,
+        known: Option<i64>,
+    ) -> Result<(Option<Value>, Option<Scope>), PlatformError> {
         if let Some(id) = known {
             match self.client.get(&format!("Asset/{id}"), &[]).await {
-                Ok(a) if a.get("id").is_some() => return Ok(Some(a)),
+                Ok(a) if a.get("id").is_some() => return Ok((Some(a), None)),
                 Ok(_) | Err(PlatformError::Refused { status: 404, .. }) => {}
                 Err(e) => return Err(e),
             }
@@ -128,20 +152,22 @@ impl HaloTickets {
         // Only within the client the agent's account maps to (and its site, where mapped): the
         // same hostname, serial or inventory number at another customer of the MSP is theirs.
         let Some((client, site)) = self.match_scope(s).await? else {
-            return Ok(None);
+            return Ok((None, None));
         };
         let value = match self.settings.assets.matching {
             AssetMatch::InventoryNumber => inventory_number(&s.external_id),
             AssetMatch::Serial => match field_text(&s.s1, "serialNumber") {
                 Some(serial) => serial,
-                None => return Ok(None),
+                None => return Ok((None, None)),
             },
             AssetMatch::Hostname => match s.name.clone() {
                 Some(host) => host,
-                None => return Ok(None),
+                None => return Ok((None, None)),
             },
         };
-        self.lookup(client, site, &value).await
+        self.lookup_in_run(client, site, &value)
+            .await
+            .map(|a| (a, Some((client, site))))
     }
 
     /// The asset the tenant's matching rule finds for `value` within `client` (and `site`): the
@@ -156,23 +182,86 @@ impl HaloTickets {
     ) -> Result<Option<Value>, PlatformError> {
         let by_inventory = self.settings.assets.matching == AssetMatch::InventoryNumber;
         let param = if by_inventory { "inventory_number" } else { "search" };
-        let mut query = vec![(param, value.to_owned()), ("client_id", client.to_string())];
-        if let Some(site) = site {
-            query.push(("site_id", site.to_string()));
-        }
-        query.push(("includeinactive", "true".into()));
+        let mut query = vec![(param, value.to_owned())];
+        query.extend(scope_query((client, site)));
         let found = self.client.list("Asset", &query, "assets").await?;
-        Ok(found.into_iter().find(|a| {
-            a.get("client_id").and_then(as_id) == Some(client)
-                && site.is_none_or(|site| a.get("site_id").and_then(as_id) == Some(site))
-                && if by_inventory {
-                    a.get("inventory_number")
-                        .and_then(Value::as_str)
-                        .is_some_and(|v| v.trim().eq_ignore_ascii_case(value.trim()))
-                } else {
-                    holds(a, &KEY_FIELDS, value)
+        Ok(found.into_iter().find(|a| self.matches(a, client, site, value)))
+    }
+
+    /// Whether a listed asset is the one the matching rule finds for `value` in the scope.
+    fn matches(&self, a: &Value, client: i64, site: Option<i64>, value: &str) -> bool {
+        a.get("client_id").and_then(as_id) == Some(client)
+            && site.is_none_or(|site| a.get("site_id").and_then(as_id) == Some(site))
+            && if self.settings.assets.matching == AssetMatch::InventoryNumber {
+                a.get("inventory_number")
+                    .and_then(Value::as_str)
+                    .is_some_and(|v| v.trim().eq_ignore_ascii_case(value.trim()))
+            } else {
+                holds(a, &KEY_FIELDS, value)
+            }
+    }
+
+    /// [`Self::lookup`] within one sync run: the run's first [`LIST_AFTER`] lookups are exact;
+    /// after that the run is an import, and a scope's next lookup lists the scope's assets once,
+    /// this and every later lookup in the scope answered from that list (and what the run wrote
+    /// since, see [`Self::remember`]) with the same row checks. Counted per run, not per scope:
+    /// an import spread over several clients and sites would otherwise spend up to
+    /// [`LIST_AFTER`] exact lookups in each scope in each of its runs.
+    async fn lookup_in_run(&self, client: i64, site: Option<i64>, value: &str) -> Result<Option<Value>, PlatformError> {
+        let scope = (client, site);
+        let list = {
+            let mut run = self.scopes.lock().expect("not poisoned");
+            if let Some(rows) = run.listed.get(&scope) {
+                return Ok(rows.iter().find(|a| self.matches(a, client, site, value)).cloned());
+            }
+            run.looked += 1;
+            run.looked > LIST_AFTER
+        };
+        if !list {
+            return self.lookup(client, site, value).await;
+        }
+        let rows = self.client.list("Asset", &scope_query(scope), "assets").await?;
+        let found = rows.iter().find(|a| self.matches(a, client, site, value)).cloned();
+        // A concurrent lookup may have listed the scope (and remembered writes) already: keep that.
+        self.scopes
+            .lock()
+            .expect("not poisoned")
+            .listed
+            .entry(scope)
+            .or_insert(rows);
+        Ok(found)
+    }
+
+    /// Keeps what the run wrote to an asset in its scope's listed assets (if listed), so a later
+    /// agent of the run matches it as a lookup in Halo would: a created asset by the client,
+    /// site, inventory number and `fields[]` values it was created with.
+    fn remember(&self, scope: Scope, existing: Option<Value>, record: Value, id: i64) {
+        let mut run = self.scopes.lock().expect("not poisoned");
+        let Some(rows) = run.listed.get_mut(&scope) else {
+            return;
+        };
+        let mut row = existing.unwrap_or_else(|| json!({"client_id": scope.0, "site_id": scope.1}));
+        if let (Some(row), Value::Object(written)) = (row.as_object_mut(), record) {
+            for (k, v) in written {
+                if k != "fields" {
+                    row.insert(k, v);
+                    continue;
                 }
-        }))
+                // Halo replaces the values of the fields sent and keeps the others.
+                let kept = row.entry("fields").or_insert_with(|| json!([]));
+                let (Some(kept), Value::Array(sent)) = (kept.as_array_mut(), v) else {
+                    continue;
+                };
+                for f in sent {
+                    let same = |k: &Value| k.get("id").and_then(as_id) == f.get("id").and_then(as_id);
+                    kept.retain(|k| !same(k));
+                    kept.push(f);
+                }
+            }
+            row.insert("id".into(), json!(id));
+        }
+        rows.retain(|r| r.get("id").and_then(as_id) != Some(id));
+        rows.push(row);
     }
 
     /// The Halo client (and site, where mapped) an agent's asset may be matched in: the client
@@ -253,7 +342,7 @@ impl HaloTickets {
     }
 
     async fn sync_asset(&self, s: &Synced, known: Option<i64>) -> Result<Option<i64>, PlatformError> {
-        let existing = self.find_asset(s, known).await?;
+        let (existing, scope) = self.find_asset(s, known).await?;
         let opts = &self.settings.assets;
         if existing.is_none() && (!s.active || opts.dont_create) {
             // Nothing to deactivate, or creating is not ours to do.
@@ -324,7 +413,10 @@ impl HaloTickets {
         if !fields.is_empty() {
             record["fields"] = Value::Array(fields);
         }
-        let id = self.client.post_one("Asset", record).await?;
+        let id = self.client.post_one("Asset", record.clone()).await?;
+        if let Some(scope) = scope {
+            self.remember(scope, existing, record, id);
+        }
         Ok(Some(id))
     }
 }

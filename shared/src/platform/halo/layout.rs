@@ -96,3 +96,14 @@ impl TypeLayout {
 pub(super) type Layouts = std::sync::Mutex<HashMap<i64, Arc<TypeLayout>>>;
 /// The asset type list one adapter has read (`None`: not yet, or a type was created since).
 pub(super) type Types = std::sync::Mutex<Option<Arc<Vec<Value>>>>;
+/// One sync run's view of the assets of each match scope (client, and site where mapped).
+pub(super) type Scopes = std::sync::Mutex<RunAssets>;
+
+/// The assets one run knows, by match scope.
+#[derive(Debug, Default)]
+pub(super) struct RunAssets {
+    /// Exact lookups made so far in the run, in any scope.
+    pub looked: u32,
+    /// The scopes listed so far, with the assets the run created or updated in them since.
+    pub listed: HashMap<(i64, Option<i64>), Vec<Value>>,
+}

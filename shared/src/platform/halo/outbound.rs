@@ -23,6 +23,8 @@ pub struct HaloTickets {
     pub(super) layouts: super::layout::Layouts,
     /// The instance's asset types as this adapter last listed them (one run of the sync).
     pub(super) types: super::layout::Types,
+    /// Each match scope's assets as this adapter listed them (one run of the sync).
+    pub(super) scopes: super::layout::Scopes,
 }
 
 impl std::fmt::Debug for HaloTickets {
@@ -122,6 +124,7 @@ impl HaloTickets {
             resolved: Arc::default(),
             layouts: super::layout::Layouts::default(),
             types: super::layout::Types::default(),
+            scopes: super::layout::Scopes::default(),
         }
     }
 
