@@ -69,6 +69,20 @@ impl BuildContext {
             .map_err(|e| PlatformError::Config(format!("tenant {}: {what}: {e}", tenant.id)))
     }
 
+    /// Every secret `sources` names, in order (each as [`secret`](Self::secret) reads it).
+    pub async fn secrets_of(
+        &self,
+        tenant: ForTenant<'_>,
+        sources: &[SecretRef],
+        what: &str,
+    ) -> Result<Vec<crate::ApiToken>, PlatformError> {
+        let mut out = Vec::with_capacity(sources.len());
+        for source in sources {
+            out.push(self.secret(tenant, source, what).await?);
+        }
+        Ok(out)
+    }
+
     /// What was kept under `key` (by [`keep`](Self::keep)), if it is a `T`.
     pub fn kept<T: Clone + Send + Sync + 'static>(&self, key: &str) -> Option<T> {
         let kept = self.kept.lock().expect("not poisoned");

@@ -87,10 +87,9 @@ impl crate::platform::settings_port::PlatformSettings for Settings {
         tenant: ForTenant<'_>,
         ctx: &BuildContext,
     ) -> Result<Box<dyn InboundAdapter>, PlatformError> {
-        let mut secrets = Vec::new();
-        for source in &self.inbound_secrets {
-            secrets.push(ctx.secret(tenant, source, "settings.inbound_secrets").await?);
-        }
+        let secrets = ctx
+            .secrets_of(tenant, &self.inbound_secrets, "settings.inbound_secrets")
+            .await?;
         if secrets.is_empty() {
             return Err(tenant.config_error("no inbound_secrets configured"));
         }
