@@ -2,7 +2,7 @@
 //! embedded store, a local signed-webhook receiver and a local stand-in for PagerDuty's Events
 //! API stand in for S1, DynamoDB and the platforms.
 
-use crate::demo_net::{local_hosts, reqwest_client};
+use crate::demo_net::{local_hosts, post_signed, reqwest_client};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +15,6 @@ use s1_bridge_sim::{
 use s1_shared::ApiToken;
 use s1_shared::platform::Adapters;
 use s1_shared::platform::{PlatformConfig, settings};
-use s1_shared::platform::{WebhookSecret, sign};
 use s1_shared::s1::{ClientOptions, Consoles, S1Client};
 use s1_shared::secrets::LocalTokenProvider;
 use s1_shared::store::{EmbeddedTable, Store, TenantConfig, TokenSource};
@@ -270,18 +269,8 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> 
                      "analysis": "reviewed in the demo", "actor": {"name": "Dana", "email": "dana@example.com"}}
         }))?;
         let id = format!("demo-close-{n}");
-        let ts = OffsetDateTime::now_utc().unix_timestamp();
-        let signature = sign(&WebhookSecret::parse(DEMO_INBOUND_SECRET)?, &id, ts, &body);
-        let resp = reqwest_client()?
-            .post(format!("{hook_base}/webhooks/generic/demo"))
-            .header("webhook-id", &id)
-            .header("webhook-timestamp", ts.to_string())
-            .header("webhook-signature", signature)
-            .body(body)
-            .send()
-            .await?;
-        let code = resp.status().as_u16();
-        let answer: Value = resp.json().await.unwrap_or_default();
+        let url = format!("{hook_base}/webhooks/generic/demo");
+        let (code, answer) = post_signed(&url, DEMO_INBOUND_SECRET, &id, body).await?;
         say(format!(
             "   {state} {} -> HTTP {code} ({}), story of {} threat(s)",
             reason.unwrap_or(""),

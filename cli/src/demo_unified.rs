@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use s1_bridge_sim::{Sim, WebhookReceiver};
 use s1_shared::domain::MemberId;
-use s1_shared::platform::{PlatformConfig, WebhookSecret, sign};
+use s1_shared::platform::PlatformConfig;
 use s1_shared::store::{Source, Store};
 use s1_shared::usecase::poll_threats::{PollDeps, Selection, run};
 use serde_json::{Value, json};
@@ -158,19 +158,8 @@ async fn close_identity_story(
         "data": {"alert_key": alert_key, "status": "closed", "close_reason": "benign",
                  "analysis": "reviewed in the demo", "actor": {"name": "Dana", "email": "dana@example.com"}}
     }))?;
-    let hook_id = "demo-uam-close";
-    let ts = OffsetDateTime::now_utc().unix_timestamp();
-    let signature = sign(&WebhookSecret::parse(inbound_secret)?, hook_id, ts, &body);
-    let resp = crate::demo_net::reqwest_client()?
-        .post(format!("{hook_base}/webhooks/generic/demo-uam"))
-        .header("webhook-id", hook_id)
-        .header("webhook-timestamp", ts.to_string())
-        .header("webhook-signature", signature)
-        .body(body)
-        .send()
-        .await?;
-    let code = resp.status().as_u16();
-    let answer: Value = resp.json().await.unwrap_or_default();
+    let url = format!("{hook_base}/webhooks/generic/demo-uam");
+    let (code, answer) = crate::demo_net::post_signed(&url, inbound_secret, "demo-uam-close", body).await?;
     let after = sim.control().unified_alert(&id).await?;
     Ok(json!({
         "alert": id,
