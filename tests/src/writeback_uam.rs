@@ -37,13 +37,7 @@ pub struct UamStory {
 pub async fn uam_story(table: Arc<dyn ItemTable>) -> UamStory {
     let (h, base, stories) = setup(1, table).await;
     let (alert, threats) = stories[0].clone();
-    let ids = h
-        .sim
-        .control()
-        .add_unified_alerts(&NewUnifiedAlerts::one(DetectionSource::Identity))
-        .await
-        .unwrap();
-    let unified = ids[0].clone();
+    let unified = identity_alert(&h.sim).await;
     add_member(&h, &alert, MemberId::unified(&unified)).await;
     UamStory {
         h,
@@ -52,6 +46,15 @@ pub async fn uam_story(table: Arc<dyn ItemTable>) -> UamStory {
         threat: threats[0].clone(),
         unified,
     }
+}
+
+/// A new Identity alert (no threat) on the simulated console: its id.
+pub async fn identity_alert(sim: &s1_bridge_sim::Sim) -> String {
+    sim.control()
+        .add_unified_alerts(&NewUnifiedAlerts::one(DetectionSource::Identity))
+        .await
+        .unwrap()
+        .remove(0)
 }
 
 /// Adds `member` (as the poller would record a new one) to the story behind `alert`.
@@ -346,13 +349,7 @@ pub mod scenarios {
         let mut tenant = h.store.get_tenant("acme").await.unwrap().unwrap();
         tenant.sources = vec![s1_shared::store::Source::Threats, s1_shared::store::Source::Unified];
         h.store.put_tenant(&tenant).await.unwrap();
-        let id = h
-            .sim
-            .control()
-            .add_unified_alerts(&NewUnifiedAlerts::one(DetectionSource::Identity))
-            .await
-            .unwrap()
-            .remove(0);
+        let id = identity_alert(&h.sim).await;
         h.poll().await;
         let about = |e: &Value| e.to_string().contains(&id);
         let events = h.receiver.events();

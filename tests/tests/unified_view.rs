@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use integration_tests::dynamodb_table;
 use integration_tests::poll::{PollHarness, tenant};
-use s1_bridge_sim::{DetectionSource, NewUnifiedAlerts, SimConfig, UnifiedAlertChange};
+use s1_bridge_sim::{SimConfig, UnifiedAlertChange};
 use s1_shared::store::{EmbeddedTable, ItemTable, Source};
 use s1_shared::usecase::poll_threats::Outcome;
 
@@ -28,13 +28,7 @@ async fn one_identity_alert(table: Arc<dyn ItemTable>) -> (PollHarness, String) 
     let mut t = tenant("acme", &h.sim.base_url(), &h.receiver.url());
     t.sources = vec![Source::Unified];
     h.store.put_tenant(&t).await.unwrap();
-    let id = h
-        .sim
-        .control()
-        .add_unified_alerts(&NewUnifiedAlerts::one(DetectionSource::Identity))
-        .await
-        .unwrap()
-        .remove(0);
+    let id = integration_tests::writeback_uam::identity_alert(&h.sim).await;
     (h, id)
 }
 
