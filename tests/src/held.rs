@@ -337,11 +337,11 @@ impl TwoPages {
         self.flaky.hold_story_writes(true);
         let meanwhile = Arc::new(meanwhile);
         let (store, gate, k) = (self.h.store.clone(), self.flaky.clone(), self.key.clone());
-        let last_of_page_1 = page_of(self.source) - 1;
+        let first_of_page_2 = page_of(self.source);
         let hook: PublishHook = Arc::new(move |n| {
             let (store, gate, key, meanwhile) = (store.clone(), gate.clone(), k.clone(), meanwhile.clone());
             async move {
-                if n == last_of_page_1 {
+                if n == first_of_page_2 {
                     let mut s = store.get_story("acme", &key).await.unwrap().unwrap();
                     meanwhile(&mut s.value);
                     assert!(store.put_story("acme", &s.value, s.version).await.unwrap());
