@@ -339,10 +339,13 @@ pub async fn graphql_errors_fail_the_run_and_lose_nothing(table: Arc<dyn ItemTab
         code: "INTERNAL_SERVER_ERROR".into(),
         message: Some("the alerts surface failed".into()),
     };
-    // The requests: the first page, the one read of an alert's link (the listing learns the
-    // console's link shape from the first alert that is no threat), then the second page.
+    // The console's link shape is settled first (cached per console address, process-wide: a
+    // port an earlier test used may have left it), so the poll's requests are the pages alone
+    // and the fault meets the second page.
+    let client = crate::client_for(&h.sim, s1_bridge_sim::DEFAULT_TOKEN, crate::fast_retry_options());
+    client.learn_alert_link("no-such-alert").await;
     control
-        .add_fault(&FaultRule::new(GRAPHQL, error, 1).after(2))
+        .add_fault(&FaultRule::new(GRAPHQL, error, 1).after(1))
         .await
         .unwrap();
     let r = h.poll().await.tenants.remove(0);

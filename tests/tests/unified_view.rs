@@ -29,6 +29,14 @@ async fn one_identity_alert(table: Arc<dyn ItemTable>) -> (PollHarness, String) 
     t.sources = vec![Source::Unified];
     h.store.put_tenant(&t).await.unwrap();
     let id = integration_tests::writeback_uam::identity_alert(&h.sim).await;
+    // The link shape is cached per console address for the process; an earlier test on the same
+    // port may have left one.
+    integration_tests::client_for(
+        &h.sim,
+        s1_bridge_sim::DEFAULT_TOKEN,
+        integration_tests::fast_retry_options(),
+    )
+    .forget_alert_link();
     (h, id)
 }
 

@@ -98,6 +98,15 @@ impl S1Client {
         }
     }
 
+    /// Forgets what is known of the console's alert link shape: the next listing that meets an
+    /// alert that is no threat reads it again.
+    pub fn forget_alert_link(&self) {
+        cache()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(self.api_base());
+    }
+
     /// Reads alert `sample`'s `selfLink` and keeps the console's link shape from it. Never fails
     /// the caller: a link is not worth a poll; a failed read is remembered for a while.
     pub async fn learn_alert_link(&self, sample: &str) -> Option<AlertLink> {
