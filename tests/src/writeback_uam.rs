@@ -9,7 +9,7 @@ use s1_bridge_sim::{ActionOutcome, DetectionSource, FaultKind, FaultRule, NewUni
 use s1_shared::domain::MemberId;
 use s1_shared::s1::dto::{AnalystVerdict, IncidentStatus};
 use s1_shared::store::{ItemTable, MemberState, PendingWriteback};
-use s1_shared::usecase::writeback::RetryReport;
+use s1_shared::usecase::writeback::{RetryReport, SUPERSEDED, SUPERSEDED_VERDICT_KEPT};
 use serde_json::Value;
 use time::{Duration, OffsetDateTime};
 
@@ -299,27 +299,19 @@ pub mod scenarios {
         assert_eq!(discoveries, 2, "discovered once, then once more after the refusal");
     }
 
-    /// UAM is down for "closed" (t1); "reopened" (t2) applies; the retry pass must not apply
-    /// the older change over the newer one: the unified alert stays NEW, its verdict is not the
-    /// superseded one, and the older change is listed as superseded with its note posted once.
+    /// S1 fails "closed" (t1) on the threats API and on UAM alike; "reopened" (t2) applies; the
+    /// retry pass supersedes the close: neither the threat nor the unified alert gets its
+    /// verdict (nothing of it had landed), each gets its note once.
     pub async fn an_older_unified_change_that_failed_is_superseded_by_a_newer_applied_one(table: Arc<dyn ItemTable>) {
         let s = uam_story(table).await;
         let now = OffsetDateTime::now_utc();
-        let down = FaultKind::Status {
-            status: 503,
-            retry_after: None,
-            code: None,
-        };
-        graphql_fault(&s.h, down, 0, 1_000).await;
-        let closed = status_changed(&s.alert, "closed", Some("benign"), now - Duration::minutes(2));
-        let (_, resp) = post_generic(&s.base, "acme", "uam-order-t1", &closed, INBOUND_SECRET).await;
-        assert_eq!(resp["writeback"].as_str(), Some("pending"), "{resp}");
-        s.h.sim.control().clear_faults().await.unwrap();
-        let reopened = status_changed(&s.alert, "reopened", None, now - Duration::minutes(1));
-        let (_, resp) = post_generic(&s.base, "acme", "uam-order-t2", &reopened, INBOUND_SECRET).await;
-        assert_eq!(resp["writeback"].as_str(), Some("applied"), "{resp}");
+        crate::writeback::fail_incident(&s.h, 503, 1_000).await;
+        graphql_fault(&s.h, DOWN, 0, 1_000).await;
+        let (closed, reopened) = close_then_reopen(&s, now, "uam-order").await;
+        assert_eq!(closed, "pending");
+        assert_eq!(reopened, "applied");
         let r = retry_at(&s.h, now + Duration::minutes(10)).await;
-        assert_eq!(r.applied, 0, "{r:?}");
+        assert_eq!((r.applied, r.superseded), (0, 1), "{r:?}");
         let (status, verdict, notes) = uam_state(&s.h, &s.unified).await;
         assert_eq!(status, "NEW", "the newer change stands");
         assert_ne!(
@@ -331,12 +323,118 @@ pub mod scenarios {
             1,
             "{notes:?}"
         );
-        let dead = dead(&s.h).await;
-        assert!(
-            dead.iter()
-                .any(|d| d.last_error.as_deref().is_some_and(|e| e.starts_with("superseded"))),
-            "{dead:?}"
+        let (status, verdict, notes) = s1_state(&s.h, &s.threat).await;
+        assert_eq!(status, "unresolved", "the newer change stands");
+        assert_ne!(verdict, "false_positive", "the superseded verdict was not applied");
+        assert_eq!(
+            notes.iter().filter(|n| n.starts_with(CLOSED_BY)).count(),
+            1,
+            "{notes:?}"
         );
+        let dead = dead(&s.h).await;
+        assert_eq!(dead.len(), 1, "{dead:?}");
+        assert_eq!(dead[0].last_error.as_deref(), Some(SUPERSEDED), "{dead:?}");
+    }
+
+    const DOWN: FaultKind = FaultKind::Status {
+        status: 503,
+        retry_after: None,
+        code: None,
+    };
+
+    /// Posts "closed" (benign, at `now` - 2 min) then "reopened" (at `now` - 1 min) for the
+    /// story: the webhook's answers.
+    async fn close_then_reopen(s: &UamStory, now: OffsetDateTime, id: &str) -> (String, String) {
+        let closed = status_changed(&s.alert, "closed", Some("benign"), now - Duration::minutes(2));
+        let (_, a) = post_generic(&s.base, "acme", &format!("{id}-t1"), &closed, INBOUND_SECRET).await;
+        s.h.sim.control().clear_faults().await.unwrap();
+        let reopened = status_changed(&s.alert, "reopened", None, now - Duration::minutes(1));
+        let (_, b) = post_generic(&s.base, "acme", &format!("{id}-t2"), &reopened, INBOUND_SECRET).await;
+        let answer = |r: &Value| r["writeback"].as_str().unwrap_or_default().to_owned();
+        (answer(&a), answer(&b))
+    }
+
+    /// The story's threat and unified alert hold the reopen's status and the superseded
+    /// close's verdict, each the close's note once; the close is listed as superseded with its
+    /// verdict kept; and the next poll sends nothing back.
+    async fn reopened_with_the_close_verdict_everywhere(s: &UamStory) {
+        let (status, verdict, notes) = uam_state(&s.h, &s.unified).await;
+        assert_eq!((status.as_str(), verdict.as_str()), ("NEW", "FALSE_POSITIVE_BENIGN"));
+        assert_eq!(
+            notes.iter().filter(|n| n.starts_with(CLOSED_BY)).count(),
+            1,
+            "{notes:?}"
+        );
+        let (status, verdict, notes) = s1_state(&s.h, &s.threat).await;
+        assert_eq!((status.as_str(), verdict.as_str()), ("unresolved", "false_positive"));
+        assert_eq!(
+            notes.iter().filter(|n| n.starts_with(CLOSED_BY)).count(),
+            1,
+            "{notes:?}"
+        );
+        let dead = dead(&s.h).await;
+        assert_eq!(dead.len(), 1, "{dead:?}");
+        assert_eq!(dead[0].last_error.as_deref(), Some(SUPERSEDED_VERDICT_KEPT), "{dead:?}");
+        assert!(pending(&s.h).await.is_empty());
+        let before = s.h.receiver.events().len();
+        let p = s.h.poll().await.tenants.remove(0);
+        assert_eq!(p.published, 0, "our own writes came back: {p:?}");
+        assert_eq!(s.h.receiver.events().len(), before);
+    }
+
+    /// "closed" (t1) lands on the threat (resolved / false_positive), then UAM fails it;
+    /// "reopened" (t2, status only) applies to both. The close, retried, is superseded, but its
+    /// verdict is still the SOC's latest and already on the threat: it goes to the unified
+    /// alert too, so the story's members agree (they did not: seeded writeback chaos, seed 4).
+    pub async fn a_superseded_close_that_reached_only_the_threat_gets_its_verdict_onto_the_unified_alert(
+        table: Arc<dyn ItemTable>,
+    ) {
+        let s = uam_story(table).await;
+        let now = OffsetDateTime::now_utc();
+        graphql_fault(&s.h, DOWN, 0, 1_000).await;
+        let (closed, reopened) = close_then_reopen(&s, now, "uam-split").await;
+        assert_eq!((closed.as_str(), reopened.as_str()), ("pending", "applied"));
+        let r = retry_at(&s.h, now + Duration::minutes(10)).await;
+        assert_eq!((r.applied, r.superseded), (0, 1), "{r:?}");
+        reopened_with_the_close_verdict_everywhere(&s).await;
+    }
+
+    /// As above, but the close's attempt is cut off (out of time, as a kill) while UAM holds
+    /// its call, after the threat took it; its retry then fails cleanly before anything lands,
+    /// and "reopened" applies in between. The mark that the close was sent outlives both, so
+    /// the superseded close's verdict still reaches the unified alert.
+    pub async fn a_close_cut_off_after_the_threat_took_it_keeps_its_verdict_through_a_clean_retry_failure(
+        table: Arc<dyn ItemTable>,
+    ) {
+        let s = uam_story(table).await;
+        let now = OffsetDateTime::now_utc();
+        graphql_fault(&s.h, FaultKind::Slow { millis: 120_000 }, 0, 1_000).await;
+        let closed = status_changed(&s.alert, "closed", Some("benign"), now - Duration::minutes(2));
+        let (_, a) = post_generic(&s.base, "acme", "uam-cut-t1", &closed, INBOUND_SECRET).await;
+        assert_eq!(a["writeback"].as_str(), Some("pending"), "{a}");
+        s.h.sim.control().clear_faults().await.unwrap();
+        assert_eq!(
+            s1_state(&s.h, &s.threat).await.1,
+            "false_positive",
+            "the threat took it"
+        );
+        assert_ne!(
+            uam_state(&s.h, &s.unified).await.1,
+            "FALSE_POSITIVE_BENIGN",
+            "UAM did not"
+        );
+        // The close's claim and the alert's lock are held until they lapse: the reopen waits.
+        let reopened = status_changed(&s.alert, "reopened", None, now - Duration::minutes(1));
+        let (_, b) = post_generic(&s.base, "acme", "uam-cut-t2", &reopened, INBOUND_SECRET).await;
+        assert_eq!(b["writeback"].as_str(), Some("pending"), "{b}");
+        // The close goes first (older) and fails every try cleanly; the reopen then applies.
+        let tries = crate::fast_retry_options().retry.max_attempts;
+        crate::writeback::fail_incident(&s.h, 503, tries).await;
+        let r = retry_at(&s.h, now + Duration::minutes(10)).await;
+        assert_eq!((r.applied, r.rescheduled), (1, 1), "{r:?}");
+        let r = retry_at(&s.h, now + Duration::hours(3)).await;
+        assert_eq!((r.applied, r.superseded), (0, 1), "{r:?}");
+        reopened_with_the_close_verdict_everywhere(&s).await;
     }
 
     /// A tenant reading threats and unified alerts: an Identity alert raised after the first

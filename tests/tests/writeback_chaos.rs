@@ -37,7 +37,7 @@ use s1_bridge_sim::{ActionOutcome, DetectionSource, FaultKind, FaultRule, NewUni
 use s1_shared::domain::MemberId;
 use s1_shared::s1::dto::format_time;
 use s1_shared::store::{EmbeddedTable, ItemTable, Source};
-use s1_shared::usecase::writeback::{WebhookResponse, handle_webhook, retry_pending};
+use s1_shared::usecase::writeback::{SUPERSEDED_VERDICT_KEPT, WebhookResponse, handle_webhook, retry_pending};
 use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
 
@@ -486,24 +486,35 @@ impl Chaos {
             );
         }
         let superseded: Vec<&str> = dead.iter().map(|d| d.change.change.event_id.as_str()).collect();
+        // A superseded change an earlier attempt had sent (perhaps landing on part of the
+        // story) keeps its verdict, on every member.
+        let verdict_kept: Vec<&str> = dead
+            .iter()
+            .filter(|d| d.last_error.as_deref() == Some(SUPERSEDED_VERDICT_KEPT))
+            .map(|d| d.change.change.event_id.as_str())
+            .collect();
         // Each story: the newest accepted status and verdict, per field (a superseded change
-        // sets neither).
+        // sets no status, and no verdict unless it kept it).
         for (n, (alert, ids)) in self.stories[..PLATFORM_STORIES].iter().enumerate() {
-            let accepted: Vec<&Change> = self
-                .changes
-                .iter()
-                .filter(|c| c.story == n && heard.get(&c.id).is_some_and(|h| h.accepted))
-                .filter(|c| !superseded.contains(&c.id.as_str()))
-                .collect();
-            let newest = |f: fn(&Change) -> Option<&'static str>| {
-                accepted
+            let accepted = |verdicts: bool| -> Vec<&Change> {
+                self.changes
                     .iter()
+                    .filter(|c| c.story == n && heard.get(&c.id).is_some_and(|h| h.accepted))
+                    .filter(|c| {
+                        let id = c.id.as_str();
+                        !superseded.contains(&id) || (verdicts && verdict_kept.contains(&id))
+                    })
+                    .collect()
+            };
+            let newest = |f: fn(&Change) -> Option<&'static str>, verdicts: bool| {
+                accepted(verdicts)
+                    .into_iter()
                     .filter(|c| f(c).is_some())
                     .max_by_key(|c| c.at)
                     .map(|c| (f(c), c.id.clone()))
             };
-            let status = newest(|c| c.status);
-            let verdict = newest(|c| c.verdict);
+            let status = newest(|c| c.status, false);
+            let verdict = newest(|c| c.verdict, true);
             if let Some(id) = self.unified.get(n) {
                 let (s, v, _) = &uam[id];
                 if let Some((want, by)) = &status {
@@ -514,7 +525,7 @@ impl Chaos {
                     );
                 }
                 if let Some((_, by)) = &verdict {
-                    let want = newest(|c| c.uam_verdict).and_then(|(v, _)| v);
+                    let want = newest(|c| c.uam_verdict, true).and_then(|(v, _)| v);
                     assert_eq!(
                         Some(v.as_str()),
                         want,

@@ -22,6 +22,10 @@ pub enum WritebackStep {
     Status,
     /// The status and verdict were not applied: a newer change held the alert.
     Superseded,
+    /// The status and verdict were sent to S1 (or were about to be): S1 may hold them on some of
+    /// the story's members. Taken back when S1 surely made no change. A change superseded after
+    /// this gets its verdict onto every member, so the story's members never disagree on it.
+    FieldsSent,
     /// The note was about to be sent: a later attempt looks in S1 before sending it again.
     NoteStarted,
     /// S1 took the note.

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use super::SUPERSEDED;
 use super::WritebackDeps;
 use super::notes::superseded_note;
 use super::outcome::{ApplyError, Attempt, store_error};
 use super::s1_calls::CallFailed;
 use super::s1_calls::{Recorder, S1Calls, call_error, check_details, note_in_s1, outbound_records, summarize};
 use super::uam_calls::{add_unified_notes, set_unified, unified_verdict};
+use super::{SUPERSEDED, SUPERSEDED_VERDICT_KEPT};
 use crate::domain::MemberId;
 use crate::platform::inbound::{ChangeAction, PlatformState};
 use crate::s1::RetryPolicy;
@@ -166,7 +166,15 @@ pub(super) async fn apply(
     }
     let outbound = outbound_records(recorder, &results);
     if superseded {
-        w.pending.last_error = Some(SUPERSEDED.to_owned());
+        let verdict_kept = w.pending.change.done.contains(&Step::FieldsSent) && w.pending.change.verdict.is_some();
+        w.pending.last_error = Some(
+            if verdict_kept {
+                SUPERSEDED_VERDICT_KEPT
+            } else {
+                SUPERSEDED
+            }
+            .to_owned(),
+        );
         let done = deps
             .store
             .retire_to_dead(&tenant.id, &w.pending, w.version, w.lock.as_ref())
@@ -202,14 +210,25 @@ async fn set_fields(
     w.lock_alert().await?;
     let lock = w.lock.as_mut().expect("locked above");
     let status = w.pending.change.status;
-    if status.is_some() && lock.order.supersedes(at, &id) {
-        w.pending.change.done.insert(Step::Superseded);
-        return Ok(());
-    }
     if lock.order.verdict_supersedes(at, &id) {
         w.pending.change.verdict = None;
     }
     let verdict = w.pending.change.verdict;
+    if status.is_some() && lock.order.supersedes(at, &id) {
+        w.pending.change.done.insert(Step::Superseded);
+        // An earlier attempt's send may have left this change's verdict on some members (the
+        // threats took it, UAM failed) and a newer status-only change went out since: the
+        // verdict is still the SOC's latest, so it goes to every member rather than leave the
+        // story's threats and alerts disagreeing. Unsent, it stays unapplied.
+        return match verdict {
+            Some(v) if w.pending.change.done.contains(&Step::FieldsSent) => {
+                record_and_send(w, s1, story, ids, None, Some(v), results)
+                    .await
+                    .map_err(|f| f.error)
+            }
+            _ => Ok(()),
+        };
+    }
     if status.is_none() && verdict.is_none() {
         return Ok(());
     }
@@ -223,11 +242,29 @@ async fn set_fields(
     {
         return Err(ApplyError::LostClaim);
     }
-    record_and_send(w, s1, story, ids, status, verdict, results).await
+    // Saved before S1 is called: a kill mid-call leaves it, as a failure after part landed
+    // does. Only this attempt's mark is taken back when S1 surely made no change: an earlier
+    // attempt's send may still have landed.
+    let sent_before = !w.pending.change.done.insert(Step::FieldsSent);
+    if !sent_before {
+        w.save().await?;
+    }
+    let sent = record_and_send(w, s1, story, ids, status, verdict, results).await;
+    if matches!(
+        sent,
+        Err(CallFailed {
+            made_no_change: true,
+            ..
+        })
+    ) && !sent_before
+    {
+        w.pending.change.done.remove(&Step::FieldsSent);
+    }
+    sent.map_err(|f| f.error)
 }
 
 /// Records on `ids.members` that S1 is being given `status` / `verdict`, then sends them; the
-/// record is taken back when S1 surely made no change.
+/// record is taken back when S1 surely made no change (the failure says which).
 async fn record_and_send(
     w: &mut Work<'_>,
     s1: &S1Calls<'_>,
@@ -236,7 +273,7 @@ async fn record_and_send(
     status: Option<IncidentStatus>,
     verdict: Option<AnalystVerdict>,
     results: &mut Vec<(&'static str, String)>,
-) -> Result<(), ApplyError> {
+) -> Result<(), CallFailed> {
     // Unified members are recorded as the poller reads their alert back: the UAM verdict's
     // legacy reading.
     let uam_verdict = unified_verdict(w.tenant, &w.pending.change, verdict);
@@ -246,21 +283,23 @@ async fn record_and_send(
         .cloned()
         .partition(|m| m.unified_alert_id().is_some());
     let recorded = [
-        w.record_written(story, &others, status, verdict).await?,
+        w.record_written(story, &others, status, verdict)
+            .await
+            .map_err(CallFailed::unsent)?,
         w.record_written(story, &unified, status, uam_verdict.map(|v| v.legacy()))
-            .await?,
+            .await
+            .map_err(CallFailed::unsent)?,
     ];
-    match send_fields(s1, ids, status, verdict, uam_verdict, results).await {
-        Ok(()) => Ok(()),
-        Err(failed) => {
-            if failed.made_no_change {
-                for r in &recorded {
-                    w.take_back(story, r).await;
-                }
-            }
-            Err(failed.error)
+    let failed = match send_fields(s1, ids, status, verdict, uam_verdict, results).await {
+        Ok(()) => return Ok(()),
+        Err(f) => f,
+    };
+    if failed.made_no_change {
+        for r in &recorded {
+            w.take_back(story, r).await;
         }
     }
+    Err(failed)
 }
 
 /// A threat that joined the story while its close was being applied (the poller told the
@@ -320,7 +359,9 @@ async fn close_late_joiners(
         alerts: &alerts,
         unified: &unified,
     };
-    record_and_send(w, s1, story, &ids, Some(status), verdict, results).await
+    record_and_send(w, s1, story, &ids, Some(status), verdict, results)
+        .await
+        .map_err(|f| f.error)
 }
 
 /// The S1 calls that set `status` and `verdict` (each when given) on the threats and STAR

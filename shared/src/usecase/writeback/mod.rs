@@ -13,7 +13,9 @@
 //! item another retired. Changes of one alert that set a status or a verdict go to S1 one at a
 //! time under the alert's ordering lock, and each field in the order of the platform timestamps:
 //! a change whose status is older than the one S1 holds from us is retired as superseded (its
-//! note is posted, its status and verdict are not); a verdict older than the alert's is left
+//! note is posted, its status and verdict are not, except that a verdict an earlier attempt had
+//! already sent, perhaps landing on part of the story, goes to every member, so a threat and a
+//! unified alert of one story never disagree on it); a verdict older than the alert's is left
 //! out, whether a status change or a comment carries it. What each status or verdict call gives
 //! S1 is recorded on the story before the call is sent, so the poller never sends our own
 //! change back, whatever fails after it.
@@ -85,6 +87,10 @@ pub const CLAIM_TTL: Duration = Duration::minutes(2);
 pub const RETRY_ATTEMPT_LIMIT: StdDuration = StdDuration::from_secs(30);
 /// The `last_error` of a change retired as superseded: it is listed with the dead letters.
 pub const SUPERSEDED: &str = "superseded: a later change to this alert reached S1 first; this change's status and verdict were not applied (its note was)";
+/// The `last_error` of a change retired as superseded after an earlier attempt had sent its
+/// status and verdict, perhaps landing on some of the story's members: its verdict (still the
+/// latest) was applied to every member, its status was not.
+pub const SUPERSEDED_VERDICT_KEPT: &str = "superseded: a later change to this alert reached S1 first; this change's status was not applied; its verdict and note were (an earlier attempt had sent the verdict to part of the story)";
 /// No attempt (inline or in a retry pass) starts with less than this left: a claim taken and
 /// cut at once would only hold the change back until the claim lapses.
 const MIN_ATTEMPT_WINDOW: StdDuration = StdDuration::from_secs(1);

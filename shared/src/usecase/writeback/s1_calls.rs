@@ -130,6 +130,14 @@ impl CallFailed {
         }
     }
 
+    /// A failure before anything was sent.
+    pub(super) fn unsent(error: ApplyError) -> Self {
+        Self {
+            error,
+            made_no_change: true,
+        }
+    }
+
     /// A failure S1 reported after taking the call.
     pub(super) fn landed(error: ApplyError) -> Self {
         Self {
