@@ -76,11 +76,9 @@ on_both_stores! {
     a_unified_version_sent_as_an_update_then_killed_in_the_commit_window_keeps_one_webhook_id,
     a_unified_version_sent_as_an_update_then_killed_in_the_commit_window_keeps_one_webhook_id_on_dynamodb =>
         |table| guarantees::a_version_sent_as_an_update_and_again_as_new_keeps_one_webhook_id(table, Source::Unified, true);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn ten_thousand_detections_a_third_in_both_listings_are_each_one_member_told_once() {
-    unified::ten_thousand_detections_a_third_in_both_listings_are_each_one_member_told_once(embedded()).await;
+    ten_thousand_detections_a_third_in_both_listings_are_each_one_member_told_once,
+    ten_thousand_detections_a_third_in_both_listings_are_each_one_member_told_once_on_dynamodb =>
+        unified::ten_thousand_detections_a_third_in_both_listings_are_each_one_member_told_once;
 }
 
 #[tokio::test(flavor = "multi_thread")]
