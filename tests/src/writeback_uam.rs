@@ -399,6 +399,27 @@ pub mod scenarios {
         reopened_with_the_close_verdict_everywhere(&s).await;
     }
 
+    /// "closed" (t1): the threats call's first answer is cut short (the threat took it) and its
+    /// retries get 503s, so UAM is never called; "reopened" (t2) applies. The last try's 503
+    /// does not make the close "nothing landed": what it recorded on the threat stays (no echo)
+    /// and, superseded, its verdict reaches the unified alert too.
+    pub async fn a_close_whose_lost_answer_was_followed_by_503s_is_not_taken_for_unsent(table: Arc<dyn ItemTable>) {
+        let s = uam_story(table).await;
+        let now = OffsetDateTime::now_utc();
+        let incident = "/threats/incident";
+        for rule in [
+            FaultRule::new(incident, FaultKind::Truncate, 1),
+            FaultRule::new(incident, DOWN, crate::fast_retry_options().retry.max_attempts - 1),
+        ] {
+            s.h.sim.control().add_fault(&rule).await.unwrap();
+        }
+        let (closed, reopened) = close_then_reopen(&s, now, "uam-lost").await;
+        assert_eq!((closed.as_str(), reopened.as_str()), ("pending", "applied"));
+        let r = retry_at(&s.h, now + Duration::minutes(10)).await;
+        assert_eq!((r.applied, r.superseded), (0, 1), "{r:?}");
+        reopened_with_the_close_verdict_everywhere(&s).await;
+    }
+
     /// As above, but the close's attempt is cut off (out of time, as a kill) while UAM holds
     /// its call, after the threat took it; its retry then fails cleanly before anything lands,
     /// and "reopened" applies in between. The mark that the close was sent outlives both, so

@@ -340,6 +340,59 @@ async fn a_truncated_answer_is_read_again_and_cut_for_good_is_retryable_not_a_de
     );
 }
 
+/// A write whose first answer is lost (cut short: S1 applied it) and whose retries then get
+/// 503s does not end as "S1 made no change": the 503 is the last try's word, not the call's. It
+/// is `OutcomeUnknown`, retryable, and S1 does hold the change. A read failing the same way
+/// stays the last try's error (nothing to leave behind).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_whose_first_answer_was_lost_and_then_got_503s_may_have_landed() {
+    let (sim, client) = sim_and_client(small()).await;
+    let ids = all_threat_ids(&client, &ThreatQuery::default()).await.unwrap();
+    let one = &ids[..1];
+    for rule in [
+        FaultRule::new("/threats/incident", FaultKind::Truncate, 1),
+        FaultRule::new("/threats/incident", status(503), 10),
+    ] {
+        sim.control().add_fault(&rule).await.unwrap();
+    }
+    let err = client
+        .set_incident_status(one, IncidentStatus::Resolved, Some(AnalystVerdict::FalsePositive))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, S1Error::OutcomeUnknown { endpoint, attempts: 4, .. } if endpoint == "/threats/incident"),
+        "{err:?}"
+    );
+    assert!(!err.made_no_change() && err.is_retryable(), "{err}");
+    assert!(
+        err.to_string().contains("503"),
+        "the last try's failure is named: {err}"
+    );
+    sim.control().clear_faults().await.unwrap();
+    let held = client
+        .threats(&ThreatQuery {
+            ids: one.to_vec(),
+            ..ThreatQuery::default()
+        })
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap();
+    let threat = &held[0].items[0];
+    assert_eq!(
+        threat.threat_info.incident_status,
+        Some(IncidentStatus::Resolved),
+        "the lost first try landed"
+    );
+    for rule in [
+        FaultRule::new("/system/info", FaultKind::Truncate, 1),
+        FaultRule::new("/system/info", status(503), 10),
+    ] {
+        sim.control().add_fault(&rule).await.unwrap();
+    }
+    let err = client.system_info().await.unwrap_err();
+    assert!(matches!(err, S1Error::Server { status: 503, .. }), "{err:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_decode_error_names_the_field() {
     // A threat whose updatedAt is not a timestamp: the error must point at it.

@@ -222,6 +222,20 @@ pub enum S1Error {
         received: usize,
     },
 
+    /// A call that is safe to repeat failed on its last try in a way that says S1 made no
+    /// change (a 5xx, a 429), but an earlier try's outcome was never heard (its answer was cut
+    /// short, or the connection was cut after the request went out): S1 may hold the change
+    /// from that try. Retryable; never taken for "nothing landed".
+    #[error(
+        "S1 may have applied an earlier try of {endpoint} (its answer was lost); the last of {attempts} attempts failed: {last}; try again"
+    )]
+    OutcomeUnknown {
+        endpoint: String,
+        attempts: u32,
+        /// The last try's failure, as text.
+        last: String,
+    },
+
     /// S1 answered a GraphQL call (UAM) with an `errors` array, HTTP 200 or not: the call
     /// failed, even when part of the data came with it (a page with holes is not a page, and is
     /// never taken as an empty one).
@@ -256,6 +270,7 @@ impl S1Error {
                 | S1Error::Server { .. }
                 | S1Error::Transport { .. }
                 | S1Error::Truncated { .. }
+                | S1Error::OutcomeUnknown { .. }
         )
     }
 
@@ -278,7 +293,7 @@ impl S1Error {
             S1Error::Transport { source, .. } => source.is_connect(),
             // With no data, nothing ran (taken at its word); partial data means part of it did.
             S1Error::GraphQl { partial, .. } => !partial,
-            S1Error::Decode { .. } | S1Error::Truncated { .. } => false,
+            S1Error::Decode { .. } | S1Error::Truncated { .. } | S1Error::OutcomeUnknown { .. } => false,
         }
     }
 
@@ -296,6 +311,18 @@ impl S1Error {
             | S1Error::NotFound { body, .. }
             | S1Error::Server { body, .. }
             | S1Error::UnexpectedStatus { body, .. } => body.code,
+            _ => None,
+        }
+    }
+
+    /// How many tries the call made, when the failure counts them.
+    pub fn attempts(&self) -> Option<u32> {
+        match self {
+            S1Error::RateLimited { attempts, .. }
+            | S1Error::Server { attempts, .. }
+            | S1Error::Transport { attempts, .. }
+            | S1Error::Truncated { attempts, .. }
+            | S1Error::OutcomeUnknown { attempts, .. } => Some(*attempts),
             _ => None,
         }
     }

@@ -180,6 +180,7 @@ impl S1Client {
             body: None,
             family,
             idempotent: true,
+            changes: false,
             auth,
         };
         self.send(&call, |b| decode::<DataEnvelope<T>>(path, b).map(|e| e.data))
@@ -200,6 +201,7 @@ impl S1Client {
             body: Some(body),
             family,
             idempotent,
+            changes: true,
             auth: true,
         };
         self.send(&call, |b| decode::<DataEnvelope<T>>(path, b).map(|e| e.data))

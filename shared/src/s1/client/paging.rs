@@ -73,6 +73,7 @@ impl S1Client {
                     body: None,
                     family,
                     idempotent: true,
+                    changes: false,
                     auth: true,
                 };
                 let result = async {

@@ -23,16 +23,42 @@ pub(super) struct Call<'a> {
     /// Whether repeating the call after an ambiguous failure (5xx, a cut connection) is
     /// harmless. Adding a note is not: a retry could post it twice.
     pub(super) idempotent: bool,
+    /// Whether the call changes something in S1 (a write), so a lost answer to one try may
+    /// have left a change behind.
+    pub(super) changes: bool,
     pub(super) auth: bool,
 }
 
 impl S1Client {
     /// Makes the call and reads a 2xx answer with `read`. An answer whose JSON ends early (cut
     /// short on the way) is retried like a cut connection, when the call is safe to repeat.
+    ///
+    /// When an earlier try's outcome was never heard and the last try says S1 made no change,
+    /// the failure is [`S1Error::OutcomeUnknown`]: the earlier try may have landed, and a caller
+    /// that takes back what it recorded on "no change" must not.
     pub(super) async fn send<T>(
         &self,
         call: &Call<'_>,
         read: impl Fn(&[u8]) -> Result<T, S1Error>,
+    ) -> Result<T, S1Error> {
+        let mut unheard = false;
+        match self.send_tries(call, read, &mut unheard).await {
+            Err(e) if unheard && call.changes && e.made_no_change() => Err(S1Error::OutcomeUnknown {
+                endpoint: format!("/{}", call.path),
+                attempts: e.attempts().unwrap_or(1),
+                last: e.to_string(),
+            }),
+            r => r,
+        }
+    }
+
+    /// [`send`](Self::send)'s tries; sets `unheard` once a try that is then repeated may have
+    /// acted.
+    async fn send_tries<T>(
+        &self,
+        call: &Call<'_>,
+        read: impl Fn(&[u8]) -> Result<T, S1Error>,
+        unheard: &mut bool,
     ) -> Result<T, S1Error> {
         let endpoint = format!("/{}", call.path);
         let url = self
@@ -204,6 +230,7 @@ impl S1Client {
             let Some(backoff) = delays.next() else {
                 return Err(failure);
             };
+            *unheard |= !failure.made_no_change();
             let wait = hint.map(|h| h.min(self.retry.max_retry_after)).unwrap_or(backoff);
             tracing::debug!(endpoint = %endpoint, attempt, wait_ms = wait.as_millis() as u64, error = %failure, "retrying S1 call");
             tokio::time::sleep(wait).await;

@@ -53,6 +53,7 @@ impl S1Client {
             body: Some(&body),
             family: EndpointFamily::UnifiedAlerts,
             idempotent: !is_mutation(document),
+            changes: is_mutation(document),
             auth: true,
         };
         self.send(&call, |bytes| read_answer(bytes)).await
