@@ -393,6 +393,7 @@ macro_rules! writeback_scenarios {
             a_superseded_close_that_reached_only_the_threat_gets_its_verdict_onto_the_unified_alert,
             a_close_cut_off_after_the_threat_took_it_keeps_its_verdict_through_a_clean_retry_failure,
             a_close_whose_lost_answer_was_followed_by_503s_is_not_taken_for_unsent,
+            a_newer_close_that_landed_nowhere_does_not_keep_an_older_ones_verdict_split,
             our_own_unified_write_is_not_sent_back_by_the_poller,
             a_graphql_error_that_is_no_refusal_leaves_the_unified_change_pending,
             a_dead_lettered_unified_change_replayed_by_the_operator_reaches_uam_once,

@@ -358,28 +358,82 @@ pub mod scenarios {
     /// close's verdict, each the close's note once; the close is listed as superseded with its
     /// verdict kept; and the next poll sends nothing back.
     async fn reopened_with_the_close_verdict_everywhere(s: &UamStory) {
+        reopened_with_the_close_verdict_on_both(s, 1).await;
+        let dead = dead(&s.h).await;
+        assert_eq!(dead.len(), 1, "{dead:?}");
+        assert_eq!(dead[0].last_error.as_deref(), Some(SUPERSEDED_VERDICT_KEPT), "{dead:?}");
+        no_echo(s).await;
+    }
+
+    /// The next poll sends nothing back, and nothing is pending.
+    async fn no_echo(s: &UamStory) {
+        assert!(pending(&s.h).await.is_empty());
+        let before = s.h.receiver.events().len();
+        let p = s.h.poll().await.tenants.remove(0);
+        assert_eq!(p.published, 0, "our own writes came back: {p:?}");
+        assert_eq!(s.h.receiver.events().len(), before);
+    }
+
+    /// The story's threat and unified alert hold the reopen's status and the benign close's
+    /// verdict, and `closes` close notes each (one per close).
+    async fn reopened_with_the_close_verdict_on_both(s: &UamStory, closes: usize) {
         let (status, verdict, notes) = uam_state(&s.h, &s.unified).await;
         assert_eq!((status.as_str(), verdict.as_str()), ("NEW", "FALSE_POSITIVE_BENIGN"));
         assert_eq!(
             notes.iter().filter(|n| n.starts_with(CLOSED_BY)).count(),
-            1,
+            closes,
             "{notes:?}"
         );
         let (status, verdict, notes) = s1_state(&s.h, &s.threat).await;
         assert_eq!((status.as_str(), verdict.as_str()), ("unresolved", "false_positive"));
         assert_eq!(
             notes.iter().filter(|n| n.starts_with(CLOSED_BY)).count(),
-            1,
+            closes,
             "{notes:?}"
         );
-        let dead = dead(&s.h).await;
-        assert_eq!(dead.len(), 1, "{dead:?}");
-        assert_eq!(dead[0].last_error.as_deref(), Some(SUPERSEDED_VERDICT_KEPT), "{dead:?}");
-        assert!(pending(&s.h).await.is_empty());
-        let before = s.h.receiver.events().len();
-        let p = s.h.poll().await.tenants.remove(0);
-        assert_eq!(p.published, 0, "our own writes came back: {p:?}");
-        assert_eq!(s.h.receiver.events().len(), before);
+    }
+
+    /// "closed" benign (t1) lands on the threat, UAM fails it; "closed" true positive (t2)
+    /// fails on the threats API before anything lands; "reopened" (t3) applies. The t2 close
+    /// made no change, so it holds no mark: the t1 close still holds the verdict and, superseded,
+    /// completes it on the unified alert; the t2 close is superseded whole. Before its marks
+    /// were taken back, both were superseded whole and the members split (found by review).
+    pub async fn a_newer_close_that_landed_nowhere_does_not_keep_an_older_ones_verdict_split(
+        table: Arc<dyn ItemTable>,
+    ) {
+        let s = uam_story(table).await;
+        let now = OffsetDateTime::now_utc();
+        graphql_fault(&s.h, DOWN, 0, 1_000).await;
+        let benign = status_changed(&s.alert, "closed", Some("benign"), now - Duration::minutes(3));
+        let (_, a) = post_generic(&s.base, "acme", "uam-marks-t1", &benign, INBOUND_SECRET).await;
+        assert_eq!(a["writeback"].as_str(), Some("pending"), "{a}");
+        s.h.sim.control().clear_faults().await.unwrap();
+        let tries = crate::fast_retry_options().retry.max_attempts;
+        crate::writeback::fail_incident(&s.h, 503, tries).await;
+        let tp = status_changed(&s.alert, "closed", Some("true_positive"), now - Duration::minutes(2));
+        let (_, c) = post_generic(&s.base, "acme", "uam-marks-t2", &tp, INBOUND_SECRET).await;
+        assert_eq!(c["writeback"].as_str(), Some("pending"), "{c}");
+        s.h.sim.control().clear_faults().await.unwrap();
+        let reopened = status_changed(&s.alert, "reopened", None, now - Duration::minutes(1));
+        let (_, d) = post_generic(&s.base, "acme", "uam-marks-t3", &reopened, INBOUND_SECRET).await;
+        assert_eq!(d["writeback"].as_str(), Some("applied"), "{d}");
+        let r = retry_at(&s.h, now + Duration::minutes(10)).await;
+        assert_eq!((r.applied, r.superseded), (0, 2), "{r:?}");
+        reopened_with_the_close_verdict_on_both(&s, 2).await;
+        let mut dead: Vec<(String, Option<String>)> = dead(&s.h)
+            .await
+            .into_iter()
+            .map(|d| (d.change.change.event_id, d.last_error))
+            .collect();
+        dead.sort();
+        assert_eq!(
+            dead,
+            vec![
+                ("uam-marks-t1".to_owned(), Some(SUPERSEDED_VERDICT_KEPT.to_owned())),
+                ("uam-marks-t2".to_owned(), Some(SUPERSEDED.to_owned())),
+            ]
+        );
+        no_echo(&s).await;
     }
 
     /// "closed" (t1) lands on the threat (resolved / false_positive), then UAM fails it;

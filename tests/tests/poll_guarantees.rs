@@ -175,7 +175,22 @@ async fn pending_writebacks_get_their_turn_when_the_poll_runs_out_of_time() {
 /// the bridge calls closed: it gets the same change in S1.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_threat_joining_while_its_storys_close_is_applied_gets_the_close_too() {
+    joining_while_closed(false).await;
+}
+
+/// As above, but S1 fails the joined threat's close (503s through the retry budget) after the
+/// story's own threats took it: the change stays pending, and its retry, holding the alert's
+/// status still, gives the joined threat the close. (The retry used to skip it: only the first
+/// attempt held the alert's lock, which the step asks for.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_joined_threat_whose_close_failed_gets_it_on_the_retry() {
+    joining_while_closed(true).await;
+}
+
+async fn joining_while_closed(joiner_fails: bool) {
+    use integration_tests::writeback::scenarios::retry_at;
     use integration_tests::writeback::{INBOUND_SECRET, incident_fault, post_generic, s1_state, setup, status_changed};
+    use s1_bridge_sim::FaultKind;
     use std::time::Duration;
     let (h, base, stories) = setup(40, embedded()).await;
     let (alert, ids) = stories
@@ -193,7 +208,16 @@ async fn a_threat_joining_while_its_storys_close_is_applied_gets_the_close_too()
     )
     .unwrap()
         + time::Duration::minutes(1);
-    incident_fault(&h, s1_bridge_sim::FaultKind::Slow { millis: 1_500 }, 1).await;
+    incident_fault(&h, FaultKind::Slow { millis: 1_500 }, 1).await;
+    if joiner_fails {
+        let down = FaultKind::Status {
+            status: 503,
+            retry_after: None,
+            code: None,
+        };
+        let tries = integration_tests::fast_retry_options().retry.max_attempts;
+        incident_fault(&h, down, tries).await;
+    }
     let body = status_changed(
         &alert,
         "resolved",
@@ -222,7 +246,19 @@ async fn a_threat_joining_while_its_storys_close_is_applied_gets_the_close_too()
     let told = guarantees::last_told(&h, &joined);
     assert_eq!(told["data"]["alert_key"], alert.as_str(), "it joined the story: {told}");
     let (code, resp) = close.await.unwrap();
-    assert_eq!((code, resp["writeback"].as_str()), (202, Some("applied")), "{resp}");
+    if joiner_fails {
+        assert_eq!((code, resp["writeback"].as_str()), (202, Some("pending")), "{resp}");
+        assert_eq!(
+            s1_state(&h, &ids[0]).await.0,
+            "resolved",
+            "the story's own threats took it"
+        );
+        assert_eq!(s1_state(&h, &joined).await.0, "unresolved", "the joined one did not");
+        let r = retry_at(&h, time::OffsetDateTime::now_utc() + time::Duration::minutes(10)).await;
+        assert_eq!(r.applied, 1, "{r:?}");
+    } else {
+        assert_eq!((code, resp["writeback"].as_str()), (202, Some("applied")), "{resp}");
+    }
     for id in ids.iter().chain(std::iter::once(&joined)) {
         let (status, verdict, _) = s1_state(&h, id).await;
         assert_eq!(

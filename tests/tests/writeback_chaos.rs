@@ -172,6 +172,8 @@ struct Chaos {
     later: OffsetDateTime,
     /// Threats the console changed.
     console_changed: BTreeSet<String>,
+    /// Every platform story's threats' and unified alert's verdict before the first round.
+    initial_verdicts: HashMap<String, String>,
 }
 
 impl Chaos {
@@ -551,6 +553,28 @@ impl Chaos {
                 }
             }
         }
+        // Whatever else holds, a story's threats and its unified alert agree on the verdict:
+        // both as they were, or both as one accepted change set them (the legacy verdict and the
+        // UAM verdict its close reason or comment names).
+        for (n, (alert, ids)) in self.stories[..PLATFORM_STORIES].iter().enumerate() {
+            let Some(unified) = self.unified.get(n) else { continue };
+            let held_uam = uam[unified].1.as_str();
+            for id in ids {
+                let held = s1[id].1.as_str();
+                let as_before = self.initial_verdicts.get(id).map(String::as_str) == Some(held)
+                    && self.initial_verdicts.get(unified).map(String::as_str) == Some(held_uam);
+                let set_by = self.changes.iter().find(|c| {
+                    c.story == n
+                        && heard.get(&c.id).is_some_and(|h| h.accepted)
+                        && c.verdict == Some(held)
+                        && c.uam_verdict == Some(held_uam)
+                });
+                assert!(
+                    as_before || set_by.is_some(),
+                    "seed {seed}: {alert}: threat {id} holds verdict {held}, unified alert {unified} holds {held_uam}: no change set both"
+                );
+            }
+        }
         // Nothing only the platform changed comes back; every console change does.
         let events = self.h.events("threat.updated");
         let platform_threats: Vec<&String> = self.stories[..PLATFORM_STORIES].iter().flat_map(|(_, t)| t).collect();
@@ -601,6 +625,15 @@ async fn run(seed: u64, source: Source) {
             add_member(&h, alert, MemberId::unified(id)).await;
         }
     }
+    let mut initial_verdicts = HashMap::new();
+    for (_, ids) in &stories[..PLATFORM_STORIES] {
+        for id in ids {
+            initial_verdicts.insert(id.clone(), s1_state(&h, id).await.1);
+        }
+    }
+    for id in &unified {
+        initial_verdicts.insert(id.clone(), uam_state(&h, id).await.1);
+    }
     let now = OffsetDateTime::now_utc();
     let mut chaos = Chaos {
         seed,
@@ -614,6 +647,7 @@ async fn run(seed: u64, source: Source) {
         clock: now - Duration::minutes(30),
         later: now,
         console_changed: BTreeSet::new(),
+        initial_verdicts,
     };
     for _ in 0..ROUNDS {
         chaos.round().await;

@@ -233,6 +233,7 @@ async fn set_fields(
         return Ok(());
     }
     // Marked before S1 is called, so no older change can follow this one.
+    let unmarked = lock.order.clone();
     let order = lock.order.marked(at, &id, status.is_some(), verdict.is_some());
     if !deps
         .store
@@ -259,6 +260,12 @@ async fn set_fields(
     ) && !sent_before
     {
         w.pending.change.done.remove(&Step::FieldsSent);
+        // S1 holds nothing of this change, so its marks are taken back with the lock's release
+        // (every end of the attempt writes the lock's order): an older change that did land on
+        // part of the story still holds the verdict, and completes it if superseded.
+        if let Some(lock) = w.lock.as_mut() {
+            lock.order = unmarked;
+        }
     }
     sent.map_err(|f| f.error)
 }
@@ -316,6 +323,9 @@ async fn close_late_joiners(
     let Some(status @ IncidentStatus::Resolved) = w.pending.change.status else {
         return Ok(());
     };
+    // A retry whose status step was done by an earlier attempt holds no lock yet: it takes it,
+    // reading who holds the alert's status now.
+    w.lock_alert().await?;
     let id = w.pending.id.as_str();
     if w.lock
         .as_ref()
