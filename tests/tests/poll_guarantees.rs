@@ -187,6 +187,94 @@ async fn a_joined_threat_whose_close_failed_gets_it_on_the_retry() {
     joining_while_closed(true).await;
 }
 
+/// A new threat in the simulator on `first`'s agent and file, detected a minute after it: the
+/// poll adds it to `first`'s story.
+async fn joiner_of(h: &PollHarness, first: &str) -> String {
+    let first = h.sim.control().threat(first).await.unwrap();
+    let agent = first["agentRealtimeInfo"]["agentUuid"].as_str().unwrap().to_owned();
+    let sha1 = first["threatInfo"]["sha1"].as_str().unwrap().to_owned();
+    // Detected within the story's window, so it joins the story rather than rolling it over.
+    let detected = time::OffsetDateTime::parse(
+        first["threatInfo"]["identifiedAt"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap()
+        + time::Duration::minutes(1);
+    h.sim
+        .control()
+        .add_threats(&s1_bridge_sim::NewThreats {
+            count: 1,
+            agent_uuid: Some(agent),
+            sha1: Some(sha1),
+            detected_at: Some(detected),
+        })
+        .await
+        .unwrap()
+        .remove(0)
+}
+
+/// A close (true positive) lands on the story's threats but S1 fails its note, so it stays
+/// pending; a threat joins the story; a comment with verdict false positive (newer) lands on
+/// every member, the joined one too. The close's retry gives the joined threat the close's
+/// status, not its older verdict (found by review: the retry sent the close's verdict over the
+/// comment's).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retried_close_gives_a_joined_threat_its_status_not_an_older_verdict() {
+    use integration_tests::writeback::scenarios::retry_at;
+    use integration_tests::writeback::{
+        INBOUND_SECRET, comment_with_verdict, post_generic, s1_fault, s1_state, setup, status_changed,
+    };
+    use s1_bridge_sim::FaultKind;
+    let (h, base, stories) = setup(40, embedded()).await;
+    let (alert, ids) = stories
+        .iter()
+        .find(|(key, _)| !key.contains(":storyline:"))
+        .expect("a story of a file")
+        .clone();
+    let now = time::OffsetDateTime::now_utc();
+    let down = FaultKind::Status {
+        status: 503,
+        retry_after: None,
+        code: None,
+    };
+    s1_fault(&h, "/threats/notes", down, 1).await;
+    let close = status_changed(
+        &alert,
+        "resolved",
+        Some("true_positive"),
+        now - time::Duration::minutes(2),
+    );
+    let (_, resp) = post_generic(&base, "acme", "close-tp", &close, INBOUND_SECRET).await;
+    assert_eq!(resp["writeback"].as_str(), Some("pending"), "{resp}");
+    assert_eq!(
+        s1_state(&h, &ids[0]).await.1,
+        "true_positive",
+        "the close's fields landed"
+    );
+    let joined = joiner_of(&h, &ids[0]).await;
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!((r.outcome, r.new), (Outcome::Completed, 1), "{r:?}");
+    let fp = comment_with_verdict(
+        &alert,
+        "not malware",
+        Some("false_positive"),
+        now - time::Duration::minutes(1),
+    );
+    let (_, resp) = post_generic(&base, "acme", "comment-fp", &fp, INBOUND_SECRET).await;
+    assert_eq!(resp["writeback"].as_str(), Some("applied"), "{resp}");
+    let r = retry_at(&h, now + time::Duration::minutes(10)).await;
+    assert_eq!(r.applied, 1, "{r:?}");
+    for id in ids.iter().chain(std::iter::once(&joined)) {
+        let (status, verdict, _) = s1_state(&h, id).await;
+        assert_eq!(
+            (status.as_str(), verdict.as_str()),
+            ("resolved", "false_positive"),
+            "threat {id} (joined: {})",
+            *id == joined
+        );
+    }
+}
+
 async fn joining_while_closed(joiner_fails: bool) {
     use integration_tests::writeback::scenarios::retry_at;
     use integration_tests::writeback::{INBOUND_SECRET, incident_fault, post_generic, s1_state, setup, status_changed};
@@ -198,16 +286,6 @@ async fn joining_while_closed(joiner_fails: bool) {
         .find(|(key, _)| !key.contains(":storyline:"))
         .expect("a story of a file")
         .clone();
-    let first = h.sim.control().threat(&ids[0]).await.unwrap();
-    let agent = first["agentRealtimeInfo"]["agentUuid"].as_str().unwrap().to_owned();
-    let sha1 = first["threatInfo"]["sha1"].as_str().unwrap().to_owned();
-    // Detected within the story's window, so it joins the story rather than rolling it over.
-    let detected = time::OffsetDateTime::parse(
-        first["threatInfo"]["identifiedAt"].as_str().unwrap(),
-        &time::format_description::well_known::Rfc3339,
-    )
-    .unwrap()
-        + time::Duration::minutes(1);
     incident_fault(&h, FaultKind::Slow { millis: 1_500 }, 1).await;
     if joiner_fails {
         let down = FaultKind::Status {
@@ -229,18 +307,7 @@ async fn joining_while_closed(joiner_fails: bool) {
         tokio::spawn(async move { post_generic(&base, "acme", "close-while-joining", &body, INBOUND_SECRET).await })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let joined = h
-        .sim
-        .control()
-        .add_threats(&s1_bridge_sim::NewThreats {
-            count: 1,
-            agent_uuid: Some(agent),
-            sha1: Some(sha1),
-            detected_at: Some(detected),
-        })
-        .await
-        .unwrap()
-        .remove(0);
+    let joined = joiner_of(&h, &ids[0]).await;
     let r = h.poll().await.tenants.remove(0);
     assert_eq!((r.outcome, r.new), (Outcome::Completed, 1), "{r:?}");
     let told = guarantees::last_told(&h, &joined);

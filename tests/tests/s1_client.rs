@@ -393,6 +393,44 @@ async fn a_write_whose_first_answer_was_lost_and_then_got_503s_may_have_landed()
     assert!(matches!(err, S1Error::Server { status: 503, .. }), "{err:?}");
 }
 
+/// A UAM write of 150 alerts goes in two triggers (100, then 50). The first lands; the second
+/// fails (503). The write is not "no change": the first 100 alerts are applied, the other 50
+/// are to be retried, each named.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_uam_write_whose_second_trigger_fails_reports_the_first_as_applied() {
+    use s1_bridge_sim::{DetectionSource, NewUnifiedAlerts};
+    use s1_shared::s1::dto::uam_actions::UamStatus;
+    use s1_shared::s1::uam_writes::AlertOutcome;
+    let (sim, client) = sim_and_client(small()).await;
+    let spec = NewUnifiedAlerts {
+        count: 150,
+        ..NewUnifiedAlerts::one(DetectionSource::Identity)
+    };
+    let ids = sim.control().add_unified_alerts(&spec).await.unwrap();
+    // The action discovery and the first trigger pass; the second trigger fails.
+    sim.control()
+        .add_fault(&FaultRule::new("/unifiedalerts/graphql", status(503), 10).after(2))
+        .await
+        .unwrap();
+    let r = client
+        .uam_set_fields(&ids, Some(UamStatus::Resolved), None, None)
+        .await
+        .expect("part of the write landed: a result, not an error");
+    assert!(r.any_applied());
+    let applied = r.alerts.values().filter(|o| **o == AlertOutcome::Applied).count();
+    let retry: Vec<&str> = r
+        .problems()
+        .filter(|(_, _, retry)| *retry)
+        .map(|(id, _, _)| id)
+        .collect();
+    assert_eq!((applied, retry.len(), r.alerts.len()), (100, 50, 150), "{r:?}");
+    sim.control().clear_faults().await.unwrap();
+    let first = sim.control().unified_alert(&ids[0]).await.unwrap();
+    assert_eq!(first["status"], "RESOLVED");
+    let last = sim.control().unified_alert(&ids[149]).await.unwrap();
+    assert_ne!(last["status"], "RESOLVED");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_decode_error_names_the_field() {
     // A threat whose updatedAt is not a timestamp: the error must point at it.

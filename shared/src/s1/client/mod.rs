@@ -187,12 +187,34 @@ impl S1Client {
             .await
     }
 
+    /// A write: `POST` of `body`, repeated after an ambiguous failure only when `idempotent`.
     async fn post_data<T: DeserializeOwned>(
         &self,
         path: &str,
         family: EndpointFamily,
         body: &Value,
         idempotent: bool,
+    ) -> Result<T, S1Error> {
+        self.post(path, family, body, idempotent, true).await
+    }
+
+    /// A read S1 takes as a `POST` (the token's details): repeated freely, changes nothing.
+    async fn post_query<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        family: EndpointFamily,
+        body: &Value,
+    ) -> Result<T, S1Error> {
+        self.post(path, family, body, true, false).await
+    }
+
+    async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        family: EndpointFamily,
+        body: &Value,
+        idempotent: bool,
+        changes: bool,
     ) -> Result<T, S1Error> {
         let call = Call {
             method: Method::POST,
@@ -201,7 +223,7 @@ impl S1Client {
             body: Some(body),
             family,
             idempotent,
-            changes: true,
+            changes,
             auth: true,
         };
         self.send(&call, |b| decode::<DataEnvelope<T>>(path, b).map(|e| e.data))

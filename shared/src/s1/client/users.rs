@@ -15,7 +15,7 @@ impl S1Client {
     /// As any call; S1 answers 400 for a token it does not know.
     pub async fn api_token_details(&self, token: &ApiToken) -> Result<TokenDetails, S1Error> {
         let body = json!({ "data": { "apiToken": token.expose() } });
-        self.post_data("users/api-token-details", EndpointFamily::Users, &body, true)
+        self.post_query("users/api-token-details", EndpointFamily::Users, &body)
             .await
     }
 

@@ -323,16 +323,6 @@ async fn close_late_joiners(
     let Some(status @ IncidentStatus::Resolved) = w.pending.change.status else {
         return Ok(());
     };
-    // A retry whose status step was done by an earlier attempt holds no lock yet: it takes it,
-    // reading who holds the alert's status now.
-    w.lock_alert().await?;
-    let id = w.pending.id.as_str();
-    if w.lock
-        .as_ref()
-        .is_none_or(|l| l.order.applied_by.as_deref() != Some(id))
-    {
-        return Ok(());
-    }
     let (deps, tenant) = (w.deps, w.tenant);
     match deps
         .store
@@ -358,10 +348,21 @@ async fn close_late_joiners(
     if late.is_empty() {
         return Ok(());
     }
+    // A retry whose status step was done by an earlier attempt holds no lock yet: it takes it,
+    // reading who holds the alert's status and verdict now.
+    w.lock_alert().await?;
+    let (id, at) = (w.pending.id.as_str(), w.pending.change.at_micros());
+    let Some(order) = w.lock.as_ref().map(|l| &l.order) else {
+        return Ok(());
+    };
+    if order.applied_by.as_deref() != Some(id) {
+        return Ok(());
+    }
+    // A newer verdict (a comment since) is not overwritten on the members that joined.
+    let verdict = w.pending.change.verdict.filter(|_| !order.verdict_supersedes(at, id));
     let threats = ids_of(&late, MemberId::threat_id);
     let alerts = ids_of(&late, MemberId::star_alert_id);
     let unified = ids_of(&late, MemberId::unified_alert_id);
-    let verdict = w.pending.change.verdict;
     tracing::info!(tenant = %tenant.id, id = %id, joined = late.len(), "threats that joined the story while it was closed get the close too");
     let ids = Ids {
         members: &late,

@@ -442,8 +442,42 @@ impl S1Client {
             ));
         }
         let mut out = UamWriteResult::default();
-        let mut size = MAX_ALERTS_PER_TRIGGER;
         let mut rest: &[String] = ids;
+        match self.uam_set_chunks(status, verdict, scope, &mut out, &mut rest).await {
+            Ok(()) => Ok(out),
+            // A later trigger failed after an earlier one landed: the console holds part of the
+            // write, so the failure is not the write's answer. The alerts not sent get it as
+            // theirs (retried, or refused when the console refused the write).
+            Err(e) if out.any_applied() => {
+                let refused = !e.is_retryable() && !e.is_unauthorized() && e.made_no_change();
+                let why = format!("not written: a trigger for the alerts before it landed, then {e}");
+                for id in rest {
+                    out.put(
+                        id,
+                        if refused {
+                            AlertOutcome::Refused(why.clone())
+                        } else {
+                            AlertOutcome::Retry(why.clone())
+                        },
+                    );
+                }
+                Ok(out)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`uam_set_fields`](Self::uam_set_fields)'s triggers, from `rest` on: each chunk's results
+    /// into `out`, `rest` moved past it.
+    async fn uam_set_chunks(
+        &self,
+        status: Option<UamStatus>,
+        verdict: Option<UamVerdict>,
+        scope: Option<&UamScope>,
+        out: &mut UamWriteResult,
+        rest: &mut &[String],
+    ) -> Result<(), S1Error> {
+        let mut size = MAX_ALERTS_PER_TRIGGER;
         let mut rediscovered = false;
         while !rest.is_empty() {
             let chunk = &rest[..size.min(rest.len())];
@@ -470,7 +504,7 @@ impl S1Client {
                         for (id, o) in r.alerts {
                             out.put(&id, o);
                         }
-                        rest = &rest[chunk.len()..];
+                        *rest = &rest[chunk.len()..];
                         continue;
                     }
                     Triggered::Refused { limit: Some(l), .. } if l < chunk.len() => {
@@ -499,7 +533,7 @@ impl S1Client {
                 rediscovered = true;
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Adds a plain-text note to the unified alert `alert_id` (`addAlertNote`).
