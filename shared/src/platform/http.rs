@@ -19,6 +19,23 @@ pub const ITEM_REFUSALS: [u16; 4] = [400, 409, 413, 422];
 pub async fn deliver<F>(
     retry: &crate::net::RetryPolicy,
     limiter: Option<&crate::platform::budget::Budget>,
+    build: F,
+) -> Result<reqwest::Response, PlatformError>
+where
+    F: FnMut() -> reqwest::RequestBuilder,
+{
+    deliver_as(retry, limiter, true, build).await
+}
+
+/// [`deliver`], or, without `repeat_unheard`, for a request that must not be repeated blindly
+/// (a create): a try whose answer was lost (a 500, 502 or 504, a connection cut after sending)
+/// ends the call as [`PlatformError::Unavailable`] saying the platform may have done it, so the
+/// caller looks before it sends again. Answers that say nothing was done (429, 408, 503, a
+/// refused connection) are retried either way.
+pub async fn deliver_as<F>(
+    retry: &crate::net::RetryPolicy,
+    limiter: Option<&crate::platform::budget::Budget>,
+    repeat_unheard: bool,
     mut build: F,
 ) -> Result<reqwest::Response, PlatformError>
 where
@@ -38,8 +55,12 @@ where
                     || resp.status() == reqwest::StatusCode::REQUEST_TIMEOUT
                     || resp.status().is_server_error() =>
             {
+                let status = resp.status();
+                if !repeat_unheard && status.is_server_error() && status != reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                    return Err(lost(attempt, format!("HTTP {}", status.as_u16())));
+                }
                 let hint = retry_after(resp.headers());
-                (format!("HTTP {}", resp.status().as_u16()), hint)
+                (format!("HTTP {}", status.as_u16()), hint)
             }
             Ok(resp) => {
                 let status = resp.status().as_u16();
@@ -50,6 +71,7 @@ where
                     PlatformError::Refused { status, detail }
                 });
             }
+            Err(e) if !repeat_unheard && !e.is_connect() => return Err(lost(attempt, crate::net::describe(&e))),
             Err(e) => (crate::net::describe(&e), None),
         };
         match delays.next() {
@@ -61,6 +83,16 @@ where
                 });
             }
         }
+    }
+}
+
+/// A write whose answer was lost: not sent again, the platform may hold it.
+fn lost(attempts: u32, detail: String) -> PlatformError {
+    PlatformError::Unavailable {
+        attempts,
+        detail: format!(
+            "{detail}; the platform may have done it (its answer was lost), so it is not sent again blindly"
+        ),
     }
 }
 

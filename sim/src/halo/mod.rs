@@ -255,11 +255,21 @@ impl FakeHalo {
             .extend(std::iter::repeat_n((path.to_owned(), status), n));
     }
 
+    /// The next `n` writes (any method but GET) to `path` are processed as usual, then answered
+    /// `status` (the answer lost on the way back, e.g. a gateway's 504): Halo did what was asked.
+    pub fn lose_answers(&self, path: &str, n: usize, status: u16) {
+        let mut inner = self.shared.lock();
+        inner
+            .lost_answers
+            .extend(std::iter::repeat_n((path.to_owned(), status), n));
+    }
+
     /// Drops every injected fault not yet answered.
     pub fn clear_faults(&self) {
         let mut inner = self.shared.lock();
         inner.faults.clear();
         inner.path_faults.clear();
+        inner.lost_answers.clear();
     }
 
     /// Every request answered, in order.

@@ -31,6 +31,9 @@ pub(crate) struct Inner {
     pub faults: VecDeque<u16>,
     /// Faults for one path only: (path as sent, status), first match first.
     pub path_faults: Vec<(String, u16)>,
+    /// Answers lost on the way back for writes to one path: (path as sent, status). The write
+    /// is processed, then answered with the status (a gateway timing out on a request Halo did).
+    pub lost_answers: Vec<(String, u16)>,
     recent: VecDeque<Instant>,
     pub log: Vec<HaloRequest>,
     pub refused: Vec<HaloRefusal>,
@@ -53,6 +56,7 @@ impl Shared {
             issued: 0,
             faults: VecDeque::new(),
             path_faults: Vec::new(),
+            lost_answers: Vec::new(),
             recent: VecDeque::new(),
             log: Vec::new(),
             refused: Vec::new(),
@@ -167,7 +171,25 @@ pub(crate) async fn handle(
         token(&shared, &mut inner, &method, &query, &headers, &body)
     } else if let Some(api_path) = api_path {
         inner.stats.api_requests += 1;
-        api(&shared, &mut inner, &method, api_path, &query, &headers, &body)
+        let reply = api(&shared, &mut inner, &method, api_path, &query, &headers, &body);
+        let lost = (method != Method::GET)
+            .then(|| {
+                inner
+                    .lost_answers
+                    .iter()
+                    .position(|(p, _)| p.eq_ignore_ascii_case(&path))
+            })
+            .flatten()
+            .map(|i| inner.lost_answers.remove(i).1);
+        match lost {
+            Some(status) => {
+                inner.stats.faults += 1;
+                let mut r = Reply::ok(json!({"error": "the answer was lost on the way back"}));
+                r.status = status;
+                r
+            }
+            None => reply,
+        }
     } else {
         Reply::refuse(400, vec![format!("unknown path {path}: Halo's API lives under /api")])
     };

@@ -328,3 +328,32 @@ pub async fn an_asset_created_earlier_in_the_run_is_matched_by_hostname(table: A
     assert_eq!(named, 1, "one asset named {host}");
     assert_eq!(halo_asset_count(&h), active.len() - 1);
 }
+
+/// Halo makes an asset but the answer is lost on the way back (a gateway's 504): the create is
+/// not sent again in the same call, and the next sync finds the asset by its match rule
+/// instead of making it again: one asset per agent.
+pub async fn an_asset_whose_answer_was_lost_is_made_once(table: Arc<dyn ItemTable>) {
+    let h = HaloHarness::start(10, table, fast_halo(), json!({})).await;
+    let agents = agents(&h).await;
+    let active = agents.iter().filter(|a| a.is_decommissioned != Some(true)).count();
+    // The first asset write's answer is lost (clients and sites are written before assets).
+    h.halo.lose_answers("/api/Asset", 1, 504);
+    let first = sync(&h).await;
+    let second = sync(&h).await;
+    assert_eq!(
+        (second.error.as_deref(), second.failed),
+        (None, 0),
+        "{first:?} {second:?}"
+    );
+    for a in agents.iter().filter(|a| a.is_decommissioned != Some(true)) {
+        let uuid = a.uuid.as_deref().unwrap();
+        let copies = h
+            .halo
+            .assets()
+            .iter()
+            .filter(|x| x["inventory_number"] == format!("S1:{uuid}"))
+            .count();
+        assert_eq!(copies, 1, "agent {uuid}: {first:?} {second:?}");
+    }
+    assert_eq!(halo_asset_count(&h), active);
+}

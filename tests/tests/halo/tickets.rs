@@ -324,3 +324,27 @@ pub async fn a_429_from_halo_is_waited_out(table: Arc<dyn ItemTable>) {
     assert_eq!(h.halo.stats().rate_limited + h.halo.stats().faults, 3);
     assert_eq!(h.story_tickets().len(), stories(&h).await);
 }
+
+/// Halo makes a story's ticket but the answer is lost on the way back (a gateway's 504): the
+/// create is not sent again blindly (repeating it made a second ticket); the ticket is found
+/// by its marker and linked, in this run or the next: one ticket, told once.
+pub async fn a_ticket_whose_answer_was_lost_is_made_once(table: Arc<dyn ItemTable>) {
+    let h = HaloHarness::start(1, table, fast_halo(), json!({})).await;
+    h.halo.lose_answers("/api/Tickets", 1, 504);
+    let first = h.poll().await.tenants.remove(0);
+    let posts: Vec<String> = h
+        .halo
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| format!("{} {}", r.path, r.status))
+        .collect();
+    assert_eq!(h.story_tickets().len(), 1, "Halo made it once: {first:?} {posts:?}");
+    let second = h.poll().await.tenants.remove(0);
+    assert_eq!(second.error, None, "{second:?}");
+    assert_eq!(first.published + second.published, 1, "{first:?} {second:?}");
+    let tickets = h.story_tickets();
+    assert_eq!(tickets.len(), 1, "found again, not made again: {tickets:#?}");
+    let r = h.poll().await.tenants.remove(0);
+    assert_eq!(r.published, 0, "{r:?}");
+}

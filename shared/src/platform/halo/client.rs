@@ -10,7 +10,9 @@
 //!   array of them, and both are accepted. Lists are paged with Halo's own `pageinate=true`,
 //!   `page_size`, `page_no`, and answer either `{"record_count", "<plural>": [...]}` or a bare array.
 //! - A token bucket keeps every tenant under Halo's documented 500 requests per 300 s; a 429 is
-//!   honoured (`Retry-After`), 5xx and network failures are retried within the retry budget.
+//!   honoured (`Retry-After`), 5xx and network failures are retried within the retry budget,
+//!   except that a write whose answer was lost (500, 502, 504, a cut connection) is not sent
+//!   again: Halo may have done it, and the caller looks before it writes again.
 
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
@@ -298,7 +300,11 @@ impl HaloClient {
         let url = self.api_url(path);
         for fresh in [false, true] {
             let token = self.bearer().await?;
-            let sent = crate::platform::http::deliver(&self.retry, Some(&self.limiter), || {
+            // A write (a create above all) is not sent again after a try whose answer was lost:
+            // the caller looks for what it may have made first (a ticket by its marker, an
+            // asset by the tenant's match rule).
+            let repeat_unheard = method == Method::GET;
+            let sent = crate::platform::http::deliver_as(&self.retry, Some(&self.limiter), repeat_unheard, || {
                 let mut rb = self
                     .http
                     .request(method.clone(), url.clone())
