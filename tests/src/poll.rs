@@ -706,6 +706,21 @@ pub fn hang_once_taken(
     (plain, hung)
 }
 
+/// The receiver's delivery count once it stops moving: a delivery the killed run had sent
+/// before the kill may still be landing at the receiver (it runs on, the sender gone).
+pub async fn settled_deliveries(h: &PollHarness) -> usize {
+    let mut seen = h.receiver.deliveries().len();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = h.receiver.deliveries().len();
+        if now == seen {
+            return now;
+        }
+        seen = now;
+    }
+    panic!("the receiver's deliveries kept coming after the kill: {seen}");
+}
+
 /// Runs a poll until `n` deliveries hung (see [`hang_once_taken`]) and then `also` is done (the
 /// run going on meanwhile), then drops it: the kill. `what` names the wait in the failure when
 /// they never hang.
