@@ -187,6 +187,29 @@ async fn a_joined_threat_whose_close_failed_gets_it_on_the_retry() {
     joining_while_closed(true).await;
 }
 
+/// The first story of a file (not a fileless storyline): a threat with the same agent and file
+/// joins it.
+fn file_story(stories: &[(String, Vec<String>)]) -> (String, Vec<String>) {
+    stories
+        .iter()
+        .find(|(key, _)| !key.contains(":storyline:"))
+        .expect("a story of a file")
+        .clone()
+}
+
+/// The story's threats `ids` and the one that `joined` it all hold `want` (status, verdict) in S1.
+async fn every_threat_holds(h: &PollHarness, ids: &[String], joined: &str, want: (&str, &str)) {
+    for id in ids.iter().map(String::as_str).chain(std::iter::once(joined)) {
+        let (status, verdict, _) = integration_tests::writeback::s1_state(h, id).await;
+        assert_eq!(
+            (status.as_str(), verdict.as_str()),
+            want,
+            "threat {id} (joined: {})",
+            id == joined
+        );
+    }
+}
+
 /// A new threat in the simulator on `first`'s agent and file, detected a minute after it: the
 /// poll adds it to `first`'s story.
 async fn joiner_of(h: &PollHarness, first: &str) -> String {
@@ -226,11 +249,7 @@ async fn a_retried_close_gives_a_joined_threat_its_status_not_an_older_verdict()
     };
     use s1_bridge_sim::FaultKind;
     let (h, base, stories) = setup(40, embedded()).await;
-    let (alert, ids) = stories
-        .iter()
-        .find(|(key, _)| !key.contains(":storyline:"))
-        .expect("a story of a file")
-        .clone();
+    let (alert, ids) = file_story(&stories);
     let now = time::OffsetDateTime::now_utc();
     let down = FaultKind::Status {
         status: 503,
@@ -264,15 +283,7 @@ async fn a_retried_close_gives_a_joined_threat_its_status_not_an_older_verdict()
     assert_eq!(resp["writeback"].as_str(), Some("applied"), "{resp}");
     let r = retry_at(&h, now + time::Duration::minutes(10)).await;
     assert_eq!(r.applied, 1, "{r:?}");
-    for id in ids.iter().chain(std::iter::once(&joined)) {
-        let (status, verdict, _) = s1_state(&h, id).await;
-        assert_eq!(
-            (status.as_str(), verdict.as_str()),
-            ("resolved", "false_positive"),
-            "threat {id} (joined: {})",
-            *id == joined
-        );
-    }
+    every_threat_holds(&h, &ids, &joined, ("resolved", "false_positive")).await;
 }
 
 async fn joining_while_closed(joiner_fails: bool) {
@@ -281,20 +292,11 @@ async fn joining_while_closed(joiner_fails: bool) {
     use s1_bridge_sim::FaultKind;
     use std::time::Duration;
     let (h, base, stories) = setup(40, embedded()).await;
-    let (alert, ids) = stories
-        .iter()
-        .find(|(key, _)| !key.contains(":storyline:"))
-        .expect("a story of a file")
-        .clone();
+    let (alert, ids) = file_story(&stories);
     incident_fault(&h, FaultKind::Slow { millis: 1_500 }, 1).await;
     if joiner_fails {
-        let down = FaultKind::Status {
-            status: 503,
-            retry_after: None,
-            code: None,
-        };
         let tries = integration_tests::fast_retry_options().retry.max_attempts;
-        incident_fault(&h, down, tries).await;
+        integration_tests::writeback::fail_incident(&h, 503, tries).await;
     }
     let body = status_changed(
         &alert,
@@ -326,15 +328,7 @@ async fn joining_while_closed(joiner_fails: bool) {
     } else {
         assert_eq!((code, resp["writeback"].as_str()), (202, Some("applied")), "{resp}");
     }
-    for id in ids.iter().chain(std::iter::once(&joined)) {
-        let (status, verdict, _) = s1_state(&h, id).await;
-        assert_eq!(
-            (status.as_str(), verdict.as_str()),
-            ("resolved", "false_positive"),
-            "threat {id} (joined: {})",
-            *id == joined
-        );
-    }
+    every_threat_holds(&h, &ids, &joined, ("resolved", "false_positive")).await;
     // And the poller takes S1's change of the joined threat for our own.
     let r = h.poll().await.tenants.remove(0);
     assert_eq!((r.outcome, r.published), (Outcome::Completed, 0), "{r:?}");

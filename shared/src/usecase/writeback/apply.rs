@@ -19,8 +19,8 @@ use crate::s1::RetryPolicy;
 use crate::s1::dto::uam_actions::UamVerdict;
 use crate::s1::dto::{AnalystVerdict, IncidentStatus};
 use crate::store::{
-    AlertLock, Claim, Finished, OutboundRequest, PendingWriteback, StoryRecord, StoryStatus, TenantConfig, Versioned,
-    WritebackStep as Step,
+    AlertLock, Claim, Finished, OutboundRequest, PendingChange, PendingWriteback, StoryRecord, StoryStatus,
+    TenantConfig, Versioned, WritebackStep as Step,
 };
 
 /// One attempt on one claimed pending item.
@@ -166,9 +166,8 @@ pub(super) async fn apply(
     }
     let outbound = outbound_records(recorder, &results);
     if superseded {
-        let verdict_kept = w.pending.change.done.contains(&Step::FieldsSent) && w.pending.change.verdict.is_some();
         w.pending.last_error = Some(
-            if verdict_kept {
+            if keeps_verdict(&w.pending.change) {
                 SUPERSEDED_VERDICT_KEPT
             } else {
                 SUPERSEDED
@@ -220,14 +219,12 @@ async fn set_fields(
         // threats took it, UAM failed) and a newer status-only change went out since: the
         // verdict is still the SOC's latest, so it goes to every member rather than leave the
         // story's threats and alerts disagreeing. Unsent, it stays unapplied.
-        return match verdict {
-            Some(v) if w.pending.change.done.contains(&Step::FieldsSent) => {
-                record_and_send(w, s1, story, ids, None, Some(v), results)
-                    .await
-                    .map_err(|f| f.error)
-            }
-            _ => Ok(()),
-        };
+        if !keeps_verdict(&w.pending.change) {
+            return Ok(());
+        }
+        return record_and_send(w, s1, story, ids, None, verdict, results)
+            .await
+            .map_err(|f| f.error);
     }
     if status.is_none() && verdict.is_none() {
         return Ok(());
@@ -268,6 +265,12 @@ async fn set_fields(
         }
     }
     sent.map_err(|f| f.error)
+}
+
+/// Whether a superseded `change` still sends its verdict to every member: an earlier attempt
+/// sent it (it may sit on part of the story) and no newer verdict has set it aside.
+fn keeps_verdict(change: &PendingChange) -> bool {
+    change.done.contains(&Step::FieldsSent) && change.verdict.is_some()
 }
 
 /// Records on `ids.members` that S1 is being given `status` / `verdict`, then sends them; the
@@ -352,9 +355,7 @@ async fn close_late_joiners(
     // reading who holds the alert's status and verdict now.
     w.lock_alert().await?;
     let (id, at) = (w.pending.id.as_str(), w.pending.change.at_micros());
-    let Some(order) = w.lock.as_ref().map(|l| &l.order) else {
-        return Ok(());
-    };
+    let order = &w.lock.as_ref().expect("locked above").order;
     if order.applied_by.as_deref() != Some(id) {
         return Ok(());
     }
